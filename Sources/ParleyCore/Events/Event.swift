@@ -1,0 +1,336 @@
+import Crypto
+
+/// One signed Parley event (docs/PROTOCOL.md §5): the envelope fields, plus `content`, which is detachable.
+///
+/// The signature and the event hash cover every field except `content`; `content` is bound through
+/// `contentHash`, so a stripped (redacted) event still verifies. `Event` is only structurally valid; a
+/// ``VerifiedEvent`` is one whose content hash and signature have been checked.
+public struct Event: Sendable, Equatable {
+    public var eventID: String
+    public var roomID: String
+    /// Unix time in milliseconds, as claimed by the sender.
+    public var timestampMs: Int64
+    public var senderID: String
+    /// Base64 of the signing device's raw 32-byte Ed25519 public key.
+    public var senderKey: String
+    /// Position in the sender device's chain in this room, from 1.
+    public var seq: Int64
+    public var type: String
+    public var parentEventID: String?
+    /// Lowercase hex event hash of the previous event of this device in this room; `nil` exactly when `seq` is 1.
+    public var prevEventHash: String?
+    /// `nil` when the content has been stripped (after a redaction) or not fetched.
+    public var content: JSONObject?
+    /// Lowercase hex SHA-256 of the canonical form of `content`.
+    public var contentHash: String
+    /// Base64 of the 64-byte Ed25519 signature.
+    public var signature: String
+
+    /// The largest canonical wire form of an event, in bytes.
+    public static let maxWireBytes = 65_536
+    /// The domain-separation prefix of event signatures.
+    public static let signaturePrefix: [UInt8] = Array("parley.event.v1\n".utf8)
+
+    public init(
+        eventID: String, roomID: String, timestampMs: Int64, senderID: String, senderKey: String, seq: Int64,
+        type: String, parentEventID: String? = nil, prevEventHash: String?, content: JSONObject?, contentHash: String,
+        signature: String
+    ) {
+        self.eventID = eventID
+        self.roomID = roomID
+        self.timestampMs = timestampMs
+        self.senderID = senderID
+        self.senderKey = senderKey
+        self.seq = seq
+        self.type = type
+        self.parentEventID = parentEventID
+        self.prevEventHash = prevEventHash
+        self.content = content
+        self.contentHash = contentHash
+        self.signature = signature
+    }
+
+    public var isStripped: Bool { content == nil }
+}
+
+/// Why an event was rejected before it reached chain or state checks.
+public struct EventError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable, Equatable {
+        case malformedJSON = "malformed_json"
+        case notAnObject = "not_an_object"
+        case missingField = "missing_field"
+        case wrongType = "wrong_type"
+        case unknownField = "unknown_field"
+        case invalidValue = "invalid_value"
+        case tooLarge = "too_large"
+        case contentHashMismatch = "content_hash_mismatch"
+        case badSignature = "bad_signature"
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+extension Event {
+    static let fieldNames: Set<String> = [
+        "event_id", "room_id", "timestamp_ms", "sender_id", "sender_key", "seq", "type", "parent_event_id",
+        "prev_event_hash", "content", "content_hash", "signature",
+    ]
+
+    /// Parses and structurally validates one event from its JSON bytes (one JSONL line).
+    /// - Throws: ``EventError`` naming the field and the rule it breaks.
+    public static func parse(_ bytes: some Collection<UInt8>, parser: JSONParser = JSONParser()) throws(EventError) -> Event {
+        let value: JSONValue
+        do { value = try parser.parse(bytes) } catch { throw EventError(.malformedJSON, "invalid JSON: \(error)") }
+        return try Event(json: value)
+    }
+
+    /// Structurally validates an event given as a JSON value.
+    public init(json: JSONValue) throws(EventError) {
+        guard case .object(let object) = json else {
+            throw EventError(.notAnObject, "an event must be a JSON object, found \(json.kindName)")
+        }
+        for key in object.keys where !Event.fieldNames.contains(key) {
+            throw EventError(.unknownField, "unknown field \"\(Identifier.printable(key))\"")
+        }
+        func required(_ name: String) throws(EventError) -> JSONValue {
+            guard let value = object[name] else { throw EventError(.missingField, "missing field \"\(name)\"") }
+            return value
+        }
+        func string(_ name: String) throws(EventError) -> String {
+            let value = try required(name)
+            guard case .string(let text) = value else {
+                throw EventError(.wrongType, "field \"\(name)\" must be a string, found \(value.kindName)")
+            }
+            return text
+        }
+        func integer(_ name: String) throws(EventError) -> Int64 {
+            let value = try required(name)
+            guard case .integer(let number) = value else {
+                throw EventError(.wrongType, "field \"\(name)\" must be an integer, found \(value.kindName)")
+            }
+            return number
+        }
+
+        roomID = try string("room_id")
+        if let problem = Identifier.problem(with: roomID, kind: .room) { throw EventError(.invalidValue, problem) }
+        senderID = try string("sender_id")
+        if let problem = Identifier.problem(with: senderID, kind: .user) { throw EventError(.invalidValue, problem) }
+        timestampMs = try integer("timestamp_ms")
+        guard timestampMs >= 0 && timestampMs <= EventID.maxTimestampMs else {
+            throw EventError(.invalidValue, "timestamp_ms \(timestampMs) is outside 0 … \(EventID.maxTimestampMs)")
+        }
+        eventID = try string("event_id")
+        if let problem = EventID.problem(with: eventID, roomID: roomID, timestampMs: timestampMs) {
+            throw EventError(.invalidValue, problem)
+        }
+        senderKey = try string("sender_key")
+        guard let keyBytes = Base64.decode(senderKey), keyBytes.count == 32 else {
+            throw EventError(.invalidValue, "sender_key must be padded base64 of 32 bytes")
+        }
+        seq = try integer("seq")
+        guard seq >= 1 else { throw EventError(.invalidValue, "seq must be at least 1, found \(seq)") }
+        type = try string("type")
+        if let problem = EventTypeName.problem(with: type) { throw EventError(.invalidValue, problem) }
+
+        switch object["parent_event_id"] {
+        case nil: parentEventID = nil
+        case .string(let parent)?:
+            if let problem = EventID.problem(with: parent, roomID: roomID) {
+                throw EventError(.invalidValue, "parent_event_id: \(problem)")
+            }
+            parentEventID = parent
+        case let other?:
+            throw EventError(.wrongType, "field \"parent_event_id\" must be a string or absent, found \(other.kindName)")
+        }
+
+        switch try required("prev_event_hash") {
+        case .null: prevEventHash = nil
+        case .string(let hash):
+            guard Hex.isLowercaseHex(hash, byteCount: 32) else {
+                throw EventError(.invalidValue, "prev_event_hash must be 64 lowercase hex digits")
+            }
+            prevEventHash = hash
+        case let other:
+            throw EventError(.wrongType, "field \"prev_event_hash\" must be a string or null, found \(other.kindName)")
+        }
+        if seq == 1 && prevEventHash != nil { throw EventError(.invalidValue, "prev_event_hash must be null at seq 1") }
+        if seq > 1 && prevEventHash == nil { throw EventError(.invalidValue, "prev_event_hash is null at seq \(seq) (only seq 1 has none)") }
+
+        contentHash = try string("content_hash")
+        guard Hex.isLowercaseHex(contentHash, byteCount: 32) else {
+            throw EventError(.invalidValue, "content_hash must be 64 lowercase hex digits")
+        }
+        signature = try string("signature")
+        guard let signatureBytes = Base64.decode(signature), signatureBytes.count == 64 else {
+            throw EventError(.invalidValue, "signature must be padded base64 of 64 bytes")
+        }
+        switch object["content"] {
+        case nil: content = nil
+        case .object(let body)?: content = body
+        case let other?: throw EventError(.wrongType, "field \"content\" must be an object, found \(other.kindName)")
+        }
+    }
+
+    /// The event as a JSON object; `content` and `signature` only when asked for and present.
+    public func jsonObject(includingContent: Bool = true, includingSignature: Bool = true) -> JSONObject {
+        var object = JSONObject()
+        object["event_id"] = .string(eventID)
+        object["room_id"] = .string(roomID)
+        object["timestamp_ms"] = .integer(timestampMs)
+        object["sender_id"] = .string(senderID)
+        object["sender_key"] = .string(senderKey)
+        object["seq"] = .integer(seq)
+        object["type"] = .string(type)
+        if let parentEventID { object["parent_event_id"] = .string(parentEventID) }
+        object["prev_event_hash"] = prevEventHash.map(JSONValue.string) ?? .null
+        object["content_hash"] = .string(contentHash)
+        if includingSignature { object["signature"] = .string(signature) }
+        if includingContent, let content { object["content"] = .object(content) }
+        return object
+    }
+
+    /// The bytes the signature covers: the prefix, then the canonical event without `content` and `signature`.
+    public func signingInput() -> [UInt8] {
+        var bytes = Event.signaturePrefix
+        CanonicalJSON.append(.object(jsonObject(includingContent: false, includingSignature: false)), to: &bytes)
+        return bytes
+    }
+
+    /// The canonical event without `content`: what the event hash covers.
+    public func envelopeBytes() -> [UInt8] {
+        CanonicalJSON.encode(.object(jsonObject(includingContent: false)))
+    }
+
+    /// The canonical wire form: the whole event, with `content` when present.
+    public func wireBytes() -> [UInt8] {
+        CanonicalJSON.encode(.object(jsonObject()))
+    }
+
+    /// Lowercase hex SHA-256 of the envelope: the event's integrity identity.
+    public func computeHash() -> String {
+        Hex.encode(SHA256.hash(data: envelopeBytes()))
+    }
+
+    /// Lowercase hex SHA-256 of a content object's canonical form.
+    public static func contentHash(of content: JSONObject) -> String {
+        Hex.encode(SHA256.hash(data: CanonicalJSON.encode(.object(content))))
+    }
+
+    /// This event without its content.
+    public func stripped() -> Event {
+        var copy = self
+        copy.content = nil
+        return copy
+    }
+}
+
+/// An event whose content hash (when content is present) and strict Ed25519 signature have been checked.
+public struct VerifiedEvent: Sendable, Equatable {
+    public let event: Event
+    /// Lowercase hex event hash.
+    public let hash: String
+    /// The canonical wire form.
+    public let wire: [UInt8]
+    /// The signing key's raw bytes.
+    public let senderKeyBytes: [UInt8]
+
+    /// Checks `event` and returns it verified.
+    /// - Throws: ``EventError`` with code `.contentHashMismatch`, `.badSignature` or `.tooLarge`.
+    public init(verifying event: Event) throws(EventError) {
+        let wire = event.wireBytes()
+        guard wire.count <= Event.maxWireBytes else {
+            throw EventError(.tooLarge, "event is \(wire.count) bytes in canonical form, above the limit of \(Event.maxWireBytes)")
+        }
+        if let content = event.content, Event.contentHash(of: content) != event.contentHash {
+            throw EventError(.contentHashMismatch, "content does not match content_hash")
+        }
+        // Both decode: Event's initializer checked them.
+        let key = Base64.decode(event.senderKey) ?? []
+        let signature = Base64.decode(event.signature) ?? []
+        do {
+            try StrictEd25519.verify(signature: signature, message: event.signingInput(), publicKey: key)
+        } catch {
+            throw EventError(.badSignature, "signature rejected: \(error)")
+        }
+        self.event = event
+        self.hash = event.computeHash()
+        self.wire = wire
+        self.senderKeyBytes = key
+    }
+
+    /// Parses and verifies one wire-form event.
+    public init(parsing bytes: some Collection<UInt8>, parser: JSONParser = JSONParser()) throws(EventError) {
+        try self.init(verifying: try Event.parse(bytes, parser: parser))
+    }
+
+    /// The same event with its content removed; the hash is unchanged.
+    public func stripped() -> VerifiedEvent {
+        VerifiedEvent(event: event.stripped(), hash: hash, wire: event.stripped().wireBytes(), senderKeyBytes: senderKeyBytes)
+    }
+
+    /// For events this process just signed or already verified: skips the signature check.
+    init(event: Event, hash: String, wire: [UInt8], senderKeyBytes: [UInt8]) {
+        self.event = event
+        self.hash = hash
+        self.wire = wire
+        self.senderKeyBytes = senderKeyBytes
+    }
+
+    /// Attaches `content` to a stripped event, if it matches the content hash.
+    public func withContent(_ content: JSONObject) throws(EventError) -> VerifiedEvent {
+        guard Event.contentHash(of: content) == event.contentHash else {
+            throw EventError(.contentHashMismatch, "content does not match content_hash")
+        }
+        var copy = event
+        copy.content = content
+        return VerifiedEvent(event: copy, hash: hash, wire: copy.wireBytes(), senderKeyBytes: senderKeyBytes)
+    }
+}
+
+/// A device's Ed25519 signing key, able to sign events.
+public struct DeviceSigningKey: Sendable {
+    public let privateKey: Curve25519.Signing.PrivateKey
+
+    public init(_ privateKey: Curve25519.Signing.PrivateKey) {
+        self.privateKey = privateKey
+    }
+
+    /// Restores a key from its 32-byte seed.
+    public init(seed: [UInt8]) throws {
+        privateKey = try Curve25519.Signing.PrivateKey(rawRepresentation: seed)
+    }
+
+    public var publicKeyBytes: [UInt8] { Array(privateKey.publicKey.rawRepresentation) }
+    public var publicKeyBase64: String { Base64.encode(publicKeyBytes) }
+
+    /// Signs arbitrary bytes; callers add their own domain-separation prefix.
+    public func sign(_ message: [UInt8]) -> [UInt8] {
+        // Signing with a valid key cannot fail.
+        Array(try! privateKey.signature(for: message))
+    }
+
+    /// Signs a new event.
+    /// - Parameters:
+    ///   - seq: the next position in this device's chain in the room.
+    ///   - previousHash: the hash of this device's event at `seq - 1`, `nil` for seq 1.
+    public func signEvent(
+        roomID: String, type: String, content: JSONObject, parentEventID: String? = nil, senderID: String, seq: Int64,
+        previousHash: String?, timestampMs: Int64, eventID: String
+    ) -> VerifiedEvent {
+        var event = Event(
+            eventID: eventID, roomID: roomID, timestampMs: timestampMs, senderID: senderID, senderKey: publicKeyBase64,
+            seq: seq, type: type, parentEventID: parentEventID, prevEventHash: previousHash, content: content,
+            contentHash: Event.contentHash(of: content), signature: "")
+        event.signature = Base64.encode(sign(event.signingInput()))
+        // Our own signature over what we just built: verifying it again would only double the cost of sending.
+        return VerifiedEvent(event: event, hash: event.computeHash(), wire: event.wireBytes(), senderKeyBytes: publicKeyBytes)
+    }
+}

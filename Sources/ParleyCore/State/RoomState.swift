@@ -1,0 +1,256 @@
+/// A user's standing in a room and the devices bound to them.
+public struct RoomMember: Sendable, Equatable {
+    public var userID: String
+    public var membership: Membership
+    /// Devices that joined, by signing key: only these may send events as this user.
+    public var devices: [String: DeviceBinding] = [:]
+    /// Device keys an invite allows to join, by signing key.
+    public var invitedDevices: [String: DeviceBinding] = [:]
+
+    public init(userID: String, membership: Membership) {
+        self.userID = userID
+        self.membership = membership
+    }
+}
+
+/// Who created the room, from its `m.room.create` event.
+public struct RoomCreation: Sendable, Equatable {
+    public var creatorID: String
+    public var creatorKey: String
+    public var eventID: String
+    public var hash: String
+    public var timestampMs: Int64
+}
+
+/// What an event refers to, as far as authorization needs it.
+public struct RelationTarget: Sendable, Equatable {
+    public var type: String
+    public var senderID: String
+
+    public init(type: String, senderID: String) {
+        self.type = type
+        self.senderID = senderID
+    }
+}
+
+/// Answers the questions about other events that authorizing an edit, redaction, reaction or receipt needs.
+public protocol RelationLookup {
+    /// The held event with this id, whatever its authorization.
+    func target(_ eventID: String) -> RelationTarget?
+    /// Whether `sender` already has an accepted, unredacted reaction `key` on `target`, earlier in order.
+    func hasActiveReaction(sender: String, target: String, key: String) -> Bool
+}
+
+/// The outcome of authorizing one chained event against the room state before it.
+public enum Authorization: Sendable, Equatable {
+    case accepted
+    /// Validly signed and chained, but not allowed: kept as evidence, never shown, never applied.
+    case rejected(String)
+    /// Refers to an event not held yet; judged again when it arrives.
+    case awaitingTarget(String)
+}
+
+/// The resolved state of one room (docs/PROTOCOL.md §8): creation, members and their devices, power levels,
+/// name and topic. Replaying the same set of events in authorization order always gives the same state.
+public struct RoomState: Sendable, Equatable {
+    public let roomID: String
+    public private(set) var creation: RoomCreation?
+    public private(set) var members: [String: RoomMember] = [:]
+    /// Which user each signing key was ever bound to: a key belongs to one user for the room's life.
+    public private(set) var keyOwners: [String: String] = [:]
+    public private(set) var powerLevels = PowerLevels(users: [:])
+    public private(set) var name: String?
+    public private(set) var topic: String?
+
+    public init(roomID: String) {
+        self.roomID = roomID
+    }
+
+    public func membership(of user: String) -> Membership? { members[user]?.membership }
+
+    /// Whether `user` is joined and `key` is one of their joined devices.
+    public func isJoinedDevice(user: String, key: String) -> Bool {
+        guard let member = members[user], member.membership == .join else { return false }
+        return member.devices[key] != nil
+    }
+
+    public var joinedMembers: [RoomMember] {
+        members.values.filter { $0.membership == .join }.sorted { $0.userID < $1.userID }
+    }
+
+    /// Authorizes `event` against this state and, when it is an accepted state event, applies it.
+    ///
+    /// - Parameters:
+    ///   - content: the parsed content; `nil` when the event arrived stripped of its content.
+    ///   - relations: lookups for edits, redactions, reactions and receipts.
+    public mutating func authorize(
+        _ event: VerifiedEvent, content: EventContent?, relations: some RelationLookup
+    ) -> Authorization {
+        let envelope = event.event
+        guard envelope.roomID == roomID else { return .rejected("event belongs to room \(envelope.roomID), not \(roomID)") }
+        if envelope.type == EventType.create { return applyCreate(event) }
+        guard let creation else { return .rejected("the room has no m.room.create before this event") }
+        guard envelope.timestampMs >= creation.timestampMs else {
+            return .rejected("event is older than the room's m.room.create")
+        }
+        guard let content else {
+            if EventType.isState(envelope.type) { return .rejected("a state event must carry its content") }
+            return senderProblem(envelope).map(Authorization.rejected) ?? .accepted
+        }
+        if case .member(let member) = content { return applyMember(member, event: envelope) }
+        if let problem = senderProblem(envelope) { return .rejected(problem) }
+        let level = powerLevels.level(of: envelope.senderID)
+        let required = powerLevels.required(for: envelope.type)
+        guard level >= required else {
+            return .rejected("sending \(envelope.type) needs power level \(required); \(envelope.senderID) has \(level)")
+        }
+        switch content {
+        case .powerLevels(let proposed):
+            if let problem = powerLevels.problemReplacing(with: proposed, by: envelope.senderID) { return .rejected(problem) }
+            powerLevels = proposed
+        case .name(let newName):
+            name = newName.isEmpty ? nil : newName
+        case .topic(let newTopic):
+            topic = newTopic.isEmpty ? nil : newTopic
+        case .edit(let targetID, _):
+            guard let target = relations.target(targetID) else { return .awaitingTarget(targetID) }
+            guard target.type == EventType.message else { return .rejected("only m.room.message events can be edited, not \(target.type)") }
+            guard target.senderID == envelope.senderID else {
+                return .rejected("only the original sender \(target.senderID) can edit \(targetID)")
+            }
+        case .redaction(let targetID, _):
+            guard let target = relations.target(targetID) else { return .awaitingTarget(targetID) }
+            guard !EventType.isState(target.type) else { return .rejected("state events cannot be redacted (\(target.type))") }
+            guard target.type != EventType.redaction else { return .rejected("a redaction cannot be redacted") }
+            if target.senderID != envelope.senderID && level < powerLevels.redact {
+                return .rejected(
+                    "redacting another user's event needs power level \(powerLevels.redact); \(envelope.senderID) has \(level)")
+            }
+        case .reaction(let targetID, let key):
+            guard let target = relations.target(targetID) else { return .awaitingTarget(targetID) }
+            guard target.type == EventType.message else { return .rejected("only m.room.message events take reactions, not \(target.type)") }
+            if relations.hasActiveReaction(sender: envelope.senderID, target: targetID, key: key) {
+                return .rejected("\(envelope.senderID) already reacted with this key to \(targetID)")
+            }
+        case .receipt(_, let targetID):
+            guard relations.target(targetID) != nil else { return .awaitingTarget(targetID) }
+        case .create, .member, .message, .other:
+            break
+        }
+        return .accepted
+    }
+
+    /// Why the sender of `event` may not send anything, or `nil`.
+    func senderProblem(_ event: Event) -> String? {
+        guard let member = members[event.senderID] else { return "sender \(event.senderID) is not a member of the room" }
+        switch member.membership {
+        case .join:
+            if member.devices[event.senderKey] == nil {
+                return "device key \(event.senderKey.prefix(12))… is not bound to \(event.senderID) in this room"
+            }
+            return nil
+        case .ban: return "sender \(event.senderID) is banned from the room"
+        case .invite: return "sender \(event.senderID) is invited but has not joined"
+        case .leave: return "sender \(event.senderID) has left the room"
+        }
+    }
+
+    mutating func applyCreate(_ event: VerifiedEvent) -> Authorization {
+        let envelope = event.event
+        if let creation { return .rejected("the room was already created by \(creation.eventID)") }
+        guard envelope.seq == 1 else { return .rejected("m.room.create must be the first event of its device in the room (seq 1)") }
+        creation = RoomCreation(
+            creatorID: envelope.senderID, creatorKey: envelope.senderKey, eventID: envelope.eventID, hash: event.hash,
+            timestampMs: envelope.timestampMs)
+        powerLevels = PowerLevels.initial(creator: envelope.senderID)
+        return .accepted
+    }
+
+    mutating func applyMember(_ content: MemberContent, event: Event) -> Authorization {
+        let sender = event.senderID
+        let target = content.userID
+        let senderLevel = powerLevels.level(of: sender)
+        let targetLevel = powerLevels.level(of: target)
+        var record = members[target] ?? RoomMember(userID: target, membership: .leave)
+        let isNew = members[target] == nil
+
+        switch content.membership {
+        case .invite:
+            if let problem = senderProblem(event) { return .rejected(problem) }
+            guard senderLevel >= powerLevels.invite else {
+                return .rejected("inviting needs power level \(powerLevels.invite); \(sender) has \(senderLevel)")
+            }
+            guard record.membership != .ban else { return .rejected("\(target) is banned; unban them first") }
+            if let problem = keyOwnerProblem(content.devices, user: target) { return .rejected(problem) }
+            if record.membership != .join { record.membership = .invite }
+            for device in content.devices { record.invitedDevices[device.signingKey] = device }
+
+        case .join:
+            guard sender == target else { return .rejected("a join must be sent by the joining user, not \(sender)") }
+            let device = content.devices[0]
+            guard device.signingKey == event.senderKey else {
+                return .rejected("a join must bind the device that signs it")
+            }
+            guard record.membership != .ban else { return .rejected("\(target) is banned from the room") }
+            let isCreatorDevice = creation?.creatorID == sender && creation?.creatorKey == event.senderKey
+            guard record.invitedDevices[device.signingKey] != nil || isCreatorDevice else {
+                return .rejected("\(target) was not invited with device key \(device.signingKey.prefix(12))…")
+            }
+            if let problem = keyOwnerProblem(content.devices, user: target) { return .rejected(problem) }
+            record.membership = .join
+            record.devices[device.signingKey] = device
+            record.invitedDevices[device.signingKey] = nil
+            keyOwners[device.signingKey] = target
+
+        case .leave where sender == target:
+            let holdsKey = record.devices[event.senderKey] != nil || record.invitedDevices[event.senderKey] != nil
+            guard !isNew, record.membership == .join || record.membership == .invite, holdsKey else {
+                return .rejected("\(target) cannot leave: not joined or invited with this device")
+            }
+            record.membership = .leave
+            record.devices = [:]
+            record.invitedDevices = [:]
+
+        case .leave:
+            if let problem = senderProblem(event) { return .rejected(problem) }
+            switch record.membership {
+            case .ban:
+                guard senderLevel >= powerLevels.ban else {
+                    return .rejected("unbanning needs power level \(powerLevels.ban); \(sender) has \(senderLevel)")
+                }
+            case .join, .invite:
+                guard !isNew else { return .rejected("\(target) is not a member of the room") }
+                guard senderLevel >= powerLevels.kick, senderLevel > targetLevel else {
+                    return .rejected(
+                        "kicking \(target) (level \(targetLevel)) needs power level \(powerLevels.kick) and above theirs; \(sender) has \(senderLevel)")
+                }
+            case .leave:
+                return .rejected("\(target) is not a member of the room")
+            }
+            record.membership = .leave
+            record.devices = [:]
+            record.invitedDevices = [:]
+
+        case .ban:
+            if let problem = senderProblem(event) { return .rejected(problem) }
+            guard senderLevel >= powerLevels.ban, senderLevel > targetLevel else {
+                return .rejected(
+                    "banning \(target) (level \(targetLevel)) needs power level \(powerLevels.ban) and above theirs; \(sender) has \(senderLevel)")
+            }
+            record.membership = .ban
+            record.devices = [:]
+            record.invitedDevices = [:]
+        }
+        members[target] = record
+        return .accepted
+    }
+
+    func keyOwnerProblem(_ devices: [DeviceBinding], user: String) -> String? {
+        for device in devices {
+            if let owner = keyOwners[device.signingKey], owner != user {
+                return "device key \(device.signingKey.prefix(12))… is already bound to \(owner)"
+            }
+        }
+        return nil
+    }
+}

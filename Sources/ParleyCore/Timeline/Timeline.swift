@@ -1,0 +1,119 @@
+/// One earlier version of an edited message.
+public struct EditRecord: Sendable, Equatable {
+    public var eventID: String
+    public var body: String
+    public var timestampMs: Int64
+}
+
+/// One entry of a room's resolved timeline: a message with its edits, reactions and redaction applied, or a
+/// state change.
+public struct TimelineItem: Sendable, Equatable {
+    public var eventID: String
+    public var senderID: String
+    public var timestampMs: Int64
+    public var type: String
+    /// `text`, `notice` or `emote` for messages.
+    public var messageKind: MessageKind?
+    /// The current text: the newest edit's, else the original's. `nil` when redacted or not held.
+    public var body: String?
+    public var edited: Bool = false
+    public var redacted: Bool = false
+    /// Reaction key → users who reacted with it, sorted.
+    public var reactions: [String: [String]] = [:]
+    public var parentEventID: String?
+    /// Every accepted, unredacted edit, oldest first.
+    public var edits: [EditRecord] = []
+    /// For state events: what changed, in words.
+    public var summary: String?
+}
+
+/// Builds timeline items from accepted events (docs/PROTOCOL.md §9). Pure: the store hands it the messages of a
+/// page and every accepted event relating to them.
+public enum Timeline {
+    /// The timeline's total order: `timestamp_ms`, then `event_id` bytes.
+    public static func precedes(_ lhs: Event, _ rhs: Event) -> Bool {
+        if lhs.timestampMs != rhs.timestampMs { return lhs.timestampMs < rhs.timestampMs }
+        return JSONObject.compareUTF8(lhs.eventID, rhs.eventID) < 0
+    }
+
+    /// Event types that appear as items of their own.
+    public static let itemTypes: Set<String> = [
+        EventType.message, EventType.member, EventType.name, EventType.topic, EventType.create, EventType.powerLevels,
+    ]
+
+    /// Resolves `items` (events of ``itemTypes``) using `relations` (accepted edits, redactions and reactions that
+    /// may target them), returning items in timeline order.
+    public static func resolve(items: [Event], relations: [Event]) -> [TimelineItem] {
+        var redacted: Set<String> = []
+        var edits: [String: [Event]] = [:]
+        var reactions: [String: [Event]] = [:]
+        let relationContents = relations.map { event -> (Event, EventContent?) in
+            guard let content = event.content else { return (event, nil) }
+            return (event, try? EventContent.parse(type: event.type, content: content, roomID: event.roomID))
+        }
+        for (_, content) in relationContents {
+            if case .redaction(let target, _)? = content { redacted.insert(target) }
+        }
+        for (event, content) in relationContents where !redacted.contains(event.eventID) {
+            switch content {
+            case .edit(let target, _)?: edits[target, default: []].append(event)
+            case .reaction(let target, _)?: reactions[target, default: []].append(event)
+            default: break
+            }
+        }
+        return items.sorted(by: precedes).map { event in
+            var item = TimelineItem(
+                eventID: event.eventID, senderID: event.senderID, timestampMs: event.timestampMs, type: event.type,
+                parentEventID: event.parentEventID)
+            item.redacted = redacted.contains(event.eventID)
+            let content = event.content.flatMap { try? EventContent.parse(type: event.type, content: $0, roomID: event.roomID) }
+            switch content {
+            case .message(let kind, let body)?:
+                item.messageKind = kind
+                guard !item.redacted else { break }
+                item.body = body
+                let history = (edits[event.eventID] ?? []).filter { $0.senderID == event.senderID }.sorted(by: precedes)
+                item.edits = history.compactMap { edit in
+                    guard case .edit(_, let newBody)? = edit.content.flatMap({ try? EventContent.parse(type: edit.type, content: $0, roomID: edit.roomID) })
+                    else { return nil }
+                    return EditRecord(eventID: edit.eventID, body: newBody, timestampMs: edit.timestampMs)
+                }
+                if let newest = item.edits.last {
+                    item.body = newest.body
+                    item.edited = true
+                }
+                var byKey: [String: Set<String>] = [:]
+                for reaction in reactions[event.eventID] ?? [] {
+                    if case .reaction(_, let key)? = reaction.content.flatMap({ try? EventContent.parse(type: reaction.type, content: $0, roomID: reaction.roomID) }) {
+                        byKey[key, default: []].insert(reaction.senderID)
+                    }
+                }
+                item.reactions = byKey.mapValues { $0.sorted() }
+            case let content?:
+                item.summary = summary(of: content, sender: event.senderID)
+            case nil:
+                break
+            }
+            return item
+        }
+    }
+
+    static func summary(of content: EventContent, sender: String) -> String? {
+        switch content {
+        case .create: return "\(sender) created the room"
+        case .name(let name): return name.isEmpty ? "\(sender) removed the room name" : "\(sender) named the room \"\(name)\""
+        case .topic(let topic): return topic.isEmpty ? "\(sender) removed the topic" : "\(sender) set the topic to \"\(topic)\""
+        case .powerLevels: return "\(sender) changed power levels"
+        case .member(let member):
+            let reason = member.reason.map { ": \($0)" } ?? ""
+            switch member.membership {
+            case .join: return "\(member.userID) joined"
+            case .invite: return "\(sender) invited \(member.userID)"
+            case .leave where sender == member.userID: return "\(member.userID) left"
+            case .leave: return "\(sender) removed \(member.userID)\(reason)"
+            case .ban: return "\(sender) banned \(member.userID)\(reason)"
+            }
+        default: return nil
+        }
+    }
+}

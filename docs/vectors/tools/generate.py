@@ -1,0 +1,605 @@
+#!/usr/bin/env python3
+"""Generates Parley's protocol test vectors with an implementation independent of the Swift one.
+
+Canonical JSON comes from Python's json module, signatures from the `cryptography` package (OpenSSL), hashes
+from hashlib, and the expected verdicts of chain and state scenarios are written out by hand below, from the rules
+of docs/PROTOCOL.md. The Swift tests load the JSON files this writes; `--check` regenerates them in memory and
+fails if any committed file differs (Ed25519 signing is deterministic, so the output is reproducible).
+
+    python3 docs/vectors/tools/generate.py          # rewrite docs/vectors/*.json
+    python3 docs/vectors/tools/generate.py --check  # verify the committed files
+"""
+import base64
+import hashlib
+import json
+import os
+import sys
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives import serialization
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VECTORS = os.path.dirname(HERE)
+
+P = 2**255 - 19
+L = 2**252 + 27742317777372353535851937790883648493
+D = (-121665 * pow(121666, -1, P)) % P
+SQRT_M1 = pow(2, (P - 1) // 4, P)
+
+
+# ---------------------------------------------------------------- canonical JSON (docs/PROTOCOL.md §2)
+
+def canonical(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def b64(data):
+    return base64.b64encode(data).decode("ascii")
+
+
+def sha256_hex(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- Edwards arithmetic, for the small-order list
+
+def x_recover(y, sign):
+    xx = (y * y - 1) * pow(D * y * y + 1, -1, P) % P
+    x = pow(xx, (P + 3) // 8, P)
+    if (x * x - xx) % P != 0:
+        x = x * SQRT_M1 % P
+    if (x * x - xx) % P != 0:
+        return None
+    if x == 0 and sign:
+        return None
+    if (x & 1) != sign:
+        x = P - x
+    return x
+
+
+def point_add(a, b):
+    (x1, y1), (x2, y2) = a, b
+    t = D * x1 * x2 * y1 * y2
+    return ((x1 * y2 + x2 * y1) * pow(1 + t, -1, P) % P, (y1 * y2 + x1 * x2) * pow(1 - t, -1, P) % P)
+
+
+def point_mul(n, point):
+    result = (0, 1)
+    while n:
+        if n & 1:
+            result = point_add(result, point)
+        point = point_add(point, point)
+        n >>= 1
+    return result
+
+
+def encode_point(point):
+    x, y = point
+    return (y | ((x & 1) << 255)).to_bytes(32, "little")
+
+
+def small_order_points():
+    """All points of order dividing 8: the multiples of a point of order 8, found from the curve equation."""
+    # Doubling (x, y) on -x^2 + y^2 = 1 + d x^2 y^2 gives y' = (x^2 + y^2) / (1 - d x^2 y^2); a point of order 8
+    # doubles to one of order 4, which has y' = 0, so x^2 = -y^2 and then d y^4 + 2 y^2 - 1 = 0:
+    # y^2 = (-1 ± sqrt(1 + d)) / d.
+    roots = []
+    one_plus_d = (1 + D) % P
+    s = pow(one_plus_d, (P + 3) // 8, P)
+    if (s * s - one_plus_d) % P != 0:
+        s = s * SQRT_M1 % P
+    for sign_s in (s, P - s):
+        yy = (sign_s - 1) * pow(D, -1, P) % P
+        y = pow(yy, (P + 3) // 8, P)
+        if (y * y - yy) % P != 0:
+            y = y * SQRT_M1 % P
+        if (y * y - yy) % P == 0:
+            roots.append(y)
+    for y in roots:
+        x = x_recover(y, 0)
+        if x is None:
+            continue
+        point = (x, y)
+        if point_mul(8, point) == (0, 1) and point_mul(4, point) != (0, 1):
+            return sorted({encode_point(point_mul(k, point)).hex() for k in range(8)})
+    raise SystemExit("no point of order 8 found")
+
+
+def x25519_low_order():
+    """u = (1 + y) / (1 - y) of the Edwards small-order points (the identity maps to infinity), plus u = p - 1."""
+    values = set()
+    for encoded in small_order_points():
+        raw = int.from_bytes(bytes.fromhex(encoded), "little")
+        y = raw & ((1 << 255) - 1)
+        if y == 1:
+            continue
+        values.add(((1 + y) * pow(1 - y, -1, P) % P).to_bytes(32, "little").hex())
+    values.add((P - 1).to_bytes(32, "little").hex())
+    return sorted(values)
+
+
+# ---------------------------------------------------------------- keys and events (docs/PROTOCOL.md §4–5)
+
+class Device:
+    def __init__(self, user, name=None):
+        self.user = user
+        seed = hashlib.sha256(("parley vector signing key " + (name or user)).encode()).digest()
+        self.private = Ed25519PrivateKey.from_private_bytes(seed)
+        self.public = self.private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        xseed = hashlib.sha256(("parley vector exchange key " + (name or user)).encode()).digest()
+        xpub = X25519PrivateKey.from_private_bytes(xseed).public_key()
+        self.exchange = xpub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.heads = {}
+
+    @property
+    def key(self):
+        return b64(self.public)
+
+    def binding(self, with_exchange=True):
+        binding = {"signing_key": self.key}
+        if with_exchange:
+            binding["exchange_key"] = b64(self.exchange)
+        return binding
+
+    def sign(self, room, type_, content, ts, parent=None, seq=None, prev="head"):
+        head_seq, head_hash = self.heads.get(room, (0, None))
+        seq = head_seq + 1 if seq is None else seq
+        prev_hash = head_hash if prev == "head" else prev
+        event = {
+            "event_id": event_id(room, ts, hashlib.sha256(f"{self.user} {self.key} {room} {seq} {ts}".encode()).digest()[:16]),
+            "room_id": room,
+            "timestamp_ms": ts,
+            "sender_id": self.user,
+            "sender_key": self.key,
+            "seq": seq,
+            "type": type_,
+            "prev_event_hash": prev_hash,
+            "content_hash": sha256_hex(canonical(content)),
+        }
+        if parent is not None:
+            event["parent_event_id"] = parent
+        signature = self.private.sign(b"parley.event.v1\n" + canonical(event))
+        event["signature"] = b64(signature)
+        event["content"] = content
+        self.heads[room] = (seq, event_hash(event))
+        return event
+
+
+def event_id(room, ts, random16):
+    b = bytearray(random16)
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    import datetime
+    t = datetime.datetime.fromtimestamp(ts / 1000, datetime.timezone.utc)
+    stamp = t.strftime("%Y%m%dT%H%M%S.") + f"{ts % 1000:03d}Z"
+    return f"{room}::{stamp}::{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def envelope(event):
+    return {k: v for k, v in event.items() if k != "content"}
+
+
+def event_hash(event):
+    return sha256_hex(canonical(envelope(event)))
+
+
+def wire(event):
+    return canonical(event).decode("utf-8")
+
+
+# ---------------------------------------------------------------- vector files
+
+def canonical_vectors():
+    valid = [
+        ("sorts keys by their UTF-8 bytes", '{"b":1,"a":2,"aa":3,"A":4,"é":5,"z":6}'),
+        ("removes insignificant whitespace", ' { "a" : [ 1 , 2 , { "b" : null } ] , "c" : true } '),
+        ("writes non-ASCII characters as UTF-8, not escapes", '{"k":"\\u00e9\\u4e2d\\ud83d\\ude00"}'),
+        ("uses the short escapes and lowercase \\u00xx for control characters",
+         '{"k":"\\b\\f\\n\\r\\t\\u0001\\u001f\\u007f\\"\\\\\\/"}'),
+        ("keeps U+2028 and U+2029 unescaped", '{"k":"\\u2028\\u2029"}'),
+        ("writes integers without sign or leading zeros", '[0,-1,9007199254740991,-9007199254740991]'),
+        ("keeps distinct keys that are canonically equivalent in Unicode", '{"\\u00e9":1,"e\\u0301":2}'),
+        ("sorts nested objects", '{"b":{"d":1,"c":2},"a":[{"y":1,"x":2}]}'),
+        ("accepts an empty object and array", '{"a":{},"b":[]}'),
+        ("accepts a bare string at top level", '"text"'),
+    ]
+    cases = []
+    for name, text in valid:
+        cases.append({"name": name, "input": text, "canonical": canonical(json.loads(text)).decode("utf-8")})
+    invalid = [
+        ("rejects duplicate keys", '{"a":1,"a":2}', "duplicate_key"),
+        ("rejects duplicate keys out of order", '{"b":1,"a":2,"b":3}', "duplicate_key"),
+        ("rejects duplicate keys spelled with escapes", '{"a":1,"\\u0061":2}', "duplicate_key"),
+        ("rejects fractions", '{"a":1.5}', "not_integer"),
+        ("rejects 1.0", '[1.0]', "not_integer"),
+        ("rejects exponents", '[1e3]', "not_integer"),
+        ("rejects negative zero", '[-0]', "negative_zero"),
+        ("rejects integers above 2^53-1", '[9007199254740992]', "integer_out_of_range"),
+        ("rejects integers below -(2^53-1)", '[-9007199254740992]', "integer_out_of_range"),
+        ("rejects very long integers", '[123456789012345678901234567890]', "integer_out_of_range"),
+        ("rejects leading zeros", '[01]', "unexpected_character"),
+        ("rejects a lone high surrogate", '["\\ud800"]', "lone_surrogate"),
+        ("rejects a lone low surrogate", '["\\udc00"]', "lone_surrogate"),
+        ("rejects a high surrogate followed by a non-surrogate", '["\\ud800\\u0041"]', "lone_surrogate"),
+        ("rejects keys above U+FFFF", '{"\\ud83d\\ude00":1}', "key_outside_bmp"),
+        ("rejects trailing content", '{"a":1} x', "trailing_content"),
+        ("rejects two values", '1 2', "trailing_content"),
+        ("rejects unescaped control characters", '["a\tb"]', "control_character"),
+        ("rejects invalid escapes", '["\\x41"]', "invalid_escape"),
+        ("rejects single quotes", "{'a':1}", "unexpected_character"),
+        ("rejects trailing commas", '[1,]', "unexpected_character"),
+        ("rejects NaN", '[NaN]', "unexpected_character"),
+        ("rejects an unterminated string", '["abc', "unexpected_end"),
+        ("rejects empty input", '', "unexpected_end"),
+    ]
+    for name, text, code in invalid:
+        cases.append({"name": name, "input": text, "error": code})
+    invalid_bytes = [
+        ("rejects invalid UTF-8", b'["\xff"]'),
+        ("rejects overlong UTF-8", b'["\xc0\xaf"]'),
+        ("rejects UTF-8-encoded surrogates", b'["\xed\xa0\x80"]'),
+        ("rejects code points above U+10FFFF", b'["\xf4\x90\x80\x80"]'),
+        ("rejects truncated UTF-8", b'["\xe2\x82"]'),
+    ]
+    for name, raw in invalid_bytes:
+        cases.append({"name": name, "input_hex": raw.hex(), "error": "invalid_utf8"})
+    cases.append({"name": "accepts a character above U+FFFF as raw UTF-8 in a value",
+                  "input_hex": '["\U0001F600"]'.encode("utf-8").hex(), "canonical": '["\U0001F600"]'})
+    return {"description": "Canonical JSON (docs/PROTOCOL.md §2): each case gives `input` (text) or `input_hex` "
+                           "(bytes) and either the expected `canonical` output or the expected `error` code.",
+            "cases": cases}
+
+
+RFC8032 = [
+    ("TEST 1", "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+     "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"),
+    ("TEST 2", "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+     "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"),
+    ("TEST 3", "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+     "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025", "af82",
+     "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a"),
+]
+
+
+def rfc8032_vectors():
+    cases = []
+    for name, secret, public, message, signature in RFC8032:
+        key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(secret))
+        derived = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+        assert derived == public, name
+        assert key.sign(bytes.fromhex(message)).hex() == signature, name
+        cases.append({"name": name, "secret_key": secret, "public_key": public, "message": message, "signature": signature})
+    return {"description": "RFC 8032 §7.1 Ed25519 test vectors (secret key seed, public key, message, signature; hex).",
+            "source": "https://www.rfc-editor.org/rfc/rfc8032#section-7.1", "cases": cases}
+
+
+def strict_vectors():
+    small = small_order_points()
+    signer = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    public = signer.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    message = b"parley strict verification"
+    good = signer.sign(message)
+    s = int.from_bytes(good[32:], "little")
+    cases = [{"name": "a valid signature", "public_key": public.hex(), "message": message.hex(), "signature": good.hex(),
+              "verdict": "valid", "raw_library_accepts": True}]
+    cases.append({"name": "S + L (malleated signature)", "public_key": public.hex(), "message": message.hex(),
+                  "signature": (good[:32] + (s + L).to_bytes(32, "little")).hex(), "verdict": "s_not_reduced"})
+    cases.append({"name": "S = L", "public_key": public.hex(), "message": message.hex(),
+                  "signature": (good[:32] + L.to_bytes(32, "little")).hex(), "verdict": "s_not_reduced"})
+    # With A and R of small order and S = 0, R = S·B − h·A holds for every message: the forgery strict checks stop.
+    for index, encoded in enumerate(small):
+        point = bytes.fromhex(encoded)
+        cases.append({"name": f"small-order public key {index} with small-order R and S = 0", "public_key": encoded,
+                      "message": message.hex(), "signature": (point + bytes(32)).hex(), "verdict": "key_small_order"})
+    identity = (1).to_bytes(32, "little")
+    cases.append({"name": "small-order R under a valid key", "public_key": public.hex(), "message": message.hex(),
+                  "signature": (identity + good[32:]).hex(), "verdict": "r_small_order"})
+    # Non-canonical encodings: y >= p, and x = 0 with the sign bit set.
+    for y, sign, label in [(P, 0, "y = p"), (P + 1, 0, "y = p + 1 (identity, non-canonical)"),
+                           (P + 18, 0, "y = 2^255 - 1"), (1, 1, "y = 1 with the sign bit set"),
+                           (P - 1, 1, "y = p - 1 with the sign bit set")]:
+        encoded = (y | (sign << 255)).to_bytes(32, "little")
+        cases.append({"name": f"non-canonical public key, {label}", "public_key": encoded.hex(), "message": message.hex(),
+                      "signature": good.hex(), "verdict": "key_not_canonical"})
+        cases.append({"name": f"non-canonical R, {label}", "public_key": public.hex(), "message": message.hex(),
+                      "signature": (encoded + good[32:]).hex(), "verdict": "r_not_canonical"})
+    not_on_curve = None
+    for candidate in range(2, 100):
+        if x_recover(candidate, 0) is None:
+            not_on_curve = candidate.to_bytes(32, "little")
+            break
+    # Verification cannot tell an off-curve key from a wrong signature: the equation simply fails.
+    cases.append({"name": "public key not on the curve", "public_key": not_on_curve.hex(), "message": message.hex(),
+                  "signature": good.hex(), "verdict": "mismatch"})
+    flipped = bytearray(good)
+    flipped[40] ^= 1
+    cases.append({"name": "one flipped bit in S", "public_key": public.hex(), "message": message.hex(),
+                  "signature": bytes(flipped).hex(), "verdict": "mismatch"})
+    cases.append({"name": "another message", "public_key": public.hex(), "message": (message + b"!").hex(),
+                  "signature": good.hex(), "verdict": "mismatch"})
+    cases.append({"name": "a 63-byte signature", "public_key": public.hex(), "message": message.hex(),
+                  "signature": good[:63].hex(), "verdict": "signature_length"})
+    key_checks = [{"public_key": public.hex(), "verdict": "valid"}]
+    for candidate in range(2, 40):
+        encoded = candidate.to_bytes(32, "little")
+        key_checks.append({"public_key": encoded.hex(),
+                           "verdict": "valid" if x_recover(candidate, 0) is not None else "key_not_on_curve"})
+    key_checks += [{"public_key": encoded, "verdict": "key_small_order"} for encoded in small]
+    key_checks.append({"public_key": P.to_bytes(32, "little").hex(), "verdict": "key_not_canonical"})
+    return {"description": "Parley's strict Ed25519 verdicts (docs/PROTOCOL.md §4): `verdict` is `valid` or the "
+                           "rule broken. Checks run in this order: lengths, A canonical, A not small order, R canonical, "
+                           "R not small order, S < L, then the signature equation. `public_key_checks` are the verdicts "
+                           "on keys bound in member events, which must also be points on the curve.",
+            "small_order_points": small, "x25519_low_order_points": x25519_low_order(), "cases": cases,
+            "public_key_checks": key_checks}
+
+
+def event_vectors():
+    alice = Device("alice")
+    room = "general"
+    create = alice.sign(room, "m.room.create", {"version": 1}, 1_760_000_000_000)
+    join = alice.sign(room, "m.room.member", {"membership": "join", "user_id": "alice", "devices": [alice.binding()]},
+                      1_760_000_000_000)
+    message = alice.sign(room, "m.room.message", {"msgtype": "text", "body": "héllo \"world\"\n😀"}, 1_760_000_000_123,
+                         parent=create["event_id"])
+    valid = []
+    for event in (create, join, message):
+        signing = {k: v for k, v in envelope(event).items() if k != "signature"}
+        valid.append({
+            "wire": wire(event),
+            "event_hash": event_hash(event),
+            "content_hash": event["content_hash"],
+            "signing_input": (b"parley.event.v1\n" + canonical(signing)).decode("utf-8"),
+            "stripped_wire": wire(envelope(event)),
+        })
+
+    def mutate(base, change):
+        event = json.loads(json.dumps(base))
+        change(event)
+        return wire(event)
+
+    invalid = []
+
+    def add(name, line, code):
+        invalid.append({"name": name, "wire": line, "error": code})
+
+    add("content altered after signing", mutate(message, lambda e: e["content"].update(body="hello")), "content_hash_mismatch")
+    add("seq altered after signing", mutate(message, lambda e: e.update(seq=4)), "bad_signature")
+    add("sender_id altered after signing", mutate(message, lambda e: e.update(sender_id="mallory")), "bad_signature")
+    add("signature from another key", mutate(message, lambda e: e.update(sender_key=Device("mallory").key)), "bad_signature")
+    add("unknown field", mutate(message, lambda e: e.update(extra=1)), "unknown_field")
+    add("missing signature", mutate(message, lambda e: e.pop("signature")), "missing_field")
+    add("seq as a string", mutate(message, lambda e: e.update(seq="3")), "wrong_type")
+    add("prev_event_hash null after seq 1", mutate(message, lambda e: e.update(prev_event_hash=None)), "invalid_value")
+    add("prev_event_hash set at seq 1", mutate(create, lambda e: e.update(prev_event_hash="0" * 64)), "invalid_value")
+    add("uppercase hex hash", mutate(message, lambda e: e.update(content_hash=e["content_hash"].upper())), "invalid_value")
+    add("room id with '..'", mutate(message, lambda e: e.update(room_id="a..b")), "invalid_value")
+    add("room id with '/'", mutate(message, lambda e: e.update(room_id="a/b")), "invalid_value")
+    add("room id with a backslash", mutate(message, lambda e: e.update(room_id="a\\b")), "invalid_value")
+    add("room id with NUL", mutate(message, lambda e: e.update(room_id="a\u0000b")), "invalid_value")
+    add("room id of 65 characters", mutate(message, lambda e: e.update(room_id="r" * 65)), "invalid_value")
+    add("sender id with uppercase", mutate(message, lambda e: e.update(sender_id="Alice")), "invalid_value")
+    add("event id naming another room", mutate(message, lambda e: e.update(event_id=e["event_id"].replace("general", "other"))),
+        "invalid_value")
+    add("event id time not matching timestamp_ms", mutate(message, lambda e: e.update(timestamp_ms=e["timestamp_ms"] + 1)),
+        "invalid_value")
+    add("sender key of 31 bytes", mutate(message, lambda e: e.update(sender_key=b64(bytes(31)))), "invalid_value")
+    add("non-canonical base64 signature (unused bits set)",
+        mutate(message, lambda e: e.update(signature=e["signature"][:-3] + chr(ord(e["signature"][-3]) ^ 1) + "==")),
+        "invalid_value")
+    add("content that is not an object", mutate(message, lambda e: e.update(content=[1])), "wrong_type")
+    add("an array, not an event", "[]", "not_an_object")
+    for position in (0, 10, 40, 63):
+        signature = bytearray(base64.b64decode(message["signature"]))
+        signature[position] ^= 0x01
+        add(f"flipped bit in signature byte {position}",
+            mutate(message, lambda e, s=bytes(signature): e.update(signature=b64(s))), "bad_signature")
+    return {"description": "Signed events (docs/PROTOCOL.md §5). `valid` events give their exact wire form, event hash, "
+                           "content hash, signing input (prefix included) and stripped wire form; `invalid` ones give "
+                           "the error code a verifier reports. Keys derive from SHA-256(\"parley vector signing key \" + name).",
+            "valid": valid, "invalid": invalid}
+
+
+def chain_vectors():
+    scenarios = []
+    alice = Device("alice")
+    room = "chains"
+    a1 = alice.sign(room, "m.room.create", {"version": 1}, 1_760_000_000_000)
+    a2 = alice.sign(room, "m.room.member", {"membership": "join", "user_id": "alice", "devices": [alice.binding()]},
+                    1_760_000_000_000)
+    a3 = alice.sign(room, "m.room.message", {"msgtype": "text", "body": "one"}, 1_760_000_001_000)
+    a4 = alice.sign(room, "m.room.message", {"msgtype": "text", "body": "two"}, 1_760_000_002_000)
+    scenarios.append({"name": "a valid chain in order", "events": [wire(e) for e in (a1, a2, a3, a4)],
+                      "outcomes": ["chained", "chained", "chained", "chained"]})
+    scenarios.append({"name": "a valid chain in reverse order fills its gaps",
+                      "events": [wire(e) for e in (a4, a3, a2, a1)],
+                      "outcomes": ["awaiting:3", "awaiting:2", "awaiting:1", "chained"], "finally_chained": 4})
+    scenarios.append({"name": "a missing seq leaves later events held back", "events": [wire(e) for e in (a1, a2, a4)],
+                      "outcomes": ["chained", "chained", "awaiting:3"], "finally_chained": 2})
+    scenarios.append({"name": "the same event twice is a duplicate", "events": [wire(e) for e in (a1, a1)],
+                      "outcomes": ["chained", "duplicate"]})
+    fork_device = Device("alice")
+    fork_device.heads[room] = (a2["seq"], event_hash(a2))
+    a3_fork = fork_device.sign(room, "m.room.message", {"msgtype": "text", "body": "one, differently"}, 1_760_000_001_500)
+    a4_after_fork = alice.sign(room, "m.room.message", {"msgtype": "text", "body": "three"}, 1_760_000_003_000)
+    scenarios.append({"name": "two events at one seq are a fork, and the device's later events are refused",
+                      "events": [wire(e) for e in (a1, a2, a3, a3_fork, a4, a4_after_fork)],
+                      "outcomes": ["chained", "chained", "chained", "fork", "rejected", "rejected"]})
+    wrong_prev = Device("alice")
+    wrong_prev.heads[room] = (a3["seq"], "ab" * 32)
+    a4_wrong = wrong_prev.sign(room, "m.room.message", {"msgtype": "text", "body": "bad prev"}, 1_760_000_002_000)
+    scenarios.append({"name": "a prev_event_hash naming an unknown hash is rejected",
+                      "events": [wire(e) for e in (a1, a2, a3, a4_wrong)],
+                      "outcomes": ["chained", "chained", "chained", "rejected"]})
+    back = Device("alice")
+    back.heads[room] = (a3["seq"], event_hash(a3))
+    a4_back = back.sign(room, "m.room.message", {"msgtype": "text", "body": "from the past"}, 1_760_000_000_500)
+    scenarios.append({"name": "a timestamp going backwards within a chain is rejected",
+                      "events": [wire(e) for e in (a1, a2, a3, a4_back)],
+                      "outcomes": ["chained", "chained", "chained", "rejected"]})
+    return {"description": "Per-device chains (docs/PROTOCOL.md §6): events are offered in the order given; each "
+                           "`outcomes` entry is `chained`, `duplicate`, `awaiting:SEQ` (held for the missing SEQ), `fork` "
+                           "or `rejected`. `finally_chained` counts the events chained after all were offered.",
+            "scenarios": scenarios}
+
+
+def state_vectors():
+    scenarios = []
+    t0 = 1_760_000_000_000
+
+    def member(device, membership, user, devices=None, reason=None):
+        content = {"membership": membership, "user_id": user}
+        if devices is not None:
+            content["devices"] = devices
+        if reason is not None:
+            content["reason"] = reason
+        return content
+
+    def scenario(name, steps, expected_state):
+        scenarios.append({"name": name, "events": [wire(e) for e, _ in steps], "verdicts": [v for _, v in steps],
+                          "state": expected_state})
+
+    # 1: create, invite, join, messages, name, topic, power.
+    alice, bob = Device("alice"), Device("bob")
+    r = "state1"
+    steps = [
+        (alice.sign(r, "m.room.create", {"version": 1}, t0), "accepted"),
+        (alice.sign(r, "m.room.member", member(alice, "join", "alice", [alice.binding()]), t0), "accepted"),
+        (alice.sign(r, "m.room.name", {"name": "General"}, t0 + 1), "accepted"),
+        (alice.sign(r, "m.room.member", member(alice, "invite", "bob", [bob.binding(False)]), t0 + 2), "accepted"),
+        (bob.sign(r, "m.room.member", member(bob, "join", "bob", [bob.binding()]), t0 + 3), "accepted"),
+        (bob.sign(r, "m.room.message", {"msgtype": "text", "body": "hi"}, t0 + 4), "accepted"),
+        (bob.sign(r, "m.room.topic", {"topic": "bob's topic"}, t0 + 5), "rejected"),
+        (bob.sign(r, "m.room.power_levels", {"users": {"alice": 100, "bob": 100}}, t0 + 6), "rejected"),
+        (alice.sign(r, "m.room.power_levels", {"users": {"alice": 100, "bob": 50}}, t0 + 7), "accepted"),
+        (bob.sign(r, "m.room.topic", {"topic": "now allowed"}, t0 + 8), "accepted"),
+        (bob.sign(r, "m.room.power_levels", {"users": {"alice": 100, "bob": 60}}, t0 + 9), "rejected"),
+    ]
+    scenario("invite, join, and power levels gate state changes", steps, {
+        "creator": "alice", "name": "General", "topic": "now allowed",
+        "members": {"alice": {"membership": "join", "devices": [alice.key]}, "bob": {"membership": "join", "devices": [bob.key]}},
+        "power_levels": {"alice": 100, "bob": 50}})
+
+    # 2: non-members, uninvited keys, bans, kicks.
+    alice, bob, carol, mallory = Device("alice"), Device("bob"), Device("carol"), Device("mallory")
+    bob_other = Device("bob", "bob-second-device")
+    r = "state2"
+    steps = [
+        (alice.sign(r, "m.room.create", {"version": 1}, t0), "accepted"),
+        (alice.sign(r, "m.room.member", member(alice, "join", "alice", [alice.binding()]), t0), "accepted"),
+        (mallory.sign(r, "m.room.message", {"msgtype": "text", "body": "spam"}, t0 + 1), "rejected"),
+        (mallory.sign(r, "m.room.member", member(mallory, "join", "mallory", [mallory.binding()]), t0 + 2), "rejected"),
+        (alice.sign(r, "m.room.member", member(alice, "invite", "bob", [bob.binding(False)]), t0 + 3), "accepted"),
+        (bob_other.sign(r, "m.room.member", member(bob_other, "join", "bob", [bob_other.binding()]), t0 + 4), "rejected"),
+        (bob.sign(r, "m.room.member", member(bob, "join", "bob", [bob.binding()]), t0 + 5), "accepted"),
+        (bob_other.sign(r, "m.room.message", {"msgtype": "text", "body": "unbound key"}, t0 + 6), "rejected"),
+        (alice.sign(r, "m.room.member", member(alice, "invite", "carol", [carol.binding(False)]), t0 + 7), "accepted"),
+        (carol.sign(r, "m.room.member", member(carol, "join", "carol", [carol.binding()]), t0 + 8), "accepted"),
+        (bob.sign(r, "m.room.member", member(bob, "ban", "carol"), t0 + 9), "rejected"),
+        (alice.sign(r, "m.room.member", member(alice, "ban", "carol", reason="spam"), t0 + 10), "accepted"),
+        (carol.sign(r, "m.room.message", {"msgtype": "text", "body": "still here?"}, t0 + 11), "rejected"),
+        (alice.sign(r, "m.room.member", member(alice, "leave", "bob"), t0 + 12), "accepted"),
+        (bob.sign(r, "m.room.message", {"msgtype": "text", "body": "kicked"}, t0 + 13), "rejected"),
+        (alice.sign(r, "m.room.member", member(alice, "invite", "carol", [carol.binding(False)]), t0 + 14), "rejected"),
+        (alice.sign(r, "m.room.member", member(alice, "leave", "carol"), t0 + 15), "accepted"),
+    ]
+    scenario("non-members, unbound keys, banned and kicked users cannot send", steps, {
+        "creator": "alice", "name": None, "topic": None,
+        "members": {"alice": {"membership": "join", "devices": [alice.key]}, "bob": {"membership": "leave", "devices": []},
+                    "carol": {"membership": "leave", "devices": []}},
+        "power_levels": {"alice": 100}})
+
+    # 3: edits and redactions of others' messages; a second create.
+    alice, bob = Device("alice"), Device("bob")
+    r = "state3"
+    create = alice.sign(r, "m.room.create", {"version": 1}, t0)
+    steps = [(create, "accepted"),
+             (alice.sign(r, "m.room.member", member(alice, "join", "alice", [alice.binding()]), t0), "accepted"),
+             (alice.sign(r, "m.room.member", member(alice, "invite", "bob", [bob.binding(False)]), t0 + 1), "accepted"),
+             (bob.sign(r, "m.room.member", member(bob, "join", "bob", [bob.binding()]), t0 + 2), "accepted")]
+    bob_message = bob.sign(r, "m.room.message", {"msgtype": "text", "body": "bob's"}, t0 + 3)
+    alice_message = alice.sign(r, "m.room.message", {"msgtype": "text", "body": "alice's"}, t0 + 4)
+    steps += [(bob_message, "accepted"), (alice_message, "accepted"),
+              (bob.sign(r, "m.room.edit", {"target_event_id": alice_message["event_id"], "body": "forged"}, t0 + 5), "rejected"),
+              (bob.sign(r, "m.room.redaction", {"target_event_id": alice_message["event_id"]}, t0 + 6), "rejected"),
+              (bob.sign(r, "m.room.edit", {"target_event_id": bob_message["event_id"], "body": "bob's, edited"}, t0 + 7), "accepted"),
+              (alice.sign(r, "m.room.redaction", {"target_event_id": bob_message["event_id"], "reason": "moderation"}, t0 + 8), "accepted"),
+              (bob.sign(r, "m.room.create", {"version": 1}, t0 + 9), "rejected"),
+              (bob.sign(r, "m.room.redaction", {"target_event_id": create["event_id"]}, t0 + 10), "rejected")]
+    scenario("only the sender edits, only the sender or a moderator redacts", steps, {
+        "creator": "alice", "name": None, "topic": None,
+        "members": {"alice": {"membership": "join", "devices": [alice.key]}, "bob": {"membership": "join", "devices": [bob.key]}},
+        "power_levels": {"alice": 100}})
+
+    # 4: order of arrival does not matter (the tests shuffle this one).
+    alice, bob = Device("alice"), Device("bob")
+    r = "state4"
+    steps = [
+        (alice.sign(r, "m.room.create", {"version": 1}, t0), "accepted"),
+        (alice.sign(r, "m.room.member", member(alice, "join", "alice", [alice.binding()]), t0), "accepted"),
+        (alice.sign(r, "m.room.member", member(alice, "invite", "bob", [bob.binding(False)]), t0 + 10), "accepted"),
+        (bob.sign(r, "m.room.member", member(bob, "join", "bob", [bob.binding()]), t0 + 20), "accepted"),
+        (bob.sign(r, "m.room.message", {"msgtype": "text", "body": "before the ban"}, t0 + 30), "accepted"),
+        (alice.sign(r, "m.room.member", member(alice, "ban", "bob"), t0 + 40), "accepted"),
+        (bob.sign(r, "m.room.message", {"msgtype": "text", "body": "after the ban"}, t0 + 50), "rejected"),
+        (alice.sign(r, "m.room.name", {"name": "Quiet"}, t0 + 60), "accepted"),
+    ]
+    scenario("the ban applies by authorization order whatever order events arrive in", steps, {
+        "creator": "alice", "name": "Quiet", "topic": None,
+        "members": {"alice": {"membership": "join", "devices": [alice.key]}, "bob": {"membership": "ban", "devices": []}},
+        "power_levels": {"alice": 100}, "shuffle": True})
+
+    # 5: weak keys are refused in member events.
+    alice = Device("alice")
+    r = "state5"
+    identity = (1).to_bytes(32, "little")
+    steps = [
+        (alice.sign(r, "m.room.create", {"version": 1}, t0), "accepted"),
+        (alice.sign(r, "m.room.member", member(alice, "join", "alice", [alice.binding()]), t0), "accepted"),
+        (alice.sign(r, "m.room.member", member(alice, "invite", "weak", [{"signing_key": b64(identity)}]), t0 + 1), "rejected"),
+        (alice.sign(r, "m.room.member", member(alice, "invite", "weak",
+                                               [{"signing_key": Device("weak").key, "exchange_key": b64(bytes(32))}]), t0 + 2), "rejected"),
+    ]
+    scenario("small-order signing keys and all-zero exchange keys are refused", steps, {
+        "creator": "alice", "name": None, "topic": None,
+        "members": {"alice": {"membership": "join", "devices": [alice.key]}}, "power_levels": {"alice": 100}})
+    return {"description": "Room state resolution (docs/PROTOCOL.md §8): each scenario lists wire-form events, the "
+                           "verdict each gets (`accepted` or `rejected`), and the resolved state after all of them: "
+                           "creator, name, topic, each member's membership and joined device keys, and the users' power "
+                           "levels. Scenarios marked `shuffle` must give the same result in any arrival order.",
+            "scenarios": scenarios}
+
+
+def main():
+    outputs = {
+        "canonical_json.json": canonical_vectors(),
+        "ed25519_rfc8032.json": rfc8032_vectors(),
+        "ed25519_strict.json": strict_vectors(),
+        "events.json": event_vectors(),
+        "chains.json": chain_vectors(),
+        "state.json": state_vectors(),
+    }
+    check = "--check" in sys.argv
+    failed = False
+    for name, value in outputs.items():
+        text = json.dumps(value, indent=1, ensure_ascii=False) + "\n"
+        path = os.path.join(VECTORS, name)
+        if check:
+            with open(path, encoding="utf-8") as handle:
+                if handle.read() != text:
+                    print(f"{name}: differs from what the generator produces", file=sys.stderr)
+                    failed = True
+        else:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+    if failed:
+        sys.exit(1)
+    print("vectors " + ("match" if check else "written") + ": " + ", ".join(outputs))
+
+
+if __name__ == "__main__":
+    main()
