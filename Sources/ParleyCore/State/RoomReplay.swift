@@ -1,19 +1,25 @@
-/// The authorization order of a room's events: by `timestamp_ms`, ties broken by event hash (docs/PROTOCOL.md §8.1).
-public struct AuthorizationOrder: Sendable, Hashable, Comparable {
+/// The one total order of a room's events (docs/PROTOCOL.md §8.1), used both to authorize and to display them:
+/// by `timestamp_ms`, then `seq` (so one device's events keep their chain order when they share a millisecond),
+/// then `event_id` bytes.
+public struct EventOrder: Sendable, Hashable, Comparable {
     public var timestampMs: Int64
-    public var hash: String
+    public var seq: Int64
+    public var eventID: String
 
-    public init(timestampMs: Int64, hash: String) {
+    public init(timestampMs: Int64, seq: Int64, eventID: String) {
         self.timestampMs = timestampMs
-        self.hash = hash
+        self.seq = seq
+        self.eventID = eventID
     }
 
-    public init(_ event: VerifiedEvent) {
-        self.init(timestampMs: event.event.timestampMs, hash: event.hash)
+    public init(_ event: Event) {
+        self.init(timestampMs: event.timestampMs, seq: event.seq, eventID: event.eventID)
     }
 
     public static func < (lhs: Self, rhs: Self) -> Bool {
-        (lhs.timestampMs, lhs.hash) < (rhs.timestampMs, rhs.hash)
+        if lhs.timestampMs != rhs.timestampMs { return lhs.timestampMs < rhs.timestampMs }
+        if lhs.seq != rhs.seq { return lhs.seq < rhs.seq }
+        return JSONObject.compareUTF8(lhs.eventID, rhs.eventID) < 0
     }
 }
 
@@ -46,7 +52,7 @@ public struct RoomReplay: Sendable {
 
     public init(roomID: String, events: [VerifiedEvent]) {
         state = RoomState(roomID: roomID)
-        let ordered = events.sorted { AuthorizationOrder($0) < AuthorizationOrder($1) }
+        let ordered = events.sorted { EventOrder($0.event) < EventOrder($1.event) }
         var targets: [String: RelationTarget] = [:]
         for event in events { targets[event.event.eventID] = RelationTarget(type: event.event.type, senderID: event.event.senderID) }
         for event in ordered {

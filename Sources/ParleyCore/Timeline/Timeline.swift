@@ -30,10 +30,9 @@ public struct TimelineItem: Sendable, Equatable {
 /// Builds timeline items from accepted events (docs/PROTOCOL.md §9). Pure: the store hands it the messages of a
 /// page and every accepted event relating to them.
 public enum Timeline {
-    /// The timeline's total order: `timestamp_ms`, then `event_id` bytes.
+    /// The timeline's total order, ``EventOrder``.
     public static func precedes(_ lhs: Event, _ rhs: Event) -> Bool {
-        if lhs.timestampMs != rhs.timestampMs { return lhs.timestampMs < rhs.timestampMs }
-        return JSONObject.compareUTF8(lhs.eventID, rhs.eventID) < 0
+        EventOrder(lhs) < EventOrder(rhs)
     }
 
     /// Event types that appear as items of their own.

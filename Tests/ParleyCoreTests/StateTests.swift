@@ -1,0 +1,142 @@
+import ParleyCore
+import ParleyTesting
+import Testing
+
+struct StateScenario: CustomTestStringConvertible, Sendable {
+    let name: String
+    let roomID: String
+    let events: [VerifiedEvent]
+    let verdicts: [String]
+    let expected: JSONValue
+    var testDescription: String { name }
+
+    static func all() throws -> [StateScenario] {
+        try Vectors.load("state.json")["scenarios"]!.array.map { item in
+            let events = try item["events"]!.array.map { try VerifiedEvent(parsing: Array($0.text.utf8)) }
+            return StateScenario(
+                name: item["name"]!.text, roomID: events[0].event.roomID, events: events, verdicts: item["verdicts"]!.array.map(\.text),
+                expected: item["state"]!)
+        }
+    }
+
+    /// Checks `state` against the scenario's expected state.
+    func check(_ state: RoomState) {
+        #expect(state.creation?.creatorID == expected["creator"]?.stringValue)
+        #expect(state.name == expected["name"]?.stringValue)
+        #expect(state.topic == expected["topic"]?.stringValue)
+        let members = expected["members"]!.objectValue!
+        #expect(Set(state.members.keys) == Set(members.keys))
+        for member in members.members {
+            let actual = state.members[member.key]
+            #expect(actual?.membership.rawValue == member.value["membership"]!.text, "membership of \(member.key)")
+            #expect(Set(actual?.devices.keys.map { $0 } ?? []) == Set(member.value["devices"]!.array.map(\.text)), "devices of \(member.key)")
+        }
+        for level in expected["power_levels"]!.objectValue!.members {
+            #expect(state.powerLevels.level(of: level.key) == level.value.integerValue, "level of \(level.key)")
+        }
+    }
+}
+
+func verdictName(_ authorization: Authorization?) -> String {
+    switch authorization {
+    case .accepted?: "accepted"
+    case .rejected?: "rejected"
+    case .awaitingTarget?: "awaiting"
+    case nil: "missing"
+    }
+}
+
+@Suite struct StateTests {
+    @Test(arguments: try StateScenario.all())
+    func `state scenarios give the expected verdicts and final state`(scenario: StateScenario) {
+        let replay = RoomReplay(roomID: scenario.roomID, events: scenario.events)
+        for (event, expected) in zip(scenario.events, scenario.verdicts) {
+            #expect(verdictName(replay.verdicts[event.hash]) == expected, "\(event.event.type) at seq \(event.event.seq) by \(event.event.senderID): \(String(describing: replay.verdicts[event.hash]))")
+        }
+        scenario.check(replay.state)
+    }
+
+    @Test(arguments: try StateScenario.all())
+    func `the resolved state does not depend on the order events arrive in`(scenario: StateScenario) {
+        let reference = RoomReplay(roomID: scenario.roomID, events: scenario.events)
+        var generator = SeededGenerator(seed: 42)
+        for _ in 0..<20 {
+            var ledger = Ledger()
+            for event in scenario.events.shuffled(using: &generator) { _ = ledger.ingest(event) }
+            let replay = ledger.replay(roomID: scenario.roomID)
+            #expect(replay.state == reference.state)
+            #expect(replay.verdicts == reference.verdicts)
+        }
+    }
+
+    @Test func `rejections say what was wrong`() {
+        var alice = TestDevice("alice")
+        var bob = TestDevice("bob")
+        var events = alice.create("r", at: 1_000)
+        let intruder = bob.message("r", "hello?", at: 1_001)
+        events.append(intruder)
+        let replay = RoomReplay(roomID: "r", events: events)
+        #expect(replay.verdicts[intruder.hash] == .rejected("sender bob is not a member of the room"))
+    }
+
+    @Test func `a member cannot promote itself`() {
+        var alice = TestDevice("alice")
+        var bob = TestDevice("bob")
+        var events = alice.create("r", at: 1_000)
+        events.append(alice.invite("r", bob, at: 1_001))
+        events.append(bob.join("r", at: 1_002))
+        var levels = PowerLevels.initial(creator: "alice")
+        levels.users["bob"] = 100
+        let promotion = bob.sign("r", EventType.powerLevels, levels.jsonObject, at: 1_003)
+        events.append(promotion)
+        let replay = RoomReplay(roomID: "r", events: events)
+        guard case .rejected(let reason)? = replay.verdicts[promotion.hash] else {
+            Issue.record("self-promotion accepted")
+            return
+        }
+        #expect(reason == "sending m.room.power_levels needs power level 50; bob has 0")
+        #expect(replay.state.powerLevels.level(of: "bob") == 0)
+    }
+
+    @Test func `a moderator cannot raise anyone above their own level`() {
+        var alice = TestDevice("alice")
+        var bob = TestDevice("bob")
+        var events = alice.create("r", at: 1_000)
+        events.append(alice.invite("r", bob, at: 1_001))
+        events.append(bob.join("r", at: 1_002))
+        var levels = PowerLevels.initial(creator: "alice")
+        levels.users["bob"] = 50
+        events.append(alice.sign("r", EventType.powerLevels, levels.jsonObject, at: 1_003))
+        levels.users["bob"] = 60
+        let promotion = bob.sign("r", EventType.powerLevels, levels.jsonObject, at: 1_004)
+        events.append(promotion)
+        let replay = RoomReplay(roomID: "r", events: events)
+        #expect(replay.verdicts[promotion.hash] == .rejected("cannot set bob to level 60, above the sender's own 50"))
+    }
+
+    @Test func `a redaction of an event not held yet waits for it`() {
+        var alice = TestDevice("alice")
+        var events = alice.create("r", at: 1_000)
+        let redaction = alice.relate("r", EventType.redaction, to: "r::20250914T120045.123Z::abababab-abab-4bab-abab-abababababab", at: 1_001)
+        events.append(redaction)
+        let replay = RoomReplay(roomID: "r", events: events)
+        #expect(replay.verdicts[redaction.hash] == .awaitingTarget("r::20250914T120045.123Z::abababab-abab-4bab-abab-abababababab"))
+    }
+
+    @Test func `one reaction per user and key`() {
+        var alice = TestDevice("alice")
+        var events = alice.create("r", at: 1_000)
+        let message = alice.message("r", "hi", at: 1_001)
+        let first = alice.relate("r", EventType.reaction, to: message.event.eventID, ["key": "👍"], at: 1_002)
+        let second = alice.relate("r", EventType.reaction, to: message.event.eventID, ["key": "👍"], at: 1_003)
+        let other = alice.relate("r", EventType.reaction, to: message.event.eventID, ["key": "🎉"], at: 1_004)
+        let removal = alice.relate("r", EventType.redaction, to: first.event.eventID, at: 1_005)
+        let again = alice.relate("r", EventType.reaction, to: message.event.eventID, ["key": "👍"], at: 1_006)
+        events += [message, first, second, other, removal, again]
+        let replay = RoomReplay(roomID: "r", events: events)
+        #expect(replay.verdicts[first.hash] == .accepted)
+        #expect(verdictName(replay.verdicts[second.hash]) == "rejected")
+        #expect(replay.verdicts[other.hash] == .accepted)
+        #expect(replay.verdicts[again.hash] == .accepted, "a removed reaction can be given again")
+    }
+}
