@@ -18,7 +18,7 @@ struct ChainScenario: CustomTestStringConvertible, Sendable {
     }
 }
 
-func describe(_ outcome: IngestOutcome) -> String {
+func describe(_ outcome: LedgerOutcome) -> String {
     switch outcome {
     case .chained: "chained"
     case .duplicate: "duplicate"

@@ -14,7 +14,7 @@ public struct ChainID: Sendable, Hashable {
 }
 
 /// What became of one event offered to a ``Ledger`` or a store.
-public enum IngestOutcome: Sendable, Equatable {
+public enum LedgerOutcome: Sendable, Equatable {
     /// It extends its chain; room authorization decides the rest.
     case chained
     /// The identical event was already held.
@@ -47,8 +47,8 @@ public struct Ledger: Sendable {
     public init() {}
 
     /// Offers one verified event; returns its outcome and those of any held-back events it released.
-    public mutating func ingest(_ event: VerifiedEvent) -> [(VerifiedEvent, IngestOutcome)] {
-        var results: [(VerifiedEvent, IngestOutcome)] = []
+    public mutating func ingest(_ event: VerifiedEvent) -> [(VerifiedEvent, LedgerOutcome)] {
+        var results: [(VerifiedEvent, LedgerOutcome)] = []
         var queue = [event]
         while let next = queue.popLast() {
             let outcome = judge(next)
@@ -60,7 +60,7 @@ public struct Ledger: Sendable {
         return results
     }
 
-    mutating func judge(_ event: VerifiedEvent) -> IngestOutcome {
+    mutating func judge(_ event: VerifiedEvent) -> LedgerOutcome {
         let envelope = event.event
         let chain = ChainID(envelope)
         var device = chains[chain] ?? DeviceChain()

@@ -271,6 +271,15 @@ public struct VerifiedEvent: Sendable, Equatable {
         try self.init(verifying: try Event.parse(bytes, parser: parser))
     }
 
+    /// Re-reads an event this node verified before (from its own store), without checking the signature again.
+    ///
+    /// Only for bytes that never left this node's control since they were verified; anything received goes
+    /// through ``init(parsing:parser:)``.
+    public init(storedWire bytes: some Collection<UInt8>) throws(EventError) {
+        let event = try Event.parse(bytes)
+        self.init(event: event, hash: event.computeHash(), wire: Array(bytes), senderKeyBytes: Base64.decode(event.senderKey) ?? [])
+    }
+
     /// The same event with its content removed; the hash is unchanged.
     public func stripped() -> VerifiedEvent {
         VerifiedEvent(event: event.stripped(), hash: hash, wire: event.stripped().wireBytes(), senderKeyBytes: senderKeyBytes)

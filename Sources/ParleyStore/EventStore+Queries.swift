@@ -1,0 +1,187 @@
+import Foundation
+import GRDB
+import ParleyCore
+
+/// One full-text search result.
+public struct SearchHit: Sendable {
+    public var roomID: String
+    public var item: TimelineItem
+}
+
+/// A stored event with its authorization.
+public struct StoredEvent: Sendable {
+    public var event: VerifiedEvent
+    public var status: EventStatus
+    public var reason: String?
+}
+
+/// An entry of the rejected-events log.
+public struct RejectedEvent: Sendable {
+    public var receivedMs: Int64
+    public var roomID: String?
+    public var eventID: String?
+    public var reason: String
+}
+
+extension EventStore {
+    static let itemTypesSQL = "('m.room.message', 'm.room.member', 'm.room.name', 'm.room.topic', 'm.room.create', 'm.room.power_levels')"
+
+    /// The newest `limit` timeline items of `roomID` that come before `before` (or the newest overall), oldest first,
+    /// with edits, reactions and redactions applied.
+    public func timeline(roomID: String, limit: Int, before: EventOrder? = nil) throws -> [TimelineItem] {
+        try pool.read { db in
+            var sql = "SELECT wire FROM events WHERE room_id = ? AND status = 0 AND type IN \(EventStore.itemTypesSQL)"
+            var arguments: StatementArguments = [roomID]
+            if let before {
+                sql += " AND (timestamp_ms, seq, event_id) < (?, ?, ?)"
+                arguments += [before.timestampMs, before.seq, before.eventID]
+            }
+            sql += " ORDER BY timestamp_ms DESC, seq DESC, event_id DESC LIMIT ?"
+            arguments += [limit]
+            let items = try Data.fetchAll(db, sql: sql, arguments: arguments).map { try Event.parse($0) }
+            let relations = try EventStore.relations(db: db, targets: items.map(\.eventID))
+            return Timeline.resolve(items: items, relations: relations)
+        }
+    }
+
+    /// Accepted edits, reactions and redactions that refer to any of `targets`.
+    static func relations(db: Database, targets: [String]) throws -> [Event] {
+        var result: [Event] = []
+        for start in stride(from: 0, to: targets.count, by: 500) {
+            let chunk = Array(targets[start..<min(targets.count, start + 500)])
+            let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            result += try Data.fetchAll(
+                db,
+                sql: """
+                    SELECT wire FROM events WHERE target_event_id IN (\(placeholders)) AND status = 0
+                        AND type IN ('m.room.edit', 'm.room.reaction', 'm.room.redaction')
+                    """, arguments: StatementArguments(chunk)
+            ).map { try Event.parse($0) }
+        }
+        return result
+    }
+
+    /// Calls `body` with the exact wire bytes of every chained event of `roomID`, in event order. Unauthorized
+    /// events are included: they are links of their devices' chains, and a peer importing this needs them.
+    public func forEachEvent(roomID: String, _ body: ([UInt8]) throws -> Void) throws {
+        try pool.read { db in
+            let cursor = try Data.fetchCursor(
+                db, sql: "SELECT wire FROM events WHERE room_id = ? ORDER BY timestamp_ms, seq, event_id", arguments: [roomID])
+            while let wire = try cursor.next() { try body(wire.bytes) }
+        }
+    }
+
+    /// The resolved state of `roomID`, or `nil` if the store holds none of its events.
+    public func roomState(roomID: String) throws -> RoomState? {
+        try pool.read { db in
+            guard let version = try Int64.fetchOne(db, sql: "SELECT state_version FROM rooms WHERE room_id = ?", arguments: [roomID]) else {
+                return nil
+            }
+            if let cached = cache.get(roomID, version: version) { return cached }
+            let state = try RoomAuthorizer.resolveState(db: db, roomID: roomID, before: nil)
+            cache.set(state, version: version, for: roomID)
+            return state
+        }
+    }
+
+    /// Ids of every room the store holds events of.
+    public func roomIDs() throws -> [String] {
+        try pool.read { db in try String.fetchAll(db, sql: "SELECT room_id FROM rooms ORDER BY room_id") }
+    }
+
+    /// The newest event of a device's chain in a room, held or not yet authorized.
+    public func chainHead(roomID: String, senderKey: String) throws -> ChainLink? {
+        try pool.read { db in
+            let row = try Row.fetchOne(
+                db, sql: "SELECT seq, hash, timestamp_ms FROM events WHERE room_id = ? AND sender_key = ? ORDER BY seq DESC LIMIT 1",
+                arguments: [roomID, senderKey])
+            return row.map { ChainLink(seq: $0[0], hash: $0[1], timestampMs: $0[2]) }
+        }
+    }
+
+    /// The stored event with `eventID`, if any.
+    public func event(eventID: String) throws -> StoredEvent? {
+        try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT wire, status, reason FROM events WHERE event_id = ?", arguments: [eventID])
+            else { return nil }
+            return StoredEvent(
+                event: try VerifiedEvent(storedWire: (row[0] as Data).bytes), status: EventStatus(rawValue: row[1]) ?? .rejected,
+                reason: row[2])
+        }
+    }
+
+    /// Final outcomes of events by hash: stored ones by their status, held-back ones as such, others `nil`.
+    public func outcomes(hashes: [String]) throws -> [String: IngestOutcome] {
+        try pool.read { db in
+            var result: [String: IngestOutcome] = [:]
+            for start in stride(from: 0, to: hashes.count, by: 500) {
+                let chunk = Array(hashes[start..<min(hashes.count, start + 500)])
+                let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                for row in try Row.fetchAll(db, sql: "SELECT hash, status, reason FROM events WHERE hash IN (\(placeholders))", arguments: StatementArguments(chunk)) {
+                    let reason: String? = row[2]
+                    result[row[0]] = switch EventStatus(rawValue: row[1]) {
+                    case .accepted?: .accepted
+                    case .awaitingTarget?: .heldBack(reason ?? "waiting for the event it refers to")
+                    default: .unauthorized(reason ?? "not authorized")
+                    }
+                }
+                for row in try Row.fetchAll(
+                    db, sql: "SELECT hash, waiting_for_seq, sender_key FROM pending_events WHERE hash IN (\(placeholders))",
+                    arguments: StatementArguments(chunk))
+                {
+                    let key: String = row[2]
+                    result[row[0]] = .heldBack("waiting for seq \(row[1] as Int64) of device \(key.prefix(12))… (a gap in its chain)")
+                }
+            }
+            return result
+        }
+    }
+
+    /// Full-text search over the current text of messages (after edits), newest first.
+    /// - Parameter query: words that must all appear; FTS query syntax is not interpreted.
+    public func search(_ query: String, roomID: String? = nil, limit: Int = 50) throws -> [SearchHit] {
+        let terms = query.split(whereSeparator: \.isWhitespace).map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+        guard !terms.isEmpty else { return [] }
+        return try pool.read { db in
+            var sql = """
+                SELECT e.room_id, e.wire FROM message_search s JOIN events e ON e.id = s.rowid
+                WHERE message_search MATCH ? AND e.status = 0 AND e.redacted = 0
+                """
+            var arguments: StatementArguments = [terms.joined(separator: " ")]
+            if let roomID {
+                sql += " AND e.room_id = ?"
+                arguments += [roomID]
+            }
+            sql += " ORDER BY e.timestamp_ms DESC, e.seq DESC LIMIT ?"
+            arguments += [limit]
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
+                let message = try Event.parse((row[1] as Data).bytes)
+                let items = Timeline.resolve(items: [message], relations: try EventStore.relations(db: db, targets: [message.eventID]))
+                return items.first.map { SearchHit(roomID: row[0], item: $0) }
+            }
+        }
+    }
+
+    /// The newest entries of the rejected-events log.
+    public func rejectedEvents(limit: Int = 100) throws -> [RejectedEvent] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT received_ms, room_id, event_id, reason FROM rejected_events ORDER BY id DESC LIMIT ?", arguments: [limit])
+                .map { RejectedEvent(receivedMs: $0[0], roomID: $0[1], eventID: $0[2], reason: $0[3]) }
+        }
+    }
+
+    /// Fork proofs held for `roomID`.
+    public func forkProofs(roomID: String) throws -> [ForkProof] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT first, second FROM forks WHERE room_id = ? ORDER BY seq", arguments: [roomID])
+                .map { ForkProof(first: ($0[0] as Data).bytes, second: ($0[1] as Data).bytes) }
+        }
+    }
+
+    /// How many events are held back for a missing predecessor, per room.
+    public func heldBackCount(roomID: String) throws -> Int {
+        try pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pending_events WHERE room_id = ?", arguments: [roomID]) ?? 0
+        }
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import GRDB
+import ParleyCore
+
+/// A store error: what went wrong, in the user's terms, and what to do about it.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var remedy: String?
+
+    public init(_ message: String, remedy: String? = nil) {
+        self.message = message
+        self.remedy = remedy
+    }
+
+    public var description: String { [message, remedy].compactMap { $0 }.joined(separator: " ") }
+}
+
+/// Authorization status of a chained event, as stored.
+public enum EventStatus: Int, Sendable {
+    case accepted = 0
+    /// Validly signed and chained, but not allowed by room state: evidence only.
+    case rejected = 1
+    /// Refers to an event not held yet.
+    case awaitingTarget = 2
+}
+
+/// The node's SQLite store (docs/ARCHITECTURE.md): the exact wire bytes of every accepted event plus indexed
+/// fields, per-device chains, held-back events, fork proofs, the rejected-events log and full-text search.
+///
+/// One writer at a time (SQLite's rule); readers run concurrently in WAL mode. Every ingest batch is one
+/// transaction, committed with `synchronous=FULL`, so whatever a method reports as stored survives a kill.
+public final class EventStore: Sendable {
+    let pool: DatabasePool
+    /// Rooms' resolved state, rebuilt from stored state events on first use.
+    let cache = StateCache()
+    public let path: String
+
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    /// - Throws: ``StoreError`` when the file cannot be opened or is not a Parley store.
+    public init(path: String) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            // FULL: a committed batch is on disk before we report it stored. secure_delete: stripped content is
+            // overwritten, not left in free pages.
+            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try EventStore.migrator.migrate(pool)
+        } catch {
+            throw StoreError("Cannot open the store at \(path): \(error).", remedy: "Check the file's permissions, or move it aside to start afresh.")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE events (
+                    id INTEGER PRIMARY KEY,
+                    hash TEXT NOT NULL UNIQUE,
+                    event_id TEXT NOT NULL UNIQUE,
+                    room_id TEXT NOT NULL,
+                    sender_id TEXT NOT NULL,
+                    sender_key TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    timestamp_ms INTEGER NOT NULL,
+                    type TEXT NOT NULL,
+                    parent_event_id TEXT,
+                    target_event_id TEXT,
+                    relation_key TEXT,
+                    status INTEGER NOT NULL,
+                    reason TEXT,
+                    redacted INTEGER NOT NULL DEFAULT 0,
+                    wire BLOB NOT NULL,
+                    UNIQUE (room_id, sender_key, seq)
+                );
+                CREATE INDEX events_order ON events (room_id, timestamp_ms, seq, event_id);
+                CREATE INDEX events_target ON events (target_event_id) WHERE target_event_id IS NOT NULL;
+                CREATE INDEX events_state ON events (room_id, timestamp_ms, seq, event_id)
+                    WHERE type IN ('m.room.create', 'm.room.member', 'm.room.power_levels', 'm.room.name', 'm.room.topic');
+                CREATE INDEX events_awaiting ON events (target_event_id) WHERE status = 2;
+
+                CREATE TABLE pending_events (
+                    hash TEXT PRIMARY KEY,
+                    room_id TEXT NOT NULL,
+                    sender_key TEXT NOT NULL,
+                    waiting_for_seq INTEGER NOT NULL,
+                    received_ms INTEGER NOT NULL,
+                    wire BLOB NOT NULL
+                );
+                CREATE INDEX pending_chain ON pending_events (room_id, sender_key, waiting_for_seq);
+
+                CREATE TABLE forks (
+                    room_id TEXT NOT NULL,
+                    sender_key TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    first BLOB NOT NULL,
+                    second BLOB NOT NULL,
+                    detected_ms INTEGER NOT NULL,
+                    PRIMARY KEY (room_id, sender_key, seq, first, second)
+                );
+
+                CREATE TABLE rejected_events (
+                    id INTEGER PRIMARY KEY,
+                    received_ms INTEGER NOT NULL,
+                    room_id TEXT,
+                    event_id TEXT,
+                    hash TEXT,
+                    reason TEXT NOT NULL,
+                    excerpt BLOB NOT NULL
+                );
+
+                CREATE TABLE rooms (
+                    room_id TEXT PRIMARY KEY,
+                    last_timestamp_ms INTEGER NOT NULL,
+                    last_seq INTEGER NOT NULL,
+                    last_event_id TEXT NOT NULL,
+                    state_version INTEGER NOT NULL DEFAULT 0
+                );
+
+                CREATE VIRTUAL TABLE message_search USING fts5 (body, tokenize = 'unicode61 remove_diacritics 2');
+                """)
+        }
+        return migrator
+    }
+}
+
+/// Rooms' state at their newest authorized event, cached between batches and tagged with the room's
+/// `state_version`, so a change written by another process is noticed.
+final class StateCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var states: [String: (version: Int64, state: RoomState)] = [:]
+
+    func get(_ roomID: String, version: Int64) -> RoomState? {
+        lock.withLock {
+            guard let entry = states[roomID], entry.version == version else { return nil }
+            return entry.state
+        }
+    }
+
+    func set(_ state: RoomState, version: Int64, for roomID: String) {
+        lock.withLock { states[roomID] = (version, state) }
+    }
+}
+
+extension Data {
+    var bytes: [UInt8] { [UInt8](self) }
+}

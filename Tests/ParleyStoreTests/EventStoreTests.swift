@@ -1,0 +1,209 @@
+import Foundation
+import ParleyCore
+import ParleyStore
+import ParleyTesting
+import Testing
+
+func verdictName(_ outcome: IngestOutcome) -> String {
+    switch outcome {
+    case .accepted, .duplicate: "accepted"
+    case .unauthorized: "rejected"
+    case .heldBack: "held"
+    case .rejected: "invalid"
+    }
+}
+
+@Suite struct EventStoreTests {
+    let directory = TemporaryDirectory()
+
+    func makeStore() throws -> EventStore { try EventStore(path: directory.file("parley.sqlite")) }
+
+    @Test(arguments: try StateScenarioData.all())
+    func `the store reaches the same verdicts and state as the reference replay, in any arrival order`(scenario: StateScenarioData) throws {
+        let reference = RoomReplay(roomID: scenario.roomID, events: scenario.events)
+        var generator = SeededGenerator(seed: 9)
+        for round in 0..<6 {
+            let roundDirectory = TemporaryDirectory()
+            let store = try EventStore(path: roundDirectory.file("s.sqlite"))
+            let order = round == 0 ? scenario.events : scenario.events.shuffled(using: &generator)
+            // Mix batch sizes so late events land both inside a batch and in a later one.
+            var index = 0
+            while index < order.count {
+                let size = Int.random(in: 1...4, using: &generator)
+                _ = try store.ingest(lines: order[index..<min(order.count, index + size)].map(\.wire), receivedMs: 0)
+                index += size
+            }
+            let outcomes = try store.outcomes(hashes: scenario.events.map(\.hash))
+            for event in scenario.events {
+                let expected: String = switch reference.verdicts[event.hash] {
+                case .accepted?: "accepted"
+                case .rejected?: "rejected"
+                default: "held"
+                }
+                #expect(outcomes[event.hash].map(verdictName) == expected, "round \(round): \(event.event.type) seq \(event.event.seq) of \(event.event.senderID)")
+            }
+            #expect(try store.roomState(roomID: scenario.roomID) == reference.state, "round \(round)")
+        }
+    }
+
+    @Test func `ingesting the same events twice changes nothing`() throws {
+        let store = try makeStore()
+        var alice = TestDevice("alice")
+        let events = alice.create("r", at: 1_000) + (0..<10).map { alice.message("r", "m\($0)", at: 2_000 + Int64($0)) }
+        let first = try store.ingest(lines: events.map(\.wire), receivedMs: 0)
+        #expect(first.outcomes.allSatisfy { $0 == .accepted })
+        let second = try store.ingest(lines: events.map(\.wire), receivedMs: 0)
+        #expect(second.outcomes.allSatisfy { $0 == .duplicate })
+        var exported: [[UInt8]] = []
+        try store.forEachEvent(roomID: "r") { exported.append($0) }
+        #expect(exported == events.map(\.wire))
+    }
+
+    @Test func `a gap holds later events back until it is filled, then releases them`() throws {
+        let store = try makeStore()
+        var alice = TestDevice("alice")
+        let events = alice.create("r", at: 1_000) + (0..<4).map { alice.message("r", "m\($0)", at: 2_000 + Int64($0)) }
+        _ = try store.ingest(lines: Array(events[0..<3]).map(\.wire), receivedMs: 0)
+        let held = try store.ingest(lines: [events[4].wire], receivedMs: 0)
+        guard case .heldBack(let reason) = held.outcomes[0] else {
+            Issue.record("not held back: \(held.outcomes[0])")
+            return
+        }
+        #expect(reason.contains("waiting for seq 4"))
+        #expect(try store.heldBackCount(roomID: "r") == 1)
+        let filled = try store.ingest(lines: [events[3].wire], receivedMs: 0)
+        #expect(filled.outcomes == [.accepted])
+        #expect(filled.released.map(\.eventID) == [events[4].event.eventID])
+        #expect(filled.released.map(\.outcome) == [.accepted])
+        #expect(try store.heldBackCount(roomID: "r") == 0)
+        let timeline = try store.timeline(roomID: "r", limit: 10)
+        #expect(timeline.compactMap(\.body) == ["m0", "m1", "m2"])
+    }
+
+    @Test func `a fork is refused, proven, and stops the device's later events`() throws {
+        let store = try makeStore()
+        var alice = TestDevice("alice")
+        let setup = alice.create("r", at: 1_000)
+        let original = alice.message("r", "one", at: 2_000)
+        alice.rewind("r", to: 2, hash: setup[1].hash)
+        let forked = alice.message("r", "another one", at: 2_001)
+        let after = alice.message("r", "two", at: 2_002)
+        let report = try store.ingest(lines: (setup + [original, forked, after]).map(\.wire), receivedMs: 0)
+        #expect(report.outcomes[2] == .accepted)
+        guard case .rejected(let reason) = report.outcomes[3], case .rejected(let later) = report.outcomes[4] else {
+            Issue.record("fork not refused: \(report.outcomes)")
+            return
+        }
+        #expect(reason.contains("fork"))
+        #expect(later.contains("fork"))
+        let proofs = try store.forkProofs(roomID: "r")
+        #expect(proofs.count == 1)
+        #expect(try proofs[0].verify().seq == 3)
+        #expect(try store.rejectedEvents().count == 2)
+    }
+
+    @Test func `malformed lines are logged with their reason and the rest of the batch is stored`() throws {
+        let store = try makeStore()
+        var alice = TestDevice("alice")
+        let events = alice.create("r", at: 1_000)
+        var tampered = alice.message("r", "hello", at: 2_000).wire
+        tampered[tampered.count / 2] ^= 0x04
+        let report = try store.ingest(lines: [events[0].wire, Array("{\"a\":1,\"a\":2}".utf8), tampered, events[1].wire], receivedMs: 5)
+        #expect(report.outcomes[0] == .accepted)
+        #expect(report.outcomes[3] == .accepted)
+        guard case .rejected(let duplicateKey) = report.outcomes[1], case .rejected = report.outcomes[2] else {
+            Issue.record("bad lines accepted: \(report.outcomes)")
+            return
+        }
+        #expect(duplicateKey.contains("duplicate object key"))
+        let log = try store.rejectedEvents()
+        #expect(log.count == 2)
+        #expect(log.allSatisfy { $0.receivedMs == 5 })
+    }
+
+    @Test func `a redaction strips the content from the store, the index and the file, and the envelope still verifies`() throws {
+        let store = try makeStore()
+        var alice = TestDevice("alice")
+        let secret = "zanzibarquokka"
+        let setup = alice.create("r", at: 1_000)
+        let message = alice.message("r", "my password is \(secret)", at: 2_000)
+        let edit = alice.relate("r", EventType.edit, to: message.event.eventID, ["body": .string("my password is \(secret)!")], at: 2_500)
+        let events = setup + [message, edit]
+        _ = try store.ingest(lines: events.map(\.wire), receivedMs: 0)
+        #expect(try store.search(secret).count == 1)
+        _ = try store.ingest(lines: [alice.relate("r", EventType.redaction, to: message.event.eventID, at: 3_000).wire], receivedMs: 0)
+        #expect(try store.search(secret).isEmpty)
+        let stored = try #require(try store.event(eventID: message.event.eventID))
+        #expect(stored.event.event.isStripped)
+        #expect(try VerifiedEvent(parsing: stored.event.wire).hash == message.hash)
+        let item = try #require(try store.timeline(roomID: "r", limit: 10).first { $0.eventID == message.event.eventID })
+        #expect(item.redacted && item.body == nil)
+        for name in ["parley.sqlite", "parley.sqlite-wal"] {
+            let path = directory.file(name)
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            #expect(data.range(of: Data(secret.utf8)) == nil, "\(name) still contains the redacted text")
+        }
+    }
+
+    @Test func `a redaction that arrives before its target strips the target when it comes`() throws {
+        let store = try makeStore()
+        var alice = TestDevice("alice")
+        var bob = TestDevice("bob")
+        var setup = alice.create("r", at: 1_000)
+        setup += [alice.invite("r", bob, at: 1_001), bob.join("r", at: 1_002)]
+        let message = bob.message("r", "spam", at: 2_000)
+        let redaction = alice.relate("r", EventType.redaction, to: message.event.eventID, at: 3_000)
+        _ = try store.ingest(lines: setup.map(\.wire), receivedMs: 0)
+        let early = try store.ingest(lines: [redaction.wire], receivedMs: 0)
+        guard case .heldBack = early.outcomes[0] else {
+            Issue.record("redaction not held: \(early.outcomes[0])")
+            return
+        }
+        let late = try store.ingest(lines: [message.wire], receivedMs: 0)
+        #expect(late.outcomes == [.accepted])
+        #expect(late.released.map(\.outcome) == [.accepted])
+        #expect(try store.event(eventID: message.event.eventID)?.event.event.isStripped == true)
+    }
+
+    @Test func `search finds the current text of edited messages, not the replaced text`() throws {
+        let store = try makeStore()
+        var alice = TestDevice("alice")
+        let setup = alice.create("r", at: 1_000)
+        let message = alice.message("r", "meet at the harbour", at: 2_000)
+        let edit = alice.relate("r", EventType.edit, to: message.event.eventID, ["body": "meet at the station"], at: 2_500)
+        _ = try store.ingest(lines: (setup + [message, edit]).map(\.wire), receivedMs: 0)
+        #expect(try store.search("harbour").isEmpty)
+        let hits = try store.search("station")
+        #expect(hits.map(\.item.eventID) == [message.event.eventID])
+        #expect(hits.first?.item.body == "meet at the station")
+        #expect(try store.search("\"unbalanced").isEmpty, "search text is not FTS syntax")
+    }
+
+    @Test func `the timeline pages back from the newest item`() throws {
+        let store = try makeStore()
+        var alice = TestDevice("alice")
+        let setup = alice.create("r", at: 1_000)
+        let messages = (0..<30).map { alice.message("r", "m\($0)", at: 2_000 + Int64($0)) }
+        _ = try store.ingest(lines: (setup + messages).map(\.wire), receivedMs: 0)
+        let newest = try store.timeline(roomID: "r", limit: 5)
+        #expect(newest.compactMap(\.body) == ["m25", "m26", "m27", "m28", "m29"])
+        let first = try #require(newest.first)
+        let older = try store.timeline(roomID: "r", limit: 5, before: EventOrder(timestampMs: first.timestampMs, seq: 27, eventID: first.eventID))
+        #expect(older.compactMap(\.body) == ["m20", "m21", "m22", "m23", "m24"])
+    }
+}
+
+/// State vectors, for the store's agreement test.
+struct StateScenarioData: CustomTestStringConvertible, Sendable {
+    let name: String
+    let roomID: String
+    let events: [VerifiedEvent]
+    var testDescription: String { name }
+
+    static func all() throws -> [StateScenarioData] {
+        try Vectors.load("state.json")["scenarios"]!.array.map { item in
+            let events = try item["events"]!.array.map { try VerifiedEvent(parsing: Array($0.text.utf8)) }
+            return StateScenarioData(name: item["name"]!.text, roomID: events[0].event.roomID, events: events)
+        }
+    }
+}
