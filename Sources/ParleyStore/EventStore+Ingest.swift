@@ -23,6 +23,8 @@ public enum IngestOutcome: Sendable, Equatable {
 public struct IngestReport: Sendable {
     /// One outcome per input, in input order.
     public var outcomes: [IngestOutcome]
+    /// Each input's event hash, when it parsed as an event.
+    public var hashes: [String?] = []
     /// Events held back earlier that this call released, by event id, with their outcome.
     public var released: [(eventID: String, outcome: IngestOutcome)] = []
 }
@@ -60,7 +62,9 @@ extension EventStore {
         try ingest(verified: events.map { .success($0) }, lines: events.map(\.wire), receivedMs: receivedMs)
     }
 
-    func ingest(verified: [Result<VerifiedEvent, EventError>], lines: [[UInt8]], receivedMs: Int64) throws -> IngestReport {
+    /// Stores events verified with ``verifyInParallel(_:)``, in one transaction; `lines` are the inputs they came
+    /// from (logged with rejections). Lets a caller verify the next batch while this one is written.
+    public func ingest(verified: [Result<VerifiedEvent, EventError>], lines: [[UInt8]], receivedMs: Int64) throws -> IngestReport {
         var stripped = false
         let report = try pool.write { db in
             var batch = IngestBatch(db: db, store: self, receivedMs: receivedMs)
@@ -88,7 +92,8 @@ extension EventStore {
             let released = (batch.chainedOrder + batch.rejudged).filter { !inputHashes.contains($0.hash) }.map {
                 (eventID: $0.event.eventID, outcome: batch.finalOutcome(hash: $0.hash))
             }
-            return IngestReport(outcomes: outcomes.map { $0! }, released: released)
+            let hashes = verified.map { try? $0.get().hash }
+            return IngestReport(outcomes: outcomes.map { $0! }, hashes: hashes, released: released)
         }
         if stripped {
             // The write-ahead log still holds the pages as they were before stripping; fold it into the main file

@@ -185,3 +185,18 @@ extension EventStore {
         }
     }
 }
+
+extension EventStore {
+    /// How the room's current state would judge `event`, without storing anything. Lets a node refuse to sign
+    /// and publish what every other node would reject.
+    public func preview(_ event: VerifiedEvent) throws -> Authorization {
+        var state = try roomState(roomID: event.event.roomID) ?? RoomState(roomID: event.event.roomID)
+        return try pool.read { db in
+            switch parsedContent(of: event) {
+            case .failure(let error): return .rejected("invalid content: \(error)")
+            case .success(let content):
+                return state.authorize(event, content: content, relations: SQLRelations(db: db, before: EventOrder(event.event)))
+            }
+        }
+    }
+}

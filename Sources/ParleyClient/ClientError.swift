@@ -1,0 +1,26 @@
+/// A client error: what went wrong, in the user's terms, and what to do about it. Safe to show anyone: it never
+/// carries message text, keys' secrets or tokens.
+public struct ClientError: Error, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable {
+        public let name: String
+        public static let notInitialized = Code(name: "not_initialized")
+        public static let alreadyInitialized = Code(name: "already_initialized")
+        public static let invalidArgument = Code(name: "invalid_argument")
+        public static let unknownRoom = Code(name: "unknown_room")
+        public static let unknownEvent = Code(name: "unknown_event")
+        public static let notAllowed = Code(name: "not_allowed")
+        public static let io = Code(name: "io")
+    }
+
+    public var code: Code
+    public var message: String
+    public var remedy: String?
+
+    public init(_ code: Code, _ message: String, remedy: String? = nil) {
+        self.code = code
+        self.message = message
+        self.remedy = remedy
+    }
+
+    public var description: String { [message, remedy].compactMap { $0 }.joined(separator: " ") }
+}

@@ -1,0 +1,74 @@
+import Crypto
+import Foundation
+import ParleyCore
+
+/// This device's identity: the user id it speaks for, its Ed25519 signing key and its X25519 key.
+public struct Identity: Sendable {
+    public let userID: String
+    public let signingKey: DeviceSigningKey
+    public let exchangeKey: Curve25519.KeyAgreement.PrivateKey
+
+    public var signingKeyBase64: String { signingKey.publicKeyBase64 }
+    public var exchangeKeyBase64: String { Base64.encode(exchangeKey.publicKey.rawRepresentation) }
+    public var binding: DeviceBinding { DeviceBinding(signingKey: signingKeyBase64, exchangeKey: exchangeKeyBase64) }
+
+    /// Creates a new identity for `userID` under `home`: `identity.json` (public) and `device.key` (secret,
+    /// mode 0600).
+    /// - Throws: ``ClientError`` if `userID` is invalid or an identity already exists.
+    public static func create(userID: String, home: ParleyHome) throws -> Identity {
+        if let problem = Identifier.problem(with: userID, kind: .user) { throw ClientError(.invalidArgument, "Invalid user id: \(problem).") }
+        try home.create()
+        guard !FileManager.default.fileExists(atPath: home.secretKeyPath) else {
+            throw ClientError(.alreadyInitialized, "\(home.path) already holds an identity.", remedy: "Use another --home, or keep this one.")
+        }
+        // Fresh keys; weak ones cannot come out of a proper generator, but the check costs nothing.
+        var signing: DeviceSigningKey
+        var exchange: Curve25519.KeyAgreement.PrivateKey
+        repeat {
+            signing = DeviceSigningKey(Curve25519.Signing.PrivateKey())
+            exchange = Curve25519.KeyAgreement.PrivateKey()
+        } while (try? StrictEd25519.checkPublicKey(signing.publicKeyBytes)) == nil
+            || (try? X25519KeyCheck.check(Array(exchange.publicKey.rawRepresentation))) == nil
+        let identity = Identity(userID: userID, signingKey: signing, exchangeKey: exchange)
+        let secret: JSONValue = [
+            "user_id": .string(userID),
+            "signing_seed": .string(Base64.encode(signing.privateKey.rawRepresentation)),
+            "exchange_private_key": .string(Base64.encode(exchange.rawRepresentation)),
+        ]
+        try home.createFile(atPath: home.secretKeyPath, contents: CanonicalJSON.encode(secret) + [0x0A], mode: 0o600)
+        try home.createFile(atPath: home.identityPath, contents: CanonicalJSON.encode(identity.publicJSON) + [0x0A], mode: 0o644)
+        return identity
+    }
+
+    /// Loads the identity under `home`.
+    /// - Throws: ``ClientError`` when there is none, or the secret file is unreadable or too widely readable.
+    public static func load(home: ParleyHome) throws -> Identity {
+        guard let data = FileManager.default.contents(atPath: home.secretKeyPath) else {
+            throw ClientError(.notInitialized, "No identity in \(home.path).", remedy: "Run `parley init --user USER_ID` first.")
+        }
+        let attributes = try? FileManager.default.attributesOfItem(atPath: home.secretKeyPath)
+        if let mode = attributes?[.posixPermissions] as? Int, mode & 0o077 != 0 {
+            throw ClientError(
+                .io, "\(home.secretKeyPath) is readable by other users (mode \(String(mode, radix: 8))).",
+                remedy: "Run `chmod 600 \(home.secretKeyPath)`.")
+        }
+        do {
+            let secret = try JSONParser().parse(Array(data))
+            guard let userID = secret.objectValue?["user_id"]?.stringValue,
+                let seed = secret.objectValue?["signing_seed"]?.stringValue.flatMap(Base64.decode),
+                let exchange = secret.objectValue?["exchange_private_key"]?.stringValue.flatMap(Base64.decode)
+            else { throw ClientError(.io, "\(home.secretKeyPath) is incomplete.") }
+            return Identity(
+                userID: userID, signingKey: try DeviceSigningKey(seed: seed),
+                exchangeKey: try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: exchange))
+        } catch let error as ClientError {
+            throw error
+        } catch {
+            throw ClientError(.io, "\(home.secretKeyPath) is not a valid Parley key file.")
+        }
+    }
+
+    public var publicJSON: JSONValue {
+        ["user_id": .string(userID), "signing_key": .string(signingKeyBase64), "exchange_key": .string(exchangeKeyBase64)]
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import ParleyCore
+import ParleyStore
+
+/// Counts of what an import did with its lines.
+public struct ImportSummary: Sendable, Equatable {
+    public var accepted = 0
+    public var duplicates = 0
+    public var unauthorized = 0
+    public var heldBack = 0
+    public var rejected = 0
+
+    public var lines: Int { accepted + duplicates + unauthorized + heldBack + rejected }
+    /// Whether every line ended up stored and authorized.
+    public var isClean: Bool { unauthorized == 0 && heldBack == 0 && rejected == 0 }
+}
+
+extension Node {
+    /// Lines per transaction: large enough to amortize the commit's fsync, small enough to keep memory flat.
+    static let importBatchLines = 2048
+
+    /// Imports wire-form events, one per line, from `reader`. Verification of the next batch runs on every core
+    /// while the previous batch is written.
+    /// - Parameter report: called with one message per line that was not accepted, naming the line and the reason.
+    public func importEvents(from reader: inout JSONLReader, report: (String) -> Void) throws -> ImportSummary {
+        var summary = ImportSummary()
+        var heldBack: [(line: Int, hash: String)] = []
+        let writer = DispatchQueue(label: "parley.import.writer")
+        let group = DispatchGroup()
+        let inFlight = InFlightWrite()
+
+        func collect() throws {
+            group.wait()
+            guard let (numbers, result) = inFlight.take() else { return }
+            let written = try result.get()
+            for (index, outcome) in written.outcomes.enumerated() {
+                let line = numbers[index]
+                switch outcome {
+                case .accepted: summary.accepted += 1
+                case .duplicate: summary.duplicates += 1
+                case .unauthorized(let reason):
+                    summary.unauthorized += 1
+                    report("line \(line): not authorized: \(reason)")
+                case .heldBack:
+                    heldBack.append((line, written.hashes[index] ?? ""))
+                case .rejected(let reason):
+                    summary.rejected += 1
+                    report("line \(line): rejected: \(reason)")
+                }
+            }
+        }
+
+        var numbers: [Int] = []
+        var lines: [[UInt8]] = []
+        func flush() throws {
+            guard !lines.isEmpty else { return }
+            let verified = EventStore.verifyInParallel(lines)
+            try collect()
+            let batchNumbers = numbers
+            let batchLines = lines
+            let receivedMs = clock()
+            let store = self.store
+            writer.async(group: group) {
+                inFlight.put(batchNumbers, Result { try store.ingest(verified: verified, lines: batchLines, receivedMs: receivedMs) })
+            }
+            numbers.removeAll(keepingCapacity: true)
+            lines.removeAll(keepingCapacity: true)
+        }
+
+        while let next = try reader.next() {
+            switch next {
+            case .line(let number, let bytes):
+                numbers.append(number)
+                lines.append(bytes)
+                if lines.count == Node.importBatchLines { try flush() }
+            case .tooLong(let number, let length):
+                summary.rejected += 1
+                report("line \(number): rejected: \(length) bytes, longer than the limit of \(reader.maxLineBytes)")
+            }
+        }
+        try flush()
+        try collect()
+
+        // Held-back events may have been released by later lines.
+        let final = try store.outcomes(hashes: heldBack.map(\.hash))
+        for (line, hash) in heldBack {
+            switch final[hash] {
+            case .accepted?: summary.accepted += 1
+            case .unauthorized(let reason)?:
+                summary.unauthorized += 1
+                report("line \(line): not authorized: \(reason)")
+            case .heldBack(let reason)?:
+                summary.heldBack += 1
+                report("line \(line): held back: \(reason)")
+            default:
+                summary.rejected += 1
+                report("line \(line): rejected when its chain was completed (see the rejected-events log)")
+            }
+        }
+        return summary
+    }
+}
+
+/// The result of the one write in flight, handed from the writer queue back to the importing thread.
+final class InFlightWrite: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: ([Int], Result<IngestReport, any Error>)?
+
+    func put(_ numbers: [Int], _ result: Result<IngestReport, any Error>) {
+        lock.withLock { value = (numbers, result) }
+    }
+
+    func take() -> ([Int], Result<IngestReport, any Error>)? {
+        lock.withLock {
+            defer { value = nil }
+            return value
+        }
+    }
+}

@@ -1,0 +1,76 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads JSON Lines from a file descriptor in fixed-size chunks, so memory stays bounded whatever the input:
+/// a line longer than `maxLineBytes` is skipped (and reported) without being held in memory.
+public struct JSONLReader {
+    public enum Line {
+        case line(number: Int, bytes: [UInt8])
+        case tooLong(number: Int, length: Int)
+    }
+
+    let descriptor: Int32
+    let maxLineBytes: Int
+    var chunk: [UInt8]
+    var chunkStart = 0
+    var chunkEnd = 0
+    var lineNumber = 0
+    var finished = false
+
+    /// - Parameters:
+    ///   - descriptor: an open file descriptor; the reader does not close it.
+    ///   - maxLineBytes: the longest line returned; longer lines are reported as ``Line/tooLong(number:length:)``.
+    public init(descriptor: Int32, maxLineBytes: Int = 1 << 20, chunkBytes: Int = 1 << 20) {
+        self.descriptor = descriptor
+        self.maxLineBytes = maxLineBytes
+        chunk = [UInt8](repeating: 0, count: chunkBytes)
+    }
+
+    /// The next non-empty line, or `nil` at the end of the input.
+    /// - Throws: ``ClientError`` when reading fails.
+    public mutating func next() throws -> Line? {
+        var current: [UInt8] = []
+        var length = 0
+        while true {
+            if chunkStart == chunkEnd {
+                if finished { break }
+                let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    throw ClientError(.io, "Cannot read the input: \(String(cString: strerror(errno))).")
+                }
+                if count == 0 {
+                    finished = true
+                    break
+                }
+                chunkStart = 0
+                chunkEnd = count
+            }
+            let newline = chunk[chunkStart..<chunkEnd].firstIndex(of: 0x0A)
+            let end = newline ?? chunkEnd
+            let piece = end - chunkStart
+            if length + piece <= maxLineBytes { current.append(contentsOf: chunk[chunkStart..<end]) }
+            length += piece
+            chunkStart = newline.map { $0 + 1 } ?? chunkEnd
+            if newline != nil {
+                lineNumber += 1
+                if let line = emit(&current, length: length) { return line }
+                length = 0
+            }
+        }
+        if length > 0 {
+            lineNumber += 1
+            return emit(&current, length: length)
+        }
+        return nil
+    }
+
+    /// The finished line, or `nil` for an empty one (skipped, but counted).
+    private func emit(_ current: inout [UInt8], length: Int) -> Line? {
+        if length > maxLineBytes { return .tooLong(number: lineNumber, length: length) }
+        if current.last == 0x0D { current.removeLast() }
+        if current.isEmpty { return nil }
+        return .line(number: lineNumber, bytes: current)
+    }
+}

@@ -1,0 +1,57 @@
+import ParleyCore
+import ParleyStore
+
+/// The JSON shapes the CLI prints with `--json` (documented in docs/CLI.md).
+public enum JSONOutput {
+    public static func item(_ item: TimelineItem) -> JSONValue {
+        var object = JSONObject()
+        object["event_id"] = .string(item.eventID)
+        object["sender_id"] = .string(item.senderID)
+        object["timestamp_ms"] = .integer(item.timestampMs)
+        object["type"] = .string(item.type)
+        if let kind = item.messageKind { object["msgtype"] = .string(kind.rawValue) }
+        if let body = item.body { object["body"] = .string(body) }
+        object["edited"] = .bool(item.edited)
+        object["redacted"] = .bool(item.redacted)
+        var reactions = JSONObject()
+        for (key, users) in item.reactions { reactions[key] = .array(users.map(JSONValue.string)) }
+        object["reactions"] = .object(reactions)
+        object["parent_event_id"] = item.parentEventID.map(JSONValue.string) ?? .null
+        if !item.edits.isEmpty {
+            object["edits"] = .array(item.edits.map { ["event_id": .string($0.eventID), "body": .string($0.body), "timestamp_ms": .integer($0.timestampMs)] })
+        }
+        if let summary = item.summary { object["summary"] = .string(summary) }
+        return .object(object)
+    }
+
+    public static func state(_ state: RoomState, forks: Int = 0, heldBack: Int = 0) -> JSONValue {
+        var object = JSONObject()
+        object["room_id"] = .string(state.roomID)
+        object["name"] = state.name.map(JSONValue.string) ?? .null
+        object["topic"] = state.topic.map(JSONValue.string) ?? .null
+        if let creation = state.creation {
+            object["creator"] = ["user_id": .string(creation.creatorID), "signing_key": .string(creation.creatorKey), "event_id": .string(creation.eventID)]
+        }
+        let members = state.members.values.sorted { $0.userID < $1.userID }.map { member -> JSONValue in
+            var entry = JSONObject()
+            entry["user_id"] = .string(member.userID)
+            entry["membership"] = .string(member.membership.rawValue)
+            entry["power_level"] = .integer(state.powerLevels.level(of: member.userID))
+            entry["devices"] = .array(member.devices.values.sorted { $0.signingKey < $1.signingKey }.map { device in
+                var binding = JSONObject()
+                binding["signing_key"] = .string(device.signingKey)
+                if let exchange = device.exchangeKey { binding["exchange_key"] = .string(exchange) }
+                return .object(binding)
+            })
+            if !member.invitedDevices.isEmpty {
+                entry["invited_keys"] = .array(member.invitedDevices.keys.sorted().map(JSONValue.string))
+            }
+            return .object(entry)
+        }
+        object["members"] = .array(members)
+        object["power_levels"] = .object(state.powerLevels.jsonObject)
+        object["forked_devices"] = .integer(Int64(forks))
+        object["held_back_events"] = .integer(Int64(heldBack))
+        return .object(object)
+    }
+}

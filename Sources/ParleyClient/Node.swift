@@ -1,0 +1,225 @@
+import Foundation
+import ParleyCore
+import ParleyStore
+
+/// One local Parley node: this device's identity and its store. Every UI (CLI, terminal, web) works through it.
+public final class Node: Sendable {
+    public let home: ParleyHome
+    public let identity: Identity
+    public let store: EventStore
+    /// The local clock, in Unix milliseconds; replaceable in tests.
+    let clock: @Sendable () -> Int64
+
+    /// Opens the node under `home`.
+    /// - Throws: ``ClientError`` when there is no identity yet, or the store cannot be opened.
+    public init(home: ParleyHome, clock: @escaping @Sendable () -> Int64 = Node.systemClock) throws {
+        self.home = home
+        self.clock = clock
+        identity = try Identity.load(home: home)
+        // The store holds message history: create it owner-only before SQLite does (its -wal and -shm files copy
+        // the main file's mode).
+        if !FileManager.default.fileExists(atPath: home.storePath) {
+            try? home.createFile(atPath: home.storePath, contents: [], mode: 0o600)
+        }
+        do {
+            store = try EventStore(path: home.storePath)
+        } catch {
+            throw ClientError(.io, "\(error)")
+        }
+    }
+
+    public static let systemClock: @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
+
+    // MARK: Publishing
+
+    /// Signs the next event of this device's chain in `roomID`, checks that the room would accept it, and stores it.
+    /// - Returns: the stored event.
+    /// - Throws: ``ClientError`` with the room's reason when it would be refused; nothing is signed into the chain then.
+    @discardableResult
+    public func publish(roomID: String, type: String, content: JSONObject, parentEventID: String? = nil) throws -> VerifiedEvent {
+        try validateRoomID(roomID)
+        return try home.withLock {
+            let head = try store.chainHead(roomID: roomID, senderKey: identity.signingKeyBase64)
+            // Never earlier than our previous event: chains forbid timestamps going backwards.
+            let timestamp = max(clock(), head?.timestampMs ?? 0)
+            var generator = SystemRandomNumberGenerator()
+            let event = identity.signingKey.signEvent(
+                roomID: roomID, type: type, content: content, parentEventID: parentEventID, senderID: identity.userID,
+                seq: (head?.seq ?? 0) + 1, previousHash: head?.hash, timestampMs: timestamp,
+                eventID: EventID.make(roomID: roomID, timestampMs: timestamp, using: &generator))
+            switch try store.preview(event) {
+            case .accepted: break
+            case .rejected(let reason): throw ClientError(.notAllowed, "The room would refuse this: \(reason).")
+            case .awaitingTarget(let target): throw ClientError(.unknownEvent, "This node does not hold event \(target).")
+            }
+            let outcome = try store.ingest(events: [event], receivedMs: timestamp).outcomes[0]
+            guard outcome == .accepted else { throw ClientError(.notAllowed, "The store refused the event: \(outcome).") }
+            return event
+        }
+    }
+
+    func validateRoomID(_ roomID: String) throws {
+        if let problem = Identifier.problem(with: roomID, kind: .room) { throw ClientError(.invalidArgument, "Invalid room id: \(problem).") }
+    }
+
+    func validateUserID(_ userID: String) throws {
+        if let problem = Identifier.problem(with: userID, kind: .user) { throw ClientError(.invalidArgument, "Invalid user id: \(problem).") }
+    }
+
+    func requireState(_ roomID: String) throws -> RoomState {
+        try validateRoomID(roomID)
+        guard let state = try store.roomState(roomID: roomID), state.creation != nil else {
+            throw ClientError(.unknownRoom, "This node holds no room \(roomID).", remedy: "Create it, or import its events first.")
+        }
+        return state
+    }
+
+    // MARK: Rooms
+
+    /// Creates `roomID` (`m.room.create`, then this device's join, then its name if given).
+    public func createRoom(_ roomID: String, name: String? = nil) throws -> [VerifiedEvent] {
+        try validateRoomID(roomID)
+        if try store.roomState(roomID: roomID)?.creation != nil {
+            throw ClientError(.invalidArgument, "Room \(roomID) already exists on this node.")
+        }
+        var events = [
+            try publish(roomID: roomID, type: EventType.create, content: JSONObject(["version": 1])),
+            try publish(roomID: roomID, type: EventType.member, content: MemberContent(membership: .join, userID: identity.userID, devices: [identity.binding]).jsonObject),
+        ]
+        if let name { events.append(try setName(roomID, name)) }
+        return events
+    }
+
+    /// Invites `userID`, binding the device signing key `key` (base64) to them.
+    @discardableResult
+    public func invite(_ roomID: String, userID: String, key: String) throws -> VerifiedEvent {
+        try validateUserID(userID)
+        _ = try requireState(roomID)
+        guard let bytes = Base64.decode(key) else { throw ClientError(.invalidArgument, "The key is not padded base64.") }
+        do { try StrictEd25519.checkPublicKey(bytes) } catch {
+            throw ClientError(.invalidArgument, "The key cannot be used: \(error).")
+        }
+        return try publish(
+            roomID: roomID, type: EventType.member,
+            content: MemberContent(membership: .invite, userID: userID, devices: [DeviceBinding(signingKey: key)]).jsonObject)
+    }
+
+    /// Joins a room this node holds and this device was invited to.
+    @discardableResult
+    public func join(_ roomID: String) throws -> VerifiedEvent {
+        let state = try requireState(roomID)
+        if state.isJoinedDevice(user: identity.userID, key: identity.signingKeyBase64) {
+            throw ClientError(.invalidArgument, "This device has already joined \(roomID).")
+        }
+        return try publish(
+            roomID: roomID, type: EventType.member,
+            content: MemberContent(membership: .join, userID: identity.userID, devices: [identity.binding]).jsonObject)
+    }
+
+    /// Leaves a room.
+    @discardableResult
+    public func leave(_ roomID: String) throws -> VerifiedEvent {
+        _ = try requireState(roomID)
+        return try publish(roomID: roomID, type: EventType.member, content: MemberContent(membership: .leave, userID: identity.userID).jsonObject)
+    }
+
+    /// Kicks (`.leave`), bans (`.ban`) or unbans (`.leave` on a banned user) another member.
+    @discardableResult
+    public func setMembership(_ roomID: String, userID: String, _ membership: Membership, reason: String?) throws -> VerifiedEvent {
+        try validateUserID(userID)
+        _ = try requireState(roomID)
+        return try publish(
+            roomID: roomID, type: EventType.member, content: MemberContent(membership: membership, userID: userID, reason: reason).jsonObject)
+    }
+
+    /// Sets `userID`'s power level.
+    @discardableResult
+    public func setPower(_ roomID: String, userID: String, level: Int64) throws -> VerifiedEvent {
+        try validateUserID(userID)
+        guard (0...PowerLevels.maxLevel).contains(level) else {
+            throw ClientError(.invalidArgument, "A power level is an integer from 0 to \(PowerLevels.maxLevel).")
+        }
+        var levels = try requireState(roomID).powerLevels
+        levels.users[userID] = level
+        return try publish(roomID: roomID, type: EventType.powerLevels, content: levels.jsonObject)
+    }
+
+    @discardableResult
+    public func setName(_ roomID: String, _ name: String) throws -> VerifiedEvent {
+        try publish(roomID: roomID, type: EventType.name, content: JSONObject(["name": .string(name)]))
+    }
+
+    @discardableResult
+    public func setTopic(_ roomID: String, _ topic: String) throws -> VerifiedEvent {
+        try publish(roomID: roomID, type: EventType.topic, content: JSONObject(["topic": .string(topic)]))
+    }
+
+    // MARK: Messages
+
+    /// Sends a message; `replyTo` makes it a reply (its `parent_event_id`).
+    @discardableResult
+    public func send(_ roomID: String, text: String, kind: MessageKind = .text, replyTo: String? = nil) throws -> VerifiedEvent {
+        _ = try requireState(roomID)
+        guard !text.isEmpty else { throw ClientError(.invalidArgument, "A message cannot be empty.") }
+        if let replyTo {
+            if let problem = EventID.problem(with: replyTo, roomID: roomID) { throw ClientError(.invalidArgument, "Invalid --reply-to: \(problem).") }
+            guard try store.event(eventID: replyTo) != nil else { throw ClientError(.unknownEvent, "This node does not hold event \(replyTo).") }
+        }
+        return try publish(
+            roomID: roomID, type: EventType.message, content: JSONObject(["msgtype": .string(kind.rawValue), "body": .string(text)]),
+            parentEventID: replyTo)
+    }
+
+    @discardableResult
+    public func edit(_ roomID: String, eventID: String, text: String) throws -> VerifiedEvent {
+        try relate(roomID, EventType.edit, to: eventID, ["body": .string(text)])
+    }
+
+    @discardableResult
+    public func react(_ roomID: String, eventID: String, key: String) throws -> VerifiedEvent {
+        try relate(roomID, EventType.reaction, to: eventID, ["key": .string(key)])
+    }
+
+    @discardableResult
+    public func redact(_ roomID: String, eventID: String, reason: String?) throws -> VerifiedEvent {
+        var extra: KeyValuePairs<String, JSONValue> = [:]
+        if let reason { extra = ["reason": .string(reason)] }
+        return try relate(roomID, EventType.redaction, to: eventID, extra)
+    }
+
+    /// Records that this device received (`.delivered`) or read (`.read`) everything up to `eventID`.
+    @discardableResult
+    public func receipt(_ roomID: String, eventID: String, kind: ReceiptKind) throws -> VerifiedEvent {
+        _ = try requireState(roomID)
+        try requireEvent(eventID, in: roomID)
+        return try publish(
+            roomID: roomID, type: EventType.receipt, content: JSONObject(["receipt_type": .string(kind.rawValue), "event_id": .string(eventID)]))
+    }
+
+    func relate(_ roomID: String, _ type: String, to eventID: String, _ extra: KeyValuePairs<String, JSONValue>) throws -> VerifiedEvent {
+        _ = try requireState(roomID)
+        try requireEvent(eventID, in: roomID)
+        var content = JSONObject(extra)
+        content["target_event_id"] = .string(eventID)
+        return try publish(roomID: roomID, type: type, content: content)
+    }
+
+    func requireEvent(_ eventID: String, in roomID: String) throws {
+        if let problem = EventID.problem(with: eventID, roomID: roomID) { throw ClientError(.invalidArgument, "Invalid event id: \(problem).") }
+        guard try store.event(eventID: eventID) != nil else { throw ClientError(.unknownEvent, "This node does not hold event \(eventID).") }
+    }
+
+    // MARK: Reading
+
+    public func timeline(_ roomID: String, limit: Int) throws -> [TimelineItem] {
+        _ = try requireState(roomID)
+        return try store.timeline(roomID: roomID, limit: limit)
+    }
+
+    public func roomState(_ roomID: String) throws -> RoomState { try requireState(roomID) }
+
+    public func search(_ query: String, roomID: String?, limit: Int = 50) throws -> [SearchHit] {
+        if let roomID { try validateRoomID(roomID) }
+        return try store.search(query, roomID: roomID, limit: limit)
+    }
+}

@@ -1,0 +1,130 @@
+import ArgumentParser
+import Foundation
+import ParleyClient
+import ParleyCore
+import ParleyStore
+
+@main
+struct Parley: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parley",
+        abstract: "Secure, decentralized chat: every message a signed, hash-chained event.",
+        discussion: "The node lives in --home DIR, else $PARLEY_HOME, else ~/.parley.",
+        subcommands: [
+            Init.self, WhoAmI.self, Status.self, Room.self, Send.self, Edit.self, React.self, Redact.self, Read.self, Log.self,
+            Events.self, Import.self, Verify.self, Search.self,
+        ])
+
+    /// `--home DIR` may come before the subcommand (`parley --home DIR init`); argument parsing wants options after
+    /// it, so move it to the end.
+    static func main() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "--home", arguments.count >= 2 {
+            let home = Array(arguments[0...1])
+            arguments.removeFirst(2)
+            if let terminator = arguments.firstIndex(of: "--") {
+                arguments.insert(contentsOf: home, at: terminator)
+            } else {
+                arguments += home
+            }
+        } else if let first = arguments.first, first.hasPrefix("--home=") {
+            arguments.append(arguments.removeFirst())
+        }
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "The node's directory (default: $PARLEY_HOME, else ~/.parley).")
+    var home: String?
+
+    var parleyHome: ParleyHome { ParleyHome(path: home) }
+
+    func node() throws -> Node {
+        try failing { try Node(home: parleyHome) }
+    }
+}
+
+/// Runs `body`, turning a ``ClientError`` into its message on standard error and exit status 1.
+func failing<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as ClientError {
+        printError("error: \(error.message)" + (error.remedy.map { "\n\($0)" } ?? ""))
+        throw ExitCode(1)
+    } catch let error as StoreError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    }
+}
+
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+func printJSON(_ value: JSONValue) {
+    print(CanonicalJSON.string(value))
+}
+
+struct Init: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create this device's identity (Ed25519 signing key and X25519 key).")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "The user id this device speaks for: a-z 0-9 . _ = - , up to 64 characters.") var user: String
+    @Flag(help: "Print the identity as JSON.") var json = false
+
+    func run() throws {
+        let identity = try failing { try Identity.create(userID: user, home: global.parleyHome) }
+        if json {
+            printJSON(identity.publicJSON)
+        } else {
+            print("Created identity \(identity.userID) in \(global.parleyHome.path)")
+            print("signing key:  \(identity.signingKeyBase64)")
+            print("exchange key: \(identity.exchangeKeyBase64)")
+        }
+    }
+}
+
+struct WhoAmI: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "whoami", abstract: "Show this device's user id and public keys.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Print as JSON.") var json = false
+
+    func run() throws {
+        let identity = try failing { try Identity.load(home: global.parleyHome) }
+        if json {
+            printJSON(identity.publicJSON)
+        } else {
+            print("user id:      \(identity.userID)")
+            print("signing key:  \(identity.signingKeyBase64)")
+            print("exchange key: \(identity.exchangeKeyBase64)")
+        }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the node: identity, store and rooms.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Print as JSON.") var json = false
+
+    func run() throws {
+        let node = try global.node()
+        let rooms = try failing { try node.store.roomIDs() }
+        if json {
+            printJSON([
+                "home": .string(node.home.path), "identity": node.identity.publicJSON, "store": .string(node.home.storePath),
+                "rooms": .array(rooms.map(JSONValue.string)),
+            ])
+            return
+        }
+        print("Parley node in \(node.home.path)")
+        print("user id:     \(node.identity.userID)")
+        print("signing key: \(node.identity.signingKeyBase64)")
+        print("store:       \(node.home.storePath)")
+        print("rooms:       \(rooms.isEmpty ? "none yet (parley room create ROOM_ID)" : rooms.joined(separator: ", "))")
+    }
+}

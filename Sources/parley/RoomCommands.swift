@@ -1,0 +1,212 @@
+import ArgumentParser
+import ParleyClient
+import ParleyCore
+
+struct Room: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create, join and manage rooms.",
+        subcommands: [
+            RoomCreate.self, RoomInvite.self, RoomJoin.self, RoomLeave.self, RoomKick.self, RoomBan.self, RoomUnban.self,
+            RoomPower.self, RoomName.self, RoomTopic.self, RoomInfo.self, RoomList.self,
+        ])
+}
+
+/// Prints the id of an event just published, or the event as JSON.
+func report(_ event: VerifiedEvent, json: Bool) {
+    if json {
+        printJSON(["event_id": .string(event.event.eventID), "event_hash": .string(event.hash), "seq": .integer(event.event.seq)])
+    } else {
+        print(event.event.eventID)
+    }
+}
+
+struct RoomCreate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a room: m.room.create, then this device joins.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The room id: a-z 0-9 . _ = - , up to 64 characters.") var roomID: String
+    @Option(help: "The room's name.") var name: String?
+    @Flag(help: "Print the created events as JSON.") var json = false
+
+    func run() throws {
+        let node = try global.node()
+        let events = try failing { try node.createRoom(roomID, name: name) }
+        if json {
+            printJSON(.array(events.map { ["event_id": .string($0.event.eventID), "type": .string($0.event.type)] }))
+        } else {
+            print("Created room \(roomID)")
+        }
+    }
+}
+
+struct RoomInvite: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "invite", abstract: "Invite a user, binding their device key.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var roomID: String
+    @Argument var userID: String
+    @Option(help: "The invited device's Ed25519 signing key (base64, from their `parley whoami`).") var key: String
+    @Flag var json = false
+
+    func run() throws {
+        let node = try global.node()
+        report(try failing { try node.invite(roomID, userID: userID, key: key) }, json: json)
+    }
+}
+
+struct RoomJoin: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "join", abstract: "Join a room this node holds and this device was invited to.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var roomID: String
+    @Flag var json = false
+
+    func run() throws {
+        let node = try global.node()
+        report(try failing { try node.join(roomID) }, json: json)
+    }
+}
+
+struct RoomLeave: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "leave", abstract: "Leave a room.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var roomID: String
+    @Flag var json = false
+
+    func run() throws {
+        let node = try global.node()
+        report(try failing { try node.leave(roomID) }, json: json)
+    }
+}
+
+struct MembershipArguments: ParsableArguments {
+    @Argument var roomID: String
+    @Argument var userID: String
+    @Option(help: "Why; recorded in the event.") var reason: String?
+    @Flag var json = false
+}
+
+struct RoomKick: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "kick", abstract: "Remove a member (needs the kick level and more power than them).")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var arguments: MembershipArguments
+
+    func run() throws {
+        let node = try global.node()
+        report(try failing { try node.setMembership(arguments.roomID, userID: arguments.userID, .leave, reason: arguments.reason) }, json: arguments.json)
+    }
+}
+
+struct RoomBan: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ban", abstract: "Ban a user (needs the ban level and more power than them).")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var arguments: MembershipArguments
+
+    func run() throws {
+        let node = try global.node()
+        report(try failing { try node.setMembership(arguments.roomID, userID: arguments.userID, .ban, reason: arguments.reason) }, json: arguments.json)
+    }
+}
+
+struct RoomUnban: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "unban", abstract: "Lift a ban (needs the ban level).")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var arguments: MembershipArguments
+
+    func run() throws {
+        let node = try global.node()
+        let state = try failing { try node.roomState(arguments.roomID) }
+        guard state.membership(of: arguments.userID) == .ban else {
+            printError("error: \(arguments.userID) is not banned from \(arguments.roomID).")
+            throw ExitCode(1)
+        }
+        report(try failing { try node.setMembership(arguments.roomID, userID: arguments.userID, .leave, reason: arguments.reason) }, json: arguments.json)
+    }
+}
+
+struct RoomPower: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "power", abstract: "Set a user's power level (not above your own).")
+    @OptionGroup var global: GlobalOptions
+    @Argument var roomID: String
+    @Argument var userID: String
+    @Argument var level: Int64
+    @Flag var json = false
+
+    func run() throws {
+        let node = try global.node()
+        report(try failing { try node.setPower(roomID, userID: userID, level: level) }, json: json)
+    }
+}
+
+struct RoomName: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "name", abstract: "Set the room's name (empty to remove it).")
+    @OptionGroup var global: GlobalOptions
+    @Argument var roomID: String
+    @Argument var name: String
+    @Flag var json = false
+
+    func run() throws {
+        let node = try global.node()
+        report(try failing { _ = try node.roomState(roomID); return try node.setName(roomID, name) }, json: json)
+    }
+}
+
+struct RoomTopic: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "topic", abstract: "Set the room's topic (empty to remove it).")
+    @OptionGroup var global: GlobalOptions
+    @Argument var roomID: String
+    @Argument var topic: String
+    @Flag var json = false
+
+    func run() throws {
+        let node = try global.node()
+        report(try failing { _ = try node.roomState(roomID); return try node.setTopic(roomID, topic) }, json: json)
+    }
+}
+
+struct RoomInfo: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "Show the resolved state: name, topic, members, devices, power levels.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var roomID: String
+    @Flag var json = false
+
+    func run() throws {
+        let node = try global.node()
+        let (state, forks, heldBack) = try failing {
+            (try node.roomState(roomID), try node.store.forkProofs(roomID: roomID).count, try node.store.heldBackCount(roomID: roomID))
+        }
+        if json {
+            printJSON(JSONOutput.state(state, forks: forks, heldBack: heldBack))
+            return
+        }
+        print("room:    \(state.roomID)")
+        if let name = state.name { print("name:    \(name)") }
+        if let topic = state.topic { print("topic:   \(topic)") }
+        if let creation = state.creation { print("creator: \(creation.creatorID)") }
+        print("members:")
+        for member in state.members.values.sorted(by: { $0.userID < $1.userID }) {
+            let level = state.powerLevels.level(of: member.userID)
+            let devices = member.devices.keys.sorted().joined(separator: ", ")
+            print("  \(member.userID)  \(member.membership.rawValue)  power \(level)\(devices.isEmpty ? "" : "  devices: \(devices)")")
+        }
+        if forks > 0 { print("warning: \(forks) device(s) in this room signed conflicting events (forks); their later events are refused") }
+        if heldBack > 0 { print("note: \(heldBack) event(s) held back waiting for missing earlier events") }
+    }
+}
+
+struct RoomList: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the rooms this node holds.")
+    @OptionGroup var global: GlobalOptions
+    @Flag var json = false
+
+    func run() throws {
+        let node = try global.node()
+        let rooms = try failing { try node.store.roomIDs() }
+        if json {
+            printJSON(.array(try rooms.map { room in
+                let state = try failing { try node.store.roomState(roomID: room) }
+                return ["room_id": .string(room), "name": state?.name.map(JSONValue.string) ?? .null,
+                        "joined": .bool(state?.isJoinedDevice(user: node.identity.userID, key: node.identity.signingKeyBase64) ?? false)]
+            }))
+        } else {
+            for room in rooms { print(room) }
+        }
+    }
+}
