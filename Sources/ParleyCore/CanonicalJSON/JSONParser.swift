@@ -35,11 +35,15 @@ public struct JSONParser: Sendable {
     public var maxDepth: Int
     /// Largest input accepted, in bytes.
     public var maxBytes: Int
+    /// Whether object keys must stay within the Basic Multilingual Plane, as the canonical form requires. Off only
+    /// for reading JSON that is not protocol data (the CLI's reports, whose reaction keys are emoji).
+    public var keysWithinBMP: Bool
 
     /// Defaults fit one event: 64 KiB canonical form, with room for whitespace in hand-written input.
-    public init(maxDepth: Int = 32, maxBytes: Int = 1 << 20) {
+    public init(maxDepth: Int = 32, maxBytes: Int = 1 << 20, keysWithinBMP: Bool = true) {
         self.maxDepth = maxDepth
         self.maxBytes = maxBytes
+        self.keysWithinBMP = keysWithinBMP
     }
 
     /// Parses exactly one JSON value from `bytes`.
@@ -65,7 +69,7 @@ public struct JSONParser: Sendable {
                 code: .tooLarge, offset: maxBytes,
                 message: "JSON input of \(buffer.count) bytes is larger than the limit of \(maxBytes) bytes")
         }
-        var reader = Reader(bytes: buffer, maxDepth: maxDepth)
+        var reader = Reader(bytes: buffer, maxDepth: maxDepth, keysWithinBMP: keysWithinBMP)
         reader.skipWhitespace()
         let value = try reader.parseValue(depth: 1)
         reader.skipWhitespace()
@@ -85,13 +89,15 @@ extension Result where Failure == JSONError {
 private struct Reader {
     let bytes: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
+    let keysWithinBMP: Bool
     var position = 0
     /// Reused for strings that contain escapes.
     var scratch: [UInt8] = []
 
-    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, keysWithinBMP: Bool) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        self.keysWithinBMP = keysWithinBMP
     }
 
     func error(_ code: JSONError.Code, _ message: String, at offset: Int? = nil) -> JSONError {
@@ -187,7 +193,7 @@ private struct Reader {
                 throw error(.unexpectedCharacter, "expected a string key in an object, found \(describeByte(at: position))")
             }
             let keyOffset = position
-            let key = try parseString(isKey: true)
+            let key = try parseString(isKey: keysWithinBMP)
             skipWhitespace()
             guard position < bytes.count else { throw error(.unexpectedEnd, "JSON ends inside an object") }
             guard bytes[position] == UInt8(ascii: ":") else {
