@@ -1,0 +1,331 @@
+// Parley's benchmarks: one measurement per design target, each with its baseline measured in the same run.
+//
+//   scripts/bench                  # builds everything in release mode and runs all of them
+//   parley-bench [micro|import|log] [--events N] [--room-events N] [--workdir DIR] [--parley PATH]
+//
+// Results print as a Markdown table (copied into docs/BENCHMARKS.md) and as JSON lines on standard error.
+
+import Crypto
+import Dispatch
+import Foundation
+import ParleyClient
+import ParleyCore
+import ParleyStore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: Harness
+
+struct Result {
+    var claim: String
+    var value: Double
+    var unit: String
+    var target: String
+    var verdict: String
+}
+
+var results: [Result] = []
+
+func record(_ claim: String, _ value: Double, _ unit: String, target: String = "", met: Bool? = nil) {
+    let verdict = met.map { $0 ? "met" : "NOT met" } ?? ""
+    results.append(Result(claim: claim, value: value, unit: unit, target: target, verdict: verdict))
+    let line = "{\"claim\":\"\(claim)\",\"value\":\(value),\"unit\":\"\(unit)\",\"target\":\"\(target)\",\"verdict\":\"\(verdict)\"}\n"
+    FileHandle.standardError.write(Data(line.utf8))
+}
+
+func now() -> Double {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+}
+
+/// Runs `body` and returns the seconds it took.
+func time(_ body: () throws -> Void) rethrows -> Double {
+    let start = now()
+    try body()
+    return now() - start
+}
+
+/// Best of `repeats` runs: the least disturbed by the rest of the machine.
+func best(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
+    var result = Double.infinity
+    for _ in 0..<repeats { result = min(result, try time(body)) }
+    return result
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted[sorted.count / 2]
+}
+
+/// Runs a program to completion with output discarded; returns its exit status, wall time and peak RSS (kB).
+func runProcess(_ path: String, _ arguments: [String], stdinPath: String? = nil) -> (status: Int32, seconds: Double, maxRSSKilobytes: Int) {
+    var actions: posix_spawn_file_actions_t = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    if let stdinPath { posix_spawn_file_actions_addopen(&actions, 0, stdinPath, O_RDONLY, 0) }
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    let start = now()
+    guard posix_spawn(&pid, path, &actions, nil, argv, environ) == 0 else {
+        fatalError("cannot start \(path)")
+    }
+    var status: Int32 = 0
+    var usage = rusage()
+    wait4(pid, &status, 0, &usage)
+    let seconds = now() - start
+    return ((status >> 8) & 0xFF, seconds, usage.ru_maxrss)
+}
+
+func argument(_ name: String, default value: String) -> String {
+    let arguments = CommandLine.arguments
+    if let index = arguments.firstIndex(of: name), index + 1 < arguments.count { return arguments[index + 1] }
+    return value
+}
+
+// MARK: Fixtures
+
+/// A room of `members` devices writing messages padded so each event's wire form is about `eventBytes`.
+struct RoomFixture {
+    static let roomID = "bench"
+    static let start: Int64 = 1_760_000_000_000
+
+    static func device(_ index: Int) -> (String, DeviceSigningKey, String) {
+        let seed = Array(SHA256.hash(data: Array("bench device \(index)".utf8)))
+        let exchange = Array(SHA256.hash(data: Array("bench exchange \(index)".utf8)))
+        let exchangeKey = Base64.encode(try! Curve25519.KeyAgreement.PrivateKey(rawRepresentation: exchange).publicKey.rawRepresentation)
+        return ("user\(index)", try! DeviceSigningKey(seed: seed), exchangeKey)
+    }
+
+    /// Writes the setup (create, invites, joins) and then `count` messages, one JSONL line each, to `path`.
+    /// Signing runs one device chain per core.
+    static func write(count: Int, members: Int, eventBytes: Int, to path: String) throws {
+        let devices = (0..<members).map(device)
+        var setup: [VerifiedEvent] = []
+        var heads: [(seq: Int64, hash: String?)] = Array(repeating: (0, nil), count: members)
+        func sign(_ member: Int, _ type: String, _ content: JSONObject, at timestamp: Int64) -> VerifiedEvent {
+            let (user, key, _) = devices[member]
+            let head = heads[member]
+            var generator = SystemRandomNumberGenerator()
+            let event = key.signEvent(
+                roomID: roomID, type: type, content: content, senderID: user, seq: head.seq + 1, previousHash: head.hash,
+                timestampMs: timestamp, eventID: EventID.make(roomID: roomID, timestampMs: timestamp, using: &generator))
+            heads[member] = (head.seq + 1, event.hash)
+            return event
+        }
+        setup.append(sign(0, EventType.create, JSONObject(["version": 1]), at: start))
+        setup.append(sign(0, EventType.member, MemberContent(membership: .join, userID: devices[0].0, devices: [DeviceBinding(signingKey: devices[0].1.publicKeyBase64, exchangeKey: devices[0].2)]).jsonObject, at: start))
+        for member in 1..<members {
+            setup.append(sign(0, EventType.member, MemberContent(membership: .invite, userID: devices[member].0, devices: [DeviceBinding(signingKey: devices[member].1.publicKeyBase64)]).jsonObject, at: start + 1))
+            setup.append(sign(member, EventType.member, MemberContent(membership: .join, userID: devices[member].0, devices: [DeviceBinding(signingKey: devices[member].1.publicKeyBase64, exchangeKey: devices[member].2)]).jsonObject, at: start + 2))
+        }
+        FileManager.default.createFile(atPath: path, contents: nil)
+        let handle = FileHandle(forWritingAtPath: path)!
+        defer { try? handle.close() }
+        var buffer: [UInt8] = []
+        for event in setup { buffer += event.wire + [0x0A] }
+
+        // Message i is sent by member i % members at start + 10 + i ms; each member's chain is signed on its own.
+        let padding = String(repeating: "x", count: max(0, eventBytes - 560))
+        let chunk = 20_000
+        var written = 0
+        while written < count {
+            let batch = min(chunk, count - written)
+            let shared = UnsafeMutableBufferPointer<[UInt8]>.allocate(capacity: batch)
+            shared.initialize(repeating: [])
+            let box = Box(shared)
+            let base = written
+            let heads0 = heads
+            let resultHeads = UnsafeMutableBufferPointer<(Int64, String?)>.allocate(capacity: members)
+            resultHeads.initialize(from: heads0)
+            let headsBox = Box(resultHeads)
+            DispatchQueue.concurrentPerform(iterations: members) { member in
+                var head = headsBox.buffer[member]
+                let (user, key, _) = devices[member]
+                var generator = SystemRandomNumberGenerator()
+                var index = base + ((member - base % members) + members) % members
+                while index < base + batch {
+                    let timestamp = start + 10 + Int64(index)
+                    let event = key.signEvent(
+                        roomID: roomID, type: EventType.message,
+                        content: JSONObject(["msgtype": "text", "body": .string("message \(index) \(padding)")]), senderID: user,
+                        seq: head.0 + 1, previousHash: head.1, timestampMs: timestamp,
+                        eventID: EventID.make(roomID: roomID, timestampMs: timestamp, using: &generator))
+                    head = (head.0 + 1, event.hash)
+                    box.buffer[index - base] = event.wire
+                    index += members
+                }
+                headsBox.buffer[member] = head
+            }
+            heads = Array(resultHeads).map { (seq: $0.0, hash: $0.1) }
+            for index in 0..<batch { buffer += shared[index]; buffer.append(0x0A) }
+            shared.deallocate()
+            resultHeads.deallocate()
+            handle.write(Data(buffer))
+            buffer.removeAll(keepingCapacity: true)
+            written += batch
+        }
+    }
+}
+
+struct Box<T>: @unchecked Sendable {
+    let buffer: UnsafeMutableBufferPointer<T>
+    init(_ buffer: UnsafeMutableBufferPointer<T>) { self.buffer = buffer }
+}
+
+/// Signed 1 KiB events for the in-process benchmarks.
+func signedEvents(_ count: Int) -> [VerifiedEvent] {
+    let path = NSTemporaryDirectory() + "parley-bench-micro-\(getpid()).jsonl"
+    try! RoomFixture.write(count: count, members: 8, eventBytes: 1024, to: path)
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let text = try! String(contentsOfFile: path, encoding: .utf8)
+    return text.split(separator: "\n").suffix(count).map { try! VerifiedEvent(parsing: Array($0.utf8)) }
+}
+
+// MARK: Benchmarks
+
+func verifyRates(_ events: [VerifiedEvent]) -> (raw1: Double, raw2: Double, strict1: Double, strict2: Double) {
+    let inputs = events.map { (Array($0.event.signingInput()), Base64.decode($0.event.signature)!, $0.senderKeyBytes) }
+    func raw(_ range: Range<Int>) {
+        for index in range {
+            let (message, signature, key) = inputs[index]
+            precondition(try! Curve25519.Signing.PublicKey(rawRepresentation: key).isValidSignature(signature, for: message))
+        }
+    }
+    func strict(_ range: Range<Int>) {
+        for index in range {
+            let (message, signature, key) = inputs[index]
+            try! StrictEd25519.verify(signature: signature, message: message, publicKey: key)
+        }
+    }
+    func parallel(_ body: @escaping @Sendable (Range<Int>) -> Void) {
+        let half = inputs.count / 2
+        DispatchQueue.concurrentPerform(iterations: 2) { part in body(part == 0 ? 0..<half : half..<inputs.count) }
+    }
+    let count = Double(inputs.count)
+    let rawOne = count / best(3) { raw(0..<inputs.count) }
+    let strictOne = count / best(3) { strict(0..<inputs.count) }
+    nonisolated(unsafe) let rawBody = raw
+    nonisolated(unsafe) let strictBody = strict
+    let rawTwo = count / best(3) { parallel { rawBody($0) } }
+    let strictTwo = count / best(3) { parallel { strictBody($0) } }
+    return (rawOne, rawTwo, strictOne, strictTwo)
+}
+
+func micro() -> Double {
+    print("Signing fixtures…")
+    let events = signedEvents(20_000)
+    let rates = verifyRates(events)
+    record("raw swift-crypto Ed25519 verify, 1 thread (baseline)", rates.raw1, "verify/s")
+    record("raw swift-crypto Ed25519 verify, 2 threads (baseline)", rates.raw2, "verify/s")
+    record("strict verify, 1 thread", rates.strict1, "verify/s", target: "≥ 0.9× raw 1 thread (\(Int(rates.raw1 * 0.9)))", met: rates.strict1 >= 0.9 * rates.raw1)
+    record("strict verify, 2 threads", rates.strict2, "verify/s", target: "≥ 0.9× raw 2 threads (\(Int(rates.raw2 * 0.9)))", met: rates.strict2 >= 0.9 * rates.raw2)
+
+    // Canonicalize and hash: parse the wire bytes strictly, validate the event, hash its content and envelope.
+    let wires = events.map(\.wire)
+    let average = Double(wires.reduce(0) { $0 + $1.count }) / Double(wires.count)
+    var sink = 0
+    let seconds = best(3) {
+        for wire in wires {
+            let event = try! Event.parse(wire)
+            sink &+= Event.contentHash(of: event.content!).utf8.count &+ event.computeHash().utf8.count
+        }
+    }
+    precondition(sink > 0)
+    let rate = Double(wires.count) / seconds
+    record("canonicalize + hash a \(Int(average))-byte event, 1 core", rate, "events/s", target: "≥ 200,000/s", met: rate >= 200_000)
+    return rates.raw2
+}
+
+func importBenchmark(parley: String, workdir: String, count: Int, rawTwoThreads: Double) {
+    let file = workdir + "/import-\(count).jsonl"
+    if !FileManager.default.fileExists(atPath: file) {
+        print("Writing \(count) signed 1 KiB events…")
+        try! RoomFixture.write(count: count, members: 8, eventBytes: 1024, to: file + ".tmp")
+        try! FileManager.default.moveItem(atPath: file + ".tmp", toPath: file)
+    }
+    var rates: [Double] = []
+    var rss: [Int] = []
+    for run in 0..<3 {
+        let home = workdir + "/import-home-\(run)"
+        try? FileManager.default.removeItem(atPath: home)
+        precondition(runProcess(parley, ["--home", home, "init", "--user", "bench"]).status == 0)
+        let result = runProcess(parley, ["--home", home, "import", file])
+        precondition(result.status == 0, "import failed")
+        rates.append(Double(count + 2 * 8) / result.seconds)
+        rss.append(result.maxRSSKilobytes)
+        try? FileManager.default.removeItem(atPath: home)
+    }
+    let rate = median(rates)
+    record("parley import of \(count) signed 1 KiB events into an empty store, end to end", rate, "events/s",
+           target: "≥ 0.8× 2-thread raw verify (\(Int(0.8 * rawTwoThreads)))", met: rate >= 0.8 * rawTwoThreads)
+    record("peak RSS of that import", Double(rss.max()!) / 1024, "MiB")
+}
+
+func logBenchmark(parley: String, workdir: String, roomEvents: Int, hello: String) {
+    let home = workdir + "/room-\(roomEvents)"
+    let marker = home + "/.complete"
+    if !FileManager.default.fileExists(atPath: marker) {
+        try? FileManager.default.removeItem(atPath: home)
+        let file = workdir + "/room-\(roomEvents).jsonl"
+        print("Writing a room of \(roomEvents) events…")
+        try! RoomFixture.write(count: roomEvents, members: 32, eventBytes: 400, to: file)
+        precondition(runProcess(parley, ["--home", home, "init", "--user", "reader"]).status == 0)
+        print("Importing it…")
+        let result = runProcess(parley, ["--home", home, "import", file])
+        precondition(result.status == 0, "import failed")
+        record("parley import of a \(roomEvents)-event room (400-byte events)", Double(roomEvents) / result.seconds, "events/s")
+        try? FileManager.default.removeItem(atPath: file)
+        FileManager.default.createFile(atPath: marker, contents: nil)
+    }
+    // In process: the query and timeline resolution alone, on a warm and on a cold store.
+    let store = try! EventStore(path: home + "/parley.sqlite")
+    var warm: [Double] = []
+    for _ in 0..<30 { warm.append(time { precondition(try! store.timeline(roomID: RoomFixture.roomID, limit: 50).count == 50) }) }
+    record("log: newest 50 items of a \(roomEvents)-event room, query and resolution (median)", median(warm) * 1000, "ms", target: "≤ 50 ms", met: median(warm) <= 0.050)
+    // The whole command, process start to exit.
+    var wall: [Double] = []
+    var rss: [Int] = []
+    for _ in 0..<15 {
+        let result = runProcess(parley, ["--home", home, "log", RoomFixture.roomID, "--limit", "50"])
+        precondition(result.status == 0)
+        wall.append(result.seconds)
+        rss.append(result.maxRSSKilobytes)
+    }
+    record("parley log --limit 50 on that room, whole command (median)", median(wall) * 1000, "ms", target: "≤ 50 ms", met: median(wall) <= 0.050)
+    var helloRSS: [Int] = []
+    for _ in 0..<5 { helloRSS.append(runProcess(hello, []).maxRSSKilobytes) }
+    let baseline = Double(median(helloRSS.map(Double.init)))
+    let peak = Double(rss.max()!)
+    record("peak RSS of a Swift hello-world importing Foundation (baseline)", baseline / 1024, "MiB")
+    record("peak RSS of parley log on that room", peak / 1024, "MiB", target: "≤ 1.7× baseline (\(String(format: "%.1f", 1.7 * baseline / 1024)) MiB)", met: peak <= 1.7 * baseline)
+}
+
+// MARK: Main
+
+let mode = CommandLine.arguments.dropFirst().first { !$0.hasPrefix("--") && !CommandLine.arguments.contains("--" + $0) } ?? "all"
+let workdir = argument("--workdir", default: NSTemporaryDirectory() + "parley-bench")
+try? FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true)
+let parley = argument("--parley", default: FileManager.default.currentDirectoryPath + "/.build/release/parley")
+let hello = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("hello-foundation").path
+let events = Int(argument("--events", default: "100000"))!
+let roomEvents = Int(argument("--room-events", default: "1000000"))!
+
+print("Parley benchmarks, \(ProcessInfo.processInfo.activeProcessorCount) cores, release build")
+var rawTwo = 0.0
+if mode == "all" || mode == "micro" || mode == "import" { rawTwo = micro() }
+if mode == "all" || mode == "import" { importBenchmark(parley: parley, workdir: workdir, count: events, rawTwoThreads: rawTwo) }
+if mode == "all" || mode == "log" { logBenchmark(parley: parley, workdir: workdir, roomEvents: roomEvents, hello: hello) }
+
+print("")
+print("| claim | measured | target | |")
+print("|---|---|---|---|")
+for result in results {
+    let value = result.value >= 100 ? String(Int(result.value.rounded())) : String(format: "%.1f", result.value)
+    print("| \(result.claim) | \(value) \(result.unit) | \(result.target) | \(result.verdict) |")
+}
