@@ -67,7 +67,7 @@ extension EventStore {
     public func ingest(verified: [Result<VerifiedEvent, EventError>], lines: [[UInt8]], receivedMs: Int64) throws -> IngestReport {
         var stripped = false
         let report = try pool.write { db in
-            var batch = IngestBatch(db: db, store: self, receivedMs: receivedMs)
+            var batch = try IngestBatch(db: db, store: self, receivedMs: receivedMs)
             var outcomes: [IngestOutcome?] = Array(repeating: nil, count: verified.count)
             var chainedInputs: [(index: Int, hash: String)] = []
             for (index, result) in verified.enumerated() {
@@ -76,11 +76,11 @@ extension EventStore {
                     try batch.logRejection(reason: error.message, event: nil, excerpt: lines[index])
                     outcomes[index] = .rejected(error.message)
                 case .success(let event):
-                    let outcome = try batch.chain(event, releasing: true)
+                    let outcome = try batch.offer(event)
                     if outcome == nil { chainedInputs.append((index, event.hash)) } else { outcomes[index] = outcome }
                 }
             }
-            try batch.authorizeChained()
+            try batch.finish()
             if batch.strippedContent {
                 // FTS5 keeps deleted terms in older index segments until they merge; merge now so redacted text
                 // is gone from the file, not just from query results.
@@ -89,7 +89,7 @@ extension EventStore {
             }
             for (index, hash) in chainedInputs { outcomes[index] = batch.finalOutcome(hash: hash) }
             let inputHashes = Set(chainedInputs.map(\.hash))
-            let released = (batch.chainedOrder + batch.rejudged).filter { !inputHashes.contains($0.hash) }.map {
+            let released = batch.judgedOrder.filter { !inputHashes.contains($0.hash) }.map {
                 (eventID: $0.event.eventID, outcome: batch.finalOutcome(hash: $0.hash))
             }
             let hashes = verified.map { try? $0.get().hash }
@@ -110,24 +110,34 @@ struct SendableBuffer<Element>: @unchecked Sendable {
     init(_ buffer: UnsafeMutableBufferPointer<Element>) { self.buffer = buffer }
 }
 
-/// The work of one ingest transaction: chain each event, then authorize the chained ones room by room.
+/// The work of one ingest transaction.
+///
+/// Each event is chained against the newest link of its chain, kept in memory for the batch (one query per chain,
+/// not per event). An event that comes after everything its room has judged is authorized at once and inserted
+/// with its final status: the common case, one INSERT per event. Anything older is inserted provisionally and its
+/// room is re-judged from that point when the batch finishes.
 struct IngestBatch {
     let db: Database
     let store: EventStore
     let receivedMs: Int64
-    /// Events chained in this batch, in the order they were chained.
-    var chainedOrder: [VerifiedEvent] = []
-    /// Final verdicts of this batch's chained events, by hash.
-    var verdicts: [String: Authorization] = [:]
+    /// The newest chained link of each chain seen in this batch (`nil`: the chain has none).
+    var heads: [ChainID: ChainLink?] = [:]
     var forkedAt: [ChainID: Int64?] = [:]
+    var authorizers: [String: RoomAuthorizer] = [:]
+    /// Events to judge again when the batch finishes, by room: arrived out of order, or their target arrived.
+    var late: [String: [VerifiedEvent]] = [:]
+    /// Final verdicts of the events this batch chained or judged again, by hash.
+    var verdicts: [String: Authorization] = [:]
+    /// Events chained or judged again in this batch, in that order.
+    var judgedOrder: [VerifiedEvent] = []
+    var hasPending: Bool
     var strippedContent = false
-    /// Events stored earlier as waiting for a target that this batch brought, judged again.
-    var rejudged: [VerifiedEvent] = []
 
-    init(db: Database, store: EventStore, receivedMs: Int64) {
+    init(db: Database, store: EventStore, receivedMs: Int64) throws {
         self.db = db
         self.store = store
         self.receivedMs = receivedMs
+        hasPending = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM pending_events)") ?? false
     }
 
     func finalOutcome(hash: String) -> IngestOutcome {
@@ -154,45 +164,63 @@ struct IngestBatch {
         return seq
     }
 
+    mutating func head(of chain: ChainID) throws -> ChainLink? {
+        if let known = heads[chain] { return known }
+        let row = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT seq, hash, timestamp_ms FROM events WHERE room_id = ? AND sender_key = ? ORDER BY seq DESC LIMIT 1"),
+            arguments: [chain.roomID, chain.senderKey])
+        let link = row.map { ChainLink(seq: $0[0], hash: $0[1], timestampMs: $0[2]) }
+        heads[chain] = .some(link)
+        return link
+    }
+
     func link(_ chain: ChainID, seq: Int64) throws -> ChainLink? {
-        guard seq >= 1 else { return nil }
         let row = try Row.fetchOne(
             db.cachedStatement(sql: "SELECT hash, timestamp_ms FROM events WHERE room_id = ? AND sender_key = ? AND seq = ?"),
             arguments: [chain.roomID, chain.senderKey, seq])
         return row.map { ChainLink(seq: seq, hash: $0[0], timestampMs: $0[1]) }
     }
 
-    /// Puts `event` through the chain rules. Returns `nil` when it was chained (its final outcome comes from
-    /// authorization), otherwise its outcome.
-    mutating func chain(_ event: VerifiedEvent, releasing: Bool) throws -> IngestOutcome? {
+    mutating func authorizer(_ roomID: String) throws -> RoomAuthorizer {
+        if let known = authorizers[roomID] { return known }
+        let created = try RoomAuthorizer(db: db, store: store, roomID: roomID)
+        authorizers[roomID] = created
+        return created
+    }
+
+    /// Puts `event` through the chain rules and, when it extends its chain, stores and (if it can) authorizes it.
+    /// Returns `nil` when it was chained (its outcome is its verdict), otherwise its outcome.
+    mutating func offer(_ event: VerifiedEvent) throws -> IngestOutcome? {
         let envelope = event.event
         let chain = ChainID(envelope)
-        let existing = try link(chain, seq: envelope.seq)
-        if existing == nil,
-            let known = try String.fetchOne(db.cachedStatement(sql: "SELECT hash FROM events WHERE event_id = ?"), arguments: [envelope.eventID]),
-            known != event.hash
-        {
-            let reason = "event id \(envelope.eventID) already names a different event"
-            try logRejection(reason: reason, event: envelope, excerpt: event.wire)
-            return .rejected(reason)
+        let newest = try head(of: chain)
+        var existing: ChainLink?
+        var predecessor: ChainLink?
+        if let newest, envelope.seq <= newest.seq {
+            existing = envelope.seq == newest.seq ? newest : try link(chain, seq: envelope.seq)
+        } else if let newest, newest.seq == envelope.seq - 1 {
+            predecessor = newest
         }
-        let verdict = ChainRules.judge(
-            event, atSameSeq: existing, predecessor: try link(chain, seq: envelope.seq - 1), forkedAt: try forkSeq(chain))
+        let verdict = ChainRules.judge(event, atSameSeq: existing, predecessor: predecessor, forkedAt: try forkSeq(chain))
         switch verdict {
         case .extends:
-            try insert(event)
-            chainedOrder.append(event)
-            if releasing { try releasePending(after: event) }
+            guard try store(event) else {
+                let reason = "event id \(envelope.eventID) already names a different event"
+                try logRejection(reason: reason, event: envelope, excerpt: event.wire)
+                return .rejected(reason)
+            }
+            heads[chain] = .some(ChainLink(event))
+            if hasPending { try releasePending(after: event) }
             return nil
         case .duplicate:
             return .duplicate
         case .awaitingPredecessor(let seq):
-            let inserted = try db.cachedStatement(sql: """
+            try db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO pending_events (hash, room_id, sender_key, waiting_for_seq, received_ms, wire)
                 VALUES (?, ?, ?, ?, ?, ?)
-                """)
-            try inserted.execute(arguments: [event.hash, chain.roomID, chain.senderKey, seq, receivedMs, Data(event.wire)])
+                """).execute(arguments: [event.hash, chain.roomID, chain.senderKey, seq, receivedMs, Data(event.wire)])
             if db.changesCount == 0 { return .duplicate }
+            hasPending = true
             return .heldBack("waiting for seq \(seq) of device \(envelope.senderKey.prefix(12))… (a gap in its chain)")
         case .fork(let existingHash):
             let original = try Data.fetchOne(db.cachedStatement(sql: "SELECT wire FROM events WHERE hash = ?"), arguments: [existingHash])
@@ -210,26 +238,53 @@ struct IngestBatch {
         }
     }
 
+    /// Inserts a chained event, authorized now if it comes after everything its room has judged, provisionally
+    /// otherwise. Returns `false` if its event id is already taken by another event.
+    mutating func store(_ event: VerifiedEvent) throws -> Bool {
+        let roomID = event.event.roomID
+        var authorizer = try authorizer(roomID)
+        let inOrder = authorizer.isAfterEverythingJudged(event)
+        let judged = inOrder ? authorizer.judgeNew(event) : nil
+        do {
+            try insert(event, status: judged.map { RoomAuthorizer.status(of: $0.verdict) })
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            // Only event_id can collide here: hash and (room, key, seq) were checked by the chain rules.
+            return false
+        }
+        judgedOrder.append(event)
+        if let judged {
+            authorizer.commit(judged, event: event)
+            if judged.verdict == .accepted {
+                try authorizer.applyEffects(of: event, content: judged.content, id: db.lastInsertedRowID)
+            }
+            verdicts[event.hash] = judged.verdict
+        } else {
+            late[roomID, default: []].append(event)
+        }
+        if authorizer.hasAwaiting {
+            late[roomID, default: []] += try authorizer.eventsAwaiting(targets: [event.event.eventID])
+        }
+        if case .awaitingTarget? = judged?.verdict { authorizer.hasAwaiting = true }
+        authorizers[roomID] = authorizer
+        return true
+    }
+
     /// Chains events that were waiting for `event`, and those waiting for them in turn.
     mutating func releasePending(after event: VerifiedEvent) throws {
-        var queue = [event]
-        while let next = queue.popLast() {
-            let rows = try Row.fetchAll(
-                db.cachedStatement(sql: "SELECT hash, wire FROM pending_events WHERE room_id = ? AND sender_key = ? AND waiting_for_seq = ?"),
-                arguments: [next.event.roomID, next.event.senderKey, next.event.seq])
-            for row in rows {
-                try db.cachedStatement(sql: "DELETE FROM pending_events WHERE hash = ?").execute(arguments: [row[0] as String])
-                let waiting = try VerifiedEvent(storedWire: (row[1] as Data).bytes)
-                if try chain(waiting, releasing: false) == nil { queue.append(waiting) }
-            }
+        let rows = try Row.fetchAll(
+            db.cachedStatement(sql: "SELECT hash, wire FROM pending_events WHERE room_id = ? AND sender_key = ? AND waiting_for_seq = ?"),
+            arguments: [event.event.roomID, event.event.senderKey, event.event.seq])
+        for row in rows {
+            try db.cachedStatement(sql: "DELETE FROM pending_events WHERE hash = ?").execute(arguments: [row[0] as String])
+            _ = try offer(try VerifiedEvent(storedWire: (row[1] as Data).bytes))
         }
     }
 
-    func insert(_ event: VerifiedEvent) throws {
+    func insert(_ event: VerifiedEvent, status: (EventStatus, String?)?) throws {
         let envelope = event.event
         var target: String?
         var relationKey: String?
-        if let content = envelope.content {
+        if let content = envelope.content, envelope.type != EventType.message {
             switch try? EventContent.parse(type: envelope.type, content: content, roomID: envelope.roomID) {
             case .edit(let id, _)?, .redaction(let id, _)?: target = id
             case .reaction(let id, let key)?: target = id; relationKey = key
@@ -239,33 +294,26 @@ struct IngestBatch {
         }
         try db.cachedStatement(sql: """
             INSERT INTO events (hash, event_id, room_id, sender_id, sender_key, seq, timestamp_ms, type, parent_event_id,
-                target_event_id, relation_key, status, wire)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, -1, ?)
+                target_event_id, relation_key, status, reason, wire)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [
                 event.hash, envelope.eventID, envelope.roomID, envelope.senderID, envelope.senderKey, envelope.seq,
-                envelope.timestampMs, envelope.type, envelope.parentEventID, target, relationKey, Data(event.wire),
+                envelope.timestampMs, envelope.type, envelope.parentEventID, target, relationKey,
+                status?.0.rawValue ?? -1, status?.1, Data(event.wire),
             ])
     }
 
-    /// Authorizes this batch's chained events, room by room, in event order; falls back to re-authorizing a room
-    /// from the earliest new event when one arrives older than what the room has already authorized.
-    mutating func authorizeChained() throws {
-        var byRoom: [String: [VerifiedEvent]] = [:]
-        for event in chainedOrder { byRoom[event.event.roomID, default: []].append(event) }
-        for (roomID, events) in byRoom.sorted(by: { $0.key < $1.key }) {
-            var authorizer = try RoomAuthorizer(db: db, store: store, roomID: roomID)
-            var pendingEvents = events
-            var seen = Set(events.map(\.hash))
-            // Events that waited for one of these as their target are judged again with them.
-            var frontier = events.map(\.event.eventID)
-            while !frontier.isEmpty {
-                let waiting = try authorizer.eventsAwaiting(targets: frontier).filter { seen.insert($0.hash).inserted }
-                pendingEvents += waiting
-                rejudged += waiting
-                frontier = waiting.map(\.event.eventID)
-            }
-            let results = try authorizer.authorize(pendingEvents)
+    /// Judges again, room by room, everything from the oldest late event on; then records each room's progress.
+    mutating func finish() throws {
+        for roomID in late.keys.sorted() {
+            guard var authorizer = authorizers[roomID], let events = late[roomID], !events.isEmpty else { continue }
+            let results = try authorizer.rejudge(from: events.map { EventOrder($0.event) }.min()!)
             verdicts.merge(results) { _, new in new }
+            let known = Set(judgedOrder.map(\.hash))
+            judgedOrder += events.filter { !known.contains($0.hash) }
+            authorizers[roomID] = authorizer
+        }
+        for (_, authorizer) in authorizers.sorted(by: { $0.key < $1.key }) {
             try authorizer.finish()
             if authorizer.strippedContent { strippedContent = true }
         }

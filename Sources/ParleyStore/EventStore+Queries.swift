@@ -74,11 +74,11 @@ extension EventStore {
     /// The resolved state of `roomID`, or `nil` if the store holds none of its events.
     public func roomState(roomID: String) throws -> RoomState? {
         try pool.read { db in
-            guard let version = try Int64.fetchOne(db, sql: "SELECT state_version FROM rooms WHERE room_id = ?", arguments: [roomID]) else {
-                return nil
-            }
+            guard let row = try Row.fetchOne(db, sql: "SELECT state_version, create_hash FROM rooms WHERE room_id = ?", arguments: [roomID])
+            else { return nil }
+            let version: Int64 = row[0]
             if let cached = cache.get(roomID, version: version) { return cached }
-            let state = try RoomAuthorizer.resolveState(db: db, roomID: roomID, before: nil)
+            let state = try RoomAuthorizer.resolveState(db: db, roomID: roomID, before: nil, pinnedCreateHash: row[1])
             cache.set(state, version: version, for: roomID)
             return state
         }
@@ -140,6 +140,7 @@ extension EventStore {
     /// Full-text search over the current text of messages (after edits), newest first.
     /// - Parameter query: words that must all appear; FTS query syntax is not interpreted.
     public func search(_ query: String, roomID: String? = nil, limit: Int = 50) throws -> [SearchHit] {
+        try catchUpSearchIndex()
         let terms = query.split(whereSeparator: \.isWhitespace).map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
         guard !terms.isEmpty else { return [] }
         return try pool.read { db in
@@ -197,6 +198,48 @@ extension EventStore {
             case .success(let content):
                 return state.authorize(event, content: content, relations: SQLRelations(db: db, before: EventOrder(event.event)))
             }
+        }
+    }
+}
+
+extension EventStore {
+    /// Messages with a row id up to this are in the search index.
+    static func searchIndexedUpTo(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db.cachedStatement(sql: "SELECT indexed_up_to FROM search_state")) ?? 0
+    }
+
+    /// (Re)indexes the current text of the message in row `messageRowID` (its newest accepted edit's, else its own),
+    /// or removes it from the index if it is not an accepted, unredacted message.
+    static func index(db: Database, messageRowID id: Int64) throws {
+        try db.cachedStatement(sql: "DELETE FROM message_search WHERE rowid = ?").execute(arguments: [id])
+        guard let row = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT wire, status, redacted, event_id FROM events WHERE id = ? AND type = 'm.room.message'"),
+            arguments: [id]),
+            row[1] as Int == EventStatus.accepted.rawValue, !(row[2] as Bool)
+        else { return }
+        let message = try Event.parse((row[0] as Data).bytes)
+        let hasEdits = try Bool.fetchOne(
+            db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM events WHERE target_event_id = ? AND type = 'm.room.edit' AND status = 0)"),
+            arguments: [row[3] as String]) ?? false
+        let edits = hasEdits ? try relations(db: db, targets: [message.eventID]).filter { $0.type == EventType.edit } : []
+        guard let body = Timeline.resolve(items: [message], relations: edits).first?.body else { return }
+        try db.cachedStatement(sql: "INSERT INTO message_search (rowid, body) VALUES (?, ?)").execute(arguments: [id, body])
+    }
+
+    /// Indexes the messages stored since the last search. Ingest leaves this out of its hot path: tokenizing
+    /// costs about as much as storing an event, and a search pays it only once per message.
+    /// - Returns: how many messages were indexed.
+    @discardableResult
+    public func catchUpSearchIndex() throws -> Int {
+        try pool.write { db in
+            let from = try EventStore.searchIndexedUpTo(db)
+            guard let upTo = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM events"), upTo > from else { return 0 }
+            let ids = try Int64.fetchAll(
+                db, sql: "SELECT id FROM events WHERE id > ? AND id <= ? AND type = 'm.room.message' AND status = 0 AND redacted = 0",
+                arguments: [from, upTo])
+            for id in ids { try EventStore.index(db: db, messageRowID: id) }
+            try db.execute(sql: "UPDATE search_state SET indexed_up_to = ?", arguments: [upTo])
+            return ids.count
         }
     }
 }

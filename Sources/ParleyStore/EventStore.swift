@@ -44,7 +44,7 @@ public final class EventStore: Sendable {
         configuration.prepareDatabase { db in
             // FULL: a committed batch is on disk before we report it stored. secure_delete: stripped content is
             // overwritten, not left in free pages.
-            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON")
+            try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON; PRAGMA cache_size = -65536; PRAGMA foreign_keys = ON")
         }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
@@ -118,10 +118,13 @@ public final class EventStore: Sendable {
                     last_timestamp_ms INTEGER NOT NULL,
                     last_seq INTEGER NOT NULL,
                     last_event_id TEXT NOT NULL,
-                    state_version INTEGER NOT NULL DEFAULT 0
+                    state_version INTEGER NOT NULL DEFAULT 0,
+                    create_hash TEXT
                 );
 
                 CREATE VIRTUAL TABLE message_search USING fts5 (body, tokenize = 'unicode61 remove_diacritics 2');
+                CREATE TABLE search_state (indexed_up_to INTEGER NOT NULL);
+                INSERT INTO search_state VALUES (0);
                 """)
         }
         return migrator

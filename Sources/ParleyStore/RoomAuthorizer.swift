@@ -3,18 +3,26 @@ import GRDB
 import ParleyCore
 
 /// Authorizes newly chained events of one room inside an ingest transaction and applies their effects
-/// (search index, redactions). Agrees with ``RoomReplay`` on any set of events: in-order arrivals are judged
-/// incrementally; an arrival older than what the room already authorized re-judges the room from that point.
+/// (redactions, search index upkeep). Agrees with ``RoomReplay`` on any set of events: arrivals in order are judged
+/// one by one against the room's current state; an arrival older than what the room already judged makes the room
+/// be judged again from that point.
 struct RoomAuthorizer {
     let db: Database
     let store: EventStore
     let roomID: String
     var state: RoomState
+    /// The newest event judged so far.
     var last: EventOrder?
     var version: Int64
     var stateChanged = false
     /// Whether content was stripped, so the search index should drop the deleted terms for good.
     var strippedContent = false
+    /// Whether the room has events waiting for a relation target.
+    var hasAwaiting: Bool
+    /// Messages up to this row id are in the search index; later ones are indexed on the next search.
+    let searchIndexedUpTo: Int64
+    /// The room's founding create, pinned when this node first accepted one.
+    var pinnedCreateHash: String?
 
     static let stateTypesSQL = "('m.room.create', 'm.room.member', 'm.room.power_levels', 'm.room.name', 'm.room.topic')"
 
@@ -23,23 +31,27 @@ struct RoomAuthorizer {
         self.store = store
         self.roomID = roomID
         let row = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT last_timestamp_ms, last_seq, last_event_id, state_version FROM rooms WHERE room_id = ?"),
+            db.cachedStatement(sql: "SELECT last_timestamp_ms, last_seq, last_event_id, state_version, create_hash FROM rooms WHERE room_id = ?"),
             arguments: [roomID])
         if let row {
             last = EventOrder(timestampMs: row[0], seq: row[1], eventID: row[2])
             version = row[3]
+            pinnedCreateHash = row[4]
         } else {
             version = 0
         }
         if let cached = store.cache.get(roomID, version: version) {
             state = cached
         } else {
-            state = try RoomAuthorizer.resolveState(db: db, roomID: roomID, before: nil)
+            state = try RoomAuthorizer.resolveState(db: db, roomID: roomID, before: nil, pinnedCreateHash: pinnedCreateHash)
         }
+        hasAwaiting = try Bool.fetchOne(
+            db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ? AND status = 2)"), arguments: [roomID]) ?? false
+        searchIndexedUpTo = try EventStore.searchIndexedUpTo(db)
     }
 
     /// Replays the room's stored state events (those before `order`, or all that were authorized before this batch).
-    static func resolveState(db: Database, roomID: String, before order: EventOrder?) throws -> RoomState {
+    static func resolveState(db: Database, roomID: String, before order: EventOrder?, pinnedCreateHash: String?) throws -> RoomState {
         var sql = "SELECT wire FROM events WHERE room_id = ? AND type IN \(stateTypesSQL) AND status >= 0"
         var arguments: StatementArguments = [roomID]
         if let order {
@@ -47,12 +59,15 @@ struct RoomAuthorizer {
             arguments += [order.timestampMs, order.seq, order.eventID]
         }
         sql += " ORDER BY timestamp_ms, seq, event_id"
-        var state = RoomState(roomID: roomID)
+        var state = RoomState(roomID: roomID, pinnedCreateHash: pinnedCreateHash)
         let cursor = try Data.fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
         while let wire = try cursor.next() {
             let event = try VerifiedEvent(storedWire: wire.bytes)
-            let content = try? parsedContent(of: event).get()
-            _ = state.authorize(event, content: content, relations: NoRelations())
+            // A state event with invalid content is rejected, exactly as RoomReplay does.
+            switch parsedContent(of: event) {
+            case .success(let content): _ = state.authorize(event, content: content, relations: NoRelations())
+            case .failure: break
+            }
         }
         return state
     }
@@ -69,34 +84,72 @@ struct RoomAuthorizer {
         return result
     }
 
-    /// Judges `events` (new or re-examined) and returns each one's verdict by hash.
-    mutating func authorize(_ events: [VerifiedEvent]) throws -> [String: Authorization] {
-        let ordered = events.sorted { EventOrder($0.event) < EventOrder($1.event) }
-        guard let first = ordered.first else { return [:] }
+    func isAfterEverythingJudged(_ event: VerifiedEvent) -> Bool {
+        guard let last else { return true }
+        return last < EventOrder(event.event)
+    }
+
+    /// A verdict on a new event and the state it leads to, not applied yet.
+    struct Judgement {
+        var verdict: Authorization
+        var content: EventContent?
+        var state: RoomState
+    }
+
+    /// Judges an event that comes after everything judged so far, without changing anything.
+    func judgeNew(_ event: VerifiedEvent) -> Judgement {
+        var next = state
+        switch parsedContent(of: event) {
+        case .success(let content):
+            let verdict = next.authorize(event, content: content, relations: SQLRelations(db: db, before: EventOrder(event.event)))
+            return Judgement(verdict: verdict, content: content, state: next)
+        case .failure(let error):
+            return Judgement(verdict: .rejected("invalid content: \(error)"), content: nil, state: state)
+        }
+    }
+
+    mutating func commit(_ judgement: Judgement, event: VerifiedEvent) {
+        state = judgement.state
+        if pinnedCreateHash == nil, let creation = state.creation {
+            // The first create this node accepts founds the room for good: a create arriving later is refused even
+            // if it claims an earlier time.
+            pinnedCreateHash = creation.hash
+            state.pinCreate()
+        }
+        last = EventOrder(event.event)
+        if judgement.verdict == .accepted && EventType.isState(event.event.type) { stateChanged = true }
+    }
+
+    static func status(of verdict: Authorization) -> (EventStatus, String?) {
+        switch verdict {
+        case .accepted: (.accepted, nil)
+        case .rejected(let why): (.rejected, why)
+        case .awaitingTarget(let target): (.awaitingTarget, "waiting for \(target)")
+        }
+    }
+
+    /// Judges everything in the room from `from` on again, from the state before it, updating what changed.
+    mutating func rejudge(from: EventOrder) throws -> [String: Authorization] {
+        state = try RoomAuthorizer.resolveState(db: db, roomID: roomID, before: from, pinnedCreateHash: pinnedCreateHash)
+        stateChanged = true
+        let cursor = try Row.fetchCursor(
+            db.cachedStatement(sql: """
+                SELECT id, status, wire FROM events WHERE room_id = ? AND (timestamp_ms, seq, event_id) >= (?, ?, ?)
+                ORDER BY timestamp_ms, seq, event_id
+                """), arguments: [roomID, from.timestampMs, from.seq, from.eventID])
+        var rows: [(Int64, Int, [UInt8])] = []
+        while let row = try cursor.next() { rows.append((row[0], row[1], (row[2] as Data).bytes)) }
         var verdicts: [String: Authorization] = [:]
-        if let last, EventOrder(first.event) < last {
-            // Something older than what was already judged: judge everything from there again.
-            let from = EventOrder(first.event)
-            state = try RoomAuthorizer.resolveState(db: db, roomID: roomID, before: from)
-            stateChanged = true
-            let cursor = try Row.fetchCursor(
-                db.cachedStatement(sql: """
-                    SELECT id, status, wire FROM events WHERE room_id = ? AND (timestamp_ms, seq, event_id) >= (?, ?, ?)
-                    ORDER BY timestamp_ms, seq, event_id
-                    """), arguments: [roomID, from.timestampMs, from.seq, from.eventID])
-            var rows: [(Int64, Int, [UInt8])] = []
-            while let row = try cursor.next() { rows.append((row[0], row[1], (row[2] as Data).bytes)) }
-            for (id, status, wire) in rows {
-                let event = try VerifiedEvent(storedWire: wire)
-                verdicts[event.hash] = try judge(event, id: id, previousStatus: status)
-            }
-            if let newest = ordered.last { self.last = max(self.last ?? EventOrder(newest.event), EventOrder(newest.event)) }
-        } else {
-            for event in ordered {
-                let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT id, status FROM events WHERE hash = ?"), arguments: [event.hash])!
-                verdicts[event.hash] = try judge(event, id: row[0], previousStatus: row[1])
-                last = EventOrder(event.event)
-            }
+        for (id, status, wire) in rows {
+            let event = try VerifiedEvent(storedWire: wire)
+            verdicts[event.hash] = try judge(event, id: id, previousStatus: status)
+            last = max(last ?? EventOrder(event.event), EventOrder(event.event))
+        }
+        hasAwaiting = try Bool.fetchOne(
+            db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ? AND status = 2)"), arguments: [roomID]) ?? false
+        if pinnedCreateHash == nil, let creation = state.creation {
+            pinnedCreateHash = creation.hash
+            state.pinCreate()
         }
         return verdicts
     }
@@ -112,13 +165,7 @@ struct RoomAuthorizer {
             content = nil
             verdict = .rejected("invalid content: \(error)")
         }
-        let status: EventStatus
-        let reason: String?
-        switch verdict {
-        case .accepted: (status, reason) = (.accepted, nil)
-        case .rejected(let why): (status, reason) = (.rejected, why)
-        case .awaitingTarget(let target): (status, reason) = (.awaitingTarget, "waiting for \(target)")
-        }
+        let (status, reason) = RoomAuthorizer.status(of: verdict)
         if status.rawValue != previousStatus {
             try db.cachedStatement(sql: "UPDATE events SET status = ?, reason = ? WHERE id = ?").execute(arguments: [status.rawValue, reason, id])
         }
@@ -134,12 +181,9 @@ struct RoomAuthorizer {
 
     mutating func applyEffects(of event: VerifiedEvent, content: EventContent?, id: Int64) throws {
         switch content {
-        case .message(_, let body)?:
-            // Edits that arrived first are judged after their message and reindex it then.
-            let redacted = try Bool.fetchOne(db.cachedStatement(sql: "SELECT redacted FROM events WHERE id = ?"), arguments: [id]) ?? false
-            if !redacted {
-                try db.cachedStatement(sql: "INSERT INTO message_search (rowid, body) VALUES (?, ?)").execute(arguments: [id, body])
-            }
+        case .message?:
+            // New messages are indexed in bulk before the next search; one judged again is reindexed now.
+            if id <= searchIndexedUpTo { try reindex(messageID: event.event.eventID) }
         case .edit(let target, _)?:
             if try isRedacted(eventID: target) { try strip(id: id) } else { try reindex(messageID: target) }
         case .redaction(let target, _)?:
@@ -167,20 +211,13 @@ struct RoomAuthorizer {
         try Bool.fetchOne(db.cachedStatement(sql: "SELECT redacted FROM events WHERE event_id = ?"), arguments: [eventID]) ?? false
     }
 
-    /// Indexes the current text of a message (its newest edit's, else its own) under the message's row, so search
-    /// finds exactly what the timeline shows.
+    /// Indexes the current text of an already indexed message again (after an edit or a change of verdict).
     func reindex(messageID: String) throws {
-        guard let row = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT id, wire, status, redacted FROM events WHERE event_id = ? AND type = 'm.room.message'"),
-            arguments: [messageID])
+        guard let id = try Int64.fetchOne(
+            db.cachedStatement(sql: "SELECT id FROM events WHERE event_id = ? AND type = 'm.room.message'"), arguments: [messageID]),
+            id <= searchIndexedUpTo
         else { return }
-        let id: Int64 = row[0]
-        try db.cachedStatement(sql: "DELETE FROM message_search WHERE rowid = ?").execute(arguments: [id])
-        guard row[2] as Int == EventStatus.accepted.rawValue, !(row[3] as Bool) else { return }
-        let message = try Event.parse((row[1] as Data).bytes)
-        let edits = try EventStore.relations(db: db, targets: [messageID]).filter { $0.type == EventType.edit }
-        guard let body = Timeline.resolve(items: [message], relations: edits).first?.body else { return }
-        try db.cachedStatement(sql: "INSERT INTO message_search (rowid, body) VALUES (?, ?)").execute(arguments: [id, body])
+        try EventStore.index(db: db, messageRowID: id)
     }
 
     /// Marks `targetID` redacted and strips its content (and that of its edits, which repeat its text) from the
@@ -190,7 +227,7 @@ struct RoomAuthorizer {
         let ids = try Int64.fetchAll(
             db.cachedStatement(sql: """
                 SELECT id FROM events WHERE event_id = ?
-                UNION ALL SELECT id FROM events WHERE target_event_id = ? AND type = 'm.room.edit'
+                UNION ALL SELECT id FROM events WHERE target_event_id = ? AND type = 'm.room.edit' AND status = 0
                 """), arguments: [targetID, targetID])
         for id in ids { try strip(id: id) }
     }
@@ -213,6 +250,10 @@ struct RoomAuthorizer {
             ON CONFLICT (room_id) DO UPDATE SET last_timestamp_ms = excluded.last_timestamp_ms, last_seq = excluded.last_seq,
                 last_event_id = excluded.last_event_id, state_version = excluded.state_version
             """).execute(arguments: [roomID, last.timestampMs, last.seq, last.eventID, newVersion])
+        if let pinnedCreateHash {
+            try db.cachedStatement(sql: "UPDATE rooms SET create_hash = ? WHERE room_id = ? AND create_hash IS NULL")
+                .execute(arguments: [pinnedCreateHash, roomID])
+        }
         store.cache.set(state, version: newVersion, for: roomID)
     }
 }
@@ -237,8 +278,12 @@ struct SQLRelations: RelationLookup {
     func hasActiveReaction(sender: String, target: String, key: String) -> Bool {
         let found = try? Bool.fetchOne(
             db.cachedStatement(sql: """
-                SELECT 1 FROM events WHERE target_event_id = ? AND type = 'm.room.reaction' AND sender_id = ? AND relation_key = ?
-                    AND status = 0 AND redacted = 0 AND (timestamp_ms, seq, event_id) < (?, ?, ?) LIMIT 1
+                SELECT 1 FROM events e WHERE e.target_event_id = ?1 AND e.type = 'm.room.reaction' AND e.sender_id = ?2
+                    AND e.relation_key = ?3 AND e.status = 0 AND (e.timestamp_ms, e.seq, e.event_id) < (?4, ?5, ?6)
+                    AND NOT EXISTS (
+                        SELECT 1 FROM events r WHERE r.target_event_id = e.event_id AND r.type = 'm.room.redaction' AND r.status = 0
+                            AND (r.timestamp_ms, r.seq, r.event_id) < (?4, ?5, ?6))
+                LIMIT 1
                 """), arguments: [target, sender, key, before.timestampMs, before.seq, before.eventID])
         return found ?? false
     }

@@ -136,3 +136,24 @@ struct CanonicalJSONVector: CustomTestStringConvertible, Sendable {
         #expect(Hex.decode("0") == nil)
     }
 }
+
+@Suite struct Base64CanonicalTests {
+    @Test func `the allocation-free check agrees with decoding for every length and corruption`() {
+        var generator = SeededGenerator(seed: 3)
+        for length in [1, 2, 3, 31, 32, 33, 64] {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            var text = Array(Base64.encode(bytes).utf8)
+            #expect(Base64.isCanonical(String(decoding: text, as: UTF8.self), byteCount: length))
+            #expect(!Base64.isCanonical(String(decoding: text, as: UTF8.self), byteCount: length + 1))
+            for index in text.indices {
+                let original = text[index]
+                for replacement in Array("Aa+/=-_ \u{0}".utf8) where replacement != original {
+                    text[index] = replacement
+                    let candidate = String(decoding: text, as: UTF8.self)
+                    #expect(Base64.isCanonical(candidate, byteCount: length) == (Base64.decode(candidate)?.count == length), "\(candidate)")
+                }
+                text[index] = original
+            }
+        }
+    }
+}

@@ -102,3 +102,20 @@ import Testing
         #expect(EventID.parseTimestamp("20010229T000000.000Z") == nil, "2001 is not a leap year")
     }
 }
+
+@Suite struct EventEncodingTests {
+    @Test func `the one-pass encodings equal the canonical encodings of the objects they stand for`() {
+        var alice = TestDevice("alice")
+        var events = alice.create("r", at: 1_000)
+        events.append(alice.message("r", "reply \u{1}\"quoted\"", at: 2_000, parent: events[0].event.eventID))
+        events.append(alice.sign("r", "x.custom", JSONObject(["é": "\u{2028}", "a": [1, -2, true, .null]]), at: 3_000))
+        for verified in events {
+            for event in [verified.event, verified.event.stripped()] {
+                let encoding = event.encoded()
+                #expect(encoding.wire == CanonicalJSON.encode(.object(event.jsonObject())))
+                #expect(encoding.envelope == CanonicalJSON.encode(.object(event.jsonObject(includingContent: false))))
+                #expect(encoding.signingInput == Event.signaturePrefix + CanonicalJSON.encode(.object(event.jsonObject(includingContent: false, includingSignature: false))))
+            }
+        }
+    }
+}

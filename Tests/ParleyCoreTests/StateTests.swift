@@ -114,6 +114,36 @@ func verdictName(_ authorization: Authorization?) -> String {
         #expect(replay.verdicts[promotion.hash] == .rejected("cannot set bob to level 60, above the sender's own 50"))
     }
 
+    @Test func `the creator needs an invite to come back after leaving`() {
+        var alice = TestDevice("alice")
+        var events = alice.create("r", at: 1_000)
+        events.append(alice.membership("r", .leave, of: "alice", at: 1_001))
+        let rejoin = alice.join("r", at: 1_002)
+        events.append(rejoin)
+        let replay = RoomReplay(roomID: "r", events: events)
+        #expect(verdictName(replay.verdicts[rejoin.hash]) == "rejected")
+    }
+
+    @Test func `event levels are compared as they are in force, defaults included`() {
+        var alice = TestDevice("alice")
+        var bob = TestDevice("bob")
+        var events = alice.create("r", at: 1_000)
+        events += [alice.invite("r", bob, at: 1_001), bob.join("r", at: 1_002)]
+        var levels = PowerLevels.initial(creator: "alice")
+        levels.users["bob"] = 50
+        events.append(alice.sign("r", EventType.powerLevels, levels.jsonObject, at: 1_003))
+        var same = levels
+        same.events[EventType.name] = 50  // the state default already: no change in force
+        let harmless = bob.sign("r", EventType.powerLevels, same.jsonObject, at: 1_004)
+        var raised = same
+        raised.events[EventType.topic] = 100
+        let lockout = bob.sign("r", EventType.powerLevels, raised.jsonObject, at: 1_005)
+        events += [harmless, lockout]
+        let replay = RoomReplay(roomID: "r", events: events)
+        #expect(replay.verdicts[harmless.hash] == .accepted)
+        #expect(replay.verdicts[lockout.hash] == .rejected("cannot change the level of m.room.topic beyond the sender's own level 50"))
+    }
+
     @Test func `a redaction of an event not held yet waits for it`() {
         var alice = TestDevice("alice")
         var events = alice.create("r", at: 1_000)

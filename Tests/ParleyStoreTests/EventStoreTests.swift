@@ -40,10 +40,28 @@ func verdictName(_ outcome: IngestOutcome) -> String {
                 case .rejected?: "rejected"
                 default: "held"
                 }
-                #expect(outcomes[event.hash].map(verdictName) == expected, "round \(round): \(event.event.type) seq \(event.event.seq) of \(event.event.senderID)")
+                #expect(outcomes[event.hash].map(verdictName) == expected, "round \(round): \(event.event.type) seq \(event.event.seq) of \(event.event.senderID): \(String(describing: outcomes[event.hash]))")
             }
-            #expect(try store.roomState(roomID: scenario.roomID) == reference.state, "round \(round)")
+            var expected = reference.state
+            expected.pinCreate()
+            #expect(try store.roomState(roomID: scenario.roomID) == expected, "round \(round)")
         }
+    }
+
+    @Test func `a create claiming an earlier time cannot take over a room this node already holds`() throws {
+        let store = try makeStore()
+        var alice = TestDevice("alice")
+        var mallory = TestDevice("mallory")
+        _ = try store.ingest(lines: alice.create("r", at: 2_000).map(\.wire), receivedMs: 0)
+        let takeover = mallory.create("r", at: 1_000)
+        let report = try store.ingest(lines: takeover.map(\.wire), receivedMs: 0)
+        guard case .unauthorized(let reason) = report.outcomes[0] else {
+            Issue.record("takeover create not refused: \(report.outcomes)")
+            return
+        }
+        #expect(reason.contains("another m.room.create founded this room"))
+        #expect(try store.roomState(roomID: "r")?.creation?.creatorID == "alice")
+        #expect(try store.roomState(roomID: "r")?.isJoinedDevice(user: "alice", key: alice.publicKey) == true)
     }
 
     @Test func `ingesting the same events twice changes nothing`() throws {

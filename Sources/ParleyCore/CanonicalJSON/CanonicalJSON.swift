@@ -81,11 +81,16 @@ public enum CanonicalJSON {
         text.withUTF8 { utf8 in
             output.append(UInt8(ascii: "\""))
             var runStart = 0
-            for index in 0..<utf8.count {
+            var index = 0
+            while index < utf8.count {
+                index = PlainRun.end(in: utf8, from: index)
+                guard index < utf8.count else { break }
                 let byte = utf8[index]
+                index += 1
                 guard byte < 0x20 || byte == 0x22 || byte == 0x5C else { continue }
-                output.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<index]))
-                runStart = index + 1
+                let escapeAt = index - 1
+                output.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<escapeAt]))
+                runStart = index
                 switch byte {
                 case 0x22: output.append(contentsOf: [0x5C, 0x22])
                 case 0x5C: output.append(contentsOf: [0x5C, 0x5C])

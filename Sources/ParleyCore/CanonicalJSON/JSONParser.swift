@@ -280,6 +280,8 @@ private struct Reader {
         var hasEscapes = false
         scratch.removeAll(keepingCapacity: true)
         while true {
+            // Fast path: plain ASCII needs no checks beyond these.
+            if !hasEscapes { position = PlainRun.end(in: bytes, from: position) }
             guard position < bytes.count else { throw error(.unexpectedEnd, "JSON ends inside a string", at: start - 1) }
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") {

@@ -41,44 +41,65 @@ public enum Base64 {
         return String(decoding: output, as: UTF8.self)
     }
 
+    /// Whether `text` is canonical padded base64 of exactly `byteCount` bytes, without decoding it.
+    public static func isCanonical(_ text: String, byteCount: Int) -> Bool {
+        var text = text
+        return text.withUTF8 { input in
+            let padding = (3 - byteCount % 3) % 3
+            guard input.count == (byteCount + 2) / 3 * 4 else { return false }
+            let dataCount = input.count - padding
+            for index in 0..<dataCount where decodeTable[Int(input[index])] == 0xFF { return false }
+            for index in dataCount..<input.count where input[index] != UInt8(ascii: "=") { return false }
+            guard padding > 0 else { return true }
+            // The unused low bits of the last data character must be zero.
+            let last = decodeTable[Int(input[dataCount - 1])]
+            return padding == 1 ? last & 0x03 == 0 : last & 0x0F == 0
+        }
+    }
+
     /// The bytes `text` stands for, or `nil` if it is not canonical padded base64.
     public static func decode(_ text: String) -> [UInt8]? {
-        let input = Array(text.utf8)
-        guard input.count % 4 == 0 else { return nil }
-        var output: [UInt8] = []
-        output.reserveCapacity(input.count / 4 * 3)
-        var index = 0
-        while index < input.count {
-            let isLast = index + 4 == input.count
-            var values: [UInt8] = [0, 0, 0, 0]
-            var padding = 0
-            for offset in 0..<4 {
-                let byte = input[index + offset]
-                if byte == UInt8(ascii: "=") {
-                    // Padding only at the end of the last quantum, and at most two.
-                    guard isLast, offset >= 2 else { return nil }
-                    padding += 1
-                    continue
+        var text = text
+        return text.withUTF8 { input -> [UInt8]? in
+            guard input.count % 4 == 0 else { return nil }
+            var output: [UInt8] = []
+            output.reserveCapacity(input.count / 4 * 3)
+            var index = 0
+            while index < input.count {
+                let isLast = index + 4 == input.count
+                var chunk: UInt32 = 0
+                var padding = 0
+                for offset in 0..<4 {
+                    let byte = input[index + offset]
+                    if byte == UInt8(ascii: "=") {
+                        // Padding only at the end of the last quantum, and at most two.
+                        guard isLast, offset >= 2 else { return nil }
+                        padding += 1
+                        chunk <<= 6
+                        continue
+                    }
+                    guard padding == 0 else { return nil }
+                    let value = decodeTable[Int(byte)]
+                    guard value != 0xFF else { return nil }
+                    chunk = chunk << 6 | UInt32(value)
                 }
-                guard padding == 0 else { return nil }
-                let value = decodeTable[Int(byte)]
-                guard value != 0xFF else { return nil }
-                values[offset] = value
+                switch padding {
+                case 0:
+                    output.append(UInt8(chunk >> 16 & 0xFF))
+                    output.append(UInt8(chunk >> 8 & 0xFF))
+                    output.append(UInt8(chunk & 0xFF))
+                case 1:
+                    guard chunk & 0xFF == 0 else { return nil }
+                    output.append(UInt8(chunk >> 16 & 0xFF))
+                    output.append(UInt8(chunk >> 8 & 0xFF))
+                default:
+                    guard chunk & 0xFFFF == 0 else { return nil }
+                    output.append(UInt8(chunk >> 16 & 0xFF))
+                }
+                index += 4
             }
-            let chunk = UInt32(values[0]) << 18 | UInt32(values[1]) << 12 | UInt32(values[2]) << 6 | UInt32(values[3])
-            switch padding {
-            case 0:
-                output.append(contentsOf: [UInt8(chunk >> 16 & 0xFF), UInt8(chunk >> 8 & 0xFF), UInt8(chunk & 0xFF)])
-            case 1:
-                guard chunk & 0xFF == 0 else { return nil }
-                output.append(contentsOf: [UInt8(chunk >> 16 & 0xFF), UInt8(chunk >> 8 & 0xFF)])
-            default:
-                guard chunk & 0xFFFF == 0 else { return nil }
-                output.append(UInt8(chunk >> 16 & 0xFF))
-            }
-            index += 4
+            return output
         }
-        return output
     }
 }
 
@@ -113,7 +134,14 @@ public enum Hex {
 
     /// Whether `text` is exactly `byteCount` bytes of lowercase hex.
     public static func isLowercaseHex(_ text: String, byteCount: Int) -> Bool {
-        text.utf8.count == byteCount * 2 && text.utf8.allSatisfy { value($0) != nil }
+        var text = text
+        return text.withUTF8 { bytes in
+            guard bytes.count == byteCount * 2 else { return false }
+            for byte in bytes where !((byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "f"))) {
+                return false
+            }
+            return true
+        }
     }
 
     private static func value(_ byte: UInt8) -> UInt8? {

@@ -79,10 +79,28 @@ public struct EventError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension Event {
-    static let fieldNames: Set<String> = [
-        "event_id", "room_id", "timestamp_ms", "sender_id", "sender_key", "seq", "type", "parent_event_id",
-        "prev_event_hash", "content", "content_hash", "signature",
+    static let fieldNames = [
+        "content", "content_hash", "event_id", "parent_event_id", "prev_event_hash", "room_id", "sender_id", "sender_key",
+        "seq", "signature", "timestamp_ms", "type",
     ]
+
+    static func fieldIndex(_ key: String) -> Int? {
+        switch key {
+        case "content": 0
+        case "content_hash": 1
+        case "event_id": 2
+        case "parent_event_id": 3
+        case "prev_event_hash": 4
+        case "room_id": 5
+        case "sender_id": 6
+        case "sender_key": 7
+        case "seq": 8
+        case "signature": 9
+        case "timestamp_ms": 10
+        case "type": 11
+        default: nil
+        }
+    }
 
     /// Parses and structurally validates one event from its JSON bytes (one JSONL line).
     /// - Throws: ``EventError`` naming the field and the rule it breaks.
@@ -97,11 +115,17 @@ extension Event {
         guard case .object(let object) = json else {
             throw EventError(.notAnObject, "an event must be a JSON object, found \(json.kindName)")
         }
-        for key in object.keys where !Event.fieldNames.contains(key) {
-            throw EventError(.unknownField, "unknown field \"\(Identifier.printable(key))\"")
+        // One pass over the members instead of a lookup per field.
+        var fields: [JSONValue?] = Array(repeating: nil, count: Event.fieldNames.count)
+        for member in object.members {
+            guard let index = Event.fieldIndex(member.key) else {
+                throw EventError(.unknownField, "unknown field \"\(Identifier.printable(member.key))\"")
+            }
+            fields[index] = member.value
         }
+        func field(_ name: String) -> JSONValue? { fields[Event.fieldIndex(name)!] }
         func required(_ name: String) throws(EventError) -> JSONValue {
-            guard let value = object[name] else { throw EventError(.missingField, "missing field \"\(name)\"") }
+            guard let value = field(name) else { throw EventError(.missingField, "missing field \"\(name)\"") }
             return value
         }
         func string(_ name: String) throws(EventError) -> String {
@@ -132,7 +156,7 @@ extension Event {
             throw EventError(.invalidValue, problem)
         }
         senderKey = try string("sender_key")
-        guard let keyBytes = Base64.decode(senderKey), keyBytes.count == 32 else {
+        guard Base64.isCanonical(senderKey, byteCount: 32) else {
             throw EventError(.invalidValue, "sender_key must be padded base64 of 32 bytes")
         }
         seq = try integer("seq")
@@ -140,7 +164,7 @@ extension Event {
         type = try string("type")
         if let problem = EventTypeName.problem(with: type) { throw EventError(.invalidValue, problem) }
 
-        switch object["parent_event_id"] {
+        switch field("parent_event_id") {
         case nil: parentEventID = nil
         case .string(let parent)?:
             if let problem = EventID.problem(with: parent, roomID: roomID) {
@@ -169,10 +193,10 @@ extension Event {
             throw EventError(.invalidValue, "content_hash must be 64 lowercase hex digits")
         }
         signature = try string("signature")
-        guard let signatureBytes = Base64.decode(signature), signatureBytes.count == 64 else {
+        guard Base64.isCanonical(signature, byteCount: 64) else {
             throw EventError(.invalidValue, "signature must be padded base64 of 64 bytes")
         }
-        switch object["content"] {
+        switch field("content") {
         case nil: content = nil
         case .object(let body)?: content = body
         case let other?: throw EventError(.wrongType, "field \"content\" must be an object, found \(other.kindName)")
@@ -197,22 +221,110 @@ extension Event {
         return object
     }
 
-    /// The bytes the signature covers: the prefix, then the canonical event without `content` and `signature`.
-    public func signingInput() -> [UInt8] {
-        var bytes = Event.signaturePrefix
-        CanonicalJSON.append(.object(jsonObject(includingContent: false, includingSignature: false)), to: &bytes)
-        return bytes
+    /// The canonical forms of this event, produced in one pass.
+    ///
+    /// The field names are fixed, so their canonical order is too: `content` sorts first and `signature` sits
+    /// between `seq` and `timestamp_ms`. The envelope is encoded once; the wire form puts the content member in
+    /// front of it and the signing input cuts the signature member out of it. Each equals the canonical encoding
+    /// of the corresponding object (the tests compare them with ``jsonObject(includingContent:includingSignature:)``).
+    public struct Encoding: Sendable {
+        /// Canonical form without `content`.
+        public let envelope: [UInt8]
+        /// The bytes of `"signature":"…",` within `envelope`.
+        let signatureMember: Range<Int>
+        /// Canonical form of `content`, when present.
+        public let content: [UInt8]?
+
+        /// Canonical form of the whole event.
+        public var wire: [UInt8] {
+            guard let content else { return envelope }
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(envelope.count + content.count + 12)
+            bytes.append(contentsOf: #"{"content":"#.utf8)
+            bytes.append(contentsOf: content)
+            bytes.append(UInt8(ascii: ","))
+            bytes.append(contentsOf: envelope[1...])
+            return bytes
+        }
+
+        /// The bytes the signature covers: the prefix, then the envelope without `signature`.
+        public var signingInput: [UInt8] {
+            var bytes = Event.signaturePrefix
+            bytes.reserveCapacity(bytes.count + envelope.count)
+            bytes.append(contentsOf: envelope[..<signatureMember.lowerBound])
+            bytes.append(contentsOf: envelope[signatureMember.upperBound...])
+            return bytes
+        }
     }
+
+    public func encoded() -> Encoding {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(320 + eventID.utf8.count * 2)
+        func key(_ name: StaticString) {
+            bytes.append(UInt8(ascii: "\""))
+            name.withUTF8Buffer { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        }
+        bytes.append(UInt8(ascii: "{"))
+        key("content_hash")
+        CanonicalJSON.appendString(contentHash, to: &bytes)
+        bytes.append(UInt8(ascii: ","))
+        key("event_id")
+        CanonicalJSON.appendString(eventID, to: &bytes)
+        if let parentEventID {
+            bytes.append(UInt8(ascii: ","))
+            key("parent_event_id")
+            CanonicalJSON.appendString(parentEventID, to: &bytes)
+        }
+        bytes.append(UInt8(ascii: ","))
+        key("prev_event_hash")
+        if let prevEventHash {
+            CanonicalJSON.appendString(prevEventHash, to: &bytes)
+        } else {
+            bytes.append(contentsOf: "null".utf8)
+        }
+        bytes.append(UInt8(ascii: ","))
+        key("room_id")
+        CanonicalJSON.appendString(roomID, to: &bytes)
+        bytes.append(UInt8(ascii: ","))
+        key("sender_id")
+        CanonicalJSON.appendString(senderID, to: &bytes)
+        bytes.append(UInt8(ascii: ","))
+        key("sender_key")
+        CanonicalJSON.appendString(senderKey, to: &bytes)
+        bytes.append(UInt8(ascii: ","))
+        key("seq")
+        CanonicalJSON.appendInteger(seq, to: &bytes)
+        bytes.append(UInt8(ascii: ","))
+        let signatureStart = bytes.count
+        key("signature")
+        CanonicalJSON.appendString(signature, to: &bytes)
+        bytes.append(UInt8(ascii: ","))
+        let signatureEnd = bytes.count
+        key("timestamp_ms")
+        CanonicalJSON.appendInteger(timestampMs, to: &bytes)
+        bytes.append(UInt8(ascii: ","))
+        key("type")
+        CanonicalJSON.appendString(type, to: &bytes)
+        bytes.append(UInt8(ascii: "}"))
+        var contentBytes: [UInt8]?
+        if let content {
+            var encodedContent: [UInt8] = []
+            encodedContent.reserveCapacity(256)
+            CanonicalJSON.appendObject(content, to: &encodedContent)
+            contentBytes = encodedContent
+        }
+        return Encoding(envelope: bytes, signatureMember: signatureStart..<signatureEnd, content: contentBytes)
+    }
+
+    /// The bytes the signature covers: the prefix, then the canonical event without `content` and `signature`.
+    public func signingInput() -> [UInt8] { encoded().signingInput }
 
     /// The canonical event without `content`: what the event hash covers.
-    public func envelopeBytes() -> [UInt8] {
-        CanonicalJSON.encode(.object(jsonObject(includingContent: false)))
-    }
+    public func envelopeBytes() -> [UInt8] { encoded().envelope }
 
     /// The canonical wire form: the whole event, with `content` when present.
-    public func wireBytes() -> [UInt8] {
-        CanonicalJSON.encode(.object(jsonObject()))
-    }
+    public func wireBytes() -> [UInt8] { encoded().wire }
 
     /// Lowercase hex SHA-256 of the envelope: the event's integrity identity.
     public func computeHash() -> String {
@@ -245,23 +357,24 @@ public struct VerifiedEvent: Sendable, Equatable {
     /// Checks `event` and returns it verified.
     /// - Throws: ``EventError`` with code `.contentHashMismatch`, `.badSignature` or `.tooLarge`.
     public init(verifying event: Event) throws(EventError) {
-        let wire = event.wireBytes()
+        let encoding = event.encoded()
+        let wire = encoding.wire
         guard wire.count <= Event.maxWireBytes else {
             throw EventError(.tooLarge, "event is \(wire.count) bytes in canonical form, above the limit of \(Event.maxWireBytes)")
         }
-        if let content = event.content, Event.contentHash(of: content) != event.contentHash {
+        if let content = encoding.content, Hex.encode(SHA256.hash(data: content)) != event.contentHash {
             throw EventError(.contentHashMismatch, "content does not match content_hash")
         }
         // Both decode: Event's initializer checked them.
         let key = Base64.decode(event.senderKey) ?? []
         let signature = Base64.decode(event.signature) ?? []
         do {
-            try StrictEd25519.verify(signature: signature, message: event.signingInput(), publicKey: key)
+            try StrictEd25519.verify(signature: signature, message: encoding.signingInput, publicKey: key)
         } catch {
             throw EventError(.badSignature, "signature rejected: \(error)")
         }
         self.event = event
-        self.hash = event.computeHash()
+        self.hash = Hex.encode(SHA256.hash(data: encoding.envelope))
         self.wire = wire
         self.senderKeyBytes = key
     }
@@ -278,6 +391,17 @@ public struct VerifiedEvent: Sendable, Equatable {
     public init(storedWire bytes: some Collection<UInt8>) throws(EventError) {
         let event = try Event.parse(bytes)
         self.init(event: event, hash: event.computeHash(), wire: Array(bytes), senderKeyBytes: Base64.decode(event.senderKey) ?? [])
+    }
+
+    /// Parses, checks the content hash and size, and computes the hash, leaving the signature for
+    /// ``StrictEd25519``: what ingest does before verifying, measured on its own by the benchmarks.
+    public static func canonicalizeAndHash(_ bytes: some Collection<UInt8>) throws(EventError) -> (event: Event, hash: String, wire: [UInt8]) {
+        let event = try Event.parse(bytes)
+        let encoding = event.encoded()
+        if let content = encoding.content, Hex.encode(SHA256.hash(data: content)) != event.contentHash {
+            throw EventError(.contentHashMismatch, "content does not match content_hash")
+        }
+        return (event, Hex.encode(SHA256.hash(data: encoding.envelope)), encoding.wire)
     }
 
     /// The same event with its content removed; the hash is unchanged.
@@ -340,6 +464,7 @@ public struct DeviceSigningKey: Sendable {
             contentHash: Event.contentHash(of: content), signature: "")
         event.signature = Base64.encode(sign(event.signingInput()))
         // Our own signature over what we just built: verifying it again would only double the cost of sending.
-        return VerifiedEvent(event: event, hash: event.computeHash(), wire: event.wireBytes(), senderKeyBytes: publicKeyBytes)
+        let encoding = event.encoded()
+        return VerifiedEvent(event: event, hash: Hex.encode(SHA256.hash(data: encoding.envelope)), wire: encoding.wire, senderKeyBytes: publicKeyBytes)
     }
 }

@@ -13,15 +13,21 @@ public enum Identifier {
 
     /// `nil` when `text` is a valid identifier, otherwise why not.
     public static func problem(with text: String, kind: Kind) -> String? {
-        let utf8 = text.utf8
-        if utf8.isEmpty { return "\(kind.rawValue) is empty" }
-        if utf8.count > maxLength { return "\(kind.rawValue) is longer than \(maxLength) characters" }
-        for byte in utf8 where !isAllowed(byte) {
-            return "\(kind.rawValue) \"\(printable(text))\" contains \(describe(byte)); allowed are a-z 0-9 . _ = -"
+        var copy = text
+        return copy.withUTF8 { utf8 -> String? in
+            if utf8.isEmpty { return "\(kind.rawValue) is empty" }
+            if utf8.count > maxLength { return "\(kind.rawValue) is longer than \(maxLength) characters" }
+            var previous: UInt8 = 0
+            for byte in utf8 {
+                guard isAllowed(byte) else {
+                    return "\(kind.rawValue) \"\(printable(text))\" contains \(describe(byte)); allowed are a-z 0-9 . _ = -"
+                }
+                if byte == UInt8(ascii: ".") && previous == UInt8(ascii: ".") { return "\(kind.rawValue) \"\(text)\" contains '..'" }
+                previous = byte
+            }
+            if utf8[0] == UInt8(ascii: ".") { return "\(kind.rawValue) \"\(text)\" starts with '.'" }
+            return nil
         }
-        if utf8.first == UInt8(ascii: ".") { return "\(kind.rawValue) \"\(text)\" starts with '.'" }
-        if text.contains("..") { return "\(kind.rawValue) \"\(text)\" contains '..'" }
-        return nil
     }
 
     public static func isValid(_ text: String, kind: Kind) -> Bool { problem(with: text, kind: kind) == nil }
@@ -97,42 +103,51 @@ public enum EventID {
     /// `nil` when `eventID` is a well-formed id; otherwise why not. With `roomID` and `timestampMs`, also checks
     /// that the id names that room and time.
     public static func problem(with eventID: String, roomID: String? = nil, timestampMs: Int64? = nil) -> String? {
-        let parts = eventID.split(separator: ":", omittingEmptySubsequences: false)
-        // "a::b::c" splits on ':' into a, "", b, "", c.
-        guard parts.count == 5, parts[1].isEmpty, parts[3].isEmpty else {
-            return "event id \"\(Identifier.printable(eventID))\" is not of the form ROOM::YYYYMMDDTHHMMSS.mmmZ::UUID"
+        var id = eventID
+        return id.withUTF8 { bytes -> String? in
+            // ROOM "::" 20-character time "::" 36-character UUID; ROOM has no ':'.
+            guard let separator = bytes.firstIndex(of: UInt8(ascii: ":")), bytes.count == separator + 24 + 36,
+                bytes[separator + 1] == UInt8(ascii: ":"), bytes[separator + 22] == UInt8(ascii: ":"),
+                bytes[separator + 23] == UInt8(ascii: ":")
+            else { return "event id \"\(Identifier.printable(eventID))\" is not of the form ROOM::YYYYMMDDTHHMMSS.mmmZ::UUID" }
+            let room = UnsafeBufferPointer(rebasing: bytes[0..<separator])
+            if let roomID, !room.elementsEqual(roomID.utf8) {
+                return "event id names room \"\(Identifier.printable(String(decoding: room, as: UTF8.self)))\", but the event is in \"\(roomID)\""
+            }
+            // A room id the caller passed was validated already; otherwise check the one in the id.
+            if roomID == nil, let problem = Identifier.problem(with: String(decoding: room, as: UTF8.self), kind: .room) {
+                return "event id: \(problem)"
+            }
+            guard let time = parseTimestamp(UnsafeBufferPointer(rebasing: bytes[separator + 2..<separator + 22])) else {
+                return "event id \"\(Identifier.printable(eventID))\" has no valid YYYYMMDDTHHMMSS.mmmZ time"
+            }
+            guard isUUID4(UnsafeBufferPointer(rebasing: bytes[separator + 24..<bytes.count])) else {
+                return "event id \"\(Identifier.printable(eventID))\" does not end in a lowercase version-4 UUID"
+            }
+            if let timestampMs, time != timestampMs {
+                return "event id time \(String(decoding: bytes[separator + 2..<separator + 22], as: UTF8.self)) does not match timestamp_ms \(timestampMs)"
+            }
+            return nil
         }
-        let room = String(parts[0])
-        if let problem = Identifier.problem(with: room, kind: .room) { return "event id: \(problem)" }
-        guard let time = parseTimestamp(String(parts[2])) else {
-            return "event id \"\(Identifier.printable(eventID))\" has no valid YYYYMMDDTHHMMSS.mmmZ time"
-        }
-        guard isUUID4(String(parts[4])) else {
-            return "event id \"\(Identifier.printable(eventID))\" does not end in a lowercase version-4 UUID"
-        }
-        if let roomID, room != roomID { return "event id names room \"\(room)\", but the event is in \"\(roomID)\"" }
-        if let timestampMs, time != timestampMs {
-            return "event id time \(parts[2]) does not match timestamp_ms \(timestampMs)"
-        }
-        return nil
     }
 
     public static func roomID(of eventID: String) -> Substring? {
         eventID.split(separator: ":", maxSplits: 1).first
     }
 
-    static func isUUID4(_ text: String) -> Bool {
-        let bytes = Array(text.utf8)
+    static func isUUID4(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         guard bytes.count == 36 else { return false }
         for (index, byte) in bytes.enumerated() {
-            if [8, 13, 18, 23].contains(index) {
+            if index == 8 || index == 13 || index == 18 || index == 23 {
                 guard byte == UInt8(ascii: "-") else { return false }
             } else {
                 guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
                 else { return false }
             }
         }
-        return bytes[14] == UInt8(ascii: "4") && [UInt8(ascii: "8"), UInt8(ascii: "9"), UInt8(ascii: "a"), UInt8(ascii: "b")].contains(bytes[19])
+        let variant = bytes[19]
+        return bytes[14] == UInt8(ascii: "4")
+            && (variant == UInt8(ascii: "8") || variant == UInt8(ascii: "9") || variant == UInt8(ascii: "a") || variant == UInt8(ascii: "b"))
     }
 
     /// `YYYYMMDDTHHMMSS.mmmZ` of a Unix time in milliseconds, UTC, proleptic Gregorian calendar.
@@ -153,7 +168,11 @@ public enum EventID {
 
     /// The Unix time in milliseconds of a `YYYYMMDDTHHMMSS.mmmZ` string, or `nil` if it is not a valid time.
     public static func parseTimestamp(_ text: String) -> Int64? {
-        let bytes = Array(text.utf8)
+        var text = text
+        return text.withUTF8 { parseTimestamp($0) }
+    }
+
+    static func parseTimestamp(_ bytes: UnsafeBufferPointer<UInt8>) -> Int64? {
         guard bytes.count == 20, bytes[8] == UInt8(ascii: "T"), bytes[15] == UInt8(ascii: "."), bytes[19] == UInt8(ascii: "Z")
         else { return nil }
         func number(_ range: Range<Int>) -> Int64? {

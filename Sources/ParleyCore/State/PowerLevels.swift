@@ -97,8 +97,8 @@ public struct PowerLevels: Sendable, Equatable {
     /// lowering their own), nor move a threshold that is, or would be, above their own level.
     public func problemReplacing(with proposed: PowerLevels, by sender: String) -> String? {
         let own = level(of: sender)
-        let required = required(for: EventType.powerLevels)
-        if own < required { return "changing power levels needs level \(required); \(sender) has \(own)" }
+        let needed = required(for: EventType.powerLevels)
+        if own < needed { return "changing power levels needs level \(needed); \(sender) has \(own)" }
         for user in Set(users.keys).union(proposed.users.keys) {
             let before = level(of: user)
             let after = proposed.level(of: user)
@@ -111,8 +111,16 @@ public struct PowerLevels: Sendable, Equatable {
         for name in PowerLevels.thresholdNames where before[name] != after[name] {
             if before[name]! > own || after[name]! > own { return "cannot change \(name) beyond the sender's own level \(own)" }
         }
-        for type in Set(events.keys).union(proposed.events.keys) where events[type] != proposed.events[type] {
-            if (events[type] ?? 0) > own || (proposed.events[type] ?? 0) > own {
+        // users_default is the level of everyone not listed: moving it from or to the sender's own level would
+        // change the level of unlisted peers.
+        if usersDefault != proposed.usersDefault && (usersDefault >= own || proposed.usersDefault >= own) {
+            return "cannot change users_default from or to a level not below the sender's own \(own)"
+        }
+        // Compare the levels in force, so an entry added or removed counts with the default it replaces.
+        for type in Set(events.keys).union(proposed.events.keys) {
+            let was = required(for: type)
+            let will = proposed.required(for: type)
+            if was != will && (was > own || will > own) {
                 return "cannot change the level of \(type) beyond the sender's own level \(own)"
             }
         }

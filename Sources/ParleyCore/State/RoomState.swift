@@ -61,9 +61,18 @@ public struct RoomState: Sendable, Equatable {
     public private(set) var powerLevels = PowerLevels(users: [:])
     public private(set) var name: String?
     public private(set) var topic: String?
+    /// The hash of the one `m.room.create` this node accepts for the room, when it knows it (from an invite, or
+    /// because it created or first stored the room): any other create is refused, however early it claims to be.
+    public private(set) var pinnedCreateHash: String?
 
-    public init(roomID: String) {
+    public init(roomID: String, pinnedCreateHash: String? = nil) {
         self.roomID = roomID
+        self.pinnedCreateHash = pinnedCreateHash
+    }
+
+    /// Pins the create this state was founded by, so no other create is ever accepted for the room.
+    public mutating func pinCreate() {
+        if pinnedCreateHash == nil { pinnedCreateHash = creation?.hash }
     }
 
     public func membership(of user: String) -> Membership? { members[user]?.membership }
@@ -158,6 +167,9 @@ public struct RoomState: Sendable, Equatable {
     mutating func applyCreate(_ event: VerifiedEvent) -> Authorization {
         let envelope = event.event
         if let creation { return .rejected("the room was already created by \(creation.eventID)") }
+        if let pinnedCreateHash, pinnedCreateHash != event.hash {
+            return .rejected("another m.room.create founded this room (\(pinnedCreateHash.prefix(16))…); this one is refused")
+        }
         guard envelope.seq == 1 else { return .rejected("m.room.create must be the first event of its device in the room (seq 1)") }
         creation = RoomCreation(
             creatorID: envelope.senderID, creatorKey: envelope.senderKey, eventID: envelope.eventID, hash: event.hash,
@@ -192,7 +204,8 @@ public struct RoomState: Sendable, Equatable {
                 return .rejected("a join must bind the device that signs it")
             }
             guard record.membership != .ban else { return .rejected("\(target) is banned from the room") }
-            let isCreatorDevice = creation?.creatorID == sender && creation?.creatorKey == event.senderKey
+            // The creator's first join needs no invite; after leaving or being kicked, the creator needs one too.
+            let isCreatorDevice = isNew && creation?.creatorID == sender && creation?.creatorKey == event.senderKey
             guard record.invitedDevices[device.signingKey] != nil || isCreatorDevice else {
                 return .rejected("\(target) was not invited with device key \(device.signingKey.prefix(12))…")
             }
