@@ -24,7 +24,7 @@ extension Node {
     /// - Parameter report: called with one message per line that was not accepted, naming the line and the reason.
     public func importEvents(from reader: inout JSONLReader, report: (String) -> Void) throws -> ImportSummary {
         var summary = ImportSummary()
-        var heldBack: [(line: Int, hash: String)] = []
+        var heldBack: [(line: Int, eventID: String, hash: String)] = []
         let writer = DispatchQueue(label: "parley.import.writer")
         let group = DispatchGroup()
         let inFlight = InFlightWrite()
@@ -42,7 +42,7 @@ extension Node {
                     summary.unauthorized += 1
                     report("line \(line): not authorized: \(reason)")
                 case .heldBack:
-                    heldBack.append((line, written.hashes[index] ?? ""))
+                    if let event = written.events[index] { heldBack.append((line, event.eventID, event.hash)) }
                 case .rejected(let reason):
                     summary.rejected += 1
                     report("line \(line): rejected: \(reason)")
@@ -82,8 +82,8 @@ extension Node {
         try collect()
 
         // Held-back events may have been released by later lines.
-        let final = try store.outcomes(hashes: heldBack.map(\.hash))
-        for (line, hash) in heldBack {
+        let final = try store.outcomes(of: heldBack.map { ($0.eventID, $0.hash) })
+        for (line, _, hash) in heldBack {
             switch final[hash] {
             case .accepted?: summary.accepted += 1
             case .unauthorized(let reason)?:

@@ -23,8 +23,8 @@ public enum IngestOutcome: Sendable, Equatable {
 public struct IngestReport: Sendable {
     /// One outcome per input, in input order.
     public var outcomes: [IngestOutcome]
-    /// Each input's event hash, when it parsed as an event.
-    public var hashes: [String?] = []
+    /// Each input's event id and hash, when it parsed as an event.
+    public var events: [(eventID: String, hash: String)?] = []
     /// Events held back earlier that this call released, by event id, with their outcome.
     public var released: [(eventID: String, outcome: IngestOutcome)] = []
 }
@@ -34,7 +34,10 @@ extension EventStore {
     public static func verifyInParallel(_ lines: [[UInt8]]) -> [Result<VerifiedEvent, EventError>] {
         let results = UnsafeMutableBufferPointer<Result<VerifiedEvent, EventError>?>.allocate(capacity: lines.count)
         results.initialize(repeating: nil)
-        defer { results.deallocate() }
+        defer {
+            results.deinitialize()
+            results.deallocate()
+        }
         let shared = SendableBuffer(results)
         let chunk = 64
         let chunks = (lines.count + chunk - 1) / chunk
@@ -92,8 +95,8 @@ extension EventStore {
             let released = batch.judgedOrder.filter { !inputHashes.contains($0.hash) }.map {
                 (eventID: $0.event.eventID, outcome: batch.finalOutcome(hash: $0.hash))
             }
-            let hashes = verified.map { try? $0.get().hash }
-            return IngestReport(outcomes: outcomes.map { $0! }, hashes: hashes, released: released)
+            let events = verified.map { result in (try? result.get()).map { (eventID: $0.event.eventID, hash: $0.hash) } }
+            return IngestReport(outcomes: outcomes.map { $0! }, events: events, released: released)
         }
         if stripped {
             // The write-ahead log still holds the pages as they were before stripping; fold it into the main file
@@ -223,7 +226,9 @@ struct IngestBatch {
             hasPending = true
             return .heldBack("waiting for seq \(seq) of device \(envelope.senderKey.prefix(12))… (a gap in its chain)")
         case .fork(let existingHash):
-            let original = try Data.fetchOne(db.cachedStatement(sql: "SELECT wire FROM events WHERE hash = ?"), arguments: [existingHash])
+            let original = try Data.fetchOne(
+                db.cachedStatement(sql: "SELECT wire FROM events WHERE room_id = ? AND sender_key = ? AND seq = ? AND hash = ?"),
+                arguments: [chain.roomID, chain.senderKey, envelope.seq, existingHash])
             let proof = ForkProof(try VerifiedEvent(storedWire: original?.bytes ?? []), event)
             try db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO forks (room_id, sender_key, seq, first, second, detected_ms) VALUES (?, ?, ?, ?, ?, ?)

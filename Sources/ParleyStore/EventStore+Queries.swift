@@ -110,14 +110,19 @@ extension EventStore {
         }
     }
 
-    /// Final outcomes of events by hash: stored ones by their status, held-back ones as such, others `nil`.
-    public func outcomes(hashes: [String]) throws -> [String: IngestOutcome] {
+    /// Final outcomes of events, by hash: stored ones by their status, held-back ones as such, others absent.
+    public func outcomes(of events: [(eventID: String, hash: String)]) throws -> [String: IngestOutcome] {
         try pool.read { db in
             var result: [String: IngestOutcome] = [:]
-            for start in stride(from: 0, to: hashes.count, by: 500) {
-                let chunk = Array(hashes[start..<min(hashes.count, start + 500)])
+            for start in stride(from: 0, to: events.count, by: 500) {
+                let slice = events[start..<min(events.count, start + 500)]
+                let ids = slice.map(\.eventID)
+                let chunk = slice.map(\.hash)
+                let idPlaceholders = Array(repeating: "?", count: ids.count).joined(separator: ",")
                 let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                for row in try Row.fetchAll(db, sql: "SELECT hash, status, reason FROM events WHERE hash IN (\(placeholders))", arguments: StatementArguments(chunk)) {
+                let wanted = Set(chunk)
+                for row in try Row.fetchAll(db, sql: "SELECT hash, status, reason FROM events WHERE event_id IN (\(idPlaceholders))", arguments: StatementArguments(ids))
+                where wanted.contains(row[0] as String) {
                     let reason: String? = row[2]
                     result[row[0]] = switch EventStatus(rawValue: row[1]) {
                     case .accepted?: .accepted

@@ -44,7 +44,7 @@ public final class EventStore: Sendable {
         configuration.prepareDatabase { db in
             // FULL: a committed batch is on disk before we report it stored. secure_delete: stripped content is
             // overwritten, not left in free pages.
-            try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON; PRAGMA cache_size = -65536; PRAGMA foreign_keys = ON")
+            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON")
         }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
@@ -60,7 +60,7 @@ public final class EventStore: Sendable {
             try db.execute(sql: """
                 CREATE TABLE events (
                     id INTEGER PRIMARY KEY,
-                    hash TEXT NOT NULL UNIQUE,
+                    hash TEXT NOT NULL,
                     event_id TEXT NOT NULL UNIQUE,
                     room_id TEXT NOT NULL,
                     sender_id TEXT NOT NULL,

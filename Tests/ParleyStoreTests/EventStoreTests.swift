@@ -33,7 +33,7 @@ func verdictName(_ outcome: IngestOutcome) -> String {
                 _ = try store.ingest(lines: order[index..<min(order.count, index + size)].map(\.wire), receivedMs: 0)
                 index += size
             }
-            let outcomes = try store.outcomes(hashes: scenario.events.map(\.hash))
+            let outcomes = try store.outcomes(of: scenario.events.map { ($0.event.eventID, $0.hash) })
             for event in scenario.events {
                 let expected: String = switch reference.verdicts[event.hash] {
                 case .accepted?: "accepted"

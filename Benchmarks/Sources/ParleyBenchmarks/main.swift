@@ -164,7 +164,9 @@ struct RoomFixture {
             }
             heads = Array(resultHeads).map { (seq: $0.0, hash: $0.1) }
             for index in 0..<batch { buffer += shared[index]; buffer.append(0x0A) }
+            shared.deinitialize()
             shared.deallocate()
+            resultHeads.deinitialize()
             resultHeads.deallocate()
             handle.write(Data(buffer))
             buffer.removeAll(keepingCapacity: true)
@@ -321,6 +323,7 @@ if mode == "profile-import" {
     let path = argument("--file", default: "")
     let lines = try! String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { Array($0.utf8) }
     var verified: [[Result<VerifiedEvent, EventError>]] = []
+    verified.reserveCapacity(lines.count / 2048 + 1)
     let verifySeconds = measure {
         for start in stride(from: 0, to: lines.count, by: 2048) {
             verified.append(EventStore.verifyInParallel(Array(lines[start..<min(lines.count, start + 2048)])))
@@ -343,7 +346,7 @@ if mode == "profile-import" {
     getrusage(Int32(RUSAGE_SELF.rawValue), &after)
     let user = Double(after.ru_utime.tv_sec - before.ru_utime.tv_sec) + Double(after.ru_utime.tv_usec - before.ru_utime.tv_usec) / 1e6
     let system = Double(after.ru_stime.tv_sec - before.ru_stime.tv_sec) + Double(after.ru_stime.tv_usec - before.ru_stime.tv_usec) / 1e6
-    print("verify: \(Int(Double(lines.count) / verifySeconds)) events/s; store: \(Int(Double(lines.count) / storeSeconds)) events/s (wall \(storeSeconds) s, user \(user) s, system \(system) s)")
+    print("verify: \(Int(Double(lines.count) / verifySeconds)) events/s; store: \(Int(Double(lines.count) / storeSeconds)) events/s (wall \(storeSeconds) s, user \(user) s, system \(system) s); peak RSS before the store \(before.ru_maxrss / 1024) MiB, after \(after.ru_maxrss / 1024) MiB")
     try? FileManager.default.removeItem(atPath: directory)
     exit(0)
 }
