@@ -19,33 +19,36 @@ extension Node {
     /// Lines per transaction: large enough to amortize the commit's fsync, small enough to keep memory flat.
     static let importBatchLines = 2048
 
-    /// Imports wire-form events, one per line, from `reader`. Verification of the next batch runs on every core
-    /// while the previous batch is written.
+    /// Imports wire-form events, one per line, from `reader`. Batches are verified on every core while a writer
+    /// thread stores earlier ones; verification runs up to two batches ahead, so neither side waits for the other
+    /// in the common case.
     /// - Parameter report: called with one message per line that was not accepted, naming the line and the reason.
     public func importEvents(from reader: inout JSONLReader, report: (String) -> Void) throws -> ImportSummary {
         var summary = ImportSummary()
         var heldBack: [(line: Int, eventID: String, hash: String)] = []
         let writer = DispatchQueue(label: "parley.import.writer")
         let group = DispatchGroup()
-        let inFlight = InFlightWrite()
+        let slots = DispatchSemaphore(value: 2)
+        let written = WrittenBatches()
 
+        /// Counts and reports the batches the writer has finished, in order.
         func collect() throws {
-            group.wait()
-            guard let (numbers, result) = inFlight.take() else { return }
-            let written = try result.get()
-            for (index, outcome) in written.outcomes.enumerated() {
-                let line = numbers[index]
-                switch outcome {
-                case .accepted: summary.accepted += 1
-                case .duplicate: summary.duplicates += 1
-                case .unauthorized(let reason):
-                    summary.unauthorized += 1
-                    report("line \(line): not authorized: \(reason)")
-                case .heldBack:
-                    if let event = written.events[index] { heldBack.append((line, event.eventID, event.hash)) }
-                case .rejected(let reason):
-                    summary.rejected += 1
-                    report("line \(line): rejected: \(reason)")
+            for (numbers, result) in written.takeAll() {
+                let batch = try result.get()
+                for (index, outcome) in batch.outcomes.enumerated() {
+                    let line = numbers[index]
+                    switch outcome {
+                    case .accepted: summary.accepted += 1
+                    case .duplicate: summary.duplicates += 1
+                    case .unauthorized(let reason):
+                        summary.unauthorized += 1
+                        report("line \(line): not authorized: \(reason)")
+                    case .heldBack:
+                        if let event = batch.events[index] { heldBack.append((line, event.eventID, event.hash)) }
+                    case .rejected(let reason):
+                        summary.rejected += 1
+                        report("line \(line): rejected: \(reason)")
+                    }
                 }
             }
         }
@@ -55,13 +58,18 @@ extension Node {
         func flush() throws {
             guard !lines.isEmpty else { return }
             let verified = EventStore.verifyInParallel(lines)
+            slots.wait()
             try collect()
             let batchNumbers = numbers
             let batchLines = lines
             let receivedMs = clock()
             let store = self.store
             writer.async(group: group) {
-                inFlight.put(batchNumbers, Result { try store.ingest(verified: verified, lines: batchLines, receivedMs: receivedMs) })
+                // After a failed batch the import is over: later batches are not written.
+                if !written.hasFailed {
+                    written.append(batchNumbers, Result { try store.ingest(verified: verified, lines: batchLines, receivedMs: receivedMs) })
+                }
+                slots.signal()
             }
             numbers.removeAll(keepingCapacity: true)
             lines.removeAll(keepingCapacity: true)
@@ -79,6 +87,7 @@ extension Node {
             }
         }
         try flush()
+        group.wait()
         try collect()
 
         // Held-back events may have been released by later lines.
@@ -101,19 +110,25 @@ extension Node {
     }
 }
 
-/// The result of the one write in flight, handed from the writer queue back to the importing thread.
-final class InFlightWrite: @unchecked Sendable {
+/// Batches the writer thread has stored, handed back to the importing thread in order.
+final class WrittenBatches: @unchecked Sendable {
     private let lock = NSLock()
-    private var value: ([Int], Result<IngestReport, any Error>)?
+    private var batches: [([Int], Result<IngestReport, any Error>)] = []
+    private var failed = false
 
-    func put(_ numbers: [Int], _ result: Result<IngestReport, any Error>) {
-        lock.withLock { value = (numbers, result) }
+    var hasFailed: Bool { lock.withLock { failed } }
+
+    func append(_ numbers: [Int], _ result: Result<IngestReport, any Error>) {
+        lock.withLock {
+            if case .failure = result { failed = true }
+            batches.append((numbers, result))
+        }
     }
 
-    func take() -> ([Int], Result<IngestReport, any Error>)? {
+    func takeAll() -> [([Int], Result<IngestReport, any Error>)] {
         lock.withLock {
-            defer { value = nil }
-            return value
+            defer { batches.removeAll() }
+            return batches
         }
     }
 }
