@@ -264,7 +264,8 @@ struct NoRelations: RelationLookup {
     func hasActiveReaction(sender: String, target: String, key: String) -> Bool { false }
 }
 
-/// Relation lookups against the events table.
+/// Relation lookups against the events table, agreeing with ``RoomReplay``: a reaction is active from its place in
+/// the order until a redaction that comes after it (and before the event being judged).
 struct SQLRelations: RelationLookup {
     let db: Database
     let before: EventOrder
@@ -282,7 +283,8 @@ struct SQLRelations: RelationLookup {
                     AND e.relation_key = ?3 AND e.status = 0 AND (e.timestamp_ms, e.seq, e.event_id) < (?4, ?5, ?6)
                     AND NOT EXISTS (
                         SELECT 1 FROM events r WHERE r.target_event_id = e.event_id AND r.type = 'm.room.redaction' AND r.status = 0
-                            AND (r.timestamp_ms, r.seq, r.event_id) < (?4, ?5, ?6))
+                            AND (r.timestamp_ms, r.seq, r.event_id) < (?4, ?5, ?6)
+                            AND (r.timestamp_ms, r.seq, r.event_id) > (e.timestamp_ms, e.seq, e.event_id))
                 LIMIT 1
                 """), arguments: [target, sender, key, before.timestampMs, before.seq, before.eventID])
         return found ?? false

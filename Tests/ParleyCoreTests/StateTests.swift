@@ -170,3 +170,17 @@ func verdictName(_ authorization: Authorization?) -> String {
         #expect(replay.verdicts[again.hash] == .accepted, "a removed reaction can be given again")
     }
 }
+
+@Suite struct PinnedCreateTests {
+    @Test func `with a pinned create, an earlier-dated create does not found the room`() {
+        var alice = TestDevice("alice")
+        var mallory = TestDevice("mallory")
+        let genuine = alice.create("r", at: 2_000)
+        let takeover = mallory.create("r", at: 1_000)
+        let unpinned = RoomReplay(roomID: "r", events: genuine + takeover)
+        #expect(unpinned.state.creation?.creatorID == "mallory", "without a pin the earliest create wins")
+        let pinned = RoomReplay(roomID: "r", events: genuine + takeover, pinnedCreateHash: genuine[0].hash)
+        #expect(pinned.state.creation?.creatorID == "alice")
+        #expect(verdictName(pinned.verdicts[takeover[0].hash]) == "rejected")
+    }
+}

@@ -50,8 +50,9 @@ public struct RoomReplay: Sendable {
         var key: String
     }
 
-    public init(roomID: String, events: [VerifiedEvent]) {
-        state = RoomState(roomID: roomID)
+    /// - Parameter pinnedCreateHash: the create this node trusts for the room (docs/PROTOCOL.md §8.4.2), if any.
+    public init(roomID: String, events: [VerifiedEvent], pinnedCreateHash: String? = nil) {
+        state = RoomState(roomID: roomID, pinnedCreateHash: pinnedCreateHash)
         let ordered = events.sorted { EventOrder($0.event) < EventOrder($1.event) }
         var targets: [String: RelationTarget] = [:]
         for event in events { targets[event.event.eventID] = RelationTarget(type: event.event.type, senderID: event.event.senderID) }
