@@ -212,7 +212,11 @@ public final class Node: Sendable {
     // MARK: Reading
 
     public func timeline(_ roomID: String, limit: Int) throws -> [TimelineItem] {
-        _ = try requireState(roomID)
+        try validateRoomID(roomID)
+        // Only whether the room exists: resolving its state would cost more than reading a page of it.
+        guard try store.roomIDs().contains(roomID) else {
+            throw ClientError(.unknownRoom, "This node holds no room \(roomID).", remedy: "Create it, or import its events first.")
+        }
         return try store.timeline(roomID: roomID, limit: limit)
     }
 

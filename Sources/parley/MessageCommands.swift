@@ -77,16 +77,15 @@ struct Read: ParsableCommand {
     }
 }
 
-let timeFormatter: DateFormatter = {
-    let formatter = DateFormatter()
-    formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
-    formatter.timeZone = TimeZone(identifier: "UTC")
-    formatter.locale = Locale(identifier: "en_US_POSIX")
-    return formatter
-}()
+/// `YYYY-MM-DD HH:MM:SS` in UTC, from the same calendar arithmetic as event ids (DateFormatter would load ICU).
+func formatTime(_ timestampMs: Int64) -> String {
+    let stamp = Array(EventID.formatTimestamp(min(max(timestampMs, 0), EventID.maxTimestampMs)))
+    return String(stamp[0..<4]) + "-" + String(stamp[4..<6]) + "-" + String(stamp[6..<8]) + " " + String(stamp[9..<11]) + ":"
+        + String(stamp[11..<13]) + ":" + String(stamp[13..<15])
+}
 
 func describe(_ item: TimelineItem) -> String {
-    let time = timeFormatter.string(from: Date(timeIntervalSince1970: Double(item.timestampMs) / 1000))
+    let time = formatTime(item.timestampMs)
     var text: String
     if let summary = item.summary {
         text = "* \(summary)"
