@@ -44,7 +44,7 @@ public final class EventStore: Sendable {
         configuration.prepareDatabase { db in
             // FULL: a committed batch is on disk before we report it stored. secure_delete: stripped content is
             // overwritten, not left in free pages.
-            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON")
+            try db.execute(sql: "PRAGMA page_size = 16384; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON")
         }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)

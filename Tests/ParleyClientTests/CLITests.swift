@@ -236,7 +236,8 @@ struct TwoNodes {
         }
         kill(-loop.processIdentifier, SIGKILL)
         kill(loop.processIdentifier, SIGKILL)
-        _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-9", "-f", "--home \(node.home) send"]).waitUntilExit()
+        // The loop's current `parley send`, if any, dies mid-flight too.
+        _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-9", "-f", "\(ParleyCommand.executable.path) --home \(node.home) send"]).waitUntilExit()
         loop.waitUntilExit()
         let sent = try String(contentsOfFile: sentLog, encoding: .utf8).split(separator: "\n").map(String.init)
         #expect(sent.count >= 20)
