@@ -119,3 +119,46 @@ import Testing
         }
     }
 }
+
+@Suite struct CanonicalInputTests {
+    /// Spellings of the same event that are not canonical: each must be re-encoded, not sliced.
+    func variants(of wire: [UInt8]) -> [[UInt8]] {
+        let text = String(decoding: wire, as: UTF8.self)
+        return [
+            Array(("{ " + text.dropFirst()).utf8),
+            Array((text + "\n").utf8),
+            Array(text.replacingOccurrences(of: "\"type\":", with: "\"type\" :").utf8),
+            Array(text.replacingOccurrences(of: "/", with: "\\/").utf8),
+            Array(text.replacingOccurrences(of: "hello", with: "h\\u0065llo").utf8),
+            Array(text.replacingOccurrences(of: "\\n", with: "\\u000a").utf8),
+            Array(text.replacingOccurrences(of: "\\u001f", with: "\\u001F").utf8),
+        ]
+    }
+
+    @Test func `canonical input is sliced, other spellings are re-encoded, and both give the same bytes and hash`() throws {
+        var alice = TestDevice("alice")
+        var events = alice.create("r", at: 1_000)
+        events.append(alice.message("r", "hello \u{1F} /path\nline", at: 2_000, parent: events[0].event.eventID))
+        events.append(alice.message("r", "hello", at: 3_000).stripped())
+        for event in events {
+            let reference = event.event.encoded()
+            for input in [event.wire] + variants(of: event.wire) {
+                let (parsed, encoding) = try Event.parseEncoded(input)
+                #expect(parsed == event.event)
+                #expect(encoding.wire == reference.wire)
+                #expect(encoding.envelope == reference.envelope)
+                #expect(encoding.signingInput == reference.signingInput)
+                #expect(encoding.content.map(Array.init) == reference.content.map(Array.init))
+                #expect(try VerifiedEvent(parsing: input).hash == event.hash)
+            }
+        }
+    }
+
+    @Test func `the parser reports canonical input only when it is canonical`() throws {
+        let parser = JSONParser()
+        #expect(try parser.parseDocument(Array(#"{"a":[1,"\n\u001f"],"b":{}}"#.utf8)).isCanonical)
+        for spelling in [#"{"b":1,"a":2}"#, #"{"a": 1}"#, #"["\/"]"#, #"["\u0041"]"#, #"["\u001F"]"#, #"["\u000a"]"#, #"["\u00e9"]"#, " 1"] {
+            #expect(try !parser.parseDocument(Array(spelling.utf8)).isCanonical, "\(spelling)")
+        }
+    }
+}

@@ -58,22 +58,51 @@ public struct JSONParser: Sendable {
         return try copy.withUnsafeBufferPointer { buffer throws(JSONError) in try parse(buffer: buffer) }
     }
 
+    /// A parsed value, with what the parser learned about the input's form on the way.
+    public struct Document: Sendable {
+        public var value: JSONValue
+        /// Whether the input was already exactly the canonical form of `value` (no whitespace, keys in order, only
+        /// canonical escapes), so its bytes can be hashed as they are.
+        public var isCanonical: Bool
+        /// For a top-level object: each member's key, the offset of the key's opening quote, and the byte range of
+        /// its value, in input order.
+        public var members: [(key: String, keyStart: Int, value: Range<Int>)]
+    }
+
+    /// Parses exactly one JSON value and reports whether the input was canonical, and where the top-level members
+    /// are.
+    public func parseDocument(_ bytes: [UInt8]) throws(JSONError) -> Document {
+        try bytes.withUnsafeBufferPointer { buffer throws(JSONError) in
+            var reader = try reader(for: buffer)
+            let value = try finish(&reader)
+            return Document(value: value, isCanonical: reader.canonical, members: reader.topMembers)
+        }
+    }
+
     /// Parses exactly one JSON value from the UTF-8 of `text`.
     public func parse(_ text: String) throws(JSONError) -> JSONValue {
         try parse(Array(text.utf8))
     }
 
     private func parse(buffer: UnsafeBufferPointer<UInt8>) throws(JSONError) -> JSONValue {
+        var reader = try reader(for: buffer)
+        return try finish(&reader)
+    }
+
+    private func reader(for buffer: UnsafeBufferPointer<UInt8>) throws(JSONError) -> Reader {
         guard buffer.count <= maxBytes else {
             throw JSONError(
                 code: .tooLarge, offset: maxBytes,
                 message: "JSON input of \(buffer.count) bytes is larger than the limit of \(maxBytes) bytes")
         }
-        var reader = Reader(bytes: buffer, maxDepth: maxDepth, keysWithinBMP: keysWithinBMP)
+        return Reader(bytes: buffer, maxDepth: maxDepth, keysWithinBMP: keysWithinBMP)
+    }
+
+    private func finish(_ reader: inout Reader) throws(JSONError) -> JSONValue {
         reader.skipWhitespace()
         let value = try reader.parseValue(depth: 1)
         reader.skipWhitespace()
-        if reader.position < buffer.count {
+        if reader.position < reader.bytes.count {
             throw reader.error(.trailingContent, "unexpected content after the JSON value")
         }
         return value
@@ -91,6 +120,9 @@ private struct Reader {
     let maxDepth: Int
     let keysWithinBMP: Bool
     var position = 0
+    /// Cleared as soon as the input shows anything the canonical form would write differently.
+    var canonical = true
+    var topMembers: [(key: String, keyStart: Int, value: Range<Int>)] = []
     /// Reused for strings that contain escapes.
     var scratch: [UInt8] = []
 
@@ -107,7 +139,9 @@ private struct Reader {
     mutating func skipWhitespace() {
         while position < bytes.count {
             switch bytes[position] {
-            case 0x20, 0x09, 0x0A, 0x0D: position += 1
+            case 0x20, 0x09, 0x0A, 0x0D:
+                position += 1
+                canonical = false
             default: return
             }
         }
@@ -201,7 +235,9 @@ private struct Reader {
             }
             position += 1
             skipWhitespace()
+            let valueStart = position
             let value = try parseValue(depth: depth + 1)
+            if depth == 1 { topMembers.append((key, keyOffset, valueStart..<position)) }
             if let last = members.last {
                 let order = JSONObject.compareUTF8(last.key, key)
                 if order == 0 { throw duplicateKey(key, at: keyOffset) }
@@ -216,6 +252,7 @@ private struct Reader {
             case UInt8(ascii: "}"):
                 position += 1
                 if sorted { return JSONObject(sortedUniqueMembers: members) }
+                canonical = false
                 return try sortChecked(members, keyOffsets: keyOffsets)
             default: throw error(.unexpectedCharacter, "expected ',' or '}' in an object, found \(describeByte(at: position))")
             }
@@ -351,7 +388,9 @@ private struct Reader {
         switch code {
         case UInt8(ascii: "\""): scratch.append(0x22)
         case UInt8(ascii: "\\"): scratch.append(0x5C)
-        case UInt8(ascii: "/"): scratch.append(0x2F)
+        case UInt8(ascii: "/"):
+            scratch.append(0x2F)
+            canonical = false
         case UInt8(ascii: "b"): scratch.append(0x08)
         case UInt8(ascii: "f"): scratch.append(0x0C)
         case UInt8(ascii: "n"): scratch.append(0x0A)
@@ -359,6 +398,10 @@ private struct Reader {
         case UInt8(ascii: "t"): scratch.append(0x09)
         case UInt8(ascii: "u"):
             let unit = try readHex4(escapeStart: escapeStart)
+            // The canonical form spells only control characters without a short escape this way, in lowercase.
+            let hasShortEscape = unit == 0x08 || unit == 0x09 || unit == 0x0A || unit == 0x0C || unit == 0x0D
+            let hexIsLowercase = !bytes[escapeStart + 2..<escapeStart + 6].contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "F") }
+            if unit >= 0x20 || hasShortEscape || !hexIsLowercase { canonical = false }
             var scalarValue = UInt32(unit)
             if unit >= 0xDC00 && unit <= 0xDFFF {
                 throw error(.loneSurrogate, "lone low surrogate \\u\(hex4(unit)) in a string", at: escapeStart)

@@ -117,6 +117,21 @@ public enum Hex {
         return String(decoding: output, as: UTF8.self)
     }
 
+    /// Whether lowercase hex `text` spells exactly `bytes`, without building a string.
+    public static func matches(_ text: String, _ bytes: some Sequence<UInt8>) -> Bool {
+        var text = text
+        return text.withUTF8 { hex in
+            var index = 0
+            for byte in bytes {
+                guard index + 1 < hex.count, hex[index] == digits[Int(byte >> 4)], hex[index + 1] == digits[Int(byte & 0x0F)] else {
+                    return false
+                }
+                index += 2
+            }
+            return index == hex.count
+        }
+    }
+
     /// The bytes of lowercase hex `text`, or `nil` for odd length, uppercase or other characters.
     public static func decode(_ text: String) -> [UInt8]? {
         let input = Array(text.utf8)

@@ -115,15 +115,20 @@ extension Event {
         guard case .object(let object) = json else {
             throw EventError(.notAnObject, "an event must be a JSON object, found \(json.kindName)")
         }
-        // One pass over the members instead of a lookup per field.
-        var fields: [JSONValue?] = Array(repeating: nil, count: Event.fieldNames.count)
-        for member in object.members {
+        // One pass over the members instead of a lookup per field. Members are sorted by key and field names are
+        // distinct, so a field's position among the members is enough to find it again.
+        var positions: (Int8, Int8, Int8, Int8, Int8, Int8, Int8, Int8, Int8, Int8, Int8, Int8) = (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)
+        let members = object.members
+        for (position, member) in members.enumerated() {
             guard let index = Event.fieldIndex(member.key) else {
                 throw EventError(.unknownField, "unknown field \"\(Identifier.printable(member.key))\"")
             }
-            fields[index] = member.value
+            withUnsafeMutableBytes(of: &positions) { $0[index] = UInt8(truncatingIfNeeded: position) }
         }
-        func field(_ name: String) -> JSONValue? { fields[Event.fieldIndex(name)!] }
+        func field(_ name: String) -> JSONValue? {
+            let position = withUnsafeBytes(of: positions) { Int8(bitPattern: $0[Event.fieldIndex(name)!]) }
+            return position < 0 ? nil : members[Int(position)].value
+        }
         func required(_ name: String) throws(EventError) -> JSONValue {
             guard let value = field(name) else { throw EventError(.missingField, "missing field \"\(name)\"") }
             return value
@@ -228,24 +233,17 @@ extension Event {
     /// front of it and the signing input cuts the signature member out of it. Each equals the canonical encoding
     /// of the corresponding object (the tests compare them with ``jsonObject(includingContent:includingSignature:)``).
     public struct Encoding: Sendable {
+        /// Canonical form of the whole event.
+        public let wire: [UInt8]
+        /// Where the value of `content` sits in `wire`, when present.
+        let contentRange: Range<Int>?
         /// Canonical form without `content`.
         public let envelope: [UInt8]
         /// The bytes of `"signature":"…",` within `envelope`.
         let signatureMember: Range<Int>
-        /// Canonical form of `content`, when present.
-        public let content: [UInt8]?
 
-        /// Canonical form of the whole event.
-        public var wire: [UInt8] {
-            guard let content else { return envelope }
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(envelope.count + content.count + 12)
-            bytes.append(contentsOf: #"{"content":"#.utf8)
-            bytes.append(contentsOf: content)
-            bytes.append(UInt8(ascii: ","))
-            bytes.append(contentsOf: envelope[1...])
-            return bytes
-        }
+        /// Canonical form of `content`, when present.
+        public var content: ArraySlice<UInt8>? { contentRange.map { wire[$0] } }
 
         /// The bytes the signature covers: the prefix, then the envelope without `signature`.
         public var signingInput: [UInt8] {
@@ -254,6 +252,48 @@ extension Event {
             bytes.append(contentsOf: envelope[..<signatureMember.lowerBound])
             bytes.append(contentsOf: envelope[signatureMember.upperBound...])
             return bytes
+        }
+
+        init(envelope: [UInt8], signatureMember: Range<Int>, content: [UInt8]?) {
+            self.envelope = envelope
+            self.signatureMember = signatureMember
+            guard let content else {
+                wire = envelope
+                contentRange = nil
+                return
+            }
+            let prefix = Array(#"{"content":"#.utf8)
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(envelope.count + content.count + prefix.count + 1)
+            bytes.append(contentsOf: prefix)
+            bytes.append(contentsOf: content)
+            bytes.append(UInt8(ascii: ","))
+            bytes.append(contentsOf: envelope[1...])
+            wire = bytes
+            contentRange = prefix.count..<prefix.count + content.count
+        }
+
+        /// The encoding of an event whose input bytes were already canonical: slices of the input, nothing
+        /// re-encoded. `members` are the top-level members the parser located.
+        init?(canonicalWire wire: [UInt8], members: [(key: String, keyStart: Int, value: Range<Int>)]) {
+            guard let signature = members.first(where: { $0.key == "signature" }) else { return nil }
+            let signatureInWire = signature.keyStart..<signature.value.upperBound + 1
+            if let content = members.first(where: { $0.key == "content" }) {
+                // `content` sorts first: the envelope is "{" and everything after the content member's comma.
+                let cut = content.value.upperBound + 1
+                var envelope: [UInt8] = [UInt8(ascii: "{")]
+                envelope.reserveCapacity(wire.count - cut + 1)
+                envelope.append(contentsOf: wire[cut...])
+                let shift = cut - 1
+                self.envelope = envelope
+                signatureMember = signatureInWire.lowerBound - shift..<signatureInWire.upperBound - shift
+                contentRange = content.value
+            } else {
+                envelope = wire
+                signatureMember = signatureInWire
+                contentRange = nil
+            }
+            self.wire = wire
         }
     }
 
@@ -317,6 +357,18 @@ extension Event {
         return Encoding(envelope: bytes, signatureMember: signatureStart..<signatureEnd, content: contentBytes)
     }
 
+    /// Parses and validates an event, and gets its canonical forms: sliced from the input when the input was
+    /// already canonical (the usual case for wire-form events), encoded afresh otherwise.
+    public static func parseEncoded(_ bytes: [UInt8], parser: JSONParser = JSONParser()) throws(EventError) -> (Event, Encoding) {
+        let document: JSONParser.Document
+        do { document = try parser.parseDocument(bytes) } catch { throw EventError(.malformedJSON, "invalid JSON: \(error)") }
+        let event = try Event(json: document.value)
+        if document.isCanonical, let encoding = Encoding(canonicalWire: bytes, members: document.members) {
+            return (event, encoding)
+        }
+        return (event, event.encoded())
+    }
+
     /// The bytes the signature covers: the prefix, then the canonical event without `content` and `signature`.
     public func signingInput() -> [UInt8] { encoded().signingInput }
 
@@ -357,12 +409,15 @@ public struct VerifiedEvent: Sendable, Equatable {
     /// Checks `event` and returns it verified.
     /// - Throws: ``EventError`` with code `.contentHashMismatch`, `.badSignature` or `.tooLarge`.
     public init(verifying event: Event) throws(EventError) {
-        let encoding = event.encoded()
+        try self.init(verifying: event, encoding: event.encoded())
+    }
+
+    init(verifying event: Event, encoding: Event.Encoding) throws(EventError) {
         let wire = encoding.wire
         guard wire.count <= Event.maxWireBytes else {
             throw EventError(.tooLarge, "event is \(wire.count) bytes in canonical form, above the limit of \(Event.maxWireBytes)")
         }
-        if let content = encoding.content, Hex.encode(SHA256.hash(data: content)) != event.contentHash {
+        if let content = encoding.content, !Hex.matches(event.contentHash, SHA256.hash(data: content)) {
             throw EventError(.contentHashMismatch, "content does not match content_hash")
         }
         // Both decode: Event's initializer checked them.
@@ -381,7 +436,8 @@ public struct VerifiedEvent: Sendable, Equatable {
 
     /// Parses and verifies one wire-form event.
     public init(parsing bytes: some Collection<UInt8>, parser: JSONParser = JSONParser()) throws(EventError) {
-        try self.init(verifying: try Event.parse(bytes, parser: parser))
+        let (event, encoding) = try Event.parseEncoded(Array(bytes), parser: parser)
+        try self.init(verifying: event, encoding: encoding)
     }
 
     /// Re-reads an event this node verified before (from its own store), without checking the signature again.
@@ -389,16 +445,17 @@ public struct VerifiedEvent: Sendable, Equatable {
     /// Only for bytes that never left this node's control since they were verified; anything received goes
     /// through ``init(parsing:parser:)``.
     public init(storedWire bytes: some Collection<UInt8>) throws(EventError) {
-        let event = try Event.parse(bytes)
-        self.init(event: event, hash: event.computeHash(), wire: Array(bytes), senderKeyBytes: Base64.decode(event.senderKey) ?? [])
+        let (event, encoding) = try Event.parseEncoded(Array(bytes))
+        self.init(
+            event: event, hash: Hex.encode(SHA256.hash(data: encoding.envelope)), wire: encoding.wire,
+            senderKeyBytes: Base64.decode(event.senderKey) ?? [])
     }
 
     /// Parses, checks the content hash and size, and computes the hash, leaving the signature for
     /// ``StrictEd25519``: what ingest does before verifying, measured on its own by the benchmarks.
-    public static func canonicalizeAndHash(_ bytes: some Collection<UInt8>) throws(EventError) -> (event: Event, hash: String, wire: [UInt8]) {
-        let event = try Event.parse(bytes)
-        let encoding = event.encoded()
-        if let content = encoding.content, Hex.encode(SHA256.hash(data: content)) != event.contentHash {
+    public static func canonicalizeAndHash(_ bytes: [UInt8]) throws(EventError) -> (event: Event, hash: String, wire: [UInt8]) {
+        let (event, encoding) = try Event.parseEncoded(bytes)
+        if let content = encoding.content, !Hex.matches(event.contentHash, SHA256.hash(data: content)) {
             throw EventError(.contentHashMismatch, "content does not match content_hash")
         }
         return (event, Hex.encode(SHA256.hash(data: encoding.envelope)), encoding.wire)
