@@ -241,3 +241,27 @@ struct Search: ParsableCommand {
         }
     }
 }
+
+struct Rejected: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the rejected-events log: what this node refused, when, and why (newest first).",
+        discussion: "Events stored but not authorized are not listed here; `parley import` reports those, and `parley events` includes them.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "At most this many entries.") var limit = 50
+    @Flag var json = false
+
+    func run() throws {
+        let node = try global.node()
+        let entries = try failing { try node.store.rejectedEvents(limit: limit) }
+        if json {
+            printJSON(.array(entries.map { entry in
+                ["received_ms": .integer(entry.receivedMs), "room_id": entry.roomID.map(JSONValue.string) ?? .null,
+                 "event_id": entry.eventID.map(JSONValue.string) ?? .null, "reason": .string(entry.reason)]
+            }))
+        } else {
+            for entry in entries {
+                print("\(formatTime(entry.receivedMs))  \(entry.eventID ?? entry.roomID ?? "-")  \(entry.reason)")
+            }
+        }
+    }
+}

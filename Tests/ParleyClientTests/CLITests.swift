@@ -149,6 +149,9 @@ struct TwoNodes {
         #expect(result.stderr.contains("line 6: rejected: invalid JSON"))
         #expect(result.stdout.contains("\(good) accepted"))
         #expect(try fresh.run(["log", "r"]).stdout.contains("alice: one"))
+        let log = try fresh.run(["rejected"]).stdout
+        #expect(log.contains("duplicate object key"))
+        #expect(log.contains("nests deeper"))
     }
 
     @Test func `a 100 MB line is skipped with bounded memory and the next lines are imported`() throws {

@@ -75,6 +75,29 @@ func describe(_ outcome: LedgerOutcome) -> String {
         #expect(ForkProof(second, first) == proof, "the proof does not depend on which event came first")
     }
 
+    @Test func `a prev_event_hash naming an event of the same chain other than the previous one is refused`() {
+        var alice = TestDevice("alice")
+        let first = alice.message("r", "one", at: 1_000)
+        let second = alice.message("r", "two", at: 1_001)
+        // A seq 3 pointing back at seq 1, skipping seq 2; then a seq 3 pointing at that refused event.
+        alice.rewind("r", to: 2, hash: first.hash)
+        let skipping = alice.message("r", "three", at: 1_002)
+        alice.rewind("r", to: 2, hash: second.hash)
+        let loop = alice.key.signEvent(
+            roomID: "r", type: EventType.message, content: JSONObject(["msgtype": "text", "body": "loop"]), senderID: "alice", seq: 3,
+            previousHash: skipping.hash, timestampMs: 1_003, eventID: EventID.make(roomID: "r", timestampMs: 1_003, randomBytes: [UInt8](repeating: 7, count: 16)))
+        var ledger = Ledger()
+        _ = ledger.ingest(first)
+        _ = ledger.ingest(second)
+        for event in [skipping, loop] {
+            guard case .rejected(let reason) = ledger.ingest(event)[0].1 else {
+                Issue.record("accepted a prev_event_hash that is not seq 2's hash")
+                continue
+            }
+            #expect(reason.contains("does not match the hash"))
+        }
+    }
+
     @Test func `a forged fork proof is refused`() {
         var alice = TestDevice("alice")
         var bob = TestDevice("bob")
