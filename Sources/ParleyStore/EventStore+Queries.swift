@@ -47,15 +47,13 @@ extension EventStore {
     /// Accepted edits, reactions and redactions that refer to any of `targets`.
     static func relations(db: Database, targets: [String]) throws -> [Event] {
         var result: [Event] = []
-        for start in stride(from: 0, to: targets.count, by: 500) {
-            let chunk = Array(targets[start..<min(targets.count, start + 500)])
-            let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+        for chunk in targets.chunks(of: inListChunk) {
             result += try Data.fetchAll(
                 db,
                 sql: """
-                    SELECT wire FROM events WHERE target_event_id IN (\(placeholders)) AND status = 0
+                    SELECT wire FROM events WHERE target_event_id IN (\(placeholders(chunk.count))) AND status = 0
                         AND type IN ('m.room.edit', 'm.room.reaction', 'm.room.redaction')
-                    """, arguments: StatementArguments(chunk)
+                    """, arguments: StatementArguments(Array(chunk))
             ).map { try Event.parse($0) }
         }
         return result
@@ -114,14 +112,11 @@ extension EventStore {
     public func outcomes(of events: [(eventID: String, hash: String)]) throws -> [String: IngestOutcome] {
         try pool.read { db in
             var result: [String: IngestOutcome] = [:]
-            for start in stride(from: 0, to: events.count, by: 500) {
-                let slice = events[start..<min(events.count, start + 500)]
+            for slice in events.chunks(of: inListChunk) {
                 let ids = slice.map(\.eventID)
                 let chunk = slice.map(\.hash)
-                let idPlaceholders = Array(repeating: "?", count: ids.count).joined(separator: ",")
-                let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ",")
                 let wanted = Set(chunk)
-                for row in try Row.fetchAll(db, sql: "SELECT hash, status, reason FROM events WHERE event_id IN (\(idPlaceholders))", arguments: StatementArguments(ids))
+                for row in try Row.fetchAll(db, sql: "SELECT hash, status, reason FROM events WHERE event_id IN (\(placeholders(ids.count)))", arguments: StatementArguments(ids))
                 where wanted.contains(row[0] as String) {
                     let reason: String? = row[2]
                     result[row[0]] = switch EventStatus(rawValue: row[1]) {
@@ -131,7 +126,7 @@ extension EventStore {
                     }
                 }
                 for row in try Row.fetchAll(
-                    db, sql: "SELECT hash, waiting_for_seq, sender_key FROM pending_events WHERE hash IN (\(placeholders))",
+                    db, sql: "SELECT hash, waiting_for_seq, sender_key FROM pending_events WHERE hash IN (\(placeholders(chunk.count)))",
                     arguments: StatementArguments(chunk))
                 {
                     let key: String = row[2]
@@ -247,4 +242,19 @@ extension EventStore {
             return ids.count
         }
     }
+}
+
+/// SQLite limits bound parameters per statement; IN lists are sent in chunks of this many.
+let inListChunk = 500
+
+extension Array {
+    /// Consecutive slices of at most `size` elements.
+    func chunks(of size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min(count, $0 + size)] }
+    }
+}
+
+/// `?,?,…,?` for an IN list of `count` values.
+func placeholders(_ count: Int) -> String {
+    Array(repeating: "?", count: count).joined(separator: ",")
 }

@@ -74,11 +74,10 @@ struct RoomAuthorizer {
 
     func eventsAwaiting(targets: [String]) throws -> [VerifiedEvent] {
         var result: [VerifiedEvent] = []
-        for chunk in stride(from: 0, to: targets.count, by: 500).map({ Array(targets[$0..<min(targets.count, $0 + 500)]) }) {
-            let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+        for chunk in targets.chunks(of: inListChunk) {
             let wires = try Data.fetchAll(
-                db, sql: "SELECT wire FROM events WHERE status = 2 AND room_id = ? AND target_event_id IN (\(placeholders))",
-                arguments: StatementArguments([roomID] + chunk))
+                db, sql: "SELECT wire FROM events WHERE status = 2 AND room_id = ? AND target_event_id IN (\(placeholders(chunk.count)))",
+                arguments: StatementArguments([roomID] + Array(chunk)))
             result += try wires.map { try VerifiedEvent(storedWire: $0.bytes) }
         }
         return result

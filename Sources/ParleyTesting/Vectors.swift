@@ -25,3 +25,24 @@ extension JSONValue {
     public var array: [JSONValue] { arrayValue ?? [] }
     public var text: String { stringValue ?? "" }
 }
+
+/// One state-resolution scenario of docs/vectors/state.json.
+public struct StateVector: CustomStringConvertible, Sendable {
+    public let name: String
+    public let roomID: String
+    public let events: [VerifiedEvent]
+    /// `accepted` or `rejected`, one per event.
+    public let verdicts: [String]
+    /// The expected state: creator, name, topic, members, power_levels.
+    public let expected: JSONValue
+    public var description: String { name }
+
+    public static func all() throws -> [StateVector] {
+        try Vectors.load("state.json")["scenarios"]!.array.map { item in
+            let events = try item["events"]!.array.map { try VerifiedEvent(parsing: Array($0.text.utf8)) }
+            return StateVector(
+                name: item["name"]!.text, roomID: events[0].event.roomID, events: events, verdicts: item["verdicts"]!.array.map(\.text),
+                expected: item["state"]!)
+        }
+    }
+}

@@ -3,21 +3,15 @@ import ParleyTesting
 import Testing
 
 struct StateScenario: CustomTestStringConvertible, Sendable {
-    let name: String
-    let roomID: String
-    let events: [VerifiedEvent]
-    let verdicts: [String]
-    let expected: JSONValue
-    var testDescription: String { name }
+    let vector: StateVector
+    var name: String { vector.name }
+    var roomID: String { vector.roomID }
+    var events: [VerifiedEvent] { vector.events }
+    var verdicts: [String] { vector.verdicts }
+    var expected: JSONValue { vector.expected }
+    var testDescription: String { vector.name }
 
-    static func all() throws -> [StateScenario] {
-        try Vectors.load("state.json")["scenarios"]!.array.map { item in
-            let events = try item["events"]!.array.map { try VerifiedEvent(parsing: Array($0.text.utf8)) }
-            return StateScenario(
-                name: item["name"]!.text, roomID: events[0].event.roomID, events: events, verdicts: item["verdicts"]!.array.map(\.text),
-                expected: item["state"]!)
-        }
-    }
+    static func all() throws -> [StateScenario] { try StateVector.all().map(StateScenario.init) }
 
     /// Checks `state` against the scenario's expected state.
     func check(_ state: RoomState) {

@@ -213,15 +213,10 @@ func verdictName(_ outcome: IngestOutcome) -> String {
 
 /// State vectors, for the store's agreement test.
 struct StateScenarioData: CustomTestStringConvertible, Sendable {
-    let name: String
-    let roomID: String
-    let events: [VerifiedEvent]
-    var testDescription: String { name }
+    let vector: StateVector
+    var roomID: String { vector.roomID }
+    var events: [VerifiedEvent] { vector.events }
+    var testDescription: String { vector.name }
 
-    static func all() throws -> [StateScenarioData] {
-        try Vectors.load("state.json")["scenarios"]!.array.map { item in
-            let events = try item["events"]!.array.map { try VerifiedEvent(parsing: Array($0.text.utf8)) }
-            return StateScenarioData(name: item["name"]!.text, roomID: events[0].event.roomID, events: events)
-        }
-    }
+    static func all() throws -> [StateScenarioData] { try StateVector.all().map(StateScenarioData.init) }
 }
