@@ -31,6 +31,7 @@ public enum Auditor {
         var ledger = Ledger()
         var lineOf: [String: Int] = [:]
         var batch: [(Int, [UInt8])] = []
+        var batchBytes = 0
 
         func flush() {
             let results = EventStore.verifyInParallel(batch.map(\.1))
@@ -54,6 +55,7 @@ public enum Auditor {
                 }
             }
             batch.removeAll(keepingCapacity: true)
+            batchBytes = 0
         }
 
         while let next = try reader.next() {
@@ -61,7 +63,8 @@ public enum Auditor {
             case .line(let number, let bytes):
                 report.lines = number
                 batch.append((number, bytes))
-                if batch.count == 4096 { flush() }
+                batchBytes += bytes.count
+                if batch.count == 4096 || batchBytes >= Node.importBatchBytes { flush() }
             case .tooLong(let number, let length):
                 report.lines = number
                 report.problems.append(.init(line: number, message: "line of \(length) bytes is longer than the limit of \(reader.maxLineBytes)"))

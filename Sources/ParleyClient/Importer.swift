@@ -18,6 +18,9 @@ public struct ImportSummary: Sendable, Equatable {
 extension Node {
     /// Lines per transaction: large enough to amortize the commit's fsync, small enough to keep memory flat.
     static let importBatchLines = 2048
+    /// A batch also ends at this many bytes of input, so hostile 1 MiB lines cannot make three batches in flight
+    /// hold gigabytes.
+    static let importBatchBytes = 8 << 20
 
     /// Imports wire-form events, one per line, from `reader`. Batches are verified on every core while a writer
     /// thread stores earlier ones; verification runs up to two batches ahead, so neither side waits for the other
@@ -30,6 +33,8 @@ extension Node {
         let group = DispatchGroup()
         let slots = DispatchSemaphore(value: 2)
         let written = WrittenBatches()
+        // However this ends, no batch is still being written when it returns.
+        defer { group.wait() }
 
         /// Counts and reports the batches the writer has finished, in order.
         func collect() throws {
@@ -55,6 +60,7 @@ extension Node {
 
         var numbers: [Int] = []
         var lines: [[UInt8]] = []
+        var batchBytes = 0
         func flush() throws {
             guard !lines.isEmpty else { return }
             let verified = EventStore.verifyInParallel(lines)
@@ -73,6 +79,7 @@ extension Node {
             }
             numbers.removeAll(keepingCapacity: true)
             lines.removeAll(keepingCapacity: true)
+            batchBytes = 0
         }
 
         while let next = try reader.next() {
@@ -80,7 +87,8 @@ extension Node {
             case .line(let number, let bytes):
                 numbers.append(number)
                 lines.append(bytes)
-                if lines.count == Node.importBatchLines { try flush() }
+                batchBytes += bytes.count
+                if lines.count == Node.importBatchLines || batchBytes >= Node.importBatchBytes { try flush() }
             case .tooLong(let number, let length):
                 summary.rejected += 1
                 report("line \(number): rejected: \(length) bytes, longer than the limit of \(reader.maxLineBytes)")

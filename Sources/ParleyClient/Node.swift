@@ -52,8 +52,13 @@ public final class Node: Sendable {
             case .rejected(let reason): throw ClientError(.notAllowed, "The room would refuse this: \(reason).")
             case .awaitingTarget(let target): throw ClientError(.unknownEvent, "This node does not hold event \(target).")
             }
-            let outcome = try store.ingest(events: [event], receivedMs: timestamp).outcomes[0]
-            guard outcome == .accepted else { throw ClientError(.notAllowed, "The store refused the event: \(outcome).") }
+            // The preview judged against the newest state; the store judges at the event's place in the order (another
+            // event may claim a later time). If that differs, nothing is stored and the seq stays free.
+            do {
+                _ = try store.ingest(events: [event], receivedMs: timestamp, requireAccepted: true)
+            } catch let error as StoreError {
+                throw ClientError(.notAllowed, "The room would refuse this: \(error.message)")
+            }
             return event
         }
     }
@@ -175,9 +180,15 @@ public final class Node: Sendable {
         try relate(roomID, EventType.edit, to: eventID, ["body": .string(text)])
     }
 
+    /// Reacts to a message; refuses a key this user already reacted with (the timeline counts it once anyway).
     @discardableResult
     public func react(_ roomID: String, eventID: String, key: String) throws -> VerifiedEvent {
-        try relate(roomID, EventType.reaction, to: eventID, ["key": .string(key)])
+        if let item = try store.item(eventID: eventID), item.reactions[key]?.contains(identity.userID) == true {
+            throw ClientError(
+                .invalidArgument, "You already reacted with \(key) to \(eventID).",
+                remedy: "Redact that reaction to take it back.")
+        }
+        return try relate(roomID, EventType.reaction, to: eventID, ["key": .string(key)])
     }
 
     @discardableResult

@@ -61,14 +61,19 @@ extension EventStore {
     }
 
     /// Stores events already verified (for example, signed by this node), in one transaction.
-    public func ingest(events: [VerifiedEvent], receivedMs: Int64) throws -> IngestReport {
-        try ingest(verified: events.map { .success($0) }, lines: events.map(\.wire), receivedMs: receivedMs)
+    /// - Parameter requireAccepted: store nothing, and throw, unless every event is accepted — for a node's own
+    ///   events, so a refused one never takes a place in its chain.
+    public func ingest(events: [VerifiedEvent], receivedMs: Int64, requireAccepted: Bool = false) throws -> IngestReport {
+        try ingest(verified: events.map { .success($0) }, lines: events.map(\.wire), receivedMs: receivedMs, requireAccepted: requireAccepted)
     }
 
     /// Stores events verified with ``verifyInParallel(_:)``, in one transaction; `lines` are the inputs they came
     /// from (logged with rejections). Lets a caller verify the next batch while this one is written.
-    public func ingest(verified: [Result<VerifiedEvent, EventError>], lines: [[UInt8]], receivedMs: Int64) throws -> IngestReport {
+    public func ingest(
+        verified: [Result<VerifiedEvent, EventError>], lines: [[UInt8]], receivedMs: Int64, requireAccepted: Bool = false
+    ) throws -> IngestReport {
         var stripped = false
+        var states: [(roomID: String, state: RoomState, version: Int64)] = []
         let report = try pool.write { db in
             var batch = try IngestBatch(db: db, store: self, receivedMs: receivedMs)
             var outcomes: [IngestOutcome?] = Array(repeating: nil, count: verified.count)
@@ -84,6 +89,7 @@ extension EventStore {
                 }
             }
             try batch.finish()
+            states = batch.finishedStates
             if batch.strippedContent {
                 // FTS5 keeps deleted terms in older index segments until they merge; merge now so redacted text
                 // is gone from the file, not just from query results.
@@ -96,8 +102,15 @@ extension EventStore {
                 (eventID: $0.event.eventID, outcome: batch.finalOutcome(hash: $0.hash))
             }
             let events = verified.map { result in (try? result.get()).map { (eventID: $0.event.eventID, hash: $0.hash) } }
-            return IngestReport(outcomes: outcomes.map { $0! }, events: events, released: released)
+            let report = IngestReport(outcomes: outcomes.map { $0! }, events: events, released: released)
+            if requireAccepted, let refused = report.outcomes.first(where: { $0 != .accepted }) {
+                // Throwing rolls the whole transaction back.
+                throw StoreError("The event was not stored: \(refused).")
+            }
+            return report
         }
+        // Only now that the transaction is committed may other calls see the new states.
+        for entry in states { cache.set(entry.state, version: entry.version, for: entry.roomID) }
         if stripped {
             // The write-ahead log still holds the pages as they were before stripping; fold it into the main file
             // (where secure_delete zeroed them) and truncate it. Busy readers only postpone this to a later batch.
@@ -135,6 +148,8 @@ struct IngestBatch {
     var judgedOrder: [VerifiedEvent] = []
     var hasPending: Bool
     var strippedContent = false
+    /// The rooms' states after this batch, for the cache once the transaction commits.
+    var finishedStates: [(roomID: String, state: RoomState, version: Int64)] = []
 
     init(db: Database, store: EventStore, receivedMs: Int64) throws {
         self.db = db
@@ -152,10 +167,13 @@ struct IngestBatch {
         }
     }
 
+    /// Logs a refusal. For an event that parsed, the log keeps its envelope without content: a refused copy must
+    /// not keep text that a redaction later strips everywhere else.
     mutating func logRejection(reason: String, event: Event?, excerpt: [UInt8]) throws {
+        let kept = event.map { $0.stripped().wireBytes() } ?? Array(excerpt.prefix(4096))
         try db.cachedStatement(sql: """
             INSERT INTO rejected_events (received_ms, room_id, event_id, hash, reason, excerpt) VALUES (?, ?, ?, ?, ?, ?)
-            """).execute(arguments: [receivedMs, event?.roomID, event?.eventID, nil as String?, reason, Data(excerpt.prefix(4096))])
+            """).execute(arguments: [receivedMs, event?.roomID, event?.eventID, nil as String?, reason, Data(kept)])
     }
 
     mutating func forkSeq(_ chain: ChainID) throws -> Int64? {
@@ -218,6 +236,13 @@ struct IngestBatch {
         case .duplicate:
             return .duplicate
         case .awaitingPredecessor(let seq):
+            if let known = try String.fetchOne(db.cachedStatement(sql: "SELECT hash FROM events WHERE event_id = ?"), arguments: [envelope.eventID]),
+                known != event.hash
+            {
+                let reason = "event id \(envelope.eventID) already names a different event"
+                try logRejection(reason: reason, event: envelope, excerpt: event.wire)
+                return .rejected(reason)
+            }
             try db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO pending_events (hash, room_id, sender_key, waiting_for_seq, received_ms, wire)
                 VALUES (?, ?, ?, ?, ?, ?)
@@ -248,7 +273,9 @@ struct IngestBatch {
     mutating func store(_ event: VerifiedEvent) throws -> Bool {
         let roomID = event.event.roomID
         var authorizer = try authorizer(roomID)
-        let inOrder = authorizer.isAfterEverythingJudged(event)
+        // Once an event of this room had to wait for re-judgement, the state after it is not known until the
+        // batch finishes: every later event of the room waits too.
+        let inOrder = late[roomID] == nil && authorizer.isAfterEverythingJudged(event)
         let judged = inOrder ? authorizer.judgeNew(event) : nil
         do {
             try insert(event, status: judged.map { RoomAuthorizer.status(of: $0.verdict) })
@@ -318,8 +345,8 @@ struct IngestBatch {
             judgedOrder += events.filter { !known.contains($0.hash) }
             authorizers[roomID] = authorizer
         }
-        for (_, authorizer) in authorizers.sorted(by: { $0.key < $1.key }) {
-            try authorizer.finish()
+        for (roomID, authorizer) in authorizers.sorted(by: { $0.key < $1.key }) {
+            if let version = try authorizer.finish() { finishedStates.append((roomID, authorizer.state, version)) }
             if authorizer.strippedContent { strippedContent = true }
         }
     }

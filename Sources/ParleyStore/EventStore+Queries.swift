@@ -44,6 +44,16 @@ extension EventStore {
         }
     }
 
+    /// The timeline item of one accepted event, with its edits, reactions and redaction applied.
+    public func item(eventID: String) throws -> TimelineItem? {
+        try pool.read { db in
+            guard let wire = try Data.fetchOne(db, sql: "SELECT wire FROM events WHERE event_id = ? AND status = 0", arguments: [eventID])
+            else { return nil }
+            let event = try Event.parse(wire)
+            return Timeline.resolve(items: [event], relations: try EventStore.relations(db: db, targets: [eventID])).first
+        }
+    }
+
     /// Accepted edits, reactions and redactions that refer to any of `targets`.
     static func relations(db: Database, targets: [String]) throws -> [Event] {
         var result: [Event] = []
@@ -196,7 +206,7 @@ extension EventStore {
             switch parsedContent(of: event) {
             case .failure(let error): return .rejected("invalid content: \(error)")
             case .success(let content):
-                return state.authorize(event, content: content, relations: SQLRelations(db: db, before: EventOrder(event.event)))
+                return state.authorize(event, content: content, relations: SQLRelations(db: db))
             }
         }
     }

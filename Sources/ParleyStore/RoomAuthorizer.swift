@@ -100,7 +100,7 @@ struct RoomAuthorizer {
         var next = state
         switch parsedContent(of: event) {
         case .success(let content):
-            let verdict = next.authorize(event, content: content, relations: SQLRelations(db: db, before: EventOrder(event.event)))
+            let verdict = next.authorize(event, content: content, relations: SQLRelations(db: db))
             return Judgement(verdict: verdict, content: content, state: next)
         case .failure(let error):
             return Judgement(verdict: .rejected("invalid content: \(error)"), content: nil, state: state)
@@ -159,7 +159,7 @@ struct RoomAuthorizer {
         switch parsedContent(of: event) {
         case .success(let parsed):
             content = parsed
-            verdict = state.authorize(event, content: parsed, relations: SQLRelations(db: db, before: EventOrder(event.event)))
+            verdict = state.authorize(event, content: parsed, relations: SQLRelations(db: db))
         case .failure(let error):
             content = nil
             verdict = .rejected("invalid content: \(error)")
@@ -199,8 +199,13 @@ struct RoomAuthorizer {
         case .edit(let target, _)?:
             try reindex(messageID: target)
         case .redaction(let target, _)?:
-            // The content stays stripped: it is gone from this store. Clients may fetch it again elsewhere.
-            try db.cachedStatement(sql: "UPDATE events SET redacted = 0 WHERE event_id = ?").execute(arguments: [target])
+            // Still redacted if another accepted redaction names it. The content stays stripped either way: it is
+            // gone from this store, and clients may fetch it again elsewhere.
+            try db.cachedStatement(sql: """
+                UPDATE events SET redacted = EXISTS (
+                    SELECT 1 FROM events r WHERE r.target_event_id = ?1 AND r.type = 'm.room.redaction' AND r.status = 0 AND r.id != ?2)
+                WHERE event_id = ?1
+                """).execute(arguments: [target, id])
         default:
             break
         }
@@ -229,6 +234,12 @@ struct RoomAuthorizer {
                 UNION ALL SELECT id FROM events WHERE target_event_id = ? AND type = 'm.room.edit' AND status = 0
                 """), arguments: [targetID, targetID])
         for id in ids { try strip(id: id) }
+        // A redacted edit may have been the message's current text: the index must fall back to the one before.
+        if let message = try String.fetchOne(
+            db.cachedStatement(sql: "SELECT target_event_id FROM events WHERE event_id = ? AND type = 'm.room.edit'"), arguments: [targetID])
+        {
+            try reindex(messageID: message)
+        }
     }
 
     mutating func strip(id: Int64) throws {
@@ -241,8 +252,9 @@ struct RoomAuthorizer {
         strippedContent = true
     }
 
-    func finish() throws {
-        guard let last else { return }
+    /// Records the room's progress; returns the new state version, for the cache once the transaction commits.
+    func finish() throws -> Int64? {
+        guard let last else { return nil }
         let newVersion = stateChanged ? version + 1 : version
         try db.cachedStatement(sql: """
             INSERT INTO rooms (room_id, last_timestamp_ms, last_seq, last_event_id, state_version) VALUES (?, ?, ?, ?, ?)
@@ -253,39 +265,22 @@ struct RoomAuthorizer {
             try db.cachedStatement(sql: "UPDATE rooms SET create_hash = ? WHERE room_id = ? AND create_hash IS NULL")
                 .execute(arguments: [pinnedCreateHash, roomID])
         }
-        store.cache.set(state, version: newVersion, for: roomID)
+        return newVersion
     }
 }
 
 /// State events need no relation lookups.
 struct NoRelations: RelationLookup {
     func target(_ eventID: String) -> RelationTarget? { nil }
-    func hasActiveReaction(sender: String, target: String, key: String) -> Bool { false }
 }
 
-/// Relation lookups against the events table, agreeing with ``RoomReplay``: a reaction is active from its place in
-/// the order until a redaction that comes after it (and before the event being judged).
+/// Relation lookups against the events table.
 struct SQLRelations: RelationLookup {
     let db: Database
-    let before: EventOrder
 
     func target(_ eventID: String) -> RelationTarget? {
         guard let row = try? Row.fetchOne(db.cachedStatement(sql: "SELECT type, sender_id FROM events WHERE event_id = ?"), arguments: [eventID])
         else { return nil }
         return RelationTarget(type: row[0], senderID: row[1])
-    }
-
-    func hasActiveReaction(sender: String, target: String, key: String) -> Bool {
-        let found = try? Bool.fetchOne(
-            db.cachedStatement(sql: """
-                SELECT 1 FROM events e WHERE e.target_event_id = ?1 AND e.type = 'm.room.reaction' AND e.sender_id = ?2
-                    AND e.relation_key = ?3 AND e.status = 0 AND (e.timestamp_ms, e.seq, e.event_id) < (?4, ?5, ?6)
-                    AND NOT EXISTS (
-                        SELECT 1 FROM events r WHERE r.target_event_id = e.event_id AND r.type = 'm.room.redaction' AND r.status = 0
-                            AND (r.timestamp_ms, r.seq, r.event_id) < (?4, ?5, ?6)
-                            AND (r.timestamp_ms, r.seq, r.event_id) > (e.timestamp_ms, e.seq, e.event_id))
-                LIMIT 1
-                """), arguments: [target, sender, key, before.timestampMs, before.seq, before.eventID])
-        return found ?? false
     }
 }

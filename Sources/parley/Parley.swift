@@ -60,6 +60,11 @@ func failing<T>(_ body: () throws -> T) throws -> T {
     } catch let error as StoreError {
         printError("error: \(error)")
         throw ExitCode(1)
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        printError("error: \(error)")
+        throw ExitCode(1)
     }
 }
 

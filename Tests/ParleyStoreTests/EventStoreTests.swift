@@ -197,6 +197,52 @@ func verdictName(_ outcome: IngestOutcome) -> String {
         #expect(try store.search("\"unbalanced").isEmpty, "search text is not FTS syntax")
     }
 
+    @Test func `redacting an edit makes search fall back to the text before it`() throws {
+        let store = try makeStore()
+        var alice = TestDevice("alice")
+        let setup = alice.create("r", at: 1_000)
+        let message = alice.message("r", "lunch at noon", at: 2_000)
+        let edit = alice.relate("r", EventType.edit, to: message.event.eventID, ["body": "lunch at marrakesh"], at: 2_500)
+        _ = try store.ingest(lines: (setup + [message, edit]).map(\.wire), receivedMs: 0)
+        #expect(try store.search("marrakesh").count == 1)
+        _ = try store.ingest(lines: [alice.relate("r", EventType.redaction, to: edit.event.eventID, at: 3_000).wire], receivedMs: 0)
+        #expect(try store.search("marrakesh").isEmpty)
+        #expect(try store.search("noon").map(\.item.body) == ["lunch at noon"])
+    }
+
+    @Test func `a message stays redacted while any accepted redaction of it remains`() throws {
+        let store = try makeStore()
+        var alice = TestDevice("alice")
+        var bob = TestDevice("bob")
+        var carol = TestDevice("carol")
+        var mod = TestDevice("mod")
+        var setup = alice.create("r", at: 1_000)
+        for other in [bob, carol, mod] { setup.append(alice.invite("r", other, at: 1_001)) }
+        setup += [bob.join("r", at: 1_002), carol.join("r", at: 1_002), mod.join("r", at: 1_002)]
+        var levels = PowerLevels.initial(creator: "alice")
+        levels.users["carol"] = 100
+        levels.users["mod"] = 50
+        setup.append(alice.sign("r", EventType.powerLevels, levels.jsonObject, at: 1_010))
+        let message = bob.message("r", "spam spam", at: 1_025)
+        let byMod = mod.relate("r", EventType.redaction, to: message.event.eventID, at: 1_030)
+        let byAlice = alice.relate("r", EventType.redaction, to: message.event.eventID, at: 1_040)
+        _ = try store.ingest(lines: (setup + [message, byMod, byAlice]).map(\.wire), receivedMs: 0)
+        // Carol's demotion of mod, dated before mod's redaction, arrives late: mod's redaction is no longer allowed.
+        levels.users["mod"] = 0
+        let demotion = carol.sign("r", EventType.powerLevels, levels.jsonObject, at: 1_020)
+        _ = try store.ingest(lines: [demotion.wire], receivedMs: 0)
+        let outcomes = try store.outcomes(of: [(byMod.event.eventID, byMod.hash), (byAlice.event.eventID, byAlice.hash)])
+        #expect(verdictName(outcomes[byMod.hash]!) == "rejected")
+        #expect(outcomes[byAlice.hash] == .accepted)
+        let item = try #require(try store.timeline(roomID: "r", limit: 50).first { $0.eventID == message.event.eventID })
+        #expect(item.redacted)
+        // An edit arriving now is stripped on arrival: the store still counts the message as redacted.
+        let lateEdit = bob.relate("r", EventType.edit, to: message.event.eventID, ["body": "spam again"], at: 1_050)
+        #expect(try store.ingest(lines: [lateEdit.wire], receivedMs: 0).outcomes == [.accepted])
+        #expect(try store.event(eventID: lateEdit.event.eventID)?.event.event.isStripped == true)
+        #expect(try store.search("spam").isEmpty)
+    }
+
     @Test func `the timeline pages back from the newest item`() throws {
         let store = try makeStore()
         var alice = TestDevice("alice")

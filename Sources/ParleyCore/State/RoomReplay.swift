@@ -40,17 +40,7 @@ public func parsedContent(of event: VerifiedEvent) -> Result<EventContent?, Cont
 public struct RoomReplay: Sendable {
     public private(set) var state: RoomState
     public private(set) var verdicts: [String: Authorization] = [:]
-    /// Accepted, unredacted reactions: (sender, target, key) → the reaction's event id.
-    var activeReactions: [ReactionKey: String] = [:]
-    var reactionKeys: [String: ReactionKey] = [:]
 
-    struct ReactionKey: Hashable {
-        var sender: String
-        var target: String
-        var key: String
-    }
-
-    /// - Parameter pinnedCreateHash: the create this node trusts for the room (docs/PROTOCOL.md §8.4.2), if any.
     public init(roomID: String, events: [VerifiedEvent], pinnedCreateHash: String? = nil) {
         state = RoomState(roomID: roomID, pinnedCreateHash: pinnedCreateHash)
         let ordered = events.sorted { EventOrder($0.event) < EventOrder($1.event) }
@@ -63,35 +53,14 @@ public struct RoomReplay: Sendable {
     }
 
     mutating func authorize(_ event: VerifiedEvent, targets: [String: RelationTarget]) -> Authorization {
-        let content: EventContent?
         switch parsedContent(of: event) {
-        case .success(let parsed): content = parsed
-        case .failure(let error): return .rejected("invalid content: \(error)")
+        case .success(let content): state.authorize(event, content: content, relations: Lookup(targets: targets))
+        case .failure(let error): .rejected("invalid content: \(error)")
         }
-        let lookup = Lookup(targets: targets, activeReactions: activeReactions)
-        let verdict = state.authorize(event, content: content, relations: lookup)
-        guard verdict == .accepted else { return verdict }
-        switch content {
-        case .reaction(let target, let key)?:
-            let reactionKey = ReactionKey(sender: event.event.senderID, target: target, key: key)
-            activeReactions[reactionKey] = event.event.eventID
-            reactionKeys[event.event.eventID] = reactionKey
-        case .redaction(let target, _)?:
-            if let reactionKey = reactionKeys[target], activeReactions[reactionKey] == target {
-                activeReactions[reactionKey] = nil
-            }
-        default: break
-        }
-        return verdict
     }
 
     struct Lookup: RelationLookup {
         let targets: [String: RelationTarget]
-        let activeReactions: [ReactionKey: String]
-
         func target(_ eventID: String) -> RelationTarget? { targets[eventID] }
-        func hasActiveReaction(sender: String, target: String, key: String) -> Bool {
-            activeReactions[ReactionKey(sender: sender, target: target, key: key)] != nil
-        }
     }
 }

@@ -33,12 +33,13 @@ public struct RelationTarget: Sendable, Equatable {
     }
 }
 
-/// Answers the questions about other events that authorizing an edit, redaction, reaction or receipt needs.
+/// Answers the question authorizing an edit, redaction, reaction or receipt needs about the event it refers to.
+///
+/// Only the target's type and sender matter: both are in the envelope, so the verdict is the same whether or not
+/// the target's content is held (stripped by a redaction, or not fetched yet).
 public protocol RelationLookup {
     /// The held event with this id, whatever its authorization.
     func target(_ eventID: String) -> RelationTarget?
-    /// Whether `sender` already has an accepted, unredacted reaction `key` on `target`, earlier in order.
-    func hasActiveReaction(sender: String, target: String, key: String) -> Bool
 }
 
 /// The outcome of authorizing one chained event against the room state before it.
@@ -107,6 +108,7 @@ public struct RoomState: Sendable, Equatable {
             return senderProblem(envelope).map(Authorization.rejected) ?? .accepted
         }
         if case .member(let member) = content { return applyMember(member, event: envelope) }
+        if content.relationTarget == envelope.eventID { return .rejected("an event cannot refer to itself") }
         if let problem = senderProblem(envelope) { return .rejected(problem) }
         let level = powerLevels.level(of: envelope.senderID)
         let required = powerLevels.required(for: envelope.type)
@@ -135,12 +137,11 @@ public struct RoomState: Sendable, Equatable {
                 return .rejected(
                     "redacting another user's event needs power level \(powerLevels.redact); \(envelope.senderID) has \(level)")
             }
-        case .reaction(let targetID, let key):
+        case .reaction(let targetID, _):
+            // A second reaction with the same key is not refused here: whether the first is still in force depends
+            // on redactions, whose targets may have lost their content. The timeline counts each user once per key.
             guard let target = relations.target(targetID) else { return .awaitingTarget(targetID) }
             guard target.type == EventType.message else { return .rejected("only m.room.message events take reactions, not \(target.type)") }
-            if relations.hasActiveReaction(sender: envelope.senderID, target: targetID, key: key) {
-                return .rejected("\(envelope.senderID) already reacted with this key to \(targetID)")
-            }
         case .receipt(_, let targetID):
             guard relations.target(targetID) != nil else { return .awaitingTarget(targetID) }
         case .create, .member, .message, .other:
