@@ -64,6 +64,29 @@ func verdictName(_ outcome: IngestOutcome) -> String {
         #expect(try store.roomState(roomID: "r")?.isJoinedDevice(user: "alice", key: alice.publicKey) == true)
     }
 
+    @Test func `an event reusing another event's id is refused, whether it extends its chain or waits`() throws {
+        let store = try makeStore()
+        var alice = TestDevice("alice")
+        var bob = TestDevice("bob")
+        let setup = alice.create("r", at: 1_000)
+        let bobFirst = bob.message("r", "first", at: 999)
+        func stealing(seq: Int64, previous: String) -> VerifiedEvent {
+            bob.key.signEvent(
+                roomID: "r", type: EventType.message, content: JSONObject(["msgtype": "text", "body": "x"]), senderID: "bob", seq: seq,
+                previousHash: previous, timestampMs: setup[1].event.timestampMs, eventID: setup[1].event.eventID)
+        }
+        _ = try store.ingest(lines: (setup + [bobFirst]).map(\.wire), receivedMs: 0)
+        for candidate in [stealing(seq: 2, previous: bobFirst.hash), stealing(seq: 5, previous: bobFirst.hash)] {
+            let outcome = try store.ingest(lines: [candidate.wire], receivedMs: 0).outcomes[0]
+            guard case .rejected(let reason) = outcome else {
+                Issue.record("id reuse not refused: \(outcome)")
+                continue
+            }
+            #expect(reason.contains("already names a different event"))
+        }
+        #expect(try store.heldBackCount(roomID: "r") == 0)
+    }
+
     @Test func `ingesting the same events twice changes nothing`() throws {
         let store = try makeStore()
         var alice = TestDevice("alice")
