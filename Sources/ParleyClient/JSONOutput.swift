@@ -24,7 +24,7 @@ public enum JSONOutput {
         return .object(object)
     }
 
-    public static func state(_ state: RoomState, forks: Int = 0, heldBack: Int = 0) -> JSONValue {
+    public static func state(_ state: RoomState, forks: [ForkProof] = [], heldBack: Int = 0) -> JSONValue {
         var object = JSONObject()
         object["room_id"] = .string(state.roomID)
         object["name"] = state.name.map(JSONValue.string) ?? .null
@@ -50,7 +50,8 @@ public enum JSONOutput {
         }
         object["members"] = .array(members)
         object["power_levels"] = .object(state.powerLevels.jsonObject)
-        object["forked_devices"] = .integer(Int64(forks))
+        // Each proof is the two conflicting envelopes: anyone can check them (docs/PROTOCOL.md §6.4).
+        object["fork_proofs"] = .array(forks.map { $0.jsonValue() })
         object["held_back_events"] = .integer(Int64(heldBack))
         return .object(object)
     }

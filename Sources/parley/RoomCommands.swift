@@ -170,7 +170,7 @@ struct RoomInfo: ParsableCommand {
     func run() throws {
         let node = try global.node()
         let (state, forks, heldBack) = try failing {
-            (try node.roomState(roomID), try node.store.forkProofs(roomID: roomID).count, try node.store.heldBackCount(roomID: roomID))
+            (try node.roomState(roomID), try node.store.forkProofs(roomID: roomID), try node.store.heldBackCount(roomID: roomID))
         }
         if json {
             printJSON(JSONOutput.state(state, forks: forks, heldBack: heldBack))
@@ -186,7 +186,9 @@ struct RoomInfo: ParsableCommand {
             let devices = member.devices.keys.sorted().joined(separator: ", ")
             print("  \(member.userID)  \(member.membership.rawValue)  power \(level)\(devices.isEmpty ? "" : "  devices: \(devices)")")
         }
-        if forks > 0 { print("warning: \(forks) device(s) in this room signed conflicting events (forks); their later events are refused") }
+        if !forks.isEmpty {
+            print("warning: \(forks.count) fork(s): a device signed conflicting events; its later events are refused (proofs in --json)")
+        }
         if heldBack > 0 { print("note: \(heldBack) event(s) held back waiting for missing earlier events") }
     }
 }

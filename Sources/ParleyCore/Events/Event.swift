@@ -79,11 +79,6 @@ public struct EventError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension Event {
-    static let fieldNames = [
-        "content", "content_hash", "event_id", "parent_event_id", "prev_event_hash", "room_id", "sender_id", "sender_key",
-        "seq", "signature", "timestamp_ms", "type",
-    ]
-
     static func fieldIndex(_ key: String) -> Int? {
         switch key {
         case "content": 0

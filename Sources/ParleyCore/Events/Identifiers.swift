@@ -30,8 +30,6 @@ public enum Identifier {
         }
     }
 
-    public static func isValid(_ text: String, kind: Kind) -> Bool { problem(with: text, kind: kind) == nil }
-
     static func isAllowed(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
@@ -129,10 +127,6 @@ public enum EventID {
             }
             return nil
         }
-    }
-
-    public static func roomID(of eventID: String) -> Substring? {
-        eventID.split(separator: ":", maxSplits: 1).first
     }
 
     static func isUUID4(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
