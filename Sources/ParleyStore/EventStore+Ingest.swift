@@ -100,7 +100,7 @@ extension EventStore {
             for (index, hash) in chainedInputs { outcomes[index] = batch.finalOutcome(hash: hash) }
             let inputHashes = Set(chainedInputs.map(\.hash))
             let released = batch.judgedOrder.filter { !inputHashes.contains($0.hash) }.map {
-                (eventID: $0.event.eventID, outcome: batch.finalOutcome(hash: $0.hash))
+                (eventID: $0.eventID, outcome: batch.finalOutcome(hash: $0.hash))
             }
             let events = verified.map { result in (try? result.get()).map { (eventID: $0.event.eventID, hash: $0.hash) } }
             let report = IngestReport(outcomes: outcomes.map { $0! }, events: events, released: released)
@@ -146,7 +146,7 @@ struct IngestBatch {
     /// Final verdicts of the events this batch chained or judged again, by hash.
     var verdicts: [String: Authorization] = [:]
     /// Events chained or judged again in this batch, in that order.
-    var judgedOrder: [VerifiedEvent] = []
+    var judgedOrder: [(eventID: String, hash: String)] = []
     var hasPending: Bool
     var strippedContent = false
     /// The rooms' states after this batch, for the cache once the transaction commits.
@@ -201,13 +201,6 @@ struct IngestBatch {
             db.cachedStatement(sql: "SELECT hash, timestamp_ms FROM events WHERE room_id = ? AND sender_key = ? AND seq = ?"),
             arguments: [chain.roomID, chain.senderKey, seq])
         return row.map { ChainLink(seq: seq, hash: $0[0], timestampMs: $0[1]) }
-    }
-
-    mutating func authorizer(_ roomID: String) throws -> RoomAuthorizer {
-        if let known = authorizers[roomID] { return known }
-        let created = try RoomAuthorizer(db: db, store: store, roomID: roomID)
-        authorizers[roomID] = created
-        return created
     }
 
     /// Puts `event` through the chain rules and, when it extends its chain, stores and (if it can) authorizes it.
@@ -273,18 +266,20 @@ struct IngestBatch {
     /// otherwise. Returns `false` if its event id is already taken by another event.
     mutating func store(_ event: VerifiedEvent) throws -> Bool {
         let roomID = event.event.roomID
-        var authorizer = try authorizer(roomID)
+        // Taken out of the dictionary for the duration, so updating it copies nothing.
+        var authorizer = try authorizers.removeValue(forKey: roomID) ?? RoomAuthorizer(db: db, store: store, roomID: roomID)
+        defer { authorizers[roomID] = authorizer }
         // Once an event of this room had to wait for re-judgement, the state after it is not known until the
         // batch finishes: every later event of the room waits too.
         let inOrder = late[roomID] == nil && authorizer.isAfterEverythingJudged(event)
         let judged = inOrder ? authorizer.judgeNew(event) : nil
         do {
-            try insert(event, status: judged.map { RoomAuthorizer.status(of: $0.verdict) })
+            try insert(event, status: judged.map { RoomAuthorizer.status(of: $0.verdict) }, content: judged?.content)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
             // Only event_id can collide here: hash and (room, key, seq) were checked by the chain rules.
             return false
         }
-        judgedOrder.append(event)
+        judgedOrder.append((event.event.eventID, event.hash))
         if let judged {
             authorizer.commit(judged, event: event)
             if judged.verdict == .accepted {
@@ -298,7 +293,6 @@ struct IngestBatch {
             late[roomID, default: []] += try authorizer.eventsAwaiting(targets: [event.event.eventID])
         }
         if case .awaitingTarget? = judged?.verdict { authorizer.hasAwaiting = true }
-        authorizers[roomID] = authorizer
         return true
     }
 
@@ -313,12 +307,13 @@ struct IngestBatch {
         }
     }
 
-    func insert(_ event: VerifiedEvent, status: (EventStatus, String?)?) throws {
+    /// - Parameter content: the content already parsed when the event was judged, if it was.
+    func insert(_ event: VerifiedEvent, status: (EventStatus, String?)?, content parsed: EventContent?) throws {
         let envelope = event.event
         var target: String?
         var relationKey: String?
         if let content = envelope.content, envelope.type != EventType.message {
-            switch try? EventContent.parse(type: envelope.type, content: content, roomID: envelope.roomID) {
+            switch parsed ?? (try? EventContent.parse(type: envelope.type, content: content, roomID: envelope.roomID)) {
             case .edit(let id, _)?, .redaction(let id, _)?: target = id
             case .reaction(let id, let key)?: target = id; relationKey = key
             case .receipt(let kind, let id)?: target = id; relationKey = kind.rawValue
@@ -372,7 +367,7 @@ struct IngestBatch {
             let results = try authorizer.rejudge(from: events.map { EventOrder($0.event) }.min()!)
             verdicts.merge(results) { _, new in new }
             let known = Set(judgedOrder.map(\.hash))
-            judgedOrder += events.filter { !known.contains($0.hash) }
+            judgedOrder += events.filter { !known.contains($0.hash) }.map { ($0.event.eventID, $0.hash) }
             authorizers[roomID] = authorizer
         }
         for (roomID, authorizer) in authorizers.sorted(by: { $0.key < $1.key }) {

@@ -206,7 +206,8 @@ extension EventContent {
 struct ContentReader {
     let content: JSONObject
     let type: String
-    var read: Set<String> = []
+    /// Field names read so far; a handful at most, so a list beats hashing.
+    var read: [String] = []
 
     init(content: JSONObject, type: String) {
         self.content = content
@@ -214,7 +215,7 @@ struct ContentReader {
     }
 
     mutating func value(_ name: String) throws(ContentError) -> JSONValue {
-        read.insert(name)
+        read.append(name)
         guard let value = content[name] else { throw ContentError("\(type): missing field \"\(name)\"") }
         return value
     }
@@ -233,7 +234,7 @@ struct ContentReader {
 
     mutating func optionalString(_ name: String, maxBytes: Int) throws(ContentError) -> String? {
         guard content[name] != nil else {
-            read.insert(name)
+            read.append(name)
             return nil
         }
         return try string(name, maxBytes: maxBytes, allowEmpty: true)
@@ -248,7 +249,7 @@ struct ContentReader {
     }
 
     mutating func optionalArray(_ name: String) throws(ContentError) -> [JSONValue]? {
-        read.insert(name)
+        read.append(name)
         guard let value = content[name] else { return nil }
         guard case .array(let elements) = value else {
             throw ContentError("\(type): field \"\(name)\" must be an array, found \(value.kindName)")
