@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
     ],
     targets: [
         // The protocol: no I/O, no clock, no randomness it is not handed.
@@ -27,9 +29,20 @@ let package = Package(
                 "ParleyCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ]
         ),
+        // zlib, for gzip-compressed log files.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        // Object stores (a folder, S3 over SigV4) and the bucket layout: moves bytes, never interprets events.
+        .target(
+            name: "ParleyBucket",
+            dependencies: [
+                "ParleyCore", "CZlib", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "ParleyClient",
-            dependencies: ["ParleyCore", "ParleyStore", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["ParleyCore", "ParleyStore", "ParleyBucket", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .executableTarget(
             name: "parley",
@@ -46,6 +59,10 @@ let package = Package(
         .testTarget(
             name: "ParleyStoreTests",
             dependencies: ["ParleyStore", "ParleyTesting"]
+        ),
+        .testTarget(
+            name: "ParleyBucketTests",
+            dependencies: ["ParleyBucket", "ParleyTesting", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(
             name: "ParleyClientTests",

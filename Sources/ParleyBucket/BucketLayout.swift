@@ -1,0 +1,135 @@
+import ParleyCore
+
+/// Where a room's objects live in a bucket (docs/PROTOCOL.md §13):
+///
+///     rooms/{room_id}/metadata.json
+///     rooms/{room_id}/logs/{YYYY-MM-DD}/messages_{start_ts}_{end_ts}_{client_id}.jsonl[.gz]
+///     rooms/{room_id}/hints/{upload_ts}_{client_id}.txt
+///
+/// Names are hints only: what a file holds is judged by its signed content. Room and client ids are checked
+/// against their grammars before a key is built from them, so no key can escape its room.
+public enum BucketLayout {
+    public static func roomPrefix(_ roomID: String) -> String { "rooms/\(roomID)/" }
+    public static func metadataKey(_ roomID: String) -> String { "rooms/\(roomID)/metadata.json" }
+    public static func logsPrefix(_ roomID: String) -> String { "rooms/\(roomID)/logs/" }
+    public static func hintsPrefix(_ roomID: String) -> String { "rooms/\(roomID)/hints/" }
+
+    /// The key of a hint that a file was uploaded late, named by the upload time.
+    public static func hintKey(roomID: String, uploadMs: Int64, clientID: String) -> String {
+        "\(hintsPrefix(roomID))\(digits(uploadMs))_\(clientID).txt"
+    }
+
+    /// The upload time a hint's name gives, or `nil` when the key is not a hint.
+    public static func hintUploadMs(_ key: String, roomID: String) -> Int64? {
+        let prefix = hintsPrefix(roomID)
+        guard key.hasPrefix(prefix), key.hasSuffix(".txt") else { return nil }
+        let name = key.dropFirst(prefix.count).dropLast(4)
+        guard let underscore = name.firstIndex(of: "_"),
+            Identifier.problem(with: String(name[name.index(after: underscore)...]), kind: .client) == nil
+        else { return nil }
+        return parseDigits(name[..<underscore])
+    }
+
+    /// The prefix a listing starts after to see every log file whose name starts at `ms` or later.
+    public static func logsStartAfter(roomID: String, ms: Int64) -> String {
+        let time = max(0, ms)
+        // "messages_{time}" sorts before every name starting at `time` and after every name starting earlier.
+        return "\(logsPrefix(roomID))\(utcDate(time))/messages_\(digits(time))"
+    }
+
+    /// The "YYYY-MM-DD" (UTC) of a Unix time in milliseconds.
+    public static func utcDate(_ ms: Int64) -> String {
+        // Days to civil date, proleptic Gregorian (H. Hinnant's algorithm).
+        let days = (ms >= 0 ? ms : ms - 86_399_999) / 86_400_000
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        return "\(padded(year, 4))-\(padded(month, 2))-\(padded(day, 2))"
+    }
+
+    /// Timestamps in names are 13-digit decimals (zero-padded), so names sort by time until the year 2286.
+    static func digits(_ value: Int64) -> String { padded(value, 13) }
+
+    static func padded(_ value: Int64, _ width: Int) -> String {
+        let text = String(value)
+        return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
+    }
+
+    static func parseDigits(_ text: Substring) -> Int64? {
+        guard !text.isEmpty, text.count <= 16, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+        return Int64(text)
+    }
+}
+
+/// A log file's name: `rooms/{room}/logs/{date}/messages_{start}_{end}_{client}.jsonl` (or `.jsonl.gz`).
+public struct LogFileName: Sendable, Equatable {
+    public var roomID: String
+    public var startMs: Int64
+    public var endMs: Int64
+    public var clientID: String
+    public var gzip: Bool
+    /// The date folder the file sits in (for a parsed name: as found, which may not match `startMs`).
+    public var dateFolder: String
+
+    public init(roomID: String, startMs: Int64, endMs: Int64, clientID: String, gzip: Bool = false) {
+        self.roomID = roomID
+        self.startMs = startMs
+        self.endMs = endMs
+        self.clientID = clientID
+        self.gzip = gzip
+        dateFolder = BucketLayout.utcDate(startMs)
+    }
+
+    public var key: String {
+        "\(BucketLayout.logsPrefix(roomID))\(dateFolder)/messages_\(BucketLayout.digits(startMs))_\(BucketLayout.digits(endMs))_\(clientID).jsonl\(gzip ? ".gz" : "")"
+    }
+
+    /// Whether the date folder is the one the start time falls in.
+    public var isDateConsistent: Bool { dateFolder == BucketLayout.utcDate(startMs) }
+
+    /// Parses a key found under `rooms/{roomID}/logs/`.
+    /// - Returns: the name, or why the key is not a Parley log file (it is then ignored, with a warning).
+    public static func parse(key: String, roomID: String) -> Result<LogFileName, NameProblem> {
+        let prefix = BucketLayout.logsPrefix(roomID)
+        guard key.hasPrefix(prefix) else { return .failure(.init("not under \(prefix)")) }
+        let parts = key.dropFirst(prefix.count).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return .failure(.init("not of the form {YYYY-MM-DD}/messages_{start}_{end}_{client}.jsonl")) }
+        let date = parts[0]
+        var name = parts[1]
+        guard date.utf8.count == 10, date.utf8.enumerated().allSatisfy({ $0.offset == 4 || $0.offset == 7 ? $0.element == 0x2D : (0x30...0x39).contains($0.element) })
+        else { return .failure(.init("the folder \(ObjectKey.debugQuoted(String(date))) is not a YYYY-MM-DD date")) }
+        let gzip: Bool
+        if name.hasSuffix(".jsonl.gz") {
+            gzip = true
+            name = name.dropLast(9)
+        } else if name.hasSuffix(".jsonl") {
+            gzip = false
+            name = name.dropLast(6)
+        } else {
+            return .failure(.init("not a .jsonl or .jsonl.gz file"))
+        }
+        guard name.hasPrefix("messages_") else { return .failure(.init("the name does not start with messages_")) }
+        let fields = name.dropFirst(9).split(separator: "_", maxSplits: 2, omittingEmptySubsequences: false)
+        guard fields.count == 3, let start = BucketLayout.parseDigits(fields[0]), let end = BucketLayout.parseDigits(fields[1]) else {
+            return .failure(.init("the name has no {start}_{end} millisecond times"))
+        }
+        guard start <= end else { return .failure(.init("the name's time range ends before it starts")) }
+        let client = String(fields[2])
+        if let problem = Identifier.problem(with: client, kind: .client) { return .failure(.init("the name's \(problem)")) }
+        var parsed = LogFileName(roomID: roomID, startMs: start, endMs: end, clientID: client, gzip: gzip)
+        parsed.dateFolder = String(date)
+        return .success(parsed)
+    }
+
+    /// Why a key is not a log file name.
+    public struct NameProblem: Error, Sendable, Equatable {
+        public var reason: String
+        init(_ reason: String) { self.reason = reason }
+    }
+}

@@ -1,0 +1,125 @@
+/// One object as a listing reports it.
+public struct ObjectInfo: Sendable, Equatable {
+    public var key: String
+    public var size: Int64
+
+    public init(key: String, size: Int64) {
+        self.key = key
+        self.size = size
+    }
+}
+
+/// One page of a listing, in key order (UTF-8 bytes, as S3 sorts).
+public struct ListPage: Sendable {
+    public var objects: [ObjectInfo]
+    /// With a delimiter: the "folders" directly under the prefix, each ending in the delimiter.
+    public var commonPrefixes: [String]
+    /// Pass back to get the next page; `nil` on the last page.
+    public var continuation: String?
+
+    public init(objects: [ObjectInfo], commonPrefixes: [String] = [], continuation: String? = nil) {
+        self.objects = objects
+        self.commonPrefixes = commonPrefixes
+        self.continuation = continuation
+    }
+}
+
+/// What a create-only write found.
+public enum PutOutcome: Sendable, Equatable {
+    /// The object did not exist and now holds the bytes.
+    case created
+    /// An object with exactly these bytes was already there (our own earlier write, whose answer was lost).
+    case alreadyIdentical
+    /// Another object already has this key; nothing was written. Choose another name.
+    case conflict
+}
+
+/// Retention for write-once buckets (S3 Object Lock).
+public struct Retention: Sendable, Equatable {
+    public enum Mode: String, Sendable { case governance = "GOVERNANCE", compliance = "COMPLIANCE" }
+    public var mode: Mode
+    /// Retention length, in days from the write.
+    public var days: Int
+
+    public init(mode: Mode, days: Int) {
+        self.mode = mode
+        self.days = days
+    }
+}
+
+/// A store of immutable objects: an S3-compatible bucket or a folder.
+///
+/// Every write is create-only, so no client can replace what another wrote; readers trust nothing they read
+/// (events carry their own signatures).
+public protocol ObjectStore: Sendable {
+    /// A description for messages: the bucket URL, without credentials.
+    var location: String { get }
+
+    /// Writes `bytes` under `key` unless an object is already there.
+    func putIfAbsent(key: String, bytes: [UInt8], retention: Retention?) async throws(BucketError) -> PutOutcome
+
+    /// Reads the object at `key`.
+    /// - Throws: ``BucketError`` `.notFound`, or `.tooLarge` when it holds more than `maxBytes` (read no further).
+    func get(key: String, maxBytes: Int) async throws(BucketError) -> [UInt8]
+
+    /// Lists keys under `prefix` that sort after `startAfter`, at most `maxKeys` per page.
+    func list(prefix: String, startAfter: String?, delimiter: String?, continuation: String?, maxKeys: Int) async throws(BucketError)
+        -> ListPage
+
+    /// The object's size, or `nil` when there is none.
+    func head(key: String) async throws(BucketError) -> ObjectInfo?
+}
+
+extension ObjectStore {
+    /// Every key under `prefix` after `startAfter`, following continuations.
+    public func listAll(prefix: String, startAfter: String? = nil, pageSize: Int = 1000) async throws(BucketError) -> [ObjectInfo] {
+        var objects: [ObjectInfo] = []
+        var continuation: String?
+        repeat {
+            let page = try await list(prefix: prefix, startAfter: startAfter, delimiter: nil, continuation: continuation, maxKeys: pageSize)
+            objects += page.objects
+            continuation = page.continuation
+        } while continuation != nil
+        return objects
+    }
+
+    /// The "folders" directly under `prefix` (each ending in `/`).
+    public func listFolders(prefix: String) async throws(BucketError) -> [String] {
+        var folders: [String] = []
+        var continuation: String?
+        repeat {
+            let page = try await list(prefix: prefix, startAfter: nil, delimiter: "/", continuation: continuation, maxKeys: 1000)
+            folders += page.commonPrefixes
+            continuation = page.continuation
+        } while continuation != nil
+        return folders
+    }
+}
+
+/// An object-store failure, classified so callers know whether to retry and users know what to fix.
+public struct BucketError: Error, Sendable, CustomStringConvertible, Equatable {
+    public enum Kind: Sendable, Equatable {
+        case notFound
+        case tooLarge
+        case invalidKey
+        case badCredentials
+        case accessDenied
+        case noSuchBucket
+        case clockSkew
+        /// Worth retrying: a 5xx, SlowDown, a timeout, a reset connection, a short body.
+        case transient
+        case io
+        case badResponse
+        case invalidURL
+    }
+
+    public var kind: Kind
+    public var message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+}
