@@ -37,6 +37,11 @@ public enum BucketLayout {
         return "\(logsPrefix(roomID))\(utcDate(time))/messages_\(digits(time))"
     }
 
+    /// The key a listing of hints starts after to see every hint uploaded at `ms` or later.
+    public static func hintsStartAfter(roomID: String, ms: Int64) -> String {
+        "\(hintsPrefix(roomID))\(digits(max(0, ms)))"
+    }
+
     /// The "YYYY-MM-DD" (UTC) of a Unix time in milliseconds.
     public static func utcDate(_ ms: Int64) -> String {
         // Days to civil date, proleptic Gregorian (H. Hinnant's algorithm).

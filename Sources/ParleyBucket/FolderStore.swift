@@ -145,7 +145,8 @@ public struct FolderStore: ObjectStore {
     func makeFolders(_ folder: String) throws(BucketError) {
         var missing: [String] = []
         var current = folder
-        while !current.isEmpty, current != root, access(current, F_OK) != 0 {
+        // The bucket folder itself is created too, like `mkdir -p`.
+        while !current.isEmpty, access(current, F_OK) != 0 {
             missing.append(current)
             guard let slash = current.lastIndex(of: "/") else { break }
             current = String(current[..<slash])

@@ -1,12 +1,26 @@
 import ParleyCore
 import ParleyStore
 
-/// What an audit of a JSONL export found.
+/// What an audit of a JSONL export (or of a bucket's files) found.
 public struct AuditReport: Sendable {
     public struct Problem: Sendable {
+        /// The object the line came from, when auditing a bucket.
+        public var file: String?
         /// 1-based line number in the input, when the problem belongs to one line.
         public var line: Int?
         public var message: String
+
+        public init(file: String? = nil, line: Int?, message: String) {
+            self.file = file
+            self.line = line
+            self.message = message
+        }
+
+        /// "file, line N: message".
+        public var text: String {
+            let place = [file, line.map { "line \($0)" }].compactMap { $0 }.joined(separator: ", ")
+            return place.isEmpty ? message : "\(place): \(message)"
+        }
     }
 
     public struct RoomSummary: Sendable {
@@ -23,76 +37,122 @@ public struct AuditReport: Sendable {
     public var isClean: Bool { problems.isEmpty }
 }
 
-/// Audits events without storing them: signatures, chains, forks, gaps and room state (`parley verify`).
-public enum Auditor {
-    /// Reads every line of `reader` and checks it against the others.
-    public static func audit(_ reader: inout JSONLReader) throws -> AuditReport {
-        var report = AuditReport()
-        var ledger = Ledger()
-        var lineOf: [String: Int] = [:]
-        var batch: [(Int, [UInt8])] = []
-        var batchBytes = 0
+/// Where an audited line came from.
+public struct LineOrigin: Sendable, Hashable, Comparable {
+    public var file: String?
+    public var line: Int
 
-        func flush() {
-            let results = EventStore.verifyInParallel(batch.map(\.1))
-            for ((line, _), result) in zip(batch, results) {
-                switch result {
-                case .failure(let error):
-                    report.problems.append(.init(line: line, message: "invalid event: \(error.message)"))
-                case .success(let event):
-                    if lineOf[event.hash] == nil { lineOf[event.hash] = line }
-                    for (released, outcome) in ledger.ingest(event) {
-                        let at = lineOf[released.hash] ?? line
-                        switch outcome {
-                        case .fork:
-                            report.problems.append(.init(line: at, message: "fork: device \(released.event.senderKey.prefix(12))… of \(released.event.senderID) signed two different events at seq \(released.event.seq)"))
-                        case .rejected(let reason):
-                            report.problems.append(.init(line: at, message: "chain: \(reason)"))
-                        case .chained, .duplicate, .awaitingPredecessor:
-                            break
-                        }
+    public init(file: String? = nil, line: Int) {
+        self.file = file
+        self.line = line
+    }
+
+    public static func < (a: LineOrigin, b: LineOrigin) -> Bool { (a.file ?? "", a.line) < (b.file ?? "", b.line) }
+}
+
+/// Audits events without storing them: signatures, chains, forks, gaps and room state (`parley verify`,
+/// `parley bucket verify`). Feed it lines with ``add(_:)``, then ``finish()``.
+public struct Audit {
+    var report = AuditReport()
+    var ledger = Ledger()
+    /// Where each event was first seen, by hash.
+    var origins: [String: LineOrigin] = [:]
+    /// Events seen more than once (re-uploaded under another name, or repeated).
+    public private(set) var repeats = 0
+
+    public init() {}
+
+    /// Verifies a batch of lines (in parallel) and chains the events.
+    public mutating func add(_ batch: [(origin: LineOrigin, bytes: [UInt8])]) {
+        report.lines += batch.count
+        let results = EventStore.verifyInParallel(batch.map(\.bytes))
+        for ((origin, _), result) in zip(batch, results) {
+            switch result {
+            case .failure(let error):
+                problem(origin, "invalid event: \(error.message)")
+            case .success(let event):
+                if origins[event.hash] == nil { origins[event.hash] = origin } else { repeats += 1 }
+                for (released, outcome) in ledger.ingest(event) {
+                    let at = origins[released.hash] ?? origin
+                    switch outcome {
+                    case .fork:
+                        problem(at, "fork: device \(released.event.senderKey.prefix(12))… of \(released.event.senderID) signed two different events at seq \(released.event.seq)")
+                    case .rejected(let reason):
+                        problem(at, "chain: \(reason)")
+                    case .chained, .duplicate, .awaitingPredecessor:
+                        break
                     }
                 }
             }
-            batch.removeAll(keepingCapacity: true)
-            batchBytes = 0
         }
+    }
 
-        while let next = try reader.next() {
-            switch next {
-            case .line(let number, let bytes):
-                report.lines = number
-                batch.append((number, bytes))
-                batchBytes += bytes.count
-                if batch.count == 4096 || batchBytes >= Node.importBatchBytes { flush() }
-            case .tooLong(let number, let length):
-                report.lines = number
-                report.problems.append(.init(line: number, message: "line of \(length) bytes is longer than the limit of \(reader.maxLineBytes)"))
-            }
-        }
-        flush()
+    /// Records a problem that is not about one event (a line too long, an unreadable file).
+    public mutating func problem(_ origin: LineOrigin?, _ message: String) {
+        report.problems.append(.init(file: origin?.file, line: origin.map(\.line), message: message))
+    }
 
-        for (event, seq) in ledger.heldBack.sorted(by: { (lineOf[$0.0.hash] ?? 0) < (lineOf[$1.0.hash] ?? 0) }) {
-            report.problems.append(.init(line: lineOf[event.hash], message: "gap: seq \(seq) of device \(event.event.senderKey.prefix(12))… (\(event.event.senderID)) is missing, so this event cannot be chained"))
+    public mutating func problem(file: String, _ message: String) {
+        report.problems.append(.init(file: file, line: nil, message: message))
+    }
+
+    /// Replays every room and reports gaps and unauthorized events.
+    public func finish() -> AuditReport {
+        var report = report
+        let order: (LineOrigin?) -> LineOrigin = { $0 ?? LineOrigin(file: nil, line: 0) }
+        for (event, seq) in ledger.heldBack.sorted(by: { order(origins[$0.0.hash]) < order(origins[$1.0.hash]) }) {
+            let origin = origins[event.hash]
+            report.problems.append(.init(file: origin?.file, line: origin?.line, message: "gap: seq \(seq) of device \(event.event.senderKey.prefix(12))… (\(event.event.senderID)) is missing, so this event cannot be chained"))
         }
         for roomID in ledger.rooms.keys.sorted() {
             let events = ledger.rooms[roomID] ?? []
             let replay = ledger.replay(roomID: roomID)
             var accepted = 0
-            for event in events.sorted(by: { (lineOf[$0.hash] ?? 0) < (lineOf[$1.hash] ?? 0) }) {
+            for event in events.sorted(by: { order(origins[$0.hash]) < order(origins[$1.hash]) }) {
+                let origin = origins[event.hash]
                 switch replay.verdicts[event.hash] {
                 case .accepted?: accepted += 1
                 case .rejected(let reason)?:
-                    report.problems.append(.init(line: lineOf[event.hash], message: "not authorized: \(reason)"))
+                    report.problems.append(.init(file: origin?.file, line: origin?.line, message: "not authorized: \(reason)"))
                 case .awaitingTarget(let target)?:
-                    report.problems.append(.init(line: lineOf[event.hash], message: "refers to \(target), which is not in the input"))
+                    report.problems.append(.init(file: origin?.file, line: origin?.line, message: "refers to \(target), which is not in the input"))
                 case nil: break
                 }
             }
             let forks = ledger.forks.filter { (try? $0.verify().roomID) == roomID }.count
             report.rooms.append(.init(roomID: roomID, events: events.count, accepted: accepted, state: replay.state, forks: forks))
         }
-        report.problems.sort { ($0.line ?? Int.max) < ($1.line ?? Int.max) }
+        report.problems.sort { (a, b) in ((a.file ?? ""), (a.line ?? Int.max)) < ((b.file ?? ""), (b.line ?? Int.max)) }
+        return report
+    }
+}
+
+public enum Auditor {
+    /// Reads every line of `reader` and checks it against the others.
+    public static func audit(_ reader: inout JSONLReader) throws -> AuditReport {
+        var audit = Audit()
+        var batch: [(origin: LineOrigin, bytes: [UInt8])] = []
+        var batchBytes = 0
+        var lines = 0
+        while let next = try reader.next() {
+            switch next {
+            case .line(let number, let bytes):
+                lines = number
+                batch.append((LineOrigin(line: number), bytes))
+                batchBytes += bytes.count
+                if batch.count == 4096 || batchBytes >= Node.importBatchBytes {
+                    audit.add(batch)
+                    batch.removeAll(keepingCapacity: true)
+                    batchBytes = 0
+                }
+            case .tooLong(let number, let length):
+                lines = number
+                audit.problem(LineOrigin(line: number), "line of \(length) bytes is longer than the limit of \(reader.maxLineBytes)")
+            }
+        }
+        audit.add(batch)
+        var report = audit.finish()
+        report.lines = lines
         return report
     }
 }

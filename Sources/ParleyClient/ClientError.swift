@@ -10,6 +10,7 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
         public static let unknownEvent = Code(name: "unknown_event")
         public static let notAllowed = Code(name: "not_allowed")
         public static let io = Code(name: "io")
+        public static let bucket = Code(name: "bucket")
     }
 
     public var code: Code

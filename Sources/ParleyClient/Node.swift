@@ -8,7 +8,9 @@ public final class Node: Sendable {
     public let identity: Identity
     public let store: EventStore
     /// The local clock, in Unix milliseconds; replaceable in tests.
-    let clock: @Sendable () -> Int64
+    public let clock: @Sendable () -> Int64
+    /// New events for subscribers (a UI, `parley sync --watch`).
+    public let updates = NodeUpdates()
 
     /// Opens the node under `home`.
     /// - Throws: ``ClientError`` when there is no identity yet, or the store cannot be opened.

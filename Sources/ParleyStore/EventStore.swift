@@ -127,6 +127,7 @@ public final class EventStore: Sendable {
                 INSERT INTO search_state VALUES (0);
                 """)
         }
+        registerBucketMigration(&migrator)
         return migrator
     }
 }

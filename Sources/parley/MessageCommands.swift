@@ -4,7 +4,7 @@ import ParleyClient
 import ParleyCore
 import ParleyStore
 
-struct Send: ParsableCommand {
+struct Send: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Send a message; prints the new event id.")
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
@@ -12,54 +12,70 @@ struct Send: ParsableCommand {
     @Option(name: .customLong("reply-to"), help: "The event id this replies to.") var replyTo: String?
     @Flag(help: "Send as a notice (msgtype notice).") var notice = false
     @Flag(help: "Send as an emote (msgtype emote).") var emote = false
+    @Flag(help: "In a bucket room, write the outbox to the bucket now rather than at the next sync.") var flush = false
     @Flag var json = false
 
-    func run() throws {
+    func run() async throws {
         let node = try global.node()
         let kind: MessageKind = emote ? .emote : notice ? .notice : .text
-        report(try failing { try node.send(roomID, text: text, kind: kind, replyTo: replyTo) }, json: json)
+        let event = try failing { try node.send(roomID, text: text, kind: kind, replyTo: replyTo) }
+        // Printed first: the event is stored (PENDING) whether or not the bucket answers now.
+        report(event, json: json)
+        if flush { try await failingAsync { try await flushIfBucket(node, roomID) } }
     }
 }
 
-struct Edit: ParsableCommand {
+struct Edit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Replace the text of one of your messages (its history is kept).")
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument var eventID: String
     @Argument var text: String
+    @Flag(help: "In a bucket room, write the outbox to the bucket now rather than at the next sync.") var flush = false
     @Flag var json = false
 
-    func run() throws {
+    func run() async throws {
         let node = try global.node()
-        report(try failing { try node.edit(roomID, eventID: eventID, text: text) }, json: json)
+        let event = try failing { try node.edit(roomID, eventID: eventID, text: text) }
+        // Printed first: the event is stored (PENDING) whether or not the bucket answers now.
+        report(event, json: json)
+        if flush { try await failingAsync { try await flushIfBucket(node, roomID) } }
     }
 }
 
-struct React: ParsableCommand {
+struct React: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "React to a message (one reaction per key per user).")
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument var eventID: String
     @Argument var key: String
+    @Flag(help: "In a bucket room, write the outbox to the bucket now rather than at the next sync.") var flush = false
     @Flag var json = false
 
-    func run() throws {
+    func run() async throws {
         let node = try global.node()
-        report(try failing { try node.react(roomID, eventID: eventID, key: key) }, json: json)
+        let event = try failing { try node.react(roomID, eventID: eventID, key: key) }
+        // Printed first: the event is stored (PENDING) whether or not the bucket answers now.
+        report(event, json: json)
+        if flush { try await failingAsync { try await flushIfBucket(node, roomID) } }
     }
 }
 
-struct Redact: ParsableCommand {
+struct Redact: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Delete a message, edit or reaction: its content is stripped everywhere.")
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument var eventID: String
     @Option(help: "Why; recorded in the redaction.") var reason: String?
+    @Flag(help: "In a bucket room, write the outbox to the bucket now rather than at the next sync.") var flush = false
     @Flag var json = false
 
-    func run() throws {
+    func run() async throws {
         let node = try global.node()
-        report(try failing { try node.redact(roomID, eventID: eventID, reason: reason) }, json: json)
+        let event = try failing { try node.redact(roomID, eventID: eventID, reason: reason) }
+        // Printed first: the event is stored (PENDING) whether or not the bucket answers now.
+        report(event, json: json)
+        if flush { try await failingAsync { try await flushIfBucket(node, roomID) } }
     }
 }
 

@@ -5,19 +5,19 @@ import ParleyCore
 import ParleyStore
 
 @main
-struct Parley: ParsableCommand {
+struct Parley: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parley",
         abstract: "Secure, decentralized chat: every message a signed, hash-chained event.",
         discussion: "The node lives in --home DIR, else $PARLEY_HOME, else ~/.parley.",
         subcommands: [
             Init.self, WhoAmI.self, Status.self, Room.self, Send.self, Edit.self, React.self, Redact.self, Read.self, Log.self,
-            Events.self, Import.self, Verify.self, Search.self, Rejected.self,
+            Events.self, Import.self, Verify.self, Search.self, Rejected.self, Sync.self, Bucket.self,
         ])
 
     /// `--home DIR` may come before the subcommand (`parley --home DIR init`); argument parsing wants options after
     /// it, so move it to the end.
-    static func main() {
+    static func main() async {
         var arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == "--home", arguments.count >= 2 {
             let home = Array(arguments[0...1])
@@ -32,7 +32,11 @@ struct Parley: ParsableCommand {
         }
         do {
             var command = try parseAsRoot(arguments)
-            try command.run()
+            if var asynchronous = command as? AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
         } catch {
             exit(withError: error)
         }
@@ -54,18 +58,28 @@ struct GlobalOptions: ParsableArguments {
 func failing<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
-    } catch let error as ClientError {
-        printError("error: \(error.message)" + (error.remedy.map { "\n\($0)" } ?? ""))
-        throw ExitCode(1)
-    } catch let error as StoreError {
-        printError("error: \(error)")
-        throw ExitCode(1)
-    } catch let error as ExitCode {
-        throw error
     } catch {
-        printError("error: \(error)")
-        throw ExitCode(1)
+        throw exitCode(for: error)
     }
+}
+
+/// ``failing(_:)`` for work that waits on a bucket.
+func failingAsync<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch {
+        throw exitCode(for: error)
+    }
+}
+
+/// Prints an error for the user and gives the exit status 1.
+func exitCode(for error: Error) -> ExitCode {
+    switch error {
+    case let error as ClientError: printError("error: \(error.message)" + (error.remedy.map { "\n\($0)" } ?? ""))
+    case let error as ExitCode: return error
+    default: printError("error: \(error)")
+    }
+    return ExitCode(1)
 }
 
 func printError(_ text: String) {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ParleyBucket
 import ParleyClient
 import ParleyCore
 
@@ -20,47 +21,74 @@ func report(_ event: VerifiedEvent, json: Bool) {
     }
 }
 
-struct RoomCreate: ParsableCommand {
+struct RoomCreate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a room: m.room.create, then this device joins.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The room id: a-z 0-9 . _ = - , up to 64 characters.") var roomID: String
     @Option(help: "The room's name.") var name: String?
+    @Option(help: "The bucket the room lives in: file:///absolute/path or s3://BUCKET/PREFIX.") var bucket: String?
     @Flag(help: "Print the created events as JSON.") var json = false
 
-    func run() throws {
+    func run() async throws {
         let node = try global.node()
-        let events = try failing { try node.createRoom(roomID, name: name) }
+        let events = try await failingAsync {
+            if let bucket { return try await BucketClient(node: node).createRoom(roomID, bucket: try BucketURL(bucket), name: name) }
+            return try node.createRoom(roomID, name: name)
+        }
         if json {
             printJSON(.array(events.map { ["event_id": .string($0.event.eventID), "type": .string($0.event.type)] }))
         } else {
-            print("Created room \(roomID)")
+            print("Created room \(roomID)" + (bucket.map { " in \($0)" } ?? ""))
         }
     }
 }
 
-struct RoomInvite: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "invite", abstract: "Invite a user, binding their device key.")
+struct RoomInvite: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "invite", abstract: "Invite a user, binding their device key.",
+        discussion: "In a bucket room the invite is flushed at once, and the invite code the user joins with is printed.")
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument var userID: String
     @Option(help: "The invited device's Ed25519 signing key (base64, from their `parley whoami`).") var key: String
     @Flag var json = false
 
-    func run() throws {
+    func run() async throws {
         let node = try global.node()
-        report(try failing { try node.invite(roomID, userID: userID, key: key) }, json: json)
+        let client = BucketClient(node: node)
+        let (event, code) = try await failingAsync {
+            let event = try node.invite(roomID, userID: userID, key: key)
+            guard let code = try client.inviteCode(roomID) else { return (event, nil as InviteCode?) }
+            _ = try await client.flush(roomID)
+            return (event, code)
+        }
+        if json {
+            var object = JSONObject(["event_id": .string(event.event.eventID), "event_hash": .string(event.hash), "seq": .integer(event.event.seq)])
+            if let code { object["invite_code"] = .string(code.text) }
+            printJSON(.object(object))
+        } else {
+            print(event.event.eventID)
+            if let code { print("invite code: \(code.text)") }
+        }
     }
 }
 
-struct RoomJoin: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "join", abstract: "Join a room this node holds and this device was invited to.")
+struct RoomJoin: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "join", abstract: "Join a room: from an invite code (fetching it from its bucket), or one this node holds.")
     @OptionGroup var global: GlobalOptions
-    @Argument var roomID: String
+    @Argument(help: "An invite code (parley-invite:…), or the id of a room this node holds.") var room: String
     @Flag var json = false
 
-    func run() throws {
+    func run() async throws {
         let node = try global.node()
-        report(try failing { try node.join(roomID) }, json: json)
+        let event = try await failingAsync {
+            if InviteCode.looksLikeCode(room) { return try await BucketClient(node: node).join(try InviteCode(parsing: room)) }
+            let event = try node.join(room)
+            try await flushIfBucket(node, room)
+            return event
+        }
+        report(event, json: json)
     }
 }
 

@@ -98,6 +98,15 @@ public enum EventID {
         make(roomID: roomID, timestampMs: timestampMs, randomBytes: (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) })
     }
 
+    /// The time an event id names (for a verified event: its `timestamp_ms`), or `nil` if the id is malformed.
+    public static func timestampMs(of eventID: String) -> Int64? {
+        var id = eventID
+        return id.withUTF8 { bytes -> Int64? in
+            guard let separator = bytes.firstIndex(of: UInt8(ascii: ":")), bytes.count == separator + 24 + 36 else { return nil }
+            return parseTimestamp(UnsafeBufferPointer(rebasing: bytes[separator + 2..<separator + 22]))
+        }
+    }
+
     /// `nil` when `eventID` is a well-formed id; otherwise why not. With `roomID` and `timestampMs`, also checks
     /// that the id names that room and time.
     public static func problem(with eventID: String, roomID: String? = nil, timestampMs: Int64? = nil) -> String? {

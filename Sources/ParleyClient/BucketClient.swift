@@ -1,0 +1,460 @@
+import Foundation
+import ParleyBucket
+import ParleyCore
+import ParleyStore
+
+/// Tunables of the bucket transport.
+public struct BucketSettings: Sendable {
+    /// Most events in one log file.
+    public var maxEventsPerFile = 10_000
+    /// Most bytes in one log file (before compression).
+    public var maxFileBytes = 8 << 20
+    /// Objects larger than this are not downloaded (after decompression, too).
+    public var maxObjectBytes = 64 << 20
+    /// Write `.jsonl.gz` files.
+    public var gzip = false
+    /// Object Lock retention for S3 writes.
+    public var retention: Retention?
+    /// How far before the newest file seen an incremental listing starts: covers writers that buffer, clocks that
+    /// differ, and uploads that take a while.
+    public var latenessMs: Int64 = 120_000
+    /// A writer whose batch starts this much before its upload also writes a hint, so readers whose listing
+    /// window has passed that time still find it.
+    public var hintAfterMs: Int64 = 30_000
+    /// While a chain has a gap, list the whole room at most this often, to find a file that arrived late
+    /// without a hint.
+    public var gapListingEveryMs: Int64 = 60_000
+    /// Objects fetched at once.
+    public var parallelDownloads = 4
+
+    public init() {}
+}
+
+/// What one flush wrote.
+public struct FlushReport: Sendable {
+    public var roomID: String
+    public var files: [String] = []
+    public var events = 0
+}
+
+/// What one sync of a room found.
+public struct SyncReport: Sendable {
+    public var roomID: String
+    /// Objects read this time.
+    public var filesRead = 0
+    /// Events newly accepted (including earlier ones a new event released), in order.
+    public var accepted: [String] = []
+    /// Events that were already here.
+    public var duplicates = 0
+    /// Events waiting for a predecessor (their chain has a gap).
+    public var heldBack = 0
+    /// Faults, each naming its object: bad events, lying names, unreadable objects.
+    public var problems: [String] = []
+    /// Objects ignored because they are not log files.
+    public var ignored: [String] = []
+    /// Whether the whole room was listed (first sync, or looking for a gap's events).
+    public var listedEverything = false
+}
+
+/// Runs a node's bucket rooms: creating and joining them, flushing the outbox into log files, and syncing other
+/// devices' files into the store (docs/PROTOCOL.md §13).
+public struct BucketClient: Sendable {
+    public let node: Node
+    public var settings: BucketSettings
+    /// Opens a bucket URL; replaceable to count requests or inject faults.
+    public var open: @Sendable (BucketURL) throws(BucketError) -> any ObjectStore
+
+    public init(node: Node, settings: BucketSettings = BucketSettings(), open: @escaping @Sendable (BucketURL) throws(BucketError) -> any ObjectStore = { url throws(BucketError) in try url.open() }) {
+        self.node = node
+        self.settings = settings
+        self.open = open
+    }
+
+    /// This device's id in log file names: the user id and a fingerprint of the device key.
+    public var clientID: String {
+        let fingerprint = InviteCode.fingerprint(ofKey: node.identity.signingKeyBase64) ?? ""
+        return "\(node.identity.userID.prefix(40)).\(fingerprint.prefix(12))"
+    }
+
+    func store(for room: BucketRoom) throws(ClientError) -> any ObjectStore {
+        do {
+            return try open(try BucketURL(room.bucketURL))
+        } catch {
+            throw ClientError(.bucket, error.message)
+        }
+    }
+
+    func requireRoom(_ roomID: String) throws -> BucketRoom {
+        try node.validateRoomID(roomID)
+        guard let room = try node.store.bucketRoom(roomID: roomID) else {
+            throw ClientError(.unknownRoom, "Room \(roomID) does not live in a bucket on this node.", remedy: "Create it with --bucket, or join it with an invite code.")
+        }
+        return room
+    }
+
+    // MARK: Creating and joining
+
+    /// Creates `roomID` in the bucket at `url`: the room's first events, its metadata.json, and the first log file.
+    /// - Throws: ``ClientError`` if the bucket already holds a room of that id, or cannot be written.
+    public func createRoom(_ roomID: String, bucket url: BucketURL, name: String? = nil) async throws -> [VerifiedEvent] {
+        try node.validateRoomID(roomID)
+        let objects = try bucketCall { () throws(BucketError) in try open(url) }
+        if try await bucketCall({ () async throws(BucketError) in try await objects.head(key: BucketLayout.metadataKey(roomID)) }) != nil {
+            throw ClientError(.invalidArgument, "\(url.text) already holds a room \(roomID).", remedy: "Join it with an invite code, or choose another room id.")
+        }
+        let events = try node.createRoom(roomID, name: name)
+        guard let fingerprint = InviteCode.fingerprint(ofKey: node.identity.signingKeyBase64) else { throw ClientError(.io, "The device key is unreadable.") }
+        try node.store.addBucketRoom(roomID: roomID, bucketURL: url.text, creatorFingerprint: fingerprint)
+        try await writeMetadata(roomID: roomID, objects: objects)
+        _ = try await flush(roomID)
+        return events
+    }
+
+    /// Writes the room's metadata.json (create-only) from its create event and the creator's join.
+    func writeMetadata(roomID: String, objects: any ObjectStore) async throws {
+        guard let state = try node.store.roomState(roomID: roomID), let creation = state.creation,
+            creation.creatorKey == node.identity.signingKeyBase64
+        else { return }
+        var events: [VerifiedEvent] = []
+        try node.store.forEachEvent(roomID: roomID) { wire in
+            guard events.count < 2, let event = try? VerifiedEvent(parsing: wire), event.event.senderKey == creation.creatorKey else { return }
+            if event.event.type == EventType.create || (event.event.type == EventType.member && events.count == 1) { events.append(event) }
+        }
+        let bytes = RoomMetadata.encode(roomID: roomID, events: events)
+        let outcome = try await bucketCall { () async throws(BucketError) in
+            try await objects.putIfAbsent(key: BucketLayout.metadataKey(roomID), bytes: bytes, retention: settings.retention)
+        }
+        if outcome == .conflict {
+            throw ClientError(.bucket, "\(objects.location) already holds another metadata.json for room \(roomID).")
+        }
+    }
+
+    /// The invite code for a bucket room (bucket URL, room, creator fingerprint), or `nil` for a local room.
+    public func inviteCode(_ roomID: String) throws -> InviteCode? {
+        guard let room = try node.store.bucketRoom(roomID: roomID) else { return nil }
+        return InviteCode(bucket: try BucketURL(room.bucketURL), roomID: roomID, creatorFingerprint: room.creatorFingerprint)
+    }
+
+    /// Joins a bucket room from an invite code: fetches its metadata.json, checks it against the creator fingerprint,
+    /// syncs the room, and joins if this device was invited.
+    public func join(_ code: InviteCode) async throws -> VerifiedEvent {
+        let objects = try bucketCall { () throws(BucketError) in try open(code.bucket) }
+        let metadata: [UInt8]
+        do {
+            metadata = try await objects.get(key: BucketLayout.metadataKey(code.roomID), maxBytes: RoomMetadata.maxBytes)
+        } catch where error.kind == .notFound {
+            throw ClientError(.unknownRoom, "\(code.bucket.text) holds no room \(code.roomID).", remedy: "Check the invite code; the creator may not have flushed yet.")
+        } catch {
+            throw ClientError(.bucket, error.message)
+        }
+        let founding = try RoomMetadata.decode(metadata, roomID: code.roomID, creatorFingerprint: code.creatorFingerprint)
+        if let existing = try node.store.roomState(roomID: code.roomID)?.creation, existing.hash != founding[0].hash {
+            throw ClientError(.invalidArgument, "This node already holds a different room \(code.roomID).")
+        }
+        // The founding events first: the store pins this create, so a second create in the logs is refused.
+        let report = try node.store.ingest(events: founding, receivedMs: node.clock())
+        guard report.outcomes.first?.isAccepted == true else {
+            throw ClientError(.bucket, "The room's founding event was refused: \(report.outcomes[0]).")
+        }
+        try node.store.addBucketRoom(roomID: code.roomID, bucketURL: code.bucket.text, creatorFingerprint: code.creatorFingerprint)
+        _ = try await sync(code.roomID)
+        let state = try node.roomState(code.roomID)
+        if state.isJoinedDevice(user: node.identity.userID, key: node.identity.signingKeyBase64) {
+            throw ClientError(.invalidArgument, "This device has already joined \(code.roomID).")
+        }
+        guard state.members[node.identity.userID]?.invitedDevices[node.identity.signingKeyBase64] != nil else {
+            throw ClientError(
+                .notAllowed, "\(node.identity.userID) with this device key is not invited to \(code.roomID) (as far as the bucket shows).",
+                remedy: "Ask a member to run `parley room invite \(code.roomID) \(node.identity.userID) --key \(node.identity.signingKeyBase64)` and flush; then try again.")
+        }
+        let event = try node.join(code.roomID)
+        _ = try await flush(code.roomID)
+        return event
+    }
+
+    // MARK: Flushing (the buffer manager)
+
+    /// Writes this device's pending events in `roomID` to the bucket: first any file assigned earlier but not
+    /// confirmed (a failed attempt or a killed process: the same bytes under the same name), then new files.
+    /// Events become IN_TRANSIT only once the bucket confirms their file.
+    public func flush(_ roomID: String) async throws -> FlushReport {
+        let room = try requireRoom(roomID)
+        let objects = try store(for: room)
+        var report = FlushReport(roomID: roomID)
+        if try node.store.outboxStatus(roomID: roomID, senderKey: node.identity.signingKeyBase64).inTransit == 0 {
+            // Nothing confirmed yet: make sure the metadata a joiner needs exists (its first write may have failed).
+            try await writeMetadata(roomID: roomID, objects: objects)
+        }
+        var uploads = try node.store.unconfirmedUploads(roomID: roomID)
+        while true {
+            if uploads.isEmpty {
+                let clientID = clientID
+                let gzip = settings.gzip
+                guard
+                    let next = try node.store.claimUpload(
+                        roomID: roomID, senderKey: node.identity.signingKeyBase64, maxEvents: settings.maxEventsPerFile,
+                        maxBytes: settings.maxFileBytes, createdMs: node.clock(),
+                        name: { LogFileName(roomID: roomID, startMs: $0, endMs: $1, clientID: clientID, gzip: gzip).key })
+                else { break }
+                uploads = [next]
+            }
+            let upload = uploads.removeFirst()
+            try await write(upload, to: objects)
+            report.files.append(upload.key)
+            report.events += Int(upload.lastSeq - upload.firstSeq + 1)
+        }
+        return report
+    }
+
+    func write(_ upload: BucketUpload, to objects: any ObjectStore) async throws {
+        var key = upload.key
+        let body = key.hasSuffix(".gz") ? Gzip.compress(upload.content) : upload.content
+        var attempt = 0
+        while true {
+            let outcome = try await bucketCall { () async throws(BucketError) in
+                try await objects.putIfAbsent(key: key, bytes: body, retention: settings.retention)
+            }
+            if outcome != .conflict { break }
+            // Another object has this name (it is only a hint): take the next free one.
+            attempt += 1
+            guard attempt < 100, case .success(var name) = LogFileName.parse(key: upload.key, roomID: upload.roomID) else {
+                throw ClientError(.bucket, "Cannot find a free name for \(upload.key) in \(objects.location).")
+            }
+            name.clientID += ".\(attempt)"
+            key = name.key
+            try node.store.renameUpload(id: upload.id, key: key)
+        }
+        let now = node.clock()
+        if now - upload.firstTimestampMs > settings.hintAfterMs {
+            // The file's name sorts before where readers now list from: point them to it.
+            let hint = BucketLayout.hintKey(roomID: upload.roomID, uploadMs: now, clientID: clientID)
+            _ = try await bucketCall { () async throws(BucketError) in try await objects.putIfAbsent(key: hint, bytes: Array(key.utf8), retention: nil) }
+        }
+        try node.store.confirmUpload(id: upload.id, confirmedMs: now)
+        // Our own file: a sync need not read it back.
+        try node.store.recordBucketFile(
+            roomID: upload.roomID, BucketFileRecord(key: key, size: Int64(body.count), events: Int(upload.lastSeq - upload.firstSeq + 1), problem: nil),
+            seenMs: now)
+    }
+
+    // MARK: Syncing (the sync manager)
+
+    /// Reads the files of `roomID` this node has not seen: new ones after its cursor, late ones that hints point
+    /// to, and (while a chain has a gap, at most every `gapListingEveryMs`) everything.
+    public func sync(_ roomID: String) async throws -> SyncReport {
+        let room = try requireRoom(roomID)
+        let objects = try store(for: room)
+        let now = node.clock()
+        var report = SyncReport(roomID: roomID)
+        let gapped = try node.store.heldBackCount(roomID: roomID) > 0
+        report.listedEverything = room.fullListingMs == 0 || (gapped && now - room.fullListingMs >= settings.gapListingEveryMs)
+
+        var candidates = try await bucketCall { () async throws(BucketError) in
+            try await objects.listAll(
+                prefix: BucketLayout.logsPrefix(roomID),
+                startAfter: report.listedEverything ? nil : BucketLayout.logsStartAfter(roomID: roomID, ms: room.logsCursorMs - settings.latenessMs))
+        }
+        let hints = try await bucketCall { () async throws(BucketError) in
+            try await objects.listAll(
+                prefix: BucketLayout.hintsPrefix(roomID),
+                startAfter: BucketLayout.hintsStartAfter(roomID: roomID, ms: room.hintsCursorMs - settings.latenessMs))
+        }
+        let seen = try node.store.seenBucketFiles(roomID: roomID, keys: candidates.map(\.key) + hints.map(\.key))
+        candidates.removeAll { seen.contains($0.key) }
+        var hintsCursor: Int64?
+        for hint in hints where !seen.contains(hint.key) {
+            let problem = await followHint(hint, roomID: roomID, objects: objects, candidates: &candidates, seen: seen)
+            if let problem { report.problems.append("\(hint.key): \(problem)") }
+            if let uploaded = BucketLayout.hintUploadMs(hint.key, roomID: roomID) { hintsCursor = max(hintsCursor ?? 0, min(uploaded, now)) }
+            try node.store.recordBucketFile(roomID: roomID, BucketFileRecord(key: hint.key, size: hint.size, events: 0, problem: problem), seenMs: now)
+        }
+
+        var logsCursor: Int64?
+        var index = 0
+        while index < candidates.count {
+            let window = Array(candidates[index..<min(candidates.count, index + max(1, settings.parallelDownloads))])
+            index += window.count
+            let fetched = await fetch(window, roomID: roomID, objects: objects)
+            for (object, result) in zip(window, fetched) {
+                var record = BucketFileRecord(key: object.key, size: object.size, events: 0, problem: nil)
+                switch result {
+                case .ignored(let reason):
+                    record.problem = "ignored: \(reason)"
+                    report.ignored.append("\(object.key): \(reason)")
+                case .failed(let error) where error.kind == .transient:
+                    // Not recorded as seen: the next sync tries again.
+                    report.problems.append("\(object.key): \(error.message)")
+                    continue
+                case .failed(let error):
+                    record.problem = error.message
+                    report.problems.append("\(object.key): \(error.message)")
+                case .lines(let name, let lines, let endsWithNewline):
+                    let problems = try ingest(lines, name: name, endsWithNewline: endsWithNewline, receivedMs: now, into: &report, events: &record.events)
+                    if !problems.isEmpty {
+                        record.problem = problems.prefix(20).joined(separator: "; ") + (problems.count > 20 ? "; and \(problems.count - 20) more" : "")
+                        report.problems += problems.map { "\(object.key): \($0)" }
+                    }
+                    logsCursor = max(logsCursor ?? 0, min(name.startMs, now))
+                }
+                report.filesRead += 1
+                try node.store.recordBucketFile(roomID: roomID, record, seenMs: now)
+            }
+        }
+        try node.store.advanceBucketCursors(
+            roomID: roomID, logsMs: logsCursor, hintsMs: hintsCursor, fullListingMs: report.listedEverything ? now : nil)
+        if !report.accepted.isEmpty { node.updates.publish(RoomUpdate(roomID: roomID, eventIDs: report.accepted)) }
+        return report
+    }
+
+    /// Reads a hint and adds the log file it names to `candidates`; returns what was wrong with it, if anything.
+    func followHint(_ hint: ObjectInfo, roomID: String, objects: any ObjectStore, candidates: inout [ObjectInfo], seen: Set<String>) async -> String? {
+        guard BucketLayout.hintUploadMs(hint.key, roomID: roomID) != nil else { return "ignored: not a hint name" }
+        do {
+            let target = String(decoding: try await objects.get(key: hint.key, maxBytes: 4096), as: UTF8.self)
+            guard case .success = LogFileName.parse(key: target, roomID: roomID) else { return "the hint does not name a log file of this room" }
+            if seen.contains(target) || candidates.contains(where: { $0.key == target }) { return nil }
+            if try node.store.seenBucketFiles(roomID: roomID, keys: [target]).contains(target) { return nil }
+            guard let info = try await objects.head(key: target) else { return "the hint names \(target), which does not exist" }
+            candidates.append(info)
+            return nil
+        } catch let error as BucketError {
+            return error.message
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    enum Fetched {
+        case ignored(String)
+        case failed(BucketError)
+        case lines(LogFileName, [[UInt8]], endsWithNewline: Bool)
+    }
+
+    /// Downloads objects concurrently and splits them into lines; results in input order.
+    func fetch(_ window: [ObjectInfo], roomID: String, objects: any ObjectStore) async -> [Fetched] {
+        let settings = settings
+        return await withTaskGroup(of: (Int, Fetched).self) { group in
+            for (position, object) in window.enumerated() {
+                group.addTask {
+                    let name: LogFileName
+                    switch LogFileName.parse(key: object.key, roomID: roomID) {
+                    case .failure(let problem): return (position, .ignored(problem.reason))
+                    case .success(let parsed): name = parsed
+                    }
+                    if object.size > settings.maxObjectBytes {
+                        return (position, .failed(BucketError(.tooLarge, "\(object.size) bytes, over the limit of \(settings.maxObjectBytes); not read")))
+                    }
+                    do {
+                        var bytes = try await objects.get(key: object.key, maxBytes: settings.maxObjectBytes)
+                        if Gzip.isGzip(bytes) { bytes = try Gzip.decompress(bytes, maxBytes: settings.maxObjectBytes) }
+                        let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: true).map(Array.init)
+                        return (position, .lines(name, lines, endsWithNewline: bytes.last == 0x0A))
+                    } catch {
+                        return (position, .failed(error as? BucketError ?? BucketError(.io, "\(error)")))
+                    }
+                }
+            }
+            var results = [Fetched?](repeating: nil, count: window.count)
+            for await (position, result) in group { results[position] = result }
+            return results.map { $0! }
+        }
+    }
+
+    /// Stores one file's events; returns its problems, each naming a line.
+    func ingest(
+        _ lines: [[UInt8]], name: LogFileName, endsWithNewline: Bool, receivedMs: Int64, into report: inout SyncReport, events: inout Int
+    ) throws -> [String] {
+        var problems: [String] = []
+        if !name.isDateConsistent { problems.append("the name's folder \(name.dateFolder) is not the date of its start time") }
+        var earliest = Int64.max
+        var latest = Int64.min
+        var lineNumber = 0
+        for batch in lines.chunks(of: Node.importBatchLines) {
+            var candidates: [[UInt8]] = []
+            var numbers: [Int] = []
+            for line in batch {
+                lineNumber += 1
+                if line.count > Event.maxWireBytes {
+                    problems.append("line \(lineNumber): \(line.count) bytes, longer than an event may be (\(Event.maxWireBytes))")
+                } else {
+                    candidates.append(line)
+                    numbers.append(lineNumber)
+                }
+            }
+            let result = try node.store.ingest(lines: candidates, receivedMs: receivedMs)
+            for (position, outcome) in result.outcomes.enumerated() {
+                let number = numbers[position]
+                if let id = result.events[position]?.eventID, let time = EventID.timestampMs(of: id) {
+                    earliest = min(earliest, time)
+                    latest = max(latest, time)
+                }
+                switch outcome {
+                case .accepted:
+                    events += 1
+                    if let id = result.events[position]?.eventID { report.accepted.append(id) }
+                case .duplicate:
+                    events += 1
+                    report.duplicates += 1
+                case .heldBack:
+                    events += 1
+                    report.heldBack += 1
+                case .unauthorized(let reason):
+                    problems.append("line \(number): not authorized: \(reason)")
+                case .rejected(let reason):
+                    let truncated = !endsWithNewline && number == lines.count
+                    problems.append("line \(number): \(truncated ? "truncated (the file does not end with a newline): " : "")\(reason)")
+                }
+            }
+            report.accepted += result.released.filter { $0.outcome == .accepted }.map(\.eventID)
+        }
+        if earliest != Int64.max, earliest < name.startMs || latest > name.endMs {
+            problems.append("the name says \(name.startMs)–\(name.endMs) but its events span \(earliest)–\(latest)")
+        }
+        return problems
+    }
+}
+
+/// A change to a room that subscribers (a UI, `parley sync --watch`) should show.
+public struct RoomUpdate: Sendable {
+    public var roomID: String
+    public var eventIDs: [String]
+}
+
+/// Broadcasts room updates to every subscriber of a node.
+public final class NodeUpdates: @unchecked Sendable {
+    private let lock = NSLock()
+    private var subscribers: [UUID: AsyncStream<RoomUpdate>.Continuation] = [:]
+
+    init() {}
+
+    /// A stream of updates from now on; it ends when the subscriber stops iterating.
+    public func subscribe() -> AsyncStream<RoomUpdate> {
+        let id = UUID()
+        return AsyncStream { continuation in
+            lock.withLock { subscribers[id] = continuation }
+            continuation.onTermination = { [weak self] _ in
+                guard let self else { return }
+                _ = self.lock.withLock { self.subscribers.removeValue(forKey: id) }
+            }
+        }
+    }
+
+    func publish(_ update: RoomUpdate) {
+        for continuation in lock.withLock({ Array(subscribers.values) }) { continuation.yield(update) }
+    }
+}
+
+/// Runs a bucket operation, turning its error into a ``ClientError``.
+func bucketCall<T>(_ body: () throws(BucketError) -> T) throws(ClientError) -> T {
+    do { return try body() } catch { throw ClientError(.bucket, error.message) }
+}
+
+func bucketCall<T>(_ body: () async throws(BucketError) -> T) async throws(ClientError) -> T {
+    do { return try await body() } catch { throw ClientError(.bucket, error.message) }
+}
+
+extension Array {
+    func chunks(of size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min(count, $0 + size)] }
+    }
+}

@@ -1,0 +1,59 @@
+import Crypto
+import ParleyBucket
+import ParleyCore
+
+/// What a joiner needs to find and trust a bucket room: the bucket, the room, and a fingerprint of the creator's
+/// signing key (so a metadata.json replaced in the bucket is caught).
+///
+/// Text form: `parley-invite:` followed by unpadded base64url of the canonical JSON
+/// `{"bucket":URL,"creator":FINGERPRINT,"room_id":ROOM,"v":1}` (docs/PROTOCOL.md §13.5).
+public struct InviteCode: Sendable, Equatable {
+    public static let prefix = "parley-invite:"
+
+    public var bucket: BucketURL
+    public var roomID: String
+    /// Lowercase hex SHA-256 of the creator's raw Ed25519 public key.
+    public var creatorFingerprint: String
+
+    public init(bucket: BucketURL, roomID: String, creatorFingerprint: String) {
+        self.bucket = bucket
+        self.roomID = roomID
+        self.creatorFingerprint = creatorFingerprint
+    }
+
+    /// The fingerprint of a base64 signing key.
+    public static func fingerprint(ofKey key: String) -> String? {
+        Base64.decode(key).map { Hex.encode(SHA256.hash(data: $0)) }
+    }
+
+    public var text: String {
+        let json: JSONValue = [
+            "bucket": .string(bucket.text), "creator": .string(creatorFingerprint), "room_id": .string(roomID), "v": .integer(1),
+        ]
+        let base64 = Base64.encode(CanonicalJSON.encode(json))
+        return InviteCode.prefix + String(base64.compactMap { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 == "=" ? nil : $0 })
+    }
+
+    /// Whether `text` looks like an invite code rather than a room id.
+    public static func looksLikeCode(_ text: String) -> Bool { text.hasPrefix(prefix) }
+
+    /// Parses and checks an invite code.
+    public init(parsing text: String) throws(ClientError) {
+        let invalid = ClientError(.invalidArgument, "This is not a valid Parley invite code.", remedy: "Ask for the code again; it starts with \(InviteCode.prefix)")
+        guard text.hasPrefix(InviteCode.prefix) else { throw invalid }
+        var base64 = String(text.dropFirst(InviteCode.prefix.count).map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
+        while base64.utf8.count % 4 != 0 { base64 += "=" }
+        guard base64.utf8.count <= 4096, let bytes = Base64.decode(base64), let json = try? JSONParser().parse(bytes),
+            let object = json.objectValue, object["v"] == .integer(1), let bucketText = object["bucket"]?.stringValue,
+            let roomID = object["room_id"]?.stringValue, let creator = object["creator"]?.stringValue
+        else { throw invalid }
+        guard Identifier.problem(with: roomID, kind: .room) == nil, Hex.isLowercaseHex(creator, byteCount: 32) else { throw invalid }
+        do {
+            bucket = try BucketURL(bucketText)
+        } catch {
+            throw ClientError(.invalidArgument, "The invite code names an unusable bucket: \(error.message)")
+        }
+        self.roomID = roomID
+        creatorFingerprint = creator
+    }
+}
