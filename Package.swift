@@ -50,7 +50,10 @@ let package = Package(
         ),
         .target(
             name: "ParleyTesting",
-            dependencies: ["ParleyCore", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "ParleyCore", "ParleyBucket", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
         ),
         .testTarget(
             name: "ParleyCoreTests",

@@ -25,14 +25,16 @@ public struct ParleyCommand: Sendable {
 
     /// Runs `parley --home HOME ARGUMENTS…`, feeding `input` on standard input.
     @discardableResult
-    public func run(_ arguments: [String], input: [UInt8] = [], inputFile: String? = nil) throws -> Output {
-        try ParleyCommand.run(["--home", home] + arguments, input: input, inputFile: inputFile)
+    public func run(_ arguments: [String], input: [UInt8] = [], inputFile: String? = nil, environment: [String: String] = [:]) throws -> Output {
+        try ParleyCommand.run(["--home", home] + arguments, input: input, inputFile: inputFile, environment: environment)
     }
 
-    public static func run(_ arguments: [String], input: [UInt8] = [], inputFile: String? = nil) throws -> Output {
+    /// Runs `parley ARGUMENTS…`; `environment` adds to (or replaces) this process's variables.
+    public static func run(_ arguments: [String], input: [UInt8] = [], inputFile: String? = nil, environment: [String: String] = [:]) throws -> Output {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let stdout = Pipe()
         let stderr = Pipe()
         process.standardOutput = stdout

@@ -1,0 +1,86 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import ParleyBucket
+
+/// The S3 servers `scripts/s3-test-servers` starts for the tests (moto, with the fault proxy in front), found
+/// through the `PARLEY_TEST_S3_*` environment variables the test script exports.
+public enum S3TestServer {
+    static let environment = ProcessInfo.processInfo.environment
+    public static let bucket = "parley-test"
+
+    /// Whether the servers are running. `scripts/test` always starts them, and fails if any test was skipped.
+    public static var isAvailable: Bool {
+        let running = environment["PARLEY_TEST_S3_ENDPOINT"] != nil
+        precondition(running || environment["PARLEY_REQUIRE_S3"] == nil, "PARLEY_REQUIRE_S3 is set but no S3 test server is running")
+        return running
+    }
+
+    static var endpoint: String { environment["PARLEY_TEST_S3_ENDPOINT"]! }
+    static var proxy: String { environment["PARLEY_TEST_S3_PROXY"]! }
+    /// The server that checks signatures, with its bucket.
+    static var authEndpoint: String { environment["PARLEY_TEST_S3_AUTH_ENDPOINT"]! }
+    public static let authBucket = "parley-auth"
+
+    /// The credentials, as the standard AWS variables, for a `parley` process.
+    public static var awsEnvironment: [String: String] {
+        [
+            "AWS_ACCESS_KEY_ID": environment["PARLEY_TEST_S3_KEY_ID"] ?? "", "AWS_SECRET_ACCESS_KEY": environment["PARLEY_TEST_S3_SECRET"] ?? "",
+            "AWS_REGION": "us-east-1",
+        ]
+    }
+
+    /// A fresh prefix of the test bucket, so tests never see each other's objects.
+    public static func freshPrefix() -> String { "t-\(UUID().uuidString.lowercased())/" }
+
+    /// The bucket URL of a prefix, naming the endpoint (direct, or through the fault proxy).
+    public static func url(prefix: String, throughProxy: Bool = false) -> String {
+        "s3://\(bucket)/\(prefix)?endpoint=\(throughProxy ? proxy : endpoint)"
+    }
+
+    /// An S3 store on a fresh prefix.
+    /// - Parameters:
+    ///   - checkingSignatures: on the server that checks signatures (whose listings cannot have a `/` in the prefix).
+    public static func store(
+        prefix: String = freshPrefix(), throughProxy: Bool = false, checkingSignatures: Bool = false, credentials: AWSCredentials? = nil,
+        maxAttempts: Int = 6, bucket: String? = nil
+    ) throws -> S3Store {
+        var configuration = S3Configuration(
+            bucket: bucket ?? (checkingSignatures ? authBucket : S3TestServer.bucket), prefix: prefix, region: "us-east-1",
+            endpoint: checkingSignatures ? authEndpoint : throughProxy ? proxy : endpoint,
+            credentials: credentials
+                ?? AWSCredentials(accessKeyID: environment["PARLEY_TEST_S3_KEY_ID"] ?? "", secretAccessKey: environment["PARLEY_TEST_S3_SECRET"] ?? ""))
+        configuration.maxAttempts = maxAttempts
+        configuration.baseDelay = 0.01
+        configuration.maxDelay = 0.05
+        configuration.requestTimeout = 5
+        return try S3Store(configuration: configuration)
+    }
+
+    /// A fault rule of scripts/fault_proxy.py: the next `count` requests with this method whose path contains
+    /// `path` get `action`.
+    public struct Fault: Sendable {
+        public var method: String
+        public var path: String
+        public var action: String
+        public var count: Int
+
+        public init(_ method: String, path: String = "", _ action: String, count: Int = 1) {
+            self.method = method
+            self.path = path
+            self.action = action
+            self.count = count
+        }
+    }
+
+    /// Adds fault rules to the proxy. Each test uses its own prefix in `path`, so tests running at once do not
+    /// take each other's faults.
+    public static func inject(_ faults: [Fault]) async throws {
+        let rules = faults.map { "{\"method\":\"\($0.method)\",\"path\":\"\($0.path)\",\"action\":\"\($0.action)\",\"count\":\($0.count)}" }
+        var request = HTTPClientRequest(url: "\(proxy)/__faults")
+        request.method = .POST
+        request.body = .bytes(ByteBuffer(string: "[\(rules.joined(separator: ","))]"))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+        guard response.status.code == 204 else { throw BucketError(.badResponse, "the fault proxy answered \(response.status.code)") }
+    }
+}
