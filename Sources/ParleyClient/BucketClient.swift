@@ -194,19 +194,19 @@ public struct BucketClient: Sendable {
                     let next = try node.store.claimUpload(
                         roomID: roomID, senderKey: node.identity.signingKeyBase64, maxEvents: settings.maxEventsPerFile,
                         maxBytes: settings.maxFileBytes, createdMs: node.clock(),
-                        name: { LogFileName(roomID: roomID, startMs: $0, endMs: $1, clientID: clientID, gzip: gzip).key })
+                        name: { LogFileName(roomID: roomID, startMs: $0, endMs: $1, clientID: clientID + ($2 > 0 ? ".\($2)" : ""), gzip: gzip).key })
                 else { break }
                 uploads = [next]
             }
             let upload = uploads.removeFirst()
-            try await write(upload, to: objects)
-            report.files.append(upload.key)
+            report.files.append(try await write(upload, to: objects))
             report.events += Int(upload.lastSeq - upload.firstSeq + 1)
         }
         return report
     }
 
-    func write(_ upload: BucketUpload, to objects: any ObjectStore) async throws {
+    /// Writes one upload, renaming it if another object has its name; returns the key it was written under.
+    func write(_ upload: BucketUpload, to objects: any ObjectStore) async throws -> String {
         var key = upload.key
         let body = key.hasSuffix(".gz") ? Gzip.compress(upload.content) : upload.content
         var attempt = 0
@@ -215,14 +215,17 @@ public struct BucketClient: Sendable {
                 try await objects.putIfAbsent(key: key, bytes: body, retention: settings.retention)
             }
             if outcome != .conflict { break }
-            // Another object has this name (it is only a hint): take the next free one.
-            attempt += 1
-            guard attempt < 100, case .success(var name) = LogFileName.parse(key: upload.key, roomID: upload.roomID) else {
+            // Another object has this name (it is only a hint): take the next name free here and there.
+            guard case .success(var name) = LogFileName.parse(key: upload.key, roomID: upload.roomID) else {
                 throw ClientError(.bucket, "Cannot find a free name for \(upload.key) in \(objects.location).")
             }
-            name.clientID += ".\(attempt)"
-            key = name.key
-            try node.store.renameUpload(id: upload.id, key: key)
+            let base = name.clientID
+            repeat {
+                attempt += 1
+                guard attempt < 1000 else { throw ClientError(.bucket, "Cannot find a free name for \(upload.key) in \(objects.location).") }
+                name.clientID = "\(base).\(attempt)"
+                key = name.key
+            } while try !node.store.renameUpload(id: upload.id, roomID: upload.roomID, key: key)
         }
         let now = node.clock()
         if now - upload.firstTimestampMs > settings.hintAfterMs {
@@ -235,6 +238,7 @@ public struct BucketClient: Sendable {
         try node.store.recordBucketFile(
             roomID: upload.roomID, BucketFileRecord(key: key, size: Int64(body.count), events: Int(upload.lastSeq - upload.firstSeq + 1), problem: nil),
             seenMs: now)
+        return key
     }
 
     // MARK: Syncing (the sync manager)
@@ -259,6 +263,9 @@ public struct BucketClient: Sendable {
                 prefix: BucketLayout.hintsPrefix(roomID),
                 startAfter: BucketLayout.hintsStartAfter(roomID: roomID, ms: room.hintsCursorMs - settings.latenessMs))
         }
+        // The cursor follows every file listed, ours and those read before included; never past the local clock, so
+        // a name from the future cannot make the next listings skip what comes before it.
+        var logsCursor = candidates.compactMap { try? LogFileName.parse(key: $0.key, roomID: roomID).get().startMs }.max().map { min($0, now) }
         let seen = try node.store.seenBucketFiles(roomID: roomID, keys: candidates.map(\.key) + hints.map(\.key))
         candidates.removeAll { seen.contains($0.key) }
         var hintsCursor: Int64?
@@ -269,7 +276,6 @@ public struct BucketClient: Sendable {
             try node.store.recordBucketFile(roomID: roomID, BucketFileRecord(key: hint.key, size: hint.size, events: 0, problem: problem), seenMs: now)
         }
 
-        var logsCursor: Int64?
         var index = 0
         while index < candidates.count {
             let window = Array(candidates[index..<min(candidates.count, index + max(1, settings.parallelDownloads))])
@@ -344,6 +350,7 @@ public struct BucketClient: Sendable {
                     if object.size > settings.maxObjectBytes {
                         return (position, .failed(BucketError(.tooLarge, "\(object.size) bytes, over the limit of \(settings.maxObjectBytes); not read")))
                     }
+                    if object.size == 0 { return (position, .ignored("empty")) }
                     do {
                         var bytes = try await objects.get(key: object.key, maxBytes: settings.maxObjectBytes)
                         if Gzip.isGzip(bytes) { bytes = try Gzip.decompress(bytes, maxBytes: settings.maxObjectBytes) }

@@ -30,6 +30,9 @@ public final class Node: Sendable {
         }
     }
 
+    /// How far ahead of this device's clock another event's time may pull its next event's time.
+    public static let maxClockLeadMs: Int64 = 300_000
+
     public static let systemClock: @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
 
     // MARK: Publishing
@@ -42,8 +45,15 @@ public final class Node: Sendable {
         try validateRoomID(roomID)
         return try home.withLock {
             let head = try store.chainHead(roomID: roomID, senderKey: identity.signingKeyBase64)
-            // Never earlier than our previous event: chains forbid timestamps going backwards.
-            let timestamp = max(clock(), head?.timestampMs ?? 0)
+            // Never earlier than our previous event (chains forbid timestamps going backwards), and after the newest
+            // event of the room we hold, so a device whose clock lags still orders its event after what it answers
+            // (a join after its invite). A room time far in the future is ignored: one member must not drag
+            // everyone's clock along.
+            let now = clock()
+            var timestamp = max(now, head?.timestampMs ?? 0)
+            if let latest = try store.latestTimestamp(roomID: roomID), latest < now + Node.maxClockLeadMs {
+                timestamp = max(timestamp, latest + 1)
+            }
             var generator = SystemRandomNumberGenerator()
             let event = identity.signingKey.signEvent(
                 roomID: roomID, type: type, content: content, parentEventID: parentEventID, senderID: identity.userID,

@@ -178,10 +178,12 @@ extension EventStore {
     /// Assigns this device's next unsent events in `roomID` to a new upload, atomically, so two processes never
     /// put the same events into two different files.
     /// - Parameters:
-    ///   - name: the object key for a batch, from its first and last timestamps.
+    ///   - name: the object key for a batch, from its first and last timestamps and an attempt number, which is
+    ///     above 0 when an earlier upload took the name (two batches in the same millisecond).
     /// - Returns: the new upload, or `nil` when nothing is pending.
     public func claimUpload(
-        roomID: String, senderKey: String, maxEvents: Int, maxBytes: Int, createdMs: Int64, name: (_ firstMs: Int64, _ lastMs: Int64) -> String
+        roomID: String, senderKey: String, maxEvents: Int, maxBytes: Int, createdMs: Int64,
+        name: (_ firstMs: Int64, _ lastMs: Int64, _ attempt: Int) -> String
     ) throws -> BucketUpload? {
         try pool.write { db in
             let after = try Int64.fetchOne(db, sql: "SELECT MAX(last_seq) FROM bucket_uploads WHERE room_id = ?", arguments: [roomID]) ?? 0
@@ -200,7 +202,12 @@ extension EventStore {
                 last = (row[0], row[1])
             }
             guard let first, let last else { return nil }
-            let key = name(first.ms, last.ms)
+            var attempt = 0
+            var key = name(first.ms, last.ms, attempt)
+            while try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM bucket_uploads WHERE room_id = ? AND key = ?)", arguments: [roomID, key]) == true {
+                attempt += 1
+                key = name(first.ms, last.ms, attempt)
+            }
             try db.execute(
                 sql: """
                     INSERT INTO bucket_uploads (room_id, key, first_seq, last_seq, first_timestamp_ms, last_timestamp_ms, content, created_ms)
@@ -231,8 +238,15 @@ extension EventStore {
     }
 
     /// Gives an upload a new name, when another object already holds its first one.
-    public func renameUpload(id: Int64, key: String) throws {
-        try pool.write { db in try db.execute(sql: "UPDATE bucket_uploads SET key = ? WHERE id = ?", arguments: [key, id]) }
+    /// - Returns: `false` when another upload of this room has that name.
+    public func renameUpload(id: Int64, roomID: String, key: String) throws -> Bool {
+        try pool.write { db in
+            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM bucket_uploads WHERE room_id = ? AND key = ?)", arguments: [roomID, key]) == true {
+                return false
+            }
+            try db.execute(sql: "UPDATE bucket_uploads SET key = ? WHERE id = ?", arguments: [key, id])
+            return true
+        }
     }
 
     /// Marks an upload written: its events are IN_TRANSIT, and its bytes need not be kept.

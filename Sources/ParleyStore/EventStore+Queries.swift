@@ -97,6 +97,11 @@ extension EventStore {
         try pool.read { db in try String.fetchAll(db, sql: "SELECT room_id FROM rooms ORDER BY room_id") }
     }
 
+    /// The time of the newest event the room's order holds, if any.
+    public func latestTimestamp(roomID: String) throws -> Int64? {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT last_timestamp_ms FROM rooms WHERE room_id = ?", arguments: [roomID]) }
+    }
+
     /// The newest event of a device's chain in a room, held or not yet authorized.
     public func chainHead(roomID: String, senderKey: String) throws -> ChainLink? {
         try pool.read { db in

@@ -1,0 +1,363 @@
+import Foundation
+import ParleyBucket
+import ParleyClient
+import ParleyCore
+import ParleyStore
+import ParleyTesting
+import Testing
+
+/// A clock tests move by hand.
+final class TestClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var now: Int64
+
+    init(_ ms: Int64 = 1_790_000_000_000) { now = ms }
+
+    var ms: Int64 {
+        get { lock.withLock { now } }
+        set { lock.withLock { now = newValue } }
+    }
+
+    func advance(_ delta: Int64) { ms += delta }
+    var function: @Sendable () -> Int64 { { [self] in ms } }
+}
+
+/// Where a test's bucket lives: a folder, or a fresh prefix of the S3 test server.
+enum BucketKind: String, CustomStringConvertible, Sendable {
+    case folder, s3
+    var description: String { rawValue }
+    static var all: [BucketKind] { S3TestServer.isAvailable ? [.folder, .s3] : [.folder] }
+}
+
+/// Nodes with their own homes and clocks, sharing one bucket.
+final class BucketWorld: @unchecked Sendable {
+    let directory = TemporaryDirectory()
+    let url: BucketURL
+    let kind: BucketKind
+    var settings = BucketSettings()
+
+    init(_ kind: BucketKind) throws {
+        self.kind = kind
+        switch kind {
+        case .folder: url = try BucketURL("file://\(directory.path)/bucket")
+        case .s3: url = try BucketURL(S3TestServer.url(prefix: S3TestServer.freshPrefix()))
+        }
+    }
+
+    /// The bucket itself, to plant or inspect objects.
+    var objects: any ObjectStore { try! url.open(environment: S3TestServer.awsEnvironment) }
+
+    func node(_ user: String, clock: TestClock = TestClock()) throws -> Node {
+        let home = ParleyHome(path: directory.file(user))
+        _ = try Identity.create(userID: user, home: home)
+        return try Node(home: home, clock: clock.function)
+    }
+
+    func client(_ node: Node, counting: CountingStore? = nil) -> BucketClient {
+        BucketClient(node: node, settings: settings) { url throws(BucketError) in
+            if let counting { return counting }
+            return try url.open(environment: S3TestServer.awsEnvironment)
+        }
+    }
+
+    /// Every log file in the room, by key.
+    func logFiles(_ roomID: String) async throws -> [String] {
+        try await objects.listAll(prefix: BucketLayout.logsPrefix(roomID)).map(\.key)
+    }
+}
+
+@Suite struct BucketRoomTests {
+    /// Alice creates `team` in the bucket, invites Bob, and Bob joins with the invite code.
+    func twoMembers(_ world: BucketWorld, aliceClock: TestClock = TestClock(), bobClock: TestClock = TestClock()) async throws
+        -> (alice: BucketClient, bob: BucketClient)
+    {
+        let alice = world.client(try world.node("alice", clock: aliceClock))
+        let bob = world.client(try world.node("bob", clock: bobClock))
+        _ = try await alice.createRoom("team", bucket: world.url, name: "Team")
+        try alice.node.invite("team", userID: "bob", key: bob.node.identity.signingKeyBase64)
+        _ = try await alice.flush("team")
+        let code = try #require(try alice.inviteCode("team"))
+        _ = try await bob.join(InviteCode(parsing: code.text))
+        _ = try await alice.sync("team")
+        return (alice, bob)
+    }
+
+    @Test("Two nodes chat through a bucket and end with the same timeline", arguments: BucketKind.all)
+    func twoNodesChat(kind: BucketKind) async throws {
+        let world = try BucketWorld(kind)
+        let (alice, bob) = try await twoMembers(world)
+        let hello = try bob.node.send("team", text: "hello alice")
+        let pending = try bob.node.store.outboxStatus(roomID: "team", senderKey: bob.node.identity.signingKeyBase64)
+        #expect(pending.pending == 1)
+        let flushed = try await bob.flush("team")
+        #expect(flushed.events == 1 && flushed.files.count == 1)
+        #expect(try bob.node.store.outboxStatus(roomID: "team", senderKey: bob.node.identity.signingKeyBase64).pending == 0)
+
+        let received = try await alice.sync("team")
+        #expect(received.accepted == [hello.event.eventID])
+        #expect(received.problems.isEmpty)
+        let reply = try alice.node.send("team", text: "hi bob", replyTo: hello.event.eventID)
+        _ = try await alice.flush("team")
+        #expect(try await bob.sync("team").accepted == [reply.event.eventID])
+
+        let aliceLog = try alice.node.timeline("team", limit: 100).map(\.eventID)
+        let bobLog = try bob.node.timeline("team", limit: 100).map(\.eventID)
+        #expect(aliceLog == bobLog)
+        #expect(try bob.node.roomState("team").name == "Team")
+        // A second sync finds nothing new and reads nothing.
+        let again = try await alice.sync("team")
+        #expect(again.filesRead == 0 && again.accepted.isEmpty)
+    }
+
+    @Test("A sync lists from its cursor: its requests do not grow with the room's history")
+    func requestsDoNotGrowWithHistory() async throws {
+        let world = try BucketWorld(.folder)
+        let (alice, bob) = try await twoMembers(world)
+        for index in 0..<30 {
+            try bob.node.send("team", text: "message \(index)")
+            _ = try await bob.flush("team")
+        }
+        _ = try await alice.sync("team")
+        let counting = CountingStore(world.objects)
+        let watcher = world.client(alice.node, counting: counting)
+        _ = try await watcher.sync("team")
+        #expect(counting.snapshot == ["list": 2])
+        try bob.node.send("team", text: "one more")
+        let bobCounting = CountingStore(world.objects)
+        _ = try await world.client(bob.node, counting: bobCounting).flush("team")
+        #expect(bobCounting.snapshot == ["put": 1])
+        counting.reset()
+        #expect(try await watcher.sync("team").accepted.count == 1)
+        #expect(counting.snapshot == ["list": 2, "get": 1])
+    }
+
+    @Test("A file uploaded a day late is found through its hint", arguments: BucketKind.all)
+    func lateUploadIsFoundByHint(kind: BucketKind) async throws {
+        let world = try BucketWorld(kind)
+        let aliceClock = TestClock()
+        let bobClock = TestClock()
+        let (alice, bob) = try await twoMembers(world, aliceClock: aliceClock, bobClock: bobClock)
+        // Bob writes while offline; a day passes; Alice talks and syncs, moving her cursor past Bob's message.
+        let offline = try bob.node.send("team", text: "written offline")
+        aliceClock.advance(86_400_000)
+        bobClock.advance(86_400_000)
+        try alice.node.send("team", text: "anyone there?")
+        _ = try await alice.flush("team")
+        _ = try await alice.sync("team")
+        // Bob comes back online: his file is named for yesterday.
+        let flushed = try await bob.flush("team")
+        #expect(flushed.files.first?.contains(BucketLayout.utcDate(offline.event.timestampMs)) == true)
+        let report = try await alice.sync("team")
+        #expect(report.accepted == [offline.event.eventID])
+        #expect(!report.listedEverything)
+    }
+
+    @Test("Without a hint, a chain gap makes the next sync list everything and find the late file")
+    func gapTriggersFullListing() async throws {
+        let world = try BucketWorld(.folder)
+        world.settings.gapListingEveryMs = 0
+        let aliceClock = TestClock()
+        let bobClock = TestClock()
+        var (alice, bob) = try await twoMembers(world, aliceClock: aliceClock, bobClock: bobClock)
+        bob.settings.hintAfterMs = .max
+        let offline = try bob.node.send("team", text: "written offline")
+        aliceClock.advance(86_400_000)
+        bobClock.advance(86_400_000)
+        try alice.node.send("team", text: "anyone there?")
+        _ = try await alice.flush("team")
+        _ = try await alice.sync("team")
+        _ = try await bob.flush("team")
+        #expect(try await alice.sync("team").accepted.isEmpty)
+        // Bob's next message reaches Alice, but its chain has a gap where the late one belongs.
+        let next = try bob.node.send("team", text: "back online")
+        _ = try await bob.flush("team")
+        let gapped = try await alice.sync("team")
+        #expect(gapped.heldBack == 1)
+        let healed = try await alice.sync("team")
+        #expect(healed.listedEverything)
+        #expect(healed.accepted == [offline.event.eventID, next.event.eventID])
+    }
+
+    @Test("Hostile files are reported with reasons and their good events kept", arguments: BucketKind.all)
+    func hostileFiles(kind: BucketKind) async throws {
+        let world = try BucketWorld(kind)
+        let clock = TestClock()
+        let (alice, bob) = try await twoMembers(world, aliceClock: clock, bobClock: clock)
+        let objects = world.objects
+        let time = clock.ms + 1000
+        func plant(_ name: String, _ lines: [[UInt8]], newline: Bool = true) async throws {
+            var body = lines.joined(separator: [0x0A]).map { $0 }
+            if newline { body.append(0x0A) }
+            _ = try await objects.putIfAbsent(key: "\(BucketLayout.logsPrefix("team"))\(name)", bytes: body, retention: nil)
+        }
+        let day = BucketLayout.utcDate(time)
+        var mallory = TestDevice("mallory")
+        let good = try bob.node.send("team", text: "good")
+        var flipped = good.wire
+        flipped[flipped.count / 2] ^= 0x04
+        let forged = try forge(good, by: mallory)
+        let intruder = mallory.message("team", "let me in", at: time)
+        let truncatedSource = try bob.node.send("team", text: "héllo wörld")
+        let cut = Array(truncatedSource.wire.prefix(while: { $0 != 0xC3 })) + [0xC3]
+        try await plant("\(day)/messages_\(time)_\(time)_mallory.jsonl", [flipped, forged, intruder.wire, good.wire, cut], newline: false)
+        try await plant("\(day)/messages_\(time)_\(time)_empty.jsonl", [], newline: false)
+        try await plant("README.txt", [Array("not a log".utf8)])
+        try await plant("\(day)/messages_1_2_..jsonl", [good.wire])
+        if case .folder(let path) = world.url {
+            // Names the store itself refuses to write; a folder synced from elsewhere can still hold them.
+            for name in ["messages_1_2_a%2fb.jsonl", "messages_1_2_a\\b.jsonl"] {
+                try Data(good.wire + [0x0A]).write(to: URL(fileURLWithPath: "\(path)/\(BucketLayout.logsPrefix("team"))\(day)/\(name)"))
+            }
+        }
+        try await plant("\(day)/messages_\(time)_\(time)_liar.jsonl", [truncatedSource.wire])
+        try await plant("\(day)/messages_\(time)_\(time)_again.jsonl", [good.wire])
+
+        let report = try await alice.sync("team")
+        let text = report.problems.joined(separator: "\n")
+        #expect(text.contains("_mallory.jsonl: line 1: "), "flipped bit:\n\(text)")
+        #expect(text.contains("_mallory.jsonl: line 2: ") && text.contains("signature"), "forged:\n\(text)")
+        #expect(text.contains("_mallory.jsonl: line 3: not authorized"), "non-member:\n\(text)")
+        #expect(text.contains("_mallory.jsonl: line 5: truncated"), "truncated:\n\(text)")
+        #expect(text.contains("_liar.jsonl: the name says"), "lying name:\n\(text)")
+        let ignored = report.ignored.joined(separator: "\n")
+        #expect(ignored.contains("README.txt") && ignored.contains("_empty.jsonl: empty"))
+        #expect(ignored.contains("messages_1_2_..jsonl"))
+        if kind == .folder { #expect(ignored.contains("a%2fb") && ignored.contains("a\\b")) }
+        // The good events arrived once each, whatever file they came in.
+        #expect(report.accepted == [good.event.eventID, truncatedSource.event.eventID])
+        #expect(try alice.node.timeline("team", limit: 10).filter { $0.body == "good" }.count == 1)
+        #expect(try alice.node.store.bucketFileProblems(roomID: "team").count >= 2)
+
+        // The offline audit names the same faults and exits non-clean.
+        let audit = try await BucketAuditor().audit(objects, roomID: "team")
+        #expect(!audit.isClean)
+        let found = audit.audit.problems.map(\.text).joined(separator: "\n")
+        #expect(found.contains("_mallory.jsonl, line 3: not authorized"), "\(found)")
+        #expect(found.contains("_liar.jsonl: the name says"), "\(found)")
+        #expect(audit.warnings.contains { $0.contains("re-uploaded") })
+    }
+
+    @Test("A fork across two files is detected and the device's later events are refused")
+    func forkAcrossFiles() async throws {
+        let world = try BucketWorld(.folder)
+        let clock = TestClock()
+        let (alice, bob) = try await twoMembers(world, aliceClock: clock, bobClock: clock)
+        let original = try bob.node.send("team", text: "the real one")
+        _ = try await bob.flush("team")
+        _ = try await alice.sync("team")
+        // The same device key signs another event at the same seq: equivocation.
+        let head = try #require(try bob.node.store.chainHead(roomID: "team", senderKey: bob.node.identity.signingKeyBase64))
+        let twin = bob.node.identity.signingKey.signEvent(
+            roomID: "team", type: EventType.message, content: JSONObject(["msgtype": "text", "body": "the other one"]), parentEventID: nil,
+            senderID: "bob", seq: head.seq, previousHash: original.event.prevEventHash, timestampMs: original.event.timestampMs,
+            eventID: EventID.make(roomID: "team", timestampMs: original.event.timestampMs, randomBytes: Array(repeating: 7, count: 16)))
+        let name = LogFileName(roomID: "team", startMs: twin.event.timestampMs, endMs: twin.event.timestampMs, clientID: "bob.fork")
+        _ = try await world.objects.putIfAbsent(key: name.key, bytes: twin.wire + [0x0A], retention: nil)
+        let report = try await alice.sync("team")
+        #expect(report.problems.contains { $0.contains("fork") })
+        #expect(try alice.node.store.forkProofs(roomID: "team").count == 1)
+        let audit = try await BucketAuditor().audit(world.objects, roomID: "team")
+        #expect(audit.audit.problems.contains { $0.message.contains("fork") })
+    }
+
+    @Test("A replaced metadata.json is caught by the joiner's pinned creator key, and nothing is joined")
+    func replacedMetadata() async throws {
+        let world = try BucketWorld(.folder)
+        let alice = world.client(try world.node("alice"))
+        let bob = world.client(try world.node("bob"))
+        _ = try await alice.createRoom("team", bucket: world.url)
+        try alice.node.invite("team", userID: "bob", key: bob.node.identity.signingKeyBase64)
+        _ = try await alice.flush("team")
+        let code = try #require(try alice.inviteCode("team"))
+        // An attacker with write access swaps in a room they created.
+        guard case .folder(let path) = world.url else { return }
+        try FileManager.default.removeItem(atPath: path + "/" + BucketLayout.metadataKey("team"))
+        var mallory = TestDevice("mallory")
+        let json: JSONValue = [
+            "format": "parley.bucket.room.v1", "room_id": "team",
+            "events": .array(try mallory.create("team", at: 1_790_000_000_000).map { try JSONParser().parse($0.wire) }),
+        ]
+        _ = try await world.objects.putIfAbsent(key: BucketLayout.metadataKey("team"), bytes: CanonicalJSON.encode(json), retention: nil)
+        do {
+            _ = try await bob.join(code)
+            Issue.record("joined a room with a replaced metadata.json")
+        } catch let error as ClientError {
+            #expect(error.message.contains("replaced"))
+        }
+        #expect(try bob.node.store.roomIDs().isEmpty)
+        let audit = try await BucketAuditor().audit(world.objects, roomID: "team")
+        #expect(audit.audit.problems.contains { $0.file == BucketLayout.metadataKey("team") && $0.message.contains("replaced") })
+    }
+
+    @Test("A flush interrupted at any point resumes with the same file, never a second one", arguments: BucketKind.all)
+    func interruptedFlush(kind: BucketKind) async throws {
+        let world = try BucketWorld(kind)
+        let (alice, bob) = try await twoMembers(world)
+        let before = try await world.logFiles("team")
+        // Killed after assigning the events to a file, before writing it.
+        try bob.node.send("team", text: "one")
+        let claimed = try #require(
+            try bob.node.store.claimUpload(
+                roomID: "team", senderKey: bob.node.identity.signingKeyBase64, maxEvents: 100, maxBytes: 1 << 20, createdMs: 0,
+                name: { LogFileName(roomID: "team", startMs: $0, endMs: $1, clientID: bob.clientID + ($2 > 0 ? ".\($2)" : "")).key }))
+        try bob.node.send("team", text: "two")
+        // Killed after writing it, before recording that the bucket confirmed it.
+        _ = try await world.objects.putIfAbsent(key: claimed.key, bytes: claimed.content, retention: nil)
+        let report = try await bob.flush("team")
+        #expect(report.files.first == claimed.key)
+        let after = try await world.logFiles("team")
+        #expect(after.count == before.count + 2)
+        let received = try await alice.sync("team")
+        #expect(received.accepted.count == 2 && received.duplicates == 0)
+    }
+
+    @Test("A name already taken by another object gets the next free one")
+    func nameConflict() async throws {
+        let world = try BucketWorld(.folder)
+        let clock = TestClock()
+        let (alice, bob) = try await twoMembers(world, aliceClock: clock, bobClock: clock)
+        clock.advance(5000)
+        let message = try bob.node.send("team", text: "mine")
+        let name = LogFileName(roomID: "team", startMs: message.event.timestampMs, endMs: message.event.timestampMs, clientID: bob.clientID)
+        _ = try await world.objects.putIfAbsent(key: name.key, bytes: Array("squatter\n".utf8), retention: nil)
+        let report = try await bob.flush("team")
+        #expect(report.files == [name.key.replacingOccurrences(of: bob.clientID, with: bob.clientID + ".1")])
+        #expect(try await alice.sync("team").accepted == [message.event.eventID])
+    }
+
+    @Test("A joiner who was not invited is told so, and signs nothing")
+    func uninvitedJoiner() async throws {
+        let world = try BucketWorld(.folder)
+        let alice = world.client(try world.node("alice"))
+        let eve = world.client(try world.node("eve"))
+        _ = try await alice.createRoom("team", bucket: world.url)
+        do {
+            _ = try await eve.join(try #require(try alice.inviteCode("team")))
+            Issue.record("joined uninvited")
+        } catch let error as ClientError {
+            #expect(error.message.contains("not invited"))
+        }
+        #expect(try eve.node.store.chainHead(roomID: "team", senderKey: eve.node.identity.signingKeyBase64) == nil)
+    }
+
+    @Test("Invite codes round-trip and malformed ones are refused")
+    func inviteCodes() throws {
+        let code = InviteCode(bucket: try BucketURL("s3://chat-bucket/p"), roomID: "team", creatorFingerprint: String(repeating: "ab", count: 32))
+        #expect(try InviteCode(parsing: code.text) == code)
+        for bad in ["", "parley-invite:", "parley-invite:!!!", code.text.dropLast(3).description, "team"] {
+            #expect(throws: ClientError.self) { try InviteCode(parsing: bad) }
+        }
+        let evil: JSONValue = ["bucket": "file:///tmp/b", "creator": .string(String(repeating: "ab", count: 32)), "room_id": "../x", "v": 1]
+        let text = InviteCode.prefix + Base64.encode(CanonicalJSON.encode(evil)).replacingOccurrences(of: "=", with: "")
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+        #expect(throws: ClientError.self) { try InviteCode(parsing: text) }
+    }
+
+    /// `event` with its signature replaced by one from `forger`'s key (over the same signing input).
+    func forge(_ event: VerifiedEvent, by forger: TestDevice) throws -> [UInt8] {
+        let signature = try forger.key.privateKey.signature(for: event.event.signingInput())
+        var copy = event.event
+        copy.signature = Base64.encode(signature)
+        return copy.wireBytes()
+    }
+}
