@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "ParleyCore", targets: ["ParleyCore"]),
         .library(name: "ParleyStore", targets: ["ParleyStore"]),
+        .library(name: "ParleyBucket", targets: ["ParleyBucket"]),
         .library(name: "ParleyClient", targets: ["ParleyClient"]),
         .executable(name: "parley", targets: ["parley"]),
     ],

@@ -16,6 +16,7 @@ let package = Package(
                 .product(name: "ParleyCore", package: "Parley"),
                 .product(name: "ParleyStore", package: "Parley"),
                 .product(name: "ParleyClient", package: "Parley"),
+                .product(name: "ParleyBucket", package: "Parley"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Sources/ParleyBenchmarks"

@@ -2,6 +2,24 @@ import Foundation
 import ParleyCore
 import ParleyStore
 
+/// An event to sign: its type, content and parent.
+public struct OutgoingEvent: Sendable {
+    public var type: String
+    public var content: JSONObject
+    public var parentEventID: String?
+
+    public init(type: String, content: JSONObject, parentEventID: String? = nil) {
+        self.type = type
+        self.content = content
+        self.parentEventID = parentEventID
+    }
+
+    /// A text message.
+    public static func message(_ text: String, kind: MessageKind = .text) -> OutgoingEvent {
+        OutgoingEvent(type: EventType.message, content: JSONObject(["msgtype": .string(kind.rawValue), "body": .string(text)]))
+    }
+}
+
 /// One local Parley node: this device's identity and its store. Every UI (CLI, terminal, web) works through it.
 public final class Node: Sendable {
     public let home: ParleyHome
@@ -42,9 +60,17 @@ public final class Node: Sendable {
     /// - Throws: ``ClientError`` with the room's reason when it would be refused; nothing is signed into the chain then.
     @discardableResult
     public func publish(roomID: String, type: String, content: JSONObject, parentEventID: String? = nil) throws -> VerifiedEvent {
+        try publish(roomID: roomID, [OutgoingEvent(type: type, content: content, parentEventID: parentEventID)])[0]
+    }
+
+    /// Signs and stores several events of this device's chain in one transaction: all of them, or (if the room
+    /// would refuse any) none. For a client that sends in bursts; one event at a time is ``publish(roomID:type:content:parentEventID:)``.
+    @discardableResult
+    public func publish(roomID: String, _ outgoing: [OutgoingEvent]) throws -> [VerifiedEvent] {
         try validateRoomID(roomID)
+        guard !outgoing.isEmpty else { return [] }
         return try home.withLock {
-            let head = try store.chainHead(roomID: roomID, senderKey: identity.signingKeyBase64)
+            var head = try store.chainHead(roomID: roomID, senderKey: identity.signingKeyBase64)
             // Never earlier than our previous event (chains forbid timestamps going backwards), and after the newest
             // event of the room we hold, so a device whose clock lags still orders its event after what it answers
             // (a join after its invite). A room time far in the future is ignored: one member must not drag
@@ -55,23 +81,32 @@ public final class Node: Sendable {
                 timestamp = max(timestamp, latest + 1)
             }
             var generator = SystemRandomNumberGenerator()
-            let event = identity.signingKey.signEvent(
-                roomID: roomID, type: type, content: content, parentEventID: parentEventID, senderID: identity.userID,
-                seq: (head?.seq ?? 0) + 1, previousHash: head?.hash, timestampMs: timestamp,
-                eventID: EventID.make(roomID: roomID, timestampMs: timestamp, using: &generator))
-            switch try store.preview(event) {
-            case .accepted: break
-            case .rejected(let reason): throw ClientError(.notAllowed, "The room would refuse this: \(reason).")
-            case .awaitingTarget(let target): throw ClientError(.unknownEvent, "This node does not hold event \(target).")
+            var events: [VerifiedEvent] = []
+            events.reserveCapacity(outgoing.count)
+            for item in outgoing {
+                let event = identity.signingKey.signEvent(
+                    roomID: roomID, type: item.type, content: item.content, parentEventID: item.parentEventID, senderID: identity.userID,
+                    seq: (head?.seq ?? 0) + 1, previousHash: head?.hash, timestampMs: timestamp,
+                    eventID: EventID.make(roomID: roomID, timestampMs: timestamp, using: &generator))
+                head = ChainLink(seq: event.event.seq, hash: event.hash, timestampMs: timestamp)
+                events.append(event)
             }
-            // The preview judged against the newest state; the store judges at the event's place in the order (another
-            // event may claim a later time). If that differs, nothing is stored and the seq stays free.
+            if events.count == 1 {
+                // A clear reason before anything is signed into the chain; a batch relies on the store's verdict.
+                switch try store.preview(events[0]) {
+                case .accepted: break
+                case .rejected(let reason): throw ClientError(.notAllowed, "The room would refuse this: \(reason).")
+                case .awaitingTarget(let target): throw ClientError(.unknownEvent, "This node does not hold event \(target).")
+                }
+            }
+            // The store judges each event at its place in the order (another event may claim a later time). If any
+            // is refused, nothing is stored and the seqs stay free.
             do {
-                _ = try store.ingest(events: [event], receivedMs: timestamp, requireAccepted: true)
+                _ = try store.ingest(events: events, receivedMs: timestamp, requireAccepted: true)
             } catch let error as StoreError {
                 throw ClientError(.notAllowed, "The room would refuse this: \(error.message)")
             }
-            return event
+            return events
         }
     }
 

@@ -1,7 +1,7 @@
 // Parley's benchmarks: one measurement per design target, each with its baseline measured in the same run.
 //
 //   scripts/bench                  # builds everything in release mode and runs all of them
-//   parley-bench [micro|import|log] [--events N] [--room-events N] [--workdir DIR] [--parley PATH]
+//   parley-bench [micro|import|log|bucket] [--events N] [--messages N] [--follow-seconds N] [--room-events N] [--workdir DIR] [--parley PATH]
 //
 // Results print as a Markdown table (copied into docs/BENCHMARKS.md) and as JSON lines on standard error.
 
@@ -334,7 +334,7 @@ let mode: String = {
     }
     return "all"
 }()
-let modes = ["all", "micro", "import", "log", "profile-import", "profile-canonical"]
+let modes = ["all", "micro", "import", "log", "bucket", "profile-import", "profile-canonical"]
 guard modes.contains(mode) else {
     FileHandle.standardError.write(Data("unknown benchmark \(mode); one of: \(modes.joined(separator: ", "))\n".utf8))
     exit(2)
@@ -392,9 +392,14 @@ if mode == "profile-canonical" {
     exit(0)
 }
 var rawTwo = 0.0
-if mode == "all" || mode == "micro" || mode == "import" { rawTwo = micro() }
+if mode == "all" || mode == "micro" || mode == "import" || mode == "bucket" { rawTwo = micro() }
 if mode == "all" || mode == "import" { importBenchmark(parley: parley, workdir: workdir, count: events, rawTwoThreads: rawTwo) }
 if mode == "all" || mode == "log" { logBenchmark(parley: parley, workdir: workdir, roomEvents: roomEvents, hello: hello) }
+if mode == "all" || mode == "bucket" {
+    bucketBenchmarks(workdir: workdir, count: events, rawTwoThreads: rawTwo, parley: parley, hello: hello)
+    deliveryBenchmark(workdir: workdir, messages: Int(argument("--messages", default: "200"))!)
+    followRSSBenchmark(workdir: workdir, parley: parley, hello: hello, seconds: Int(argument("--follow-seconds", default: "20"))!)
+}
 
 print("")
 print("| claim | measured | target | |")
