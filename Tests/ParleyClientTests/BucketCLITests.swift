@@ -1,0 +1,137 @@
+import Foundation
+import ParleyBucket
+import ParleyCore
+import ParleyTesting
+import Testing
+
+/// Bucket rooms through the `parley` executable.
+@Suite(.serialized) struct BucketCLITests {
+    /// Every event id in the room's log files, once per line it appears on.
+    func eventIDsInBucket(_ store: any ObjectStore, room: String) async throws -> [String] {
+        var ids: [String] = []
+        for object in try await store.listAll(prefix: BucketLayout.logsPrefix(room)) {
+            let bytes = try await store.get(key: object.key, maxBytes: 1 << 26)
+            for line in bytes.split(separator: 0x0A) { ids.append(try Event.parse(line).eventID) }
+        }
+        return ids
+    }
+
+    @Test(.enabled(if: S3TestServer.isAvailable))
+    func `two nodes share a room over S3 with invite codes, sync and bucket verify`() async throws {
+        let nodes = try TwoNodes()
+        let prefix = S3TestServer.freshPrefix()
+        let url = S3TestServer.url(prefix: prefix)
+        let aws = S3TestServer.awsEnvironment
+        let created = try nodes.alice.run(["room", "create", "team", "--bucket", url, "--name", "Team"], environment: aws)
+        try #require(created.status == 0, "\(created.stderr)")
+        let invite = try nodes.alice.run(["room", "invite", "team", "bob", "--key", nodes.bobKey, "--json"], environment: aws)
+        try #require(invite.status == 0, "\(invite.stderr)")
+        let code = try JSONParser().parse(Array(invite.stdout.utf8))["invite_code"]!.text
+        let joined = try nodes.bob.run(["room", "join", code], environment: aws)
+        try #require(joined.status == 0, "\(joined.stderr)")
+        let sent = try nodes.bob.run(["send", "team", "hello over s3", "--flush"], environment: aws)
+        try #require(sent.status == 0, "\(sent.stderr)")
+        let messageID = sent.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+
+        let synced = try nodes.alice.run(["sync", "--json"], environment: aws)
+        try #require(synced.status == 0, "\(synced.stderr)")
+        let summary = try JSONParser().parse(Array(synced.stdout.utf8)).array[0]
+        #expect(summary["new_events"]!.array.map(\.text).contains(messageID))
+        #expect(summary["problems"]!.array.isEmpty)
+        #expect(try nodes.log(nodes.alice, "team").contains { $0["body"]?.text == "hello over s3" })
+
+        let clean = try ParleyCommand.run(["bucket", "verify", url], environment: aws)
+        #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
+        #expect(clean.stdout.contains("OK:"))
+
+        // A tampered file: the audit names it and fails.
+        var tampered = Array(try #require(try await eventLine(messageID, in: S3TestServer.store(prefix: prefix))))
+        tampered[tampered.count / 3] ^= 0x01
+        let name = LogFileName(roomID: "team", startMs: 1_790_000_000_000, endMs: 1_790_000_000_000, clientID: "mallory")
+        _ = try await S3TestServer.store(prefix: prefix).putIfAbsent(key: name.key, bytes: tampered + [0x0A], retention: nil)
+        let faulty = try ParleyCommand.run(["bucket", "verify", url, "team"], environment: aws)
+        #expect(faulty.status == 1)
+        #expect(faulty.stdout.contains("problem: \(name.key), line 1: invalid event"), "\(faulty.stdout)")
+    }
+
+    func eventLine(_ eventID: String, in store: any ObjectStore) async throws -> [UInt8]? {
+        for object in try await store.listAll(prefix: BucketLayout.logsPrefix("team")) {
+            for line in try await store.get(key: object.key, maxBytes: 1 << 20).split(separator: 0x0A) {
+                if try Event.parse(line).eventID == eventID { return Array(line) }
+            }
+        }
+        return nil
+    }
+
+    @Test func `sync --watch prints messages as they arrive`() throws {
+        let nodes = try TwoNodes()
+        let url = "file://\(nodes.directory.path)/bucket"
+        try #require(try nodes.alice.run(["room", "create", "team", "--bucket", url]).status == 0)
+        let invite = try nodes.alice.run(["room", "invite", "team", "bob", "--key", nodes.bobKey])
+        let code = try #require(invite.stdout.split(separator: "\n").first { $0.hasPrefix("invite code: ") }).dropFirst("invite code: ".count)
+        try #require(try nodes.bob.run(["room", "join", String(code)]).status == 0)
+
+        let watcher = Process()
+        watcher.executableURL = ParleyCommand.executable
+        watcher.arguments = ["--home", nodes.alice.home, "sync", "--watch", "--interval", "0.1", "--json"]
+        let output = Pipe()
+        watcher.standardOutput = output
+        watcher.standardError = FileHandle.nullDevice
+        try watcher.run()
+        defer {
+            watcher.terminate()
+            watcher.waitUntilExit()
+        }
+        try #require(try nodes.bob.run(["send", "team", "live message", "--flush"]).status == 0)
+        // Read what the watcher prints until the message shows up (or give up after 20 s).
+        let reader = output.fileHandleForReading
+        var text = ""
+        let deadline = Date().addingTimeInterval(20)
+        while !text.contains("live message") && Date() < deadline {
+            let chunk = reader.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        let line = try #require(text.split(separator: "\n").first { $0.contains("live message") })
+        let item = try JSONParser().parse(Array(line.utf8))
+        #expect(item["room_id"]?.text == "team" && item["sender_id"]?.text == "bob" && item["body"]?.text == "live message")
+    }
+
+    @Test func `a kill -9 during flushes loses no event reported as sent and writes none twice`() async throws {
+        let directory = TemporaryDirectory()
+        let node = ParleyCommand(home: directory.file("n"))
+        let bucket = directory.file("bucket")
+        _ = try node.run(["init", "--user", "frank"])
+        try #require(try node.run(["room", "create", "r", "--bucket", "file://\(bucket)"]).status == 0)
+        let sentLog = directory.file("sent.txt")
+        let script = """
+            while true; do id=$("\(ParleyCommand.executable.path)" --home "\(node.home)" send r "message $RANDOM" --flush) && echo "$id" >> "\(sentLog)"; done
+            """
+        for round in 1...3 {
+            let loop = Process()
+            loop.executableURL = URL(fileURLWithPath: "/bin/bash")
+            loop.arguments = ["-c", script]
+            try loop.run()
+            var reported = 0
+            for _ in 0..<600 where reported < 10 * round {
+                try await Task.sleep(nanoseconds: 50_000_000)
+                reported = (try? String(contentsOfFile: sentLog, encoding: .utf8))?.split(separator: "\n").count ?? 0
+            }
+            // Kill the loop and whatever `parley send --flush` it is in the middle of.
+            kill(loop.processIdentifier, SIGKILL)
+            _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-9", "-f", "\(ParleyCommand.executable.path) --home \(node.home) send"])
+                .waitUntilExit()
+            loop.waitUntilExit()
+        }
+        // The next sync writes whatever the kills left in the outbox.
+        let synced = try node.run(["sync"])
+        try #require(synced.status == 0, "\(synced.stderr)")
+        let sent = try String(contentsOfFile: sentLog, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(sent.count >= 30)
+        let inBucket = try await eventIDsInBucket(FolderStore(root: bucket), room: "r")
+        #expect(Set(inBucket).count == inBucket.count, "an event was written to two files")
+        for id in sent { #expect(inBucket.contains(id), "\(id) was reported sent but is not in the bucket") }
+        let audit = try ParleyCommand.run(["bucket", "verify", "file://\(bucket)", "--json"])
+        #expect(audit.status == 0, "\(audit.stdout)")
+    }
+}
