@@ -4,9 +4,24 @@ import ParleyBucket
 import ParleyClient
 import ParleyCore
 
+/// The bucket transport, with settings from the environment: `PARLEY_BUCKET_GZIP=1` writes `.jsonl.gz` files;
+/// `PARLEY_BUCKET_RETENTION=governance:DAYS` (or `compliance:DAYS`) asks S3 Object Lock to keep each file.
+func bucketClient(_ node: Node, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> BucketClient {
+    var settings = BucketSettings()
+    settings.gzip = ["1", "true", "yes"].contains(environment["PARLEY_BUCKET_GZIP"]?.lowercased() ?? "")
+    if let text = environment["PARLEY_BUCKET_RETENTION"], !text.isEmpty {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let mode = Retention.Mode(rawValue: parts[0].uppercased()), let days = Int(parts[1]), days > 0 else {
+            throw ClientError(.invalidArgument, "PARLEY_BUCKET_RETENTION is MODE:DAYS, MODE governance or compliance; not \(text).")
+        }
+        settings.retention = Retention(mode: mode, days: days)
+    }
+    return BucketClient(node: node, settings: settings)
+}
+
 /// Writes a bucket room's outbox now; nothing for a local room.
 func flushIfBucket(_ node: Node, _ roomID: String) async throws {
-    let client = BucketClient(node: node)
+    let client = try bucketClient(node)
     guard try client.inviteCode(roomID) != nil else { return }
     _ = try await client.flush(roomID)
 }
@@ -28,7 +43,7 @@ struct Sync: AsyncParsableCommand {
 
     func run() async throws {
         let node = try global.node()
-        let client = BucketClient(node: node)
+        let client = try failing { try bucketClient(node) }
         guard interval > 0, flushInterval >= 0 else {
             printError("error: --interval must be above 0 and --flush-interval at least 0.")
             throw ExitCode(1)

@@ -133,10 +133,20 @@ struct Status: ParsableCommand {
     func run() throws {
         let node = try global.node()
         let rooms = try failing { try node.store.roomIDs() }
+        let buckets = try failing {
+            try node.store.bucketRooms().map { room in
+                (room, try node.store.outboxStatus(roomID: room.roomID, senderKey: node.identity.signingKeyBase64),
+                 try node.store.bucketFileProblems(roomID: room.roomID, limit: 1000).count)
+            }
+        }
         if json {
             printJSON([
                 "home": .string(node.home.path), "identity": node.identity.publicJSON, "store": .string(node.home.storePath),
                 "rooms": .array(rooms.map(JSONValue.string)),
+                "bucket_rooms": .array(buckets.map { room, outbox, faulty in
+                    ["room_id": .string(room.roomID), "bucket": .string(room.bucketURL), "pending": .integer(Int64(outbox.pending)),
+                     "in_transit": .integer(Int64(outbox.inTransit)), "faulty_files": .integer(Int64(faulty))]
+                }),
             ])
             return
         }
@@ -145,5 +155,8 @@ struct Status: ParsableCommand {
         print("signing key: \(node.identity.signingKeyBase64)")
         print("store:       \(node.home.storePath)")
         print("rooms:       \(rooms.isEmpty ? "none yet (parley room create ROOM_ID)" : rooms.joined(separator: ", "))")
+        for (room, outbox, faulty) in buckets {
+            print("bucket room \(room.roomID) in \(room.bucketURL): \(outbox.pending) pending, \(outbox.inTransit) in transit\(faulty > 0 ? ", \(faulty) faulty file(s) seen" : "")")
+        }
     }
 }

@@ -32,7 +32,7 @@ struct RoomCreate: AsyncParsableCommand {
     func run() async throws {
         let node = try global.node()
         let events = try await failingAsync {
-            if let bucket { return try await BucketClient(node: node).createRoom(roomID, bucket: try BucketURL(bucket), name: name) }
+            if let bucket { return try await bucketClient(node).createRoom(roomID, bucket: try BucketURL(bucket), name: name) }
             return try node.createRoom(roomID, name: name)
         }
         if json {
@@ -55,7 +55,7 @@ struct RoomInvite: AsyncParsableCommand {
 
     func run() async throws {
         let node = try global.node()
-        let client = BucketClient(node: node)
+        let client = try failing { try bucketClient(node) }
         let (event, code) = try await failingAsync {
             let event = try node.invite(roomID, userID: userID, key: key)
             guard let code = try client.inviteCode(roomID) else { return (event, nil as InviteCode?) }
@@ -83,7 +83,7 @@ struct RoomJoin: AsyncParsableCommand {
     func run() async throws {
         let node = try global.node()
         let event = try await failingAsync {
-            if InviteCode.looksLikeCode(room) { return try await BucketClient(node: node).join(try InviteCode(parsing: room)) }
+            if InviteCode.looksLikeCode(room) { return try await bucketClient(node).join(try InviteCode(parsing: room)) }
             let event = try node.join(room)
             try await flushIfBucket(node, room)
             return event

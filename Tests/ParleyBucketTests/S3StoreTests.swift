@@ -1,5 +1,5 @@
 import Foundation
-import ParleyBucket
+@testable import ParleyBucket
 import ParleyTesting
 import Testing
 
@@ -65,6 +65,17 @@ import Testing
             #expect(error.kind == kind)
             #expect(error.message.contains(advice))
         }
+    }
+
+    @Test("Object Lock retention is requested on writes when configured")
+    func retention() async throws {
+        let store = try S3TestServer.store(bucket: "parley-locked")
+        let retention = Retention(mode: .governance, days: 3)
+        #expect(try await store.putIfAbsent(key: "locked", bytes: Array("kept".utf8), retention: retention) == .created)
+        let response = try await store.perform(method: .HEAD, key: "locked", maxBytes: 0)
+        #expect(response.headers.first(name: "x-amz-object-lock-mode") == "GOVERNANCE")
+        let until = try #require(response.headers.first(name: "x-amz-object-lock-retain-until-date"))
+        #expect(until.hasPrefix(S3Store.isoDate(unixSeconds: Int64(Date().timeIntervalSince1970) + 3 * 86400).prefix(10)))
     }
 
     // MARK: Faults

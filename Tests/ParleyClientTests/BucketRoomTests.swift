@@ -109,6 +109,29 @@ final class BucketWorld: @unchecked Sendable {
         #expect(again.filesRead == 0 && again.accepted.isEmpty)
     }
 
+    @Test("One node follows several rooms in one bucket and a room in another")
+    func manyRoomsAndBuckets() async throws {
+        let world = try BucketWorld(.folder)
+        let other = try BucketURL("file://\(world.directory.path)/other-bucket")
+        let alice = world.client(try world.node("alice"))
+        let bob = world.client(try world.node("bob"))
+        for (room, url) in [("one", world.url), ("two", world.url), ("three", other)] {
+            _ = try await alice.createRoom(room, bucket: url)
+            try alice.node.invite(room, userID: "bob", key: bob.node.identity.signingKeyBase64)
+            _ = try await alice.flush(room)
+            _ = try await bob.join(try #require(try alice.inviteCode(room)))
+            try bob.node.send(room, text: "hello \(room)")
+            _ = try await bob.flush(room)
+        }
+        for room in ["one", "two", "three"] {
+            _ = try await alice.sync(room)
+            #expect(try alice.node.timeline(room, limit: 10).contains { $0.body == "hello \(room)" })
+        }
+        let rooms = try alice.node.store.bucketRooms()
+        #expect(rooms.map(\.roomID) == ["one", "three", "two"])
+        #expect(rooms.map(\.bucketURL) == [world.url.text, other.text, world.url.text])
+    }
+
     @Test("Gzip-compressed log files are written and read like plain ones", arguments: BucketKind.all)
     func gzipFiles(kind: BucketKind) async throws {
         let world = try BucketWorld(kind)
