@@ -95,6 +95,17 @@ public struct LogFileName: Sendable, Equatable {
         "\(BucketLayout.logsPrefix(roomID))\(dateFolder)/messages_\(BucketLayout.digits(startMs))_\(BucketLayout.digits(endMs))_\(clientID).jsonl\(gzip ? ".gz" : "")"
     }
 
+    /// The device-key fingerprint prefix (12 hex digits) a client id of the reference form `{user}.{fingerprint}`
+    /// or `{user}.{fingerprint}.{n}` names, or `nil` for a client id of another form (which names nothing checkable).
+    public var claimedFingerprintPrefix: String? {
+        var parts = clientID.split(separator: ".")
+        if parts.count >= 3, parts.last!.allSatisfy(\.isNumber) { parts.removeLast() }
+        guard parts.count >= 2, let last = parts.last, last.utf8.count == 12,
+            last.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+        else { return nil }
+        return String(last)
+    }
+
     /// Whether the date folder is the one the start time falls in.
     public var isDateConsistent: Bool { dateFolder == BucketLayout.utcDate(startMs) }
 

@@ -107,6 +107,7 @@ public struct BucketAuditor: Sendable {
         var batch: [(origin: LineOrigin, bytes: [UInt8])] = []
         var earliest = Int64.max
         var latest = Int64.min
+        var senders = Set<String>()
         let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
         for (index, line) in lines.enumerated() where !line.isEmpty {
             let origin = LineOrigin(file: key, line: index + 1)
@@ -120,13 +121,12 @@ public struct BucketAuditor: Sendable {
             if let event = try? Event.parse(line) {
                 earliest = min(earliest, event.timestampMs)
                 latest = max(latest, event.timestampMs)
+                senders.insert(event.senderKey)
             }
             batch.append((origin, Array(line)))
         }
         audit.add(batch)
-        if earliest != Int64.max, earliest < name.startMs || latest > name.endMs {
-            audit.problem(file: key, "the name says \(name.startMs)–\(name.endMs) but its events span \(earliest)–\(latest)")
-        }
+        for mismatch in LogFileName.mismatches(name, earliest: earliest, latest: latest, senders: senders) { audit.problem(file: key, mismatch) }
     }
 
     func checkHint(_ hint: ObjectInfo, roomID: String, objects: any ObjectStore, listed: [ObjectInfo], report: inout BucketAuditReport, audit: inout Audit) async {

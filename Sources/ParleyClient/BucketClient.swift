@@ -375,6 +375,7 @@ public struct BucketClient: Sendable {
         if !name.isDateConsistent { problems.append("the name's folder \(name.dateFolder) is not the date of its start time") }
         var earliest = Int64.max
         var latest = Int64.min
+        var senders = Set<String>()
         var lineNumber = 0
         for batch in lines.chunks(of: Node.importBatchLines) {
             var candidates: [[UInt8]] = []
@@ -391,9 +392,10 @@ public struct BucketClient: Sendable {
             let result = try node.store.ingest(lines: candidates, receivedMs: receivedMs)
             for (position, outcome) in result.outcomes.enumerated() {
                 let number = numbers[position]
-                if let id = result.events[position]?.eventID, let time = EventID.timestampMs(of: id) {
-                    earliest = min(earliest, time)
-                    latest = max(latest, time)
+                if let event = result.events[position] {
+                    earliest = min(earliest, event.timestampMs)
+                    latest = max(latest, event.timestampMs)
+                    senders.insert(event.senderKey)
                 }
                 switch outcome {
                 case .accepted:
@@ -414,8 +416,25 @@ public struct BucketClient: Sendable {
             }
             report.accepted += result.released.filter { $0.outcome == .accepted }.map(\.eventID)
         }
+        problems += LogFileName.mismatches(name, earliest: earliest, latest: latest, senders: senders)
+        return problems
+    }
+}
+
+extension LogFileName {
+    /// What a file's name claims that its events contradict: their time range, or the device (a writer's file
+    /// holds its own device's events only).
+    static func mismatches(_ name: LogFileName, earliest: Int64, latest: Int64, senders: Set<String>) -> [String] {
+        var problems: [String] = []
         if earliest != Int64.max, earliest < name.startMs || latest > name.endMs {
             problems.append("the name says \(name.startMs)–\(name.endMs) but its events span \(earliest)–\(latest)")
+        }
+        if senders.count > 1 {
+            problems.append("its events are by \(senders.count) devices; a log file holds one device's events")
+        } else if let claimed = name.claimedFingerprintPrefix, let sender = senders.first,
+            InviteCode.fingerprint(ofKey: sender)?.hasPrefix(claimed) == false
+        {
+            problems.append("the name says client \(name.clientID) but its events are by device \(sender.prefix(12))…")
         }
         return problems
     }

@@ -25,7 +25,7 @@ public struct IngestReport: Sendable {
     /// One outcome per input, in input order.
     public var outcomes: [IngestOutcome]
     /// Each input's event id and hash, when it parsed as an event.
-    public var events: [(eventID: String, hash: String)?] = []
+    public var events: [(eventID: String, hash: String, senderKey: String, timestampMs: Int64)?] = []
     /// Events held back earlier that this call released, by event id, with their outcome.
     public var released: [(eventID: String, outcome: IngestOutcome)] = []
 }
@@ -102,7 +102,9 @@ extension EventStore {
             let released = batch.judgedOrder.filter { !inputHashes.contains($0.hash) }.map {
                 (eventID: $0.eventID, outcome: batch.finalOutcome(hash: $0.hash))
             }
-            let events = verified.map { result in (try? result.get()).map { (eventID: $0.event.eventID, hash: $0.hash) } }
+            let events = verified.map { result in
+                (try? result.get()).map { (eventID: $0.event.eventID, hash: $0.hash, senderKey: $0.event.senderKey, timestampMs: $0.event.timestampMs) }
+            }
             let report = IngestReport(outcomes: outcomes.map { $0! }, events: events, released: released)
             if requireAccepted, let refused = report.outcomes.first(where: { $0 != .accepted }) {
                 // Throwing rolls the whole transaction back.

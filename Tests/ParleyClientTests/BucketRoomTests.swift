@@ -253,6 +253,7 @@ final class BucketWorld: @unchecked Sendable {
         }
         try await plant("\(day)/messages_\(time)_\(time)_liar.jsonl", [truncatedSource.wire])
         try await plant("\(day)/messages_\(time)_\(time)_again.jsonl", [good.wire])
+        try await plant("\(day)/messages_\(good.event.timestampMs)_\(good.event.timestampMs)_\(alice.clientID).jsonl", [good.wire])
 
         let report = try await alice.sync("team")
         let text = report.problems.joined(separator: "\n")
@@ -261,6 +262,7 @@ final class BucketWorld: @unchecked Sendable {
         #expect(text.contains("_mallory.jsonl: line 3: not authorized"), "non-member:\n\(text)")
         #expect(text.contains("_mallory.jsonl: line 5: truncated"), "truncated:\n\(text)")
         #expect(text.contains("_liar.jsonl: the name says"), "lying name:\n\(text)")
+        #expect(text.contains("\(alice.clientID).jsonl: the name says client \(alice.clientID) but its events are by device"), "lying client:\n\(text)")
         let ignored = report.ignored.joined(separator: "\n")
         #expect(ignored.contains("README.txt") && ignored.contains("_empty.jsonl: empty"))
         #expect(ignored.contains("messages_1_2_..jsonl"))
