@@ -276,12 +276,15 @@ public struct BucketClient: Sendable {
             try node.store.recordBucketFile(roomID: roomID, BucketFileRecord(key: hint.key, size: hint.size, events: 0, problem: problem), seenMs: now)
         }
 
-        var index = 0
-        while index < candidates.count {
-            let window = Array(candidates[index..<min(candidates.count, index + max(1, settings.parallelDownloads))])
-            index += window.count
-            let fetched = await fetch(window, roomID: roomID, objects: objects)
-            for (object, result) in zip(window, fetched) {
+        // A pipeline: while this thread stores one window of files, the next window downloads and verifies on the
+        // other cores.
+        let width = max(1, settings.parallelDownloads)
+        let windows = stride(from: 0, to: candidates.count, by: width).map { Array(candidates[$0..<min(candidates.count, $0 + width)]) }
+        var next = windows.first.map { window in Task { await prepare(window, roomID: roomID, objects: objects) } }
+        for (position, window) in windows.enumerated() {
+            let prepared = await next!.value
+            next = position + 1 < windows.count ? Task { [windows] in await prepare(windows[position + 1], roomID: roomID, objects: objects) } : nil
+            for (object, result) in zip(window, prepared) {
                 var record = BucketFileRecord(key: object.key, size: object.size, events: 0, problem: nil)
                 switch result {
                 case .ignored(let reason):
@@ -294,13 +297,13 @@ public struct BucketClient: Sendable {
                 case .failed(let error):
                     record.problem = error.message
                     report.problems.append("\(object.key): \(error.message)")
-                case .lines(let name, let lines, let endsWithNewline):
-                    let problems = try ingest(lines, name: name, endsWithNewline: endsWithNewline, receivedMs: now, into: &report, events: &record.events)
+                case .verified(let file):
+                    let problems = try ingest(file, receivedMs: now, into: &report, events: &record.events)
                     if !problems.isEmpty {
                         record.problem = problems.prefix(20).joined(separator: "; ") + (problems.count > 20 ? "; and \(problems.count - 20) more" : "")
                         report.problems += problems.map { "\(object.key): \($0)" }
                     }
-                    logsCursor = max(logsCursor ?? 0, min(name.startMs, now))
+                    logsCursor = max(logsCursor ?? 0, min(file.name.startMs, now))
                 }
                 report.filesRead += 1
                 try node.store.recordBucketFile(roomID: roomID, record, seenMs: now)
@@ -330,16 +333,30 @@ public struct BucketClient: Sendable {
         }
     }
 
-    enum Fetched {
-        case ignored(String)
-        case failed(BucketError)
-        case lines(LogFileName, [[UInt8]], endsWithNewline: Bool)
+    /// One downloaded file, split into lines and verified, ready to store.
+    struct VerifiedFile: @unchecked Sendable {
+        var name: LogFileName
+        /// Lines within the event size limit, their 1-based numbers, and their verification results.
+        var lines: [[UInt8]] = []
+        var numbers: [Int] = []
+        var verified: [Result<VerifiedEvent, EventError>] = []
+        /// Lines over the limit: number and length.
+        var tooLong: [(line: Int, bytes: Int)] = []
+        var lineCount = 0
+        var endsWithNewline = true
     }
 
-    /// Downloads objects concurrently and splits them into lines; results in input order.
-    func fetch(_ window: [ObjectInfo], roomID: String, objects: any ObjectStore) async -> [Fetched] {
+    enum Prepared: @unchecked Sendable {
+        case ignored(String)
+        case failed(BucketError)
+        case verified(VerifiedFile)
+    }
+
+    /// Downloads a window of objects concurrently, then splits and verifies them (on every core); results in
+    /// input order.
+    func prepare(_ window: [ObjectInfo], roomID: String, objects: any ObjectStore) async -> [Prepared] {
         let settings = settings
-        return await withTaskGroup(of: (Int, Fetched).self) { group in
+        return await withTaskGroup(of: (Int, Prepared).self) { group in
             for (position, object) in window.enumerated() {
                 group.addTask {
                     let name: LogFileName
@@ -354,45 +371,54 @@ public struct BucketClient: Sendable {
                     do {
                         var bytes = try await objects.get(key: object.key, maxBytes: settings.maxObjectBytes)
                         if Gzip.isGzip(bytes) { bytes = try Gzip.decompress(bytes, maxBytes: settings.maxObjectBytes) }
-                        let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: true).map(Array.init)
-                        return (position, .lines(name, lines, endsWithNewline: bytes.last == 0x0A))
+                        var file = VerifiedFile(name: name)
+                        file.endsWithNewline = bytes.last == 0x0A
+                        for line in bytes.split(separator: 0x0A, omittingEmptySubsequences: true) {
+                            file.lineCount += 1
+                            if line.count > Event.maxWireBytes {
+                                file.tooLong.append((file.lineCount, line.count))
+                            } else {
+                                file.lines.append(Array(line))
+                                file.numbers.append(file.lineCount)
+                            }
+                        }
+                        return (position, .verified(file))
                     } catch {
                         return (position, .failed(error as? BucketError ?? BucketError(.io, "\(error)")))
                     }
                 }
             }
-            var results = [Fetched?](repeating: nil, count: window.count)
+            var results = [Prepared?](repeating: nil, count: window.count)
             for await (position, result) in group { results[position] = result }
-            return results.map { $0! }
+            // All the window's lines verified in one parallel pass.
+            let all = results.flatMap { result -> [[UInt8]] in if case .verified(let file)? = result { return file.lines } else { return [] } }
+            var verified = EventStore.verifyInParallel(all)[...]
+            return results.map { result in
+                guard case .verified(var file)? = result else { return result! }
+                file.verified = Array(verified.prefix(file.lines.count))
+                verified = verified.dropFirst(file.lines.count)
+                return .verified(file)
+            }
         }
     }
 
     /// Stores one file's events; returns its problems, each naming a line.
-    func ingest(
-        _ lines: [[UInt8]], name: LogFileName, endsWithNewline: Bool, receivedMs: Int64, into report: inout SyncReport, events: inout Int
-    ) throws -> [String] {
+    func ingest(_ file: VerifiedFile, receivedMs: Int64, into report: inout SyncReport, events: inout Int) throws -> [String] {
         var problems: [String] = []
+        let name = file.name
         if !name.isDateConsistent { problems.append("the name's folder \(name.dateFolder) is not the date of its start time") }
+        for (line, bytes) in file.tooLong {
+            problems.append("line \(line): \(bytes) bytes, longer than an event may be (\(Event.maxWireBytes))")
+        }
         var earliest = Int64.max
         var latest = Int64.min
         var senders = Set<String>()
-        var lineNumber = 0
-        for batch in lines.chunks(of: Node.importBatchLines) {
-            var candidates: [[UInt8]] = []
-            var numbers: [Int] = []
-            for line in batch {
-                lineNumber += 1
-                if line.count > Event.maxWireBytes {
-                    problems.append("line \(lineNumber): \(line.count) bytes, longer than an event may be (\(Event.maxWireBytes))")
-                } else {
-                    candidates.append(line)
-                    numbers.append(lineNumber)
-                }
-            }
-            let result = try node.store.ingest(lines: candidates, receivedMs: receivedMs)
-            for (position, outcome) in result.outcomes.enumerated() {
-                let number = numbers[position]
-                if let event = result.events[position] {
+        for start in stride(from: 0, to: file.lines.count, by: Node.importBatchLines) {
+            let range = start..<min(file.lines.count, start + Node.importBatchLines)
+            let result = try node.store.ingest(verified: Array(file.verified[range]), lines: Array(file.lines[range]), receivedMs: receivedMs)
+            for (offset, outcome) in result.outcomes.enumerated() {
+                let number = file.numbers[start + offset]
+                if let event = result.events[offset] {
                     earliest = min(earliest, event.timestampMs)
                     latest = max(latest, event.timestampMs)
                     senders.insert(event.senderKey)
@@ -400,7 +426,7 @@ public struct BucketClient: Sendable {
                 switch outcome {
                 case .accepted:
                     events += 1
-                    if let id = result.events[position]?.eventID { report.accepted.append(id) }
+                    if let id = result.events[offset]?.eventID { report.accepted.append(id) }
                 case .duplicate:
                     events += 1
                     report.duplicates += 1
@@ -410,7 +436,7 @@ public struct BucketClient: Sendable {
                 case .unauthorized(let reason):
                     problems.append("line \(number): not authorized: \(reason)")
                 case .rejected(let reason):
-                    let truncated = !endsWithNewline && number == lines.count
+                    let truncated = !file.endsWithNewline && number == file.lineCount
                     problems.append("line \(number): \(truncated ? "truncated (the file does not end with a newline): " : "")\(reason)")
                 }
             }

@@ -47,7 +47,8 @@ func bucketBenchmarks(workdir: String, count: Int, rawTwoThreads: Double, parley
     try! FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     let url = try! BucketURL("file://\(directory)/objects")
 
-    // 1. One client writing into a folder bucket: sign, store, flush, in bursts of 1,000 as a busy client would.
+    // 1. One client writing into a folder bucket: the application signs and stores bursts of 1,000 messages while
+    // the buffer manager flushes in the background (as `parley sync --watch` does), until the outbox is empty.
     let sender = benchNode(directory, "sender")
     let sendCounter = CountingStore(try! url.open())
     let senderClient = BucketClient(node: sender) { _ throws(BucketError) in sendCounter }
@@ -55,17 +56,31 @@ func bucketBenchmarks(workdir: String, count: Int, rawTwoThreads: Double, parley
     sendCounter.reset()
     let burst = 1000
     let outgoing = Array(repeating: OutgoingEvent.message(kibibyteText), count: burst)
+    let state = FlusherState()
     let sendSeconds = measure {
-        for _ in 0..<(count / burst) {
-            try! sender.publish(roomID: "bench", outgoing)
-            _ = blocking { try await senderClient.flush("bench") }
+        let finished = DispatchSemaphore(value: 0)
+        let flusher = Thread {
+            while true {
+                let stillPublishing = state.publishing
+                let report = blocking { try await senderClient.flush("bench") }
+                state.add(flushes: report.files.count)
+                if report.events == 0 && !stillPublishing { break }
+                if report.events == 0 { usleep(1000) }
+            }
+            finished.signal()
         }
+        flusher.start()
+        for _ in 0..<(count / burst) { try! sender.publish(roomID: "bench", outgoing) }
+        state.publishing = false
+        finished.wait()
     }
+    let flushes = state.flushes
+    precondition(try! sender.store.outboxStatus(roomID: "bench", senderKey: sender.identity.signingKeyBase64).pending == 0)
     let sendRate = Double(count) / sendSeconds
-    record("events/s one client writes into a folder bucket (sign + store + flush, 1 KiB messages, flush per 1,000)", sendRate, "events/s",
+    record("events/s one client writes into a folder bucket (sign + store, flushed in the background; 1 KiB messages in bursts of 1,000)", sendRate, "events/s",
            target: "≥ 20,000/s", met: sendRate >= 20_000)
-    let puts = Double(sendCounter.snapshot["put", default: 0])
-    record("PUT requests per flush (sender, \(count / burst) flushes)", puts / Double(count / burst), "PUT/flush", target: "1", met: puts == Double(count / burst))
+    let puts = sendCounter.snapshot["put", default: 0]
+    record("PUT requests per flush (sender, \(flushes) flushes)", Double(puts) / Double(flushes), "PUT/flush", target: "1", met: puts == flushes)
 
     // 2. A second client reads it all: list, download, verify, chain, authorize, store.
     var ingestRates: [Double] = []
@@ -153,6 +168,18 @@ func deliveryBenchmark(workdir: String, messages: Int) {
     record("delivery latency p99, moto, 250 ms poll", p99, "ms", target: "≤ 1,000 ms", met: p99 <= 1000)
 }
 
+final class FlusherState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var isPublishing = true
+    private var count = 0
+    var publishing: Bool {
+        get { lock.withLock { isPublishing } }
+        set { lock.withLock { isPublishing = newValue } }
+    }
+    var flushes: Int { lock.withLock { count } }
+    func add(flushes: Int) { lock.withLock { count += flushes } }
+}
+
 final class LatencyLog: @unchecked Sendable {
     private let lock = NSLock()
     private var items: [Double] = []
@@ -179,7 +206,8 @@ func followRSSBenchmark(workdir: String, parley: String, hello: String, seconds:
     // The watcher runs under GNU time, which reports its peak RSS when it is stopped.
     let report = directory + "/rss"
     var pid: pid_t = 0
-    let argv = ["/usr/bin/time", "-f", "%M", "-o", report, parley, "--home", watcherHome, "sync", "--watch", "--interval", "0.25"].map { strdup($0) } + [nil]
+    let command: [String] = ["/usr/bin/time", "-f", "%M", "-o", report, parley, "--home", watcherHome, "sync", "--watch", "--interval", "0.25"]
+    let argv = command.map { strdup($0) } + [nil]
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)

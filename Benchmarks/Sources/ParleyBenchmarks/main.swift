@@ -8,6 +8,7 @@
 import Crypto
 import Dispatch
 import Foundation
+import ParleyBucket
 import ParleyClient
 import ParleyCore
 import ParleyStore
@@ -334,7 +335,7 @@ let mode: String = {
     }
     return "all"
 }()
-let modes = ["all", "micro", "import", "log", "bucket", "profile-import", "profile-canonical"]
+let modes = ["all", "micro", "import", "log", "bucket", "profile-import", "profile-canonical", "profile-send"]
 guard modes.contains(mode) else {
     FileHandle.standardError.write(Data("unknown benchmark \(mode); one of: \(modes.joined(separator: ", "))\n".utf8))
     exit(2)
@@ -377,6 +378,26 @@ if mode == "profile-import" {
     let system = Double(after.ru_stime.tv_sec - before.ru_stime.tv_sec) + Double(after.ru_stime.tv_usec - before.ru_stime.tv_usec) / 1e6
     print("verify: \(Int(Double(lines.count) / verifySeconds)) events/s; store: \(Int(Double(lines.count) / storeSeconds)) events/s (wall \(storeSeconds) s, user \(user) s, system \(system) s); peak RSS before the store \(before.ru_maxrss / 1024) MiB, after \(after.ru_maxrss / 1024) MiB")
     try? FileManager.default.removeItem(atPath: directory)
+    exit(0)
+}
+if mode == "profile-send" {
+    // For `perf record`: only the bucket writer (sign, store, flush) and then one reader's sync.
+    let directory = workdir + "/profile-send"
+    try? FileManager.default.removeItem(atPath: directory)
+    let url = try! BucketURL("file://\(directory)/objects")
+    let sender = BucketClient(node: benchNode(directory, "sender"))
+    _ = blocking { try await sender.createRoom("bench", bucket: url) }
+    let outgoing = Array(repeating: OutgoingEvent.message(kibibyteText), count: 1000)
+    var publishSeconds = 0.0
+    var flushSeconds = 0.0
+    for _ in 0..<(events / 1000) {
+        publishSeconds += measure { try! sender.node.publish(roomID: "bench", outgoing) }
+        flushSeconds += measure { _ = blocking { try await sender.flush("bench") } }
+    }
+    let reader = BucketClient(node: benchNode(directory, "reader"))
+    try! reader.node.store.addBucketRoom(roomID: "bench", bucketURL: url.text, creatorFingerprint: "")
+    let syncSeconds = measure { _ = blocking { try await reader.sync("bench") } }
+    print("publish \(Int(Double(events) / publishSeconds))/s, flush \(Int(Double(events) / flushSeconds))/s, sync \(Int(Double(events) / syncSeconds))/s")
     exit(0)
 }
 if mode == "profile-canonical" {
