@@ -72,13 +72,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         connection.close()
         return response.status, response.getheaders(), payload
 
-    def reply(self, status, headers, payload):
+    def send_head(self, status, headers, length):
         self.send_response(status)
         for name, value in headers:
             if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
                 self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Length", str(length))
         self.end_headers()
+
+    def reply(self, status, headers, payload):
+        self.send_head(status, headers, len(payload))
         if self.command != "HEAD":
             self.wfile.write(payload)
 
@@ -101,12 +104,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(60)
             self.close_abruptly()
         elif action in ("reset-body", "short-body") and len(payload) > 1:
-            self.send_response(status)
-            for name, value in headers:
-                if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
+            # The full length announced, half the body sent.
+            self.send_head(status, headers, len(payload))
             self.wfile.write(payload[: len(payload) // 2])
             self.wfile.flush()
             if action == "reset-body":

@@ -42,20 +42,10 @@ public enum BucketLayout {
         "\(hintsPrefix(roomID))\(digits(max(0, ms)))"
     }
 
-    /// The "YYYY-MM-DD" (UTC) of a Unix time in milliseconds.
+    /// The "YYYY-MM-DD" (UTC) of a Unix time in milliseconds (clamped to the range of event times).
     public static func utcDate(_ ms: Int64) -> String {
-        // Days to civil date, proleptic Gregorian (H. Hinnant's algorithm).
-        let days = (ms >= 0 ? ms : ms - 86_399_999) / 86_400_000
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthIndex = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
-        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        return "\(padded(year, 4))-\(padded(month, 2))-\(padded(day, 2))"
+        let text = EventID.formatTimestamp(min(max(0, ms), EventID.maxTimestampMs))
+        return "\(text.prefix(4))-\(text.dropFirst(4).prefix(2))-\(text.dropFirst(6).prefix(2))"
     }
 
     /// Timestamps in names are 13-digit decimals (zero-padded), so names sort by time until the year 2286.

@@ -101,10 +101,8 @@ public struct SigV4Signer: Sendable {
         value.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
     }
 
-    /// The `x-amz-date` form of a Unix time in seconds.
+    /// The `x-amz-date` form of a Unix time in seconds: `YYYYMMDD'T'HHMMSS'Z'`.
     public static func amzDate(unixSeconds: Int64) -> String {
-        let date = BucketLayout.utcDate(unixSeconds * 1000).filter { $0 != "-" }
-        let seconds = ((unixSeconds % 86400) + 86400) % 86400
-        return "\(date)T\(BucketLayout.padded(seconds / 3600, 2))\(BucketLayout.padded(seconds / 60 % 60, 2))\(BucketLayout.padded(seconds % 60, 2))Z"
+        "\(EventID.formatTimestamp(unixSeconds * 1000).prefix(15))Z"
     }
 }
