@@ -233,11 +233,10 @@ public struct BucketClient: Sendable {
             let hint = BucketLayout.hintKey(roomID: upload.roomID, uploadMs: now, clientID: clientID)
             _ = try await bucketCall { () async throws(BucketError) in try await objects.putIfAbsent(key: hint, bytes: Array(key.utf8), retention: nil) }
         }
-        try node.store.confirmUpload(id: upload.id, confirmedMs: now)
-        // Our own file: a sync need not read it back.
-        try node.store.recordBucketFile(
-            roomID: upload.roomID, BucketFileRecord(key: key, size: Int64(body.count), events: Int(upload.lastSeq - upload.firstSeq + 1), problem: nil),
-            seenMs: now)
+        // Our own file: recorded as seen, so a sync need not read it back.
+        try node.store.confirmUpload(
+            id: upload.id, roomID: upload.roomID,
+            file: BucketFileRecord(key: key, size: Int64(body.count), events: Int(upload.lastSeq - upload.firstSeq + 1), problem: nil), confirmedMs: now)
         return key
     }
 

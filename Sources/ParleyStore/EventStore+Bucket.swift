@@ -249,10 +249,14 @@ extension EventStore {
         }
     }
 
-    /// Marks an upload written: its events are IN_TRANSIT, and its bytes need not be kept.
-    public func confirmUpload(id: Int64, confirmedMs: Int64) throws {
+    /// Marks an upload written under `key` (its events are IN_TRANSIT, and its bytes need not be kept) and records
+    /// the file as seen, so a sync does not read it back; one transaction.
+    public func confirmUpload(id: Int64, roomID: String, file: BucketFileRecord, confirmedMs: Int64) throws {
         try pool.write { db in
             try db.execute(sql: "UPDATE bucket_uploads SET confirmed_ms = ?, content = NULL WHERE id = ?", arguments: [confirmedMs, id])
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO bucket_files (room_id, key, size, events, problem, seen_ms) VALUES (?, ?, ?, ?, NULL, ?)",
+                arguments: [roomID, file.key, file.size, file.events, confirmedMs])
         }
     }
 
