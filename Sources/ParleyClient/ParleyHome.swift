@@ -7,12 +7,15 @@ import Glibc
 public struct ParleyHome: Sendable {
     public let url: URL
 
-    /// Resolves the home directory: an explicit path, else `PARLEY_HOME`, else `~/.parley`.
+    /// Resolves the home directory: an explicit path, else `PARLEY_HOME`, else `~/.parley` (`$HOME`, else the
+    /// account's home directory).
     public init(path: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
         if let path, !path.isEmpty {
             url = URL(fileURLWithPath: path)
         } else if let fromEnvironment = environment["PARLEY_HOME"], !fromEnvironment.isEmpty {
             url = URL(fileURLWithPath: fromEnvironment)
+        } else if let home = environment["HOME"], home.hasPrefix("/") {
+            url = URL(fileURLWithPath: home).appendingPathComponent(".parley")
         } else {
             url = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".parley")
         }
