@@ -503,9 +503,3 @@ func bucketCall<T>(_ body: () throws(BucketError) -> T) throws(ClientError) -> T
 func bucketCall<T>(_ body: () async throws(BucketError) -> T) async throws(ClientError) -> T {
     do { return try await body() } catch { throw ClientError(.bucket, error.message) }
 }
-
-extension Array {
-    func chunks(of size: Int) -> [ArraySlice<Element>] {
-        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min(count, $0 + size)] }
-    }
-}

@@ -92,6 +92,8 @@ import Testing
         #expect(EventID.problem(with: id, roomID: "general", timestampMs: 1_757_851_245_123) == nil)
         #expect(EventID.problem(with: id, roomID: "other") != nil)
         #expect(EventID.problem(with: id.uppercased()) != nil)
+        #expect(EventID.timestampMs(of: id) == 1_757_851_245_123)
+        #expect(EventID.timestampMs(of: "general::2025::x") == nil)
     }
 
     @Test func `timestamps format and parse across leap years and the epoch`() {

@@ -222,9 +222,9 @@ func followRSSBenchmark(workdir: String, parley: String, hello: String, seconds:
         sent += 20
         usleep(100_000)
     }
-    // Stop the watcher (time passes SIGINT on and still writes its report).
+    // Stop the watcher (SIGTERM: a background shell may have set SIGINT to be ignored); time still writes its report.
     let watcherPID = try! String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8).split(separator: " ").first.flatMap { Int32($0) }
-    if let watcherPID { kill(watcherPID, SIGINT) }
+    if let watcherPID { kill(watcherPID, SIGTERM) }
     var status: Int32 = 0
     waitpid(pid, &status, 0)
     let watcherKiB = Int((try? String(contentsOfFile: report, encoding: .utf8))?.split(separator: "\n").last?.trimmingCharacters(in: .whitespaces) ?? "") ?? 0

@@ -335,7 +335,7 @@ let mode: String = {
     }
     return "all"
 }()
-let modes = ["all", "micro", "import", "log", "bucket", "profile-import", "profile-canonical", "profile-send"]
+let modes = ["all", "micro", "import", "log", "bucket", "follow", "profile-import", "profile-canonical", "profile-send"]
 guard modes.contains(mode) else {
     FileHandle.standardError.write(Data("unknown benchmark \(mode); one of: \(modes.joined(separator: ", "))\n".utf8))
     exit(2)
@@ -421,6 +421,7 @@ if mode == "all" || mode == "bucket" {
     deliveryBenchmark(workdir: workdir, messages: Int(argument("--messages", default: "200"))!)
     followRSSBenchmark(workdir: workdir, parley: parley, hello: hello, seconds: Int(argument("--follow-seconds", default: "20"))!)
 }
+if mode == "follow" { followRSSBenchmark(workdir: workdir, parley: parley, hello: hello, seconds: Int(argument("--follow-seconds", default: "20"))!) }
 
 print("")
 print("| claim | measured | target | |")
