@@ -81,34 +81,55 @@ public final class Node: Sendable {
                 timestamp = max(timestamp, latest + 1)
             }
             var generator = SystemRandomNumberGenerator()
-            var events: [VerifiedEvent] = []
-            events.reserveCapacity(outgoing.count)
-            for item in outgoing {
+            func sign(_ item: OutgoingEvent) -> VerifiedEvent {
                 let event = identity.signingKey.signEvent(
                     roomID: roomID, type: item.type, content: item.content, parentEventID: item.parentEventID, senderID: identity.userID,
                     seq: (head?.seq ?? 0) + 1, previousHash: head?.hash, timestampMs: timestamp,
                     eventID: EventID.make(roomID: roomID, timestampMs: timestamp, using: &generator))
                 head = ChainLink(seq: event.event.seq, hash: event.hash, timestampMs: timestamp)
-                events.append(event)
+                return event
             }
-            if events.count == 1 {
-                // A clear reason before anything is signed into the chain; a batch relies on the store's verdict.
-                switch try store.preview(events[0]) {
-                case .accepted: break
-                case .rejected(let reason): throw ClientError(.notAllowed, "The room would refuse this: \(reason).")
-                case .awaitingTarget(let target): throw ClientError(.unknownEvent, "This node does not hold event \(target).")
-                }
-            }
-            // The store judges each event at its place in the order (another event may claim a later time). If any
-            // is refused, nothing is stored and the seqs stay free.
             do {
-                _ = try store.ingest(events: events, receivedMs: timestamp, requireAccepted: true)
+                if outgoing.count == 1 {
+                    let event = sign(outgoing[0])
+                    // A clear reason before anything is signed into the chain; a burst relies on the store's verdict.
+                    switch try store.preview(event) {
+                    case .accepted: break
+                    case .rejected(let reason): throw ClientError(.notAllowed, "The room would refuse this: \(reason).")
+                    case .awaitingTarget(let target): throw ClientError(.unknownEvent, "This node does not hold event \(target).")
+                    }
+                    // The store judges the event at its place in the order (another event may claim a later time). If
+                    // it is refused, nothing is stored and the seq stays free.
+                    _ = try store.ingest(events: [event], receivedMs: timestamp, requireAccepted: true)
+                    return [event]
+                }
+                // A burst: one thread signs (the chain is sequential) while another stores what is signed, all in one
+                // transaction, so that if the room refuses any event nothing is stored.
+                let channel = ChunkChannel()
+                let store = store
+                let receivedMs = timestamp
+                let writer = Thread {
+                    channel.finish(Result { try store.ingest(chunks: channel.next, receivedMs: receivedMs, requireAccepted: true) })
+                }
+                writer.start()
+                var events: [VerifiedEvent] = []
+                events.reserveCapacity(outgoing.count)
+                for start in stride(from: 0, to: outgoing.count, by: Node.signingChunk) where !channel.isFinished {
+                    let chunk = outgoing[start..<min(outgoing.count, start + Node.signingChunk)].map(sign)
+                    events += chunk
+                    channel.put(chunk)
+                }
+                channel.close()
+                _ = try channel.result().get()
+                return events
             } catch let error as StoreError {
                 throw ClientError(.notAllowed, "The room would refuse this: \(error.message)")
             }
-            return events
         }
     }
+
+    /// Events signed before the store takes them, in a burst.
+    static let signingChunk = 128
 
     func validateRoomID(_ roomID: String) throws {
         if let problem = Identifier.problem(with: roomID, kind: .room) { throw ClientError(.invalidArgument, "Invalid room id: \(problem).") }
@@ -283,5 +304,54 @@ public final class Node: Sendable {
     public func search(_ query: String, roomID: String?, limit: Int = 50) throws -> [SearchHit] {
         if let roomID { try validateRoomID(roomID) }
         return try store.search(query, roomID: roomID, limit: limit)
+    }
+}
+
+/// Hands chunks of signed events from the signing thread to the storing one.
+final class ChunkChannel: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var chunks: [[VerifiedEvent]] = []
+    private var closed = false
+    private var outcome: Result<IngestReport, Error>?
+
+    func put(_ chunk: [VerifiedEvent]) {
+        condition.withLock {
+            chunks.append(chunk)
+            condition.broadcast()
+        }
+    }
+
+    func close() {
+        condition.withLock {
+            closed = true
+            condition.broadcast()
+        }
+    }
+
+    /// The next chunk, waiting for it; `nil` once the channel is closed and drained.
+    func next() -> (verified: [Result<VerifiedEvent, EventError>], lines: [[UInt8]])? {
+        condition.withLock {
+            while chunks.isEmpty && !closed { condition.wait() }
+            guard !chunks.isEmpty else { return nil }
+            let chunk = chunks.removeFirst()
+            return (chunk.map { .success($0) }, chunk.map(\.wire))
+        }
+    }
+
+    /// Whether the store has finished (early only if it failed: signing can stop).
+    var isFinished: Bool { condition.withLock { outcome != nil } }
+
+    func finish(_ result: Result<IngestReport, Error>) {
+        condition.withLock {
+            outcome = result
+            condition.broadcast()
+        }
+    }
+
+    func result() -> Result<IngestReport, Error> {
+        condition.withLock {
+            while outcome == nil { condition.wait() }
+            return outcome!
+        }
     }
 }

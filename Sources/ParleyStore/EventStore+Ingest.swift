@@ -73,20 +73,41 @@ extension EventStore {
     public func ingest(
         verified: [Result<VerifiedEvent, EventError>], lines: [[UInt8]], receivedMs: Int64, requireAccepted: Bool = false
     ) throws -> IngestReport {
+        var handedOver = false
+        return try ingest(
+            chunks: {
+                defer { handedOver = true }
+                return handedOver ? nil : (verified, lines)
+            }, receivedMs: receivedMs, requireAccepted: requireAccepted)
+    }
+
+    /// Stores events that `next` hands over chunk by chunk (`nil`: no more), all in one transaction, so that the
+    /// caller can prepare (sign, verify) the next chunk while this one is written. Outcomes are in hand-over order.
+    public func ingest(
+        chunks next: () throws -> (verified: [Result<VerifiedEvent, EventError>], lines: [[UInt8]])?, receivedMs: Int64,
+        requireAccepted: Bool = false
+    ) throws -> IngestReport {
         var stripped = false
         var states: [(roomID: String, state: RoomState, version: Int64)] = []
         let report = try pool.write { db in
             var batch = try IngestBatch(db: db, store: self, receivedMs: receivedMs)
-            var outcomes: [IngestOutcome?] = Array(repeating: nil, count: verified.count)
+            var outcomes: [IngestOutcome?] = []
+            var events: [(eventID: String, hash: String, senderKey: String, timestampMs: Int64)?] = []
             var chainedInputs: [(index: Int, hash: String)] = []
-            for (index, result) in verified.enumerated() {
-                switch result {
-                case .failure(let error):
-                    try batch.logRejection(reason: error.message, event: nil, excerpt: lines[index])
-                    outcomes[index] = .rejected(error.message)
-                case .success(let event):
-                    let outcome = try batch.offer(event)
-                    if outcome == nil { chainedInputs.append((index, event.hash)) } else { outcomes[index] = outcome }
+            while let (verified, lines) = try next() {
+                for (offset, result) in verified.enumerated() {
+                    let index = outcomes.count
+                    switch result {
+                    case .failure(let error):
+                        try batch.logRejection(reason: error.message, event: nil, excerpt: lines[offset])
+                        outcomes.append(.rejected(error.message))
+                        events.append(nil)
+                    case .success(let event):
+                        let outcome = try batch.offer(event)
+                        outcomes.append(outcome)
+                        if outcome == nil { chainedInputs.append((index, event.hash)) }
+                        events.append((event.event.eventID, event.hash, event.event.senderKey, event.event.timestampMs))
+                    }
                 }
             }
             try batch.finish()
@@ -101,9 +122,6 @@ extension EventStore {
             let inputHashes = Set(chainedInputs.map(\.hash))
             let released = batch.judgedOrder.filter { !inputHashes.contains($0.hash) }.map {
                 (eventID: $0.eventID, outcome: batch.finalOutcome(hash: $0.hash))
-            }
-            let events = verified.map { result in
-                (try? result.get()).map { (eventID: $0.event.eventID, hash: $0.hash, senderKey: $0.event.senderKey, timestampMs: $0.event.timestampMs) }
             }
             let report = IngestReport(outcomes: outcomes.map { $0! }, events: events, released: released)
             if requireAccepted, let refused = report.outcomes.first(where: { $0 != .accepted }) {
