@@ -17,7 +17,14 @@ struct Parley: AsyncParsableCommand {
 
     /// `--home DIR` may come before the subcommand (`parley --home DIR init`); argument parsing wants options after
     /// it, so move it to the end.
-    static func main() async {
+    static func main() {
+        // A parent may have started us with termination signals blocked (they are inherited); a command that runs
+        // until stopped must stop when told to.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
         var arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == "--home", arguments.count >= 2 {
             let home = Array(arguments[0...1])
@@ -32,14 +39,33 @@ struct Parley: AsyncParsableCommand {
         }
         do {
             var command = try parseAsRoot(arguments)
-            if var asynchronous = command as? AsyncParsableCommand {
-                try await asynchronous.run()
+            if let asynchronous = command as? AsyncParsableCommand {
+                try runBlocking(asynchronous)
             } else {
                 try command.run()
             }
         } catch {
             exit(withError: error)
         }
+    }
+
+    /// Runs an async command on the concurrency pool while the main thread waits. (An `async` main would park the
+    /// main thread with `pthread_exit`, whose unwinding reads the executable's whole unwind table: ~8 MB of memory
+    /// in the static build.)
+    static func runBlocking(_ command: AsyncParsableCommand) throws {
+        final class Outcome: @unchecked Sendable {
+            var command: AsyncParsableCommand
+            var error: Error?
+            init(_ command: AsyncParsableCommand) { self.command = command }
+        }
+        let outcome = Outcome(command)
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            do { try await outcome.command.run() } catch { outcome.error = error }
+            done.signal()
+        }
+        done.wait()
+        if let error = outcome.error { throw error }
     }
 }
 
