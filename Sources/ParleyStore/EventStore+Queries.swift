@@ -24,13 +24,18 @@ public struct RejectedEvent: Sendable {
 }
 
 extension EventStore {
-    static let itemTypesSQL = "('m.room.message', 'm.room.member', 'm.room.name', 'm.room.topic', 'm.room.create', 'm.room.power_levels')"
+    static let itemTypesSQL = "(" + Timeline.itemTypes.sorted().map { "'\($0)'" }.joined(separator: ", ") + ")"
 
     /// The newest `limit` timeline items of `roomID` that come before `before` (or the newest overall), oldest first,
-    /// with edits, reactions and redactions applied.
+    /// with edits, reactions and redactions applied. Sealed events show as what they contain once this device
+    /// opened them, and as undecryptable items until then; sealed edits and reactions apply like plain ones.
     public func timeline(roomID: String, limit: Int, before: EventOrder? = nil) throws -> [TimelineItem] {
         try pool.read { db in
-            var sql = "SELECT wire FROM events WHERE room_id = ? AND status = 0 AND type IN \(EventStore.itemTypesSQL)"
+            var sql = """
+                SELECT id, wire FROM events WHERE room_id = ? AND status = 0 AND type IN \(EventStore.itemTypesSQL)
+                    AND (type != 'm.room.encrypted' OR NOT EXISTS (
+                        SELECT 1 FROM plaintexts p WHERE p.event_row = events.id AND (p.type IS NULL OR p.type NOT IN \(EventStore.itemTypesSQL))))
+                """
             var arguments: StatementArguments = [roomID]
             if let before {
                 sql += " AND (timestamp_ms, seq, event_id) < (?, ?, ?)"
@@ -38,7 +43,9 @@ extension EventStore {
             }
             sql += " ORDER BY timestamp_ms DESC, seq DESC, event_id DESC LIMIT ?"
             arguments += [limit]
-            let items = try Data.fetchAll(db, sql: sql, arguments: arguments).map { try Event.parse($0) }
+            let items = try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                try EventStore.decryptedView(db: db, event: Event.parse((row[1] as Data).bytes), row: row[0])
+            }
             let relations = try EventStore.relations(db: db, targets: items.map(\.eventID))
             return Timeline.resolve(items: items, relations: relations)
         }
@@ -49,12 +56,12 @@ extension EventStore {
         try pool.read { db in
             guard let wire = try Data.fetchOne(db, sql: "SELECT wire FROM events WHERE event_id = ? AND status = 0", arguments: [eventID])
             else { return nil }
-            let event = try Event.parse(wire)
+            let event = try EventStore.decryptedView(db: db, event: Event.parse(wire))
             return Timeline.resolve(items: [event], relations: try EventStore.relations(db: db, targets: [eventID])).first
         }
     }
 
-    /// Accepted edits, reactions and redactions that refer to any of `targets`.
+    /// Accepted edits, reactions and redactions that refer to any of `targets`, sealed ones included once opened.
     static func relations(db: Database, targets: [String]) throws -> [Event] {
         var result: [Event] = []
         for chunk in targets.chunks(of: inListChunk) {
@@ -65,6 +72,16 @@ extension EventStore {
                         AND type IN ('m.room.edit', 'm.room.reaction', 'm.room.redaction')
                     """, arguments: StatementArguments(Array(chunk))
             ).map { try Event.parse($0) }
+            for row in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT e.wire, p.type, p.content FROM plaintexts p JOIN events e ON e.id = p.event_row
+                    WHERE p.target_event_id IN (\(placeholders(chunk.count))) AND e.status = 0 AND e.redacted = 0
+                        AND p.type IN ('m.room.edit', 'm.room.reaction')
+                    """, arguments: StatementArguments(Array(chunk)))
+            {
+                result.append(try plaintextView(of: Event.parse((row[0] as Data).bytes), type: row[1], content: (row[2] as Data).bytes))
+            }
         }
         return result
     }
@@ -171,7 +188,7 @@ extension EventStore {
             sql += " ORDER BY e.timestamp_ms DESC, e.seq DESC LIMIT ?"
             arguments += [limit]
             return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
-                let message = try Event.parse((row[1] as Data).bytes)
+                let message = try EventStore.decryptedView(db: db, event: Event.parse((row[1] as Data).bytes))
                 let items = Timeline.resolve(items: [message], relations: try EventStore.relations(db: db, targets: [message.eventID]))
                 return items.first.map { SearchHit(roomID: row[0], item: $0) }
             }
@@ -228,13 +245,17 @@ extension EventStore {
     static func index(db: Database, messageRowID id: Int64) throws {
         try db.cachedStatement(sql: "DELETE FROM message_search WHERE rowid = ?").execute(arguments: [id])
         guard let row = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT wire, status, redacted, event_id FROM events WHERE id = ? AND type = 'm.room.message'"),
+            db.cachedStatement(sql: "SELECT wire, status, redacted, event_id FROM events WHERE id = ? AND type IN ('m.room.message', 'm.room.encrypted')"),
             arguments: [id]),
             row[1] as Int == EventStatus.accepted.rawValue, !(row[2] as Bool)
         else { return }
-        let message = try Event.parse((row[0] as Data).bytes)
+        let message = try decryptedView(db: db, event: Event.parse((row[0] as Data).bytes), row: id)
+        guard message.type == EventType.message else { return }
         let hasEdits = try Bool.fetchOne(
-            db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM events WHERE target_event_id = ? AND type = 'm.room.edit' AND status = 0)"),
+            db.cachedStatement(sql: """
+                SELECT EXISTS (SELECT 1 FROM events WHERE target_event_id = ?1 AND type = 'm.room.edit' AND status = 0)
+                    OR EXISTS (SELECT 1 FROM plaintexts WHERE target_event_id = ?1 AND type = 'm.room.edit')
+                """),
             arguments: [row[3] as String]) ?? false
         let edits = hasEdits ? try relations(db: db, targets: [message.eventID]).filter { $0.type == EventType.edit } : []
         guard let body = Timeline.resolve(items: [message], relations: edits).first?.body else { return }
@@ -250,7 +271,7 @@ extension EventStore {
             let from = try EventStore.searchIndexedUpTo(db)
             guard let upTo = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM events"), upTo > from else { return 0 }
             let ids = try Int64.fetchAll(
-                db, sql: "SELECT id FROM events WHERE id > ? AND id <= ? AND type = 'm.room.message' AND status = 0 AND redacted = 0",
+                db, sql: "SELECT id FROM events WHERE id > ? AND id <= ? AND type IN ('m.room.message', 'm.room.encrypted') AND status = 0 AND redacted = 0",
                 arguments: [from, upTo])
             for id in ids { try EventStore.index(db: db, messageRowID: id) }
             try db.execute(sql: "UPDATE search_state SET indexed_up_to = ?", arguments: [upTo])

@@ -128,6 +128,7 @@ public final class EventStore: Sendable {
                 """)
         }
         registerBucketMigration(&migrator)
+        registerEncryptionMigration(&migrator)
         return migrator
     }
 }

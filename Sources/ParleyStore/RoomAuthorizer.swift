@@ -24,7 +24,7 @@ struct RoomAuthorizer {
     /// The room's founding create, pinned when this node first accepted one.
     var pinnedCreateHash: String?
 
-    static let stateTypesSQL = "('m.room.create', 'm.room.member', 'm.room.power_levels', 'm.room.name', 'm.room.topic')"
+    static let replayedTypesSQL = "(" + EventType.replayedTypes.sorted().map { "'\($0)'" }.joined(separator: ", ") + ")"
 
     init(db: Database, store: EventStore, roomID: String) throws {
         self.db = db
@@ -52,7 +52,7 @@ struct RoomAuthorizer {
 
     /// Replays the room's stored state events (those before `order`, or all that were authorized before this batch).
     static func resolveState(db: Database, roomID: String, before order: EventOrder?, pinnedCreateHash: String?) throws -> RoomState {
-        var sql = "SELECT wire FROM events WHERE room_id = ? AND type IN \(stateTypesSQL) AND status >= 0"
+        var sql = "SELECT wire FROM events WHERE room_id = ? AND type IN \(replayedTypesSQL) AND status >= 0"
         var arguments: StatementArguments = [roomID]
         if let order {
             sql += " AND (timestamp_ms, seq, event_id) < (?, ?, ?)"
@@ -116,7 +116,7 @@ struct RoomAuthorizer {
             state.pinCreate()
         }
         last = EventOrder(event.event)
-        if judgement.verdict == .accepted && EventType.isState(event.event.type) { stateChanged = true }
+        if judgement.verdict == .accepted && EventType.isReplayed(event.event.type) { stateChanged = true }
     }
 
     static func status(of verdict: Authorization) -> (EventStatus, String?) {
@@ -169,7 +169,7 @@ struct RoomAuthorizer {
             try db.cachedStatement(sql: "UPDATE events SET status = ?, reason = ? WHERE id = ?").execute(arguments: [status.rawValue, reason, id])
         }
         let wasAccepted = previousStatus == EventStatus.accepted.rawValue
-        if status == .accepted && EventType.isState(event.event.type) { stateChanged = true }
+        if status == .accepted && EventType.isReplayed(event.event.type) { stateChanged = true }
         if status == .accepted && !wasAccepted {
             try applyEffects(of: event, content: content, id: id)
         } else if status != .accepted && wasAccepted {
@@ -218,7 +218,8 @@ struct RoomAuthorizer {
     /// Indexes the current text of an already indexed message again (after an edit or a change of verdict).
     func reindex(messageID: String) throws {
         guard let id = try Int64.fetchOne(
-            db.cachedStatement(sql: "SELECT id FROM events WHERE event_id = ? AND type = 'm.room.message'"), arguments: [messageID]),
+            db.cachedStatement(sql: "SELECT id FROM events WHERE event_id = ? AND type IN ('m.room.message', 'm.room.encrypted')"),
+            arguments: [messageID]),
             id <= searchIndexedUpTo
         else { return }
         try EventStore.index(db: db, messageRowID: id)
@@ -230,14 +231,19 @@ struct RoomAuthorizer {
         try db.cachedStatement(sql: "UPDATE events SET redacted = 1 WHERE event_id = ?").execute(arguments: [targetID])
         let ids = try Int64.fetchAll(
             db.cachedStatement(sql: """
-                SELECT id FROM events WHERE event_id = ?
-                UNION ALL SELECT id FROM events WHERE target_event_id = ? AND type = 'm.room.edit' AND status = 0
+                SELECT id FROM events WHERE event_id = ?1
+                UNION ALL SELECT id FROM events WHERE target_event_id = ?2 AND type = 'm.room.edit' AND status = 0
+                UNION ALL SELECT event_row FROM plaintexts WHERE target_event_id = ?2 AND type = 'm.room.edit'
                 """), arguments: [targetID, targetID])
-        for id in ids { try strip(id: id) }
         // A redacted edit may have been the message's current text: the index must fall back to the one before.
-        if let message = try String.fetchOne(
-            db.cachedStatement(sql: "SELECT target_event_id FROM events WHERE event_id = ? AND type = 'm.room.edit'"), arguments: [targetID])
-        {
+        let editedMessage = try String.fetchOne(
+            db.cachedStatement(sql: """
+                SELECT target_event_id FROM events WHERE event_id = ?1 AND type = 'm.room.edit'
+                UNION ALL SELECT p.target_event_id FROM plaintexts p JOIN events e ON e.id = p.event_row
+                    WHERE e.event_id = ?1 AND p.type = 'm.room.edit'
+                """), arguments: [targetID])
+        for id in ids { try strip(id: id) }
+        if let message = editedMessage {
             try reindex(messageID: message)
         }
     }
@@ -249,6 +255,7 @@ struct RoomAuthorizer {
             try db.cachedStatement(sql: "UPDATE events SET wire = ? WHERE id = ?").execute(arguments: [Data(event.stripped().wire), id])
         }
         try db.cachedStatement(sql: "DELETE FROM message_search WHERE rowid = ?").execute(arguments: [id])
+        try db.cachedStatement(sql: "DELETE FROM plaintexts WHERE event_row = ?").execute(arguments: [id])
         strippedContent = true
     }
 

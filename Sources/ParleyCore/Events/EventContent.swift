@@ -10,11 +10,20 @@ public enum EventType {
     public static let redaction = "m.room.redaction"
     public static let reaction = "m.room.reaction"
     public static let receipt = "m.receipt"
+    public static let encryption = "m.room.encryption"
+    public static let encrypted = "m.room.encrypted"
+    public static let roomKey = "m.room.key"
 
     /// Types that change room state; they are authorized by state rules and can never be redacted.
-    public static let stateTypes: Set<String> = [create, member, powerLevels, name, topic]
+    public static let stateTypes: Set<String> = [create, member, powerLevels, name, topic, encryption]
 
     public static func isState(_ type: String) -> Bool { stateTypes.contains(type) }
+
+    /// Types room state is resolved from: the state types, and `m.room.key`, whose recipients decide which devices
+    /// hold a key. None can be redacted; `m.room.key` needs only the power to send events.
+    public static let replayedTypes: Set<String> = stateTypes.union([roomKey])
+
+    public static func isReplayed(_ type: String) -> Bool { replayedTypes.contains(type) }
 }
 
 /// Membership of a user in a room.
@@ -62,6 +71,9 @@ public enum EventContent: Sendable, Equatable {
     case redaction(target: String, reason: String?)
     case reaction(target: String, key: String)
     case receipt(kind: ReceiptKind, upTo: String)
+    case encryption(EncryptionSettings)
+    case encrypted(EncryptedContent)
+    case roomKey(RoomKeyContent)
     /// A type this version does not interpret; kept and relayed, never shown.
     case other
 
@@ -147,6 +159,12 @@ extension EventContent {
         case EventType.receipt:
             let kind = try reader.enumeration("receipt_type", ReceiptKind.self)
             result = .receipt(kind: kind, upTo: try reader.eventID("event_id", roomID: roomID))
+        case EventType.encryption:
+            result = .encryption(try parseEncryption(&reader))
+        case EventType.encrypted:
+            result = .encrypted(try parseEncrypted(&reader))
+        case EventType.roomKey:
+            result = .roomKey(try parseRoomKey(&reader))
         default:
             return .other
         }

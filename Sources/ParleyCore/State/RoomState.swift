@@ -22,6 +22,16 @@ public struct RoomCreation: Sendable, Equatable {
     public var timestampMs: Int64
 }
 
+/// What the room's state knows of one room key: who introduced it, when, and which devices were given it.
+public struct RoomKeyRecord: Sendable, Equatable {
+    public var keyID: String
+    /// The first `m.room.key` naming the key, in the total order: the start of its epoch.
+    public var introducedAt: EventOrder
+    public var introducedBy: String
+    /// Signing keys of the devices that hold the key: its introducer and every recipient so far.
+    public var holders: Set<String>
+}
+
 /// What an event refers to, as far as authorization needs it.
 public struct RelationTarget: Sendable, Equatable {
     public var type: String
@@ -65,6 +75,13 @@ public struct RoomState: Sendable, Equatable {
     /// The hash of the one `m.room.create` this node accepts for the room, when it knows it (from an invite, or
     /// because it created or first stored the room): any other create is refused, however early it claims to be.
     public private(set) var pinnedCreateHash: String?
+    /// How the room's content is encrypted, once an `m.room.encryption` event set it.
+    public private(set) var encryption: EncryptionSettings?
+    /// Room keys introduced by `m.room.key` events, by key id.
+    public private(set) var roomKeys: [String: RoomKeyRecord] = [:]
+    /// The newest accepted event that took devices out of the room (a leave, kick or ban): an epoch introduced
+    /// before it may be known to a device that is gone.
+    public private(set) var lastDeviceRemoval: EventOrder?
 
     public init(roomID: String, pinnedCreateHash: String? = nil) {
         self.roomID = roomID
@@ -104,16 +121,25 @@ public struct RoomState: Sendable, Equatable {
             return .rejected("event is older than the room's m.room.create")
         }
         guard let content else {
-            if EventType.isState(envelope.type) { return .rejected("a state event must carry its content") }
+            if EventType.isReplayed(envelope.type) { return .rejected("a \(envelope.type) event must carry its content") }
             return senderProblem(envelope).map(Authorization.rejected) ?? .accepted
         }
-        if case .member(let member) = content { return applyMember(member, event: envelope) }
+        if case .member(let member) = content {
+            let verdict = applyMember(member, event: envelope)
+            if verdict == .accepted, member.membership == .leave || member.membership == .ban { lastDeviceRemoval = EventOrder(envelope) }
+            return verdict
+        }
         if content.relationTarget == envelope.eventID { return .rejected("an event cannot refer to itself") }
         if let problem = senderProblem(envelope) { return .rejected(problem) }
         let level = powerLevels.level(of: envelope.senderID)
         let required = powerLevels.required(for: envelope.type)
         guard level >= required else {
             return .rejected("sending \(envelope.type) needs power level \(required); \(envelope.senderID) has \(level)")
+        }
+        switch content {
+        case .message, .edit, .reaction:
+            if encryption != nil { return .rejected("the room is encrypted: \(envelope.type) must be sent sealed, as m.room.encrypted") }
+        default: break
         }
         switch content {
         case .powerLevels(let proposed):
@@ -123,6 +149,13 @@ public struct RoomState: Sendable, Equatable {
             name = newName.isEmpty ? nil : newName
         case .topic(let newTopic):
             topic = newTopic.isEmpty ? nil : newTopic
+        case .encryption(let settings):
+            guard encryption == nil else { return .rejected("the room's encryption was already set; it never changes") }
+            encryption = settings
+        case .encrypted(let sealed):
+            if let problem = sealingProblem(sealed, event: envelope) { return .rejected(problem) }
+        case .roomKey(let keys):
+            if let problem = applyRoomKey(keys, event: envelope) { return .rejected(problem) }
         case .edit(let targetID, _):
             guard let target = relations.target(targetID) else { return .awaitingTarget(targetID) }
             guard target.type == EventType.message else { return .rejected("only m.room.message events can be edited, not \(target.type)") }
@@ -131,7 +164,7 @@ public struct RoomState: Sendable, Equatable {
             }
         case .redaction(let targetID, _):
             guard let target = relations.target(targetID) else { return .awaitingTarget(targetID) }
-            guard !EventType.isState(target.type) else { return .rejected("state events cannot be redacted (\(target.type))") }
+            guard !EventType.isReplayed(target.type) else { return .rejected("state and key events cannot be redacted (\(target.type))") }
             guard target.type != EventType.redaction else { return .rejected("a redaction cannot be redacted") }
             if target.senderID != envelope.senderID && level < powerLevels.redact {
                 return .rejected(
@@ -148,6 +181,64 @@ public struct RoomState: Sendable, Equatable {
             break
         }
         return .accepted
+    }
+
+    /// Why `event`'s sealed content may not be accepted, or `nil`.
+    func sealingProblem(_ sealed: EncryptedContent, event: Event) -> String? {
+        guard let encryption else { return "the room is not encrypted; m.room.encrypted is refused" }
+        switch encryption.mode {
+        case .preShared:
+            guard sealed.keyID == encryption.keyID else { return "sealed under key \(sealed.keyID.prefix(16))…, not the room's pre-shared key" }
+        case .epochs:
+            guard roomKeys[sealed.keyID]?.holders.contains(event.senderKey) == true else {
+                return "sealed under key \(sealed.keyID.prefix(16))…, which this device had not been given before this event"
+            }
+        }
+        return nil
+    }
+
+    /// Records the devices an `m.room.key` event gives a key to, or says why it may not.
+    mutating func applyRoomKey(_ keys: RoomKeyContent, event: Event) -> String? {
+        guard encryption?.mode == .epochs else { return "the room does not use epoch keys; m.room.key is refused" }
+        for recipient in keys.recipients where !isMemberDevice(recipient.signingKey) {
+            return "device \(recipient.signingKey.prefix(12))… is not a joined or invited device of the room"
+        }
+        if var record = roomKeys[keys.keyID] {
+            guard record.holders.contains(event.senderKey) else {
+                return "key \(keys.keyID.prefix(16))… was never given to this device, so it cannot share it"
+            }
+            record.holders.formUnion(keys.recipients.map(\.signingKey))
+            roomKeys[keys.keyID] = record
+        } else {
+            roomKeys[keys.keyID] = RoomKeyRecord(
+                keyID: keys.keyID, introducedAt: EventOrder(event), introducedBy: event.senderKey,
+                holders: Set(keys.recipients.map(\.signingKey)).union([event.senderKey]))
+        }
+        return nil
+    }
+
+    /// Whether `signingKey` is a device of a joined member, or a device an invite names.
+    public func isMemberDevice(_ signingKey: String) -> Bool {
+        members.values.contains { member in
+            switch member.membership {
+            case .join: member.devices[signingKey] != nil || member.invitedDevices[signingKey] != nil
+            case .invite: member.invitedDevices[signingKey] != nil
+            case .leave, .ban: false
+            }
+        }
+    }
+
+    /// Every device a room key should reach now: joined devices, and invited devices whose exchange key is known.
+    public var keyRecipients: [DeviceBinding] {
+        members.values.sorted { $0.userID < $1.userID }.flatMap { member -> [DeviceBinding] in
+            switch member.membership {
+            case .join:
+                member.devices.values.sorted { $0.signingKey < $1.signingKey }
+                    + member.invitedDevices.values.filter { $0.exchangeKey != nil }.sorted { $0.signingKey < $1.signingKey }
+            case .invite: member.invitedDevices.values.filter { $0.exchangeKey != nil }.sorted { $0.signingKey < $1.signingKey }
+            case .leave, .ban: []
+            }
+        }
     }
 
     /// Why the sender of `event` may not send anything, or `nil`.

@@ -25,6 +25,8 @@ public struct TimelineItem: Sendable, Equatable {
     public var edits: [EditRecord] = []
     /// For state events: what changed, in words.
     public var summary: String?
+    /// Sealed content this device cannot open yet (no key): kept, shown as such, opened when the key arrives.
+    public var undecryptable = false
 }
 
 /// Builds timeline items from accepted events (docs/PROTOCOL.md §9). Pure: the store hands it the messages of a
@@ -38,6 +40,7 @@ public enum Timeline {
     /// Event types that appear as items of their own.
     public static let itemTypes: Set<String> = [
         EventType.message, EventType.member, EventType.name, EventType.topic, EventType.create, EventType.powerLevels,
+        EventType.encryption, EventType.encrypted,
     ]
 
     /// Resolves `items` (events of ``itemTypes``) using `relations` (accepted edits, redactions and reactions that
@@ -88,6 +91,8 @@ public enum Timeline {
                     }
                 }
                 item.reactions = byKey.mapValues { $0.sorted() }
+            case .encrypted?:
+                item.undecryptable = !item.redacted
             case let content?:
                 item.summary = summary(of: content, sender: event.senderID)
             case nil:
@@ -103,6 +108,8 @@ public enum Timeline {
         case .name(let name): return name.isEmpty ? "\(sender) removed the room name" : "\(sender) named the room \"\(name)\""
         case .topic(let topic): return topic.isEmpty ? "\(sender) removed the topic" : "\(sender) set the topic to \"\(topic)\""
         case .powerLevels: return "\(sender) changed power levels"
+        case .encryption(let settings):
+            return "\(sender) turned on end-to-end encryption (history visible to: \(settings.history == .shared ? "all members" : "members since they joined"))"
         case .member(let member):
             let reason = member.reason.map { ": \($0)" } ?? ""
             switch member.membership {

@@ -1,0 +1,156 @@
+import Crypto
+import Foundation
+
+/// Why encrypted content or a sealed key could not be opened or accepted (docs/PROTOCOL.md §14). The description
+/// names the fault and never contains key material or plaintext.
+public struct EncryptionError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable, Equatable {
+        /// A field has the wrong length or encoding.
+        case malformed
+        /// The AEAD tag does not verify: a flipped bit in nonce, ciphertext, tag or associated data, or the wrong key.
+        case decryptFailed = "decrypt_failed"
+        /// The key presented is not the one the content names.
+        case keyMismatch = "key_mismatch"
+        /// The plaintext is not a `{"content":…,"type":…}` object of a type that may be sealed.
+        case badPlaintext = "bad_plaintext"
+        /// An X25519 public key or encapsulation is low-order or not canonical: its shared secret would be all-zero
+        /// or predictable.
+        case weakKey = "weak_key"
+        /// A sealed room key does not open with this device's key (sealed for another device, or altered).
+        case openFailed = "open_failed"
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// A room's symmetric key for one epoch (docs/PROTOCOL.md §14.2): 32 random bytes, or for a pre-shared-key room the
+/// key derived from the invite's secret.
+///
+/// Its ``keyID`` is an HMAC of the key: events name the key by it, and since nobody can find a second key with the
+/// same id, content that opens under the named key opens under no other (the key commitment AES-GCM lacks).
+public struct RoomKey: Sendable {
+    public static let byteCount = 32
+    public let bytes: [UInt8]
+    /// Lowercase hex HMAC-SHA256(key, "parley.room-key.id.v1").
+    public let keyID: String
+    let aeadKey: SymmetricKey
+
+    public init(bytes: [UInt8]) throws(EncryptionError) {
+        guard bytes.count == RoomKey.byteCount else { throw EncryptionError(.malformed, "a room key is \(bytes.count) bytes, not 32") }
+        self.bytes = bytes
+        let key = SymmetricKey(data: bytes)
+        keyID = Hex.encode(HMAC<SHA256>.authenticationCode(for: Array("parley.room-key.id.v1".utf8), using: key))
+        aeadKey = HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: key, salt: [UInt8](), info: Array("parley.room-key.aead.v1".utf8), outputByteCount: 32)
+    }
+
+    /// A fresh random key.
+    public static func random(using generator: inout some RandomNumberGenerator) -> RoomKey {
+        var bytes = [UInt8](repeating: 0, count: byteCount)
+        for index in bytes.indices { bytes[index] = UInt8.random(in: .min ... .max, using: &generator) }
+        return try! RoomKey(bytes: bytes)
+    }
+
+    /// The key of a pre-shared-key room: HKDF-SHA256 of the invite's 32-byte secret, salted with the room id, so one
+    /// secret gives unrelated keys in different rooms.
+    public static func preShared(secret: [UInt8], roomID: String) -> RoomKey {
+        let derived = HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: SymmetricKey(data: secret), salt: Array(roomID.utf8), info: Array("parley.psk.v1".utf8),
+            outputByteCount: byteCount)
+        return try! RoomKey(bytes: derived.withUnsafeBytes { Array($0) })
+    }
+}
+
+/// Seals and opens event content under a room key (docs/PROTOCOL.md §14.3): AES-256-GCM with a random 96-bit nonce,
+/// the event's envelope as associated data, so sealed content cannot be moved into another event.
+public enum RoomCipher {
+    public static let algorithm = "parley.aes256gcm.v1"
+    public static let nonceByteCount = 12
+    public static let tagByteCount = 16
+    /// Seals allowed under one key by one device before it must start a new epoch. Random 96-bit nonces stay far
+    /// below a collision at this count (probability under 2^-33 across the room).
+    public static let maxSealsPerKey: Int64 = 1 << 30
+
+    /// Types whose content may be sealed: what a timeline shows, never what decides who may do what. State,
+    /// keys and redactions stay readable so every store can resolve state and strip redacted content.
+    public static func maySeal(_ type: String) -> Bool {
+        !EventType.isReplayed(type) && type != EventType.encrypted && type != EventType.redaction
+    }
+
+    /// The associated data of an event's sealed content: a prefix, then the canonical JSON of the envelope fields
+    /// fixed before the content is sealed.
+    public static func associatedData(
+        eventID: String, roomID: String, timestampMs: Int64, senderID: String, senderKey: String, seq: Int64,
+        parentEventID: String?, prevEventHash: String?
+    ) -> [UInt8] {
+        var object = JSONObject()
+        object["event_id"] = .string(eventID)
+        object["room_id"] = .string(roomID)
+        object["timestamp_ms"] = .integer(timestampMs)
+        object["sender_id"] = .string(senderID)
+        object["sender_key"] = .string(senderKey)
+        object["seq"] = .integer(seq)
+        if let parentEventID { object["parent_event_id"] = .string(parentEventID) }
+        object["prev_event_hash"] = prevEventHash.map(JSONValue.string) ?? .null
+        return Array("parley.encrypted.v1\n".utf8) + CanonicalJSON.encode(.object(object))
+    }
+
+    public static func associatedData(of event: Event) -> [UInt8] {
+        associatedData(
+            eventID: event.eventID, roomID: event.roomID, timestampMs: event.timestampMs, senderID: event.senderID,
+            senderKey: event.senderKey, seq: event.seq, parentEventID: event.parentEventID, prevEventHash: event.prevEventHash)
+    }
+
+    /// The content of an `m.room.encrypted` event carrying `type` and `content`.
+    public static func seal(
+        type: String, content: JSONObject, key: RoomKey, associatedData: [UInt8], using generator: inout some RandomNumberGenerator
+    ) -> JSONObject {
+        var nonce = [UInt8](repeating: 0, count: nonceByteCount)
+        for index in nonce.indices { nonce[index] = UInt8.random(in: .min ... .max, using: &generator) }
+        return seal(type: type, content: content, key: key, associatedData: associatedData, nonce: nonce)
+    }
+
+    /// Seals with a given nonce: for test vectors only. A nonce must never be used twice under one key.
+    public static func seal(type: String, content: JSONObject, key: RoomKey, associatedData: [UInt8], nonce: [UInt8]) -> JSONObject {
+        precondition(maySeal(type), "\(type) is never sealed")
+        let plaintext = CanonicalJSON.encode(.object(JSONObject(["type": .string(type), "content": .object(content)])))
+        let box = try! AES.GCM.seal(plaintext, using: key.aeadKey, nonce: AES.GCM.Nonce(data: nonce), authenticating: associatedData)
+        return EncryptedContent(keyID: key.keyID, nonce: nonce, ciphertext: Array(box.ciphertext) + Array(box.tag)).jsonObject
+    }
+
+    /// Opens sealed content with `key`, which must be the key it names.
+    /// - Returns: the inner type and content; the content is not checked against its type's schema here.
+    public static func open(
+        _ sealed: EncryptedContent, key: RoomKey, associatedData: [UInt8]
+    ) throws(EncryptionError) -> (type: String, content: JSONObject) {
+        guard sealed.keyID == key.keyID else { throw EncryptionError(.keyMismatch, "the content names key \(sealed.keyID.prefix(16))…, not this key") }
+        let plaintext: [UInt8]
+        do {
+            let box = try AES.GCM.SealedBox(
+                nonce: AES.GCM.Nonce(data: sealed.nonce), ciphertext: sealed.ciphertext.dropLast(tagByteCount),
+                tag: sealed.ciphertext.suffix(tagByteCount))
+            plaintext = Array(try AES.GCM.open(box, using: key.aeadKey, authenticating: associatedData))
+        } catch {
+            throw EncryptionError(.decryptFailed, "sealed content does not open: nonce, ciphertext, tag or envelope altered")
+        }
+        let value: JSONValue
+        do { value = try JSONParser().parse(plaintext) } catch {
+            throw EncryptionError(.badPlaintext, "the plaintext is not valid JSON: \(error)")
+        }
+        guard case .object(let object) = value, object.count == 2, case .string(let type)? = object["type"],
+            case .object(let content)? = object["content"]
+        else { throw EncryptionError(.badPlaintext, "the plaintext must be exactly {\"content\":{…},\"type\":\"…\"}") }
+        guard EventTypeName.problem(with: type) == nil, maySeal(type) else {
+            throw EncryptionError(.badPlaintext, "\(Identifier.printable(type)) may not be sent sealed")
+        }
+        return (type, content)
+    }
+}

@@ -1,0 +1,246 @@
+import Foundation
+import GRDB
+import ParleyCore
+
+/// What one decryption pass did.
+public struct DecryptionReport: Sendable, Equatable {
+    public var decrypted = 0
+    /// Sealed events whose key this node does not hold (yet); they are tried again on the next pass.
+    public var waitingForKey = 0
+    /// Sealed events that can never be shown, with the reason; each is also in the rejected-events log.
+    public var failed: [(eventID: String, reason: String)] = []
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.decrypted == rhs.decrypted && lhs.waitingForKey == rhs.waitingForKey && lhs.failed.map(\.eventID) == rhs.failed.map(\.eventID)
+    }
+}
+
+/// An `m.room.key` event that gives this device a key it has not opened yet.
+public struct KeyDelivery: Sendable {
+    public var row: Int64
+    public var event: Event
+    public var content: RoomKeyContent
+    public var sealed: SealedRoomKey
+}
+
+/// Room keys and decrypted content (docs/PROTOCOL.md §14). Both stay on this device: they are never exported,
+/// synced or written to a bucket. The decrypted view of an `m.room.encrypted` event is its envelope with the
+/// inner type and content, which the timeline and search use in place of the sealed event.
+extension EventStore {
+    static func registerEncryptionMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v3-encryption") { db in
+            try db.execute(sql: """
+                CREATE TABLE room_keys (
+                    room_id TEXT NOT NULL,
+                    key_id TEXT NOT NULL,
+                    key BLOB NOT NULL,
+                    added_ms INTEGER NOT NULL,
+                    seals INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (room_id, key_id)
+                );
+                CREATE TABLE key_deliveries (
+                    event_row INTEGER PRIMARY KEY,
+                    problem TEXT
+                );
+                CREATE TABLE plaintexts (
+                    event_row INTEGER PRIMARY KEY,
+                    room_id TEXT NOT NULL,
+                    type TEXT,
+                    content BLOB,
+                    target_event_id TEXT,
+                    problem TEXT
+                );
+                CREATE INDEX plaintexts_target ON plaintexts (target_event_id) WHERE target_event_id IS NOT NULL;
+                """)
+        }
+    }
+
+    // MARK: Keys
+
+    /// Stores room keys this device holds (idempotent).
+    public func addRoomKeys(_ keys: [RoomKey], roomID: String, addedMs: Int64) throws {
+        try pool.write { db in
+            for key in keys {
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO room_keys (room_id, key_id, key, added_ms) VALUES (?, ?, ?, ?)",
+                    arguments: [roomID, key.keyID, Data(key.bytes), addedMs])
+            }
+        }
+    }
+
+    /// Every key of `roomID` this device holds, by key id.
+    public func roomKeys(roomID: String) throws -> [String: RoomKey] {
+        try pool.read { db in try EventStore.roomKeys(db: db, roomID: roomID) }
+    }
+
+    static func roomKeys(db: Database, roomID: String) throws -> [String: RoomKey] {
+        var keys: [String: RoomKey] = [:]
+        for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT key FROM room_keys WHERE room_id = ?"), arguments: [roomID]) {
+            let key = try RoomKey(bytes: (row[0] as Data).bytes)
+            keys[key.keyID] = key
+        }
+        return keys
+    }
+
+    /// How many times this device sealed content under `keyID`.
+    public func sealCount(roomID: String, keyID: String) throws -> Int64 {
+        try pool.read { db in
+            try Int64.fetchOne(db, sql: "SELECT seals FROM room_keys WHERE room_id = ? AND key_id = ?", arguments: [roomID, keyID]) ?? 0
+        }
+    }
+
+    public func countSeals(_ count: Int, roomID: String, keyID: String) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE room_keys SET seals = seals + ? WHERE room_id = ? AND key_id = ?", arguments: [count, roomID, keyID])
+        }
+    }
+
+    /// Accepted `m.room.key` events that seal a key to the device `signingKey` and have not been opened yet.
+    public func pendingKeyDeliveries(forDevice signingKey: String) throws -> [KeyDelivery] {
+        try pool.read { db in
+            let rows = try Row.fetchAll(
+                db, sql: """
+                    SELECT e.id, e.wire FROM events e WHERE e.type = 'm.room.key' AND e.status = 0
+                        AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id)
+                    ORDER BY e.id
+                    """)
+            var result: [KeyDelivery] = []
+            for row in rows {
+                let event = try Event.parse((row[1] as Data).bytes)
+                guard let content = event.content,
+                    case .roomKey(let keys) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID),
+                    let sealed = keys.recipients.first(where: { $0.signingKey == signingKey })
+                else { continue }
+                result.append(KeyDelivery(row: row[0], event: event, content: keys, sealed: sealed))
+            }
+            return result
+        }
+    }
+
+    /// Records the outcome of opening a delivery: the key, or why it could not be opened (also logged as rejected).
+    public func recordKeyDelivery(_ delivery: KeyDelivery, result: Result<RoomKey, EncryptionError>, receivedMs: Int64) throws {
+        try pool.write { db in
+            switch result {
+            case .success(let key):
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO room_keys (room_id, key_id, key, added_ms) VALUES (?, ?, ?, ?)",
+                    arguments: [delivery.event.roomID, key.keyID, Data(key.bytes), receivedMs])
+                try db.execute(sql: "INSERT OR REPLACE INTO key_deliveries (event_row, problem) VALUES (?, NULL)", arguments: [delivery.row])
+            case .failure(let error):
+                let reason = "m.room.key: \(error.code.rawValue): \(error.message)"
+                try db.execute(sql: "INSERT OR REPLACE INTO key_deliveries (event_row, problem) VALUES (?, ?)", arguments: [delivery.row, reason])
+                try EventStore.logRejection(db: db, event: delivery.event, reason: reason, receivedMs: receivedMs)
+            }
+        }
+    }
+
+    static func logRejection(db: Database, event: Event, reason: String, receivedMs: Int64) throws {
+        try db.execute(
+            sql: "INSERT INTO rejected_events (received_ms, room_id, event_id, hash, reason, excerpt) VALUES (?, ?, ?, NULL, ?, ?)",
+            arguments: [receivedMs, event.roomID, event.eventID, reason, Data(event.stripped().wireBytes())])
+    }
+
+    // MARK: Decryption
+
+    /// Opens every accepted, unredacted sealed event whose key this device holds and has not been opened yet.
+    /// Content that does not open, or opens to something not allowed, is logged as rejected and never shown.
+    @discardableResult
+    public func decryptPending(receivedMs: Int64) throws -> DecryptionReport {
+        try pool.write { db in
+            var report = DecryptionReport()
+            var keysByRoom: [String: [String: RoomKey]] = [:]
+            let indexedUpTo = try EventStore.searchIndexedUpTo(db)
+            let rows = try Row.fetchAll(
+                db, sql: """
+                    SELECT e.id, e.wire FROM events e WHERE e.type = 'm.room.encrypted' AND e.status = 0 AND e.redacted = 0
+                        AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = e.id)
+                    ORDER BY e.id
+                    """)
+            for row in rows {
+                let id: Int64 = row[0]
+                let event = try Event.parse((row[1] as Data).bytes)
+                guard let content = event.content,
+                    case .encrypted(let sealed) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID)
+                else { continue }
+                if keysByRoom[event.roomID] == nil { keysByRoom[event.roomID] = try EventStore.roomKeys(db: db, roomID: event.roomID) }
+                guard let key = keysByRoom[event.roomID]?[sealed.keyID] else {
+                    report.waitingForKey += 1
+                    continue
+                }
+                switch EventStore.openSealed(sealed, of: event, key: key) {
+                case .success(let (type, inner, target)):
+                    try db.execute(
+                        sql: "INSERT INTO plaintexts (event_row, room_id, type, content, target_event_id) VALUES (?, ?, ?, ?, ?)",
+                        arguments: [id, event.roomID, type, Data(CanonicalJSON.encode(.object(inner))), target])
+                    report.decrypted += 1
+                    if type == EventType.message, id <= indexedUpTo { try EventStore.index(db: db, messageRowID: id) }
+                    if type == EventType.edit, let target, let targetRow = try EventStore.rowID(db: db, eventID: target), targetRow <= indexedUpTo {
+                        try EventStore.index(db: db, messageRowID: targetRow)
+                    }
+                case .failure(let problem):
+                    let reason = problem.reason
+                    try db.execute(
+                        sql: "INSERT INTO plaintexts (event_row, room_id, problem) VALUES (?, ?, ?)", arguments: [id, event.roomID, reason])
+                    try EventStore.logRejection(db: db, event: event, reason: reason, receivedMs: receivedMs)
+                    report.failed.append((event.eventID, reason))
+                }
+            }
+            return report
+        }
+    }
+
+    static func rowID(db: Database, eventID: String) throws -> Int64? {
+        try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM events WHERE event_id = ?"), arguments: [eventID])
+    }
+
+    /// Opens sealed content and checks the inner event: a type that may be sealed, content valid for its type.
+    static func openSealed(
+        _ sealed: EncryptedContent, of event: Event, key: RoomKey
+    ) -> Result<(String, JSONObject, String?), SealedProblem> {
+        do {
+            let (type, inner) = try RoomCipher.open(sealed, key: key, associatedData: RoomCipher.associatedData(of: event))
+            let parsed = try EventContent.parse(type: type, content: inner, roomID: event.roomID)
+            if parsed.relationTarget == event.eventID { return .failure(SealedProblem(reason: "sealed \(type): an event cannot refer to itself")) }
+            return .success((type, inner, parsed.relationTarget))
+        } catch let error as EncryptionError {
+            return .failure(SealedProblem(reason: "m.room.encrypted: \(error.code.rawValue): \(error.message)"))
+        } catch {
+            return .failure(SealedProblem(reason: "sealed content: \(error)"))
+        }
+    }
+
+    struct SealedProblem: Error {
+        let reason: String
+    }
+
+    /// How many accepted sealed events of `roomID` wait for a key this device does not hold.
+    public func undecryptableCount(roomID: String) throws -> Int {
+        try pool.read { db in
+            try Int.fetchOne(
+                db, sql: """
+                    SELECT COUNT(*) FROM events e WHERE e.room_id = ? AND e.type = 'm.room.encrypted' AND e.status = 0 AND e.redacted = 0
+                        AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = e.id)
+                    """, arguments: [roomID]) ?? 0
+        }
+    }
+
+    /// `event` as the timeline and search see it: a sealed event this device opened shows its inner type and
+    /// content; anything else is itself.
+    static func decryptedView(db: Database, event: Event, row: Int64? = nil) throws -> Event {
+        guard event.type == EventType.encrypted else { return event }
+        let sql = row == nil
+            ? "SELECT p.type, p.content FROM plaintexts p JOIN events e ON e.id = p.event_row WHERE e.event_id = ? AND p.type IS NOT NULL"
+            : "SELECT type, content FROM plaintexts WHERE event_row = ? AND type IS NOT NULL"
+        let argument: DatabaseValueConvertible = row ?? event.eventID
+        guard let found = try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [argument]) else { return event }
+        return try plaintextView(of: event, type: found[0], content: (found[1] as Data).bytes)
+    }
+
+    static func plaintextView(of event: Event, type: String, content: [UInt8]) throws -> Event {
+        guard case .object(let inner) = try JSONParser().parse(content) else { throw StoreError("stored plaintext is not an object") }
+        var view = event
+        view.type = type
+        view.content = inner
+        return view
+    }
+}
