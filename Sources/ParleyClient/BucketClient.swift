@@ -96,13 +96,15 @@ public struct BucketClient: Sendable {
 
     /// Creates `roomID` in the bucket at `url`: the room's first events, its metadata.json, and the first log file.
     /// - Throws: ``ClientError`` if the bucket already holds a room of that id, or cannot be written.
-    public func createRoom(_ roomID: String, bucket url: BucketURL, name: String? = nil) async throws -> [VerifiedEvent] {
+    public func createRoom(
+        _ roomID: String, bucket url: BucketURL, name: String? = nil, encryption: RoomEncryptionOption? = nil
+    ) async throws -> [VerifiedEvent] {
         try node.validateRoomID(roomID)
         let objects = try bucketCall { () throws(BucketError) in try open(url) }
         if try await bucketCall({ () async throws(BucketError) in try await objects.head(key: BucketLayout.metadataKey(roomID)) }) != nil {
             throw ClientError(.invalidArgument, "\(url.text) already holds a room \(roomID).", remedy: "Join it with an invite code, or choose another room id.")
         }
-        let events = try node.createRoom(roomID, name: name)
+        let events = try node.createRoom(roomID, name: name, encryption: encryption)
         guard let fingerprint = InviteCode.fingerprint(ofKey: node.identity.signingKeyBase64) else { throw ClientError(.io, "The device key is unreadable.") }
         try node.store.addBucketRoom(roomID: roomID, bucketURL: url.text, creatorFingerprint: fingerprint)
         try await writeMetadata(roomID: roomID, objects: objects)

@@ -7,6 +7,8 @@ public struct OutgoingEvent: Sendable {
     public var type: String
     public var content: JSONObject
     public var parentEventID: String?
+    /// Set by the node in an encrypted room: the key the content is sealed with (docs/PROTOCOL.md §14.3).
+    var sealedWith: RoomKey?
 
     public init(type: String, content: JSONObject, parentEventID: String? = nil) {
         self.type = type
@@ -65,66 +67,92 @@ public final class Node: Sendable {
 
     /// Signs and stores several events of this device's chain in one transaction: all of them, or (if the room
     /// would refuse any) none. For a client that sends in bursts; one event at a time is ``publish(roomID:type:content:parentEventID:)``.
+    /// In an encrypted room, content is sealed, and any `m.room.key` events the room needs first are published
+    /// before it; the result holds only the events asked for.
     @discardableResult
     public func publish(roomID: String, _ outgoing: [OutgoingEvent]) throws -> [VerifiedEvent] {
         try validateRoomID(roomID)
         guard !outgoing.isEmpty else { return [] }
         return try home.withLock {
-            var head = try store.chainHead(roomID: roomID, senderKey: identity.signingKeyBase64)
-            // Never earlier than our previous event (chains forbid timestamps going backwards), and after the newest
-            // event of the room we hold, so a device whose clock lags still orders its event after what it answers
-            // (a join after its invite). A room time far in the future is ignored: one member must not drag
-            // everyone's clock along.
-            let now = clock()
-            var timestamp = max(now, head?.timestampMs ?? 0)
-            if let latest = try store.latestTimestamp(roomID: roomID), latest < now + Node.maxClockLeadMs {
-                timestamp = max(timestamp, latest + 1)
+            guard let state = try store.roomState(roomID: roomID), state.encryption != nil else { return try signAndStore(roomID: roomID, outgoing) }
+            // Keys that arrived since the last read decide whether a new epoch is needed.
+            try catchUpDecryption()
+            let (events, key) = try sealing(outgoing, roomID: roomID, state: state)
+            let published = try signAndStore(roomID: roomID, events)
+            if let key {
+                try store.countSeals(outgoing.filter { RoomCipher.maySeal($0.type) }.count, roomID: roomID, keyID: key.keyID)
+                try catchUpDecryption()
             }
-            var generator = SystemRandomNumberGenerator()
-            func sign(_ item: OutgoingEvent) -> VerifiedEvent {
-                let event = identity.signingKey.signEvent(
-                    roomID: roomID, type: item.type, content: item.content, parentEventID: item.parentEventID, senderID: identity.userID,
-                    seq: (head?.seq ?? 0) + 1, previousHash: head?.hash, timestampMs: timestamp,
-                    eventID: EventID.make(roomID: roomID, timestampMs: timestamp, using: &generator))
-                head = ChainLink(seq: event.event.seq, hash: event.hash, timestampMs: timestamp)
-                return event
+            return Array(published.suffix(outgoing.count))
+        }
+    }
+
+    /// Signs `outgoing` into this device's chain and stores it, all or nothing; the caller holds the home's lock.
+    func signAndStore(roomID: String, _ outgoing: [OutgoingEvent]) throws -> [VerifiedEvent] {
+        var head = try store.chainHead(roomID: roomID, senderKey: identity.signingKeyBase64)
+        // Never earlier than our previous event (chains forbid timestamps going backwards), and after the newest
+        // event of the room we hold, so a device whose clock lags still orders its event after what it answers
+        // (a join after its invite). A room time far in the future is ignored: one member must not drag
+        // everyone's clock along.
+        let now = clock()
+        var timestamp = max(now, head?.timestampMs ?? 0)
+        if let latest = try store.latestTimestamp(roomID: roomID), latest < now + Node.maxClockLeadMs {
+            timestamp = max(timestamp, latest + 1)
+        }
+        var generator = SystemRandomNumberGenerator()
+        func sign(_ item: OutgoingEvent) -> VerifiedEvent {
+            let eventID = EventID.make(roomID: roomID, timestampMs: timestamp, using: &generator)
+            let seq = (head?.seq ?? 0) + 1
+            var type = item.type
+            var content = item.content
+            if let key = item.sealedWith {
+                let associatedData = RoomCipher.associatedData(
+                    eventID: eventID, roomID: roomID, timestampMs: timestamp, senderID: identity.userID, senderKey: identity.signingKeyBase64,
+                    seq: seq, parentEventID: item.parentEventID, prevEventHash: head?.hash)
+                content = RoomCipher.seal(type: type, content: content, key: key, associatedData: associatedData, using: &generator)
+                type = EventType.encrypted
             }
-            do {
-                if outgoing.count == 1 {
-                    let event = sign(outgoing[0])
-                    // A clear reason before anything is signed into the chain; a burst relies on the store's verdict.
-                    switch try store.preview(event) {
-                    case .accepted: break
-                    case .rejected(let reason): throw ClientError(.notAllowed, "The room would refuse this: \(reason).")
-                    case .awaitingTarget(let target): throw ClientError(.unknownEvent, "This node does not hold event \(target).")
-                    }
-                    // The store judges the event at its place in the order (another event may claim a later time). If
-                    // it is refused, nothing is stored and the seq stays free.
-                    _ = try store.ingest(events: [event], receivedMs: timestamp, requireAccepted: true)
-                    return [event]
+            let event = identity.signingKey.signEvent(
+                roomID: roomID, type: type, content: content, parentEventID: item.parentEventID, senderID: identity.userID,
+                seq: seq, previousHash: head?.hash, timestampMs: timestamp, eventID: eventID)
+            head = ChainLink(seq: event.event.seq, hash: event.hash, timestampMs: timestamp)
+            return event
+        }
+        do {
+            if outgoing.count == 1 {
+                let event = sign(outgoing[0])
+                // A clear reason before anything is signed into the chain; a burst relies on the store's verdict.
+                switch try store.preview(event) {
+                case .accepted: break
+                case .rejected(let reason): throw ClientError(.notAllowed, "The room would refuse this: \(reason).")
+                case .awaitingTarget(let target): throw ClientError(.unknownEvent, "This node does not hold event \(target).")
                 }
-                // A burst: one thread signs (the chain is sequential) while another stores what is signed, all in one
-                // transaction, so that if the room refuses any event nothing is stored.
-                let channel = ChunkChannel()
-                let store = store
-                let receivedMs = timestamp
-                let writer = Thread {
-                    channel.finish(Result { try store.ingest(chunks: channel.next, receivedMs: receivedMs, requireAccepted: true) })
-                }
-                writer.start()
-                var events: [VerifiedEvent] = []
-                events.reserveCapacity(outgoing.count)
-                for start in stride(from: 0, to: outgoing.count, by: Node.signingChunk) where !channel.isFinished {
-                    let chunk = outgoing[start..<min(outgoing.count, start + Node.signingChunk)].map(sign)
-                    events += chunk
-                    channel.put(chunk)
-                }
-                channel.close()
-                _ = try channel.result().get()
-                return events
-            } catch let error as StoreError {
-                throw ClientError(.notAllowed, "The room would refuse this: \(error.message)")
+                // The store judges the event at its place in the order (another event may claim a later time). If
+                // it is refused, nothing is stored and the seq stays free.
+                _ = try store.ingest(events: [event], receivedMs: timestamp, requireAccepted: true)
+                return [event]
             }
+            // A burst: one thread signs (the chain is sequential) while another stores what is signed, all in one
+            // transaction, so that if the room refuses any event nothing is stored.
+            let channel = ChunkChannel()
+            let store = store
+            let receivedMs = timestamp
+            let writer = Thread {
+                channel.finish(Result { try store.ingest(chunks: channel.next, receivedMs: receivedMs, requireAccepted: true) })
+            }
+            writer.start()
+            var events: [VerifiedEvent] = []
+            events.reserveCapacity(outgoing.count)
+            for start in stride(from: 0, to: outgoing.count, by: Node.signingChunk) where !channel.isFinished {
+                let chunk = outgoing[start..<min(outgoing.count, start + Node.signingChunk)].map(sign)
+                events += chunk
+                channel.put(chunk)
+            }
+            channel.close()
+            _ = try channel.result().get()
+            return events
+        } catch let error as StoreError {
+            throw ClientError(.notAllowed, "The room would refuse this: \(error.message)")
         }
     }
 
@@ -149,8 +177,8 @@ public final class Node: Sendable {
 
     // MARK: Rooms
 
-    /// Creates `roomID` (`m.room.create`, then this device's join, then its name if given).
-    public func createRoom(_ roomID: String, name: String? = nil) throws -> [VerifiedEvent] {
+    /// Creates `roomID` (`m.room.create`, then this device's join, then its encryption and name if given).
+    public func createRoom(_ roomID: String, name: String? = nil, encryption: RoomEncryptionOption? = nil) throws -> [VerifiedEvent] {
         try validateRoomID(roomID)
         if try store.roomState(roomID: roomID)?.creation != nil {
             throw ClientError(.invalidArgument, "Room \(roomID) already exists on this node.")
@@ -159,6 +187,7 @@ public final class Node: Sendable {
             try publish(roomID: roomID, type: EventType.create, content: JSONObject(["version": 1])),
             try publish(roomID: roomID, type: EventType.member, content: MemberContent(membership: .join, userID: identity.userID, devices: [identity.binding]).jsonObject),
         ]
+        if let encryption { events += try enableEncryption(roomID, encryption) }
         if let name { events.append(try setName(roomID, name)) }
         return events
     }
@@ -201,8 +230,11 @@ public final class Node: Sendable {
     public func setMembership(_ roomID: String, userID: String, _ membership: Membership, reason: String?) throws -> VerifiedEvent {
         try validateUserID(userID)
         _ = try requireState(roomID)
-        return try publish(
+        let event = try publish(
             roomID: roomID, type: EventType.member, content: MemberContent(membership: membership, userID: userID, reason: reason).jsonObject)
+        // Whoever removes a member starts the next epoch at once, so nothing later is sealed with a key they hold.
+        if membership != .invite, try store.roomState(roomID: roomID)?.encryption?.mode == .epochs { try rotateEpoch(roomID) }
+        return event
     }
 
     /// Sets `userID`'s power level.
@@ -296,6 +328,7 @@ public final class Node: Sendable {
         guard try store.roomIDs().contains(roomID) else {
             throw ClientError(.unknownRoom, "This node holds no room \(roomID).", remedy: "Create it, or import its events first.")
         }
+        try catchUpDecryption()
         return try store.timeline(roomID: roomID, limit: limit)
     }
 
@@ -303,6 +336,7 @@ public final class Node: Sendable {
 
     public func search(_ query: String, roomID: String?, limit: Int = 50) throws -> [SearchHit] {
         if let roomID { try validateRoomID(roomID) }
+        try catchUpDecryption()
         return try store.search(query, roomID: roomID, limit: limit)
     }
 }

@@ -51,6 +51,16 @@ extension EventStore {
                     problem TEXT
                 );
                 CREATE INDEX plaintexts_target ON plaintexts (target_event_id) WHERE target_event_id IS NOT NULL;
+                CREATE TABLE sealed_waiting (
+                    event_row INTEGER PRIMARY KEY,
+                    room_id TEXT NOT NULL,
+                    key_id TEXT NOT NULL
+                );
+                CREATE INDEX sealed_waiting_key ON sealed_waiting (room_id, key_id);
+                CREATE TABLE decrypt_state (scanned_up_to INTEGER NOT NULL);
+                INSERT INTO decrypt_state VALUES (0);
+                CREATE INDEX events_room_keys ON events (id) WHERE type = 'm.room.key';
+                CREATE INDEX events_sealed ON events (id) WHERE type = 'm.room.encrypted';
                 """)
         }
     }
@@ -144,33 +154,47 @@ extension EventStore {
 
     /// Opens every accepted, unredacted sealed event whose key this device holds and has not been opened yet.
     /// Content that does not open, or opens to something not allowed, is logged as rejected and never shown.
+    ///
+    /// Each pass looks only at sealed events stored since the last pass and at those waiting for a key that has
+    /// since arrived, so its cost does not grow with the room's history.
     @discardableResult
     public func decryptPending(receivedMs: Int64) throws -> DecryptionReport {
         try pool.write { db in
             var report = DecryptionReport()
             var keysByRoom: [String: [String: RoomKey]] = [:]
             let indexedUpTo = try EventStore.searchIndexedUpTo(db)
+            let scannedUpTo = try Int64.fetchOne(db, sql: "SELECT scanned_up_to FROM decrypt_state") ?? 0
+            let newest = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM events") ?? 0
             let rows = try Row.fetchAll(
                 db, sql: """
-                    SELECT e.id, e.wire FROM events e WHERE e.type = 'm.room.encrypted' AND e.status = 0 AND e.redacted = 0
-                        AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = e.id)
-                    ORDER BY e.id
-                    """)
+                    SELECT id, wire, status, redacted FROM events WHERE type = 'm.room.encrypted' AND id > ? AND id <= ?
+                    UNION ALL
+                    SELECT e.id, e.wire, e.status, e.redacted FROM sealed_waiting w JOIN events e ON e.id = w.event_row
+                        WHERE EXISTS (SELECT 1 FROM room_keys k WHERE k.room_id = w.room_id AND k.key_id = w.key_id)
+                    ORDER BY 1
+                    """, arguments: [scannedUpTo, newest])
             for row in rows {
                 let id: Int64 = row[0]
                 let event = try Event.parse((row[1] as Data).bytes)
                 guard let content = event.content,
                     case .encrypted(let sealed) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID)
-                else { continue }
-                if keysByRoom[event.roomID] == nil { keysByRoom[event.roomID] = try EventStore.roomKeys(db: db, roomID: event.roomID) }
-                guard let key = keysByRoom[event.roomID]?[sealed.keyID] else {
-                    report.waitingForKey += 1
+                else {
+                    try db.execute(sql: "DELETE FROM sealed_waiting WHERE event_row = ?", arguments: [id])
                     continue
                 }
+                if keysByRoom[event.roomID] == nil { keysByRoom[event.roomID] = try EventStore.roomKeys(db: db, roomID: event.roomID) }
+                // Not accepted (yet: it may be judged again) or no key: it waits.
+                guard row[2] as Int == EventStatus.accepted.rawValue, !(row[3] as Bool), let key = keysByRoom[event.roomID]?[sealed.keyID] else {
+                    try db.execute(
+                        sql: "INSERT OR IGNORE INTO sealed_waiting (event_row, room_id, key_id) VALUES (?, ?, ?)",
+                        arguments: [id, event.roomID, sealed.keyID])
+                    continue
+                }
+                try db.execute(sql: "DELETE FROM sealed_waiting WHERE event_row = ?", arguments: [id])
                 switch EventStore.openSealed(sealed, of: event, key: key) {
                 case .success(let (type, inner, target)):
                     try db.execute(
-                        sql: "INSERT INTO plaintexts (event_row, room_id, type, content, target_event_id) VALUES (?, ?, ?, ?, ?)",
+                        sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, type, content, target_event_id) VALUES (?, ?, ?, ?, ?)",
                         arguments: [id, event.roomID, type, Data(CanonicalJSON.encode(.object(inner))), target])
                     report.decrypted += 1
                     if type == EventType.message, id <= indexedUpTo { try EventStore.index(db: db, messageRowID: id) }
@@ -178,13 +202,15 @@ extension EventStore {
                         try EventStore.index(db: db, messageRowID: targetRow)
                     }
                 case .failure(let problem):
-                    let reason = problem.reason
                     try db.execute(
-                        sql: "INSERT INTO plaintexts (event_row, room_id, problem) VALUES (?, ?, ?)", arguments: [id, event.roomID, reason])
-                    try EventStore.logRejection(db: db, event: event, reason: reason, receivedMs: receivedMs)
-                    report.failed.append((event.eventID, reason))
+                        sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, problem) VALUES (?, ?, ?)",
+                        arguments: [id, event.roomID, problem.reason])
+                    try EventStore.logRejection(db: db, event: event, reason: problem.reason, receivedMs: receivedMs)
+                    report.failed.append((event.eventID, problem.reason))
                 }
             }
+            try db.execute(sql: "UPDATE decrypt_state SET scanned_up_to = ?", arguments: [max(scannedUpTo, newest)])
+            report.waitingForKey = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sealed_waiting") ?? 0
             return report
         }
     }
@@ -213,13 +239,13 @@ extension EventStore {
         let reason: String
     }
 
-    /// How many accepted sealed events of `roomID` wait for a key this device does not hold.
+    /// How many sealed events of `roomID` wait for a key this device does not hold (as of the last pass).
     public func undecryptableCount(roomID: String) throws -> Int {
         try pool.read { db in
             try Int.fetchOne(
                 db, sql: """
-                    SELECT COUNT(*) FROM events e WHERE e.room_id = ? AND e.type = 'm.room.encrypted' AND e.status = 0 AND e.redacted = 0
-                        AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = e.id)
+                    SELECT COUNT(*) FROM sealed_waiting w JOIN events e ON e.id = w.event_row
+                    WHERE w.room_id = ? AND e.status = 0 AND e.redacted = 0
                     """, arguments: [roomID]) ?? 0
         }
     }

@@ -1,0 +1,159 @@
+import Crypto
+import Foundation
+import ParleyCore
+import ParleyStore
+
+/// How a new room is encrypted, when it is.
+public enum RoomEncryptionOption: Sendable, Equatable {
+    /// Epoch keys sealed to each member device.
+    case epochs(history: HistoryVisibility)
+    /// One key derived from a secret every invite code carries (32 random bytes).
+    case preShared(secret: [UInt8], history: HistoryVisibility)
+}
+
+extension Node {
+    /// The largest canonical `m.room.key` event this node writes; leaves room under the 64 KiB event limit for the
+    /// envelope.
+    static let keyEventBudget = Event.maxWireBytes - 2048
+
+    /// Turns on encryption in a room this device just created, and for epoch rooms starts the first epoch.
+    func enableEncryption(_ roomID: String, _ option: RoomEncryptionOption) throws -> [VerifiedEvent] {
+        switch option {
+        case .epochs(let history):
+            let settings = EncryptionSettings(mode: .epochs, history: history)
+            return [try publish(roomID: roomID, type: EventType.encryption, content: settings.jsonObject)]
+        case .preShared(let secret, let history):
+            let key = RoomKey.preShared(secret: secret, roomID: roomID)
+            try store.addRoomKeys([key], roomID: roomID, addedMs: clock())
+            let settings = EncryptionSettings(mode: .preShared, history: history, keyID: key.keyID)
+            return [try publish(roomID: roomID, type: EventType.encryption, content: settings.jsonObject)]
+        }
+    }
+
+    /// Takes the key of a pre-shared-key room from an invite's secret; refuses a secret that is not the room's.
+    public func addPreSharedSecret(_ secret: [UInt8], roomID: String) throws {
+        let key = RoomKey.preShared(secret: secret, roomID: roomID)
+        if let settings = try store.roomState(roomID: roomID)?.encryption, settings.keyID != key.keyID {
+            throw ClientError(.invalidArgument, "The invite's secret is not the key of room \(roomID).")
+        }
+        try store.addRoomKeys([key], roomID: roomID, addedMs: clock())
+    }
+
+    /// Rewrites `outgoing` for an encrypted room: content that may be sealed is sealed with the current key, and
+    /// when the room needs a new epoch (a device left, the key is old or used up, a device joined that may not read
+    /// the past) or a joined device lacks keys it may have, the `m.room.key` events come first.
+    func sealing(_ outgoing: [OutgoingEvent], roomID: String, state: RoomState) throws -> (events: [OutgoingEvent], key: RoomKey?) {
+        guard let settings = state.encryption, outgoing.contains(where: { RoomCipher.maySeal($0.type) }) else { return (outgoing, nil) }
+        let held = try store.roomKeys(roomID: roomID)
+        var prefix: [OutgoingEvent] = []
+        let key: RoomKey
+        switch settings.mode {
+        case .preShared:
+            guard let keyID = settings.keyID, let shared = held[keyID] else {
+                throw ClientError(.notAllowed, "This node does not hold the pre-shared key of \(roomID).", remedy: "Join with the invite code.")
+            }
+            key = shared
+        case .epochs:
+            (prefix, key) = try epochKeyEvents(roomID: roomID, state: state, settings: settings, held: held)
+        }
+        let sealed = outgoing.map { item -> OutgoingEvent in
+            var item = item
+            if RoomCipher.maySeal(item.type) { item.sealedWith = key }
+            return item
+        }
+        return (prefix + sealed, key)
+    }
+
+    /// Starts a new epoch in an epoch-keyed room if it needs one (after a removal, or when the key is old or used
+    /// up); gives joined devices the keys they lack.
+    /// - Returns: the `m.room.key` events published.
+    @discardableResult
+    public func rotateEpoch(_ roomID: String) throws -> [VerifiedEvent] {
+        try home.withLock {
+            let state = try requireState(roomID)
+            guard let settings = state.encryption, settings.mode == .epochs else {
+                throw ClientError(.invalidArgument, "Room \(roomID) does not use epoch keys.")
+            }
+            let (events, _) = try epochKeyEvents(roomID: roomID, state: state, settings: settings, held: try store.roomKeys(roomID: roomID))
+            guard !events.isEmpty else { return [] }
+            let published = try signAndStore(roomID: roomID, events)
+            try catchUpDecryption()
+            return published
+        }
+    }
+
+    /// The key to seal with now, and the `m.room.key` events to publish before sealing with it.
+    func epochKeyEvents(
+        roomID: String, state: RoomState, settings: EncryptionSettings, held: [String: RoomKey]
+    ) throws -> ([OutgoingEvent], RoomKey) {
+        let me = identity.signingKeyBase64
+        let recipients = state.keyRecipients
+        let mine = state.roomKeys.values.filter { held[$0.keyID] != nil && $0.holders.contains(me) }.sorted { $0.introducedAt < $1.introducedAt }
+        var events: [OutgoingEvent] = []
+        var needsEpoch = true
+        if let current = mine.last, let key = held[current.keyID] {
+            let missing = recipients.filter { !current.holders.contains($0.signingKey) }
+            let removedSince = state.lastDeviceRemoval.map { $0 > current.introducedAt } ?? false
+            let aged = clock() - current.introducedAt.timestampMs >= settings.rotationPeriodMs
+            let usedUp = try store.sealCount(roomID: roomID, keyID: current.keyID) >= RoomCipher.maxSealsPerKey
+            needsEpoch = removedSince || aged || usedUp || (!missing.isEmpty && settings.history == .joined)
+            if !needsEpoch {
+                events += try keyEvents(for: mine.compactMap { record in held[record.keyID].map { (record, $0) } }, recipients: recipients, roomID: roomID)
+                return (events, key)
+            }
+        }
+        var generator = SystemRandomNumberGenerator()
+        let fresh = RoomKey.random(using: &generator)
+        try store.addRoomKeys([fresh], roomID: roomID, addedMs: clock())
+        if settings.history == .shared {
+            events += try keyEvents(for: mine.compactMap { record in held[record.keyID].map { (record, $0) } }, recipients: recipients, roomID: roomID)
+        }
+        events += try sealedKeyEvents(fresh, to: recipients, roomID: roomID)
+        return (events, fresh)
+    }
+
+    /// Events giving each key to the recipients that do not hold it yet.
+    func keyEvents(for keys: [(RoomKeyRecord, RoomKey)], recipients: [DeviceBinding], roomID: String) throws -> [OutgoingEvent] {
+        try keys.flatMap { record, key in
+            try sealedKeyEvents(key, to: recipients.filter { !record.holders.contains($0.signingKey) }, roomID: roomID)
+        }
+    }
+
+    /// `m.room.key` events sealing `key` to `devices`, as few as the event size limit allows.
+    func sealedKeyEvents(_ key: RoomKey, to devices: [DeviceBinding], roomID: String) throws -> [OutgoingEvent] {
+        var events: [OutgoingEvent] = []
+        var batch: [SealedRoomKey] = []
+        var size = 0
+        func flush() {
+            guard !batch.isEmpty else { return }
+            events.append(OutgoingEvent(type: EventType.roomKey, content: RoomKeyContent(keyID: key.keyID, recipients: batch).jsonObject))
+            batch = []
+            size = 0
+        }
+        for device in devices {
+            guard let exchange = device.exchangeKey.flatMap(Base64.decode) else { continue }
+            let sealed = try KeySeal.seal(key, roomID: roomID, senderKey: identity.signingKeyBase64, recipientKey: device.signingKey, exchangeKey: exchange)
+            let entry = RoomKeyContent.entryBytes(sealed)
+            if size + entry > Node.keyEventBudget { flush() }
+            batch.append(sealed)
+            size += entry
+        }
+        flush()
+        return events
+    }
+
+    /// Opens the room keys sealed to this device and decrypts what they open. Runs after events arrive and before
+    /// the timeline or search is read; cheap when there is nothing new.
+    @discardableResult
+    public func catchUpDecryption() throws -> DecryptionReport {
+        for delivery in try store.pendingKeyDeliveries(forDevice: identity.signingKeyBase64) {
+            let result = Result { () throws(EncryptionError) -> RoomKey in
+                try KeySeal.open(
+                    delivery.sealed, keyID: delivery.content.keyID, roomID: delivery.event.roomID, senderKey: delivery.event.senderKey,
+                    privateKey: identity.exchangeKey)
+            }
+            try store.recordKeyDelivery(delivery, result: result, receivedMs: clock())
+        }
+        return try store.decryptPending(receivedMs: clock())
+    }
+}
