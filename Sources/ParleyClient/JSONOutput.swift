@@ -21,6 +21,7 @@ public enum JSONOutput {
             object["edits"] = .array(item.edits.map { ["event_id": .string($0.eventID), "body": .string($0.body), "timestamp_ms": .integer($0.timestampMs)] })
         }
         if let summary = item.summary { object["summary"] = .string(summary) }
+        if item.undecryptable { object["undecryptable"] = .bool(true) }
         return .object(object)
     }
 
@@ -50,6 +51,13 @@ public enum JSONOutput {
         }
         object["members"] = .array(members)
         object["power_levels"] = .object(state.powerLevels.jsonObject)
+        if let encryption = state.encryption {
+            var settings = encryption.jsonObject
+            settings["epochs"] = .integer(Int64(state.roomKeys.count))
+            object["encryption"] = .object(settings)
+        } else {
+            object["encryption"] = .null
+        }
         // Each proof is the two conflicting envelopes: anyone can check them (docs/PROTOCOL.md §6.4).
         object["fork_proofs"] = .array(forks.map { $0.jsonValue() })
         object["held_back_events"] = .integer(Int64(heldBack))

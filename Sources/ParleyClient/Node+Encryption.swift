@@ -157,3 +157,48 @@ extension Node {
         return try store.decryptPending(receivedMs: clock())
     }
 }
+
+/// A direct-message room as `parley dm list` shows it.
+public struct DirectMessage: Sendable {
+    public var roomID: String
+    /// The other user (invited or joined), if any.
+    public var peer: String?
+    public var last: TimelineItem?
+}
+
+extension Node {
+    /// Direct-message rooms have ids with this prefix, so both sides know a room is one without any local record.
+    public static let directMessagePrefix = "dm-"
+
+    /// A fresh direct-message room id.
+    public static func newDirectMessageRoomID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return directMessagePrefix + Hex.encode((0..<8).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+    }
+
+    /// The settings of every direct-message room: encrypted with epoch keys, history from each member's join on.
+    public static let directMessageEncryption = RoomEncryptionOption.epochs(history: .joined)
+
+    /// Creates a direct-message room with `userID`'s device `key` (when `roomID` is given, the room was just
+    /// created elsewhere, in a bucket) and invites them.
+    public func startDirectMessage(with userID: String, key: String, roomID: String? = nil) throws -> String {
+        try validateUserID(userID)
+        guard userID != identity.userID else { throw ClientError(.invalidArgument, "A direct message needs another user.") }
+        let room = roomID ?? Node.newDirectMessageRoomID()
+        if roomID == nil { _ = try createRoom(room, encryption: Node.directMessageEncryption) }
+        try invite(room, userID: userID, key: key)
+        return room
+    }
+
+    /// Direct-message rooms this node holds, the most recently active first.
+    public func directMessages() throws -> [DirectMessage] {
+        try catchUpDecryption()
+        return try store.roomIDs().filter { $0.hasPrefix(Node.directMessagePrefix) }.map { roomID in
+            let state = try store.roomState(roomID: roomID)
+            let peer = state?.members.values.filter { $0.userID != identity.userID && ($0.membership == .join || $0.membership == .invite) }
+                .map(\.userID).sorted().first
+            let last = try store.timeline(roomID: roomID, limit: 1).last
+            return DirectMessage(roomID: roomID, peer: peer, last: last)
+        }.sorted { ($0.last?.timestampMs ?? 0) > ($1.last?.timestampMs ?? 0) }
+    }
+}

@@ -107,6 +107,8 @@ func describe(_ item: TimelineItem) -> String {
         text = "* \(summary)"
     } else if item.redacted {
         text = "\(item.senderID): [deleted]"
+    } else if item.undecryptable {
+        text = "\(item.senderID): [encrypted: this device has no key for it yet]"
     } else if item.messageKind == .emote {
         text = "* \(item.senderID) \(item.body ?? "")"
     } else {

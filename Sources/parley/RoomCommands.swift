@@ -27,13 +27,17 @@ struct RoomCreate: AsyncParsableCommand {
     @Argument(help: "The room id: a-z 0-9 . _ = - , up to 64 characters.") var roomID: String
     @Option(help: "The room's name.") var name: String?
     @Option(help: "The bucket the room lives in: file:///absolute/path or s3://BUCKET/PREFIX.") var bucket: String?
+    @Flag(help: "Encrypt the room end to end: messages are sealed with epoch keys only member devices receive.") var encrypted = false
+    @Option(help: "With --encrypted: whether new members may read earlier messages (shared) or only from their join on (joined).")
+    var history: HistoryVisibility = .shared
     @Flag(help: "Print the created events as JSON.") var json = false
 
     func run() async throws {
         let node = try global.node()
+        let encryption: RoomEncryptionOption? = encrypted ? .epochs(history: history) : nil
         let events = try await failingAsync {
-            if let bucket { return try await bucketClient(node).createRoom(roomID, bucket: try BucketURL(bucket), name: name) }
-            return try node.createRoom(roomID, name: name)
+            if let bucket { return try await bucketClient(node).createRoom(roomID, bucket: try BucketURL(bucket), name: name, encryption: encryption) }
+            return try node.createRoom(roomID, name: name, encryption: encryption)
         }
         if json {
             printJSON(.array(events.map { ["event_id": .string($0.event.eventID), "type": .string($0.event.type)] }))
@@ -208,6 +212,9 @@ struct RoomInfo: ParsableCommand {
         if let name = state.name { print("name:    \(name)") }
         if let topic = state.topic { print("topic:   \(topic)") }
         if let creation = state.creation { print("creator: \(creation.creatorID)") }
+        if let encryption = state.encryption {
+            print("encrypted: yes (history: \(encryption.history.rawValue), \(state.roomKeys.count) epoch(s))")
+        }
         print("members:")
         for member in state.members.values.sorted(by: { $0.userID < $1.userID }) {
             let level = state.powerLevels.level(of: member.userID)
@@ -240,3 +247,5 @@ struct RoomList: ParsableCommand {
         }
     }
 }
+
+extension HistoryVisibility: ExpressibleByArgument {}
