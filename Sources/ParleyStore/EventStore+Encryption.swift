@@ -61,6 +61,8 @@ extension EventStore {
                 INSERT INTO decrypt_state VALUES (0);
                 CREATE INDEX events_room_keys ON events (id) WHERE type = 'm.room.key';
                 CREATE INDEX events_sealed ON events (id) WHERE type = 'm.room.encrypted';
+                CREATE INDEX events_replayed ON events (room_id, timestamp_ms, seq, event_id) WHERE type IN \(RoomAuthorizer.replayedTypesSQL);
+                DROP INDEX events_state;
                 """)
         }
     }
