@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Generates Parley's protocol test vectors with an implementation independent of the Swift one.
 
-Canonical JSON comes from Python's json module, signatures from the `cryptography` package (OpenSSL), hashes
-from hashlib, and the expected verdicts of chain and state scenarios are written out by hand below, from the rules
+Canonical JSON comes from Python's json module, signatures, X25519, HMAC, HKDF and AES-GCM from the
+`cryptography` package (OpenSSL), HPKE (RFC 9180 base mode) is written out below, hashes come from hashlib, and the
+expected verdicts of chain and state scenarios are written out by hand below, from the rules
 of docs/PROTOCOL.md. The Swift tests load the JSON files this writes; `--check` regenerates them in memory and
 fails if any committed file differs (Ed25519 signing is deterministic, so the output is reproducible).
 
@@ -17,7 +18,9 @@ import sys
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, hmac, serialization
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VECTORS = os.path.dirname(HERE)
@@ -574,6 +577,367 @@ def state_vectors():
             "scenarios": scenarios}
 
 
+# ---------------------------------------------------------------- encryption (room keys, sealed content, key seals)
+
+def hmac_sha256(key, data):
+    mac = hmac.HMAC(key, hashes.SHA256())
+    mac.update(data)
+    return mac.finalize()
+
+
+def hkdf_sha256(ikm, salt, info, length):
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+
+
+def room_key_id(key):
+    return hmac_sha256(key, b"parley.room-key.id.v1").hex()
+
+
+def room_aead_key(key):
+    return hkdf_sha256(key, b"", b"parley.room-key.aead.v1", 32)
+
+
+def pre_shared_key(secret, room_id):
+    return hkdf_sha256(secret, room_id.encode("utf-8"), b"parley.psk.v1", 32)
+
+
+def associated_data(envelope_fields):
+    """The AAD of sealed content: a prefix and the canonical JSON of the envelope fields fixed before sealing."""
+    fields = {k: envelope_fields[k] for k in ("event_id", "room_id", "timestamp_ms", "sender_id", "sender_key", "seq")}
+    if envelope_fields.get("parent_event_id") is not None:
+        fields["parent_event_id"] = envelope_fields["parent_event_id"]
+    fields["prev_event_hash"] = envelope_fields.get("prev_event_hash")
+    return b"parley.encrypted.v1\n" + canonical(fields)
+
+
+def seal_content(key, nonce, aad, plaintext):
+    """The content of an m.room.encrypted event: AES-256-GCM under the key's AEAD key, tag appended."""
+    ciphertext = AESGCM(room_aead_key(key)).encrypt(nonce, plaintext, aad)
+    return {"algorithm": "parley.aes256gcm.v1", "ciphertext": b64(ciphertext), "key_id": room_key_id(key), "nonce": b64(nonce)}
+
+
+# HPKE (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM, from §4 (KEM), §5.1 (key
+# schedule) and §5.2 (encryption), with the sender's ephemeral key given so the output is reproducible.
+KEM_ID, KDF_ID, AEAD_ID = 0x0020, 0x0001, 0x0002
+KEM_SUITE = b"KEM" + KEM_ID.to_bytes(2, "big")
+HPKE_SUITE = b"HPKE" + KEM_ID.to_bytes(2, "big") + KDF_ID.to_bytes(2, "big") + AEAD_ID.to_bytes(2, "big")
+
+
+def labeled_extract(suite, salt, label, ikm):
+    return hmac_sha256(salt, b"HPKE-v1" + suite + label + ikm)
+
+
+def labeled_expand(suite, prk, label, info, length):
+    labeled_info = length.to_bytes(2, "big") + b"HPKE-v1" + suite + label + info
+    return HKDFExpand(algorithm=hashes.SHA256(), length=length, info=labeled_info).derive(prk)
+
+
+def x25519_public(private):
+    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def x25519(private, public):
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+    return X25519PrivateKey.from_private_bytes(private).exchange(X25519PublicKey.from_public_bytes(public))
+
+
+def hpke_encap(pk_r, sk_e):
+    """DHKEM Encap (§4.1) with a given ephemeral private key: (shared_secret, enc)."""
+    enc = x25519_public(sk_e)
+    dh = x25519(sk_e, pk_r)
+    kem_context = enc + pk_r
+    eae_prk = labeled_extract(KEM_SUITE, b"", b"eae_prk", dh)
+    return labeled_expand(KEM_SUITE, eae_prk, b"shared_secret", kem_context, 32), enc
+
+
+def hpke_key_schedule(shared_secret, info):
+    """KeySchedule (§5.1) in base mode (empty psk and psk_id): (key, base_nonce)."""
+    psk_id_hash = labeled_extract(HPKE_SUITE, b"", b"psk_id_hash", b"")
+    info_hash = labeled_extract(HPKE_SUITE, b"", b"info_hash", info)
+    context = b"\x00" + psk_id_hash + info_hash
+    secret = labeled_extract(HPKE_SUITE, shared_secret, b"secret", b"")
+    return labeled_expand(HPKE_SUITE, secret, b"key", context, 32), labeled_expand(HPKE_SUITE, secret, b"base_nonce", context, 12)
+
+
+def hpke_seal_base(pk_r, sk_e, info, aad, plaintext):
+    """SetupBaseS with a given skE, then the first Seal (sequence number 0, so the nonce is base_nonce)."""
+    shared_secret, enc = hpke_encap(pk_r, sk_e)
+    key, base_nonce = hpke_key_schedule(shared_secret, info)
+    return {"shared_secret": shared_secret, "key": key, "base_nonce": base_nonce, "enc": enc,
+            "sealed": AESGCM(key).encrypt(base_nonce, plaintext, aad)}
+
+
+def check_hpke():
+    """This HPKE against the first encryption of RFC 9180's vector for the same suite (docs/vectors/hpke_rfc9180.json)."""
+    sk_e = bytes.fromhex("179d4b53b6365c45b600c4163b61d95cbc2f4d9e36f1695558dce265ab8bab11")
+    pk_r = bytes.fromhex("430f4b9859665145a6b1ba274024487bd66f03a2dd577d7753c68d7d7d00c00c")
+    result = hpke_seal_base(pk_r, sk_e, bytes.fromhex("4f6465206f6e2061204772656369616e2055726e"), b"Count-0",
+                            b"Beauty is truth, truth beauty")
+    assert result["enc"].hex() == "6c93e09869df3402d7bf231bf540fadd35cd56be14f97178f0954db94b7fc256"
+    assert result["shared_secret"].hex() == "3101c54c3a4f87439eaac080699ed9bbcc726ffe44e860c0424ccb7e3e2ead7b"
+    assert result["key"].hex() == "f50b0609186798729ed0564b36ef2ef8044f1f9d05636874d1f46c819c7a669f"
+    assert result["base_nonce"].hex() == "151d9929e2449747889bc923"
+    assert result["sealed"].hex() == ("e5d84cd531cfb583096e7cfa9641bd3079cf3a91cda813c52deb5f512be99319"
+                                      "80a41de125a925cdad859d5b7a")
+
+
+SEALABLE_EXCLUDED = {"m.room.create", "m.room.member", "m.room.power_levels", "m.room.name", "m.room.topic",
+                     "m.room.encryption", "m.room.key", "m.room.encrypted", "m.room.redaction"}
+
+
+def reference_open(key, aad, content):
+    """What opening sealed content gives under the rules, as an error code (None: it opens); checks the verdicts."""
+    if content["key_id"] != room_key_id(key):
+        return "key_mismatch"
+    try:
+        plaintext = AESGCM(room_aead_key(key)).decrypt(base64.b64decode(content["nonce"]),
+                                                       base64.b64decode(content["ciphertext"]), aad)
+    except Exception:
+        return "decrypt_failed"
+
+    def no_duplicates(pairs):
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise ValueError("duplicate key")
+        return dict(pairs)
+    try:
+        value = json.loads(plaintext.decode("utf-8"), object_pairs_hook=no_duplicates)
+    except ValueError:
+        return "bad_plaintext"
+    import re
+    if (not isinstance(value, dict) or set(value) != {"content", "type"} or not isinstance(value["content"], dict)
+            or not isinstance(value["type"], str) or not re.fullmatch(r"[a-z][a-z0-9._]{0,127}", value["type"])
+            or value["type"] in SEALABLE_EXCLUDED):
+        return "bad_plaintext"
+    return None
+
+
+def reference_open_seal(case):
+    """Opening a key seal as a recipient (DHKEM Decap, §4.1), as an error code (None: it opens to the named key)."""
+    enc = base64.b64decode(case["enc"])
+    u = int.from_bytes(enc, "little")
+    if enc[31] & 0x80 or u >= P or enc.hex() in x25519_low_order():
+        return "weak_key"
+    sk_r = bytes.fromhex(case["recipient_private_key"])
+    pk_r = x25519_public(sk_r)
+    eae_prk = labeled_extract(KEM_SUITE, b"", b"eae_prk", x25519(sk_r, enc))
+    shared_secret = labeled_expand(KEM_SUITE, eae_prk, b"shared_secret", enc + pk_r, 32)
+    info = key_seal_info(case["room_id"], case["key_id"], case["sender_key"], case["recipient_key"])
+    key, base_nonce = hpke_key_schedule(shared_secret, info)
+    try:
+        opened = AESGCM(key).decrypt(base_nonce, base64.b64decode(case["sealed"]), b"")
+    except Exception:
+        return "open_failed"
+    return None if room_key_id(opened) == case["key_id"] else "key_mismatch"
+
+
+def key_seal_info(room_id, key_id, sender_key, recipient_key):
+    return b"parley.room-key.v1\n" + canonical(
+        {"key_id": key_id, "recipient_key": recipient_key, "room_id": room_id, "sender_key": sender_key})
+
+
+def vector_bytes(label, count=32):
+    return hashlib.sha256(("parley vector " + label).encode()).digest()[:count]
+
+
+def exchange_private(device_name):
+    return hashlib.sha256(("parley vector exchange key " + device_name).encode()).digest()
+
+
+def encryption_vectors():
+    check_hpke()
+    alice, bob, carol = Device("alice"), Device("bob"), Device("carol")
+    room = "secret"
+
+    # (a) Room keys and pre-shared keys.
+    key_inputs = [("all-zero key bytes", bytes(32)), ("bytes 0 to 31", bytes(range(32))),
+                  ("a random-looking key", vector_bytes("room key 1")), ("another random-looking key", vector_bytes("room key 2"))]
+    room_keys = [{"name": name, "key": key.hex(), "key_id": room_key_id(key), "aead_key": room_aead_key(key).hex()}
+                 for name, key in key_inputs]
+    secret = vector_bytes("invite secret")
+    pre_shared = []
+    for name, secret_bytes, room_id in [("an invite secret in room secret", secret, room),
+                                        ("the same secret in another room gives an unrelated key", secret, "other-room"),
+                                        ("an all-zero secret", bytes(32), room)]:
+        key = pre_shared_key(secret_bytes, room_id)
+        pre_shared.append({"name": name, "secret": secret_bytes.hex(), "room_id": room_id, "key": key.hex(),
+                           "key_id": room_key_id(key)})
+    epoch_key = vector_bytes("room key 1")
+    other_key = vector_bytes("room key 2")
+    psk_key = bytes.fromhex(pre_shared[0]["key"])
+
+    # (b) Sealed content. Envelopes are those of events alice could sign; the content is not signed here, only sealed.
+    t0 = 1_760_000_000_000
+
+    def envelope_of(device, seq, ts, prev, parent=None):
+        fields = {"event_id": event_id(room, ts, vector_bytes(f"event id {seq}", 16)), "room_id": room,
+                  "timestamp_ms": ts, "sender_id": device.user, "sender_key": device.key, "seq": seq}
+        if parent is not None:
+            fields["parent_event_id"] = parent
+        fields["prev_event_hash"] = prev
+        return fields
+
+    first = envelope_of(alice, 1, t0, None)
+    with_parent = envelope_of(alice, 5, t0 + 4_000, sha256_hex(b"event 4"), parent=first["event_id"])
+    without_parent = envelope_of(alice, 6, t0 + 5_123, sha256_hex(b"event 5"))
+    sealed_inputs = [
+        ("a device's first event: seq 1, prev_event_hash null", first, "m.room.message",
+         {"msgtype": "text", "body": "hello"}, epoch_key, vector_bytes("nonce 1", 12)),
+        ("a reply: parent_event_id present", with_parent, "m.room.message",
+         {"msgtype": "text", "body": "héllo \"world\"\n😀"}, epoch_key, vector_bytes("nonce 2", 12)),
+        ("a reaction without parent_event_id, sealed under a pre-shared key", without_parent, "m.room.reaction",
+         {"target_event_id": first["event_id"], "key": "👍"}, psk_key, vector_bytes("nonce 3", 12)),
+        ("an empty content object, all-zero nonce", without_parent, "m.room.message",
+         {"msgtype": "notice", "body": ""}, other_key, bytes(12)),
+    ]
+    sealed = []
+    for name, env, type_, content, key, nonce in sealed_inputs:
+        aad = associated_data(env)
+        plaintext = canonical({"content": content, "type": type_})
+        sealed.append({"name": name, "envelope": env, "type": type_, "content": content, "key": key.hex(),
+                       "nonce": nonce.hex(), "associated_data": aad.hex(), "plaintext": plaintext.hex(),
+                       "encrypted_content": canonical(seal_content(key, nonce, aad, plaintext)).decode("utf-8")})
+
+    # (d, content) Sealed content that must not open, with the error code.
+    invalid_content = []
+
+    def bad(name, key, aad, content, code):
+        invalid_content.append({"name": name, "key": key.hex(), "associated_data": aad.hex(),
+                                "encrypted_content": canonical(content).decode("utf-8"), "error": code})
+
+    base_aad = associated_data(with_parent)
+    base_nonce = vector_bytes("nonce 2", 12)
+    base_plain = canonical({"content": {"msgtype": "text", "body": "héllo"}, "type": "m.room.message"})
+    good = seal_content(epoch_key, base_nonce, base_aad, base_plain)
+    raw = base64.b64decode(good["ciphertext"])
+
+    def flipped(data, index, bit=0x01):
+        changed = bytearray(data)
+        changed[index] ^= bit
+        return bytes(changed)
+
+    bad("the unaltered content opens (control case)", epoch_key, base_aad, good, None)
+    bad("a flipped bit in the nonce", epoch_key, base_aad, dict(good, nonce=b64(flipped(base_nonce, 0))), "decrypt_failed")
+    bad("a flipped bit in the last nonce byte", epoch_key, base_aad, dict(good, nonce=b64(flipped(base_nonce, 11, 0x80))),
+        "decrypt_failed")
+    bad("a flipped bit in the ciphertext", epoch_key, base_aad, dict(good, ciphertext=b64(flipped(raw, 0))), "decrypt_failed")
+    bad("a flipped bit in the tag", epoch_key, base_aad, dict(good, ciphertext=b64(flipped(raw, len(raw) - 1))),
+        "decrypt_failed")
+    bad("the tag cut to 15 bytes", epoch_key, base_aad, dict(good, ciphertext=b64(raw[:-1])), "decrypt_failed")
+    bad("a flipped bit in the associated data", epoch_key, flipped(base_aad, len(base_aad) - 3), good, "decrypt_failed")
+    bad("content moved to another event (another event id)", epoch_key, associated_data(without_parent), good,
+        "decrypt_failed")
+    bad("the envelope's seq altered", epoch_key, associated_data(dict(with_parent, seq=7)), good, "decrypt_failed")
+    bad("the envelope's parent_event_id removed", epoch_key,
+        associated_data({k: v for k, v in with_parent.items() if k != "parent_event_id"}), good, "decrypt_failed")
+    bad("the envelope's prev_event_hash set to null", epoch_key, associated_data(dict(with_parent, prev_event_hash=None)),
+        good, "decrypt_failed")
+    bad("opened with another key than the one named", other_key, base_aad, good, "key_mismatch")
+    bad("key_id changed to name the key it is opened with", other_key, base_aad, dict(good, key_id=room_key_id(other_key)),
+        "decrypt_failed")
+    bad_plaintexts = [
+        ("a sealed m.room.member (state is never sealed)",
+         canonical({"content": {"membership": "leave", "user_id": "bob"}, "type": "m.room.member"})),
+        ("a sealed m.room.power_levels", canonical({"content": {"users": {"alice": 100}}, "type": "m.room.power_levels"})),
+        ("a sealed m.room.key", canonical({"content": {}, "type": "m.room.key"})),
+        ("a sealed m.room.encrypted", canonical({"content": good, "type": "m.room.encrypted"})),
+        ("a sealed m.room.redaction", canonical({"content": {"target_event_id": first["event_id"]}, "type": "m.room.redaction"})),
+        ("a plaintext with a third field", canonical({"content": {}, "extra": 1, "type": "m.room.message"})),
+        ("a plaintext without type", canonical({"content": {"msgtype": "text", "body": "x"}})),
+        ("a plaintext whose content is not an object", canonical({"content": "hello", "type": "m.room.message"})),
+        ("a plaintext whose type is not a string", canonical({"content": {}, "type": 1})),
+        ("a plaintext whose type is not a valid event type", canonical({"content": {}, "type": "M.Room.Message"})),
+        ("a plaintext that is an array", canonical([{"content": {}, "type": "m.room.message"}])),
+        ("a plaintext that is not JSON", b"hello, world"),
+        ("a plaintext with duplicate keys", b'{"content":{},"type":"m.room.message","type":"m.room.message"}'),
+    ]
+    for index, (name, plaintext) in enumerate(bad_plaintexts):
+        bad(name, epoch_key, base_aad, seal_content(epoch_key, vector_bytes(f"bad plaintext nonce {index}", 12), base_aad,
+                                                    plaintext), "bad_plaintext")
+
+    # (c) Key seals: the epoch key sealed by alice to bob's and carol's devices, each with a fixed ephemeral key.
+    key_id = room_key_id(epoch_key)
+    key_seals = []
+    for index, (recipient, name) in enumerate([(bob, "bob"), (carol, "carol")]):
+        sk_r = exchange_private(name)
+        sk_e = vector_bytes(f"ephemeral key {index + 1}")
+        info = key_seal_info(room, key_id, alice.key, recipient.key)
+        result = hpke_seal_base(x25519_public(sk_r), sk_e, info, b"", epoch_key)
+        key_seals.append({"name": f"the epoch key sealed by alice to {name}", "room_id": room, "key": epoch_key.hex(),
+                          "key_id": key_id, "sender_key": alice.key, "recipient_key": recipient.key,
+                          "recipient_exchange_key": b64(recipient.exchange), "recipient_private_key": sk_r.hex(),
+                          "ephemeral_private_key": sk_e.hex(), "info": info.hex(),
+                          "shared_secret": result["shared_secret"].hex(), "hpke_key": result["key"].hex(),
+                          "base_nonce": result["base_nonce"].hex(), "enc": b64(result["enc"]), "sealed": b64(result["sealed"])})
+    room_key_content = canonical({"algorithm": "parley.hpke.v1", "key_id": key_id,
+                                  "recipients": [{"enc": s["enc"], "sealed": s["sealed"], "signing_key": s["recipient_key"]}
+                                                 for s in key_seals]}).decode("utf-8")
+
+    # (d, seals) Key seals that must not open.
+    to_bob = key_seals[0]
+    invalid_seals = []
+
+    def bad_seal(name, code, private=None, **changes):
+        case = {"name": name, "room_id": room, "key_id": key_id, "sender_key": alice.key,
+                "recipient_key": to_bob["recipient_key"], "recipient_private_key": private or to_bob["recipient_private_key"],
+                "enc": to_bob["enc"], "sealed": to_bob["sealed"], "error": code}
+        case.update(changes)
+        invalid_seals.append(case)
+
+    bad_seal("the unaltered seal opens (control case)", None)
+    bad_seal("an all-zero enc", "weak_key", enc=b64(bytes(32)))
+    bad_seal("enc of order 8", "weak_key", enc=b64(bytes.fromhex(
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")))
+    bad_seal("enc u = 1", "weak_key", enc=b64((1).to_bytes(32, "little")))
+    bad_seal("enc u = p - 1", "weak_key", enc=b64((P - 1).to_bytes(32, "little")))
+    bad_seal("enc not canonical (u = p)", "weak_key", enc=b64(P.to_bytes(32, "little")))
+    bad_seal("enc with the top bit set", "weak_key", enc=b64(bytes(base64.b64decode(to_bob["enc"])[:31])
+                                                              + bytes([base64.b64decode(to_bob["enc"])[31] | 0x80])))
+    bad_seal("a key sealed for another device (carol's entry opened with bob's key)", "open_failed",
+             recipient_key=key_seals[1]["recipient_key"], enc=key_seals[1]["enc"], sealed=key_seals[1]["sealed"])
+    bad_seal("bob's entry opened with carol's private key", "open_failed",
+             private=key_seals[1]["recipient_private_key"])
+    bad_seal("opened naming another room", "open_failed", room_id="other-room")
+    bad_seal("opened naming another sender", "open_failed", sender_key=carol.key)
+    bad_seal("a flipped bit in the sealed key", "open_failed",
+             sealed=b64(flipped(base64.b64decode(to_bob["sealed"]), 5)))
+    bad_seal("a flipped bit in enc", "open_failed", enc=b64(flipped(base64.b64decode(to_bob["enc"]), 1)))
+    # A seal that opens, of a key other than the one key_id names (a sender lying about the key).
+    lie_info = key_seal_info(room, key_id, alice.key, bob.key)
+    lie = hpke_seal_base(bob_exchange := x25519_public(exchange_private("bob")), vector_bytes("ephemeral key 9"), lie_info,
+                         b"", other_key)
+    assert bob_exchange == bob.exchange
+    bad_seal("a sealed key that is not the key key_id names", "key_mismatch", enc=b64(lie["enc"]), sealed=b64(lie["sealed"]))
+
+    for case in invalid_content:
+        expected = reference_open(bytes.fromhex(case["key"]), bytes.fromhex(case["associated_data"]),
+                                  json.loads(case["encrypted_content"]))
+        assert expected == case["error"], (case["name"], expected)
+    for case in invalid_seals:
+        assert reference_open_seal(case) == case["error"], case["name"]
+    for case in key_seals:
+        assert reference_open_seal(case) is None, case["name"]
+
+    settings = [
+        {"name": "epoch keys, history shared",
+         "content": canonical({"algorithm": "parley.epochs.v1", "history": "shared",
+                               "rotation_period_ms": 7 * 24 * 3_600_000}).decode("utf-8")},
+        {"name": "a pre-shared key, history from join",
+         "content": canonical({"algorithm": "parley.psk.v1", "history": "joined",
+                               "key_id": pre_shared[0]["key_id"]}).decode("utf-8")},
+    ]
+    return {"description": "Encryption: room keys (key_id = HMAC-SHA256(key, \"parley.room-key.id.v1\"), AEAD key = "
+                           "HKDF-SHA256(key, salt empty, info \"parley.room-key.aead.v1\"); pre-shared keys = "
+                           "HKDF-SHA256(secret, salt room_id, info \"parley.psk.v1\")), content sealed with AES-256-GCM "
+                           "under the envelope as associated data, room keys sealed to devices with HPKE base mode "
+                           "(DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM) with a fixed ephemeral key, and "
+                           "cases that must not open with the error code expected (null: it opens). Bytes are hex "
+                           "except where the wire form is base64 (enc, sealed, keys named as in events).",
+            "room_keys": room_keys, "pre_shared_keys": pre_shared, "sealed_contents": sealed,
+            "invalid_contents": invalid_content, "key_seals": key_seals, "room_key_content": room_key_content,
+            "invalid_key_seals": invalid_seals, "encryption_settings": settings}
+
+
 def main():
     outputs = {
         "canonical_json.json": canonical_vectors(),
@@ -582,6 +946,7 @@ def main():
         "events.json": event_vectors(),
         "chains.json": chain_vectors(),
         "state.json": state_vectors(),
+        "encryption.json": encryption_vectors(),
     }
     check = "--check" in sys.argv
     failed = False

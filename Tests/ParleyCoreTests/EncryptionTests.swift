@@ -1,0 +1,425 @@
+import Crypto
+import Foundation
+import ParleyCore
+import ParleyTesting
+import Testing
+
+/// One case of a vector file, named for the test report.
+struct EncryptionVector: CustomTestStringConvertible, Sendable {
+    let name: String
+    let item: JSONValue
+    var testDescription: String { name }
+
+    subscript(key: String) -> JSONValue { item[key] ?? .null }
+    func text(_ key: String) -> String { self[key].text }
+    func hex(_ key: String) -> [UInt8] { Vectors.hex(text(key)) }
+    func base64(_ key: String) -> [UInt8] { Base64.decode(text(key)) ?? [] }
+    /// A field holding canonical JSON text, parsed.
+    func object(_ key: String) throws -> JSONObject { try #require(try JSONParser().parse(text(key)).objectValue) }
+
+    /// The cases listed under `key` in docs/vectors/encryption.json.
+    static func encryption(_ key: String) throws -> [EncryptionVector] {
+        try Vectors.load("encryption.json")[key]!.array.map { EncryptionVector(name: $0["name"]!.text, item: $0) }
+    }
+
+    /// Project Wycheproof's X25519 cases.
+    static func wycheproofX25519() throws -> [EncryptionVector] {
+        try Vectors.load("x25519_wycheproof.json")["testGroups"]!.array.flatMap { group in
+            group["tests"]!.array.map { EncryptionVector(name: "tcId \($0["tcId"]!.integerValue!) \($0["comment"]!.text)", item: $0) }
+        }
+    }
+
+    /// Project Wycheproof's AES-GCM cases with a 256-bit key, a 96-bit nonce and a 128-bit tag: what Parley uses.
+    static func wycheproofAESGCM() throws -> [EncryptionVector] {
+        try Vectors.load("aes_gcm_wycheproof.json")["testGroups"]!.array
+            .filter { $0["keySize"]?.integerValue == 256 && $0["ivSize"]?.integerValue == 96 && $0["tagSize"]?.integerValue == 128 }
+            .flatMap { group in
+                group["tests"]!.array.map { EncryptionVector(name: "tcId \($0["tcId"]!.integerValue!) \($0["comment"]!.text)", item: $0) }
+            }
+    }
+}
+
+private let vectorRoom = "secret"
+
+/// The error code a throwing encryption call reports, or nil when it succeeds.
+private func encryptionCode(_ body: () throws -> Void) -> String? {
+    do {
+        try body()
+        return nil
+    } catch let error as EncryptionError {
+        return error.code.rawValue
+    } catch {
+        return "not an EncryptionError: \(error)"
+    }
+}
+
+private struct NotThatContent: Error {}
+
+private func parseEncrypted(_ object: JSONObject) throws -> EncryptedContent {
+    guard case .encrypted(let content) = try EventContent.parse(type: EventType.encrypted, content: object, roomID: vectorRoom) else {
+        throw NotThatContent()
+    }
+    return content
+}
+
+private func parseRoomKey(_ object: JSONObject) throws -> RoomKeyContent {
+    guard case .roomKey(let content) = try EventContent.parse(type: EventType.roomKey, content: object, roomID: vectorRoom) else {
+        throw NotThatContent()
+    }
+    return content
+}
+
+private func canonical(_ object: JSONObject) -> String { CanonicalJSON.string(.object(object)) }
+
+private func associatedData(_ envelope: JSONValue) -> [UInt8] {
+    RoomCipher.associatedData(
+        eventID: envelope["event_id"]!.text, roomID: envelope["room_id"]!.text, timestampMs: envelope["timestamp_ms"]!.integerValue!,
+        senderID: envelope["sender_id"]!.text, senderKey: envelope["sender_key"]!.text, seq: envelope["seq"]!.integerValue!,
+        parentEventID: envelope["parent_event_id"]?.stringValue, prevEventHash: envelope["prev_event_hash"]?.stringValue)
+}
+
+private func sealedRoomKey(_ vector: EncryptionVector) -> SealedRoomKey {
+    SealedRoomKey(signingKey: vector.text("recipient_key"), encapsulatedKey: vector.base64("enc"), sealed: vector.base64("sealed"))
+}
+
+private func openKeySeal(_ vector: EncryptionVector) throws(EncryptionError) -> RoomKey {
+    let privateKey = try! Curve25519.KeyAgreement.PrivateKey(rawRepresentation: vector.hex("recipient_private_key"))
+    return try KeySeal.open(
+        sealedRoomKey(vector), keyID: vector.text("key_id"), roomID: vector.text("room_id"), senderKey: vector.text("sender_key"),
+        privateKey: privateKey)
+}
+
+private func randomBytes(_ count: Int) -> [UInt8] {
+    var generator = SystemRandomNumberGenerator()
+    return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+}
+
+@Suite struct EncryptionTests {
+    // MARK: Room keys
+
+    @Test(arguments: try EncryptionVector.encryption("room_keys"))
+    func `a room key's id and AEAD key are the ones the generator derives`(vector: EncryptionVector) throws {
+        let key = try RoomKey(bytes: vector.hex("key"))
+        #expect(key.keyID == vector.text("key_id"))
+        // The AEAD key is internal: content the room key seals must open under the vector's AEAD key.
+        let sealed = try parseEncrypted(
+            RoomCipher.seal(
+                type: EventType.message, content: JSONObject(["msgtype": "text", "body": "probe"]), key: key, associatedData: [1, 2, 3],
+                nonce: [UInt8](repeating: 7, count: 12)))
+        let box = try AES.GCM.SealedBox(
+            nonce: AES.GCM.Nonce(data: sealed.nonce), ciphertext: sealed.ciphertext.dropLast(16), tag: sealed.ciphertext.suffix(16))
+        let plaintext = try AES.GCM.open(box, using: SymmetricKey(data: vector.hex("aead_key")), authenticating: [1, 2, 3])
+        #expect(String(decoding: plaintext, as: UTF8.self) == #"{"content":{"body":"probe","msgtype":"text"},"type":"m.room.message"}"#)
+    }
+
+    @Test(arguments: try EncryptionVector.encryption("pre_shared_keys"))
+    func `a pre-shared key derives from the secret and the room id as the generator derives it`(vector: EncryptionVector) {
+        let key = RoomKey.preShared(secret: vector.hex("secret"), roomID: vector.text("room_id"))
+        #expect(Hex.encode(key.bytes) == vector.text("key"))
+        #expect(key.keyID == vector.text("key_id"))
+    }
+
+    @Test func `room keys of a length other than 32 bytes are refused`() {
+        for count in [0, 16, 31, 33, 64] {
+            #expect(encryptionCode { _ = try RoomKey(bytes: [UInt8](repeating: 1, count: count)) } == "malformed")
+        }
+    }
+
+    // MARK: Sealed content
+
+    @Test(arguments: try EncryptionVector.encryption("sealed_contents"))
+    func `the associated data is the prefix and the canonical envelope fields`(vector: EncryptionVector) {
+        #expect(Hex.encode(associatedData(vector["envelope"])) == vector.text("associated_data"))
+    }
+
+    @Test(arguments: try EncryptionVector.encryption("sealed_contents"))
+    func `sealing with the vector's key and nonce gives exactly the vector's encrypted content`(vector: EncryptionVector) throws {
+        let content = try #require(vector["content"].objectValue)
+        let plaintext = CanonicalJSON.encode(.object(JSONObject(["type": vector["type"], "content": .object(content)])))
+        #expect(Hex.encode(plaintext) == vector.text("plaintext"))
+        let sealed = RoomCipher.seal(
+            type: vector.text("type"), content: content, key: try RoomKey(bytes: vector.hex("key")),
+            associatedData: vector.hex("associated_data"), nonce: vector.hex("nonce"))
+        #expect(String(decoding: CanonicalJSON.encode(.object(sealed)), as: UTF8.self) == vector.text("encrypted_content"))
+    }
+
+    @Test(arguments: try EncryptionVector.encryption("sealed_contents"))
+    func `opening the vector's encrypted content recovers the type and content`(vector: EncryptionVector) throws {
+        let sealed = try parseEncrypted(vector.object("encrypted_content"))
+        let opened = try RoomCipher.open(sealed, key: RoomKey(bytes: vector.hex("key")), associatedData: vector.hex("associated_data"))
+        #expect(opened.type == vector.text("type"))
+        #expect(canonical(opened.content) == CanonicalJSON.string(vector["content"]))
+    }
+
+    @Test(arguments: try EncryptionVector.encryption("invalid_contents"))
+    func `altered content, a wrong key or a forbidden plaintext fails with the expected code`(vector: EncryptionVector) throws {
+        let sealed = try parseEncrypted(vector.object("encrypted_content"))
+        let key = try RoomKey(bytes: vector.hex("key"))
+        let code = encryptionCode { _ = try RoomCipher.open(sealed, key: key, associatedData: vector.hex("associated_data")) }
+        #expect(code == vector["error"].stringValue)
+    }
+
+    @Test func `each vector error code is one the implementation can report`() throws {
+        let codes = try EncryptionVector.encryption("invalid_contents").compactMap { $0["error"].stringValue }
+            + EncryptionVector.encryption("invalid_key_seals").compactMap { $0["error"].stringValue }
+        for code in Set(codes) { #expect(EncryptionError.Code(rawValue: code) != nil, "\(code)") }
+        #expect(Set(codes) == ["decrypt_failed", "key_mismatch", "bad_plaintext", "weak_key", "open_failed"])
+    }
+
+    @Test func `content sealed here opens, and opens nowhere else`() throws {
+        let key = try RoomKey(bytes: randomBytes(32))
+        let other = try RoomKey(bytes: randomBytes(32))
+        let ad = Array("parley.encrypted.v1\n{}".utf8)
+        var generator = SystemRandomNumberGenerator()
+        let content = JSONObject(["msgtype": "text", "body": "round trip"])
+        let sealed = try parseEncrypted(RoomCipher.seal(type: EventType.message, content: content, key: key, associatedData: ad, using: &generator))
+        let opened = try RoomCipher.open(sealed, key: key, associatedData: ad)
+        #expect(opened.type == EventType.message && opened.content == content)
+        #expect(encryptionCode { _ = try RoomCipher.open(sealed, key: other, associatedData: ad) } == "key_mismatch")
+        #expect(encryptionCode { _ = try RoomCipher.open(sealed, key: key, associatedData: ad + [0]) } == "decrypt_failed")
+    }
+
+    @Test func `state, key, encrypted and redaction types may never be sealed; what a timeline shows may`() {
+        for type in EventType.replayedTypes.union([EventType.encrypted, EventType.redaction]) { #expect(!RoomCipher.maySeal(type), "\(type)") }
+        for type in [EventType.message, EventType.edit, EventType.reaction, EventType.receipt, "org.example.custom"] {
+            #expect(RoomCipher.maySeal(type), "\(type)")
+        }
+    }
+
+    // MARK: Key seals
+
+    @Test(arguments: try EncryptionVector.encryption("key_seals"))
+    func `the key seal info binds room, key id, sender and recipient as the generator does`(vector: EncryptionVector) {
+        let info = KeySeal.info(
+            roomID: vector.text("room_id"), keyID: vector.text("key_id"), senderKey: vector.text("sender_key"),
+            recipientKey: vector.text("recipient_key"))
+        #expect(Hex.encode(info) == vector.text("info"))
+    }
+
+    @Test(arguments: try EncryptionVector.encryption("key_seals"))
+    func `a key sealed by the generator opens to the room key`(vector: EncryptionVector) throws {
+        let privateKey = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: vector.hex("recipient_private_key"))
+        #expect(Array(privateKey.publicKey.rawRepresentation) == vector.base64("recipient_exchange_key"))
+        let key = try openKeySeal(vector)
+        #expect(key.bytes == vector.hex("key"))
+        #expect(key.keyID == vector.text("key_id"))
+    }
+
+    @Test(arguments: try EncryptionVector.encryption("key_seals"))
+    func `a key sealed here to the vector's device opens with its private key`(vector: EncryptionVector) throws {
+        // swift-crypto picks the ephemeral key itself, so sealing is checked by a round trip, not against the bytes.
+        let key = try RoomKey(bytes: vector.hex("key"))
+        let sealed = try KeySeal.seal(
+            key, roomID: vector.text("room_id"), senderKey: vector.text("sender_key"), recipientKey: vector.text("recipient_key"),
+            exchangeKey: vector.base64("recipient_exchange_key"))
+        #expect(sealed.signingKey == vector.text("recipient_key"))
+        #expect(sealed.encapsulatedKey.count == 32 && sealed.sealed.count == 48)
+        let privateKey = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: vector.hex("recipient_private_key"))
+        let opened = try KeySeal.open(
+            sealed, keyID: key.keyID, roomID: vector.text("room_id"), senderKey: vector.text("sender_key"), privateKey: privateKey)
+        #expect(opened.bytes == key.bytes)
+    }
+
+    @Test func `the vector m.room.key content parses, lists every seal and re-encodes to the same bytes`() throws {
+        let vectors = try Vectors.load("encryption.json")
+        let text = vectors["room_key_content"]!.text
+        let content = try parseRoomKey(try #require(try JSONParser().parse(text).objectValue))
+        let seals = try EncryptionVector.encryption("key_seals")
+        #expect(content.keyID == seals[0].text("key_id"))
+        #expect(content.recipients == seals.map(sealedRoomKey))
+        #expect(canonical(content.jsonObject) == text)
+    }
+
+    @Test(arguments: try EncryptionVector.encryption("invalid_key_seals"))
+    func `weak, misdirected or altered key seals fail with the expected code`(vector: EncryptionVector) {
+        #expect(encryptionCode { _ = try openKeySeal(vector) } == vector["error"].stringValue)
+    }
+
+    @Test func `sealing to a weak exchange key is refused`() throws {
+        let key = try RoomKey(bytes: randomBytes(32))
+        for point in X25519KeyCheck.lowOrderPoints + [[UInt8](repeating: 0xFF, count: 32), [UInt8](repeating: 9, count: 31)] {
+            let code = encryptionCode {
+                _ = try KeySeal.seal(key, roomID: vectorRoom, senderKey: Base64.encode(randomBytes(32)), recipientKey: Base64.encode(randomBytes(32)), exchangeKey: point)
+            }
+            #expect(code == "weak_key", "\(Hex.encode(point))")
+        }
+    }
+
+    @Test(arguments: try EncryptionVector.encryption("encryption_settings"))
+    func `m.room.encryption settings parse and re-encode to the same bytes`(vector: EncryptionVector) throws {
+        guard case .encryption(let settings) = try EventContent.parse(type: EventType.encryption, content: vector.object("content"), roomID: vectorRoom)
+        else { throw NotThatContent() }
+        #expect(canonical(settings.jsonObject) == vector.text("content"))
+    }
+
+    // MARK: HPKE (RFC 9180)
+
+    @Test func `swift-crypto opens the RFC 9180 vectors of Parley's suite, in sequence`() throws {
+        let entries = try Vectors.load("hpke_rfc9180.json").array
+        #expect(!entries.isEmpty)
+        for entry in entries {
+            #expect(entry["mode"]?.integerValue == 0 && entry["kem_id"]?.integerValue == 32)
+            #expect(entry["kdf_id"]?.integerValue == 1 && entry["aead_id"]?.integerValue == 2)
+            let privateKey = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: Vectors.hex(entry["skRm"]!.text))
+            #expect(Array(privateKey.publicKey.rawRepresentation) == Vectors.hex(entry["pkRm"]!.text))
+            var recipient = try HPKE.Recipient(
+                privateKey: privateKey, ciphersuite: KeySeal.ciphersuite, info: Data(Vectors.hex(entry["info"]!.text)),
+                encapsulatedKey: Data(Vectors.hex(entry["enc"]!.text)))
+            let encryptions = entry["encryptions"]!.array
+            #expect(encryptions.count == 8)
+            for (sequence, encryption) in encryptions.enumerated() {
+                let plaintext = try recipient.open(
+                    Data(Vectors.hex(encryption["ct"]!.text)), authenticating: Data(Vectors.hex(encryption["aad"]!.text)))
+                #expect(Array(plaintext) == Vectors.hex(encryption["pt"]!.text), "encryption \(sequence)")
+            }
+        }
+    }
+
+    @Test func `an RFC 9180 ciphertext opened out of sequence fails`() throws {
+        let entry = try #require(Vectors.load("hpke_rfc9180.json").array.first)
+        var recipient = try HPKE.Recipient(
+            privateKey: Curve25519.KeyAgreement.PrivateKey(rawRepresentation: Vectors.hex(entry["skRm"]!.text)), ciphersuite: KeySeal.ciphersuite,
+            info: Data(Vectors.hex(entry["info"]!.text)), encapsulatedKey: Data(Vectors.hex(entry["enc"]!.text)))
+        let second = entry["encryptions"]!.array[1]
+        #expect(throws: (any Error).self) {
+            try recipient.open(Data(Vectors.hex(second["ct"]!.text)), authenticating: Data(Vectors.hex(second["aad"]!.text)))
+        }
+    }
+
+    // MARK: Wycheproof X25519 and AES-GCM
+
+    @Test(arguments: try EncryptionVector.wycheproofX25519())
+    func `X25519 keys the check lets through agree with Wycheproof, and all-zero secrets never get through`(vector: EncryptionVector) throws {
+        let publicKey = vector.hex("public")
+        let passes = (try? X25519KeyCheck.check(publicKey)) != nil
+        let shared = vector.hex("shared")
+        if shared.allSatisfy({ $0 == 0 }) { #expect(!passes, "an all-zero shared secret must be refused by the key check") }
+        if vector.text("result") == "valid" { #expect(passes, "a valid Wycheproof key must pass the check") }
+        guard passes, ["valid", "acceptable"].contains(vector.text("result")) else { return }
+        let privateKey = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: vector.hex("private"))
+        let secret = try privateKey.sharedSecretFromKeyAgreement(with: Curve25519.KeyAgreement.PublicKey(rawRepresentation: publicKey))
+        #expect(secret.withUnsafeBytes { Array($0) } == shared)
+    }
+
+    @Test func `the Wycheproof X25519 file has the all-zero cases the check is there for`() throws {
+        let zero = try EncryptionVector.wycheproofX25519().filter { $0.hex("shared").allSatisfy { $0 == 0 } }
+        #expect(zero.count >= 10)
+    }
+
+    @Test(arguments: try EncryptionVector.wycheproofAESGCM())
+    func `AES-256-GCM opens Wycheproof's valid cases to their message and refuses the invalid ones`(vector: EncryptionVector) throws {
+        let opened: [UInt8]? = try? {
+            let box = try AES.GCM.SealedBox(nonce: AES.GCM.Nonce(data: vector.hex("iv")), ciphertext: vector.hex("ct"), tag: vector.hex("tag"))
+            return Array(try AES.GCM.open(box, using: SymmetricKey(data: vector.hex("key")), authenticating: vector.hex("aad")))
+        }()
+        switch vector.text("result") {
+        case "valid": #expect(opened == vector.hex("msg"))
+        case "invalid": #expect(opened == nil)
+        default: break
+        }
+    }
+
+    // MARK: Content parsing, without vectors
+
+    @Suite struct ContentParsing {
+        static func validEncrypted() throws -> JSONObject {
+            RoomCipher.seal(
+                type: EventType.message, content: JSONObject(["msgtype": "text", "body": "x"]), key: try RoomKey(bytes: randomBytes(32)),
+                associatedData: [], nonce: randomBytes(12))
+        }
+
+        static func changed(_ object: JSONObject, _ key: String, _ value: JSONValue?) -> JSONObject {
+            var copy = object
+            copy[key] = value
+            return copy
+        }
+
+        @Test func `valid encrypted content parses`() throws {
+            #expect(throws: Never.self) { try parseEncrypted(Self.validEncrypted()) }
+        }
+
+        @Test func `encrypted content with a wrong nonce length, short ciphertext, unknown algorithm or bad key id is refused`() throws {
+            let valid = try Self.validEncrypted()
+            let broken: [(String, JSONObject)] = [
+                ("11-byte nonce", Self.changed(valid, "nonce", .string(Base64.encode(randomBytes(11))))),
+                ("13-byte nonce", Self.changed(valid, "nonce", .string(Base64.encode(randomBytes(13))))),
+                ("empty nonce", Self.changed(valid, "nonce", "")),
+                ("nonce not base64", Self.changed(valid, "nonce", "not base64!!")),
+                ("15-byte ciphertext", Self.changed(valid, "ciphertext", .string(Base64.encode(randomBytes(15))))),
+                ("empty ciphertext", Self.changed(valid, "ciphertext", "")),
+                ("unknown algorithm", Self.changed(valid, "algorithm", "parley.aes128gcm.v1")),
+                ("algorithm missing", Self.changed(valid, "algorithm", nil)),
+                ("key_id not hex", Self.changed(valid, "key_id", .string(String(repeating: "zz", count: 32)))),
+                ("key_id uppercase hex", Self.changed(valid, "key_id", .string(valid["key_id"]!.text.uppercased()))),
+                ("key_id of 31 bytes", Self.changed(valid, "key_id", .string(String(valid["key_id"]!.text.dropLast(2))))),
+                ("key_id a number", Self.changed(valid, "key_id", 1)),
+                ("an unknown field", Self.changed(valid, "extra", 1)),
+            ]
+            for (name, object) in broken {
+                #expect(throws: ContentError.self, "\(name)") {
+                    try EventContent.parse(type: EventType.encrypted, content: object, roomID: vectorRoom)
+                }
+            }
+        }
+
+        static func entry(enc: [UInt8] = Array(Curve25519.KeyAgreement.PrivateKey().publicKey.rawRepresentation), signingKey: [UInt8]) -> JSONValue {
+            .object(JSONObject([
+                "enc": .string(Base64.encode(enc)), "sealed": .string(Base64.encode(randomBytes(48))), "signing_key": .string(Base64.encode(signingKey)),
+            ]))
+        }
+
+        static func roomKey(_ recipients: [JSONValue]?) -> JSONObject {
+            var object = JSONObject(["algorithm": .string(RoomKeyContent.algorithm), "key_id": .string(Hex.encode(randomBytes(32)))])
+            object["recipients"] = recipients.map(JSONValue.array)
+            return object
+        }
+
+        @Test func `an m.room.key content with distinct recipients parses`() throws {
+            let content = try parseRoomKey(Self.roomKey([Self.entry(signingKey: randomBytes(32)), Self.entry(signingKey: randomBytes(32))]))
+            #expect(content.recipients.count == 2)
+        }
+
+        @Test func `an m.room.key content listing a device twice is refused`() {
+            let device = randomBytes(32)
+            #expect(throws: ContentError.self) {
+                try parseRoomKey(Self.roomKey([Self.entry(signingKey: device), Self.entry(signingKey: device)]))
+            }
+        }
+
+        @Test(arguments: X25519KeyCheck.lowOrderPoints + [[UInt8](repeating: 0xFF, count: 32)])
+        func `an m.room.key content with a low-order or non-canonical enc is refused`(enc: [UInt8]) {
+            #expect(throws: ContentError.self) { try parseRoomKey(Self.roomKey([Self.entry(enc: enc, signingKey: randomBytes(32))])) }
+        }
+
+        @Test func `an m.room.key content without recipients is refused`() {
+            #expect(throws: ContentError.self) { try parseRoomKey(Self.roomKey([])) }
+            #expect(throws: ContentError.self) { try parseRoomKey(Self.roomKey(nil)) }
+        }
+
+        @Test func `an m.room.key content with a sealed key of the wrong length is refused`() {
+            var entry = Self.entry(signingKey: randomBytes(32)).objectValue!
+            entry["sealed"] = .string(Base64.encode(randomBytes(47)))
+            #expect(throws: ContentError.self) { try parseRoomKey(Self.roomKey([.object(entry)])) }
+        }
+
+        static func join(exchangeKey: [UInt8]) -> JSONObject {
+            let signingKey = Base64.encode(Curve25519.Signing.PrivateKey().publicKey.rawRepresentation)
+            return JSONObject([
+                "membership": "join", "user_id": "bob",
+                "devices": [.object(JSONObject(["signing_key": .string(signingKey), "exchange_key": .string(Base64.encode(exchangeKey))]))],
+            ])
+        }
+
+        @Test func `a member event with a sound exchange key is accepted`() {
+            let good = Array(Curve25519.KeyAgreement.PrivateKey().publicKey.rawRepresentation)
+            #expect(throws: Never.self) { try EventContent.parse(type: EventType.member, content: Self.join(exchangeKey: good), roomID: vectorRoom) }
+        }
+
+        @Test(arguments: X25519KeyCheck.lowOrderPoints)
+        func `a member event with an all-zero or low-order exchange key is refused`(point: [UInt8]) {
+            #expect(throws: ContentError.self) {
+                try EventContent.parse(type: EventType.member, content: Self.join(exchangeKey: point), roomID: vectorRoom)
+            }
+        }
+    }
+}
