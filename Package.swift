@@ -32,6 +32,8 @@ let package = Package(
         ),
         // zlib, for gzip-compressed log files.
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        // Argon2id for passphrases (key backups, pre-shared-key rooms): Debian's libargon2-dev.
+        .systemLibrary(name: "CArgon2", path: "Sources/CArgon2"),
         // Object stores (a folder, S3 over SigV4) and the bucket layout: moves bytes, never interprets events.
         .target(
             name: "ParleyBucket",
@@ -43,7 +45,7 @@ let package = Package(
         ),
         .target(
             name: "ParleyClient",
-            dependencies: ["ParleyCore", "ParleyStore", "ParleyBucket", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["ParleyCore", "ParleyStore", "ParleyBucket", "CArgon2", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .executableTarget(
             name: "parley",

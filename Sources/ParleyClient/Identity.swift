@@ -30,14 +30,24 @@ public struct Identity: Sendable {
         } while (try? StrictEd25519.checkPublicKey(signing.publicKeyBytes)) == nil
             || (try? X25519KeyCheck.check(Array(exchange.publicKey.rawRepresentation))) == nil
         let identity = Identity(userID: userID, signingKey: signing, exchangeKey: exchange)
-        let secret: JSONValue = [
-            "user_id": .string(userID),
-            "signing_seed": .string(Base64.encode(signing.privateKey.rawRepresentation)),
-            "exchange_private_key": .string(Base64.encode(exchange.rawRepresentation)),
-        ]
-        try home.createFile(atPath: home.secretKeyPath, contents: CanonicalJSON.encode(secret) + [0x0A], mode: 0o600)
-        try home.createFile(atPath: home.identityPath, contents: CanonicalJSON.encode(identity.publicJSON) + [0x0A], mode: 0o644)
+        try identity.install(home: home)
         return identity
+    }
+
+    /// Writes this identity's files under `home`, which must not hold one yet.
+    func install(home: ParleyHome) throws {
+        try home.create()
+        try home.createFile(atPath: home.secretKeyPath, contents: CanonicalJSON.encode(secretJSON) + [0x0A], mode: 0o600)
+        try home.createFile(atPath: home.identityPath, contents: CanonicalJSON.encode(publicJSON) + [0x0A], mode: 0o644)
+    }
+
+    /// The secret form: what `device.key` holds, and what a key backup carries.
+    var secretJSON: JSONValue {
+        [
+            "user_id": .string(userID),
+            "signing_seed": .string(Base64.encode(signingKey.privateKey.rawRepresentation)),
+            "exchange_private_key": .string(Base64.encode(exchangeKey.rawRepresentation)),
+        ]
     }
 
     /// Loads the identity under `home`.
@@ -53,16 +63,9 @@ public struct Identity: Sendable {
                 remedy: "Run `chmod 600 \(home.secretKeyPath)`.")
         }
         do {
-            let secret = try JSONParser().parse(Array(data))
-            guard let userID = secret.objectValue?["user_id"]?.stringValue,
-                let seed = secret.objectValue?["signing_seed"]?.stringValue.flatMap(Base64.decode),
-                let exchange = secret.objectValue?["exchange_private_key"]?.stringValue.flatMap(Base64.decode)
-            else { throw ClientError(.io, "\(home.secretKeyPath) is incomplete.") }
-            return Identity(
-                userID: userID, signingKey: try DeviceSigningKey(seed: seed),
-                exchangeKey: try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: exchange))
+            return try Identity(secretJSON: try JSONParser().parse(Array(data)))
         } catch let error as ClientError {
-            throw error
+            throw ClientError(.io, "\(home.secretKeyPath): \(error.message)")
         } catch {
             throw ClientError(.io, "\(home.secretKeyPath) is not a valid Parley key file.")
         }
@@ -70,5 +73,18 @@ public struct Identity: Sendable {
 
     public var publicJSON: JSONValue {
         ["user_id": .string(userID), "signing_key": .string(signingKeyBase64), "exchange_key": .string(exchangeKeyBase64)]
+    }
+}
+
+extension Identity {
+    /// Reads the secret form.
+    init(secretJSON secret: JSONValue) throws {
+        guard let userID = secret.objectValue?["user_id"]?.stringValue, Identifier.problem(with: userID, kind: .user) == nil,
+            let seed = secret.objectValue?["signing_seed"]?.stringValue.flatMap(Base64.decode),
+            let exchange = secret.objectValue?["exchange_private_key"]?.stringValue.flatMap(Base64.decode)
+        else { throw ClientError(.io, "The identity is incomplete.") }
+        self.init(
+            userID: userID, signingKey: try DeviceSigningKey(seed: seed),
+            exchangeKey: try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: exchange))
     }
 }

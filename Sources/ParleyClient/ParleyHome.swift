@@ -38,7 +38,7 @@ public struct ParleyHome: Sendable {
 
     /// Writes a new file that must not exist yet, with `mode` from its creation (never briefly world-readable),
     /// and syncs it to disk.
-    func createFile(atPath path: String, contents: [UInt8], mode: mode_t) throws {
+    public func createFile(atPath path: String, contents: [UInt8], mode: mode_t) throws {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard descriptor >= 0 else {
             throw ClientError(.io, "Cannot create \(path): \(String(cString: strerror(errno))).")

@@ -94,6 +94,15 @@ extension EventStore {
         return keys
     }
 
+    /// Every room key this device holds, by room: what a key backup carries.
+    public func allRoomKeys() throws -> [(roomID: String, key: RoomKey)] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT room_id, key FROM room_keys ORDER BY room_id, added_ms, key_id").map { row in
+                (row[0], try RoomKey(bytes: (row[1] as Data).bytes))
+            }
+        }
+    }
+
     /// How many times this device sealed content under `keyID`.
     public func sealCount(roomID: String, keyID: String) throws -> Int64 {
         try pool.read { db in

@@ -12,7 +12,7 @@ struct Parley: AsyncParsableCommand {
         discussion: "The node lives in --home DIR, else $PARLEY_HOME, else ~/.parley.",
         subcommands: [
             Init.self, WhoAmI.self, Status.self, Room.self, Send.self, Edit.self, React.self, Redact.self, Read.self, Log.self,
-            Events.self, Import.self, Verify.self, Search.self, Rejected.self, Sync.self, Bucket.self, DirectMessages.self,
+            Events.self, Import.self, Verify.self, Search.self, Rejected.self, Sync.self, Bucket.self, DirectMessages.self, Backup.self,
         ])
 
     /// `--home DIR` may come before the subcommand (`parley --home DIR init`); argument parsing wants options after
