@@ -134,12 +134,24 @@ public struct BucketClient: Sendable {
     /// The invite code for a bucket room (bucket URL, room, creator fingerprint), or `nil` for a local room.
     public func inviteCode(_ roomID: String) throws -> InviteCode? {
         guard let room = try node.store.bucketRoom(roomID: roomID) else { return nil }
-        return InviteCode(bucket: try BucketURL(room.bucketURL), roomID: roomID, creatorFingerprint: room.creatorFingerprint)
+        var code = InviteCode(bucket: try BucketURL(room.bucketURL), roomID: roomID, creatorFingerprint: room.creatorFingerprint)
+        if let psk = try node.store.preSharedSecret(roomID: roomID) {
+            if psk.fromPassphrase { code.needsPassphrase = true } else { code.preSharedSecret = psk.secret }
+        }
+        return code
     }
 
     /// Joins a bucket room from an invite code: fetches its metadata.json, checks it against the creator fingerprint,
     /// syncs the room, and joins if this device was invited.
-    public func join(_ code: InviteCode) async throws -> VerifiedEvent {
+    /// - Parameter passphrase: for a room whose pre-shared key comes from a passphrase (the code says so).
+    public func join(_ code: InviteCode, passphrase: [UInt8]? = nil) async throws -> VerifiedEvent {
+        var secret = code.preSharedSecret
+        if code.needsPassphrase {
+            guard let passphrase else {
+                throw ClientError(.invalidArgument, "Room \(code.roomID) is encrypted with a passphrase.", remedy: "Give it with --passphrase-file, or answer the prompt.")
+            }
+            secret = try RoomEncryptionOption.preSharedSecret(passphrase: passphrase, roomID: code.roomID)
+        }
         let objects = try bucketCall { () throws(BucketError) in try open(code.bucket) }
         let metadata: [UInt8]
         do {
@@ -159,7 +171,9 @@ public struct BucketClient: Sendable {
             throw ClientError(.bucket, "The room's founding event was refused: \(report.outcomes[0]).")
         }
         try node.store.addBucketRoom(roomID: code.roomID, bucketURL: code.bucket.text, creatorFingerprint: code.creatorFingerprint)
+        if let secret { try node.addPreSharedSecret(secret, roomID: code.roomID, fromPassphrase: code.needsPassphrase) }
         _ = try await sync(code.roomID)
+        try node.checkPreSharedKey(code.roomID)
         let state = try node.roomState(code.roomID)
         if state.isJoinedDevice(user: node.identity.userID, key: node.identity.signingKeyBase64) {
             throw ClientError(.invalidArgument, "This device has already joined \(code.roomID).")

@@ -14,11 +14,17 @@ public struct InviteCode: Sendable, Equatable {
     public var roomID: String
     /// Lowercase hex SHA-256 of the creator's raw Ed25519 public key.
     public var creatorFingerprint: String
+    /// The 32-byte secret of a pre-shared-key room whose key is not derived from a passphrase.
+    public var preSharedSecret: [UInt8]?
+    /// Whether the room is a pre-shared-key room whose secret comes from a passphrase the joiner must know.
+    public var needsPassphrase = false
 
-    public init(bucket: BucketURL, roomID: String, creatorFingerprint: String) {
+    public init(bucket: BucketURL, roomID: String, creatorFingerprint: String, preSharedSecret: [UInt8]? = nil, needsPassphrase: Bool = false) {
         self.bucket = bucket
         self.roomID = roomID
         self.creatorFingerprint = creatorFingerprint
+        self.preSharedSecret = preSharedSecret
+        self.needsPassphrase = needsPassphrase
     }
 
     /// The fingerprint of a base64 signing key.
@@ -27,10 +33,12 @@ public struct InviteCode: Sendable, Equatable {
     }
 
     public var text: String {
-        let json: JSONValue = [
+        var json = JSONObject([
             "bucket": .string(bucket.text), "creator": .string(creatorFingerprint), "room_id": .string(roomID), "v": .integer(1),
-        ]
-        let base64 = Base64.encode(CanonicalJSON.encode(json))
+        ])
+        if let preSharedSecret { json["psk"] = .string(Base64.encode(preSharedSecret)) }
+        if needsPassphrase { json["psk_passphrase"] = .bool(true) }
+        let base64 = Base64.encode(CanonicalJSON.encode(.object(json)))
         return InviteCode.prefix + String(base64.compactMap { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 == "=" ? nil : $0 })
     }
 
@@ -55,5 +63,10 @@ public struct InviteCode: Sendable, Equatable {
         }
         self.roomID = roomID
         creatorFingerprint = creator
+        if let secret = object["psk"] {
+            guard let bytes = secret.stringValue.flatMap(Base64.decode), bytes.count == 32 else { throw invalid }
+            preSharedSecret = bytes
+        }
+        needsPassphrase = object["psk_passphrase"] == .bool(true)
     }
 }

@@ -33,6 +33,9 @@ public enum KeyBackup {
         contents["room_keys"] = .array(try node.store.allRoomKeys().map { item in
             ["room_id": .string(item.roomID), "key": .string(Base64.encode(item.key.bytes))]
         })
+        contents["psk_secrets"] = .array(try node.store.allPreSharedSecrets().map { item in
+            ["room_id": .string(item.roomID), "secret": .string(Base64.encode(item.secret)), "from_passphrase": .bool(item.fromPassphrase)]
+        })
         contents["bucket_rooms"] = .array(try node.store.bucketRooms().map { room in
             ["room_id": .string(room.roomID), "bucket": .string(room.bucketURL), "creator": .string(room.creatorFingerprint)]
         })
@@ -100,6 +103,13 @@ public enum KeyBackup {
             keys[roomID, default: []].append(key)
         }
         for (roomID, roomKeys) in keys { try node.store.addRoomKeys(roomKeys, roomID: roomID, addedMs: node.clock()) }
+        for entry in contents["psk_secrets"]?.arrayValue ?? [] {
+            guard let roomID = entry.objectValue?["room_id"]?.stringValue, Identifier.problem(with: roomID, kind: .room) == nil,
+                let secret = entry.objectValue?["secret"]?.stringValue.flatMap(Base64.decode), secret.count == 32,
+                case .bool(let fromPassphrase)? = entry.objectValue?["from_passphrase"]
+            else { throw damaged }
+            try node.addPreSharedSecret(secret, roomID: roomID, fromPassphrase: fromPassphrase)
+        }
         var bucketRooms = 0
         for entry in contents["bucket_rooms"]?.arrayValue ?? [] {
             guard let roomID = entry.objectValue?["room_id"]?.stringValue, Identifier.problem(with: roomID, kind: .room) == nil,

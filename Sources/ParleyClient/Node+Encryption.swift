@@ -7,8 +7,25 @@ import ParleyStore
 public enum RoomEncryptionOption: Sendable, Equatable {
     /// Epoch keys sealed to each member device.
     case epochs(history: HistoryVisibility)
-    /// One key derived from a secret every invite code carries (32 random bytes).
-    case preShared(secret: [UInt8], history: HistoryVisibility)
+    /// One key derived from a 32-byte secret: random (every invite code carries it), or from a passphrase
+    /// (``RoomEncryptionOption/preSharedSecret(passphrase:roomID:)``, told to members out of band).
+    case preShared(secret: [UInt8], fromPassphrase: Bool)
+
+    /// A random pre-shared secret.
+    public static func randomPreSharedSecret() -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+    }
+
+    /// The pre-shared secret of a passphrase room: Argon2id with the standard parameters, salted with the room id, so
+    /// every member derives it from the passphrase alone (docs/PROTOCOL.md §14.6).
+    public static func preSharedSecret(passphrase: [UInt8], roomID: String) throws -> [UInt8] {
+        guard passphrase.count >= Passphrase.minimumLength else {
+            throw ClientError(.invalidArgument, "The passphrase is too short: use at least \(Passphrase.minimumLength) characters.")
+        }
+        let salt = Array(SHA256.hash(data: Array("parley.psk.salt\n\(roomID)".utf8)).prefix(16))
+        return try Argon2idParameters.standard.deriveKey(passphrase: passphrase, salt: salt)
+    }
 }
 
 extension Node {
@@ -22,21 +39,33 @@ extension Node {
         case .epochs(let history):
             let settings = EncryptionSettings(mode: .epochs, history: history)
             return [try publish(roomID: roomID, type: EventType.encryption, content: settings.jsonObject)]
-        case .preShared(let secret, let history):
+        case .preShared(let secret, let fromPassphrase):
             let key = RoomKey.preShared(secret: secret, roomID: roomID)
             try store.addRoomKeys([key], roomID: roomID, addedMs: clock())
-            let settings = EncryptionSettings(mode: .preShared, history: history, keyID: key.keyID)
+            try store.setPreSharedSecret(secret, roomID: roomID, fromPassphrase: fromPassphrase)
+            // Every holder of the secret reads everything, so history is shared by nature.
+            let settings = EncryptionSettings(mode: .preShared, history: .shared, keyID: key.keyID)
             return [try publish(roomID: roomID, type: EventType.encryption, content: settings.jsonObject)]
         }
     }
 
-    /// Takes the key of a pre-shared-key room from an invite's secret; refuses a secret that is not the room's.
-    public func addPreSharedSecret(_ secret: [UInt8], roomID: String) throws {
+    /// Takes the key of a pre-shared-key room from an invite's secret or a passphrase; refuses a secret that is not
+    /// the room's (checked again by ``checkPreSharedKey(_:)`` once the room's state is known).
+    public func addPreSharedSecret(_ secret: [UInt8], roomID: String, fromPassphrase: Bool) throws {
         let key = RoomKey.preShared(secret: secret, roomID: roomID)
         if let settings = try store.roomState(roomID: roomID)?.encryption, settings.keyID != key.keyID {
-            throw ClientError(.invalidArgument, "The invite's secret is not the key of room \(roomID).")
+            throw ClientError(.invalidArgument, "The secret or passphrase is not the key of room \(roomID).")
         }
         try store.addRoomKeys([key], roomID: roomID, addedMs: clock())
+        try store.setPreSharedSecret(secret, roomID: roomID, fromPassphrase: fromPassphrase)
+    }
+
+    /// Throws unless this node holds the key a pre-shared-key room names.
+    public func checkPreSharedKey(_ roomID: String) throws {
+        guard let settings = try store.roomState(roomID: roomID)?.encryption, settings.mode == .preShared, let keyID = settings.keyID else { return }
+        guard try store.roomKeys(roomID: roomID)[keyID] != nil else {
+            throw ClientError(.notAllowed, "The secret or passphrase given is not the key of room \(roomID).", remedy: "Check the passphrase, or ask for the invite code again.")
+        }
     }
 
     /// Rewrites `outgoing` for an encrypted room: content that may be sealed is sealed with the current key, and

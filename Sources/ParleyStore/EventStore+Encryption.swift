@@ -67,6 +67,35 @@ extension EventStore {
         }
     }
 
+    static func registerPreSharedSecretMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v4-psk-secrets") { db in
+            try db.execute(sql: "CREATE TABLE psk_secrets (room_id TEXT PRIMARY KEY, secret BLOB NOT NULL, from_passphrase INTEGER NOT NULL)")
+        }
+    }
+
+    /// Keeps the secret of a pre-shared-key room: invite codes carry it, unless it comes from a passphrase.
+    public func setPreSharedSecret(_ secret: [UInt8], roomID: String, fromPassphrase: Bool) throws {
+        try pool.write { db in
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO psk_secrets (room_id, secret, from_passphrase) VALUES (?, ?, ?)",
+                arguments: [roomID, Data(secret), fromPassphrase])
+        }
+    }
+
+    public func preSharedSecret(roomID: String) throws -> (secret: [UInt8], fromPassphrase: Bool)? {
+        try pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT secret, from_passphrase FROM psk_secrets WHERE room_id = ?", arguments: [roomID])
+                .map { (($0[0] as Data).bytes, $0[1]) }
+        }
+    }
+
+    public func allPreSharedSecrets() throws -> [(roomID: String, secret: [UInt8], fromPassphrase: Bool)] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT room_id, secret, from_passphrase FROM psk_secrets ORDER BY room_id")
+                .map { ($0[0], ($0[1] as Data).bytes, $0[2]) }
+        }
+    }
+
     // MARK: Keys
 
     /// Stores room keys this device holds (idempotent).

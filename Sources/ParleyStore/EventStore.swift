@@ -129,6 +129,7 @@ public final class EventStore: Sendable {
         }
         registerBucketMigration(&migrator)
         registerEncryptionMigration(&migrator)
+        registerPreSharedSecretMigration(&migrator)
         return migrator
     }
 }

@@ -30,11 +30,26 @@ struct RoomCreate: AsyncParsableCommand {
     @Flag(help: "Encrypt the room end to end: messages are sealed with epoch keys only member devices receive.") var encrypted = false
     @Option(help: "With --encrypted: whether new members may read earlier messages (shared) or only from their join on (joined).")
     var history: HistoryVisibility = .shared
+    @Flag(help: "Encrypt with one pre-shared key instead: a random secret that every invite code of the room carries.") var psk = false
+    @Flag(help: "Encrypt with one pre-shared key derived from a passphrase (Argon2id) that members are told out of band.")
+    var pskPassphrase = false
+    @OptionGroup var secret: PassphraseOptions
     @Flag(help: "Print the created events as JSON.") var json = false
+
+    func validate() throws {
+        if [encrypted, psk, pskPassphrase].filter({ $0 }).count > 1 {
+            throw ValidationError("Choose one of --encrypted, --psk and --psk-passphrase.")
+        }
+    }
 
     func run() async throws {
         let node = try global.node()
-        let encryption: RoomEncryptionOption? = encrypted ? .epochs(history: history) : nil
+        var encryption: RoomEncryptionOption? = encrypted ? .epochs(history: history) : nil
+        if psk { encryption = .preShared(secret: RoomEncryptionOption.randomPreSharedSecret(), fromPassphrase: false) }
+        if pskPassphrase {
+            let passphrase = try secret.passphrase(confirming: true)
+            encryption = .preShared(secret: try failing { try RoomEncryptionOption.preSharedSecret(passphrase: passphrase, roomID: roomID) }, fromPassphrase: true)
+        }
         let events = try await failingAsync {
             if let bucket { return try await bucketClient(node).createRoom(roomID, bucket: try BucketURL(bucket), name: name, encryption: encryption) }
             return try node.createRoom(roomID, name: name, encryption: encryption)
@@ -82,12 +97,15 @@ struct RoomJoin: AsyncParsableCommand {
         commandName: "join", abstract: "Join a room: from an invite code (fetching it from its bucket), or one this node holds.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "An invite code (parley-invite:…), or the id of a room this node holds.") var room: String
+    @OptionGroup var secret: PassphraseOptions
     @Flag var json = false
 
     func run() async throws {
         let node = try global.node()
+        let code = InviteCode.looksLikeCode(room) ? try failing { try InviteCode(parsing: room) } : nil
+        let passphrase = code?.needsPassphrase == true ? try secret.passphrase(confirming: false) : nil
         let event = try await failingAsync {
-            if InviteCode.looksLikeCode(room) { return try await bucketClient(node).join(try InviteCode(parsing: room)) }
+            if let code { return try await bucketClient(node).join(code, passphrase: passphrase) }
             let event = try node.join(room)
             try await flushIfBucket(node, room)
             return event

@@ -137,4 +137,58 @@ import Testing
             #expect(try dave.node.timeline("vault", limit: 100).contains(where: \.undecryptable) == (history == .joined))
         }
     }
+
+    @Test func `a pre-shared-key room: the invite code carries the secret, members read, and a holder cannot write as another member`() async throws {
+        let world = try BucketWorld(.folder)
+        let alice = world.client(try world.node("alice"))
+        let bob = world.client(try world.node("bob"))
+        _ = try await alice.createRoom("vault", bucket: world.url, encryption: .preShared(secret: RoomEncryptionOption.randomPreSharedSecret(), fromPassphrase: false))
+        try await add(bob, to: alice, world: world)
+        #expect(try #require(try alice.inviteCode("vault")).preSharedSecret?.count == 32)
+        _ = try alice.node.send("vault", text: "okapi tidings")
+        _ = try await alice.flush("vault")
+        _ = try await bob.sync("vault")
+        #expect(try bodies(bob) == ["okapi tidings"])
+        for (key, text) in try await bucketText(world) { #expect(!text.contains("okapi"), "plaintext in \(key)") }
+
+        // Bob holds the shared key, but signs with his own device: an event claiming to be Alice's is refused.
+        let key = try #require(try bob.node.store.roomKeys(roomID: "vault").values.first)
+        let head = try #require(try bob.node.store.chainHead(roomID: "vault", senderKey: bob.node.identity.signingKeyBase64))
+        let eventID = EventID.make(roomID: "vault", timestampMs: head.timestampMs + 10, randomBytes: Array(repeating: 7, count: 16))
+        var generator = SystemRandomNumberGenerator()
+        let associatedData = RoomCipher.associatedData(
+            eventID: eventID, roomID: "vault", timestampMs: head.timestampMs + 10, senderID: "alice", senderKey: bob.node.identity.signingKeyBase64,
+            seq: head.seq + 1, parentEventID: nil, prevEventHash: head.hash)
+        let forged = bob.node.identity.signingKey.signEvent(
+            roomID: "vault", type: EventType.encrypted,
+            content: RoomCipher.seal(type: EventType.message, content: JSONObject(["msgtype": "text", "body": "I am alice"]), key: key, associatedData: associatedData, using: &generator),
+            senderID: "alice", seq: head.seq + 1, previousHash: head.hash, timestampMs: head.timestampMs + 10, eventID: eventID)
+        let report = try alice.node.store.ingest(events: [forged], receivedMs: 0)
+        guard case .unauthorized(let reason)? = report.outcomes.first else {
+            Issue.record("expected a rejection, got \(report.outcomes)")
+            return
+        }
+        #expect(reason.contains("not bound to alice"))
+    }
+
+    @Test func `a passphrase room asks the joiner for the passphrase and refuses a wrong one`() async throws {
+        let world = try BucketWorld(.folder)
+        let alice = world.client(try world.node("alice"))
+        let secret = try RoomEncryptionOption.preSharedSecret(passphrase: Array("four sleepy owls".utf8), roomID: "vault")
+        _ = try await alice.createRoom("vault", bucket: world.url, encryption: .preShared(secret: secret, fromPassphrase: true))
+        let bob = world.client(try world.node("bob"))
+        try alice.node.invite("vault", userID: "bob", key: bob.node.identity.signingKeyBase64)
+        _ = try alice.node.send("vault", text: "tapir news")
+        _ = try await alice.flush("vault")
+        let code = try #require(try alice.inviteCode("vault"))
+        #expect(code.needsPassphrase && code.preSharedSecret == nil)
+        let parsed = try InviteCode(parsing: code.text)
+        await #expect(throws: ClientError.self) { _ = try await bob.join(parsed) }
+        await #expect(throws: ClientError.self) { _ = try await bob.join(parsed, passphrase: Array("four sleepy cats".utf8)) }
+        let carol = world.client(try world.node("carol"))
+        try alice.node.invite("vault", userID: "carol", key: carol.node.identity.signingKeyBase64)
+        _ = try await alice.flush("vault")
+        _ = try await carol.join(parsed, passphrase: Array("four sleepy owls".utf8))
+        #expect(try carol.node.timeline("vault", limit: 100).compactMap(\.body) == ["tapir news"])
+    }
 }
