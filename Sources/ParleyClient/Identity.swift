@@ -21,7 +21,13 @@ public struct Identity: Sendable {
         guard !FileManager.default.fileExists(atPath: home.secretKeyPath) else {
             throw ClientError(.alreadyInitialized, "\(home.path) already holds an identity.", remedy: "Use another --home, or keep this one.")
         }
-        // Fresh keys; weak ones cannot come out of a proper generator, but the check costs nothing.
+        let identity = Identity.generate(userID: userID)
+        try identity.install(home: home)
+        return identity
+    }
+
+    /// Fresh keys for `userID`; weak ones cannot come out of a proper generator, but the check costs nothing.
+    static func generate(userID: String) -> Identity {
         var signing: DeviceSigningKey
         var exchange: Curve25519.KeyAgreement.PrivateKey
         repeat {
@@ -29,9 +35,7 @@ public struct Identity: Sendable {
             exchange = Curve25519.KeyAgreement.PrivateKey()
         } while (try? StrictEd25519.checkPublicKey(signing.publicKeyBytes)) == nil
             || (try? X25519KeyCheck.check(Array(exchange.publicKey.rawRepresentation))) == nil
-        let identity = Identity(userID: userID, signingKey: signing, exchangeKey: exchange)
-        try identity.install(home: home)
-        return identity
+        return Identity(userID: userID, signingKey: signing, exchangeKey: exchange)
     }
 
     /// Writes this identity's files under `home`, which must not hold one yet.

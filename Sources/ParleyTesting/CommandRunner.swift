@@ -7,9 +7,8 @@ public struct ParleyCommand: Sendable {
         public var stdout: String
         public var stderr: String
         public var stdoutBytes: [UInt8]
-        /// Peak resident memory of the largest child this process has waited for so far, in kilobytes: an upper
-        /// bound for this run's peak.
-        public var maxRSSKilobytes: Int
+        /// Peak resident memory of this run, in kilobytes, when it was measured (`measuringMemory: true`).
+        public var maxRSSKilobytes: Int?
     }
 
     /// The package's debug build of `parley`, found from this source file's location.
@@ -25,15 +24,37 @@ public struct ParleyCommand: Sendable {
 
     /// Runs `parley --home HOME ARGUMENTS…`, feeding `input` on standard input.
     @discardableResult
-    public func run(_ arguments: [String], input: [UInt8] = [], inputFile: String? = nil, environment: [String: String] = [:]) throws -> Output {
-        try ParleyCommand.run(["--home", home] + arguments, input: input, inputFile: inputFile, environment: environment)
+    public func run(
+        _ arguments: [String], input: [UInt8] = [], inputFile: String? = nil, environment: [String: String] = [:], measuringMemory: Bool = false
+    ) throws -> Output {
+        try ParleyCommand.run(["--home", home] + arguments, input: input, inputFile: inputFile, environment: environment, measuringMemory: measuringMemory)
     }
 
+    /// Runs the command under a small Python parent that waits for exactly that process and reports its peak RSS:
+    /// this process's own RUSAGE_CHILDREN would also count commands of tests running in parallel.
+    static let memoryWrapper = """
+        import os, sys
+        pid = os.fork()
+        if pid == 0:
+            os.execv(sys.argv[1], sys.argv[1:])
+        _, status, usage = os.wait4(pid, 0)
+        sys.stderr.write("\\nparley-test-maxrss=%d\\n" % usage.ru_maxrss)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    static let memoryMarker = "\nparley-test-maxrss="
+
     /// Runs `parley ARGUMENTS…`; `environment` adds to (or replaces) this process's variables.
-    public static func run(_ arguments: [String], input: [UInt8] = [], inputFile: String? = nil, environment: [String: String] = [:]) throws -> Output {
+    public static func run(
+        _ arguments: [String], input: [UInt8] = [], inputFile: String? = nil, environment: [String: String] = [:], measuringMemory: Bool = false
+    ) throws -> Output {
         let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
+        if measuringMemory {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", "-c", memoryWrapper, executable.path] + arguments
+        } else {
+            process.executableURL = executable
+            process.arguments = arguments
+        }
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let stdout = Pipe()
         let stderr = Pipe()
@@ -60,12 +81,15 @@ public struct ParleyCommand: Sendable {
         let errData = OutputCollector(stderr.fileHandleForReading)
         process.waitUntilExit()
         let out = outData.finish()
-        let err = errData.finish()
-        var usage = rusage()
-        getrusage(Int32(RUSAGE_CHILDREN.rawValue), &usage)
+        var stderrText = String(decoding: errData.finish(), as: UTF8.self)
+        var maxRSS: Int?
+        if measuringMemory, let marker = stderrText.range(of: memoryMarker, options: .backwards) {
+            maxRSS = Int(stderrText[marker.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines))
+            stderrText.removeSubrange(marker.lowerBound...)
+        }
         return Output(
-            status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self),
-            stdoutBytes: Array(out), maxRSSKilobytes: usage.ru_maxrss)
+            status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: stderrText,
+            stdoutBytes: Array(out), maxRSSKilobytes: maxRSS)
     }
 }
 

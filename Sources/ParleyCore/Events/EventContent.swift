@@ -179,8 +179,8 @@ extension EventContent {
         let reason = try reader.optionalString("reason", maxBytes: maxReasonBytes)
         var devices: [DeviceBinding] = []
         if let list = try reader.optionalArray("devices") {
-            guard membership == .invite || membership == .join else {
-                throw ContentError("m.room.member: devices are only listed in invite and join")
+            guard membership != .ban else {
+                throw ContentError("m.room.member: devices are only listed in invite, join and a device's removal (leave)")
             }
             guard !list.isEmpty, list.count <= 16 else { throw ContentError("m.room.member: devices must list 1 to 16 devices") }
             for entry in list {
@@ -194,6 +194,9 @@ extension EventContent {
                     throw ContentError("m.room.member: weak signing key refused: \(error)")
                 }
                 let exchangeKey = try deviceReader.optionalString("exchange_key", maxBytes: 64)
+                if exchangeKey != nil, membership == .leave {
+                    throw ContentError("m.room.member: a device's removal names only its signing_key")
+                }
                 if let exchangeKey {
                     guard let exchangeBytes = Base64.decode(exchangeKey) else {
                         throw ContentError("m.room.member: exchange_key is not padded base64")

@@ -307,6 +307,31 @@ public struct RoomState: Sendable, Equatable {
             record.invitedDevices[device.signingKey] = nil
             keyOwners[device.signingKey] = target
 
+        case .leave where !content.devices.isEmpty:
+            // One device's removal: by the user themselves (from one of their joined devices), or a kick of the
+            // device by someone who could kick the user.
+            if sender == target {
+                guard record.membership == .join, record.devices[event.senderKey] != nil else {
+                    return .rejected("\(target) can remove devices only from a joined device of their own")
+                }
+            } else {
+                if let problem = senderProblem(event) { return .rejected(problem) }
+                guard senderLevel >= powerLevels.kick, senderLevel > targetLevel else {
+                    return .rejected(
+                        "removing a device of \(target) (level \(targetLevel)) needs power level \(powerLevels.kick) and above theirs; \(sender) has \(senderLevel)")
+                }
+            }
+            for device in content.devices {
+                guard record.devices[device.signingKey] != nil || record.invitedDevices[device.signingKey] != nil else {
+                    return .rejected("device \(device.signingKey.prefix(12))… is not a device of \(target) in this room")
+                }
+            }
+            for device in content.devices {
+                record.devices[device.signingKey] = nil
+                record.invitedDevices[device.signingKey] = nil
+            }
+            if record.devices.isEmpty { record.membership = record.invitedDevices.isEmpty ? .leave : .invite }
+
         case .leave where sender == target:
             let holdsKey = record.devices[event.senderKey] != nil || record.invitedDevices[event.senderKey] != nil
             guard !isNew, record.membership == .join || record.membership == .invite, holdsKey else {
