@@ -12,7 +12,7 @@ struct Parley: AsyncParsableCommand {
         discussion: "The node lives in --home DIR, else $PARLEY_HOME, else ~/.parley.",
         subcommands: [
             Init.self, WhoAmI.self, Status.self, Room.self, Send.self, Edit.self, React.self, Redact.self, Read.self, Log.self,
-            Events.self, Import.self, Verify.self, Search.self, Rejected.self, Sync.self, Bucket.self, DirectMessages.self, Backup.self,
+            Events.self, Import.self, Verify.self, Search.self, Rejected.self, Sync.self, Bucket.self, DirectMessages.self, Backup.self, Device.self,
         ])
 
     /// `--home DIR` may come before the subcommand (`parley --home DIR init`); argument parsing wants options after
@@ -116,20 +116,38 @@ func printJSON(_ value: JSONValue) {
     print(CanonicalJSON.string(value))
 }
 
-struct Init: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create this device's identity (Ed25519 signing key and X25519 key).")
+struct Init: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create this device's identity (Ed25519 signing key and X25519 key), or set up another device of yours from a link code.")
     @OptionGroup var global: GlobalOptions
-    @Option(help: "The user id this device speaks for: a-z 0-9 . _ = - , up to 64 characters.") var user: String
+    @Option(help: "The user id this device speaks for: a-z 0-9 . _ = - , up to 64 characters.") var user: String?
+    @Option(help: "A link code from `parley device link` on your other device: this device joins your bucket rooms as you.")
+    var link: String?
     @Flag(help: "Print the identity as JSON.") var json = false
 
-    func run() throws {
-        let identity = try failing { try Identity.create(userID: user, home: global.parleyHome) }
+    func validate() throws {
+        guard (user == nil) != (link == nil) else { throw ValidationError("Give either --user USER_ID or --link CODE.") }
+    }
+
+    func run() async throws {
+        var joined: [String] = []
+        let identity: Identity
+        if let link {
+            let node = try failing { try Node.installLinked(try LinkCode(parsing: link, nowMs: Node.systemClock()), home: global.parleyHome) }
+            identity = node.identity
+            joined = try await failingAsync { try await bucketClient(node).joinLinkedRooms() }
+        } else {
+            identity = try failing { try Identity.create(userID: user ?? "", home: global.parleyHome) }
+        }
         if json {
-            printJSON(identity.publicJSON)
+            var object = identity.publicJSON.objectValue ?? JSONObject()
+            if link != nil { object["joined_rooms"] = .array(joined.map(JSONValue.string)) }
+            printJSON(.object(object))
         } else {
             print("Created identity \(identity.userID) in \(global.parleyHome.path)")
             print("signing key:  \(identity.signingKeyBase64)")
             print("exchange key: \(identity.exchangeKeyBase64)")
+            if link != nil { print("joined: \(joined.isEmpty ? "no bucket rooms" : joined.joined(separator: ", "))") }
         }
     }
 }

@@ -64,3 +64,38 @@ import Testing
         #expect(throws: ClientError.self) { try node.removeDevice(node.identity.signingKeyBase64) }
     }
 }
+
+/// `parley device` and `parley init --link` through the executable.
+@Suite struct DeviceCLITests {
+    @Test func `device link, init --link, device list and device remove work from the command line`() throws {
+        let nodes = try TwoNodes()
+        let bucket = "file://\(nodes.directory.file("bucket"))"
+        try #require(try nodes.alice.run(["room", "create", "team", "--bucket", bucket, "--encrypted"]).status == 0)
+        try #require(try nodes.alice.run(["send", "team", "first words", "--flush"]).status == 0)
+        let linked = try nodes.alice.run(["device", "link", "--json"])
+        try #require(linked.status == 0, "\(linked.stderr)")
+        let code = try JSONParser().parse(Array(linked.stdout.utf8))["link_code"]!.text
+
+        let laptop = ParleyCommand(home: nodes.directory.file("alice-laptop"))
+        let installed = try laptop.run(["init", "--link", code, "--json"])
+        try #require(installed.status == 0, "\(installed.stderr)")
+        let identity = try JSONParser().parse(Array(installed.stdout.utf8))
+        #expect(identity["user_id"]?.text == "alice")
+        #expect(identity["joined_rooms"]?.array.map(\.text) == ["team"])
+        #expect(try nodes.log(laptop, "team").contains { $0["body"]?.text == "first words" })
+        #expect(try laptop.run(["init", "--link", code]).status != 0)
+
+        try #require(try nodes.alice.run(["sync"]).status == 0)
+        let listed = try JSONParser().parse(Array(try nodes.alice.run(["device", "list", "--json"]).stdout.utf8)).array
+        #expect(listed.count == 2)
+        let laptopKey = identity["signing_key"]!.text
+        #expect(listed.contains { $0["signing_key"]?.text == laptopKey && $0["joined_rooms"]?.array.map(\.text) == ["team"] })
+
+        let removed = try nodes.alice.run(["device", "remove", laptopKey])
+        try #require(removed.status == 0, "\(removed.stderr)")
+        #expect(try nodes.alice.run(["send", "team", "laptop may not read this", "--flush"]).status == 0)
+        #expect(try laptop.run(["sync"]).status == 0)
+        #expect(!(try nodes.log(laptop, "team").contains { $0["body"]?.text == "laptop may not read this" }))
+        #expect(try laptop.run(["send", "team", "hello?"]).status != 0)
+    }
+}
