@@ -1,7 +1,7 @@
 // Parley's benchmarks: one measurement per design target, each with its baseline measured in the same run.
 //
 //   scripts/bench                  # builds everything in release mode and runs all of them
-//   parley-bench [micro|import|log|bucket] [--events N] [--messages N] [--follow-seconds N] [--room-events N] [--workdir DIR] [--parley PATH]
+//   parley-bench [micro|import|log|bucket|encryption] [--events N] [--messages N] [--follow-seconds N] [--room-events N] [--workdir DIR] [--parley PATH]
 //
 // Results print as a Markdown table (copied into docs/BENCHMARKS.md) and as JSON lines on standard error.
 
@@ -271,6 +271,18 @@ func encryptionMicro() {
         senderKey: String(repeating: "A", count: 43) + "=", seq: 2, parentEventID: nil, prevEventHash: String(repeating: "0", count: 64))
     let rounds = 20_000
     var sink = 0
+    // The cipher alone: AES-256-GCM seal and open of the 1 KiB plaintext bytes with the envelope as associated data.
+    let plaintext = CanonicalJSON.encode(.object(JSONObject(["type": .string(EventType.message), "content": .object(content)])))
+    let aeadKey = SymmetricKey(data: key.bytes)
+    let nonce = AES.GCM.Nonce()
+    let aeadSeconds = best(5) {
+        for _ in 0..<rounds {
+            let box = try! AES.GCM.seal(plaintext, using: aeadKey, nonce: nonce, authenticating: associatedData)
+            sink &+= try! AES.GCM.open(box, using: aeadKey, authenticating: associatedData).count
+        }
+    }
+    let aeadRate = Double(rounds) / aeadSeconds
+    record("seal + open a 1 KiB message, AES-256-GCM with the envelope as associated data, 1 core", aeadRate, "messages/s", target: "≥ 100,000/s", met: aeadRate >= 100_000)
     let seconds = best(5) {
         for _ in 0..<rounds {
             let sealed = RoomCipher.seal(type: EventType.message, content: content, key: key, associatedData: associatedData, using: &generator)
@@ -280,7 +292,7 @@ func encryptionMicro() {
     }
     precondition(sink > 0)
     let rate = Double(rounds) / seconds
-    record("seal + open a 1 KiB message (AES-256-GCM, key id check, parse), 1 core", rate, "messages/s", target: "≥ 100,000/s", met: rate >= 100_000)
+    record("seal + open a 1 KiB message as event content: JSON plaintext, AES-256-GCM, base64, parse, key id check, 1 core", rate, "messages/s", target: "≥ 100,000/s", met: rate >= 100_000)
 
     // A new epoch for 1,000 member devices: seal the key to each with HPKE, split into events under 64 KiB.
     let devices = (0..<1_000).map { index -> (String, [UInt8]) in
@@ -472,6 +484,10 @@ if mode == "all" || mode == "bucket" {
     bucketBenchmarks(workdir: workdir, count: events, rawTwoThreads: rawTwo, parley: parley, hello: hello)
     deliveryBenchmark(workdir: workdir, messages: Int(argument("--messages", default: "200"))!)
     followRSSBenchmark(workdir: workdir, parley: parley, hello: hello, seconds: Int(argument("--follow-seconds", default: "20"))!)
+}
+if mode == "all" || mode == "encryption" {
+    if mode == "encryption" { encryptionMicro() }
+    encryptionRoomBenchmarks(workdir: workdir)
 }
 if mode == "follow" { followRSSBenchmark(workdir: workdir, parley: parley, hello: hello, seconds: Int(argument("--follow-seconds", default: "20"))!) }
 
