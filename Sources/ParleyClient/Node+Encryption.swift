@@ -71,7 +71,7 @@ extension Node {
     /// Rewrites `outgoing` for an encrypted room: content that may be sealed is sealed with the current key, and
     /// when the room needs a new epoch (a device left, the key is old or used up, a device joined that may not read
     /// the past) or a joined device lacks keys it may have, the `m.room.key` events come first.
-    func sealing(_ outgoing: [OutgoingEvent], roomID: String, state: RoomState) throws -> (events: [OutgoingEvent], key: RoomKey?) {
+    func sealing(_ outgoing: [OutgoingEvent], roomID: String, state: RoomState, version: Int64?) throws -> (events: [OutgoingEvent], key: RoomKey?) {
         guard let settings = state.encryption, outgoing.contains(where: { RoomCipher.maySeal($0.type) }) else { return (outgoing, nil) }
         let held = try store.roomKeys(roomID: roomID)
         var prefix: [OutgoingEvent] = []
@@ -83,7 +83,7 @@ extension Node {
             }
             key = shared
         case .epochs:
-            (prefix, key) = try epochKeyEvents(roomID: roomID, state: state, settings: settings, held: held)
+            (prefix, key) = try epochKeyEvents(roomID: roomID, state: state, settings: settings, held: held, version: version)
         }
         let sealed = outgoing.map { item -> OutgoingEvent in
             var item = item
@@ -113,24 +113,28 @@ extension Node {
 
     /// The key to seal with now, and the `m.room.key` events to publish before sealing with it.
     func epochKeyEvents(
-        roomID: String, state: RoomState, settings: EncryptionSettings, held: [String: RoomKey]
+        roomID: String, state: RoomState, settings: EncryptionSettings, held: [String: RoomKey], version: Int64? = nil
     ) throws -> ([OutgoingEvent], RoomKey) {
         let me = identity.signingKeyBase64
-        let recipients = state.keyRecipients
         let mine = state.roomKeys.values.filter { held[$0.keyID] != nil && $0.holders.contains(me) }.sorted { $0.introducedAt < $1.introducedAt }
         var events: [OutgoingEvent] = []
         var needsEpoch = true
         if let current = mine.last, let key = held[current.keyID] {
-            let missing = recipients.filter { !current.holders.contains($0.signingKey) }
-            let removedSince = state.lastDeviceRemoval.map { $0 > current.introducedAt } ?? false
             let aged = clock() - current.introducedAt.timestampMs >= settings.rotationPeriodMs
             let usedUp = try store.sealCount(roomID: roomID, keyID: current.keyID) >= RoomCipher.maxSealsPerKey
+            let known = completeEpochs.withLock { $0[roomID] }
+            if let version, let known, known.version == version, known.keyID == current.keyID, !aged, !usedUp { return ([], key) }
+            let recipients = state.keyRecipients
+            let missing = recipients.filter { !current.holders.contains($0.signingKey) }
+            let removedSince = state.lastDeviceRemoval.map { $0 > current.introducedAt } ?? false
             needsEpoch = removedSince || aged || usedUp || (!missing.isEmpty && settings.history == .joined)
             if !needsEpoch {
                 events += try keyEvents(for: mine.compactMap { record in held[record.keyID].map { (record, $0) } }, recipients: recipients, roomID: roomID)
+                if events.isEmpty, let version { completeEpochs.withLock { $0[roomID] = (version, current.keyID) } }
                 return (events, key)
             }
         }
+        let recipients = state.keyRecipients
         var generator = SystemRandomNumberGenerator()
         let fresh = RoomKey.random(using: &generator)
         try store.addRoomKeys([fresh], roomID: roomID, addedMs: clock())

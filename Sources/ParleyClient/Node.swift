@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import ParleyCore
 import ParleyStore
 
@@ -31,6 +32,9 @@ public final class Node: Sendable {
     public let clock: @Sendable () -> Int64
     /// New events for subscribers (a UI, `parley sync --watch`).
     public let updates = NodeUpdates()
+    /// Per room: the state version at which the current epoch was last found to reach every device, and its key id.
+    /// Checking that costs O(members); a message in an unchanged room must not pay it again.
+    let completeEpochs = Mutex<[String: (version: Int64, keyID: String)]>([:])
 
     /// Opens the node under `home`.
     /// - Throws: ``ClientError`` when there is no identity yet, or the store cannot be opened.
@@ -74,16 +78,14 @@ public final class Node: Sendable {
         try validateRoomID(roomID)
         guard !outgoing.isEmpty else { return [] }
         return try home.withLock {
-            guard let state = try store.roomState(roomID: roomID), state.encryption != nil else { return try signAndStore(roomID: roomID, outgoing) }
+            guard let (state, version) = try store.roomStateAndVersion(roomID: roomID), state.encryption != nil else {
+                return try signAndStore(roomID: roomID, outgoing)
+            }
             // Keys that arrived since the last read decide whether a new epoch is needed.
             try catchUpDecryption()
-            let (events, key) = try sealing(outgoing, roomID: roomID, state: state)
-            let published = try signAndStore(roomID: roomID, events)
-            if let key {
-                try store.countSeals(outgoing.filter { RoomCipher.maySeal($0.type) }.count, roomID: roomID, keyID: key.keyID)
-                try catchUpDecryption()
-            }
-            return Array(published.suffix(outgoing.count))
+            let (events, _) = try sealing(outgoing, roomID: roomID, state: state, version: version)
+            // The store opens what it stores under keys it holds, in the same transaction.
+            return Array(try signAndStore(roomID: roomID, events).suffix(outgoing.count))
         }
     }
 

@@ -71,6 +71,14 @@ extension EventStore {
         migrator.registerMigration("v4-psk-secrets") { db in
             try db.execute(sql: "CREATE TABLE psk_secrets (room_id TEXT PRIMARY KEY, secret BLOB NOT NULL, from_passphrase INTEGER NOT NULL)")
         }
+        // Whether a room has events awaiting their target is asked on every ingest: by room, not by scanning the
+        // room's events (which made each message cost more as history grew).
+        migrator.registerMigration("v5-awaiting-by-room") { db in
+            try db.execute(sql: """
+                CREATE INDEX events_awaiting_room ON events (room_id, target_event_id) WHERE status = 2;
+                DROP INDEX events_awaiting;
+                """)
+        }
     }
 
     /// Keeps the secret of a pre-shared-key room: invite codes carry it, unless it comes from a passphrase.
@@ -139,15 +147,18 @@ extension EventStore {
         }
     }
 
-    public func countSeals(_ count: Int, roomID: String, keyID: String) throws {
-        try pool.write { db in
-            try db.execute(sql: "UPDATE room_keys SET seals = seals + ? WHERE room_id = ? AND key_id = ?", arguments: [count, roomID, keyID])
-        }
-    }
-
-    /// Accepted `m.room.key` events that seal a key to the device `signingKey` and have not been opened yet.
+    /// Accepted `m.room.key` events that seal a key to the device `signingKey` and have not been opened yet. Key
+    /// events for other devices are marked as seen, so each is parsed once.
     public func pendingKeyDeliveries(forDevice signingKey: String) throws -> [KeyDelivery] {
-        try pool.read { db in
+        let anyNew = try pool.read { db in
+            try Bool.fetchOne(
+                db, sql: """
+                    SELECT EXISTS (SELECT 1 FROM events e WHERE e.type = 'm.room.key' AND e.status = 0
+                        AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id))
+                    """) ?? false
+        }
+        guard anyNew else { return [] }
+        return try pool.write { db in
             let rows = try Row.fetchAll(
                 db, sql: """
                     SELECT e.id, e.wire FROM events e WHERE e.type = 'm.room.key' AND e.status = 0
@@ -160,7 +171,10 @@ extension EventStore {
                 guard let content = event.content,
                     case .roomKey(let keys) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID),
                     let sealed = keys.recipients.first(where: { $0.signingKey == signingKey })
-                else { continue }
+                else {
+                    try db.execute(sql: "INSERT INTO key_deliveries (event_row, problem) VALUES (?, 'not for this device')", arguments: [row[0]])
+                    continue
+                }
                 result.append(KeyDelivery(row: row[0], event: event, content: keys, sealed: sealed))
             }
             return result
@@ -199,7 +213,23 @@ extension EventStore {
     /// since arrived, so its cost does not grow with the room's history.
     @discardableResult
     public func decryptPending(receivedMs: Int64) throws -> DecryptionReport {
-        try pool.write { db in
+        // Most passes find nothing: find that out without a write transaction.
+        let idle = try pool.read { db -> Int? in
+            let scannedUpTo = try Int64.fetchOne(db, sql: "SELECT scanned_up_to FROM decrypt_state") ?? 0
+            let hasNew = try Bool.fetchOne(
+                db, sql: """
+                    SELECT EXISTS (SELECT 1 FROM events WHERE type = 'm.room.encrypted' AND id > ?
+                        AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id))
+                    OR EXISTS (SELECT 1 FROM sealed_waiting w JOIN room_keys k ON k.room_id = w.room_id AND k.key_id = w.key_id)
+                    """, arguments: [scannedUpTo]) ?? true
+            return hasNew ? nil : try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sealed_waiting") ?? 0
+        }
+        if let idle { return DecryptionReport(decrypted: 0, waitingForKey: idle, failed: []) }
+        return try pool.write { db in try EventStore.decryptPending(db: db, receivedMs: receivedMs) }
+    }
+
+    static func decryptPending(db: Database, receivedMs: Int64) throws -> DecryptionReport {
+        do {
             var report = DecryptionReport()
             var keysByRoom: [String: [String: RoomKey]] = [:]
             let indexedUpTo = try EventStore.searchIndexedUpTo(db)
@@ -207,47 +237,85 @@ extension EventStore {
             let newest = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM events") ?? 0
             let rows = try Row.fetchAll(
                 db, sql: """
-                    SELECT id, wire, status, redacted FROM events WHERE type = 'm.room.encrypted' AND id > ? AND id <= ?
+                    SELECT id, wire, status, redacted, room_id FROM events WHERE type = 'm.room.encrypted' AND id > ? AND id <= ?
+                        AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id)
                     UNION ALL
-                    SELECT e.id, e.wire, e.status, e.redacted FROM sealed_waiting w JOIN events e ON e.id = w.event_row
+                    SELECT e.id, e.wire, e.status, e.redacted, e.room_id FROM sealed_waiting w JOIN events e ON e.id = w.event_row
                         WHERE EXISTS (SELECT 1 FROM room_keys k WHERE k.room_id = w.room_id AND k.key_id = w.key_id)
                     ORDER BY 1
                     """, arguments: [scannedUpTo, newest])
+            // Parsing and opening run on every core; the store's writes stay on this thread.
+            enum Outcome {
+                case skip
+                case wait(roomID: String, keyID: String)
+                case opened(roomID: String, type: String, content: [UInt8], target: String?, keyID: String)
+                case failed(Event, reason: String)
+            }
             for row in rows {
+                let roomID: String = row[4]
+                if keysByRoom[roomID] == nil { keysByRoom[roomID] = try EventStore.roomKeys(db: db, roomID: roomID) }
+            }
+            let keys = keysByRoom
+            let inputs = rows.map { (wire: ($0[1] as Data).bytes, accepted: ($0[2] as Int) == EventStatus.accepted.rawValue && !($0[3] as Bool)) }
+            let storage = UnsafeMutableBufferPointer<Outcome>.allocate(capacity: inputs.count)
+            storage.initialize(repeating: .skip)
+            defer {
+                storage.deinitialize()
+                storage.deallocate()
+            }
+            let outcomes = SendableBuffer(storage)
+            let workers = min(ProcessInfo.processInfo.activeProcessorCount, max(1, inputs.count / 64))
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                for index in stride(from: worker, to: inputs.count, by: workers) {
+                    guard let event = try? Event.parse(inputs[index].wire), let content = event.content,
+                        case .encrypted(let sealed) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID)
+                    else { continue }
+                    // Not accepted (yet: it may be judged again) or no key: it waits.
+                    guard inputs[index].accepted, let key = keys[event.roomID]?[sealed.keyID] else {
+                        outcomes.buffer[index] = .wait(roomID: event.roomID, keyID: sealed.keyID)
+                        continue
+                    }
+                    switch EventStore.openSealed(sealed, of: event, key: key) {
+                    case .success(let (type, inner, target)):
+                        outcomes.buffer[index] = .opened(
+                            roomID: event.roomID, type: type, content: CanonicalJSON.encode(.object(inner)), target: target, keyID: sealed.keyID)
+                    case .failure(let problem):
+                        outcomes.buffer[index] = .failed(event, reason: problem.reason)
+                    }
+                }
+            }
+            var seals: [String: (roomID: String, count: Int)] = [:]
+            for (index, row) in rows.enumerated() {
                 let id: Int64 = row[0]
-                let event = try Event.parse((row[1] as Data).bytes)
-                guard let content = event.content,
-                    case .encrypted(let sealed) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID)
-                else {
+                switch storage[index] {
+                case .skip:
                     try db.execute(sql: "DELETE FROM sealed_waiting WHERE event_row = ?", arguments: [id])
-                    continue
-                }
-                if keysByRoom[event.roomID] == nil { keysByRoom[event.roomID] = try EventStore.roomKeys(db: db, roomID: event.roomID) }
-                // Not accepted (yet: it may be judged again) or no key: it waits.
-                guard row[2] as Int == EventStatus.accepted.rawValue, !(row[3] as Bool), let key = keysByRoom[event.roomID]?[sealed.keyID] else {
+                case .wait(let roomID, let keyID):
                     try db.execute(
-                        sql: "INSERT OR IGNORE INTO sealed_waiting (event_row, room_id, key_id) VALUES (?, ?, ?)",
-                        arguments: [id, event.roomID, sealed.keyID])
-                    continue
-                }
-                try db.execute(sql: "DELETE FROM sealed_waiting WHERE event_row = ?", arguments: [id])
-                switch EventStore.openSealed(sealed, of: event, key: key) {
-                case .success(let (type, inner, target)):
+                        sql: "INSERT OR IGNORE INTO sealed_waiting (event_row, room_id, key_id) VALUES (?, ?, ?)", arguments: [id, roomID, keyID])
+                case .opened(let roomID, let type, let content, let target, let keyID):
+                    seals[keyID, default: (roomID, 0)].count += 1
+                    try db.execute(sql: "DELETE FROM sealed_waiting WHERE event_row = ?", arguments: [id])
                     try db.execute(
                         sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, type, content, target_event_id) VALUES (?, ?, ?, ?, ?)",
-                        arguments: [id, event.roomID, type, Data(CanonicalJSON.encode(.object(inner))), target])
+                        arguments: [id, roomID, type, Data(content), target])
                     report.decrypted += 1
                     if type == EventType.message, id <= indexedUpTo { try EventStore.index(db: db, messageRowID: id) }
                     if type == EventType.edit, let target, let targetRow = try EventStore.rowID(db: db, eventID: target), targetRow <= indexedUpTo {
                         try EventStore.index(db: db, messageRowID: targetRow)
                     }
-                case .failure(let problem):
+                case .failed(let event, let reason):
+                    try db.execute(sql: "DELETE FROM sealed_waiting WHERE event_row = ?", arguments: [id])
                     try db.execute(
-                        sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, problem) VALUES (?, ?, ?)",
-                        arguments: [id, event.roomID, problem.reason])
-                    try EventStore.logRejection(db: db, event: event, reason: problem.reason, receivedMs: receivedMs)
-                    report.failed.append((event.eventID, problem.reason))
+                        sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, problem) VALUES (?, ?, ?)", arguments: [id, event.roomID, reason])
+                    try EventStore.logRejection(db: db, event: event, reason: reason, receivedMs: receivedMs)
+                    report.failed.append((event.eventID, reason))
                 }
+            }
+            // Seals under each key, by every device as far as this node has seen: the room's nonces share one space.
+            for (keyID, entry) in seals {
+                try db.execute(
+                    sql: "UPDATE room_keys SET seals = seals + ? WHERE room_id = ? AND key_id = ?", arguments: [entry.count, entry.roomID, keyID])
             }
             try db.execute(sql: "UPDATE decrypt_state SET scanned_up_to = ?", arguments: [max(scannedUpTo, newest)])
             report.waitingForKey = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sealed_waiting") ?? 0

@@ -112,6 +112,8 @@ extension EventStore {
             }
             try batch.finish()
             states = batch.finishedStates
+            // Sealed events this node holds the key for are opened in the same transaction: no second commit.
+            if batch.storedSealed { _ = try EventStore.decryptPending(db: db, receivedMs: receivedMs) }
             if batch.strippedContent {
                 // FTS5 keeps deleted terms in older index segments until they merge; merge now so redacted text
                 // is gone from the file, not just from query results.
@@ -169,6 +171,8 @@ struct IngestBatch {
     var judgedOrder: [(eventID: String, hash: String)] = []
     var hasPending: Bool
     var strippedContent = false
+    /// Whether a sealed event was stored, so the batch should try to open it.
+    var storedSealed = false
     /// The rooms' states after this batch, for the cache once the transaction commits.
     var finishedStates: [(roomID: String, state: RoomState, version: Int64)] = []
 
@@ -286,6 +290,7 @@ struct IngestBatch {
     /// otherwise. Returns `false` if its event id is already taken by another event.
     mutating func store(_ event: VerifiedEvent) throws -> Bool {
         let roomID = event.event.roomID
+        if event.event.type == EventType.encrypted { storedSealed = true }
         // Taken out of the dictionary for the duration, so updating it copies nothing.
         var authorizer = try authorizers.removeValue(forKey: roomID) ?? RoomAuthorizer(db: db, store: store, roomID: roomID)
         defer { authorizers[roomID] = authorizer }

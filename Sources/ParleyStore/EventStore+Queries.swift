@@ -98,14 +98,20 @@ extension EventStore {
 
     /// The resolved state of `roomID`, or `nil` if the store holds none of its events.
     public func roomState(roomID: String) throws -> RoomState? {
+        try roomStateAndVersion(roomID: roomID)?.state
+    }
+
+    /// The room's state with its version, which changes whenever an accepted state or key event changes the state:
+    /// callers may cache what they derive from a state under its version.
+    public func roomStateAndVersion(roomID: String) throws -> (state: RoomState, version: Int64)? {
         try pool.read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT state_version, create_hash FROM rooms WHERE room_id = ?", arguments: [roomID])
             else { return nil }
             let version: Int64 = row[0]
-            if let cached = cache.get(roomID, version: version) { return cached }
+            if let cached = cache.get(roomID, version: version) { return (cached, version) }
             let state = try RoomAuthorizer.resolveState(db: db, roomID: roomID, before: nil, pinnedCreateHash: row[1])
             cache.set(state, version: version, for: roomID)
-            return state
+            return (state, version)
         }
     }
 

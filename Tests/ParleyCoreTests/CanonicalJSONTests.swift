@@ -120,6 +120,10 @@ struct CanonicalJSONVector: CustomTestStringConvertible, Sendable {
         #expect(Base64.decode("-_8=") == nil, "URL-safe alphabet")
         #expect(Base64.decode("AA E=") == nil, "whitespace")
         #expect(Base64.decode("") == [])
+        #expect(Base64.decode("A===") == nil, "three padding characters")
+        #expect(Base64.decode("====") == nil, "only padding")
+        #expect(Base64.decode("AA=AAAAA") == nil, "padding inside a quantum")
+        #expect(Base64.decode("AAAA\u{80}AAA") == nil, "non-ASCII")
     }
 
     @Test func `encoding and decoding round-trip every length`() {

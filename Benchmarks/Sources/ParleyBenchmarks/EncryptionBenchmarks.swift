@@ -33,6 +33,15 @@ func roomWithMembers(workdir: String, name: String, members: Int, encrypted: Boo
 /// room against a plaintext one.
 func encryptionRoomBenchmarks(workdir: String) {
     let body = String(repeating: "y", count: 900)
+    // The same in plaintext rooms: what the store itself costs per message as rooms grow.
+    var plain: [Int: Double] = [:]
+    for members in [2, 1_000] {
+        let node = try! roomWithMembers(workdir: workdir, name: "plain-\(members)", members: members, encrypted: false)
+        _ = try! node.send("room", text: "first")
+        plain[members] = best(3) { for _ in 0..<300 { _ = try! node.send("room", text: body) } } / 300
+    }
+    record("send one 1 KiB message, 2-member plaintext room", plain[2]! * 1e6, "µs")
+    record("send one 1 KiB message, 1,000-member plaintext room", plain[1_000]! * 1e6, "µs")
     var perMessage: [Int: Double] = [:]
     for members in [2, 1_000] {
         let node = try! roomWithMembers(workdir: workdir, name: "encrypted-\(members)", members: members, encrypted: true)

@@ -399,7 +399,7 @@ let mode: String = {
     }
     return "all"
 }()
-let modes = ["all", "micro", "import", "log", "bucket", "follow", "profile-import", "profile-canonical", "profile-send"]
+let modes = ["all", "micro", "import", "log", "bucket", "encryption", "profile-encrypted-send", "follow", "profile-import", "profile-canonical", "profile-send"]
 guard modes.contains(mode) else {
     FileHandle.standardError.write(Data("unknown benchmark \(mode); one of: \(modes.joined(separator: ", "))\n".utf8))
     exit(2)
@@ -474,6 +474,13 @@ if mode == "profile-canonical" {
         }
     }
     print(sink)
+    exit(0)
+}
+if mode == "profile-encrypted-send" {
+    // For `perf record`: steady-state sends in a 1,000-member encrypted room.
+    let node = try! roomWithMembers(workdir: workdir, name: "profile-encrypted", members: 1_000, encrypted: argument("--plain", default: "no") == "no")
+    _ = try! node.send("room", text: "first")
+    for _ in 0..<Int(argument("--messages", default: "1000"))! { _ = try! node.send("room", text: String(repeating: "y", count: 900)) }
     exit(0)
 }
 var rawTwo = 0.0

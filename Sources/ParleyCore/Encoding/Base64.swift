@@ -14,31 +14,36 @@ public enum Base64 {
     /// The padded base64 text of `bytes`.
     public static func encode(_ bytes: some Collection<UInt8>) -> String {
         let input = Array(bytes)
-        var output: [UInt8] = []
-        output.reserveCapacity((input.count + 2) / 3 * 4)
-        var index = 0
-        while index + 3 <= input.count {
-            let chunk = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
-            output.append(alphabet[Int(chunk >> 18 & 0x3F)])
-            output.append(alphabet[Int(chunk >> 12 & 0x3F)])
-            output.append(alphabet[Int(chunk >> 6 & 0x3F)])
-            output.append(alphabet[Int(chunk & 0x3F)])
-            index += 3
+        let length = (input.count + 2) / 3 * 4
+        // The alphabet is read through one buffer pointer: touching the global in the loop costs a lazy-init check
+        // per character.
+        return alphabet.withUnsafeBufferPointer { symbols in
+            input.withUnsafeBufferPointer { input in
+                String(unsafeUninitializedCapacity: length) { output in
+                    var index = 0
+                    var out = 0
+                    while index + 3 <= input.count {
+                        let chunk = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
+                        output[out] = symbols[Int(chunk >> 18 & 0x3F)]
+                        output[out + 1] = symbols[Int(chunk >> 12 & 0x3F)]
+                        output[out + 2] = symbols[Int(chunk >> 6 & 0x3F)]
+                        output[out + 3] = symbols[Int(chunk & 0x3F)]
+                        index += 3
+                        out += 4
+                    }
+                    let remaining = input.count - index
+                    if remaining > 0 {
+                        let chunk = UInt32(input[index]) << 16 | (remaining == 2 ? UInt32(input[index + 1]) << 8 : 0)
+                        output[out] = symbols[Int(chunk >> 18 & 0x3F)]
+                        output[out + 1] = symbols[Int(chunk >> 12 & 0x3F)]
+                        output[out + 2] = remaining == 2 ? symbols[Int(chunk >> 6 & 0x3F)] : UInt8(ascii: "=")
+                        output[out + 3] = UInt8(ascii: "=")
+                        out += 4
+                    }
+                    return out
+                }
+            }
         }
-        let remaining = input.count - index
-        if remaining == 1 {
-            let chunk = UInt32(input[index]) << 16
-            output.append(alphabet[Int(chunk >> 18 & 0x3F)])
-            output.append(alphabet[Int(chunk >> 12 & 0x3F)])
-            output.append(contentsOf: [UInt8(ascii: "="), UInt8(ascii: "=")])
-        } else if remaining == 2 {
-            let chunk = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8
-            output.append(alphabet[Int(chunk >> 18 & 0x3F)])
-            output.append(alphabet[Int(chunk >> 12 & 0x3F)])
-            output.append(alphabet[Int(chunk >> 6 & 0x3F)])
-            output.append(UInt8(ascii: "="))
-        }
-        return String(decoding: output, as: UTF8.self)
     }
 
     /// Whether `text` is canonical padded base64 of exactly `byteCount` bytes, without decoding it.
@@ -60,45 +65,65 @@ public enum Base64 {
     /// The bytes `text` stands for, or `nil` if it is not canonical padded base64.
     public static func decode(_ text: String) -> [UInt8]? {
         var text = text
-        return text.withUTF8 { input -> [UInt8]? in
-            guard input.count % 4 == 0 else { return nil }
-            var output: [UInt8] = []
-            output.reserveCapacity(input.count / 4 * 3)
-            var index = 0
-            while index < input.count {
-                let isLast = index + 4 == input.count
-                var chunk: UInt32 = 0
-                var padding = 0
-                for offset in 0..<4 {
-                    let byte = input[index + offset]
-                    if byte == UInt8(ascii: "=") {
-                        // Padding only at the end of the last quantum, and at most two.
-                        guard isLast, offset >= 2 else { return nil }
-                        padding += 1
-                        chunk <<= 6
-                        continue
+        return decodeTable.withUnsafeBufferPointer { table in
+            text.withUTF8 { input -> [UInt8]? in
+                guard input.count % 4 == 0 else { return nil }
+                guard input.count > 0 else { return [] }
+                let padding = input[input.count - 1] == UInt8(ascii: "=") ? (input[input.count - 2] == UInt8(ascii: "=") ? 2 : 1) : 0
+                let count = input.count / 4 * 3 - padding
+                var valid = true
+                let output = [UInt8](unsafeUninitializedCapacity: count + 2) { output, initialized in
+                    var index = 0
+                    var out = 0
+                    // Every quantum but the last has four data characters.
+                    while index + 4 < input.count {
+                        let a = table[Int(input[index])], b = table[Int(input[index + 1])]
+                        let c = table[Int(input[index + 2])], d = table[Int(input[index + 3])]
+                        if (a | b | c | d) == 0xFF || a > 63 || b > 63 || c > 63 || d > 63 {
+                            valid = false
+                            break
+                        }
+                        let chunk = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+                        output[out] = UInt8(chunk >> 16 & 0xFF)
+                        output[out + 1] = UInt8(chunk >> 8 & 0xFF)
+                        output[out + 2] = UInt8(chunk & 0xFF)
+                        index += 4
+                        out += 3
                     }
-                    guard padding == 0 else { return nil }
-                    let value = decodeTable[Int(byte)]
-                    guard value != 0xFF else { return nil }
-                    chunk = chunk << 6 | UInt32(value)
+                    if valid {
+                        // The last quantum: padding only at its end, at most two, and zero unused bits.
+                        var chunk: UInt32 = 0
+                        for offset in 0..<4 {
+                            let byte = input[index + offset]
+                            if offset >= 4 - padding {
+                                guard byte == UInt8(ascii: "=") else { valid = false; break }
+                                chunk <<= 6
+                                continue
+                            }
+                            let value = table[Int(byte)]
+                            guard value <= 63 else { valid = false; break }
+                            chunk = chunk << 6 | UInt32(value)
+                        }
+                        if valid {
+                            switch padding {
+                            case 0:
+                                output[out] = UInt8(chunk >> 16 & 0xFF)
+                                output[out + 1] = UInt8(chunk >> 8 & 0xFF)
+                                output[out + 2] = UInt8(chunk & 0xFF)
+                            case 1:
+                                valid = chunk & 0xFF == 0
+                                output[out] = UInt8(chunk >> 16 & 0xFF)
+                                output[out + 1] = UInt8(chunk >> 8 & 0xFF)
+                            default:
+                                valid = chunk & 0xFFFF == 0
+                                output[out] = UInt8(chunk >> 16 & 0xFF)
+                            }
+                        }
+                    }
+                    initialized = valid ? count : 0
                 }
-                switch padding {
-                case 0:
-                    output.append(UInt8(chunk >> 16 & 0xFF))
-                    output.append(UInt8(chunk >> 8 & 0xFF))
-                    output.append(UInt8(chunk & 0xFF))
-                case 1:
-                    guard chunk & 0xFF == 0 else { return nil }
-                    output.append(UInt8(chunk >> 16 & 0xFF))
-                    output.append(UInt8(chunk >> 8 & 0xFF))
-                default:
-                    guard chunk & 0xFFFF == 0 else { return nil }
-                    output.append(UInt8(chunk >> 16 & 0xFF))
-                }
-                index += 4
+                return valid ? output : nil
             }
-            return output
         }
     }
 }

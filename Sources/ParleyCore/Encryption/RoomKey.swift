@@ -54,9 +54,7 @@ public struct RoomKey: Sendable {
 
     /// A fresh random key.
     public static func random(using generator: inout some RandomNumberGenerator) -> RoomKey {
-        var bytes = [UInt8](repeating: 0, count: byteCount)
-        for index in bytes.indices { bytes[index] = UInt8.random(in: .min ... .max, using: &generator) }
-        return try! RoomKey(bytes: bytes)
+        return try! RoomKey(bytes: randomBytes(byteCount, using: &generator))
     }
 
     /// The key of a pre-shared-key room: HKDF-SHA256 of the invite's 32-byte secret, salted with the room id, so one
@@ -67,6 +65,14 @@ public struct RoomKey: Sendable {
             outputByteCount: byteCount)
         return try! RoomKey(bytes: derived.withUnsafeBytes { Array($0) })
     }
+}
+
+/// `count` random bytes, eight per call to the generator (the system generator makes a system call per call).
+func randomBytes(_ count: Int, using generator: inout some RandomNumberGenerator) -> [UInt8] {
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(count + 7)
+    while bytes.count < count { withUnsafeBytes(of: generator.next()) { bytes += $0 } }
+    return Array(bytes.prefix(count))
 }
 
 /// Seals and opens event content under a room key (docs/PROTOCOL.md §14.3): AES-256-GCM with a random 96-bit nonce,
@@ -113,8 +119,7 @@ public enum RoomCipher {
     public static func seal(
         type: String, content: JSONObject, key: RoomKey, associatedData: [UInt8], using generator: inout some RandomNumberGenerator
     ) -> JSONObject {
-        var nonce = [UInt8](repeating: 0, count: nonceByteCount)
-        for index in nonce.indices { nonce[index] = UInt8.random(in: .min ... .max, using: &generator) }
+        let nonce = randomBytes(nonceByteCount, using: &generator)
         return seal(type: type, content: content, key: key, associatedData: associatedData, nonce: nonce)
     }
 
