@@ -94,9 +94,11 @@ public struct FolderStore: ObjectStore {
             }
             var entries: [(key: [UInt8], name: String, isFolder: Bool)] = []
             while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-                }
+                // Only up to the name's NUL: readdir's record is allocated to its name's length, not to the full
+                // 256-byte d_name, so copying d_name whole would read past it.
+                let name = String(
+                    cString: UnsafeRawPointer(entry).advanced(by: MemoryLayout<dirent>.offset(of: \dirent.d_name)!)
+                        .assumingMemoryBound(to: CChar.self))
                 if name == "." || name == ".." || name.hasPrefix(FolderStore.temporaryPrefix) { continue }
                 if top && !name.hasPrefix(namePrefix) { continue }
                 var info = stat()

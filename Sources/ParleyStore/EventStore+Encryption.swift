@@ -1,14 +1,18 @@
 import Foundation
 import GRDB
+import Synchronization
 import ParleyCore
 
 /// What one decryption pass did.
 public struct DecryptionReport: Sendable, Equatable {
     public var decrypted = 0
-    /// Sealed events whose key this node does not hold (yet); they are tried again on the next pass.
+    /// Sealed events whose key this node does not hold (yet), as of this pass; they are tried again on the next.
+    /// A pass that found nothing to do reports 0 here: ``EventStore/undecryptableCount(roomID:)`` counts them.
     public var waitingForKey = 0
     /// Sealed events that can never be shown, with the reason; each is also in the rejected-events log.
     public var failed: [(eventID: String, reason: String)] = []
+
+    public init() {}
 
     public static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.decrypted == rhs.decrypted && lhs.waitingForKey == rhs.waitingForKey && lhs.failed.map(\.eventID) == rhs.failed.map(\.eventID)
@@ -22,6 +26,9 @@ public struct KeyDelivery: Sendable {
     public var content: RoomKeyContent
     public var sealed: SealedRoomKey
 }
+
+/// Room keys already derived in this process, by key id.
+private let derivedKeys = Mutex<[String: RoomKey]>([:])
 
 /// Room keys and decrypted content (docs/PROTOCOL.md §14). Both stay on this device: they are never exported,
 /// synced or written to a bucket. The decrypted view of an `m.room.encrypted` event is its envelope with the
@@ -77,6 +84,8 @@ extension EventStore {
             try db.execute(sql: """
                 CREATE INDEX events_awaiting_room ON events (room_id, target_event_id) WHERE status = 2;
                 DROP INDEX events_awaiting;
+                CREATE INDEX events_room_key_status ON events (id, status) WHERE type = 'm.room.key';
+                DROP INDEX events_room_keys;
                 """)
         }
     }
@@ -124,8 +133,16 @@ extension EventStore {
 
     static func roomKeys(db: Database, roomID: String) throws -> [String: RoomKey] {
         var keys: [String: RoomKey] = [:]
-        for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT key FROM room_keys WHERE room_id = ?"), arguments: [roomID]) {
-            let key = try RoomKey(bytes: (row[0] as Data).bytes)
+        for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT key_id, key FROM room_keys WHERE room_id = ?"), arguments: [roomID]) {
+            let keyID: String = row[0]
+            let bytes = (row[1] as Data).bytes
+            // Deriving a key's id and AEAD key costs two HMACs; keys are read on every send and every pass.
+            if let known = derivedKeys.withLock({ $0[keyID] }), known.bytes == bytes {
+                keys[keyID] = known
+                continue
+            }
+            let key = try RoomKey(bytes: bytes)
+            derivedKeys.withLock { $0[key.keyID] = key }
             keys[key.keyID] = key
         }
         return keys
@@ -147,18 +164,26 @@ extension EventStore {
         }
     }
 
+    /// Whether a decryption pass has anything to do: key events not looked at yet, sealed events not opened yet, or
+    /// sealed events waiting for a key that has arrived. One read; most passes stop here.
+    public func hasDecryptionWork() throws -> (keyDeliveries: Bool, sealed: Bool) {
+        try pool.read { db in
+            let row = try Row.fetchOne(
+                db.cachedStatement(sql: """
+                    SELECT EXISTS (SELECT 1 FROM events e WHERE e.type = 'm.room.key' AND e.status = 0
+                            AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id)),
+                        EXISTS (SELECT 1 FROM events WHERE type = 'm.room.encrypted' AND id > (SELECT scanned_up_to FROM decrypt_state)
+                            AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id))
+                        OR EXISTS (SELECT 1 FROM sealed_waiting w JOIN room_keys k ON k.room_id = w.room_id AND k.key_id = w.key_id)
+                    """))
+            return (row?[0] ?? true, row?[1] ?? true)
+        }
+    }
+
     /// Accepted `m.room.key` events that seal a key to the device `signingKey` and have not been opened yet. Key
     /// events for other devices are marked as seen, so each is parsed once.
     public func pendingKeyDeliveries(forDevice signingKey: String) throws -> [KeyDelivery] {
-        let anyNew = try pool.read { db in
-            try Bool.fetchOne(
-                db, sql: """
-                    SELECT EXISTS (SELECT 1 FROM events e WHERE e.type = 'm.room.key' AND e.status = 0
-                        AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id))
-                    """) ?? false
-        }
-        guard anyNew else { return [] }
-        return try pool.write { db in
+        try pool.write { db in
             let rows = try Row.fetchAll(
                 db, sql: """
                     SELECT e.id, e.wire FROM events e WHERE e.type = 'm.room.key' AND e.status = 0
@@ -210,22 +235,11 @@ extension EventStore {
     /// Content that does not open, or opens to something not allowed, is logged as rejected and never shown.
     ///
     /// Each pass looks only at sealed events stored since the last pass and at those waiting for a key that has
-    /// since arrived, so its cost does not grow with the room's history.
+    /// since arrived, so its cost does not grow with the room's history. ``hasDecryptionWork()`` tells whether a pass
+    /// would find anything without a write transaction.
     @discardableResult
     public func decryptPending(receivedMs: Int64) throws -> DecryptionReport {
-        // Most passes find nothing: find that out without a write transaction.
-        let idle = try pool.read { db -> Int? in
-            let scannedUpTo = try Int64.fetchOne(db, sql: "SELECT scanned_up_to FROM decrypt_state") ?? 0
-            let hasNew = try Bool.fetchOne(
-                db, sql: """
-                    SELECT EXISTS (SELECT 1 FROM events WHERE type = 'm.room.encrypted' AND id > ?
-                        AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id))
-                    OR EXISTS (SELECT 1 FROM sealed_waiting w JOIN room_keys k ON k.room_id = w.room_id AND k.key_id = w.key_id)
-                    """, arguments: [scannedUpTo]) ?? true
-            return hasNew ? nil : try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sealed_waiting") ?? 0
-        }
-        if let idle { return DecryptionReport(decrypted: 0, waitingForKey: idle, failed: []) }
-        return try pool.write { db in try EventStore.decryptPending(db: db, receivedMs: receivedMs) }
+        try pool.write { db in try EventStore.decryptPending(db: db, receivedMs: receivedMs) }
     }
 
     static func decryptPending(db: Database, receivedMs: Int64) throws -> DecryptionReport {
@@ -237,10 +251,10 @@ extension EventStore {
             let newest = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM events") ?? 0
             let rows = try Row.fetchAll(
                 db, sql: """
-                    SELECT id, wire, status, redacted, room_id FROM events WHERE type = 'm.room.encrypted' AND id > ? AND id <= ?
+                    SELECT id, wire, status, redacted, room_id, 0 FROM events WHERE type = 'm.room.encrypted' AND id > ? AND id <= ?
                         AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id)
                     UNION ALL
-                    SELECT e.id, e.wire, e.status, e.redacted, e.room_id FROM sealed_waiting w JOIN events e ON e.id = w.event_row
+                    SELECT e.id, e.wire, e.status, e.redacted, e.room_id, 1 FROM sealed_waiting w JOIN events e ON e.id = w.event_row
                         WHERE EXISTS (SELECT 1 FROM room_keys k WHERE k.room_id = w.room_id AND k.key_id = w.key_id)
                     ORDER BY 1
                     """, arguments: [scannedUpTo, newest])
@@ -287,37 +301,36 @@ extension EventStore {
             var seals: [String: (roomID: String, count: Int)] = [:]
             for (index, row) in rows.enumerated() {
                 let id: Int64 = row[0]
+                let wasWaiting: Bool = row[5]
+                func stopWaiting() throws {
+                    if wasWaiting { try db.cachedStatement(sql: "DELETE FROM sealed_waiting WHERE event_row = ?").execute(arguments: [id]) }
+                }
                 switch storage[index] {
                 case .skip:
-                    try db.execute(sql: "DELETE FROM sealed_waiting WHERE event_row = ?", arguments: [id])
+                    try stopWaiting()
                 case .wait(let roomID, let keyID):
-                    try db.execute(
-                        sql: "INSERT OR IGNORE INTO sealed_waiting (event_row, room_id, key_id) VALUES (?, ?, ?)", arguments: [id, roomID, keyID])
+                    try db.cachedStatement(sql: "INSERT OR IGNORE INTO sealed_waiting (event_row, room_id, key_id) VALUES (?, ?, ?)").execute(arguments: [id, roomID, keyID])
                 case .opened(let roomID, let type, let content, let target, let keyID):
                     seals[keyID, default: (roomID, 0)].count += 1
-                    try db.execute(sql: "DELETE FROM sealed_waiting WHERE event_row = ?", arguments: [id])
-                    try db.execute(
-                        sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, type, content, target_event_id) VALUES (?, ?, ?, ?, ?)",
-                        arguments: [id, roomID, type, Data(content), target])
+                    try stopWaiting()
+                    try db.cachedStatement(sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, type, content, target_event_id) VALUES (?, ?, ?, ?, ?)").execute(arguments: [id, roomID, type, Data(content), target])
                     report.decrypted += 1
                     if type == EventType.message, id <= indexedUpTo { try EventStore.index(db: db, messageRowID: id) }
                     if type == EventType.edit, let target, let targetRow = try EventStore.rowID(db: db, eventID: target), targetRow <= indexedUpTo {
                         try EventStore.index(db: db, messageRowID: targetRow)
                     }
                 case .failed(let event, let reason):
-                    try db.execute(sql: "DELETE FROM sealed_waiting WHERE event_row = ?", arguments: [id])
-                    try db.execute(
-                        sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, problem) VALUES (?, ?, ?)", arguments: [id, event.roomID, reason])
+                    try stopWaiting()
+                    try db.cachedStatement(sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, problem) VALUES (?, ?, ?)").execute(arguments: [id, event.roomID, reason])
                     try EventStore.logRejection(db: db, event: event, reason: reason, receivedMs: receivedMs)
                     report.failed.append((event.eventID, reason))
                 }
             }
             // Seals under each key, by every device as far as this node has seen: the room's nonces share one space.
             for (keyID, entry) in seals {
-                try db.execute(
-                    sql: "UPDATE room_keys SET seals = seals + ? WHERE room_id = ? AND key_id = ?", arguments: [entry.count, entry.roomID, keyID])
+                try db.cachedStatement(sql: "UPDATE room_keys SET seals = seals + ? WHERE room_id = ? AND key_id = ?").execute(arguments: [entry.count, entry.roomID, keyID])
             }
-            try db.execute(sql: "UPDATE decrypt_state SET scanned_up_to = ?", arguments: [max(scannedUpTo, newest)])
+            try db.cachedStatement(sql: "UPDATE decrypt_state SET scanned_up_to = ?").execute(arguments: [max(scannedUpTo, newest)])
             report.waitingForKey = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sealed_waiting") ?? 0
             return report
         }

@@ -478,7 +478,8 @@ if mode == "profile-canonical" {
 }
 if mode == "profile-encrypted-send" {
     // For `perf record`: steady-state sends in a 1,000-member encrypted room.
-    let node = try! roomWithMembers(workdir: workdir, name: "profile-encrypted", members: 1_000, encrypted: argument("--plain", default: "no") == "no")
+    let node = try! roomWithMembers(
+        workdir: workdir, name: "profile-encrypted", members: Int(argument("--members", default: "1000"))!, encrypted: argument("--plain", default: "no") == "no")
     _ = try! node.send("room", text: "first")
     for _ in 0..<Int(argument("--messages", default: "1000"))! { _ = try! node.send("room", text: String(repeating: "y", count: 900)) }
     exit(0)
