@@ -118,12 +118,12 @@ extension EventStore {
 
     public func bucketRooms() throws -> [BucketRoom] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM bucket_rooms ORDER BY room_id").map(BucketRoom.init(row:))
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM bucket_rooms ORDER BY room_id")).map(BucketRoom.init(row:))
         }
     }
 
     func bucketRoom(_ db: Database, _ roomID: String) throws -> BucketRoom? {
-        try Row.fetchOne(db, sql: "SELECT * FROM bucket_rooms WHERE room_id = ?", arguments: [roomID]).map(BucketRoom.init(row:))
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM bucket_rooms WHERE room_id = ?"), arguments: [roomID]).map(BucketRoom.init(row:))
     }
 
     /// Moves a room's listing cursors forward (never back) and records a full listing.
@@ -167,7 +167,7 @@ extension EventStore {
     public func bucketFileProblems(roomID: String, limit: Int = 100) throws -> [BucketFileRecord] {
         try pool.read { db in
             try Row.fetchAll(
-                db, sql: "SELECT key, size, events, problem FROM bucket_files WHERE room_id = ? AND problem IS NOT NULL ORDER BY seen_ms DESC LIMIT ?",
+                db.cachedStatement(sql: "SELECT key, size, events, problem FROM bucket_files WHERE room_id = ? AND problem IS NOT NULL ORDER BY seen_ms DESC LIMIT ?"),
                 arguments: [roomID, limit]
             ).map { BucketFileRecord(key: $0[0], size: $0[1], events: $0[2], problem: $0[3]) }
         }
@@ -186,7 +186,7 @@ extension EventStore {
         name: (_ firstMs: Int64, _ lastMs: Int64, _ attempt: Int) -> String
     ) throws -> BucketUpload? {
         try pool.write { db in
-            let after = try Int64.fetchOne(db, sql: "SELECT MAX(last_seq) FROM bucket_uploads WHERE room_id = ?", arguments: [roomID]) ?? 0
+            let after = try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(last_seq) FROM bucket_uploads WHERE room_id = ?"), arguments: [roomID]) ?? 0
             let rows = try Row.fetchCursor(
                 db, sql: "SELECT seq, timestamp_ms, wire FROM events WHERE room_id = ? AND sender_key = ? AND seq > ? ORDER BY seq LIMIT ?",
                 arguments: [roomID, senderKey, after, maxEvents])
@@ -204,7 +204,7 @@ extension EventStore {
             guard let first, let last else { return nil }
             var attempt = 0
             var key = name(first.ms, last.ms, attempt)
-            while try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM bucket_uploads WHERE room_id = ? AND key = ?)", arguments: [roomID, key]) == true {
+            while try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM bucket_uploads WHERE room_id = ? AND key = ?)"), arguments: [roomID, key]) == true {
                 attempt += 1
                 key = name(first.ms, last.ms, attempt)
             }
@@ -224,11 +224,10 @@ extension EventStore {
     public func unconfirmedUploads(roomID: String) throws -> [BucketUpload] {
         try pool.read { db in
             try Row.fetchAll(
-                db,
-                sql: """
+                db.cachedStatement(sql: """
                     SELECT id, room_id, key, first_seq, last_seq, first_timestamp_ms, last_timestamp_ms, content FROM bucket_uploads
                     WHERE room_id = ? AND confirmed_ms IS NULL ORDER BY id
-                    """, arguments: [roomID]
+                    """), arguments: [roomID]
             ).map {
                 BucketUpload(
                     id: $0[0], roomID: $0[1], key: $0[2], firstSeq: $0[3], lastSeq: $0[4], firstTimestampMs: $0[5], lastTimestampMs: $0[6],
@@ -241,7 +240,7 @@ extension EventStore {
     /// - Returns: `false` when another upload of this room has that name.
     public func renameUpload(id: Int64, roomID: String, key: String) throws -> Bool {
         try pool.write { db in
-            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM bucket_uploads WHERE room_id = ? AND key = ?)", arguments: [roomID, key]) == true {
+            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM bucket_uploads WHERE room_id = ? AND key = ?)"), arguments: [roomID, key]) == true {
                 return false
             }
             try db.execute(sql: "UPDATE bucket_uploads SET key = ? WHERE id = ?", arguments: [key, id])
@@ -264,12 +263,12 @@ extension EventStore {
     public func outboxStatus(roomID: String, senderKey: String) throws -> OutboxStatus {
         try pool.read { db in
             let confirmed = try Int64.fetchOne(
-                db, sql: "SELECT MAX(last_seq) FROM bucket_uploads WHERE room_id = ? AND confirmed_ms IS NOT NULL", arguments: [roomID]) ?? 0
+                db.cachedStatement(sql: "SELECT MAX(last_seq) FROM bucket_uploads WHERE room_id = ? AND confirmed_ms IS NOT NULL"), arguments: [roomID]) ?? 0
             let row = try Row.fetchOne(
-                db, sql: "SELECT COUNT(*), MIN(timestamp_ms) FROM events WHERE room_id = ? AND sender_key = ? AND seq > ?",
+                db.cachedStatement(sql: "SELECT COUNT(*), MIN(timestamp_ms) FROM events WHERE room_id = ? AND sender_key = ? AND seq > ?"),
                 arguments: [roomID, senderKey, confirmed])
             let inTransit = try Int.fetchOne(
-                db, sql: "SELECT COUNT(*) FROM events WHERE room_id = ? AND sender_key = ? AND seq <= ?", arguments: [roomID, senderKey, confirmed])
+                db.cachedStatement(sql: "SELECT COUNT(*) FROM events WHERE room_id = ? AND sender_key = ? AND seq <= ?"), arguments: [roomID, senderKey, confirmed])
             return OutboxStatus(pending: row?[0] ?? 0, inTransit: inTransit ?? 0, oldestPendingMs: row?[1])
         }
     }

@@ -101,14 +101,14 @@ extension EventStore {
 
     public func preSharedSecret(roomID: String) throws -> (secret: [UInt8], fromPassphrase: Bool)? {
         try pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT secret, from_passphrase FROM psk_secrets WHERE room_id = ?", arguments: [roomID])
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT secret, from_passphrase FROM psk_secrets WHERE room_id = ?"), arguments: [roomID])
                 .map { (($0[0] as Data).bytes, $0[1]) }
         }
     }
 
     public func allPreSharedSecrets() throws -> [(roomID: String, secret: [UInt8], fromPassphrase: Bool)] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT room_id, secret, from_passphrase FROM psk_secrets ORDER BY room_id")
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT room_id, secret, from_passphrase FROM psk_secrets ORDER BY room_id"))
                 .map { ($0[0], ($0[1] as Data).bytes, $0[2]) }
         }
     }
@@ -151,7 +151,7 @@ extension EventStore {
     /// Every room key this device holds, by room: what a key backup carries.
     public func allRoomKeys() throws -> [(roomID: String, key: RoomKey)] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT room_id, key FROM room_keys ORDER BY room_id, added_ms, key_id").map { row in
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT room_id, key FROM room_keys ORDER BY room_id, added_ms, key_id")).map { row in
                 (row[0], try RoomKey(bytes: (row[1] as Data).bytes))
             }
         }
@@ -160,7 +160,7 @@ extension EventStore {
     /// How many times this device sealed content under `keyID`.
     public func sealCount(roomID: String, keyID: String) throws -> Int64 {
         try pool.read { db in
-            try Int64.fetchOne(db, sql: "SELECT seals FROM room_keys WHERE room_id = ? AND key_id = ?", arguments: [roomID, keyID]) ?? 0
+            try Int64.fetchOne(db.cachedStatement(sql: "SELECT seals FROM room_keys WHERE room_id = ? AND key_id = ?"), arguments: [roomID, keyID]) ?? 0
         }
     }
 
@@ -185,11 +185,11 @@ extension EventStore {
     public func pendingKeyDeliveries(forDevice signingKey: String) throws -> [KeyDelivery] {
         try pool.write { db in
             let rows = try Row.fetchAll(
-                db, sql: """
+                db.cachedStatement(sql: """
                     SELECT e.id, e.wire FROM events e WHERE e.type = 'm.room.key' AND e.status = 0
                         AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id)
                     ORDER BY e.id
-                    """)
+                    """))
             var result: [KeyDelivery] = []
             for row in rows {
                 let event = try Event.parse((row[1] as Data).bytes)
@@ -247,17 +247,17 @@ extension EventStore {
             var report = DecryptionReport()
             var keysByRoom: [String: [String: RoomKey]] = [:]
             let indexedUpTo = try EventStore.searchIndexedUpTo(db)
-            let scannedUpTo = try Int64.fetchOne(db, sql: "SELECT scanned_up_to FROM decrypt_state") ?? 0
-            let newest = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM events") ?? 0
+            let scannedUpTo = try Int64.fetchOne(db.cachedStatement(sql: "SELECT scanned_up_to FROM decrypt_state")) ?? 0
+            let newest = try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id) FROM events")) ?? 0
             let rows = try Row.fetchAll(
-                db, sql: """
+                db.cachedStatement(sql: """
                     SELECT id, wire, status, redacted, room_id, 0 FROM events WHERE type = 'm.room.encrypted' AND id > ? AND id <= ?
                         AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id)
                     UNION ALL
-                    SELECT e.id, e.wire, e.status, e.redacted, e.room_id, 1 FROM sealed_waiting w JOIN events e ON e.id = w.event_row
+                    SELECT e.id, e.wire, e.status, e.redacted, e.room_id, 1 FROM sealed_waiting w CROSS JOIN events e ON e.id = w.event_row
                         WHERE EXISTS (SELECT 1 FROM room_keys k WHERE k.room_id = w.room_id AND k.key_id = w.key_id)
                     ORDER BY 1
-                    """, arguments: [scannedUpTo, newest])
+                    """), arguments: [scannedUpTo, newest])
             // Parsing and opening run on every core; the store's writes stay on this thread.
             enum Outcome {
                 case skip
@@ -278,7 +278,7 @@ extension EventStore {
                 storage.deallocate()
             }
             let outcomes = SendableBuffer(storage)
-            let workers = min(ProcessInfo.processInfo.activeProcessorCount, max(1, inputs.count / 64))
+            let workers = min(EventStore.cores, max(1, inputs.count / 64))
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 for index in stride(from: worker, to: inputs.count, by: workers) {
                     guard let event = try? Event.parse(inputs[index].wire), let content = event.content,
@@ -331,10 +331,13 @@ extension EventStore {
                 try db.cachedStatement(sql: "UPDATE room_keys SET seals = seals + ? WHERE room_id = ? AND key_id = ?").execute(arguments: [entry.count, entry.roomID, keyID])
             }
             try db.cachedStatement(sql: "UPDATE decrypt_state SET scanned_up_to = ?").execute(arguments: [max(scannedUpTo, newest)])
-            report.waitingForKey = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sealed_waiting") ?? 0
+            report.waitingForKey = try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM sealed_waiting")) ?? 0
             return report
         }
     }
+
+    /// Read once: `ProcessInfo` asks the system (files under /sys and /proc) on every call.
+    static let cores = ProcessInfo.processInfo.activeProcessorCount
 
     static func rowID(db: Database, eventID: String) throws -> Int64? {
         try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM events WHERE event_id = ?"), arguments: [eventID])
@@ -364,10 +367,10 @@ extension EventStore {
     public func undecryptableCount(roomID: String) throws -> Int {
         try pool.read { db in
             try Int.fetchOne(
-                db, sql: """
+                db.cachedStatement(sql: """
                     SELECT COUNT(*) FROM sealed_waiting w JOIN events e ON e.id = w.event_row
                     WHERE w.room_id = ? AND e.status = 0 AND e.redacted = 0
-                    """, arguments: [roomID]) ?? 0
+                    """), arguments: [roomID]) ?? 0
         }
     }
 

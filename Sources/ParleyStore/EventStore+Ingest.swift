@@ -180,7 +180,7 @@ struct IngestBatch {
         self.db = db
         self.store = store
         self.receivedMs = receivedMs
-        hasPending = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM pending_events)") ?? false
+        hasPending = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM pending_events)")) ?? false
     }
 
     func finalOutcome(hash: String) -> IngestOutcome {

@@ -54,7 +54,7 @@ extension EventStore {
     /// The timeline item of one accepted event, with its edits, reactions and redaction applied.
     public func item(eventID: String) throws -> TimelineItem? {
         try pool.read { db in
-            guard let wire = try Data.fetchOne(db, sql: "SELECT wire FROM events WHERE event_id = ? AND status = 0", arguments: [eventID])
+            guard let wire = try Data.fetchOne(db.cachedStatement(sql: "SELECT wire FROM events WHERE event_id = ? AND status = 0"), arguments: [eventID])
             else { return nil }
             let event = try EventStore.decryptedView(db: db, event: Event.parse(wire))
             return Timeline.resolve(items: [event], relations: try EventStore.relations(db: db, targets: [eventID])).first
@@ -105,7 +105,7 @@ extension EventStore {
     /// callers may cache what they derive from a state under its version.
     public func roomStateAndVersion(roomID: String) throws -> (state: RoomState, version: Int64)? {
         try pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT state_version, create_hash FROM rooms WHERE room_id = ?", arguments: [roomID])
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT state_version, create_hash FROM rooms WHERE room_id = ?"), arguments: [roomID])
             else { return nil }
             let version: Int64 = row[0]
             if let cached = cache.get(roomID, version: version) { return (cached, version) }
@@ -117,19 +117,19 @@ extension EventStore {
 
     /// Ids of every room the store holds events of.
     public func roomIDs() throws -> [String] {
-        try pool.read { db in try String.fetchAll(db, sql: "SELECT room_id FROM rooms ORDER BY room_id") }
+        try pool.read { db in try String.fetchAll(db.cachedStatement(sql: "SELECT room_id FROM rooms ORDER BY room_id")) }
     }
 
     /// The time of the newest event the room's order holds, if any.
     public func latestTimestamp(roomID: String) throws -> Int64? {
-        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT last_timestamp_ms FROM rooms WHERE room_id = ?", arguments: [roomID]) }
+        try pool.read { db in try Int64.fetchOne(db.cachedStatement(sql: "SELECT last_timestamp_ms FROM rooms WHERE room_id = ?"), arguments: [roomID]) }
     }
 
     /// The newest event of a device's chain in a room, held or not yet authorized.
     public func chainHead(roomID: String, senderKey: String) throws -> ChainLink? {
         try pool.read { db in
             let row = try Row.fetchOne(
-                db, sql: "SELECT seq, hash, timestamp_ms FROM events WHERE room_id = ? AND sender_key = ? ORDER BY seq DESC LIMIT 1",
+                db.cachedStatement(sql: "SELECT seq, hash, timestamp_ms FROM events WHERE room_id = ? AND sender_key = ? ORDER BY seq DESC LIMIT 1"),
                 arguments: [roomID, senderKey])
             return row.map { ChainLink(seq: $0[0], hash: $0[1], timestampMs: $0[2]) }
         }
@@ -138,7 +138,7 @@ extension EventStore {
     /// The stored event with `eventID`, if any.
     public func event(eventID: String) throws -> StoredEvent? {
         try pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT wire, status, reason FROM events WHERE event_id = ?", arguments: [eventID])
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT wire, status, reason FROM events WHERE event_id = ?"), arguments: [eventID])
             else { return nil }
             return StoredEvent(
                 event: try VerifiedEvent(storedWire: (row[0] as Data).bytes), status: EventStatus(rawValue: row[1]) ?? .rejected,
@@ -204,7 +204,7 @@ extension EventStore {
     /// The newest entries of the rejected-events log.
     public func rejectedEvents(limit: Int = 100) throws -> [RejectedEvent] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT received_ms, room_id, event_id, reason FROM rejected_events ORDER BY id DESC LIMIT ?", arguments: [limit])
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT received_ms, room_id, event_id, reason FROM rejected_events ORDER BY id DESC LIMIT ?"), arguments: [limit])
                 .map { RejectedEvent(receivedMs: $0[0], roomID: $0[1], eventID: $0[2], reason: $0[3]) }
         }
     }
@@ -212,7 +212,7 @@ extension EventStore {
     /// Fork proofs held for `roomID`.
     public func forkProofs(roomID: String) throws -> [ForkProof] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT first, second FROM forks WHERE room_id = ? ORDER BY seq", arguments: [roomID])
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT first, second FROM forks WHERE room_id = ? ORDER BY seq"), arguments: [roomID])
                 .map { ForkProof(first: ($0[0] as Data).bytes, second: ($0[1] as Data).bytes) }
         }
     }
@@ -220,7 +220,7 @@ extension EventStore {
     /// How many events are held back for a missing predecessor, per room.
     public func heldBackCount(roomID: String) throws -> Int {
         try pool.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pending_events WHERE room_id = ?", arguments: [roomID]) ?? 0
+            try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM pending_events WHERE room_id = ?"), arguments: [roomID]) ?? 0
         }
     }
 }
@@ -275,9 +275,9 @@ extension EventStore {
     public func catchUpSearchIndex() throws -> Int {
         try pool.write { db in
             let from = try EventStore.searchIndexedUpTo(db)
-            guard let upTo = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM events"), upTo > from else { return 0 }
+            guard let upTo = try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id) FROM events")), upTo > from else { return 0 }
             let ids = try Int64.fetchAll(
-                db, sql: "SELECT id FROM events WHERE id > ? AND id <= ? AND type IN ('m.room.message', 'm.room.encrypted') AND status = 0 AND redacted = 0",
+                db.cachedStatement(sql: "SELECT id FROM events WHERE id > ? AND id <= ? AND type IN ('m.room.message', 'm.room.encrypted') AND status = 0 AND redacted = 0"),
                 arguments: [from, upTo])
             for id in ids { try EventStore.index(db: db, messageRowID: id) }
             try db.execute(sql: "UPDATE search_state SET indexed_up_to = ?", arguments: [upTo])

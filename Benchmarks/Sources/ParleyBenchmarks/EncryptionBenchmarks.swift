@@ -16,7 +16,8 @@ func roomWithMembers(workdir: String, name: String, members: Int, encrypted: Boo
     try node.publish(roomID: roomID, devices.map { user, key, _ in
         OutgoingEvent(type: EventType.member, content: MemberContent(membership: .invite, userID: user, devices: [DeviceBinding(signingKey: key.publicKeyBase64)]).jsonObject)
     })
-    let joinTime = node.clock() + 1
+    // After the invites, whose time may run ahead of the clock (each event of a chain is later than the last).
+    let joinTime = max(node.clock(), try node.store.latestTimestamp(roomID: roomID) ?? 0) + 1
     var generator = SystemRandomNumberGenerator()
     let joins = devices.map { user, key, exchange in
         key.signEvent(
