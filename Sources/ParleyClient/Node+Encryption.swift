@@ -179,17 +179,7 @@ extension Node {
     /// the timeline or search is read; cheap when there is nothing new.
     @discardableResult
     public func catchUpDecryption() throws -> DecryptionReport {
-        let work = try store.hasDecryptionWork()
-        guard work.keyDeliveries || work.sealed else { return DecryptionReport() }
-        for delivery in work.keyDeliveries ? try store.pendingKeyDeliveries(forDevice: identity.signingKeyBase64) : [] {
-            let result = Result { () throws(EncryptionError) -> RoomKey in
-                try KeySeal.open(
-                    delivery.sealed, keyID: delivery.content.keyID, roomID: delivery.event.roomID, senderKey: delivery.event.senderKey,
-                    privateKey: identity.exchangeKey)
-            }
-            try store.recordKeyDelivery(delivery, result: result, receivedMs: clock())
-        }
-        return try store.decryptPending(receivedMs: clock())
+        try store.catchUpDecryption(receivedMs: clock())
     }
 }
 

@@ -48,7 +48,16 @@ public final class Node: Sendable {
             try? home.createFile(atPath: home.storePath, contents: [], mode: 0o600)
         }
         do {
-            store = try EventStore(path: home.storePath)
+            let exchangeKey = identity.exchangeKey
+            store = try EventStore(
+                path: home.storePath,
+                keyOpener: KeyOpener(device: identity.signingKeyBase64) { delivery in
+                    Result { () throws(EncryptionError) -> RoomKey in
+                        try KeySeal.open(
+                            delivery.sealed, keyID: delivery.content.keyID, roomID: delivery.event.roomID,
+                            senderKey: delivery.event.senderKey, privateKey: exchangeKey)
+                    }
+                })
         } catch {
             throw ClientError(.io, "\(error)")
         }

@@ -19,12 +19,26 @@ public struct DecryptionReport: Sendable, Equatable {
     }
 }
 
-/// An `m.room.key` event that gives this device a key it has not opened yet.
+/// An `m.room.key` event that gives a device a key it has not opened yet.
 public struct KeyDelivery: Sendable {
     public var row: Int64
     public var event: Event
     public var content: RoomKeyContent
     public var sealed: SealedRoomKey
+}
+
+/// Opens the room keys sealed to one device with that device's exchange key. The store holds no private key: the
+/// node that owns the device gives it this when it opens the store, so key events and the content they unlock are
+/// opened in the transaction that stores them.
+public struct KeyOpener: Sendable {
+    /// The device whose deliveries are opened: its signing key, base64.
+    public let device: String
+    public let open: @Sendable (KeyDelivery) -> Result<RoomKey, EncryptionError>
+
+    public init(device: String, open: @escaping @Sendable (KeyDelivery) -> Result<RoomKey, EncryptionError>) {
+        self.device = device
+        self.open = open
+    }
 }
 
 /// Room keys already derived in this process, by key id.
@@ -180,47 +194,56 @@ extension EventStore {
         }
     }
 
-    /// Accepted `m.room.key` events that seal a key to the device `signingKey` and have not been opened yet. Key
-    /// events for other devices are marked as seen, so each is parsed once.
-    public func pendingKeyDeliveries(forDevice signingKey: String) throws -> [KeyDelivery] {
-        try pool.write { db in
-            let rows = try Row.fetchAll(
-                db.cachedStatement(sql: """
-                    SELECT e.id, e.wire FROM events e WHERE e.type = 'm.room.key' AND e.status = 0
-                        AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id)
-                    ORDER BY e.id
-                    """))
-            var result: [KeyDelivery] = []
-            for row in rows {
-                let event = try Event.parse((row[1] as Data).bytes)
-                guard let content = event.content,
-                    case .roomKey(let keys) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID),
-                    let sealed = keys.recipients.first(where: { $0.signingKey == signingKey })
-                else {
-                    try db.execute(sql: "INSERT INTO key_deliveries (event_row, problem) VALUES (?, 'not for this device')", arguments: [row[0]])
-                    continue
-                }
-                result.append(KeyDelivery(row: row[0], event: event, content: keys, sealed: sealed))
-            }
-            return result
+    /// Opens what a decryption pass would find: key deliveries to this device (with the store's ``KeyOpener``),
+    /// then sealed events under keys it holds. One read when there is nothing to do, else one transaction.
+    @discardableResult
+    public func catchUpDecryption(receivedMs: Int64) throws -> DecryptionReport {
+        let work = try hasDecryptionWork()
+        let openKeys = work.keyDeliveries && keyOpener != nil
+        guard openKeys || work.sealed else { return DecryptionReport() }
+        return try pool.write { db in
+            if openKeys, let keyOpener { try EventStore.openKeyDeliveries(db: db, opener: keyOpener, receivedMs: receivedMs) }
+            return try EventStore.decryptPending(db: db, receivedMs: receivedMs)
         }
     }
 
-    /// Records the outcome of opening a delivery: the key, or why it could not be opened (also logged as rejected).
-    public func recordKeyDelivery(_ delivery: KeyDelivery, result: Result<RoomKey, EncryptionError>, receivedMs: Int64) throws {
-        try pool.write { db in
-            switch result {
+    /// Opens the accepted `m.room.key` events not looked at yet that seal a key to the opener's device, and records
+    /// each outcome: the key, or why it could not be opened (also logged as rejected). Key events for other devices
+    /// are marked as seen, so each is parsed once.
+    /// - Returns: how many keys were opened.
+    @discardableResult
+    static func openKeyDeliveries(db: Database, opener: KeyOpener, receivedMs: Int64) throws -> Int {
+        let rows = try Row.fetchAll(
+            db.cachedStatement(sql: """
+                SELECT e.id, e.wire FROM events e WHERE e.type = 'm.room.key' AND e.status = 0
+                    AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id)
+                ORDER BY e.id
+                """))
+        var opened = 0
+        let record = try db.cachedStatement(sql: "INSERT OR REPLACE INTO key_deliveries (event_row, problem) VALUES (?, ?)")
+        for row in rows {
+            let id: Int64 = row[0]
+            let event = try Event.parse((row[1] as Data).bytes)
+            guard let content = event.content,
+                case .roomKey(let keys) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID),
+                let sealed = keys.recipients.first(where: { $0.signingKey == opener.device })
+            else {
+                try record.execute(arguments: [id, "not for this device"])
+                continue
+            }
+            switch opener.open(KeyDelivery(row: id, event: event, content: keys, sealed: sealed)) {
             case .success(let key):
-                try db.execute(
-                    sql: "INSERT OR IGNORE INTO room_keys (room_id, key_id, key, added_ms) VALUES (?, ?, ?, ?)",
-                    arguments: [delivery.event.roomID, key.keyID, Data(key.bytes), receivedMs])
-                try db.execute(sql: "INSERT OR REPLACE INTO key_deliveries (event_row, problem) VALUES (?, NULL)", arguments: [delivery.row])
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO room_keys (room_id, key_id, key, added_ms) VALUES (?, ?, ?, ?)")
+                    .execute(arguments: [event.roomID, key.keyID, Data(key.bytes), receivedMs])
+                try record.execute(arguments: [id, nil])
+                opened += 1
             case .failure(let error):
                 let reason = "m.room.key: \(error.code.rawValue): \(error.message)"
-                try db.execute(sql: "INSERT OR REPLACE INTO key_deliveries (event_row, problem) VALUES (?, ?)", arguments: [delivery.row, reason])
-                try EventStore.logRejection(db: db, event: delivery.event, reason: reason, receivedMs: receivedMs)
+                try record.execute(arguments: [id, reason])
+                try EventStore.logRejection(db: db, event: event, reason: reason, receivedMs: receivedMs)
             }
         }
+        return opened
     }
 
     static func logRejection(db: Database, event: Event, reason: String, receivedMs: Int64) throws {
@@ -237,12 +260,8 @@ extension EventStore {
     /// Each pass looks only at sealed events stored since the last pass and at those waiting for a key that has
     /// since arrived, so its cost does not grow with the room's history. ``hasDecryptionWork()`` tells whether a pass
     /// would find anything without a write transaction.
-    @discardableResult
-    public func decryptPending(receivedMs: Int64) throws -> DecryptionReport {
-        try pool.write { db in try EventStore.decryptPending(db: db, receivedMs: receivedMs) }
-    }
-
-    static func decryptPending(db: Database, receivedMs: Int64) throws -> DecryptionReport {
+    /// - Parameter stored: sealed events the calling batch has just stored, by row: opened without reading them back.
+    static func decryptPending(db: Database, receivedMs: Int64, stored: [Int64: Event] = [:]) throws -> DecryptionReport {
         do {
             var report = DecryptionReport()
             var keysByRoom: [String: [String: RoomKey]] = [:]
@@ -251,10 +270,10 @@ extension EventStore {
             let newest = try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id) FROM events")) ?? 0
             let rows = try Row.fetchAll(
                 db.cachedStatement(sql: """
-                    SELECT id, wire, status, redacted, room_id, 0 FROM events WHERE type = 'm.room.encrypted' AND id > ? AND id <= ?
+                    SELECT id, status, redacted, room_id, 0 FROM events WHERE type = 'm.room.encrypted' AND id > ? AND id <= ?
                         AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id)
                     UNION ALL
-                    SELECT e.id, e.wire, e.status, e.redacted, e.room_id, 1 FROM sealed_waiting w CROSS JOIN events e ON e.id = w.event_row
+                    SELECT e.id, e.status, e.redacted, e.room_id, 1 FROM sealed_waiting w CROSS JOIN events e ON e.id = w.event_row
                         WHERE EXISTS (SELECT 1 FROM room_keys k WHERE k.room_id = w.room_id AND k.key_id = w.key_id)
                     ORDER BY 1
                     """), arguments: [scannedUpTo, newest])
@@ -265,12 +284,22 @@ extension EventStore {
                 case opened(roomID: String, type: String, content: [UInt8], target: String?, keyID: String)
                 case failed(Event, reason: String)
             }
+            var collected: [(event: Event?, wire: [UInt8], accepted: Bool)] = []
+            collected.reserveCapacity(rows.count)
+            let wireOf = try db.cachedStatement(sql: "SELECT wire FROM events WHERE id = ?")
             for row in rows {
-                let roomID: String = row[4]
+                let roomID: String = row[3]
                 if keysByRoom[roomID] == nil { keysByRoom[roomID] = try EventStore.roomKeys(db: db, roomID: roomID) }
+                let id: Int64 = row[0]
+                let accepted = (row[1] as Int) == EventStatus.accepted.rawValue && !(row[2] as Bool)
+                if let event = stored[id] {
+                    collected.append((event, [], accepted))
+                } else {
+                    collected.append((nil, try Data.fetchOne(wireOf, arguments: [id])?.bytes ?? [], accepted))
+                }
             }
             let keys = keysByRoom
-            let inputs = rows.map { (wire: ($0[1] as Data).bytes, accepted: ($0[2] as Int) == EventStatus.accepted.rawValue && !($0[3] as Bool)) }
+            let inputs = collected
             let storage = UnsafeMutableBufferPointer<Outcome>.allocate(capacity: inputs.count)
             storage.initialize(repeating: .skip)
             defer {
@@ -281,7 +310,7 @@ extension EventStore {
             let workers = min(EventStore.cores, max(1, inputs.count / 64))
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 for index in stride(from: worker, to: inputs.count, by: workers) {
-                    guard let event = try? Event.parse(inputs[index].wire), let content = event.content,
+                    guard let event = inputs[index].event ?? (try? Event.parse(inputs[index].wire)), let content = event.content,
                         case .encrypted(let sealed) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID)
                     else { continue }
                     // Not accepted (yet: it may be judged again) or no key: it waits.
@@ -301,7 +330,7 @@ extension EventStore {
             var seals: [String: (roomID: String, count: Int)] = [:]
             for (index, row) in rows.enumerated() {
                 let id: Int64 = row[0]
-                let wasWaiting: Bool = row[5]
+                let wasWaiting: Bool = row[4]
                 func stopWaiting() throws {
                     if wasWaiting { try db.cachedStatement(sql: "DELETE FROM sealed_waiting WHERE event_row = ?").execute(arguments: [id]) }
                 }

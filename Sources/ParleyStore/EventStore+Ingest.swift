@@ -113,7 +113,11 @@ extension EventStore {
             try batch.finish()
             states = batch.finishedStates
             // Sealed events this node holds the key for are opened in the same transaction: no second commit.
-            if batch.storedSealed { _ = try EventStore.decryptPending(db: db, receivedMs: receivedMs) }
+            // Keys sealed to this device, and the sealed events they or earlier keys open, are opened in the same
+            // transaction: no second commit, and nothing waits for a key that came in the same batch.
+            var openedKeys = 0
+            if batch.storedKeys, let keyOpener { openedKeys = try EventStore.openKeyDeliveries(db: db, opener: keyOpener, receivedMs: receivedMs) }
+            if !batch.storedSealed.isEmpty || openedKeys > 0 { _ = try EventStore.decryptPending(db: db, receivedMs: receivedMs, stored: batch.storedSealed) }
             if batch.strippedContent {
                 // FTS5 keeps deleted terms in older index segments until they merge; merge now so redacted text
                 // is gone from the file, not just from query results.
@@ -171,8 +175,10 @@ struct IngestBatch {
     var judgedOrder: [(eventID: String, hash: String)] = []
     var hasPending: Bool
     var strippedContent = false
-    /// Whether a sealed event was stored, so the batch should try to open it.
-    var storedSealed = false
+    /// The sealed events this batch stored, by row, so the batch can open them without reading them back.
+    var storedSealed: [Int64: Event] = [:]
+    /// Whether an `m.room.key` event was stored, so the batch should open what it gives this device.
+    var storedKeys = false
     /// The rooms' states after this batch, for the cache once the transaction commits.
     var finishedStates: [(roomID: String, state: RoomState, version: Int64)] = []
 
@@ -290,7 +296,7 @@ struct IngestBatch {
     /// otherwise. Returns `false` if its event id is already taken by another event.
     mutating func store(_ event: VerifiedEvent) throws -> Bool {
         let roomID = event.event.roomID
-        if event.event.type == EventType.encrypted { storedSealed = true }
+        if event.event.type == EventType.roomKey { storedKeys = true }
         // Taken out of the dictionary for the duration, so updating it copies nothing.
         var authorizer = try authorizers.removeValue(forKey: roomID) ?? RoomAuthorizer(db: db, store: store, roomID: roomID)
         defer { authorizers[roomID] = authorizer }
@@ -305,6 +311,7 @@ struct IngestBatch {
             return false
         }
         judgedOrder.append((event.event.eventID, event.hash))
+        if event.event.type == EventType.encrypted { storedSealed[db.lastInsertedRowID] = event.event }
         if let judged {
             authorizer.commit(judged, event: event)
             if judged.verdict == .accepted {

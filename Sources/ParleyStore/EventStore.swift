@@ -34,11 +34,15 @@ public final class EventStore: Sendable {
     /// Rooms' resolved state, rebuilt from stored state events on first use.
     let cache = StateCache()
     public let path: String
+    /// Opens key deliveries to the device this store belongs to; without it, key events are stored but not opened.
+    let keyOpener: KeyOpener?
 
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    /// - Parameter keyOpener: the owning device's way to open the room keys sealed to it.
     /// - Throws: ``StoreError`` when the file cannot be opened or is not a Parley store.
-    public init(path: String) throws {
+    public init(path: String, keyOpener: KeyOpener? = nil) throws {
         self.path = path
+        self.keyOpener = keyOpener
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in

@@ -399,7 +399,7 @@ let mode: String = {
     }
     return "all"
 }()
-let modes = ["all", "micro", "import", "log", "bucket", "encryption", "profile-encrypted-send", "follow", "profile-import", "profile-canonical", "profile-send"]
+let modes = ["all", "micro", "import", "log", "bucket", "encryption", "profile-encrypted-send", "profile-encrypted-import", "follow", "profile-import", "profile-canonical", "profile-send"]
 guard modes.contains(mode) else {
     FileHandle.standardError.write(Data("unknown benchmark \(mode); one of: \(modes.joined(separator: ", "))\n".utf8))
     exit(2)
@@ -474,6 +474,15 @@ if mode == "profile-canonical" {
         }
     }
     print(sink)
+    exit(0)
+}
+if mode == "profile-encrypted-import" {
+    // For `perf record`: one import of 20,000 messages, encrypted unless --plain yes.
+    let encrypted = argument("--plain", default: "no") == "no"
+    let (home, file, count) = importFixture(workdir: workdir, encrypted: encrypted)
+    let reader = try! Node(home: ParleyHome(path: home))
+    let seconds = measure { importInto(reader, file: file, count: count, encrypted: encrypted) }
+    print("\(Int(Double(count) / seconds)) events/s")
     exit(0)
 }
 if mode == "profile-encrypted-send" {
