@@ -95,6 +95,23 @@ import Testing
         #expect(try mallory.store.undecryptableCount(roomID: "vault") == 1)
     }
 
+    @Test("Messages whose key arrives in the same sync are opened as they are stored, with nothing left for a later pass")
+    func keyAndMessagesInOneBatch() async throws {
+        let world = try BucketWorld(.folder)
+        let clients = try await encryptedRoom(world)
+        let (alice, bob) = (clients["alice"]!, clients["bob"]!)
+        // Bob's join makes Alice's first message start an epoch: its key events travel in the same file.
+        for text in ["one", "two", "three"] { _ = try alice.node.send("vault", text: text) }
+        _ = try await alice.flush("vault")
+        _ = try await bob.sync("vault")
+
+        // Read from the store itself: the node's reads would run a decryption pass first.
+        let stored = try bob.node.store.timeline(roomID: "vault", limit: 100)
+        #expect(stored.compactMap(\.body) == ["one", "two", "three"])
+        #expect(try bob.node.store.undecryptableCount(roomID: "vault") == 0)
+        #expect(try bob.node.catchUpDecryption() == DecryptionReport())
+    }
+
     @Test("A removed member's node cannot decrypt what is sent after the removal, nor write")
     func removedMemberReadsNothingNew() async throws {
         let world = try BucketWorld(.folder)
