@@ -178,6 +178,15 @@ public final class Node: Sendable {
         if let problem = Identifier.problem(with: userID, kind: .user) { throw ClientError(.invalidArgument, "Invalid user id: \(problem).") }
     }
 
+    /// Membership changes and redactions are never sealed (every node must be able to judge and apply them), so in an
+    /// encrypted room a free-text reason would be the one thing a bucket could read.
+    func refuseCleartextReason(_ reason: String?, in state: RoomState, roomID: String) throws {
+        guard reason != nil, state.encryption != nil else { return }
+        throw ClientError(
+            .invalidArgument, "Room \(roomID) is encrypted, but a reason is sent unencrypted with the event: anyone holding the room's events could read it.",
+            remedy: "Leave out --reason; say it in a message instead.")
+    }
+
     func requireState(_ roomID: String) throws -> RoomState {
         try validateRoomID(roomID)
         guard let state = try store.roomState(roomID: roomID), state.creation != nil else {
@@ -240,7 +249,7 @@ public final class Node: Sendable {
     @discardableResult
     public func setMembership(_ roomID: String, userID: String, _ membership: Membership, reason: String?) throws -> VerifiedEvent {
         try validateUserID(userID)
-        _ = try requireState(roomID)
+        try refuseCleartextReason(reason, in: requireState(roomID), roomID: roomID)
         let event = try publish(
             roomID: roomID, type: EventType.member, content: MemberContent(membership: membership, userID: userID, reason: reason).jsonObject)
         // Whoever removes a member starts the next epoch at once, so nothing later is sealed with a key they hold.
@@ -304,6 +313,7 @@ public final class Node: Sendable {
 
     @discardableResult
     public func redact(_ roomID: String, eventID: String, reason: String?) throws -> VerifiedEvent {
+        try refuseCleartextReason(reason, in: requireState(roomID), roomID: roomID)
         var extra: KeyValuePairs<String, JSONValue> = [:]
         if let reason { extra = ["reason": .string(reason)] }
         return try relate(roomID, EventType.redaction, to: eventID, extra)

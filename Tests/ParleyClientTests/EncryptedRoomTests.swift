@@ -118,7 +118,7 @@ import Testing
         let clients = try await encryptedRoom(world, members: ["bob", "carol"])
         let (alice, bob, carol) = (clients["alice"]!, clients["bob"]!, clients["carol"]!)
         _ = try alice.node.send("vault", text: "before")
-        _ = try alice.node.setMembership("vault", userID: "bob", .leave, reason: "bye")
+        _ = try alice.node.setMembership("vault", userID: "bob", .leave, reason: nil)
         _ = try alice.node.send("vault", text: "after")
         _ = try await alice.flush("vault")
         _ = try await bob.sync("vault")
@@ -130,6 +130,23 @@ import Testing
         #expect(bobView.last?.undecryptable == true)
         // Writing after removal: the room refuses it before anything is signed.
         #expect(throws: ClientError.self) { try bob.node.send("vault", text: "still here?") }
+    }
+
+    @Test("In an encrypted room a reason for a removal or a redaction is refused: it would travel unencrypted")
+    func cleartextReasonsRefused() async throws {
+        let world = try BucketWorld(.folder)
+        let clients = try await encryptedRoom(world)
+        let alice = clients["alice"]!
+        let message = try alice.node.send("vault", text: "oops")
+        let headBefore = try alice.node.store.chainHead(roomID: "vault", senderKey: alice.node.identity.signingKeyBase64)
+        #expect { try alice.node.redact("vault", eventID: message.event.eventID, reason: "typo in the secret") } throws: { error in
+            (error as? ClientError)?.message.contains("unencrypted") == true
+        }
+        #expect(throws: ClientError.self) { try alice.node.setMembership("vault", userID: "bob", .leave, reason: "you know why") }
+        // Nothing was signed; without a reason both go through.
+        #expect(try alice.node.store.chainHead(roomID: "vault", senderKey: alice.node.identity.signingKeyBase64) == headBefore)
+        _ = try alice.node.redact("vault", eventID: message.event.eventID, reason: nil)
+        _ = try alice.node.setMembership("vault", userID: "bob", .leave, reason: nil)
     }
 
     @Test("With shared history a late joiner reads earlier messages once a member shares the keys; with joined history it does not")

@@ -109,7 +109,9 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         let box = try AES.GCM.SealedBox(
             nonce: AES.GCM.Nonce(data: sealed.nonce), ciphertext: sealed.ciphertext.dropLast(16), tag: sealed.ciphertext.suffix(16))
         let plaintext = try AES.GCM.open(box, using: SymmetricKey(data: vector.hex("aead_key")), authenticating: [1, 2, 3])
-        #expect(String(decoding: plaintext, as: UTF8.self) == #"{"content":{"body":"probe","msgtype":"text"},"type":"m.room.message"}"#)
+        // Padded with spaces to the block; the rest is the canonical object.
+        #expect(plaintext.count == RoomCipher.paddingBlock)
+        #expect(String(decoding: plaintext.filter { $0 != 0x20 }, as: UTF8.self) == #"{"content":{"body":"probe","msgtype":"text"},"padding":"","type":"m.room.message"}"#)
     }
 
     @Test(arguments: try EncryptionVector.encryption("pre_shared_keys"))
@@ -135,8 +137,9 @@ private func randomBytes(_ count: Int) -> [UInt8] {
     @Test(arguments: try EncryptionVector.encryption("sealed_contents"))
     func `sealing with the vector's key and nonce gives exactly the vector's encrypted content`(vector: EncryptionVector) throws {
         let content = try #require(vector["content"].objectValue)
-        let plaintext = CanonicalJSON.encode(.object(JSONObject(["type": vector["type"], "content": .object(content)])))
-        #expect(Hex.encode(plaintext) == vector.text("plaintext"))
+        // The generator pads independently (the fewest spaces that reach a multiple of the block); equal ciphertext
+        // under the same key, nonce and associated data means an equal plaintext.
+        #expect(vector.hex("plaintext").count % RoomCipher.paddingBlock == 0)
         let sealed = RoomCipher.seal(
             type: vector.text("type"), content: content, key: try RoomKey(bytes: vector.hex("key")),
             associatedData: vector.hex("associated_data"), nonce: vector.hex("nonce"))
@@ -177,6 +180,22 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         #expect(opened.type == EventType.message && opened.content == content)
         #expect(encryptionCode { _ = try RoomCipher.open(sealed, key: other, associatedData: ad) } == "key_mismatch")
         #expect(encryptionCode { _ = try RoomCipher.open(sealed, key: key, associatedData: ad + [0]) } == "decrypt_failed")
+    }
+
+    @Test func `sealed content shows its size only to the padding block, and opens to what was sealed`() throws {
+        let key = try RoomKey(bytes: randomBytes(32))
+        let ad = Array("parley.encrypted.v1\n{}".utf8)
+        var generator = SystemRandomNumberGenerator()
+        func sealedSize(_ type: String, _ content: JSONObject) throws -> Int {
+            let sealed = try parseEncrypted(RoomCipher.seal(type: type, content: content, key: key, associatedData: ad, using: &generator))
+            let opened = try RoomCipher.open(sealed, key: key, associatedData: ad)
+            #expect(opened.type == type && opened.content == content)
+            return sealed.ciphertext.count - 16
+        }
+        let short = try [1, 40, 150].map { try sealedSize(EventType.message, JSONObject(["msgtype": "text", "body": .string(String(repeating: "a", count: $0))])) }
+        #expect(short == [256, 256, 256])
+        #expect(try sealedSize(EventType.message, JSONObject(["msgtype": "text", "body": .string(String(repeating: "é", count: 300))])) == 768)
+        #expect(try sealedSize(EventType.reaction, JSONObject(["target_event_id": "$1-abc", "key": "👍"])) == 256)
     }
 
     @Test func `state, key, encrypted and redaction types may never be sealed; what a timeline shows may`() {

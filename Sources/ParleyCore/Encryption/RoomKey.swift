@@ -126,9 +126,23 @@ public enum RoomCipher {
     /// Seals with a given nonce: for test vectors only. A nonce must never be used twice under one key.
     public static func seal(type: String, content: JSONObject, key: RoomKey, associatedData: [UInt8], nonce: [UInt8]) -> JSONObject {
         precondition(maySeal(type), "\(type) is never sealed")
-        let plaintext = CanonicalJSON.encode(.object(JSONObject(["type": .string(type), "content": .object(content)])))
+        let plaintext = paddedPlaintext(type: type, content: content)
         let box = try! AES.GCM.seal(plaintext, using: key.aeadKey, nonce: AES.GCM.Nonce(data: nonce), authenticating: associatedData)
         return EncryptedContent(keyID: key.keyID, nonce: nonce, ciphertext: Array(box.ciphertext) + Array(box.tag)).jsonObject
+    }
+
+    /// Plaintexts are padded to a multiple of this many bytes, so a sealed event tells its size only to this grain.
+    public static let paddingBlock = 256
+
+    /// The canonical JSON of `{"content","padding","type"}`, with as many spaces of padding as make its length a
+    /// multiple of ``paddingBlock``.
+    static func paddedPlaintext(type: String, content: JSONObject) -> [UInt8] {
+        var plaintext = CanonicalJSON.encode(.object(JSONObject(["type": .string(type), "content": .object(content), "padding": .string("")])))
+        // Keys sort as content, padding, type: the padding's closing quote is followed by `,"type":`, the type and `}`.
+        let tail = #"","type":"#.utf8.count + CanonicalJSON.encode(.string(type)).count + 1
+        let spaces = (paddingBlock - plaintext.count % paddingBlock) % paddingBlock
+        plaintext.insert(contentsOf: repeatElement(0x20, count: spaces), at: plaintext.count - tail)
+        return plaintext
     }
 
     /// Opens sealed content with `key`, which must be the key it names.
@@ -150,12 +164,19 @@ public enum RoomCipher {
         do { value = try JSONParser().parse(plaintext) } catch {
             throw EncryptionError(.badPlaintext, "the plaintext is not valid JSON: \(error)")
         }
-        guard case .object(let object) = value, object.count == 2, case .string(let type)? = object["type"],
-            case .object(let content)? = object["content"]
-        else { throw EncryptionError(.badPlaintext, "the plaintext must be exactly {\"content\":{…},\"type\":\"…\"}") }
+        guard case .object(let object) = value, case .string(let type)? = object["type"], case .object(let content)? = object["content"],
+            object.count == 2 || (object.count == 3 && isPadding(object["padding"]))
+        else {
+            throw EncryptionError(.badPlaintext, "the plaintext must be exactly {\"content\":{…},\"padding\":\"  …\",\"type\":\"…\"} (padding optional, spaces only)")
+        }
         guard EventTypeName.problem(with: type) == nil, maySeal(type) else {
             throw EncryptionError(.badPlaintext, "\(Identifier.printable(type)) may not be sent sealed")
         }
         return (type, content)
+    }
+
+    private static func isPadding(_ value: JSONValue?) -> Bool {
+        guard case .string(let padding)? = value else { return false }
+        return padding.utf8.allSatisfy { $0 == 0x20 }
     }
 }

@@ -686,6 +686,18 @@ SEALABLE_EXCLUDED = {"m.room.create", "m.room.member", "m.room.power_levels", "m
                      "m.room.encryption", "m.room.key", "m.room.encrypted", "m.room.redaction"}
 
 
+PADDING_BLOCK = 256
+
+
+def padded_plaintext(content, type_):
+    """The plaintext a sender seals (§14.3): the fewest spaces of padding that make its length a multiple of 256."""
+    for spaces in range(PADDING_BLOCK):
+        plaintext = canonical({"content": content, "padding": " " * spaces, "type": type_})
+        if len(plaintext) % PADDING_BLOCK == 0:
+            return plaintext
+    raise AssertionError("no padding fits")
+
+
 def reference_open(key, aad, content):
     """What opening sealed content gives under the rules, as an error code (None: it opens); checks the verdicts."""
     if content["key_id"] != room_key_id(key):
@@ -705,6 +717,10 @@ def reference_open(key, aad, content):
     except ValueError:
         return "bad_plaintext"
     import re
+    if isinstance(value, dict) and set(value) == {"content", "padding", "type"}:
+        if not isinstance(value["padding"], str) or value["padding"].strip(" "):
+            return "bad_plaintext"
+        value = {"content": value["content"], "type": value["type"]}
     if (not isinstance(value, dict) or set(value) != {"content", "type"} or not isinstance(value["content"], dict)
             or not isinstance(value["type"], str) or not re.fullmatch(r"[a-z][a-z0-9._]{0,127}", value["type"])
             or value["type"] in SEALABLE_EXCLUDED):
@@ -793,7 +809,7 @@ def encryption_vectors():
     sealed = []
     for name, env, type_, content, key, nonce in sealed_inputs:
         aad = associated_data(env)
-        plaintext = canonical({"content": content, "type": type_})
+        plaintext = padded_plaintext(content, type_)
         sealed.append({"name": name, "envelope": env, "type": type_, "content": content, "key": key.hex(),
                        "nonce": nonce.hex(), "associated_data": aad.hex(), "plaintext": plaintext.hex(),
                        "encrypted_content": canonical(seal_content(key, nonce, aad, plaintext)).decode("utf-8")})
@@ -807,7 +823,7 @@ def encryption_vectors():
 
     base_aad = associated_data(with_parent)
     base_nonce = vector_bytes("nonce 2", 12)
-    base_plain = canonical({"content": {"msgtype": "text", "body": "héllo"}, "type": "m.room.message"})
+    base_plain = padded_plaintext({"msgtype": "text", "body": "héllo"}, "m.room.message")
     good = seal_content(epoch_key, base_nonce, base_aad, base_plain)
     raw = base64.b64decode(good["ciphertext"])
 
@@ -835,7 +851,19 @@ def encryption_vectors():
     bad("opened with another key than the one named", other_key, base_aad, good, "key_mismatch")
     bad("key_id changed to name the key it is opened with", other_key, base_aad, dict(good, key_id=room_key_id(other_key)),
         "decrypt_failed")
+    bad("a plaintext without padding opens (padding is optional to readers)", epoch_key, base_aad,
+        seal_content(epoch_key, vector_bytes("unpadded nonce", 12), base_aad,
+                     canonical({"content": {"msgtype": "text", "body": "héllo"}, "type": "m.room.message"})), None)
+    bad("a plaintext with more padding than a sender uses opens", epoch_key, base_aad,
+        seal_content(epoch_key, vector_bytes("long padding nonce", 12), base_aad,
+                     canonical({"content": {"msgtype": "text", "body": "héllo"}, "padding": " " * 1000,
+                                "type": "m.room.message"})), None)
     bad_plaintexts = [
+        ("padding with a character other than a space",
+         canonical({"content": {"msgtype": "text", "body": "x"}, "padding": "  x ", "type": "m.room.message"})),
+        ("padding that is not a string", canonical({"content": {"msgtype": "text", "body": "x"}, "padding": 3, "type": "m.room.message"})),
+        ("padding and a fourth field",
+         canonical({"content": {}, "extra": 1, "padding": "", "type": "m.room.message"})),
         ("a sealed m.room.member (state is never sealed)",
          canonical({"content": {"membership": "leave", "user_id": "bob"}, "type": "m.room.member"})),
         ("a sealed m.room.power_levels", canonical({"content": {"users": {"alice": 100}}, "type": "m.room.power_levels"})),
