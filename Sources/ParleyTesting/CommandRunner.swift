@@ -47,66 +47,18 @@ public struct ParleyCommand: Sendable {
     public static func run(
         _ arguments: [String], input: [UInt8] = [], inputFile: String? = nil, environment: [String: String] = [:], measuringMemory: Bool = false
     ) throws -> Output {
-        let process = Process()
-        if measuringMemory {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", "-c", memoryWrapper, executable.path] + arguments
-        } else {
-            process.executableURL = executable
-            process.arguments = arguments
-        }
-        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        var inputPipe: Pipe?
-        if let inputFile {
-            process.standardInput = FileHandle(forReadingAtPath: inputFile)
-        } else {
-            inputPipe = Pipe()
-            process.standardInput = inputPipe
-        }
-        try process.run()
-        if let inputPipe {
-            // Write from another thread so a large input cannot deadlock against a full output pipe.
-            let writer = inputPipe.fileHandleForWriting
-            let data = Data(input)
-            Thread.detachNewThread {
-                writer.write(data)
-                try? writer.close()
-            }
-        }
-        let outData = OutputCollector(stdout.fileHandleForReading)
-        let errData = OutputCollector(stderr.fileHandleForReading)
-        process.waitUntilExit()
-        let out = outData.finish()
-        var stderrText = String(decoding: errData.finish(), as: UTF8.self)
+        let path = measuringMemory ? "/usr/bin/python3" : executable.path
+        let argv = measuringMemory ? ["-c", memoryWrapper, executable.path] + arguments : arguments
+        let child = try Subprocess.spawn(
+            path, argv, environment: environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 },
+            stdin: inputFile.map(Subprocess.Stream.file) ?? .pipe)
+        let (status, out, err) = child.communicate(input)
+        var stderrText = String(decoding: err, as: UTF8.self)
         var maxRSS: Int?
         if measuringMemory, let marker = stderrText.range(of: memoryMarker, options: .backwards) {
             maxRSS = Int(stderrText[marker.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines))
             stderrText.removeSubrange(marker.lowerBound...)
         }
-        return Output(
-            status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: stderrText,
-            stdoutBytes: Array(out), maxRSSKilobytes: maxRSS)
-    }
-}
-
-/// Drains a pipe on a background thread.
-final class OutputCollector: @unchecked Sendable {
-    private var data = Data()
-    private let done = DispatchSemaphore(value: 0)
-
-    init(_ handle: FileHandle) {
-        Thread.detachNewThread { [self] in
-            data = handle.readDataToEndOfFile()
-            done.signal()
-        }
-    }
-
-    func finish() -> Data {
-        done.wait()
-        return data
+        return Output(status: status, stdout: String(decoding: out, as: UTF8.self), stderr: stderrText, stdoutBytes: out, maxRSSKilobytes: maxRSS)
     }
 }

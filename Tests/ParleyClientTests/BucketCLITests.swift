@@ -71,26 +71,18 @@ import Testing
         let code = try #require(invite.stdout.split(separator: "\n").first { $0.hasPrefix("invite code: ") }).dropFirst("invite code: ".count)
         try #require(try nodes.bob.run(["room", "join", String(code)]).status == 0)
 
-        let watcher = Process()
-        watcher.executableURL = ParleyCommand.executable
-        watcher.arguments = ["--home", nodes.alice.home, "sync", "--watch", "--interval", "0.1", "--json"]
-        let output = Pipe()
-        watcher.standardOutput = output
-        watcher.standardError = FileHandle.nullDevice
-        try watcher.run()
+        let watcher = try Subprocess.spawn(
+            ParleyCommand.executable.path, ["--home", nodes.alice.home, "sync", "--watch", "--interval", "0.1", "--json"], stderr: .null)
         defer {
-            watcher.terminate()
-            watcher.waitUntilExit()
+            watcher.kill(SIGTERM)
+            watcher.wait()
         }
         try #require(try nodes.bob.run(["send", "team", "live message", "--flush"]).status == 0)
         // Read what the watcher prints until the message shows up (or give up after 20 s).
-        let reader = output.fileHandleForReading
         var text = ""
         let deadline = Date().addingTimeInterval(20)
         while !text.contains("live message") && Date() < deadline {
-            let chunk = reader.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
+            text += String(decoding: watcher.readOutput(timeout: 1), as: UTF8.self)
         }
         let line = try #require(text.split(separator: "\n").first { $0.contains("live message") })
         let item = try JSONParser().parse(Array(line.utf8))
@@ -108,20 +100,15 @@ import Testing
             while true; do id=$("\(ParleyCommand.executable.path)" --home "\(node.home)" send r "message $RANDOM" --flush) && echo "$id" >> "\(sentLog)"; done
             """
         for round in 1...3 {
-            let loop = Process()
-            loop.executableURL = URL(fileURLWithPath: "/bin/bash")
-            loop.arguments = ["-c", script]
-            try loop.run()
+            let loop = try Subprocess.spawn("/bin/bash", ["-c", script], stdout: .null, stderr: .null, ownProcessGroup: true)
             var reported = 0
             for _ in 0..<600 where reported < 10 * round {
                 try await Task.sleep(nanoseconds: 50_000_000)
                 reported = (try? String(contentsOfFile: sentLog, encoding: .utf8))?.split(separator: "\n").count ?? 0
             }
-            // Kill the loop and whatever `parley send --flush` it is in the middle of.
-            kill(loop.processIdentifier, SIGKILL)
-            _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-9", "-f", "\(ParleyCommand.executable.path) --home \(node.home) send"])
-                .waitUntilExit()
-            loop.waitUntilExit()
+            // Kill the loop and whatever `parley send --flush` it is in the middle of: they share its process group.
+            loop.kill(SIGKILL, group: true)
+            loop.wait()
         }
         // The next sync writes whatever the kills left in the outbox.
         let synced = try node.run(["sync"])

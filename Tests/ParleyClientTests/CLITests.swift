@@ -228,21 +228,16 @@ struct TwoNodes {
         let script = """
             while true; do id=$("\(ParleyCommand.executable.path)" --home "\(node.home)" send r "message $RANDOM") && echo "$id" >> "\(sentLog)"; done
             """
-        let loop = Process()
-        loop.executableURL = URL(fileURLWithPath: "/bin/bash")
-        loop.arguments = ["-c", script]
-        try loop.run()
+        let loop = try Subprocess.spawn("/bin/bash", ["-c", script], stdout: .null, stderr: .null, ownProcessGroup: true)
         // Wait until a good number of sends were reported, then kill the whole process group mid-flight.
         var reported = 0
         for _ in 0..<600 where reported < 20 {
             Thread.sleep(forTimeInterval: 0.05)
             reported = (try? String(contentsOfFile: sentLog, encoding: .utf8))?.split(separator: "\n").count ?? 0
         }
-        kill(-loop.processIdentifier, SIGKILL)
-        kill(loop.processIdentifier, SIGKILL)
-        // The loop's current `parley send`, if any, dies mid-flight too.
-        _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-9", "-f", "\(ParleyCommand.executable.path) --home \(node.home) send"]).waitUntilExit()
-        loop.waitUntilExit()
+        // The loop's current `parley send`, if any, is in its process group and dies mid-flight too.
+        loop.kill(SIGKILL, group: true)
+        loop.wait()
         let sent = try String(contentsOfFile: sentLog, encoding: .utf8).split(separator: "\n").map(String.init)
         #expect(sent.count >= 20)
         let log = try node.run(["log", "r", "--limit", "100000"]).stdout
