@@ -7,10 +7,8 @@ import Glibc
 /// thread.
 ///
 /// Tests start hundreds of commands from many threads at once. Foundation's `Process.waitUntilExit()` runs a run
-/// loop on the calling thread, which in a test is a worker thread of the concurrency pool; the run loop's
-/// thread-specific data is torn down together with libdispatch's when such a thread exits, and under load that
-/// freed a dispatch continuation twice (AddressSanitizer: double free in `_dispatch_cache_cleanup`). This uses no
-/// run loop and no helper thread.
+/// loop on the calling thread, in a test a worker thread of the concurrency pool, and collecting output took a
+/// helper thread per pipe; this uses neither.
 public struct Subprocess: Sendable {
     /// Where a standard stream of the child goes.
     public enum Stream: Sendable {

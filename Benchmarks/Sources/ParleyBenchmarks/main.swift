@@ -399,7 +399,7 @@ let mode: String = {
     }
     return "all"
 }()
-let modes = ["all", "micro", "import", "log", "bucket", "encryption", "profile-encrypted-send", "profile-encrypted-import", "follow", "profile-import", "profile-canonical", "profile-send"]
+let modes = ["all", "micro", "import", "log", "bucket", "encryption", "profile-encrypted-send", "profile-encrypted-import", "profile-seal", "follow", "profile-import", "profile-canonical", "profile-send"]
 guard modes.contains(mode) else {
     FileHandle.standardError.write(Data("unknown benchmark \(mode); one of: \(modes.joined(separator: ", "))\n".utf8))
     exit(2)
@@ -472,6 +472,23 @@ if mode == "profile-canonical" {
         for wire in wires {
             sink &+= try! VerifiedEvent.canonicalizeAndHash(wire).hash.utf8.count
         }
+    }
+    print(sink)
+    exit(0)
+}
+if mode == "profile-seal" {
+    // For `perf record`: sealing and opening 1 KiB messages as event content, as the micro benchmark does.
+    var generator = SystemRandomNumberGenerator()
+    let key = RoomKey.random(using: &generator)
+    let content = JSONObject(["msgtype": "text", "body": .string(String(repeating: "x", count: 1024 - 40))])
+    let associatedData = RoomCipher.associatedData(
+        eventID: "bench::20260101T000000.000Z::00000000-0000-4000-8000-000000000000", roomID: "bench", timestampMs: 1, senderID: "alice",
+        senderKey: String(repeating: "A", count: 43) + "=", seq: 2, parentEventID: nil, prevEventHash: String(repeating: "0", count: 64))
+    var sink = 0
+    for _ in 0..<Int(argument("--rounds", default: "300000"))! {
+        let sealed = RoomCipher.seal(type: EventType.message, content: content, key: key, associatedData: associatedData, using: &generator)
+        guard case .encrypted(let parsed) = try! EventContent.parse(type: EventType.encrypted, content: sealed, roomID: "bench") else { fatalError() }
+        sink &+= try! RoomCipher.open(parsed, key: key, associatedData: associatedData).content.count
     }
     print(sink)
     exit(0)
