@@ -27,6 +27,12 @@ public struct KeyDelivery: Sendable {
     public var sealed: SealedRoomKey
 }
 
+/// A sealed event an ingest batch stored, with its content as the batch parsed it (when it judged the event).
+struct StoredSealed {
+    let event: Event
+    let content: EncryptedContent?
+}
+
 /// Opens the room keys sealed to one device with that device's exchange key. The store holds no private key: the
 /// node that owns the device gives it this when it opens the store, so key events and the content they unlock are
 /// opened in the transaction that stores them.
@@ -260,8 +266,9 @@ extension EventStore {
     /// Each pass looks only at sealed events stored since the last pass and at those waiting for a key that has
     /// since arrived, so its cost does not grow with the room's history. ``hasDecryptionWork()`` tells whether a pass
     /// would find anything without a write transaction.
-    /// - Parameter stored: sealed events the calling batch has just stored, by row: opened without reading them back.
-    static func decryptPending(db: Database, receivedMs: Int64, stored: [Int64: Event] = [:]) throws -> DecryptionReport {
+    /// - Parameter stored: sealed events the calling batch has just stored, by row: opened without reading them back
+    ///   (or parsing their content again, when the batch judged it).
+    static func decryptPending(db: Database, receivedMs: Int64, stored: [Int64: StoredSealed] = [:]) throws -> DecryptionReport {
         do {
             var report = DecryptionReport()
             var keysByRoom: [String: [String: RoomKey]] = [:]
@@ -284,7 +291,7 @@ extension EventStore {
                 case opened(roomID: String, type: String, content: [UInt8], target: String?, keyID: String)
                 case failed(Event, reason: String)
             }
-            var collected: [(event: Event?, wire: [UInt8], accepted: Bool)] = []
+            var collected: [(event: Event?, sealed: EncryptedContent?, wire: [UInt8], accepted: Bool)] = []
             collected.reserveCapacity(rows.count)
             let wireOf = try db.cachedStatement(sql: "SELECT wire FROM events WHERE id = ?")
             for row in rows {
@@ -292,10 +299,10 @@ extension EventStore {
                 if keysByRoom[roomID] == nil { keysByRoom[roomID] = try EventStore.roomKeys(db: db, roomID: roomID) }
                 let id: Int64 = row[0]
                 let accepted = (row[1] as Int) == EventStatus.accepted.rawValue && !(row[2] as Bool)
-                if let event = stored[id] {
-                    collected.append((event, [], accepted))
+                if let known = stored[id] {
+                    collected.append((known.event, known.content, [], accepted))
                 } else {
-                    collected.append((nil, try Data.fetchOne(wireOf, arguments: [id])?.bytes ?? [], accepted))
+                    collected.append((nil, nil, try Data.fetchOne(wireOf, arguments: [id])?.bytes ?? [], accepted))
                 }
             }
             let keys = keysByRoom
@@ -311,7 +318,8 @@ extension EventStore {
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 for index in stride(from: worker, to: inputs.count, by: workers) {
                     guard let event = inputs[index].event ?? (try? Event.parse(inputs[index].wire)), let content = event.content,
-                        case .encrypted(let sealed) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID)
+                        let sealed = inputs[index].sealed
+                            ?? { if case .encrypted(let parsed) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID) { parsed } else { nil } }()
                     else { continue }
                     // Not accepted (yet: it may be judged again) or no key: it waits.
                     guard inputs[index].accepted, let key = keys[event.roomID]?[sealed.keyID] else {

@@ -176,7 +176,7 @@ struct IngestBatch {
     var hasPending: Bool
     var strippedContent = false
     /// The sealed events this batch stored, by row, so the batch can open them without reading them back.
-    var storedSealed: [Int64: Event] = [:]
+    var storedSealed: [Int64: StoredSealed] = [:]
     /// Whether an `m.room.key` event was stored, so the batch should open what it gives this device.
     var storedKeys = false
     /// The rooms' states after this batch, for the cache once the transaction commits.
@@ -311,7 +311,11 @@ struct IngestBatch {
             return false
         }
         judgedOrder.append((event.event.eventID, event.hash))
-        if event.event.type == EventType.encrypted { storedSealed[db.lastInsertedRowID] = event.event }
+        if event.event.type == EventType.encrypted {
+            var sealed: EncryptedContent?
+            if case .encrypted(let parsed)? = judged?.content { sealed = parsed }
+            storedSealed[db.lastInsertedRowID] = StoredSealed(event: event.event, content: sealed)
+        }
         if let judged {
             authorizer.commit(judged, event: event)
             if judged.verdict == .accepted {
