@@ -128,7 +128,8 @@ public enum RoomCipher {
         precondition(maySeal(type), "\(type) is never sealed")
         let plaintext = paddedPlaintext(type: type, content: content)
         let box = try! AES.GCM.seal(plaintext, using: key.aeadKey, nonce: AES.GCM.Nonce(data: nonce), authenticating: associatedData)
-        return EncryptedContent(keyID: key.keyID, nonce: nonce, ciphertext: Array(box.ciphertext) + Array(box.tag)).jsonObject
+        // `combined` (present for 12-byte nonces) is nonce, ciphertext and tag: one copy instead of two and a concatenation.
+        return EncryptedContent(keyID: key.keyID, nonce: nonce, ciphertext: Array(box.combined!.dropFirst(nonceByteCount))).jsonObject
     }
 
     /// Plaintexts are padded to a multiple of this many bytes, so a sealed event tells its size only to this grain.
@@ -137,12 +138,17 @@ public enum RoomCipher {
     /// The canonical JSON of `{"content","padding","type"}`, with as many spaces of padding as make its length a
     /// multiple of ``paddingBlock``.
     static func paddedPlaintext(type: String, content: JSONObject) -> [UInt8] {
-        var plaintext = CanonicalJSON.encode(.object(JSONObject(["type": .string(type), "content": .object(content), "padding": .string("")])))
-        // Keys sort as content, padding, type: the padding's closing quote is followed by `,"type":`, the type and `}`.
-        let tail = #"","type":"#.utf8.count + CanonicalJSON.encode(.string(type)).count + 1
-        let spaces = (paddingBlock - plaintext.count % paddingBlock) % paddingBlock
-        plaintext.insert(contentsOf: repeatElement(0x20, count: spaces), at: plaintext.count - tail)
-        return plaintext
+        // Written in canonical key order (content, padding, type), so the spaces go in without moving anything.
+        var plaintext = Array(#"{"content":"#.utf8)
+        plaintext.reserveCapacity(paddingBlock * 4)
+        CanonicalJSON.appendObject(content, to: &plaintext)
+        plaintext.append(contentsOf: #","padding":""#.utf8)
+        var tail = Array(#"","type":"#.utf8)
+        CanonicalJSON.appendString(type, to: &tail)
+        tail.append(UInt8(ascii: "}"))
+        let spaces = (paddingBlock - (plaintext.count + tail.count) % paddingBlock) % paddingBlock
+        plaintext.append(contentsOf: repeatElement(0x20, count: spaces))
+        return plaintext + tail
     }
 
     /// Opens sealed content with `key`, which must be the key it names.
