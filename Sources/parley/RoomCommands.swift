@@ -59,6 +59,7 @@ struct RoomCreate: AsyncParsableCommand {
         } else {
             print("Created room \(roomID)" + (bucket.map { " in \($0)" } ?? ""))
         }
+        noteCleartextState(node, roomID: roomID, "name", name)
     }
 }
 
@@ -195,7 +196,14 @@ struct RoomName: ParsableCommand {
     func run() throws {
         let node = try global.node()
         report(try failing { _ = try node.roomState(roomID); return try node.setName(roomID, name) }, json: json)
+        noteCleartextState(node, roomID: roomID, "name", name)
     }
+}
+
+/// State is never sealed: in an encrypted room, say so when the user gives it text of their own.
+func noteCleartextState(_ node: Node, roomID: String, _ what: String, _ text: String?) {
+    guard let text, !text.isEmpty, (try? node.roomState(roomID).encryption) != nil else { return }
+    printError("note: room \(roomID) is encrypted, but its \(what) is not: anyone holding the room's events can read it.")
 }
 
 struct RoomTopic: ParsableCommand {
@@ -208,6 +216,7 @@ struct RoomTopic: ParsableCommand {
     func run() throws {
         let node = try global.node()
         report(try failing { _ = try node.roomState(roomID); return try node.setTopic(roomID, topic) }, json: json)
+        noteCleartextState(node, roomID: roomID, "topic", topic)
     }
 }
 

@@ -53,6 +53,18 @@ import Testing
         #expect(try nodes.log(nodes.bob, "hidden").contains { $0["body"]?.text == "narwhal" })
         #expect(try nodes.search(nodes.bob, "narwhal") == 1)
     }
+
+    @Test func `naming an encrypted room warns that the name and topic are not encrypted, and reasons are refused`() throws {
+        let nodes = try TwoNodes()
+        let created = try nodes.alice.run(["room", "create", "hidden", "--encrypted", "--name", "Secret plans"])
+        #expect(created.status == 0 && created.stderr.contains("its name is not"))
+        let topic = try nodes.alice.run(["room", "topic", "hidden", "launch on friday"])
+        #expect(topic.status == 0 && topic.stderr.contains("its topic is not"))
+        try #require(try nodes.alice.run(["room", "create", "open", "--name", "Open plans"]).stderr.isEmpty)
+        try #require(try nodes.alice.run(["room", "invite", "hidden", "bob", "--key", nodes.bobKey]).status == 0)
+        let kick = try nodes.alice.run(["room", "kick", "hidden", "bob", "--reason", "the launch leaked"])
+        #expect(kick.status == 1 && kick.stderr.contains("unencrypted"))
+    }
 }
 
 extension TwoNodes {
