@@ -110,7 +110,7 @@ public final class Node: Sendable {
         if let latest = try store.latestTimestamp(roomID: roomID), latest < now + Node.maxClockLeadMs {
             timestamp = max(timestamp, latest + 1)
         }
-        var generator = SystemRandomNumberGenerator()
+        var generator = BufferedRandom()
         func sign(_ item: OutgoingEvent) -> VerifiedEvent {
             let eventID = EventID.make(roomID: roomID, timestampMs: timestamp, using: &generator)
             let seq = (head?.seq ?? 0) + 1

@@ -36,3 +36,13 @@ import Testing
         #expect(try node.send("r", text: "after").event.seq == 3)
     }
 }
+
+@Suite struct BufferedRandomTests {
+    @Test func `buffered random words are filled from the system across refills`() {
+        var generator = BufferedRandom()
+        // 100 words span four refills of 32; a refill that left words unset or repeated the last would repeat here.
+        let words = (0..<100).map { _ in generator.next() }
+        #expect(Set(words).count == words.count)
+        #expect(words.allSatisfy { $0 != 0 })
+    }
+}

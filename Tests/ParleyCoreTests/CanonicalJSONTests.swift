@@ -1,3 +1,4 @@
+import Foundation
 import ParleyCore
 import ParleyTesting
 import Testing
@@ -131,6 +132,16 @@ struct CanonicalJSONVector: CustomTestStringConvertible, Sendable {
         for length in 0..<70 {
             let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
             #expect(Base64.decode(Base64.encode(bytes)) == bytes)
+        }
+    }
+
+    @Test func `encoding matches Foundation's encoder for every length, contiguous or not`() {
+        var generator = SeededGenerator(seed: 2)
+        for length in 0..<70 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let expected = Data(bytes).base64EncodedString()
+            #expect(Base64.encode(bytes) == expected)
+            #expect(Base64.encode(bytes.lazy.map { $0 }) == expected, "a collection without contiguous storage")
         }
     }
 

@@ -11,36 +11,41 @@ public enum Base64 {
         return table
     }()
 
+    /// Two symbols per 12 bits, first symbol in the low byte: half the lookups of one symbol per 6 bits.
+    private static let symbolPairs: [UInt16] = (0..<4096).map { UInt16(alphabet[$0 >> 6]) | UInt16(alphabet[$0 & 0x3F]) << 8 }
+
     /// The padded base64 text of `bytes`.
     public static func encode(_ bytes: some Collection<UInt8>) -> String {
-        let input = Array(bytes)
+        if let text = bytes.withContiguousStorageIfAvailable(encode(buffer:)) { return text }
+        return Array(bytes).withUnsafeBufferPointer(encode(buffer:))
+    }
+
+    private static func encode(buffer input: UnsafeBufferPointer<UInt8>) -> String {
         let length = (input.count + 2) / 3 * 4
-        // The alphabet is read through one buffer pointer: touching the global in the loop costs a lazy-init check
-        // per character.
-        return alphabet.withUnsafeBufferPointer { symbols in
-            input.withUnsafeBufferPointer { input in
+        // The tables are read through buffer pointers: touching the globals in the loop costs a lazy-init check each.
+        return symbolPairs.withUnsafeBufferPointer { pairs in
+            alphabet.withUnsafeBufferPointer { symbols in
                 String(unsafeUninitializedCapacity: length) { output in
+                    let out = UnsafeMutableRawPointer(output.baseAddress!)
                     var index = 0
-                    var out = 0
+                    var offset = 0
                     while index + 3 <= input.count {
-                        let chunk = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
-                        output[out] = symbols[Int(chunk >> 18 & 0x3F)]
-                        output[out + 1] = symbols[Int(chunk >> 12 & 0x3F)]
-                        output[out + 2] = symbols[Int(chunk >> 6 & 0x3F)]
-                        output[out + 3] = symbols[Int(chunk & 0x3F)]
+                        let chunk = Int(input[index]) << 16 | Int(input[index + 1]) << 8 | Int(input[index + 2])
+                        out.storeBytes(of: pairs[chunk >> 12].littleEndian, toByteOffset: offset, as: UInt16.self)
+                        out.storeBytes(of: pairs[chunk & 0xFFF].littleEndian, toByteOffset: offset + 2, as: UInt16.self)
                         index += 3
-                        out += 4
+                        offset += 4
                     }
                     let remaining = input.count - index
                     if remaining > 0 {
                         let chunk = UInt32(input[index]) << 16 | (remaining == 2 ? UInt32(input[index + 1]) << 8 : 0)
-                        output[out] = symbols[Int(chunk >> 18 & 0x3F)]
-                        output[out + 1] = symbols[Int(chunk >> 12 & 0x3F)]
-                        output[out + 2] = remaining == 2 ? symbols[Int(chunk >> 6 & 0x3F)] : UInt8(ascii: "=")
-                        output[out + 3] = UInt8(ascii: "=")
-                        out += 4
+                        output[offset] = symbols[Int(chunk >> 18 & 0x3F)]
+                        output[offset + 1] = symbols[Int(chunk >> 12 & 0x3F)]
+                        output[offset + 2] = remaining == 2 ? symbols[Int(chunk >> 6 & 0x3F)] : UInt8(ascii: "=")
+                        output[offset + 3] = UInt8(ascii: "=")
+                        offset += 4
                     }
-                    return out
+                    return offset
                 }
             }
         }
@@ -79,7 +84,8 @@ public enum Base64 {
                     while index + 4 < input.count {
                         let a = table[Int(input[index])], b = table[Int(input[index + 1])]
                         let c = table[Int(input[index + 2])], d = table[Int(input[index + 3])]
-                        if (a | b | c | d) == 0xFF || a > 63 || b > 63 || c > 63 || d > 63 {
+                        // Every byte that is not a symbol maps to 0xFF, above any symbol's 6 bits.
+                        if (a | b | c | d) & 0xC0 != 0 {
                             valid = false
                             break
                         }

@@ -60,7 +60,9 @@ public struct EncryptedContent: Sendable, Equatable {
         self.ciphertext = ciphertext
     }
 
-    public var jsonObject: JSONObject {
+    public var jsonObject: JSONObject { Self.jsonObject(keyID: keyID, nonce: nonce, ciphertext: ciphertext) }
+
+    static func jsonObject(keyID: String, nonce: [UInt8], ciphertext: some Collection<UInt8>) -> JSONObject {
         JSONObject([
             "algorithm": .string(RoomCipher.algorithm), "ciphertext": .string(Base64.encode(ciphertext)), "key_id": .string(keyID),
             "nonce": .string(Base64.encode(nonce)),

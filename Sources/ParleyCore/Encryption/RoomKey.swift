@@ -128,8 +128,8 @@ public enum RoomCipher {
         precondition(maySeal(type), "\(type) is never sealed")
         let plaintext = paddedPlaintext(type: type, content: content)
         let box = try! AES.GCM.seal(plaintext, using: key.aeadKey, nonce: AES.GCM.Nonce(data: nonce), authenticating: associatedData)
-        // `combined` (present for 12-byte nonces) is nonce, ciphertext and tag: one copy instead of two and a concatenation.
-        return EncryptedContent(keyID: key.keyID, nonce: nonce, ciphertext: Array(box.combined!.dropFirst(nonceByteCount))).jsonObject
+        // `combined` (present for 12-byte nonces) is nonce, ciphertext and tag in one buffer, encoded from where it is.
+        return EncryptedContent.jsonObject(keyID: key.keyID, nonce: nonce, ciphertext: box.combined!.dropFirst(nonceByteCount))
     }
 
     /// Plaintexts are padded to a multiple of this many bytes, so a sealed event tells its size only to this grain.
@@ -148,7 +148,8 @@ public enum RoomCipher {
         tail.append(UInt8(ascii: "}"))
         let spaces = (paddingBlock - (plaintext.count + tail.count) % paddingBlock) % paddingBlock
         plaintext.append(contentsOf: repeatElement(0x20, count: spaces))
-        return plaintext + tail
+        plaintext.append(contentsOf: tail)
+        return plaintext
     }
 
     /// Opens sealed content with `key`, which must be the key it names.
@@ -157,12 +158,11 @@ public enum RoomCipher {
         _ sealed: EncryptedContent, key: RoomKey, associatedData: [UInt8]
     ) throws(EncryptionError) -> (type: String, content: JSONObject) {
         guard sealed.keyID == key.keyID else { throw EncryptionError(.keyMismatch, "the content names key \(sealed.keyID.prefix(16))…, not this key") }
-        let plaintext: [UInt8]
+        let plaintext: Data
         do {
-            let box = try AES.GCM.SealedBox(
-                nonce: AES.GCM.Nonce(data: sealed.nonce), ciphertext: sealed.ciphertext.dropLast(tagByteCount),
-                tag: sealed.ciphertext.suffix(tagByteCount))
-            plaintext = Array(try AES.GCM.open(box, using: key.aeadKey, authenticating: associatedData))
+            // From one nonce-ciphertext-tag buffer: building the box from three parts costs half as much as opening it.
+            let box = try AES.GCM.SealedBox(combined: sealed.nonce + sealed.ciphertext)
+            plaintext = try AES.GCM.open(box, using: key.aeadKey, authenticating: associatedData)
         } catch {
             throw EncryptionError(.decryptFailed, "sealed content does not open: nonce, ciphertext, tag or envelope altered")
         }
