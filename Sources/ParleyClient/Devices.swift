@@ -4,24 +4,77 @@ import ParleyBucket
 import ParleyCore
 import ParleyStore
 
-/// A one-time code that sets up another device of the same user (`parley device link` → `parley init --link`).
+/// What a new device hands to one of its user's other devices to be linked (`parley device request` →
+/// `parley device link REQUEST`): its user id and public keys, nothing secret. Whoever passes it on must make sure it
+/// is the new device's: the linking device binds whatever keys it names to its user.
 ///
-/// The linking device makes the new device's keys, binds them to the user in every room it has joined, and hands
-/// them over in the code, with the bucket rooms the new device should join. The code is as secret as a device key:
-/// it is shown once, expires after ``Node/linkCodeLifetimeMs``, and is refused after that.
+/// Text form: `parley-device:` then unpadded base64url of the canonical JSON
+/// `{"exchange_key":B64,"signing_key":B64,"user_id":USER,"v":1}` (docs/PROTOCOL.md §14.8).
+public struct LinkRequest: Sendable, Equatable {
+    public static let prefix = "parley-device:"
+
+    public var userID: String
+    public var binding: DeviceBinding
+
+    public init(userID: String, binding: DeviceBinding) {
+        self.userID = userID
+        self.binding = binding
+    }
+
+    public var text: String {
+        CodeText.encode(prefix: LinkRequest.prefix, JSONObject([
+            "exchange_key": .string(binding.exchangeKey ?? ""), "signing_key": .string(binding.signingKey), "user_id": .string(userID),
+            "v": .integer(1),
+        ]))
+    }
+
+    /// Parses a request and checks its keys: a small-order or non-canonical key is refused.
+    public init(parsing text: String) throws(ClientError) {
+        let invalid = ClientError(.invalidArgument, "This is not a valid Parley device request.", remedy: "Run `parley device request` on the new device again; the request starts with \(LinkRequest.prefix)")
+        guard let object = CodeText.decode(prefix: LinkRequest.prefix, text, maxBytes: 1024), object["v"] == .integer(1), object.count == 4,
+            let userID = object["user_id"]?.stringValue, Identifier.problem(with: userID, kind: .user) == nil,
+            let signingKey = object["signing_key"]?.stringValue, let signingBytes = Base64.decode(signingKey), signingBytes.count == 32,
+            let exchangeKey = object["exchange_key"]?.stringValue, let exchangeBytes = Base64.decode(exchangeKey), exchangeBytes.count == 32
+        else { throw invalid }
+        do { try StrictEd25519.checkPublicKey(signingBytes) } catch {
+            throw ClientError(.invalidArgument, "The device request's signing key is refused: \(error).")
+        }
+        do { try X25519KeyCheck.check(exchangeBytes) } catch {
+            throw ClientError(.invalidArgument, "The device request's exchange key is refused: \(error).")
+        }
+        self.userID = userID
+        binding = DeviceBinding(signingKey: signingKey, exchangeKey: exchangeKey)
+    }
+}
+
+extension Identity {
+    /// The request that asks another device of this user to link this one.
+    public var linkRequest: LinkRequest { LinkRequest(userID: userID, binding: binding) }
+}
+
+/// What a linking device gives the new device once it has bound it (`parley device link REQUEST` →
+/// `parley init --link CODE`): the bucket rooms to join and the secrets of pre-shared-key rooms. The new device made
+/// its own keys, and they never leave it; the code is sealed to the new device's exchange key and signed by the
+/// linking device, so it may travel over any channel, and it expires after ``Node/linkCodeLifetimeMs``.
 ///
-/// Text form: `parley-link:` followed by unpadded base64url of the canonical JSON
-/// `{"bucket_rooms":[…],"device":{…secret identity…},"expires_ms":T,"linked_by":KEY,"v":1}`.
+/// Text form (docs/PROTOCOL.md §14.8): `parley-link:` then unpadded base64url of the canonical JSON
+/// `{"enc":B64,"sealed":B64,"to":KEY,"v":2}`, `sealed` being HPKE (the suite of §14.4) of the signed payload.
 public struct LinkCode: Sendable {
     public static let prefix = "parley-link:"
+    static let payloadPrefix = "parley.link.v2\n"
 
-    public var device: Identity
-    /// The signing key of the device that made the code.
+    /// The user both devices speak for.
+    public var userID: String
+    /// The new device's signing key: the code opens only with its exchange key.
+    public var recipientKey: String
+    /// The signing key of the device that made the code, whose signature the new device checks.
     public var linkedBy: String
     public var expiresMs: Int64
     public var bucketRooms: [LinkedRoom]
     /// Secrets of pre-shared-key rooms: the new device cannot get them any other way.
     public var preSharedSecrets: [(roomID: String, secret: [UInt8], fromPassphrase: Bool)]
+    /// The sealed text.
+    public private(set) var text: String = ""
 
     /// A bucket room the new device joins.
     public struct LinkedRoom: Sendable, Equatable {
@@ -30,54 +83,77 @@ public struct LinkCode: Sendable {
         public var creatorFingerprint: String
     }
 
-    public var text: String {
-        let rooms: [JSONValue] = bucketRooms.map { room in
-            ["room_id": .string(room.roomID), "bucket": .string(room.bucketURL), "creator": .string(room.creatorFingerprint)]
-        }
-        let secrets: [JSONValue] = preSharedSecrets.map { item in
-            ["room_id": .string(item.roomID), "secret": .string(Base64.encode(item.secret)), "from_passphrase": .bool(item.fromPassphrase)]
-        }
-        let json: JSONValue = [
-            "v": 1, "device": device.secretJSON, "linked_by": .string(linkedBy), "expires_ms": .integer(expiresMs), "bucket_rooms": .array(rooms),
-            "psk_secrets": .array(secrets),
-        ]
-        let base64 = Base64.encode(CanonicalJSON.encode(json))
-        return LinkCode.prefix + String(base64.compactMap { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 == "=" ? nil : $0 })
-    }
-
-    public init(
-        device: Identity, linkedBy: String, expiresMs: Int64, bucketRooms: [LinkedRoom],
+    /// Signs the code with `signer` (the device `linkedBy` names) and seals it to `request`'s exchange key.
+    init(
+        sealingFor request: LinkRequest, signer: DeviceSigningKey, expiresMs: Int64, bucketRooms: [LinkedRoom],
         preSharedSecrets: [(roomID: String, secret: [UInt8], fromPassphrase: Bool)]
-    ) {
-        self.device = device
-        self.linkedBy = linkedBy
+    ) throws {
+        userID = request.userID
+        recipientKey = request.binding.signingKey
+        linkedBy = signer.publicKeyBase64
         self.expiresMs = expiresMs
         self.bucketRooms = bucketRooms
         self.preSharedSecrets = preSharedSecrets
+        var payload = self.payload
+        payload["signature"] = .string(Base64.encode(signer.sign(Array(LinkCode.payloadPrefix.utf8) + CanonicalJSON.encode(.object(payload)))))
+        let exchangeKey = try Curve25519.KeyAgreement.PublicKey(rawRepresentation: Base64.decode(request.binding.exchangeKey ?? "") ?? [])
+        var sender = try HPKE.Sender(recipientKey: exchangeKey, ciphersuite: KeySeal.ciphersuite, info: Data(LinkCode.info(recipientKey)))
+        let sealed = try sender.seal(CanonicalJSON.encode(.object(payload)))
+        text = CodeText.encode(prefix: LinkCode.prefix, JSONObject([
+            "enc": .string(Base64.encode(sender.encapsulatedKey)), "sealed": .string(Base64.encode(sealed)), "to": .string(recipientKey),
+            "v": .integer(2),
+        ]))
     }
 
-    /// Parses a code and refuses it once expired.
-    public init(parsing text: String, nowMs: Int64) throws {
+    /// Opens a code with this device's identity, checks the linking device's signature, and refuses a code made for
+    /// another device or user, or expired.
+    public init(opening text: String, identity: Identity, nowMs: Int64) throws(ClientError) {
         let invalid = ClientError(.invalidArgument, "This is not a valid Parley link code.", remedy: "Run `parley device link` on your other device again.")
-        guard text.hasPrefix(LinkCode.prefix) else { throw invalid }
-        var base64 = String(text.dropFirst(LinkCode.prefix.count).map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
-        while base64.utf8.count % 4 != 0 { base64 += "=" }
-        guard base64.utf8.count <= 1 << 20, let bytes = Base64.decode(base64), let json = try? JSONParser().parse(bytes),
-            let object = json.objectValue, object["v"] == .integer(1), let deviceJSON = object["device"],
-            let linkedBy = object["linked_by"]?.stringValue, case .integer(let expires)? = object["expires_ms"],
-            let rooms = object["bucket_rooms"]?.arrayValue
+        guard let outer = CodeText.decode(prefix: LinkCode.prefix, text, maxBytes: 1 << 20) else { throw invalid }
+        guard outer["v"] == .integer(2) else {
+            throw ClientError(.invalidArgument, "This link code is of another version.", remedy: "Update Parley on both devices, then link again.")
+        }
+        guard let to = outer["to"]?.stringValue, let enc = outer["enc"]?.stringValue.flatMap(Base64.decode), enc.count == 32,
+            let sealed = outer["sealed"]?.stringValue.flatMap(Base64.decode)
         else { throw invalid }
-        device = try Identity(secretJSON: deviceJSON)
+        guard to == identity.signingKeyBase64 else {
+            throw ClientError(.invalidArgument, "This link code was made for another device (\(to)), not this one.",
+                              remedy: "Give `parley device link` the request of this device (`parley device request`).")
+        }
+        guard (try? X25519KeyCheck.check(enc)) != nil,
+            var recipient = try? HPKE.Recipient(
+                privateKey: identity.exchangeKey, ciphersuite: KeySeal.ciphersuite, info: Data(LinkCode.info(to)), encapsulatedKey: Data(enc)),
+            let plaintext = try? recipient.open(sealed), var payload = try? JSONParser().parse(Array(plaintext)).objectValue
+        else { throw ClientError(.invalidArgument, "This link code does not open with this device's key: it was altered or damaged.") }
+        guard let signature = payload["signature"]?.stringValue.flatMap(Base64.decode), let linkedBy = payload["linked_by"]?.stringValue,
+            let linkedByBytes = Base64.decode(linkedBy), linkedByBytes.count == 32
+        else { throw invalid }
+        payload["signature"] = nil
+        do {
+            try StrictEd25519.verify(
+                signature: signature, message: Array(LinkCode.payloadPrefix.utf8) + CanonicalJSON.encode(.object(payload)), publicKey: linkedByBytes)
+        } catch {
+            throw ClientError(.invalidArgument, "The link code's signature does not verify: it was not made by the device it names (\(error)).")
+        }
+        guard let userID = payload["user_id"]?.stringValue, Identifier.problem(with: userID, kind: .user) == nil, payload["to"]?.stringValue == to, case .integer(let expires)? = payload["expires_ms"],
+            let rooms = payload["bucket_rooms"]?.arrayValue, let secrets = payload["psk_secrets"]?.arrayValue
+        else { throw invalid }
+        guard userID == identity.userID else {
+            throw ClientError(.invalidArgument, "This link code links a device of \(userID), and this device speaks for \(identity.userID).")
+        }
+        self.userID = userID
+        recipientKey = to
         self.linkedBy = linkedBy
         expiresMs = expires
-        bucketRooms = try rooms.map { entry in
+        self.text = text
+        bucketRooms = try rooms.map { entry throws(ClientError) in
             guard let roomID = entry.objectValue?["room_id"]?.stringValue, Identifier.problem(with: roomID, kind: .room) == nil,
                 let bucket = entry.objectValue?["bucket"]?.stringValue, let creator = entry.objectValue?["creator"]?.stringValue,
                 Hex.isLowercaseHex(creator, byteCount: 32)
             else { throw invalid }
             return LinkedRoom(roomID: roomID, bucketURL: bucket, creatorFingerprint: creator)
         }
-        preSharedSecrets = try (object["psk_secrets"]?.arrayValue ?? []).map { entry in
+        preSharedSecrets = try secrets.map { entry throws(ClientError) in
             guard let roomID = entry.objectValue?["room_id"]?.stringValue, Identifier.problem(with: roomID, kind: .room) == nil,
                 let secret = entry.objectValue?["secret"]?.stringValue.flatMap(Base64.decode), secret.count == 32,
                 case .bool(let fromPassphrase)? = entry.objectValue?["from_passphrase"]
@@ -88,6 +164,23 @@ public struct LinkCode: Sendable {
             throw ClientError(.invalidArgument, "This link code has expired.", remedy: "Run `parley device link` on your other device again.")
         }
     }
+
+    /// The payload the linking device signs.
+    private var payload: JSONObject {
+        let rooms: [JSONValue] = bucketRooms.map { room in
+            ["room_id": .string(room.roomID), "bucket": .string(room.bucketURL), "creator": .string(room.creatorFingerprint)]
+        }
+        let secrets: [JSONValue] = preSharedSecrets.map { item in
+            ["room_id": .string(item.roomID), "secret": .string(Base64.encode(item.secret)), "from_passphrase": .bool(item.fromPassphrase)]
+        }
+        return JSONObject([
+            "bucket_rooms": .array(rooms), "expires_ms": .integer(expiresMs), "linked_by": .string(linkedBy), "psk_secrets": .array(secrets),
+            "to": .string(recipientKey), "user_id": .string(userID),
+        ])
+    }
+
+    /// HPKE `info`: binds the sealed payload to its recipient.
+    private static func info(_ recipientKey: String) -> [UInt8] { Array("parley.link.v2\n\(recipientKey)".utf8) }
 }
 
 /// One device of this node's user, as the rooms it holds bind it.
@@ -104,21 +197,27 @@ extension Node {
     /// How long a link code stays valid.
     public static let linkCodeLifetimeMs: Int64 = 10 * 60_000
 
-    /// Makes a new device for this user: binds its keys in every room this device has joined (an invite of the same
-    /// user with the new device's keys), gives it the room keys the rooms' history settings allow, and returns the
-    /// code that installs it.
-    public func linkDevice() throws -> LinkCode {
-        let device = Identity.generate(userID: identity.userID)
+    /// Links the device that made `request` to this user: binds its keys in every room this device has joined (an
+    /// invite of the same user listing them), gives it the room keys the rooms' history settings allow, and returns
+    /// the code, sealed to it, that tells it which rooms to join.
+    public func linkDevice(_ request: LinkRequest) throws -> LinkCode {
+        guard request.userID == identity.userID else {
+            throw ClientError(.invalidArgument, "This request is from a device of \(request.userID), not of \(identity.userID).",
+                              remedy: "Initialise the new device with `parley init --user \(identity.userID)`.")
+        }
+        guard request.binding.signingKey != identity.signingKeyBase64 else {
+            throw ClientError(.invalidArgument, "This request is this device's own.", remedy: "Run `parley device request` on the new device.")
+        }
         for roomID in try store.roomIDs() {
             guard let state = try store.roomState(roomID: roomID), state.isJoinedDevice(user: identity.userID, key: identity.signingKeyBase64)
             else { continue }
             try publish(
                 roomID: roomID, type: EventType.member,
-                content: MemberContent(membership: .invite, userID: identity.userID, devices: [device.binding]).jsonObject)
+                content: MemberContent(membership: .invite, userID: identity.userID, devices: [request.binding]).jsonObject)
             if state.encryption?.mode == .epochs { try rotateEpoch(roomID) }
         }
-        return LinkCode(
-            device: device, linkedBy: identity.signingKeyBase64, expiresMs: clock() + Node.linkCodeLifetimeMs,
+        return try LinkCode(
+            sealingFor: request, signer: identity.signingKey, expiresMs: clock() + Node.linkCodeLifetimeMs,
             bucketRooms: try store.bucketRooms().map { LinkCode.LinkedRoom(roomID: $0.roomID, bucketURL: $0.bucketURL, creatorFingerprint: $0.creatorFingerprint) },
             preSharedSecrets: try store.allPreSharedSecrets())
     }
@@ -163,19 +262,13 @@ extension Node {
         return rooms
     }
 
-    /// Installs a linked device from its code under `home` and registers its bucket rooms; the caller then syncs
-    /// and joins them (``BucketClient/joinLinkedRooms()``).
-    public static func installLinked(_ code: LinkCode, home: ParleyHome, clock: @escaping @Sendable () -> Int64 = Node.systemClock) throws -> Node {
-        guard !FileManager.default.fileExists(atPath: home.secretKeyPath) else {
-            throw ClientError(.alreadyInitialized, "\(home.path) already holds an identity.", remedy: "Link into an empty --home.")
+    /// Takes in a link code made for this device: registers its bucket rooms and pre-shared secrets; the caller then
+    /// syncs and joins them (``BucketClient/joinLinkedRooms()``).
+    public func acceptLink(_ code: LinkCode) throws {
+        for room in code.bucketRooms where try store.bucketRoom(roomID: room.roomID) == nil {
+            try store.addBucketRoom(roomID: room.roomID, bucketURL: room.bucketURL, creatorFingerprint: room.creatorFingerprint)
         }
-        try code.device.install(home: home)
-        let node = try Node(home: home, clock: clock)
-        for room in code.bucketRooms where try node.store.bucketRoom(roomID: room.roomID) == nil {
-            try node.store.addBucketRoom(roomID: room.roomID, bucketURL: room.bucketURL, creatorFingerprint: room.creatorFingerprint)
-        }
-        for item in code.preSharedSecrets { try node.addPreSharedSecret(item.secret, roomID: item.roomID, fromPassphrase: item.fromPassphrase) }
-        return node
+        for item in code.preSharedSecrets { try addPreSharedSecret(item.secret, roomID: item.roomID, fromPassphrase: item.fromPassphrase) }
     }
 }
 

@@ -38,8 +38,7 @@ public struct InviteCode: Sendable, Equatable {
         ])
         if let preSharedSecret { json["psk"] = .string(Base64.encode(preSharedSecret)) }
         if needsPassphrase { json["psk_passphrase"] = .bool(true) }
-        let base64 = Base64.encode(CanonicalJSON.encode(.object(json)))
-        return InviteCode.prefix + String(base64.compactMap { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 == "=" ? nil : $0 })
+        return CodeText.encode(prefix: InviteCode.prefix, json)
     }
 
     /// Whether `text` looks like an invite code rather than a room id.
@@ -48,11 +47,8 @@ public struct InviteCode: Sendable, Equatable {
     /// Parses and checks an invite code.
     public init(parsing text: String) throws(ClientError) {
         let invalid = ClientError(.invalidArgument, "This is not a valid Parley invite code.", remedy: "Ask for the code again; it starts with \(InviteCode.prefix)")
-        guard text.hasPrefix(InviteCode.prefix) else { throw invalid }
-        var base64 = String(text.dropFirst(InviteCode.prefix.count).map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
-        while base64.utf8.count % 4 != 0 { base64 += "=" }
-        guard base64.utf8.count <= 4096, let bytes = Base64.decode(base64), let json = try? JSONParser().parse(bytes),
-            let object = json.objectValue, object["v"] == .integer(1), let bucketText = object["bucket"]?.stringValue,
+        guard let object = CodeText.decode(prefix: InviteCode.prefix, text, maxBytes: 3072), object["v"] == .integer(1),
+            let bucketText = object["bucket"]?.stringValue,
             let roomID = object["room_id"]?.stringValue, let creator = object["creator"]?.stringValue
         else { throw invalid }
         guard Identifier.problem(with: roomID, kind: .room) == nil, Hex.isLowercaseHex(creator, byteCount: 32) else { throw invalid }
@@ -68,5 +64,23 @@ public struct InviteCode: Sendable, Equatable {
             preSharedSecret = bytes
         }
         needsPassphrase = object["psk_passphrase"] == .bool(true)
+    }
+}
+
+/// The text form of the codes people pass between devices (invite, link request, link): a prefix naming the kind, then
+/// unpadded base64url (RFC 4648 §5) of a canonical JSON object, so a code survives being pasted into a shell or a URL.
+enum CodeText {
+    static func encode(prefix: String, _ object: JSONObject) -> String {
+        let base64 = Base64.encode(CanonicalJSON.encode(.object(object)))
+        return prefix + String(base64.compactMap { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 == "=" ? nil : $0 })
+    }
+
+    /// The object a code carries, or `nil` when `text` is not a code of this kind or holds more than `maxBytes`.
+    static func decode(prefix: String, _ text: String, maxBytes: Int) -> JSONObject? {
+        guard text.hasPrefix(prefix), text.utf8.count - prefix.utf8.count <= (maxBytes + 2) / 3 * 4 else { return nil }
+        var base64 = String(text.dropFirst(prefix.count).map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
+        while base64.utf8.count % 4 != 0 { base64 += "=" }
+        guard let bytes = Base64.decode(base64) else { return nil }
+        return (try? JSONParser().parse(bytes))?.objectValue
     }
 }

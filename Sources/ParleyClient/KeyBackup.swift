@@ -12,7 +12,7 @@ public struct RestoreReport: Sendable, Equatable {
     public var bucketRooms: Int
 }
 
-/// Key backups (`parley backup export|import`, docs/PROTOCOL.md §14.8): this device's identity, every room key it
+/// Key backups (`parley backup export|import`, docs/PROTOCOL.md §14.7): this device's identity, every room key it
 /// holds and where its bucket rooms live, sealed under a passphrase.
 ///
 /// File: one canonical JSON object,

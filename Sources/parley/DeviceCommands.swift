@@ -5,33 +5,58 @@ import ParleyCore
 struct Device: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Your devices: link another one, list them, remove one.",
-        subcommands: [DeviceLink.self, DeviceList.self, DeviceRemove.self])
+        discussion: """
+            Linking a new device takes three steps, and no secret key leaves the device it was made on: \
+            `parley init --user USER_ID` then `parley device request` on the new device; `parley device link REQUEST` \
+            on a device you already use; `parley init --link CODE` on the new device.
+            """,
+        subcommands: [DeviceRequest.self, DeviceLink.self, DeviceList.self, DeviceRemove.self])
+}
+
+struct DeviceRequest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "request", abstract: "Print this new device's request to be linked (`parley device link REQUEST` on your other device).",
+        discussion: "The request holds this device's user id and public keys, nothing secret; make sure the request your other device links is this one.")
+    @OptionGroup var global: GlobalOptions
+    @Flag var json = false
+
+    func run() throws {
+        let identity = try failing { try Identity.load(home: global.parleyHome) }
+        if json {
+            printJSON(["request": .string(identity.linkRequest.text), "signing_key": .string(identity.signingKeyBase64)])
+        } else {
+            print("device request (run `parley device link REQUEST` on your other device):")
+            print(identity.linkRequest.text)
+        }
+    }
 }
 
 struct DeviceLink: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "link", abstract: "Make a one-time code that sets up another device of yours (`parley init --link CODE` there).",
+        commandName: "link", abstract: "Link your new device from its request: prints the code it joins your rooms with (`parley init --link CODE` there).",
         discussion: """
             The new device's keys are bound to you in every room this device has joined, and it receives the room keys \
-            each room's history setting allows. The code holds the new device's secret keys: pass it on privately. It \
-            expires in 10 minutes.
+            each room's history setting allows. The code is sealed to the new device and signed by this one: it holds no \
+            secret key and opens nowhere else. It expires in 10 minutes.
             """)
     @OptionGroup var global: GlobalOptions
+    @Argument(help: "The new device's request, from `parley device request` there (parley-device:…).") var request: String
     @Flag var json = false
 
     func run() async throws {
         let node = try global.node()
         let code = try await failingAsync {
-            let code = try node.linkDevice()
+            let code = try node.linkDevice(try LinkRequest(parsing: request))
             let client = try bucketClient(node)
             for room in try node.store.bucketRooms() { _ = try await client.flush(room.roomID) }
             return code
         }
         if json {
             printJSON([
-                "link_code": .string(code.text), "signing_key": .string(code.device.signingKeyBase64), "expires_ms": .integer(code.expiresMs),
+                "link_code": .string(code.text), "signing_key": .string(code.recipientKey), "expires_ms": .integer(code.expiresMs),
             ])
         } else {
+            print("linked device \(code.recipientKey)")
             print("link code (run `parley init --link CODE` on the new device within 10 minutes):")
             print(code.text)
         }

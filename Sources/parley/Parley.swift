@@ -118,10 +118,10 @@ func printJSON(_ value: JSONValue) {
 
 struct Init: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Create this device's identity (Ed25519 signing key and X25519 key), or set up another device of yours from a link code.")
+        abstract: "Create this device's identity (Ed25519 signing key and X25519 key), or, on a new device of yours, join your rooms with a link code.")
     @OptionGroup var global: GlobalOptions
     @Option(help: "The user id this device speaks for: a-z 0-9 . _ = - , up to 64 characters.") var user: String?
-    @Option(help: "A link code from `parley device link` on your other device: this device joins your bucket rooms as you.")
+    @Option(help: "A link code from `parley device link` on your other device (after `parley init --user` and `parley device request` here): this device joins your bucket rooms as you.")
     var link: String?
     @Flag(help: "Print the identity as JSON.") var json = false
 
@@ -133,7 +133,16 @@ struct Init: AsyncParsableCommand {
         var joined: [String] = []
         let identity: Identity
         if let link {
-            let node = try failing { try Node.installLinked(try LinkCode(parsing: link, nowMs: Node.systemClock()), home: global.parleyHome) }
+            let node = try failing {
+                guard FileManager.default.fileExists(atPath: global.parleyHome.secretKeyPath) else {
+                    throw ClientError(
+                        .notInitialized, "No identity in \(global.parleyHome.path) to link.",
+                        remedy: "Run `parley init --user USER_ID` and `parley device request` here first, then `parley device link REQUEST` on your other device.")
+                }
+                let node = try Node(home: global.parleyHome)
+                try node.acceptLink(try LinkCode(opening: link, identity: node.identity, nowMs: Node.systemClock()))
+                return node
+            }
             identity = node.identity
             joined = try await failingAsync { try await bucketClient(node).joinLinkedRooms() }
         } else {
@@ -143,11 +152,12 @@ struct Init: AsyncParsableCommand {
             var object = identity.publicJSON.objectValue ?? JSONObject()
             if link != nil { object["joined_rooms"] = .array(joined.map(JSONValue.string)) }
             printJSON(.object(object))
+        } else if link != nil {
+            print("joined: \(joined.isEmpty ? "no bucket rooms" : joined.joined(separator: ", "))")
         } else {
             print("Created identity \(identity.userID) in \(global.parleyHome.path)")
             print("signing key:  \(identity.signingKeyBase64)")
             print("exchange key: \(identity.exchangeKeyBase64)")
-            if link != nil { print("joined: \(joined.isEmpty ? "no bucket rooms" : joined.joined(separator: ", "))") }
         }
     }
 }

@@ -47,8 +47,9 @@ final class BucketWorld: @unchecked Sendable {
     /// The bucket itself, to plant or inspect objects.
     var objects: any ObjectStore { try! url.open(environment: S3TestServer.awsEnvironment) }
 
-    func node(_ user: String, clock: TestClock = TestClock()) throws -> Node {
-        let home = ParleyHome(path: directory.file(user))
+    /// A node of `user` in the folder named `home` (by default the user id).
+    func node(_ user: String, home name: String? = nil, clock: TestClock = TestClock()) throws -> Node {
+        let home = ParleyHome(path: directory.file(name ?? user))
         _ = try Identity.create(userID: user, home: home)
         return try Node(home: home, clock: clock.function)
     }

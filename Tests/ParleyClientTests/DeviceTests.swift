@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import ParleyBucket
 import ParleyClient
@@ -20,12 +21,10 @@ import Testing
         _ = try alice.node.send("vault", text: "before the second device")
         _ = try await alice.flush("vault")
 
-        let code = try alice.node.linkDevice()
+        let phone = world.client(try world.node("alice", home: "alice-phone", clock: clock))
+        let code = try alice.node.linkDevice(try LinkRequest(parsing: phone.node.identity.linkRequest.text))
         _ = try await alice.flush("vault")
-        let phone = world.client(try Node.installLinked(
-            LinkCode(parsing: code.text, nowMs: clock.ms), home: ParleyHome(path: world.directory.file("alice-phone")), clock: clock.function))
-        #expect(phone.node.identity.userID == "alice")
-        #expect(phone.node.identity.signingKeyBase64 != alice.node.identity.signingKeyBase64)
+        try phone.node.acceptLink(try LinkCode(opening: code.text, identity: phone.node.identity, nowMs: clock.ms))
         #expect(try await phone.joinLinkedRooms() == ["vault"])
         #expect(try phone.node.timeline("vault", limit: 100).compactMap(\.body) == ["before the second device"])
 
@@ -53,15 +52,80 @@ import Testing
         #expect(try alice.node.devices().map(\.signingKey) == [alice.node.identity.signingKeyBase64])
     }
 
-    @Test func `an expired or damaged link code is refused`() throws {
+    @Test func `a link code opens only on the device it was made for, signed by the device it names, before it expires`() throws {
         let directory = TemporaryDirectory()
-        let home = ParleyHome(path: directory.file("alice"))
-        _ = try Identity.create(userID: "alice", home: home)
-        let node = try Node(home: home)
-        let code = try node.linkDevice()
-        #expect(throws: ClientError.self) { try LinkCode(parsing: code.text, nowMs: code.expiresMs + 1) }
-        #expect(throws: ClientError.self) { try LinkCode(parsing: String(code.text.dropLast(10)), nowMs: 0) }
-        #expect(throws: ClientError.self) { try node.removeDevice(node.identity.signingKeyBase64) }
+        func node(_ user: String, _ name: String) throws -> Node {
+            let home = ParleyHome(path: directory.file(name))
+            _ = try Identity.create(userID: user, home: home)
+            return try Node(home: home)
+        }
+        let alice = try node("alice", "alice")
+        let phone = try node("alice", "alice-phone")
+        let laptop = try node("alice", "alice-laptop")
+        let code = try alice.linkDevice(phone.identity.linkRequest)
+        let opened = try LinkCode(opening: code.text, identity: phone.identity, nowMs: code.expiresMs)
+        #expect(opened.linkedBy == alice.identity.signingKeyBase64 && opened.recipientKey == phone.identity.signingKeyBase64)
+
+        func refusal(_ text: String, on device: Node, at nowMs: Int64 = 0) -> String {
+            do {
+                _ = try LinkCode(opening: text, identity: device.identity, nowMs: nowMs)
+                return "opened"
+            } catch { return error.message }
+        }
+        #expect(refusal(code.text, on: phone, at: code.expiresMs + 1).contains("expired"))
+        #expect(refusal(code.text, on: laptop).contains("made for another device"))
+        #expect(refusal(String(code.text.dropLast(10)), on: phone).contains("not a valid"))
+
+        // Sealed to the phone's public keys by a holder of another key, who claims to be the device alice uses.
+        let mallory = try node("alice", "mallory")
+        let resealed = try mallory.linkDevice(phone.identity.linkRequest).text
+        #expect(refusal(resealed, on: phone) == "opened", "a real code from another of alice's devices opens")
+        let relabelled = try Self.replacingLinkedBy(resealed, with: alice.identity.signingKeyBase64, for: phone.identity)
+        #expect(refusal(relabelled, on: phone).contains("signature"))
+
+        // A request is the new device's own, of the same user, with keys that can be used.
+        let bob = try node("bob", "bob")
+        #expect(throws: ClientError.self) { try alice.linkDevice(bob.identity.linkRequest) }
+        #expect(throws: ClientError.self) { try alice.linkDevice(alice.identity.linkRequest) }
+        let smallOrder = LinkRequest(userID: "alice", binding: DeviceBinding(signingKey: Base64.encode([1] + [UInt8](repeating: 0, count: 31)), exchangeKey: phone.identity.exchangeKeyBase64))
+        #expect(throws: ClientError.self) { try LinkRequest(parsing: smallOrder.text) }
+        let zeroExchange = LinkRequest(userID: "alice", binding: DeviceBinding(signingKey: phone.identity.signingKeyBase64, exchangeKey: Base64.encode([UInt8](repeating: 0, count: 32))))
+        #expect(throws: ClientError.self) { try LinkRequest(parsing: zeroExchange.text) }
+        #expect(try LinkRequest(parsing: phone.identity.linkRequest.text) == phone.identity.linkRequest)
+        #expect(throws: ClientError.self) { try alice.removeDevice(alice.identity.signingKeyBase64) }
+    }
+
+    /// `code`, opened with `identity`, its payload's `linked_by` changed to `key` and sealed again to the same device:
+    /// what an attacker who knows the device's public keys can make without the named device's signing key.
+    static func replacingLinkedBy(_ code: String, with key: String, for identity: Identity) throws -> String {
+        var outer = try #require(CodeTextForTests.decode(code))
+        let enc = try #require(outer["enc"]?.stringValue.flatMap(Base64.decode))
+        var recipient = try HPKE.Recipient(
+            privateKey: identity.exchangeKey, ciphersuite: KeySeal.ciphersuite, info: Data("parley.link.v2\n\(identity.signingKeyBase64)".utf8),
+            encapsulatedKey: Data(enc))
+        let sealed = try #require(outer["sealed"]?.stringValue.flatMap(Base64.decode))
+        var payload = try #require(try JSONParser().parse(Array(try recipient.open(sealed))).objectValue)
+        payload["linked_by"] = .string(key)
+        var sender = try HPKE.Sender(
+            recipientKey: identity.exchangeKey.publicKey, ciphersuite: KeySeal.ciphersuite, info: Data("parley.link.v2\n\(identity.signingKeyBase64)".utf8))
+        outer["sealed"] = .string(Base64.encode(try sender.seal(CanonicalJSON.encode(.object(payload)))))
+        outer["enc"] = .string(Base64.encode(sender.encapsulatedKey))
+        return CodeTextForTests.encode(outer)
+    }
+}
+
+/// The `parley-link:` text form, written out again here from PROTOCOL.md §14.8 rather than taken from the client.
+enum CodeTextForTests {
+    static func decode(_ text: String) -> JSONObject? {
+        guard text.hasPrefix(LinkCode.prefix) else { return nil }
+        var base64 = String(text.dropFirst(LinkCode.prefix.count).map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
+        while base64.utf8.count % 4 != 0 { base64 += "=" }
+        return Base64.decode(base64).flatMap { try? JSONParser().parse($0).objectValue }
+    }
+
+    static func encode(_ object: JSONObject) -> String {
+        LinkCode.prefix + Base64.encode(CanonicalJSON.encode(.object(object))).replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 }
 
@@ -72,18 +136,24 @@ import Testing
         let bucket = "file://\(nodes.directory.file("bucket"))"
         try #require(try nodes.alice.run(["room", "create", "team", "--bucket", bucket, "--encrypted"]).status == 0)
         try #require(try nodes.alice.run(["send", "team", "first words", "--flush"]).status == 0)
-        let linked = try nodes.alice.run(["device", "link", "--json"])
+        let laptop = ParleyCommand(home: nodes.directory.file("alice-laptop"))
+        #expect(try laptop.run(["init", "--link", "parley-link:AAAA"]).stderr.contains("parley init --user"), "nothing to link yet")
+        try #require(try laptop.run(["init", "--user", "alice"]).status == 0)
+        let requested = try laptop.run(["device", "request", "--json"])
+        try #require(requested.status == 0, "\(requested.stderr)")
+        let request = try JSONParser().parse(Array(requested.stdout.utf8))["request"]!.text
+
+        let linked = try nodes.alice.run(["device", "link", request, "--json"])
         try #require(linked.status == 0, "\(linked.stderr)")
         let code = try JSONParser().parse(Array(linked.stdout.utf8))["link_code"]!.text
+        #expect(try nodes.bob.run(["init", "--link", code]).stderr.contains("made for another device"))
 
-        let laptop = ParleyCommand(home: nodes.directory.file("alice-laptop"))
         let installed = try laptop.run(["init", "--link", code, "--json"])
         try #require(installed.status == 0, "\(installed.stderr)")
         let identity = try JSONParser().parse(Array(installed.stdout.utf8))
         #expect(identity["user_id"]?.text == "alice")
         #expect(identity["joined_rooms"]?.array.map(\.text) == ["team"])
         #expect(try nodes.log(laptop, "team").contains { $0["body"]?.text == "first words" })
-        #expect(try laptop.run(["init", "--link", code]).status != 0)
 
         try #require(try nodes.alice.run(["sync"]).status == 0)
         let listed = try JSONParser().parse(Array(try nodes.alice.run(["device", "list", "--json"]).stdout.utf8)).array
