@@ -136,17 +136,19 @@ public enum Base64 {
 
 /// Lowercase hexadecimal, the encoding of every hash in the protocol.
 public enum Hex {
-    private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
 
     public static func encode(_ bytes: some Sequence<UInt8>) -> String {
         var output: [UInt8] = []
         output.reserveCapacity(64)
         for byte in bytes {
-            output.append(digits[Int(byte >> 4)])
-            output.append(digits[Int(byte & 0x0F)])
+            output.append(digit(byte >> 4))
+            output.append(digit(byte & 0x0F))
         }
         return String(decoding: output, as: UTF8.self)
     }
+
+    /// The lowercase digit of a value below 16.
+    static func digit(_ value: UInt8) -> UInt8 { value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10 }
 
     /// Whether lowercase hex `text` spells exactly `bytes`, without building a string.
     public static func matches(_ text: String, _ bytes: some Sequence<UInt8>) -> Bool {
@@ -154,7 +156,7 @@ public enum Hex {
         return text.withUTF8 { hex in
             var index = 0
             for byte in bytes {
-                guard index + 1 < hex.count, hex[index] == digits[Int(byte >> 4)], hex[index + 1] == digits[Int(byte & 0x0F)] else {
+                guard index + 1 < hex.count, hex[index] == digit(byte >> 4), hex[index + 1] == digit(byte & 0x0F) else {
                     return false
                 }
                 index += 2

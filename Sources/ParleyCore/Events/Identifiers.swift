@@ -87,15 +87,24 @@ public enum EventID {
         var bytes = randomBytes
         bytes[6] = bytes[6] & 0x0F | 0x40
         bytes[8] = bytes[8] & 0x3F | 0x80
-        let hex = Hex.encode(bytes)
-        let uuid = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4), hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
-            .joined(separator: "-")
-        return "\(roomID)::\(formatTimestamp(timestampMs))::\(uuid)"
+        // Written as bytes: every send makes one, and string interpolation cost a tenth of signing.
+        var text: [UInt8] = []
+        text.reserveCapacity(roomID.utf8.count + 60)
+        text.append(contentsOf: roomID.utf8)
+        text.append(contentsOf: "::".utf8)
+        appendTimestamp(timestampMs, to: &text)
+        text.append(contentsOf: "::".utf8)
+        for (index, byte) in bytes.enumerated() {
+            if index == 4 || index == 6 || index == 8 || index == 10 { text.append(UInt8(ascii: "-")) }
+            text.append(Hex.digit(byte >> 4))
+            text.append(Hex.digit(byte & 0x0F))
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// Builds an event id using `generator` for the UUID.
     public static func make(roomID: String, timestampMs: Int64, using generator: inout some RandomNumberGenerator) -> String {
-        make(roomID: roomID, timestampMs: timestampMs, randomBytes: (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        make(roomID: roomID, timestampMs: timestampMs, randomBytes: ParleyCore.randomBytes(16, using: &generator))
     }
 
     /// The time an event id names (for a verified event: its `timestamp_ms`), or `nil` if the id is malformed.
@@ -155,18 +164,34 @@ public enum EventID {
 
     /// `YYYYMMDDTHHMMSS.mmmZ` of a Unix time in milliseconds, UTC, proleptic Gregorian calendar.
     public static func formatTimestamp(_ timestampMs: Int64) -> String {
+        var text: [UInt8] = []
+        appendTimestamp(timestampMs, to: &text)
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    static func appendTimestamp(_ timestampMs: Int64, to text: inout [UInt8]) {
         precondition(timestampMs >= 0 && timestampMs <= maxTimestampMs, "timestamp out of range")
         let days = timestampMs / 86_400_000
         let milliseconds = timestampMs % 86_400_000
         let (year, month, day) = civilDate(daysSinceEpoch: days)
-        func pad(_ value: Int64, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        func pad(_ value: Int64, _ width: Int) {
+            var divisor: Int64 = 1
+            for _ in 1..<width { divisor *= 10 }
+            while divisor > 0 {
+                text.append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
+                divisor /= 10
+            }
         }
-        let hour = milliseconds / 3_600_000
-        let minute = milliseconds / 60_000 % 60
-        let second = milliseconds / 1000 % 60
-        return "\(pad(year, 4))\(pad(month, 2))\(pad(day, 2))T\(pad(hour, 2))\(pad(minute, 2))\(pad(second, 2)).\(pad(milliseconds % 1000, 3))Z"
+        pad(year, 4)
+        pad(month, 2)
+        pad(day, 2)
+        text.append(UInt8(ascii: "T"))
+        pad(milliseconds / 3_600_000, 2)
+        pad(milliseconds / 60_000 % 60, 2)
+        pad(milliseconds / 1000 % 60, 2)
+        text.append(UInt8(ascii: "."))
+        pad(milliseconds % 1000, 3)
+        text.append(UInt8(ascii: "Z"))
     }
 
     /// The Unix time in milliseconds of a `YYYYMMDDTHHMMSS.mmmZ` string, or `nil` if it is not a valid time.
