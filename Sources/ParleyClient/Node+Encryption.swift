@@ -129,7 +129,11 @@ extension Node {
             let removedSince = state.lastDeviceRemoval.map { $0 > current.introducedAt } ?? false
             needsEpoch = removedSince || aged || usedUp || (!missing.isEmpty && settings.history == .joined)
             if !needsEpoch {
-                events += try keyEvents(for: mine.compactMap { record in held[record.keyID].map { (record, $0) } }, recipients: recipients, roomID: roomID)
+                // With joined history every recipient already holds the current key (else a new epoch starts), and
+                // the earlier keys are not theirs to have.
+                if settings.history == .shared {
+                    events += try keyEvents(for: mine.compactMap { record in held[record.keyID].map { (record, $0) } }, recipients: recipients, roomID: roomID)
+                }
                 if events.isEmpty, let version { completeEpochs.withLock { $0[roomID] = (version, current.keyID) } }
                 return (events, key)
             }

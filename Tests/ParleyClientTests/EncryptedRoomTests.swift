@@ -149,7 +149,7 @@ import Testing
         _ = try alice.node.setMembership("vault", userID: "bob", .leave, reason: nil)
     }
 
-    @Test("With shared history a late joiner reads earlier messages once a member shares the keys; with joined history it does not")
+    @Test("With shared history a late joiner reads earlier messages once a member shares the keys; with joined history no member's later sends give them")
     func historyVisibility() async throws {
         for history in HistoryVisibility.allCases {
             let world = try BucketWorld(.folder)
@@ -169,6 +169,12 @@ import Testing
             let expected: [String] = history == .shared ? ["early", "late"] : ["late"]
             #expect(try bodies(dave) == expected, "history \(history)")
             #expect(try dave.node.timeline("vault", limit: 100).contains(where: \.undecryptable) == (history == .joined))
+            // Alice, who holds the early key and whose sends need no new epoch, must not pass it on either.
+            _ = try await alice.sync("vault")
+            _ = try alice.node.send("vault", text: "later")
+            _ = try await alice.flush("vault")
+            _ = try await dave.sync("vault")
+            #expect(try bodies(dave) == expected + ["later"], "history \(history)")
         }
     }
 

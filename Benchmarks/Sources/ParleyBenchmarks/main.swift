@@ -447,7 +447,7 @@ if mode == "profile-import" {
     exit(0)
 }
 if mode == "profile-send" {
-    // For `perf record`: only the bucket writer (sign, store, flush) and then one reader's sync.
+    // For `perf record`: only the bucket writer (sign, store, flush) and then, unless --read no, one reader's sync.
     let directory = workdir + "/profile-send"
     try? FileManager.default.removeItem(atPath: directory)
     let url = try! BucketURL("file://\(directory)/objects")
@@ -460,10 +460,12 @@ if mode == "profile-send" {
         publishSeconds += measure { try! sender.node.publish(roomID: "bench", outgoing) }
         flushSeconds += measure { _ = blocking { try await sender.flush("bench") } }
     }
+    print("publish \(Int(Double(events) / publishSeconds))/s, flush \(Int(Double(events) / flushSeconds))/s")
+    guard argument("--read", default: "yes") == "yes" else { exit(0) }
     let reader = BucketClient(node: benchNode(directory, "reader"))
     try! reader.node.store.addBucketRoom(roomID: "bench", bucketURL: url.text, creatorFingerprint: "")
     let syncSeconds = measure { _ = blocking { try await reader.sync("bench") } }
-    print("publish \(Int(Double(events) / publishSeconds))/s, flush \(Int(Double(events) / flushSeconds))/s, sync \(Int(Double(events) / syncSeconds))/s")
+    print("sync \(Int(Double(events) / syncSeconds))/s")
     exit(0)
 }
 if mode == "profile-canonical" {
