@@ -5,34 +5,42 @@ import ParleyCore
 import ParleyStore
 
 /// What a new device hands to one of its user's other devices to be linked (`parley device request` →
-/// `parley device link REQUEST`): its user id and public keys, nothing secret. Whoever passes it on must make sure it
-/// is the new device's: the linking device binds whatever keys it names to its user.
+/// `parley device link REQUEST`): its user id, its public keys, and a one-time secret only it can compute, which the
+/// link code must carry back. It holds no secret key, but whoever holds it can link the device to rooms for an hour
+/// (``Node/linkRequestLifetimeMs``), and the linking device binds whatever keys it names: pass it privately.
 ///
 /// Text form: `parley-device:` then unpadded base64url of the canonical JSON
-/// `{"exchange_key":B64,"signing_key":B64,"user_id":USER,"v":1}` (docs/PROTOCOL.md §14.8).
+/// `{"created_ms":T,"exchange_key":B64,"secret":B64,"signing_key":B64,"user_id":USER,"v":1}` (docs/PROTOCOL.md §14.8).
 public struct LinkRequest: Sendable, Equatable {
     public static let prefix = "parley-device:"
 
     public var userID: String
     public var binding: DeviceBinding
+    public var createdMs: Int64
+    /// HMAC-SHA256, keyed with the new device's X25519 private key, of `parley.link-request.v1` LF `created_ms`.
+    public var secret: [UInt8]
 
-    public init(userID: String, binding: DeviceBinding) {
+    public init(userID: String, binding: DeviceBinding, createdMs: Int64, secret: [UInt8]) {
         self.userID = userID
         self.binding = binding
+        self.createdMs = createdMs
+        self.secret = secret
     }
 
     public var text: String {
         CodeText.encode(prefix: LinkRequest.prefix, JSONObject([
-            "exchange_key": .string(binding.exchangeKey ?? ""), "signing_key": .string(binding.signingKey), "user_id": .string(userID),
-            "v": .integer(1),
+            "created_ms": .integer(createdMs), "exchange_key": .string(binding.exchangeKey ?? ""), "secret": .string(Base64.encode(secret)),
+            "signing_key": .string(binding.signingKey), "user_id": .string(userID), "v": .integer(1),
         ]))
     }
 
     /// Parses a request and checks its keys: a small-order or non-canonical key is refused.
     public init(parsing text: String) throws(ClientError) {
         let invalid = ClientError(.invalidArgument, "This is not a valid Parley device request.", remedy: "Run `parley device request` on the new device again; the request starts with \(LinkRequest.prefix)")
-        guard let object = CodeText.decode(prefix: LinkRequest.prefix, text, maxBytes: 1024), object["v"] == .integer(1), object.count == 4,
+        guard let object = CodeText.decode(prefix: LinkRequest.prefix, text, maxBytes: 1024), object["v"] == .integer(1), object.count == 6,
             let userID = object["user_id"]?.stringValue, Identifier.problem(with: userID, kind: .user) == nil,
+            case .integer(let createdMs)? = object["created_ms"], createdMs >= 0,
+            let secret = object["secret"]?.stringValue.flatMap(Base64.decode), secret.count == 32,
             let signingKey = object["signing_key"]?.stringValue, let signingBytes = Base64.decode(signingKey), signingBytes.count == 32,
             let exchangeKey = object["exchange_key"]?.stringValue, let exchangeBytes = Base64.decode(exchangeKey), exchangeBytes.count == 32
         else { throw invalid }
@@ -44,12 +52,27 @@ public struct LinkRequest: Sendable, Equatable {
         }
         self.userID = userID
         binding = DeviceBinding(signingKey: signingKey, exchangeKey: exchangeKey)
+        self.createdMs = createdMs
+        self.secret = secret
     }
 }
 
 extension Identity {
-    /// The request that asks another device of this user to link this one.
-    public var linkRequest: LinkRequest { LinkRequest(userID: userID, binding: binding) }
+    /// The request, made at `nowMs`, that asks another device of this user to link this one.
+    public func linkRequest(nowMs: Int64) -> LinkRequest {
+        LinkRequest(userID: userID, binding: binding, createdMs: nowMs, secret: Array(linkRequestMAC(createdMs: nowMs)))
+    }
+
+    /// Whether `secret` is the one this device put in its request made at `createdMs` (compared in constant time).
+    func madeLinkRequest(createdMs: Int64, secret: [UInt8]) -> Bool {
+        HMAC<SHA256>.isValidAuthenticationCode(secret, authenticating: Self.linkRequestMessage(createdMs), using: SymmetricKey(data: exchangeKey.rawRepresentation))
+    }
+
+    private func linkRequestMAC(createdMs: Int64) -> HashedAuthenticationCode<SHA256> {
+        HMAC<SHA256>.authenticationCode(for: Self.linkRequestMessage(createdMs), using: SymmetricKey(data: exchangeKey.rawRepresentation))
+    }
+
+    private static func linkRequestMessage(_ createdMs: Int64) -> [UInt8] { Array("parley.link-request.v1\n\(createdMs)".utf8) }
 }
 
 /// What a linking device gives the new device once it has bound it (`parley device link REQUEST` →
@@ -69,6 +92,9 @@ public struct LinkCode: Sendable {
     public var recipientKey: String
     /// The signing key of the device that made the code, whose signature the new device checks.
     public var linkedBy: String
+    /// The request the code answers: its time and secret, which only the new device can compute.
+    public var requestCreatedMs: Int64
+    var requestSecret: [UInt8]
     public var expiresMs: Int64
     public var bucketRooms: [LinkedRoom]
     /// Secrets of pre-shared-key rooms: the new device cannot get them any other way.
@@ -91,6 +117,8 @@ public struct LinkCode: Sendable {
         userID = request.userID
         recipientKey = request.binding.signingKey
         linkedBy = signer.publicKeyBase64
+        requestCreatedMs = request.createdMs
+        requestSecret = request.secret
         self.expiresMs = expiresMs
         self.bucketRooms = bucketRooms
         self.preSharedSecrets = preSharedSecrets
@@ -136,14 +164,24 @@ public struct LinkCode: Sendable {
             throw ClientError(.invalidArgument, "The link code's signature does not verify: it was not made by the device it names (\(error)).")
         }
         guard let userID = payload["user_id"]?.stringValue, Identifier.problem(with: userID, kind: .user) == nil, payload["to"]?.stringValue == to, case .integer(let expires)? = payload["expires_ms"],
-            let rooms = payload["bucket_rooms"]?.arrayValue, let secrets = payload["psk_secrets"]?.arrayValue
+            let rooms = payload["bucket_rooms"]?.arrayValue, let secrets = payload["psk_secrets"]?.arrayValue,
+            case .integer(let requestCreatedMs)? = payload["request_created_ms"],
+            let requestSecret = payload["request_secret"]?.stringValue.flatMap(Base64.decode)
         else { throw invalid }
+        // The signature says who made the code; the request's secret says they were given this device's request, which
+        // an attacker who only knows its public keys cannot forge.
+        guard identity.madeLinkRequest(createdMs: requestCreatedMs, secret: requestSecret) else {
+            throw ClientError(.invalidArgument, "This link code was not made from this device's request.",
+                              remedy: "Run `parley device request` here and give that request to `parley device link` on your other device.")
+        }
         guard userID == identity.userID else {
             throw ClientError(.invalidArgument, "This link code links a device of \(userID), and this device speaks for \(identity.userID).")
         }
         self.userID = userID
         recipientKey = to
         self.linkedBy = linkedBy
+        self.requestCreatedMs = requestCreatedMs
+        self.requestSecret = requestSecret
         expiresMs = expires
         self.text = text
         bucketRooms = try rooms.map { entry throws(ClientError) in
@@ -175,7 +213,8 @@ public struct LinkCode: Sendable {
         }
         return JSONObject([
             "bucket_rooms": .array(rooms), "expires_ms": .integer(expiresMs), "linked_by": .string(linkedBy), "psk_secrets": .array(secrets),
-            "to": .string(recipientKey), "user_id": .string(userID),
+            "request_created_ms": .integer(requestCreatedMs), "request_secret": .string(Base64.encode(requestSecret)), "to": .string(recipientKey),
+            "user_id": .string(userID),
         ])
     }
 
@@ -196,6 +235,8 @@ public struct UserDevice: Sendable, Equatable {
 extension Node {
     /// How long a link code stays valid.
     public static let linkCodeLifetimeMs: Int64 = 10 * 60_000
+    /// How long a device request can be answered.
+    public static let linkRequestLifetimeMs: Int64 = 60 * 60_000
 
     /// Links the device that made `request` to this user: binds its keys in every room this device has joined (an
     /// invite of the same user listing them), gives it the room keys the rooms' history settings allow, and returns
@@ -207,6 +248,9 @@ extension Node {
         }
         guard request.binding.signingKey != identity.signingKeyBase64 else {
             throw ClientError(.invalidArgument, "This request is this device's own.", remedy: "Run `parley device request` on the new device.")
+        }
+        guard clock() - request.createdMs <= Node.linkRequestLifetimeMs else {
+            throw ClientError(.invalidArgument, "This device request is more than an hour old.", remedy: "Run `parley device request` on the new device again.")
         }
         for roomID in try store.roomIDs() {
             guard let state = try store.roomState(roomID: roomID), state.isJoinedDevice(user: identity.userID, key: identity.signingKeyBase64)

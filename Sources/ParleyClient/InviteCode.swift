@@ -78,7 +78,10 @@ enum CodeText {
     /// The object a code carries, or `nil` when `text` is not a code of this kind or holds more than `maxBytes`.
     static func decode(prefix: String, _ text: String, maxBytes: Int) -> JSONObject? {
         guard text.hasPrefix(prefix), text.utf8.count - prefix.utf8.count <= (maxBytes + 2) / 3 * 4 else { return nil }
-        var base64 = String(text.dropFirst(prefix.count).map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
+        let body = text.dropFirst(prefix.count)
+        // One spelling per code: the standard alphabet's `+` and `/`, and padding, are not base64url.
+        guard !body.contains(where: { $0 == "+" || $0 == "/" || $0 == "=" }) else { return nil }
+        var base64 = String(body.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
         while base64.utf8.count % 4 != 0 { base64 += "=" }
         guard let bytes = Base64.decode(base64) else { return nil }
         return (try? JSONParser().parse(bytes))?.objectValue

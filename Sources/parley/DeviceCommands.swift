@@ -16,17 +16,18 @@ struct Device: AsyncParsableCommand {
 struct DeviceRequest: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "request", abstract: "Print this new device's request to be linked (`parley device link REQUEST` on your other device).",
-        discussion: "The request holds this device's user id and public keys, nothing secret; make sure the request your other device links is this one.")
+        discussion: "The request holds this device's user id, its public keys and a one-time secret that the link code must carry back. It holds no secret key, but whoever has it can link this device to rooms of their choosing for an hour: pass it privately, and make sure the request your other device links is this one.")
     @OptionGroup var global: GlobalOptions
     @Flag var json = false
 
     func run() throws {
         let identity = try failing { try Identity.load(home: global.parleyHome) }
+        let request = identity.linkRequest(nowMs: Node.systemClock())
         if json {
-            printJSON(["request": .string(identity.linkRequest.text), "signing_key": .string(identity.signingKeyBase64)])
+            printJSON(["request": .string(request.text), "signing_key": .string(identity.signingKeyBase64), "created_ms": .integer(request.createdMs)])
         } else {
-            print("device request (run `parley device link REQUEST` on your other device):")
-            print(identity.linkRequest.text)
+            print("device request (run `parley device link REQUEST` on your other device within an hour; pass it privately):")
+            print(request.text)
         }
     }
 }

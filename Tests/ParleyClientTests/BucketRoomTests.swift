@@ -399,6 +399,12 @@ final class BucketWorld: @unchecked Sendable {
         let text = InviteCode.prefix + Base64.encode(CanonicalJSON.encode(evil)).replacingOccurrences(of: "=", with: "")
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
         #expect(throws: ClientError.self) { try InviteCode(parsing: text) }
+        // The standard alphabet and padding spell the same bytes another way: only base64url is a code.
+        let standard = InviteCode.prefix + Base64.encode(CanonicalJSON.encode(.object(JSONObject([
+            "bucket": "s3://chat-bucket/p", "creator": .string(String(repeating: "ab", count: 32)), "room_id": "team", "v": 1, "x": "??>",
+        ]))))
+        #expect(standard.contains("/") || standard.contains("+") || standard.contains("="))
+        #expect(throws: ClientError.self) { try InviteCode(parsing: standard) }
     }
 
     /// `event` with its signature replaced by one from `forger`'s key (over the same signing input).

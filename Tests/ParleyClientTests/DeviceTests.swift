@@ -22,7 +22,7 @@ import Testing
         _ = try await alice.flush("vault")
 
         let phone = world.client(try world.node("alice", home: "alice-phone", clock: clock))
-        let code = try alice.node.linkDevice(try LinkRequest(parsing: phone.node.identity.linkRequest.text))
+        let code = try alice.node.linkDevice(try LinkRequest(parsing: phone.node.identity.linkRequest(nowMs: clock.ms).text))
         _ = try await alice.flush("vault")
         try phone.node.acceptLink(try LinkCode(opening: code.text, identity: phone.node.identity, nowMs: clock.ms))
         #expect(try await phone.joinLinkedRooms() == ["vault"])
@@ -62,8 +62,10 @@ import Testing
         let alice = try node("alice", "alice")
         let phone = try node("alice", "alice-phone")
         let laptop = try node("alice", "alice-laptop")
-        let code = try alice.linkDevice(phone.identity.linkRequest)
+        let now = Node.systemClock()
+        let code = try alice.linkDevice(phone.identity.linkRequest(nowMs: now))
         let opened = try LinkCode(opening: code.text, identity: phone.identity, nowMs: code.expiresMs)
+        #expect(opened.requestCreatedMs == now)
         #expect(opened.linkedBy == alice.identity.signingKeyBase64 && opened.recipientKey == phone.identity.signingKeyBase64)
 
         func refusal(_ text: String, on device: Node, at nowMs: Int64 = 0) -> String {
@@ -76,22 +78,31 @@ import Testing
         #expect(refusal(code.text, on: laptop).contains("made for another device"))
         #expect(refusal(String(code.text.dropLast(10)), on: phone).contains("not a valid"))
 
-        // Sealed to the phone's public keys by a holder of another key, who claims to be the device alice uses.
+        // Someone who knows only the phone's public keys (not its request's secret) cannot make a code it accepts.
         let mallory = try node("alice", "mallory")
-        let resealed = try mallory.linkDevice(phone.identity.linkRequest).text
-        #expect(refusal(resealed, on: phone) == "opened", "a real code from another of alice's devices opens")
+        let guessed = LinkRequest(userID: "alice", binding: phone.identity.binding, createdMs: now, secret: [UInt8](repeating: 7, count: 32))
+        #expect(refusal(try mallory.linkDevice(guessed).text, on: phone).contains("not made from this device's request"))
+        // Whoever holds the request itself can: a code from another device given it opens.
+        let resealed = try mallory.linkDevice(phone.identity.linkRequest(nowMs: now)).text
+        #expect(refusal(resealed, on: phone) == "opened")
+        // ...but cannot pass it off as made by a device whose signing key they lack.
         let relabelled = try Self.replacingLinkedBy(resealed, with: alice.identity.signingKeyBase64, for: phone.identity)
         #expect(refusal(relabelled, on: phone).contains("signature"))
 
-        // A request is the new device's own, of the same user, with keys that can be used.
+        // A request is the new device's own, of the same user, recent, with keys that can be used.
         let bob = try node("bob", "bob")
-        #expect(throws: ClientError.self) { try alice.linkDevice(bob.identity.linkRequest) }
-        #expect(throws: ClientError.self) { try alice.linkDevice(alice.identity.linkRequest) }
-        let smallOrder = LinkRequest(userID: "alice", binding: DeviceBinding(signingKey: Base64.encode([1] + [UInt8](repeating: 0, count: 31)), exchangeKey: phone.identity.exchangeKeyBase64))
+        #expect(throws: ClientError.self) { try alice.linkDevice(bob.identity.linkRequest(nowMs: now)) }
+        #expect(throws: ClientError.self) { try alice.linkDevice(alice.identity.linkRequest(nowMs: now)) }
+        #expect(throws: ClientError.self) { try alice.linkDevice(phone.identity.linkRequest(nowMs: now - Node.linkRequestLifetimeMs - 60_000)) }
+        let smallOrder = LinkRequest(
+            userID: "alice", binding: DeviceBinding(signingKey: Base64.encode([1] + [UInt8](repeating: 0, count: 31)), exchangeKey: phone.identity.exchangeKeyBase64),
+            createdMs: now, secret: guessed.secret)
         #expect(throws: ClientError.self) { try LinkRequest(parsing: smallOrder.text) }
-        let zeroExchange = LinkRequest(userID: "alice", binding: DeviceBinding(signingKey: phone.identity.signingKeyBase64, exchangeKey: Base64.encode([UInt8](repeating: 0, count: 32))))
+        let zeroExchange = LinkRequest(
+            userID: "alice", binding: DeviceBinding(signingKey: phone.identity.signingKeyBase64, exchangeKey: Base64.encode([UInt8](repeating: 0, count: 32))),
+            createdMs: now, secret: guessed.secret)
         #expect(throws: ClientError.self) { try LinkRequest(parsing: zeroExchange.text) }
-        #expect(try LinkRequest(parsing: phone.identity.linkRequest.text) == phone.identity.linkRequest)
+        #expect(try LinkRequest(parsing: phone.identity.linkRequest(nowMs: now).text) == phone.identity.linkRequest(nowMs: now))
         #expect(throws: ClientError.self) { try alice.removeDevice(alice.identity.signingKeyBase64) }
     }
 

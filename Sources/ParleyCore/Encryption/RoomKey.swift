@@ -81,8 +81,8 @@ public enum RoomCipher {
     public static let algorithm = "parley.aes256gcm.v1"
     public static let nonceByteCount = 12
     public static let tagByteCount = 16
-    /// Seals allowed under one key by one device before it must start a new epoch. Random 96-bit nonces stay far
-    /// below a collision at this count (probability under 2^-33 across the room).
+    /// Sealed events (of every device) a device may have seen under one key before it must start a new epoch.
+    /// Random 96-bit nonces stay far below a collision at this count (probability under 2^-33 across the room).
     public static let maxSealsPerKey: Int64 = 1 << 30
 
     /// Types whose content may be sealed: what a timeline shows, never what decides who may do what. State,
