@@ -3,7 +3,9 @@
 
 Forwards every request to an S3-compatible server (moto) unchanged, headers included, so signatures still verify,
 except when a fault rule matches. Rules are added with `POST /__faults` (a JSON list of rules) and removed with
-`DELETE /__faults`; each rule applies to the next `count` requests whose method and path match:
+`DELETE /__faults`; `GET /__faults?path=P` answers how many injections the rules whose path contains P have not
+made yet (so a test can check every fault it asked for happened). Each rule applies to the next `count` requests
+whose method and path match:
 
     {"method": "PUT", "path": "messages_", "action": "status:503:SlowDown", "count": 2}
 
@@ -26,6 +28,7 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 
 UPSTREAM = ("127.0.0.1", int(sys.argv[2]))
 rules = []
@@ -54,6 +57,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def control(self, method):
         global rules
         data = self.body()
+        if method == "GET":
+            query = self.path.partition("?")[2]
+            wanted = urllib.parse.parse_qs(query).get("path", [""])[0]
+            with lock:
+                pending = sum(rule["count"] for rule in rules if wanted in rule.get("path", ""))
+            payload = json.dumps({"pending": pending}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
         with lock:
             if method == "POST":
                 rules += json.loads(data)

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import ParleyBucket
+import ParleyCore
 
 /// The S3 servers `scripts/s3-test-servers` starts for the tests (moto, with the fault proxy in front), found
 /// through the `PARLEY_TEST_S3_*` environment variables the test script exports.
@@ -82,5 +83,18 @@ public enum S3TestServer {
         request.body = .bytes(ByteBuffer(string: "[\(rules.joined(separator: ","))]"))
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
         guard response.status.code == 204 else { throw BucketError(.badResponse, "the fault proxy answered \(response.status.code)") }
+    }
+
+    /// How many injections the proxy's rules whose path contains `path` have not made yet: 0 once every fault a test
+    /// asked for has happened.
+    public static func pendingFaults(path: String) async throws -> Int {
+        var components = URLComponents(string: "\(proxy)/__faults")!
+        components.queryItems = [URLQueryItem(name: "path", value: path)]
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: components.string!), timeout: .seconds(5))
+        let body = try await response.body.collect(upTo: 1 << 16)
+        guard response.status.code == 200, case .integer(let pending)? = try JSONParser().parse(Array(buffer: body)).objectValue?["pending"] else {
+            throw BucketError(.badResponse, "the fault proxy answered \(response.status.code)")
+        }
+        return Int(pending)
     }
 }

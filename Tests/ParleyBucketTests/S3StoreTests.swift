@@ -92,6 +92,7 @@ import Testing
         #expect(try await store.get(key: "k", maxBytes: 10) == Array("body".utf8))
         try await S3TestServer.inject([.init("GET", path: path, "status:503:SlowDown", count: 2)])
         #expect(try await store.listAll(prefix: "").map(\.key) == ["k"])
+        #expect(try await S3TestServer.pendingFaults(path: path) == 0, "every injected fault happened")
     }
 
     @Test("A connection reset mid-body and a short body are retried; the bytes returned are whole")
@@ -103,6 +104,7 @@ import Testing
         for action in ["reset-body", "short-body"] {
             try await S3TestServer.inject([.init("GET", path: String(prefix.dropLast()), action, count: 2)])
             #expect(try await store.get(key: "k", maxBytes: 20_000) == body, "\(action)")
+            #expect(try await S3TestServer.pendingFaults(path: String(prefix.dropLast())) == 0, "both \(action) faults happened")
         }
     }
 

@@ -1,5 +1,5 @@
 import Foundation
-import ParleyBucket
+@testable import ParleyBucket
 import ParleyClient
 import ParleyCore
 import ParleyStore
@@ -42,6 +42,12 @@ final class BucketWorld: @unchecked Sendable {
         case .folder: url = try BucketURL("file://\(directory.path)/bucket")
         case .s3: url = try BucketURL(S3TestServer.url(prefix: S3TestServer.freshPrefix()))
         }
+    }
+
+    /// A world on moto reached through the fault proxy, at `prefix`.
+    init(throughFaultProxy prefix: String) throws {
+        kind = .s3
+        url = try BucketURL(S3TestServer.url(prefix: prefix, throughProxy: true))
     }
 
     /// The bucket itself, to plant or inspect objects.
@@ -230,8 +236,9 @@ final class BucketWorld: @unchecked Sendable {
         let day = BucketLayout.utcDate(time)
         var mallory = TestDevice("mallory")
         let good = try bob.node.send("team", text: "good")
+        // One flipped bit in the body: "good" becomes "cood", which the content hash no longer matches.
         var flipped = good.wire
-        flipped[flipped.count / 2] ^= 0x04
+        flipped[try #require(flipped.firstRange(of: Array(#""good""#.utf8))).lowerBound + 1] ^= 0x04
         let forged = try forge(good, by: mallory)
         let intruder = mallory.message("team", "let me in", at: time)
         let truncatedSource = try bob.node.send("team", text: "héllo wörld")
@@ -252,27 +259,41 @@ final class BucketWorld: @unchecked Sendable {
                 try Data(good.wire + [0x0A]).write(to: URL(fileURLWithPath: "\(path)/\(BucketLayout.logsPrefix("team"))\(day)/\(name)"))
             }
         }
+        // A line far over the event size limit, then a good event: the line is refused, the event kept.
+        let beyond = try bob.node.send("team", text: "beyond the long line")
+        try await plant("\(day)/messages_\(time)_\(time)_long.jsonl", [[UInt8](repeating: 0x78, count: 1 << 20), beyond.wire])
+        if kind == .s3, let s3 = objects as? S3Store {
+            // Names our store refuses to write, written raw: a folder marker (of a day after the sync cursor, so the
+            // listing reaches it), an encoded slash, a backslash.
+            for name in ["\(BucketLayout.utcDate(time + 86_400_000))/", "\(day)/messages_1_2_a%2fb.jsonl", "\(day)/messages_1_2_a\\b.jsonl"] {
+                let response = try await s3.perform(method: .PUT, key: BucketLayout.logsPrefix("team") + name, body: name.hasSuffix("/") ? [] : good.wire + [0x0A], maxBytes: 1024)
+                try #require(response.status == 200, "moto took \(name)")
+            }
+        }
         try await plant("\(day)/messages_\(time)_\(time)_liar.jsonl", [truncatedSource.wire])
         try await plant("\(day)/messages_\(time)_\(time)_again.jsonl", [good.wire])
         try await plant("\(day)/messages_\(good.event.timestampMs)_\(good.event.timestampMs)_\(alice.clientID).jsonl", [good.wire])
 
         let report = try await alice.sync("team")
-        let text = report.problems.joined(separator: "\n")
-        #expect(text.contains("_mallory.jsonl: line 1: "), "flipped bit:\n\(text)")
-        #expect(text.contains("_mallory.jsonl: line 2: ") && text.contains("signature"), "forged:\n\(text)")
-        #expect(text.contains("_mallory.jsonl: line 3: not authorized"), "non-member:\n\(text)")
-        #expect(text.contains("_mallory.jsonl: line 5: truncated"), "truncated:\n\(text)")
+        let problems = report.problems
+        let text = problems.joined(separator: "\n")
+        func problem(_ prefix: String) -> String { problems.first { $0.contains(prefix) } ?? "(none)" }
+        #expect(problem("_mallory.jsonl: line 1: ").contains("content does not match content_hash"), "flipped bit:\n\(text)")
+        #expect(problem("_mallory.jsonl: line 2: ").contains("signature"), "forged:\n\(text)")
+        #expect(problem("_mallory.jsonl: line 3: ").contains("not authorized"), "non-member:\n\(text)")
+        #expect(problem("_mallory.jsonl: line 5: ").contains("truncated"), "truncated:\n\(text)")
+        #expect(problem("_long.jsonl: line 1: ").contains("1048576 bytes, longer than an event may be"), "long line:\n\(text)")
         #expect(text.contains("_liar.jsonl: the name says"), "lying name:\n\(text)")
         #expect(text.contains("\(alice.clientID).jsonl: the name says client \(alice.clientID) but its events are by device"), "lying client:\n\(text)")
         let ignored = report.ignored.joined(separator: "\n")
         #expect(ignored.contains("README.txt") && ignored.contains("_empty.jsonl: empty"))
         #expect(ignored.contains("messages_1_2_..jsonl"))
-        if kind == .folder {
-            #expect(ignored.contains("a%2fb") && ignored.contains("a\\b"))
-            #expect(text.contains("_huge.jsonl: 1073741824 bytes, over the limit"), "\(text)")
-        }
+        #expect(ignored.contains("a%2fb") && ignored.contains("a\\b"), "\(ignored)")
+        let marker = "\(BucketLayout.logsPrefix("team"))\(BucketLayout.utcDate(time + 86_400_000))/"
+        if kind == .s3 { #expect(ignored.contains(marker + ":"), "the folder marker:\n\(ignored)") }
+        if kind == .folder { #expect(text.contains("_huge.jsonl: 1073741824 bytes, over the limit"), "\(text)") }
         // The good events arrived once each, whatever file they came in.
-        #expect(report.accepted == [good.event.eventID, truncatedSource.event.eventID])
+        #expect(Set(report.accepted) == [good.event.eventID, truncatedSource.event.eventID, beyond.event.eventID] && report.accepted.count == 3)
         #expect(try alice.node.timeline("team", limit: 10).filter { $0.body == "good" }.count == 1)
         #expect(try alice.node.store.bucketFileProblems(roomID: "team").count >= 2)
 
@@ -280,14 +301,59 @@ final class BucketWorld: @unchecked Sendable {
         let audit = try await BucketAuditor().audit(objects, roomID: "team")
         #expect(!audit.isClean)
         let found = audit.audit.problems.map(\.text).joined(separator: "\n")
-        #expect(found.contains("_mallory.jsonl, line 3: not authorized"), "\(found)")
-        #expect(found.contains("_liar.jsonl: the name says"), "\(found)")
-        #expect(audit.warnings.contains { $0.contains("re-uploaded") })
+        for expected in [
+            "_mallory.jsonl, line 1: invalid event: content does not match content_hash", "_mallory.jsonl, line 2: invalid event: signature rejected", "_mallory.jsonl, line 3: not authorized",
+            "_mallory.jsonl, line 5: truncated", "_long.jsonl, line 1: 1048576 bytes, longer than an event may be", "_liar.jsonl: the name says",
+            "\(alice.clientID).jsonl: the name says client",
+        ] + (kind == .folder ? ["_huge.jsonl: 1073741824 bytes, over the limit"] : []) {
+            #expect(found.contains(expected), "audit misses \(expected):\n\(found)")
+        }
+        let warnings = audit.warnings.joined(separator: "\n")
+        for expected in ["README.txt", "_empty.jsonl: empty", "messages_1_2_..jsonl", "a%2fb", "a\\b", "re-uploaded"] + (kind == .s3 ? [marker] : []) {
+            #expect(warnings.contains(expected), "audit warnings miss \(expected):\n\(warnings)")
+        }
     }
 
-    @Test("A fork across two files is detected and the device's later events are refused")
-    func forkAcrossFiles() async throws {
-        let world = try BucketWorld(.folder)
+    @Test("Through a faulty S3 (503 and 500 bursts, a reset and a short body, a PUT whose answer is lost) every event arrives once and the bucket audits clean",
+          .enabled(if: S3TestServer.isAvailable))
+    func faultyServer() async throws {
+        let prefix = S3TestServer.freshPrefix()
+        let path = String(prefix.dropLast())
+        let world = try BucketWorld(throughFaultProxy: prefix)
+        let (alice, bob) = try await twoMembers(world)
+        let before = try await world.logFiles("team").count
+        let logs = path + "/rooms/team/logs/"
+        try await S3TestServer.inject([
+            .init("PUT", path: logs, "status:503:SlowDown", count: 2), .init("PUT", path: logs, "status:500:InternalError"),
+            .init("PUT", path: logs, "drop-response"),
+        ])
+        var sent: [String] = []
+        for index in 0..<3 {
+            sent.append(try bob.node.send("team", text: "through the storm \(index)").event.eventID)
+            let flushed = try await bob.flush("team")
+            #expect(flushed.events == 1 && flushed.files.count == 1)
+        }
+        #expect(try await S3TestServer.pendingFaults(path: logs) == 0, "every write fault happened")
+        #expect(try bob.node.store.outboxStatus(roomID: "team", senderKey: bob.node.identity.signingKeyBase64).pending == 0)
+        // One file per flush: the write whose answer was lost was not written again under another name.
+        #expect(try await world.logFiles("team").count == before + 3)
+
+        try await S3TestServer.inject([
+            .init("GET", path: "prefix=\(path)", "status:503:SlowDown"), .init("GET", path: logs, "reset-body"), .init("GET", path: logs, "short-body"),
+            .init("GET", path: logs, "status:500:InternalError", count: 2),
+        ])
+        let report = try await alice.sync("team")
+        #expect(try await S3TestServer.pendingFaults(path: path) == 0, "every read fault happened")
+        #expect(report.accepted == sent)
+        #expect(report.problems.isEmpty, "\(report.problems)")
+        #expect(try alice.node.timeline("team", limit: 10).compactMap(\.body).filter { $0.hasPrefix("through the storm") }.count == 3)
+        let audit = try await BucketAuditor().audit(try BucketURL(S3TestServer.url(prefix: prefix)).open(environment: S3TestServer.awsEnvironment), roomID: "team")
+        #expect(audit.isClean, "\(audit.audit.problems.map(\.text))")
+    }
+
+    @Test("A fork across two files is detected and the device's later events are refused", arguments: BucketKind.all)
+    func forkAcrossFiles(kind: BucketKind) async throws {
+        let world = try BucketWorld(kind)
         let clock = TestClock()
         let (alice, bob) = try await twoMembers(world, aliceClock: clock, bobClock: clock)
         let original = try bob.node.send("team", text: "the real one")
@@ -304,28 +370,42 @@ final class BucketWorld: @unchecked Sendable {
         let report = try await alice.sync("team")
         #expect(report.problems.contains { $0.contains("fork") })
         #expect(try alice.node.store.forkProofs(roomID: "team").count == 1)
+        // The first event of that seq stays; what the device signs after is refused.
+        _ = try bob.node.send("team", text: "after the fork")
+        _ = try await bob.flush("team")
+        let later = try await alice.sync("team")
+        #expect(later.accepted.isEmpty)
+        #expect(later.problems.contains { $0.contains("fork") }, "\(later.problems)")
+        let bodies = try alice.node.timeline("team", limit: 10).compactMap(\.body)
+        #expect(bodies.contains("the real one") && !bodies.contains("the other one") && !bodies.contains("after the fork"))
         let audit = try await BucketAuditor().audit(world.objects, roomID: "team")
         #expect(audit.audit.problems.contains { $0.message.contains("fork") })
     }
 
-    @Test("A replaced metadata.json is caught by the joiner's pinned creator key, and nothing is joined")
-    func replacedMetadata() async throws {
-        let world = try BucketWorld(.folder)
+    @Test("A replaced metadata.json is caught by the joiner's pinned creator key, and nothing is joined", arguments: BucketKind.all)
+    func replacedMetadata(kind: BucketKind) async throws {
+        let world = try BucketWorld(kind)
         let alice = world.client(try world.node("alice"))
         let bob = world.client(try world.node("bob"))
         _ = try await alice.createRoom("team", bucket: world.url)
         try alice.node.invite("team", userID: "bob", key: bob.node.identity.signingKeyBase64)
         _ = try await alice.flush("team")
         let code = try #require(try alice.inviteCode("team"))
-        // An attacker with write access swaps in a room they created.
-        guard case .folder(let path) = world.url else { return }
-        try FileManager.default.removeItem(atPath: path + "/" + BucketLayout.metadataKey("team"))
+        // An attacker with write access swaps in a room they created (on S3, a plain PUT that overwrites).
         var mallory = TestDevice("mallory")
         let json: JSONValue = [
             "format": "parley.bucket.room.v1", "room_id": "team",
             "events": .array(try mallory.create("team", at: 1_790_000_000_000).map { try JSONParser().parse($0.wire) }),
         ]
-        _ = try await world.objects.putIfAbsent(key: BucketLayout.metadataKey("team"), bytes: CanonicalJSON.encode(json), retention: nil)
+        switch world.url {
+        case .folder(let path):
+            try FileManager.default.removeItem(atPath: path + "/" + BucketLayout.metadataKey("team"))
+            _ = try await world.objects.putIfAbsent(key: BucketLayout.metadataKey("team"), bytes: CanonicalJSON.encode(json), retention: nil)
+        case .s3:
+            let s3 = try #require(world.objects as? S3Store)
+            let response = try await s3.perform(method: .PUT, key: BucketLayout.metadataKey("team"), body: CanonicalJSON.encode(json), maxBytes: 1024)
+            try #require(response.status == 200)
+        }
         do {
             _ = try await bob.join(code)
             Issue.record("joined a room with a replaced metadata.json")
