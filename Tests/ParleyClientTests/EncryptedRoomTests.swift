@@ -132,6 +132,64 @@ import Testing
         #expect(throws: ClientError.self) { try bob.node.send("vault", text: "still here?") }
     }
 
+    @Test("A sealed event that does not open is kept as a chain link and logged with its reason, the events after it are shown, and a replayed key event changes nothing")
+    func unopenableEventKept() async throws {
+        let world = try BucketWorld(.folder)
+        let clients = try await encryptedRoom(world)
+        let (alice, bob) = (clients["alice"]!, clients["bob"]!)
+        _ = try await bob.sync("vault")
+        let before = try bob.node.send("vault", text: "before")
+        _ = try await bob.flush("vault")
+        _ = try await alice.sync("vault")
+        #expect(try bodies(alice) == ["before"])
+
+        // Bob's device signs two more events by hand: one whose ciphertext lost a bit after sealing, then a good one.
+        let keyID = try #require(before.event.content?["key_id"]?.stringValue)
+        let key = try #require(try bob.node.store.roomKeys(roomID: "vault")[keyID])
+        let bobKey = bob.node.identity.signingKeyBase64
+        var head = ChainLink(seq: before.event.seq, hash: before.hash, timestampMs: before.event.timestampMs)
+        var generator = SystemRandomNumberGenerator()
+        func sealed(_ text: String, flippingABit: Bool) throws -> VerifiedEvent {
+            let time = head.timestampMs + 1
+            let eventID = EventID.make(roomID: "vault", timestampMs: time, randomBytes: Array(repeating: UInt8(head.seq), count: 16))
+            let associatedData = RoomCipher.associatedData(
+                eventID: eventID, roomID: "vault", timestampMs: time, senderID: "bob", senderKey: bobKey, seq: head.seq + 1, parentEventID: nil,
+                prevEventHash: head.hash)
+            var content = RoomCipher.seal(
+                type: EventType.message, content: JSONObject(["msgtype": "text", "body": .string(text)]), key: key, associatedData: associatedData,
+                using: &generator)
+            if flippingABit {
+                var ciphertext = try #require(content["ciphertext"]?.stringValue.flatMap(Base64.decode))
+                ciphertext[3] ^= 0x10
+                content["ciphertext"] = JSONValue.string(Base64.encode(ciphertext))
+            }
+            let event = bob.node.identity.signingKey.signEvent(
+                roomID: "vault", type: EventType.encrypted, content: content, senderID: "bob", seq: head.seq + 1, previousHash: head.hash,
+                timestampMs: time, eventID: eventID)
+            head = ChainLink(seq: event.event.seq, hash: event.hash, timestampMs: time)
+            return event
+        }
+        let altered = try sealed("altered", flippingABit: true)
+        let after = try sealed("after", flippingABit: false)
+        let report = try alice.node.store.ingest(events: [altered, after], receivedMs: 0)
+        #expect(report.outcomes == [.accepted, .accepted], "both are valid links of bob's chain")
+        _ = try alice.node.catchUpDecryption()
+        #expect(try bodies(alice) == ["before", "after"])
+        #expect(!(try alice.node.timeline("vault", limit: 100).contains { $0.eventID == altered.event.eventID }))
+        let logged = try alice.node.store.rejectedEvents().first { $0.eventID == altered.event.eventID }
+        #expect(logged?.reason.contains("does not open") == true, "\(String(describing: logged))")
+        #expect(try alice.node.store.chainHead(roomID: "vault", senderKey: bobKey)?.seq == after.event.seq)
+
+        // The key event that gave Alice the key, offered again: a duplicate, nothing changes.
+        var keyEvents: [[UInt8]] = []
+        try alice.node.store.forEachEvent(roomID: "vault") { wire in
+            if (try? Event.parse(wire))?.type == EventType.roomKey { keyEvents.append(wire) }
+        }
+        let replay = try alice.node.store.ingest(events: keyEvents.map { try VerifiedEvent(parsing: $0) }, receivedMs: 0)
+        #expect(!keyEvents.isEmpty && replay.outcomes.allSatisfy { $0 == .duplicate })
+        #expect(try bodies(alice) == ["before", "after"])
+    }
+
     @Test("In an encrypted room a reason for a removal or a redaction is refused: it would travel unencrypted")
     func cleartextReasonsRefused() async throws {
         let world = try BucketWorld(.folder)

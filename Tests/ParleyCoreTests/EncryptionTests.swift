@@ -415,6 +415,21 @@ private func randomBytes(_ count: Int) -> [UInt8] {
             #expect(throws: ContentError.self) { try parseRoomKey(Self.roomKey(nil)) }
         }
 
+        @Test(arguments: [
+            ("31 bytes", JSONValue.string(Base64.encode(randomBytes(31)))), ("33 bytes", .string(Base64.encode(randomBytes(33)))),
+            ("not base64", .string("not*base64")), ("unpadded", .string(String(Base64.encode(randomBytes(32)).dropLast()))), ("a number", .integer(7)),
+        ])
+        func `an m.room.key content with a malformed encapsulation is refused, naming enc`(label: String, enc: JSONValue) {
+            var entry = Self.entry(signingKey: randomBytes(32)).objectValue!
+            entry["enc"] = enc
+            do {
+                _ = try parseRoomKey(Self.roomKey([.object(entry)]))
+                Issue.record("\(label) accepted")
+            } catch {
+                #expect("\(error)".contains("enc"), "\(label): \(error)")
+            }
+        }
+
         @Test func `an m.room.key content with a sealed key of the wrong length is refused`() {
             var entry = Self.entry(signingKey: randomBytes(32)).objectValue!
             entry["sealed"] = .string(Base64.encode(randomBytes(47)))
