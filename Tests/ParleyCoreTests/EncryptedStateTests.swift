@@ -59,6 +59,37 @@ import Testing
         #expect(keyReason.contains("had not been given"))
     }
 
+    @Test func `sealing under a known key never given to the sender, under a key introduced only later, or after removal is refused`() throws {
+        var alice = TestDevice("alice")
+        var bob = TestDevice("bob")
+        var carol = TestDevice("carol")
+        var generator = SeededGenerator(seed: 3)
+        let first = RoomKey.random(using: &generator)
+        let second = RoomKey.random(using: &generator)
+        var events = base(alice: &alice, bob: &bob) + [alice.invite(room, carol, at: t + 4), carol.join(room, at: t + 5)]
+        // The first key goes to Alice and Bob only; Carol learns it some other way and seals under it.
+        events.append(try keyEvent(first, from: &alice, to: [alice, bob], at: t + 6))
+        let notGiven = carol.sign(room, EventType.encrypted, sealed(first, "a key I was not given"), at: t + 7)
+        // Carol seals under the second key before the event that introduces it.
+        let beforeIntroduced = carol.sign(room, EventType.encrypted, sealed(second, "too early"), at: t + 8)
+        let introduced = try keyEvent(second, from: &alice, to: [alice, bob, carol], at: t + 10)
+        let given = carol.sign(room, EventType.encrypted, sealed(second, "now I may"), at: t + 11)
+        // Bob is removed; what his device seals after that, under a key it holds, is refused.
+        let removal = alice.membership(room, .leave, of: "bob", at: t + 12)
+        let afterRemoval = bob.sign(room, EventType.encrypted, sealed(second, "still here?"), at: t + 13)
+        let all = events + [notGiven, beforeIntroduced, introduced, given, removal, afterRemoval]
+        let verdicts = verdicts(all)
+        #expect(verdicts.prefix(events.count).allSatisfy { $0 == .accepted })
+        func reason(_ event: VerifiedEvent) -> String {
+            if case .rejected(let reason) = verdicts[all.firstIndex { $0.hash == event.hash }!] { return reason }
+            return "accepted"
+        }
+        #expect(reason(notGiven).contains("had not been given"))
+        #expect(reason(beforeIntroduced).contains("had not been given"))
+        #expect(reason(introduced) == "accepted" && reason(given) == "accepted" && reason(removal) == "accepted")
+        #expect(reason(afterRemoval) == "sender bob has left the room")
+    }
+
     @Test func `a key sealed to an outsider, a second encryption setting and sealed content in a plain room are refused`() throws {
         var alice = TestDevice("alice")
         var bob = TestDevice("bob")
