@@ -47,6 +47,33 @@ import Testing
         #expect(accepted == 0)
     }
 
+    @Test func `every envelope field is found by name, and a name one letter off is an unknown field`() throws {
+        var alice = TestDevice("alice")
+        let event = alice.message("room", "x", at: 1_760_000_000_000, parent: nil)
+        let second = alice.message("room", "y", at: 1_760_000_000_001, parent: event.event.eventID)
+        var object = try #require(try JSONParser().parse(second.wire).objectValue)
+        #expect(object.members.map(\.key) == [
+            "content", "content_hash", "event_id", "parent_event_id", "prev_event_hash", "room_id", "sender_id", "sender_key", "seq",
+            "signature", "timestamp_ms", "type",
+        ])
+        #expect(try Event(json: .object(object)) == second.event)
+        for name in object.members.map(\.key) {
+            // Same length and first letter, last letter changed: what a matcher on length and a byte or two could take.
+            let nearMiss = String(name.dropLast()) + (name.last == "z" ? "y" : "z")
+            var changed = object
+            changed[nearMiss] = changed[name]
+            changed[name] = nil
+            do {
+                _ = try Event(json: .object(changed))
+                Issue.record("\(nearMiss) accepted")
+            } catch {
+                #expect(error.code == .unknownField, "\(nearMiss): \(error)")
+            }
+        }
+        object["types"] = "m.room.message"
+        #expect(throws: EventError.self) { try Event(json: .object(object)) }
+    }
+
     @Test func `an event signed here verifies and round-trips through its wire form`() throws {
         var alice = TestDevice("alice")
         let event = alice.message("room", "héllo", at: 1_760_000_000_000, parent: nil)

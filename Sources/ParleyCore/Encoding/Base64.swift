@@ -54,16 +54,19 @@ public enum Base64 {
     /// Whether `text` is canonical padded base64 of exactly `byteCount` bytes, without decoding it.
     public static func isCanonical(_ text: String, byteCount: Int) -> Bool {
         var text = text
-        return text.withUTF8 { input in
-            let padding = (3 - byteCount % 3) % 3
-            guard input.count == (byteCount + 2) / 3 * 4 else { return false }
-            let dataCount = input.count - padding
-            for index in 0..<dataCount where decodeTable[Int(input[index])] == 0xFF { return false }
-            for index in dataCount..<input.count where input[index] != UInt8(ascii: "=") { return false }
-            guard padding > 0 else { return true }
-            // The unused low bits of the last data character must be zero.
-            let last = decodeTable[Int(input[dataCount - 1])]
-            return padding == 1 ? last & 0x03 == 0 : last & 0x0F == 0
+        // The table through one buffer pointer: reading the global per character costs a lazy-init call each.
+        return decodeTable.withUnsafeBufferPointer { table in
+            text.withUTF8 { input in
+                let padding = (3 - byteCount % 3) % 3
+                guard input.count == (byteCount + 2) / 3 * 4 else { return false }
+                let dataCount = input.count - padding
+                for index in 0..<dataCount where table[Int(input[index])] == 0xFF { return false }
+                for index in dataCount..<input.count where input[index] != UInt8(ascii: "=") { return false }
+                guard padding > 0 else { return true }
+                // The unused low bits of the last data character must be zero.
+                let last = table[Int(input[dataCount - 1])]
+                return padding == 1 ? last & 0x03 == 0 : last & 0x0F == 0
+            }
         }
     }
 
