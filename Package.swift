@@ -24,10 +24,12 @@ let package = Package(
             name: "ParleyCore",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
+        // SQLite's process-wide settings, through its variadic sqlite3_config.
+        .target(name: "CSQLiteTuning", dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")]),
         .target(
             name: "ParleyStore",
             dependencies: [
-                "ParleyCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                "ParleyCore", "CSQLiteTuning", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ]
         ),
         // zlib, for gzip-compressed log files.
