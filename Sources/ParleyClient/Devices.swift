@@ -87,19 +87,19 @@ public struct LinkCode: Sendable {
     static let payloadPrefix = "parley.link.v2\n"
 
     /// The user both devices speak for.
-    public var userID: String
+    public let userID: String
     /// The new device's signing key: the code opens only with its exchange key.
-    public var recipientKey: String
+    public let recipientKey: String
     /// The signing key of the device that made the code, whose signature the new device checks.
-    public var linkedBy: String
+    public let linkedBy: String
     /// The request the code answers: its time and secret, which only the new device can compute.
-    public var requestCreatedMs: Int64
-    var requestSecret: [UInt8]
-    public var expiresMs: Int64
-    public var bucketRooms: [LinkedRoom]
+    public let requestCreatedMs: Int64
+    let requestSecret: [UInt8]
+    public let expiresMs: Int64
+    public let bucketRooms: [LinkedRoom]
     /// Secrets of pre-shared-key rooms: the new device cannot get them any other way.
-    public var preSharedSecrets: [(roomID: String, secret: [UInt8], fromPassphrase: Bool)]
-    /// The sealed text.
+    public let preSharedSecrets: [(roomID: String, secret: [UInt8], fromPassphrase: Bool)]
+    /// The sealed text, made once from the fields above.
     public private(set) var text: String = ""
 
     /// A bucket room the new device joins.
