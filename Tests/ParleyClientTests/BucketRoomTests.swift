@@ -351,6 +351,27 @@ final class BucketWorld: @unchecked Sendable {
         #expect(audit.isClean, "\(audit.audit.problems.map(\.text))")
     }
 
+    @Test("A file written while a sync is listing the room is read by the next sync, and every event arrives once", arguments: BucketKind.all)
+    func writtenDuringListing(kind: BucketKind) async throws {
+        let world = try BucketWorld(kind)
+        let (alice, bob) = try await twoMembers(world)
+        let before = try bob.node.send("team", text: "before the listing")
+        _ = try await bob.flush("team")
+        let during = try bob.node.send("team", text: "during the listing")
+        // Bob's flush lands just after the listing of Alice's sync came back, so that sync cannot have seen it.
+        let hooked = ListingHookStore(world.objects, logsPrefix: BucketLayout.logsPrefix("team")) { _ = try await bob.flush("team") }
+        let listingAlice = BucketClient(node: alice.node, settings: world.settings) { _ throws(BucketError) in hooked }
+        let first = try await listingAlice.sync("team")
+        #expect(hooked.fired)
+        #expect(first.accepted == [before.event.eventID])
+        let second = try await alice.sync("team")
+        #expect(second.accepted == [during.event.eventID])
+        let third = try await alice.sync("team")
+        #expect(third.accepted.isEmpty && third.filesRead == 0)
+        let bodies = try alice.node.timeline("team", limit: 10).compactMap(\.body)
+        #expect(bodies.filter { $0 == "before the listing" }.count == 1 && bodies.filter { $0 == "during the listing" }.count == 1)
+    }
+
     @Test("A fork across two files is detected and the device's later events are refused", arguments: BucketKind.all)
     func forkAcrossFiles(kind: BucketKind) async throws {
         let world = try BucketWorld(kind)
@@ -493,5 +514,48 @@ final class BucketWorld: @unchecked Sendable {
         var copy = event.event
         copy.signature = Base64.encode(signature)
         return copy.wireBytes()
+    }
+}
+
+/// A store that runs `hook` once, right after the first listing under `logsPrefix` returns: a write that lands while
+/// a sync is listing.
+final class ListingHookStore: ObjectStore, @unchecked Sendable {
+    let base: any ObjectStore
+    let logsPrefix: String
+    let hook: @Sendable () async throws -> Void
+    private let lock = NSLock()
+    private var hasFired = false
+
+    init(_ base: any ObjectStore, logsPrefix: String, hook: @escaping @Sendable () async throws -> Void) {
+        self.base = base
+        self.logsPrefix = logsPrefix
+        self.hook = hook
+    }
+
+    var fired: Bool { lock.withLock { hasFired } }
+    var location: String { base.location }
+
+    func putIfAbsent(key: String, bytes: [UInt8], retention: Retention?) async throws(BucketError) -> PutOutcome {
+        try await base.putIfAbsent(key: key, bytes: bytes, retention: retention)
+    }
+
+    func get(key: String, maxBytes: Int) async throws(BucketError) -> [UInt8] {
+        try await base.get(key: key, maxBytes: maxBytes)
+    }
+
+    func list(prefix: String, startAfter: String?, delimiter: String?, continuation: String?, maxKeys: Int) async throws(BucketError) -> ListPage {
+        let page = try await base.list(prefix: prefix, startAfter: startAfter, delimiter: delimiter, continuation: continuation, maxKeys: maxKeys)
+        let fire = prefix == logsPrefix && lock.withLock { () -> Bool in
+            defer { hasFired = true }
+            return !hasFired
+        }
+        if fire {
+            do { try await hook() } catch { Issue.record("the hook failed: \(error)") }
+        }
+        return page
+    }
+
+    func head(key: String) async throws(BucketError) -> ObjectInfo? {
+        try await base.head(key: key)
     }
 }
