@@ -198,8 +198,13 @@ public struct LinkCode: Sendable {
             else { throw invalid }
             return (roomID, secret, fromPassphrase)
         }
-        guard nowMs <= expiresMs else {
-            throw ClientError(.invalidArgument, "This link code has expired.", remedy: "Run `parley device link` on your other device again.")
+        // The code's own expiry is the linking side's word; the request's age is this device's, so a request seen
+        // by someone else stops being usable an hour (and a code's lifetime) after it was made.
+        guard nowMs <= expiresMs, nowMs - requestCreatedMs <= Node.linkRequestLifetimeMs + Node.linkCodeLifetimeMs else {
+            throw ClientError(.invalidArgument, "This link code has expired.", remedy: "Run `parley device request` here and `parley device link` on your other device again.")
+        }
+        guard requestCreatedMs <= nowMs + Node.maxClockLeadMs else {
+            throw ClientError(.invalidArgument, "This link code answers a request dated in the future.", remedy: "Check this device's clock, then link again.")
         }
     }
 
@@ -249,8 +254,12 @@ extension Node {
         guard request.binding.signingKey != identity.signingKeyBase64 else {
             throw ClientError(.invalidArgument, "This request is this device's own.", remedy: "Run `parley device request` on the new device.")
         }
-        guard clock() - request.createdMs <= Node.linkRequestLifetimeMs else {
+        let now = clock()
+        guard now - request.createdMs <= Node.linkRequestLifetimeMs else {
             throw ClientError(.invalidArgument, "This device request is more than an hour old.", remedy: "Run `parley device request` on the new device again.")
+        }
+        guard request.createdMs <= now + Node.maxClockLeadMs else {
+            throw ClientError(.invalidArgument, "This device request is dated in the future.", remedy: "Check both devices' clocks, then run `parley device request` again.")
         }
         for roomID in try store.roomIDs() {
             guard let state = try store.roomState(roomID: roomID), state.isJoinedDevice(user: identity.userID, key: identity.signingKeyBase64)

@@ -68,9 +68,9 @@ import Testing
         #expect(opened.requestCreatedMs == now)
         #expect(opened.linkedBy == alice.identity.signingKeyBase64 && opened.recipientKey == phone.identity.signingKeyBase64)
 
-        func refusal(_ text: String, on device: Node, at nowMs: Int64 = 0) -> String {
+        func refusal(_ text: String, on device: Node, at nowMs: Int64? = nil) -> String {
             do {
-                _ = try LinkCode(opening: text, identity: device.identity, nowMs: nowMs)
+                _ = try LinkCode(opening: text, identity: device.identity, nowMs: nowMs ?? now)
                 return "opened"
             } catch { return error.message }
         }
@@ -86,8 +86,20 @@ import Testing
         let resealed = try mallory.linkDevice(phone.identity.linkRequest(nowMs: now)).text
         #expect(refusal(resealed, on: phone) == "opened")
         // ...but cannot pass it off as made by a device whose signing key they lack.
-        let relabelled = try Self.replacingLinkedBy(resealed, with: alice.identity.signingKeyBase64, for: phone.identity)
+        let relabelled = try Self.resealed(resealed, for: phone.identity) { $0["linked_by"] = .string(alice.identity.signingKeyBase64) }
         #expect(refusal(relabelled, on: phone).contains("signature"))
+        // A request seen long ago is no use either, whatever expiry the code's maker writes and signs.
+        let threeHoursAgo = now - 3 * 3_600_000
+        let oldRequest = phone.identity.linkRequest(nowMs: threeHoursAgo)
+        let pastHome = ParleyHome(path: directory.file("alice"))
+        let aliceThen = try Node(home: pastHome, clock: { threeHoursAgo + 60_000 })
+        let oldCode = try aliceThen.linkDevice(oldRequest)
+        #expect(refusal(oldCode.text, on: phone).contains("expired"))
+        let extended = try Self.resealed(oldCode.text, for: phone.identity, signedBy: mallory.identity.signingKey) { $0["expires_ms"] = .integer(now + 3_600_000) }
+        #expect(refusal(extended, on: phone).contains("expired"), "a request three hours old")
+        #expect(refusal(extended, on: phone, at: threeHoursAgo + 120_000) == "opened", "the same code while the request was fresh")
+        // Nor is a request dated ahead of the clocks.
+        #expect(throws: ClientError.self) { try alice.linkDevice(phone.identity.linkRequest(nowMs: now + 3_600_000)) }
 
         // A request is the new device's own, of the same user, recent, with keys that can be used.
         let bob = try node("bob", "bob")
@@ -106,19 +118,24 @@ import Testing
         #expect(throws: ClientError.self) { try alice.removeDevice(alice.identity.signingKeyBase64) }
     }
 
-    /// `code`, opened with `identity`, its payload's `linked_by` changed to `key` and sealed again to the same device:
-    /// what an attacker who knows the device's public keys can make without the named device's signing key.
-    static func replacingLinkedBy(_ code: String, with key: String, for identity: Identity) throws -> String {
+    /// `code`, opened with `identity`, its payload changed by `change` and sealed again to the same device: what anyone
+    /// who knows the device's public keys can make. With `signer`, signed again by that key (named as `linked_by`).
+    static func resealed(
+        _ code: String, for identity: Identity, signedBy signer: DeviceSigningKey? = nil, change: (inout JSONObject) -> Void
+    ) throws -> String {
         var outer = try #require(CodeTextForTests.decode(code))
+        let info = Data("parley.link.v2\n\(identity.signingKeyBase64)".utf8)
         let enc = try #require(outer["enc"]?.stringValue.flatMap(Base64.decode))
-        var recipient = try HPKE.Recipient(
-            privateKey: identity.exchangeKey, ciphersuite: KeySeal.ciphersuite, info: Data("parley.link.v2\n\(identity.signingKeyBase64)".utf8),
-            encapsulatedKey: Data(enc))
+        var recipient = try HPKE.Recipient(privateKey: identity.exchangeKey, ciphersuite: KeySeal.ciphersuite, info: info, encapsulatedKey: Data(enc))
         let sealed = try #require(outer["sealed"]?.stringValue.flatMap(Base64.decode))
         var payload = try #require(try JSONParser().parse(Array(try recipient.open(sealed))).objectValue)
-        payload["linked_by"] = .string(key)
-        var sender = try HPKE.Sender(
-            recipientKey: identity.exchangeKey.publicKey, ciphersuite: KeySeal.ciphersuite, info: Data("parley.link.v2\n\(identity.signingKeyBase64)".utf8))
+        change(&payload)
+        if let signer {
+            payload["signature"] = nil
+            payload["linked_by"] = .string(signer.publicKeyBase64)
+            payload["signature"] = .string(Base64.encode(signer.sign(Array("parley.link.v2\n".utf8) + CanonicalJSON.encode(.object(payload)))))
+        }
+        var sender = try HPKE.Sender(recipientKey: identity.exchangeKey.publicKey, ciphersuite: KeySeal.ciphersuite, info: info)
         outer["sealed"] = .string(Base64.encode(try sender.seal(CanonicalJSON.encode(.object(payload)))))
         outer["enc"] = .string(Base64.encode(sender.encapsulatedKey))
         return CodeTextForTests.encode(outer)

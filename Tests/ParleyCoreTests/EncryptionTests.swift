@@ -180,6 +180,11 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         #expect(opened.type == EventType.message && opened.content == content)
         #expect(encryptionCode { _ = try RoomCipher.open(sealed, key: other, associatedData: ad) } == "key_mismatch")
         #expect(encryptionCode { _ = try RoomCipher.open(sealed, key: key, associatedData: ad + [0]) } == "decrypt_failed")
+        // Built by hand rather than parsed: the same bytes split at another place are refused, not re-split.
+        let shifted = EncryptedContent(keyID: sealed.keyID, nonce: sealed.nonce + [sealed.ciphertext[0]], ciphertext: Array(sealed.ciphertext.dropFirst()))
+        #expect(encryptionCode { _ = try RoomCipher.open(shifted, key: key, associatedData: ad) } == "malformed")
+        let tagless = EncryptedContent(keyID: sealed.keyID, nonce: sealed.nonce, ciphertext: Array(sealed.ciphertext.prefix(15)))
+        #expect(encryptionCode { _ = try RoomCipher.open(tagless, key: key, associatedData: ad) } == "malformed")
     }
 
     @Test func `sealed content shows its size only to the padding block, and opens to what was sealed`() throws {

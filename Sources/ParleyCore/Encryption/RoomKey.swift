@@ -158,6 +158,10 @@ public enum RoomCipher {
         _ sealed: EncryptedContent, key: RoomKey, associatedData: [UInt8]
     ) throws(EncryptionError) -> (type: String, content: JSONObject) {
         guard sealed.keyID == key.keyID else { throw EncryptionError(.keyMismatch, "the content names key \(sealed.keyID.prefix(16))…, not this key") }
+        // The box below splits one buffer at 12 bytes: content built by hand (not parsed) must have that shape too.
+        guard sealed.nonce.count == nonceByteCount, sealed.ciphertext.count >= tagByteCount else {
+            throw EncryptionError(.malformed, "the nonce must be \(nonceByteCount) bytes and the ciphertext at least the \(tagByteCount)-byte tag")
+        }
         let plaintext: Data
         do {
             // From one nonce-ciphertext-tag buffer: building the box from three parts costs half as much as opening it.
