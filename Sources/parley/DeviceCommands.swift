@@ -28,6 +28,8 @@ struct DeviceRequest: ParsableCommand {
         } else {
             print("device request (run `parley device link REQUEST` on your other device within an hour; pass it privately):")
             print(request.text)
+            // The linking device prints the key it bound: the user compares the two.
+            print("this device: \(identity.signingKeyBase64)")
         }
     }
 }

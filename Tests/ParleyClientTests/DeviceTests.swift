@@ -171,9 +171,13 @@ enum CodeTextForTests {
         try #require(requested.status == 0, "\(requested.stderr)")
         let request = try JSONParser().parse(Array(requested.stdout.utf8))["request"]!.text
 
+        // In text, both sides name the new device's key, so the user can compare them.
+        let laptopKey = try #require(try JSONParser().parse(Array(requested.stdout.utf8))["signing_key"]?.text)
+        #expect(try laptop.run(["device", "request"]).stdout.contains("this device: \(laptopKey)"))
         let linked = try nodes.alice.run(["device", "link", request, "--json"])
         try #require(linked.status == 0, "\(linked.stderr)")
         let code = try JSONParser().parse(Array(linked.stdout.utf8))["link_code"]!.text
+        #expect(try JSONParser().parse(Array(linked.stdout.utf8))["signing_key"]?.text == laptopKey)
         #expect(try nodes.bob.run(["init", "--link", code]).stderr.contains("made for another device"))
 
         let installed = try laptop.run(["init", "--link", code, "--json"])
@@ -186,7 +190,7 @@ enum CodeTextForTests {
         try #require(try nodes.alice.run(["sync"]).status == 0)
         let listed = try JSONParser().parse(Array(try nodes.alice.run(["device", "list", "--json"]).stdout.utf8)).array
         #expect(listed.count == 2)
-        let laptopKey = identity["signing_key"]!.text
+        #expect(identity["signing_key"]?.text == laptopKey)
         #expect(listed.contains { $0["signing_key"]?.text == laptopKey && $0["joined_rooms"]?.array.map(\.text) == ["team"] })
 
         let removed = try nodes.alice.run(["device", "remove", laptopKey])
