@@ -145,6 +145,25 @@ struct CanonicalJSONVector: CustomTestStringConvertible, Sendable {
         }
     }
 
+    @Test func `decoding agrees with Foundation's decoder for every byte at every position`() {
+        let alphabet = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        // Three full quanta and a padded one: the full ones take the four-at-a-time path.
+        let original = Array(Base64.encode(Array(0..<10 as Range<UInt8>)).utf8)
+        for position in 0..<original.count - 2 {
+            for byte in UInt8.min...UInt8.max {
+                var text = original
+                text[position] = byte
+                let candidate = String(decoding: text, as: UTF8.self)
+                let decoded = Base64.decode(candidate)
+                if !alphabet.contains(byte) {
+                    #expect(decoded == nil, "byte \(byte) at \(position)")
+                } else if position < original.count - 4 {
+                    #expect(decoded.map { Data($0) } == Data(base64Encoded: candidate), "byte \(byte) at \(position)")
+                }
+            }
+        }
+    }
+
     @Test func `hex decoding refuses uppercase and odd lengths`() {
         #expect(Hex.decode("00ff") == [0, 255])
         #expect(Hex.decode("00FF") == nil)

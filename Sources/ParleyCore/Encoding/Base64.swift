@@ -14,6 +14,15 @@ public enum Base64 {
     /// Two symbols per 12 bits, first symbol in the low byte: half the lookups of one symbol per 6 bits.
     private static let symbolPairs: [UInt16] = (0..<4096).map { UInt16(alphabet[$0 >> 6]) | UInt16(alphabet[$0 & 0x3F]) << 8 }
 
+    /// Four tables of 256, one per position in a quantum, each holding a symbol's 6 bits already shifted into
+    /// place, so a quantum is four lookups ORed together. A byte that is no symbol maps to all ones, which sets
+    /// bit 31 of the result whatever the other three are.
+    private static let quantumTable: [UInt32] = (0..<1024).map { entry in
+        let value = decodeTable[entry & 0xFF]
+        guard value != 0xFF else { return UInt32.max }
+        return UInt32(value) << (18 - 6 * UInt32(entry >> 8))
+    }
+
     /// The padded base64 text of `bytes`.
     public static func encode(_ bytes: some Collection<UInt8>) -> String {
         if let text = bytes.withContiguousStorageIfAvailable(encode(buffer:)) { return text }
@@ -29,7 +38,16 @@ public enum Base64 {
                     let out = UnsafeMutableRawPointer(output.baseAddress!)
                     var index = 0
                     var offset = 0
-                    while index + 3 <= input.count {
+                    let source = UnsafeRawPointer(input.baseAddress)
+                    // Four bytes read at once while a fourth is there to read; the last three one by one.
+                    while index + 4 <= input.count {
+                        let chunk = Int(source!.loadUnaligned(fromByteOffset: index, as: UInt32.self).bigEndian >> 8)
+                        let symbols = UInt32(pairs[chunk >> 12]) | UInt32(pairs[chunk & 0xFFF]) << 16
+                        out.storeBytes(of: symbols.littleEndian, toByteOffset: offset, as: UInt32.self)
+                        index += 3
+                        offset += 4
+                    }
+                    if index + 3 <= input.count {
                         let chunk = Int(input[index]) << 16 | Int(input[index + 1]) << 8 | Int(input[index + 2])
                         out.storeBytes(of: pairs[chunk >> 12].littleEndian, toByteOffset: offset, as: UInt16.self)
                         out.storeBytes(of: pairs[chunk & 0xFFF].littleEndian, toByteOffset: offset + 2, as: UInt16.self)
@@ -74,6 +92,7 @@ public enum Base64 {
     public static func decode(_ text: String) -> [UInt8]? {
         var text = text
         return decodeTable.withUnsafeBufferPointer { table in
+            quantumTable.withUnsafeBufferPointer { quanta in
             text.withUTF8 { input -> [UInt8]? in
                 guard input.count % 4 == 0 else { return nil }
                 guard input.count > 0 else { return [] }
@@ -83,19 +102,20 @@ public enum Base64 {
                 let output = [UInt8](unsafeUninitializedCapacity: count + 2) { output, initialized in
                     var index = 0
                     var out = 0
-                    // Every quantum but the last has four data characters.
+                    let source = UnsafeRawPointer(input.baseAddress!)
+                    let target = UnsafeMutableRawPointer(output.baseAddress!)
+                    // Every quantum but the last has four data characters. Each writes its three bytes with one
+                    // four-byte store; the fourth byte is overwritten by the next quantum (or lies in the slack of
+                    // two bytes past `count`).
                     while index + 4 < input.count {
-                        let a = table[Int(input[index])], b = table[Int(input[index + 1])]
-                        let c = table[Int(input[index + 2])], d = table[Int(input[index + 3])]
-                        // Every byte that is not a symbol maps to 0xFF, above any symbol's 6 bits.
-                        if (a | b | c | d) & 0xC0 != 0 {
+                        let word = source.loadUnaligned(fromByteOffset: index, as: UInt32.self).littleEndian
+                        let chunk = quanta[Int(word & 0xFF)] | quanta[256 + Int(word >> 8 & 0xFF)]
+                            | quanta[512 + Int(word >> 16 & 0xFF)] | quanta[768 + Int(word >> 24)]
+                        if chunk & 0x8000_0000 != 0 {
                             valid = false
                             break
                         }
-                        let chunk = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
-                        output[out] = UInt8(chunk >> 16 & 0xFF)
-                        output[out + 1] = UInt8(chunk >> 8 & 0xFF)
-                        output[out + 2] = UInt8(chunk & 0xFF)
+                        target.storeBytes(of: (chunk << 8).bigEndian, toByteOffset: out, as: UInt32.self)
                         index += 4
                         out += 3
                     }
@@ -132,6 +152,7 @@ public enum Base64 {
                     initialized = valid ? count : 0
                 }
                 return valid ? output : nil
+            }
             }
         }
     }
