@@ -203,6 +203,30 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         #expect(try sealedSize(EventType.reaction, JSONObject(["target_event_id": "$1-abc", "key": "👍"])) == 256)
     }
 
+    @Test func `padding opens when it is all spaces, and is refused with any other byte at any position`() throws {
+        let key = try RoomKey(bytes: randomBytes(32))
+        let ad = Array("parley.encrypted.v1\n{}".utf8)
+        // The AEAD key as §14.3 derives it, to seal plaintexts no sender would write.
+        let aeadKey = HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: SymmetricKey(data: key.bytes), salt: [UInt8](), info: Array("parley.room-key.aead.v1".utf8), outputByteCount: 32)
+        func open(padding: [UInt8]) -> String? {
+            let plaintext = Array(#"{"content":{"body":"x","msgtype":"text"},"padding":""#.utf8) + padding + Array(#"","type":"m.room.message"}"#.utf8)
+            let nonce = randomBytes(12)
+            let box = try! AES.GCM.seal(plaintext, using: aeadKey, nonce: AES.GCM.Nonce(data: nonce), authenticating: ad)
+            let sealed = EncryptedContent(keyID: key.keyID, nonce: nonce, ciphertext: Array(box.ciphertext + box.tag))
+            return encryptionCode { _ = try RoomCipher.open(sealed, key: key, associatedData: ad) }
+        }
+        for length in [1, 7, 8, 9, 16, 31, 255] {
+            let spaces = [UInt8](repeating: 0x20, count: length)
+            #expect(open(padding: spaces) == nil, "\(length) spaces")
+            for position in 0..<length {
+                var padding = spaces
+                padding[position] = UInt8(ascii: "x")
+                #expect(open(padding: padding) == "bad_plaintext", "x at \(position) of \(length)")
+            }
+        }
+    }
+
     @Test func `state, key, encrypted and redaction types may never be sealed; what a timeline shows may`() {
         for type in EventType.replayedTypes.union([EventType.encrypted, EventType.redaction]) { #expect(!RoomCipher.maySeal(type), "\(type)") }
         for type in [EventType.message, EventType.edit, EventType.reaction, EventType.receipt, "org.example.custom"] {

@@ -132,8 +132,19 @@ public struct JSONObject: Sendable, Equatable {
         return lhs.withUTF8 { a in
             rhs.withUTF8 { b in
                 let common = min(a.count, b.count)
-                for index in 0..<common where a[index] != b[index] {
-                    return a[index] < b[index] ? -1 : 1
+                var index = 0
+                // Eight bytes at a time while they are equal: keys such as "msgtype" and "content" share no prefix,
+                // but event ids and device keys used as keys do.
+                if let left = a.baseAddress, let right = b.baseAddress {
+                    while index + 8 <= common
+                        && UnsafeRawPointer(left + index).loadUnaligned(as: UInt64.self) == UnsafeRawPointer(right + index).loadUnaligned(as: UInt64.self)
+                    {
+                        index += 8
+                    }
+                }
+                while index < common {
+                    if a[index] != b[index] { return a[index] < b[index] ? -1 : 1 }
+                    index += 1
                 }
                 return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
             }

@@ -209,9 +209,8 @@ public enum Hex {
         var text = text
         return text.withUTF8 { bytes in
             guard bytes.count == byteCount * 2 else { return false }
-            for byte in bytes where !((byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "f"))) {
-                return false
-            }
+            // One unsigned comparison per range instead of two.
+            for byte in bytes where byte &- UInt8(ascii: "0") > 9 && byte &- UInt8(ascii: "a") > 5 { return false }
             return true
         }
     }
