@@ -220,6 +220,10 @@ private struct Reader {
             return JSONObject()
         }
         var keyOffsets: [Int] = []
+        // Room for the members of a typical content object at once, rather than growing one, two, four. Not more:
+        // a document of many one-member objects would hold the unused room of each.
+        members.reserveCapacity(4)
+        keyOffsets.reserveCapacity(4)
         while true {
             skipWhitespace()
             guard position < bytes.count else { throw error(.unexpectedEnd, "JSON ends inside an object") }

@@ -134,21 +134,24 @@ public enum RoomCipher {
 
     /// Plaintexts are padded to a multiple of this many bytes, so a sealed event tells its size only to this grain.
     public static let paddingBlock = 256
+    private static let paddingSpaces = [UInt8](repeating: 0x20, count: paddingBlock)
 
     /// The canonical JSON of `{"content","padding","type"}`, with as many spaces of padding as make its length a
     /// multiple of ``paddingBlock``.
     static func paddedPlaintext(type: String, content: JSONObject) -> [UInt8] {
         // Written in canonical key order (content, padding, type), so the spaces go in without moving anything.
-        var plaintext = Array(#"{"content":"#.utf8)
-        plaintext.reserveCapacity(paddingBlock * 4)
+        var plaintext: [UInt8] = []
+        plaintext.reserveCapacity(paddingBlock * 5)
+        plaintext.append(contentsOf: #"{"content":"#.utf8)
         CanonicalJSON.appendObject(content, to: &plaintext)
         plaintext.append(contentsOf: #","padding":""#.utf8)
-        var tail = Array(#"","type":"#.utf8)
-        CanonicalJSON.appendString(type, to: &tail)
-        tail.append(UInt8(ascii: "}"))
-        let spaces = (paddingBlock - (plaintext.count + tail.count) % paddingBlock) % paddingBlock
-        plaintext.append(contentsOf: repeatElement(0x20, count: spaces))
-        plaintext.append(contentsOf: tail)
+        // The tail is written after the padding's place, then moved up by the padding's length.
+        let paddingStart = plaintext.count
+        plaintext.append(contentsOf: #"","type":"#.utf8)
+        CanonicalJSON.appendString(type, to: &plaintext)
+        plaintext.append(UInt8(ascii: "}"))
+        let spaces = (paddingBlock - plaintext.count % paddingBlock) % paddingBlock
+        plaintext.insert(contentsOf: paddingSpaces[..<spaces], at: paddingStart)
         return plaintext
     }
 
