@@ -84,21 +84,28 @@ func bucketBenchmarks(workdir: String, count: Int, rawTwoThreads: Double, parley
 
     // 2. A second client reads it all: list, download, verify, chain, authorize, store.
     var ingestRates: [Double] = []
+    var ingestRatios: [Double] = []
     var receiveCounts: [String: Int] = [:]
+    // The baseline: the same number of 1 KiB events as the bucket holds, verified just before each sync.
+    let inputs = signatureInputs(file: importFixture(workdir: workdir, count: count))
     for run in 0..<3 {
         let reader = benchNode(directory, "reader\(run)")
         let counter = CountingStore(try! url.open())
         let client = BucketClient(node: reader) { _ throws(BucketError) in counter }
         try! reader.store.addBucketRoom(roomID: "bench", bucketURL: url.text, creatorFingerprint: "")
         var accepted = 0
+        let baseline = sustainedRawVerifyRate(inputs)
         let seconds = measure { accepted = blocking { try await client.sync("bench") }.accepted.count }
         precondition(accepted == count + 2, "the reader accepted \(accepted) events")
         ingestRates.append(Double(accepted) / seconds)
+        ingestRatios.append(Double(accepted) / seconds / baseline)
         receiveCounts = counter.snapshot
     }
     let ingest = median(ingestRates)
     record("events/s a second client ingests from that bucket (median of 3)", ingest, "events/s",
-           target: "≥ 0.8× 2-thread raw verify (\(Int(0.8 * rawTwoThreads)))", met: ingest >= 0.8 * rawTwoThreads)
+           target: "≥ 0.8× 2-thread raw verify, burst (\(Int(0.8 * rawTwoThreads)))", met: ingest >= 0.8 * rawTwoThreads)
+    record("ingest ÷ the sustained raw verify of as many events just before it (median of 3 pairs)", median(ingestRatios), "×",
+           target: "≥ 0.8", met: median(ingestRatios) >= 0.8)
     let perThousand = 1000.0 / Double(count)
     record("requests per 1,000 events received (first sync: LIST pages + GETs)",
            Double(receiveCounts["list", default: 0] + receiveCounts["get", default: 0]) * perThousand, "requests")
