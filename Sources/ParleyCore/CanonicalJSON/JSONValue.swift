@@ -87,6 +87,7 @@ public struct JSONObject: Sendable, Equatable {
 
     /// Builds an object from members already known to be sorted and unique (the parser's output).
     init(sortedUniqueMembers: [Member]) {
+        assert(zip(sortedUniqueMembers, sortedUniqueMembers.dropFirst()).allSatisfy { JSONObject.compareUTF8($0.key, $1.key) < 0 })
         members = sortedUniqueMembers
     }
 
@@ -113,15 +114,20 @@ public struct JSONObject: Sendable, Equatable {
 
     /// Binary search by UTF-8 bytes: the insertion point and whether the key is already there.
     private func position(of key: String) -> (Int, Bool) {
-        var low = 0
-        var high = members.count
-        while low < high {
-            let middle = (low + high) / 2
-            let order = JSONObject.compareUTF8(members[middle].key, key)
-            if order == 0 { return (middle, true) }
-            if order < 0 { low = middle + 1 } else { high = middle }
+        var key = key
+        // The key's bytes once for the whole search, not once per comparison.
+        return key.withUTF8 { needle in
+            var low = 0
+            var high = members.count
+            while low < high {
+                let middle = (low + high) / 2
+                var candidate = members[middle].key
+                let order = candidate.withUTF8 { JSONObject.compareUTF8($0, needle) }
+                if order == 0 { return (middle, true) }
+                if order < 0 { low = middle + 1 } else { high = middle }
+            }
+            return (low, false)
         }
-        return (low, false)
     }
 
     /// Three-way comparison of two strings by their UTF-8 bytes, which for keys without characters above
@@ -129,26 +135,26 @@ public struct JSONObject: Sendable, Equatable {
     static func compareUTF8(_ lhs: String, _ rhs: String) -> Int {
         var lhs = lhs
         var rhs = rhs
-        return lhs.withUTF8 { a in
-            rhs.withUTF8 { b in
-                let common = min(a.count, b.count)
-                var index = 0
-                // Eight bytes at a time while they are equal: keys such as "msgtype" and "content" share no prefix,
-                // but event ids and device keys used as keys do.
-                if let left = a.baseAddress, let right = b.baseAddress {
-                    while index + 8 <= common
-                        && UnsafeRawPointer(left + index).loadUnaligned(as: UInt64.self) == UnsafeRawPointer(right + index).loadUnaligned(as: UInt64.self)
-                    {
-                        index += 8
-                    }
-                }
-                while index < common {
-                    if a[index] != b[index] { return a[index] < b[index] ? -1 : 1 }
-                    index += 1
-                }
-                return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
+        return lhs.withUTF8 { a in rhs.withUTF8 { b in compareUTF8(a, b) } }
+    }
+
+    static func compareUTF8(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Int {
+        let common = min(a.count, b.count)
+        var index = 0
+        // Eight bytes at a time while they are equal: keys such as "msgtype" and "content" share no prefix,
+        // but event ids and device keys used as keys do.
+        if let left = a.baseAddress, let right = b.baseAddress {
+            while index + 8 <= common
+                && UnsafeRawPointer(left + index).loadUnaligned(as: UInt64.self) == UnsafeRawPointer(right + index).loadUnaligned(as: UInt64.self)
+            {
+                index += 8
             }
         }
+        while index < common {
+            if a[index] != b[index] { return a[index] < b[index] ? -1 : 1 }
+            index += 1
+        }
+        return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
     }
 }
 

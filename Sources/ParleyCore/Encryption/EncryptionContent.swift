@@ -63,9 +63,10 @@ public struct EncryptedContent: Sendable, Equatable {
     public var jsonObject: JSONObject { Self.jsonObject(keyID: keyID, nonce: nonce, ciphertext: ciphertext) }
 
     static func jsonObject(keyID: String, nonce: [UInt8], ciphertext: some Collection<UInt8>) -> JSONObject {
-        JSONObject([
-            "algorithm": .string(RoomCipher.algorithm), "ciphertext": .string(Base64.encode(ciphertext)), "key_id": .string(keyID),
-            "nonce": .string(Base64.encode(nonce)),
+        // Listed in canonical key order, so nothing is searched or moved: this is built once per sealed message.
+        JSONObject(sortedUniqueMembers: [
+            .init(key: "algorithm", value: .string(RoomCipher.algorithm)), .init(key: "ciphertext", value: .string(Base64.encode(ciphertext))),
+            .init(key: "key_id", value: .string(keyID)), .init(key: "nonce", value: .string(Base64.encode(nonce))),
         ])
     }
 }

@@ -233,6 +233,7 @@ struct ContentReader {
     init(content: JSONObject, type: String) {
         self.content = content
         self.type = type
+        read.reserveCapacity(8)
     }
 
     mutating func value(_ name: String) throws(ContentError) -> JSONValue {
@@ -295,8 +296,8 @@ struct ContentReader {
     }
 
     func rejectUnread() throws(ContentError) {
-        for key in content.keys where !read.contains(key) {
-            throw ContentError("\(type): unknown field \"\(Identifier.printable(key))\"")
+        for member in content.members where !read.contains(member.key) {
+            throw ContentError("\(type): unknown field \"\(Identifier.printable(member.key))\"")
         }
     }
 }
