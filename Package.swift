@@ -66,7 +66,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ParleyStoreTests",
-            dependencies: ["ParleyStore", "ParleyTesting"]
+            dependencies: ["ParleyStore", "ParleyTesting", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "ParleyBucketTests",

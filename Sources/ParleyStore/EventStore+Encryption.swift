@@ -88,7 +88,8 @@ extension EventStore {
                 INSERT INTO decrypt_state VALUES (0);
                 CREATE INDEX events_room_keys ON events (id) WHERE type = 'm.room.key';
                 CREATE INDEX events_sealed ON events (id) WHERE type = 'm.room.encrypted';
-                CREATE INDEX events_replayed ON events (room_id, timestamp_ms, seq, event_id) WHERE type IN \(RoomAuthorizer.replayedTypesSQL);
+                CREATE INDEX events_replayed ON events (room_id, timestamp_ms, seq, event_id)
+                    WHERE type IN ('m.room.create', 'm.room.encryption', 'm.room.key', 'm.room.member', 'm.room.name', 'm.room.power_levels', 'm.room.topic');
                 DROP INDEX events_state;
                 """)
         }
@@ -106,6 +107,12 @@ extension EventStore {
                 DROP INDEX events_awaiting;
                 CREATE INDEX events_room_key_status ON events (id, status) WHERE type = 'm.room.key';
                 DROP INDEX events_room_keys;
+                """)
+        }
+        migrator.registerMigration("v6-replayed-without-in-list") { db in
+            try db.execute(sql: """
+                DROP INDEX events_replayed;
+                CREATE INDEX events_replayed ON events (room_id, timestamp_ms, seq, event_id) WHERE \(RoomAuthorizer.replayedTypesCondition);
                 """)
         }
     }

@@ -343,6 +343,12 @@ struct IngestBatch {
         }
     }
 
+    static let insertSQL = """
+        INSERT INTO events (hash, event_id, room_id, sender_id, sender_key, seq, timestamp_ms, type, parent_event_id,
+            target_event_id, relation_key, status, reason, wire)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """
+
     /// - Parameter content: the content already parsed when the event was judged, if it was.
     func insert(_ event: VerifiedEvent, status: (EventStatus, String?)?, content parsed: EventContent?) throws {
         let envelope = event.event
@@ -358,11 +364,7 @@ struct IngestBatch {
         }
         // The one statement run per event: bound directly, without boxing fourteen arguments and copying the wire
         // bytes into `Data` first.
-        let statement = try db.cachedStatement(sql: """
-            INSERT INTO events (hash, event_id, room_id, sender_id, sender_key, seq, timestamp_ms, type, parent_event_id,
-                target_event_id, relation_key, status, reason, wire)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """)
+        let statement = try db.cachedStatement(sql: IngestBatch.insertSQL)
         let handle = statement.sqliteStatement
         sqlite3_reset(handle)
         sqlite3_clear_bindings(handle)

@@ -1,6 +1,7 @@
 import Foundation
 import ParleyCore
-import ParleyStore
+import GRDB
+@testable import ParleyStore
 import ParleyTesting
 import Testing
 
@@ -288,4 +289,25 @@ struct StateScenarioData: CustomTestStringConvertible, Sendable {
     var testDescription: String { vector.name }
 
     static func all() throws -> [StateScenarioData] { try StateVector.all().map(StateScenarioData.init) }
+}
+
+/// Properties of the schema that per-event cost depends on, read from SQLite's own plans.
+@Suite struct StoreSchemaTests {
+    @Test func `storing an event builds no temporary table, and state replay reads only its partial index`() throws {
+        let directory = TemporaryDirectory()
+        let store = try EventStore(path: directory.file("parley.sqlite"))
+        try store.pool.read { db in
+            // An IN list in a partial index's WHERE made SQLite fill a temporary table on every INSERT.
+            let opcodes = try Row.fetchAll(db, sql: "EXPLAIN \(IngestBatch.insertSQL)", arguments: StatementArguments(Array(repeating: nil as String?, count: 14)))
+                .map { $0["opcode"] as String }
+            #expect(opcodes.contains("Insert"))
+            #expect(!opcodes.contains("OpenEphemeral"))
+            for bounded in [false, true] {
+                let plan = try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN \(RoomAuthorizer.replaySQL(bounded: bounded))", arguments: bounded ? ["room", 0, 0, ""] : ["room"])
+                let details = plan.map { $0["detail"] as String }
+                #expect(details.contains { $0.contains("USING INDEX events_replayed") }, "\(details)")
+                #expect(!details.contains { $0.contains("TEMP B-TREE") }, "\(details)")
+            }
+        }
+    }
 }
