@@ -125,9 +125,14 @@ extension EventStore {
                 stripped = true
             }
             for (index, hash) in chainedInputs { outcomes[index] = batch.finalOutcome(hash: hash) }
-            let inputHashes = Set(chainedInputs.map(\.hash))
-            let released = batch.judgedOrder.filter { !inputHashes.contains($0.hash) }.map {
-                (eventID: $0.eventID, outcome: batch.finalOutcome(hash: $0.hash))
+            // Every chained input is in judgedOrder once; anything more was released by this batch. Usually
+            // nothing is, and then no set of hashes needs building.
+            var released: [(eventID: String, outcome: IngestOutcome)] = []
+            if batch.judgedOrder.count > chainedInputs.count {
+                let inputHashes = Set(chainedInputs.map(\.hash))
+                released = batch.judgedOrder.filter { !inputHashes.contains($0.hash) }.map {
+                    (eventID: $0.eventID, outcome: batch.finalOutcome(hash: $0.hash))
+                }
             }
             let report = IngestReport(outcomes: outcomes.map { $0! }, events: events, released: released)
             if requireAccepted, let refused = report.outcomes.first(where: { $0 != .accepted }) {
@@ -163,6 +168,8 @@ struct IngestBatch {
     let db: Database
     let store: EventStore
     let receivedMs: Int64
+    /// The one statement run per event, looked up once per batch: finding it in GRDB's cache hashes its SQL text.
+    let insertStatement: Statement
     /// The newest chained link of each chain seen in this batch (`nil`: the chain has none).
     var heads: [ChainID: ChainLink?] = [:]
     var forkedAt: [ChainID: Int64?] = [:]
@@ -186,6 +193,7 @@ struct IngestBatch {
         self.db = db
         self.store = store
         self.receivedMs = receivedMs
+        insertStatement = try db.cachedStatement(sql: IngestBatch.insertSQL)
         hasPending = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM pending_events)")) ?? false
     }
 
@@ -364,8 +372,7 @@ struct IngestBatch {
         }
         // The one statement run per event: bound directly, without boxing fourteen arguments and copying the wire
         // bytes into `Data` first.
-        let statement = try db.cachedStatement(sql: IngestBatch.insertSQL)
-        let handle = statement.sqliteStatement
+        let handle = insertStatement.sqliteStatement
         sqlite3_reset(handle)
         sqlite3_clear_bindings(handle)
         func bind(_ index: Int32, _ text: String?) {
