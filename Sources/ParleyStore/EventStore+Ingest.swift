@@ -180,6 +180,8 @@ struct IngestBatch {
     var verdicts: [String: Authorization] = [:]
     /// Events chained or judged again in this batch, in that order.
     var judgedOrder: [(eventID: String, hash: String)] = []
+    /// The events this batch inserted, by row id, so judging a room again does not read them back.
+    var storedEvents: [Int64: VerifiedEvent] = [:]
     var hasPending: Bool
     var strippedContent = false
     /// The sealed events this batch stored, by row, so the batch can open them without reading them back.
@@ -319,6 +321,7 @@ struct IngestBatch {
             return false
         }
         judgedOrder.append((event.event.eventID, event.hash))
+        storedEvents[db.lastInsertedRowID] = event
         if event.event.type == EventType.encrypted {
             var sealed: EncryptedContent?
             if case .encrypted(let parsed)? = judged?.content { sealed = parsed }
@@ -409,7 +412,7 @@ struct IngestBatch {
     mutating func finish() throws {
         for roomID in late.keys.sorted() {
             guard var authorizer = authorizers[roomID], let events = late[roomID], !events.isEmpty else { continue }
-            let results = try authorizer.rejudge(from: events.map { EventOrder($0.event) }.min()!)
+            let results = try authorizer.rejudge(from: events.map { EventOrder($0.event) }.min()!, known: storedEvents)
             verdicts.merge(results) { _, new in new }
             let known = Set(judgedOrder.map(\.hash))
             judgedOrder += events.filter { !known.contains($0.hash) }.map { ($0.event.eventID, $0.hash) }
