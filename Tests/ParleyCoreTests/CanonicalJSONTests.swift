@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import ParleyCore
 import ParleyTesting
@@ -162,6 +163,27 @@ struct CanonicalJSONVector: CustomTestStringConvertible, Sendable {
                 }
             }
         }
+    }
+
+    @Test func `hex checks agree with decoding for every byte at every position`() {
+        // 33 bytes: long enough for the vectorized part of each loop, odd enough for a tail.
+        let bytes = (0..<33).map { UInt8($0 * 7 + 3) }
+        let original = Array(Hex.encode(bytes).utf8)
+        #expect(Hex.decode(String(decoding: original, as: UTF8.self)) == bytes)
+        for position in original.indices {
+            for byte in UInt8.min...UInt8.max {
+                var text = original
+                text[position] = byte
+                let candidate = String(decoding: text, as: UTF8.self)
+                let decodes = Hex.decode(candidate) != nil && candidate.utf8.count == 66
+                #expect(Hex.isLowercaseHex(candidate, byteCount: 33) == decodes, "byte \(byte) at \(position)")
+                #expect(Hex.matches(candidate, bytes) == (text == original), "byte \(byte) at \(position)")
+            }
+        }
+        #expect(!Hex.matches(String(decoding: original.dropLast(2), as: UTF8.self), bytes))
+        let digest = SHA256.hash(data: Array("parley".utf8))
+        #expect(Hex.encode(digest) == Hex.encode(Array(digest)))
+        #expect(Hex.matches(Hex.encode(Array(digest)), digest))
     }
 
     @Test func `hex decoding refuses uppercase and odd lengths`() {

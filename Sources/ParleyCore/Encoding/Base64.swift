@@ -1,3 +1,5 @@
+import Crypto
+
 /// Standard base64 with padding (RFC 4648 §4), decoded strictly: one accepted spelling per byte string.
 ///
 /// Rejects the URL-safe alphabet, missing or extra padding, whitespace, and non-zero unused bits in the last
@@ -78,7 +80,10 @@ public enum Base64 {
                 let padding = (3 - byteCount % 3) % 3
                 guard input.count == (byteCount + 2) / 3 * 4 else { return false }
                 let dataCount = input.count - padding
-                for index in 0..<dataCount where table[Int(input[index])] == 0xFF { return false }
+                // Non-symbols map to 0xFF, symbols to at most 63: one OR per character and a single test.
+                var seen: UInt8 = 0
+                for index in 0..<dataCount { seen |= table[Int(input[index])] }
+                guard seen & 0xC0 == 0 else { return false }
                 for index in dataCount..<input.count where input[index] != UInt8(ascii: "=") { return false }
                 guard padding > 0 else { return true }
                 // The unused low bits of the last data character must be zero.
@@ -161,14 +166,29 @@ public enum Base64 {
 /// Lowercase hexadecimal, the encoding of every hash in the protocol.
 public enum Hex {
 
+    /// Both digits of every byte value, the first in the low byte: one lookup and one store per byte.
+    private static let digitPairs: [UInt16] = (0..<256).map { UInt16(digit(UInt8($0 >> 4))) | UInt16(digit(UInt8($0 & 0x0F))) << 8 }
+
     public static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        var output: [UInt8] = []
-        output.reserveCapacity(64)
-        for byte in bytes {
-            output.append(digit(byte >> 4))
-            output.append(digit(byte & 0x0F))
+        if let text = bytes.withContiguousStorageIfAvailable(encode(buffer:)) { return text }
+        return Array(bytes).withUnsafeBufferPointer(encode(buffer:))
+    }
+
+    /// A digest's bytes are contiguous but not reachable through `Sequence`'s contiguous storage.
+    public static func encode(_ digest: some Digest) -> String {
+        digest.withUnsafeBytes { encode(buffer: $0.assumingMemoryBound(to: UInt8.self)) }
+    }
+
+    private static func encode(buffer input: UnsafeBufferPointer<UInt8>) -> String {
+        digitPairs.withUnsafeBufferPointer { pairs in
+            String(unsafeUninitializedCapacity: input.count * 2) { output in
+                let out = UnsafeMutableRawPointer(output.baseAddress!)
+                for index in 0..<input.count {
+                    out.storeBytes(of: pairs[Int(input[index])].littleEndian, toByteOffset: 2 * index, as: UInt16.self)
+                }
+                return input.count * 2
+            }
         }
-        return String(decoding: output, as: UTF8.self)
     }
 
     /// The lowercase digit of a value below 16.
@@ -176,16 +196,27 @@ public enum Hex {
 
     /// Whether lowercase hex `text` spells exactly `bytes`, without building a string.
     public static func matches(_ text: String, _ bytes: some Sequence<UInt8>) -> Bool {
+        if let result = bytes.withContiguousStorageIfAvailable({ matches(text, buffer: $0) }) { return result }
+        return Array(bytes).withUnsafeBufferPointer { matches(text, buffer: $0) }
+    }
+
+    /// Whether lowercase hex `text` spells exactly `digest`.
+    public static func matches(_ text: String, _ digest: some Digest) -> Bool {
+        digest.withUnsafeBytes { matches(text, buffer: $0.assumingMemoryBound(to: UInt8.self)) }
+    }
+
+    private static func matches(_ text: String, buffer bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var text = text
-        return text.withUTF8 { hex in
-            var index = 0
-            for byte in bytes {
-                guard index + 1 < hex.count, hex[index] == digit(byte >> 4), hex[index + 1] == digit(byte & 0x0F) else {
-                    return false
+        return digitPairs.withUnsafeBufferPointer { pairs in
+            text.withUTF8 { hex in
+                guard hex.count == bytes.count * 2, let base = hex.baseAddress else { return hex.count == bytes.count * 2 }
+                // Every pair compared, differences ORed: no early exit to time, and no branch per byte.
+                var difference: UInt16 = 0
+                for index in 0..<bytes.count {
+                    difference |= UnsafeRawPointer(base).loadUnaligned(fromByteOffset: 2 * index, as: UInt16.self) ^ pairs[Int(bytes[index])].littleEndian
                 }
-                index += 2
+                return difference == 0
             }
-            return index == hex.count
         }
     }
 
@@ -209,9 +240,14 @@ public enum Hex {
         var text = text
         return text.withUTF8 { bytes in
             guard bytes.count == byteCount * 2 else { return false }
-            // One unsigned comparison per range instead of two.
-            for byte in bytes where byte &- UInt8(ascii: "0") > 9 && byte &- UInt8(ascii: "a") > 5 { return false }
-            return true
+            // Branch-free over the whole string (one unsigned comparison per range), so the loop vectorizes.
+            var invalid: UInt8 = 0
+            for byte in bytes {
+                let notDigit: UInt8 = byte &- UInt8(ascii: "0") > 9 ? 1 : 0
+                let notLetter: UInt8 = byte &- UInt8(ascii: "a") > 5 ? 1 : 0
+                invalid |= notDigit & notLetter
+            }
+            return invalid == 0
         }
     }
 
