@@ -241,7 +241,11 @@ private struct Reader {
             skipWhitespace()
             let valueStart = position
             let value = try parseValue(depth: depth + 1)
-            if depth == 1 { topMembers.append((key, keyOffset, valueStart..<position)) }
+            if depth == 1 {
+                // An event has twelve or thirteen members: room for them at once rather than five regrowths.
+                if topMembers.isEmpty { topMembers.reserveCapacity(16) }
+                topMembers.append((key, keyOffset, valueStart..<position))
+            }
             if let last = members.last {
                 let order = JSONObject.compareUTF8(last.key, key)
                 if order == 0 { throw duplicateKey(key, at: keyOffset) }

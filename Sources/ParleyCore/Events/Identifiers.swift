@@ -127,7 +127,7 @@ public enum EventID {
                 bytes[separator + 23] == UInt8(ascii: ":")
             else { return "event id \"\(Identifier.printable(eventID))\" is not of the form ROOM::YYYYMMDDTHHMMSS.mmmZ::UUID" }
             let room = UnsafeBufferPointer(rebasing: bytes[0..<separator])
-            if let roomID, !room.elementsEqual(roomID.utf8) {
+            if var roomID, !roomID.withUTF8({ JSONObject.compareUTF8($0, room) == 0 }) {
                 return "event id names room \"\(Identifier.printable(String(decoding: room, as: UTF8.self)))\", but the event is in \"\(roomID)\""
             }
             // A room id the caller passed was validated already; otherwise check the one in the id.
@@ -149,14 +149,17 @@ public enum EventID {
 
     static func isUUID4(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         guard bytes.count == 36 else { return false }
-        for (index, byte) in bytes.enumerated() {
-            if index == 8 || index == 13 || index == 18 || index == 23 {
-                guard byte == UInt8(ascii: "-") else { return false }
-            } else {
-                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
-                else { return false }
-            }
+        guard bytes[8] == UInt8(ascii: "-"), bytes[13] == UInt8(ascii: "-"), bytes[18] == UInt8(ascii: "-"), bytes[23] == UInt8(ascii: "-")
+        else { return false }
+        // The four groups of hex digits, without a branch per character.
+        var invalid: UInt8 = 0
+        for index in 0..<36 where index != 8 && index != 13 && index != 18 && index != 23 {
+            let byte = bytes[index]
+            let notDigit: UInt8 = byte &- UInt8(ascii: "0") > 9 ? 1 : 0
+            let notLetter: UInt8 = byte &- UInt8(ascii: "a") > 5 ? 1 : 0
+            invalid |= notDigit & notLetter
         }
+        guard invalid == 0 else { return false }
         let variant = bytes[19]
         return bytes[14] == UInt8(ascii: "4")
             && (variant == UInt8(ascii: "8") || variant == UInt8(ascii: "9") || variant == UInt8(ascii: "a") || variant == UInt8(ascii: "b"))
