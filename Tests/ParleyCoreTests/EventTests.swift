@@ -70,6 +70,17 @@ import Testing
                 #expect(error.code == .unknownField, "\(nearMiss): \(error)")
             }
         }
+        // Each required field, when missing, is named in the error: the name comes from its index, not the input.
+        for name in object.members.map(\.key) where name != "parent_event_id" && name != "content" {
+            var missing = object
+            missing[name] = nil
+            do {
+                _ = try Event(json: .object(missing))
+                Issue.record("an event without \(name) accepted")
+            } catch {
+                #expect(error.code == .missingField && error.message == "missing field \"\(name)\"", "\(name): \(error)")
+            }
+        }
         object["types"] = "m.room.message"
         #expect(throws: EventError.self) { try Event(json: .object(object)) }
     }

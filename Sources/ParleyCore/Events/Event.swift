@@ -109,6 +109,16 @@ extension Event {
         }
     }
 
+    /// The envelope fields in sorted order, numbered as ``fieldIndex(_:)`` numbers them.
+    enum Field: Int, CaseIterable {
+        case content, contentHash, eventID, parentEventID, prevEventHash, roomID, senderID, senderKey, seq, signature, timestampMs, type
+
+        var name: String {
+            ["content", "content_hash", "event_id", "parent_event_id", "prev_event_hash", "room_id", "sender_id", "sender_key", "seq",
+             "signature", "timestamp_ms", "type"][rawValue]
+        }
+    }
+
     /// Parses and structurally validates one event from its JSON bytes (one JSONL line).
     /// - Throws: ``EventError`` naming the field and the rule it breaks.
     public static func parse(_ bytes: some Collection<UInt8>, parser: JSONParser = JSONParser()) throws(EventError) -> Event {
@@ -132,51 +142,53 @@ extension Event {
             }
             withUnsafeMutableBytes(of: &positions) { $0[index] = UInt8(truncatingIfNeeded: position) }
         }
-        func field(_ name: String) -> JSONValue? {
-            let position = withUnsafeBytes(of: positions) { Int8(bitPattern: $0[Event.fieldIndex(name)!]) }
+        // Fields are found by their index in sorted order, not by name: looking the name up again cost as much as
+        // matching the members.
+        func field(_ field: Field) -> JSONValue? {
+            let position = withUnsafeBytes(of: positions) { Int8(bitPattern: $0[field.rawValue]) }
             return position < 0 ? nil : members[Int(position)].value
         }
-        func required(_ name: String) throws(EventError) -> JSONValue {
-            guard let value = field(name) else { throw EventError(.missingField, "missing field \"\(name)\"") }
+        func required(_ wanted: Field) throws(EventError) -> JSONValue {
+            guard let value = field(wanted) else { throw EventError(.missingField, "missing field \"\(wanted.name)\"") }
             return value
         }
-        func string(_ name: String) throws(EventError) -> String {
-            let value = try required(name)
+        func string(_ field: Field) throws(EventError) -> String {
+            let value = try required(field)
             guard case .string(let text) = value else {
-                throw EventError(.wrongType, "field \"\(name)\" must be a string, found \(value.kindName)")
+                throw EventError(.wrongType, "field \"\(field.name)\" must be a string, found \(value.kindName)")
             }
             return text
         }
-        func integer(_ name: String) throws(EventError) -> Int64 {
-            let value = try required(name)
+        func integer(_ field: Field) throws(EventError) -> Int64 {
+            let value = try required(field)
             guard case .integer(let number) = value else {
-                throw EventError(.wrongType, "field \"\(name)\" must be an integer, found \(value.kindName)")
+                throw EventError(.wrongType, "field \"\(field.name)\" must be an integer, found \(value.kindName)")
             }
             return number
         }
 
-        roomID = try string("room_id")
+        roomID = try string(.roomID)
         if let problem = Identifier.problem(with: roomID, kind: .room) { throw EventError(.invalidValue, problem) }
-        senderID = try string("sender_id")
+        senderID = try string(.senderID)
         if let problem = Identifier.problem(with: senderID, kind: .user) { throw EventError(.invalidValue, problem) }
-        timestampMs = try integer("timestamp_ms")
+        timestampMs = try integer(.timestampMs)
         guard timestampMs >= 0 && timestampMs <= EventID.maxTimestampMs else {
             throw EventError(.invalidValue, "timestamp_ms \(timestampMs) is outside 0 … \(EventID.maxTimestampMs)")
         }
-        eventID = try string("event_id")
+        eventID = try string(.eventID)
         if let problem = EventID.problem(with: eventID, roomID: roomID, timestampMs: timestampMs) {
             throw EventError(.invalidValue, problem)
         }
-        senderKey = try string("sender_key")
+        senderKey = try string(.senderKey)
         guard Base64.isCanonical(senderKey, byteCount: 32) else {
             throw EventError(.invalidValue, "sender_key must be padded base64 of 32 bytes")
         }
-        seq = try integer("seq")
+        seq = try integer(.seq)
         guard seq >= 1 else { throw EventError(.invalidValue, "seq must be at least 1, found \(seq)") }
-        type = try string("type")
+        type = try string(.type)
         if let problem = EventTypeName.problem(with: type) { throw EventError(.invalidValue, problem) }
 
-        switch field("parent_event_id") {
+        switch field(.parentEventID) {
         case nil: parentEventID = nil
         case .string(let parent)?:
             if let problem = EventID.problem(with: parent, roomID: roomID) {
@@ -187,7 +199,7 @@ extension Event {
             throw EventError(.wrongType, "field \"parent_event_id\" must be a string or absent, found \(other.kindName)")
         }
 
-        switch try required("prev_event_hash") {
+        switch try required(.prevEventHash) {
         case .null: prevEventHash = nil
         case .string(let hash):
             guard Hex.isLowercaseHex(hash, byteCount: 32) else {
@@ -200,15 +212,15 @@ extension Event {
         if seq == 1 && prevEventHash != nil { throw EventError(.invalidValue, "prev_event_hash must be null at seq 1") }
         if seq > 1 && prevEventHash == nil { throw EventError(.invalidValue, "prev_event_hash is null at seq \(seq) (only seq 1 has none)") }
 
-        contentHash = try string("content_hash")
+        contentHash = try string(.contentHash)
         guard Hex.isLowercaseHex(contentHash, byteCount: 32) else {
             throw EventError(.invalidValue, "content_hash must be 64 lowercase hex digits")
         }
-        signature = try string("signature")
+        signature = try string(.signature)
         guard Base64.isCanonical(signature, byteCount: 64) else {
             throw EventError(.invalidValue, "signature must be padded base64 of 64 bytes")
         }
-        switch field("content") {
+        switch field(.content) {
         case nil: content = nil
         case .object(let body)?: content = body
         case let other?: throw EventError(.wrongType, "field \"content\" must be an object, found \(other.kindName)")
