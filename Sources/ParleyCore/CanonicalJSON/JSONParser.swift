@@ -323,7 +323,6 @@ private struct Reader {
         position += 1
         let start = position
         var hasEscapes = false
-        scratch.removeAll(keepingCapacity: true)
         while true {
             // Fast path: plain ASCII needs no checks beyond these.
             if !hasEscapes { position = PlainRun.end(in: bytes, from: position) }
@@ -338,6 +337,8 @@ private struct Reader {
             if byte == UInt8(ascii: "\\") {
                 if !hasEscapes {
                     hasEscapes = true
+                    // Cleared only here: most strings have no escape and never touch it.
+                    scratch.removeAll(keepingCapacity: true)
                     scratch.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<position]))
                 }
                 try parseEscape(isKey: isKey)
@@ -461,3 +462,4 @@ private struct Reader {
         return String(repeating: "0", count: 4 - digits.count) + digits
     }
 }
+
