@@ -136,7 +136,7 @@ struct RoomAuthorizer {
     /// Judges everything in the room from `from` on again, from the state before it, updating what changed.
     /// - Parameter known: events already in memory, by row id (those the current batch stored). One whose stored
     ///   bytes are still what it was stored with (not stripped since) is used as it is rather than parsed and hashed
-    ///   again: that cost a quarter of ingest when every batch had events arriving out of order.
+    ///   again: that was a quarter of the store's instructions when every batch had events arriving out of order.
     mutating func rejudge(from: EventOrder, known: [Int64: VerifiedEvent]) throws -> [String: Authorization] {
         state = try RoomAuthorizer.resolveState(db: db, roomID: roomID, before: from, pinnedCreateHash: pinnedCreateHash)
         stateChanged = true
