@@ -16,6 +16,12 @@ Actions:
     drop-response       forward (the server applies the request), then close without answering
     delay:SECONDS       wait, then forward
     hang                forward, then hold the connection open without answering for a minute
+    huge-body:BYTES     answer 200 with a body of BYTES bytes, its length announced, without forwarding: a server
+                        lying about an object's size, or a hostile one
+    huge-chunked:BYTES  the same, in chunks with no announced length, so only counting the bytes can stop it
+
+`GET /__faults?path=P` also answers how many body bytes the huge-body rules whose path contains P managed to send
+before the client hung up (`sent`): what a reader with a size limit let in.
 
 Usage: fault_proxy.py LISTEN_PORT UPSTREAM_PORT  (both on 127.0.0.1)
 """
@@ -40,7 +46,7 @@ def take_rule(method, path):
         for rule in rules:
             if rule.get("method", method) == method and rule.get("path", "") in path and rule["count"] > 0:
                 rule["count"] -= 1
-                return rule["action"]
+                return rule
     return None
 
 
@@ -61,8 +67,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             query = self.path.partition("?")[2]
             wanted = urllib.parse.parse_qs(query).get("path", [""])[0]
             with lock:
-                pending = sum(rule["count"] for rule in rules if wanted in rule.get("path", ""))
-            payload = json.dumps({"pending": pending}).encode()
+                matching = [rule for rule in rules if wanted in rule.get("path", "")]
+                pending = sum(rule["count"] for rule in matching)
+                sent = sum(rule.get("sent", 0) for rule in matching)
+            payload = json.dumps({"pending": pending, "sent": sent}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -105,11 +113,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/__faults"):
             return self.control(method)
         data = self.body()
-        action = take_rule(method, self.path)
+        rule = take_rule(method, self.path)
+        action = rule["action"] if rule else None
         if action and action.startswith("status:"):
             _, code, s3code = action.split(":", 2)
             document = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{s3code}</Code><Message>injected fault</Message></Error>'.encode()
             return self.reply(int(code), [("Content-Type", "application/xml")], document)
+        if action and action.startswith(("huge-body:", "huge-chunked:")):
+            return self.huge(rule, int(action.split(":", 1)[1]), chunked=action.startswith("huge-chunked:"))
         if action and action.startswith("delay:"):
             time.sleep(float(action.split(":", 1)[1]))
         status, headers, payload = self.forward(method, data)
@@ -129,6 +140,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
         else:
             self.reply(status, headers, payload)
+
+    def huge(self, rule, size, chunked):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(size))
+        self.end_headers()
+        block = b"x" * 65536
+        left = size
+        try:
+            while left > 0:
+                piece = block[: min(left, len(block))]
+                if chunked:
+                    self.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                else:
+                    self.wfile.write(piece)
+                left -= len(piece)
+                with lock:
+                    rule["sent"] = rule.get("sent", 0) + len(piece)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
 
     def close_abruptly(self):
         # SO_LINGER with a zero timeout: close() sends a TCP reset.

@@ -384,7 +384,14 @@ public struct BucketClient: Sendable {
                     }
                     if object.size == 0 { return (position, .ignored("empty")) }
                     do {
-                        var bytes = try await objects.get(key: object.key, maxBytes: settings.maxObjectBytes)
+                        var bytes: [UInt8]
+                        do {
+                            bytes = try await objects.get(key: object.key, maxBytes: settings.maxObjectBytes)
+                        } catch let error as BucketError where error.kind == .tooLarge {
+                            // Listed within the limit, answered beyond it: a misbehaving server or a file still being
+                            // written into a synced folder. Tried again on the next sync rather than given up on.
+                            throw BucketError(.transient, "listed as \(object.size) bytes, but the answer held more than the limit of \(settings.maxObjectBytes); not read, tried again on the next sync")
+                        }
                         if Gzip.isGzip(bytes) { bytes = try Gzip.decompress(bytes, maxBytes: settings.maxObjectBytes) }
                         var file = VerifiedFile(name: name)
                         file.endsWithNewline = bytes.last == 0x0A

@@ -88,13 +88,23 @@ public enum S3TestServer {
     /// How many injections the proxy's rules whose path contains `path` have not made yet: 0 once every fault a test
     /// asked for has happened.
     public static func pendingFaults(path: String) async throws -> Int {
+        try await faultStatus(path: path, "pending")
+    }
+
+    /// How many body bytes the proxy's `huge-body` and `huge-chunked` rules whose path contains `path` sent before
+    /// the reader hung up.
+    public static func hugeBytesSent(path: String) async throws -> Int {
+        try await faultStatus(path: path, "sent")
+    }
+
+    static func faultStatus(path: String, _ field: String) async throws -> Int {
         var components = URLComponents(string: "\(proxy)/__faults")!
         components.queryItems = [URLQueryItem(name: "path", value: path)]
         let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: components.string!), timeout: .seconds(5))
         let body = try await response.body.collect(upTo: 1 << 16)
-        guard response.status.code == 200, case .integer(let pending)? = try JSONParser().parse(Array(buffer: body)).objectValue?["pending"] else {
+        guard response.status.code == 200, case .integer(let value)? = try JSONParser().parse(Array(buffer: body)).objectValue?[field] else {
             throw BucketError(.badResponse, "the fault proxy answered \(response.status.code)")
         }
-        return Int(pending)
+        return Int(value)
     }
 }

@@ -108,6 +108,25 @@ import Testing
         }
     }
 
+    @Test("A 1 GiB answer to a read, its length announced or streamed in chunks, is refused as too large after a bounded part of it")
+    func hugeAnswers() async throws {
+        let prefix = S3TestServer.freshPrefix()
+        let store = try S3TestServer.store(prefix: prefix, throughProxy: true)
+        let path = String(prefix.dropLast())
+        _ = try await store.putIfAbsent(key: "small", bytes: Array("a small object".utf8), retention: nil)
+        for action in ["huge-body", "huge-chunked"] {
+            try await S3TestServer.inject([.init("GET", path: path + "/small", "\(action):\(1 << 30)")])
+            // Not retried: a second attempt would reach the real object and succeed.
+            await #expect(throws: BucketError.Kind.tooLarge, "\(action)") { try await kind { try await store.get(key: "small", maxBytes: 1 << 20) } }
+            #expect(try await S3TestServer.pendingFaults(path: path) == 0, "the \(action) fault happened")
+        }
+        // What the reader let in across both answers: the limit and what the sockets buffered, nowhere near 1 GiB.
+        let sent = try await S3TestServer.hugeBytesSent(path: path)
+        #expect(sent < 64 << 20, "\(sent) bytes sent")
+        // The object itself reads as before once the server answers truthfully.
+        #expect(try await store.get(key: "small", maxBytes: 1 << 20) == Array("a small object".utf8))
+    }
+
     @Test("A write applied but whose answer was lost (dropped, or timed out) succeeds once, without a second object")
     func ambiguousWrites() async throws {
         let prefix = S3TestServer.freshPrefix()

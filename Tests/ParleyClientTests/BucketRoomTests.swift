@@ -361,6 +361,30 @@ final class BucketWorld: @unchecked Sendable {
         #expect(audit.isClean, "\(audit.audit.problems.map(\.text))")
     }
 
+    @Test("A log file listed small but answered with 1 GiB is refused after a bounded read, and read once the server answers truthfully",
+          .enabled(if: S3TestServer.isAvailable))
+    func hugeAnswer() async throws {
+        let prefix = S3TestServer.freshPrefix()
+        let path = String(prefix.dropLast())
+        let world = try BucketWorld(throughFaultProxy: prefix)
+        world.settings.maxObjectBytes = 4 << 20
+        let (alice, bob) = try await twoMembers(world)
+        _ = try await alice.sync("team")
+        let sent = try bob.node.send("team", text: "behind a lying server")
+        let file = try #require(try await bob.flush("team").files.first)
+        for action in ["huge-body", "huge-chunked"] {
+            try await S3TestServer.inject([.init("GET", path: "\(path)/\(file)", "\(action):\(1 << 30)")])
+            let refused = try await alice.sync("team")
+            #expect(try await S3TestServer.pendingFaults(path: path) == 0, "the \(action) fault happened")
+            #expect(refused.accepted.isEmpty)
+            #expect(refused.problems.contains { $0.contains(file) && $0.contains("more than the limit") && $0.contains("tried again") }, "\(refused.problems)")
+        }
+        #expect(try await S3TestServer.hugeBytesSent(path: path) < 2 * (world.settings.maxObjectBytes + (16 << 20)))
+        let truthful = try await alice.sync("team")
+        #expect(truthful.accepted == [sent.event.eventID])
+        #expect(truthful.problems.isEmpty, "\(truthful.problems)")
+    }
+
     @Test("A file written while a sync is listing the room is read by the next sync, and every event arrives once", arguments: BucketKind.all)
     func writtenDuringListing(kind: BucketKind) async throws {
         let world = try BucketWorld(kind)
