@@ -86,6 +86,9 @@ func bucketBenchmarks(workdir: String, count: Int, rawTwoThreads: Double, parley
     var ingestRates: [Double] = []
     var ingestRatios: [Double] = []
     var receiveCounts: [String: Int] = [:]
+    var verifyCPU: [Double] = []
+    var syncCPU: [Double] = []
+    var busy: [Double] = []
     // The baseline: the same number of 1 KiB events as the bucket holds, verified just before each sync.
     let inputs = signatureInputs(file: importFixture(workdir: workdir, count: count))
     for run in 0..<3 {
@@ -94,13 +97,20 @@ func bucketBenchmarks(workdir: String, count: Int, rawTwoThreads: Double, parley
         let client = BucketClient(node: reader) { _ throws(BucketError) in counter }
         try! reader.store.addBucketRoom(roomID: "bench", bucketURL: url.text, creatorFingerprint: "")
         var accepted = 0
+        let cpuBefore = ownCPUSeconds()
         let baseline = sustainedRawVerifyRate(inputs)
+        let cpuBetween = ownCPUSeconds()
         let seconds = measure { accepted = blocking { try await client.sync("bench") }.accepted.count }
+        let cpuAfter = ownCPUSeconds()
         precondition(accepted == count + 2, "the reader accepted \(accepted) events")
+        verifyCPU.append((cpuBetween - cpuBefore) / Double(inputs.count))
+        syncCPU.append((cpuAfter - cpuBetween) / Double(accepted))
+        busy.append((cpuAfter - cpuBetween) / seconds / Double(ProcessInfo.processInfo.activeProcessorCount))
         ingestRates.append(Double(accepted) / seconds)
         ingestRatios.append(Double(accepted) / seconds / baseline)
         receiveCounts = counter.snapshot
     }
+    recordCPUDecomposition("the sync", verifySeconds: verifyCPU, workSeconds: syncCPU, busy: busy)
     let ingest = median(ingestRates)
     record("events/s a second client ingests from that bucket (median of 3)", ingest, "events/s",
            target: "≥ 0.8× 2-thread raw verify, burst (\(Int(0.8 * rawTwoThreads)))", met: ingest >= 0.8 * rawTwoThreads)

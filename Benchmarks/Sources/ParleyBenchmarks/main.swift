@@ -73,7 +73,8 @@ func peakRSS(_ path: String, _ arguments: [String]) -> Int {
 }
 
 /// Runs a program to completion with output discarded; returns its exit status and wall time.
-func runProcess(_ path: String, _ arguments: [String], stdinPath: String? = nil) -> (status: Int32, seconds: Double) {
+/// Runs `path` to its end; returns its exit status, wall time and CPU time (user and system, all its threads).
+func runProcess(_ path: String, _ arguments: [String], stdinPath: String? = nil) -> (status: Int32, seconds: Double, cpuSeconds: Double) {
     var actions: posix_spawn_file_actions_t = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
@@ -88,9 +89,21 @@ func runProcess(_ path: String, _ arguments: [String], stdinPath: String? = nil)
         fatalError("cannot start \(path)")
     }
     var status: Int32 = 0
-    waitpid(pid, &status, 0)
+    var usage = rusage()
+    wait4(pid, &status, 0, &usage)
     let seconds = now() - start
-    return ((status >> 8) & 0xFF, seconds)
+    return ((status >> 8) & 0xFF, seconds, cpuSeconds(usage))
+}
+
+func cpuSeconds(_ usage: rusage) -> Double {
+    Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+/// CPU time this process has used so far, every thread.
+func ownCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+    return cpuSeconds(usage)
 }
 
 func argument(_ name: String, default value: String) -> String {
@@ -362,26 +375,49 @@ func importFixture(workdir: String, count: Int) -> String {
     return file
 }
 
+/// Records where the CPU time of a verifying workload (an import, a sync) goes, per event, beside the raw
+/// verification of as many events. The throughput ratio is (raw verify CPU ÷ the workload's CPU) × (how busy the
+/// workload kept the cores), as far as verification costs the same inside the workload as alone: what it adds, and
+/// what it leaves idle.
+func recordCPUDecomposition(_ workload: String, verifySeconds: [Double], workSeconds: [Double], busy: [Double]) {
+    let verify = median(verifySeconds) * 1e6
+    let work = median(workSeconds) * 1e6
+    record("CPU time per event: raw verify, in the sustained baseline (median of 3)", verify, "µs")
+    record("CPU time per event: \(workload), every thread (median of 3)", work, "µs")
+    record("\(workload)'s CPU time beyond raw verify, per event, as a share of raw verify", (work - verify) / verify, "×",
+           target: "≤ 0.25 for 0.8× with every core busy", met: work - verify <= 0.25 * verify)
+    record("how busy \(workload) kept the cores (CPU time ÷ wall time ÷ cores, median of 3)", median(busy), "×")
+}
+
 func importBenchmark(parley: String, workdir: String, count: Int, rawTwoThreads: Double) {
     let file = importFixture(workdir: workdir, count: count)
     let inputs = signatureInputs(file: file)
     var rates: [Double] = []
     var baselines: [Double] = []
     var ratios: [Double] = []
+    var verifyCPU: [Double] = []
+    var importCPU: [Double] = []
+    var busy: [Double] = []
+    let lines = Double(count + 2 * 8)
     for run in 0..<3 {
         let home = workdir + "/import-home-\(run)"
         try? FileManager.default.removeItem(atPath: home)
         precondition(runProcess(parley, ["--home", home, "init", "--user", "bench"]).status == 0)
         // The baseline right before each import, over the same events: a pair measured in the same few seconds.
+        let cpuBefore = ownCPUSeconds()
         let baseline = sustainedRawVerifyRate(inputs)
+        verifyCPU.append((ownCPUSeconds() - cpuBefore) / Double(inputs.count))
         let result = runProcess(parley, ["--home", home, "import", file])
         precondition(result.status == 0, "import failed")
-        let rate = Double(count + 2 * 8) / result.seconds
+        let rate = lines / result.seconds
         rates.append(rate)
         baselines.append(baseline)
         ratios.append(rate / baseline)
+        importCPU.append(result.cpuSeconds / lines)
+        busy.append(result.cpuSeconds / result.seconds / Double(ProcessInfo.processInfo.activeProcessorCount))
         try? FileManager.default.removeItem(atPath: home)
     }
+    recordCPUDecomposition("the import", verifySeconds: verifyCPU, workSeconds: importCPU, busy: busy)
     let rate = median(rates)
     record("parley import of \(count) signed 1 KiB events into an empty store, end to end (median of 3)", rate, "events/s",
            target: "≥ 0.8× 2-thread raw verify, burst (\(Int(0.8 * rawTwoThreads)))", met: rate >= 0.8 * rawTwoThreads)
