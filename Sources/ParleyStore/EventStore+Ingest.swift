@@ -95,6 +95,8 @@ extension EventStore {
             var events: [(eventID: String, hash: String, senderKey: String, timestampMs: Int64)?] = []
             var chainedInputs: [(index: Int, hash: String)] = []
             while let (verified, lines) = try next() {
+                // Grown once per chunk instead of doubling along the way, which rehashes every 64-character key.
+                batch.verdicts.reserveCapacity(batch.verdicts.count + verified.count)
                 for (offset, result) in verified.enumerated() {
                     let index = outcomes.count
                     switch result {
@@ -170,9 +172,10 @@ struct IngestBatch {
     let receivedMs: Int64
     /// The one statement run per event, looked up once per batch: finding it in GRDB's cache hashes its SQL text.
     let insertStatement: Statement
-    /// The newest chained link of each chain seen in this batch (`nil`: the chain has none).
-    var heads: [ChainID: ChainLink?] = [:]
-    var forkedAt: [ChainID: Int64?] = [:]
+    /// What the batch knows of each chain it has seen, read from the store the first time: its newest chained link
+    /// (`nil`: none) and the seq of its first fork (`nil`: none). In one dictionary, so that an event looks its chain
+    /// up once and updates it once.
+    var chains: [ChainID: (head: ChainLink?, forkedAt: Int64?)] = [:]
     var authorizers: [String: RoomAuthorizer] = [:]
     /// Events to judge again when the batch finishes, by room: arrived out of order, or their target arrived.
     var late: [String: [VerifiedEvent]] = [:]
@@ -180,8 +183,9 @@ struct IngestBatch {
     var verdicts: [String: Authorization] = [:]
     /// Events chained or judged again in this batch, in that order.
     var judgedOrder: [(eventID: String, hash: String)] = []
-    /// The events this batch inserted, by row id, so judging a room again does not read them back.
-    var storedEvents: [Int64: VerifiedEvent] = [:]
+    /// The events this batch inserted and their row ids, so judging a room again does not read them back. A list,
+    /// made a dictionary only when a room is judged again: hashing every row id cost more than the rare lookups.
+    var storedEvents: [(rowID: Int64, event: VerifiedEvent)] = []
     var hasPending: Bool
     var strippedContent = false
     /// The sealed events this batch stored, by row, so the batch can open them without reading them back.
@@ -217,23 +221,17 @@ struct IngestBatch {
             """).execute(arguments: [receivedMs, event?.roomID, event?.eventID, nil as String?, reason, Data(kept)])
     }
 
-    mutating func forkSeq(_ chain: ChainID) throws -> Int64? {
-        if let known = forkedAt[chain] { return known }
-        let seq = try Int64.fetchOne(
-            db.cachedStatement(sql: "SELECT MIN(seq) FROM forks WHERE room_id = ? AND sender_key = ?"),
-            arguments: [chain.roomID, chain.senderKey])
-        forkedAt[chain] = .some(seq)
-        return seq
-    }
-
-    mutating func head(of chain: ChainID) throws -> ChainLink? {
-        if let known = heads[chain] { return known }
+    mutating func memo(of chain: ChainID) throws -> (head: ChainLink?, forkedAt: Int64?) {
+        if let known = chains[chain] { return known }
         let row = try Row.fetchOne(
             db.cachedStatement(sql: "SELECT seq, hash, timestamp_ms FROM events WHERE room_id = ? AND sender_key = ? ORDER BY seq DESC LIMIT 1"),
             arguments: [chain.roomID, chain.senderKey])
-        let link = row.map { ChainLink(seq: $0[0], hash: $0[1], timestampMs: $0[2]) }
-        heads[chain] = .some(link)
-        return link
+        let forkedAt = try Int64.fetchOne(
+            db.cachedStatement(sql: "SELECT MIN(seq) FROM forks WHERE room_id = ? AND sender_key = ?"),
+            arguments: [chain.roomID, chain.senderKey])
+        let memo = (head: row.map { ChainLink(seq: $0[0], hash: $0[1], timestampMs: $0[2]) }, forkedAt: forkedAt)
+        chains[chain] = memo
+        return memo
     }
 
     func link(_ chain: ChainID, seq: Int64) throws -> ChainLink? {
@@ -248,7 +246,7 @@ struct IngestBatch {
     mutating func offer(_ event: VerifiedEvent) throws -> IngestOutcome? {
         let envelope = event.event
         let chain = ChainID(envelope)
-        let newest = try head(of: chain)
+        let (newest, forkedAt) = try memo(of: chain)
         var existing: ChainLink?
         var predecessor: ChainLink?
         if let newest, envelope.seq <= newest.seq {
@@ -256,7 +254,7 @@ struct IngestBatch {
         } else if let newest, newest.seq == envelope.seq - 1 {
             predecessor = newest
         }
-        let verdict = ChainRules.judge(event, atSameSeq: existing, predecessor: predecessor, forkedAt: try forkSeq(chain))
+        let verdict = ChainRules.judge(event, atSameSeq: existing, predecessor: predecessor, forkedAt: forkedAt)
         switch verdict {
         case .extends:
             guard try store(event) else {
@@ -264,7 +262,7 @@ struct IngestBatch {
                 try logRejection(reason: reason, event: envelope, excerpt: event.wire)
                 return .rejected(reason)
             }
-            heads[chain] = .some(ChainLink(event))
+            chains[chain]?.head = ChainLink(event)
             if hasPending { try releasePending(after: event) }
             return nil
         case .duplicate:
@@ -292,7 +290,7 @@ struct IngestBatch {
             try db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO forks (room_id, sender_key, seq, first, second, detected_ms) VALUES (?, ?, ?, ?, ?, ?)
                 """).execute(arguments: [chain.roomID, chain.senderKey, envelope.seq, Data(proof.first), Data(proof.second), receivedMs])
-            forkedAt[chain] = .some(min(try forkSeq(chain) ?? envelope.seq, envelope.seq))
+            chains[chain]?.forkedAt = min(forkedAt ?? envelope.seq, envelope.seq)
             let reason = "fork: device \(envelope.senderKey.prefix(12))… of \(envelope.senderID) signed two different events at seq \(envelope.seq); proof kept, its later events refused"
             try logRejection(reason: reason, event: envelope, excerpt: event.wire)
             return .rejected(reason)
@@ -314,23 +312,24 @@ struct IngestBatch {
         // batch finishes: every later event of the room waits too.
         let inOrder = late[roomID] == nil && authorizer.isAfterEverythingJudged(event)
         let judged = inOrder ? authorizer.judgeNew(event) : nil
+        let rowID: Int64
         do {
-            try insert(event, status: judged.map { RoomAuthorizer.status(of: $0.verdict) }, content: judged?.content)
+            rowID = try insert(event, status: judged.map { RoomAuthorizer.status(of: $0.verdict) }, content: judged?.content)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
             // Only event_id can collide here: hash and (room, key, seq) were checked by the chain rules.
             return false
         }
         judgedOrder.append((event.event.eventID, event.hash))
-        storedEvents[db.lastInsertedRowID] = event
+        storedEvents.append((rowID, event))
         if event.event.type == EventType.encrypted {
             var sealed: EncryptedContent?
             if case .encrypted(let parsed)? = judged?.content { sealed = parsed }
-            storedSealed[db.lastInsertedRowID] = StoredSealed(event: event.event, content: sealed)
+            storedSealed[rowID] = StoredSealed(event: event.event, content: sealed)
         }
         if let judged {
             authorizer.commit(judged, event: event)
             if judged.verdict == .accepted {
-                try authorizer.applyEffects(of: event, content: judged.content, id: db.lastInsertedRowID)
+                try authorizer.applyEffects(of: event, content: judged.content, id: rowID)
             }
             verdicts[event.hash] = judged.verdict
         } else {
@@ -361,7 +360,8 @@ struct IngestBatch {
         """
 
     /// - Parameter content: the content already parsed when the event was judged, if it was.
-    func insert(_ event: VerifiedEvent, status: (EventStatus, String?)?, content parsed: EventContent?) throws {
+    /// - Returns: the new row's id.
+    func insert(_ event: VerifiedEvent, status: (EventStatus, String?)?, content parsed: EventContent?) throws -> Int64 {
         let envelope = event.event
         var target: String?
         var relationKey: String?
@@ -406,13 +406,16 @@ struct IngestBatch {
         guard result == SQLITE_DONE else {
             throw DatabaseError(resultCode: ResultCode(rawValue: result), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
         }
+        // From SQLite directly: GRDB's accessor first checks which dispatch queue it runs on, a third of the cost.
+        return sqlite3_last_insert_rowid(db.sqliteConnection)
     }
 
     /// Judges again, room by room, everything from the oldest late event on; then records each room's progress.
     mutating func finish() throws {
+        let stored = late.isEmpty ? [:] : Dictionary(storedEvents, uniquingKeysWith: { _, newer in newer })
         for roomID in late.keys.sorted() {
             guard var authorizer = authorizers[roomID], let events = late[roomID], !events.isEmpty else { continue }
-            let results = try authorizer.rejudge(from: events.map { EventOrder($0.event) }.min()!, known: storedEvents)
+            let results = try authorizer.rejudge(from: events.map { EventOrder($0.event) }.min()!, known: stored)
             verdicts.merge(results) { _, new in new }
             let known = Set(judgedOrder.map(\.hash))
             judgedOrder += events.filter { !known.contains($0.hash) }.map { ($0.event.eventID, $0.hash) }

@@ -63,6 +63,18 @@ func verdictName(_ authorization: Authorization?) -> String {
         }
     }
 
+    @Test func `the state and replayed type checks agree with the type sets for every type and near miss`() {
+        let types = [
+            EventType.create, EventType.member, EventType.powerLevels, EventType.name, EventType.topic, EventType.message, EventType.edit,
+            EventType.redaction, EventType.reaction, EventType.receipt, EventType.encryption, EventType.encrypted, EventType.roomKey,
+        ]
+        #expect(EventType.replayedTypes.isSubset(of: types))
+        for type in types + types.map { $0 + " " } + types.map { $0.uppercased() } + types.map { String($0.dropLast()) } + ["", "m.room"] {
+            #expect(EventType.isState(type) == EventType.stateTypes.contains(type), "\(type)")
+            #expect(EventType.isReplayed(type) == EventType.replayedTypes.contains(type), "\(type)")
+        }
+    }
+
     @Test func `rejections say what was wrong`() {
         var alice = TestDevice("alice")
         var bob = TestDevice("bob")

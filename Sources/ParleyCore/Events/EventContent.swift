@@ -17,13 +17,25 @@ public enum EventType {
     /// Types that change room state; they are authorized by state rules and can never be redacted.
     public static let stateTypes: Set<String> = [create, member, powerLevels, name, topic, encryption]
 
-    public static func isState(_ type: String) -> Bool { stateTypes.contains(type) }
+    /// Whether `type` is one of ``stateTypes``. Asked several times for every event stored, so it compares rather
+    /// than hashes, and only with the state types of the same length: none is as long as `m.room.message`.
+    public static func isState(_ type: String) -> Bool {
+        switch type.utf8.count {
+        case 11: type == name
+        case 12: type == topic
+        case 13: type == create || type == member
+        case 17: type == encryption
+        case 19: type == powerLevels
+        default: false
+        }
+    }
 
     /// Types room state is resolved from: the state types, and `m.room.key`, whose recipients decide which devices
     /// hold a key. None can be redacted; `m.room.key` needs only the power to send events.
     public static let replayedTypes: Set<String> = stateTypes.union([roomKey])
 
-    public static func isReplayed(_ type: String) -> Bool { replayedTypes.contains(type) }
+    /// Whether `type` is one of ``replayedTypes``.
+    public static func isReplayed(_ type: String) -> Bool { isState(type) || type.utf8.count == 10 && type == roomKey }
 }
 
 /// Membership of a user in a room.
