@@ -33,25 +33,25 @@ public struct IngestReport: Sendable {
 extension EventStore {
     /// Verifies many wire-form events on every core at once (parsing, content hash, strict signature).
     public static func verifyInParallel(_ lines: [[UInt8]]) -> [Result<VerifiedEvent, EventError>] {
-        let results = UnsafeMutableBufferPointer<Result<VerifiedEvent, EventError>?>.allocate(capacity: lines.count)
-        results.initialize(repeating: nil)
-        defer {
-            results.deinitialize()
-            results.deallocate()
-        }
-        let shared = SendableBuffer(results)
-        let chunk = 64
-        let chunks = (lines.count + chunk - 1) / chunk
-        DispatchQueue.concurrentPerform(iterations: chunks) { index in
-            for position in index * chunk..<min(lines.count, (index + 1) * chunk) {
-                do throws(EventError) {
-                    shared.buffer[position] = .success(try VerifiedEvent(parsing: lines[position]))
-                } catch {
-                    shared.buffer[position] = .failure(error)
+        // Each result is written once, straight into the array's storage: copying results out of a scratch buffer
+        // retained every string of every event once more.
+        Array(unsafeUninitializedCapacity: lines.count) { storage, initialized in
+            let shared = SendableBuffer(storage)
+            let chunk = 64
+            let chunks = (lines.count + chunk - 1) / chunk
+            DispatchQueue.concurrentPerform(iterations: chunks) { index in
+                for position in index * chunk..<min(lines.count, (index + 1) * chunk) {
+                    let result: Result<VerifiedEvent, EventError>
+                    do throws(EventError) {
+                        result = .success(try VerifiedEvent(parsing: lines[position]))
+                    } catch {
+                        result = .failure(error)
+                    }
+                    (shared.buffer.baseAddress! + position).initialize(to: result)
                 }
             }
+            initialized = lines.count
         }
-        return results.map { $0! }
     }
 
     /// Verifies and stores wire-form events in one transaction.
