@@ -395,13 +395,21 @@ public struct BucketClient: Sendable {
                         if Gzip.isGzip(bytes) { bytes = try Gzip.decompress(bytes, maxBytes: settings.maxObjectBytes) }
                         var file = VerifiedFile(name: name)
                         file.endsWithNewline = bytes.last == 0x0A
-                        for line in bytes.split(separator: 0x0A, omittingEmptySubsequences: true) {
-                            file.lineCount += 1
-                            if line.count > Event.maxWireBytes {
-                                file.tooLong.append((file.lineCount, line.count))
-                            } else {
-                                file.lines.append(Array(line))
-                                file.numbers.append(file.lineCount)
+                        bytes.withUnsafeBufferPointer { buffer in
+                            var start = 0
+                            while start < buffer.count {
+                                let end = buffer.lineFeed(in: start..<buffer.count) ?? buffer.count
+                                defer { start = end + 1 }
+                                // Lines are numbered as an editor, `parley import` and the audit number them: empty
+                                // ones count, and are skipped.
+                                file.lineCount += 1
+                                guard end > start else { continue }
+                                if end - start > Event.maxWireBytes {
+                                    file.tooLong.append((file.lineCount, end - start))
+                                } else {
+                                    file.lines.append(Array(UnsafeBufferPointer(rebasing: buffer[start..<end])))
+                                    file.numbers.append(file.lineCount)
+                                }
                             }
                         }
                         return (position, .verified(file))

@@ -248,6 +248,8 @@ final class BucketWorld: @unchecked Sendable {
         let cut = Array(truncatedSource.wire.prefix(while: { $0 != 0xC3 })) + [0xC3]
         try await plant("\(day)/messages_\(time)_\(time)_mallory.jsonl", [flipped, forged, intruder.wire, good.wire, cut], newline: false)
         try await plant("\(day)/messages_\(time)_\(time)_empty.jsonl", [], newline: false)
+        // An empty first line: skipped, but counted, so the forged event is line 2 for the sync and the audit alike.
+        try await plant("\(day)/messages_\(time)_\(time)_blank.jsonl", [[], forged])
         try await plant("README.txt", [Array("not a log".utf8)])
         try await plant("\(day)/messages_1_2_..jsonl", [good.wire])
         if kind == .s3 {
@@ -291,6 +293,7 @@ final class BucketWorld: @unchecked Sendable {
         #expect(problem("_mallory.jsonl: line 2: ").contains("signature"), "forged:\n\(text)")
         #expect(problem("_mallory.jsonl: line 3: ").contains("not authorized"), "non-member:\n\(text)")
         #expect(problem("_mallory.jsonl: line 5: ").contains("truncated"), "truncated:\n\(text)")
+        #expect(problem("_blank.jsonl: line 2: ").contains("signature"), "after an empty line:\n\(text)")
         #expect(problem("_long.jsonl: line 1: ").contains("1048576 bytes, longer than an event may be"), "long line:\n\(text)")
         #expect(text.contains("_liar.jsonl: the name says"), "lying name:\n\(text)")
         #expect(text.contains("\(alice.clientID).jsonl: the name says client \(alice.clientID) but its events are by device"), "lying client:\n\(text)")
@@ -313,7 +316,7 @@ final class BucketWorld: @unchecked Sendable {
         let found = audit.audit.problems.map(\.text).joined(separator: "\n")
         for expected in [
             "_mallory.jsonl, line 1: invalid event: content does not match content_hash", "_mallory.jsonl, line 2: invalid event: signature rejected", "_mallory.jsonl, line 3: not authorized",
-            "_mallory.jsonl, line 5: truncated", "_long.jsonl, line 1: 1048576 bytes, longer than an event may be", "_liar.jsonl: the name says",
+            "_mallory.jsonl, line 5: truncated", "_blank.jsonl, line 2: invalid event: signature rejected", "_long.jsonl, line 1: 1048576 bytes, longer than an event may be", "_liar.jsonl: the name says",
             "\(alice.clientID).jsonl: the name says client",
         ] + [oversized] {
             #expect(found.contains(expected), "audit misses \(expected):\n\(found)")
