@@ -221,6 +221,7 @@ struct IngestBatch {
             """).execute(arguments: [receivedMs, event?.roomID, event?.eventID, nil as String?, reason, Data(kept)])
     }
 
+    /// What the batch knows of `chain` (``chains``), read from the store the first time it is asked.
     mutating func memo(of chain: ChainID) throws -> (head: ChainLink?, forkedAt: Int64?) {
         if let known = chains[chain] { return known }
         let row = try Row.fetchOne(
