@@ -104,9 +104,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
     def reply(self, status, headers, payload):
+        if self.command == "HEAD":
+            # No body, but the length the server announced for the object.
+            announced = next((value for name, value in headers if name.lower() == "content-length"), "0")
+            return self.send_head(status, headers, int(announced))
         self.send_head(status, headers, len(payload))
-        if self.command != "HEAD":
-            self.wfile.write(payload)
+        self.wfile.write(payload)
 
     def handle_any(self):
         method = self.command
@@ -142,6 +145,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.reply(status, headers, payload)
 
     def huge(self, rule, size, chunked):
+        # A reader that stops reading without hanging up must not hold this thread for ever.
+        self.connection.settimeout(10)
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         if chunked:
@@ -150,7 +155,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(size))
         self.end_headers()
         block = b"x" * 65536
-        left = size
+        left = size if self.command != "HEAD" else 0
         try:
             while left > 0:
                 piece = block[: min(left, len(block))]
@@ -164,7 +169,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:
+            # The reader hung up (or stopped reading): what it refused is the point.
             pass
         self.close_connection = True
 

@@ -26,6 +26,9 @@ public struct BucketSettings: Sendable {
     public var gapListingEveryMs: Int64 = 60_000
     /// Objects fetched at once.
     public var parallelDownloads = 4
+    /// A file whose reading keeps failing for a transient reason (a timeout, a 5xx, an answer larger than its listed
+    /// size) is retried, less and less often, for this long; then it is recorded as read with the problem.
+    public var readGiveUpMs: Int64 = 86_400_000
 
     public init() {}
 }
@@ -283,6 +286,30 @@ public struct BucketClient: Sendable {
         var logsCursor = candidates.compactMap { try? LogFileName.parse(key: $0.key, roomID: roomID).get().startMs }.max().map { min($0, now) }
         let seen = try node.store.seenBucketFiles(roomID: roomID, keys: candidates.map(\.key) + hints.map(\.key))
         candidates.removeAll { seen.contains($0.key) }
+        // Files that failed before are read again once their wait is over, found by name wherever this listing
+        // started (the cursor may have passed them, or a hint that is now seen led to them); skipped until then.
+        let retries = try node.store.bucketReadRetries(roomID: roomID)
+        candidates.removeAll { object in
+            guard let next = retries[object.key], next > now else { return false }
+            report.ignored.append("\(object.key): failed before; read again in \((next - now + 999) / 1000) s")
+            return true
+        }
+        for (key, next) in retries.sorted(by: { $0.key < $1.key }) where next <= now && !candidates.contains(where: { $0.key == key }) {
+            let info: ObjectInfo?
+            do throws(BucketError) {
+                info = try await objects.head(key: key)
+            } catch {
+                report.problems.append("\(key): \(error.message)")
+                continue
+            }
+            if let info {
+                candidates.append(info)
+            } else {
+                try node.store.recordBucketFile(
+                    roomID: roomID, BucketFileRecord(key: key, size: 0, events: 0, problem: "no longer in the bucket"), seenMs: now)
+                report.problems.append("\(key): failed before, and is no longer in the bucket")
+            }
+        }
         var hintsCursor: Int64?
         for hint in hints where !seen.contains(hint.key) {
             let problem = await followHint(hint, roomID: roomID, objects: objects, candidates: &candidates, seen: seen)
@@ -306,9 +333,14 @@ public struct BucketClient: Sendable {
                     record.problem = "ignored: \(reason)"
                     report.ignored.append("\(object.key): \(reason)")
                 case .failed(let error) where error.kind == .transient:
-                    // Not recorded as seen: the next sync tries again.
-                    report.problems.append("\(object.key): \(error.message)")
-                    continue
+                    let failingFor = try node.store.recordBucketReadFailure(roomID: roomID, key: object.key, nowMs: now)
+                    if failingFor < settings.readGiveUpMs {
+                        // Not recorded as seen: a later sync tries again.
+                        report.problems.append("\(object.key): \(error.message)")
+                        continue
+                    }
+                    record.problem = "\(error.message); given up after failing for \(failingFor / 1000) s"
+                    report.problems.append("\(object.key): \(record.problem!)")
                 case .failed(let error):
                     record.problem = error.message
                     report.problems.append("\(object.key): \(error.message)")
@@ -390,7 +422,7 @@ public struct BucketClient: Sendable {
                         } catch let error as BucketError where error.kind == .tooLarge {
                             // Listed within the limit, answered beyond it: a misbehaving server or a file still being
                             // written into a synced folder. Tried again on the next sync rather than given up on.
-                            throw BucketError(.transient, "listed as \(object.size) bytes, but the answer held more than the limit of \(settings.maxObjectBytes); not read, tried again on the next sync")
+                            throw BucketError(.transient, "listed as \(object.size) bytes, but the answer held more than the limit of \(settings.maxObjectBytes); not read, tried again later")
                         }
                         if Gzip.isGzip(bytes) { bytes = try Gzip.decompress(bytes, maxBytes: settings.maxObjectBytes) }
                         var file = VerifiedFile(name: name)

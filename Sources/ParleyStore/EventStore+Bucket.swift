@@ -56,6 +56,21 @@ public struct BucketFileRecord: Sendable {
 }
 
 extension EventStore {
+    static func registerBucketReadFailureMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v7-bucket-read-failures") { db in
+            try db.execute(sql: """
+                CREATE TABLE bucket_read_failures (
+                    room_id TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    attempts INTEGER NOT NULL,
+                    first_ms INTEGER NOT NULL,
+                    next_ms INTEGER NOT NULL,
+                    PRIMARY KEY (room_id, key)
+                )
+                """)
+        }
+    }
+
     static func registerBucketMigration(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v2-bucket") { db in
             try db.execute(sql: """
@@ -160,6 +175,36 @@ extension EventStore {
             try db.execute(
                 sql: "INSERT OR REPLACE INTO bucket_files (room_id, key, size, events, problem, seen_ms) VALUES (?, ?, ?, ?, ?, ?)",
                 arguments: [roomID, record.key, record.size, record.events, record.problem, seenMs])
+            try db.execute(sql: "DELETE FROM bucket_read_failures WHERE room_id = ? AND key = ?", arguments: [roomID, record.key])
+        }
+    }
+
+    /// Files of `roomID` whose reading failed for a transient reason and that are to be read again: key → the time of
+    /// the next attempt.
+    public func bucketReadRetries(roomID: String) throws -> [String: Int64] {
+        try pool.read { db in
+            var retries: [String: Int64] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT key, next_ms FROM bucket_read_failures WHERE room_id = ?", arguments: [roomID]) {
+                retries[row[0]] = row[1]
+            }
+            return retries
+        }
+    }
+
+    /// Records one more transient failure to read `key`. The next attempt waits twice as long as the one before, from
+    /// one second up to an hour, so a store that keeps failing is not asked for the whole object on every poll.
+    /// - Returns: how long the file has been failing, in milliseconds (0 the first time).
+    public func recordBucketReadFailure(roomID: String, key: String, nowMs: Int64) throws -> Int64 {
+        try pool.write { db in
+            let row = try Row.fetchOne(
+                db, sql: "SELECT attempts, first_ms FROM bucket_read_failures WHERE room_id = ? AND key = ?", arguments: [roomID, key])
+            let attempts: Int64 = (row?[0] ?? 0) + 1
+            let firstMs: Int64 = row?[1] ?? nowMs
+            let delay = min(Int64(1000) << min(attempts - 1, 12), 3_600_000)
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO bucket_read_failures (room_id, key, attempts, first_ms, next_ms) VALUES (?, ?, ?, ?, ?)",
+                arguments: [roomID, key, attempts, firstMs, nowMs + delay])
+            return nowMs - firstMs
         }
     }
 

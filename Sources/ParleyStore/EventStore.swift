@@ -140,6 +140,7 @@ public final class EventStore: Sendable {
         registerBucketMigration(&migrator)
         registerEncryptionMigration(&migrator)
         registerPreSharedSecretMigration(&migrator)
+        registerBucketReadFailureMigration(&migrator)
         return migrator
     }
 }

@@ -69,7 +69,8 @@ func verdictName(_ authorization: Authorization?) -> String {
             EventType.redaction, EventType.reaction, EventType.receipt, EventType.encryption, EventType.encrypted, EventType.roomKey,
         ]
         #expect(EventType.replayedTypes.isSubset(of: types))
-        for type in types + types.map { $0 + " " } + types.map { $0.uppercased() } + types.map { String($0.dropLast()) } + ["", "m.room"] {
+        let nearMisses = types.map { $0 + " " } + types.map { $0.uppercased() } + types.map { String($0.dropLast()) } + ["", "m.room"]
+        for type in types + nearMisses {
             #expect(EventType.isState(type) == EventType.stateTypes.contains(type), "\(type)")
             #expect(EventType.isReplayed(type) == EventType.replayedTypes.contains(type), "\(type)")
         }
