@@ -119,11 +119,24 @@ public struct Audit {
                 case nil: break
                 }
             }
+            for collision in ledger.collisions where collision.eventID.hasPrefix(roomID + "::") {
+                let origin = origins[(try? Event.parse(collision.second))?.computeHash() ?? ""]
+                report.problems.append(
+                    .init(
+                        file: origin?.file, line: origin?.line,
+                        message: "event id \(collision.eventID) is carried by two different events (\(Audit.signers(of: collision))); both are kept and judged on their own"))
+            }
             let forks = ledger.forks.filter { (try? $0.verify().roomID) == roomID }.count
             report.rooms.append(.init(roomID: roomID, events: events.count, accepted: accepted, state: replay.state, forks: forks))
         }
         report.problems.sort { (a, b) in ((a.file ?? ""), (a.line ?? Int.max)) < ((b.file ?? ""), (b.line ?? Int.max)) }
         return report
+    }
+
+    /// "alice's device AbC… and mallory's device XyZ…", for a report.
+    static func signers(of collision: EventIDCollision) -> String {
+        [collision.first, collision.second].compactMap { try? Event.parse($0) }
+            .map { "\($0.senderID)'s device \($0.senderKey.prefix(12))…" }.joined(separator: " and ")
     }
 }
 

@@ -25,7 +25,7 @@ public enum JSONOutput {
         return .object(object)
     }
 
-    public static func state(_ state: RoomState, forks: [ForkProof] = [], heldBack: Int = 0) -> JSONValue {
+    public static func state(_ state: RoomState, forks: [ForkProof] = [], collisions: [EventIDCollision] = [], heldBack: Int = 0) -> JSONValue {
         var object = JSONObject()
         object["room_id"] = .string(state.roomID)
         object["name"] = state.name.map(JSONValue.string) ?? .null
@@ -60,6 +60,8 @@ public enum JSONOutput {
         }
         // Each proof is the two conflicting envelopes: anyone can check them (docs/PROTOCOL.md §6.4).
         object["fork_proofs"] = .array(forks.map { $0.jsonValue() })
+        // Pairs of events sharing one id (docs/PROTOCOL.md §6.5): both are kept; someone copied an id.
+        object["event_id_collisions"] = .array(collisions.map { $0.jsonValue() })
         object["held_back_events"] = .integer(Int64(heldBack))
         return .object(object)
     }

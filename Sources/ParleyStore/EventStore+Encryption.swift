@@ -360,8 +360,10 @@ extension EventStore {
                     try db.cachedStatement(sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, type, content, target_event_id) VALUES (?, ?, ?, ?, ?)").execute(arguments: [id, roomID, type, Data(content), target])
                     report.decrypted += 1
                     if type == EventType.message, id <= indexedUpTo { try EventStore.index(db: db, messageRowID: id) }
-                    if type == EventType.edit, let target, let targetRow = try EventStore.rowID(db: db, eventID: target), targetRow <= indexedUpTo {
-                        try EventStore.index(db: db, messageRowID: targetRow)
+                    if type == EventType.edit, let target {
+                        for targetRow in try EventStore.messageRows(db: db, eventID: target) where targetRow <= indexedUpTo {
+                            try EventStore.index(db: db, messageRowID: targetRow)
+                        }
                     }
                 case .failed(let event, let reason):
                     try stopWaiting()
@@ -383,8 +385,11 @@ extension EventStore {
     /// Read once: `ProcessInfo` asks the system (files under /sys and /proc) on every call.
     static let cores = ProcessInfo.processInfo.activeProcessorCount
 
-    static func rowID(db: Database, eventID: String) throws -> Int64? {
-        try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM events WHERE event_id = ?"), arguments: [eventID])
+    /// Rows of the messages (plain or sealed) carrying `eventID`: one, unless another device copied the id.
+    static func messageRows(db: Database, eventID: String) throws -> [Int64] {
+        try Int64.fetchAll(
+            db.cachedStatement(sql: "SELECT id FROM events WHERE event_id = ? AND type IN ('m.room.message', 'm.room.encrypted')"),
+            arguments: [eventID])
     }
 
     /// Opens sealed content and checks the inner event: a type that may be sealed, content valid for its type.
@@ -420,13 +425,11 @@ extension EventStore {
 
     /// `event` as the timeline and search see it: a sealed event this device opened shows its inner type and
     /// content; anything else is itself.
-    static func decryptedView(db: Database, event: Event, row: Int64? = nil) throws -> Event {
+    static func decryptedView(db: Database, event: Event, row: Int64) throws -> Event {
         guard event.type == EventType.encrypted else { return event }
-        let sql = row == nil
-            ? "SELECT p.type, p.content FROM plaintexts p JOIN events e ON e.id = p.event_row WHERE e.event_id = ? AND p.type IS NOT NULL"
-            : "SELECT type, content FROM plaintexts WHERE event_row = ? AND type IS NOT NULL"
-        let argument: DatabaseValueConvertible = row ?? event.eventID
-        guard let found = try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [argument]) else { return event }
+        guard let found = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT type, content FROM plaintexts WHERE event_row = ? AND type IS NOT NULL"), arguments: [row])
+        else { return event }
         return try plaintextView(of: event, type: found[0], content: (found[1] as Data).bytes)
     }
 

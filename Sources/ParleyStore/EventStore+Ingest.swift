@@ -28,6 +28,9 @@ public struct IngestReport: Sendable {
     public var events: [(eventID: String, hash: String, senderKey: String, timestampMs: Int64)?] = []
     /// Events held back earlier that this call released, by event id, with their outcome.
     public var released: [(eventID: String, outcome: IngestOutcome)] = []
+    /// Events stored although an event of another device already carried their event id (docs/PROTOCOL.md §6.5):
+    /// both are kept and judged on their own, and the pair is kept as evidence. Their id and hash.
+    public var collisions: [(eventID: String, hash: String)] = []
 }
 
 extension EventStore {
@@ -136,7 +139,7 @@ extension EventStore {
                     (eventID: $0.eventID, outcome: batch.finalOutcome(hash: $0.hash))
                 }
             }
-            let report = IngestReport(outcomes: outcomes.map { $0! }, events: events, released: released)
+            let report = IngestReport(outcomes: outcomes.map { $0! }, events: events, released: released, collisions: batch.collisions)
             if requireAccepted, let refused = report.outcomes.first(where: { $0 != .accepted }) {
                 // Throwing rolls the whole transaction back.
                 throw StoreError("The event was not stored: \(refused).")
@@ -192,6 +195,8 @@ struct IngestBatch {
     var storedSealed: [Int64: StoredSealed] = [:]
     /// Whether an `m.room.key` event was stored, so the batch should open what it gives this device.
     var storedKeys = false
+    /// Events stored although another event already carried their event id: their id and hash.
+    var collisions: [(eventID: String, hash: String)] = []
     /// The rooms' states after this batch, for the cache once the transaction commits.
     var finishedStates: [(roomID: String, state: RoomState, version: Int64)] = []
 
@@ -258,24 +263,13 @@ struct IngestBatch {
         let verdict = ChainRules.judge(event, atSameSeq: existing, predecessor: predecessor, forkedAt: forkedAt)
         switch verdict {
         case .extends:
-            guard try store(event) else {
-                let reason = "event id \(envelope.eventID) already names a different event"
-                try logRejection(reason: reason, event: envelope, excerpt: event.wire)
-                return .rejected(reason)
-            }
+            try store(event)
             chains[chain]?.head = ChainLink(event)
             if hasPending { try releasePending(after: event) }
             return nil
         case .duplicate:
             return .duplicate
         case .awaitingPredecessor(let seq):
-            if let known = try String.fetchOne(db.cachedStatement(sql: "SELECT hash FROM events WHERE event_id = ?"), arguments: [envelope.eventID]),
-                known != event.hash
-            {
-                let reason = "event id \(envelope.eventID) already names a different event"
-                try logRejection(reason: reason, event: envelope, excerpt: event.wire)
-                return .rejected(reason)
-            }
             try db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO pending_events (hash, room_id, sender_key, waiting_for_seq, received_ms, wire)
                 VALUES (?, ?, ?, ?, ?, ?)
@@ -302,8 +296,8 @@ struct IngestBatch {
     }
 
     /// Inserts a chained event, authorized now if it comes after everything its room has judged, provisionally
-    /// otherwise. Returns `false` if its event id is already taken by another event.
-    mutating func store(_ event: VerifiedEvent) throws -> Bool {
+    /// otherwise.
+    mutating func store(_ event: VerifiedEvent) throws {
         let roomID = event.event.roomID
         if event.event.type == EventType.roomKey { storedKeys = true }
         // Taken out of the dictionary for the duration, so updating it copies nothing.
@@ -313,12 +307,14 @@ struct IngestBatch {
         // batch finishes: every later event of the room waits too.
         let inOrder = late[roomID] == nil && authorizer.isAfterEverythingJudged(event)
         let judged = inOrder ? authorizer.judgeNew(event) : nil
+        let status = judged.map { RoomAuthorizer.status(of: $0.verdict) }
         let rowID: Int64
         do {
-            rowID = try insert(event, status: judged.map { RoomAuthorizer.status(of: $0.verdict) }, content: judged?.content)
+            rowID = try insert(event, status: status, content: judged?.content, collision: 0)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
-            // Only event_id can collide here: hash and (room, key, seq) were checked by the chain rules.
-            return false
+            // Only the event id can collide here: hash and (room, key, seq) were checked by the chain rules. Another
+            // device's event already carries this id: keep both (§6.5), and judge again what refers to the id.
+            rowID = try storeColliding(event, status: status, content: judged?.content, authorizer: &authorizer)
         }
         judgedOrder.append((event.event.eventID, event.hash))
         storedEvents.append((rowID, event))
@@ -340,7 +336,30 @@ struct IngestBatch {
             late[roomID, default: []] += try authorizer.eventsAwaiting(targets: [event.event.eventID])
         }
         if case .awaitingTarget? = judged?.verdict { authorizer.hasAwaiting = true }
-        return true
+    }
+
+    /// Stores an event whose id an already stored event carries, keeps the pair as evidence, and has everything
+    /// that refers to the id judged again once the batch finishes: a new candidate can make a relation that was
+    /// refused acceptable, and change which events a redaction hides (§8.5).
+    mutating func storeColliding(
+        _ event: VerifiedEvent, status: (EventStatus, String?)?, content: EventContent?, authorizer: inout RoomAuthorizer
+    ) throws -> Int64 {
+        let envelope = event.event
+        let earlier = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT MAX(id_collision), MIN(wire) FROM events WHERE event_id = ?"), arguments: [envelope.eventID])
+        let next = (earlier?[0] as Int64? ?? 0) + 1
+        let rowID = try insert(event, status: status, content: content, collision: next)
+        if let wire = earlier?[1] as Data? {
+            let collision = EventIDCollision(try Event.parse(wire.bytes), envelope)
+            try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO event_id_collisions (room_id, event_id, first, second, detected_ms) VALUES (?, ?, ?, ?, ?)
+                """).execute(arguments: [envelope.roomID, envelope.eventID, Data(collision.first), Data(collision.second), receivedMs])
+        }
+        collisions.append((envelope.eventID, event.hash))
+        authorizer.collidedIDs.insert(envelope.eventID)
+        let referring = try authorizer.events(referringTo: envelope.eventID)
+        if !referring.isEmpty { late[envelope.roomID, default: []] += referring }
+        return rowID
     }
 
     /// Chains events that were waiting for `event`, and those waiting for them in turn.
@@ -356,13 +375,14 @@ struct IngestBatch {
 
     static let insertSQL = """
         INSERT INTO events (hash, event_id, room_id, sender_id, sender_key, seq, timestamp_ms, type, parent_event_id,
-            target_event_id, relation_key, status, reason, wire)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            target_event_id, relation_key, status, reason, wire, id_collision)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
 
     /// - Parameter content: the content already parsed when the event was judged, if it was.
     /// - Returns: the new row's id.
-    func insert(_ event: VerifiedEvent, status: (EventStatus, String?)?, content parsed: EventContent?) throws -> Int64 {
+    /// - Parameter collision: 0, or the number that tells this event from earlier ones carrying the same event id.
+    func insert(_ event: VerifiedEvent, status: (EventStatus, String?)?, content parsed: EventContent?, collision: Int64) throws -> Int64 {
         let envelope = event.event
         var target: String?
         var relationKey: String?
@@ -398,6 +418,7 @@ struct IngestBatch {
         bind(11, relationKey)
         sqlite3_bind_int64(handle, 12, Int64(status?.0.rawValue ?? -1))
         bind(13, status?.1)
+        sqlite3_bind_int64(handle, 15, collision)
         let result = event.wire.withUnsafeBytes { wire in
             sqlite3_bind_blob(handle, 14, wire.baseAddress, Int32(wire.count), nil)
             return sqlite3_step(handle)
@@ -422,7 +443,8 @@ struct IngestBatch {
             judgedOrder += events.filter { !known.contains($0.hash) }.map { ($0.event.eventID, $0.hash) }
             authorizers[roomID] = authorizer
         }
-        for (roomID, authorizer) in authorizers.sorted(by: { $0.key < $1.key }) {
+        for (roomID, var authorizer) in authorizers.sorted(by: { $0.key < $1.key }) {
+            for eventID in authorizer.collidedIDs.sorted() { try authorizer.refreshRedactions(of: eventID) }
             if let version = try authorizer.finish() { finishedStates.append((roomID, authorizer.state, version)) }
             if authorizer.strippedContent { strippedContent = true }
         }

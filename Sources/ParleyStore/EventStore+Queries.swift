@@ -38,26 +38,29 @@ extension EventStore {
                 """
             var arguments: StatementArguments = [roomID]
             if let before {
-                sql += " AND (timestamp_ms, seq, event_id) < (?, ?, ?)"
-                arguments += [before.timestampMs, before.seq, before.eventID]
+                sql += " AND (\(RoomAuthorizer.orderColumns)) < (?, ?, ?, ?)"
+                arguments += RoomAuthorizer.orderArguments(before)
             }
-            sql += " ORDER BY timestamp_ms DESC, seq DESC, event_id DESC LIMIT ?"
+            sql += " ORDER BY timestamp_ms DESC, seq DESC, event_id DESC, sender_key DESC LIMIT ?"
             arguments += [limit]
             let items = try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
                 try EventStore.decryptedView(db: db, event: Event.parse((row[1] as Data).bytes), row: row[0])
             }
             let relations = try EventStore.relations(db: db, targets: items.map(\.eventID))
-            return Timeline.resolve(items: items, relations: relations)
+            return Timeline.resolve(items: items, relations: relations, targets: SQLRelations(db: db))
         }
     }
 
     /// The timeline item of one accepted event, with its edits, reactions and redaction applied.
     public func item(eventID: String) throws -> TimelineItem? {
         try pool.read { db in
-            guard let wire = try Data.fetchOne(db.cachedStatement(sql: "SELECT wire FROM events WHERE event_id = ? AND status = 0"), arguments: [eventID])
+            // Of several accepted events carrying the id (another device copied it), the first in the total order.
+            guard let row = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT id, wire FROM events WHERE event_id = ? AND status = 0 ORDER BY \(RoomAuthorizer.orderColumns) LIMIT 1"),
+                arguments: [eventID])
             else { return nil }
-            let event = try EventStore.decryptedView(db: db, event: Event.parse(wire))
-            return Timeline.resolve(items: [event], relations: try EventStore.relations(db: db, targets: [eventID])).first
+            let event = try EventStore.decryptedView(db: db, event: Event.parse((row[1] as Data).bytes), row: row[0])
+            return Timeline.resolve(items: [event], relations: try EventStore.relations(db: db, targets: [eventID]), targets: SQLRelations(db: db)).first
         }
     }
 
@@ -91,7 +94,7 @@ extension EventStore {
     public func forEachEvent(roomID: String, _ body: ([UInt8]) throws -> Void) throws {
         try pool.read { db in
             let cursor = try Data.fetchCursor(
-                db, sql: "SELECT wire FROM events WHERE room_id = ? ORDER BY timestamp_ms, seq, event_id", arguments: [roomID])
+                db, sql: "SELECT wire FROM events WHERE room_id = ? ORDER BY \(RoomAuthorizer.orderColumns)", arguments: [roomID])
             while let wire = try cursor.next() { try body(wire.bytes) }
         }
     }
@@ -135,10 +138,13 @@ extension EventStore {
         }
     }
 
-    /// The stored event with `eventID`, if any.
+    /// The stored event with `eventID`, if any: of several carrying the id (another device copied it), an accepted
+    /// one first, then the first in the total order.
     public func event(eventID: String) throws -> StoredEvent? {
         try pool.read { db in
-            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT wire, status, reason FROM events WHERE event_id = ?"), arguments: [eventID])
+            guard let row = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT wire, status, reason FROM events WHERE event_id = ? ORDER BY status != 0, \(RoomAuthorizer.orderColumns) LIMIT 1"),
+                arguments: [eventID])
             else { return nil }
             return StoredEvent(
                 event: try VerifiedEvent(storedWire: (row[0] as Data).bytes), status: EventStatus(rawValue: row[1]) ?? .rejected,
@@ -183,7 +189,7 @@ extension EventStore {
         guard !terms.isEmpty else { return [] }
         return try pool.read { db in
             var sql = """
-                SELECT e.room_id, e.wire FROM message_search s JOIN events e ON e.id = s.rowid
+                SELECT e.room_id, e.wire, e.id FROM message_search s JOIN events e ON e.id = s.rowid
                 WHERE message_search MATCH ? AND e.status = 0 AND e.redacted = 0
                 """
             var arguments: StatementArguments = [terms.joined(separator: " ")]
@@ -194,8 +200,9 @@ extension EventStore {
             sql += " ORDER BY e.timestamp_ms DESC, e.seq DESC LIMIT ?"
             arguments += [limit]
             return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
-                let message = try EventStore.decryptedView(db: db, event: Event.parse((row[1] as Data).bytes))
-                let items = Timeline.resolve(items: [message], relations: try EventStore.relations(db: db, targets: [message.eventID]))
+                let message = try EventStore.decryptedView(db: db, event: Event.parse((row[1] as Data).bytes), row: row[2])
+                let items = Timeline.resolve(
+                    items: [message], relations: try EventStore.relations(db: db, targets: [message.eventID]), targets: SQLRelations(db: db))
                 return items.first.map { SearchHit(roomID: row[0], item: $0) }
             }
         }
@@ -206,6 +213,17 @@ extension EventStore {
         try pool.read { db in
             try Row.fetchAll(db.cachedStatement(sql: "SELECT received_ms, room_id, event_id, reason FROM rejected_events ORDER BY id DESC LIMIT ?"), arguments: [limit])
                 .map { RejectedEvent(receivedMs: $0[0], roomID: $0[1], eventID: $0[2], reason: $0[3]) }
+        }
+    }
+
+    /// Pairs of different events of `roomID` that carry one event id (docs/PROTOCOL.md §6.5), as kept when the
+    /// second was stored.
+    public func eventIDCollisions(roomID: String) throws -> [EventIDCollision] {
+        try pool.read { db in
+            try Row.fetchAll(
+                db.cachedStatement(sql: "SELECT event_id, first, second FROM event_id_collisions WHERE room_id = ? ORDER BY detected_ms, event_id"),
+                arguments: [roomID]
+            ).map { EventIDCollision(eventID: $0[0], first: ($0[1] as Data).bytes, second: ($0[2] as Data).bytes) }
         }
     }
 
@@ -264,7 +282,7 @@ extension EventStore {
                 """),
             arguments: [row[3] as String]) ?? false
         let edits = hasEdits ? try relations(db: db, targets: [message.eventID]).filter { $0.type == EventType.edit } : []
-        guard let body = Timeline.resolve(items: [message], relations: edits).first?.body else { return }
+        guard let body = Timeline.resolve(items: [message], relations: edits, targets: NoRelations()).first?.body else { return }
         try db.cachedStatement(sql: "INSERT INTO message_search (rowid, body) VALUES (?, ?)").execute(arguments: [id, body])
     }
 

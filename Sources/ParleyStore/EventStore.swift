@@ -141,7 +141,67 @@ public final class EventStore: Sendable {
         registerEncryptionMigration(&migrator)
         registerPreSharedSecretMigration(&migrator)
         registerBucketReadFailureMigration(&migrator)
+        registerEventIDsAreNamesMigration(&migrator)
         return migrator
+    }
+}
+
+extension EventStore {
+    /// Event ids stop being unique (docs/PROTOCOL.md §6.5): another device's event may carry an id already stored,
+    /// and both are kept. SQLite cannot drop a UNIQUE constraint, so the table is rebuilt. A collision takes the
+    /// next free `id_collision` number: the common case still costs one probe of one unique index.
+    static func registerEventIDsAreNamesMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v8-event-ids-are-names") { db in
+            try db.execute(sql: """
+                CREATE TABLE events_v8 (
+                    id INTEGER PRIMARY KEY,
+                    hash TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    id_collision INTEGER NOT NULL DEFAULT 0,
+                    room_id TEXT NOT NULL,
+                    sender_id TEXT NOT NULL,
+                    sender_key TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    timestamp_ms INTEGER NOT NULL,
+                    type TEXT NOT NULL,
+                    parent_event_id TEXT,
+                    target_event_id TEXT,
+                    relation_key TEXT,
+                    status INTEGER NOT NULL,
+                    reason TEXT,
+                    redacted INTEGER NOT NULL DEFAULT 0,
+                    wire BLOB NOT NULL,
+                    UNIQUE (event_id, id_collision),
+                    UNIQUE (room_id, sender_key, seq)
+                );
+                INSERT INTO events_v8 (id, hash, event_id, room_id, sender_id, sender_key, seq, timestamp_ms, type, parent_event_id,
+                    target_event_id, relation_key, status, reason, redacted, wire)
+                SELECT id, hash, event_id, room_id, sender_id, sender_key, seq, timestamp_ms, type, parent_event_id,
+                    target_event_id, relation_key, status, reason, redacted, wire FROM events;
+                DROP TABLE events;
+                ALTER TABLE events_v8 RENAME TO events;
+                CREATE INDEX events_order ON events (room_id, timestamp_ms, seq, event_id, sender_key);
+                CREATE INDEX events_target ON events (target_event_id) WHERE target_event_id IS NOT NULL;
+                CREATE INDEX events_sealed ON events (id) WHERE type = 'm.room.encrypted';
+                CREATE INDEX events_replayed ON events (room_id, timestamp_ms, seq, event_id, sender_key) WHERE \(RoomAuthorizer.replayedTypesCondition);
+                CREATE INDEX events_awaiting_room ON events (room_id, target_event_id) WHERE status = 2;
+                CREATE INDEX events_room_key_status ON events (id, status) WHERE type = 'm.room.key';
+
+                ALTER TABLE rooms ADD COLUMN last_sender_key TEXT NOT NULL DEFAULT '';
+                UPDATE rooms SET last_sender_key = coalesce((
+                    SELECT e.sender_key FROM events e WHERE e.event_id = rooms.last_event_id AND e.room_id = rooms.room_id
+                        AND e.timestamp_ms = rooms.last_timestamp_ms AND e.seq = rooms.last_seq), '');
+
+                CREATE TABLE event_id_collisions (
+                    room_id TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    first BLOB NOT NULL,
+                    second BLOB NOT NULL,
+                    detected_ms INTEGER NOT NULL,
+                    PRIMARY KEY (room_id, event_id, first, second)
+                );
+                """)
+        }
     }
 }
 

@@ -23,6 +23,9 @@ struct RoomAuthorizer {
     let searchIndexedUpTo: Int64
     /// The room's founding create, pinned when this node first accepted one.
     var pinnedCreateHash: String?
+    /// Event ids that an event stored in this batch shares with an earlier one: which events their redactions hide
+    /// is worked out again when the batch finishes.
+    var collidedIDs: Set<String> = []
 
     /// `type` is one of the replayed types, spelled as comparisons joined by OR rather than an IN list: in the
     /// `events_replayed` index's WHERE, an IN list made SQLite build a temporary table on every INSERT into
@@ -34,10 +37,10 @@ struct RoomAuthorizer {
         self.store = store
         self.roomID = roomID
         let row = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT last_timestamp_ms, last_seq, last_event_id, state_version, create_hash FROM rooms WHERE room_id = ?"),
+            db.cachedStatement(sql: "SELECT last_timestamp_ms, last_seq, last_event_id, state_version, create_hash, last_sender_key FROM rooms WHERE room_id = ?"),
             arguments: [roomID])
         if let row {
-            last = EventOrder(timestampMs: row[0], seq: row[1], eventID: row[2])
+            last = EventOrder(timestampMs: row[0], seq: row[1], eventID: row[2], senderKey: row[5])
             version = row[3]
             pinnedCreateHash = row[4]
         } else {
@@ -53,17 +56,24 @@ struct RoomAuthorizer {
         searchIndexedUpTo = try EventStore.searchIndexedUpTo(db)
     }
 
+    /// The total order (§8.1) in SQL, for ORDER BY and row-value comparisons with ``orderArguments(_:)``.
+    static let orderColumns = "timestamp_ms, seq, event_id, sender_key"
+
+    static func orderArguments(_ order: EventOrder) -> StatementArguments {
+        [order.timestampMs, order.seq, order.eventID, order.senderKey]
+    }
+
     /// The query of a room's replayed events in order, all of them or (`bounded`) those before a given order; its
-    /// arguments are the room id, then the bound's timestamp, seq and event id.
+    /// arguments are the room id, then ``orderArguments(_:)`` of the bound.
     static func replaySQL(bounded: Bool) -> String {
         "SELECT wire FROM events WHERE room_id = ? AND \(replayedTypesCondition) AND status >= 0"
-            + (bounded ? " AND (timestamp_ms, seq, event_id) < (?, ?, ?)" : "") + " ORDER BY timestamp_ms, seq, event_id"
+            + (bounded ? " AND (\(orderColumns)) < (?, ?, ?, ?)" : "") + " ORDER BY \(orderColumns)"
     }
 
     /// Replays the room's stored state events (those before `order`, or all that were authorized before this batch).
     static func resolveState(db: Database, roomID: String, before order: EventOrder?, pinnedCreateHash: String?) throws -> RoomState {
         var arguments: StatementArguments = [roomID]
-        if let order { arguments += [order.timestampMs, order.seq, order.eventID] }
+        if let order { arguments += orderArguments(order) }
         let sql = replaySQL(bounded: order != nil)
         var state = RoomState(roomID: roomID, pinnedCreateHash: pinnedCreateHash)
         let cursor = try Data.fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
@@ -87,6 +97,13 @@ struct RoomAuthorizer {
             result += try wires.map { try VerifiedEvent(storedWire: $0.bytes) }
         }
         return result
+    }
+
+    /// Every event of the room that names `eventID` as its relation target, whatever its verdict.
+    func events(referringTo eventID: String) throws -> [VerifiedEvent] {
+        try Data.fetchAll(
+            db.cachedStatement(sql: "SELECT wire FROM events WHERE target_event_id = ? AND room_id = ?"), arguments: [eventID, roomID]
+        ).map { try VerifiedEvent(storedWire: $0.bytes) }
     }
 
     func isAfterEverythingJudged(_ event: VerifiedEvent) -> Bool {
@@ -153,9 +170,9 @@ struct RoomAuthorizer {
         stateChanged = true
         let cursor = try Row.fetchCursor(
             db.cachedStatement(sql: """
-                SELECT id, status, wire FROM events WHERE room_id = ? AND (timestamp_ms, seq, event_id) >= (?, ?, ?)
-                ORDER BY timestamp_ms, seq, event_id
-                """), arguments: [roomID, from.timestampMs, from.seq, from.eventID])
+                SELECT id, status, wire FROM events WHERE room_id = ? AND (\(RoomAuthorizer.orderColumns)) >= (?, ?, ?, ?)
+                ORDER BY \(RoomAuthorizer.orderColumns)
+                """), arguments: [roomID] + RoomAuthorizer.orderArguments(from))
         var rows: [(id: Int64, status: Int, event: VerifiedEvent?, wire: Data)] = []
         while let row = try cursor.next() {
             let id: Int64 = row[0]
@@ -216,68 +233,80 @@ struct RoomAuthorizer {
             // New messages are indexed in bulk before the next search; one judged again is reindexed now.
             if id <= searchIndexedUpTo { try reindex(messageID: event.event.eventID) }
         case .edit(let target, _)?:
-            if try isRedacted(eventID: target) { try strip(id: id) } else { try reindex(messageID: target) }
+            if try isRedacted(messageID: target, sentBy: event.event.senderID) { try strip(id: id) } else { try reindex(messageID: target) }
         case .redaction(let target, _)?:
-            try redact(target)
+            try refreshRedactions(of: target)
         default:
             break
         }
     }
 
-    func undoEffects(of event: VerifiedEvent, content: EventContent?, id: Int64) throws {
+    mutating func undoEffects(of event: VerifiedEvent, content: EventContent?, id: Int64) throws {
         switch content {
         case .message?:
             try db.cachedStatement(sql: "DELETE FROM message_search WHERE rowid = ?").execute(arguments: [id])
         case .edit(let target, _)?:
             try reindex(messageID: target)
         case .redaction(let target, _)?:
-            // Still redacted if another accepted redaction names it. The content stays stripped either way: it is
-            // gone from this store, and clients may fetch it again elsewhere.
-            try db.cachedStatement(sql: """
-                UPDATE events SET redacted = EXISTS (
-                    SELECT 1 FROM events r WHERE r.target_event_id = ?1 AND r.type = 'm.room.redaction' AND r.status = 0 AND r.id != ?2)
-                WHERE event_id = ?1
-                """).execute(arguments: [target, id])
+            // Whatever another accepted redaction still hides stays redacted. Content stays stripped either way: it
+            // is gone from this store, and clients may fetch it again elsewhere.
+            try refreshRedactions(of: target)
         default:
             break
         }
     }
 
-    func isRedacted(eventID: String) throws -> Bool {
-        try Bool.fetchOne(db.cachedStatement(sql: "SELECT redacted FROM events WHERE event_id = ?"), arguments: [eventID]) ?? false
+    /// Whether the message `messageID` that `sender` sent (the only one their edit can apply to) is redacted.
+    func isRedacted(messageID: String, sentBy sender: String) throws -> Bool {
+        try Bool.fetchOne(
+            db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ? AND sender_id = ? AND redacted = 1)"),
+            arguments: [messageID, sender]) ?? false
     }
 
-    /// Indexes the current text of an already indexed message again (after an edit or a change of verdict).
+    /// Indexes the current text of already indexed messages with this id again (after an edit or a change of verdict).
     func reindex(messageID: String) throws {
-        guard let id = try Int64.fetchOne(
-            db.cachedStatement(sql: "SELECT id FROM events WHERE event_id = ? AND type IN ('m.room.message', 'm.room.encrypted')"),
-            arguments: [messageID]),
-            id <= searchIndexedUpTo
-        else { return }
-        try EventStore.index(db: db, messageRowID: id)
+        for id in try EventStore.messageRows(db: db, eventID: messageID) where id <= searchIndexedUpTo { try EventStore.index(db: db, messageRowID: id) }
     }
 
-    /// Marks `targetID` redacted and strips its content (and that of its edits, which repeat its text) from the
-    /// store and the search index.
-    mutating func redact(_ targetID: String) throws {
-        try db.cachedStatement(sql: "UPDATE events SET redacted = 1 WHERE event_id = ?").execute(arguments: [targetID])
-        let ids = try Int64.fetchAll(
+    /// Marks redacted exactly the events with id `targetID` that an accepted redaction hides (§8.5: when several
+    /// devices' events share the id, a redaction hides only some of them), and strips the content of those newly
+    /// hidden and of their edits, which repeat their text, from the store and the search index. An event no longer
+    /// hidden is unmarked; its content stays stripped.
+    mutating func refreshRedactions(of targetID: String) throws {
+        let rows = try Row.fetchAll(
+            db.cachedStatement(sql: "SELECT id, type, sender_id, redacted FROM events WHERE event_id = ? AND room_id = ?"),
+            arguments: [targetID, roomID])
+        guard !rows.isEmpty else { return }
+        let candidates = rows.map { RelationTarget(type: $0[1], senderID: $0[2]) }
+        let redactors = try String.fetchAll(
+            db.cachedStatement(sql: "SELECT DISTINCT sender_id FROM events WHERE target_event_id = ? AND type = 'm.room.redaction' AND status = 0"),
+            arguments: [targetID])
+        for (row, candidate) in zip(rows, candidates) {
+            let id: Int64 = row[0]
+            let hidden = redactors.contains { candidate.isRedacted(byRedactionFrom: $0, among: candidates) }
+            guard hidden != (row[3] as Bool) else { continue }
+            try db.cachedStatement(sql: "UPDATE events SET redacted = ? WHERE id = ?").execute(arguments: [hidden, id])
+            if hidden { try strip(redacted: id, eventID: targetID, type: candidate.type, sender: candidate.senderID) }
+        }
+    }
+
+    /// Strips a newly redacted event and the accepted edits its sender made of it, and reindexes the message an
+    /// edit that was redacted had changed.
+    mutating func strip(redacted id: Int64, eventID: String, type: String, sender: String) throws {
+        let edits = try Int64.fetchAll(
             db.cachedStatement(sql: """
-                SELECT id FROM events WHERE event_id = ?1
-                UNION ALL SELECT id FROM events WHERE target_event_id = ?2 AND type = 'm.room.edit' AND status = 0
-                UNION ALL SELECT event_row FROM plaintexts WHERE target_event_id = ?2 AND type = 'm.room.edit'
-                """), arguments: [targetID, targetID])
+                SELECT id FROM events WHERE target_event_id = ?1 AND type = 'm.room.edit' AND status = 0 AND sender_id = ?2
+                UNION ALL SELECT p.event_row FROM plaintexts p JOIN events e ON e.id = p.event_row
+                    WHERE p.target_event_id = ?1 AND p.type = 'm.room.edit' AND e.sender_id = ?2
+                """), arguments: [eventID, sender])
         // A redacted edit may have been the message's current text: the index must fall back to the one before.
         let editedMessage = try String.fetchOne(
             db.cachedStatement(sql: """
-                SELECT target_event_id FROM events WHERE event_id = ?1 AND type = 'm.room.edit'
-                UNION ALL SELECT p.target_event_id FROM plaintexts p JOIN events e ON e.id = p.event_row
-                    WHERE e.event_id = ?1 AND p.type = 'm.room.edit'
-                """), arguments: [targetID])
-        for id in ids { try strip(id: id) }
-        if let message = editedMessage {
-            try reindex(messageID: message)
-        }
+                SELECT target_event_id FROM events WHERE id = ?1 AND type = 'm.room.edit'
+                UNION ALL SELECT target_event_id FROM plaintexts WHERE event_row = ?1 AND type = 'm.room.edit'
+                """), arguments: [id])
+        for row in [id] + edits { try strip(id: row) }
+        if let message = editedMessage { try reindex(messageID: message) }
     }
 
     mutating func strip(id: Int64) throws {
@@ -296,10 +325,10 @@ struct RoomAuthorizer {
         guard let last else { return nil }
         let newVersion = stateChanged ? version + 1 : version
         try db.cachedStatement(sql: """
-            INSERT INTO rooms (room_id, last_timestamp_ms, last_seq, last_event_id, state_version) VALUES (?, ?, ?, ?, ?)
+            INSERT INTO rooms (room_id, last_timestamp_ms, last_seq, last_event_id, last_sender_key, state_version) VALUES (?, ?, ?, ?, ?, ?)
             ON CONFLICT (room_id) DO UPDATE SET last_timestamp_ms = excluded.last_timestamp_ms, last_seq = excluded.last_seq,
-                last_event_id = excluded.last_event_id, state_version = excluded.state_version
-            """).execute(arguments: [roomID, last.timestampMs, last.seq, last.eventID, newVersion])
+                last_event_id = excluded.last_event_id, last_sender_key = excluded.last_sender_key, state_version = excluded.state_version
+            """).execute(arguments: [roomID, last.timestampMs, last.seq, last.eventID, last.senderKey, newVersion])
         if let pinnedCreateHash {
             try db.cachedStatement(sql: "UPDATE rooms SET create_hash = ? WHERE room_id = ? AND create_hash IS NULL")
                 .execute(arguments: [pinnedCreateHash, roomID])
@@ -310,16 +339,15 @@ struct RoomAuthorizer {
 
 /// State events need no relation lookups.
 struct NoRelations: RelationLookup {
-    func target(_ eventID: String) -> RelationTarget? { nil }
+    func targets(_ eventID: String) -> [RelationTarget] { [] }
 }
 
-/// Relation lookups against the events table.
+/// Relation lookups against the events table: every chained event carrying the id.
 struct SQLRelations: RelationLookup {
     let db: Database
 
-    func target(_ eventID: String) -> RelationTarget? {
-        guard let row = try? Row.fetchOne(db.cachedStatement(sql: "SELECT type, sender_id FROM events WHERE event_id = ?"), arguments: [eventID])
-        else { return nil }
-        return RelationTarget(type: row[0], senderID: row[1])
+    func targets(_ eventID: String) -> [RelationTarget] {
+        let rows = (try? Row.fetchAll(db.cachedStatement(sql: "SELECT type, sender_id FROM events WHERE event_id = ?"), arguments: [eventID])) ?? []
+        return rows.map { RelationTarget(type: $0[0], senderID: $0[1]) }
     }
 }

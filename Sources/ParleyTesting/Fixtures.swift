@@ -20,15 +20,17 @@ public struct TestDevice: Sendable {
     public var publicKey: String { key.publicKeyBase64 }
     public var binding: DeviceBinding { DeviceBinding(signingKey: publicKey, exchangeKey: exchangeKey) }
 
-    /// Signs the next event of this device's chain in `roomID`.
+    /// Signs the next event of this device's chain in `roomID`; with `copying`, under another event's id (and so at
+    /// its time), as a device squatting that id would.
     public mutating func sign(
         _ roomID: String, _ type: String, _ content: JSONObject, at timestampMs: Int64, parent: String? = nil,
-        eventIDSeed: Int? = nil
+        eventIDSeed: Int? = nil, copying original: Event? = nil
     ) -> VerifiedEvent {
         let head = heads[roomID]
         let seq = (head?.seq ?? 0) + 1
         let idSeed = Array(SHA256.hash(data: Array("\(userID) \(publicKey) \(roomID) \(seq) \(eventIDSeed ?? 0)".utf8)).prefix(16))
-        let eventID = EventID.make(roomID: roomID, timestampMs: timestampMs, randomBytes: idSeed)
+        let timestampMs = original?.timestampMs ?? timestampMs
+        let eventID = original?.eventID ?? EventID.make(roomID: roomID, timestampMs: timestampMs, randomBytes: idSeed)
         let event = key.signEvent(
             roomID: roomID, type: type, content: content, parentEventID: parent, senderID: userID, seq: seq,
             previousHash: head?.hash, timestampMs: timestampMs, eventID: eventID)
@@ -41,8 +43,10 @@ public struct TestDevice: Sendable {
         heads[roomID] = hash.map { (seq, $0) }
     }
 
-    public mutating func message(_ roomID: String, _ body: String, at timestampMs: Int64, parent: String? = nil) -> VerifiedEvent {
-        sign(roomID, EventType.message, JSONObject(["msgtype": "text", "body": .string(body)]), at: timestampMs, parent: parent)
+    public mutating func message(
+        _ roomID: String, _ body: String, at timestampMs: Int64, parent: String? = nil, copying original: Event? = nil
+    ) -> VerifiedEvent {
+        sign(roomID, EventType.message, JSONObject(["msgtype": "text", "body": .string(body)]), at: timestampMs, parent: parent, copying: original)
     }
 
     public mutating func create(_ roomID: String, at timestampMs: Int64) -> [VerifiedEvent] {

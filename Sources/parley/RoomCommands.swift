@@ -228,11 +228,14 @@ struct RoomInfo: ParsableCommand {
 
     func run() throws {
         let node = try global.node()
-        let (state, forks, heldBack) = try failing {
-            (try node.roomState(roomID), try node.store.forkProofs(roomID: roomID), try node.store.heldBackCount(roomID: roomID))
+        let (state, forks, collisions, heldBack) = try failing {
+            (
+                try node.roomState(roomID), try node.store.forkProofs(roomID: roomID), try node.store.eventIDCollisions(roomID: roomID),
+                try node.store.heldBackCount(roomID: roomID)
+            )
         }
         if json {
-            printJSON(JSONOutput.state(state, forks: forks, heldBack: heldBack))
+            printJSON(JSONOutput.state(state, forks: forks, collisions: collisions, heldBack: heldBack))
             return
         }
         print("room:    \(state.roomID)")
@@ -250,6 +253,9 @@ struct RoomInfo: ParsableCommand {
         }
         if !forks.isEmpty {
             print("warning: \(forks.count) fork(s): a device signed conflicting events; its later events are refused (proofs in --json)")
+        }
+        if !collisions.isEmpty {
+            print("warning: \(collisions.count) event id(s) carried by two different events: a device copied another's id; both are kept (pairs in --json)")
         }
         if heldBack > 0 { print("note: \(heldBack) event(s) held back waiting for missing earlier events") }
     }

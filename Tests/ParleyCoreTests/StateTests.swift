@@ -48,6 +48,12 @@ func verdictName(_ authorization: Authorization?) -> String {
             #expect(verdictName(replay.verdicts[event.hash]) == expected, "\(event.event.type) at seq \(event.event.seq) by \(event.event.senderID): \(String(describing: replay.verdicts[event.hash]))")
         }
         scenario.check(replay.state)
+        if let redacted = scenario.vector.redacted {
+            let hidden = scenario.vector.timeline().filter(\.redacted).compactMap { item in
+                scenario.events.first { $0.event.eventID == item.eventID && $0.event.senderID == item.senderID }?.hash
+            }
+            #expect(Set(hidden) == redacted)
+        }
     }
 
     @Test(arguments: try StateScenario.all())

@@ -39,10 +39,13 @@ public struct Ledger: Sendable {
     var chains: [ChainID: DeviceChain] = [:]
     /// Events held back for a missing predecessor, by chain and the seq they wait for.
     var pending: [ChainID: [Int64: [VerifiedEvent]]] = [:]
-    var hashByEventID: [String: String] = [:]
+    /// The first chained event with each event id, to notice ids that several events carry.
+    var firstByEventID: [String: Event] = [:]
     /// Chained events by room, in arrival order.
     public private(set) var rooms: [String: [VerifiedEvent]] = [:]
     public private(set) var forks: [ForkProof] = []
+    /// Chained events that carry an event id an earlier chained event already had: kept, and reported.
+    public private(set) var collisions: [EventIDCollision] = []
 
     public init() {}
 
@@ -65,16 +68,17 @@ public struct Ledger: Sendable {
         let chain = ChainID(envelope)
         var device = chains[chain] ?? DeviceChain()
         let existing = device.links[envelope.seq]
-        if existing == nil, let known = hashByEventID[envelope.eventID], known != event.hash {
-            return .rejected("event id \(envelope.eventID) already names a different event")
-        }
         let verdict = ChainRules.judge(
             event, atSameSeq: existing, predecessor: device.links[envelope.seq - 1], forkedAt: device.forkedAt)
         switch verdict {
         case .extends:
             device.links[envelope.seq] = ChainLink(event)
             chains[chain] = device
-            hashByEventID[envelope.eventID] = event.hash
+            if let earlier = firstByEventID[envelope.eventID] {
+                collisions.append(EventIDCollision(earlier, envelope))
+            } else {
+                firstByEventID[envelope.eventID] = envelope
+            }
             rooms[envelope.roomID, default: []].append(event)
             return .chained
         case .duplicate:

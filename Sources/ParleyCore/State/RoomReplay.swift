@@ -1,25 +1,30 @@
 /// The one total order of a room's events (docs/PROTOCOL.md §8.1), used both to authorize and to display them:
 /// by `timestamp_ms`, then `seq` (so one device's events keep their chain order when they share a millisecond),
-/// then `event_id` bytes.
+/// then `event_id` bytes, then `sender_key` bytes. Event ids are names, not identities (§6.5): two devices' events
+/// may share one, and the sender key, which with `seq` identifies a chained event, keeps the order total.
 public struct EventOrder: Sendable, Hashable, Comparable {
     public var timestampMs: Int64
     public var seq: Int64
     public var eventID: String
+    public var senderKey: String
 
-    public init(timestampMs: Int64, seq: Int64, eventID: String) {
+    public init(timestampMs: Int64, seq: Int64, eventID: String, senderKey: String) {
         self.timestampMs = timestampMs
         self.seq = seq
         self.eventID = eventID
+        self.senderKey = senderKey
     }
 
     public init(_ event: Event) {
-        self.init(timestampMs: event.timestampMs, seq: event.seq, eventID: event.eventID)
+        self.init(timestampMs: event.timestampMs, seq: event.seq, eventID: event.eventID, senderKey: event.senderKey)
     }
 
     public static func < (lhs: Self, rhs: Self) -> Bool {
         if lhs.timestampMs != rhs.timestampMs { return lhs.timestampMs < rhs.timestampMs }
         if lhs.seq != rhs.seq { return lhs.seq < rhs.seq }
-        return JSONObject.compareUTF8(lhs.eventID, rhs.eventID) < 0
+        let byID = JSONObject.compareUTF8(lhs.eventID, rhs.eventID)
+        if byID != 0 { return byID < 0 }
+        return JSONObject.compareUTF8(lhs.senderKey, rhs.senderKey) < 0
     }
 }
 
@@ -44,23 +49,30 @@ public struct RoomReplay: Sendable {
     public init(roomID: String, events: [VerifiedEvent], pinnedCreateHash: String? = nil) {
         state = RoomState(roomID: roomID, pinnedCreateHash: pinnedCreateHash)
         let ordered = events.sorted { EventOrder($0.event) < EventOrder($1.event) }
-        var targets: [String: RelationTarget] = [:]
-        for event in events { targets[event.event.eventID] = RelationTarget(type: event.event.type, senderID: event.event.senderID) }
+        let targets = Lookup(events: events)
         for event in ordered {
             let verdict = authorize(event, targets: targets)
             verdicts[event.hash] = verdict
         }
     }
 
-    mutating func authorize(_ event: VerifiedEvent, targets: [String: RelationTarget]) -> Authorization {
+    mutating func authorize(_ event: VerifiedEvent, targets: Lookup) -> Authorization {
         switch parsedContent(of: event) {
-        case .success(let content): state.authorize(event, content: content, relations: Lookup(targets: targets))
+        case .success(let content): state.authorize(event, content: content, relations: targets)
         case .failure(let error): .rejected("invalid content: \(error)")
         }
     }
 
-    struct Lookup: RelationLookup {
-        let targets: [String: RelationTarget]
-        func target(_ eventID: String) -> RelationTarget? { targets[eventID] }
+    /// Every chained event of the set, by event id: a relation's candidates (§8.5).
+    public struct Lookup: RelationLookup, Sendable {
+        let targets: [String: [RelationTarget]]
+
+        public init(events: [VerifiedEvent]) {
+            var targets: [String: [RelationTarget]] = [:]
+            for event in events { targets[event.event.eventID, default: []].append(RelationTarget(event.event)) }
+            self.targets = targets
+        }
+
+        public func targets(_ eventID: String) -> [RelationTarget] { targets[eventID] ?? [] }
     }
 }

@@ -33,7 +33,7 @@ public struct RoomKeyRecord: Sendable, Equatable {
 }
 
 /// What an event refers to, as far as authorization needs it.
-public struct RelationTarget: Sendable, Equatable {
+public struct RelationTarget: Sendable, Hashable {
     public var type: String
     public var senderID: String
 
@@ -41,15 +41,33 @@ public struct RelationTarget: Sendable, Equatable {
         self.type = type
         self.senderID = senderID
     }
+
+    public init(_ event: Event) {
+        self.init(type: event.type, senderID: event.senderID)
+    }
+
+    /// Whether a redaction may hide an event of this type: not state or key events, and not redactions (§8.5).
+    public var isRedactable: Bool { !EventType.isReplayed(type) && type != EventType.redaction }
+
+    /// Whether an **accepted** redaction sent by `sender`, naming the event id that `candidates` share, applies to
+    /// this one of them (docs/PROTOCOL.md §8.5). When the sender has a redactable event among them, it applies to
+    /// the sender's own only: nobody can hide another member's event by copying its id and redacting the copy. When
+    /// it has none, the redaction was accepted as a moderator's, and applies to every redactable candidate.
+    public func isRedacted(byRedactionFrom sender: String, among candidates: [RelationTarget]) -> Bool {
+        guard isRedactable else { return false }
+        if senderID == sender { return true }
+        return !candidates.contains { $0.isRedactable && $0.senderID == sender }
+    }
 }
 
 /// Answers the question authorizing an edit, redaction, reaction or receipt needs about the event it refers to.
 ///
-/// Only the target's type and sender matter: both are in the envelope, so the verdict is the same whether or not
-/// the target's content is held (stripped by a redaction, or not fetched yet).
+/// Only the targets' types and senders matter: both are in the envelope, so the verdict is the same whether or not
+/// their content is held (stripped by a redaction, or not fetched yet).
 public protocol RelationLookup {
-    /// The held event with this id, whatever its authorization.
-    func target(_ eventID: String) -> RelationTarget?
+    /// Every chained event with this id, whatever its authorization. Event ids are names, not identities: events of
+    /// several devices may share one (docs/PROTOCOL.md §6.5), and a relation naming it has them all as candidates.
+    func targets(_ eventID: String) -> [RelationTarget]
 }
 
 /// The outcome of authorizing one chained event against the room state before it.
@@ -157,30 +175,49 @@ public struct RoomState: Sendable, Equatable {
         case .roomKey(let keys):
             if let problem = applyRoomKey(keys, event: envelope) { return .rejected(problem) }
         case .edit(let targetID, _):
-            guard let target = relations.target(targetID) else { return .awaitingTarget(targetID) }
-            guard target.type == EventType.message else { return .rejected("only m.room.message events can be edited, not \(target.type)") }
-            guard target.senderID == envelope.senderID else {
-                return .rejected("only the original sender \(target.senderID) can edit \(targetID)")
+            // A relation whose target id several events share is accepted when its rules hold for any of them
+            // (§8.5): an event copying another's id can never make a genuine relation be refused.
+            let candidates = sortedTargets(targetID, relations)
+            guard let first = candidates.first else { return .awaitingTarget(targetID) }
+            guard candidates.contains(where: { $0.type == EventType.message && $0.senderID == envelope.senderID }) else {
+                guard let message = candidates.first(where: { $0.type == EventType.message }) else {
+                    return .rejected("only m.room.message events can be edited, not \(first.type)")
+                }
+                return .rejected("only the original sender \(message.senderID) can edit \(targetID)")
             }
         case .redaction(let targetID, _):
-            guard let target = relations.target(targetID) else { return .awaitingTarget(targetID) }
-            guard !EventType.isReplayed(target.type) else { return .rejected("state and key events cannot be redacted (\(target.type))") }
-            guard target.type != EventType.redaction else { return .rejected("a redaction cannot be redacted") }
-            if target.senderID != envelope.senderID && level < powerLevels.redact {
+            let candidates = sortedTargets(targetID, relations)
+            guard let first = candidates.first else { return .awaitingTarget(targetID) }
+            let redactable = candidates.filter(\.isRedactable)
+            guard !redactable.isEmpty else {
+                guard first.type == EventType.redaction else { return .rejected("state and key events cannot be redacted (\(first.type))") }
+                return .rejected("a redaction cannot be redacted")
+            }
+            if !redactable.contains(where: { $0.senderID == envelope.senderID }) && level < powerLevels.redact {
                 return .rejected(
                     "redacting another user's event needs power level \(powerLevels.redact); \(envelope.senderID) has \(level)")
             }
         case .reaction(let targetID, _):
             // A second reaction with the same key is not refused here: whether the first is still in force depends
             // on redactions, whose targets may have lost their content. The timeline counts each user once per key.
-            guard let target = relations.target(targetID) else { return .awaitingTarget(targetID) }
-            guard target.type == EventType.message else { return .rejected("only m.room.message events take reactions, not \(target.type)") }
+            let candidates = sortedTargets(targetID, relations)
+            guard let first = candidates.first else { return .awaitingTarget(targetID) }
+            guard candidates.contains(where: { $0.type == EventType.message }) else {
+                return .rejected("only m.room.message events take reactions, not \(first.type)")
+            }
         case .receipt(_, let targetID):
-            guard relations.target(targetID) != nil else { return .awaitingTarget(targetID) }
+            guard !relations.targets(targetID).isEmpty else { return .awaitingTarget(targetID) }
         case .create, .member, .message, .other:
             break
         }
         return .accepted
+    }
+
+    /// A relation's candidates in a fixed order, so that a rejection's reason does not depend on arrival order.
+    func sortedTargets(_ eventID: String, _ relations: some RelationLookup) -> [RelationTarget] {
+        let found = relations.targets(eventID)
+        guard found.count > 1 else { return found }
+        return found.sorted { ($0.senderID, $0.type) < ($1.senderID, $1.type) }
     }
 
     /// Why `event`'s sealed content may not be accepted, or `nil`.

@@ -10,6 +10,10 @@ public struct EditRecord: Sendable, Equatable {
 public struct TimelineItem: Sendable, Equatable {
     public var eventID: String
     public var senderID: String
+    /// The sending device: with `seq`, what tells this item apart from another device's event carrying the same
+    /// `eventID` (docs/PROTOCOL.md §6.5).
+    public var senderKey: String
+    public var seq: Int64
     public var timestampMs: Int64
     public var type: String
     /// `text`, `notice` or `emote` for messages.
@@ -27,6 +31,9 @@ public struct TimelineItem: Sendable, Equatable {
     public var summary: String?
     /// Sealed content this device cannot open yet (no key): kept, shown as such, opened when the key arrives.
     public var undecryptable = false
+
+    /// The item's place in the total order: a cursor for paging further back.
+    public var order: EventOrder { EventOrder(timestampMs: timestampMs, seq: seq, eventID: eventID, senderKey: senderKey) }
 }
 
 /// Builds timeline items from accepted events (docs/PROTOCOL.md §9). Pure: the store hands it the messages of a
@@ -44,19 +51,28 @@ public enum Timeline {
     ]
 
     /// Resolves `items` (events of ``itemTypes``) using `relations` (accepted edits, redactions and reactions that
-    /// may target them), returning items in timeline order.
-    public static func resolve(items: [Event], relations: [Event]) -> [TimelineItem] {
-        var redacted: Set<String> = []
+    /// may target them), returning items in timeline order. `targets` finds every chained event with an id that a
+    /// redaction names: when several devices' events share one, a redaction applies only to some of them (§8.5).
+    public static func resolve(items: [Event], relations: [Event], targets: some RelationLookup) -> [TimelineItem] {
         var edits: [String: [Event]] = [:]
         var reactions: [String: [Event]] = [:]
         let relationContents = relations.map { event -> (Event, EventContent?) in
             guard let content = event.content else { return (event, nil) }
             return (event, try? EventContent.parse(type: event.type, content: content, roomID: event.roomID))
         }
-        for (_, content) in relationContents {
-            if case .redaction(let target, _)? = content { redacted.insert(target) }
+        // Redactions by target id: whom they are from, and the events that share the id.
+        var redactions: [String: (senders: Set<String>, candidates: [RelationTarget])] = [:]
+        for (event, content) in relationContents {
+            guard case .redaction(let target, _)? = content else { continue }
+            if redactions[target] == nil { redactions[target] = ([], targets.targets(target)) }
+            redactions[target]!.senders.insert(event.senderID)
         }
-        for (event, content) in relationContents where !redacted.contains(event.eventID) {
+        func isRedacted(_ event: Event) -> Bool {
+            guard let redaction = redactions[event.eventID] else { return false }
+            let target = RelationTarget(event)
+            return redaction.senders.contains { target.isRedacted(byRedactionFrom: $0, among: redaction.candidates) }
+        }
+        for (event, content) in relationContents where !isRedacted(event) {
             switch content {
             case .edit(let target, _)?: edits[target, default: []].append(event)
             case .reaction(let target, _)?: reactions[target, default: []].append(event)
@@ -65,14 +81,16 @@ public enum Timeline {
         }
         return items.sorted(by: precedes).map { event in
             var item = TimelineItem(
-                eventID: event.eventID, senderID: event.senderID, timestampMs: event.timestampMs, type: event.type,
+                eventID: event.eventID, senderID: event.senderID, senderKey: event.senderKey, seq: event.seq, timestampMs: event.timestampMs,
+                type: event.type,
                 parentEventID: event.parentEventID)
-            item.redacted = redacted.contains(event.eventID)
+            item.redacted = isRedacted(event)
             let content = event.content.flatMap { try? EventContent.parse(type: event.type, content: $0, roomID: event.roomID) }
             switch content {
             case .message(let kind, let body)?:
-                item.messageKind = kind
+                // A redacted message shows nothing of its content, not even its kind: a store has stripped it.
                 guard !item.redacted else { break }
+                item.messageKind = kind
                 item.body = body
                 let history = (edits[event.eventID] ?? []).filter { $0.senderID == event.senderID }.sorted(by: precedes)
                 item.edits = history.compactMap { edit in

@@ -145,12 +145,16 @@ class Device:
             binding["exchange_key"] = b64(self.exchange)
         return binding
 
-    def sign(self, room, type_, content, ts, parent=None, seq=None, prev="head"):
+    def sign(self, room, type_, content, ts=None, parent=None, seq=None, prev="head", copying=None):
+        """Signs the next event of this device's chain; with `copying`, under that event's id and time (§6.5)."""
         head_seq, head_hash = self.heads.get(room, (0, None))
         seq = head_seq + 1 if seq is None else seq
         prev_hash = head_hash if prev == "head" else prev
+        if copying is not None:
+            ts = copying["timestamp_ms"]
         event = {
-            "event_id": event_id(room, ts, hashlib.sha256(f"{self.user} {self.key} {room} {seq} {ts}".encode()).digest()[:16]),
+            "event_id": copying["event_id"] if copying is not None else
+            event_id(room, ts, hashlib.sha256(f"{self.user} {self.key} {room} {seq} {ts}".encode()).digest()[:16]),
             "room_id": room,
             "timestamp_ms": ts,
             "sender_id": self.user,
@@ -444,6 +448,16 @@ def chain_vectors():
     scenarios.append({"name": "a timestamp going backwards within a chain is rejected",
                       "events": [wire(e) for e in (a1, a2, a3, a4_back)],
                       "outcomes": ["chained", "chained", "chained", "rejected"]})
+    bob = Device("bob")
+    b1 = bob.sign(room, "m.room.message", {"msgtype": "text", "body": "bob's first"}, 1_760_000_000_500)
+    b2_copy = bob.sign(room, "m.room.message", {"msgtype": "text", "body": "under alice's id"}, copying=a3)
+    b3 = bob.sign(room, "m.room.message", {"msgtype": "text", "body": "bob goes on"}, 1_760_000_004_000)
+    scenarios.append({"name": "an event carrying another device's event id is chained, and neither chain is blocked",
+                      "events": [wire(e) for e in (b1, b2_copy, a1, a2, a3, a4, b3)],
+                      "outcomes": ["chained"] * 7, "finally_chained": 7})
+    scenarios.append({"name": "whichever of two events sharing an id arrives first, both are chained",
+                      "events": [wire(e) for e in (a1, a2, a3, b1, b2_copy, b3)],
+                      "outcomes": ["chained"] * 6, "finally_chained": 6})
     return {"description": "Per-device chains (docs/PROTOCOL.md §6): events are offered in the order given; each "
                            "`outcomes` entry is `chained`, `duplicate`, `awaiting:SEQ` (held for the missing SEQ), `fork` "
                            "or `rejected`. `finally_chained` counts the events chained after all were offered.",
@@ -570,10 +584,57 @@ def state_vectors():
     scenario("small-order signing keys and all-zero exchange keys are refused", steps, {
         "creator": "alice", "name": None, "topic": None,
         "members": {"alice": {"membership": "join", "devices": [alice.key]}}, "power_levels": {"alice": 100}})
+    # 6: event ids are names, not identities (§6.5, §8.5): copies neither block nor hide the events they copy.
+    alice, bob, mallory, eve = Device("alice"), Device("bob"), Device("mallory"), Device("eve")
+    r = "state6"
+    steps = [
+        (alice.sign(r, "m.room.create", {"version": 1}, t0), "accepted"),
+        (alice.sign(r, "m.room.member", member(alice, "join", "alice", [alice.binding()]), t0), "accepted"),
+    ]
+    invite_bob = alice.sign(r, "m.room.member", member(alice, "invite", "bob", [bob.binding(False)]), t0 + 2)
+    steps += [
+        # A stranger copies the id of the invite bob joins with: her copy is refused, the invite stands.
+        (eve.sign(r, "m.room.member", member(eve, "invite", "eve", [eve.binding(False)]), copying=invite_bob), "rejected"),
+        (invite_bob, "accepted"),
+        (bob.sign(r, "m.room.member", member(bob, "join", "bob", [bob.binding()]), t0 + 3), "accepted"),
+        (alice.sign(r, "m.room.member", member(alice, "invite", "mallory", [mallory.binding(False)]), t0 + 4), "accepted"),
+        (mallory.sign(r, "m.room.member", member(mallory, "join", "mallory", [mallory.binding()]), t0 + 5), "accepted"),
+    ]
+    # Events are signed in the order listed, so every chain in the scenario is valid.
+    bob_message = bob.sign(r, "m.room.message", {"msgtype": "text", "body": "bob's"}, t0 + 10)
+    mallory_copy = mallory.sign(r, "m.room.message", {"msgtype": "text", "body": "mallory's, under bob's id"}, copying=bob_message)
+    steps += [
+        (bob_message, "accepted"),
+        (mallory_copy, "accepted"),
+        # Mallory (level 0) redacts the shared id: only her own copy is hidden (the redaction applies to it alone).
+        (mallory.sign(r, "m.room.redaction", {"target_event_id": bob_message["event_id"]}, t0 + 11), "accepted"),
+        # Bob's edit finds his own message among the two.
+        (bob.sign(r, "m.room.edit", {"target_event_id": bob_message["event_id"], "body": "bob's, edited"}, t0 + 12), "accepted"),
+        # Eve's copy is refused, but an id she copied is still a relation target: reacting to it is judged as usual.
+        (bob.sign(r, "m.room.reaction", {"target_event_id": invite_bob["event_id"], "key": "+"}, t0 + 13), "rejected"),
+    ]
+    bob_second = bob.sign(r, "m.room.message", {"msgtype": "text", "body": "bob's second"}, t0 + 20)
+    mallory_second_copy = mallory.sign(r, "m.room.message", {"msgtype": "text", "body": "another copy"}, copying=bob_second)
+    steps += [
+        (bob_second, "accepted"),
+        (mallory_second_copy, "accepted"),
+        # A moderator's redaction of a shared id hides every event carrying it.
+        (alice.sign(r, "m.room.redaction", {"target_event_id": bob_second["event_id"], "reason": "both"}, t0 + 21), "accepted"),
+    ]
+    scenarios.append({
+        "name": "events copying another device's event id neither block nor hide the events they copy",
+        "events": [wire(e) for e, _ in steps], "verdicts": [v for _, v in steps],
+        "redacted": [wire(e) for e in (mallory_copy, bob_second, mallory_second_copy)],
+        "state": {"creator": "alice", "name": None, "topic": None,
+                  "members": {"alice": {"membership": "join", "devices": [alice.key]}, "bob": {"membership": "join", "devices": [bob.key]},
+                              "mallory": {"membership": "join", "devices": [mallory.key]}},
+                  "power_levels": {"alice": 100}, "shuffle": True}})
     return {"description": "Room state resolution (docs/PROTOCOL.md §8): each scenario lists wire-form events, the "
                            "verdict each gets (`accepted` or `rejected`), and the resolved state after all of them: "
                            "creator, name, topic, each member's membership and joined device keys, and the users' power "
-                           "levels. Scenarios marked `shuffle` must give the same result in any arrival order.",
+                           "levels. Scenarios marked `shuffle` must give the same result in any arrival order. When a "
+                           "scenario has `redacted`, those (wire forms) are exactly the accepted timeline items that "
+                           "are redacted (§9).",
             "scenarios": scenarios}
 
 
