@@ -503,6 +503,7 @@ public struct BucketClient: Sendable {
                 }
             }
             report.accepted += result.released.filter { $0.outcome == .accepted }.map(\.eventID)
+            problems += result.collisionNotes(lineNumbers: Array(file.numbers[range]))
         }
         problems += LogFileName.mismatches(name, earliest: earliest, latest: latest, senders: senders)
         return problems

@@ -55,6 +55,7 @@ extension Node {
                         report("line \(line): rejected: \(reason)")
                     }
                 }
+                batch.collisionNotes(lineNumbers: numbers).forEach(report)
             }
         }
 

@@ -31,6 +31,16 @@ public struct IngestReport: Sendable {
     /// Events stored although an event of another device already carried their event id (docs/PROTOCOL.md §6.5):
     /// both are kept and judged on their own, and the pair is kept as evidence. Their id and hash.
     public var collisions: [(eventID: String, hash: String)] = []
+
+    /// One line per collision for a user, starting with "line N: " when the event was input `i` of this call and
+    /// `lineNumbers[i]` is N.
+    public func collisionNotes(lineNumbers: [Int]) -> [String] {
+        collisions.map { collision in
+            let index = events.firstIndex { $0?.hash == collision.hash }
+            let place = index.flatMap { $0 < lineNumbers.count ? "line \(lineNumbers[$0]): " : nil } ?? ""
+            return "\(place)event id \(collision.eventID) is also carried by another device's event; both are kept (a device copied an id)"
+        }
+    }
 }
 
 extension EventStore {

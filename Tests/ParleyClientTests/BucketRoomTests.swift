@@ -465,6 +465,41 @@ final class BucketWorld: @unchecked Sendable {
         #expect(audit.audit.problems.contains { $0.message.contains("fork") })
     }
 
+    @Test("Copies of the creator's invite and join in a file named to sort first keep nobody out", arguments: BucketKind.all)
+    func squattedInviteIDs(kind: BucketKind) async throws {
+        let world = try BucketWorld(kind)
+        let alice = world.client(try world.node("alice"))
+        let bob = world.client(try world.node("bob"))
+        let founding = try await alice.createRoom("team", bucket: world.url)
+        let invite = try alice.node.invite("team", userID: "bob", key: bob.node.identity.signingKeyBase64)
+        _ = try await alice.flush("team")
+        // Strangers with write access copy the ids (and times) of alice's join and invite into events of their own,
+        // each the first of its chain, in a file whose name sorts before every other, so they are read first.
+        var mallory = TestDevice("mallory")
+        var trudy = TestDevice("trudy")
+        let copies = [
+            mallory.sign(
+                "team", EventType.member, MemberContent(membership: .join, userID: "mallory", devices: [mallory.binding]).jsonObject, at: 0,
+                copying: founding[1].event),
+            trudy.sign(
+                "team", EventType.member,
+                MemberContent(membership: .invite, userID: "trudy", devices: [DeviceBinding(signingKey: trudy.publicKey)]).jsonObject, at: 0,
+                copying: invite.event),
+        ]
+        let name = LogFileName(roomID: "team", startMs: 1, endMs: 1, clientID: "aaa")
+        _ = try await world.objects.putIfAbsent(key: name.key, bytes: copies.flatMap { $0.wire + [0x0A] }, retention: nil)
+
+        let code = try #require(try alice.inviteCode("team"))
+        let joined = try await bob.join(code)
+        #expect(try bob.node.store.event(eventID: joined.event.eventID)?.status == .accepted)
+        let report = try await alice.sync("team")
+        #expect(report.accepted.contains(joined.event.eventID))
+        #expect(try alice.node.roomState("team").isJoinedDevice(user: "bob", key: bob.node.identity.signingKeyBase64))
+        #expect(try alice.node.roomState("team").members["mallory"] == nil && alice.node.roomState("team").members["trudy"] == nil)
+        #expect(try bob.node.store.eventIDCollisions(roomID: "team").map(\.eventID).sorted() == [founding[1], invite].map(\.event.eventID).sorted())
+        #expect(report.problems.contains { $0.contains(name.key) && $0.contains("copied an id") }, "\(report.problems)")
+    }
+
     @Test("A replaced metadata.json is caught by the joiner's pinned creator key, and nothing is joined", arguments: BucketKind.all)
     func replacedMetadata(kind: BucketKind) async throws {
         let world = try BucketWorld(kind)
