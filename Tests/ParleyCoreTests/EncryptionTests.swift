@@ -105,7 +105,7 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         let sealed = try parseEncrypted(
             RoomCipher.seal(
                 type: EventType.message, content: JSONObject(["msgtype": "text", "body": "probe"]), key: key, associatedData: [1, 2, 3],
-                nonce: [UInt8](repeating: 7, count: 12)))
+                nonce: [UInt8](repeating: 7, count: 12), algorithm: .epochKey))
         let box = try AES.GCM.SealedBox(
             nonce: AES.GCM.Nonce(data: sealed.nonce), ciphertext: sealed.ciphertext.dropLast(16), tag: sealed.ciphertext.suffix(16))
         let plaintext = try AES.GCM.open(box, using: SymmetricKey(data: vector.hex("aead_key")), authenticating: [1, 2, 3])
@@ -140,10 +140,60 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         // The generator pads independently (the fewest spaces that reach a multiple of the block); equal ciphertext
         // under the same key, nonce and associated data means an equal plaintext.
         #expect(vector.hex("plaintext").count % RoomCipher.paddingBlock == 0)
+        let algorithm = try #require(RoomCipher.Algorithm(rawValue: vector.text("algorithm")))
         let sealed = RoomCipher.seal(
             type: vector.text("type"), content: content, key: try RoomKey(bytes: vector.hex("key")),
-            associatedData: vector.hex("associated_data"), nonce: vector.hex("nonce"))
+            associatedData: vector.hex("associated_data"), nonce: vector.hex("nonce"), algorithm: algorithm)
         #expect(String(decoding: CanonicalJSON.encode(.object(sealed)), as: UTF8.self) == vector.text("encrypted_content"))
+    }
+
+    @Test(arguments: try EncryptionVector.encryption("sealed_contents").filter { $0["message_key"] != .null })
+    func `a v2 message key is derived from the room key and the envelope, and opens that content alone`(vector: EncryptionVector) throws {
+        let key = try RoomKey(bytes: vector.hex("key"))
+        let messageKey = MessageKey(roomKey: key, associatedData: vector.hex("associated_data"))
+        #expect(Hex.encode(messageKey.bytes) == vector.text("message_key"))
+        let sealed = try parseEncrypted(vector.object("encrypted_content"))
+        let opened = try RoomCipher.open(sealed, messageKey: messageKey, associatedData: vector.hex("associated_data"))
+        #expect(opened.type == vector.text("type"))
+        let elsewhere = MessageKey(roomKey: key, associatedData: vector.hex("associated_data") + [0x20])
+        #expect(encryptionCode { _ = try RoomCipher.open(sealed, messageKey: elsewhere, associatedData: vector.hex("associated_data")) } == "decrypt_failed")
+    }
+
+    @Test func `v1 content does not open with a message key: only its epoch key opens it`() throws {
+        let vector = try #require(try EncryptionVector.encryption("sealed_contents").first { $0.text("algorithm") == RoomCipher.Algorithm.epochKey.rawValue })
+        let key = try RoomKey(bytes: vector.hex("key"))
+        let sealed = try parseEncrypted(vector.object("encrypted_content"))
+        let messageKey = MessageKey(roomKey: key, associatedData: vector.hex("associated_data"))
+        #expect(encryptionCode { _ = try RoomCipher.open(sealed, messageKey: messageKey, associatedData: vector.hex("associated_data")) } == "key_mismatch")
+    }
+
+    @Test(arguments: try EncryptionVector.encryption("key_forwards"))
+    func `forwarded keys open with the recipient's key to exactly the vector's message keys`(vector: EncryptionVector) throws {
+        let content = try #require(try EventContent.parse(type: EventType.keyForward, content: vector.object("content"), roomID: vector.text("room_id")))
+        guard case .keyForward(let forward) = content else {
+            Issue.record("not a key forward: \(content)")
+            return
+        }
+        #expect(ForwardSeal.info(roomID: vector.text("room_id"), senderKey: vector.text("sender_key"), recipientKey: vector.text("recipient_key")) == vector.hex("info"))
+        let privateKey = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: vector.hex("recipient_private_key"))
+        let keys = try ForwardSeal.open(forward, roomID: vector.text("room_id"), senderKey: vector.text("sender_key"), privateKey: privateKey)
+        let expected = vector["keys"].array.map { ($0["sender_key"]!.text, $0["seq"]!.integerValue!, $0["message_key"]!.text) }
+        #expect(keys.map { "\($0.position.senderKey) \($0.position.seq) \(Hex.encode($0.key.bytes))" } == expected.map { "\($0.0) \($0.1) \($0.2)" })
+        #expect(ForwardSeal.plaintext(keys) == vector.hex("plaintext"))
+        // Opened as sent by another device, or in another room, it does not open.
+        #expect(encryptionCode { _ = try ForwardSeal.open(forward, roomID: "other-room", senderKey: vector.text("sender_key"), privateKey: privateKey) } == "open_failed")
+        #expect(encryptionCode { _ = try ForwardSeal.open(forward, roomID: vector.text("room_id"), senderKey: vector.text("recipient_key"), privateKey: privateKey) } == "open_failed")
+    }
+
+    @Test func `keys forwarded here open with the recipient's key only`() throws {
+        let room = try RoomKey(bytes: randomBytes(32))
+        let ad = Array("parley.encrypted.v1\n{}".utf8)
+        let keys = [ForwardedKey(position: ChainPosition(senderKey: TestDevice("alice").publicKey, seq: 3), key: MessageKey(roomKey: room, associatedData: ad))]
+        let carol = Curve25519.KeyAgreement.PrivateKey()
+        let forward = try ForwardSeal.seal(
+            keys, roomID: "r", senderKey: TestDevice("bob").publicKey, recipientKey: TestDevice("carol").publicKey, exchangeKey: Array(carol.publicKey.rawRepresentation))
+        #expect(try ForwardSeal.open(forward, roomID: "r", senderKey: TestDevice("bob").publicKey, privateKey: carol) == keys)
+        #expect(encryptionCode { _ = try ForwardSeal.open(forward, roomID: "r", senderKey: TestDevice("bob").publicKey, privateKey: Curve25519.KeyAgreement.PrivateKey()) } == "open_failed")
     }
 
     @Test(arguments: try EncryptionVector.encryption("sealed_contents"))
@@ -181,9 +231,9 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         #expect(encryptionCode { _ = try RoomCipher.open(sealed, key: other, associatedData: ad) } == "key_mismatch")
         #expect(encryptionCode { _ = try RoomCipher.open(sealed, key: key, associatedData: ad + [0]) } == "decrypt_failed")
         // Built by hand rather than parsed: the same bytes split at another place are refused, not re-split.
-        let shifted = EncryptedContent(keyID: sealed.keyID, nonce: sealed.nonce + [sealed.ciphertext[0]], ciphertext: Array(sealed.ciphertext.dropFirst()))
+        let shifted = EncryptedContent(algorithm: sealed.algorithm, keyID: sealed.keyID, nonce: sealed.nonce + [sealed.ciphertext[0]], ciphertext: Array(sealed.ciphertext.dropFirst()))
         #expect(encryptionCode { _ = try RoomCipher.open(shifted, key: key, associatedData: ad) } == "malformed")
-        let tagless = EncryptedContent(keyID: sealed.keyID, nonce: sealed.nonce, ciphertext: Array(sealed.ciphertext.prefix(15)))
+        let tagless = EncryptedContent(algorithm: sealed.algorithm, keyID: sealed.keyID, nonce: sealed.nonce, ciphertext: Array(sealed.ciphertext.prefix(15)))
         #expect(encryptionCode { _ = try RoomCipher.open(tagless, key: key, associatedData: ad) } == "malformed")
     }
 
@@ -213,7 +263,7 @@ private func randomBytes(_ count: Int) -> [UInt8] {
             let plaintext = Array(#"{"content":{"body":"x","msgtype":"text"},"padding":""#.utf8) + padding + Array(#"","type":"m.room.message"}"#.utf8)
             let nonce = randomBytes(12)
             let box = try! AES.GCM.seal(plaintext, using: aeadKey, nonce: AES.GCM.Nonce(data: nonce), authenticating: ad)
-            let sealed = EncryptedContent(keyID: key.keyID, nonce: nonce, ciphertext: Array(box.ciphertext + box.tag))
+            let sealed = EncryptedContent(algorithm: .epochKey, keyID: key.keyID, nonce: nonce, ciphertext: Array(box.ciphertext + box.tag))
             return encryptionCode { _ = try RoomCipher.open(sealed, key: key, associatedData: ad) }
         }
         for length in [1, 7, 8, 9, 16, 31, 255] {

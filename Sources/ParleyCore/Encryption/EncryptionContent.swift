@@ -49,23 +49,25 @@ public struct EncryptionSettings: Sendable, Equatable {
 
 /// The content of an `m.room.encrypted` event.
 public struct EncryptedContent: Sendable, Equatable {
+    public var algorithm: RoomCipher.Algorithm
     public var keyID: String
     public var nonce: [UInt8]
     /// Ciphertext followed by the 16-byte tag.
     public var ciphertext: [UInt8]
 
-    public init(keyID: String, nonce: [UInt8], ciphertext: [UInt8]) {
+    public init(algorithm: RoomCipher.Algorithm, keyID: String, nonce: [UInt8], ciphertext: [UInt8]) {
+        self.algorithm = algorithm
         self.keyID = keyID
         self.nonce = nonce
         self.ciphertext = ciphertext
     }
 
-    public var jsonObject: JSONObject { Self.jsonObject(keyID: keyID, nonce: nonce, ciphertext: ciphertext) }
+    public var jsonObject: JSONObject { Self.jsonObject(algorithm: algorithm, keyID: keyID, nonce: nonce, ciphertext: ciphertext) }
 
-    static func jsonObject(keyID: String, nonce: [UInt8], ciphertext: some Collection<UInt8>) -> JSONObject {
+    static func jsonObject(algorithm: RoomCipher.Algorithm, keyID: String, nonce: [UInt8], ciphertext: some Collection<UInt8>) -> JSONObject {
         // Listed in canonical key order, so nothing is searched or moved: this is built once per sealed message.
         JSONObject(sortedUniqueMembers: [
-            .init(key: "algorithm", value: .string(RoomCipher.algorithm)), .init(key: "ciphertext", value: .string(Base64.encode(ciphertext))),
+            .init(key: "algorithm", value: .string(algorithm.rawValue)), .init(key: "ciphertext", value: .string(Base64.encode(ciphertext))),
             .init(key: "key_id", value: .string(keyID)), .init(key: "nonce", value: .string(Base64.encode(nonce))),
         ])
     }
@@ -189,14 +191,14 @@ extension EventContent {
     }
 
     static func parseEncrypted(_ reader: inout ContentReader) throws(ContentError) -> EncryptedContent {
-        try reader.constant("algorithm", RoomCipher.algorithm)
+        let algorithm = try reader.enumeration("algorithm", RoomCipher.Algorithm.self)
         let keyID = try reader.keyID("key_id")
         let nonce = try reader.base64("nonce", byteCount: RoomCipher.nonceByteCount)
         let ciphertext = try reader.base64("ciphertext", byteCount: nil)
         guard ciphertext.count >= RoomCipher.tagByteCount else {
             throw ContentError("m.room.encrypted: ciphertext is shorter than the \(RoomCipher.tagByteCount)-byte tag")
         }
-        return EncryptedContent(keyID: keyID, nonce: nonce, ciphertext: ciphertext)
+        return EncryptedContent(algorithm: algorithm, keyID: keyID, nonce: nonce, ciphertext: ciphertext)
     }
 
     static func parseRoomKey(_ reader: inout ContentReader) throws(ContentError) -> RoomKeyContent {

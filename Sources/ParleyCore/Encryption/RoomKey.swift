@@ -41,7 +41,10 @@ public struct RoomKey: Sendable {
     public let bytes: [UInt8]
     /// Lowercase hex HMAC-SHA256(key, "parley.room-key.id.v1").
     public let keyID: String
+    /// The AEAD key of `parley.aes256gcm.v1` content: one for the whole epoch.
     let aeadKey: SymmetricKey
+    /// HKDF-Extract of the key with an empty salt, from which each `parley.aes256gcm.v2` message key is expanded.
+    let messageKeyPRK: HashedAuthenticationCode<SHA256>
 
     public init(bytes: [UInt8]) throws(EncryptionError) {
         guard bytes.count == RoomKey.byteCount else { throw EncryptionError(.malformed, "a room key is \(bytes.count) bytes, not 32") }
@@ -50,6 +53,7 @@ public struct RoomKey: Sendable {
         keyID = Hex.encode(HMAC<SHA256>.authenticationCode(for: Array("parley.room-key.id.v1".utf8), using: key))
         aeadKey = HKDF<SHA256>.deriveKey(
             inputKeyMaterial: key, salt: [UInt8](), info: Array("parley.room-key.aead.v1".utf8), outputByteCount: 32)
+        messageKeyPRK = HKDF<SHA256>.extract(inputKeyMaterial: key, salt: [UInt8]())
     }
 
     /// A fresh random key.
@@ -78,7 +82,14 @@ func randomBytes(_ count: Int, using generator: inout some RandomNumberGenerator
 /// Seals and opens event content under a room key (docs/PROTOCOL.md §14.3): AES-256-GCM with a random 96-bit nonce,
 /// the event's envelope as associated data, so sealed content cannot be moved into another event.
 public enum RoomCipher {
-    public static let algorithm = "parley.aes256gcm.v1"
+    /// How sealed content is keyed, named by its `algorithm` (docs/PROTOCOL.md §14.3).
+    public enum Algorithm: String, Sendable, Equatable, CaseIterable {
+        /// One AEAD key for the whole epoch: only the epoch key opens the content.
+        case epochKey = "parley.aes256gcm.v1"
+        /// A key per message, derived from the epoch key and the envelope: a holder can give away the key of one
+        /// message (§14.10) without opening any other. What this implementation writes.
+        case messageKey = "parley.aes256gcm.v2"
+    }
     public static let nonceByteCount = 12
     public static let tagByteCount = 16
     /// Sealed events (of every device) a device may have seen under one key before it must start a new epoch.
@@ -86,9 +97,11 @@ public enum RoomCipher {
     public static let maxSealsPerKey: Int64 = 1 << 30
 
     /// Types whose content may be sealed: what a timeline shows, never what decides who may do what. State,
-    /// keys and redactions stay readable so every store can resolve state and strip redacted content.
+    /// keys and redactions stay readable so every store can resolve state and strip redacted content; key requests
+    /// and forwards are about keys, and a forward is sealed to its recipient already.
     public static func maySeal(_ type: String) -> Bool {
-        !EventType.isReplayed(type) && type != EventType.encrypted && type != EventType.redaction
+        !EventType.isReplayed(type) && type != EventType.encrypted && type != EventType.redaction && type != EventType.keyRequest
+            && type != EventType.keyForward
     }
 
     /// The associated data of an event's sealed content: a prefix, then the canonical JSON of the envelope fields
@@ -124,12 +137,15 @@ public enum RoomCipher {
     }
 
     /// Seals with a given nonce: for test vectors only. A nonce must never be used twice under one key.
-    public static func seal(type: String, content: JSONObject, key: RoomKey, associatedData: [UInt8], nonce: [UInt8]) -> JSONObject {
+    public static func seal(
+        type: String, content: JSONObject, key: RoomKey, associatedData: [UInt8], nonce: [UInt8], algorithm: Algorithm = .messageKey
+    ) -> JSONObject {
         precondition(maySeal(type), "\(type) is never sealed")
         let plaintext = paddedPlaintext(type: type, content: content)
-        let box = try! AES.GCM.seal(plaintext, using: key.aeadKey, nonce: AES.GCM.Nonce(data: nonce), authenticating: associatedData)
+        let aeadKey = algorithm == .epochKey ? key.aeadKey : MessageKey(roomKey: key, associatedData: associatedData).aeadKey
+        let box = try! AES.GCM.seal(plaintext, using: aeadKey, nonce: AES.GCM.Nonce(data: nonce), authenticating: associatedData)
         // `combined` (present for 12-byte nonces) is nonce, ciphertext and tag in one buffer, encoded from where it is.
-        return EncryptedContent.jsonObject(keyID: key.keyID, nonce: nonce, ciphertext: box.combined!.dropFirst(nonceByteCount))
+        return EncryptedContent.jsonObject(algorithm: algorithm, keyID: key.keyID, nonce: nonce, ciphertext: box.combined!.dropFirst(nonceByteCount))
     }
 
     /// Plaintexts are padded to a multiple of this many bytes, so a sealed event tells its size only to this grain.
@@ -161,6 +177,23 @@ public enum RoomCipher {
         _ sealed: EncryptedContent, key: RoomKey, associatedData: [UInt8]
     ) throws(EncryptionError) -> (type: String, content: JSONObject) {
         guard sealed.keyID == key.keyID else { throw EncryptionError(.keyMismatch, "the content names key \(sealed.keyID.prefix(16))…, not this key") }
+        let aeadKey = sealed.algorithm == .epochKey ? key.aeadKey : MessageKey(roomKey: key, associatedData: associatedData).aeadKey
+        return try open(sealed, aeadKey: aeadKey, associatedData: associatedData)
+    }
+
+    /// Opens `parley.aes256gcm.v2` content with the key of this one message (forwarded, §14.10).
+    public static func open(
+        _ sealed: EncryptedContent, messageKey: MessageKey, associatedData: [UInt8]
+    ) throws(EncryptionError) -> (type: String, content: JSONObject) {
+        guard sealed.algorithm == .messageKey else {
+            throw EncryptionError(.keyMismatch, "content sealed with \(sealed.algorithm.rawValue) opens only with its epoch's key")
+        }
+        return try open(sealed, aeadKey: messageKey.aeadKey, associatedData: associatedData)
+    }
+
+    static func open(
+        _ sealed: EncryptedContent, aeadKey: SymmetricKey, associatedData: [UInt8]
+    ) throws(EncryptionError) -> (type: String, content: JSONObject) {
         // The box below splits one buffer at 12 bytes: content built by hand (not parsed) must have that shape too.
         guard sealed.nonce.count == nonceByteCount, sealed.ciphertext.count >= tagByteCount else {
             throw EncryptionError(.malformed, "the nonce must be \(nonceByteCount) bytes and the ciphertext at least the \(tagByteCount)-byte tag")
@@ -169,7 +202,7 @@ public enum RoomCipher {
         do {
             // From one nonce-ciphertext-tag buffer: building the box from three parts costs half as much as opening it.
             let box = try AES.GCM.SealedBox(combined: sealed.nonce + sealed.ciphertext)
-            plaintext = try AES.GCM.open(box, using: key.aeadKey, authenticating: associatedData)
+            plaintext = try AES.GCM.open(box, using: aeadKey, authenticating: associatedData)
         } catch {
             throw EncryptionError(.decryptFailed, "sealed content does not open: nonce, ciphertext, tag or envelope altered")
         }

@@ -13,6 +13,8 @@ public enum EventType {
     public static let encryption = "m.room.encryption"
     public static let encrypted = "m.room.encrypted"
     public static let roomKey = "m.room.key"
+    public static let keyRequest = "m.room.key_request"
+    public static let keyForward = "m.room.key_forward"
 
     /// Types that change room state; they are authorized by state rules and can never be redacted.
     public static let stateTypes: Set<String> = [create, member, powerLevels, name, topic, encryption]
@@ -86,6 +88,8 @@ public enum EventContent: Sendable, Equatable {
     case encryption(EncryptionSettings)
     case encrypted(EncryptedContent)
     case roomKey(RoomKeyContent)
+    case keyRequest(KeyRequestContent)
+    case keyForward(KeyForwardContent)
     /// A type this version does not interpret; kept and relayed, never shown.
     case other
 
@@ -177,6 +181,10 @@ extension EventContent {
             result = .encrypted(try parseEncrypted(&reader))
         case EventType.roomKey:
             result = .roomKey(try parseRoomKey(&reader))
+        case EventType.keyRequest:
+            result = .keyRequest(try KeyRequestContent.parse(&reader))
+        case EventType.keyForward:
+            result = .keyForward(try KeyForwardContent.parse(&reader))
         default:
             return .other
         }

@@ -100,6 +100,9 @@ public struct RoomState: Sendable, Equatable {
     /// The newest accepted event that took devices out of the room (a leave, kick or ban): an epoch introduced
     /// before it may be known to a device that is gone.
     public private(set) var lastDeviceRemoval: EventOrder?
+    /// For each device a member has (joined or invited), by signing key, the member event that made it one: what it
+    /// may read of sealed history starts there when history is `joined` (docs/PROTOCOL.md §14.10).
+    public private(set) var deviceSince: [String: EventOrder] = [:]
 
     public init(roomID: String, pinnedCreateHash: String? = nil) {
         self.roomID = roomID
@@ -174,6 +177,13 @@ public struct RoomState: Sendable, Equatable {
             if let problem = sealingProblem(sealed, event: envelope) { return .rejected(problem) }
         case .roomKey(let keys):
             if let problem = applyRoomKey(keys, event: envelope) { return .rejected(problem) }
+        case .keyRequest:
+            guard encryption?.mode == .epochs else { return .rejected("the room does not use epoch keys; m.room.key_request is refused") }
+        case .keyForward(let forward):
+            guard encryption?.mode == .epochs else { return .rejected("the room does not use epoch keys; m.room.key_forward is refused") }
+            guard isMemberDevice(forward.recipient) else {
+                return .rejected("device \(forward.recipient.prefix(12))… is not a joined or invited device of the room")
+            }
         case .edit(let targetID, _):
             // A relation whose target id several events share is accepted when its rules hold for any of them
             // (§8.5): an event copying another's id can never make a genuine relation be refused.
@@ -314,6 +324,7 @@ public struct RoomState: Sendable, Equatable {
         let targetLevel = powerLevels.level(of: target)
         var record = members[target] ?? RoomMember(userID: target, membership: .leave)
         let isNew = members[target] == nil
+        let devicesBefore = Set(record.devices.keys).union(record.invitedDevices.keys)
 
         switch content.membership {
         case .invite:
@@ -409,7 +420,18 @@ public struct RoomState: Sendable, Equatable {
             record.invitedDevices = [:]
         }
         members[target] = record
+        let devicesAfter = Set(record.devices.keys).union(record.invitedDevices.keys)
+        for key in devicesBefore.subtracting(devicesAfter) { deviceSince[key] = nil }
+        for key in devicesAfter where deviceSince[key] == nil { deviceSince[key] = EventOrder(event) }
         return .accepted
+    }
+
+    /// Whether the device `signingKey` may read sealed event `event` under the room's history rule: every sealed event
+    /// with `history: shared`; with `joined`, those after the member event that made it a device of the room.
+    /// `false` for a device that is not a member's.
+    public func mayRead(_ event: EventOrder, device signingKey: String) -> Bool {
+        guard let since = deviceSince[signingKey] else { return false }
+        return encryption?.history == .shared || since < event
     }
 
     func keyOwnerProblem(_ devices: [DeviceBinding], user: String) -> String? {

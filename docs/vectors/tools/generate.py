@@ -658,6 +658,15 @@ def room_aead_key(key):
     return hkdf_sha256(key, b"", b"parley.room-key.aead.v1", 32)
 
 
+def message_key(key, aad):
+    """The key of one parley.aes256gcm.v2 message: HKDF of the room key with the associated data in its info."""
+    return hkdf_sha256(key, b"", b"parley.message-key.v2\n" + aad, 32)
+
+
+def content_aead_key(key, aad, algorithm):
+    return message_key(key, aad) if algorithm == "parley.aes256gcm.v2" else room_aead_key(key)
+
+
 def pre_shared_key(secret, room_id):
     return hkdf_sha256(secret, room_id.encode("utf-8"), b"parley.psk.v1", 32)
 
@@ -671,10 +680,11 @@ def associated_data(envelope_fields):
     return b"parley.encrypted.v1\n" + canonical(fields)
 
 
-def seal_content(key, nonce, aad, plaintext):
-    """The content of an m.room.encrypted event: AES-256-GCM under the key's AEAD key, tag appended."""
-    ciphertext = AESGCM(room_aead_key(key)).encrypt(nonce, plaintext, aad)
-    return {"algorithm": "parley.aes256gcm.v1", "ciphertext": b64(ciphertext), "key_id": room_key_id(key), "nonce": b64(nonce)}
+def seal_content(key, nonce, aad, plaintext, algorithm="parley.aes256gcm.v1"):
+    """The content of an m.room.encrypted event: AES-256-GCM under the epoch's AEAD key (v1) or the message key (v2),
+    tag appended."""
+    ciphertext = AESGCM(content_aead_key(key, aad, algorithm)).encrypt(nonce, plaintext, aad)
+    return {"algorithm": algorithm, "ciphertext": b64(ciphertext), "key_id": room_key_id(key), "nonce": b64(nonce)}
 
 
 # HPKE (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM, from §4 (KEM), §5.1 (key
@@ -744,7 +754,8 @@ def check_hpke():
 
 
 SEALABLE_EXCLUDED = {"m.room.create", "m.room.member", "m.room.power_levels", "m.room.name", "m.room.topic",
-                     "m.room.encryption", "m.room.key", "m.room.encrypted", "m.room.redaction"}
+                     "m.room.encryption", "m.room.key", "m.room.encrypted", "m.room.redaction", "m.room.key_request",
+                     "m.room.key_forward"}
 
 
 PADDING_BLOCK = 256
@@ -764,8 +775,8 @@ def reference_open(key, aad, content):
     if content["key_id"] != room_key_id(key):
         return "key_mismatch"
     try:
-        plaintext = AESGCM(room_aead_key(key)).decrypt(base64.b64decode(content["nonce"]),
-                                                       base64.b64decode(content["ciphertext"]), aad)
+        plaintext = AESGCM(content_aead_key(key, aad, content["algorithm"])).decrypt(
+            base64.b64decode(content["nonce"]), base64.b64decode(content["ciphertext"]), aad)
     except Exception:
         return "decrypt_failed"
 
@@ -868,12 +879,17 @@ def encryption_vectors():
          {"msgtype": "notice", "body": ""}, other_key, bytes(12)),
     ]
     sealed = []
-    for name, env, type_, content, key, nonce in sealed_inputs:
-        aad = associated_data(env)
-        plaintext = padded_plaintext(content, type_)
-        sealed.append({"name": name, "envelope": env, "type": type_, "content": content, "key": key.hex(),
-                       "nonce": nonce.hex(), "associated_data": aad.hex(), "plaintext": plaintext.hex(),
-                       "encrypted_content": canonical(seal_content(key, nonce, aad, plaintext)).decode("utf-8")})
+    for algorithm in ["parley.aes256gcm.v1", "parley.aes256gcm.v2"]:
+        for name, env, type_, content, key, nonce in sealed_inputs:
+            aad = associated_data(env)
+            plaintext = padded_plaintext(content, type_)
+            case = {"name": f"{name} ({algorithm})", "algorithm": algorithm, "envelope": env, "type": type_,
+                    "content": content, "key": key.hex(), "nonce": nonce.hex(), "associated_data": aad.hex(),
+                    "plaintext": plaintext.hex(),
+                    "encrypted_content": canonical(seal_content(key, nonce, aad, plaintext, algorithm)).decode("utf-8")}
+            if algorithm == "parley.aes256gcm.v2":
+                case["message_key"] = message_key(key, aad).hex()
+            sealed.append(case)
 
     # (d, content) Sealed content that must not open, with the error code.
     invalid_content = []
@@ -910,6 +926,12 @@ def encryption_vectors():
     bad("the envelope's prev_event_hash set to null", epoch_key, associated_data(dict(with_parent, prev_event_hash=None)),
         good, "decrypt_failed")
     bad("opened with another key than the one named", other_key, base_aad, good, "key_mismatch")
+    good_v2 = seal_content(epoch_key, base_nonce, base_aad, base_plain, "parley.aes256gcm.v2")
+    bad("v2 content opens (control case)", epoch_key, base_aad, good_v2, None)
+    bad("v2 content moved to another event: its message key differs", epoch_key, associated_data(without_parent),
+        good_v2, "decrypt_failed")
+    bad("v2 content relabelled v1", epoch_key, base_aad, dict(good_v2, algorithm="parley.aes256gcm.v1"), "decrypt_failed")
+    bad("v1 content relabelled v2", epoch_key, base_aad, dict(good, algorithm="parley.aes256gcm.v2"), "decrypt_failed")
     bad("key_id changed to name the key it is opened with", other_key, base_aad, dict(good, key_id=room_key_id(other_key)),
         "decrypt_failed")
     bad("a plaintext without padding opens (padding is optional to readers)", epoch_key, base_aad,
@@ -931,6 +953,9 @@ def encryption_vectors():
         ("a sealed m.room.key", canonical({"content": {}, "type": "m.room.key"})),
         ("a sealed m.room.encrypted", canonical({"content": good, "type": "m.room.encrypted"})),
         ("a sealed m.room.redaction", canonical({"content": {"target_event_id": first["event_id"]}, "type": "m.room.redaction"})),
+        ("a sealed m.room.key_request", canonical({"content": {"events": [{"sender_key": alice.key, "seq": 1}]},
+                                                   "type": "m.room.key_request"})),
+        ("a sealed m.room.key_forward", canonical({"content": {}, "type": "m.room.key_forward"})),
         ("a plaintext with a third field", canonical({"content": {}, "extra": 1, "type": "m.room.message"})),
         ("a plaintext without type", canonical({"content": {"msgtype": "text", "body": "x"}})),
         ("a plaintext whose content is not an object", canonical({"content": "hello", "type": "m.room.message"})),
@@ -1007,6 +1032,22 @@ def encryption_vectors():
     for case in key_seals:
         assert reference_open_seal(case) is None, case["name"]
 
+    # (e) Key forwards: the message keys of two v2 events, sealed by bob to carol's device with a fixed ephemeral key.
+    forwarded = [(first, vector_bytes("nonce 1", 12)), (with_parent, vector_bytes("nonce 2", 12))]
+    forward_plain = canonical({"keys": [{"key": b64(message_key(epoch_key, associated_data(env))),
+                                         "sender_key": env["sender_key"], "seq": env["seq"]} for env, _ in forwarded]})
+    forward_info = b"parley.key-forward.v1\n" + canonical(
+        {"recipient_key": carol.key, "room_id": room, "sender_key": bob.key})
+    sk_e = vector_bytes("forward ephemeral key")
+    forward = hpke_seal_base(x25519_public(exchange_private("carol")), sk_e, forward_info, b"", forward_plain)
+    key_forwards = [{"name": "bob forwards carol the keys of two of alice's messages", "room_id": room,
+                     "sender_key": bob.key, "recipient_key": carol.key, "recipient_private_key": exchange_private("carol").hex(),
+                     "ephemeral_private_key": sk_e.hex(), "info": forward_info.hex(), "plaintext": forward_plain.hex(),
+                     "keys": [{"sender_key": env["sender_key"], "seq": env["seq"], "associated_data": associated_data(env).hex(),
+                               "message_key": message_key(epoch_key, associated_data(env)).hex()} for env, _ in forwarded],
+                     "content": canonical({"algorithm": "parley.hpke.v1", "enc": b64(forward["enc"]), "recipient": carol.key,
+                                           "sealed": b64(forward["sealed"])}).decode("utf-8")}]
+
     settings = [
         {"name": "epoch keys, history shared",
          "content": canonical({"algorithm": "parley.epochs.v1", "history": "shared",
@@ -1020,11 +1061,13 @@ def encryption_vectors():
                            "HKDF-SHA256(secret, salt room_id, info \"parley.psk.v1\")), content sealed with AES-256-GCM "
                            "under the envelope as associated data, room keys sealed to devices with HPKE base mode "
                            "(DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM) with a fixed ephemeral key, and "
-                           "cases that must not open with the error code expected (null: it opens). Bytes are hex "
+                           "cases that must not open with the error code expected (null: it opens); v2 content is "
+                           "sealed under a message key = HKDF-SHA256(key, salt empty, info \"parley.message-key.v2\\n\" "
+                           "+ associated data), and key forwards seal message keys with the same HPKE suite. Bytes are hex "
                            "except where the wire form is base64 (enc, sealed, keys named as in events).",
             "room_keys": room_keys, "pre_shared_keys": pre_shared, "sealed_contents": sealed,
             "invalid_contents": invalid_content, "key_seals": key_seals, "room_key_content": room_key_content,
-            "invalid_key_seals": invalid_seals, "encryption_settings": settings}
+            "invalid_key_seals": invalid_seals, "encryption_settings": settings, "key_forwards": key_forwards}
 
 
 def main():
