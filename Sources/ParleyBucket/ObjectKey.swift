@@ -35,16 +35,10 @@ public enum ObjectKey {
         try check(trimmed)
     }
 
-    /// A key shown in a message: control characters escaped, so a hostile name cannot rewrite a terminal line.
+    /// A key shown in a message: quoted, and cut at 200 characters. Control characters are left for the printer to
+    /// escape (`TerminalText` in ParleyClient, at the terminal), so that they are escaped once, and `--json` output
+    /// keeps the key as it is.
     public static func debugQuoted(_ key: String) -> String {
-        var text = "\""
-        for scalar in key.unicodeScalars.prefix(200) {
-            if scalar.value < 0x20 || scalar.value == 0x7F || scalar == "\"" || scalar == "\\" {
-                text += scalar.escaped(asASCII: true)
-            } else {
-                text.unicodeScalars.append(scalar)
-            }
-        }
-        return text + (key.unicodeScalars.count > 200 ? "…\"" : "\"")
+        "\"" + String(String.UnicodeScalarView(key.unicodeScalars.prefix(200))) + (key.unicodeScalars.count > 200 ? "…\"" : "\"")
     }
 }

@@ -11,17 +11,22 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
         public static let notAllowed = Code(name: "not_allowed")
         public static let io = Code(name: "io")
         public static let bucket = Code(name: "bucket")
+        public static let ambiguousEvent = Code(name: "ambiguous_event")
+        public static let tooLarge = Code(name: "too_large")
     }
 
     public var code: Code
     public var message: String
+    /// Items the message refers to, one a line (the events an ambiguous reference matches).
+    public var details: [String]
     public var remedy: String?
 
-    public init(_ code: Code, _ message: String, remedy: String? = nil) {
+    public init(_ code: Code, _ message: String, details: [String] = [], remedy: String? = nil) {
         self.code = code
         self.message = message
+        self.details = details
         self.remedy = remedy
     }
 
-    public var description: String { [message, remedy].compactMap { $0 }.joined(separator: " ") }
+    public var description: String { ([message] + details + [remedy].compactMap { $0 }).joined(separator: " ") }
 }

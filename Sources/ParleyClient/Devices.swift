@@ -296,10 +296,11 @@ extension Node {
     /// so the removed device receives no key from then on.
     /// - Returns: the rooms it was removed from.
     @discardableResult
-    public func removeDevice(_ signingKey: String) throws -> [String] {
-        guard signingKey != identity.signingKeyBase64 else {
+    public func removeDevice(_ key: String) throws -> [String] {
+        guard key.trimmingCharacters(in: .whitespacesAndNewlines) != identity.signingKeyBase64 else {
             throw ClientError(.invalidArgument, "This is the device you are using.", remedy: "Remove it from another device, or leave the rooms.")
         }
+        let signingKey = try checkSigningKey(key, of: .ownDevice)
         var rooms: [String] = []
         for roomID in try store.roomIDs() {
             guard let state = try store.roomState(roomID: roomID), let member = state.members[identity.userID],
@@ -311,7 +312,10 @@ extension Node {
             if state.encryption?.mode == .epochs { try rotateEpoch(roomID) }
             rooms.append(roomID)
         }
-        guard !rooms.isEmpty else { throw ClientError(.invalidArgument, "No room binds device \(signingKey) to \(identity.userID).") }
+        guard !rooms.isEmpty else {
+            throw ClientError(
+                .invalidArgument, "No room binds device \(signingKey) to \(identity.userID).", remedy: "`parley device list` shows the signing keys of your devices.")
+        }
         return rooms
     }
 

@@ -25,6 +25,14 @@ public enum JSONOutput {
         return .object(object)
     }
 
+    /// A room's summary in `parley verify --json` and `parley bucket verify --json`.
+    public static func auditedRoom(_ room: AuditReport.RoomSummary) -> JSONValue {
+        [
+            "room_id": .string(room.roomID), "events": .integer(Int64(room.events)), "accepted": .integer(Int64(room.accepted)),
+            "forks": .integer(Int64(room.forks)), "state": state(room.state),
+        ]
+    }
+
     public static func state(_ state: RoomState, forks: [ForkProof] = [], collisions: [EventIDCollision] = [], heldBack: Int = 0) -> JSONValue {
         var object = JSONObject()
         object["room_id"] = .string(state.roomID)

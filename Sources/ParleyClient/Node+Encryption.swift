@@ -192,7 +192,11 @@ public struct DirectMessage: Sendable {
     public var roomID: String
     /// The other user (invited or joined), if any.
     public var peer: String?
+    /// The newest message (membership and device changes are not messages), if any.
     public var last: TimelineItem?
+    /// The time of the newest message, else of the room's newest timeline item, in Unix milliseconds: what the list is
+    /// sorted by.
+    public var activeMs: Int64
 }
 
 extension Node {
@@ -213,11 +217,22 @@ extension Node {
     public func startDirectMessage(with userID: String, key: String, roomID: String? = nil) throws -> String {
         try validateUserID(userID)
         guard userID != identity.userID else { throw ClientError(.invalidArgument, "A direct message needs another user.") }
+        let key = try checkSigningKey(key, of: .user(userID))
         let room = roomID ?? Node.newDirectMessageRoomID()
         if roomID == nil { _ = try createRoom(room, encryption: Node.directMessageEncryption) }
         try invite(room, userID: userID, key: key)
         return room
     }
+
+    /// The most recently active direct-message room with `userID` (invited or joined) this node holds, if any.
+    public func directMessage(with userID: String) throws -> DirectMessage? {
+        try validateUserID(userID)
+        return try directMessages().first { $0.peer == userID }
+    }
+
+    /// How many of a room's newest items are searched for its newest message: device changes come in bursts of a
+    /// few, and a room with no message among this many shows none.
+    static let lastMessageWindow = 50
 
     /// Direct-message rooms this node holds, the most recently active first.
     public func directMessages() throws -> [DirectMessage] {
@@ -226,8 +241,9 @@ extension Node {
             let state = try store.roomState(roomID: roomID)
             let peer = state?.members.values.filter { $0.userID != identity.userID && ($0.membership == .join || $0.membership == .invite) }
                 .map(\.userID).sorted().first
-            let last = try store.timeline(roomID: roomID, limit: 1).last
-            return DirectMessage(roomID: roomID, peer: peer, last: last)
-        }.sorted { ($0.last?.timestampMs ?? 0) > ($1.last?.timestampMs ?? 0) }
+            let recent = try store.timeline(roomID: roomID, limit: Node.lastMessageWindow)
+            let last = recent.last { $0.type == EventType.message || $0.type == EventType.encrypted }
+            return DirectMessage(roomID: roomID, peer: peer, last: last, activeMs: last?.timestampMs ?? recent.last?.timestampMs ?? 0)
+        }.sorted { $0.activeMs > $1.activeMs }
     }
 }

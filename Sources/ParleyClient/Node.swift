@@ -132,6 +132,10 @@ public final class Node: Sendable {
         do {
             if outgoing.count == 1 {
                 let event = sign(outgoing[0])
+                guard event.wire.count <= Event.maxWireBytes else {
+                    throw ClientError(
+                        .tooLarge, "This \(outgoing[0].type) event would be \(event.wire.count) bytes, above the limit of \(Event.maxWireBytes) bytes (64 KiB) for one event.")
+                }
                 // A clear reason before anything is signed into the chain; a burst relies on the store's verdict.
                 switch try store.preview(event) {
                 case .accepted: break
@@ -220,10 +224,7 @@ public final class Node: Sendable {
     public func invite(_ roomID: String, userID: String, key: String) throws -> VerifiedEvent {
         try validateUserID(userID)
         _ = try requireState(roomID)
-        guard let bytes = Base64.decode(key) else { throw ClientError(.invalidArgument, "The key is not padded base64.") }
-        do { try StrictEd25519.checkPublicKey(bytes) } catch {
-            throw ClientError(.invalidArgument, "The key cannot be used: \(error).")
-        }
+        let key = try checkSigningKey(key, of: .user(userID))
         return try publish(
             roomID: roomID, type: EventType.member,
             content: MemberContent(membership: .invite, userID: userID, devices: [DeviceBinding(signingKey: key)]).jsonObject)
@@ -285,22 +286,46 @@ public final class Node: Sendable {
     // MARK: Messages
 
     /// Sends a message; `replyTo` makes it a reply (its `parent_event_id`).
+    /// - Throws: ``ClientError``; `.tooLarge` when the text does not fit in one event, saying how large it is.
     @discardableResult
     public func send(_ roomID: String, text: String, kind: MessageKind = .text, replyTo: String? = nil) throws -> VerifiedEvent {
-        _ = try requireState(roomID)
+        let state = try requireState(roomID)
         guard !text.isEmpty else { throw ClientError(.invalidArgument, "A message cannot be empty.") }
         if let replyTo {
             if let problem = EventID.problem(with: replyTo, roomID: roomID) { throw ClientError(.invalidArgument, "Invalid --reply-to: \(problem).") }
             guard try store.event(eventID: replyTo) != nil else { throw ClientError(.unknownEvent, "This node does not hold event \(replyTo).") }
         }
-        return try publish(
-            roomID: roomID, type: EventType.message, content: JSONObject(["msgtype": .string(kind.rawValue), "body": .string(text)]),
-            parentEventID: replyTo)
+        return try explainingSize(of: text, in: state) {
+            try publish(
+                roomID: roomID, type: EventType.message, content: JSONObject(["msgtype": .string(kind.rawValue), "body": .string(text)]),
+                parentEventID: replyTo)
+        }
     }
 
+    /// Replaces the text of one of this user's messages.
+    /// - Throws: ``ClientError``; `.tooLarge` when the text does not fit in one event, saying how large it is.
     @discardableResult
     public func edit(_ roomID: String, eventID: String, text: String) throws -> VerifiedEvent {
-        try relate(roomID, EventType.edit, to: eventID, ["body": .string(text)])
+        try explainingSize(of: text, in: requireState(roomID)) { try relate(roomID, EventType.edit, to: eventID, ["body": .string(text)]) }
+    }
+
+    /// How much text fits in one event, with room for the envelope; sealing (base64, padding) takes a third more.
+    public static let maxMessageBytes = 63 * 1024
+    public static let maxEncryptedMessageBytes = 46 * 1024
+
+    /// Runs `body`, turning an event too large for the protocol into an error about the text: how large it is, the
+    /// limit, and what to do.
+    func explainingSize(of text: String, in state: RoomState, _ body: () throws -> VerifiedEvent) throws -> VerifiedEvent {
+        do {
+            return try body()
+        } catch let error as ClientError where error.code == .tooLarge {
+            let encrypted = state.encryption != nil
+            let limit = encrypted ? Node.maxEncryptedMessageBytes : Node.maxMessageBytes
+            throw ClientError(
+                .tooLarge,
+                "The text is \(text.utf8.count) bytes: too large for one event, which may be at most \(Event.maxWireBytes) bytes (64 KiB) with its envelope\(encrypted ? " and encryption" : "").",
+                remedy: "Send it as several messages of at most \(limit / 1024) KiB each\(encrypted ? " (in this encrypted room)" : "").")
+        }
     }
 
     /// Reacts to a message; refuses a key this user already reacted with (the timeline counts it once anyway).

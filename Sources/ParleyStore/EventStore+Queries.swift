@@ -181,6 +181,31 @@ extension EventStore {
         }
     }
 
+    /// Ids of the room's accepted events that `prefix` starts, each once, in event-id order, at most `limit`: for a
+    /// user who gives the start of an id. `prefix` is the start of a whole id, or with `uuidOnly` the start of its last
+    /// part, the UUID (which follows `ROOM::YYYYMMDDTHHMMSS.mmmZ::`).
+    public func acceptedEventIDs(roomID: String, startingWith prefix: String, uuidOnly: Bool, limit: Int) throws -> [String] {
+        try pool.read { db in
+            let sql: String
+            let arguments: StatementArguments
+            if uuidOnly {
+                sql = """
+                    SELECT DISTINCT event_id FROM events WHERE room_id = ? AND status = 0 AND substr(event_id, ?, ?) = ?
+                    ORDER BY event_id LIMIT ?
+                    """
+                arguments = [roomID, roomID.utf8.count + 25, prefix.utf8.count, prefix, limit]
+            } else {
+                // Event ids are ASCII: every id that starts with `prefix` sorts below `prefix` + DEL.
+                sql = """
+                    SELECT DISTINCT event_id FROM events WHERE event_id >= ? AND event_id < ? AND room_id = ? AND status = 0
+                    ORDER BY event_id LIMIT ?
+                    """
+                arguments = [prefix, prefix + "\u{7F}", roomID, limit]
+            }
+            return try String.fetchAll(db, sql: sql, arguments: arguments)
+        }
+    }
+
     /// Full-text search over the current text of messages (after edits), newest first.
     /// - Parameter query: words that must all appear; FTS query syntax is not interpreted.
     public func search(_ query: String, roomID: String? = nil, limit: Int = 50) throws -> [SearchHit] {

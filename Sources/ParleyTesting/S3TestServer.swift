@@ -58,6 +58,24 @@ public enum S3TestServer {
         return try S3Store(configuration: configuration)
     }
 
+    /// Writes an object past every check a Parley store makes on keys: for objects no client would write (a key with
+    /// control characters), as someone else's tool might. The main server does not check signatures.
+    public static func putUnchecked(prefix: String, key: String, bytes: [UInt8]) async throws {
+        let path = Array((bucket + "/" + prefix + key).utf8).map { byte -> String in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"), UInt8(ascii: "/"):
+                String(UnicodeScalar(byte))
+            default: String(format: "%%%02X", byte)
+            }
+        }.joined()
+        var request = HTTPClientRequest(url: "\(endpoint)/\(path)")
+        request.method = .PUT
+        request.body = .bytes(ByteBuffer(bytes: bytes))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+        guard response.status.code == 200 else { throw BucketError(.badResponse, "the S3 test server answered \(response.status.code)") }
+    }
+
     /// A fault rule of scripts/fault_proxy.py: the next `count` requests with this method whose path contains
     /// `path` get `action`.
     public struct Fault: Sendable {

@@ -40,7 +40,7 @@ struct BackupExport: ParsableCommand {
             let bytes = try KeyBackup.export(node: node, passphrase: passphrase)
             try node.home.createFile(atPath: file, contents: bytes, mode: 0o600)
         }
-        print("Backed up \(node.identity.userID)'s identity and room keys to \(file)")
+        output("Backed up \(node.identity.userID)'s identity and room keys to \(file)")
     }
 }
 
@@ -66,7 +66,7 @@ struct BackupImport: ParsableCommand {
                 "room_keys": .integer(Int64(report.roomKeys)), "bucket_rooms": .integer(Int64(report.bucketRooms)),
             ])
         } else {
-            print("Restored \(report.userID): \(report.installedIdentity ? "identity, " : "")\(report.roomKeys) room key(s), \(report.bucketRooms) bucket room(s)")
+            output("Restored \(report.userID): \(report.installedIdentity ? "identity, " : "")\(report.roomKeys) room key(s), \(report.bucketRooms) bucket room(s)")
         }
     }
 }

@@ -37,17 +37,21 @@ struct Sync: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Only this room (default: every bucket room).") var roomID: String?
     @Flag(help: "Keep syncing until interrupted.") var watch = false
-    @Option(help: "Seconds between polls with --watch.") var interval = 1.0
-    @Option(name: .customLong("flush-interval"), help: "With --watch, seconds an event may wait in the outbox.") var flushInterval = 2.0
+    // Unconditional, so that a negative number reaches `validate()` rather than reading as an unknown option.
+    @Option(parsing: .unconditional, help: "Seconds between polls with --watch.") var interval = 1.0
+    @Option(name: .customLong("flush-interval"), parsing: .unconditional, help: "With --watch, seconds an event may wait in the outbox.")
+    var flushInterval = 2.0
+    @OptionGroup var time: TimeOptions
     @Flag var json = false
+
+    func validate() throws {
+        guard interval > 0 else { throw ValidationError("--interval must be above 0 seconds; it was \(interval).") }
+        guard flushInterval >= 0 else { throw ValidationError("--flush-interval must be at least 0 seconds; it was \(flushInterval).") }
+    }
 
     func run() async throws {
         let node = try global.node()
         let client = try failing { try bucketClient(node) }
-        guard interval > 0, flushInterval >= 0 else {
-            printError("error: --interval must be above 0 and --flush-interval at least 0.")
-            throw ExitCode(1)
-        }
         if !watch {
             let rooms = try failing { try self.rooms(node) }
             var results: [JSONValue] = []
@@ -56,9 +60,9 @@ struct Sync: AsyncParsableCommand {
                 if json {
                     results.append(summary(flushed, report))
                 } else {
-                    print("\(room): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")")
-                    for problem in report.problems { print("  problem: \(problem)") }
-                    for ignored in report.ignored { print("  ignored: \(ignored)") }
+                    output("\(room): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")")
+                    for problem in report.problems { output("  problem: \(problem)") }
+                    for ignored in report.ignored { output("  ignored: \(ignored)") }
                 }
             }
             if json { printJSON(.array(results)) }
@@ -109,11 +113,12 @@ struct Sync: AsyncParsableCommand {
             object["room_id"] = .string(room)
             emit(CanonicalJSON.string(.object(object)))
         } else {
-            emit("\(room) \(describe(item))")
+            for line in try TimelineText(node: node, time: time).lines(item, prefix: "\(room) ") { emit(TerminalText.escape(line)) }
         }
     }
 
-    /// Writes a line at once (print's buffer would hold it back when the output is a pipe).
+    /// Writes a line at once (print's buffer would hold it back when the output is a pipe). Lines for a person are
+    /// escaped by the caller, as `output(_:)` does.
     func emit(_ line: String) {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
@@ -152,19 +157,13 @@ struct BucketVerify: AsyncParsableCommand {
                     ["file": $0.file.map(JSONValue.string) ?? .null, "line": $0.line.map { .integer(Int64($0)) } ?? .null, "message": .string($0.message)]
                 }),
                 "warnings": .array(report.warnings.map(JSONValue.string)),
-                "rooms": .array(audit.rooms.map {
-                    ["room_id": .string($0.roomID), "events": .integer(Int64($0.events)), "accepted": .integer(Int64($0.accepted)),
-                     "forks": .integer(Int64($0.forks)), "state": JSONOutput.state($0.state)]
-                }),
+                "rooms": .array(audit.rooms.map(JSONOutput.auditedRoom)),
             ])
         } else {
-            for problem in audit.problems { print("problem: \(problem.text)") }
-            for warning in report.warnings { print("warning: \(warning)") }
-            for room in audit.rooms {
-                let joined = room.state.joinedMembers.map(\.userID).joined(separator: ", ")
-                print("room \(room.roomID): \(room.events) chained events, \(room.accepted) authorized, \(room.forks) forks; members: \(joined.isEmpty ? "none" : joined)")
-            }
-            print(report.isClean
+            for problem in audit.problems { output("problem: \(problem.text)") }
+            for warning in report.warnings { output("warning: \(warning)") }
+            for room in audit.rooms { output(describe(room)) }
+            output(report.isClean
                 ? "OK: \(report.objects) objects, \(audit.lines) events, no faults"
                 : "FAULTY: \(audit.problems.count) problem(s) in \(report.objects) objects")
         }

@@ -26,10 +26,10 @@ struct DeviceRequest: ParsableCommand {
         if json {
             printJSON(["request": .string(request.text), "signing_key": .string(identity.signingKeyBase64), "created_ms": .integer(request.createdMs)])
         } else {
-            print("device request (run `parley device link REQUEST` on your other device within an hour; pass it privately):")
-            print(request.text)
+            output("device request (run `parley device link REQUEST` on your other device within an hour; pass it privately):")
+            output(request.text)
             // The linking device prints the key it bound: the user compares the two.
-            print("this device: \(identity.signingKeyBase64)")
+            output("this device: \(identity.signingKeyBase64)")
         }
     }
 }
@@ -59,9 +59,9 @@ struct DeviceLink: AsyncParsableCommand {
                 "link_code": .string(code.text), "signing_key": .string(code.recipientKey), "expires_ms": .integer(code.expiresMs),
             ])
         } else {
-            print("linked device \(code.recipientKey)")
-            print("link code (run `parley init --link CODE` on the new device within 10 minutes):")
-            print(code.text)
+            output("linked device \(code.recipientKey)")
+            output("link code (run `parley init --link CODE` on the new device within 10 minutes):")
+            output(code.text)
         }
     }
 }
@@ -87,7 +87,7 @@ struct DeviceList: ParsableCommand {
         } else {
             for device in devices {
                 let rooms = "\(device.joinedRooms.count) room(s) joined" + (device.invitedRooms.isEmpty ? "" : ", \(device.invitedRooms.count) linked, not joined yet")
-                print("\(device.signingKey)  \(rooms)\(device.isThisDevice ? "  (this device)" : "")")
+                output("\(device.signingKey)  \(rooms)\(device.isThisDevice ? "  (this device)" : "")")
             }
         }
     }
@@ -110,7 +110,7 @@ struct DeviceRemove: AsyncParsableCommand {
         if json {
             printJSON(["removed_from": .array(rooms.map(JSONValue.string))])
         } else {
-            print("Removed \(key) from \(rooms.joined(separator: ", "))")
+            output("Removed \(key) from \(rooms.joined(separator: ", "))")
         }
     }
 }

@@ -11,54 +11,75 @@ struct DirectMessages: AsyncParsableCommand {
 
 struct DirectMessageStart: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "start", abstract: "Start a direct message with a user's device; prints the room id and, in a bucket, the invite code.",
-        discussion: "The room is encrypted with epoch keys, and the other person reads from their join on. `parley dm USER --key KEY` is short for this.")
+        commandName: "start", abstract: "Open the direct message with a user, or start one with their device; prints the room id and, in a bucket, the invite code.",
+        discussion: """
+            A direct message with the user that this node holds is opened rather than a second one started (--new starts             another). A new one is encrypted with epoch keys, and the other person reads from their join on.             `parley dm USER` is short for this.
+            """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The user to write to.") var userID: String
-    @Option(help: "Their device's Ed25519 signing key (base64, from their `parley whoami`).") var key: String
-    @Option(help: "A bucket to keep the conversation in: file:///absolute/path or s3://BUCKET/PREFIX.") var bucket: String?
-    @Flag var json = false
+    @Option(help: "Their device's Ed25519 signing key (base64, from their `parley whoami`); needed to start one.") var key: String?
+    @Option(help: "A bucket to keep a new conversation in: file:///absolute/path or s3://BUCKET/PREFIX.") var bucket: String?
+    @Flag(help: "Start a new direct message even if there is one with this user.") var new = false
+    @Flag(help: "Print room_id, user_id, invite_code and existing as JSON.") var json = false
 
     func run() async throws {
         let node = try global.node()
+        let existing = new ? nil : try failing { try node.directMessage(with: userID) }
         let (roomID, code) = try await failingAsync { () async throws -> (String, InviteCode?) in
-            guard let bucket else { return (try node.startDirectMessage(with: userID, key: key), nil) }
             let client = try bucketClient(node)
+            if let existing { return (existing.roomID, try client.inviteCode(existing.roomID)) }
+            guard let key else {
+                throw ClientError(
+                    .invalidArgument, "This node holds no direct message with \(userID): starting one needs their device's signing key.",
+                    remedy: "Give it with --key KEY: the `signing key:` line of `parley whoami` on their device.")
+            }
+            // Checked before anything is written to a bucket.
+            let checkedKey = try node.checkSigningKey(key, of: .user(userID))
+            guard let bucket else { return (try node.startDirectMessage(with: userID, key: checkedKey), nil) }
             let roomID = Node.newDirectMessageRoomID()
             _ = try await client.createRoom(roomID, bucket: try BucketURL(bucket), encryption: Node.directMessageEncryption)
-            _ = try node.startDirectMessage(with: userID, key: key, roomID: roomID)
+            _ = try node.startDirectMessage(with: userID, key: checkedKey, roomID: roomID)
             _ = try await client.flush(roomID)
             return (roomID, try client.inviteCode(roomID))
         }
+        if existing != nil {
+            printError("note: you already have this direct message with \(userID); `parley dm \(userID) --new` starts another.")
+        }
         if json {
-            var object = JSONObject(["room_id": .string(roomID), "user_id": .string(userID)])
+            var object = JSONObject(["room_id": .string(roomID), "user_id": .string(userID), "existing": .bool(existing != nil)])
             object["invite_code"] = code.map { .string($0.text) } ?? .null
             printJSON(.object(object))
         } else {
-            print(roomID)
-            if let code { print("invite code: \(code.text)") }
+            output(roomID)
+            if let code { output("invite code: \(code.text)") }
         }
     }
 }
 
 struct DirectMessageList: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List direct messages, the most recent first.")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List direct messages, the most recent first, with the other person and the last message.")
     @OptionGroup var global: GlobalOptions
-    @Flag var json = false
+    @OptionGroup var time: TimeOptions
+    @Flag(help: "Print room_id, user_id and last (a log item, or null) as JSON.") var json = false
 
     func run() throws {
         let node = try global.node()
-        let conversations = try failing { try node.directMessages() }
-        if json {
-            printJSON(.array(conversations.map { dm in
-                var object = JSONObject(["room_id": .string(dm.roomID)])
-                object["user_id"] = dm.peer.map(JSONValue.string) ?? .null
-                object["last"] = dm.last.map(JSONOutput.item) ?? .null
-                return .object(object)
-            }))
-        } else {
-            for dm in conversations {
-                print("\(dm.roomID)  \(dm.peer ?? "(nobody else)")" + (dm.last.map { "  \(describe($0))" } ?? ""))
+        try failing {
+            let conversations = try node.directMessages()
+            if json {
+                printJSON(.array(conversations.map { dm in
+                    var object = JSONObject(["room_id": .string(dm.roomID)])
+                    object["user_id"] = dm.peer.map(JSONValue.string) ?? .null
+                    object["last"] = dm.last.map(JSONOutput.item) ?? .null
+                    return .object(object)
+                }))
+            } else {
+                let text = TimelineText(node: node, time: time)
+                for dm in conversations {
+                    let last = try dm.last.map { try text.lines($0, firstLineOnly: true)[0] } ?? "no messages yet"
+                    output("\(dm.roomID)  \(dm.peer ?? "(nobody else)")  \(last)")
+                }
             }
         }
     }

@@ -4,141 +4,181 @@ import ParleyClient
 import ParleyCore
 import ParleyStore
 
-struct Send: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Send a message; prints the new event id.")
-    @OptionGroup var global: GlobalOptions
-    @Argument var roomID: String
-    @Argument var text: String
-    @Option(name: .customLong("reply-to"), help: "The event id this replies to.") var replyTo: String?
-    @Flag(help: "Send as a notice (msgtype notice).") var notice = false
-    @Flag(help: "Send as an emote (msgtype emote).") var emote = false
+/// What every command that publishes one event of a room takes after its arguments, and how it ends.
+struct PublishOptions: ParsableArguments {
     @Flag(help: "In a bucket room, write the outbox to the bucket now rather than at the next sync.") var flush = false
-    @Flag var json = false
+    @Flag(help: "Print the event id, hash and seq as JSON.") var json = false
 
-    func run() async throws {
+    /// Publishes the event `body` signs in `roomID`, prints its id, then with --flush writes a bucket room's outbox.
+    func publish(in roomID: String, _ global: GlobalOptions, _ body: (Node) throws -> VerifiedEvent) async throws {
         let node = try global.node()
-        let kind: MessageKind = emote ? .emote : notice ? .notice : .text
-        let event = try failing { try node.send(roomID, text: text, kind: kind, replyTo: replyTo) }
+        let event = try failing { try body(node) }
         // Printed first: the event is stored (PENDING) whether or not the bucket answers now.
         report(event, json: json)
         if flush { try await failingAsync { try await flushIfBucket(node, roomID) } }
+    }
+}
+
+/// Where a message's text comes from: the argument, standard input (`-`), or a file (`--text-file`).
+struct TextInput: ParsableArguments {
+    @Argument(help: "The text; '-' reads it from standard input.") var text: String?
+    @Option(name: .customLong("text-file"), help: "Read the text from this file (UTF-8) instead.") var textFile: String?
+
+    /// Input beyond this is not read: no message comes near it (an event holds at most 64 KiB).
+    static let maxBytes = 1 << 20
+
+    func validate() throws {
+        guard (text == nil) != (textFile == nil) else { throw ValidationError("Give the text, '-' to read it from standard input, or --text-file PATH.") }
+    }
+
+    /// The text; from standard input or a file, without its final line ending.
+    /// - Throws: ``ClientError`` for input that cannot be read, is not UTF-8, or is larger than ``maxBytes``.
+    func read() throws -> String {
+        if let text, text != "-" { return text }
+        let source = textFile ?? "standard input"
+        let descriptor = try openInput(textFile)
+        defer { if descriptor != 0 { close(descriptor) } }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while bytes.count <= TextInput.maxBytes {
+            let count = chunk.withUnsafeMutableBytes { Foundation.read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { throw ClientError(.io, "Cannot read \(source): \(String(cString: strerror(errno))).") }
+            if count == 0 { break }
+            bytes += chunk[0..<count]
+        }
+        if bytes.count > TextInput.maxBytes {
+            var status = stat()
+            let size = fstat(descriptor, &status) == 0 && (status.st_mode & S_IFMT) == S_IFREG ? "\(status.st_size) bytes" : "more than \(TextInput.maxBytes) bytes"
+            throw ClientError(
+                .tooLarge, "\(source) holds \(size): too large for one message, which may be at most \(Event.maxWireBytes) bytes (64 KiB) as an event.",
+                remedy: "Send it as several messages of at most \(Node.maxMessageBytes / 1024) KiB each (\(Node.maxEncryptedMessageBytes / 1024) KiB in an encrypted room).")
+        }
+        guard var text = String(validating: bytes, as: UTF8.self) else {
+            throw ClientError(.invalidArgument, "\(source) is not UTF-8 text.", remedy: "Convert it to UTF-8 first (for example with iconv).")
+        }
+        // A file or `echo` ends its last line; that line ending is no part of the message.
+        while let last = text.last, last.isNewline { text.removeLast() }
+        return text
+    }
+}
+
+struct Send: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send a message; prints the new event id.",
+        discussion: "The text is the argument, or with '-' standard input, or with --text-file a file; one message holds up to about 63 KiB of text (46 KiB in an encrypted room).")
+    @OptionGroup var global: GlobalOptions
+    @Argument var roomID: String
+    @OptionGroup var input: TextInput
+    @Option(name: .customLong("reply-to"), help: "The event this replies to: its id, or the start of the id's last part.") var replyTo: String?
+    @Flag(help: "Send as a notice (msgtype notice).") var notice = false
+    @Flag(help: "Send as an emote (msgtype emote).") var emote = false
+    @OptionGroup var options: PublishOptions
+
+    func run() async throws {
+        let kind: MessageKind = emote ? .emote : notice ? .notice : .text
+        try await options.publish(in: roomID, global) { node in
+            let parent = try replyTo.map { try node.resolveEventID($0, in: roomID) }
+            return try node.send(roomID, text: try input.read(), kind: kind, replyTo: parent)
+        }
     }
 }
 
 struct Edit: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Replace the text of one of your messages (its history is kept).")
+    static let configuration = CommandConfiguration(
+        abstract: "Replace the text of one of your messages (its history is kept).",
+        discussion: "EVENT_ID may be the start of the id's last part, as `parley log` shows it. The text is the argument, '-' for standard input, or --text-file.")
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument var eventID: String
-    @Argument var text: String
-    @Flag(help: "In a bucket room, write the outbox to the bucket now rather than at the next sync.") var flush = false
-    @Flag var json = false
+    @OptionGroup var input: TextInput
+    @OptionGroup var options: PublishOptions
 
     func run() async throws {
-        let node = try global.node()
-        let event = try failing { try node.edit(roomID, eventID: eventID, text: text) }
-        // Printed first: the event is stored (PENDING) whether or not the bucket answers now.
-        report(event, json: json)
-        if flush { try await failingAsync { try await flushIfBucket(node, roomID) } }
+        try await options.publish(in: roomID, global) { node in
+            try node.edit(roomID, eventID: try node.resolveEventID(eventID, in: roomID), text: try input.read())
+        }
     }
 }
 
 struct React: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "React to a message (one reaction per key per user).")
+    static let configuration = CommandConfiguration(
+        abstract: "React to a message (one reaction per key per user).", discussion: "EVENT_ID may be the start of the id's last part, as `parley log` shows it.")
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument var eventID: String
     @Argument var key: String
-    @Flag(help: "In a bucket room, write the outbox to the bucket now rather than at the next sync.") var flush = false
-    @Flag var json = false
+    @OptionGroup var options: PublishOptions
 
     func run() async throws {
-        let node = try global.node()
-        let event = try failing { try node.react(roomID, eventID: eventID, key: key) }
-        // Printed first: the event is stored (PENDING) whether or not the bucket answers now.
-        report(event, json: json)
-        if flush { try await failingAsync { try await flushIfBucket(node, roomID) } }
+        try await options.publish(in: roomID, global) { node in try node.react(roomID, eventID: try node.resolveEventID(eventID, in: roomID), key: key) }
     }
 }
 
 struct Redact: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Delete a message, edit or reaction: its content is stripped everywhere.")
+    static let configuration = CommandConfiguration(
+        abstract: "Delete a message, edit or reaction: its content is stripped everywhere.",
+        discussion: "EVENT_ID may be the start of the id's last part, as `parley log` shows it.")
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument var eventID: String
     @Option(help: "Why; recorded in the redaction.") var reason: String?
-    @Flag(help: "In a bucket room, write the outbox to the bucket now rather than at the next sync.") var flush = false
-    @Flag var json = false
+    @OptionGroup var options: PublishOptions
 
     func run() async throws {
-        let node = try global.node()
-        let event = try failing { try node.redact(roomID, eventID: eventID, reason: reason) }
-        // Printed first: the event is stored (PENDING) whether or not the bucket answers now.
-        report(event, json: json)
-        if flush { try await failingAsync { try await flushIfBucket(node, roomID) } }
+        try await options.publish(in: roomID, global) { node in
+            try node.redact(roomID, eventID: try node.resolveEventID(eventID, in: roomID), reason: reason)
+        }
     }
 }
 
-struct Read: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Send a receipt: read (or with --delivered, received) up to an event.")
+struct Read: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send a receipt: read (or with --delivered, received) up to an event.",
+        discussion: "EVENT_ID may be the start of the id's last part, as `parley log` shows it.")
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument var eventID: String
     @Flag(help: "A delivered receipt instead of a read one.") var delivered = false
-    @Flag var json = false
+    @OptionGroup var options: PublishOptions
 
-    func run() throws {
-        let node = try global.node()
-        report(try failing { try node.receipt(roomID, eventID: eventID, kind: delivered ? .delivered : .read) }, json: json)
+    func run() async throws {
+        try await options.publish(in: roomID, global) { node in
+            try node.receipt(roomID, eventID: try node.resolveEventID(eventID, in: roomID), kind: delivered ? .delivered : .read)
+        }
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS` in UTC, from the same calendar arithmetic as event ids (DateFormatter would load ICU).
-func formatTime(_ timestampMs: Int64) -> String {
-    let stamp = Array(EventID.formatTimestamp(min(max(timestampMs, 0), EventID.maxTimestampMs)))
-    return String(stamp[0..<4]) + "-" + String(stamp[4..<6]) + "-" + String(stamp[6..<8]) + " " + String(stamp[9..<11]) + ":"
-        + String(stamp[11..<13]) + ":" + String(stamp[13..<15])
-}
+/// `--limit N` of the commands that list: a positive count.
+struct LimitOption: ParsableArguments {
+    // Unconditional, so that `--limit -1` reaches the check below rather than reading as an unknown option `-1`.
+    @Option(parsing: .unconditional, help: "At most this many, the newest.") var limit = 50
 
-func describe(_ item: TimelineItem) -> String {
-    let time = formatTime(item.timestampMs)
-    var text: String
-    if let summary = item.summary {
-        text = "* \(summary)"
-    } else if item.redacted {
-        text = "\(item.senderID): [deleted]"
-    } else if item.undecryptable {
-        text = "\(item.senderID): [encrypted: this device has no key for it yet]"
-    } else if item.messageKind == .emote {
-        text = "* \(item.senderID) \(item.body ?? "")"
-    } else {
-        text = "\(item.senderID): \(item.body ?? "[content unavailable]")"
+    func validate() throws {
+        guard limit > 0 else { throw ValidationError("--limit must be at least 1; it was \(limit).") }
     }
-    if item.edited { text += " (edited)" }
-    if item.parentEventID != nil { text += " (reply)" }
-    let reactions = item.reactions.keys.sorted().map { "\($0)×\(item.reactions[$0]!.count)" }
-    if !reactions.isEmpty { text += "  [" + reactions.joined(separator: " ") + "]" }
-    return "\(time)  \(text)  \(item.eventID)"
 }
 
 struct Log: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the room's resolved timeline, oldest first.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show the room's resolved timeline, oldest first.",
+        discussion: "Each line: time (local, with its UTC offset), sender, text, markers, event id; further lines of a message are indented.")
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
-    @Option(help: "How many of the newest items.") var limit = 50
-    @Flag var json = false
+    @OptionGroup var limit: LimitOption
+    @OptionGroup var time: TimeOptions
+    @Flag(help: "Print the items as a JSON array.") var json = false
 
     func run() throws {
         let node = try global.node()
-        guard limit > 0 else {
-            printError("error: --limit must be at least 1.")
-            throw ExitCode(1)
-        }
-        let items = try failing { try node.timeline(roomID, limit: limit) }
-        if json {
-            printJSON(.array(items.map(JSONOutput.item)))
-        } else {
-            for item in items { print(describe(item)) }
+        try failing {
+            let items = try node.timeline(roomID, limit: limit.limit)
+            if json {
+                printJSON(.array(items.map(JSONOutput.item)))
+            } else {
+                let text = TimelineText(node: node, time: time)
+                for item in items { try text.lines(item).forEach(output) }
+            }
         }
     }
 }
@@ -152,7 +192,7 @@ struct Events: ParsableCommand {
 
     func run() throws {
         let node = try global.node()
-        let output = FileHandle.standardOutput
+        let standardOutput = FileHandle.standardOutput
         var buffer: [UInt8] = []
         try failing {
             _ = try node.roomState(roomID)
@@ -160,23 +200,27 @@ struct Events: ParsableCommand {
                 buffer += wire
                 buffer.append(0x0A)
                 if buffer.count > 1 << 16 {
-                    output.write(Data(buffer))
+                    standardOutput.write(Data(buffer))
                     buffer.removeAll(keepingCapacity: true)
                 }
             }
         }
-        output.write(Data(buffer))
+        standardOutput.write(Data(buffer))
     }
 }
 
+/// A room's line in the summary of `parley verify` and `parley bucket verify`.
+func describe(_ room: AuditReport.RoomSummary) -> String {
+    let joined = room.state.joinedMembers.map(\.userID).joined(separator: ", ")
+    return "room \(room.roomID): \(room.events) chained events, \(room.accepted) authorized, \(room.forks) forks; members: \(joined.isEmpty ? "none" : joined)"
+}
+
 /// Opens `path` for reading, or standard input for `nil` or `-`.
+/// - Throws: ``ClientError`` naming the file and the reason.
 func openInput(_ path: String?) throws -> Int32 {
     guard let path, path != "-" else { return 0 }
     let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-    guard descriptor >= 0 else {
-        printError("error: cannot open \(path): \(String(cString: strerror(errno))).")
-        throw ExitCode(1)
-    }
+    guard descriptor >= 0 else { throw ClientError(.io, "Cannot open \(path): \(String(cString: strerror(errno))).") }
     return descriptor
 }
 
@@ -190,7 +234,7 @@ struct Import: ParsableCommand {
 
     func run() throws {
         let node = try global.node()
-        var reader = JSONLReader(descriptor: try openInput(file))
+        var reader = JSONLReader(descriptor: try failing { try openInput(file) })
         let summary = try failing { try node.importEvents(from: &reader) { printError($0) } }
         if json {
             printJSON([
@@ -199,7 +243,7 @@ struct Import: ParsableCommand {
                 "rejected": .integer(Int64(summary.rejected)),
             ])
         } else {
-            print("\(summary.lines) lines: \(summary.accepted) accepted, \(summary.duplicates) already held, \(summary.unauthorized) not authorized, \(summary.heldBack) held back, \(summary.rejected) rejected")
+            output("\(summary.lines) lines: \(summary.accepted) accepted, \(summary.duplicates) already held, \(summary.unauthorized) not authorized, \(summary.heldBack) held back, \(summary.rejected) rejected")
         }
         if !summary.isClean { throw ExitCode(1) }
     }
@@ -214,24 +258,18 @@ struct Verify: ParsableCommand {
     @Flag var json = false
 
     func run() throws {
-        var reader = JSONLReader(descriptor: try openInput(file))
+        var reader = JSONLReader(descriptor: try failing { try openInput(file) })
         let report = try failing { try Auditor.audit(&reader) }
         if json {
             printJSON([
                 "lines": .integer(Int64(report.lines)),
                 "problems": .array(report.problems.map { ["line": $0.line.map { .integer(Int64($0)) } ?? .null, "message": .string($0.message)] }),
-                "rooms": .array(report.rooms.map {
-                    ["room_id": .string($0.roomID), "events": .integer(Int64($0.events)), "accepted": .integer(Int64($0.accepted)),
-                     "forks": .integer(Int64($0.forks)), "state": JSONOutput.state($0.state)]
-                }),
+                "rooms": .array(report.rooms.map(JSONOutput.auditedRoom)),
             ])
         } else {
-            for problem in report.problems { print((problem.line.map { "line \($0): " } ?? "") + problem.message) }
-            for room in report.rooms {
-                let joined = room.state.joinedMembers.map(\.userID).joined(separator: ", ")
-                print("room \(room.roomID): \(room.events) chained events, \(room.accepted) authorized, \(room.forks) forks; members: \(joined.isEmpty ? "none" : joined)")
-            }
-            print(report.isClean ? "OK: \(report.lines) lines, no problems" : "FAILED: \(report.problems.count) problem(s) in \(report.lines) lines")
+            for problem in report.problems { output((problem.line.map { "line \($0): " } ?? "") + problem.message) }
+            for room in report.rooms { output(describe(room)) }
+            output(report.isClean ? "OK: \(report.lines) lines, no problems" : "FAILED: \(report.problems.count) problem(s) in \(report.lines) lines")
         }
         if !report.isClean { throw ExitCode(1) }
     }
@@ -242,20 +280,24 @@ struct Search: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Words that must all appear.") var query: String
     @Option(help: "Only this room.") var room: String?
-    @Option(help: "At most this many results.") var limit = 50
-    @Flag var json = false
+    @OptionGroup var limit: LimitOption
+    @OptionGroup var time: TimeOptions
+    @Flag(help: "Print the results as a JSON array of log items with room_id.") var json = false
 
     func run() throws {
         let node = try global.node()
-        let hits = try failing { try node.search(query, roomID: room, limit: limit) }
-        if json {
-            printJSON(.array(hits.map { hit in
-                var item = JSONOutput.item(hit.item).objectValue!
-                item["room_id"] = .string(hit.roomID)
-                return .object(item)
-            }))
-        } else {
-            for hit in hits { print("\(hit.roomID)  \(describe(hit.item))") }
+        try failing {
+            let hits = try node.search(query, roomID: room, limit: limit.limit)
+            if json {
+                printJSON(.array(hits.map { hit in
+                    var item = JSONOutput.item(hit.item).objectValue!
+                    item["room_id"] = .string(hit.roomID)
+                    return .object(item)
+                }))
+            } else {
+                let text = TimelineText(node: node, time: time)
+                for hit in hits { try text.lines(hit.item, prefix: "\(hit.roomID)  ").forEach(output) }
+            }
         }
     }
 }
@@ -265,12 +307,13 @@ struct Rejected: ParsableCommand {
         abstract: "Show the rejected-events log: what this node refused, when, and why (newest first).",
         discussion: "Events stored but not authorized are not listed here; `parley import` reports those, and `parley events` includes them.")
     @OptionGroup var global: GlobalOptions
-    @Option(help: "At most this many entries.") var limit = 50
-    @Flag var json = false
+    @OptionGroup var limit: LimitOption
+    @OptionGroup var time: TimeOptions
+    @Flag(help: "Print the entries as JSON.") var json = false
 
     func run() throws {
         let node = try global.node()
-        let entries = try failing { try node.store.rejectedEvents(limit: limit) }
+        let entries = try failing { try node.store.rejectedEvents(limit: limit.limit) }
         if json {
             printJSON(.array(entries.map { entry in
                 ["received_ms": .integer(entry.receivedMs), "room_id": entry.roomID.map(JSONValue.string) ?? .null,
@@ -278,7 +321,7 @@ struct Rejected: ParsableCommand {
             }))
         } else {
             for entry in entries {
-                print("\(formatTime(entry.receivedMs))  \(entry.eventID ?? entry.roomID ?? "-")  \(entry.reason)")
+                output("\(time.format(entry.receivedMs))  \(entry.eventID ?? entry.roomID ?? "-")  \(entry.reason)")
             }
         }
     }

@@ -9,14 +9,17 @@ struct Parley: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parley",
         abstract: "Secure, decentralized chat: every message a signed, hash-chained event.",
-        discussion: "The node lives in --home DIR, else $PARLEY_HOME, else ~/.parley.",
+        discussion: "The node lives in --home DIR, else $PARLEY_HOME, else ~/.parley. --home may stand anywhere on the command line.",
+        version: ParleyVersion.description,
         subcommands: [
             Init.self, WhoAmI.self, Status.self, Room.self, Send.self, Edit.self, React.self, Redact.self, Read.self, Log.self,
             Events.self, Import.self, Verify.self, Search.self, Rejected.self, Sync.self, Bucket.self, DirectMessages.self, Backup.self, Device.self,
         ])
 
-    /// `--home DIR` may come before the subcommand (`parley --home DIR init`); argument parsing wants options after
-    /// it, so move it to the end.
+    /// Declared here as well as in every command that uses it: the root command parses `--home` wherever it stands
+    /// (before, between or after subcommand names), and each command's group takes the value parsed here.
+    @OptionGroup var global: GlobalOptions
+
     static func main() {
         // A parent may have started us with termination signals blocked (they are inherited); a command that runs
         // until stopped must stop when told to.
@@ -25,19 +28,9 @@ struct Parley: AsyncParsableCommand {
         sigaddset(&signals, SIGTERM)
         sigaddset(&signals, SIGINT)
         pthread_sigmask(SIG_UNBLOCK, &signals, nil)
-        var arguments = Array(CommandLine.arguments.dropFirst())
-        if arguments.first == "--home", arguments.count >= 2 {
-            let home = Array(arguments[0...1])
-            arguments.removeFirst(2)
-            if let terminator = arguments.firstIndex(of: "--") {
-                arguments.insert(contentsOf: home, at: terminator)
-            } else {
-                arguments += home
-            }
-        } else if let first = arguments.first, first.hasPrefix("--home=") {
-            arguments.append(arguments.removeFirst())
-        }
+        let arguments = Array(CommandLine.arguments.dropFirst())
         do {
+            if let unknown = unknownSubcommand(in: arguments) { throw unknown }
             var command = try parseAsRoot(arguments)
             if let asynchronous = command as? AsyncParsableCommand {
                 try runBlocking(asynchronous)
@@ -45,7 +38,17 @@ struct Parley: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
-            exit(withError: error)
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if code == .success {
+                print(message)
+            } else if !message.isEmpty {
+                // Usage errors quote what was typed: escaped like everything else that reaches the terminal, and
+                // begun like every other error of ours.
+                let text = message.hasPrefix("Error: ") ? "error: " + message.dropFirst("Error: ".count) : message
+                for line in text.split(separator: "\n", omittingEmptySubsequences: false) { printError(String(line)) }
+            }
+            Foundation.exit(code.rawValue)
         }
     }
 
@@ -66,6 +69,64 @@ struct Parley: AsyncParsableCommand {
         }
         done.wait()
         if let error = outcome.error { throw error }
+    }
+
+    /// A subcommand name that is none of its group's, as a usage error naming the closest ones. Argument parsing
+    /// alone would call it an unexpected argument, or blame an option that stands before it.
+    static func unknownSubcommand(in arguments: [String]) -> ValidationError? {
+        var command: ParsableCommand.Type = Parley.self
+        var path = ["parley"]
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            index += 1
+            if argument == "--" { return nil }
+            if argument == "--home" {
+                index += 1
+                continue
+            }
+            // Another option of the group (`--help`, `--version`, `--home=DIR`): parsing judges it.
+            if argument.hasPrefix("-") { continue }
+            let configuration = command.configuration
+            guard !configuration.subcommands.isEmpty, configuration.defaultSubcommand == nil, argument != "help" else { return nil }
+            var names: [String] = []
+            var next: ParsableCommand.Type?
+            for subcommand in configuration.subcommands {
+                let name = subcommand._commandName
+                names.append(name)
+                if name == argument || subcommand.configuration.aliases.contains(argument) { next = subcommand }
+            }
+            guard let next else {
+                let near = names.filter { isNear(argument, $0) }
+                let advice = near.isEmpty ? "The commands are: \(names.joined(separator: ", "))." : "Did you mean \(near.map { "'\($0)'" }.joined(separator: " or "))?"
+                return ValidationError("Unknown command '\(argument)' for '\(path.joined(separator: " "))'. \(advice) See '\(path.joined(separator: " ")) --help'.")
+            }
+            command = next
+            path.append(argument)
+        }
+        return nil
+    }
+
+    /// Whether `typed` may be a slip for `name`: the start of it, or one edit away (two for names longer than four).
+    static func isNear(_ typed: String, _ name: String) -> Bool {
+        if typed.count >= 2 && name.hasPrefix(typed) { return true }
+        return editDistance(typed, name) <= (name.count <= 4 ? 1 : 2)
+    }
+
+    /// Edits (insertions, deletions, substitutions, swaps of neighbours) that turn `a` into `b`: the optimal string
+    /// alignment distance, by characters, so that `sned` is one slip away from `send`.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var table = Array(repeating: Array(repeating: 0, count: b.count + 1), count: a.count + 1)
+        for i in 0...a.count { table[i][0] = i }
+        for j in 0...b.count { table[0][j] = j }
+        for i in stride(from: 1, through: a.count, by: 1) {
+            for j in stride(from: 1, through: b.count, by: 1) {
+                table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, table[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { table[i][j] = min(table[i][j], table[i - 2][j - 2] + 1) }
+            }
+        }
+        return table[a.count][b.count]
     }
 }
 
@@ -101,15 +162,27 @@ func failingAsync<T>(_ body: () async throws -> T) async throws -> T {
 /// Prints an error for the user and gives the exit status 1.
 func exitCode(for error: Error) -> ExitCode {
     switch error {
-    case let error as ClientError: printError("error: \(error.message)" + (error.remedy.map { "\n\($0)" } ?? ""))
+    case let error as ClientError:
+        printError("error: \(error.message)")
+        for detail in error.details { printError("  \(detail)") }
+        if let remedy = error.remedy { printError(remedy) }
     case let error as ExitCode: return error
     default: printError("error: \(error)")
     }
     return ExitCode(1)
 }
 
-func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+/// Prints one line for a person on standard output. The whole line is escaped (``TerminalText``): names, ids, text
+/// and errors from outside reach the terminal as visible escapes, never as control characters, so nothing in them
+/// can start a line that looks like ours, restyle the terminal or reorder the text. Only `--json` output, whose own
+/// escaping keeps text exact, and `parley events`, which prints data, bypass it.
+func output(_ line: String) {
+    print(TerminalText.escape(line))
+}
+
+/// ``output(_:)`` for standard error.
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((TerminalText.escape(line) + "\n").utf8))
 }
 
 func printJSON(_ value: JSONValue) {
@@ -153,11 +226,11 @@ struct Init: AsyncParsableCommand {
             if link != nil { object["joined_rooms"] = .array(joined.map(JSONValue.string)) }
             printJSON(.object(object))
         } else if link != nil {
-            print("joined: \(joined.isEmpty ? "no bucket rooms" : joined.joined(separator: ", "))")
+            output("joined: \(joined.isEmpty ? "no bucket rooms" : joined.joined(separator: ", "))")
         } else {
-            print("Created identity \(identity.userID) in \(global.parleyHome.path)")
-            print("signing key:  \(identity.signingKeyBase64)")
-            print("exchange key: \(identity.exchangeKeyBase64)")
+            output("Created identity \(identity.userID) in \(global.parleyHome.path)")
+            output("signing key:  \(identity.signingKeyBase64)")
+            output("exchange key: \(identity.exchangeKeyBase64)")
         }
     }
 }
@@ -172,9 +245,9 @@ struct WhoAmI: ParsableCommand {
         if json {
             printJSON(identity.publicJSON)
         } else {
-            print("user id:      \(identity.userID)")
-            print("signing key:  \(identity.signingKeyBase64)")
-            print("exchange key: \(identity.exchangeKeyBase64)")
+            output("user id:      \(identity.userID)")
+            output("signing key:  \(identity.signingKeyBase64)")
+            output("exchange key: \(identity.exchangeKeyBase64)")
         }
     }
 }
@@ -204,13 +277,13 @@ struct Status: ParsableCommand {
             ])
             return
         }
-        print("Parley node in \(node.home.path)")
-        print("user id:     \(node.identity.userID)")
-        print("signing key: \(node.identity.signingKeyBase64)")
-        print("store:       \(node.home.storePath)")
-        print("rooms:       \(rooms.isEmpty ? "none yet (parley room create ROOM_ID)" : rooms.joined(separator: ", "))")
+        output("Parley node in \(node.home.path)")
+        output("user id:     \(node.identity.userID)")
+        output("signing key: \(node.identity.signingKeyBase64)")
+        output("store:       \(node.home.storePath)")
+        output("rooms:       \(rooms.isEmpty ? "none yet (parley room create ROOM_ID)" : rooms.joined(separator: ", "))")
         for (room, outbox, faulty) in buckets {
-            print("bucket room \(room.roomID) in \(room.bucketURL): \(outbox.pending) pending, \(outbox.inTransit) in transit\(faulty > 0 ? ", \(faulty) faulty file(s) seen" : "")")
+            output("bucket room \(room.roomID) in \(room.bucketURL): \(outbox.pending) pending, \(outbox.inTransit) in transit\(faulty > 0 ? ", \(faulty) faulty file(s) seen" : "")")
         }
     }
 }

@@ -17,7 +17,7 @@ func report(_ event: VerifiedEvent, json: Bool) {
     if json {
         printJSON(["event_id": .string(event.event.eventID), "event_hash": .string(event.hash), "seq": .integer(event.event.seq)])
     } else {
-        print(event.event.eventID)
+        output(event.event.eventID)
     }
 }
 
@@ -57,7 +57,7 @@ struct RoomCreate: AsyncParsableCommand {
         if json {
             printJSON(.array(events.map { ["event_id": .string($0.event.eventID), "type": .string($0.event.type)] }))
         } else {
-            print("Created room \(roomID)" + (bucket.map { " in \($0)" } ?? ""))
+            output("Created room \(roomID)" + (bucket.map { " in \($0)" } ?? ""))
         }
         noteCleartextState(node, roomID: roomID, "name", name)
     }
@@ -87,8 +87,8 @@ struct RoomInvite: AsyncParsableCommand {
             if let code { object["invite_code"] = .string(code.text) }
             printJSON(.object(object))
         } else {
-            print(event.event.eventID)
-            if let code { print("invite code: \(code.text)") }
+            output(event.event.eventID)
+            if let code { output("invite code: \(code.text)") }
         }
     }
 }
@@ -127,48 +127,60 @@ struct RoomLeave: ParsableCommand {
     }
 }
 
+/// Kick, ban and unban: one member's membership changed by a moderator, with an optional reason.
+protocol MembershipCommand: ParsableCommand {
+    var global: GlobalOptions { get }
+    var arguments: MembershipArguments { get }
+    /// The membership the event sets.
+    static var membership: Membership { get }
+    /// Refuses a change that makes no sense before anything is signed.
+    func check(_ state: RoomState) throws
+}
+
 struct MembershipArguments: ParsableArguments {
     @Argument var roomID: String
     @Argument var userID: String
     @Option(help: "Why; recorded in the event.") var reason: String?
-    @Flag var json = false
+    @Flag(help: "Print the event id, hash and seq as JSON.") var json = false
 }
 
-struct RoomKick: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "kick", abstract: "Remove a member (needs the kick level and more power than them).")
-    @OptionGroup var global: GlobalOptions
-    @OptionGroup var arguments: MembershipArguments
+extension MembershipCommand {
+    func check(_ state: RoomState) throws {}
 
     func run() throws {
         let node = try global.node()
-        report(try failing { try node.setMembership(arguments.roomID, userID: arguments.userID, .leave, reason: arguments.reason) }, json: arguments.json)
-    }
-}
-
-struct RoomBan: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "ban", abstract: "Ban a user (needs the ban level and more power than them).")
-    @OptionGroup var global: GlobalOptions
-    @OptionGroup var arguments: MembershipArguments
-
-    func run() throws {
-        let node = try global.node()
-        report(try failing { try node.setMembership(arguments.roomID, userID: arguments.userID, .ban, reason: arguments.reason) }, json: arguments.json)
-    }
-}
-
-struct RoomUnban: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "unban", abstract: "Lift a ban (needs the ban level).")
-    @OptionGroup var global: GlobalOptions
-    @OptionGroup var arguments: MembershipArguments
-
-    func run() throws {
-        let node = try global.node()
-        let state = try failing { try node.roomState(arguments.roomID) }
-        guard state.membership(of: arguments.userID) == .ban else {
-            printError("error: \(arguments.userID) is not banned from \(arguments.roomID).")
-            throw ExitCode(1)
+        let event = try failing {
+            try check(node.roomState(arguments.roomID))
+            return try node.setMembership(arguments.roomID, userID: arguments.userID, Self.membership, reason: arguments.reason)
         }
-        report(try failing { try node.setMembership(arguments.roomID, userID: arguments.userID, .leave, reason: arguments.reason) }, json: arguments.json)
+        report(event, json: arguments.json)
+    }
+}
+
+struct RoomKick: MembershipCommand {
+    static let configuration = CommandConfiguration(commandName: "kick", abstract: "Remove a member (needs the kick level and more power than them).")
+    static let membership = Membership.leave
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var arguments: MembershipArguments
+}
+
+struct RoomBan: MembershipCommand {
+    static let configuration = CommandConfiguration(commandName: "ban", abstract: "Ban a user (needs the ban level and more power than them).")
+    static let membership = Membership.ban
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var arguments: MembershipArguments
+}
+
+struct RoomUnban: MembershipCommand {
+    static let configuration = CommandConfiguration(commandName: "unban", abstract: "Lift a ban (needs the ban level).")
+    static let membership = Membership.leave
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var arguments: MembershipArguments
+
+    func check(_ state: RoomState) throws {
+        guard state.membership(of: arguments.userID) == .ban else {
+            throw ClientError(.invalidArgument, "\(arguments.userID) is not banned from \(arguments.roomID).")
+        }
     }
 }
 
@@ -238,26 +250,26 @@ struct RoomInfo: ParsableCommand {
             printJSON(JSONOutput.state(state, forks: forks, collisions: collisions, heldBack: heldBack))
             return
         }
-        print("room:    \(state.roomID)")
-        if let name = state.name { print("name:    \(name)") }
-        if let topic = state.topic { print("topic:   \(topic)") }
-        if let creation = state.creation { print("creator: \(creation.creatorID)") }
+        output("room:    \(state.roomID)")
+        if let name = state.name { output("name:    \(name)") }
+        if let topic = state.topic { output("topic:   \(topic)") }
+        if let creation = state.creation { output("creator: \(creation.creatorID)") }
         if let encryption = state.encryption {
-            print("encrypted: yes (history: \(encryption.history.rawValue), \(state.roomKeys.count) epoch(s))")
+            output("encrypted: yes (history: \(encryption.history.rawValue), \(state.roomKeys.count) epoch(s))")
         }
-        print("members:")
+        output("members:")
         for member in state.members.values.sorted(by: { $0.userID < $1.userID }) {
             let level = state.powerLevels.level(of: member.userID)
             let devices = member.devices.keys.sorted().joined(separator: ", ")
-            print("  \(member.userID)  \(member.membership.rawValue)  power \(level)\(devices.isEmpty ? "" : "  devices: \(devices)")")
+            output("  \(member.userID)  \(member.membership.rawValue)  power \(level)\(devices.isEmpty ? "" : "  devices: \(devices)")")
         }
         if !forks.isEmpty {
-            print("warning: \(forks.count) fork(s): a device signed conflicting events; its later events are refused (proofs in --json)")
+            output("warning: \(forks.count) fork(s): a device signed conflicting events; its later events are refused (proofs in --json)")
         }
         if !collisions.isEmpty {
-            print("warning: \(collisions.count) event id(s) carried by two different events: a device copied another's id; both are kept (pairs in --json)")
+            output("warning: \(collisions.count) event id(s) carried by two different events: a device copied another's id; both are kept (pairs in --json)")
         }
-        if heldBack > 0 { print("note: \(heldBack) event(s) held back waiting for missing earlier events") }
+        if heldBack > 0 { output("note: \(heldBack) event(s) held back waiting for missing earlier events") }
     }
 }
 
@@ -276,7 +288,7 @@ struct RoomList: ParsableCommand {
                         "joined": .bool(state?.isJoinedDevice(user: node.identity.userID, key: node.identity.signingKeyBase64) ?? false)]
             }))
         } else {
-            for room in rooms { print(room) }
+            for room in rooms { output(room) }
         }
     }
 }

@@ -67,6 +67,64 @@ import Testing
     }
 }
 
+/// Opening a direct message again, and how device changes show in direct messages and timelines.
+@Suite struct DirectMessageReuseCLITests {
+    func start(_ node: ParleyCommand, _ arguments: [String]) throws -> JSONValue {
+        let result = try node.run(["dm"] + arguments + ["--json"])
+        try #require(result.status == 0, "\(result.stderr)")
+        return try JSONParser().parse(Array(result.stdout.utf8))
+    }
+
+    @Test func `a second dm with the same user opens the first, with or without the key`() throws {
+        let nodes = try TwoNodes()
+        let first = try start(nodes.alice, ["bob", "--key", nodes.bobKey])
+        #expect(first["existing"] == .bool(false))
+        let again = try start(nodes.alice, ["bob", "--key", nodes.bobKey])
+        #expect(again["room_id"] == first["room_id"] && again["existing"] == .bool(true))
+        #expect(try start(nodes.alice, ["bob"])["room_id"] == first["room_id"])
+        let note = try nodes.alice.run(["dm", "bob"])
+        #expect(note.stdout == first["room_id"]!.text + "\n")
+        #expect(note.stderr.contains("note: you already have this direct message with bob; `parley dm bob --new` starts another."))
+    }
+
+    @Test func `dm --new starts another direct message with the same user`() throws {
+        let nodes = try TwoNodes()
+        let first = try start(nodes.alice, ["bob", "--key", nodes.bobKey])
+        let second = try start(nodes.alice, ["bob", "--key", nodes.bobKey, "--new"])
+        #expect(second["room_id"] != first["room_id"] && second["existing"] == .bool(false))
+        #expect(try JSONParser().parse(Array(try nodes.alice.run(["dm", "list", "--json"]).stdout.utf8)).array.count == 2)
+    }
+
+    @Test func `a first dm without a key says where to get it`() throws {
+        let nodes = try TwoNodes()
+        let result = try nodes.alice.run(["dm", "bob"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("This node holds no direct message with bob: starting one needs their device's signing key."))
+        #expect(result.stderr.contains("Give it with --key KEY: the `signing key:` line of `parley whoami` on their device."))
+    }
+
+    @Test func `linking and removing a device show as device changes, and dm list keeps the last message`() throws {
+        let nodes = try TwoNodes()
+        let roomID = try start(nodes.alice, ["bob", "--key", nodes.bobKey])["room_id"]!.text
+        try #require(try nodes.alice.run(["send", roomID, "the last word"]).status == 0)
+        let laptop = ParleyCommand(home: nodes.directory.file("laptop"))
+        try #require(try laptop.run(["init", "--user", "alice"]).status == 0)
+        let request = try JSONParser().parse(Array(try laptop.run(["device", "request", "--json"]).stdout.utf8))
+        let linked = try nodes.alice.run(["device", "link", request["request"]!.text])
+        try #require(linked.status == 0, "\(linked.stderr)")
+        let laptopKey = request["signing_key"]!.text
+        try #require(try nodes.alice.run(["device", "remove", laptopKey]).status == 0)
+
+        let log = try nodes.alice.run(["log", roomID]).stdout
+        #expect(log.contains("* alice linked a new device (\(laptopKey.prefix(12))…)"), "\(log)")
+        #expect(log.contains("* alice removed a device (\(laptopKey.prefix(12))…)"))
+        #expect(!log.contains("alice invited alice") && !log.contains("* alice left"))
+        let list = try JSONParser().parse(Array(try nodes.alice.run(["dm", "list", "--json"]).stdout.utf8)).array
+        #expect(list.first?["last"]?["body"]?.stringValue == "the last word")
+        #expect(try nodes.alice.run(["dm", "list"]).stdout.contains("alice: the last word"))
+    }
+}
+
 extension TwoNodes {
     func search(_ node: ParleyCommand, _ query: String) throws -> Int {
         let result = try node.run(["search", query, "--json"])

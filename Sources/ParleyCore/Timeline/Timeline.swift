@@ -132,12 +132,21 @@ public enum Timeline {
             let reason = member.reason.map { ": \($0)" } ?? ""
             switch member.membership {
             case .join: return "\(member.userID) joined"
+            // A user's invite of themselves binds a device they linked; a leave of their own naming devices removes
+            // those devices only (docs/PROTOCOL.md §14.8).
+            case .invite where sender == member.userID: return "\(sender) linked a new device\(deviceList(member.devices))"
             case .invite: return "\(sender) invited \(member.userID)"
+            case .leave where sender == member.userID && !member.devices.isEmpty: return "\(sender) removed a device\(deviceList(member.devices))"
             case .leave where sender == member.userID: return "\(member.userID) left"
             case .leave: return "\(sender) removed \(member.userID)\(reason)"
             case .ban: return "\(sender) banned \(member.userID)\(reason)"
             }
         default: return nil
         }
+    }
+
+    /// ` (KEY…, KEY…)`: the start of each device's signing key, as `parley device list` shows them whole.
+    static func deviceList(_ devices: [DeviceBinding]) -> String {
+        " (" + devices.map { "\($0.signingKey.prefix(12))…" }.joined(separator: ", ") + ")"
     }
 }
