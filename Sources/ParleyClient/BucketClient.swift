@@ -57,6 +57,8 @@ public struct SyncReport: Sendable {
     public var ignored: [String] = []
     /// Whether the whole room was listed (first sync, or looking for a gap's events).
     public var listedEverything = false
+    /// Keys this device shared and asked for after reading (docs/PROTOCOL.md §14.10), written to the bucket at once.
+    public var keys = KeyExchangeReport()
 }
 
 /// Runs a node's bucket rooms: creating and joining them, flushing the outbox into log files, and syncing other
@@ -359,6 +361,14 @@ public struct BucketClient: Sendable {
         try node.store.advanceBucketCursors(
             roomID: roomID, logsMs: logsCursor, hintsMs: hintsCursor, fullListingMs: report.listedEverything ? now : nil)
         if !report.accepted.isEmpty { node.updates.publish(RoomUpdate(roomID: roomID, eventIDs: report.accepted)) }
+        // What was read may be a new member device to share keys with, a request to answer, or a message this device
+        // cannot open: the keys go out now, so the other side reads them at its next sync.
+        do {
+            report.keys = try node.exchangeKeys(roomID)
+            if !report.keys.isEmpty { _ = try await flush(roomID) }
+        } catch {
+            report.problems.append("sharing keys: \((error as? ClientError)?.message ?? "\(error)")")
+        }
         return report
     }
 

@@ -51,13 +51,20 @@ public final class Node: Sendable {
             let exchangeKey = identity.exchangeKey
             store = try EventStore(
                 path: home.storePath,
-                keyOpener: KeyOpener(device: identity.signingKeyBase64) { delivery in
-                    Result { () throws(EncryptionError) -> RoomKey in
-                        try KeySeal.open(
-                            delivery.sealed, keyID: delivery.content.keyID, roomID: delivery.event.roomID,
-                            senderKey: delivery.event.senderKey, privateKey: exchangeKey)
-                    }
-                })
+                keyOpener: KeyOpener(
+                    device: identity.signingKeyBase64,
+                    open: { delivery in
+                        Result { () throws(EncryptionError) -> RoomKey in
+                            try KeySeal.open(
+                                delivery.sealed, keyID: delivery.content.keyID, roomID: delivery.event.roomID,
+                                senderKey: delivery.event.senderKey, privateKey: exchangeKey)
+                        }
+                    },
+                    openForward: { event, forward in
+                        Result { () throws(EncryptionError) -> [ForwardedKey] in
+                            try ForwardSeal.open(forward, roomID: event.roomID, senderKey: event.senderKey, privateKey: exchangeKey)
+                        }
+                    }))
         } catch {
             throw ClientError(.io, "\(error)")
         }

@@ -40,10 +40,16 @@ public struct KeyOpener: Sendable {
     /// The device whose deliveries are opened: its signing key, base64.
     public let device: String
     public let open: @Sendable (KeyDelivery) -> Result<RoomKey, EncryptionError>
+    /// Opens an `m.room.key_forward` event (given with its parsed content) addressed to the device.
+    public let openForward: @Sendable (Event, KeyForwardContent) -> Result<[ForwardedKey], EncryptionError>
 
-    public init(device: String, open: @escaping @Sendable (KeyDelivery) -> Result<RoomKey, EncryptionError>) {
+    public init(
+        device: String, open: @escaping @Sendable (KeyDelivery) -> Result<RoomKey, EncryptionError>,
+        openForward: @escaping @Sendable (Event, KeyForwardContent) -> Result<[ForwardedKey], EncryptionError>
+    ) {
         self.device = device
         self.open = open
+        self.openForward = openForward
     }
 }
 
@@ -198,10 +204,14 @@ extension EventStore {
             let row = try Row.fetchOne(
                 db.cachedStatement(sql: """
                     SELECT EXISTS (SELECT 1 FROM events e WHERE e.type = 'm.room.key' AND e.status = 0
+                            AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id))
+                        OR EXISTS (SELECT 1 FROM events e WHERE e.type = 'm.room.key_forward' AND e.status = 0
                             AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id)),
                         EXISTS (SELECT 1 FROM events WHERE type = 'm.room.encrypted' AND id > (SELECT scanned_up_to FROM decrypt_state)
                             AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id))
                         OR EXISTS (SELECT 1 FROM sealed_waiting w JOIN room_keys k ON k.room_id = w.room_id AND k.key_id = w.key_id)
+                        OR EXISTS (SELECT 1 FROM sealed_waiting w JOIN events e ON e.id = w.event_row
+                            JOIN message_keys m ON m.room_id = e.room_id AND m.sender_key = e.sender_key AND m.seq = e.seq)
                     """))
             return (row?[0] ?? true, row?[1] ?? true)
         }
@@ -220,15 +230,15 @@ extension EventStore {
         }
     }
 
-    /// Opens the accepted `m.room.key` events not looked at yet that seal a key to the opener's device, and records
-    /// each outcome: the key, or why it could not be opened (also logged as rejected). Key events for other devices
-    /// are marked as seen, so each is parsed once.
+    /// Opens the accepted `m.room.key` and `m.room.key_forward` events not looked at yet that seal keys to the
+    /// opener's device, and records each outcome: the keys, or why they could not be opened (also logged as
+    /// rejected). Events for other devices are marked as seen, so each is parsed once.
     /// - Returns: how many keys were opened.
     @discardableResult
     static func openKeyDeliveries(db: Database, opener: KeyOpener, receivedMs: Int64) throws -> Int {
         let rows = try Row.fetchAll(
             db.cachedStatement(sql: """
-                SELECT e.id, e.wire FROM events e WHERE e.type = 'm.room.key' AND e.status = 0
+                SELECT e.id, e.wire FROM events e WHERE (e.type = 'm.room.key' OR e.type = 'm.room.key_forward') AND e.status = 0
                     AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id)
                 ORDER BY e.id
                 """))
@@ -237,6 +247,10 @@ extension EventStore {
         for row in rows {
             let id: Int64 = row[0]
             let event = try Event.parse((row[1] as Data).bytes)
+            if event.type == EventType.keyForward {
+                opened += try openForward(event, row: id, db: db, opener: opener, record: record, receivedMs: receivedMs)
+                continue
+            }
             guard let content = event.content,
                 case .roomKey(let keys) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID),
                 let sealed = keys.recipients.first(where: { $0.signingKey == opener.device })
@@ -257,6 +271,33 @@ extension EventStore {
             }
         }
         return opened
+    }
+
+    /// Opens one `m.room.key_forward` if it is addressed to the opener's device and keeps the message keys it gives.
+    static func openForward(
+        _ event: Event, row id: Int64, db: Database, opener: KeyOpener, record: Statement, receivedMs: Int64
+    ) throws -> Int {
+        guard let content = event.content,
+            case .keyForward(let forward) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID),
+            forward.recipient == opener.device
+        else {
+            try record.execute(arguments: [id, "not for this device"])
+            return 0
+        }
+        switch opener.openForward(event, forward) {
+        case .success(let keys):
+            for key in keys {
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO message_keys (room_id, sender_key, seq, key, added_ms) VALUES (?, ?, ?, ?, ?)")
+                    .execute(arguments: [event.roomID, key.position.senderKey, key.position.seq, Data(key.key.bytes), receivedMs])
+            }
+            try record.execute(arguments: [id, nil])
+            return keys.count
+        case .failure(let error):
+            let reason = "m.room.key_forward: \(error.code.rawValue): \(error.message)"
+            try record.execute(arguments: [id, reason])
+            try EventStore.logRejection(db: db, event: event, reason: reason, receivedMs: receivedMs)
+            return 0
+        }
     }
 
     static func logRejection(db: Database, event: Event, reason: String, receivedMs: Int64) throws {
@@ -284,11 +325,12 @@ extension EventStore {
             let newest = try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id) FROM events")) ?? 0
             let rows = try Row.fetchAll(
                 db.cachedStatement(sql: """
-                    SELECT id, status, redacted, room_id, 0 FROM events WHERE type = 'm.room.encrypted' AND id > ? AND id <= ?
+                    SELECT id, status, redacted, room_id, 0, sender_key, seq FROM events WHERE type = 'm.room.encrypted' AND id > ? AND id <= ?
                         AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id)
                     UNION ALL
-                    SELECT e.id, e.status, e.redacted, e.room_id, 1 FROM sealed_waiting w CROSS JOIN events e ON e.id = w.event_row
+                    SELECT e.id, e.status, e.redacted, e.room_id, 1, e.sender_key, e.seq FROM sealed_waiting w CROSS JOIN events e ON e.id = w.event_row
                         WHERE EXISTS (SELECT 1 FROM room_keys k WHERE k.room_id = w.room_id AND k.key_id = w.key_id)
+                            OR EXISTS (SELECT 1 FROM message_keys m WHERE m.room_id = e.room_id AND m.sender_key = e.sender_key AND m.seq = e.seq)
                     ORDER BY 1
                     """), arguments: [scannedUpTo, newest])
             // Parsing and opening run on every core; the store's writes stay on this thread.
@@ -298,7 +340,7 @@ extension EventStore {
                 case opened(roomID: String, type: String, content: [UInt8], target: String?, keyID: String)
                 case failed(Event, reason: String)
             }
-            var collected: [(event: Event?, sealed: EncryptedContent?, wire: [UInt8], accepted: Bool)] = []
+            var collected: [(event: Event?, sealed: EncryptedContent?, wire: [UInt8], accepted: Bool, messageKey: MessageKey?)] = []
             collected.reserveCapacity(rows.count)
             let wireOf = try db.cachedStatement(sql: "SELECT wire FROM events WHERE id = ?")
             for row in rows {
@@ -306,10 +348,13 @@ extension EventStore {
                 if keysByRoom[roomID] == nil { keysByRoom[roomID] = try EventStore.roomKeys(db: db, roomID: roomID) }
                 let id: Int64 = row[0]
                 let accepted = (row[1] as Int) == EventStatus.accepted.rawValue && !(row[2] as Bool)
+                // A key forwarded for this one event; only looked up for events that waited (new ones rarely have one).
+                let messageKey = (row[4] as Bool)
+                    ? try EventStore.forwardedMessageKey(db: db, roomID: roomID, position: ChainPosition(senderKey: row[5], seq: row[6])) : nil
                 if let known = stored[id] {
-                    collected.append((known.event, known.content, [], accepted))
+                    collected.append((known.event, known.content, [], accepted, messageKey))
                 } else {
-                    collected.append((nil, nil, try Data.fetchOne(wireOf, arguments: [id])?.bytes ?? [], accepted))
+                    collected.append((nil, nil, try Data.fetchOne(wireOf, arguments: [id])?.bytes ?? [], accepted, messageKey))
                 }
             }
             let keys = keysByRoom
@@ -329,7 +374,8 @@ extension EventStore {
                             ?? { if case .encrypted(let parsed) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID) { parsed } else { nil } }()
                     else { continue }
                     // Not accepted (yet: it may be judged again) or no key: it waits.
-                    guard inputs[index].accepted, let key = keys[event.roomID]?[sealed.keyID] else {
+                    let key = keys[event.roomID]?[sealed.keyID].map(SealingKey.room) ?? inputs[index].messageKey.map(SealingKey.message)
+                    guard inputs[index].accepted, let key else {
                         outcomes.buffer[index] = .wait(roomID: event.roomID, keyID: sealed.keyID)
                         continue
                     }
@@ -392,12 +438,22 @@ extension EventStore {
             arguments: [eventID])
     }
 
+    /// What opens a sealed event: its epoch's key, or (v2 content) a key forwarded for it alone.
+    enum SealingKey {
+        case room(RoomKey)
+        case message(MessageKey)
+    }
+
     /// Opens sealed content and checks the inner event: a type that may be sealed, content valid for its type.
     static func openSealed(
-        _ sealed: EncryptedContent, of event: Event, key: RoomKey
+        _ sealed: EncryptedContent, of event: Event, key: SealingKey
     ) -> Result<(String, JSONObject, String?), SealedProblem> {
         do {
-            let (type, inner) = try RoomCipher.open(sealed, key: key, associatedData: RoomCipher.associatedData(of: event))
+            let associatedData = RoomCipher.associatedData(of: event)
+            let (type, inner) = switch key {
+            case .room(let roomKey): try RoomCipher.open(sealed, key: roomKey, associatedData: associatedData)
+            case .message(let messageKey): try RoomCipher.open(sealed, messageKey: messageKey, associatedData: associatedData)
+            }
             let parsed = try EventContent.parse(type: type, content: inner, roomID: event.roomID)
             if parsed.relationTarget == event.eventID { return .failure(SealedProblem(reason: "sealed \(type): an event cannot refer to itself")) }
             return .success((type, inner, parsed.relationTarget))

@@ -332,13 +332,6 @@ extension EventStore {
 /// SQLite limits bound parameters per statement; IN lists are sent in chunks of this many.
 let inListChunk = 500
 
-extension Array {
-    /// Consecutive slices of at most `size` elements.
-    func chunks(of size: Int) -> [ArraySlice<Element>] {
-        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min(count, $0 + size)] }
-    }
-}
-
 /// `?,?,…,?` for an IN list of `count` values.
 func placeholders(_ count: Int) -> String {
     Array(repeating: "?", count: count).joined(separator: ",")

@@ -142,6 +142,7 @@ public final class EventStore: Sendable {
         registerPreSharedSecretMigration(&migrator)
         registerBucketReadFailureMigration(&migrator)
         registerEventIDsAreNamesMigration(&migrator)
+        registerKeyForwardingMigration(&migrator)
         return migrator
     }
 }

@@ -1,0 +1,124 @@
+import Foundation
+import ParleyCore
+import ParleyStore
+
+/// What one key exchange in a room published.
+public struct KeyExchangeReport: Sendable, Equatable {
+    /// `m.room.key_forward` events, and the message keys they carry.
+    public var forwards = 0
+    public var forwardedKeys = 0
+    /// `m.room.key` events re-sharing earlier epochs (rooms whose history is shared).
+    public var epochShares = 0
+    /// `m.room.key_request` events, and the sealed events they ask for.
+    public var requests = 0
+    public var requestedEvents = 0
+
+    public var isEmpty: Bool { forwards == 0 && epochShares == 0 && requests == 0 }
+}
+
+extension Node {
+    /// How long a request for another device's message waits for that device to answer before this one does: the
+    /// sender holds the key for sure, and one answer is enough.
+    public static let keyRequestGraceMs: Int64 = 30_000
+    /// A request still unanswered after this long is sent again.
+    public static let keyRequestRetryMs: Int64 = 3_600_000
+
+    /// Shares the keys other member devices may read and lack, answers their key requests, and asks for the keys of
+    /// sealed events this device may read but cannot open (docs/PROTOCOL.md §14.10). Cheap when nothing changed.
+    /// Call it after new events arrive; flush what it publishes.
+    @discardableResult
+    public func exchangeKeys(_ roomID: String) throws -> KeyExchangeReport {
+        try home.withLock {
+            guard let (state, version) = try store.roomStateAndVersion(roomID: roomID), state.encryption?.mode == .epochs,
+                state.isJoinedDevice(user: identity.userID, key: identity.signingKeyBase64)
+            else { return KeyExchangeReport() }
+            try catchUpDecryption()
+            var report = KeyExchangeReport()
+            var outgoing: [OutgoingEvent] = []
+            var forwarded: [(recipient: String, positions: [ChainPosition])] = []
+            let me = identity.signingKeyBase64
+            let recipients = Dictionary(
+                state.keyRecipients.filter { $0.signingKey != me && $0.exchangeKey != nil }.map { ($0.signingKey, $0) }, uniquingKeysWith: { a, _ in a })
+
+            // A device joined or was invited with its exchange key: give it what it may read of this device's own
+            // sealed events, or, where history is shared, every epoch this device holds.
+            if try store.keyExchangeVersion(roomID: roomID) != version {
+                if state.encryption?.history == .shared {
+                    let held = try store.roomKeys(roomID: roomID)
+                    let mine = state.roomKeys.values.filter { held[$0.keyID] != nil && $0.holders.contains(me) }.sorted { $0.introducedAt < $1.introducedAt }
+                    let shares = try keyEvents(for: mine.compactMap { record in held[record.keyID].map { (record, $0) } }, recipients: Array(recipients.values), roomID: roomID)
+                    report.epochShares += shares.count
+                    outgoing += shares
+                }
+                let own = try store.sealedEvents(roomID: roomID, sentBy: me).filter { $0.algorithm == .messageKey }
+                for device in recipients.values.sorted(by: { $0.signingKey < $1.signingKey }) {
+                    let positions = try readableLacking(own, by: device.signingKey, state: state, roomID: roomID)
+                    guard !positions.isEmpty else { continue }
+                    outgoing += try forwardEvents(positions, to: device, roomID: roomID, report: &report)
+                    forwarded.append((device.signingKey, positions))
+                }
+            }
+
+            // Requests: answered at once for this device's own events, after a grace period for others'.
+            let now = clock()
+            var answered: [Int64] = []
+            for request in try store.unansweredKeyRequests(roomID: roomID, excluding: me) {
+                guard let device = recipients[request.requester] else {
+                    answered.append(request.row)  // Not (or no longer) a member device: nothing is ever owed to it.
+                    continue
+                }
+                let ownOnly = now - request.timestampMs < Node.keyRequestGraceMs
+                let asked = try store.sealedEvents(roomID: roomID, at: request.positions).filter { !ownOnly || $0.position.senderKey == me }
+                let positions = try readableLacking(asked.filter { $0.algorithm == .messageKey }, by: device.signingKey, state: state, roomID: roomID)
+                if !positions.isEmpty {
+                    outgoing += try forwardEvents(positions, to: device, roomID: roomID, report: &report)
+                    forwarded.append((device.signingKey, positions))
+                }
+                if !ownOnly { answered.append(request.row) }
+            }
+
+            // What this device may read but cannot open: ask once, and again after a long silence.
+            let wanted = try store.undecryptableEvents(roomID: roomID).filter { entry in
+                entry.event.algorithm == .messageKey && state.mayRead(entry.event.order, device: me)
+                    && (entry.requestedMs.map { now - $0 >= Node.keyRequestRetryMs } ?? true)
+            }.map(\.event.position)
+            for chunk in wanted.chunks(of: KeyRequestContent.maxEvents) {
+                outgoing.append(OutgoingEvent(type: EventType.keyRequest, content: KeyRequestContent(events: Array(chunk)).jsonObject))
+                report.requests += 1
+                report.requestedEvents += chunk.count
+            }
+
+            if !outgoing.isEmpty { _ = try signAndStore(roomID: roomID, outgoing) }
+            for entry in forwarded { try store.recordForwarded(roomID: roomID, recipient: entry.recipient, positions: entry.positions, atMs: now) }
+            try store.recordRequested(roomID: roomID, positions: wanted, atMs: now)
+            try store.markKeyRequestsAnswered(rows: answered)
+            // Publishing changed nothing a member device holds, so the state version the next pass compares with is
+            // the one after these events (key shares do change it).
+            if let after = try store.roomStateAndVersion(roomID: roomID)?.version { try store.setKeyExchangeVersion(after, roomID: roomID) }
+            return report
+        }
+    }
+
+    /// Of `events`, those device `recipient` may read under the room's history rule, whose epoch it does not hold,
+    /// and whose keys this device has not forwarded to it before.
+    func readableLacking(_ events: [SealedEventInfo], by recipient: String, state: RoomState, roomID: String) throws -> [ChainPosition] {
+        let done = try store.forwardedPositions(roomID: roomID, recipient: recipient)
+        return events.filter { event in
+            state.mayRead(event.order, device: recipient) && state.roomKeys[event.keyID]?.holders.contains(recipient) != true
+                && !done.contains(event.position)
+        }.map(\.position)
+    }
+
+    /// `m.room.key_forward` events giving `device` the keys of `positions` this node can give.
+    func forwardEvents(_ positions: [ChainPosition], to device: DeviceBinding, roomID: String, report: inout KeyExchangeReport) throws -> [OutgoingEvent] {
+        guard let exchange = device.exchangeKey.flatMap(Base64.decode) else { return [] }
+        let keys = try store.messageKeys(roomID: roomID, at: positions)
+        return try keys.chunks(of: ForwardSeal.maxKeysPerEvent).map { chunk in
+            let content = try ForwardSeal.seal(
+                Array(chunk), roomID: roomID, senderKey: identity.signingKeyBase64, recipientKey: device.signingKey, exchangeKey: exchange)
+            report.forwards += 1
+            report.forwardedKeys += chunk.count
+            return OutgoingEvent(type: EventType.keyForward, content: content.jsonObject)
+        }
+    }
+}
