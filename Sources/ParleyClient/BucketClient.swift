@@ -332,7 +332,7 @@ public struct BucketClient: Sendable {
                 case .ignored(let reason):
                     record.problem = "ignored: \(reason)"
                     report.ignored.append("\(object.key): \(reason)")
-                case .failed(let error) where error.kind == .transient:
+                case .failed(let error) where error.isTemporary:
                     let failingFor = try node.store.recordBucketReadFailure(roomID: roomID, key: object.key, nowMs: now)
                     if failingFor < settings.readGiveUpMs {
                         // Not recorded as seen: a later sync tries again.
