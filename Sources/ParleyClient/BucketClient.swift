@@ -83,7 +83,7 @@ public struct BucketClient: Sendable {
         do {
             return try open(try BucketURL(room.bucketURL))
         } catch {
-            throw ClientError(.bucket, error.message)
+            throw ClientError(error)
         }
     }
 
@@ -98,6 +98,10 @@ public struct BucketClient: Sendable {
     // MARK: Creating and joining
 
     /// Creates `roomID` in the bucket at `url`: the room's first events, its metadata.json, and the first log file.
+    ///
+    /// A create that fails before metadata.json is written leaves nothing behind, here or in the bucket, so it can
+    /// simply be tried again. Once metadata.json is written the room exists: if the first log file then fails, the
+    /// room stays, and its events wait in the outbox for the next sync.
     /// - Throws: ``ClientError`` if the bucket already holds a room of that id, or cannot be written.
     public func createRoom(
         _ roomID: String, bucket url: BucketURL, name: String? = nil, encryption: RoomEncryptionOption? = nil
@@ -107,11 +111,26 @@ public struct BucketClient: Sendable {
         if try await bucketCall({ () async throws(BucketError) in try await objects.head(key: BucketLayout.metadataKey(roomID)) }) != nil {
             throw ClientError(.invalidArgument, "\(url.text) already holds a room \(roomID).", remedy: "Join it with an invite code, or choose another room id.")
         }
-        let events = try node.createRoom(roomID, name: name, encryption: encryption)
         guard let fingerprint = InviteCode.fingerprint(ofKey: node.identity.signingKeyBase64) else { throw ClientError(.io, "The device key is unreadable.") }
-        try node.store.addBucketRoom(roomID: roomID, bucketURL: url.text, creatorFingerprint: fingerprint)
-        try await writeMetadata(roomID: roomID, objects: objects)
-        _ = try await flush(roomID)
+        if try node.store.roomIDs().contains(roomID) { throw ClientError(.invalidArgument, "Room \(roomID) already exists on this node.") }
+        let events: [VerifiedEvent]
+        do {
+            events = try node.createRoom(roomID, name: name, encryption: encryption)
+            try node.addBucketRoom(roomID: roomID, bucketURL: url.text, creatorFingerprint: fingerprint)
+            try await writeMetadata(roomID: roomID, objects: objects)
+        } catch {
+            // Nothing of the room reached the bucket, and nobody else holds its events: take them back, so that
+            // the same command can simply be run again (with the same bucket fixed, or another one).
+            _ = try? node.forgetRoom(roomID)
+            throw error
+        }
+        do {
+            _ = try await flush(roomID)
+        } catch let error as ClientError {
+            throw ClientError(
+                error.code, "Room \(roomID) was created in \(url.text), but its first events are not written yet: \(error.message)",
+                remedy: "They wait in the outbox; `parley sync` writes them once the bucket answers.")
+        }
         return events
     }
 
@@ -155,16 +174,7 @@ public struct BucketClient: Sendable {
             }
             secret = try RoomEncryptionOption.preSharedSecret(passphrase: passphrase, roomID: code.roomID)
         }
-        let objects = try bucketCall { () throws(BucketError) in try open(code.bucket) }
-        let metadata: [UInt8]
-        do {
-            metadata = try await objects.get(key: BucketLayout.metadataKey(code.roomID), maxBytes: RoomMetadata.maxBytes)
-        } catch where error.kind == .notFound {
-            throw ClientError(.unknownRoom, "\(code.bucket.text) holds no room \(code.roomID).", remedy: "Check the invite code; the creator may not have flushed yet.")
-        } catch {
-            throw ClientError(.bucket, error.message)
-        }
-        let founding = try RoomMetadata.decode(metadata, roomID: code.roomID, creatorFingerprint: code.creatorFingerprint)
+        let founding = try await foundingEvents(roomID: code.roomID, bucket: code.bucket, creatorFingerprint: code.creatorFingerprint)
         if let existing = try node.store.roomState(roomID: code.roomID)?.creation, existing.hash != founding[0].hash {
             throw ClientError(.invalidArgument, "This node already holds a different room \(code.roomID).")
         }
@@ -173,7 +183,7 @@ public struct BucketClient: Sendable {
         guard report.outcomes.first?.isAccepted == true else {
             throw ClientError(.bucket, "The room's founding event was refused: \(report.outcomes[0]).")
         }
-        try node.store.addBucketRoom(roomID: code.roomID, bucketURL: code.bucket.text, creatorFingerprint: code.creatorFingerprint)
+        try node.addBucketRoom(roomID: code.roomID, bucketURL: code.bucket.text, creatorFingerprint: code.creatorFingerprint)
         if let secret { try node.addPreSharedSecret(secret, roomID: code.roomID, fromPassphrase: code.needsPassphrase) }
         _ = try await sync(code.roomID)
         try node.checkPreSharedKey(code.roomID)
@@ -189,6 +199,20 @@ public struct BucketClient: Sendable {
         let event = try node.join(code.roomID)
         _ = try await flush(code.roomID)
         return event
+    }
+
+    /// A room's founding events from its metadata.json, checked against the creator fingerprint (PROTOCOL.md §13.2).
+    func foundingEvents(roomID: String, bucket: BucketURL, creatorFingerprint: String) async throws -> [VerifiedEvent] {
+        let objects = try bucketCall { () throws(BucketError) in try open(bucket) }
+        let metadata: [UInt8]
+        do {
+            metadata = try await objects.get(key: BucketLayout.metadataKey(roomID), maxBytes: RoomMetadata.maxBytes)
+        } catch where error.kind == .notFound {
+            throw ClientError(.unknownRoom, "\(bucket.text) holds no room \(roomID).", remedy: "Check the invite code; the creator may not have flushed yet.")
+        } catch {
+            throw ClientError(error)
+        }
+        return try RoomMetadata.decode(metadata, roomID: roomID, creatorFingerprint: creatorFingerprint)
     }
 
     // MARK: Flushing (the buffer manager)
@@ -560,9 +584,9 @@ public final class NodeUpdates: @unchecked Sendable {
 
 /// Runs a bucket operation, turning its error into a ``ClientError``.
 func bucketCall<T>(_ body: () throws(BucketError) -> T) throws(ClientError) -> T {
-    do { return try body() } catch { throw ClientError(.bucket, error.message) }
+    do { return try body() } catch { throw ClientError(error) }
 }
 
 func bucketCall<T>(_ body: () async throws(BucketError) -> T) async throws(ClientError) -> T {
-    do { return try await body() } catch { throw ClientError(.bucket, error.message) }
+    do { return try await body() } catch { throw ClientError(error) }
 }

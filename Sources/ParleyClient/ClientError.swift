@@ -1,3 +1,5 @@
+import ParleyBucket
+
 /// A client error: what went wrong, in the user's terms, and what to do about it. Safe to show anyone: it never
 /// carries message text, keys' secrets or tokens.
 public struct ClientError: Error, Sendable, CustomStringConvertible {
@@ -11,16 +13,30 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
         public static let notAllowed = Code(name: "not_allowed")
         public static let io = Code(name: "io")
         public static let bucket = Code(name: "bucket")
+        /// Another process holds what this one needs (the home's sync lock).
+        public static let busy = Code(name: "busy")
+        /// The store file is damaged: unreadable as a database.
+        public static let storeDamaged = Code(name: "store_damaged")
+        /// The home has a device key but no store.
+        public static let storeMissing = Code(name: "store_missing")
     }
 
     public var code: Code
     public var message: String
     public var remedy: String?
+    /// For a `.bucket` error: how the bucket failed.
+    public var bucketFailure: BucketError.Kind?
 
     public init(_ code: Code, _ message: String, remedy: String? = nil) {
         self.code = code
         self.message = message
         self.remedy = remedy
+    }
+
+    /// A bucket's failure.
+    public init(_ error: BucketError) {
+        self.init(.bucket, error.message)
+        bucketFailure = error.kind
     }
 
     public var description: String { [message, remedy].compactMap { $0 }.joined(separator: " ") }
