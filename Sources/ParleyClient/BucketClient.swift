@@ -287,8 +287,20 @@ public struct BucketClient: Sendable {
 
     /// Reads the files of `roomID` this node has not seen: new ones after its cursor, late ones that hints point
     /// to, and (while a chain has a gap, at most every `gapListingEveryMs`) everything.
+    ///
+    /// A device that holds none of its own events in the room (a restored backup, a store started again) reads them
+    /// back holding the node's publishing lock, so nothing is signed in the room before they are in (a seq signed
+    /// twice would fork its chain), and they then count as written: the outbox does not write them again.
     public func sync(_ roomID: String) async throws -> SyncReport {
+        try await sync(roomID, holdingPublishingLock: false)
+    }
+
+    /// ``sync(_:)`` for a caller that already holds the node's publishing lock.
+    func sync(_ roomID: String, holdingPublishingLock: Bool) async throws -> SyncReport {
         let room = try requireRoom(roomID)
+        let ownEventsMissing = try node.store.chainHead(roomID: roomID, senderKey: node.identity.signingKeyBase64) == nil
+        let lock = ownEventsMissing && !holdingPublishingLock ? try node.home.lockForPublishing() : nil
+        defer { withExtendedLifetime(lock) {} }
         let objects = try store(for: room)
         let now = node.clock()
         var report = SyncReport(roomID: roomID)
@@ -382,6 +394,7 @@ public struct BucketClient: Sendable {
         }
         try node.store.advanceBucketCursors(
             roomID: roomID, logsMs: logsCursor, hintsMs: hintsCursor, fullListingMs: report.listedEverything ? now : nil)
+        if ownEventsMissing { try node.store.markInBucket(roomID: roomID, senderKey: node.identity.signingKeyBase64, nowMs: now) }
         if !report.accepted.isEmpty { node.updates.publish(RoomUpdate(roomID: roomID, eventIDs: report.accepted)) }
         return report
     }

@@ -101,8 +101,9 @@ public struct ParleyHome: Sendable {
         return try await body()
     }
 
-    /// Takes the node's publishing lock (`node.lock`), waiting for it.
-    private func lockForPublishing() throws -> HomeLock {
+    /// Takes the node's publishing lock (`node.lock`), waiting for it. A process must not take it twice: a second
+    /// `flock` on another descriptor waits for the first.
+    func lockForPublishing() throws -> HomeLock {
         let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw ClientError(.io, "Cannot open \(lockPath): \(String(cString: strerror(errno))).") }
         guard flock(descriptor, LOCK_EX) == 0 else {

@@ -104,8 +104,8 @@ extension BucketClient {
     /// Restores into this node's store the bucket rooms the home records and the store lacks (a store started again
     /// empty: `parley sync --new-store`). Each is registered with its founding events from metadata.json (checked
     /// against the creator fingerprint, as a join checks them) and synced; this device's events read back count as
-    /// written, so the outbox does not write them again. All under the node's publishing lock: nothing can be signed
-    /// in a room until this device's own events in it are back, so no seq is signed twice. A room that cannot be
+    /// written, so the outbox does not write them again. All under the node's publishing lock: the founding events make the room one this device
+    /// could sign in, and nothing may be until its own events are back, so no seq is signed twice. A room that cannot be
     /// restored now is removed from the store again (it stays recorded) and nothing can be signed in it.
     /// - Returns: per room restored or tried, what went wrong, if anything.
     public func restoreRecordedRooms() async throws -> [(roomID: String, problem: String?)] {
@@ -117,7 +117,8 @@ extension BucketClient {
                     let founding = try await foundingEvents(roomID: room.roomID, bucket: try BucketURL(room.bucketURL), creatorFingerprint: room.creatorFingerprint)
                     _ = try node.store.ingest(events: founding, receivedMs: node.clock())
                     try node.store.addBucketRoom(roomID: room.roomID, bucketURL: room.bucketURL, creatorFingerprint: room.creatorFingerprint)
-                    _ = try await sync(room.roomID)
+                    _ = try await sync(room.roomID, holdingPublishingLock: true)
+                    // The founding events were this device's own before the sync read the rest back.
                     try node.store.markInBucket(roomID: room.roomID, senderKey: node.identity.signingKeyBase64, nowMs: node.clock())
                     results.append((room.roomID, nil))
                 } catch {
