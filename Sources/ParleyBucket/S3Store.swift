@@ -331,7 +331,7 @@ public struct S3Store: ObjectStore {
                 .badCredentials,
                 "\(said): the session token is invalid or has expired. Get new temporary credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN together), or unset AWS_SESSION_TOKEN for long-term keys.")
         case "AuthorizationHeaderMalformed":
-            let region = XMLScan(response.body).first("Region").map { " (it says \($0))" } ?? ""
+            let region = XMLScan(response.body).first("Region").map { " (it says \(ErrorXML.printable($0)))" } ?? ""
             return BucketError(
                 .invalidURL, "\(said): the bucket is not in region \(configuration.region)\(region). Set AWS_REGION, or region= in the bucket URL.")
         case "NoSuchBucket":
@@ -346,7 +346,7 @@ public struct S3Store: ObjectStore {
             return BucketError(.clockSkew, "\(said): this computer's clock is \(skew(error: response.body)) the bucket's. Set the clock right (turn on NTP: `timedatectl set-ntp true`).")
         default:
             if response.status == 301 || error.code == "PermanentRedirect" {
-                let endpoint = XMLScan(response.body).first("Endpoint").map { " (it names \($0))" } ?? ""
+                let endpoint = XMLScan(response.body).first("Endpoint").map { " (it names \(ErrorXML.printable($0)))" } ?? ""
                 return BucketError(
                     .invalidURL, "\(said): the bucket is in another region\(endpoint). Set AWS_REGION, or region= in the bucket URL, to the bucket's region.")
             }
@@ -446,8 +446,18 @@ struct ErrorXML {
 
     init(_ body: [UInt8]) {
         let scan = XMLScan(body)
-        code = scan.first("Code")
-        message = scan.first("Message")
+        code = scan.first("Code").map { ErrorXML.printable($0) }
+        message = scan.first("Message").map { ErrorXML.printable($0) }
+    }
+
+    /// Text from a server, fit to go into an error a terminal shows: control characters (escape sequences) become
+    /// `?`, and it is cut at `limit` characters.
+    static func printable(_ text: String, limit: Int = 200) -> String {
+        var scalars = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars.prefix(limit) {
+            scalars.append(scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) ? "?" : scalar)
+        }
+        return String(scalars) + (text.unicodeScalars.count > limit ? "…" : "")
     }
 }
 

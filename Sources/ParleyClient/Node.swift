@@ -67,6 +67,8 @@ public final class Node: Sendable {
         } catch {
             throw ClientError(.io, "\(error)")
         }
+        // Homes made before the record existed get it at once, before their store can be lost.
+        if !FileManager.default.fileExists(atPath: home.bucketRoomsPath) { try? recordBucketRooms() }
     }
 
     /// How far ahead of this device's clock another event's time may pull its next event's time.

@@ -34,6 +34,16 @@ import Testing
         #expect(error?.message.contains("does not resolve") == true, "\(String(describing: error))")
     }
 
+    @Test func `a server's words reach an error without control characters, and cut short`() throws {
+        let store = try store(endpoint: S3TestServer.closedEndpoint())
+        let message = "\u{1B}]0;pwned\u{07}\u{1B}[2J" + String(repeating: "x", count: 10_000)
+        let body = Array("<Error><Code>Weird\u{1B}[31m</Code><Message>\(message)</Message></Error>".utf8)
+        let error = store.failure(S3Store.Response(status: 400, headers: [:], body: body), action: "read k", permission: "s3:GetObject")
+        #expect(!error.message.unicodeScalars.contains { $0.value < 0x20 }, "\(error.message)")
+        #expect(error.message.contains("Weird?[31m") && error.message.contains("?]0;pwned??[2J"))
+        #expect(error.message.count < 600)
+    }
+
     @Test func `a clock's distance from the server's is read from the refusal`() throws {
         let store = try store(endpoint: S3TestServer.closedEndpoint())
         let body = Array("<Error><Code>RequestTimeTooSkewed</Code><RequestTime>20250601T120000Z</RequestTime><ServerTime>2025-06-01T12:20:00Z</ServerTime></Error>".utf8)

@@ -127,6 +127,22 @@ import Testing
         #expect(try alice.rooms().isEmpty)
     }
 
+    @Test(.enabled(if: S3TestServer.isAvailable))
+    func `a room create whose metadata is written but not its first log file keeps the room, says so, and the next sync writes the file`() async throws {
+        let alice = try OneNode()
+        let prefix = S3TestServer.freshPrefix()
+        let aws = S3TestServer.awsEnvironment
+        try await S3TestServer.inject([.init("PUT", path: String(prefix.dropLast()) + "/rooms/team/logs/", "status:503:SlowDown", count: 6)])
+        let created = try alice.node.run(["room", "create", "team", "--bucket", S3TestServer.url(prefix: prefix, throughProxy: true)], environment: aws)
+        #expect(created.status == 1)
+        #expect(created.stderr.contains("Room team was created in s3://parley-test/\(prefix)"), "\(created.stderr)")
+        #expect(created.stderr.contains("`parley sync` writes them"), "\(created.stderr)")
+        #expect(try alice.rooms() == ["team"])
+        let synced = try alice.node.run(["sync"], environment: aws)
+        #expect(synced.status == 0, "\(synced.stderr)")
+        #expect(synced.stdout.contains("team: wrote 1 file(s) with 2 event(s)"), "\(synced.stdout)")
+    }
+
     // MARK: Forgetting a room
 
     @Test func `room forget removes the room's events, keys, bucket record and outbox from the node, once confirmed`() throws {
