@@ -44,6 +44,8 @@ final class SlowBucketNotes: BucketRequestObserver {
             if state.inFlight[location] == 0 { state.inFlight[location] = nil }
             state.lastActivity = .now
             state.stallTold = false
+            // Answered, or given up on (and then its error is printed): a retry it had is no news any more.
+            state.untoldRetry = nil
         }
     }
 
