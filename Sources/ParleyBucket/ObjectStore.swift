@@ -108,6 +108,10 @@ public struct BucketError: Error, Sendable, CustomStringConvertible, Equatable {
         case clockSkew
         /// Worth retrying: a 5xx, SlowDown, a timeout, a reset connection, a short body.
         case transient
+        /// No connection could be made: refused, a name that does not resolve, no route, no answer to connect.
+        /// Not passing trouble as a 503 is (the endpoint is usually wrong or down), so requests give up on it
+        /// quickly; a later sync may still try again.
+        case unreachable
         case io
         case badResponse
         case invalidURL
@@ -122,4 +126,7 @@ public struct BucketError: Error, Sendable, CustomStringConvertible, Equatable {
     }
 
     public var description: String { message }
+
+    /// Whether the same request may succeed later: a transient failure or an unreachable store.
+    public var isTemporary: Bool { kind == .transient || kind == .unreachable }
 }

@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import ParleyCore
 
 /// Where and how to reach an S3-compatible bucket.
@@ -33,6 +34,15 @@ public struct S3Configuration: Sendable, Equatable {
     }
 }
 
+/// Someone waiting on S3 requests (a person at a terminal): told when each attempt starts and when a request ends.
+public protocol BucketRequestObserver: Sendable {
+    /// Attempt `attempt` (from 1) of at most `maxAttempts` to reach `location` starts; `problem` says why the one before
+    /// failed.
+    func attemptStarted(location: String, attempt: Int, of maxAttempts: Int, after problem: String?)
+    /// A request to `location` has ended, answered or given up.
+    func requestEnded(location: String)
+}
+
 /// An S3-compatible bucket over HTTP, signed with SigV4.
 ///
 /// Retries transient failures (5xx, SlowDown, timeouts, reset connections, short bodies) with exponential backoff
@@ -47,10 +57,18 @@ public struct S3Store: ObjectStore {
     let clock: @Sendable () -> Int64
 
     /// One client for the process: its connections are reused by every store.
-    static let client = HTTPClient(
-        eventLoopGroupProvider: .singleton,
-        configuration: HTTPClient.Configuration(
-            redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10), read: .seconds(30))))
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10), read: .seconds(30)))
+        // Otherwise a refused connection is retried inside the client until the connect timeout, and each of our
+        // attempts took 10 s of silence before it failed: a wrong endpoint cost a minute. Our own loop decides.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    /// Told about every attempt of every request made in this task and its child tasks: the command line uses it to
+    /// say, on a terminal, what a slow bucket is doing.
+    @TaskLocal public static var observer: (any BucketRequestObserver)?
 
     public init(configuration: S3Configuration, clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) throws(BucketError) {
         self.configuration = configuration
@@ -93,7 +111,7 @@ public struct S3Store: ObjectStore {
                 return .conflict
             }
         default:
-            throw failure(response, action: "write \(key)")
+            throw failure(response, action: "write \(key)", permission: "s3:PutObject")
         }
     }
 
@@ -103,17 +121,33 @@ public struct S3Store: ObjectStore {
         switch response.status {
         case 200: return response.body
         case 404: throw BucketError(.notFound, "No object \(key) in \(location).")
-        default: throw failure(response, action: "read \(key)")
+        default: throw failure(response, action: "read \(key)", permission: "s3:GetObject")
         }
     }
 
     public func head(key: String) async throws(BucketError) -> ObjectInfo? {
         try ObjectKey.check(key)
         let response = try await perform(method: .HEAD, key: key, maxBytes: 0)
-        switch response.status {
-        case 200: return ObjectInfo(key: key, size: response.headers.first(name: "content-length").flatMap { Int64($0) } ?? 0)
-        case 404: return nil
-        default: throw failure(response, action: "look up \(key)")
+        if response.status == 200 {
+            return ObjectInfo(key: key, size: response.headers.first(name: "content-length").flatMap { Int64($0) } ?? 0)
+        }
+        // A HEAD answer has no body, so no error code: a 404 could be a missing bucket, a 403 any of bad
+        // credentials, a wrong clock or a missing permission. A GET of the first byte says which.
+        let probe: Response
+        do {
+            probe = try await perform(method: .GET, key: key, headers: [("range", "bytes=0-0")], maxBytes: 1)
+        } catch where error.kind == .tooLarge {
+            // A server that ignores Range: the object is there (it appeared since the HEAD); its size is not known.
+            throw BucketError(.transient, "\(location) answered a lookup of \(key) inconsistently; try again.")
+        }
+        switch probe.status {
+        case 200, 206:
+            let total = probe.headers.first(name: "content-range")?.split(separator: "/").last.flatMap { Int64($0) }
+            return ObjectInfo(key: key, size: total ?? Int64(probe.body.count))
+        case 404 where ErrorXML(probe.body).code != "NoSuchBucket":
+            return nil
+        default:
+            throw failure(probe, action: "look up \(key)", permission: "s3:GetObject")
         }
     }
 
@@ -126,7 +160,7 @@ public struct S3Store: ObjectStore {
         if let delimiter { query.append(("delimiter", delimiter)) }
         if let continuation { query.append(("continuation-token", continuation)) }
         let response = try await perform(method: .GET, key: nil, query: query, maxBytes: 16 << 20)
-        guard response.status == 200 else { throw failure(response, action: "list \(prefix)") }
+        guard response.status == 200 else { throw failure(response, action: "list \(prefix)", permission: "s3:ListBucket") }
         let listing = ListingXML(response.body)
         let strip = configuration.prefix.count
         func unprefixed(_ key: String) -> String? {
@@ -155,12 +189,17 @@ public struct S3Store: ObjectStore {
         var path = configuration.pathStyle ? "/\(configuration.bucket)" : ""
         if let key { path += "/" + configuration.prefix + key } else if !configuration.pathStyle { path = "/" }
         let payloadHash = SigV4Signer.sha256Hex(body)
+        let attempts = max(1, configuration.maxAttempts)
+        let observer = S3Store.observer
+        defer { observer?.requestEnded(location: location) }
         var lastError = BucketError(.transient, "No attempt was made.")
-        for attempt in 0..<max(1, configuration.maxAttempts) {
+        var unreachable = 0
+        for attempt in 0..<attempts {
             if attempt > 0 {
                 let ceiling = min(configuration.maxDelay, configuration.baseDelay * Double(1 << min(attempt, 20)))
                 try? await Task.sleep(nanoseconds: UInt64(Double.random(in: 0...ceiling) * 1e9))
             }
+            observer?.attemptStarted(location: location, attempt: attempt + 1, of: attempts, after: attempt > 0 ? lastError.message : nil)
             do {
                 let response = try await send(method: method, path: path, query: query, body: body, extra: extra, payloadHash: payloadHash, maxBytes: maxBytes)
                 if let transient = S3Store.transientProblem(response) {
@@ -172,10 +211,47 @@ public struct S3Store: ObjectStore {
                 guard error.kind == .transient else { throw error }
                 lastError = BucketError(.transient, "\(error.message) (after \(attempt + 1) attempts)")
             } catch {
-                lastError = BucketError(.transient, "Cannot reach \(location): \(error) (after \(attempt + 1) attempts).")
+                if Task.isCancelled { throw BucketError(.transient, "The request to \(location) was cancelled.") }
+                guard let (failure, retry) = connectionFailure(error) else {
+                    lastError = BucketError(.transient, "Cannot reach \(location): \(error) (after \(attempt + 1) attempts).")
+                    continue
+                }
+                // A refused connection or a name that does not resolve is not the passing trouble a 503 is: one
+                // quick retry (a server restarting) and no more. A connect timeout has already waited long enough.
+                unreachable += 1
+                lastError = failure
+                if !retry || unreachable > 1 { throw failure }
             }
         }
         throw lastError
+    }
+
+    /// What went wrong when no connection could be made, in the user's terms, and whether one more quick attempt
+    /// is worth it; `nil` for any other error.
+    func connectionFailure(_ error: any Error) -> (BucketError, retry: Bool)? {
+        let endpoint = "\(scheme)://\(host)"
+        let check = "Check the endpoint (endpoint= in the bucket URL, AWS_ENDPOINT_URL, or AWS_REGION for AWS itself) and that the server is running and reachable from here."
+        if case ChannelError.connectTimeout? = error as? ChannelError {
+            return (BucketError(.unreachable, "Cannot connect to \(endpoint): it did not answer within 10 s. \(check)"), false)
+        }
+        switch error {
+        case let error as NIOConnectionError:
+            if let attempt = error.connectionErrors.first { return connectionFailure(attempt.error) }
+            return (BucketError(.unreachable, "Cannot connect to \(endpoint): the name \(error.host) does not resolve (DNS lookup failed). \(check)"), true)
+        case let error as IOError:
+            let reason: String
+            switch error.errnoCode {
+            case ECONNREFUSED: reason = "connection refused: nothing is listening there"
+            case EHOSTUNREACH, ENETUNREACH: reason = "no route to the host"
+            case ETIMEDOUT: reason = "the connection timed out"
+            default: return nil
+            }
+            return (BucketError(.unreachable, "Cannot connect to \(endpoint) (\(reason)). \(check)"), error.errnoCode != ETIMEDOUT)
+        case let error as HTTPClientError where error == .connectTimeout:
+            return (BucketError(.unreachable, "Cannot connect to \(endpoint): it did not answer within 10 s. \(check)"), false)
+        default:
+            return nil
+        }
     }
 
     func send(
@@ -235,27 +311,77 @@ public struct S3Store: ObjectStore {
         return nil
     }
 
-    func failure(_ response: Response, action: String) -> BucketError {
+    /// The error for a refusal, saying which refusal it is and what to do about it (docs/PROTOCOL.md §13.7).
+    /// - Parameter permission: the IAM action the request needs, named when access is denied.
+    func failure(_ response: Response, action: String, permission: String) -> BucketError {
         let error = ErrorXML(response.body)
-        let detail = [error.code, error.message].compactMap { $0 }.joined(separator: ": ")
-        let said = "\(location) refused to \(action): \(response.status)\(detail.isEmpty ? "" : " \(detail)")"
+        let said = "\(location) refused to \(action) (HTTP \(response.status)\(error.code.map { " \($0)" } ?? ""))"
+        let keyID = configuration.credentials.accessKeyID
         switch error.code {
-        case "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed":
-            return BucketError(.badCredentials, "\(said). Check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.")
+        case "InvalidAccessKeyId":
+            return BucketError(
+                .badCredentials,
+                "\(said): it knows no access key \(keyID). Check AWS_ACCESS_KEY_ID, and that the endpoint is the one these credentials belong to.")
+        case "SignatureDoesNotMatch":
+            return BucketError(
+                .badCredentials,
+                "\(said): the request's signature does not match the secret it holds for \(keyID). Check AWS_SECRET_ACCESS_KEY: it must be the secret of the key in AWS_ACCESS_KEY_ID.")
+        case "InvalidToken", "ExpiredToken", "TokenRefreshRequired":
+            return BucketError(
+                .badCredentials,
+                "\(said): the session token is invalid or has expired. Get new temporary credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN together), or unset AWS_SESSION_TOKEN for long-term keys.")
+        case "AuthorizationHeaderMalformed":
+            let region = XMLScan(response.body).first("Region").map { " (it says \(ErrorXML.printable($0)))" } ?? ""
+            return BucketError(
+                .invalidURL, "\(said): the bucket is not in region \(configuration.region)\(region). Set AWS_REGION, or region= in the bucket URL.")
         case "NoSuchBucket":
-            return BucketError(.noSuchBucket, "\(said). The bucket \(configuration.bucket) does not exist; create it, or check the URL and AWS_ENDPOINT_URL.")
+            return BucketError(
+                .noSuchBucket,
+                "\(said): the bucket \(configuration.bucket) does not exist. Create it, or check the bucket name in the URL and the endpoint (AWS_ENDPOINT_URL, endpoint=).")
         case "AccessDenied", "AllAccessDisabled":
-            return BucketError(.accessDenied, "\(said). These credentials may not do that in \(configuration.bucket).")
+            return BucketError(
+                .accessDenied,
+                "\(said): access key \(keyID) may not do that. Give it the \(permission) permission on arn:aws:s3:::\(configuration.bucket)\(permission == "s3:ListBucket" ? "" : "/\(configuration.prefix)*") (a bucket room needs s3:ListBucket, s3:GetObject and s3:PutObject).")
         case "RequestTimeTooSkewed":
-            return BucketError(.clockSkew, "\(said). This computer's clock is too far from the bucket's; set it right (NTP).")
+            return BucketError(.clockSkew, "\(said): this computer's clock is \(skew(error: response.body)) the bucket's. Set the clock right (turn on NTP: `timedatectl set-ntp true`).")
         default:
-            if response.status == 301 || error.code == "PermanentRedirect" || error.code == "AuthorizationHeaderMalformed" {
-                return BucketError(.invalidURL, "\(said). The bucket is in another region; set AWS_REGION.")
+            if response.status == 301 || error.code == "PermanentRedirect" {
+                let endpoint = XMLScan(response.body).first("Endpoint").map { " (it names \(ErrorXML.printable($0)))" } ?? ""
+                return BucketError(
+                    .invalidURL, "\(said): the bucket is in another region\(endpoint). Set AWS_REGION, or region= in the bucket URL, to the bucket's region.")
             }
-            if response.status == 403 { return BucketError(.accessDenied, "\(said).") }
-            if response.status == 404 { return BucketError(.noSuchBucket, "\(said).") }
-            return BucketError(.badResponse, "\(said).")
+            let detail = error.message.map { ": \($0)" } ?? ""
+            if response.status == 403 {
+                return BucketError(.accessDenied, "\(said)\(detail). Check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and that they have \(permission).")
+            }
+            if response.status == 404 {
+                return BucketError(.noSuchBucket, "\(said)\(detail). Check the bucket name in the URL and the endpoint.")
+            }
+            return BucketError(.badResponse, "\(said)\(detail).")
         }
+    }
+
+    /// How far this computer's clock is from the server's, from a RequestTimeTooSkewed answer.
+    func skew(error body: [UInt8]) -> String {
+        let scan = XMLScan(body)
+        guard let request = scan.first("RequestTime").flatMap(S3Store.parseTime), let server = scan.first("ServerTime").flatMap(S3Store.parseTime)
+        else { return "too far from" }
+        let minutes = Int((abs(request - server) / 60).rounded())
+        return "\(minutes) minute\(minutes == 1 ? "" : "s") \(request > server ? "ahead of" : "behind")"
+    }
+
+    /// Seconds since 1970 of an S3 time (`20250601T120000Z` or `2025-06-01T12:00:00Z`, fractions ignored).
+    static func parseTime(_ text: String) -> Double? {
+        let digits = text.prefix { $0 != "." }.filter(\.isNumber)
+        guard digits.count == 14 else { return nil }
+        var components = DateComponents()
+        components.timeZone = TimeZone(identifier: "UTC")
+        let fields = [0, 4, 6, 8, 10, 12, 14].map { digits.index(digits.startIndex, offsetBy: $0) }
+        let values = (0..<6).compactMap { Int(digits[fields[$0]..<fields[$0 + 1]]) }
+        guard values.count == 6 else { return nil }
+        (components.year, components.month, components.day, components.hour, components.minute, components.second) =
+            (values[0], values[1], values[2], values[3], values[4], values[5])
+        return Calendar(identifier: .gregorian).date(from: components)?.timeIntervalSince1970
     }
 
     static func isoDate(unixSeconds: Int64) -> String {
@@ -320,8 +446,18 @@ struct ErrorXML {
 
     init(_ body: [UInt8]) {
         let scan = XMLScan(body)
-        code = scan.first("Code")
-        message = scan.first("Message")
+        code = scan.first("Code").map { ErrorXML.printable($0) }
+        message = scan.first("Message").map { ErrorXML.printable($0) }
+    }
+
+    /// Text from a server, fit to go into an error a terminal shows: control characters (escape sequences) become
+    /// `?`, and it is cut at `limit` characters.
+    static func printable(_ text: String, limit: Int = 200) -> String {
+        var scalars = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars.prefix(limit) {
+            scalars.append(scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) ? "?" : scalar)
+        }
+        return String(scalars) + (text.unicodeScalars.count > limit ? "…" : "")
     }
 }
 

@@ -85,7 +85,7 @@ public struct BucketClient: Sendable {
         do {
             return try open(try BucketURL(room.bucketURL))
         } catch {
-            throw ClientError(.bucket, error.message)
+            throw ClientError(error)
         }
     }
 
@@ -100,6 +100,10 @@ public struct BucketClient: Sendable {
     // MARK: Creating and joining
 
     /// Creates `roomID` in the bucket at `url`: the room's first events, its metadata.json, and the first log file.
+    ///
+    /// A create that fails before metadata.json is written leaves nothing behind, here or in the bucket, so it can
+    /// simply be tried again. Once metadata.json is written the room exists: if the first log file then fails, the
+    /// room stays, and its events wait in the outbox for the next sync.
     /// - Throws: ``ClientError`` if the bucket already holds a room of that id, or cannot be written.
     public func createRoom(
         _ roomID: String, bucket url: BucketURL, name: String? = nil, encryption: RoomEncryptionOption? = nil
@@ -109,11 +113,26 @@ public struct BucketClient: Sendable {
         if try await bucketCall({ () async throws(BucketError) in try await objects.head(key: BucketLayout.metadataKey(roomID)) }) != nil {
             throw ClientError(.invalidArgument, "\(url.text) already holds a room \(roomID).", remedy: "Join it with an invite code, or choose another room id.")
         }
-        let events = try node.createRoom(roomID, name: name, encryption: encryption)
         guard let fingerprint = InviteCode.fingerprint(ofKey: node.identity.signingKeyBase64) else { throw ClientError(.io, "The device key is unreadable.") }
-        try node.store.addBucketRoom(roomID: roomID, bucketURL: url.text, creatorFingerprint: fingerprint)
-        try await writeMetadata(roomID: roomID, objects: objects)
-        _ = try await flush(roomID)
+        if try node.store.roomIDs().contains(roomID) { throw ClientError(.invalidArgument, "Room \(roomID) already exists on this node.") }
+        let events: [VerifiedEvent]
+        do {
+            events = try node.createRoom(roomID, name: name, encryption: encryption)
+            try node.addBucketRoom(roomID: roomID, bucketURL: url.text, creatorFingerprint: fingerprint)
+            try await writeMetadata(roomID: roomID, objects: objects)
+        } catch {
+            // Nothing of the room reached the bucket, and nobody else holds its events: take them back, so that
+            // the same command can simply be run again (with the same bucket fixed, or another one).
+            _ = try? node.forgetRoom(roomID)
+            throw error
+        }
+        do {
+            _ = try await flush(roomID)
+        } catch let error as ClientError {
+            throw ClientError(
+                error.code, "Room \(roomID) was created in \(url.text), but its first events are not written yet: \(error.message)",
+                remedy: "They wait in the outbox; `parley sync` writes them once the bucket answers.")
+        }
         return events
     }
 
@@ -157,16 +176,7 @@ public struct BucketClient: Sendable {
             }
             secret = try RoomEncryptionOption.preSharedSecret(passphrase: passphrase, roomID: code.roomID)
         }
-        let objects = try bucketCall { () throws(BucketError) in try open(code.bucket) }
-        let metadata: [UInt8]
-        do {
-            metadata = try await objects.get(key: BucketLayout.metadataKey(code.roomID), maxBytes: RoomMetadata.maxBytes)
-        } catch where error.kind == .notFound {
-            throw ClientError(.unknownRoom, "\(code.bucket.text) holds no room \(code.roomID).", remedy: "Check the invite code; the creator may not have flushed yet.")
-        } catch {
-            throw ClientError(.bucket, error.message)
-        }
-        let founding = try RoomMetadata.decode(metadata, roomID: code.roomID, creatorFingerprint: code.creatorFingerprint)
+        let founding = try await foundingEvents(roomID: code.roomID, bucket: code.bucket, creatorFingerprint: code.creatorFingerprint)
         if let existing = try node.store.roomState(roomID: code.roomID)?.creation, existing.hash != founding[0].hash {
             throw ClientError(.invalidArgument, "This node already holds a different room \(code.roomID).")
         }
@@ -175,7 +185,7 @@ public struct BucketClient: Sendable {
         guard report.outcomes.first?.isAccepted == true else {
             throw ClientError(.bucket, "The room's founding event was refused: \(report.outcomes[0]).")
         }
-        try node.store.addBucketRoom(roomID: code.roomID, bucketURL: code.bucket.text, creatorFingerprint: code.creatorFingerprint)
+        try node.addBucketRoom(roomID: code.roomID, bucketURL: code.bucket.text, creatorFingerprint: code.creatorFingerprint)
         if let secret { try node.addPreSharedSecret(secret, roomID: code.roomID, fromPassphrase: code.needsPassphrase) }
         _ = try await sync(code.roomID)
         try node.checkPreSharedKey(code.roomID)
@@ -191,6 +201,20 @@ public struct BucketClient: Sendable {
         let event = try node.join(code.roomID)
         _ = try await flush(code.roomID)
         return event
+    }
+
+    /// A room's founding events from its metadata.json, checked against the creator fingerprint (PROTOCOL.md §13.2).
+    func foundingEvents(roomID: String, bucket: BucketURL, creatorFingerprint: String) async throws -> [VerifiedEvent] {
+        let objects = try bucketCall { () throws(BucketError) in try open(bucket) }
+        let metadata: [UInt8]
+        do {
+            metadata = try await objects.get(key: BucketLayout.metadataKey(roomID), maxBytes: RoomMetadata.maxBytes)
+        } catch where error.kind == .notFound {
+            throw ClientError(.unknownRoom, "\(bucket.text) holds no room \(roomID).", remedy: "Check the invite code; the creator may not have flushed yet.")
+        } catch {
+            throw ClientError(error)
+        }
+        return try RoomMetadata.decode(metadata, roomID: roomID, creatorFingerprint: creatorFingerprint)
     }
 
     // MARK: Flushing (the buffer manager)
@@ -265,8 +289,20 @@ public struct BucketClient: Sendable {
 
     /// Reads the files of `roomID` this node has not seen: new ones after its cursor, late ones that hints point
     /// to, and (while a chain has a gap, at most every `gapListingEveryMs`) everything.
+    ///
+    /// A device that holds none of its own events in the room (a restored backup, a store started again) reads them
+    /// back holding the node's publishing lock, so nothing is signed in the room before they are in (a seq signed
+    /// twice would fork its chain), and they then count as written: the outbox does not write them again.
     public func sync(_ roomID: String) async throws -> SyncReport {
+        try await sync(roomID, holdingPublishingLock: false)
+    }
+
+    /// ``sync(_:)`` for a caller that already holds the node's publishing lock.
+    func sync(_ roomID: String, holdingPublishingLock: Bool) async throws -> SyncReport {
         let room = try requireRoom(roomID)
+        let ownEventsMissing = try node.store.chainHead(roomID: roomID, senderKey: node.identity.signingKeyBase64) == nil
+        let lock = ownEventsMissing && !holdingPublishingLock ? try node.home.lockForPublishing() : nil
+        defer { withExtendedLifetime(lock) {} }
         let objects = try store(for: room)
         let now = node.clock()
         var report = SyncReport(roomID: roomID)
@@ -334,7 +370,7 @@ public struct BucketClient: Sendable {
                 case .ignored(let reason):
                     record.problem = "ignored: \(reason)"
                     report.ignored.append("\(object.key): \(reason)")
-                case .failed(let error) where error.kind == .transient:
+                case .failed(let error) where error.isTemporary:
                     let failingFor = try node.store.recordBucketReadFailure(roomID: roomID, key: object.key, nowMs: now)
                     if failingFor < settings.readGiveUpMs {
                         // Not recorded as seen: a later sync tries again.
@@ -360,16 +396,27 @@ public struct BucketClient: Sendable {
         }
         try node.store.advanceBucketCursors(
             roomID: roomID, logsMs: logsCursor, hintsMs: hintsCursor, fullListingMs: report.listedEverything ? now : nil)
+        if ownEventsMissing { try node.store.markInBucket(roomID: roomID, senderKey: node.identity.signingKeyBase64, nowMs: now) }
         if !report.accepted.isEmpty { node.updates.publish(RoomUpdate(roomID: roomID, eventIDs: report.accepted)) }
         // What was read may be a new member device to share keys with, a request to answer, or a message this device
-        // cannot open: the keys go out now, so the other side reads them at its next sync.
+        // cannot open: the keys go out now, so the other side reads them at its next sync. Not while this sync holds
+        // the publishing lock (it does while this device's own events are not back yet): exchanging takes it too,
+        // and a device with no events of its own in the room has nothing to share yet.
+        if lock == nil && !holdingPublishingLock {
+            await exchangeKeys(roomID, into: &report)
+        }
+        return report
+    }
+
+    /// Shares and asks for keys after a sync (``Node/exchangeKeys(_:)``) and writes what that published; a failure is
+    /// one of the sync's problems, not the sync's end.
+    func exchangeKeys(_ roomID: String, into report: inout SyncReport) async {
         do {
             report.keys = try node.exchangeKeys(roomID)
             if !report.keys.isEmpty { _ = try await flush(roomID) }
         } catch {
             report.problems.append("sharing keys: \((error as? ClientError)?.message ?? "\(error)")")
         }
-        return report
     }
 
     /// Reads a hint and adds the log file it names to `candidates`; returns what was wrong with it, if anything.
@@ -571,9 +618,9 @@ public final class NodeUpdates: @unchecked Sendable {
 
 /// Runs a bucket operation, turning its error into a ``ClientError``.
 func bucketCall<T>(_ body: () throws(BucketError) -> T) throws(ClientError) -> T {
-    do { return try body() } catch { throw ClientError(.bucket, error.message) }
+    do { return try body() } catch { throw ClientError(error) }
 }
 
 func bucketCall<T>(_ body: () async throws(BucketError) -> T) async throws(ClientError) -> T {
-    do { return try await body() } catch { throw ClientError(.bucket, error.message) }
+    do { return try await body() } catch { throw ClientError(error) }
 }

@@ -103,11 +103,7 @@ public struct LinkCode: Sendable {
     public private(set) var text: String = ""
 
     /// A bucket room the new device joins.
-    public struct LinkedRoom: Sendable, Equatable {
-        public var roomID: String
-        public var bucketURL: String
-        public var creatorFingerprint: String
-    }
+    public typealias LinkedRoom = BucketRoomRecord
 
     /// Signs the code with `signer` (the device `linkedBy` names) and seals it to `request`'s exchange key.
     init(
@@ -185,11 +181,8 @@ public struct LinkCode: Sendable {
         expiresMs = expires
         self.text = text
         bucketRooms = try rooms.map { entry throws(ClientError) in
-            guard let roomID = entry.objectValue?["room_id"]?.stringValue, Identifier.problem(with: roomID, kind: .room) == nil,
-                let bucket = entry.objectValue?["bucket"]?.stringValue, let creator = entry.objectValue?["creator"]?.stringValue,
-                Hex.isLowercaseHex(creator, byteCount: 32)
-            else { throw invalid }
-            return LinkedRoom(roomID: roomID, bucketURL: bucket, creatorFingerprint: creator)
+            guard let room = LinkedRoom(json: entry) else { throw invalid }
+            return room
         }
         preSharedSecrets = try secrets.map { entry throws(ClientError) in
             guard let roomID = entry.objectValue?["room_id"]?.stringValue, Identifier.problem(with: roomID, kind: .room) == nil,
@@ -210,9 +203,7 @@ public struct LinkCode: Sendable {
 
     /// The payload the linking device signs.
     private var payload: JSONObject {
-        let rooms: [JSONValue] = bucketRooms.map { room in
-            ["room_id": .string(room.roomID), "bucket": .string(room.bucketURL), "creator": .string(room.creatorFingerprint)]
-        }
+        let rooms: [JSONValue] = bucketRooms.map(\.json)
         let secrets: [JSONValue] = preSharedSecrets.map { item in
             ["room_id": .string(item.roomID), "secret": .string(Base64.encode(item.secret)), "from_passphrase": .bool(item.fromPassphrase)]
         }
@@ -271,7 +262,7 @@ extension Node {
         }
         return try LinkCode(
             sealingFor: request, signer: identity.signingKey, expiresMs: clock() + Node.linkCodeLifetimeMs,
-            bucketRooms: try store.bucketRooms().map { LinkCode.LinkedRoom(roomID: $0.roomID, bucketURL: $0.bucketURL, creatorFingerprint: $0.creatorFingerprint) },
+            bucketRooms: try store.bucketRooms().map(LinkCode.LinkedRoom.init),
             preSharedSecrets: try store.allPreSharedSecrets())
     }
 
@@ -323,7 +314,7 @@ extension Node {
     /// syncs and joins them (``BucketClient/joinLinkedRooms()``).
     public func acceptLink(_ code: LinkCode) throws {
         for room in code.bucketRooms where try store.bucketRoom(roomID: room.roomID) == nil {
-            try store.addBucketRoom(roomID: room.roomID, bucketURL: room.bucketURL, creatorFingerprint: room.creatorFingerprint)
+            try addBucketRoom(roomID: room.roomID, bucketURL: room.bucketURL, creatorFingerprint: room.creatorFingerprint)
         }
         for item in code.preSharedSecrets { try addPreSharedSecret(item.secret, roomID: item.roomID, fromPassphrase: item.fromPassphrase) }
     }

@@ -38,9 +38,11 @@ public struct Identity: Sendable {
         return Identity(userID: userID, signingKey: signing, exchangeKey: exchange)
     }
 
-    /// Writes this identity's files under `home`, which must not hold one yet.
+    /// Writes this identity's files under `home`, which must not hold one yet, and an empty store beside them: from
+    /// now on a missing store means a lost one (``Node/init(home:clock:creatingStore:)``).
     func install(home: ParleyHome) throws {
         try home.create()
+        if !FileManager.default.fileExists(atPath: home.storePath) { try home.createStoreFile() }
         try home.createFile(atPath: home.secretKeyPath, contents: CanonicalJSON.encode(secretJSON) + [0x0A], mode: 0o600)
         try home.createFile(atPath: home.identityPath, contents: CanonicalJSON.encode(publicJSON) + [0x0A], mode: 0o644)
     }

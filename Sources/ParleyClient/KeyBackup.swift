@@ -36,9 +36,7 @@ public enum KeyBackup {
         contents["psk_secrets"] = .array(try node.store.allPreSharedSecrets().map { item in
             ["room_id": .string(item.roomID), "secret": .string(Base64.encode(item.secret)), "from_passphrase": .bool(item.fromPassphrase)]
         })
-        contents["bucket_rooms"] = .array(try node.store.bucketRooms().map { room in
-            ["room_id": .string(room.roomID), "bucket": .string(room.bucketURL), "creator": .string(room.creatorFingerprint)]
-        })
+        contents["bucket_rooms"] = .array(try node.store.bucketRooms().map { BucketRoomRecord($0).json })
         var generator = SystemRandomNumberGenerator()
         let salt = (0..<16).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
         let nonce = (0..<12).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
@@ -94,7 +92,9 @@ public enum KeyBackup {
             try identity.install(home: home)
             installed = true
         }
-        let node = try Node(home: home)
+        // A restore is how a device whose store was lost comes back: it may start an empty store, whose bucket rooms
+        // the next sync fills (this device's own events included) before anything can be signed in them.
+        let node = try Node(home: home, creatingStore: true)
         var keys: [String: [RoomKey]] = [:]
         for entry in contents["room_keys"]?.arrayValue ?? [] {
             guard let roomID = entry.objectValue?["room_id"]?.stringValue, Identifier.problem(with: roomID, kind: .room) == nil,
@@ -112,12 +112,9 @@ public enum KeyBackup {
         }
         var bucketRooms = 0
         for entry in contents["bucket_rooms"]?.arrayValue ?? [] {
-            guard let roomID = entry.objectValue?["room_id"]?.stringValue, Identifier.problem(with: roomID, kind: .room) == nil,
-                let bucket = entry.objectValue?["bucket"]?.stringValue, let creator = entry.objectValue?["creator"]?.stringValue,
-                Hex.isLowercaseHex(creator, byteCount: 32)
-            else { throw damaged }
-            if try node.store.bucketRoom(roomID: roomID) == nil {
-                try node.store.addBucketRoom(roomID: roomID, bucketURL: bucket, creatorFingerprint: creator)
+            guard let room = BucketRoomRecord(json: entry) else { throw damaged }
+            if try node.store.bucketRoom(roomID: room.roomID) == nil {
+                try node.addBucketRoom(roomID: room.roomID, bucketURL: room.bucketURL, creatorFingerprint: room.creatorFingerprint)
                 bucketRooms += 1
             }
         }

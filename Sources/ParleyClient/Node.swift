@@ -37,15 +37,17 @@ public final class Node: Sendable {
     let completeEpochs = Mutex<[String: (version: Int64, keyID: String)]>([:])
 
     /// Opens the node under `home`.
-    /// - Throws: ``ClientError`` when there is no identity yet, or the store cannot be opened.
-    public init(home: ParleyHome, clock: @escaping @Sendable () -> Int64 = Node.systemClock) throws {
+    /// - Parameter creatingStore: start an empty store if there is none. Only for a home whose store is known to be
+    ///   gone: a device that signs with an empty store may sign a seq it already used (`init` creates the store with
+    ///   the identity).
+    /// - Throws: ``ClientError`` when there is no identity yet, or the store is missing, damaged or cannot be opened.
+    public init(home: ParleyHome, clock: @escaping @Sendable () -> Int64 = Node.systemClock, creatingStore: Bool = false) throws {
         self.home = home
         self.clock = clock
         identity = try Identity.load(home: home)
-        // The store holds message history: create it owner-only before SQLite does (its -wal and -shm files copy
-        // the main file's mode).
         if !FileManager.default.fileExists(atPath: home.storePath) {
-            try? home.createFile(atPath: home.storePath, contents: [], mode: 0o600)
+            guard creatingStore else { throw ClientError.missingStore(home: home, userID: identity.userID) }
+            try home.createStoreFile()
         }
         do {
             let exchangeKey = identity.exchangeKey
@@ -65,9 +67,15 @@ public final class Node: Sendable {
                             try ForwardSeal.open(forward, roomID: event.roomID, senderKey: event.senderKey, privateKey: exchangeKey)
                         }
                     }))
+        } catch let error as StoreError where error.isDamage {
+            throw ClientError.damagedStore(home: home, detail: error.message)
+        } catch let error as StoreError {
+            throw ClientError(.io, error.message, remedy: error.remedy)
         } catch {
             throw ClientError(.io, "\(error)")
         }
+        // Homes made before the record existed get it at once, before their store can be lost.
+        if !FileManager.default.fileExists(atPath: home.bucketRoomsPath) { try? recordBucketRooms() }
     }
 
     /// How far ahead of this device's clock another event's time may pull its next event's time.

@@ -26,6 +26,7 @@ public struct ParleyHome: Sendable {
     public var secretKeyPath: String { url.appendingPathComponent("device.key").path }
     public var storePath: String { url.appendingPathComponent("parley.sqlite").path }
     var lockPath: String { url.appendingPathComponent("node.lock").path }
+    var syncLockPath: String { url.appendingPathComponent("sync.lock").path }
 
     /// Creates the directory, readable by its owner only.
     public func create() throws {
@@ -53,13 +54,71 @@ public struct ParleyHome: Sendable {
         guard fsync(descriptor) == 0 else { throw ClientError(.io, "Cannot sync \(path): \(String(cString: strerror(errno))).") }
     }
 
+    /// Creates the empty store file, owner-only before SQLite opens it (its -wal and -shm files copy the main file's
+    /// mode): it holds message history and room keys.
+    func createStoreFile() throws {
+        try createFile(atPath: storePath, contents: [], mode: 0o600)
+    }
+
+    /// Takes the home's sync lock for as long as the returned lock lives: one process at a time syncs a home
+    /// (`parley sync`, with or without `--watch`) or forgets a room in it. The lock is `flock` on `sync.lock`, so it
+    /// goes with the process however that ends; the file names the holder for whoever finds it taken.
+    /// - Parameter command: what this process is doing, for that message (`sync --watch`).
+    /// - Throws: ``ClientError`` naming the process that holds it.
+    public func lockForSyncing(_ command: String) throws -> HomeLock {
+        let descriptor = open(syncLockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw ClientError(.io, "Cannot open \(syncLockPath): \(String(cString: strerror(errno))).") }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            var buffer = [UInt8](repeating: 0, count: 256)
+            let count = pread(descriptor, &buffer, buffer.count, 0)
+            close(descriptor)
+            guard code == EWOULDBLOCK else { throw ClientError(.io, "Cannot lock \(syncLockPath): \(String(cString: strerror(code))).") }
+            let holder = String(decoding: buffer.prefix(max(0, count)), as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+            let pid = holder.prefix { $0.isNumber }
+            let what = holder.dropFirst(pid.count).trimmingCharacters(in: .whitespaces)
+            throw ClientError(
+                .busy,
+                "Another parley process is syncing \(path)\(pid.isEmpty ? "" : ": pid \(pid)")\(what.isEmpty ? "" : " (`parley \(what)`)").",
+                remedy: pid.isEmpty ? "Wait for it to finish, or stop it." : "Stop it first (`kill \(pid)`), or let it do the syncing.")
+        }
+        let note = Array("\(getpid()) \(command)\n".utf8)
+        _ = ftruncate(descriptor, 0)
+        _ = note.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+        return HomeLock(descriptor: descriptor)
+    }
+
     /// Runs `body` holding the node's exclusive lock, so two `parley` processes never sign the same seq.
     func withLock<T>(_ body: () throws -> T) throws -> T {
+        let lock = try lockForPublishing()
+        return try withExtendedLifetime(lock) { try body() }
+    }
+
+    /// ``withLock(_:)`` for work that waits on a bucket meanwhile (a store started again, filling from its buckets).
+    func withLock<T>(_ body: () async throws -> T) async throws -> T {
+        let lock = try lockForPublishing()
+        defer { withExtendedLifetime(lock) {} }
+        return try await body()
+    }
+
+    /// Takes the node's publishing lock (`node.lock`), waiting for it. A process must not take it twice: a second
+    /// `flock` on another descriptor waits for the first.
+    func lockForPublishing() throws -> HomeLock {
         let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw ClientError(.io, "Cannot open \(lockPath): \(String(cString: strerror(errno))).") }
-        defer { close(descriptor) }
-        guard flock(descriptor, LOCK_EX) == 0 else { throw ClientError(.io, "Cannot lock \(lockPath).") }
-        defer { flock(descriptor, LOCK_UN) }
-        return try body()
+        guard flock(descriptor, LOCK_EX) == 0 else {
+            close(descriptor)
+            throw ClientError(.io, "Cannot lock \(lockPath).")
+        }
+        return HomeLock(descriptor: descriptor)
     }
+}
+
+/// A lock on a home (``ParleyHome/lockForSyncing(_:)``), held until this value is released or the process ends.
+public final class HomeLock: Sendable {
+    let descriptor: Int32
+
+    init(descriptor: Int32) { self.descriptor = descriptor }
+
+    deinit { close(descriptor) }
 }

@@ -304,6 +304,27 @@ extension EventStore {
         }
     }
 
+    /// Records that this device's events in `roomID` up to its chain head are already in the bucket: they were just
+    /// read from it, into a store started again empty. An upload without a file of its own, so the outbox does not
+    /// write them a second time.
+    public func markInBucket(roomID: String, senderKey: String, nowMs: Int64) throws {
+        try pool.write { db in
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT MIN(seq), MAX(seq), MIN(timestamp_ms), MAX(timestamp_ms) FROM events WHERE room_id = ? AND sender_key = ?",
+                    arguments: [roomID, senderKey]), let first = row[0] as Int64?, let last = row[1] as Int64?
+            else { return }
+            let after = try Int64.fetchOne(db, sql: "SELECT MAX(last_seq) FROM bucket_uploads WHERE room_id = ?", arguments: [roomID]) ?? 0
+            guard last > after else { return }
+            try db.execute(
+                sql: """
+                    INSERT INTO bucket_uploads (room_id, key, first_seq, last_seq, first_timestamp_ms, last_timestamp_ms, content, created_ms, confirmed_ms)
+                    VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)
+                    """,
+                arguments: [roomID, "(read from the bucket through seq \(last))", max(first, after + 1), last, row[2], row[3], nowMs, nowMs])
+        }
+    }
+
     /// This device's outbox in `roomID`.
     public func outboxStatus(roomID: String, senderKey: String) throws -> OutboxStatus {
         try pool.read { db in

@@ -7,6 +7,8 @@ import ParleyCore
 public struct StoreError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var remedy: String?
+    /// The store file is damaged: its events must come from elsewhere (buckets, other nodes).
+    public var isDamage = false
 
     public init(_ message: String, remedy: String? = nil) {
         self.message = message
@@ -56,7 +58,13 @@ public final class EventStore: Sendable {
             pool = try DatabasePool(path: path, configuration: configuration)
             try EventStore.migrator.migrate(pool)
         } catch {
-            throw StoreError("Cannot open the store at \(path): \(error).", remedy: "Check the file's permissions, or move it aside to start afresh.")
+            if let damaged = StoreError(damageIn: error, path: path) { throw damaged }
+            guard let error = error as? DatabaseError else {
+                throw StoreError("Cannot open the store \(path): \(error).", remedy: "Check that the file and its folder are yours and writable.")
+            }
+            throw StoreError(
+                "Cannot open the store \(path): SQLite says \(error.message ?? "\(error.resultCode)").",
+                remedy: "Check that the file and its folder are yours and writable, and that the disk is not full.")
         }
     }
 
@@ -221,6 +229,11 @@ final class StateCache: @unchecked Sendable {
 
     func set(_ state: RoomState, version: Int64, for roomID: String) {
         lock.withLock { states[roomID] = (version, state) }
+    }
+
+    /// Forgets a room: one created again later starts from version 0 too, and must not find this state.
+    func remove(_ roomID: String) {
+        _ = lock.withLock { states.removeValue(forKey: roomID) }
     }
 }
 

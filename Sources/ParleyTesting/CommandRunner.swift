@@ -23,12 +23,38 @@ public struct ParleyCommand: Sendable {
     }
 
     /// Runs `parley --home HOME ARGUMENTS…`, feeding `input` on standard input.
+    /// - Parameter errorToTerminal: gives the command a terminal as standard error (what it writes there comes back
+    ///   in `stderr`, with the terminal's CR LF line ends), for what it says only to a person watching.
     @discardableResult
     public func run(
-        _ arguments: [String], input: [UInt8] = [], inputFile: String? = nil, environment: [String: String] = [:], measuringMemory: Bool = false
+        _ arguments: [String], input: [UInt8] = [], inputFile: String? = nil, environment: [String: String] = [:], measuringMemory: Bool = false,
+        errorToTerminal: Bool = false
     ) throws -> Output {
-        try ParleyCommand.run(["--home", home] + arguments, input: input, inputFile: inputFile, environment: environment, measuringMemory: measuringMemory)
+        try ParleyCommand.run(
+            ["--home", home] + arguments, input: input, inputFile: inputFile, environment: environment, measuringMemory: measuringMemory,
+            errorToTerminal: errorToTerminal)
     }
+
+    /// Runs the command with a pseudo-terminal as its standard error, and passes what it wrote there on as this
+    /// wrapper's standard error once it has exited.
+    static let terminalWrapper = """
+        import os, pty, subprocess, sys
+        master, slave = pty.openpty()
+        child = subprocess.Popen(sys.argv[1:], stderr=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        child.wait()
+        sys.stderr.buffer.write(b"".join(chunks))
+        sys.exit(child.returncode if child.returncode >= 0 else 128 - child.returncode)
+        """
 
     /// Runs the command under a small Python parent that waits for exactly that process and reports its peak RSS:
     /// this process's own RUSAGE_CHILDREN would also count commands of tests running in parallel.
@@ -45,10 +71,14 @@ public struct ParleyCommand: Sendable {
 
     /// Runs `parley ARGUMENTS…`; `environment` adds to (or replaces) this process's variables.
     public static func run(
-        _ arguments: [String], input: [UInt8] = [], inputFile: String? = nil, environment: [String: String] = [:], measuringMemory: Bool = false
+        _ arguments: [String], input: [UInt8] = [], inputFile: String? = nil, environment: [String: String] = [:], measuringMemory: Bool = false,
+        errorToTerminal: Bool = false
     ) throws -> Output {
-        let path = measuringMemory ? "/usr/bin/python3" : executable.path
-        let argv = measuringMemory ? ["-c", memoryWrapper, executable.path] + arguments : arguments
+        precondition(!(measuringMemory && errorToTerminal), "one wrapper at a time")
+        let path = measuringMemory || errorToTerminal ? "/usr/bin/python3" : executable.path
+        let argv =
+            measuringMemory
+            ? ["-c", memoryWrapper, executable.path] + arguments : errorToTerminal ? ["-c", terminalWrapper, executable.path] + arguments : arguments
         let child = try Subprocess.spawn(
             path, argv, environment: environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 },
             stdin: inputFile.map(Subprocess.Stream.file) ?? .pipe)

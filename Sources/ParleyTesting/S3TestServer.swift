@@ -31,6 +31,20 @@ public enum S3TestServer {
         ]
     }
 
+    /// An endpoint where nothing listens: a port on 127.0.0.1 that was free a moment ago.
+    public static func closedEndpoint() -> String {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+        }
+        return "http://127.0.0.1:\(UInt16(bigEndian: address.sin_port))"
+    }
+
     /// A fresh prefix of the test bucket, so tests never see each other's objects.
     public static func freshPrefix() -> String { "t-\(UUID().uuidString.lowercased())/" }
 

@@ -148,10 +148,19 @@ public struct Subprocess: Sendable {
     /// Reads what the child has written to standard output so far, waiting up to `timeout` seconds for more;
     /// empty at end of file or when nothing came.
     public func readOutput(timeout: Double) -> [UInt8] {
-        var polled = [pollfd(fd: output, events: Int16(POLLIN), revents: 0)]
+        Subprocess.readAvailable(output, timeout: timeout)
+    }
+
+    /// ``readOutput(timeout:)`` for standard error.
+    public func readError(timeout: Double) -> [UInt8] {
+        Subprocess.readAvailable(error, timeout: timeout)
+    }
+
+    private static func readAvailable(_ descriptor: Int32, timeout: Double) -> [UInt8] {
+        var polled = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)]
         guard poll(&polled, 1, Int32(timeout * 1000)) > 0 else { return [] }
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        let count = buffer.withUnsafeMutableBytes { read(output, $0.baseAddress, $0.count) }
+        let count = buffer.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
         return count > 0 ? Array(buffer[..<count]) : []
     }
 

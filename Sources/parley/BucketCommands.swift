@@ -3,6 +3,8 @@ import Foundation
 import ParleyBucket
 import ParleyClient
 import ParleyCore
+import ParleyStore
+import Synchronization
 
 /// The bucket transport, with settings from the environment: `PARLEY_BUCKET_GZIP=1` writes `.jsonl.gz` files;
 /// `PARLEY_BUCKET_RETENTION=governance:DAYS` (or `compliance:DAYS`) asks S3 Object Lock to keep each file.
@@ -30,9 +32,12 @@ struct Sync: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Exchange events with the buckets rooms live in: write this device's outbox, read other devices' new files.",
         discussion: """
-            Without --watch, syncs once and prints a summary. With --watch, keeps polling and prints every new \
+            Without --watch, syncs once and prints a summary; a room whose bucket fails is reported (naming the \
+            room and the bucket) and the others are still synced. With --watch, keeps polling and prints every new \
             event as it arrives (with --json, one timeline item per line); the outbox is flushed once its oldest \
-            event has waited --flush-interval seconds. Faulty files are reported and skipped; their good events are kept.
+            event has waited --flush-interval seconds; each room is polled on its own, and a failing one is tried \
+            again after a wait that doubles (up to a minute). Ctrl-C or SIGTERM writes the outbox before exiting. \
+            Faulty files are reported and skipped; their good events are kept. One sync at a time per home.
             """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Only this room (default: every bucket room).") var roomID: String?
@@ -42,6 +47,10 @@ struct Sync: AsyncParsableCommand {
     @Option(name: .customLong("flush-interval"), parsing: .unconditional, help: "With --watch, seconds an event may wait in the outbox.")
     var flushInterval = 2.0
     @OptionGroup var time: TimeOptions
+    @Flag(
+        name: .customLong("new-store"),
+        help: "Start an empty store if the home's store is gone, and restore into it the bucket rooms the home records (this device's events first).")
+    var newStore = false
     @Flag var json = false
 
     func validate() throws {
@@ -50,53 +59,148 @@ struct Sync: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let node = try global.node()
+        // Before the lock names this process: whoever sees it there may signal it.
+        let signals = watch ? TerminationSignals() : nil
+        let home = global.parleyHome
+        if newStore { _ = try failing { try Identity.load(home: home) } }
+        let lock = try failing { try home.lockForSyncing(watch ? "sync --watch" : "sync") }
+        defer { withExtendedLifetime(lock) {} }
+        let node = newStore ? try failing { try Node(home: home, creatingStore: true) } : try global.node()
         let client = try failing { try bucketClient(node) }
-        if !watch {
-            let rooms = try failing { try self.rooms(node) }
-            var results: [JSONValue] = []
-            for room in rooms {
-                let (flushed, report) = try await failingAsync { (try await client.flush(room), try await client.sync(room)) }
+        if newStore {
+            let restored = try await failingAsync { try await client.restoreRecordedRooms() }
+            if restored.isEmpty { printError("note: no recorded bucket room is missing from the store; nothing to restore.") }
+            for (room, problem) in restored {
+                printError("room \(room): " + (problem.map { "not restored: \($0) Run `parley sync --new-store` again once the bucket answers." } ?? "restored from its bucket"))
+            }
+        }
+        for room in (try? node.recordBucketRooms()) ?? [] {
+            printError("note: room \(room.roomID) (\(room.bucketURL)) is recorded in \(home.bucketRoomsPath) but not in the store; `parley sync --new-store` restores it.")
+        }
+        if let signals {
+            // A room named that is not a bucket room is refused now, not polled in silence.
+            if roomID != nil { _ = try failing { try self.rooms(node) } }
+            let exitStatus = await watchRooms(node, client, until: signals)
+            if exitStatus != 0 { throw ExitCode(exitStatus) }
+            return
+        }
+        let rooms = try failing { try self.rooms(node) }
+        var results: [JSONValue] = []
+        var failed = 0
+        for room in rooms {
+            do {
+                let (flushed, report) = try await withBucketNotes { (try await client.flush(room.roomID), try await client.sync(room.roomID)) }
                 if json {
                     results.append(summary(flushed, report))
                 } else {
-                    output("\(room): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")")
+                    output("\(room.roomID): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")")
                     for problem in report.problems { output("  problem: \(problem)") }
                     for ignored in report.ignored { output("  ignored: \(ignored)") }
                 }
-            }
-            if json { printJSON(.array(results)) }
-            return
-        }
-        // Watching: print what arrives, flush what waits, until interrupted.
-        while true {
-            let rooms = (try? self.rooms(node)) ?? []
-            for room in rooms {
-                do {
-                    let status = try node.store.outboxStatus(roomID: room, senderKey: node.identity.signingKeyBase64)
-                    if let oldest = status.oldestPendingMs, Double(node.clock() - oldest) >= flushInterval * 1000 {
-                        _ = try await client.flush(room)
-                    }
-                    let report = try await client.sync(room)
-                    for problem in report.problems { printError("\(room): problem: \(problem)") }
-                    for eventID in report.accepted { try show(eventID, in: room, node: node) }
-                } catch {
-                    // A bucket that is down for a while is not the end of watching: say so and poll again.
-                    printError("\(room): \((error as? ClientError)?.message ?? "\(error)")")
+            } catch {
+                // A damaged store is every room's problem, and has its own message.
+                if StoreError(damageIn: error, path: home.storePath) != nil { try failing { () throws -> Void in throw error } }
+                // One room's bucket failing says nothing about the others': report it and go on.
+                failed += 1
+                let message = (error as? ClientError)?.message ?? "\(error)"
+                printError("error: room \(room.roomID), bucket \(room.bucketURL): \(message)")
+                if let remedy = (error as? ClientError)?.remedy { printError(remedy) }
+                if json {
+                    results.append(["room_id": .string(room.roomID), "bucket": .string(room.bucketURL), "error": .string(message)])
                 }
             }
-            try await Task.sleep(nanoseconds: UInt64(interval * 1e9))
+        }
+        if json { printJSON(.array(results)) }
+        if failed > 0 { throw ExitCode(1) }
+    }
+
+    /// Polls every bucket room, each on its own schedule, until SIGINT or SIGTERM; then writes the outbox.
+    /// - Returns: the exit status: 1 if events stay unsent.
+    func watchRooms(_ node: Node, _ client: BucketClient, until signals: TerminationSignals) async -> Int32 {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await signals.next() }
+            group.addTask { await superviseRooms(node, client) }
+            await group.next()
+            group.cancelAll()
+        }
+        // A second Ctrl-C ends the process at once.
+        signals.restoreDefaults()
+        return await flushBeforeExit(node, client)
+    }
+
+    /// Starts a poller for every bucket room, and for each one that appears later (a join in another command).
+    func superviseRooms(_ node: Node, _ client: BucketClient) async {
+        let running = RunningRooms()
+        await withTaskGroup(of: Void.self) { group in
+            while !Task.isCancelled {
+                for room in (try? self.rooms(node)) ?? [] where running.start(room.roomID) {
+                    group.addTask {
+                        await poll(room, node, client)
+                        running.stop(room.roomID)
+                    }
+                }
+                try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
+            }
         }
     }
 
-    func rooms(_ node: Node) throws -> [String] {
+    /// Syncs one room until cancelled or forgotten, waiting longer after each failure in a row.
+    func poll(_ room: BucketRoom, _ node: Node, _ client: BucketClient) async {
+        var backoff = RoomBackoff(roomID: room.roomID, bucket: room.bucketURL, interval: interval)
+        while !Task.isCancelled {
+            var delay = interval
+            do {
+                guard try node.store.bucketRoom(roomID: room.roomID) != nil else { return }
+                let status = try node.store.outboxStatus(roomID: room.roomID, senderKey: node.identity.signingKeyBase64)
+                if let oldest = status.oldestPendingMs, Double(node.clock() - oldest) >= flushInterval * 1000 {
+                    _ = try await client.flush(room.roomID)
+                }
+                let report = try await client.sync(room.roomID)
+                if let recovery = backoff.succeeded(nowMs: node.clock()) { printError(recovery) }
+                for problem in report.problems { printError("\(room.roomID): problem: \(problem)") }
+                for eventID in report.accepted { try show(eventID, in: room.roomID, node: node) }
+            } catch {
+                if Task.isCancelled { return }
+                let (report, wait) = backoff.failed(error, nowMs: node.clock())
+                printError(report)
+                delay = wait
+            }
+            try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+        }
+    }
+
+    /// Writes what waits in the outbox, within 10 s; says what stays unsent.
+    /// - Returns: 0, or 1 when events stay unsent.
+    func flushBeforeExit(_ node: Node, _ client: BucketClient) async -> Int32 {
+        let waiting = ((try? self.rooms(node)) ?? []).compactMap { room -> (room: BucketRoom, pending: Int)? in
+            let pending = (try? node.store.outboxStatus(roomID: room.roomID, senderKey: node.identity.signingKeyBase64).pending) ?? 0
+            return pending > 0 ? (room, pending) : nil
+        }
+        guard !waiting.isEmpty else { return 0 }
+        let total = waiting.map(\.pending).reduce(0, +)
+        printError("Writing the outbox before exiting (\(total) event(s) in \(waiting.count) room(s)); Ctrl-C again stops at once and leaves them for the next `parley sync`.")
+        let deadline = ContinuousClock.now + .seconds(10)
+        var unsent = 0
+        for (room, pending) in waiting {
+            do {
+                try await withDeadline(deadline) { _ = try await client.flush(room.roomID) }
+            } catch {
+                unsent += 1
+                let reason = error is DeadlineExceeded ? "the bucket did not answer in time" : (error as? ClientError)?.message ?? "\(error)"
+                printError("room \(room.roomID): \(pending) event(s) stay unsent (\(reason)); the next `parley sync` writes them.")
+            }
+        }
+        return unsent > 0 ? 1 : 0
+    }
+
+    func rooms(_ node: Node) throws -> [BucketRoom] {
         if let roomID {
-            guard try node.store.bucketRoom(roomID: roomID) != nil else {
+            guard let room = try node.store.bucketRoom(roomID: roomID) else {
                 throw ClientError(.unknownRoom, "Room \(roomID) does not live in a bucket on this node.")
             }
-            return [roomID]
+            return [room]
         }
-        let rooms = try node.store.bucketRooms().map(\.roomID)
+        let rooms = try node.store.bucketRooms()
         if rooms.isEmpty && !watch {
             throw ClientError(.unknownRoom, "This node has no bucket rooms.", remedy: "Create one with `parley room create ROOM --bucket URL`, or join with an invite code.")
         }
@@ -132,6 +236,16 @@ struct Sync: AsyncParsableCommand {
             "problems": .array(report.problems.map(JSONValue.string)), "ignored": .array(report.ignored.map(JSONValue.string)),
         ]
     }
+}
+
+/// The rooms being polled under `sync --watch`, so each gets one poller.
+final class RunningRooms: Sendable {
+    private let rooms = Mutex<Set<String>>([])
+
+    /// Whether `room` was not running yet (and now counts as running).
+    func start(_ room: String) -> Bool { rooms.withLock { $0.insert(room).inserted } }
+
+    func stop(_ room: String) { _ = rooms.withLock { $0.remove(room) } }
 }
 
 struct Bucket: ParsableCommand {

@@ -3,6 +3,7 @@ import Foundation
 import ParleyClient
 import ParleyCore
 import ParleyStore
+import Synchronization
 
 @main
 struct Parley: AsyncParsableCommand {
@@ -137,9 +138,13 @@ struct GlobalOptions: ParsableArguments {
     var parleyHome: ParleyHome { ParleyHome(path: home) }
 
     func node() throws -> Node {
-        try failing { try Node(home: parleyHome) }
+        openedHome.withLock { $0 = parleyHome }
+        return try failing { try Node(home: parleyHome) }
     }
 }
+
+/// The home whose store this process opened: an error that turns out to be the store's damage is told with what to do.
+let openedHome = Mutex<ParleyHome?>(nil)
 
 /// Runs `body`, turning a ``ClientError`` into its message on standard error and exit status 1.
 func failing<T>(_ body: () throws -> T) throws -> T {
@@ -150,10 +155,10 @@ func failing<T>(_ body: () throws -> T) throws -> T {
     }
 }
 
-/// ``failing(_:)`` for work that waits on a bucket.
+/// ``failing(_:)`` for work that waits on a bucket; on a terminal, a slow bucket is told about as it happens.
 func failingAsync<T>(_ body: () async throws -> T) async throws -> T {
     do {
-        return try await body()
+        return try await withBucketNotes(body)
     } catch {
         throw exitCode(for: error)
     }
@@ -161,6 +166,9 @@ func failingAsync<T>(_ body: () async throws -> T) async throws -> T {
 
 /// Prints an error for the user and gives the exit status 1.
 func exitCode(for error: Error) -> ExitCode {
+    if let home = openedHome.withLock({ $0 }), let damage = StoreError(damageIn: error, path: home.storePath) {
+        return exitCode(for: ClientError.damagedStore(home: home, detail: damage.message))
+    }
     switch error {
     case let error as ClientError:
         printError("error: \(error.message)")
@@ -180,9 +188,9 @@ func output(_ line: String) {
     print(TerminalText.escape(line))
 }
 
-/// ``output(_:)`` for standard error.
-func printError(_ line: String) {
-    FileHandle.standardError.write(Data((TerminalText.escape(line) + "\n").utf8))
+/// ``output(_:)`` for standard error; without `newline`, the line is left open (a note a later write may extend).
+func printError(_ line: String, newline: Bool = true) {
+    FileHandle.standardError.write(Data((TerminalText.escape(line) + (newline ? "\n" : "")).utf8))
 }
 
 func printJSON(_ value: JSONValue) {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import ParleyBucket
 import ParleyClient
 import ParleyCore
@@ -8,7 +9,7 @@ struct Room: ParsableCommand {
         abstract: "Create, join and manage rooms.",
         subcommands: [
             RoomCreate.self, RoomInvite.self, RoomJoin.self, RoomLeave.self, RoomKick.self, RoomBan.self, RoomUnban.self,
-            RoomPower.self, RoomName.self, RoomTopic.self, RoomInfo.self, RoomList.self,
+            RoomPower.self, RoomName.self, RoomTopic.self, RoomInfo.self, RoomList.self, RoomForget.self,
         ])
 }
 
@@ -135,6 +136,52 @@ protocol MembershipCommand: ParsableCommand {
     static var membership: Membership { get }
     /// Refuses a change that makes no sense before anything is signed.
     func check(_ state: RoomState) throws
+}
+
+struct RoomForget: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forget", abstract: "Remove a room from this node: its events, state, keys, bucket record and outbox.",
+        discussion: """
+            Only this node forgets the room. Nothing is published: the other members still count this device as a \
+            member, and events still in its outbox are never sent. To leave the room, run `parley room leave ROOM_ID` \
+            (and `parley sync` for a bucket room) first. Asks for confirmation on a terminal; --yes skips the question.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Argument var roomID: String
+    @Flag(help: "Forget without asking.") var yes = false
+
+    func run() throws {
+        let node = try global.node()
+        // A sync running meanwhile would store the room's events again as it reads them.
+        let lock = try failing { try node.home.lockForSyncing("room forget \(roomID)") }
+        defer { withExtendedLifetime(lock) {} }
+        let (known, unsent) = try failing {
+            let known = try node.store.roomIDs().contains(roomID) || node.store.bucketRoom(roomID: roomID) != nil
+            let unsent = try node.store.bucketRoom(roomID: roomID) == nil
+                ? 0 : try node.store.outboxStatus(roomID: roomID, senderKey: node.identity.signingKeyBase64).pending
+            return (known, unsent)
+        }
+        guard known else {
+            printError("error: This node holds no room \(roomID).")
+            printError("`parley room list` shows the rooms it holds.")
+            throw ExitCode(1)
+        }
+        if !yes {
+            let what = "its events, keys and bucket record" + (unsent > 0 ? ", and \(unsent) event(s) of yours never sent" : "")
+            guard isatty(STDIN_FILENO) == 1 else {
+                printError("error: Forgetting room \(roomID) removes \(what) from this node.")
+                printError("Give --yes to confirm.")
+                throw ExitCode(1)
+            }
+            printError("Forget room \(roomID)? This removes \(what) from this node, and publishes nothing: run `parley room leave \(roomID)` first to leave it. [y/N] ", newline: false)
+            guard let answer = readLine()?.lowercased(), answer == "y" || answer == "yes" else {
+                printError("Nothing was removed.")
+                throw ExitCode(1)
+            }
+        }
+        let removed = try failing { try node.forgetRoom(roomID) }
+        output("Forgot room \(roomID): \(removed) event(s) removed from this node.")
+    }
 }
 
 struct MembershipArguments: ParsableArguments {

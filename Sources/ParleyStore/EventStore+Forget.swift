@@ -1,0 +1,45 @@
+import GRDB
+
+extension EventStore {
+    /// Tables holding a room's rows by `room_id`, besides `events`.
+    static let roomTables = [
+        "pending_events", "forks", "rejected_events", "rooms", "plaintexts", "sealed_waiting", "room_keys", "psk_secrets", "bucket_rooms",
+        "bucket_uploads", "bucket_files", "bucket_read_failures",
+    ]
+
+    /// Removes everything the store holds about `roomID`: its events with their search entries, plaintexts and key
+    /// deliveries; held-back events, fork proofs and rejected events; its room keys and pre-shared secret; and its
+    /// bucket record, outbox and the files it read. Nothing is published: to the other members this node falls silent.
+    /// Freed pages are overwritten (`secure_delete`) and the write-ahead log is emptied, so keys and text are gone
+    /// from the files.
+    /// - Returns: how many events were removed.
+    @discardableResult
+    public func forgetRoom(roomID: String) throws -> Int {
+        let removed = try pool.write { db in
+            let rows = "SELECT id FROM events WHERE room_id = ?"
+            try db.execute(sql: "DELETE FROM message_search WHERE rowid IN (\(rows))", arguments: [roomID])
+            try db.execute(sql: "DELETE FROM key_deliveries WHERE event_row IN (\(rows))", arguments: [roomID])
+            for table in EventStore.roomTables { try db.execute(sql: "DELETE FROM \(table) WHERE room_id = ?", arguments: [roomID]) }
+            try db.execute(sql: "DELETE FROM events WHERE room_id = ?", arguments: [roomID])
+            return db.changesCount
+        }
+        cache.remove(roomID)
+        try? pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+        return removed
+    }
+}
+
+extension StoreError {
+    /// `error` as the store at `path` being damaged, when SQLite found the file corrupt or not a database at all;
+    /// `nil` for any other error (permissions, a busy database, a full disk).
+    public init?(damageIn error: any Error, path: String) {
+        if let error = error as? StoreError {
+            guard error.isDamage else { return nil }
+            self = error
+            return
+        }
+        guard let error = error as? DatabaseError, error.resultCode == .SQLITE_CORRUPT || error.resultCode == .SQLITE_NOTADB else { return nil }
+        self.init("The store \(path) is damaged: SQLite says \(error.message ?? "\(error.resultCode)").")
+        isDamage = true
+    }
+}
