@@ -98,11 +98,21 @@ public struct BucketClient: Sendable {
     // MARK: Creating and joining
 
     /// Creates `roomID` in the bucket at `url`: the room's first events, its metadata.json, and the first log file.
+    /// A folder bucket that does not exist yet is created when the folder it goes in exists, or, with
+    /// `createBucket`, with every missing folder of its path.
     /// - Throws: ``ClientError`` if the bucket already holds a room of that id, or cannot be written.
     public func createRoom(
-        _ roomID: String, bucket url: BucketURL, name: String? = nil, encryption: RoomEncryptionOption? = nil
+        _ roomID: String, bucket url: BucketURL, name: String? = nil, encryption: RoomEncryptionOption? = nil, createBucket: Bool = false
     ) async throws -> [VerifiedEvent] {
         try node.validateRoomID(roomID)
+        if case .folder(let path) = url {
+            do {
+                try FolderStore(root: path).createRoot(intermediateFolders: createBucket)
+            } catch {
+                throw ClientError(
+                    .bucket, error.message, remedy: error.kind == .noSuchBucket ? "Check the path, or add --create-bucket to create the missing folders too." : nil)
+            }
+        }
         let objects = try bucketCall { () throws(BucketError) in try open(url) }
         if try await bucketCall({ () async throws(BucketError) in try await objects.head(key: BucketLayout.metadataKey(roomID)) }) != nil {
             throw ClientError(.invalidArgument, "\(url.text) already holds a room \(roomID).", remedy: "Join it with an invite code, or choose another room id.")
