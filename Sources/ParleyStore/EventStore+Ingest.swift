@@ -194,6 +194,8 @@ struct IngestBatch {
     var storedKeys = false
     /// The rooms' states after this batch, for the cache once the transaction commits.
     var finishedStates: [(roomID: String, state: RoomState, version: Int64)] = []
+    /// Rejections logged by this batch, per sending device (`nil`: input that is not an event).
+    var loggedRejections: [String?: Int] = [:]
 
     init(db: Database, store: EventStore, receivedMs: Int64) throws {
         self.db = db
@@ -215,6 +217,9 @@ struct IngestBatch {
     /// Logs a refusal. For an event that parsed, the log keeps its envelope without content: a refused copy must
     /// not keep text that a redaction later strips everywhere else.
     mutating func logRejection(reason: String, event: Event?, excerpt: [UInt8]) throws {
+        // Past the cap the refusal is still reported to the caller, only not kept: one input must not fill the log.
+        guard loggedRejections[event?.senderKey, default: 0] < EventStore.rejectedPerSenderPerBatch else { return }
+        loggedRejections[event?.senderKey, default: 0] += 1
         let kept = event.map { $0.stripped().wireBytes() } ?? Array(excerpt.prefix(4096))
         try db.cachedStatement(sql: """
             INSERT INTO rejected_events (received_ms, room_id, event_id, hash, reason, excerpt) VALUES (?, ?, ?, ?, ?, ?)

@@ -141,6 +141,7 @@ public final class EventStore: Sendable {
         registerEncryptionMigration(&migrator)
         registerPreSharedSecretMigration(&migrator)
         registerBucketReadFailureMigration(&migrator)
+        registerRejectedLogMigration(&migrator)
         return migrator
     }
 }

@@ -263,13 +263,26 @@ struct Search: ParsableCommand {
 struct Rejected: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the rejected-events log: what this node refused, when, and why (newest first).",
-        discussion: "Events stored but not authorized are not listed here; `parley import` reports those, and `parley events` includes them.")
+        discussion: """
+            Events stored but not authorized are not listed here; `parley import` reports those, and `parley events` \
+            includes them. The log keeps its newest 10,000 entries.
+            """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "At most this many entries.") var limit = 50
+    @Flag(help: "Empty the log instead of showing it.") var clear = false
     @Flag var json = false
 
     func run() throws {
         let node = try global.node()
+        if clear {
+            let removed = try failing { try node.store.clearRejectedEvents() }
+            if json {
+                printJSON(["removed": .integer(Int64(removed))])
+            } else {
+                print("Removed \(removed) \(removed == 1 ? "entry" : "entries") from the rejected-events log.")
+            }
+            return
+        }
         let entries = try failing { try node.store.rejectedEvents(limit: limit) }
         if json {
             printJSON(.array(entries.map { entry in
