@@ -58,6 +58,7 @@ struct Sync: AsyncParsableCommand {
                 } else {
                     print("\(room): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")")
                     for problem in report.problems { print("  problem: \(problem)") }
+                    for warning in report.warnings { print("  warning: \(warning)") }
                     for ignored in report.ignored { print("  ignored: \(ignored)") }
                 }
             }
@@ -75,6 +76,7 @@ struct Sync: AsyncParsableCommand {
                     }
                     let report = try await client.sync(room)
                     for problem in report.problems { printError("\(room): problem: \(problem)") }
+                    for warning in report.warnings { printError("\(room): warning: \(warning)") }
                     for eventID in report.accepted { try show(eventID, in: room, node: node) }
                 } catch {
                     // A bucket that is down for a while is not the end of watching: say so and poll again.
@@ -124,7 +126,8 @@ struct Sync: AsyncParsableCommand {
             "written_files": .array(flushed.files.map(JSONValue.string)), "written_events": .integer(Int64(flushed.events)),
             "read_files": .integer(Int64(report.filesRead)), "new_events": .array(report.accepted.map(JSONValue.string)),
             "duplicates": .integer(Int64(report.duplicates)), "held_back": .integer(Int64(report.heldBack)),
-            "problems": .array(report.problems.map(JSONValue.string)), "ignored": .array(report.ignored.map(JSONValue.string)),
+            "problems": .array(report.problems.map(JSONValue.string)), "warnings": .array(report.warnings.map(JSONValue.string)),
+            "ignored": .array(report.ignored.map(JSONValue.string)),
         ]
     }
 }
@@ -137,7 +140,11 @@ struct BucketVerify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Audit a bucket offline: every file and event, chains, forks, gaps and state. Exits 1 on any fault.",
-        discussion: "Needs no identity; stores nothing. Objects that are not Parley's are listed as warnings.")
+        discussion: """
+            Needs no identity; stores nothing. Each room is judged with the create its metadata.json names, as a node \
+            that joined it would. Objects that are not Parley's, and events dated far ahead of this device's clock, are \
+            listed as warnings.
+            """)
     @Argument(help: "file:///absolute/path or s3://BUCKET/PREFIX.") var url: String
     @Argument(help: "Only this room.") var roomID: String?
     @Flag var json = false

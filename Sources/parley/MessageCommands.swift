@@ -183,7 +183,12 @@ func openInput(_ path: String?) throws -> Int32 {
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Import events (JSONL) from FILE or standard input.",
-        discussion: "Every line that is not accepted is reported with its number and the reason. Exits 0 only if every line was accepted.")
+        discussion: """
+            Every line that is not accepted is reported with its number and the reason (the first 10 of each reason, \
+            then how many more), and so are events dated far ahead of this device's clock and sealed events it cannot \
+            read. An input whose first 100 lines are all invalid is not Parley events: nothing is imported. Exits 0 \
+            only if every line was accepted.
+            """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "A JSONL file; standard input if omitted or '-'.") var file: String?
     @Flag var json = false
@@ -196,10 +201,11 @@ struct Import: ParsableCommand {
             printJSON([
                 "accepted": .integer(Int64(summary.accepted)), "duplicates": .integer(Int64(summary.duplicates)),
                 "unauthorized": .integer(Int64(summary.unauthorized)), "held_back": .integer(Int64(summary.heldBack)),
-                "rejected": .integer(Int64(summary.rejected)),
+                "rejected": .integer(Int64(summary.rejected)), "cannot_open": .integer(Int64(summary.cannotOpen)),
             ])
         } else {
-            print("\(summary.lines) lines: \(summary.accepted) accepted, \(summary.duplicates) already held, \(summary.unauthorized) not authorized, \(summary.heldBack) held back, \(summary.rejected) rejected")
+            print("\(summary.lines) lines: \(summary.accepted) accepted, \(summary.duplicates) already held, \(summary.unauthorized) not authorized, \(summary.heldBack) held back, \(summary.rejected) rejected"
+                + (summary.cannotOpen > 0 ? "; \(summary.cannotOpen) accepted but could not be opened" : ""))
         }
         if !summary.isClean { throw ExitCode(1) }
     }
@@ -208,18 +214,19 @@ struct Import: ParsableCommand {
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Audit events (JSONL) without importing them: signatures, chains, forks, gaps and room state.",
-        discussion: "Exits 0 only if nothing is wrong.")
+        discussion: "Exits 0 only if nothing is wrong; warnings (events dated far ahead of this device's clock) do not count.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "A JSONL file; standard input if omitted or '-'.") var file: String?
     @Flag var json = false
 
     func run() throws {
         var reader = JSONLReader(descriptor: try openInput(file))
-        let report = try failing { try Auditor.audit(&reader) }
+        let report = try failing { try Auditor.audit(&reader, nowMs: Node.systemClock()) }
         if json {
             printJSON([
                 "lines": .integer(Int64(report.lines)),
                 "problems": .array(report.problems.map { ["line": $0.line.map { .integer(Int64($0)) } ?? .null, "message": .string($0.message)] }),
+                "warnings": .array(report.warnings.map { ["line": $0.line.map { .integer(Int64($0)) } ?? .null, "message": .string($0.message)] }),
                 "rooms": .array(report.rooms.map {
                     ["room_id": .string($0.roomID), "events": .integer(Int64($0.events)), "accepted": .integer(Int64($0.accepted)),
                      "forks": .integer(Int64($0.forks)), "state": JSONOutput.state($0.state)]
@@ -227,6 +234,7 @@ struct Verify: ParsableCommand {
             ])
         } else {
             for problem in report.problems { print((problem.line.map { "line \($0): " } ?? "") + problem.message) }
+            for warning in report.warnings { print("warning: " + (warning.line.map { "line \($0): " } ?? "") + warning.message) }
             for room in report.rooms {
                 let joined = room.state.joinedMembers.map(\.userID).joined(separator: ", ")
                 print("room \(room.roomID): \(room.events) chained events, \(room.accepted) authorized, \(room.forks) forks; members: \(joined.isEmpty ? "none" : joined)")
