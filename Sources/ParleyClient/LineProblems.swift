@@ -68,8 +68,6 @@ public struct LineProblems: Sendable {
     }
 
     public private(set) var shown: [Shown] = []
-    /// Every problem added, shown or not.
-    public private(set) var count = 0
     var reasons: [Reason] = []
     var reasonIndex: [String: Int] = [:]
     /// Problems whose reason came after ``InputBounds/distinctReasons`` others: counted only.
@@ -84,7 +82,6 @@ public struct LineProblems: Sendable {
     /// - Returns: whether it is one of those shown; the caller prints it now or later, as it likes.
     @discardableResult
     public mutating func add(_ problem: String, line: Int?) -> Bool {
-        count += 1
         let found: Int?
         if let last, last.problem == problem {
             found = last.index
