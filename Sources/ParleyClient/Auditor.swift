@@ -214,7 +214,7 @@ public enum Auditor {
         }
         if screen.isNotEvents || !flush() {
             var report = AuditReport()
-            report.lines = count
+            report.lines = screen.decidingLine ?? count
             report.problems = [.init(line: nil, message: "not Parley events: \(screen.verdict); not read further")]
             return report
         }

@@ -24,6 +24,8 @@ public struct InputScreen: Sendable {
     public private(set) var sawEvent = false
     /// The first invalid line and its problem, to name in the verdict.
     public private(set) var firstProblem: (line: Int, problem: String)?
+    /// The line that showed the input is not events.
+    public private(set) var decidingLine: Int?
 
     public init() {}
 
@@ -38,6 +40,7 @@ public struct InputScreen: Sendable {
         if let problem {
             leadingInvalid += 1
             if firstProblem == nil { firstProblem = (line, problem) }
+            if isNotEvents { decidingLine = line }
         } else {
             sawEvent = true
         }

@@ -128,6 +128,17 @@ extension BucketRoomTests {
         #expect(recorded.problem?.contains("not Parley events") == true)
     }
 
+    @Test func `bucket verify reports an object of junk lines as one problem`() async throws {
+        let world = try BucketWorld(.folder)
+        _ = try await twoMembers(world)
+        let name = LogFileName(roomID: "team", startMs: 1_790_000_001_000, endMs: 1_790_000_001_000, clientID: "mallory", gzip: true)
+        _ = try await world.objects.putIfAbsent(key: name.key, bytes: Gzip.compress(junk(1_000_000)), retention: nil)
+        let audit = try await BucketAuditor().audit(world.objects, roomID: "team")
+        #expect(audit.audit.problems.map(\.text) == [
+            "\(name.key): not Parley events: its first 100 lines are all invalid (line 1: invalid JSON: unexpected 'x' where a value was expected (at byte 0)); not read further",
+        ])
+    }
+
     @Test func `junk lines among events are summarized, logged at most 100 times, and read no further than the line limit`() async throws {
         let world = try BucketWorld(.folder)
         let clock = TestClock()
