@@ -48,6 +48,17 @@ public enum BucketLayout {
         return "\(text.prefix(4))-\(text.dropFirst(4).prefix(2))-\(text.dropFirst(6).prefix(2))"
     }
 
+    /// Whether `text` is a real day written YYYY-MM-DD: a folder named `2026-13-45` has the shape but names no day.
+    static func isCalendarDate(_ text: Substring) -> Bool {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 10, bytes[4] == 0x2D, bytes[7] == 0x2D,
+            let year = parseDigits(text.prefix(4)), let month = parseDigits(text.dropFirst(5).prefix(2)), let day = parseDigits(text.suffix(2))
+        else { return false }
+        let isLeap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        let days: [Int64] = [31, isLeap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        return (1...12).contains(month) && (1...days[Int(month) - 1]).contains(day)
+    }
+
     /// Timestamps in names are 13-digit decimals (zero-padded), so names sort by time until the year 2286.
     static func digits(_ value: Int64) -> String { padded(value, 13) }
 
@@ -108,8 +119,7 @@ public struct LogFileName: Sendable, Equatable {
         guard parts.count == 2 else { return .failure(.init("not of the form {YYYY-MM-DD}/messages_{start}_{end}_{client}.jsonl")) }
         let date = parts[0]
         var name = parts[1]
-        guard date.utf8.count == 10, date.utf8.enumerated().allSatisfy({ $0.offset == 4 || $0.offset == 7 ? $0.element == 0x2D : (0x30...0x39).contains($0.element) })
-        else { return .failure(.init("the folder \(ObjectKey.debugQuoted(String(date))) is not a YYYY-MM-DD date")) }
+        guard BucketLayout.isCalendarDate(date) else { return .failure(.init("the folder \(ObjectKey.debugQuoted(String(date))) is not a YYYY-MM-DD date")) }
         let gzip: Bool
         if name.hasSuffix(".jsonl.gz") {
             gzip = true

@@ -9,6 +9,12 @@ import Foundation
 /// Writes are create-only, atomic and durable: the bytes go to a temporary file in the target folder, which is
 /// fsynced, then hard-linked to its name (which fails if the name exists, so nothing is ever replaced), and the
 /// folder is fsynced. A reader never sees a partial object.
+///
+/// The store never leaves its root: every folder below it is opened relative to its parent with `O_NOFOLLOW`, so a
+/// symbolic link anywhere inside the bucket (to `/`, to `.`, to a file elsewhere) is neither listed, read nor written
+/// through, and only regular files are objects. The root itself may be reached through links: that path is the
+/// user's choice. A root that does not exist is an error, never an empty bucket: a mistyped path or an unmounted disk
+/// must not look like a room with nothing new.
 public struct FolderStore: ObjectStore {
     public let root: String
 
@@ -23,38 +29,92 @@ public struct FolderStore: ObjectStore {
 
     func path(of key: String) -> String { "\(root)/\(key)" }
 
+    /// Creates the bucket folder if it does not exist yet: only its last folder, unless `intermediateFolders`, so a
+    /// mistyped path fails instead of growing a tree of folders nobody meant.
+    /// - Throws: ``BucketError`` `.noSuchBucket` naming the missing parent; `.invalidURL` when the path is a file.
+    public func createRoot(intermediateFolders: Bool) throws(BucketError) {
+        var info = stat()
+        if stat(root, &info) == 0 {
+            guard info.st_mode & S_IFMT == S_IFDIR else { throw BucketError(.invalidURL, "\(root) is not a folder, so it cannot be a folder bucket.") }
+            return
+        }
+        var missing: [String] = []
+        var current = root
+        while !current.isEmpty, stat(current, &info) != 0 {
+            missing.append(current)
+            current = FolderStore.parent(of: current)
+        }
+        if missing.count > 1 && !intermediateFolders {
+            throw BucketError(.noSuchBucket, "Cannot create the bucket folder \(root): the folder it would be in, \(FolderStore.parent(of: root)), does not exist.")
+        }
+        for created in missing.reversed() {
+            if mkdir(created, 0o755) != 0 && errno != EEXIST { throw posixError("create folder \(created)") }
+            // The new folder's entry must be durable too, or a crash could lose the files written inside it.
+            let parent = open(FolderStore.parent(of: created).isEmpty ? "/" : FolderStore.parent(of: created), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard parent >= 0 else { throw posixError("open folder \(FolderStore.parent(of: created))") }
+            defer { close(parent) }
+            try syncFolder(parent, path: FolderStore.parent(of: created))
+        }
+    }
+
+    static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "" }
+        return String(path[..<slash])
+    }
+
     public func putIfAbsent(key: String, bytes: [UInt8], retention: Retention?) async throws(BucketError) -> PutOutcome {
         try ObjectKey.check(key)
-        let target = path(of: key)
-        let folder = String(target[..<target.lastIndex(of: "/")!])
-        try makeFolders(folder)
-        let temporary = "\(folder)/\(FolderStore.temporaryPrefix)\(UInt64.random(in: 0...UInt64.max))"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw posixError("create \(temporary)") }
-        defer { unlink(temporary) }
+        let components = key.split(separator: "/")
+        let name = String(components.last!)
+        let rootFolder = try openRoot()
+        defer { close(rootFolder) }
+        let folder = try openFolder(components.dropLast(), under: rootFolder, creating: true)!
+        defer { close(folder) }
+        let folderPath = FolderStore.parent(of: path(of: key))
+        let temporary = "\(FolderStore.temporaryPrefix)\(UInt64.random(in: 0...UInt64.max))"
+        let descriptor = openat(folder, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw posixError("create \(folderPath)/\(temporary)") }
+        defer { unlinkat(folder, temporary, 0) }
         do {
             defer { close(descriptor) }
-            try writeAll(descriptor, bytes, path: temporary)
-            guard fsync(descriptor) == 0 else { throw posixError("fsync \(temporary)") }
+            try writeAll(descriptor, bytes, path: "\(folderPath)/\(temporary)")
+            guard fsync(descriptor) == 0 else { throw posixError("fsync \(folderPath)/\(temporary)") }
         }
-        if link(temporary, target) == 0 {
-            try syncFolder(folder)
+        // linkat without AT_SYMLINK_FOLLOW: an existing name, a link included, is never replaced or followed.
+        if linkat(folder, temporary, folder, name, 0) == 0 {
+            try syncFolder(folder, path: folderPath)
             return .created
         }
-        guard errno == EEXIST else { throw posixError("link \(target)") }
-        let existing = try readFile(target, maxBytes: bytes.count)
-        return existing == bytes ? .alreadyIdentical : .conflict
+        guard errno == EEXIST else { throw posixError("link \(path(of: key))") }
+        do {
+            return try readFile(name, in: folder, key: key, maxBytes: bytes.count) == bytes ? .alreadyIdentical : .conflict
+        } catch where error.kind == .notFound || error.kind == .tooLarge {
+            // Something that is not an object of these bytes has the name (a larger file, a link, a folder).
+            return .conflict
+        }
     }
 
     public func get(key: String, maxBytes: Int) async throws(BucketError) -> [UInt8] {
         try ObjectKey.check(key)
-        return try readFile(path(of: key), maxBytes: maxBytes)
+        let components = key.split(separator: "/")
+        let rootFolder = try openRoot()
+        defer { close(rootFolder) }
+        guard let folder = try openFolder(components.dropLast(), under: rootFolder, creating: false) else {
+            throw BucketError(.notFound, "No object at \(path(of: key)).")
+        }
+        defer { close(folder) }
+        return try readFile(String(components.last!), in: folder, key: key, maxBytes: maxBytes)
     }
 
     public func head(key: String) async throws(BucketError) -> ObjectInfo? {
         try ObjectKey.check(key)
+        let components = key.split(separator: "/")
+        let rootFolder = try openRoot()
+        defer { close(rootFolder) }
+        guard let folder = try openFolder(components.dropLast(), under: rootFolder, creating: false) else { return nil }
+        defer { close(folder) }
         var info = stat()
-        guard stat(path(of: key), &info) == 0 else {
+        guard fstatat(folder, String(components.last!), &info, AT_SYMLINK_NOFOLLOW) == 0 else {
             if errno == ENOENT || errno == ENOTDIR { return nil }
             throw posixError("stat \(path(of: key))")
         }
@@ -72,13 +132,19 @@ public struct FolderStore: ObjectStore {
         let split = prefix.lastIndex(of: "/")
         let folderKey = split.map { String(prefix[...$0]) } ?? ""
         let namePrefix = split.map { String(prefix[prefix.index(after: $0)...]) } ?? prefix
-        var walk = Walk(after: after.map { Array($0.utf8) }, limit: max(1, maxKeys), delimited: delimiter != nil)
-        try walk.visit(folder: root + "/" + folderKey, key: folderKey, namePrefix: namePrefix, top: true)
+        let rootFolder = try openRoot()
+        defer { close(rootFolder) }
+        guard let folder = try openFolder(folderKey.split(separator: "/")[...], under: rootFolder, creating: false) else { return ListPage(objects: []) }
+        defer { close(folder) }
+        var walk = Walk(root: root, after: after.map { Array($0.utf8) }, limit: max(1, maxKeys), delimited: delimiter != nil)
+        try walk.visit(folder, key: folderKey, namePrefix: namePrefix, top: true)
         return ListPage(objects: walk.objects, commonPrefixes: walk.prefixes, continuation: walk.truncated ? walk.lastKey : nil)
     }
 
-    /// A depth-first walk in key order that stops after a page's worth of keys.
+    /// A depth-first walk in key order that stops after a page's worth of keys. Entries are looked at without
+    /// following links, and only folders and regular files count.
     struct Walk {
+        let root: String
         let after: [UInt8]?
         let limit: Int
         let delimited: Bool
@@ -87,12 +153,11 @@ public struct FolderStore: ObjectStore {
         var truncated = false
         var lastKey: String?
 
-        mutating func visit(folder: String, key: String, namePrefix: String, top: Bool) throws(BucketError) {
-            guard let directory = opendir(folder) else {
-                if errno == ENOENT || errno == ENOTDIR { return }
-                throw posixError("open folder \(folder)")
-            }
-            var entries: [(key: [UInt8], name: String, isFolder: Bool)] = []
+        /// Walks the open folder `folder` (not closed here), whose key prefix is `key`.
+        mutating func visit(_ folder: Int32, key: String, namePrefix: String, top: Bool) throws(BucketError) {
+            // fdopendir takes over the descriptor it is given: a copy, so `folder` stays open to open subfolders.
+            guard let directory = fdopendir(dup(folder)) else { throw posixError("open folder \(root)/\(key)") }
+            var entries: [(key: [UInt8], name: String, size: Int64?)] = []
             while let entry = readdir(directory) {
                 // Only up to the name's NUL: readdir's record is allocated to its name's length, not to the full
                 // 256-byte d_name, so copying d_name whole would read past it.
@@ -102,32 +167,37 @@ public struct FolderStore: ObjectStore {
                 if name == "." || name == ".." || name.hasPrefix(FolderStore.temporaryPrefix) { continue }
                 if top && !name.hasPrefix(namePrefix) { continue }
                 var info = stat()
-                guard stat(folder + "/" + name, &info) == 0 else { continue }
+                guard fstatat(folder, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
                 let isFolder = info.st_mode & S_IFMT == S_IFDIR
                 guard isFolder || info.st_mode & S_IFMT == S_IFREG else { continue }
-                entries.append((Array((key + name + (isFolder ? "/" : "")).utf8), name, isFolder))
+                let entryKey = Array((key + name + (isFolder ? "/" : "")).utf8)
+                // No key is longer than this: deeper nesting holds no object, and need not hold a descriptor per level.
+                guard entryKey.count <= ObjectKey.maxLength else { continue }
+                entries.append((entryKey, name, isFolder ? nil : Int64(info.st_size)))
             }
             closedir(directory)
             entries.sort { $0.key.lexicographicallyPrecedes($1.key) }
             for entry in entries {
                 if truncated { return }
                 let entryKey = String(decoding: entry.key, as: UTF8.self)
-                if entry.isFolder {
-                    if let after, !after.starts(with: entry.key), entry.key.lexicographicallyPrecedes(after) { continue }
-                    if delimited && top {
-                        if let after, !after.lexicographicallyPrecedes(entry.key) { continue }
-                        guard take(entryKey) else { return }
-                        prefixes.append(entryKey)
-                    } else {
-                        try visit(folder: folder + "/" + entry.name, key: entryKey, namePrefix: "", top: false)
-                    }
-                } else {
+                if let size = entry.size {
                     if let after, !after.lexicographicallyPrecedes(entry.key) { continue }
-                    var info = stat()
-                    guard stat(folder + "/" + entry.name, &info) == 0 else { continue }
                     guard take(entryKey) else { return }
-                    objects.append(ObjectInfo(key: entryKey, size: Int64(info.st_size)))
+                    objects.append(ObjectInfo(key: entryKey, size: size))
+                    continue
                 }
+                if let after, !after.starts(with: entry.key), entry.key.lexicographicallyPrecedes(after) { continue }
+                if delimited && top {
+                    if let after, !after.lexicographicallyPrecedes(entry.key) { continue }
+                    guard take(entryKey) else { return }
+                    prefixes.append(entryKey)
+                    continue
+                }
+                // Opened without following: a folder replaced by a link since it was listed is skipped.
+                let child = openat(folder, entry.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard child >= 0 else { continue }
+                defer { close(child) }
+                try visit(child, key: entryKey, namePrefix: "", top: false)
             }
         }
 
@@ -144,27 +214,65 @@ public struct FolderStore: ObjectStore {
 
     // MARK: Files
 
-    func makeFolders(_ folder: String) throws(BucketError) {
-        var missing: [String] = []
-        var current = folder
-        // The bucket folder itself is created too, like `mkdir -p`.
-        while !current.isEmpty, access(current, F_OK) != 0 {
-            missing.append(current)
-            guard let slash = current.lastIndex(of: "/") else { break }
-            current = String(current[..<slash])
+    /// Opens the bucket folder itself.
+    /// - Throws: ``BucketError`` `.noSuchBucket` when it does not exist.
+    func openRoot() throws(BucketError) -> Int32 {
+        let descriptor = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            if errno == ENOENT || errno == ENOTDIR {
+                throw BucketError(
+                    .noSuchBucket,
+                    "The folder bucket \(root) does not exist. Check the bucket URL, and that the disk or share holding it is mounted.")
+            }
+            throw posixError("open the bucket folder \(root)")
         }
-        for created in missing.reversed() {
-            if mkdir(created, 0o755) != 0 && errno != EEXIST { throw posixError("create folder \(created)") }
-            // The new folder's entry must be durable too, or a crash could lose the file inside it.
-            try syncFolder(String(created[..<created.lastIndex(of: "/")!]))
-        }
+        return descriptor
     }
 
-    func syncFolder(_ folder: String) throws(BucketError) {
-        let descriptor = open(folder.isEmpty ? "/" : folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw posixError("open folder \(folder)") }
-        defer { close(descriptor) }
-        guard fsync(descriptor) == 0 || errno == EINVAL else { throw posixError("fsync folder \(folder)") }
+    /// Opens the folder `components` below `base`, one level at a time and never through a link; with `creating`, makes
+    /// the missing ones. The caller closes the result (and still owns `base`).
+    /// - Returns: `nil` when a folder is missing, or is a link or a file, and `creating` is false.
+    /// - Throws: ``BucketError`` when `creating` meets a link or a file where a folder should be.
+    func openFolder(_ components: ArraySlice<Substring>, under base: Int32, creating: Bool) throws(BucketError) -> Int32? {
+        var current = dup(base)
+        guard current >= 0 else { throw posixError("open the bucket folder \(root)") }
+        var reached = root
+        for component in components {
+            let name = String(component)
+            reached += "/" + name
+            var next = openat(current, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if next < 0 && errno == ENOENT && creating {
+                if mkdirat(current, name, 0o755) != 0 && errno != EEXIST {
+                    let error = posixError("create folder \(reached)")
+                    close(current)
+                    throw error
+                }
+                // The new folder's entry must be durable too, or a crash could lose the file written inside it.
+                do throws(BucketError) { try syncFolder(current, path: FolderStore.parent(of: reached)) } catch {
+                    close(current)
+                    throw error
+                }
+                next = openat(current, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+            let code = errno
+            close(current)
+            guard next >= 0 else {
+                guard code == ENOENT || code == ENOTDIR || code == ELOOP else {
+                    errno = code
+                    throw posixError("open folder \(reached)")
+                }
+                if creating {
+                    throw BucketError(.invalidKey, "Refused to write into \(reached): it is a link or a file, and a folder bucket never writes through links.")
+                }
+                return nil
+            }
+            current = next
+        }
+        return current
+    }
+
+    func syncFolder(_ folder: Int32, path: String) throws(BucketError) {
+        guard fsync(folder) == 0 || errno == EINVAL else { throw posixError("fsync folder \(path)") }
     }
 
     func writeAll(_ descriptor: Int32, _ bytes: [UInt8], path: String) throws(BucketError) {
@@ -179,10 +287,12 @@ public struct FolderStore: ObjectStore {
         }
     }
 
-    func readFile(_ path: String, maxBytes: Int) throws(BucketError) -> [UInt8] {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    /// Reads the regular file `name` of the open `folder`: never through a link, and never waiting on a FIFO or a device.
+    func readFile(_ name: String, in folder: Int32, key: String, maxBytes: Int) throws(BucketError) -> [UInt8] {
+        let path = path(of: key)
+        let descriptor = openat(folder, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else {
-            if errno == ENOENT || errno == ENOTDIR { throw BucketError(.notFound, "No object at \(path).") }
+            if errno == ENOENT || errno == ENOTDIR || errno == ELOOP { throw BucketError(.notFound, "No object at \(path).") }
             throw posixError("open \(path)")
         }
         defer { close(descriptor) }

@@ -33,6 +33,8 @@ public struct AuditReport: Sendable {
 
     public var lines = 0
     public var problems: [Problem] = []
+    /// Findings that are no fault: events dated far ahead of the auditor's clock.
+    public var warnings: [Problem] = []
     public var rooms: [RoomSummary] = []
     public var isClean: Bool { problems.isEmpty }
 }
@@ -51,7 +53,8 @@ public struct LineOrigin: Sendable, Hashable, Comparable {
 }
 
 /// Audits events without storing them: signatures, chains, forks, gaps and room state (`parley verify`,
-/// `parley bucket verify`). Feed it lines with ``add(_:)``, then ``finish()``.
+/// `parley bucket verify`). Feed it lines with ``add(_:)``, then ``finish()``. Problems of single lines are bounded per
+/// file (``LineProblems``): the first of each reason word for word, the rest counted.
 public struct Audit {
     var report = AuditReport()
     var ledger = Ledger()
@@ -59,18 +62,35 @@ public struct Audit {
     var origins: [String: LineOrigin] = [:]
     /// Events seen more than once (re-uploaded under another name, or repeated).
     public private(set) var repeats = 0
+    /// Problems and warnings of single lines, per file (`nil`: the one input of `parley verify`).
+    var lineProblems: [String?: LineProblems] = [:]
+    var lineWarnings: [String?: LineProblems] = [:]
+    /// The create each room is pinned to (its metadata.json names it): the replay refuses every other create, as a
+    /// node that joined the room does (docs/PROTOCOL.md §8.4.2, §13.2).
+    public var pinnedCreates: [String: String] = [:]
+    /// The auditor's clock (Unix ms), to flag events dated far ahead of it; `nil`: no flags.
+    let nowMs: Int64?
 
-    public init() {}
+    public init(nowMs: Int64? = nil) {
+        self.nowMs = nowMs
+    }
 
     /// Verifies a batch of lines (in parallel) and chains the events.
     public mutating func add(_ batch: [(origin: LineOrigin, bytes: [UInt8])]) {
-        report.lines += batch.count
-        let results = EventStore.verifyInParallel(batch.map(\.bytes))
-        for ((origin, _), result) in zip(batch, results) {
+        add(batch.map(\.origin), verified: EventStore.verifyInParallel(batch.map(\.bytes)))
+    }
+
+    /// Chains lines already verified: one result per origin.
+    public mutating func add(_ lines: [LineOrigin], verified results: [Result<VerifiedEvent, EventError>]) {
+        report.lines += lines.count
+        for (origin, result) in zip(lines, results) {
             switch result {
             case .failure(let error):
                 problem(origin, "invalid event: \(error.message)")
             case .success(let event):
+                if let nowMs, let note = aheadOfClock(timestampMs: event.event.timestampMs, nowMs: nowMs) {
+                    lineWarnings[origin.file, default: LineProblems()].add(note, line: origin.line)
+                }
                 if origins[event.hash] == nil { origins[event.hash] = origin } else { repeats += 1 }
                 for (released, outcome) in ledger.ingest(event) {
                     let at = origins[released.hash] ?? origin
@@ -87,9 +107,16 @@ public struct Audit {
         }
     }
 
+    /// Whether the audit has seen the event with this hash.
+    public func holds(hash: String) -> Bool { origins[hash] != nil }
+
     /// Records a problem that is not about one event (a line too long, an unreadable file).
     public mutating func problem(_ origin: LineOrigin?, _ message: String) {
-        report.problems.append(.init(file: origin?.file, line: origin.map(\.line), message: message))
+        guard let origin else {
+            report.problems.append(.init(file: nil, line: nil, message: message))
+            return
+        }
+        lineProblems[origin.file, default: LineProblems()].add(message, line: origin.line)
     }
 
     public mutating func problem(file: String, _ message: String) {
@@ -98,38 +125,40 @@ public struct Audit {
 
     /// Replays every room and reports gaps and unauthorized events.
     public func finish() -> AuditReport {
-        var report = report
+        var audit = self
+        var rooms: [AuditReport.RoomSummary] = []
         let order: (LineOrigin?) -> LineOrigin = { $0 ?? LineOrigin(file: nil, line: 0) }
         for (event, seq) in ledger.heldBack.sorted(by: { order(origins[$0.0.hash]) < order(origins[$1.0.hash]) }) {
-            let origin = origins[event.hash]
-            report.problems.append(.init(file: origin?.file, line: origin?.line, message: "gap: seq \(seq) of device \(event.event.senderKey.prefix(12))… (\(event.event.senderID)) is missing, so this event cannot be chained"))
+            audit.problem(origins[event.hash], "gap: seq \(seq) of device \(event.event.senderKey.prefix(12))… (\(event.event.senderID)) is missing, so this event cannot be chained")
         }
         for roomID in ledger.rooms.keys.sorted() {
             let events = ledger.rooms[roomID] ?? []
-            let replay = ledger.replay(roomID: roomID)
+            let replay = RoomReplay(roomID: roomID, events: events, pinnedCreateHash: pinnedCreates[roomID])
             var accepted = 0
             for event in events.sorted(by: { order(origins[$0.hash]) < order(origins[$1.hash]) }) {
                 let origin = origins[event.hash]
                 switch replay.verdicts[event.hash] {
                 case .accepted?: accepted += 1
-                case .rejected(let reason)?:
-                    report.problems.append(.init(file: origin?.file, line: origin?.line, message: "not authorized: \(reason)"))
-                case .awaitingTarget(let target)?:
-                    report.problems.append(.init(file: origin?.file, line: origin?.line, message: "refers to \(target), which is not in the input"))
+                case .rejected(let reason)?: audit.problem(origin, "not authorized: \(reason)")
+                case .awaitingTarget(let target)?: audit.problem(origin, "refers to \(target), which is not in the input")
                 case nil: break
                 }
             }
             for collision in ledger.collisions where collision.eventID.hasPrefix(roomID + "::") {
                 let origin = origins[(try? Event.parse(collision.second))?.computeHash() ?? ""]
-                report.problems.append(
-                    .init(
-                        file: origin?.file, line: origin?.line,
-                        message: "event id \(collision.eventID) is carried by two different events (\(Audit.signers(of: collision))); both are kept and judged on their own"))
+                audit.problem(
+                    origin, "event id \(collision.eventID) is carried by two different events (\(Audit.signers(of: collision))); both are kept and judged on their own")
             }
             let forks = ledger.forks.filter { (try? $0.verify().roomID) == roomID }.count
-            report.rooms.append(.init(roomID: roomID, events: events.count, accepted: accepted, state: replay.state, forks: forks))
+            rooms.append(.init(roomID: roomID, events: events.count, accepted: accepted, state: replay.state, forks: forks))
         }
-        report.problems.sort { (a, b) in ((a.file ?? ""), (a.line ?? Int.max)) < ((b.file ?? ""), (b.line ?? Int.max)) }
+        var report = audit.report
+        report.rooms = rooms
+        report.problems += Audit.flatten(audit.lineProblems)
+        report.warnings = Audit.flatten(audit.lineWarnings)
+        let byPlace: (AuditReport.Problem, AuditReport.Problem) -> Bool = { a, b in ((a.file ?? ""), (a.line ?? Int.max)) < ((b.file ?? ""), (b.line ?? Int.max)) }
+        report.problems.sort(by: byPlace)
+        report.warnings.sort(by: byPlace)
         return report
     }
 
@@ -138,34 +167,70 @@ public struct Audit {
         [collision.first, collision.second].compactMap { try? Event.parse($0) }
             .map { "\($0.senderID)'s device \($0.senderKey.prefix(12))…" }.joined(separator: " and ")
     }
+
+    /// Each file's shown problems, then its summaries (which belong to no one line).
+    static func flatten(_ files: [String?: LineProblems]) -> [AuditReport.Problem] {
+        files.flatMap { file, problems in
+            problems.shown.map { AuditReport.Problem(file: file, line: $0.line, message: $0.problem) }
+                + problems.summaries.map { AuditReport.Problem(file: file, line: nil, message: $0) }
+        }
+    }
 }
 
 public enum Auditor {
-    /// Reads every line of `reader` and checks it against the others.
-    public static func audit(_ reader: inout JSONLReader) throws -> AuditReport {
-        var audit = Audit()
-        var batch: [(origin: LineOrigin, bytes: [UInt8])] = []
+    /// Reads every line of `reader` and checks it against the others; gives up on an input whose first lines show it
+    /// is not Parley events.
+    /// - Parameter nowMs: the auditor's clock, to flag events dated far ahead of it.
+    public static func audit(_ reader: inout JSONLReader, nowMs: Int64? = nil) throws -> AuditReport {
+        var audit = Audit(nowMs: nowMs)
+        var screen = InputScreen()
+        var origins: [LineOrigin] = []
+        var lines: [[UInt8]] = []
         var batchBytes = 0
-        var lines = 0
-        while let next = try reader.next() {
+        var count = 0
+        /// Verifies and adds the batch; returns false when the screen finds the input is not events.
+        func flush() -> Bool {
+            let verified = EventStore.verifyInParallel(lines)
+            for (origin, result) in zip(origins, verified) {
+                if case .failure(let error) = result {
+                    screen.record(line: origin.line, problem: "invalid event: \(error.message)")
+                } else {
+                    screen.record(line: origin.line, problem: nil)
+                }
+            }
+            if screen.isNotEvents { return false }
+            audit.add(origins, verified: verified)
+            origins.removeAll(keepingCapacity: true)
+            lines.removeAll(keepingCapacity: true)
+            batchBytes = 0
+            return true
+        }
+        reading: while let next = try reader.next() {
             switch next {
             case .line(let number, let bytes):
-                lines = number
-                batch.append((LineOrigin(line: number), bytes))
+                count = number
+                origins.append(LineOrigin(line: number))
+                lines.append(bytes)
                 batchBytes += bytes.count
-                if batch.count == 4096 || batchBytes >= Node.importBatchBytes {
-                    audit.add(batch)
-                    batch.removeAll(keepingCapacity: true)
-                    batchBytes = 0
-                }
+                if lines.count == 4096 || batchBytes >= Node.importBatchBytes, !flush() { break reading }
             case .tooLong(let number, let length):
-                lines = number
-                audit.problem(LineOrigin(line: number), "line of \(length) bytes is longer than the limit of \(reader.maxLineBytes)")
+                count = number
+                // The screen takes lines in order: what came before this one first.
+                if !screen.sawEvent && !screen.isNotEvents && !flush() { break reading }
+                let problem = "line of \(length) bytes is longer than the limit of \(reader.maxLineBytes)"
+                screen.record(line: number, problem: problem)
+                if screen.isNotEvents { break reading }
+                audit.problem(LineOrigin(line: number), problem)
             }
         }
-        audit.add(batch)
+        if screen.isNotEvents || !flush() {
+            var report = AuditReport()
+            report.lines = screen.decidingLine ?? count
+            report.problems = [.init(line: nil, message: "not Parley events: \(screen.verdict); not read further")]
+            return report
+        }
         var report = audit.finish()
-        report.lines = lines
+        report.lines = count
         return report
     }
 }

@@ -23,9 +23,11 @@ public struct BucketAuditor: Sendable {
         self.settings = settings
     }
 
-    public func audit(_ objects: any ObjectStore, roomID: String? = nil) async throws -> BucketAuditReport {
+    /// - Parameter nowMs: the auditor's clock (Unix ms), to flag events dated far ahead of it.
+    /// - Throws: ``ClientError`` when the bucket cannot be listed (a folder bucket that does not exist, an S3 error).
+    public func audit(_ objects: any ObjectStore, roomID: String? = nil, nowMs: Int64 = Node.systemClock()) async throws -> BucketAuditReport {
         var report = BucketAuditReport(location: objects.location)
-        var audit = Audit()
+        var audit = Audit(nowMs: nowMs)
         var roomIDs: [String] = []
         if let roomID {
             if let problem = Identifier.problem(with: roomID, kind: .room) { throw ClientError(.invalidArgument, "Invalid room id: \(problem).") }
@@ -39,16 +41,16 @@ public struct BucketAuditor: Sendable {
                     report.warnings.append("\(ObjectKey.debugQuoted(folder)): not a room folder; ignored")
                 }
             }
+            if roomIDs.isEmpty { report.warnings.append("the bucket holds no rooms") }
         }
         report.rooms = roomIDs
-        var metadataCreates: [String: String] = [:]
         for roomID in roomIDs {
             let metadataKey = BucketLayout.metadataKey(roomID)
+            var founding: [VerifiedEvent] = []
             do {
                 let bytes = try await objects.get(key: metadataKey, maxBytes: RoomMetadata.maxBytes)
                 report.objects += 1
-                let founding = try RoomMetadata.decode(bytes, roomID: roomID, creatorFingerprint: InviteCode.fingerprint(ofKey: Self.creatorKey(bytes) ?? "") ?? "")
-                metadataCreates[roomID] = founding[0].hash
+                founding = try RoomMetadata.decode(bytes, roomID: roomID, creatorFingerprint: InviteCode.fingerprint(ofKey: Self.creatorKey(bytes) ?? "") ?? "")
             } catch let error as BucketError where error.kind == .notFound {
                 audit.problem(file: metadataKey, "missing: a joiner cannot find the room")
             } catch let error as BucketError {
@@ -78,54 +80,64 @@ public struct BucketAuditor: Sendable {
                     audit.problem(file: object.key, "\(object.size) bytes, over the limit of \(settings.maxObjectBytes); not read")
                     continue
                 }
-                var bytes: [UInt8]
+                var content: ObjectLines
                 do {
-                    bytes = try await objects.get(key: object.key, maxBytes: settings.maxObjectBytes)
-                    if Gzip.isGzip(bytes) { bytes = try Gzip.decompress(bytes, maxBytes: settings.maxObjectBytes) }
+                    let bytes = try await objects.get(key: object.key, maxBytes: settings.maxObjectBytes)
+                    content = try ObjectLines(reading: bytes, maxLines: settings.maxLinesPerObject, maxBytes: settings.maxObjectBytes)
                 } catch {
                     audit.problem(file: object.key, "unreadable: \(error.message)")
                     continue
                 }
-                check(bytes, name: name, key: object.key, audit: &audit)
+                content.verifyRest()
+                check(content, name: name, key: object.key, roomID: roomID, audit: &audit)
             }
-        }
-        var result = audit.finish()
-        for summary in result.rooms {
-            if let expected = metadataCreates[summary.roomID], let found = summary.state.creation?.hash, expected != found {
-                result.problems.append(
-                    .init(file: BucketLayout.metadataKey(summary.roomID), line: nil, message: "its create event is not the one the logs hold: it was replaced"))
+            guard let create = founding.first else { continue }
+            // The logs are judged as a node that joined judges them: with the create metadata.json names pinned, so a
+            // create planted in the logs is refused whatever time it claims.
+            if !audit.holds(hash: create.hash) {
+                audit.problem(file: metadataKey, "its create event is not in the logs: it was replaced, or the creator's first log file is missing")
             }
+            audit.pinnedCreates[roomID] = create.hash
+            let unseen = founding.filter { !audit.holds(hash: $0.hash) }
+            audit.add(unseen.map { _ in LineOrigin(file: metadataKey, line: 1) }, verified: unseen.map { .success($0) })
         }
+        let result = audit.finish()
+        report.warnings += result.warnings.map(\.text)
         if audit.repeats > 0 { report.warnings.append("\(audit.repeats) event(s) appear in more than one place (re-uploaded); each counts once") }
         report.audit = result
         return report
     }
 
-    /// Feeds one file's lines to the audit and checks what its name claims.
-    func check(_ bytes: [UInt8], name: LogFileName, key: String, audit: inout Audit) {
+    /// Feeds one file's events of `roomID` to the audit and checks what its name claims.
+    func check(_ content: ObjectLines, name: LogFileName, key: String, roomID: String, audit: inout Audit) {
         if !name.isDateConsistent { audit.problem(file: key, "the name's folder \(name.dateFolder) is not the date of its start time") }
-        var batch: [(origin: LineOrigin, bytes: [UInt8])] = []
+        if content.screen.isNotEvents {
+            audit.problem(file: key, "not Parley events: \(content.screen.verdict); not read further")
+            return
+        }
+        for (line, bytes) in content.tooLong { audit.problem(LineOrigin(file: key, line: line), ObjectLines.tooLongProblem(bytes)) }
+        if let line = content.truncatedLine { audit.problem(LineOrigin(file: key, line: line), "truncated: the file does not end with a newline") }
+        if content.stoppedAtLimit { audit.problem(file: key, "more than \(grouped(settings.maxLinesPerObject)) lines; the rest was not read") }
+        var origins: [LineOrigin] = []
+        var results: [Result<VerifiedEvent, EventError>] = []
         var earliest = Int64.max
         var latest = Int64.min
         var senders = Set<String>()
-        let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
-        for (index, line) in lines.enumerated() where !line.isEmpty {
-            let origin = LineOrigin(file: key, line: index + 1)
-            if index == lines.count - 1 {
-                audit.problem(origin, "truncated: the file does not end with a newline")
+        for index in content.lines.indices {
+            let origin = LineOrigin(file: key, line: content.numbers[index])
+            if case .success(let event) = content.verified[index] {
+                guard event.event.roomID == roomID else {
+                    audit.problem(origin, "an event of room \(event.event.roomID), not of this room; not counted")
+                    continue
+                }
+                earliest = min(earliest, event.event.timestampMs)
+                latest = max(latest, event.event.timestampMs)
+                senders.insert(event.event.senderKey)
             }
-            if line.count > Event.maxWireBytes {
-                audit.problem(origin, "\(line.count) bytes, longer than an event may be (\(Event.maxWireBytes))")
-                continue
-            }
-            if let event = try? Event.parse(line) {
-                earliest = min(earliest, event.timestampMs)
-                latest = max(latest, event.timestampMs)
-                senders.insert(event.senderKey)
-            }
-            batch.append((origin, Array(line)))
+            origins.append(origin)
+            results.append(content.verified[index])
         }
-        audit.add(batch)
+        audit.add(origins, verified: results)
         for mismatch in LogFileName.mismatches(name, earliest: earliest, latest: latest, senders: senders) { audit.problem(file: key, mismatch) }
     }
 
@@ -145,8 +157,8 @@ public struct BucketAuditor: Sendable {
         }
     }
 
-    /// The create event's sender key in a metadata.json, to check the file is at least self-consistent (the real
-    /// check is against the logs' create event).
+    /// The create event's sender key in a metadata.json, to check the file is at least self-consistent (without an
+    /// invite code the audit cannot know the creator: it checks that the logs hold the same create).
     static func creatorKey(_ bytes: [UInt8]) -> String? {
         guard let json = try? JSONParser(maxDepth: 64, maxBytes: RoomMetadata.maxBytes).parse(bytes),
             let first = json.objectValue?["events"]?.arrayValue?.first

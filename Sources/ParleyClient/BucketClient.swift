@@ -11,6 +11,9 @@ public struct BucketSettings: Sendable {
     public var maxFileBytes = 8 << 20
     /// Objects larger than this are not downloaded (after decompression, too).
     public var maxObjectBytes = 64 << 20
+    /// Lines read of one object; the rest are not. Ten times what a writer puts in a file (`maxEventsPerFile`), so
+    /// only a hostile object meets it.
+    public var maxLinesPerObject = 100_000
     /// Write `.jsonl.gz` files.
     public var gzip = false
     /// Object Lock retention for S3 writes.
@@ -55,6 +58,8 @@ public struct SyncReport: Sendable {
     public var problems: [String] = []
     /// Objects ignored because they are not log files.
     public var ignored: [String] = []
+    /// Findings that are no fault, each naming its object and line: events dated far ahead of this device's clock.
+    public var warnings: [String] = []
     /// Whether the whole room was listed (first sync, or looking for a gap's events).
     public var listedEverything = false
     /// Keys this device shared and asked for after reading (docs/PROTOCOL.md §14.10), written to the bucket at once.
@@ -104,11 +109,22 @@ public struct BucketClient: Sendable {
     /// A create that fails before metadata.json is written leaves nothing behind, here or in the bucket, so it can
     /// simply be tried again. Once metadata.json is written the room exists: if the first log file then fails, the
     /// room stays, and its events wait in the outbox for the next sync.
+    ///
+    /// A folder bucket that does not exist yet is created when the folder it goes in exists, or, with
+    /// `createBucket`, with every missing folder of its path.
     /// - Throws: ``ClientError`` if the bucket already holds a room of that id, or cannot be written.
     public func createRoom(
-        _ roomID: String, bucket url: BucketURL, name: String? = nil, encryption: RoomEncryptionOption? = nil
+        _ roomID: String, bucket url: BucketURL, name: String? = nil, encryption: RoomEncryptionOption? = nil, createBucket: Bool = false
     ) async throws -> [VerifiedEvent] {
         try node.validateRoomID(roomID)
+        if case .folder(let path) = url {
+            do {
+                try FolderStore(root: path).createRoot(intermediateFolders: createBucket)
+            } catch {
+                throw ClientError(
+                    .bucket, error.message, remedy: error.kind == .noSuchBucket ? "Check the path, or add --create-bucket to create the missing folders too." : nil)
+            }
+        }
         let objects = try bucketCall { () throws(BucketError) in try open(url) }
         if try await bucketCall({ () async throws(BucketError) in try await objects.head(key: BucketLayout.metadataKey(roomID)) }) != nil {
             throw ClientError(.invalidArgument, "\(url.text) already holds a room \(roomID).", remedy: "Join it with an invite code, or choose another room id.")
@@ -176,15 +192,12 @@ public struct BucketClient: Sendable {
             }
             secret = try RoomEncryptionOption.preSharedSecret(passphrase: passphrase, roomID: code.roomID)
         }
-        let founding = try await foundingEvents(roomID: code.roomID, bucket: code.bucket, creatorFingerprint: code.creatorFingerprint)
+        let objects = try bucketCall { () throws(BucketError) in try open(code.bucket) }
+        let founding = try await foundingEvents(roomID: code.roomID, creatorFingerprint: code.creatorFingerprint, objects: objects)
         if let existing = try node.store.roomState(roomID: code.roomID)?.creation, existing.hash != founding[0].hash {
             throw ClientError(.invalidArgument, "This node already holds a different room \(code.roomID).")
         }
-        // The founding events first: the store pins this create, so a second create in the logs is refused.
-        let report = try node.store.ingest(events: founding, receivedMs: node.clock())
-        guard report.outcomes.first?.isAccepted == true else {
-            throw ClientError(.bucket, "The room's founding event was refused: \(report.outcomes[0]).")
-        }
+        try pin(founding)
         try node.addBucketRoom(roomID: code.roomID, bucketURL: code.bucket.text, creatorFingerprint: code.creatorFingerprint)
         if let secret { try node.addPreSharedSecret(secret, roomID: code.roomID, fromPassphrase: code.needsPassphrase) }
         _ = try await sync(code.roomID)
@@ -203,18 +216,28 @@ public struct BucketClient: Sendable {
         return event
     }
 
-    /// A room's founding events from its metadata.json, checked against the creator fingerprint (PROTOCOL.md §13.2).
-    func foundingEvents(roomID: String, bucket: BucketURL, creatorFingerprint: String) async throws -> [VerifiedEvent] {
-        let objects = try bucketCall { () throws(BucketError) in try open(bucket) }
+    /// The room's founding events from its metadata.json, checked against the creator fingerprint (docs/PROTOCOL.md
+    /// §13.2).
+    /// - Throws: ``ClientError`` when the bucket holds no such room, or the file was replaced or damaged.
+    func foundingEvents(roomID: String, creatorFingerprint: String, objects: any ObjectStore) async throws -> [VerifiedEvent] {
         let metadata: [UInt8]
         do {
             metadata = try await objects.get(key: BucketLayout.metadataKey(roomID), maxBytes: RoomMetadata.maxBytes)
         } catch where error.kind == .notFound {
-            throw ClientError(.unknownRoom, "\(bucket.text) holds no room \(roomID).", remedy: "Check the invite code; the creator may not have flushed yet.")
+            throw ClientError(.unknownRoom, "\(objects.location) holds no room \(roomID).", remedy: "Check the invite code; the creator may not have flushed yet.")
         } catch {
             throw ClientError(error)
         }
         return try RoomMetadata.decode(metadata, roomID: roomID, creatorFingerprint: creatorFingerprint)
+    }
+
+    /// Stores the founding events before anything from the logs: the store pins this create, so a create planted in
+    /// the logs, however early it claims to be, is refused.
+    func pin(_ founding: [VerifiedEvent]) throws {
+        let report = try node.store.ingest(events: founding, receivedMs: node.clock())
+        guard report.outcomes.first?.isAccepted == true else {
+            throw ClientError(.bucket, "The room's founding event was refused: \(report.outcomes[0]).")
+        }
     }
 
     // MARK: Flushing (the buffer manager)
@@ -304,6 +327,11 @@ public struct BucketClient: Sendable {
         let lock = ownEventsMissing && !holdingPublishingLock ? try node.home.lockForPublishing() : nil
         defer { withExtendedLifetime(lock) {} }
         let objects = try store(for: room)
+        if try node.store.roomState(roomID: roomID)?.creation == nil {
+            // A room this node did not join with an invite code (a linked device, a restored backup) is pinned the same
+            // way before its logs are read.
+            try pin(try await foundingEvents(roomID: roomID, creatorFingerprint: room.creatorFingerprint, objects: objects))
+        }
         let now = node.clock()
         var report = SyncReport(roomID: roomID)
         let gapped = try node.store.heldBackCount(roomID: roomID) > 0
@@ -383,11 +411,13 @@ public struct BucketClient: Sendable {
                     record.problem = error.message
                     report.problems.append("\(object.key): \(error.message)")
                 case .verified(let file):
-                    let problems = try ingest(file, receivedMs: now, into: &report, events: &record.events)
-                    if !problems.isEmpty {
+                    let found = try ingest(file, key: object.key, roomID: roomID, receivedMs: now, into: &report, events: &record.events)
+                    if !found.problems.isEmpty {
+                        let problems = found.problems
                         record.problem = problems.prefix(20).joined(separator: "; ") + (problems.count > 20 ? "; and \(problems.count - 20) more" : "")
                         report.problems += problems.map { "\(object.key): \($0)" }
                     }
+                    report.warnings += found.warnings.map { "\(object.key): \($0)" }
                     logsCursor = max(logsCursor ?? 0, min(file.name.startMs, now))
                 }
                 report.filesRead += 1
@@ -438,19 +468,12 @@ public struct BucketClient: Sendable {
     }
 
     /// One downloaded file, split into lines and verified, ready to store.
-    struct VerifiedFile: @unchecked Sendable {
+    struct VerifiedFile: Sendable {
         var name: LogFileName
-        /// Lines within the event size limit, their 1-based numbers, and their verification results.
-        var lines: [[UInt8]] = []
-        var numbers: [Int] = []
-        var verified: [Result<VerifiedEvent, EventError>] = []
-        /// Lines over the limit: number and length.
-        var tooLong: [(line: Int, bytes: Int)] = []
-        var lineCount = 0
-        var endsWithNewline = true
+        var content: ObjectLines
     }
 
-    enum Prepared: @unchecked Sendable {
+    enum Prepared: Sendable {
         case ignored(String)
         case failed(BucketError)
         case verified(VerifiedFile)
@@ -473,7 +496,7 @@ public struct BucketClient: Sendable {
                     }
                     if object.size == 0 { return (position, .ignored("empty")) }
                     do {
-                        var bytes: [UInt8]
+                        let bytes: [UInt8]
                         do {
                             bytes = try await objects.get(key: object.key, maxBytes: settings.maxObjectBytes)
                         } catch let error as BucketError where error.kind == .tooLarge {
@@ -481,27 +504,8 @@ public struct BucketClient: Sendable {
                             // written into a synced folder. Tried again on the next sync rather than given up on.
                             throw BucketError(.transient, "listed as \(object.size) bytes, but the answer held more than the limit of \(settings.maxObjectBytes); not read, tried again later")
                         }
-                        if Gzip.isGzip(bytes) { bytes = try Gzip.decompress(bytes, maxBytes: settings.maxObjectBytes) }
-                        var file = VerifiedFile(name: name)
-                        file.endsWithNewline = bytes.last == 0x0A
-                        bytes.withUnsafeBufferPointer { buffer in
-                            var start = 0
-                            while start < buffer.count {
-                                let end = buffer.lineFeed(in: start..<buffer.count) ?? buffer.count
-                                defer { start = end + 1 }
-                                // Lines are numbered as an editor, `parley import` and the audit number them: empty
-                                // ones count, and are skipped.
-                                file.lineCount += 1
-                                guard end > start else { continue }
-                                if end - start > Event.maxWireBytes {
-                                    file.tooLong.append((file.lineCount, end - start))
-                                } else {
-                                    file.lines.append(Array(UnsafeBufferPointer(rebasing: buffer[start..<end])))
-                                    file.numbers.append(file.lineCount)
-                                }
-                            }
-                        }
-                        return (position, .verified(file))
+                        let content = try ObjectLines(reading: bytes, maxLines: settings.maxLinesPerObject, maxBytes: settings.maxObjectBytes)
+                        return (position, .verified(VerifiedFile(name: name, content: content)))
                     } catch {
                         return (position, .failed(error as? BucketError ?? BucketError(.io, "\(error)")))
                     }
@@ -510,60 +514,132 @@ public struct BucketClient: Sendable {
             var results = [Prepared?](repeating: nil, count: window.count)
             for await (position, result) in group { results[position] = result }
             // All the window's lines verified in one parallel pass.
-            let all = results.flatMap { result -> [[UInt8]] in if case .verified(let file)? = result { return file.lines } else { return [] } }
-            var verified = EventStore.verifyInParallel(all)[...]
-            return results.map { result in
-                guard case .verified(var file)? = result else { return result! }
-                file.verified = Array(verified.prefix(file.lines.count))
-                verified = verified.dropFirst(file.lines.count)
-                return .verified(file)
+            var files: [VerifiedFile] = []
+            var positions: [Int] = []
+            for (position, result) in results.enumerated() {
+                if case .verified(let file)? = result {
+                    files.append(file)
+                    positions.append(position)
+                }
             }
+            var contents = files.map(\.content)
+            ObjectLines.verifyRest(&contents)
+            for (index, position) in positions.enumerated() {
+                files[index].content = contents[index]
+                results[position] = .verified(files[index])
+            }
+            return results.map { $0! }
         }
     }
 
-    /// Stores one file's events; returns its problems, each naming a line.
-    func ingest(_ file: VerifiedFile, receivedMs: Int64, into report: inout SyncReport, events: inout Int) throws -> [String] {
-        var problems: [String] = []
-        let name = file.name
-        if !name.isDateConsistent { problems.append("the name's folder \(name.dateFolder) is not the date of its start time") }
-        for (line, bytes) in file.tooLong {
-            problems.append("line \(line): \(bytes) bytes, longer than an event may be (\(Event.maxWireBytes))")
+    /// Stores the events of one file that belong to `roomID`, all in one transaction; returns its problems and
+    /// warnings, bounded by ``InputBounds``: the first lines of each reason word for word, the rest counted.
+    func ingest(_ file: VerifiedFile, key: String, roomID: String, receivedMs: Int64, into report: inout SyncReport, events: inout Int) throws
+        -> (problems: [String], warnings: [String])
+    {
+        let content = file.content
+        var fileProblems: [String] = []
+        if !file.name.isDateConsistent { fileProblems.append("the name's folder \(file.name.dateFolder) is not the date of its start time") }
+        if content.screen.isNotEvents {
+            let problem = "not Parley events: \(content.screen.verdict); not read further"
+            try node.store.logRejection(roomID: roomID, reason: "\(key): \(problem)", receivedMs: receivedMs)
+            return ([problem] + fileProblems, [])
         }
+        var warnings = LineProblems()
+        // What goes to the store: this room's events, and the first invalid lines (the store logs those; the rest are
+        // only counted). Each line's position among them, or nil.
+        var lines: [[UInt8]] = []
+        var verified: [Result<VerifiedEvent, EventError>] = []
+        var storedAt = [Int?](repeating: nil, count: content.lines.count)
+        var invalid = 0
         var earliest = Int64.max
         var latest = Int64.min
         var senders = Set<String>()
-        for start in stride(from: 0, to: file.lines.count, by: Node.importBatchLines) {
-            let range = start..<min(file.lines.count, start + Node.importBatchLines)
-            let result = try node.store.ingest(verified: Array(file.verified[range]), lines: Array(file.lines[range]), receivedMs: receivedMs)
-            for (offset, outcome) in result.outcomes.enumerated() {
-                let number = file.numbers[start + offset]
-                if let event = result.events[offset] {
-                    earliest = min(earliest, event.timestampMs)
-                    latest = max(latest, event.timestampMs)
-                    senders.insert(event.senderKey)
-                }
-                switch outcome {
-                case .accepted:
-                    events += 1
-                    if let id = result.events[offset]?.eventID { report.accepted.append(id) }
-                case .duplicate:
-                    events += 1
-                    report.duplicates += 1
-                case .heldBack:
-                    events += 1
-                    report.heldBack += 1
-                case .unauthorized(let reason):
-                    problems.append("line \(number): not authorized: \(reason)")
-                case .rejected(let reason):
-                    let truncated = !file.endsWithNewline && number == file.lineCount
-                    problems.append("line \(number): \(truncated ? "truncated (the file does not end with a newline): " : "")\(reason)")
-                }
+        for index in content.lines.indices {
+            switch content.verified[index] {
+            case .failure:
+                invalid += 1
+                if invalid > InputBounds.loggedInvalidLines { continue }
+            case .success(let event):
+                let envelope = event.event
+                // A room's files give only that room's events: a bucket must never bring another room into a node.
+                guard envelope.roomID == roomID else { continue }
+                if let note = aheadOfClock(timestampMs: envelope.timestampMs, nowMs: receivedMs) { warnings.add(note, line: content.numbers[index]) }
+                earliest = min(earliest, envelope.timestampMs)
+                latest = max(latest, envelope.timestampMs)
+                senders.insert(envelope.senderKey)
             }
-            report.accepted += result.released.filter { $0.outcome == .accepted }.map(\.eventID)
-            problems += result.collisionNotes(lineNumbers: Array(file.numbers[range]))
+            storedAt[index] = lines.count
+            lines.append(content.lines[index])
+            verified.append(content.verified[index])
         }
-        problems += LogFileName.mismatches(name, earliest: earliest, latest: latest, senders: senders)
-        return problems
+        if invalid > InputBounds.loggedInvalidLines {
+            let unlogged = grouped(invalid - InputBounds.loggedInvalidLines)
+            try node.store.logRejection(
+                roomID: roomID, reason: "\(key): \(unlogged) more invalid lines of this object were refused; not kept here one by one", receivedMs: receivedMs)
+        }
+        // One transaction for the whole file, so the store's cap on rejections per device holds per file.
+        var handedOver = 0
+        let result = try node.store.ingest(
+            chunks: {
+                guard handedOver < lines.count else { return nil }
+                let range = handedOver..<min(lines.count, handedOver + Node.importBatchLines)
+                handedOver = range.upperBound
+                return (Array(verified[range]), Array(lines[range]))
+            }, receivedMs: receivedMs)
+
+        // Problems are added in line order, so the ones shown are the file's first.
+        var problems = LineProblems()
+        var tooLong = content.tooLong[...]
+        var sealed: [(line: Int, eventID: String)] = []
+        for index in content.lines.indices {
+            let number = content.numbers[index]
+            while let long = tooLong.first, long.line < number {
+                problems.add(ObjectLines.tooLongProblem(long.bytes), line: long.line)
+                tooLong = tooLong.dropFirst()
+            }
+            guard let position = storedAt[index] else {
+                switch content.verified[index] {
+                case .failure(let error): problems.add(content.problem(error.message, line: number), line: number)
+                case .success(let event): problems.add("an event of room \(event.event.roomID), not of this room; not stored", line: number)
+                }
+                continue
+            }
+            switch result.outcomes[position] {
+            case .accepted:
+                events += 1
+                guard case .success(let event) = verified[position] else { continue }
+                report.accepted.append(event.event.eventID)
+                if event.event.type == EventType.encrypted || event.event.type == EventType.roomKey { sealed.append((number, event.event.eventID)) }
+            case .duplicate:
+                events += 1
+                report.duplicates += 1
+            case .heldBack:
+                events += 1
+                report.heldBack += 1
+            case .unauthorized(let reason):
+                problems.add("not authorized: \(reason)", line: number)
+            case .rejected(let reason):
+                problems.add(content.problem(reason, line: number), line: number)
+            }
+        }
+        for long in tooLong { problems.add(ObjectLines.tooLongProblem(long.bytes), line: long.line) }
+        let storedNumbers = storedAt.indices.compactMap { index in storedAt[index].map { ($0, content.numbers[index]) } }
+        let lineOfPosition = Dictionary(storedNumbers, uniquingKeysWith: { first, _ in first })
+        for collision in result.collisionProblems() {
+            _ = problems.add(collision.message, line: collision.input.flatMap { lineOfPosition[$0] })
+        }
+        report.accepted += result.released.filter { $0.outcome == .accepted }.map(\.eventID)
+        if !sealed.isEmpty {
+            // Opened in the same transaction; what did not open never will (a key that has not arrived is no problem).
+            let opened = try node.store.openingOutcomes(eventIDs: sealed.map(\.eventID))
+            for (line, eventID) in sealed {
+                if case .failed(let reason)? = opened[eventID] { problems.add("could not be opened: \(reason)", line: line) }
+            }
+        }
+        if content.stoppedAtLimit { fileProblems.append("more than \(grouped(settings.maxLinesPerObject)) lines; the rest was not read") }
+        fileProblems += LogFileName.mismatches(file.name, earliest: earliest, latest: latest, senders: senders)
+        return (problems.report + fileProblems, warnings.report)
     }
 }
 

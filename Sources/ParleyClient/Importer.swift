@@ -9,10 +9,13 @@ public struct ImportSummary: Sendable, Equatable {
     public var unauthorized = 0
     public var heldBack = 0
     public var rejected = 0
+    /// Accepted sealed or key events that can never be opened on this device (docs/PROTOCOL.md §14.3): altered, or
+    /// sealed for another device. Counted among `accepted` too.
+    public var cannotOpen = 0
 
     public var lines: Int { accepted + duplicates + unauthorized + heldBack + rejected }
-    /// Whether every line ended up stored and authorized.
-    public var isClean: Bool { unauthorized == 0 && heldBack == 0 && rejected == 0 }
+    /// Whether every line ended up stored and authorized, and everything sealed for this device opened.
+    public var isClean: Bool { unauthorized == 0 && heldBack == 0 && rejected == 0 && cannotOpen == 0 }
 }
 
 extension Node {
@@ -25,10 +28,25 @@ extension Node {
     /// Imports wire-form events, one per line, from `reader`. Batches are verified on every core while a writer
     /// thread stores earlier ones; verification runs up to two batches ahead, so neither side waits for the other
     /// in the common case.
-    /// - Parameter report: called with one message per line that was not accepted, naming the line and the reason.
+    ///
+    /// Hostile or mistaken input costs little: an input whose first lines are all invalid is refused at once, only
+    /// the first invalid lines go to the rejected-events log (the rest are counted in one entry), and only the first
+    /// lines of each reason are reported, the rest counted (``InputBounds``).
+    /// - Parameter report: called with a message per line that was not accepted, or is worth a warning (an event
+    ///   dated far ahead of this device's clock, a sealed event this device cannot read), naming the line and the
+    ///   reason; then with a summary per reason that had more lines than were shown.
+    /// - Throws: ``ClientError`` when the input is not Parley events; nothing was imported then.
     public func importEvents(from reader: inout JSONLReader, report: (String) -> Void) throws -> ImportSummary {
         var summary = ImportSummary()
+        var problems = LineProblems()
+        func note(_ problem: String, line: Int) {
+            if problems.add(problem, line: line) { report("line \(line): \(problem)") }
+        }
+        var screen = InputScreen()
+        var invalidLogged = 0
+        var invalidUnlogged = 0
         var heldBack: [(line: Int, eventID: String, hash: String)] = []
+        var sealedWaiting: [(line: Int, eventID: String)] = []
         let writer = DispatchQueue(label: "parley.import.writer")
         let group = DispatchGroup()
         let slots = DispatchSemaphore(value: 2)
@@ -36,26 +54,55 @@ extension Node {
         // However this ends, no batch is still being written when it returns.
         defer { group.wait() }
 
+        func reject(_ reason: String, line: Int) {
+            summary.rejected += 1
+            note("rejected: \(reason)", line: line)
+        }
+
         /// Counts and reports the batches the writer has finished, in order.
         func collect() throws {
-            for (numbers, result) in written.takeAll() {
-                let batch = try result.get()
-                for (index, outcome) in batch.outcomes.enumerated() {
-                    let line = numbers[index]
+            for (batch, result) in written.takeAll() {
+                let stored = try result.get()
+                // Invalid lines kept from the store are reported in line order with the others.
+                var skipped = batch.skipped[...]
+                for (index, outcome) in stored.outcomes.enumerated() {
+                    let line = batch.numbers[index]
+                    while let first = skipped.first, first.line < line {
+                        reject(first.reason, line: first.line)
+                        skipped = skipped.dropFirst()
+                    }
                     switch outcome {
                     case .accepted: summary.accepted += 1
                     case .duplicate: summary.duplicates += 1
                     case .unauthorized(let reason):
                         summary.unauthorized += 1
-                        report("line \(line): not authorized: \(reason)")
+                        note("not authorized: \(reason)", line: line)
                     case .heldBack:
-                        if let event = batch.events[index] { heldBack.append((line, event.eventID, event.hash)) }
+                        if let event = stored.events[index] { heldBack.append((line, event.eventID, event.hash)) }
                     case .rejected(let reason):
-                        summary.rejected += 1
-                        report("line \(line): rejected: \(reason)")
+                        reject(reason, line: line)
                     }
                 }
-                batch.collisionNotes(lineNumbers: numbers).forEach(report)
+                for first in skipped { reject(first.reason, line: first.line) }
+                let sealed = batch.sealed.filter { stored.outcomes[$0.index] == .accepted }
+                guard !sealed.isEmpty else { continue }
+                let opened = try store.openingOutcomes(eventIDs: sealed.map(\.eventID))
+                for item in sealed {
+                    switch opened[item.eventID] {
+                    case .failed(let reason)?:
+                        summary.cannotOpen += 1
+                        note("could not be opened: \(reason)", line: item.line)
+                    case .waitingForKey?: sealedWaiting.append((item.line, item.eventID))
+                    case .opened?, nil: break
+                    }
+                }
+                for collision in stored.collisionProblems() {
+                    if let line = collision.input.map({ batch.numbers[$0] }) {
+                        note(collision.message, line: line)
+                    } else if problems.add(collision.message, line: nil) {
+                        report(collision.message)
+                    }
+                }
             }
         }
 
@@ -65,16 +112,43 @@ extension Node {
         func flush() throws {
             guard !lines.isEmpty else { return }
             let verified = EventStore.verifyInParallel(lines)
+            var batch = PendingBatch()
+            var batchVerified: [Result<VerifiedEvent, EventError>] = []
+            var batchLines: [[UInt8]] = []
+            let now = clock()
+            for (index, result) in verified.enumerated() {
+                let line = numbers[index]
+                switch result {
+                case .failure(let error):
+                    screen.record(line: line, problem: "rejected: \(error.message)")
+                    // Past the first ones, invalid lines are refused here: the store would only log them.
+                    if invalidLogged == InputBounds.loggedInvalidLines {
+                        invalidUnlogged += 1
+                        batch.skipped.append((line, error.message))
+                        continue
+                    }
+                    invalidLogged += 1
+                case .success(let event):
+                    screen.record(line: line, problem: nil)
+                    if let ahead = aheadOfClock(timestampMs: event.event.timestampMs, nowMs: now) { note("warning: \(ahead)", line: line) }
+                    if event.event.type == EventType.encrypted || event.event.type == EventType.roomKey {
+                        batch.sealed.append((batchLines.count, line, event.event.eventID))
+                    }
+                }
+                batch.numbers.append(line)
+                batchVerified.append(result)
+                batchLines.append(lines[index])
+            }
+            if screen.isNotEvents { throw notEvents(screen) }
             slots.wait()
             try collect()
-            let batchNumbers = numbers
-            let batchLines = lines
-            let receivedMs = clock()
+            let receivedMs = now
             let store = self.store
+            let (pending, toStore, toStoreLines) = (batch, batchVerified, batchLines)
             writer.async(group: group) {
                 // After a failed batch the import is over: later batches are not written.
                 if !written.hasFailed {
-                    written.append(batchNumbers, Result { try store.ingest(verified: verified, lines: batchLines, receivedMs: receivedMs) })
+                    written.append(pending, Result { try store.ingest(verified: toStore, lines: toStoreLines, receivedMs: receivedMs) })
                 }
                 slots.signal()
             }
@@ -91,13 +165,20 @@ extension Node {
                 batchBytes += bytes.count
                 if lines.count == Node.importBatchLines || batchBytes >= Node.importBatchBytes { try flush() }
             case .tooLong(let number, let length):
-                summary.rejected += 1
-                report("line \(number): rejected: \(length) bytes, longer than the limit of \(reader.maxLineBytes)")
+                // The screen takes lines in order: what came before this one first.
+                if !screen.sawEvent { try flush() }
+                let problem = "\(length) bytes, longer than the limit of \(reader.maxLineBytes)"
+                if screen.record(line: number, problem: "rejected: \(problem)") { throw notEvents(screen) }
+                reject(problem, line: number)
             }
         }
         try flush()
         group.wait()
         try collect()
+        if invalidUnlogged > 0 {
+            try store.logRejection(
+                roomID: nil, reason: "\(grouped(invalidUnlogged)) more invalid lines of this input were refused; not kept here one by one", receivedMs: clock())
+        }
 
         // Held-back events may have been released by later lines.
         let final = try store.outcomes(of: heldBack.map { ($0.eventID, $0.hash) })
@@ -106,35 +187,63 @@ extension Node {
             case .accepted?: summary.accepted += 1
             case .unauthorized(let reason)?:
                 summary.unauthorized += 1
-                report("line \(line): not authorized: \(reason)")
+                note("not authorized: \(reason)", line: line)
             case .heldBack(let reason)?:
                 summary.heldBack += 1
-                report("line \(line): held back: \(reason)")
+                note("held back: \(reason)", line: line)
             default:
                 summary.rejected += 1
-                report("line \(line): rejected when its chain was completed (see the rejected-events log)")
+                note("rejected when its chain was completed (see the rejected-events log)", line: line)
             }
         }
+        // A key that came later in the input may have opened what waited for it.
+        let opened = try store.openingOutcomes(eventIDs: sealedWaiting.map(\.eventID))
+        for (line, eventID) in sealedWaiting {
+            switch opened[eventID] {
+            case .waitingForKey?: note("sealed with a key this device does not hold yet; it can be read once the key arrives", line: line)
+            case .failed(let reason)?:
+                summary.cannotOpen += 1
+                note("could not be opened: \(reason)", line: line)
+            case .opened?, nil: break
+            }
+        }
+        for line in problems.summaries { report(line) }
         return summary
     }
+
+    func notEvents(_ screen: InputScreen) -> ClientError {
+        ClientError(
+            .invalidArgument, "The input does not look like Parley events: \(screen.verdict). Nothing was imported.",
+            remedy: "Import a file written by `parley events`: JSON Lines, one event per line.")
+    }
+}
+
+/// What the importing thread knows of a batch it gave the writer.
+struct PendingBatch {
+    /// The line number of each line handed to the store.
+    var numbers: [Int] = []
+    /// Invalid lines not handed to the store (past the ones it logs), with the reason.
+    var skipped: [(line: Int, reason: String)] = []
+    /// Sealed and key events handed to the store: position in the batch, line, event id.
+    var sealed: [(index: Int, line: Int, eventID: String)] = []
 }
 
 /// Batches the writer thread has stored, handed back to the importing thread in order.
 final class WrittenBatches: @unchecked Sendable {
     private let lock = NSLock()
-    private var batches: [([Int], Result<IngestReport, any Error>)] = []
+    private var batches: [(PendingBatch, Result<IngestReport, any Error>)] = []
     private var failed = false
 
     var hasFailed: Bool { lock.withLock { failed } }
 
-    func append(_ numbers: [Int], _ result: Result<IngestReport, any Error>) {
+    func append(_ batch: PendingBatch, _ result: Result<IngestReport, any Error>) {
         lock.withLock {
             if case .failure = result { failed = true }
-            batches.append((numbers, result))
+            batches.append((batch, result))
         }
     }
 
-    func takeAll() -> [([Int], Result<IngestReport, any Error>)] {
+    func takeAll() -> [(PendingBatch, Result<IngestReport, any Error>)] {
         lock.withLock {
             defer { batches.removeAll() }
             return batches

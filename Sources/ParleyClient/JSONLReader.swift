@@ -2,27 +2,45 @@
 import Glibc
 #endif
 
-/// Reads JSON Lines from a file descriptor in fixed-size chunks, so memory stays bounded whatever the input:
-/// a line longer than `maxLineBytes` is skipped (and reported) without being held in memory.
+/// Reads JSON Lines in fixed-size chunks, so memory stays bounded whatever the input: a line longer than
+/// `maxLineBytes` is skipped (and reported) without being held in memory. Lines are split as docs/PROTOCOL.md §10
+/// says: on LF, one CR before it removed, empty lines skipped but counted, a last line without LF read as a line.
 public struct JSONLReader {
     public enum Line {
         case line(number: Int, bytes: [UInt8])
         case tooLong(number: Int, length: Int)
     }
 
-    let descriptor: Int32
+    /// Fills a buffer with the input's next bytes and returns how many; 0 only at the end of the input.
+    public typealias Source = (UnsafeMutableRawBufferPointer) throws -> Int
+
+    let source: Source
     let maxLineBytes: Int
     var chunk: [UInt8]
     var chunkStart = 0
     var chunkEnd = 0
-    var lineNumber = 0
+    /// The number of the last line read (empty lines count).
+    public private(set) var lineNumber = 0
+    /// Whether the input ended in the middle of a line: its last line has no LF after it (a file cut short).
+    public private(set) var endedWithoutNewline = false
     var finished = false
 
     /// - Parameters:
     ///   - descriptor: an open file descriptor; the reader does not close it.
     ///   - maxLineBytes: the longest line returned; longer lines are reported as ``Line/tooLong(number:length:)``.
     public init(descriptor: Int32, maxLineBytes: Int = 1 << 20, chunkBytes: Int = 1 << 20) {
-        self.descriptor = descriptor
+        self.init(maxLineBytes: maxLineBytes, chunkBytes: chunkBytes) { buffer in
+            while true {
+                let count = read(descriptor, buffer.baseAddress, buffer.count)
+                if count >= 0 { return count }
+                if errno != EINTR { throw ClientError(.io, "Cannot read the input: \(String(cString: strerror(errno))).") }
+            }
+        }
+    }
+
+    /// Reads the lines `source` gives (an object in memory, a gzip stream being inflated).
+    public init(maxLineBytes: Int, chunkBytes: Int = 1 << 16, source: @escaping Source) {
+        self.source = source
         self.maxLineBytes = maxLineBytes
         chunk = [UInt8](repeating: 0, count: chunkBytes)
     }
@@ -35,11 +53,8 @@ public struct JSONLReader {
         while true {
             if chunkStart == chunkEnd {
                 if finished { break }
-                let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-                if count < 0 {
-                    if errno == EINTR { continue }
-                    throw ClientError(.io, "Cannot read the input: \(String(cString: strerror(errno))).")
-                }
+                let source = source
+                let count = try chunk.withUnsafeMutableBytes { try source($0) }
                 if count == 0 {
                     finished = true
                     break
@@ -61,6 +76,7 @@ public struct JSONLReader {
         }
         if length > 0 {
             lineNumber += 1
+            endedWithoutNewline = true
             return emit(&current, length: length)
         }
         return nil
@@ -82,4 +98,22 @@ extension UnsafeBufferPointer<UInt8> {
         guard !range.isEmpty, let base = baseAddress, let found = memchr(base + range.lowerBound, 0x0A, range.count) else { return nil }
         return base.distance(to: found.assumingMemoryBound(to: UInt8.self))
     }
+}
+
+extension JSONLReader {
+    /// Reads the lines of `bytes` (an object already in memory).
+    public init(bytes: [UInt8], maxLineBytes: Int) {
+        let cursor = ReadCursor()
+        self.init(maxLineBytes: maxLineBytes) { buffer in
+            let count = min(buffer.count, bytes.count - cursor.offset)
+            bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[cursor.offset..<cursor.offset + count])) }
+            cursor.offset += count
+            return count
+        }
+    }
+}
+
+/// How far a reader of bytes in memory has got.
+final class ReadCursor {
+    var offset = 0
 }

@@ -114,8 +114,8 @@ extension BucketClient {
             let held = Set(try node.store.roomIDs())
             for room in node.home.recordedBucketRooms() where try node.store.bucketRoom(roomID: room.roomID) == nil && !held.contains(room.roomID) {
                 do {
-                    let founding = try await foundingEvents(roomID: room.roomID, bucket: try BucketURL(room.bucketURL), creatorFingerprint: room.creatorFingerprint)
-                    _ = try node.store.ingest(events: founding, receivedMs: node.clock())
+                    let objects = try bucketCall { () throws(BucketError) in try open(try BucketURL(room.bucketURL)) }
+                    try pin(try await foundingEvents(roomID: room.roomID, creatorFingerprint: room.creatorFingerprint, objects: objects))
                     try node.store.addBucketRoom(roomID: room.roomID, bucketURL: room.bucketURL, creatorFingerprint: room.creatorFingerprint)
                     _ = try await sync(room.roomID, holdingPublishingLock: true)
                     // The founding events were this device's own before the sync read the rest back.

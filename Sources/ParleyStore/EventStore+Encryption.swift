@@ -19,6 +19,15 @@ public struct DecryptionReport: Sendable, Equatable {
     }
 }
 
+/// Whether this device could open a sealed or key event (docs/PROTOCOL.md §14.3, §14.4).
+public enum OpeningOutcome: Sendable, Equatable {
+    case opened
+    /// Sealed with a key this device does not hold (yet); it opens when the key arrives.
+    case waitingForKey
+    /// It can never be opened here, with the reason (`m.room.encrypted: decrypt_failed: …`).
+    case failed(String)
+}
+
 /// An `m.room.key` event that gives a device a key it has not opened yet.
 public struct KeyDelivery: Sendable {
     public var row: Int64
@@ -255,7 +264,7 @@ extension EventStore {
                 case .roomKey(let keys) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID),
                 let sealed = keys.recipients.first(where: { $0.signingKey == opener.device })
             else {
-                try record.execute(arguments: [id, "not for this device"])
+                try record.execute(arguments: [id, EventStore.notForThisDevice])
                 continue
             }
             switch opener.open(KeyDelivery(row: id, event: event, content: keys, sealed: sealed)) {
@@ -466,6 +475,46 @@ extension EventStore {
 
     struct SealedProblem: Error {
         let reason: String
+    }
+
+    /// What `key_deliveries` records for a key event that seals nothing to this device.
+    static let notForThisDevice = "not for this device"
+
+    /// Whether this device could open each of the accepted sealed (`m.room.encrypted`) and key (`m.room.key`)
+    /// events named, by event id. Key events that give this device nothing, and events not looked at yet, are
+    /// left out.
+    public func openingOutcomes(eventIDs: [String]) throws -> [String: OpeningOutcome] {
+        try pool.read { db in
+            var outcomes: [String: OpeningOutcome] = [:]
+            for chunk in eventIDs.chunks(of: inListChunk) {
+                let rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT e.event_id, e.type, p.type IS NOT NULL, p.problem, w.event_row IS NOT NULL, d.event_row IS NOT NULL, d.problem
+                        FROM events e
+                        LEFT JOIN plaintexts p ON p.event_row = e.id
+                        LEFT JOIN sealed_waiting w ON w.event_row = e.id
+                        LEFT JOIN key_deliveries d ON d.event_row = e.id
+                        WHERE e.event_id IN (\(placeholders(chunk.count))) AND e.status = 0 AND e.type IN ('m.room.encrypted', 'm.room.key')
+                        """, arguments: StatementArguments(Array(chunk)))
+                for row in rows {
+                    let eventID: String = row[0]
+                    if (row[1] as String) == EventType.roomKey {
+                        guard row[5] as Bool else { continue }
+                        let problem: String? = row[6]
+                        if problem == EventStore.notForThisDevice { continue }
+                        outcomes[eventID] = problem.map(OpeningOutcome.failed) ?? .opened
+                    } else if row[2] as Bool {
+                        outcomes[eventID] = .opened
+                    } else if let problem = row[3] as String? {
+                        outcomes[eventID] = .failed(problem)
+                    } else if row[4] as Bool {
+                        outcomes[eventID] = .waitingForKey
+                    }
+                }
+            }
+            return outcomes
+        }
     }
 
     /// How many sealed events of `roomID` wait for a key this device does not hold (as of the last pass).

@@ -32,13 +32,13 @@ public struct IngestReport: Sendable {
     /// both are kept and judged on their own, and the pair is kept as evidence. Their id and hash.
     public var collisions: [(eventID: String, hash: String)] = []
 
-    /// One line per collision for a user, starting with "line N: " when the event was input `i` of this call and
-    /// `lineNumbers[i]` is N.
-    public func collisionNotes(lineNumbers: [Int]) -> [String] {
+    /// One problem per collision for a user, with the index of the input it was, when it was one of this call's.
+    public func collisionProblems() -> [(input: Int?, message: String)] {
         collisions.map { collision in
-            let index = events.firstIndex { $0?.hash == collision.hash }
-            let place = index.flatMap { $0 < lineNumbers.count ? "line \(lineNumbers[$0]): " : nil } ?? ""
-            return "\(place)event id \(collision.eventID) is also carried by another device's event; both are kept (a device copied an id)"
+            (
+                events.firstIndex { $0?.hash == collision.hash },
+                "event id \(collision.eventID) is also carried by another device's event; both are kept (a device copied an id)"
+            )
         }
     }
 }
@@ -209,6 +209,8 @@ struct IngestBatch {
     var collisions: [(eventID: String, hash: String)] = []
     /// The rooms' states after this batch, for the cache once the transaction commits.
     var finishedStates: [(roomID: String, state: RoomState, version: Int64)] = []
+    /// Rejections logged by this batch, per sending device (`nil`: input that is not an event).
+    var loggedRejections: [String?: Int] = [:]
 
     init(db: Database, store: EventStore, receivedMs: Int64) throws {
         self.db = db
@@ -230,6 +232,9 @@ struct IngestBatch {
     /// Logs a refusal. For an event that parsed, the log keeps its envelope without content: a refused copy must
     /// not keep text that a redaction later strips everywhere else.
     mutating func logRejection(reason: String, event: Event?, excerpt: [UInt8]) throws {
+        // Past the cap the refusal is still reported to the caller, only not kept: one input must not fill the log.
+        guard loggedRejections[event?.senderKey, default: 0] < EventStore.rejectedPerSenderPerBatch else { return }
+        loggedRejections[event?.senderKey, default: 0] += 1
         let kept = event.map { $0.stripped().wireBytes() } ?? Array(excerpt.prefix(4096))
         try db.cachedStatement(sql: """
             INSERT INTO rejected_events (received_ms, room_id, event_id, hash, reason, excerpt) VALUES (?, ?, ?, ?, ?, ?)

@@ -151,6 +151,7 @@ public final class EventStore: Sendable {
         registerBucketReadFailureMigration(&migrator)
         registerEventIDsAreNamesMigration(&migrator)
         registerKeyForwardingMigration(&migrator)
+        registerRejectedLogMigration(&migrator)
         return migrator
     }
 }

@@ -95,6 +95,7 @@ struct Sync: AsyncParsableCommand {
                 } else {
                     output("\(room.roomID): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")")
                     for problem in report.problems { output("  problem: \(problem)") }
+                    for warning in report.warnings { output("  warning: \(warning)") }
                     for ignored in report.ignored { output("  ignored: \(ignored)") }
                 }
             } catch {
@@ -158,6 +159,7 @@ struct Sync: AsyncParsableCommand {
                 let report = try await client.sync(room.roomID)
                 if let recovery = backoff.succeeded(nowMs: node.clock()) { printError(recovery) }
                 for problem in report.problems { printError("\(room.roomID): problem: \(problem)") }
+                for warning in report.warnings { printError("\(room.roomID): warning: \(warning)") }
                 for eventID in report.accepted { try show(eventID, in: room.roomID, node: node) }
             } catch {
                 if Task.isCancelled { return }
@@ -233,7 +235,8 @@ struct Sync: AsyncParsableCommand {
             "written_files": .array(flushed.files.map(JSONValue.string)), "written_events": .integer(Int64(flushed.events)),
             "read_files": .integer(Int64(report.filesRead)), "new_events": .array(report.accepted.map(JSONValue.string)),
             "duplicates": .integer(Int64(report.duplicates)), "held_back": .integer(Int64(report.heldBack)),
-            "problems": .array(report.problems.map(JSONValue.string)), "ignored": .array(report.ignored.map(JSONValue.string)),
+            "problems": .array(report.problems.map(JSONValue.string)), "warnings": .array(report.warnings.map(JSONValue.string)),
+            "ignored": .array(report.ignored.map(JSONValue.string)),
         ]
     }
 }
@@ -256,7 +259,11 @@ struct BucketVerify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Audit a bucket offline: every file and event, chains, forks, gaps and state. Exits 1 on any fault.",
-        discussion: "Needs no identity; stores nothing. Objects that are not Parley's are listed as warnings.")
+        discussion: """
+            Needs no identity; stores nothing. Each room is judged with the create its metadata.json names, as a node \
+            that joined it would. Objects that are not Parley's, and events dated far ahead of this device's clock, are \
+            listed as warnings.
+            """)
     @Argument(help: "file:///absolute/path or s3://BUCKET/PREFIX.") var url: String
     @Argument(help: "Only this room.") var roomID: String?
     @Flag var json = false

@@ -227,7 +227,12 @@ func openInput(_ path: String?) throws -> Int32 {
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Import events (JSONL) from FILE or standard input.",
-        discussion: "Every line that is not accepted is reported with its number and the reason. Exits 0 only if every line was accepted.")
+        discussion: """
+            Every line that is not accepted is reported with its number and the reason (the first 10 of each reason, \
+            then how many more), and so are events dated far ahead of this device's clock and sealed events it cannot \
+            read. An input whose first 100 lines are all invalid is not Parley events: nothing is imported. Exits 0 \
+            only if every line was accepted.
+            """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "A JSONL file; standard input if omitted or '-'.") var file: String?
     @Flag var json = false
@@ -240,10 +245,11 @@ struct Import: ParsableCommand {
             printJSON([
                 "accepted": .integer(Int64(summary.accepted)), "duplicates": .integer(Int64(summary.duplicates)),
                 "unauthorized": .integer(Int64(summary.unauthorized)), "held_back": .integer(Int64(summary.heldBack)),
-                "rejected": .integer(Int64(summary.rejected)),
+                "rejected": .integer(Int64(summary.rejected)), "cannot_open": .integer(Int64(summary.cannotOpen)),
             ])
         } else {
-            output("\(summary.lines) lines: \(summary.accepted) accepted, \(summary.duplicates) already held, \(summary.unauthorized) not authorized, \(summary.heldBack) held back, \(summary.rejected) rejected")
+            output("\(summary.lines) lines: \(summary.accepted) accepted, \(summary.duplicates) already held, \(summary.unauthorized) not authorized, \(summary.heldBack) held back, \(summary.rejected) rejected"
+                + (summary.cannotOpen > 0 ? "; \(summary.cannotOpen) accepted but could not be opened" : ""))
         }
         if !summary.isClean { throw ExitCode(1) }
     }
@@ -252,22 +258,24 @@ struct Import: ParsableCommand {
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Audit events (JSONL) without importing them: signatures, chains, forks, gaps and room state.",
-        discussion: "Exits 0 only if nothing is wrong.")
+        discussion: "Exits 0 only if nothing is wrong; warnings (events dated far ahead of this device's clock) do not count.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "A JSONL file; standard input if omitted or '-'.") var file: String?
     @Flag var json = false
 
     func run() throws {
         var reader = JSONLReader(descriptor: try failing { try openInput(file) })
-        let report = try failing { try Auditor.audit(&reader) }
+        let report = try failing { try Auditor.audit(&reader, nowMs: Node.systemClock()) }
         if json {
             printJSON([
                 "lines": .integer(Int64(report.lines)),
                 "problems": .array(report.problems.map { ["line": $0.line.map { .integer(Int64($0)) } ?? .null, "message": .string($0.message)] }),
+                "warnings": .array(report.warnings.map { ["line": $0.line.map { .integer(Int64($0)) } ?? .null, "message": .string($0.message)] }),
                 "rooms": .array(report.rooms.map(JSONOutput.auditedRoom)),
             ])
         } else {
             for problem in report.problems { output((problem.line.map { "line \($0): " } ?? "") + problem.message) }
+            for warning in report.warnings { output("warning: " + (warning.line.map { "line \($0): " } ?? "") + warning.message) }
             for room in report.rooms { output(describe(room)) }
             output(report.isClean ? "OK: \(report.lines) lines, no problems" : "FAILED: \(report.problems.count) problem(s) in \(report.lines) lines")
         }
@@ -305,14 +313,27 @@ struct Search: ParsableCommand {
 struct Rejected: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the rejected-events log: what this node refused, when, and why (newest first).",
-        discussion: "Events stored but not authorized are not listed here; `parley import` reports those, and `parley events` includes them.")
+        discussion: """
+            Events stored but not authorized are not listed here; `parley import` reports those, and `parley events` \
+            includes them. The log keeps its newest 10,000 entries.
+            """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var limit: LimitOption
     @OptionGroup var time: TimeOptions
+    @Flag(help: "Empty the log instead of showing it.") var clear = false
     @Flag(help: "Print the entries as JSON.") var json = false
 
     func run() throws {
         let node = try global.node()
+        if clear {
+            let removed = try failing { try node.store.clearRejectedEvents() }
+            if json {
+                printJSON(["removed": .integer(Int64(removed))])
+            } else {
+                output("Removed \(removed) \(removed == 1 ? "entry" : "entries") from the rejected-events log.")
+            }
+            return
+        }
         let entries = try failing { try node.store.rejectedEvents(limit: limit.limit) }
         if json {
             printJSON(.array(entries.map { entry in

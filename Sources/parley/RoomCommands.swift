@@ -28,6 +28,8 @@ struct RoomCreate: AsyncParsableCommand {
     @Argument(help: "The room id: a-z 0-9 . _ = - , up to 64 characters.") var roomID: String
     @Option(help: "The room's name.") var name: String?
     @Option(help: "The bucket the room lives in: file:///absolute/path or s3://BUCKET/PREFIX.") var bucket: String?
+    @Flag(name: .customLong("create-bucket"), help: "With a folder --bucket: create every missing folder of its path (without it, only the last).")
+    var createBucket = false
     @Flag(help: "Encrypt the room end to end: messages are sealed with epoch keys only member devices receive.") var encrypted = false
     @Option(help: "With --encrypted: whether new members may read earlier messages (shared) or only from their join on (joined).")
     var history: HistoryVisibility = .shared
@@ -41,6 +43,9 @@ struct RoomCreate: AsyncParsableCommand {
         if [encrypted, psk, pskPassphrase].filter({ $0 }).count > 1 {
             throw ValidationError("Choose one of --encrypted, --psk and --psk-passphrase.")
         }
+        if createBucket && !(bucket?.hasPrefix("file://") ?? false) {
+            throw ValidationError("--create-bucket creates folder buckets (--bucket file:///absolute/path); create an S3 bucket with your provider's tools.")
+        }
     }
 
     func run() async throws {
@@ -52,7 +57,9 @@ struct RoomCreate: AsyncParsableCommand {
             encryption = .preShared(secret: try failing { try RoomEncryptionOption.preSharedSecret(passphrase: passphrase, roomID: roomID) }, fromPassphrase: true)
         }
         let events = try await failingAsync {
-            if let bucket { return try await bucketClient(node).createRoom(roomID, bucket: try BucketURL(bucket), name: name, encryption: encryption) }
+            if let bucket {
+                return try await bucketClient(node).createRoom(roomID, bucket: try BucketURL(bucket), name: name, encryption: encryption, createBucket: createBucket)
+            }
             return try node.createRoom(roomID, name: name, encryption: encryption)
         }
         if json {

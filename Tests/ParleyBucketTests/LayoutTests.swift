@@ -47,6 +47,20 @@ import Testing
         #expect(problem.reason.contains(reason))
     }
 
+    @Test(arguments: ["2026-13-45", "2026-00-10", "2026-02-30", "2025-02-29", "2100-02-29", "2024-04-31", "2024-01-00"])
+    func `a date folder that is not a calendar date is not a log file`(date: String) {
+        guard case .failure(let problem) = LogFileName.parse(key: "rooms/team/logs/\(date)/messages_1_2_a.jsonl", roomID: "team") else {
+            Issue.record("\(date) parsed as a date folder")
+            return
+        }
+        #expect(problem.reason.contains("is not a YYYY-MM-DD date"))
+    }
+
+    @Test(arguments: ["2024-02-29", "2000-02-29", "2025-12-31", "1970-01-01"])
+    func `a date folder that is a calendar date, leap days included, is one`(date: String) throws {
+        #expect(try LogFileName.parse(key: "rooms/team/logs/\(date)/messages_1_2_a.jsonl", roomID: "team").get().dateFolder == date)
+    }
+
     @Test("A name whose date folder disagrees with its start time parses but is flagged")
     func inconsistentDateIsFlagged() throws {
         let name = try LogFileName.parse(key: "rooms/team/logs/2030-01-01/messages_1726315200000_1726315200000_a.jsonl", roomID: "team").get()

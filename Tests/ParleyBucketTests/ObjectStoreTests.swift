@@ -15,7 +15,8 @@ enum Backend: String, CustomStringConvertible, Sendable {
         switch self {
         case .folder:
             let folder = TemporaryDirectory()
-            return (FolderStore(root: folder.path + "/bucket"), folder)
+            try FileManager.default.createDirectory(atPath: folder.file("bucket"), withIntermediateDirectories: false)
+            return (FolderStore(root: folder.file("bucket")), folder)
         case .s3:
             return (try S3TestServer.store(), nil)
         }
@@ -132,6 +133,101 @@ enum Backend: String, CustomStringConvertible, Sendable {
         _ = try await store.putIfAbsent(key: "rooms/r/a", bytes: [1], retention: nil)
         _ = try await store.putIfAbsent(key: "rooms/r/a", bytes: [2], retention: nil)
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder.file("rooms/r")) == ["a"])
+    }
+}
+
+@Suite struct FolderStoreTests {
+    /// A bucket folder holding one real log file and, beside it, links of every kind an attacker with write access
+    /// (or a careless sync tool) could leave: to `/`, to the folder itself, to a file outside, and a folder that is a
+    /// link to a folder outside.
+    struct LinkedBucket {
+        let directory = TemporaryDirectory()
+        var root: String { directory.file("bucket") }
+        var outside: String { directory.file("outside") }
+        let realKey = "rooms/r/logs/2024-09-14/messages_1_2_a.jsonl"
+
+        init() throws {
+            let files = FileManager.default
+            try files.createDirectory(atPath: directory.file("bucket/rooms/r/logs/2024-09-14"), withIntermediateDirectories: true)
+            try files.createDirectory(atPath: outside, withIntermediateDirectories: true)
+            try Data("real\n".utf8).write(to: URL(fileURLWithPath: "\(root)/\(realKey)"))
+            try Data("secret\n".utf8).write(to: URL(fileURLWithPath: "\(outside)/secret.txt"))
+            let logs = "\(root)/rooms/r/logs"
+            try files.createSymbolicLink(atPath: "\(logs)/everything", withDestinationPath: "/")
+            try files.createSymbolicLink(atPath: "\(logs)/again", withDestinationPath: ".")
+            try files.createSymbolicLink(atPath: "\(logs)/2024-09-14/messages_3_4_a.jsonl", withDestinationPath: "\(outside)/secret.txt")
+            try files.createSymbolicLink(atPath: "\(root)/rooms/elsewhere", withDestinationPath: outside)
+            #expect(mkfifo("\(logs)/2024-09-14/messages_5_6_a.jsonl", 0o644) == 0)
+        }
+
+        var store: FolderStore { FolderStore(root: root) }
+    }
+
+    @Test func `a folder store lists only regular files and folders, never following a link`() async throws {
+        let bucket = try LinkedBucket()
+        #expect(try await bucket.store.listAll(prefix: "").map(\.key) == [bucket.realKey])
+        #expect(try await bucket.store.listAll(prefix: "rooms/r/logs/").map(\.key) == [bucket.realKey])
+        #expect(try await bucket.store.listFolders(prefix: "rooms/") == ["rooms/r/"])
+        #expect(try await bucket.store.listFolders(prefix: "rooms/r/logs/") == ["rooms/r/logs/2024-09-14/"])
+    }
+
+    @Test func `a folder store reads no object through a link, in its name or in a folder above it, and never waits on a FIFO`() async throws {
+        let bucket = try LinkedBucket()
+        for key in ["rooms/r/logs/2024-09-14/messages_3_4_a.jsonl", "rooms/elsewhere/secret.txt", "rooms/r/logs/again/2024-09-14/messages_1_2_a.jsonl",
+                    "rooms/r/logs/everything/etc/hostname", "rooms/r/logs/2024-09-14/messages_5_6_a.jsonl"] {
+            await #expect(throws: BucketError.Kind.notFound, "\(key)") { try await kind { try await bucket.store.get(key: key, maxBytes: 1 << 20) } }
+            #expect(try await bucket.store.head(key: key) == nil, "\(key)")
+        }
+        #expect(try await bucket.store.get(key: bucket.realKey, maxBytes: 100) == Array("real\n".utf8))
+    }
+
+    @Test func `a folder store writes nothing through a link`() async throws {
+        let bucket = try LinkedBucket()
+        await #expect(throws: BucketError.self) {
+            try await bucket.store.putIfAbsent(key: "rooms/elsewhere/planted.txt", bytes: [1], retention: nil)
+        }
+        await #expect(throws: BucketError.self) {
+            try await bucket.store.putIfAbsent(key: "rooms/r/logs/again/new.jsonl", bytes: [1], retention: nil)
+        }
+        // A name taken by a link is taken: the link is neither followed nor replaced.
+        #expect(try await bucket.store.putIfAbsent(key: "rooms/r/logs/2024-09-14/messages_3_4_a.jsonl", bytes: [1], retention: nil) == .conflict)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: bucket.outside) == ["secret.txt"])
+        #expect(try String(contentsOfFile: "\(bucket.outside)/secret.txt", encoding: .utf8) == "secret\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(bucket.root)/rooms/r/logs").sorted() == ["2024-09-14", "again", "everything"])
+    }
+
+    @Test func `a folder bucket that does not exist is an error naming its path, and nothing is created`() async throws {
+        let directory = TemporaryDirectory()
+        let missing = directory.file("no/such/bucket")
+        let store = FolderStore(root: missing)
+        let attempts: [(String, () async throws -> Void)] = [
+            ("list", { _ = try await store.listAll(prefix: "rooms/") }),
+            ("list folders", { _ = try await store.listFolders(prefix: "rooms/") }),
+            ("get", { _ = try await store.get(key: "rooms/r/metadata.json", maxBytes: 10) }),
+            ("head", { _ = try await store.head(key: "rooms/r/metadata.json") }),
+            ("put", { _ = try await store.putIfAbsent(key: "rooms/r/metadata.json", bytes: [1], retention: nil) }),
+        ]
+        for (name, attempt) in attempts {
+            do {
+                try await attempt()
+                Issue.record("\(name) succeeded on a missing bucket folder")
+            } catch let error as BucketError {
+                #expect(error.kind == .noSuchBucket, "\(name): \(error)")
+                #expect(error.message.contains(missing) && error.message.contains("does not exist"), "\(name): \(error)")
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory.file("no")))
+    }
+
+    @Test func `creating a folder bucket makes its last folder only, unless asked for the whole path`() throws {
+        let directory = TemporaryDirectory()
+        try FolderStore(root: directory.file("new")).createRoot(intermediateFolders: false)
+        #expect(FileManager.default.fileExists(atPath: directory.file("new")))
+        try FolderStore(root: directory.file("new")).createRoot(intermediateFolders: false)
+        #expect(throws: BucketError.self) { try FolderStore(root: directory.file("a/b/c")).createRoot(intermediateFolders: false) }
+        #expect(!FileManager.default.fileExists(atPath: directory.file("a")))
+        try FolderStore(root: directory.file("a/b/c")).createRoot(intermediateFolders: true)
+        #expect(FileManager.default.fileExists(atPath: directory.file("a/b/c")))
     }
 }
 
