@@ -11,10 +11,11 @@ public struct ParleyCommand: Sendable {
         public var maxRSSKilobytes: Int?
     }
 
-    /// The package's debug build of `parley`, found from this source file's location.
-    public static let executable = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent(".build/debug/parley")
+    /// The package's root folder (where Package.swift is), found from this source file's location.
+    public static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The package's debug build of `parley`.
+    public static let executable = packageRoot.appendingPathComponent(".build/debug/parley")
 
     public let home: String
 

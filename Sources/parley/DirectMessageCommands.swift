@@ -13,7 +13,9 @@ struct DirectMessageStart: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "start", abstract: "Open the direct message with a user, or start one with their device; prints the room id and, in a bucket, the invite code.",
         discussion: """
-            A direct message with the user that this node holds is opened rather than a second one started (--new starts             another). A new one is encrypted with epoch keys, and the other person reads from their join on.             `parley dm USER` is short for this.
+            A direct message with the user that this node holds is opened rather than a second one started (--new starts \
+            another). A new one is encrypted with epoch keys, and the other person reads from their join on. \
+            `parley dm USER` is short for this.
             """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The user to write to.") var userID: String

@@ -103,18 +103,39 @@ struct RoomInvite: AsyncParsableCommand {
 
 struct RoomJoin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "join", abstract: "Join a room: from an invite code (fetching it from its bucket), or one this node holds.")
+        commandName: "join", abstract: "Join a room: from an invite code (fetching it from its bucket), or one this node holds.",
+        discussion: """
+            With --bucket, this node reaches the room's bucket at URL instead of where the invite code says: a shared \
+            folder mounted at another path on this machine, or an S3 endpoint reached another way. The code's creator \
+            fingerprint still decides which room is accepted.
+            """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "An invite code (parley-invite:…), or the id of a room this node holds.") var room: String
+    @Option(help: "Where this node reaches the invite's bucket, if not where the code says: file:///absolute/path or s3://BUCKET/PREFIX.")
+    var bucket: String?
     @OptionGroup var secret: PassphraseOptions
     @Flag var json = false
 
+    func validate() throws {
+        if bucket != nil && !InviteCode.looksLikeCode(room) {
+            throw ValidationError("--bucket goes with an invite code (parley-invite:…); a room this node holds already has its bucket.")
+        }
+    }
+
     func run() async throws {
         let node = try global.node()
-        let code = InviteCode.looksLikeCode(room) ? try failing { try InviteCode(parsing: room) } : nil
+        var code = InviteCode.looksLikeCode(room) ? try failing { try InviteCode(parsing: room) } : nil
+        if let bucket { code?.bucket = try failing { try BucketURL(bucket) } }
         let passphrase = code?.needsPassphrase == true ? try secret.passphrase(confirming: false) : nil
         let event = try await failingAsync {
-            if let code { return try await bucketClient(node).join(code, passphrase: passphrase) }
+            if let code {
+                do {
+                    return try await bucketClient(node).join(code, passphrase: passphrase)
+                } catch var error as ClientError where bucket != nil && error.code == .unknownRoom {
+                    error.remedy = "Check that --bucket names the folder or S3 location the room's creator shares."
+                    throw error
+                }
+            }
             let event = try node.join(room)
             try await flushIfBucket(node, room)
             return event

@@ -121,4 +121,61 @@ import Testing
         let audit = try ParleyCommand.run(["bucket", "verify", "file://\(bucket)", "--json"])
         #expect(audit.status == 0, "\(audit.stdout)")
     }
+
+    /// Alice creates `team` in a folder bucket and invites bob: the invite code.
+    func inviteToFolderRoom(_ nodes: TwoNodes, bucket: String) throws -> String {
+        try #require(try nodes.alice.run(["room", "create", "team", "--bucket", "file://\(bucket)"]).status == 0)
+        let invite = try nodes.alice.run(["room", "invite", "team", "bob", "--key", nodes.bobKey, "--json"])
+        try #require(invite.status == 0, "\(invite.stderr)")
+        return try JSONParser().parse(Array(invite.stdout.utf8))["invite_code"]!.text
+    }
+
+    @Test func `room join --bucket reaches the invite's folder at another path on this machine`() throws {
+        let nodes = try TwoNodes()
+        let code = try inviteToFolderRoom(nodes, bucket: nodes.directory.file("bucket"))
+        // Bob's machine sees the shared folder at another path (a link stands in for another mount point).
+        let bobsPath = nodes.directory.file("bobs-sync-folder")
+        try FileManager.default.createSymbolicLink(atPath: bobsPath, withDestinationPath: nodes.directory.file("bucket"))
+
+        let joined = try nodes.bob.run(["room", "join", code, "--bucket", "file://\(bobsPath)"])
+        try #require(joined.status == 0, "\(joined.stderr)")
+        #expect(try nodes.bob.run(["status", "--json"]).stdout.contains("file://\(bobsPath)"))
+        try #require(try nodes.bob.run(["send", "team", "from bob's path", "--flush"]).status == 0)
+        try #require(try nodes.alice.run(["sync"]).status == 0)
+        #expect(try nodes.log(nodes.alice, "team").contains { $0["body"]?.text == "from bob's path" })
+    }
+
+    @Test func `room join --bucket refuses a room there that another creator made`() throws {
+        let nodes = try TwoNodes()
+        let code = try inviteToFolderRoom(nodes, bucket: nodes.directory.file("bucket"))
+        let mallory = ParleyCommand(home: nodes.directory.file("mallory"))
+        try #require(try mallory.run(["init", "--user", "mallory"]).status == 0)
+        let elsewhere = nodes.directory.file("elsewhere")
+        try #require(try mallory.run(["room", "create", "team", "--bucket", "file://\(elsewhere)"]).status == 0)
+        try #require(try mallory.run(["room", "invite", "team", "bob", "--key", nodes.bobKey]).status == 0)
+
+        let joined = try nodes.bob.run(["room", "join", code, "--bucket", "file://\(elsewhere)"])
+        #expect(joined.status == 1)
+        #expect(joined.stderr.contains("not the creator's named in the invite code"), "\(joined.stderr)")
+        #expect(try nodes.bob.run(["room", "list"]).stdout.contains("team") == false)
+    }
+
+    @Test func `room join --bucket at a folder without the room says to check the --bucket location`() throws {
+        let nodes = try TwoNodes()
+        let code = try inviteToFolderRoom(nodes, bucket: nodes.directory.file("bucket"))
+        let empty = nodes.directory.file("empty")
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: false)
+
+        let joined = try nodes.bob.run(["room", "join", code, "--bucket", "file://\(empty)"])
+        #expect(joined.status == 1)
+        #expect(joined.stderr.contains("file://\(empty) holds no room team"), "\(joined.stderr)")
+        #expect(joined.stderr.contains("Check that --bucket names the folder or S3 location the room's creator shares."), "\(joined.stderr)")
+    }
+
+    @Test func `room join --bucket with a room id instead of an invite code is a usage error`() throws {
+        let nodes = try TwoNodes()
+        let joined = try nodes.bob.run(["room", "join", "team", "--bucket", "file://\(nodes.directory.file("bucket"))"])
+        #expect(joined.status == 64)
+        #expect(joined.stderr.contains("--bucket goes with an invite code"), "\(joined.stderr)")
+    }
 }

@@ -261,7 +261,7 @@ final class BucketWorld: @unchecked Sendable {
         if case .folder(let path) = world.url {
             // A 1 GiB object (sparse, so the test stays cheap): skipped on its listed size, never read.
             let huge = "\(path)/\(BucketLayout.logsPrefix("team"))\(day)/messages_\(time)_\(time)_huge.jsonl"
-            FileManager.default.createFile(atPath: huge, contents: nil)
+            try #require(FileManager.default.createFile(atPath: huge, contents: nil))
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: huge))
             try handle.truncate(atOffset: 1 << 30)
             try handle.close()

@@ -169,7 +169,7 @@ private func randomBytes(_ count: Int) -> [UInt8] {
 
     @Test(arguments: try EncryptionVector.encryption("key_forwards"))
     func `forwarded keys open with the recipient's key to exactly the vector's message keys`(vector: EncryptionVector) throws {
-        let content = try #require(try EventContent.parse(type: EventType.keyForward, content: vector.object("content"), roomID: vector.text("room_id")))
+        let content = try EventContent.parse(type: EventType.keyForward, content: vector.object("content"), roomID: vector.text("room_id"))
         guard case .keyForward(let forward) = content else {
             Issue.record("not a key forward: \(content)")
             return
