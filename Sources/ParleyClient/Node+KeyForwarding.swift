@@ -35,7 +35,9 @@ extension Node {
             try catchUpDecryption()
             var report = KeyExchangeReport()
             var outgoing: [OutgoingEvent] = []
-            var forwarded: [(recipient: String, positions: [ChainPosition])] = []
+            // What this pass forwards, by recipient: a request answered in the same pass as a new member's share must
+            // not forward the same keys twice.
+            var forwarded: [String: [ChainPosition]] = [:]
             let me = identity.signingKeyBase64
             let recipients = Dictionary(
                 state.keyRecipients.filter { $0.signingKey != me && $0.exchangeKey != nil }.map { ($0.signingKey, $0) }, uniquingKeysWith: { a, _ in a })
@@ -52,10 +54,10 @@ extension Node {
                 }
                 let own = try store.sealedEvents(roomID: roomID, sentBy: me).filter { $0.algorithm == .messageKey }
                 for device in recipients.values.sorted(by: { $0.signingKey < $1.signingKey }) {
-                    let positions = try readableLacking(own, by: device.signingKey, state: state, roomID: roomID)
+                    let positions = try readableLacking(own, by: device.signingKey, state: state, roomID: roomID, forwarded: forwarded)
                     guard !positions.isEmpty else { continue }
                     outgoing += try forwardEvents(positions, to: device, roomID: roomID, report: &report)
-                    forwarded.append((device.signingKey, positions))
+                    forwarded[device.signingKey, default: []] += positions
                 }
             }
 
@@ -69,10 +71,11 @@ extension Node {
                 }
                 let ownOnly = now - request.timestampMs < Node.keyRequestGraceMs
                 let asked = try store.sealedEvents(roomID: roomID, at: request.positions).filter { !ownOnly || $0.position.senderKey == me }
-                let positions = try readableLacking(asked.filter { $0.algorithm == .messageKey }, by: device.signingKey, state: state, roomID: roomID)
+                let positions = try readableLacking(
+                    asked.filter { $0.algorithm == .messageKey }, by: device.signingKey, state: state, roomID: roomID, forwarded: forwarded)
                 if !positions.isEmpty {
                     outgoing += try forwardEvents(positions, to: device, roomID: roomID, report: &report)
-                    forwarded.append((device.signingKey, positions))
+                    forwarded[device.signingKey, default: []] += positions
                 }
                 if !ownOnly { answered.append(request.row) }
             }
@@ -89,7 +92,7 @@ extension Node {
             }
 
             if !outgoing.isEmpty { _ = try signAndStore(roomID: roomID, outgoing) }
-            for entry in forwarded { try store.recordForwarded(roomID: roomID, recipient: entry.recipient, positions: entry.positions, atMs: now) }
+            for (recipient, positions) in forwarded { try store.recordForwarded(roomID: roomID, recipient: recipient, positions: positions, atMs: now) }
             try store.recordRequested(roomID: roomID, positions: wanted, atMs: now)
             try store.markKeyRequestsAnswered(rows: answered)
             // Publishing changed nothing a member device holds, so the state version the next pass compares with is
@@ -100,9 +103,11 @@ extension Node {
     }
 
     /// Of `events`, those device `recipient` may read under the room's history rule, whose epoch it does not hold,
-    /// and whose keys this device has not forwarded to it before.
-    func readableLacking(_ events: [SealedEventInfo], by recipient: String, state: RoomState, roomID: String) throws -> [ChainPosition] {
-        let done = try store.forwardedPositions(roomID: roomID, recipient: recipient)
+    /// and whose keys this device has not forwarded to it before (`forwarded`: in this pass, not recorded yet).
+    func readableLacking(
+        _ events: [SealedEventInfo], by recipient: String, state: RoomState, roomID: String, forwarded: [String: [ChainPosition]]
+    ) throws -> [ChainPosition] {
+        let done = try store.forwardedPositions(roomID: roomID, recipient: recipient).union(forwarded[recipient] ?? [])
         return events.filter { event in
             state.mayRead(event.order, device: recipient) && state.roomKeys[event.keyID]?.holders.contains(recipient) != true
                 && !done.contains(event.position)

@@ -93,7 +93,7 @@ struct Sync: AsyncParsableCommand {
                 if json {
                     results.append(summary(flushed, report))
                 } else {
-                    output("\(room.roomID): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")")
+                    output("\(room.roomID): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")\(keysNote(report.keys))")
                     for problem in report.problems { output("  problem: \(problem)") }
                     for warning in report.warnings { output("  warning: \(warning)") }
                     for ignored in report.ignored { output("  ignored: \(ignored)") }
@@ -229,9 +229,22 @@ struct Sync: AsyncParsableCommand {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 
+    /// "; forwarded 3 message key(s) to other devices, asked for 1": what the sync did with keys, when anything.
+    func keysNote(_ keys: KeyExchangeReport) -> String {
+        var parts: [String] = []
+        if keys.forwardedKeys > 0 { parts.append("forwarded \(keys.forwardedKeys) message key(s) to other devices") }
+        if keys.epochShares > 0 { parts.append("shared earlier keys in \(keys.epochShares) event(s)") }
+        if keys.requestedEvents > 0 { parts.append("asked for the keys of \(keys.requestedEvents) message(s) this device cannot open") }
+        return parts.isEmpty ? "" : "; " + parts.joined(separator: ", ")
+    }
+
     func summary(_ flushed: FlushReport, _ report: SyncReport) -> JSONValue {
         [
             "room_id": .string(report.roomID),
+            "keys": [
+                "forwarded": .integer(Int64(report.keys.forwardedKeys)), "epoch_shares": .integer(Int64(report.keys.epochShares)),
+                "requested": .integer(Int64(report.keys.requestedEvents)),
+            ],
             "written_files": .array(flushed.files.map(JSONValue.string)), "written_events": .integer(Int64(flushed.events)),
             "read_files": .integer(Int64(report.filesRead)), "new_events": .array(report.accepted.map(JSONValue.string)),
             "duplicates": .integer(Int64(report.duplicates)), "held_back": .integer(Int64(report.heldBack)),

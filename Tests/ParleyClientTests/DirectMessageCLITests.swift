@@ -39,6 +39,26 @@ import Testing
         }
     }
 
+    @Test func `a direct message sent before the sender's node saw the join becomes readable after a sync on each side`() throws {
+        let nodes = try TwoNodes()
+        let bucket = "file://\(nodes.directory.file("bucket"))"
+        let started = try nodes.alice.run(["dm", "bob", "--key", nodes.bobKey, "--bucket", bucket, "--json"])
+        try #require(started.status == 0, "\(started.stderr)")
+        let reply = try JSONParser().parse(Array(started.stdout.utf8))
+        let roomID = reply["room_id"]!.text
+        try #require(try nodes.bob.run(["room", "join", reply["invite_code"]!.text]).status == 0)
+        // Alice writes at once, before her node has read bob's join.
+        try #require(try nodes.alice.run(["send", roomID, "capybara at dawn", "--flush"]).status == 0)
+        #expect(try nodes.bob.run(["sync"]).status == 0)
+        #expect(try nodes.log(nodes.bob, roomID).contains { $0["undecryptable"]?.boolValue == true })
+        let aliceSync = try nodes.alice.run(["sync"])
+        #expect(aliceSync.status == 0 && aliceSync.stdout.contains("forwarded 1 message key(s) to other devices"), "\(aliceSync.stdout) \(aliceSync.stderr)")
+        #expect(try nodes.bob.run(["sync"]).status == 0)
+        let log = try nodes.log(nodes.bob, roomID)
+        #expect(log.contains { $0["body"]?.text == "capybara at dawn" }, "\(log)")
+        #expect(!log.contains { $0["undecryptable"]?.boolValue == true })
+    }
+
     @Test func `an encrypted room shares by export and import, and only members read it`() throws {
         let nodes = try TwoNodes()
         try #require(try nodes.alice.run(["room", "create", "hidden", "--encrypted"]).status == 0)
