@@ -87,6 +87,38 @@ import Testing
         #expect(try carol.node.store.event(eventID: after.event.eventID)?.status == .accepted)
     }
 
+    @Test("A device linked while a member was offline reads what that member sends before seeing the link, after their next sync")
+    func linkedWhileOffline() async throws {
+        let world = try BucketWorld(.folder)
+        let alice = world.client(try world.node("alice", clock: clock))
+        let bob = world.client(try world.node("bob", clock: clock))
+        _ = try await alice.createRoom("vault", bucket: world.url, encryption: .epochs(history: .joined))
+        try alice.node.invite("vault", userID: "bob", key: bob.node.identity.signingKeyBase64)
+        _ = try await alice.flush("vault")
+        _ = try await bob.join(InviteCode(parsing: try #require(try alice.inviteCode("vault")).text))
+        _ = try await alice.sync("vault")
+        // Bob goes offline; alice links her laptop meanwhile.
+        clock.advance(1_000)
+        let laptop = world.client(try world.node("alice", home: "alice-laptop", clock: clock))
+        let code = try alice.node.linkDevice(try LinkRequest(parsing: laptop.node.identity.linkRequest(nowMs: clock.ms).text))
+        _ = try await alice.flush("vault")
+        try laptop.node.acceptLink(try LinkCode(opening: code.text, identity: laptop.node.identity, nowMs: clock.ms))
+        #expect(try await laptop.joinLinkedRooms() == ["vault"])
+        // Bob writes before his node has read the link: sealed to alice's first device and his own.
+        clock.advance(1_000)
+        _ = try bob.node.send("vault", text: "written offline")
+        _ = try await bob.flush("vault")
+        clock.advance(1_000)
+        _ = try await laptop.sync("vault")
+        #expect(try undecryptable(laptop, "vault") == 1)
+        // Bob's next sync reads the link and forwards the key to the laptop.
+        let back = try await bob.sync("vault")
+        #expect(back.keys.forwardedKeys == 1)
+        clock.advance(1_000)
+        _ = try await laptop.sync("vault")
+        #expect(try timelineBodies(laptop, "vault") == ["written offline"])
+    }
+
     @Test("When the sender is gone, another member holding the key answers the request after a grace period")
     func anotherHolderAnswers() async throws {
         let world = try BucketWorld(.folder)
