@@ -75,7 +75,7 @@ public final class Node: Sendable {
             throw ClientError(.io, "\(error)")
         }
         // Homes made before the record existed get it at once, before their store can be lost.
-        if !FileManager.default.fileExists(atPath: home.bucketRoomsPath) { try? recordBucketRooms() }
+        if !FileManager.default.fileExists(atPath: home.bucketRoomsPath) { _ = try? recordBucketRooms() }
     }
 
     /// How far ahead of this device's clock another event's time may pull its next event's time.
