@@ -22,6 +22,9 @@ extension Node {
     public static let keyRequestGraceMs: Int64 = 30_000
     /// A request still unanswered after this long is sent again.
     public static let keyRequestRetryMs: Int64 = 3_600_000
+    /// Most message keys one pass forwards to one device: a few full events. The rest follow at later passes, so a
+    /// flood of new devices (anyone with the invite level can invite hundreds) costs each member bounded work.
+    public static let maxKeysForwardedPerDevicePerPass = 4 * ForwardSeal.maxKeysPerEvent
 
     /// Shares the keys other member devices may read and lack, answers their key requests, and asks for the keys of
     /// sealed events this device may read but cannot open (docs/PROTOCOL.md §14.10). Cheap when nothing changed.
@@ -39,11 +42,22 @@ extension Node {
             // not forward the same keys twice.
             var forwarded: [String: [ChainPosition]] = [:]
             let me = identity.signingKeyBase64
+            // Keys go to joined devices only, with the exchange key each joined with: a key an invite names may be
+            // named for another user too, with someone else's exchange key (§8.4.4).
             let recipients = Dictionary(
-                state.keyRecipients.filter { $0.signingKey != me && $0.exchangeKey != nil }.map { ($0.signingKey, $0) }, uniquingKeysWith: { a, _ in a })
+                state.joinedDevices.filter { $0.signingKey != me && $0.exchangeKey != nil }.map { ($0.signingKey, $0) }, uniquingKeysWith: { a, _ in a })
+            func forward(_ events: [SealedEventInfo], to device: DeviceBinding) throws {
+                let positions = try readableLacking(events, by: device.signingKey, state: state, roomID: roomID, forwarded: forwarded)
+                    .prefix(max(0, Node.maxKeysForwardedPerDevicePerPass - (forwarded[device.signingKey]?.count ?? 0)))
+                guard !positions.isEmpty else { return }
+                let (events, sent) = try forwardEvents(Array(positions), to: device, roomID: roomID, report: &report)
+                outgoing += events
+                forwarded[device.signingKey, default: []] += sent
+            }
 
-            // A device joined or was invited with its exchange key: give it what it may read of this device's own
-            // sealed events, or, where history is shared, every epoch this device holds.
+            // A device joined: where history is shared, give it every epoch this device holds; where it is `joined`,
+            // the keys of this device's own sealed events it may read. Again at the next pass when a pass was cut
+            // short by the per-device bound.
             if try store.keyExchangeVersion(roomID: roomID) != version {
                 if state.encryption?.history == .shared {
                     let held = try store.roomKeys(roomID: roomID)
@@ -51,13 +65,9 @@ extension Node {
                     let shares = try keyEvents(for: mine.compactMap { record in held[record.keyID].map { (record, $0) } }, recipients: Array(recipients.values), roomID: roomID)
                     report.epochShares += shares.count
                     outgoing += shares
-                }
-                let own = try store.sealedEvents(roomID: roomID, sentBy: me).filter { $0.algorithm == .messageKey }
-                for device in recipients.values.sorted(by: { $0.signingKey < $1.signingKey }) {
-                    let positions = try readableLacking(own, by: device.signingKey, state: state, roomID: roomID, forwarded: forwarded)
-                    guard !positions.isEmpty else { continue }
-                    outgoing += try forwardEvents(positions, to: device, roomID: roomID, report: &report)
-                    forwarded[device.signingKey, default: []] += positions
+                } else {
+                    let own = try store.sealedEvents(roomID: roomID, sentBy: me).filter { $0.algorithm == .messageKey }
+                    for device in recipients.values.sorted(by: { $0.signingKey < $1.signingKey }) { try forward(own, to: device) }
                 }
             }
 
@@ -69,14 +79,10 @@ extension Node {
                     answered.append(request.row)  // Not (or no longer) a member device: nothing is ever owed to it.
                     continue
                 }
-                let ownOnly = now - request.timestampMs < Node.keyRequestGraceMs
+                // A request dated ahead of this clock would otherwise wait out its grace for ever.
+                let ownOnly = request.timestampMs <= now + Node.maxClockLeadMs && now - request.timestampMs < Node.keyRequestGraceMs
                 let asked = try store.sealedEvents(roomID: roomID, at: request.positions).filter { !ownOnly || $0.position.senderKey == me }
-                let positions = try readableLacking(
-                    asked.filter { $0.algorithm == .messageKey }, by: device.signingKey, state: state, roomID: roomID, forwarded: forwarded)
-                if !positions.isEmpty {
-                    outgoing += try forwardEvents(positions, to: device, roomID: roomID, report: &report)
-                    forwarded[device.signingKey, default: []] += positions
-                }
+                try forward(asked.filter { $0.algorithm == .messageKey }, to: device)
                 if !ownOnly { answered.append(request.row) }
             }
 
@@ -95,9 +101,10 @@ extension Node {
             for (recipient, positions) in forwarded { try store.recordForwarded(roomID: roomID, recipient: recipient, positions: positions, atMs: now) }
             try store.recordRequested(roomID: roomID, positions: wanted, atMs: now)
             try store.markKeyRequestsAnswered(rows: answered)
-            // Publishing changed nothing a member device holds, so the state version the next pass compares with is
-            // the one after these events (key shares do change it).
-            if let after = try store.roomStateAndVersion(roomID: roomID)?.version { try store.setKeyExchangeVersion(after, roomID: roomID) }
+            // The version this pass started from: a state change that another process stored meanwhile, or this
+            // pass's own key shares, make the next pass look again. A pass cut short by the bound does too.
+            let cutShort = forwarded.values.contains { $0.count >= Node.maxKeysForwardedPerDevicePerPass }
+            try store.setKeyExchangeVersion(cutShort ? -1 : version, roomID: roomID)
             return report
         }
     }
@@ -114,16 +121,20 @@ extension Node {
         }.map(\.position)
     }
 
-    /// `m.room.key_forward` events giving `device` the keys of `positions` this node can give.
-    func forwardEvents(_ positions: [ChainPosition], to device: DeviceBinding, roomID: String, report: inout KeyExchangeReport) throws -> [OutgoingEvent] {
-        guard let exchange = device.exchangeKey.flatMap(Base64.decode) else { return [] }
+    /// `m.room.key_forward` events giving `device` the keys of `positions` this node can give, and the positions
+    /// whose keys they carry.
+    func forwardEvents(
+        _ positions: [ChainPosition], to device: DeviceBinding, roomID: String, report: inout KeyExchangeReport
+    ) throws -> (events: [OutgoingEvent], sent: [ChainPosition]) {
+        guard let exchange = device.exchangeKey.flatMap(Base64.decode) else { return ([], []) }
         let keys = try store.messageKeys(roomID: roomID, at: positions)
-        return try keys.chunks(of: ForwardSeal.maxKeysPerEvent).map { chunk in
+        let events = try keys.chunks(of: ForwardSeal.maxKeysPerEvent).map { chunk in
             let content = try ForwardSeal.seal(
                 Array(chunk), roomID: roomID, senderKey: identity.signingKeyBase64, recipientKey: device.signingKey, exchangeKey: exchange)
             report.forwards += 1
             report.forwardedKeys += chunk.count
             return OutgoingEvent(type: EventType.keyForward, content: content.jsonObject)
         }
+        return (events, keys.map(\.position))
     }
 }

@@ -296,8 +296,10 @@ extension EventStore {
         switch opener.openForward(event, forward) {
         case .success(let keys):
             for key in keys {
-                try db.cachedStatement(sql: "INSERT OR IGNORE INTO message_keys (room_id, sender_key, seq, key, added_ms) VALUES (?, ?, ?, ?, ?)")
-                    .execute(arguments: [event.roomID, key.position.senderKey, key.position.seq, Data(key.key.bytes), receivedMs])
+                // One candidate per forwarding device: a later forward from the same device replaces its earlier one.
+                try db.cachedStatement(sql: """
+                    INSERT OR REPLACE INTO message_keys (room_id, sender_key, seq, forwarder_key, key, added_ms) VALUES (?, ?, ?, ?, ?, ?)
+                    """).execute(arguments: [event.roomID, key.position.senderKey, key.position.seq, event.senderKey, Data(key.key.bytes), receivedMs])
             }
             try record.execute(arguments: [id, nil])
             return keys.count
@@ -346,10 +348,12 @@ extension EventStore {
             enum Outcome {
                 case skip
                 case wait(roomID: String, keyID: String)
+                /// Waits, and the keys forwarded for it go: none is the one its content names.
+                case waitDroppingKeys(roomID: String, keyID: String, position: ChainPosition)
                 case opened(roomID: String, type: String, content: [UInt8], target: String?, keyID: String)
                 case failed(Event, reason: String)
             }
-            var collected: [(event: Event?, sealed: EncryptedContent?, wire: [UInt8], accepted: Bool, messageKey: MessageKey?)] = []
+            var collected: [(event: Event?, sealed: EncryptedContent?, wire: [UInt8], accepted: Bool, messageKeys: [MessageKey])] = []
             collected.reserveCapacity(rows.count)
             let wireOf = try db.cachedStatement(sql: "SELECT wire FROM events WHERE id = ?")
             for row in rows {
@@ -357,13 +361,13 @@ extension EventStore {
                 if keysByRoom[roomID] == nil { keysByRoom[roomID] = try EventStore.roomKeys(db: db, roomID: roomID) }
                 let id: Int64 = row[0]
                 let accepted = (row[1] as Int) == EventStatus.accepted.rawValue && !(row[2] as Bool)
-                // A key forwarded for this one event; only looked up for events that waited (new ones rarely have one).
-                let messageKey = (row[4] as Bool)
-                    ? try EventStore.forwardedMessageKey(db: db, roomID: roomID, position: ChainPosition(senderKey: row[5], seq: row[6])) : nil
+                // Keys forwarded for this one event; only looked up for events that waited (new ones rarely have any).
+                let messageKeys = (row[4] as Bool)
+                    ? try EventStore.forwardedMessageKeys(db: db, roomID: roomID, position: ChainPosition(senderKey: row[5], seq: row[6])) : []
                 if let known = stored[id] {
-                    collected.append((known.event, known.content, [], accepted, messageKey))
+                    collected.append((known.event, known.content, [], accepted, messageKeys))
                 } else {
-                    collected.append((nil, nil, try Data.fetchOne(wireOf, arguments: [id])?.bytes ?? [], accepted, messageKey))
+                    collected.append((nil, nil, try Data.fetchOne(wireOf, arguments: [id])?.bytes ?? [], accepted, messageKeys))
                 }
             }
             let keys = keysByRoom
@@ -382,10 +386,15 @@ extension EventStore {
                         let sealed = inputs[index].sealed
                             ?? { if case .encrypted(let parsed) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID) { parsed } else { nil } }()
                     else { continue }
-                    // Not accepted (yet: it may be judged again) or no key: it waits.
-                    let key = keys[event.roomID]?[sealed.keyID].map(SealingKey.room) ?? inputs[index].messageKey.map(SealingKey.message)
+                    // Not accepted (yet: it may be judged again) or no key: it waits. Of the keys forwarded for it, only
+                    // the one its message_key_id names is tried; the others were garbage, and are dropped.
+                    let forwarded = inputs[index].messageKeys
+                    let key = keys[event.roomID]?[sealed.keyID].map(SealingKey.room)
+                        ?? forwarded.first { $0.id == sealed.messageKeyID }.map(SealingKey.message)
                     guard inputs[index].accepted, let key else {
-                        outcomes.buffer[index] = .wait(roomID: event.roomID, keyID: sealed.keyID)
+                        outcomes.buffer[index] = inputs[index].accepted && !forwarded.isEmpty
+                            ? .waitDroppingKeys(roomID: event.roomID, keyID: sealed.keyID, position: ChainPosition(event))
+                            : .wait(roomID: event.roomID, keyID: sealed.keyID)
                         continue
                     }
                     switch EventStore.openSealed(sealed, of: event, key: key) {
@@ -409,6 +418,10 @@ extension EventStore {
                     try stopWaiting()
                 case .wait(let roomID, let keyID):
                     try db.cachedStatement(sql: "INSERT OR IGNORE INTO sealed_waiting (event_row, room_id, key_id) VALUES (?, ?, ?)").execute(arguments: [id, roomID, keyID])
+                case .waitDroppingKeys(let roomID, let keyID, let position):
+                    try db.cachedStatement(sql: "INSERT OR IGNORE INTO sealed_waiting (event_row, room_id, key_id) VALUES (?, ?, ?)").execute(arguments: [id, roomID, keyID])
+                    try db.cachedStatement(sql: "DELETE FROM message_keys WHERE room_id = ? AND sender_key = ? AND seq = ?")
+                        .execute(arguments: [roomID, position.senderKey, position.seq])
                 case .opened(let roomID, let type, let content, let target, let keyID):
                     seals[keyID, default: (roomID, 0)].count += 1
                     try stopWaiting()

@@ -29,9 +29,10 @@ extension EventStore {
                     room_id TEXT NOT NULL,
                     sender_key TEXT NOT NULL,
                     seq INTEGER NOT NULL,
+                    forwarder_key TEXT NOT NULL,
                     key BLOB NOT NULL,
                     added_ms INTEGER NOT NULL,
-                    PRIMARY KEY (room_id, sender_key, seq)
+                    PRIMARY KEY (room_id, sender_key, seq, forwarder_key)
                 );
                 CREATE TABLE keys_forwarded (
                     room_id TEXT NOT NULL,
@@ -90,7 +91,8 @@ extension EventStore {
     }
 
     /// The message keys of the sealed events at `positions` that this node can give: derived from an epoch key it
-    /// holds (v2 content only), or forwarded to it.
+    /// holds (v2 content only), or forwarded to it and named by the event's `message_key_id` (never a key merely
+    /// forwarded, which might be anyone's garbage).
     public func messageKeys(roomID: String, at positions: [ChainPosition]) throws -> [ForwardedKey] {
         try pool.read { db in
             let roomKeys = try EventStore.roomKeys(db: db, roomID: roomID)
@@ -107,16 +109,19 @@ extension EventStore {
                 if let key = roomKeys[sealed.keyID] {
                     return ForwardedKey(position: position, key: MessageKey(roomKey: key, associatedData: RoomCipher.associatedData(of: event)))
                 }
-                return try EventStore.forwardedMessageKey(db: db, roomID: roomID, position: position).map { ForwardedKey(position: position, key: $0) }
+                return try EventStore.forwardedMessageKeys(db: db, roomID: roomID, position: position).first { $0.id == sealed.messageKeyID }
+                    .map { ForwardedKey(position: position, key: $0) }
             }
         }
     }
 
-    static func forwardedMessageKey(db: Database, roomID: String, position: ChainPosition) throws -> MessageKey? {
-        try Data.fetchOne(
-            db.cachedStatement(sql: "SELECT key FROM message_keys WHERE room_id = ? AND sender_key = ? AND seq = ?"),
+    /// The keys forwarded to this node for the sealed event at `position`, one per device that forwarded one: as many
+    /// candidates as forwarders, since any member may forward garbage and only the event's `message_key_id` tells.
+    static func forwardedMessageKeys(db: Database, roomID: String, position: ChainPosition) throws -> [MessageKey] {
+        try Data.fetchAll(
+            db.cachedStatement(sql: "SELECT key FROM message_keys WHERE room_id = ? AND sender_key = ? AND seq = ? ORDER BY forwarder_key"),
             arguments: [roomID, position.senderKey, position.seq]
-        ).flatMap { try? MessageKey(bytes: $0.bytes) }
+        ).compactMap { try? MessageKey(bytes: $0.bytes) }
     }
 
     /// Which sealed events this node has forwarded the keys of to device `recipient`.

@@ -55,6 +55,42 @@ import Testing
         #expect(try undecryptable(carol, "dm-1") == 0)
     }
 
+    @Test("A key forwarded by a member that is not the message's key neither opens it nor stops the true one from opening it")
+    func garbageForwardIsHarmless() async throws {
+        let world = try BucketWorld(.folder)
+        let (alice, carol, code) = try await aliceInvitesCarol(world, room: "team")
+        let mallory = world.client(try world.node("mallory", clock: clock))
+        try alice.node.invite("team", userID: "mallory", key: mallory.node.identity.signingKeyBase64)
+        _ = try await alice.flush("team")
+        _ = try await mallory.join(try #require(try alice.inviteCode("team")))
+        _ = try await alice.sync("team")
+        clock.advance(1_000)
+        _ = try await carol.join(code)
+        clock.advance(1_000)
+        let message = try alice.node.send("team", text: "the real text")
+        _ = try await alice.flush("team")
+        // Mallory has read carol's join and forwards her a random key for alice's message, before alice can.
+        _ = try await mallory.sync("team")
+        let carolBinding = try #require(try mallory.node.roomState("team").members["carol"]?.devices.values.first)
+        var generator = SystemRandomNumberGenerator()
+        let garbage = try MessageKey(bytes: (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let forward = try ForwardSeal.seal(
+            [ForwardedKey(position: ChainPosition(message.event), key: garbage)], roomID: "team", senderKey: mallory.node.identity.signingKeyBase64,
+            recipientKey: carolBinding.signingKey, exchangeKey: try #require(carolBinding.exchangeKey.flatMap(Base64.decode)))
+        _ = try mallory.node.publish(roomID: "team", type: EventType.keyForward, content: forward.jsonObject)
+        _ = try await mallory.flush("team")
+        clock.advance(1_000)
+        _ = try await carol.sync("team")
+        #expect(try undecryptable(carol, "team") == 1)
+        #expect(try carol.node.store.messageKeys(roomID: "team", at: [ChainPosition(message.event)]).isEmpty)
+        // Alice's forward still opens it.
+        clock.advance(1_000)
+        _ = try await alice.sync("team")
+        clock.advance(1_000)
+        _ = try await carol.sync("team")
+        #expect(try timelineBodies(carol, "team") == ["the real text"])
+    }
+
     @Test("A member never receives the key of a message sent before their invite, even when they ask for it")
     func historyBeforeTheInviteStaysHidden() async throws {
         let world = try BucketWorld(.folder)

@@ -152,11 +152,14 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         let key = try RoomKey(bytes: vector.hex("key"))
         let messageKey = MessageKey(roomKey: key, associatedData: vector.hex("associated_data"))
         #expect(Hex.encode(messageKey.bytes) == vector.text("message_key"))
+        #expect(messageKey.id == vector.text("message_key_id"))
         let sealed = try parseEncrypted(vector.object("encrypted_content"))
         let opened = try RoomCipher.open(sealed, messageKey: messageKey, associatedData: vector.hex("associated_data"))
         #expect(opened.type == vector.text("type"))
         let elsewhere = MessageKey(roomKey: key, associatedData: vector.hex("associated_data") + [0x20])
-        #expect(encryptionCode { _ = try RoomCipher.open(sealed, messageKey: elsewhere, associatedData: vector.hex("associated_data")) } == "decrypt_failed")
+        // Any other key is refused by the content's message_key_id before it is tried: a forwarded key opens the content
+        // only if it is the key every holder of the epoch derives.
+        #expect(encryptionCode { _ = try RoomCipher.open(sealed, messageKey: elsewhere, associatedData: vector.hex("associated_data")) } == "key_mismatch")
     }
 
     @Test func `v1 content does not open with a message key: only its epoch key opens it`() throws {
@@ -229,11 +232,12 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         let opened = try RoomCipher.open(sealed, key: key, associatedData: ad)
         #expect(opened.type == EventType.message && opened.content == content)
         #expect(encryptionCode { _ = try RoomCipher.open(sealed, key: other, associatedData: ad) } == "key_mismatch")
-        #expect(encryptionCode { _ = try RoomCipher.open(sealed, key: key, associatedData: ad + [0]) } == "decrypt_failed")
+        // Another envelope derives another message key, which the content's message_key_id does not name.
+        #expect(encryptionCode { _ = try RoomCipher.open(sealed, key: key, associatedData: ad + [0]) } == "key_mismatch")
         // Built by hand rather than parsed: the same bytes split at another place are refused, not re-split.
-        let shifted = EncryptedContent(algorithm: sealed.algorithm, keyID: sealed.keyID, nonce: sealed.nonce + [sealed.ciphertext[0]], ciphertext: Array(sealed.ciphertext.dropFirst()))
+        let shifted = EncryptedContent(algorithm: sealed.algorithm, keyID: sealed.keyID, messageKeyID: sealed.messageKeyID, nonce: sealed.nonce + [sealed.ciphertext[0]], ciphertext: Array(sealed.ciphertext.dropFirst()))
         #expect(encryptionCode { _ = try RoomCipher.open(shifted, key: key, associatedData: ad) } == "malformed")
-        let tagless = EncryptedContent(algorithm: sealed.algorithm, keyID: sealed.keyID, nonce: sealed.nonce, ciphertext: Array(sealed.ciphertext.prefix(15)))
+        let tagless = EncryptedContent(algorithm: sealed.algorithm, keyID: sealed.keyID, messageKeyID: sealed.messageKeyID, nonce: sealed.nonce, ciphertext: Array(sealed.ciphertext.prefix(15)))
         #expect(encryptionCode { _ = try RoomCipher.open(tagless, key: key, associatedData: ad) } == "malformed")
     }
 
@@ -452,7 +456,11 @@ private func randomBytes(_ count: Int) -> [UInt8] {
                 ("key_id of 31 bytes", Self.changed(valid, "key_id", .string(String(valid["key_id"]!.text.dropLast(2))))),
                 ("key_id a number", Self.changed(valid, "key_id", 1)),
                 ("an unknown field", Self.changed(valid, "extra", 1)),
+                ("v2 without message_key_id", Self.changed(valid, "message_key_id", nil)),
+                ("message_key_id not hex", Self.changed(valid, "message_key_id", .string(String(repeating: "zz", count: 32)))),
+                ("v1 with a message_key_id", Self.changed(valid, "algorithm", .string(RoomCipher.Algorithm.epochKey.rawValue))),
             ]
+            #expect(valid["algorithm"]?.stringValue == RoomCipher.Algorithm.messageKey.rawValue)
             for (name, object) in broken {
                 #expect(throws: ContentError.self, "\(name)") {
                     try EventContent.parse(type: EventType.encrypted, content: object, roomID: vectorRoom)

@@ -51,25 +51,35 @@ public struct EncryptionSettings: Sendable, Equatable {
 public struct EncryptedContent: Sendable, Equatable {
     public var algorithm: RoomCipher.Algorithm
     public var keyID: String
+    /// For `parley.aes256gcm.v2`: the ``MessageKey/id`` of the key the content is sealed with; `nil` for v1.
+    public var messageKeyID: String?
     public var nonce: [UInt8]
     /// Ciphertext followed by the 16-byte tag.
     public var ciphertext: [UInt8]
 
-    public init(algorithm: RoomCipher.Algorithm, keyID: String, nonce: [UInt8], ciphertext: [UInt8]) {
+    public init(algorithm: RoomCipher.Algorithm, keyID: String, messageKeyID: String? = nil, nonce: [UInt8], ciphertext: [UInt8]) {
         self.algorithm = algorithm
         self.keyID = keyID
+        self.messageKeyID = messageKeyID
         self.nonce = nonce
         self.ciphertext = ciphertext
     }
 
-    public var jsonObject: JSONObject { Self.jsonObject(algorithm: algorithm, keyID: keyID, nonce: nonce, ciphertext: ciphertext) }
+    public var jsonObject: JSONObject {
+        Self.jsonObject(algorithm: algorithm, keyID: keyID, messageKeyID: messageKeyID, nonce: nonce, ciphertext: ciphertext)
+    }
 
-    static func jsonObject(algorithm: RoomCipher.Algorithm, keyID: String, nonce: [UInt8], ciphertext: some Collection<UInt8>) -> JSONObject {
+    static func jsonObject(
+        algorithm: RoomCipher.Algorithm, keyID: String, messageKeyID: String?, nonce: [UInt8], ciphertext: some Collection<UInt8>
+    ) -> JSONObject {
         // Listed in canonical key order, so nothing is searched or moved: this is built once per sealed message.
-        JSONObject(sortedUniqueMembers: [
+        var members: [JSONObject.Member] = [
             .init(key: "algorithm", value: .string(algorithm.rawValue)), .init(key: "ciphertext", value: .string(Base64.encode(ciphertext))),
-            .init(key: "key_id", value: .string(keyID)), .init(key: "nonce", value: .string(Base64.encode(nonce))),
-        ])
+            .init(key: "key_id", value: .string(keyID)),
+        ]
+        if let messageKeyID { members.append(.init(key: "message_key_id", value: .string(messageKeyID))) }
+        members.append(.init(key: "nonce", value: .string(Base64.encode(nonce))))
+        return JSONObject(sortedUniqueMembers: members)
     }
 }
 
@@ -193,12 +203,14 @@ extension EventContent {
     static func parseEncrypted(_ reader: inout ContentReader) throws(ContentError) -> EncryptedContent {
         let algorithm = try reader.enumeration("algorithm", RoomCipher.Algorithm.self)
         let keyID = try reader.keyID("key_id")
+        // v2 content names its message key (the commitment a forwarded key is checked against); v1 content has none.
+        let messageKeyID = algorithm == .messageKey ? try reader.keyID("message_key_id") : nil
         let nonce = try reader.base64("nonce", byteCount: RoomCipher.nonceByteCount)
         let ciphertext = try reader.base64("ciphertext", byteCount: nil)
         guard ciphertext.count >= RoomCipher.tagByteCount else {
             throw ContentError("m.room.encrypted: ciphertext is shorter than the \(RoomCipher.tagByteCount)-byte tag")
         }
-        return EncryptedContent(algorithm: algorithm, keyID: keyID, nonce: nonce, ciphertext: ciphertext)
+        return EncryptedContent(algorithm: algorithm, keyID: keyID, messageKeyID: messageKeyID, nonce: nonce, ciphertext: ciphertext)
     }
 
     static func parseRoomKey(_ reader: inout ContentReader) throws(ContentError) -> RoomKeyContent {

@@ -44,6 +44,13 @@ public struct MessageKey: Sendable, Equatable {
         aeadKey = SymmetricKey(data: bytes)
     }
 
+    /// Lowercase hex HMAC-SHA256(key, "parley.message-key.id.v2"), which v2 content carries as `message_key_id`: it
+    /// commits the content to this key (AES-GCM alone does not), so a key forwarded by anyone opens the content only
+    /// if it is the one every holder of the epoch derives, and to the same plaintext.
+    public var id: String {
+        Hex.encode(HMAC<SHA256>.authenticationCode(for: Array("parley.message-key.id.v2".utf8), using: aeadKey))
+    }
+
     /// HKDF-SHA256 of the room key (empty salt) with info `parley.message-key.v2` LF followed by the associated data.
     public init(roomKey: RoomKey, associatedData: [UInt8]) {
         let derived = HKDF<SHA256>.expand(

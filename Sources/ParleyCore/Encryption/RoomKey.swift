@@ -142,10 +142,11 @@ public enum RoomCipher {
     ) -> JSONObject {
         precondition(maySeal(type), "\(type) is never sealed")
         let plaintext = paddedPlaintext(type: type, content: content)
-        let aeadKey = algorithm == .epochKey ? key.aeadKey : MessageKey(roomKey: key, associatedData: associatedData).aeadKey
-        let box = try! AES.GCM.seal(plaintext, using: aeadKey, nonce: AES.GCM.Nonce(data: nonce), authenticating: associatedData)
+        let messageKey = algorithm == .messageKey ? MessageKey(roomKey: key, associatedData: associatedData) : nil
+        let box = try! AES.GCM.seal(plaintext, using: messageKey?.aeadKey ?? key.aeadKey, nonce: AES.GCM.Nonce(data: nonce), authenticating: associatedData)
         // `combined` (present for 12-byte nonces) is nonce, ciphertext and tag in one buffer, encoded from where it is.
-        return EncryptedContent.jsonObject(algorithm: algorithm, keyID: key.keyID, nonce: nonce, ciphertext: box.combined!.dropFirst(nonceByteCount))
+        return EncryptedContent.jsonObject(
+            algorithm: algorithm, keyID: key.keyID, messageKeyID: messageKey?.id, nonce: nonce, ciphertext: box.combined!.dropFirst(nonceByteCount))
     }
 
     /// Plaintexts are padded to a multiple of this many bytes, so a sealed event tells its size only to this grain.
@@ -177,8 +178,8 @@ public enum RoomCipher {
         _ sealed: EncryptedContent, key: RoomKey, associatedData: [UInt8]
     ) throws(EncryptionError) -> (type: String, content: JSONObject) {
         guard sealed.keyID == key.keyID else { throw EncryptionError(.keyMismatch, "the content names key \(sealed.keyID.prefix(16))…, not this key") }
-        let aeadKey = sealed.algorithm == .epochKey ? key.aeadKey : MessageKey(roomKey: key, associatedData: associatedData).aeadKey
-        return try open(sealed, aeadKey: aeadKey, associatedData: associatedData)
+        guard sealed.algorithm == .messageKey else { return try open(sealed, aeadKey: key.aeadKey, associatedData: associatedData) }
+        return try open(sealed, messageKey: MessageKey(roomKey: key, associatedData: associatedData), associatedData: associatedData)
     }
 
     /// Opens `parley.aes256gcm.v2` content with the key of this one message (forwarded, §14.10).
@@ -187,6 +188,9 @@ public enum RoomCipher {
     ) throws(EncryptionError) -> (type: String, content: JSONObject) {
         guard sealed.algorithm == .messageKey else {
             throw EncryptionError(.keyMismatch, "content sealed with \(sealed.algorithm.rawValue) opens only with its epoch's key")
+        }
+        guard sealed.messageKeyID == messageKey.id else {
+            throw EncryptionError(.keyMismatch, "the content names message key \((sealed.messageKeyID ?? "").prefix(16))…, not this one")
         }
         return try open(sealed, aeadKey: messageKey.aeadKey, associatedData: associatedData)
     }

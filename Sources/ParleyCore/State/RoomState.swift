@@ -100,9 +100,10 @@ public struct RoomState: Sendable, Equatable {
     /// The newest accepted event that took devices out of the room (a leave, kick or ban): an epoch introduced
     /// before it may be known to a device that is gone.
     public private(set) var lastDeviceRemoval: EventOrder?
-    /// For each device a member has (joined or invited), by signing key, the member event that made it one: what it
-    /// may read of sealed history starts there when history is `joined` (docs/PROTOCOL.md §14.10).
-    public private(set) var deviceSince: [String: EventOrder] = [:]
+    /// For each member's devices (joined or invited), by user and signing key, the member event that made it one of
+    /// theirs: what it may read of sealed history starts there when history is `joined` (docs/PROTOCOL.md §14.10).
+    /// By user as well as key: an invite may name a key another user was invited with (§8.4.4).
+    public private(set) var deviceSince: [String: [String: EventOrder]] = [:]
 
     public init(roomID: String, pinnedCreateHash: String? = nil) {
         self.roomID = roomID
@@ -275,17 +276,25 @@ public struct RoomState: Sendable, Equatable {
         }
     }
 
-    /// Every device a room key should reach now: joined devices, and invited devices whose exchange key is known.
+    /// Every device a room key should reach now: joined devices, and invited devices whose exchange key is known,
+    /// each once. A joined device is sealed to with the exchange key it joined with; a key invited for several users
+    /// and joined by none gets nothing until it joins, since nobody can tell which exchange key is its own (§8.4.4).
     public var keyRecipients: [DeviceBinding] {
-        members.values.sorted { $0.userID < $1.userID }.flatMap { member -> [DeviceBinding] in
+        var joined: [String: DeviceBinding] = [:]
+        var invited: [String: [DeviceBinding]] = [:]
+        for member in members.values {
             switch member.membership {
             case .join:
-                member.devices.values.sorted { $0.signingKey < $1.signingKey }
-                    + member.invitedDevices.values.filter { $0.exchangeKey != nil }.sorted { $0.signingKey < $1.signingKey }
-            case .invite: member.invitedDevices.values.filter { $0.exchangeKey != nil }.sorted { $0.signingKey < $1.signingKey }
-            case .leave, .ban: []
+                for device in member.devices.values { joined[device.signingKey] = device }
+                for device in member.invitedDevices.values where device.exchangeKey != nil { invited[device.signingKey, default: []].append(device) }
+            case .invite:
+                for device in member.invitedDevices.values where device.exchangeKey != nil { invited[device.signingKey, default: []].append(device) }
+            case .leave, .ban:
+                break
             }
         }
+        for (key, bindings) in invited where joined[key] == nil && keyOwners[key] == nil && bindings.count == 1 { joined[key] = bindings[0] }
+        return joined.values.sorted { $0.signingKey < $1.signingKey }
     }
 
     /// Why the sender of `event` may not send anything, or `nil`.
@@ -421,17 +430,27 @@ public struct RoomState: Sendable, Equatable {
         }
         members[target] = record
         let devicesAfter = Set(record.devices.keys).union(record.invitedDevices.keys)
-        for key in devicesBefore.subtracting(devicesAfter) { deviceSince[key] = nil }
-        for key in devicesAfter where deviceSince[key] == nil { deviceSince[key] = EventOrder(event) }
+        var since = deviceSince[target] ?? [:]
+        for key in devicesBefore.subtracting(devicesAfter) { since[key] = nil }
+        for key in devicesAfter where since[key] == nil { since[key] = EventOrder(event) }
+        deviceSince[target] = since.isEmpty ? nil : since
         return .accepted
     }
 
-    /// Whether the device `signingKey` may read sealed event `event` under the room's history rule: every sealed event
-    /// with `history: shared`; with `joined`, those after the member event that made it a device of the room.
-    /// `false` for a device that is not a member's.
+    /// Whether the joined device `signingKey` may read sealed event `event` under the room's history rule: every
+    /// sealed event with `history: shared`; with `joined`, those after the member event that made it a device of the
+    /// user who joined with it. `false` for a device that is not joined.
     public func mayRead(_ event: EventOrder, device signingKey: String) -> Bool {
-        guard let since = deviceSince[signingKey] else { return false }
+        guard let owner = keyOwners[signingKey], isJoinedDevice(user: owner, key: signingKey), let since = deviceSince[owner]?[signingKey] else {
+            return false
+        }
         return encryption?.history == .shared || since < event
+    }
+
+    /// Every joined device of the room, with the exchange key it joined with: the only devices keys are forwarded to
+    /// (§14.10). A joined key belongs to one user (§8.4.4), so each appears once.
+    public var joinedDevices: [DeviceBinding] {
+        joinedMembers.flatMap { $0.devices.values.sorted { $0.signingKey < $1.signingKey } }
     }
 
     func keyOwnerProblem(_ devices: [DeviceBinding], user: String) -> String? {

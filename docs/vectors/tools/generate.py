@@ -663,6 +663,11 @@ def message_key(key, aad):
     return hkdf_sha256(key, b"", b"parley.message-key.v2\n" + aad, 32)
 
 
+def message_key_id(mk):
+    """The commitment v2 content carries to its message key."""
+    return hmac_sha256(mk, b"parley.message-key.id.v2").hex()
+
+
 def content_aead_key(key, aad, algorithm):
     return message_key(key, aad) if algorithm == "parley.aes256gcm.v2" else room_aead_key(key)
 
@@ -684,7 +689,10 @@ def seal_content(key, nonce, aad, plaintext, algorithm="parley.aes256gcm.v1"):
     """The content of an m.room.encrypted event: AES-256-GCM under the epoch's AEAD key (v1) or the message key (v2),
     tag appended."""
     ciphertext = AESGCM(content_aead_key(key, aad, algorithm)).encrypt(nonce, plaintext, aad)
-    return {"algorithm": algorithm, "ciphertext": b64(ciphertext), "key_id": room_key_id(key), "nonce": b64(nonce)}
+    content = {"algorithm": algorithm, "ciphertext": b64(ciphertext), "key_id": room_key_id(key), "nonce": b64(nonce)}
+    if algorithm == "parley.aes256gcm.v2":
+        content["message_key_id"] = message_key_id(message_key(key, aad))
+    return content
 
 
 # HPKE (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM, from §4 (KEM), §5.1 (key
@@ -773,6 +781,8 @@ def padded_plaintext(content, type_):
 def reference_open(key, aad, content):
     """What opening sealed content gives under the rules, as an error code (None: it opens); checks the verdicts."""
     if content["key_id"] != room_key_id(key):
+        return "key_mismatch"
+    if content["algorithm"] == "parley.aes256gcm.v2" and content["message_key_id"] != message_key_id(message_key(key, aad)):
         return "key_mismatch"
     try:
         plaintext = AESGCM(content_aead_key(key, aad, content["algorithm"])).decrypt(
@@ -889,6 +899,7 @@ def encryption_vectors():
                     "encrypted_content": canonical(seal_content(key, nonce, aad, plaintext, algorithm)).decode("utf-8")}
             if algorithm == "parley.aes256gcm.v2":
                 case["message_key"] = message_key(key, aad).hex()
+                case["message_key_id"] = message_key_id(message_key(key, aad))
             sealed.append(case)
 
     # (d, content) Sealed content that must not open, with the error code.
@@ -928,10 +939,18 @@ def encryption_vectors():
     bad("opened with another key than the one named", other_key, base_aad, good, "key_mismatch")
     good_v2 = seal_content(epoch_key, base_nonce, base_aad, base_plain, "parley.aes256gcm.v2")
     bad("v2 content opens (control case)", epoch_key, base_aad, good_v2, None)
-    bad("v2 content moved to another event: its message key differs", epoch_key, associated_data(without_parent),
-        good_v2, "decrypt_failed")
-    bad("v2 content relabelled v1", epoch_key, base_aad, dict(good_v2, algorithm="parley.aes256gcm.v1"), "decrypt_failed")
-    bad("v1 content relabelled v2", epoch_key, base_aad, dict(good, algorithm="parley.aes256gcm.v2"), "decrypt_failed")
+    bad("v2 content moved to another event: its message key is not the one it names", epoch_key,
+        associated_data(without_parent), good_v2, "key_mismatch")
+    bad("v2 content moved to another event, naming that event's message key", epoch_key, associated_data(without_parent),
+        dict(good_v2, message_key_id=message_key_id(message_key(epoch_key, associated_data(without_parent)))),
+        "decrypt_failed")
+    bad("v2 content naming another message key", epoch_key, base_aad,
+        dict(good_v2, message_key_id=message_key_id(message_key(other_key, base_aad))), "key_mismatch")
+    bad("v2 content relabelled v1", epoch_key, base_aad,
+        {k: v for k, v in dict(good_v2, algorithm="parley.aes256gcm.v1").items() if k != "message_key_id"}, "decrypt_failed")
+    bad("v1 content relabelled v2", epoch_key, base_aad,
+        dict(good, algorithm="parley.aes256gcm.v2", message_key_id=message_key_id(message_key(epoch_key, base_aad))),
+        "decrypt_failed")
     bad("key_id changed to name the key it is opened with", other_key, base_aad, dict(good, key_id=room_key_id(other_key)),
         "decrypt_failed")
     bad("a plaintext without padding opens (padding is optional to readers)", epoch_key, base_aad,
@@ -1044,7 +1063,9 @@ def encryption_vectors():
                      "sender_key": bob.key, "recipient_key": carol.key, "recipient_private_key": exchange_private("carol").hex(),
                      "ephemeral_private_key": sk_e.hex(), "info": forward_info.hex(), "plaintext": forward_plain.hex(),
                      "keys": [{"sender_key": env["sender_key"], "seq": env["seq"], "associated_data": associated_data(env).hex(),
-                               "message_key": message_key(epoch_key, associated_data(env)).hex()} for env, _ in forwarded],
+                               "message_key": message_key(epoch_key, associated_data(env)).hex(),
+                               "message_key_id": message_key_id(message_key(epoch_key, associated_data(env)))}
+                              for env, _ in forwarded],
                      "content": canonical({"algorithm": "parley.hpke.v1", "enc": b64(forward["enc"]), "recipient": carol.key,
                                            "sealed": b64(forward["sealed"])}).decode("utf-8")}]
 
@@ -1063,7 +1084,8 @@ def encryption_vectors():
                            "(DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM) with a fixed ephemeral key, and "
                            "cases that must not open with the error code expected (null: it opens); v2 content is "
                            "sealed under a message key = HKDF-SHA256(key, salt empty, info \"parley.message-key.v2\\n\" "
-                           "+ associated data), and key forwards seal message keys with the same HPKE suite. Bytes are hex "
+                           "+ associated data) and names it by message_key_id = HMAC-SHA256(message key, "
+                           "\"parley.message-key.id.v2\"), and key forwards seal message keys with the same HPKE suite. Bytes are hex "
                            "except where the wire form is base64 (enc, sealed, keys named as in events).",
             "room_keys": room_keys, "pre_shared_keys": pre_shared, "sealed_contents": sealed,
             "invalid_contents": invalid_content, "key_seals": key_seals, "room_key_content": room_key_content,
