@@ -325,11 +325,11 @@ struct IngestBatch {
         let status = judged.map { RoomAuthorizer.status(of: $0.verdict) }
         let rowID: Int64
         do {
-            rowID = try insert(event, status: status, content: judged?.content, collision: 0)
+            rowID = try insert(event, status: status, content: judged?.content, scope: judged?.scope, collision: 0)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
             // Only the event id can collide here: hash and (room, key, seq) were checked by the chain rules. Another
             // device's event already carries this id: keep both (§6.5), and judge again what refers to the id.
-            rowID = try storeColliding(event, status: status, content: judged?.content, authorizer: &authorizer)
+            rowID = try storeColliding(event, status: status, content: judged?.content, scope: judged?.scope, authorizer: &authorizer)
         }
         judgedOrder.append((event.event.eventID, event.hash))
         storedEvents.append((rowID, event))
@@ -357,13 +357,13 @@ struct IngestBatch {
     /// that refers to the id judged again once the batch finishes: a new candidate can make a relation that was
     /// refused acceptable, and change which events a redaction hides (§8.5).
     mutating func storeColliding(
-        _ event: VerifiedEvent, status: (EventStatus, String?)?, content: EventContent?, authorizer: inout RoomAuthorizer
+        _ event: VerifiedEvent, status: (EventStatus, String?)?, content: EventContent?, scope: RedactionScope?, authorizer: inout RoomAuthorizer
     ) throws -> Int64 {
         let envelope = event.event
         let earlier = try Row.fetchOne(
             db.cachedStatement(sql: "SELECT MAX(id_collision), MIN(wire) FROM events WHERE event_id = ?"), arguments: [envelope.eventID])
         let next = (earlier?[0] as Int64? ?? 0) + 1
-        let rowID = try insert(event, status: status, content: content, collision: next)
+        let rowID = try insert(event, status: status, content: content, scope: scope, collision: next)
         if let wire = earlier?[1] as Data? {
             let collision = EventIDCollision(try Event.parse(wire.bytes), envelope)
             try db.cachedStatement(sql: """
@@ -396,14 +396,19 @@ struct IngestBatch {
 
     /// - Parameter content: the content already parsed when the event was judged, if it was.
     /// - Returns: the new row's id.
-    /// - Parameter collision: 0, or the number that tells this event from earlier ones carrying the same event id.
-    func insert(_ event: VerifiedEvent, status: (EventStatus, String?)?, content parsed: EventContent?, collision: Int64) throws -> Int64 {
+    /// - Parameters:
+    ///   - scope: for an accepted redaction, what it hides (kept as its `relation_key`).
+    ///   - collision: 0, or the number that tells this event from earlier ones carrying the same event id.
+    func insert(
+        _ event: VerifiedEvent, status: (EventStatus, String?)?, content parsed: EventContent?, scope: RedactionScope?, collision: Int64
+    ) throws -> Int64 {
         let envelope = event.event
         var target: String?
         var relationKey: String?
         if let content = envelope.content, envelope.type != EventType.message {
             switch parsed ?? (try? EventContent.parse(type: envelope.type, content: content, roomID: envelope.roomID)) {
-            case .edit(let id, _)?, .redaction(let id, _)?: target = id
+            case .edit(let id, _)?: target = id
+            case .redaction(let id, _)?: target = id; relationKey = scope?.text
             case .reaction(let id, let key)?: target = id; relationKey = key
             case .receipt(let kind, let id)?: target = id; relationKey = kind.rawValue
             default: break

@@ -118,6 +118,8 @@ struct RoomAuthorizer {
         /// The state after the event, for a type that can change it (``EventType/isReplayed(_:)``); otherwise `nil`,
         /// the state being the same as before.
         var state: RoomState?
+        /// For an accepted redaction: what it hides among the events carrying the id it names.
+        var scope: RedactionScope?
     }
 
     /// Judges an event that comes after everything judged so far, without changing anything.
@@ -131,7 +133,8 @@ struct RoomAuthorizer {
                 let before = state
                 defer { assert(state == before, "a \(event.event.type) event changed the room state") }
                 #endif
-                return Judgement(verdict: state.authorize(event, content: content, relations: SQLRelations(db: db)), content: content, state: nil)
+                let verdict = state.authorize(event, content: content, relations: SQLRelations(db: db))
+                return Judgement(verdict: verdict, content: content, state: nil, scope: scope(of: event, content: content, verdict: verdict))
             }
             var next = state
             let verdict = next.authorize(event, content: content, relations: SQLRelations(db: db))
@@ -202,6 +205,12 @@ struct RoomAuthorizer {
         return verdicts
     }
 
+    /// What an accepted redaction hides, judged against the state before it (as its verdict was).
+    func scope(of event: VerifiedEvent, content: EventContent?, verdict: Authorization) -> RedactionScope? {
+        guard verdict == .accepted, case .redaction(let target, _)? = content else { return nil }
+        return state.redactionScope(of: event.event, candidates: SQLRelations(db: db).targets(target))
+    }
+
     mutating func judge(_ event: VerifiedEvent, id: Int64, previousStatus: Int) throws -> Authorization {
         let content: EventContent?
         let verdict: Authorization
@@ -216,6 +225,14 @@ struct RoomAuthorizer {
         let (status, reason) = RoomAuthorizer.status(of: verdict)
         if status.rawValue != previousStatus {
             try db.cachedStatement(sql: "UPDATE events SET status = ?, reason = ? WHERE id = ?").execute(arguments: [status.rawValue, reason, id])
+        }
+        if case .redaction(let target, _)? = content {
+            // What it hides may change without its verdict changing (another event now carries the id, or a key
+            // binding before it changed): recorded again, and the targets' flags worked out again, every time.
+            try db.cachedStatement(sql: "UPDATE events SET relation_key = ? WHERE id = ?")
+                .execute(arguments: [scope(of: event, content: content, verdict: verdict)?.text, id])
+            try refreshRedactions(of: target)
+            return verdict
         }
         let wasAccepted = previousStatus == EventStatus.accepted.rawValue
         if status == .accepted && EventType.isReplayed(event.event.type) { stateChanged = true }
@@ -247,10 +264,6 @@ struct RoomAuthorizer {
             try db.cachedStatement(sql: "DELETE FROM message_search WHERE rowid = ?").execute(arguments: [id])
         case .edit(let target, _)?:
             try reindex(messageID: target)
-        case .redaction(let target, _)?:
-            // Whatever another accepted redaction still hides stays redacted. Content stays stripped either way: it
-            // is gone from this store, and clients may fetch it again elsewhere.
-            try refreshRedactions(of: target)
         default:
             break
         }
@@ -274,17 +287,19 @@ struct RoomAuthorizer {
     /// hidden is unmarked; its content stays stripped.
     mutating func refreshRedactions(of targetID: String) throws {
         let rows = try Row.fetchAll(
-            db.cachedStatement(sql: "SELECT id, type, sender_id, redacted FROM events WHERE event_id = ? AND room_id = ?"),
+            db.cachedStatement(sql: "SELECT id, type, sender_id, sender_key, redacted FROM events WHERE event_id = ? AND room_id = ?"),
             arguments: [targetID, roomID])
         guard !rows.isEmpty else { return }
-        let candidates = rows.map { RelationTarget(type: $0[1], senderID: $0[2]) }
-        let redactors = try String.fetchAll(
-            db.cachedStatement(sql: "SELECT DISTINCT sender_id FROM events WHERE target_event_id = ? AND type = 'm.room.redaction' AND status = 0"),
-            arguments: [targetID])
-        for (row, candidate) in zip(rows, candidates) {
+        let scopes = Set(
+            try String?.fetchAll(
+                db.cachedStatement(sql: "SELECT DISTINCT relation_key FROM events WHERE target_event_id = ? AND room_id = ? AND type = 'm.room.redaction' AND status = 0"),
+                arguments: [targetID, roomID]
+            ).compactMap { RedactionScope(text: $0) })
+        for row in rows {
             let id: Int64 = row[0]
-            let hidden = redactors.contains { candidate.isRedacted(byRedactionFrom: $0, among: candidates) }
-            guard hidden != (row[3] as Bool) else { continue }
+            let candidate = RelationTarget(type: row[1], senderID: row[2], senderKey: row[3])
+            let hidden = scopes.contains { $0.covers(candidate) }
+            guard hidden != (row[4] as Bool) else { continue }
             try db.cachedStatement(sql: "UPDATE events SET redacted = ? WHERE id = ?").execute(arguments: [hidden, id])
             if hidden { try strip(redacted: id, eventID: targetID, type: candidate.type, sender: candidate.senderID) }
         }
@@ -340,6 +355,7 @@ struct RoomAuthorizer {
 /// State events need no relation lookups.
 struct NoRelations: RelationLookup {
     func targets(_ eventID: String) -> [RelationTarget] { [] }
+    func redactionScope(of redaction: Event) -> RedactionScope? { nil }
 }
 
 /// Relation lookups against the events table: every chained event carrying the id.
@@ -347,7 +363,14 @@ struct SQLRelations: RelationLookup {
     let db: Database
 
     func targets(_ eventID: String) -> [RelationTarget] {
-        let rows = (try? Row.fetchAll(db.cachedStatement(sql: "SELECT type, sender_id FROM events WHERE event_id = ?"), arguments: [eventID])) ?? []
-        return rows.map { RelationTarget(type: $0[0], senderID: $0[1]) }
+        let rows = (try? Row.fetchAll(db.cachedStatement(sql: "SELECT type, sender_id, sender_key FROM events WHERE event_id = ?"), arguments: [eventID])) ?? []
+        return rows.map { RelationTarget(type: $0[0], senderID: $0[1], senderKey: $0[2]) }
+    }
+
+    func redactionScope(of redaction: Event) -> RedactionScope? {
+        let text = try? String.fetchOne(
+            db.cachedStatement(sql: "SELECT relation_key FROM events WHERE room_id = ? AND sender_key = ? AND seq = ? AND type = 'm.room.redaction' AND status = 0"),
+            arguments: [redaction.roomID, redaction.senderKey, redaction.seq])
+        return RedactionScope(text: text ?? nil)
     }
 }

@@ -55,6 +55,6 @@ public struct StateVector: CustomStringConvertible, Sendable {
         let accepted = events.filter { replay.verdicts[$0.hash] == .accepted }.map(\.event)
         return Timeline.resolve(
             items: accepted.filter { Timeline.itemTypes.contains($0.type) }, relations: accepted.filter { !Timeline.itemTypes.contains($0.type) },
-            targets: RoomReplay.Lookup(events: events))
+            targets: replay.relations)
     }
 }

@@ -70,7 +70,7 @@ import Testing
             return event
         }
         let garbled = signedByBob(
-            EventType.encrypted, EncryptedContent(algorithm: .messageKey, keyID: keyID, messageKeyID: keyID, nonce: [UInt8](repeating: 1, count: 12), ciphertext: [UInt8](repeating: 2, count: 48)).jsonObject)
+            EventType.encrypted, EncryptedContent(algorithm: .epochKey, keyID: keyID, nonce: [UInt8](repeating: 1, count: 12), ciphertext: [UInt8](repeating: 2, count: 48)).jsonObject)
         let ephemeral = Curve25519.KeyAgreement.PrivateKey().publicKey.rawRepresentation
         let badSeal = signedByBob(
             EventType.roomKey,

@@ -9,7 +9,7 @@ import Testing
         let accepted = events.filter { replay.verdicts[$0.hash] == .accepted }.map(\.event)
         let items = accepted.filter { Timeline.itemTypes.contains($0.type) }
         let relations = accepted.filter { !Timeline.itemTypes.contains($0.type) }
-        return Timeline.resolve(items: items, relations: relations, targets: RoomReplay.Lookup(events: events))
+        return Timeline.resolve(items: items, relations: relations, targets: replay.relations)
     }
 
     @Test func `the newest edit wins and the history is kept`() {

@@ -82,11 +82,10 @@ func verdictName(_ outcome: IngestOutcome) -> String {
         let edit = alice.relate("r", EventType.edit, to: message.event.eventID, ["body": "alice's, edited"], at: 2_003)
         events += [message, copy, redaction, after, edit]
         let reference = RoomReplay(roomID: "r", events: events)
-        let lookup = RoomReplay.Lookup(events: events)
         let accepted = events.filter { reference.verdicts[$0.hash] == .accepted }.map(\.event)
         let timeline = Timeline.resolve(
             items: accepted.filter { Timeline.itemTypes.contains($0.type) }, relations: accepted.filter { !Timeline.itemTypes.contains($0.type) },
-            targets: lookup)
+            targets: reference.relations)
         let alices = try #require(timeline.first { $0.eventID == message.event.eventID && $0.senderID == "alice" })
         #expect(alices.body == "alice's, edited" && !alices.redacted)
         #expect(timeline.first { $0.eventID == message.event.eventID && $0.senderID == "mallory" }?.redacted == true)

@@ -45,27 +45,37 @@ public func parsedContent(of event: VerifiedEvent) -> Result<EventContent?, Cont
 public struct RoomReplay: Sendable {
     public private(set) var state: RoomState
     public private(set) var verdicts: [String: Authorization] = [:]
+    /// Every chained event by id, and what each accepted redaction hides: what the timeline needs (§8.5, §9).
+    public private(set) var relations: Lookup
 
     public init(roomID: String, events: [VerifiedEvent], pinnedCreateHash: String? = nil) {
         state = RoomState(roomID: roomID, pinnedCreateHash: pinnedCreateHash)
         let ordered = events.sorted { EventOrder($0.event) < EventOrder($1.event) }
-        let targets = Lookup(events: events)
+        relations = Lookup(events: events)
         for event in ordered {
-            let verdict = authorize(event, targets: targets)
+            let verdict = authorize(event)
             verdicts[event.hash] = verdict
         }
     }
 
-    mutating func authorize(_ event: VerifiedEvent, targets: Lookup) -> Authorization {
+    mutating func authorize(_ event: VerifiedEvent) -> Authorization {
         switch parsedContent(of: event) {
-        case .success(let content): state.authorize(event, content: content, relations: targets)
-        case .failure(let error): .rejected("invalid content: \(error)")
+        case .success(let content):
+            let verdict = state.authorize(event, content: content, relations: relations)
+            if verdict == .accepted, case .redaction(let target, _)? = content {
+                relations.scopes[ChainPosition(event.event)] = state.redactionScope(of: event.event, candidates: relations.targets(target))
+            }
+            return verdict
+        case .failure(let error):
+            return .rejected("invalid content: \(error)")
         }
     }
 
-    /// Every chained event of the set, by event id: a relation's candidates (§8.5).
+    /// Every chained event of the set, by event id: a relation's candidates (§8.5); and what each accepted redaction
+    /// hides, once the replay has judged it.
     public struct Lookup: RelationLookup, Sendable {
         let targets: [String: [RelationTarget]]
+        var scopes: [ChainPosition: RedactionScope] = [:]
 
         public init(events: [VerifiedEvent]) {
             var targets: [String: [RelationTarget]] = [:]
@@ -74,5 +84,7 @@ public struct RoomReplay: Sendable {
         }
 
         public func targets(_ eventID: String) -> [RelationTarget] { targets[eventID] ?? [] }
+
+        public func redactionScope(of redaction: Event) -> RedactionScope? { scopes[ChainPosition(redaction)] }
     }
 }

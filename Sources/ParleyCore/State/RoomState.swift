@@ -36,27 +36,51 @@ public struct RoomKeyRecord: Sendable, Equatable {
 public struct RelationTarget: Sendable, Hashable {
     public var type: String
     public var senderID: String
+    /// The device that signed it: whether it is really `senderID`'s (a key that user joined with) is the room
+    /// state's to say, since anyone can sign an event claiming any sender.
+    public var senderKey: String
 
-    public init(type: String, senderID: String) {
+    public init(type: String, senderID: String, senderKey: String) {
         self.type = type
         self.senderID = senderID
+        self.senderKey = senderKey
     }
 
     public init(_ event: Event) {
-        self.init(type: event.type, senderID: event.senderID)
+        self.init(type: event.type, senderID: event.senderID, senderKey: event.senderKey)
     }
 
     /// Whether a redaction may hide an event of this type: not state or key events, and not redactions (§8.5).
     public var isRedactable: Bool { !EventType.isReplayed(type) && type != EventType.redaction }
+}
 
-    /// Whether an **accepted** redaction sent by `sender`, naming the event id that `candidates` share, applies to
-    /// this one of them (docs/PROTOCOL.md §8.5). When the sender has a redactable event among them, it applies to
-    /// the sender's own only: nobody can hide another member's event by copying its id and redacting the copy. When
-    /// it has none, the redaction was accepted as a moderator's, and applies to every redactable candidate.
-    public func isRedacted(byRedactionFrom sender: String, among candidates: [RelationTarget]) -> Bool {
-        guard isRedactable else { return false }
-        if senderID == sender { return true }
-        return !candidates.contains { $0.isRedactable && $0.senderID == sender }
+/// Which of the events sharing the id an accepted redaction names it hides (docs/PROTOCOL.md §8.5).
+public enum RedactionScope: Sendable, Hashable {
+    /// The sender's own events among them: those signed by these devices of the sender. A member's redaction hides
+    /// only their own events, even when another event carries the same id.
+    case own(Set<String>)
+    /// A moderator's redaction, when the sender has none of its own among them: every redactable one.
+    case all
+
+    public func covers(_ target: RelationTarget) -> Bool {
+        guard target.isRedactable else { return false }
+        switch self {
+        case .own(let keys): return keys.contains(target.senderKey)
+        case .all: return true
+        }
+    }
+
+    /// The form a store keeps it in: `*`, or the devices' keys sorted and joined by spaces.
+    public var text: String {
+        switch self {
+        case .all: "*"
+        case .own(let keys): keys.sorted().joined(separator: " ")
+        }
+    }
+
+    public init?(text: String?) {
+        guard let text, !text.isEmpty else { return nil }
+        self = text == "*" ? .all : .own(Set(text.split(separator: " ").map(String.init)))
     }
 }
 
@@ -68,6 +92,8 @@ public protocol RelationLookup {
     /// Every chained event with this id, whatever its authorization. Event ids are names, not identities: events of
     /// several devices may share one (docs/PROTOCOL.md §6.5), and a relation naming it has them all as candidates.
     func targets(_ eventID: String) -> [RelationTarget]
+    /// What an accepted redaction hides, as decided when it was judged (``RoomState/redactionScope(of:candidates:)``).
+    func redactionScope(of redaction: Event) -> RedactionScope?
 }
 
 /// The outcome of authorizing one chained event against the room state before it.
@@ -204,7 +230,7 @@ public struct RoomState: Sendable, Equatable {
                 guard first.type == EventType.redaction else { return .rejected("state and key events cannot be redacted (\(first.type))") }
                 return .rejected("a redaction cannot be redacted")
             }
-            if !redactable.contains(where: { $0.senderID == envelope.senderID }) && level < powerLevels.redact {
+            if redactionScope(of: envelope, candidates: candidates) == .all && level < powerLevels.redact {
                 return .rejected(
                     "redacting another user's event needs power level \(powerLevels.redact); \(envelope.senderID) has \(level)")
             }
@@ -224,11 +250,20 @@ public struct RoomState: Sendable, Equatable {
         return .accepted
     }
 
+    /// What a redaction `redaction` would hide among `candidates` (the events carrying the id it names), judged
+    /// against this state: the redactable candidates signed by a device its sender joined with, if there are any;
+    /// else, as a moderator's, all of them. A device is the sender's only by the room's key bindings (§8.4.4): an event
+    /// claiming the sender's user id from another device is no event of theirs.
+    public func redactionScope(of redaction: Event, candidates: [RelationTarget]) -> RedactionScope {
+        let own = candidates.filter { $0.isRedactable && $0.senderID == redaction.senderID && keyOwners[$0.senderKey] == redaction.senderID }
+        return own.isEmpty ? .all : .own(Set(own.map(\.senderKey)))
+    }
+
     /// A relation's candidates in a fixed order, so that a rejection's reason does not depend on arrival order.
     func sortedTargets(_ eventID: String, _ relations: some RelationLookup) -> [RelationTarget] {
         let found = relations.targets(eventID)
         guard found.count > 1 else { return found }
-        return found.sorted { ($0.senderID, $0.type) < ($1.senderID, $1.type) }
+        return found.sorted { ($0.senderID, $0.type, $0.senderKey) < ($1.senderID, $1.type, $1.senderKey) }
     }
 
     /// Why `event`'s sealed content may not be accepted, or `nil`.

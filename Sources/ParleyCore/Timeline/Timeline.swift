@@ -60,17 +60,17 @@ public enum Timeline {
             guard let content = event.content else { return (event, nil) }
             return (event, try? EventContent.parse(type: event.type, content: content, roomID: event.roomID))
         }
-        // Redactions by target id: whom they are from, and the events that share the id.
-        var redactions: [String: (senders: Set<String>, candidates: [RelationTarget])] = [:]
+        // What the redactions of each target id hide (§8.5): when several devices' events share the id, a member's
+        // redaction hides only their own.
+        var redactions: [String: Set<RedactionScope>] = [:]
         for (event, content) in relationContents {
             guard case .redaction(let target, _)? = content else { continue }
-            if redactions[target] == nil { redactions[target] = ([], targets.targets(target)) }
-            redactions[target]!.senders.insert(event.senderID)
+            redactions[target, default: []].insert(targets.redactionScope(of: event) ?? .all)
         }
         func isRedacted(_ event: Event) -> Bool {
-            guard let redaction = redactions[event.eventID] else { return false }
+            guard let scopes = redactions[event.eventID] else { return false }
             let target = RelationTarget(event)
-            return redaction.senders.contains { target.isRedacted(byRedactionFrom: $0, among: redaction.candidates) }
+            return scopes.contains { $0.covers(target) }
         }
         for (event, content) in relationContents where !isRedacted(event) {
             switch content {

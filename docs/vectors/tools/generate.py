@@ -621,10 +621,22 @@ def state_vectors():
         # A moderator's redaction of a shared id hides every event carrying it.
         (alice.sign(r, "m.room.redaction", {"target_event_id": bob_second["event_id"], "reason": "both"}, t0 + 21), "accepted"),
     ]
+    # Mallory's spam, then a copy of its id from her own device claiming to be alice's (refused: her key is not
+    # alice's), so that alice's redaction would hide only "her own" copy: it still hides the spam, since only a device
+    # the sender joined with makes an event the sender's own.
+    spam = mallory.sign(r, "m.room.message", {"msgtype": "text", "body": "spam"}, t0 + 30)
+    mallory.user = "alice"
+    forged_twin = mallory.sign(r, "m.room.message", {"msgtype": "text", "body": "alice's, honest"}, copying=spam)
+    mallory.user = "mallory"
+    steps += [
+        (spam, "accepted"),
+        (forged_twin, "rejected"),
+        (alice.sign(r, "m.room.redaction", {"target_event_id": spam["event_id"]}, t0 + 31), "accepted"),
+    ]
     scenarios.append({
         "name": "events copying another device's event id neither block nor hide the events they copy",
         "events": [wire(e) for e, _ in steps], "verdicts": [v for _, v in steps],
-        "redacted": [wire(e) for e in (mallory_copy, bob_second, mallory_second_copy)],
+        "redacted": [wire(e) for e in (mallory_copy, bob_second, mallory_second_copy, spam)],
         "state": {"creator": "alice", "name": None, "topic": None,
                   "members": {"alice": {"membership": "join", "devices": [alice.key]}, "bob": {"membership": "join", "devices": [bob.key]},
                               "mallory": {"membership": "join", "devices": [mallory.key]}},
