@@ -324,7 +324,7 @@ public struct BucketClient: Sendable {
     func sync(_ roomID: String, holdingPublishingLock: Bool) async throws -> SyncReport {
         let room = try requireRoom(roomID)
         let ownEventsMissing = try node.store.chainHead(roomID: roomID, senderKey: node.identity.signingKeyBase64) == nil
-        let lock = ownEventsMissing && !holdingPublishingLock ? try node.home.lockForPublishing() : nil
+        let lock = ownEventsMissing && !holdingPublishingLock ? try await node.home.lockForPublishingAsync() : nil
         defer { withExtendedLifetime(lock) {} }
         let objects = try store(for: room)
         if try node.store.roomState(roomID: roomID)?.creation == nil {
@@ -442,7 +442,8 @@ public struct BucketClient: Sendable {
     /// one of the sync's problems, not the sync's end.
     func exchangeKeys(_ roomID: String, into report: inout SyncReport) async {
         do {
-            report.keys = try node.exchangeKeys(roomID)
+            let lock = try await node.home.lockForPublishingAsync()
+            report.keys = try withExtendedLifetime(lock) { try node.exchangeKeysHoldingLock(roomID) }
             if !report.keys.isEmpty { _ = try await flush(roomID) }
         } catch {
             report.problems.append("sharing keys: \((error as? ClientError)?.message ?? "\(error)")")

@@ -31,7 +31,12 @@ extension Node {
     /// Call it after new events arrive; flush what it publishes.
     @discardableResult
     public func exchangeKeys(_ roomID: String) throws -> KeyExchangeReport {
-        try home.withLock {
+        try home.withLock { try exchangeKeysHoldingLock(roomID) }
+    }
+
+    /// ``exchangeKeys(_:)`` for a caller that holds the node's publishing lock.
+    func exchangeKeysHoldingLock(_ roomID: String) throws -> KeyExchangeReport {
+        do {
             guard let (state, version) = try store.roomStateAndVersion(roomID: roomID), state.encryption?.mode == .epochs,
                 state.isJoinedDevice(user: identity.userID, key: identity.signingKeyBase64)
             else { return KeyExchangeReport() }

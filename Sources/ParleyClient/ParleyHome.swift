@@ -96,7 +96,7 @@ public struct ParleyHome: Sendable {
 
     /// ``withLock(_:)`` for work that waits on a bucket meanwhile (a store started again, filling from its buckets).
     func withLock<T>(_ body: () async throws -> T) async throws -> T {
-        let lock = try lockForPublishing()
+        let lock = try await lockForPublishingAsync()
         defer { withExtendedLifetime(lock) {} }
         return try await body()
     }
@@ -104,13 +104,40 @@ public struct ParleyHome: Sendable {
     /// Takes the node's publishing lock (`node.lock`), waiting for it. A process must not take it twice: a second
     /// `flock` on another descriptor waits for the first.
     func lockForPublishing() throws -> HomeLock {
-        let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw ClientError(.io, "Cannot open \(lockPath): \(String(cString: strerror(errno))).") }
+        let descriptor = try openLockFile()
         guard flock(descriptor, LOCK_EX) == 0 else {
             close(descriptor)
             throw ClientError(.io, "Cannot lock \(lockPath).")
         }
         return HomeLock(descriptor: descriptor)
+    }
+
+    /// ``lockForPublishing()`` for async code: it waits by suspending, never by blocking a thread of the cooperative
+    /// pool. Rooms synced at once (`sync --watch`) each take the lock; blocked in `flock`, the waiting tasks could
+    /// hold every pool thread while the holder, suspended on a bucket, could never run again to release it.
+    func lockForPublishingAsync() async throws -> HomeLock {
+        let descriptor = try openLockFile()
+        var wait: UInt64 = 1_000_000
+        while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR else {
+                close(descriptor)
+                throw ClientError(.io, "Cannot lock \(lockPath).")
+            }
+            do {
+                try await Task.sleep(nanoseconds: wait)
+            } catch {
+                close(descriptor)
+                throw error
+            }
+            wait = min(wait * 2, 50_000_000)
+        }
+        return HomeLock(descriptor: descriptor)
+    }
+
+    func openLockFile() throws -> Int32 {
+        let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw ClientError(.io, "Cannot open \(lockPath): \(String(cString: strerror(errno))).") }
+        return descriptor
     }
 }
 

@@ -360,20 +360,22 @@ struct IngestBatch {
         _ event: VerifiedEvent, status: (EventStatus, String?)?, content: EventContent?, scope: RedactionScope?, authorizer: inout RoomAuthorizer
     ) throws -> Int64 {
         let envelope = event.event
-        let earlier = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT MAX(id_collision), MIN(wire) FROM events WHERE event_id = ?"), arguments: [envelope.eventID])
-        let next = (earlier?[0] as Int64? ?? 0) + 1
+        // Both by the unique index on (event_id, id_collision): however many events carry the id, one probe each.
+        let next = (try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id_collision) FROM events WHERE event_id = ?"), arguments: [envelope.eventID]) ?? 0) + 1
+        let first = try Data.fetchOne(db.cachedStatement(sql: "SELECT wire FROM events WHERE event_id = ? AND id_collision = 0"), arguments: [envelope.eventID])
         let rowID = try insert(event, status: status, content: content, scope: scope, collision: next)
-        if let wire = earlier?[1] as Data? {
+        if let wire = first {
             let collision = EventIDCollision(try Event.parse(wire.bytes), envelope)
             try db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO event_id_collisions (room_id, event_id, first, second, detected_ms) VALUES (?, ?, ?, ?, ?)
                 """).execute(arguments: [envelope.roomID, envelope.eventID, Data(collision.first), Data(collision.second), receivedMs])
         }
         collisions.append((envelope.eventID, event.hash))
-        authorizer.collidedIDs.insert(envelope.eventID)
-        let referring = try authorizer.events(referringTo: envelope.eventID)
-        if !referring.isEmpty { late[envelope.roomID, default: []] += referring }
+        // What refers to the id is judged again once per batch, however many copies of it the batch brings.
+        if authorizer.collidedIDs.insert(envelope.eventID).inserted {
+            let referring = try authorizer.events(referringTo: envelope.eventID)
+            if !referring.isEmpty { late[envelope.roomID, default: []] += referring }
+        }
         return rowID
     }
 
@@ -459,8 +461,9 @@ struct IngestBatch {
             guard var authorizer = authorizers[roomID], let events = late[roomID], !events.isEmpty else { continue }
             let results = try authorizer.rejudge(from: events.map { EventOrder($0.event) }.min()!, known: stored)
             verdicts.merge(results) { _, new in new }
-            let known = Set(judgedOrder.map(\.hash))
-            judgedOrder += events.filter { !known.contains($0.hash) }.map { ($0.event.eventID, $0.hash) }
+            var known = Set(judgedOrder.map(\.hash))
+            // An event may be queued twice (it arrived late, and refers to an id that another event took meanwhile).
+            judgedOrder += events.filter { known.insert($0.hash).inserted }.map { ($0.event.eventID, $0.hash) }
             authorizers[roomID] = authorizer
         }
         for (roomID, var authorizer) in authorizers.sorted(by: { $0.key < $1.key }) {

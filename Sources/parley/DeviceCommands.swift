@@ -97,7 +97,9 @@ struct DeviceRemove: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remove", abstract: "Remove another device of yours from every room; encrypted rooms start a new epoch it does not receive.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "The device's signing key (from `parley device list`).") var key: String
+    // Taken even when it starts with '-' (a key pasted in base64url), so the key check can say what it is.
+    @Argument(parsing: .allUnrecognized, help: "The device's signing key (from `parley device list`).") var keys: [String]
+    var key: String { keys.joined(separator: " ") }
     @Flag var json = false
 
     func run() async throws {

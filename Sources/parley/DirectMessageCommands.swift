@@ -19,7 +19,8 @@ struct DirectMessageStart: AsyncParsableCommand {
             """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The user to write to.") var userID: String
-    @Option(help: "Their device's Ed25519 signing key (base64, from their `parley whoami`); needed to start one.") var key: String?
+    // Unconditional: a key pasted in base64url may start with '-', and must reach the key check rather than read as an option.
+    @Option(parsing: .unconditional, help: "Their device's Ed25519 signing key (base64, from their `parley whoami`); needed to start one.") var key: String?
     @Option(help: "A bucket to keep a new conversation in: file:///absolute/path or s3://BUCKET/PREFIX.") var bucket: String?
     @Flag(help: "Start a new direct message even if there is one with this user.") var new = false
     @Flag(help: "Print room_id, user_id, invite_code and existing as JSON.") var json = false

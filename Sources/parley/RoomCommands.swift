@@ -78,7 +78,8 @@ struct RoomInvite: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument var userID: String
-    @Option(help: "The invited device's Ed25519 signing key (base64, from their `parley whoami`).") var key: String
+    // Unconditional: a key pasted in base64url may start with '-', and must reach the key check rather than read as an option.
+    @Option(parsing: .unconditional, help: "The invited device's Ed25519 signing key (base64, from their `parley whoami`).") var key: String
     @Flag var json = false
 
     func run() async throws {

@@ -45,6 +45,10 @@ import Testing
         try expectRefused(nodes.alice, String(nodes.bobKey.prefix(32)), saying: "is 32 characters, 24 bytes: a signing key is 32 bytes, 44 base64 characters")
         let url = nodes.bobKey.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_") + (nodes.bobKey.contains { "+/".contains($0) } ? "" : "-")
         try expectRefused(nodes.alice, url, saying: "is in base64url ('-' and '_')")
+        // A base64url key may start with '-': it is still the key, not an option.
+        try expectRefused(nodes.alice, "-" + url.dropFirst(), saying: "is in base64url ('-' and '_')")
+        let removal = try nodes.alice.run(["device", "remove", "-" + url.dropFirst()])
+        #expect(removal.status == 1 && removal.stderr.contains("base64url"), "\(removal.stderr)")
         try expectRefused(nodes.alice, "parley-device:abc", saying: "is a device request, not a device's signing key.")
     }
 

@@ -104,6 +104,29 @@ func verdictName(_ outcome: IngestOutcome) -> String {
         }
     }
 
+    @Test func `many events carrying one id are each stored once, and what refers to the id is judged once per batch`() throws {
+        let store = try makeStore()
+        var alice = TestDevice("alice")
+        var mallory = TestDevice("mallory")
+        var events = alice.create("r", at: 1_000)
+        events.append(alice.invite("r", mallory, at: 1_001))
+        events.append(mallory.join("r", at: 1_002))
+        _ = try store.ingest(lines: events.map(\.wire), receivedMs: 0)
+        let message = alice.message("r", "the one", at: 2_000)
+        let reactions = (0..<20).map { alice.relate("r", EventType.reaction, to: message.event.eventID, ["key": .string("k\($0)")], at: 2_001 + Int64($0)) }
+        // Reactions first, waiting for their target; then the message and 1,000 copies of its id in one batch.
+        _ = try store.ingest(lines: reactions.map(\.wire), receivedMs: 0)
+        let copies = (0..<1_000).map { _ in mallory.message("r", "copy", at: 0, copying: message.event) }
+        let report = try store.ingest(lines: ([message] + copies).map(\.wire), receivedMs: 0)
+        #expect(report.outcomes.allSatisfy { $0 == .accepted })
+        #expect(report.collisions.count == 1_000)
+        #expect(Set(report.released.map(\.eventID)).count == report.released.count)
+        #expect(report.released.count == reactions.count)
+        let item = try #require(try store.timeline(roomID: "r", limit: 2_000).first { $0.eventID == message.event.eventID && $0.senderID == "alice" })
+        #expect(item.reactions.count == 20)
+        #expect(try store.eventIDCollisions(roomID: "r").count == 1_000)
+    }
+
     @Test func `ingesting the same events twice changes nothing`() throws {
         let store = try makeStore()
         var alice = TestDevice("alice")
