@@ -354,9 +354,24 @@ public final class Node: Sendable {
         return try relate(roomID, EventType.reaction, to: eventID, ["key": .string(key)])
     }
 
+    /// - Parameter allCopies: redact even when the id is carried by events of several senders (a device copied it)
+    ///   and the redaction, as a moderator's, would hide them all; otherwise that is refused, naming them.
     @discardableResult
-    public func redact(_ roomID: String, eventID: String, reason: String?) throws -> VerifiedEvent {
-        try refuseCleartextReason(reason, in: requireState(roomID), roomID: roomID)
+    public func redact(_ roomID: String, eventID: String, reason: String?, allCopies: Bool = false) throws -> VerifiedEvent {
+        let state = try requireState(roomID)
+        try refuseCleartextReason(reason, in: state, roomID: roomID)
+        let carrying = try store.events(carrying: eventID)
+        let candidates = carrying.map { RelationTarget($0.event.event) }
+        // Copies the room refused are never shown: hiding them too costs nobody anything.
+        let hidden = carrying.filter {
+            $0.status == .accepted && state.redactionScope(sender: identity.userID, candidates: candidates).covers(RelationTarget($0.event.event))
+        }
+        if !allCopies, Set(hidden.map(\.event.event.senderKey)).count > 1 {
+            throw ClientError(
+                .ambiguousEvent, "Event id \(eventID) is carried by \(hidden.count) events of different devices (one copied the other's id); a redaction of it would hide all of them:",
+                details: hidden.map { "\($0.event.event.senderID), device \($0.event.event.senderKey.prefix(12))…" },
+                remedy: "Redacting one of them alone is not possible by id. To hide them all, add --all-copies.")
+        }
         var extra: KeyValuePairs<String, JSONValue> = [:]
         if let reason { extra = ["reason": .string(reason)] }
         return try relate(roomID, EventType.redaction, to: eventID, extra)

@@ -241,6 +241,16 @@ extension EventStore {
         }
     }
 
+    /// Every chained event carrying `eventID`, whatever its verdict: one, unless a device copied the id (§6.5).
+    public func events(carrying eventID: String) throws -> [StoredEvent] {
+        try pool.read { db in
+            try Row.fetchAll(
+                db.cachedStatement(sql: "SELECT wire, status, reason FROM events WHERE event_id = ? ORDER BY \(RoomAuthorizer.orderColumns)"),
+                arguments: [eventID]
+            ).map { StoredEvent(event: try VerifiedEvent(storedWire: ($0[0] as Data).bytes), status: EventStatus(rawValue: $0[1]) ?? .rejected, reason: $0[2]) }
+        }
+    }
+
     /// Pairs of different events of `roomID` that carry one event id (docs/PROTOCOL.md §6.5), as kept when the
     /// second was stored.
     public func eventIDCollisions(roomID: String) throws -> [EventIDCollision] {

@@ -123,11 +123,13 @@ struct Redact: AsyncParsableCommand {
     @Argument var roomID: String
     @Argument var eventID: String
     @Option(help: "Why; recorded in the redaction.") var reason: String?
+    @Flag(help: "When a device copied the id and the redaction would hide every event carrying it, redact anyway.")
+    var allCopies = false
     @OptionGroup var options: PublishOptions
 
     func run() async throws {
         try await options.publish(in: roomID, global) { node in
-            try node.redact(roomID, eventID: try node.resolveEventID(eventID, in: roomID), reason: reason)
+            try node.redact(roomID, eventID: try node.resolveEventID(eventID, in: roomID), reason: reason, allCopies: allCopies)
         }
     }
 }

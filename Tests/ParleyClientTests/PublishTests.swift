@@ -1,6 +1,7 @@
 import Foundation
 import ParleyClient
 import ParleyCore
+import ParleyStore
 import ParleyTesting
 import Testing
 
@@ -34,6 +35,31 @@ import Testing
         #expect(try node.store.chainHead(roomID: "r", senderKey: node.identity.signingKeyBase64)?.seq == 2)
         // The seqs stay free: the next event takes seq 3.
         #expect(try node.send("r", text: "after").event.seq == 3)
+    }
+
+    @Test func `a moderator's redaction of an id two members' events carry is refused unless all copies are meant`() throws {
+        let directory = TemporaryDirectory()
+        let alice = try node(directory)
+        _ = try alice.createRoom("r")
+        var bob = TestDevice("bob")
+        var mallory = TestDevice("mallory")
+        _ = try alice.invite("r", userID: "bob", key: bob.publicKey)
+        _ = try alice.invite("r", userID: "mallory", key: mallory.publicKey)
+        let now = Node.systemClock()
+        let joins = [bob.join("r", at: now + 1), mallory.join("r", at: now + 1)]
+        let message = bob.message("r", "bob's", at: now + 2)
+        let copy = mallory.message("r", "spam", at: 0, copying: message.event)
+        let report = try alice.store.ingest(lines: (joins + [message, copy]).map(\.wire), receivedMs: now)
+        try #require(report.outcomes.allSatisfy { $0 == .accepted }, "\(report.outcomes)")
+        do {
+            _ = try alice.redact("r", eventID: message.event.eventID, reason: nil)
+            Issue.record("a redaction hiding both copies was published without asking")
+        } catch let error as ClientError {
+            #expect(error.code == .ambiguousEvent)
+            #expect(error.details.count == 2 && error.details.contains { $0.hasPrefix("bob,") } && error.details.contains { $0.hasPrefix("mallory,") })
+        }
+        _ = try alice.redact("r", eventID: message.event.eventID, reason: nil, allCopies: true)
+        #expect(try alice.timeline("r", limit: 100).filter { $0.eventID == message.event.eventID }.allSatisfy(\.redacted))
     }
 }
 

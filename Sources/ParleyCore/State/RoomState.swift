@@ -255,7 +255,12 @@ public struct RoomState: Sendable, Equatable {
     /// else, as a moderator's, all of them. A device is the sender's only by the room's key bindings (§8.4.4): an event
     /// claiming the sender's user id from another device is no event of theirs.
     public func redactionScope(of redaction: Event, candidates: [RelationTarget]) -> RedactionScope {
-        let own = candidates.filter { $0.isRedactable && $0.senderID == redaction.senderID && keyOwners[$0.senderKey] == redaction.senderID }
+        redactionScope(sender: redaction.senderID, candidates: candidates)
+    }
+
+    /// ``redactionScope(of:candidates:)`` for a redaction `sender` would send now.
+    public func redactionScope(sender: String, candidates: [RelationTarget]) -> RedactionScope {
+        let own = candidates.filter { $0.isRedactable && $0.senderID == sender && keyOwners[$0.senderKey] == sender }
         return own.isEmpty ? .all : .own(Set(own.map(\.senderKey)))
     }
 
