@@ -51,6 +51,19 @@ extension EventStore {
         }
     }
 
+    /// The timeline items of every accepted event carrying `eventID`, in the total order: one, unless a device copied
+    /// the id (§6.5).
+    public func items(eventID: String) throws -> [TimelineItem] {
+        try pool.read { db in
+            let events = try Row.fetchAll(
+                db.cachedStatement(sql: "SELECT id, wire FROM events WHERE event_id = ? AND status = 0 ORDER BY \(RoomAuthorizer.orderColumns)"),
+                arguments: [eventID]
+            ).map { try EventStore.decryptedView(db: db, event: Event.parse(($0[1] as Data).bytes), row: $0[0]) }
+            guard !events.isEmpty else { return [] }
+            return Timeline.resolve(items: events, relations: try EventStore.relations(db: db, targets: [eventID]), targets: SQLRelations(db: db))
+        }
+    }
+
     /// The timeline item of one accepted event, with its edits, reactions and redaction applied.
     public func item(eventID: String) throws -> TimelineItem? {
         try pool.read { db in

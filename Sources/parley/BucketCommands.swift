@@ -148,6 +148,7 @@ struct Sync: AsyncParsableCommand {
     /// Syncs one room until cancelled or forgotten, waiting longer after each failure in a row.
     func poll(_ room: BucketRoom, _ node: Node, _ client: BucketClient) async {
         var backoff = RoomBackoff(roomID: room.roomID, bucket: room.bucketURL, interval: interval)
+        let shown = ShownEvents()
         while !Task.isCancelled {
             var delay = interval
             do {
@@ -160,7 +161,7 @@ struct Sync: AsyncParsableCommand {
                 if let recovery = backoff.succeeded(nowMs: node.clock()) { printError(recovery) }
                 for problem in report.problems { printError("\(room.roomID): problem: \(problem)") }
                 for warning in report.warnings { printError("\(room.roomID): warning: \(warning)") }
-                for eventID in report.accepted { try show(eventID, in: room.roomID, node: node) }
+                for eventID in report.accepted { try show(eventID, in: room.roomID, node: node, shown: shown) }
             } catch {
                 if Task.isCancelled { return }
                 let (report, wait) = backoff.failed(error, nowMs: node.clock())
@@ -209,17 +210,21 @@ struct Sync: AsyncParsableCommand {
         return rooms
     }
 
-    func show(_ eventID: String, in room: String, node: Node) throws {
-        guard let item = try node.store.item(eventID: eventID) else {
-            if json { emit(CanonicalJSON.string(["room_id": .string(room), "event_id": .string(eventID)])) }
-            return
+    /// Prints the event that arrived with id `eventID`: every accepted event carrying it that `shown` does not hold
+    /// yet, so that a copy of the id that sorts first and was shown before never stands in for the event that came.
+    func show(_ eventID: String, in room: String, node: Node, shown: ShownEvents) throws {
+        let items = try node.store.items(eventID: eventID).filter { shown.insert($0) }
+        if items.isEmpty, json, try node.store.items(eventID: eventID).isEmpty {
+            emit(CanonicalJSON.string(["room_id": .string(room), "event_id": .string(eventID)]))
         }
-        if json {
-            guard case .object(var object) = JSONOutput.item(item) else { return }
-            object["room_id"] = .string(room)
-            emit(CanonicalJSON.string(.object(object)))
-        } else {
-            for line in try TimelineText(node: node, time: time).lines(item, prefix: "\(room) ") { emit(TerminalText.escape(line)) }
+        for item in items {
+            if json {
+                guard case .object(var object) = JSONOutput.item(item) else { continue }
+                object["room_id"] = .string(room)
+                emit(CanonicalJSON.string(.object(object)))
+            } else {
+                for line in try TimelineText(node: node, time: time).lines(item, prefix: "\(room) ") { emit(TerminalText.escape(line)) }
+            }
         }
     }
 
@@ -251,6 +256,28 @@ struct Sync: AsyncParsableCommand {
             "problems": .array(report.problems.map(JSONValue.string)), "warnings": .array(report.warnings.map(JSONValue.string)),
             "ignored": .array(report.ignored.map(JSONValue.string)),
         ]
+    }
+}
+
+/// The events `sync --watch` has printed, by device and place (ids alone can be shared, §6.5). Bounded: past the
+/// limit the oldest half is forgotten, and at worst an event copied long ago is printed twice.
+final class ShownEvents: Sendable {
+    private let shown = Mutex<(set: Set<ChainPosition>, order: [ChainPosition])>(([], []))
+    static let limit = 100_000
+
+    /// Records `item`; `false` when it was printed before.
+    func insert(_ item: TimelineItem) -> Bool {
+        let position = ChainPosition(senderKey: item.senderKey, seq: item.seq)
+        return shown.withLock { state in
+            guard state.set.insert(position).inserted else { return false }
+            state.order.append(position)
+            if state.order.count > ShownEvents.limit {
+                let dropped = state.order.prefix(ShownEvents.limit / 2)
+                state.set.subtract(dropped)
+                state.order.removeFirst(dropped.count)
+            }
+            return true
+        }
     }
 }
 

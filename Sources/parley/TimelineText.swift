@@ -72,7 +72,10 @@ struct TimelineText {
 
     /// What a reply answers: `(reply to bob: "the start of its first line…")`, or `(reply to a message not held)`.
     func quote(_ eventID: String) throws -> String {
-        guard let parent = try node.store.item(eventID: eventID) else { return "(reply to a message not held)" }
+        let parents = try node.store.items(eventID: eventID)
+        guard let parent = parents.first else { return "(reply to a message not held)" }
+        // Which one it answers cannot be told: say so rather than quote whichever sorts first.
+        guard parents.count == 1 else { return "(reply to an id \(parents.count) events carry: a device copied it)" }
         let text: String
         if let summary = parent.summary {
             text = summary

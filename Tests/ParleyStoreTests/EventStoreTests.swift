@@ -100,6 +100,7 @@ func verdictName(_ outcome: IngestOutcome) -> String {
             }
             #expect(try store.timeline(roomID: "r", limit: 100) == timeline)
             #expect(try store.eventIDCollisions(roomID: "r").map(\.eventID) == [message.event.eventID])
+            #expect(try store.items(eventID: message.event.eventID).map(\.senderID).sorted() == ["alice", "mallory"])
             #expect(try store.heldBackCount(roomID: "r") == 0)
         }
     }
