@@ -44,19 +44,25 @@ public struct MessageKey: Sendable, Equatable {
         aeadKey = SymmetricKey(data: bytes)
     }
 
-    /// Lowercase hex HMAC-SHA256(key, "parley.message-key.id.v2"), which v2 content carries as `message_key_id`: it
-    /// commits the content to this key (AES-GCM alone does not), so a key forwarded by anyone opens the content only
-    /// if it is the one every holder of the epoch derives, and to the same plaintext.
+    /// Lowercase hex SHA-256 of `parley.message-key.id.v2` LF followed by the key, which v2 content carries as
+    /// `message_key_id`: it commits the content to this key (AES-GCM alone does not), so a key forwarded by anyone
+    /// opens the content only if it is the one every holder of the epoch derives, and to the same plaintext.
     public var id: String {
-        Hex.encode(HMAC<SHA256>.authenticationCode(for: Array("parley.message-key.id.v2".utf8), using: aeadKey))
+        var hash = SHA256()
+        MessageKey.idPrefix.withUnsafeBytes { hash.update(bufferPointer: $0) }
+        bytes.withUnsafeBytes { hash.update(bufferPointer: $0) }
+        return Hex.encode(hash.finalize())
     }
 
+    static let idPrefix = Array("parley.message-key.id.v2\n".utf8)
+
     /// HKDF-SHA256 of the room key (empty salt) with info `parley.message-key.v2` LF followed by the associated data.
+    /// For 32 bytes HKDF-Expand is one HMAC of the info and the byte 1 under the extracted key, computed so.
     public init(roomKey: RoomKey, associatedData: [UInt8]) {
-        let derived = HKDF<SHA256>.expand(
-            pseudoRandomKey: roomKey.messageKeyPRK, info: Array("parley.message-key.v2\n".utf8) + associatedData, outputByteCount: MessageKey.byteCount)
-        try! self.init(bytes: derived.withUnsafeBytes { Array($0) })
+        try! self.init(bytes: roomKey.messageKeyExpander.code(MessageKey.derivationPrefix, associatedData, [1]))
     }
+
+    static let derivationPrefix = Array("parley.message-key.v2\n".utf8)
 
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.bytes == rhs.bytes }
 }

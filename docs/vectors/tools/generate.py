@@ -677,7 +677,7 @@ def message_key(key, aad):
 
 def message_key_id(mk):
     """The commitment v2 content carries to its message key."""
-    return hmac_sha256(mk, b"parley.message-key.id.v2").hex()
+    return sha256_hex(b"parley.message-key.id.v2\n" + mk)
 
 
 def content_aead_key(key, aad, algorithm):
@@ -1096,8 +1096,8 @@ def encryption_vectors():
                            "(DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM) with a fixed ephemeral key, and "
                            "cases that must not open with the error code expected (null: it opens); v2 content is "
                            "sealed under a message key = HKDF-SHA256(key, salt empty, info \"parley.message-key.v2\\n\" "
-                           "+ associated data) and names it by message_key_id = HMAC-SHA256(message key, "
-                           "\"parley.message-key.id.v2\"), and key forwards seal message keys with the same HPKE suite. Bytes are hex "
+                           "+ associated data) and names it by message_key_id = SHA-256(\"parley.message-key.id.v2\\n\" "
+                           "+ message key), and key forwards seal message keys with the same HPKE suite. Bytes are hex "
                            "except where the wire form is base64 (enc, sealed, keys named as in events).",
             "room_keys": room_keys, "pre_shared_keys": pre_shared, "sealed_contents": sealed,
             "invalid_contents": invalid_content, "key_seals": key_seals, "room_key_content": room_key_content,
