@@ -34,6 +34,16 @@ public struct BucketSettings: Sendable {
     public var readGiveUpMs: Int64 = 86_400_000
 
     public init() {}
+
+    /// The settings a sync's ``BucketPoller`` decides with.
+    var poller: BucketPoller.Settings {
+        var settings = BucketPoller.Settings()
+        settings.latenessMs = latenessMs
+        settings.gapListingEveryMs = gapListingEveryMs
+        settings.maxObjectBytes = Int64(maxObjectBytes)
+        settings.readGiveUpMs = readGiveUpMs
+        return settings
+    }
 }
 
 /// What one flush wrote.
@@ -334,82 +344,64 @@ public struct BucketClient: Sendable {
         }
         let now = node.clock()
         var report = SyncReport(roomID: roomID)
-        let gapped = try node.store.heldBackCount(roomID: roomID) > 0
-        report.listedEverything = room.fullListingMs == 0 || (gapped && now - room.fullListingMs >= settings.gapListingEveryMs)
-
-        var candidates = try await bucketCall { () async throws(BucketError) in
-            try await objects.listAll(
-                prefix: BucketLayout.logsPrefix(roomID),
-                startAfter: report.listedEverything ? nil : BucketLayout.logsStartAfter(roomID: roomID, ms: room.logsCursorMs - settings.latenessMs))
-        }
-        let hints = try await bucketCall { () async throws(BucketError) in
-            try await objects.listAll(
-                prefix: BucketLayout.hintsPrefix(roomID),
-                startAfter: BucketLayout.hintsStartAfter(roomID: roomID, ms: room.hintsCursorMs - settings.latenessMs))
-        }
-        // The cursor follows every file listed, ours and those read before included; never past the local clock, so
-        // a name from the future cannot make the next listings skip what comes before it.
-        var logsCursor = candidates.compactMap { try? LogFileName.parse(key: $0.key, roomID: roomID).get().startMs }.max().map { min($0, now) }
-        let seen = try node.store.seenBucketFiles(roomID: roomID, keys: candidates.map(\.key) + hints.map(\.key))
-        candidates.removeAll { seen.contains($0.key) }
-        // Files that failed before are read again once their wait is over, found by name wherever this listing
-        // started (the cursor may have passed them, or a hint that is now seen led to them); skipped until then.
-        let retries = try node.store.bucketReadRetries(roomID: roomID)
-        candidates.removeAll { object in
-            guard let next = retries[object.key], next > now else { return false }
-            report.ignored.append("\(object.key): failed before; read again in \((next - now + 999) / 1000) s")
-            return true
-        }
-        for (key, next) in retries.sorted(by: { $0.key < $1.key }) where next <= now && !candidates.contains(where: { $0.key == key }) {
-            let info: ObjectInfo?
-            do throws(BucketError) {
-                info = try await objects.head(key: key)
-            } catch {
-                report.problems.append("\(key): \(error.message)")
-                continue
+        var poller = BucketPoller(
+            roomID: roomID, settings: settings.poller,
+            progress: BucketPoller.Progress(logsCursorMs: room.logsCursorMs, hintsCursorMs: room.hintsCursorMs, fullListingMs: room.fullListingMs),
+            hasGap: try node.store.heldBackCount(roomID: roomID) > 0, now: now)
+        report.listedEverything = poller.listsEverything
+        var action = poller.start()
+        var candidates: [ObjectInfo]
+        driving: while true {
+            switch action {
+            case .list(let logsAfter, let hintsAfter):
+                let logs = try await bucketCall { () async throws(BucketError) in
+                    try await objects.listAll(prefix: BucketLayout.logsPrefix(roomID), startAfter: logsAfter)
+                }
+                let hints = try await bucketCall { () async throws(BucketError) in
+                    try await objects.listAll(prefix: BucketLayout.hintsPrefix(roomID), startAfter: hintsAfter)
+                }
+                action = poller.listed(logs: logs, hints: hints)
+            case .recall(let keys):
+                let failures = try node.store.bucketReadFailures(roomID: roomID).mapValues {
+                    BucketPoller.ReadFailure(attempts: $0.attempts, firstMs: $0.firstMs, nextMs: $0.nextMs)
+                }
+                action = poller.recalled(seen: try node.store.seenBucketFiles(roomID: roomID, keys: keys), failures: failures)
+            case .readHint(let key):
+                action = poller.hintRead(
+                    await bucketResult { () async throws(BucketError) in try await objects.get(key: key, maxBytes: BucketPoller.hintMaxBytes) })
+            case .look(let key):
+                action = poller.looked(await bucketResult { () async throws(BucketError) in try await objects.head(key: key) })
+            case .read(let objectsToRead):
+                candidates = objectsToRead
+                break driving
             }
-            if let info {
-                candidates.append(info)
-            } else {
-                try node.store.recordBucketFile(
-                    roomID: roomID, BucketFileRecord(key: key, size: 0, events: 0, problem: "no longer in the bucket"), seenMs: now)
-                report.problems.append("\(key): failed before, and is no longer in the bucket")
-            }
-        }
-        var hintsCursor: Int64?
-        for hint in hints where !seen.contains(hint.key) {
-            let problem = await followHint(hint, roomID: roomID, objects: objects, candidates: &candidates, seen: seen)
-            if let problem { report.problems.append("\(hint.key): \(problem)") }
-            if let uploaded = BucketLayout.hintUploadMs(hint.key, roomID: roomID) { hintsCursor = max(hintsCursor ?? 0, min(uploaded, now)) }
-            try node.store.recordBucketFile(roomID: roomID, BucketFileRecord(key: hint.key, size: hint.size, events: 0, problem: problem), seenMs: now)
         }
 
         // A pipeline: while this thread stores one window of files, the next window downloads and verifies on the
         // other cores.
         let width = max(1, settings.parallelDownloads)
         let windows = stride(from: 0, to: candidates.count, by: width).map { Array(candidates[$0..<min(candidates.count, $0 + width)]) }
-        var next = windows.first.map { window in Task { await prepare(window, roomID: roomID, objects: objects) } }
+        let admitting = poller
+        var next = windows.first.map { window in Task { await prepare(window, poller: admitting, objects: objects) } }
         for (position, window) in windows.enumerated() {
             let prepared = await next!.value
-            next = position + 1 < windows.count ? Task { [windows] in await prepare(windows[position + 1], roomID: roomID, objects: objects) } : nil
+            next = position + 1 < windows.count ? Task { [windows] in await prepare(windows[position + 1], poller: admitting, objects: objects) } : nil
             for (object, result) in zip(window, prepared) {
                 var record = BucketFileRecord(key: object.key, size: object.size, events: 0, problem: nil)
                 switch result {
                 case .ignored(let reason):
                     record.problem = "ignored: \(reason)"
-                    report.ignored.append("\(object.key): \(reason)")
-                case .failed(let error) where error.isTemporary:
-                    let failingFor = try node.store.recordBucketReadFailure(roomID: roomID, key: object.key, nowMs: now)
-                    if failingFor < settings.readGiveUpMs {
-                        // Not recorded as seen: a later sync tries again.
-                        report.problems.append("\(object.key): \(error.message)")
-                        continue
-                    }
-                    record.problem = "\(error.message); given up after failing for \(failingFor / 1000) s"
-                    report.problems.append("\(object.key): \(record.problem!)")
+                    poller.fileIgnored(object, reason: reason)
                 case .failed(let error):
-                    record.problem = error.message
-                    report.problems.append("\(object.key): \(error.message)")
+                    switch poller.fileFailed(object, error: error) {
+                    case .retry(let failure):
+                        // Not recorded as seen: a later sync tries again.
+                        try node.store.saveBucketReadFailure(
+                            roomID: roomID, key: object.key, attempts: failure.attempts, firstMs: failure.firstMs, nextMs: failure.nextMs)
+                        continue
+                    case .record(let problem):
+                        record.problem = problem
+                    }
                 case .verified(let file):
                     let found = try ingest(file, key: object.key, roomID: roomID, receivedMs: now, into: &report, events: &record.events)
                     if !found.problems.isEmpty {
@@ -418,14 +410,24 @@ public struct BucketClient: Sendable {
                         report.problems += problems.map { "\(object.key): \($0)" }
                     }
                     report.warnings += found.warnings.map { "\(object.key): \($0)" }
-                    logsCursor = max(logsCursor ?? 0, min(file.name.startMs, now))
+                    poller.fileRead(object, name: file.name)
                 }
                 report.filesRead += 1
                 try node.store.recordBucketFile(roomID: roomID, record, seenMs: now)
             }
         }
+        let outcome = poller.finish()
+        // Hints are recorded once the files they led to are stored, so a sync killed before then follows them again.
+        for hint in outcome.hints {
+            try node.store.recordBucketFile(roomID: roomID, BucketFileRecord(key: hint.key, size: hint.size, events: 0, problem: hint.problem), seenMs: now)
+        }
+        for key in outcome.vanished {
+            try node.store.recordBucketFile(roomID: roomID, BucketFileRecord(key: key, size: 0, events: 0, problem: "no longer in the bucket"), seenMs: now)
+        }
+        report.problems = poller.problems + report.problems
+        report.ignored = poller.ignored
         try node.store.advanceBucketCursors(
-            roomID: roomID, logsMs: logsCursor, hintsMs: hintsCursor, fullListingMs: report.listedEverything ? now : nil)
+            roomID: roomID, logsMs: outcome.progress.logsCursorMs, hintsMs: outcome.progress.hintsCursorMs, fullListingMs: outcome.progress.fullListingMs)
         if ownEventsMissing { try node.store.markInBucket(roomID: roomID, senderKey: node.identity.signingKeyBase64, nowMs: now) }
         if !report.accepted.isEmpty { node.updates.publish(RoomUpdate(roomID: roomID, eventIDs: report.accepted)) }
         // What was read may be a new member device to share keys with, a request to answer, or a message this device
@@ -450,24 +452,6 @@ public struct BucketClient: Sendable {
         }
     }
 
-    /// Reads a hint and adds the log file it names to `candidates`; returns what was wrong with it, if anything.
-    func followHint(_ hint: ObjectInfo, roomID: String, objects: any ObjectStore, candidates: inout [ObjectInfo], seen: Set<String>) async -> String? {
-        guard BucketLayout.hintUploadMs(hint.key, roomID: roomID) != nil else { return "ignored: not a hint name" }
-        do {
-            let target = String(decoding: try await objects.get(key: hint.key, maxBytes: 4096), as: UTF8.self)
-            guard case .success = LogFileName.parse(key: target, roomID: roomID) else { return "the hint does not name a log file of this room" }
-            if seen.contains(target) || candidates.contains(where: { $0.key == target }) { return nil }
-            if try node.store.seenBucketFiles(roomID: roomID, keys: [target]).contains(target) { return nil }
-            guard let info = try await objects.head(key: target) else { return "the hint names \(target), which does not exist" }
-            candidates.append(info)
-            return nil
-        } catch let error as BucketError {
-            return error.message
-        } catch {
-            return "\(error)"
-        }
-    }
-
     /// One downloaded file, split into lines and verified, ready to store.
     struct VerifiedFile: Sendable {
         var name: LogFileName
@@ -482,20 +466,17 @@ public struct BucketClient: Sendable {
 
     /// Downloads a window of objects concurrently, then splits and verifies them (on every core); results in
     /// input order.
-    func prepare(_ window: [ObjectInfo], roomID: String, objects: any ObjectStore) async -> [Prepared] {
+    func prepare(_ window: [ObjectInfo], poller: BucketPoller, objects: any ObjectStore) async -> [Prepared] {
         let settings = settings
         return await withTaskGroup(of: (Int, Prepared).self) { group in
             for (position, object) in window.enumerated() {
                 group.addTask {
                     let name: LogFileName
-                    switch LogFileName.parse(key: object.key, roomID: roomID) {
-                    case .failure(let problem): return (position, .ignored(problem.reason))
-                    case .success(let parsed): name = parsed
+                    switch poller.admission(of: object) {
+                    case .ignore(let reason): return (position, .ignored(reason))
+                    case .fail(let error): return (position, .failed(error))
+                    case .download(let parsed): name = parsed
                     }
-                    if object.size > settings.maxObjectBytes {
-                        return (position, .failed(BucketError(.tooLarge, "\(object.size) bytes, over the limit of \(settings.maxObjectBytes); not read")))
-                    }
-                    if object.size == 0 { return (position, .ignored("empty")) }
                     do {
                         let bytes: [UInt8]
                         do {
@@ -700,4 +681,9 @@ func bucketCall<T>(_ body: () throws(BucketError) -> T) throws(ClientError) -> T
 
 func bucketCall<T>(_ body: () async throws(BucketError) -> T) async throws(ClientError) -> T {
     do { return try await body() } catch { throw ClientError(error) }
+}
+
+/// Runs a bucket operation for a state machine that takes its failure as an input.
+func bucketResult<T>(_ body: () async throws(BucketError) -> T) async -> Result<T, BucketError> {
+    do { return .success(try await body()) } catch { return .failure(error) }
 }

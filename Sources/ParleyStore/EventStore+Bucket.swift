@@ -179,32 +179,25 @@ extension EventStore {
         }
     }
 
-    /// Files of `roomID` whose reading failed for a transient reason and that are to be read again: key → the time of
-    /// the next attempt.
-    public func bucketReadRetries(roomID: String) throws -> [String: Int64] {
+    /// Files of `roomID` whose reading failed for a transient reason, by key: failures in a row, the first one's time,
+    /// and when to read the file again (ms). The bucket transport decides these times; the store only keeps them.
+    public func bucketReadFailures(roomID: String) throws -> [String: (attempts: Int, firstMs: Int64, nextMs: Int64)] {
         try pool.read { db in
-            var retries: [String: Int64] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT key, next_ms FROM bucket_read_failures WHERE room_id = ?", arguments: [roomID]) {
-                retries[row[0]] = row[1]
+            var failures: [String: (attempts: Int, firstMs: Int64, nextMs: Int64)] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT key, attempts, first_ms, next_ms FROM bucket_read_failures WHERE room_id = ?", arguments: [roomID]) {
+                failures[row[0]] = (row[1], row[2], row[3])
             }
-            return retries
+            return failures
         }
     }
 
-    /// Records one more transient failure to read `key`. The next attempt waits twice as long as the one before, from
-    /// one second up to an hour, so a store that keeps failing is not asked for the whole object on every poll.
-    /// - Returns: how long the file has been failing, in milliseconds (0 the first time).
-    public func recordBucketReadFailure(roomID: String, key: String, nowMs: Int64) throws -> Int64 {
+    /// Records a transient failure to read `key`, replacing the one recorded before; cleared when the file is recorded
+    /// as read (``recordBucketFile(roomID:_:seenMs:)``).
+    public func saveBucketReadFailure(roomID: String, key: String, attempts: Int, firstMs: Int64, nextMs: Int64) throws {
         try pool.write { db in
-            let row = try Row.fetchOne(
-                db, sql: "SELECT attempts, first_ms FROM bucket_read_failures WHERE room_id = ? AND key = ?", arguments: [roomID, key])
-            let attempts: Int64 = (row?[0] ?? 0) + 1
-            let firstMs: Int64 = row?[1] ?? nowMs
-            let delay = min(Int64(1000) << min(attempts - 1, 12), 3_600_000)
             try db.execute(
                 sql: "INSERT OR REPLACE INTO bucket_read_failures (room_id, key, attempts, first_ms, next_ms) VALUES (?, ?, ?, ?, ?)",
-                arguments: [roomID, key, attempts, firstMs, nowMs + delay])
-            return nowMs - firstMs
+                arguments: [roomID, key, attempts, firstMs, nextMs])
         }
     }
 
