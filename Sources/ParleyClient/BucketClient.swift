@@ -35,6 +35,16 @@ public struct BucketSettings: Sendable {
 
     public init() {}
 
+    /// The settings a flush's ``BucketWriter`` decides with.
+    var writer: BucketWriter.Settings {
+        var settings = BucketWriter.Settings()
+        settings.maxEventsPerFile = maxEventsPerFile
+        settings.maxFileBytes = maxFileBytes
+        settings.gzip = gzip
+        settings.hintAfterMs = hintAfterMs
+        return settings
+    }
+
     /// The settings a sync's ``BucketPoller`` decides with.
     var poller: BucketPoller.Settings {
         var settings = BucketPoller.Settings()
@@ -264,15 +274,19 @@ public struct BucketClient: Sendable {
             try await writeMetadata(roomID: roomID, objects: objects)
         }
         var uploads = try node.store.unconfirmedUploads(roomID: roomID)
+        let clientID = clientID
+        let writing = settings.writer
         while true {
             if uploads.isEmpty {
-                let clientID = clientID
-                let gzip = settings.gzip
                 guard
                     let next = try node.store.claimUpload(
-                        roomID: roomID, senderKey: node.identity.signingKeyBase64, maxEvents: settings.maxEventsPerFile,
-                        maxBytes: settings.maxFileBytes, createdMs: node.clock(),
-                        name: { LogFileName(roomID: roomID, startMs: $0, endMs: $1, clientID: clientID + ($2 > 0 ? ".\($2)" : ""), gzip: gzip).key })
+                        roomID: roomID, senderKey: node.identity.signingKeyBase64, limit: writing.maxEventsPerFile, createdMs: node.clock(),
+                        assemble: { pending, isTaken in
+                            try BucketWriter.nextFile(
+                                of: pending.map { BucketWriter.PendingEvent(seq: $0.seq, timestampMs: $0.timestampMs, wire: $0.wire) }, roomID: roomID,
+                                clientID: clientID, settings: writing, isTaken: isTaken
+                            ).map { ($0.key, $0.events, $0.content) }
+                        })
                 else { break }
                 uploads = [next]
             }
@@ -283,39 +297,36 @@ public struct BucketClient: Sendable {
         return report
     }
 
-    /// Writes one upload, renaming it if another object has its name; returns the key it was written under.
+    /// Writes one upload as its ``BucketWriter`` decides (renaming it if another object has its name); returns the key
+    /// it was written under.
     func write(_ upload: BucketUpload, to objects: any ObjectStore) async throws -> String {
-        var key = upload.key
-        let body = key.hasSuffix(".gz") ? Gzip.compress(upload.content) : upload.content
-        var attempt = 0
+        var writer = BucketWriter(
+            key: upload.key, roomID: upload.roomID, firstTimestampMs: upload.firstTimestampMs, clientID: clientID, settings: settings.writer)
+        let body = upload.key.hasSuffix(".gz") ? Gzip.compress(upload.content) : upload.content
+        var action = writer.start()
         while true {
-            let outcome = try await bucketCall { () async throws(BucketError) in
-                try await objects.putIfAbsent(key: key, bytes: body, retention: settings.retention)
+            switch action {
+            case .write(let key):
+                let outcome = try await bucketCall { () async throws(BucketError) in
+                    try await objects.putIfAbsent(key: key, bytes: body, retention: settings.retention)
+                }
+                action = writer.written(outcome, now: node.clock())
+            case .rename(let key):
+                action = writer.renamed(try node.store.renameUpload(id: upload.id, roomID: upload.roomID, key: key))
+            case .writeHint(let key, let hint):
+                _ = try await bucketCall { () async throws(BucketError) in try await objects.putIfAbsent(key: key, bytes: hint, retention: nil) }
+                action = writer.hintWritten()
+            case .confirm(let key):
+                // Our own file: recorded as seen, so a sync need not read it back.
+                try node.store.confirmUpload(
+                    id: upload.id, roomID: upload.roomID,
+                    file: BucketFileRecord(key: key, size: Int64(body.count), events: Int(upload.lastSeq - upload.firstSeq + 1), problem: nil),
+                    confirmedMs: node.clock())
+                return key
+            case .fail(let message):
+                throw ClientError(.bucket, "\(message) (in \(objects.location))")
             }
-            if outcome != .conflict { break }
-            // Another object has this name (it is only a hint): take the next name free here and there.
-            guard case .success(var name) = LogFileName.parse(key: upload.key, roomID: upload.roomID) else {
-                throw ClientError(.bucket, "Cannot find a free name for \(upload.key) in \(objects.location).")
-            }
-            let base = name.clientID
-            repeat {
-                attempt += 1
-                guard attempt < 1000 else { throw ClientError(.bucket, "Cannot find a free name for \(upload.key) in \(objects.location).") }
-                name.clientID = "\(base).\(attempt)"
-                key = name.key
-            } while try !node.store.renameUpload(id: upload.id, roomID: upload.roomID, key: key)
         }
-        let now = node.clock()
-        if now - upload.firstTimestampMs > settings.hintAfterMs {
-            // The file's name sorts before where readers now list from: point them to it.
-            let hint = BucketLayout.hintKey(roomID: upload.roomID, uploadMs: now, clientID: clientID)
-            _ = try await bucketCall { () async throws(BucketError) in try await objects.putIfAbsent(key: hint, bytes: Array(key.utf8), retention: nil) }
-        }
-        // Our own file: recorded as seen, so a sync need not read it back.
-        try node.store.confirmUpload(
-            id: upload.id, roomID: upload.roomID,
-            file: BucketFileRecord(key: key, size: Int64(body.count), events: Int(upload.lastSeq - upload.firstSeq + 1), problem: nil), confirmedMs: now)
-        return key
     }
 
     // MARK: Syncing (the sync manager)

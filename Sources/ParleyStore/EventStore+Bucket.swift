@@ -214,47 +214,37 @@ extension EventStore {
     // MARK: Outbox
 
     /// Assigns this device's next unsent events in `roomID` to a new upload, atomically, so two processes never
-    /// put the same events into two different files.
+    /// put the same events into two different files. What goes in the file and its name are the transport's choice.
     /// - Parameters:
-    ///   - name: the object key for a batch, from its first and last timestamps and an attempt number, which is
-    ///     above 0 when an earlier upload took the name (two batches in the same millisecond).
+    ///   - limit: the most pending events handed to `assemble`.
+    ///   - assemble: given the pending events (seq order) and whether an upload of the room already has a name, the
+    ///     file's key, how many of the events it holds (from the first), and its bytes; `nil` to claim nothing.
     /// - Returns: the new upload, or `nil` when nothing is pending.
     public func claimUpload(
-        roomID: String, senderKey: String, maxEvents: Int, maxBytes: Int, createdMs: Int64,
-        name: (_ firstMs: Int64, _ lastMs: Int64, _ attempt: Int) -> String
+        roomID: String, senderKey: String, limit: Int, createdMs: Int64,
+        assemble: (_ pending: [(seq: Int64, timestampMs: Int64, wire: [UInt8])], _ isTaken: (String) throws -> Bool) throws
+            -> (key: String, events: Int, content: [UInt8])?
     ) throws -> BucketUpload? {
         try pool.write { db in
             let after = try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(last_seq) FROM bucket_uploads WHERE room_id = ?"), arguments: [roomID]) ?? 0
-            let rows = try Row.fetchCursor(
+            let pending = try Row.fetchAll(
                 db, sql: "SELECT seq, timestamp_ms, wire FROM events WHERE room_id = ? AND sender_key = ? AND seq > ? ORDER BY seq LIMIT ?",
-                arguments: [roomID, senderKey, after, maxEvents])
-            var content: [UInt8] = []
-            var first: (seq: Int64, ms: Int64)?
-            var last: (seq: Int64, ms: Int64)?
-            while let row = try rows.next() {
-                let wire: [UInt8] = (row[2] as Data).bytes
-                if first != nil, content.count + wire.count + 1 > maxBytes { break }
-                content += wire
-                content.append(0x0A)
-                if first == nil { first = (row[0], row[1]) }
-                last = (row[0], row[1])
+                arguments: [roomID, senderKey, after, limit]
+            ).map { (seq: $0[0] as Int64, timestampMs: $0[1] as Int64, wire: ($0[2] as Data).bytes) }
+            let isTaken = { (key: String) throws -> Bool in
+                try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM bucket_uploads WHERE room_id = ? AND key = ?)"), arguments: [roomID, key]) == true
             }
-            guard let first, let last else { return nil }
-            var attempt = 0
-            var key = name(first.ms, last.ms, attempt)
-            while try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM bucket_uploads WHERE room_id = ? AND key = ?)"), arguments: [roomID, key]) == true {
-                attempt += 1
-                key = name(first.ms, last.ms, attempt)
-            }
+            guard !pending.isEmpty, let file = try assemble(pending, isTaken), (1...pending.count).contains(file.events) else { return nil }
+            let (first, last) = (pending[0], pending[file.events - 1])
             try db.execute(
                 sql: """
                     INSERT INTO bucket_uploads (room_id, key, first_seq, last_seq, first_timestamp_ms, last_timestamp_ms, content, created_ms)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """,
-                arguments: [roomID, key, first.seq, last.seq, first.ms, last.ms, Data(content), createdMs])
+                arguments: [roomID, file.key, first.seq, last.seq, first.timestampMs, last.timestampMs, Data(file.content), createdMs])
             return BucketUpload(
-                id: db.lastInsertedRowID, roomID: roomID, key: key, firstSeq: first.seq, lastSeq: last.seq, firstTimestampMs: first.ms,
-                lastTimestampMs: last.ms, content: content)
+                id: db.lastInsertedRowID, roomID: roomID, key: file.key, firstSeq: first.seq, lastSeq: last.seq, firstTimestampMs: first.timestampMs,
+                lastTimestampMs: last.timestampMs, content: file.content)
         }
     }
 

@@ -544,8 +544,11 @@ final class BucketWorld: @unchecked Sendable {
         try bob.node.send("team", text: "one")
         let claimed = try #require(
             try bob.node.store.claimUpload(
-                roomID: "team", senderKey: bob.node.identity.signingKeyBase64, maxEvents: 100, maxBytes: 1 << 20, createdMs: 0,
-                name: { LogFileName(roomID: "team", startMs: $0, endMs: $1, clientID: bob.clientID + ($2 > 0 ? ".\($2)" : "")).key }))
+                roomID: "team", senderKey: bob.node.identity.signingKeyBase64, limit: 100, createdMs: 0,
+                assemble: { pending, _ in
+                    (LogFileName(roomID: "team", startMs: pending[0].timestampMs, endMs: pending.last!.timestampMs, clientID: bob.clientID).key, pending.count,
+                     pending.flatMap { $0.wire + [0x0A] })
+                }))
         try bob.node.send("team", text: "two")
         // Killed after writing it, before recording that the bucket confirmed it.
         _ = try await world.objects.putIfAbsent(key: claimed.key, bytes: claimed.content, retention: nil)
