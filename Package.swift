@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
     ],
     targets: [
         // The protocol: no I/O, no clock, no randomness it is not handed.
@@ -48,11 +50,17 @@ let package = Package(
         ),
         .target(
             name: "ParleyClient",
-            dependencies: ["ParleyCore", "ParleyStore", "ParleyBucket", "CArgon2", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "ParleyCore", "ParleyStore", "ParleyBucket", "CArgon2", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .executableTarget(
             name: "parley",
-            dependencies: ["ParleyClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "ParleyClient", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .target(
             name: "ParleyTesting",

@@ -1,16 +1,11 @@
 import Foundation
 import ParleyBucket
 
-/// One room's failures while `parley sync --watch` polls it: how long to wait before the next attempt, and what to
-/// tell the user. The wait doubles from the poll interval with each failure in a row, up to `maxDelay`; the first
-/// failure is told in full, the same failure again as a count, and the recovery once.
+/// What to tell the user of one room's failures while a node keeps it in step (the waits are ``BucketSchedule``'s):
+/// the first failure in full, the same failure again as a count, and the recovery once.
 public struct RoomBackoff: Sendable {
     public let roomID: String
     public let bucket: String
-    /// Seconds between polls while the room syncs.
-    public let interval: Double
-    /// The longest wait between attempts, in seconds.
-    public let maxDelay: Double
     /// How the first failure's time is shown (`12:01`): local time, unless a test fixes it.
     let timeZone: TimeZone
 
@@ -19,27 +14,24 @@ public struct RoomBackoff: Sendable {
     private var sinceMs: Int64 = 0
     private var lastMessage: String?
 
-    public init(roomID: String, bucket: String, interval: Double, maxDelay: Double = 60, timeZone: TimeZone = .current) {
+    public init(roomID: String, bucket: String, timeZone: TimeZone = .current) {
         self.roomID = roomID
         self.bucket = bucket
-        self.interval = interval
-        self.maxDelay = max(maxDelay, interval)
         self.timeZone = timeZone
     }
 
-    /// Records a failed attempt.
-    /// - Returns: the line to show, and the seconds to wait before the next attempt.
-    public mutating func failed(_ error: any Error, nowMs: Int64) -> (report: String, delay: Double) {
+    /// Records a failed attempt, after which nothing is tried for `delayMs`.
+    /// - Returns: the line to show.
+    public mutating func failed(_ error: any Error, nowMs: Int64, delayMs: Int64) -> String {
         let message = (error as? ClientError)?.message ?? "\(error)"
         if failures == 0 { sinceMs = nowMs }
         failures += 1
-        let delay = min(maxDelay, interval * Double(1 << min(failures, 30)))
-        let retrying = "retrying in \(RoomBackoff.seconds(delay))"
+        let retrying = "retrying in \(RoomBackoff.seconds(Double(delayMs) / 1000))"
         defer { lastMessage = message }
-        if failures == 1 { return ("room \(roomID): bucket \(bucket): \(message) (\(retrying))", delay) }
+        if failures == 1 { return "room \(roomID): bucket \(bucket): \(message) (\(retrying))" }
         let count = "\(failures) times since \(clockTime(sinceMs))"
-        if message != lastMessage { return ("room \(roomID): bucket \(bucket): \(message) (\(count); \(retrying))", delay) }
-        return ("room \(roomID): bucket \(bucket) \(RoomBackoff.state(of: error)) (\(count)); \(retrying)", delay)
+        if message != lastMessage { return "room \(roomID): bucket \(bucket): \(message) (\(count); \(retrying))" }
+        return "room \(roomID): bucket \(bucket) \(RoomBackoff.state(of: error)) (\(count)); \(retrying)"
     }
 
     /// Records a successful attempt.

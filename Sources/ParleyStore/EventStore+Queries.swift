@@ -350,6 +350,12 @@ extension EventStore {
             return ids.count
         }
     }
+
+    /// The row id of the newest event stored: it grows whenever any process stores an event, so a running node can
+    /// notice events signed elsewhere by comparing it.
+    public func newestEventRowID() throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id) FROM events")) ?? 0 }
+    }
 }
 
 /// SQLite limits bound parameters per statement; IN lists are sent in chunks of this many.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import ParleyBucket
 import ParleyClient
 import ParleyCore
@@ -115,85 +116,31 @@ struct Sync: AsyncParsableCommand {
         if failed > 0 { throw ExitCode(1) }
     }
 
-    /// Polls every bucket room, each on its own schedule, until SIGINT or SIGTERM; then writes the outbox.
+    /// Keeps every bucket room in step (a ``NodeRunner``) until SIGINT or SIGTERM; then writes the outbox.
     /// - Returns: the exit status: 1 if events stay unsent.
     func watchRooms(_ node: Node, _ client: BucketClient, until signals: TerminationSignals) async -> Int32 {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await signals.next() }
-            group.addTask { await superviseRooms(node, client) }
-            await group.next()
-            group.cancelAll()
-        }
-        // A second Ctrl-C ends the process at once.
-        signals.restoreDefaults()
-        return await flushBeforeExit(node, client)
-    }
-
-    /// Starts a poller for every bucket room, and for each one that appears later (a join in another command).
-    func superviseRooms(_ node: Node, _ client: BucketClient) async {
-        let running = RunningRooms()
-        await withTaskGroup(of: Void.self) { group in
-            while !Task.isCancelled {
-                for room in (try? self.rooms(node)) ?? [] where running.start(room.roomID) {
-                    group.addTask {
-                        await poll(room, node, client)
-                        running.stop(room.roomID)
-                    }
-                }
-                try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
+        var settings = NodeRunner.Settings()
+        settings.roomID = roomID
+        settings.schedule = BucketSchedule.Settings(pollIntervalMs: Int64(interval * 1000), flushAfterMs: Int64(flushInterval * 1000))
+        let runner = NodeRunner(client: client, settings: settings, observer: WatchPrinter(command: self, node: node), logger: Logger(label: "parley.sync", factory: { _ in SwiftLogNoOpLogHandler() }))
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await signals.next()
+                // A second Ctrl-C ends the process at once.
+                signals.restoreDefaults()
+                runner.shutDown()
+                return false
+            }
+            group.addTask {
+                try? await runner.run()
+                return true
+            }
+            // The runner is never cancelled: it finishes the write in progress and writes the outbox.
+            while let runnerEnded = await group.next() {
+                if runnerEnded { group.cancelAll() }
             }
         }
-    }
-
-    /// Syncs one room until cancelled or forgotten, waiting longer after each failure in a row.
-    func poll(_ room: BucketRoom, _ node: Node, _ client: BucketClient) async {
-        var backoff = RoomBackoff(roomID: room.roomID, bucket: room.bucketURL, interval: interval)
-        let shown = ShownEvents()
-        while !Task.isCancelled {
-            var delay = interval
-            do {
-                guard try node.store.bucketRoom(roomID: room.roomID) != nil else { return }
-                let status = try node.store.outboxStatus(roomID: room.roomID, senderKey: node.identity.signingKeyBase64)
-                if let oldest = status.oldestPendingMs, Double(node.clock() - oldest) >= flushInterval * 1000 {
-                    _ = try await client.flush(room.roomID)
-                }
-                let report = try await client.sync(room.roomID)
-                if let recovery = backoff.succeeded(nowMs: node.clock()) { printError(recovery) }
-                for problem in report.problems { printError("\(room.roomID): problem: \(problem)") }
-                for warning in report.warnings { printError("\(room.roomID): warning: \(warning)") }
-                for eventID in report.accepted { try show(eventID, in: room.roomID, node: node, shown: shown) }
-            } catch {
-                if Task.isCancelled { return }
-                let (report, wait) = backoff.failed(error, nowMs: node.clock())
-                printError(report)
-                delay = wait
-            }
-            try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
-        }
-    }
-
-    /// Writes what waits in the outbox, within 10 s; says what stays unsent.
-    /// - Returns: 0, or 1 when events stay unsent.
-    func flushBeforeExit(_ node: Node, _ client: BucketClient) async -> Int32 {
-        let waiting = ((try? self.rooms(node)) ?? []).compactMap { room -> (room: BucketRoom, pending: Int)? in
-            let pending = (try? node.store.outboxStatus(roomID: room.roomID, senderKey: node.identity.signingKeyBase64).pending) ?? 0
-            return pending > 0 ? (room, pending) : nil
-        }
-        guard !waiting.isEmpty else { return 0 }
-        let total = waiting.map(\.pending).reduce(0, +)
-        printError("Writing the outbox before exiting (\(total) event(s) in \(waiting.count) room(s)); Ctrl-C again stops at once and leaves them for the next `parley sync`.")
-        let deadline = ContinuousClock.now + .seconds(10)
-        var unsent = 0
-        for (room, pending) in waiting {
-            do {
-                try await withDeadline(deadline) { _ = try await client.flush(room.roomID) }
-            } catch {
-                unsent += 1
-                let reason = error is DeadlineExceeded ? "the bucket did not answer in time" : (error as? ClientError)?.message ?? "\(error)"
-                printError("room \(room.roomID): \(pending) event(s) stay unsent (\(reason)); the next `parley sync` writes them.")
-            }
-        }
-        return unsent > 0 ? 1 : 0
+        return runner.roomsLeftUnsent > 0 ? 1 : 0
     }
 
     func rooms(_ node: Node) throws -> [BucketRoom] {
@@ -281,14 +228,33 @@ final class ShownEvents: Sendable {
     }
 }
 
-/// The rooms being polled under `sync --watch`, so each gets one poller.
-final class RunningRooms: Sendable {
-    private let rooms = Mutex<Set<String>>([])
+/// Prints what `sync --watch` sees: new events as they come, problems and warnings, failures and recoveries.
+struct WatchPrinter: NodeRunnerObserver {
+    let command: Sync
+    let node: Node
+    let shown = ShownEvents()
 
-    /// Whether `room` was not running yet (and now counts as running).
-    func start(_ room: String) -> Bool { rooms.withLock { $0.insert(room).inserted } }
+    func roomSynced(_ room: BucketRoom, _ report: SyncReport) {
+        for problem in report.problems { printError("\(room.roomID): problem: \(problem)") }
+        for warning in report.warnings { printError("\(room.roomID): warning: \(warning)") }
+        do {
+            for eventID in report.accepted { try command.show(eventID, in: room.roomID, node: node, shown: shown) }
+        } catch {
+            printError("\(room.roomID): cannot show new events: \((error as? ClientError)?.message ?? "\(error)")")
+        }
+    }
 
-    func stop(_ room: String) { _ = rooms.withLock { $0.remove(room) } }
+    func roomFailed(_ room: BucketRoom, report: String) { printError(report) }
+
+    func roomRecovered(_ room: BucketRoom, report: String) { printError(report) }
+
+    func flushingBeforeExit(events: Int, rooms: Int) {
+        printError("Writing the outbox before exiting (\(events) event(s) in \(rooms) room(s)); Ctrl-C again stops at once and leaves them for the next `parley sync`.")
+    }
+
+    func leftUnsent(_ room: BucketRoom, events: Int, reason: String) {
+        printError("room \(room.roomID): \(events) event(s) stay unsent (\(reason)); the next `parley sync` writes them.")
+    }
 }
 
 struct Bucket: ParsableCommand {

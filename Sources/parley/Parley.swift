@@ -14,7 +14,7 @@ struct Parley: AsyncParsableCommand {
         version: ParleyVersion.description,
         subcommands: [
             Init.self, WhoAmI.self, Status.self, Room.self, Send.self, Edit.self, React.self, Redact.self, Read.self, Log.self,
-            Events.self, Import.self, Verify.self, Search.self, Rejected.self, Sync.self, Bucket.self, DirectMessages.self, Backup.self, Device.self,
+            Events.self, Import.self, Verify.self, Search.self, Rejected.self, Sync.self, NodeCommand.self, Bucket.self, DirectMessages.self, Backup.self, Device.self,
         ])
 
     /// Declared here as well as in every command that uses it: the root command parses `--home` wherever it stands

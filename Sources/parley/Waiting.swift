@@ -109,22 +109,3 @@ final class TerminationSignals: Sendable {
         signal(SIGTERM, SIG_DFL)
     }
 }
-
-struct DeadlineExceeded: Error {}
-
-/// Runs `body`, cancelling it at `deadline`.
-/// - Throws: ``DeadlineExceeded`` when the deadline came first, else what `body` throws.
-func withDeadline(_ deadline: ContinuousClock.Instant, _ body: @escaping @Sendable () async throws -> Void) async throws {
-    try await withThrowingTaskGroup(of: Bool.self) { group in
-        group.addTask {
-            try await body()
-            return true
-        }
-        group.addTask {
-            try await Task.sleep(until: deadline)
-            return false
-        }
-        defer { group.cancelAll() }
-        guard try await group.next() == true else { throw DeadlineExceeded() }
-    }
-}

@@ -54,8 +54,13 @@ import Testing
 
     /// Starts `parley sync --watch` and waits until it holds the home's sync lock (it handles signals by then).
     func startWatching(_ node: ParleyCommand, _ extra: [String] = [], environment: [String: String] = [:]) throws -> Subprocess {
+        try startHoldingHome(node, ["sync", "--watch", "--interval", "0.1"] + extra, environment: environment)
+    }
+
+    /// Starts a long-running command and waits until it holds the home's sync lock (it handles signals by then).
+    func startHoldingHome(_ node: ParleyCommand, _ arguments: [String], environment: [String: String] = [:]) throws -> Subprocess {
         let watcher = try Subprocess.spawn(
-            ParleyCommand.executable.path, ["--home", node.home, "sync", "--watch", "--interval", "0.1"] + extra,
+            ParleyCommand.executable.path, ["--home", node.home] + arguments,
             environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
         let lockFile = "\(node.home)/sync.lock"
         let deadline = Date().addingTimeInterval(30)
@@ -280,6 +285,54 @@ import Testing
         #expect(said.contains("the next `parley sync` writes them"), "\(said)")
         let node = try JSONParser().parse(Array(try alice.node.run(["status", "--json"]).stdout.utf8))
         #expect(node["bucket_rooms"]!.array[0]["pending"] == .integer(1))
+    }
+
+    // MARK: parley node
+
+    @Test func `a running node writes an event sent from another shell at once, long before its next poll, and logs no message text`() async throws {
+        let alice = try OneNode()
+        try #require(try alice.node.run(["room", "create", "team", "--bucket", alice.bucketURL]).status == 0)
+        let runner = try startHoldingHome(alice.node, ["node", "--interval", "3600"])
+        defer {
+            runner.kill(SIGKILL)
+            runner.wait()
+        }
+        try #require(try alice.node.run(["send", "team", "secret words from another shell"]).status == 0)
+        let deadline = Date().addingTimeInterval(30)
+        while try await !alice.linesInBucket("team").contains(where: { $0.contains("secret words") }) && Date() < deadline { usleep(50_000) }
+        #expect(try await alice.linesInBucket("team").contains { $0.contains("secret words from another shell") })
+        runner.kill(SIGTERM)
+        let (status, _, error) = runner.communicate()
+        let said = String(decoding: error, as: UTF8.self)
+        #expect(status == 0, "\(said)")
+        #expect(said.contains("Node started") && said.contains("Node stopped"), "\(said)")
+        #expect(!said.contains("secret words"), "\(said)")
+    }
+
+    @Test(arguments: [SIGTERM, SIGINT])
+    func `a signal to a running node writes the outbox before it exits 0`(signal: Int32) async throws {
+        let alice = try OneNode()
+        try #require(try alice.node.run(["room", "create", "team", "--bucket", alice.bucketURL]).status == 0)
+        let runner = try startHoldingHome(alice.node, ["node", "--flush-after", "3600"])
+        try #require(try alice.node.run(["send", "team", "written on the way out"]).status == 0)
+        runner.kill(signal)
+        let (status, _, error) = runner.communicate()
+        let said = String(decoding: error, as: UTF8.self)
+        #expect(status == 0, "\(said)")
+        #expect(said.contains("Writing the outbox before exiting"), "\(said)")
+        #expect(try await alice.linesInBucket("team").contains { $0.contains("written on the way out") })
+    }
+
+    @Test func `a second node on the same home says which process holds it and exits 1`() throws {
+        let alice = try OneNode()
+        let runner = try startHoldingHome(alice.node, ["node"])
+        defer {
+            runner.kill(SIGKILL)
+            runner.wait()
+        }
+        let second = try alice.node.run(["node"])
+        #expect(second.status == 1)
+        #expect(second.stderr.contains("Another parley process is syncing \(alice.node.home): pid \(runner.pid) (`parley node`)"), "\(second.stderr)")
     }
 
     // MARK: Slow buckets on a terminal

@@ -9,44 +9,35 @@ import Testing
     let unreachable = ClientError(BucketError(.unreachable, "Cannot connect to http://127.0.0.1:9 (connection refused)."))
 
     func backoff() -> RoomBackoff {
-        RoomBackoff(roomID: "team", bucket: "s3://x/", interval: 1, maxDelay: 60, timeZone: TimeZone(identifier: "UTC")!)
+        RoomBackoff(roomID: "team", bucket: "s3://x/", timeZone: TimeZone(identifier: "UTC")!)
     }
 
-    @Test func `the first failure is told in full, the same failure again as a count, and the wait doubles`() {
+    @Test func `the first failure is told in full, the same failure again as a count, with the wait`() {
         var backoff = backoff()
-        let first = backoff.failed(unreachable, nowMs: noon)
-        #expect(first.report == "room team: bucket s3://x/: Cannot connect to http://127.0.0.1:9 (connection refused). (retrying in 2 s)")
-        #expect(first.delay == 2)
-        let second = backoff.failed(unreachable, nowMs: noon + 2_000)
-        #expect(second.report == "room team: bucket s3://x/ unreachable (2 times since 12:01); retrying in 4 s")
-        let third = backoff.failed(unreachable, nowMs: noon + 6_000)
-        #expect(third.report == "room team: bucket s3://x/ unreachable (3 times since 12:01); retrying in 8 s")
-        #expect(third.delay == 8)
-    }
-
-    @Test func `the wait stops doubling at its cap`() {
-        var backoff = backoff()
-        let delays = (0..<10).map { backoff.failed(unreachable, nowMs: noon + Int64($0) * 60_000).delay }
-        #expect(delays == [2, 4, 8, 16, 32, 60, 60, 60, 60, 60])
+        #expect(
+            backoff.failed(unreachable, nowMs: noon, delayMs: 2_000)
+                == "room team: bucket s3://x/: Cannot connect to http://127.0.0.1:9 (connection refused). (retrying in 2 s)")
+        #expect(backoff.failed(unreachable, nowMs: noon + 2_000, delayMs: 4_000) == "room team: bucket s3://x/ unreachable (2 times since 12:01); retrying in 4 s")
+        #expect(backoff.failed(unreachable, nowMs: noon + 6_000, delayMs: 400) == "room team: bucket s3://x/ unreachable (3 times since 12:01); retrying in 0.4 s")
     }
 
     @Test func `a different failure is told in full, with the count so far`() {
         var backoff = backoff()
-        _ = backoff.failed(unreachable, nowMs: noon)
+        _ = backoff.failed(unreachable, nowMs: noon, delayMs: 2_000)
         let denied = ClientError(BucketError(.accessDenied, "s3://x/ refused to list rooms/team/logs/ (HTTP 403 AccessDenied)."))
         #expect(
-            backoff.failed(denied, nowMs: noon + 2_000).report
+            backoff.failed(denied, nowMs: noon + 2_000, delayMs: 4_000)
                 == "room team: bucket s3://x/: s3://x/ refused to list rooms/team/logs/ (HTTP 403 AccessDenied). (2 times since 12:01; retrying in 4 s)")
-        #expect(backoff.failed(denied, nowMs: noon + 6_000).report == "room team: bucket s3://x/ denying access (3 times since 12:01); retrying in 8 s")
+        #expect(backoff.failed(denied, nowMs: noon + 6_000, delayMs: 8_000) == "room team: bucket s3://x/ denying access (3 times since 12:01); retrying in 8 s")
     }
 
-    @Test func `a recovery is told once, and the next failure starts again from the poll interval`() {
+    @Test func `a recovery is told once, and the next failure is told in full again`() {
         var backoff = backoff()
         #expect(backoff.succeeded(nowMs: noon) == nil)
-        _ = backoff.failed(unreachable, nowMs: noon)
-        _ = backoff.failed(unreachable, nowMs: noon + 2_000)
+        _ = backoff.failed(unreachable, nowMs: noon, delayMs: 2_000)
+        _ = backoff.failed(unreachable, nowMs: noon + 2_000, delayMs: 4_000)
         #expect(backoff.succeeded(nowMs: noon + 6_000) == "room team: bucket s3://x/ works again (after failing 2 times since 12:01)")
         #expect(backoff.succeeded(nowMs: noon + 7_000) == nil)
-        #expect(backoff.failed(unreachable, nowMs: noon + 8_000).delay == 2)
+        #expect(backoff.failed(unreachable, nowMs: noon + 8_000, delayMs: 2_000).hasPrefix("room team: bucket s3://x/: Cannot connect"))
     }
 }

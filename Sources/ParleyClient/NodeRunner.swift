@@ -1,0 +1,266 @@
+import Foundation
+import Logging
+import ParleyBucket
+import ParleyStore
+import ServiceLifecycle
+import Synchronization
+
+/// What a running node tells whoever started it (`parley node` logs it, `parley sync --watch` prints it). Called from
+/// the rooms' tasks, concurrently.
+public protocol NodeRunnerObserver: Sendable {
+    /// A sync of `room` worked.
+    func roomSynced(_ room: BucketRoom, _ report: SyncReport)
+    /// Writing or reading `room` failed; `report` says so in the user's terms (``RoomBackoff``).
+    func roomFailed(_ room: BucketRoom, report: String)
+    /// `room` works again after failing.
+    func roomRecovered(_ room: BucketRoom, report: String)
+    /// Shutting down, the outbox still holds `events` events in `rooms` rooms, which are written now.
+    func flushingBeforeExit(events: Int, rooms: Int)
+    /// Shutting down, `events` events of `room` could not be written; the next sync or node writes them.
+    func leftUnsent(_ room: BucketRoom, events: Int, reason: String)
+}
+
+/// A node kept running: every bucket room of the home flushed and synced on its own ``BucketSchedule`` (a failing
+/// bucket waits longer without delaying the others), rooms joined meanwhile picked up, events this device signs in
+/// another process written at once, and on shutdown the outbox written before the run ends.
+///
+/// A `Service`: run it in a `ServiceGroup`, whose graceful shutdown (SIGTERM, SIGINT) lets the action in progress
+/// finish, writes the outbox (for at most ``Settings/exitFlushSeconds``) and returns; or stop it with ``shutDown()``.
+/// Hold the home's sync lock (``ParleyHome/lockForSyncing(_:)``) while it runs: one node per home.
+public final class NodeRunner: Service, Sendable {
+    public struct Settings: Sendable {
+        /// Each room's schedule: poll interval, how long an event may wait, the longest wait after failures.
+        public var schedule = BucketSchedule.Settings()
+        /// Only this room, when set.
+        public var roomID: String?
+        /// How often the store is checked for events signed by other processes (ms).
+        public var localCheckMs: Int64 = 100
+        /// The longest the outbox is written for on shutdown.
+        public var exitFlushSeconds = 10.0
+
+        public init() {}
+    }
+
+    public let node: Node
+    public let client: BucketClient
+    public let settings: Settings
+    let observer: any NodeRunnerObserver
+    let logger: Logger
+    let stopping = Doorbell()
+    let bells = Mutex<[String: Doorbell]>([:])
+    let unsentRooms = Mutex(0)
+
+    public init(client: BucketClient, settings: Settings, observer: any NodeRunnerObserver, logger: Logger) {
+        node = client.node
+        self.client = client
+        self.settings = settings
+        self.observer = observer
+        self.logger = logger
+    }
+
+    /// Rooms whose outbox could not be written on shutdown (after ``run()``).
+    public var roomsLeftUnsent: Int { unsentRooms.withLock { $0 } }
+
+    /// Ends the run as a graceful shutdown does.
+    public func shutDown() {
+        stopping.close()
+        for bell in bells.withLock({ Array($0.values) }) { bell.close() }
+    }
+
+    public func run() async throws {
+        logger.info("Node started", metadata: ["home": "\(node.home.path)", "poll.ms": "\(settings.schedule.pollIntervalMs)"])
+        await withGracefulShutdownHandler {
+            await keepRooms()
+        } onGracefulShutdown: {
+            self.shutDown()
+        }
+        await flushBeforeExit()
+        logger.info("Node stopped", metadata: ["rooms.unsent": "\(roomsLeftUnsent)"])
+    }
+
+    /// One task per bucket room, started as rooms appear, until shutdown; and one that watches for local events.
+    func keepRooms() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.watchLocalEvents() }
+            while !stopping.isClosed {
+                for room in (try? rooms()) ?? [] {
+                    let bell = Doorbell()
+                    let isNew = bells.withLock { bells in
+                        guard bells[room.roomID] == nil else { return false }
+                        bells[room.roomID] = bell
+                        return true
+                    }
+                    guard isNew else { continue }
+                    logger.debug("Room kept", metadata: ["room.id": "\(room.roomID)"])
+                    group.addTask {
+                        await self.keep(room, bell: bell)
+                        _ = self.bells.withLock { $0.removeValue(forKey: room.roomID) }
+                    }
+                }
+                await stopping.wait(upToMs: settings.schedule.pollIntervalMs)
+            }
+            shutDown()
+        }
+    }
+
+    func rooms() throws -> [BucketRoom] {
+        let rooms = try node.store.bucketRooms()
+        return settings.roomID.map { only in rooms.filter { $0.roomID == only } } ?? rooms
+    }
+
+    /// Rings every room when the store gains an event, so one signed by `parley send` in another shell is written
+    /// now rather than at the next poll.
+    func watchLocalEvents() async {
+        var newest = (try? node.store.newestEventRowID()) ?? 0
+        while !stopping.isClosed {
+            await stopping.wait(upToMs: settings.localCheckMs)
+            guard let now = try? node.store.newestEventRowID(), now != newest else { continue }
+            newest = now
+            for bell in bells.withLock({ Array($0.values) }) { bell.ring() }
+        }
+    }
+
+    /// Flushes and syncs one room as its schedule says, until shutdown or until the room is forgotten.
+    func keep(_ room: BucketRoom, bell: Doorbell) async {
+        var schedule = BucketSchedule(settings: settings.schedule, nowMs: node.clock())
+        var backoff = RoomBackoff(roomID: room.roomID, bucket: room.bucketURL)
+        let metadata: Logger.Metadata = ["room.id": "\(room.roomID)"]
+        while !stopping.isClosed {
+            let now = node.clock()
+            let action: BucketSchedule.Action
+            do {
+                guard try node.store.bucketRoom(roomID: room.roomID) != nil else { return }
+                let oldest = try node.store.outboxStatus(roomID: room.roomID, senderKey: node.identity.signingKeyBase64).oldestPendingMs
+                action = schedule.next(nowMs: now, oldestPendingMs: oldest)
+            } catch {
+                logger.error("Store unreadable", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+                action = .wait(untilMs: now + schedule.failed(nowMs: now))
+            }
+            do {
+                switch action {
+                case .wait(let until):
+                    await bell.wait(upToMs: until - now)
+                    continue
+                case .flush:
+                    let report = try await client.flush(room.roomID)
+                    logger.debug("Flushed", metadata: metadata.merging(["files": "\(report.files.count)", "events": "\(report.events)"]) { $1 })
+                    schedule.succeeded(nowMs: node.clock(), synced: false)
+                case .sync:
+                    let report = try await client.sync(room.roomID)
+                    logger.debug(
+                        "Synced", metadata: metadata.merging(["files": "\(report.filesRead)", "events": "\(report.accepted.count)", "problems": "\(report.problems.count)"]) { $1 })
+                    schedule.succeeded(nowMs: node.clock(), synced: true)
+                    observer.roomSynced(room, report)
+                }
+                if let recovery = backoff.succeeded(nowMs: node.clock()) { observer.roomRecovered(room, report: recovery) }
+            } catch {
+                let failedAt = node.clock()
+                let delay = schedule.failed(nowMs: failedAt)
+                logger.warning("Bucket failed", metadata: metadata.merging(["failures": "\(schedule.failures)", "retry.ms": "\(delay)"]) { $1 })
+                observer.roomFailed(room, report: backoff.failed(error, nowMs: failedAt, delayMs: delay))
+            }
+        }
+    }
+
+    /// Writes what waits in the outbox, within ``Settings/exitFlushSeconds``; tells what stays unsent.
+    func flushBeforeExit() async {
+        let waiting = ((try? rooms()) ?? []).compactMap { room -> (room: BucketRoom, pending: Int)? in
+            let pending = (try? node.store.outboxStatus(roomID: room.roomID, senderKey: node.identity.signingKeyBase64).pending) ?? 0
+            return pending > 0 ? (room, pending) : nil
+        }
+        guard !waiting.isEmpty else { return }
+        observer.flushingBeforeExit(events: waiting.map(\.pending).reduce(0, +), rooms: waiting.count)
+        let deadline = ContinuousClock.now + .seconds(settings.exitFlushSeconds)
+        for (room, pending) in waiting {
+            do {
+                try await withDeadline(deadline) { [client] in _ = try await client.flush(room.roomID) }
+            } catch {
+                unsentRooms.withLock { $0 += 1 }
+                let reason = error is DeadlineExceeded ? "the bucket did not answer in time" : (error as? ClientError)?.message ?? "\(error)"
+                observer.leftUnsent(room, events: pending, reason: reason)
+            }
+        }
+    }
+}
+
+/// Wakes the tasks waiting on it early (``ring()``), or every wait from now on (``close()``).
+final class Doorbell: Sendable {
+    private struct State {
+        /// Rung while nobody waited: the next wait returns at once.
+        var rung = false
+        var closed = false
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var nextID: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    var isClosed: Bool { state.withLock { $0.closed } }
+
+    func ring() {
+        let waiters = state.withLock { state in
+            if state.waiters.isEmpty { state.rung = true }
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func close() {
+        state.withLock { $0.closed = true }
+        ring()
+    }
+
+    /// Returns when rung (or already rung since the last wait), closed, cancelled, or after `milliseconds`.
+    func wait(upToMs milliseconds: Int64) async {
+        guard milliseconds > 0 else { return }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: .milliseconds(milliseconds)) }
+            group.addTask { await self.waitForRing() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func waitForRing() async {
+        let id = state.withLock { state in
+            state.nextID += 1
+            return state.nextID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state in
+                    // A cancellation that came before this point found no waiter to resume: it is seen here.
+                    if state.closed || state.rung || Task.isCancelled {
+                        state.rung = false
+                        return true
+                    }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+        }
+    }
+}
+
+struct DeadlineExceeded: Error {}
+
+/// Runs `body`, cancelling it at `deadline`.
+/// - Throws: ``DeadlineExceeded`` when the deadline came first, else what `body` throws.
+func withDeadline(_ deadline: ContinuousClock.Instant, _ body: @escaping @Sendable () async throws -> Void) async throws {
+    try await withThrowingTaskGroup(of: Bool.self) { group in
+        group.addTask {
+            try await body()
+            return true
+        }
+        group.addTask {
+            try await Task.sleep(until: deadline)
+            return false
+        }
+        defer { group.cancelAll() }
+        guard try await group.next() == true else { throw DeadlineExceeded() }
+    }
+}
