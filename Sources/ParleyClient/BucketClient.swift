@@ -191,10 +191,11 @@ public struct BucketClient: Sendable {
         }
     }
 
-    /// The invite code for a bucket room (bucket URL, room, creator fingerprint), or `nil` for a local room.
+    /// The invite code for a bucket room (its bucket as the one location, the room, the creator fingerprint), or `nil`
+    /// for a local room.
     public func inviteCode(_ roomID: String) throws -> InviteCode? {
         guard let room = try node.store.bucketRoom(roomID: roomID) else { return nil }
-        var code = InviteCode(bucket: try BucketURL(room.bucketURL), roomID: roomID, creatorFingerprint: room.creatorFingerprint)
+        var code = InviteCode(roomID: roomID, creatorFingerprint: room.creatorFingerprint, locations: [.bucket(url: try BucketURL(room.bucketURL).text)])
         if let psk = try node.store.preSharedSecret(roomID: roomID) {
             if psk.fromPassphrase { code.needsPassphrase = true } else { code.preSharedSecret = psk.secret }
         }
@@ -203,8 +204,13 @@ public struct BucketClient: Sendable {
 
     /// Joins a bucket room from an invite code: fetches its metadata.json, checks it against the creator fingerprint,
     /// syncs the room, and joins if this device was invited.
-    /// - Parameter passphrase: for a room whose pre-shared key comes from a passphrase (the code says so).
-    public func join(_ code: InviteCode, passphrase: [UInt8]? = nil) async throws -> VerifiedEvent {
+    /// - Parameters:
+    ///   - bucket: where this node reaches the room, in place of the code's locations; by default the first bucket
+    ///     location this version can use (``InviteCode/bucket()``).
+    ///   - passphrase: for a room whose pre-shared key comes from a passphrase (the code says so).
+    /// - Throws: ``ClientError`` `.noUsableLocation` when no bucket is given and the code lists none this node can use.
+    public func join(_ code: InviteCode, at bucket: BucketURL? = nil, passphrase: [UInt8]? = nil) async throws -> VerifiedEvent {
+        let bucket = try bucket ?? code.bucket()
         var secret = code.preSharedSecret
         if code.needsPassphrase {
             guard let passphrase else {
@@ -212,13 +218,13 @@ public struct BucketClient: Sendable {
             }
             secret = try RoomEncryptionOption.preSharedSecret(passphrase: passphrase, roomID: code.roomID)
         }
-        let objects = try bucketCall { () throws(BucketError) in try open(code.bucket) }
+        let objects = try bucketCall { () throws(BucketError) in try open(bucket) }
         let founding = try await foundingEvents(roomID: code.roomID, creatorFingerprint: code.creatorFingerprint, objects: objects)
         if let existing = try node.store.roomState(roomID: code.roomID)?.creation, existing.hash != founding[0].hash {
             throw ClientError(.invalidArgument, "This node already holds a different room \(code.roomID).")
         }
         try pin(founding)
-        try node.addBucketRoom(roomID: code.roomID, bucketURL: code.bucket.text, creatorFingerprint: code.creatorFingerprint)
+        try node.addBucketRoom(roomID: code.roomID, bucketURL: bucket.text, creatorFingerprint: code.creatorFingerprint)
         if let secret { try node.addPreSharedSecret(secret, roomID: code.roomID, fromPassphrase: code.needsPassphrase) }
         _ = try await sync(code.roomID)
         try node.checkPreSharedKey(code.roomID)

@@ -1,7 +1,7 @@
 import ParleyCore
 import ParleyStore
 
-/// Where a bucket room is and whose it is: what a key backup, a link code and the home's record beside the store
+/// Where a bucket room is and whose it is: what a key backup and the home's record beside the store
 /// (`bucket-rooms.json`) carry of it, as `{"bucket":URL,"creator":FINGERPRINT,"room_id":ROOM}`.
 public struct BucketRoomRecord: Sendable, Equatable {
     public var roomID: String

@@ -13,6 +13,8 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
         public static let notAllowed = Code(name: "not_allowed")
         public static let io = Code(name: "io")
         public static let bucket = Code(name: "bucket")
+        /// An invite or link code lists no location (bucket, relay, peer) this version can reach the room at.
+        public static let noUsableLocation = Code(name: "no_usable_location")
         public static let ambiguousEvent = Code(name: "ambiguous_event")
         public static let tooLarge = Code(name: "too_large")
         /// Another process holds what this one needs (the home's sync lock).

@@ -37,7 +37,7 @@ public struct LinkRequest: Sendable, Equatable {
     /// Parses a request and checks its keys: a small-order or non-canonical key is refused.
     public init(parsing text: String) throws(ClientError) {
         let invalid = ClientError(.invalidArgument, "This is not a valid Parley device request.", remedy: "Run `parley device request` on the new device again; the request starts with \(LinkRequest.prefix)")
-        guard let object = CodeText.decode(prefix: LinkRequest.prefix, text, maxBytes: 1024), object["v"] == .integer(1), object.count == 6,
+        guard let object = try? CodeText.decode(prefix: LinkRequest.prefix, text, maxBytes: 1024), object["v"] == .integer(1), object.count == 6,
             let userID = object["user_id"]?.stringValue, Identifier.problem(with: userID, kind: .user) == nil,
             case .integer(let createdMs)? = object["created_ms"], createdMs >= 0,
             let secret = object["secret"]?.stringValue.flatMap(Base64.decode), secret.count == 32,
@@ -76,15 +76,19 @@ extension Identity {
 }
 
 /// What a linking device gives the new device once it has bound it (`parley device link REQUEST` →
-/// `parley init --link CODE`): the bucket rooms to join and the secrets of pre-shared-key rooms. The new device made
-/// its own keys, and they never leave it; the code is sealed to the new device's exchange key and signed by the
-/// linking device, so it may travel over any channel, and it expires after ``Node/linkCodeLifetimeMs``.
+/// `parley init --link CODE`): the rooms to join, with their locations, and the secrets of pre-shared-key rooms. The
+/// new device made its own keys, and they never leave it; the code is sealed to the new device's exchange key and
+/// signed by the linking device, so it may travel over any channel, and it expires after ``Node/linkCodeLifetimeMs``.
 ///
 /// Text form (docs/PROTOCOL.md §14.8): `parley-link:` then unpadded base64url of the canonical JSON
-/// `{"enc":B64,"sealed":B64,"to":KEY,"v":2}`, `sealed` being HPKE (the suite of §14.4) of the signed payload.
+/// `{"enc":B64,"sealed":B64,"to":KEY,"v":3}`, `sealed` being HPKE (the suite of §14.4) of the signed payload. Codes
+/// of version 2, whose payload lists `bucket_rooms`, are still read.
 public struct LinkCode: Sendable {
     public static let prefix = "parley-link:"
-    static let payloadPrefix = "parley.link.v2\n"
+    /// The version written.
+    public static let version: Int64 = 3
+    /// The largest object a code may decode to, in bytes.
+    static let maxBytes = 1 << 20
 
     /// The user both devices speak for.
     public let userID: String
@@ -96,18 +100,16 @@ public struct LinkCode: Sendable {
     public let requestCreatedMs: Int64
     let requestSecret: [UInt8]
     public let expiresMs: Int64
-    public let bucketRooms: [LinkedRoom]
+    /// The rooms the new device joins.
+    public let rooms: [LinkedRoom]
     /// Secrets of pre-shared-key rooms: the new device cannot get them any other way.
     public let preSharedSecrets: [(roomID: String, secret: [UInt8], fromPassphrase: Bool)]
     /// The sealed text, made once from the fields above.
     public private(set) var text: String = ""
 
-    /// A bucket room the new device joins.
-    public typealias LinkedRoom = BucketRoomRecord
-
     /// Signs the code with `signer` (the device `linkedBy` names) and seals it to `request`'s exchange key.
     init(
-        sealingFor request: LinkRequest, signer: DeviceSigningKey, expiresMs: Int64, bucketRooms: [LinkedRoom],
+        sealingFor request: LinkRequest, signer: DeviceSigningKey, expiresMs: Int64, rooms: [LinkedRoom],
         preSharedSecrets: [(roomID: String, secret: [UInt8], fromPassphrase: Bool)]
     ) throws {
         userID = request.userID
@@ -116,16 +118,17 @@ public struct LinkCode: Sendable {
         requestCreatedMs = request.createdMs
         requestSecret = request.secret
         self.expiresMs = expiresMs
-        self.bucketRooms = bucketRooms
+        self.rooms = rooms
         self.preSharedSecrets = preSharedSecrets
         var payload = self.payload
-        payload["signature"] = .string(Base64.encode(signer.sign(Array(LinkCode.payloadPrefix.utf8) + CanonicalJSON.encode(.object(payload)))))
+        payload["signature"] = .string(Base64.encode(signer.sign(LinkCode.label(version: LinkCode.version) + CanonicalJSON.encode(.object(payload)))))
         let exchangeKey = try Curve25519.KeyAgreement.PublicKey(rawRepresentation: Base64.decode(request.binding.exchangeKey ?? "") ?? [])
-        var sender = try HPKE.Sender(recipientKey: exchangeKey, ciphersuite: KeySeal.ciphersuite, info: Data(LinkCode.info(recipientKey)))
+        var sender = try HPKE.Sender(
+            recipientKey: exchangeKey, ciphersuite: KeySeal.ciphersuite, info: Data(LinkCode.label(version: LinkCode.version) + Array(recipientKey.utf8)))
         let sealed = try sender.seal(CanonicalJSON.encode(.object(payload)))
         text = CodeText.encode(prefix: LinkCode.prefix, JSONObject([
             "enc": .string(Base64.encode(sender.encapsulatedKey)), "sealed": .string(Base64.encode(sealed)), "to": .string(recipientKey),
-            "v": .integer(2),
+            "v": .integer(LinkCode.version),
         ]))
     }
 
@@ -133,10 +136,11 @@ public struct LinkCode: Sendable {
     /// another device or user, or expired.
     public init(opening text: String, identity: Identity, nowMs: Int64) throws(ClientError) {
         let invalid = ClientError(.invalidArgument, "This is not a valid Parley link code.", remedy: "Run `parley device link` on your other device again.")
-        guard let outer = CodeText.decode(prefix: LinkCode.prefix, text, maxBytes: 1 << 20) else { throw invalid }
-        guard outer["v"] == .integer(2) else {
+        guard let outer = try? CodeText.decode(prefix: LinkCode.prefix, text, maxBytes: LinkCode.maxBytes) else { throw invalid }
+        guard case .integer(let version)? = outer["v"], version == 2 || version == LinkCode.version else {
             throw ClientError(.invalidArgument, "This link code is of another version.", remedy: "Update Parley on both devices, then link again.")
         }
+        let label = LinkCode.label(version: version)
         guard let to = outer["to"]?.stringValue, let enc = outer["enc"]?.stringValue.flatMap(Base64.decode), enc.count == 32,
             let sealed = outer["sealed"]?.stringValue.flatMap(Base64.decode)
         else { throw invalid }
@@ -146,7 +150,7 @@ public struct LinkCode: Sendable {
         }
         guard (try? X25519KeyCheck.check(enc)) != nil,
             var recipient = try? HPKE.Recipient(
-                privateKey: identity.exchangeKey, ciphersuite: KeySeal.ciphersuite, info: Data(LinkCode.info(to)), encapsulatedKey: Data(enc)),
+                privateKey: identity.exchangeKey, ciphersuite: KeySeal.ciphersuite, info: Data(label + Array(to.utf8)), encapsulatedKey: Data(enc)),
             let plaintext = try? recipient.open(sealed), var payload = try? JSONParser().parse(Array(plaintext)).objectValue
         else { throw ClientError(.invalidArgument, "This link code does not open with this device's key: it was altered or damaged.") }
         guard let signature = payload["signature"]?.stringValue.flatMap(Base64.decode), let linkedBy = payload["linked_by"]?.stringValue,
@@ -155,12 +159,12 @@ public struct LinkCode: Sendable {
         payload["signature"] = nil
         do {
             try StrictEd25519.verify(
-                signature: signature, message: Array(LinkCode.payloadPrefix.utf8) + CanonicalJSON.encode(.object(payload)), publicKey: linkedByBytes)
+                signature: signature, message: label + CanonicalJSON.encode(.object(payload)), publicKey: linkedByBytes)
         } catch {
             throw ClientError(.invalidArgument, "The link code's signature does not verify: it was not made by the device it names (\(error)).")
         }
         guard let userID = payload["user_id"]?.stringValue, Identifier.problem(with: userID, kind: .user) == nil, payload["to"]?.stringValue == to, case .integer(let expires)? = payload["expires_ms"],
-            let rooms = payload["bucket_rooms"]?.arrayValue, let secrets = payload["psk_secrets"]?.arrayValue,
+            let rooms = payload[version == 2 ? "bucket_rooms" : "rooms"]?.arrayValue, let secrets = payload["psk_secrets"]?.arrayValue,
             case .integer(let requestCreatedMs)? = payload["request_created_ms"],
             let requestSecret = payload["request_secret"]?.stringValue.flatMap(Base64.decode)
         else { throw invalid }
@@ -180,9 +184,12 @@ public struct LinkCode: Sendable {
         self.requestSecret = requestSecret
         expiresMs = expires
         self.text = text
-        bucketRooms = try rooms.map { entry throws(ClientError) in
-            guard let room = LinkedRoom(json: entry) else { throw invalid }
-            return room
+        self.rooms = try rooms.map { entry throws(ClientError) in
+            do throws(CodeError) {
+                return version == 2 ? try LinkedRoom(versionTwoJSON: entry) : try LinkedRoom(json: entry)
+            } catch {
+                throw ClientError(.invalidArgument, "This link code lists a room that is not valid: \(error.message)", remedy: invalid.remedy)
+            }
         }
         preSharedSecrets = try secrets.map { entry throws(ClientError) in
             guard let roomID = entry.objectValue?["room_id"]?.stringValue, Identifier.problem(with: roomID, kind: .room) == nil,
@@ -203,19 +210,21 @@ public struct LinkCode: Sendable {
 
     /// The payload the linking device signs.
     private var payload: JSONObject {
-        let rooms: [JSONValue] = bucketRooms.map(\.json)
+        let rooms: [JSONValue] = rooms.map(\.json)
         let secrets: [JSONValue] = preSharedSecrets.map { item in
             ["room_id": .string(item.roomID), "secret": .string(Base64.encode(item.secret)), "from_passphrase": .bool(item.fromPassphrase)]
         }
         return JSONObject([
-            "bucket_rooms": .array(rooms), "expires_ms": .integer(expiresMs), "linked_by": .string(linkedBy), "psk_secrets": .array(secrets),
-            "request_created_ms": .integer(requestCreatedMs), "request_secret": .string(Base64.encode(requestSecret)), "to": .string(recipientKey),
-            "user_id": .string(userID),
+            "expires_ms": .integer(expiresMs), "linked_by": .string(linkedBy), "psk_secrets": .array(secrets),
+            "request_created_ms": .integer(requestCreatedMs), "request_secret": .string(Base64.encode(requestSecret)), "rooms": .array(rooms),
+            "to": .string(recipientKey), "user_id": .string(userID),
         ])
     }
 
-    /// HPKE `info`: binds the sealed payload to its recipient.
-    private static func info(_ recipientKey: String) -> [UInt8] { Array("parley.link.v2\n\(recipientKey)".utf8) }
+    /// `parley.link.vN` LF: the prefix of what the linking device signs and, followed by the recipient's key, the HPKE
+    /// `info` that binds the sealed payload to its recipient. Each version has its own, so a payload of one version is
+    /// never read as another.
+    private static func label(version: Int64) -> [UInt8] { Array("parley.link.v\(version)\n".utf8) }
 }
 
 /// One device of this node's user, as the rooms it holds bind it.
@@ -262,7 +271,9 @@ extension Node {
         }
         return try LinkCode(
             sealingFor: request, signer: identity.signingKey, expiresMs: clock() + Node.linkCodeLifetimeMs,
-            bucketRooms: try store.bucketRooms().map(LinkCode.LinkedRoom.init),
+            rooms: try store.bucketRooms().map { room in
+                LinkedRoom(roomID: room.roomID, creatorFingerprint: room.creatorFingerprint, locations: [.bucket(url: room.bucketURL)])
+            },
             preSharedSecrets: try store.allPreSharedSecrets())
     }
 
@@ -310,13 +321,22 @@ extension Node {
         return rooms
     }
 
-    /// Takes in a link code made for this device: registers its bucket rooms and pre-shared secrets; the caller then
-    /// syncs and joins them (``BucketClient/joinLinkedRooms()``).
-    public func acceptLink(_ code: LinkCode) throws {
-        for room in code.bucketRooms where try store.bucketRoom(roomID: room.roomID) == nil {
-            try addBucketRoom(roomID: room.roomID, bucketURL: room.bucketURL, creatorFingerprint: room.creatorFingerprint)
+    /// Takes in a link code made for this device: registers each room at the first of its locations this version can
+    /// use (a bucket), and the pre-shared secrets; the caller then syncs and joins them
+    /// (``BucketClient/joinLinkedRooms()``).
+    /// - Returns: for each room the code lists at no location this node can use, why: those rooms are not registered.
+    @discardableResult
+    public func acceptLink(_ code: LinkCode) throws -> [ClientError] {
+        var unusable: [ClientError] = []
+        for room in code.rooms where try store.bucketRoom(roomID: room.roomID) == nil {
+            do {
+                try addBucketRoom(roomID: room.roomID, bucketURL: try room.bucket().text, creatorFingerprint: room.creatorFingerprint)
+            } catch let error as ClientError where error.code == .noUsableLocation {
+                unusable.append(error)
+            }
         }
         for item in code.preSharedSecrets { try addPreSharedSecret(item.secret, roomID: item.roomID, fromPassphrase: item.fromPassphrase) }
+        return unusable
     }
 }
 

@@ -212,6 +212,7 @@ struct Init: AsyncParsableCommand {
 
     func run() async throws {
         var joined: [String] = []
+        var unusable: [ClientError] = []
         let identity: Identity
         if let link {
             let node = try failing {
@@ -221,11 +222,16 @@ struct Init: AsyncParsableCommand {
                         remedy: "Run `parley init --user USER_ID` and `parley device request` here first, then `parley device link REQUEST` on your other device.")
                 }
                 let node = try Node(home: global.parleyHome)
-                try node.acceptLink(try LinkCode(opening: link, identity: node.identity, nowMs: Node.systemClock()))
+                unusable = try node.acceptLink(try LinkCode(opening: link, identity: node.identity, nowMs: Node.systemClock()))
                 return node
             }
             identity = node.identity
             joined = try await failingAsync { try await bucketClient(node).joinLinkedRooms() }
+            for problem in unusable {
+                printError("note: \(problem.message)")
+                for detail in problem.details { printError("  \(detail)") }
+                printError(["It was not joined.", problem.remedy].compactMap { $0 }.joined(separator: " "))
+            }
         } else {
             identity = try failing { try Identity.create(userID: user ?? "", home: global.parleyHome) }
         }

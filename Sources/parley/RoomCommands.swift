@@ -106,9 +106,11 @@ struct RoomJoin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "join", abstract: "Join a room: from an invite code (fetching it from its bucket), or one this node holds.",
         discussion: """
-            With --bucket, this node reaches the room's bucket at URL instead of where the invite code says: a shared \
-            folder mounted at another path on this machine, or an S3 endpoint reached another way. The code's creator \
-            fingerprint still decides which room is accepted.
+            An invite code may list several locations; this node uses the first bucket among them whose URL it can \
+            use, and says so when there is none (a code that lists only a relay or peers). With --bucket, it reaches \
+            the room's bucket at URL instead of where the invite code says: a shared folder mounted at another path on \
+            this machine, or an S3 endpoint reached another way. The code's creator fingerprint still decides which \
+            room is accepted.
             """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "An invite code (parley-invite:…), or the id of a room this node holds.") var room: String
@@ -125,13 +127,14 @@ struct RoomJoin: AsyncParsableCommand {
 
     func run() async throws {
         let node = try global.node()
-        var code = InviteCode.looksLikeCode(room) ? try failing { try InviteCode(parsing: room) } : nil
-        if let bucket { code?.bucket = try failing { try BucketURL(bucket) } }
+        let code = InviteCode.looksLikeCode(room) ? try failing { try InviteCode(pasted: room) } : nil
+        // Where to reach the room is settled before a passphrase is asked for, so a code this node cannot use says so first.
+        let location = try code.map { code in try failing { try bucket.map { try BucketURL($0) } ?? code.bucket() } }
         let passphrase = code?.needsPassphrase == true ? try secret.passphrase(confirming: false) : nil
         let event = try await failingAsync {
             if let code {
                 do {
-                    return try await bucketClient(node).join(code, passphrase: passphrase)
+                    return try await bucketClient(node).join(code, at: location, passphrase: passphrase)
                 } catch var error as ClientError where bucket != nil && error.code == .unknownRoom {
                     error.remedy = "Check that --bucket names the folder or S3 location the room's creator shares."
                     throw error

@@ -172,6 +172,47 @@ import Testing
         #expect(joined.stderr.contains("Check that --bucket names the folder or S3 location the room's creator shares."), "\(joined.stderr)")
     }
 
+    @Test func `an invite code that lists only a relay and a peer is refused, saying so and what to do, and --bucket still joins`() throws {
+        let nodes = try TwoNodes()
+        let bucket = nodes.directory.file("bucket")
+        var code = try InviteCode(parsing: try inviteToFolderRoom(nodes, bucket: bucket))
+        code.locations = [.relay(url: "wss://relay.example.net/parley"), .peer(address: "192.0.2.7:7000")]
+
+        let refused = try nodes.bob.run(["room", "join", code.text])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("The invite code for room team lists no location this version of Parley can use:"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("a relay, wss://relay.example.net/parley") && refused.stderr.contains("a peer, 192.0.2.7:7000"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("give it with --bucket URL"), "\(refused.stderr)")
+        #expect(try nodes.bob.run(["room", "list"]).stdout.contains("team") == false)
+
+        let joined = try nodes.bob.run(["room", "join", code.text, "--bucket", "file://\(bucket)"])
+        #expect(joined.status == 0, "\(joined.stderr)")
+    }
+
+    @Test func `a node joins at the first bucket of an invite code it can use, passing over a relay and a bucket it cannot use`() throws {
+        let nodes = try TwoNodes()
+        let bucket = nodes.directory.file("bucket")
+        var code = try InviteCode(parsing: try inviteToFolderRoom(nodes, bucket: bucket))
+        code.locations = [
+            .relay(url: "wss://relay.example.net/parley"), .bucket(url: "ftp://files.example.net/chat"), .unknown(kind: "later", JSONObject(["kind": "later"])),
+            .bucket(url: "file://\(bucket)"), .bucket(url: "file://\(nodes.directory.file("elsewhere"))"),
+        ]
+        let joined = try nodes.bob.run(["room", "join", code.text])
+        try #require(joined.status == 0, "\(joined.stderr)")
+        #expect(try nodes.bob.run(["status", "--json"]).stdout.contains("file://\(bucket)"))
+    }
+
+    @Test func `an invite code of version 1, as earlier versions wrote it, still joins`() throws {
+        let nodes = try TwoNodes()
+        let bucket = nodes.directory.file("bucket")
+        let code = try InviteCode(parsing: try inviteToFolderRoom(nodes, bucket: bucket))
+        // Written out from PROTOCOL.md §13.5.3's version 1 form, not by the code under test.
+        let versionOne = "parley-invite:" + Base64.encode(Array(#"{"bucket":"file://\#(bucket)","creator":"\#(code.creatorFingerprint)","room_id":"team","v":1}"#.utf8))
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let joined = try nodes.bob.run(["room", "join", versionOne])
+        #expect(joined.status == 0, "\(joined.stderr)")
+    }
+
     @Test func `room join --bucket with a room id instead of an invite code is a usage error`() throws {
         let nodes = try TwoNodes()
         let joined = try nodes.bob.run(["room", "join", "team", "--bucket", "file://\(nodes.directory.file("bucket"))"])

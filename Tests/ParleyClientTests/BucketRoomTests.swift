@@ -589,23 +589,41 @@ final class BucketWorld: @unchecked Sendable {
         #expect(try eve.node.store.chainHead(roomID: "team", senderKey: eve.node.identity.signingKeyBase64) == nil)
     }
 
-    @Test("Invite codes round-trip and malformed ones are refused")
-    func inviteCodes() throws {
-        let code = InviteCode(bucket: try BucketURL("s3://chat-bucket/p"), roomID: "team", creatorFingerprint: String(repeating: "ab", count: 32))
-        #expect(try InviteCode(parsing: code.text) == code)
-        for bad in ["", "parley-invite:", "parley-invite:!!!", code.text.dropLast(3).description, "team"] {
-            #expect(throws: ClientError.self) { try InviteCode(parsing: bad) }
+    @Test func `an invite code a person gives is refused with what is wrong and what to do`() throws {
+        func refusal(_ text: String) -> ClientError? {
+            do {
+                _ = try InviteCode(pasted: text)
+                return nil
+            } catch { return error }
         }
-        let evil: JSONValue = ["bucket": "file:///tmp/b", "creator": .string(String(repeating: "ab", count: 32)), "room_id": "../x", "v": 1]
-        let text = InviteCode.prefix + Base64.encode(CanonicalJSON.encode(evil)).replacingOccurrences(of: "=", with: "")
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-        #expect(throws: ClientError.self) { try InviteCode(parsing: text) }
-        // The standard alphabet and padding spell the same bytes another way: only base64url is a code.
-        let standard = InviteCode.prefix + Base64.encode(CanonicalJSON.encode(.object(JSONObject([
-            "bucket": "s3://chat-bucket/p", "creator": .string(String(repeating: "ab", count: 32)), "room_id": "team", "v": 1, "x": "??>",
-        ]))))
-        #expect(standard.contains("/") || standard.contains("+") || standard.contains("="))
-        #expect(throws: ClientError.self) { try InviteCode(parsing: standard) }
+        let damaged = try #require(refusal("parley-invite:!!!"))
+        #expect(damaged.code == .invalidArgument && damaged.message.hasPrefix("This is not a valid Parley invite code: "))
+        #expect(damaged.remedy?.contains("parley-invite:") == true)
+        let later = CodeText.encode(prefix: InviteCode.prefix, JSONObject(["v": 3]))
+        let newer = try #require(refusal(later))
+        #expect(newer.message.contains("version 3") && newer.remedy?.contains("Update Parley") == true, "\(newer)")
+    }
+
+    @Test func `the bucket of an invite code is its first bucket location this node can use`() throws {
+        let fingerprint = String(repeating: "ab", count: 32)
+        let code = InviteCode(
+            roomID: "team", creatorFingerprint: fingerprint,
+            locations: [.peer(address: "192.0.2.7:7000"), .bucket(url: "s3://UPPER"), .bucket(url: "s3://chat-bucket/p"), .bucket(url: "file:///srv/chat")])
+        #expect(try code.bucket() == BucketURL("s3://chat-bucket/p"))
+
+        let unusable = InviteCode(
+            roomID: "team", creatorFingerprint: fingerprint,
+            locations: [.relay(url: "wss://relay.example.net/"), .bucket(url: "gs://chat"), .unknown(kind: "later", JSONObject(["kind": "later"]))])
+        do {
+            _ = try unusable.bucket()
+            Issue.record("a bucket was chosen among none")
+        } catch {
+            #expect(error.code == .noUsableLocation)
+            #expect(error.message == "The invite code for room team lists no location this version of Parley can use:")
+            #expect(error.details.count == 3 && error.details[0] == "a relay, wss://relay.example.net/", "\(error.details)")
+            #expect(error.details[1].hasPrefix("a bucket it cannot use, gs://chat: ") && error.details[2].contains("(later)"), "\(error.details)")
+            #expect(error.remedy?.contains("--bucket URL") == true)
+        }
     }
 
     /// `event` with its signature replaced by one from `forger`'s key (over the same signing input).

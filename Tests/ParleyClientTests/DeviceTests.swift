@@ -118,13 +118,75 @@ import Testing
         #expect(throws: ClientError.self) { try alice.removeDevice(alice.identity.signingKeyBase64) }
     }
 
+    /// The identity whose secret form (what `device.key` holds) is `secret`, loaded from a home of its own.
+    static func identity(secret: JSONValue, in directory: TemporaryDirectory) throws -> Identity {
+        let home = ParleyHome(path: directory.file("device"))
+        try FileManager.default.createDirectory(atPath: home.path, withIntermediateDirectories: true)
+        try #require(FileManager.default.createFile(
+            atPath: home.secretKeyPath, contents: Data(CanonicalJSON.encode(secret)), attributes: [.posixPermissions: 0o600]))
+        return try Identity.load(home: home)
+    }
+
+    @Test func `the vectors' link codes open with the recipient's keys, in the current version and in version 2`() throws {
+        for vector in try Vectors.load("codes.json")["link_codes"]!.array {
+            let directory = TemporaryDirectory()
+            let identity = try Self.identity(secret: vector["recipient"]!, in: directory)
+            let code = try LinkCode(opening: vector["text"]!.text, identity: identity, nowMs: vector["now_ms"]!.integerValue!)
+            #expect(code.rooms.map(\.json) == vector["rooms"]!.array, "\(vector["name"]!.text)")
+            #expect(code.linkedBy == vector["linked_by"]!.text && code.expiresMs == vector["expires_ms"]!.integerValue)
+            #expect(code.requestCreatedMs == vector["request_created_ms"]!.integerValue)
+            #expect(code.preSharedSecrets.map { ["from_passphrase": .bool($0.fromPassphrase), "room_id": .string($0.roomID), "secret": .string(Base64.encode($0.secret))] as JSONValue }
+                == vector["psk_secrets"]!.array)
+        }
+    }
+
+    @Test func `a link code an earlier version of Parley made still opens, its bucket rooms read as rooms with one bucket location`() throws {
+        // Made by `parley device link` before link codes carried locations (version 2), for the device whose secret
+        // key is this one, in a home with a plain room and a pre-shared-key room in a folder bucket.
+        let secret: JSONValue = [
+            "exchange_private_key": "ULaHXU64C4eCk0TJal2RrzlhYoajIspKk1JJj+QAP0A=", "signing_seed": "YlUQNZe1ib68PiUgEF4OVZ0JjD6d5IDksd1pFTx7B5E=",
+            "user_id": "alice",
+        ]
+        let text = "parley-link:eyJlbmMiOiIrUjlaaEdMVVhES080SnZ4YVZmUWliZGxUNlNlenhtdDZLdDJTSG8xWWt3PSIsInNlYWxlZCI6Im1CbHF0bldyNlVrcHdtTSt6c25pKzhsVGVWM3J3NTNOMC9tQlIxNGFwcW1BRWNZbU82T3pVVXArREpaMVJDRmV4eC9SYjM1SE1OR1VIMzlMYU9LblFybVc5WVcySzFGMy92ZW1rMkJBQ2d6ZmVmMXUyYUF4VlFVZ2lUR3lpOWNRSDNsOGRQZWV6a2pVazFTdUhBY3FUWjlVelB3QURJZ3FxeSt5SjBZR3BNTGZyRGRZUVlhSTdVRzVpWm5Zek9PdTNEeXBtTytxaTlaVWFuVTZMRTZHLzgzeEhlNXJ1UTFCeDNHc3djWlVUdVVKNUVzU01TZHFqdmNUS0p5R0lBOU1FNVRuWHZRbThkbTY5WEdPU0VCRGxZSjcxSFBid250OUNJVndOTGFMbFNYaWZ1Yk5rUm5Ya0JqWlBOQ1FlYmxGN29Pd09WUnlEaW04bEc4ck1Od3FSUmphUmdKV0ZXWTAzWVFHVXdtcUdQZUhhb2IzUWd6N0swOHNtajU5RisvcnpFUUxyTDJPaHlZMUVZcDl1aFU1SWgrK0Z5WHEzWkVPa3FiSEV6UlhhQklGL2MraVhjRTdPeW9lOGtqOHhTUWpQU2RIbGNDT1BLcFRsdEdTZ3dib0xVaXY2emJMZGkyRVRHS2NKeXZZUnl0Smx5eVJ6WFRidUQyMWVQa1FVR3VzVGNBWHlTTUhCdzlpeWNqVWgwVXNJZ0FRNUtEOHI2Tk5rUXJoL0R0UFlmRG81ZWZMaWhsTGQvMFRseFI2eFh6amxLTzNPNnJWUDlJVi9sSFRvZmh3L05PK0VNU1pSV25IOUova0gyT2M4TUhBaXlyZ1VuWnZBTGJpckxneDZPamxiSC9uNU5xS0FBa1lVWVpmTDFObW1nMGlWeHllN0FYRDFpRWtmd1pnSmd3V1JDejBqdUVVeVYyaHVjekIxR0pGeURZbUtsSHNrZVZkWC9BUUsrQ2NkSG4vWTk0ZktNYjdtYTBuL0Z6clZ3SDZla2NjRXBKQk03RVVHdG1CbTVRcmtGRElISVNuc2ptaFJ4cEdOMjQ0Sy9VYStxd0lOWDFlVGgzYmViNnhSeTZYM1VidFQwK1hUWEFEU0FlcUxOOGp2MEVlSzhybnYvWE1GZ1lOTDlESzFkODVBUjFsc3hmb2tiMVFNOE5rN0N5VkV3ZEpmVkllaG5oQUdUTi9QSFczQWR0SlRuRnFUTC9Va21XWU5vVTFWN3Q4cUk1RHQrSUxwem9rV1dCNjJ5VzJ4YWp1MENIakZWbldESHROQVJIemVSbTJYdytlUGZFUHhOQ2JmMEhaTG01OC9HNThEVUlqYVhsanJvWWhnVElnZVVRdWN3dGJxazI4WDF1MWEzZDZpN3o5Vk4xRGFzU2QiLCJ0byI6InNSWTgyb3kzS245KysrWUluaUNXVFUvZkFPMWVtcDlNemhzU3ZuTjdkbjg9IiwidiI6Mn0"
+        let directory = TemporaryDirectory()
+        let code = try LinkCode(opening: text, identity: try Self.identity(secret: secret, in: directory), nowMs: 1_796_362_366_300)
+        let creator = "41d86ef709ef6ca6ba45d974289f716548e31482865020df3346131922594af0"
+        #expect(code.rooms == ["team", "vault"].map { LinkedRoom(roomID: $0, creatorFingerprint: creator, locations: [.bucket(url: "file:///tmp/v1codes/bucket")]) })
+        #expect(code.preSharedSecrets.map(\.roomID) == ["vault"] && code.preSharedSecrets.map { Base64.encode($0.secret) } == ["QHG+/ZAxF37GES/zYCBN6fiTG6QDDpW+uywXl51fHlA="])
+    }
+
+    @Test func `a linked room the code lists at no location this node can use is not registered, and the node says why`() throws {
+        let directory = TemporaryDirectory()
+        func node(_ name: String) throws -> Node {
+            let home = ParleyHome(path: directory.file(name))
+            _ = try Identity.create(userID: "alice", home: home)
+            return try Node(home: home)
+        }
+        let alice = try node("alice")
+        let phone = try node("alice-phone")
+        let now = Node.systemClock()
+        let fingerprint = String(repeating: "ab", count: 32)
+        let rooms: JSONValue = [
+            LinkedRoom(roomID: "far", creatorFingerprint: fingerprint, locations: [.relay(url: "wss://relay.example.net/"), .bucket(url: "gs://chat")]).json,
+            LinkedRoom(roomID: "near", creatorFingerprint: fingerprint, locations: [.peer(address: "192.0.2.7:7000"), .bucket(url: "file:///srv/chat")]).json,
+        ]
+        let made = try alice.linkDevice(phone.identity.linkRequest(nowMs: now)).text
+        let text = try Self.resealed(made, for: phone.identity, signedBy: alice.identity.signingKey) { $0["rooms"] = rooms }
+        let unusable = try phone.acceptLink(try LinkCode(opening: text, identity: phone.identity, nowMs: now))
+        #expect(unusable.map(\.code) == [.noUsableLocation])
+        #expect(unusable.first?.message == "The link code's room far lists no location this version of Parley can use:")
+        #expect(unusable.first?.details.first == "a relay, wss://relay.example.net/")
+        #expect(phone.home.recordedBucketRooms().map(\.roomID) == ["near"])
+        #expect(phone.home.recordedBucketRooms().map(\.bucketURL) == ["file:///srv/chat"])
+    }
+
     /// `code`, opened with `identity`, its payload changed by `change` and sealed again to the same device: what anyone
     /// who knows the device's public keys can make. With `signer`, signed again by that key (named as `linked_by`).
     static func resealed(
         _ code: String, for identity: Identity, signedBy signer: DeviceSigningKey? = nil, change: (inout JSONObject) -> Void
     ) throws -> String {
         var outer = try #require(CodeTextForTests.decode(code))
-        let info = Data("parley.link.v2\n\(identity.signingKeyBase64)".utf8)
+        let info = Data("parley.link.v3\n\(identity.signingKeyBase64)".utf8)
         let enc = try #require(outer["enc"]?.stringValue.flatMap(Base64.decode))
         var recipient = try HPKE.Recipient(privateKey: identity.exchangeKey, ciphersuite: KeySeal.ciphersuite, info: info, encapsulatedKey: Data(enc))
         let sealed = try #require(outer["sealed"]?.stringValue.flatMap(Base64.decode))
@@ -133,7 +195,7 @@ import Testing
         if let signer {
             payload["signature"] = nil
             payload["linked_by"] = .string(signer.publicKeyBase64)
-            payload["signature"] = .string(Base64.encode(signer.sign(Array("parley.link.v2\n".utf8) + CanonicalJSON.encode(.object(payload)))))
+            payload["signature"] = .string(Base64.encode(signer.sign(Array("parley.link.v3\n".utf8) + CanonicalJSON.encode(.object(payload)))))
         }
         var sender = try HPKE.Sender(recipientKey: identity.exchangeKey.publicKey, ciphersuite: KeySeal.ciphersuite, info: info)
         outer["sealed"] = .string(Base64.encode(try sender.seal(CanonicalJSON.encode(.object(payload)))))

@@ -37,6 +37,13 @@ def canonical(value):
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def no_duplicate_keys(pairs):
+    """An object_pairs_hook for json.loads that refuses duplicate keys, as §2 does."""
+    if len({k for k, _ in pairs}) != len(pairs):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
 def b64(data):
     return base64.b64encode(data).decode("ascii")
 
@@ -802,12 +809,8 @@ def reference_open(key, aad, content):
     except Exception:
         return "decrypt_failed"
 
-    def no_duplicates(pairs):
-        if len({k for k, _ in pairs}) != len(pairs):
-            raise ValueError("duplicate key")
-        return dict(pairs)
     try:
-        value = json.loads(plaintext.decode("utf-8"), object_pairs_hook=no_duplicates)
+        value = json.loads(plaintext.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
     except ValueError:
         return "bad_plaintext"
     import re
@@ -1104,6 +1107,364 @@ def encryption_vectors():
             "invalid_key_seals": invalid_seals, "encryption_settings": settings, "key_forwards": key_forwards}
 
 
+# ---------------------------------------------------------------- codes and room locations (§13.5, §14.8)
+
+B64URL_SYMBOLS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+INVITE_MAX_BYTES = 20480
+LOCATION_MAX_BYTES = 1024
+MAX_LOCATIONS = 16
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def code_text(prefix, value):
+    return prefix + b64url(canonical(value))
+
+
+def reference_code_object(prefix, text, max_bytes):
+    """§13.5.1, read as written there: the object, or the error code."""
+    if not text.startswith(prefix):
+        return "wrong_prefix"
+    body = text[len(prefix):]
+    if len(body.encode("utf-8")) > (4 * max_bytes + 2) // 3:
+        return "too_large"
+    if any(c not in B64URL_SYMBOLS for c in body) or len(body) % 4 == 1:
+        return "not_base64url"
+    data = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    if b64url(data) != body:
+        return "not_base64url"
+
+    try:
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
+    except ValueError:
+        return "not_json"
+    return value if isinstance(value, dict) else "not_json"
+
+
+def is_identifier(text):
+    import re
+    return (isinstance(text, str) and re.fullmatch(r"[a-z0-9._=-]{1,64}", text) is not None
+            and not text.startswith(".") and ".." not in text)
+
+
+def is_host_and_port(text, port_required):
+    import re
+    match = re.fullmatch(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::([1-9][0-9]{0,4}))" + ("" if port_required else "?"), text)
+    return match is not None and (match.group(1) is None or int(match.group(1)) <= 65535)
+
+
+def reference_location(value):
+    """§13.5.2: the location as a reader of this version keeps it, or the error code."""
+    import re
+    if not isinstance(value, dict) or len(canonical(value)) > LOCATION_MAX_BYTES:
+        return "invalid_location"
+    kind = value.get("kind")
+    if not isinstance(kind, str) or not re.fullmatch(r"[a-z][a-z0-9._-]{0,31}", kind):
+        return "invalid_location"
+    if kind == "bucket":
+        url = value.get("url")
+        if not isinstance(url, str) or not url or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+            return "invalid_location"
+        return {"kind": kind, "url": url}
+    if kind == "relay":
+        url = value.get("url")
+        if not isinstance(url, str) or any(not 0x21 <= ord(c) <= 0x7E or c == "#" for c in url):
+            return "invalid_location"
+        match = re.fullmatch(r"(?:wss|https)://([^/?]*)(?:[/?].*)?", url)
+        if match is None or not is_host_and_port(match.group(1), False):
+            return "invalid_location"
+        return {"kind": kind, "url": url}
+    if kind == "peer":
+        address = value.get("address")
+        if not isinstance(address, str) or not is_host_and_port(address, True):
+            return "invalid_location"
+        return {"address": address, "kind": kind}
+    return value
+
+
+def reference_locations(value):
+    if not isinstance(value, list):
+        return "invalid_member"
+    if not value:
+        return "no_locations"
+    if len(value) > MAX_LOCATIONS:
+        return "too_many_locations"
+    read = [reference_location(entry) for entry in value]
+    errors = [entry for entry in read if isinstance(entry, str)]
+    return errors[0] if errors else read
+
+
+def reference_room_and_creator(value):
+    import re
+    if not is_identifier(value.get("room_id")):
+        return "invalid_member"
+    creator = value.get("creator")
+    if not isinstance(creator, str) or not re.fullmatch(r"[0-9a-f]{64}", creator):
+        return "invalid_member"
+    return None
+
+
+def reference_room_locations(value, bucket_form):
+    """A room's locations: the list in `locations`, or, in the earlier form (version 1 invite codes, version 2 link
+    codes), the one bucket its `bucket` names."""
+    if not bucket_form:
+        return reference_locations(value.get("locations"))
+    if not isinstance(value.get("bucket"), str):
+        return "invalid_member"
+    location = reference_location({"kind": "bucket", "url": value["bucket"]})
+    return location if isinstance(location, str) else [location]
+
+
+def reference_invite(text):
+    """§13.5.3: what a reader takes from an invite code, or the error code."""
+    value = reference_code_object("parley-invite:", text, INVITE_MAX_BYTES)
+    if isinstance(value, str):
+        return value
+    version = value.get("v")
+    if type(version) is not int or version not in (1, 2):
+        return "unsupported_version"
+    problem = reference_room_and_creator(value)
+    if problem:
+        return problem
+    psk = value.get("psk")
+    if psk is not None:
+        if not isinstance(psk, str):
+            return "invalid_member"
+        try:
+            secret = base64.b64decode(psk, validate=True)
+        except ValueError:
+            return "invalid_member"
+        if len(secret) != 32 or b64(secret) != psk:
+            return "invalid_member"
+    needs_passphrase = value.get("psk_passphrase", False)
+    if type(needs_passphrase) is not bool or (psk is not None and needs_passphrase):
+        return "invalid_member"
+    locations = reference_room_locations(value, version == 1)
+    if isinstance(locations, str):
+        return locations
+    return {"version": version, "room_id": value["room_id"], "creator": value["creator"], "locations": locations,
+            "psk": psk, "psk_passphrase": needs_passphrase}
+
+
+def reference_linked_room(value, version):
+    """One room of a link code's payload (§14.8): version 3's `rooms` entry, version 2's `bucket_rooms` entry."""
+    if not isinstance(value, dict):
+        return "invalid_member"
+    problem = reference_room_and_creator(value)
+    if problem:
+        return problem
+    locations = reference_room_locations(value, version == 2)
+    if isinstance(locations, str):
+        return locations
+    return {"creator": value["creator"], "locations": locations, "room_id": value["room_id"]}
+
+
+def link_code(linker, recipient, payload, version, ephemeral):
+    """A link code of `version` (2 or 3): the payload signed by `linker`, sealed with HPKE to `recipient`'s exchange
+    key from a fixed ephemeral key."""
+    label = f"parley.link.v{version}\n".encode()
+    signed = dict(payload, linked_by=linker.key, to=recipient.key)
+    signed["signature"] = b64(linker.private.sign(label + canonical(signed)))
+    sealed = hpke_seal_base(recipient.exchange, ephemeral, label + recipient.key.encode(), b"", canonical(signed))
+    return code_text("parley-link:", {"enc": b64(sealed["enc"]), "sealed": b64(sealed["sealed"]), "to": recipient.key, "v": version})
+
+
+def code_vectors():
+    creator = sha256_hex(Device("alice").public)
+    fill = "0" * 64
+    psk = b64(vector_bytes("invite psk"))
+
+    def invite(value):
+        return code_text("parley-invite:", value)
+
+    def v2(locations, **extra):
+        return dict({"creator": creator, "locations": locations, "room_id": "team", "v": 2}, **extra)
+
+    bucket = {"kind": "bucket", "url": "s3://chat-bucket/team/?endpoint=https%3A%2F%2Fs3.example.net&region=eu-west-1"}
+    folder = {"kind": "bucket", "url": "file:///srv/chat/bücket"}
+    relay = {"kind": "relay", "url": "wss://relay.example.net:8443/parley"}
+    peer = {"address": "[2001:db8::7]:7000", "kind": "peer"}
+    pigeon = {"kind": "carrier-pigeon", "loft": {"name": "north", "birds": [1, 2]}}
+
+    valid = []
+
+    def add_valid(name, text, note=None):
+        expected = reference_invite(text)
+        assert not isinstance(expected, str), (name, expected)
+        case = dict({"name": name, "text": text}, **expected)
+        if note:
+            case["note"] = note
+        valid.append(case)
+
+    add_valid("version 1, as written before locations: one bucket",
+              invite({"bucket": "s3://chat-bucket/team/", "creator": creator, "room_id": "team", "v": 1}))
+    add_valid("version 1 with a pre-shared secret",
+              invite({"bucket": "file:///srv/chat", "creator": creator, "psk": psk, "room_id": "vault", "v": 1}))
+    add_valid("version 1 of a passphrase room, with a member the reader does not know",
+              invite({"bucket": "file:///srv/chat", "creator": creator, "psk_passphrase": True, "room_id": "vault",
+                      "v": 1, "x-later": "ignored"}))
+    add_valid("version 2 with one bucket", invite(v2([bucket])))
+    add_valid("version 2 with two buckets, a relay, a peer and a kind this version does not know",
+              invite(v2([relay, bucket, pigeon, folder, peer], psk=psk)),
+              "the reference client reaches the room at the first bucket it can use (here the second location)")
+    add_valid("version 2 listing only a relay and a peer (valid: a reader that uses neither says so when joining)",
+              invite(v2([{"kind": "relay", "url": "https://relay.example.net/"}, {"address": "192.0.2.7:65535", "kind": "peer"}])))
+    add_valid("version 2 whose locations carry members the reader does not know, and psk_passphrase false",
+              invite(v2([dict(bucket, priority=1), dict(relay, key="x")], psk_passphrase=False, later={"a": 1})))
+    add_valid("version 2 with the most locations a code may list",
+              invite(v2([{"kind": "bucket", "url": f"file:///srv/chat/{i}"} for i in range(MAX_LOCATIONS)])))
+    add_valid("relay and peer addresses at their edges",
+              invite(v2([{"kind": "relay", "url": "https://[::1]"}, {"kind": "relay", "url": "wss://h?room=team"},
+                         {"address": "Phone.Local:1", "kind": "peer"}, {"address": "a" * 253 + ":80", "kind": "peer"}])))
+
+    # The largest object an invite code may hold: padding in a member the reader ignores.
+    at_limit = v2([bucket], pad="")
+    at_limit["pad"] = "p" * (INVITE_MAX_BYTES - len(canonical(at_limit)))
+    assert len(canonical(at_limit)) == INVITE_MAX_BYTES
+    add_valid("an object of exactly 20,480 bytes", invite(at_limit))
+
+    invalid = []
+
+    def add_invalid(name, text, error):
+        assert reference_invite(text) == error, (name, reference_invite(text), error)
+        invalid.append({"name": name, "text": text, "error": error})
+
+    good = invite(v2([bucket]))
+    body = good[len("parley-invite:"):]
+    add_invalid("another kind of code's prefix", "parley-link:" + body, "wrong_prefix")
+    add_invalid("the prefix in capitals", "Parley-invite:" + body, "wrong_prefix")
+    add_invalid("no prefix", body, "wrong_prefix")
+    over = v2([bucket], pad="")
+    over["pad"] = "p" * (INVITE_MAX_BYTES + 1 - len(canonical(over)))
+    add_invalid("an object of 20,481 bytes", invite(over), "too_large")
+    add_invalid("far too long, and not base64url either", "parley-invite:" + "!" * 100000, "too_large")
+    padded = invite(v2([bucket], p="x"))
+    while len(padded) % 4 == len("parley-invite:") % 4:
+        padded = invite(v2([bucket], p="x" * (len(padded) % 7 + 2)))
+    add_invalid("with the padding base64url leaves out", padded + "=" * (-(len(padded) - len("parley-invite:")) % 4), "not_base64url")
+    standard_value, filler = None, 0
+    while standard_value is None:
+        candidate = v2([bucket], p="?" * filler + ">")
+        if any(c in base64.b64encode(canonical(candidate)).decode() for c in "+/"):
+            standard_value = candidate
+        filler += 1
+    add_invalid("in the standard base64 alphabet (+ and /)",
+                "parley-invite:" + base64.b64encode(canonical(standard_value)).decode().rstrip("="), "not_base64url")
+    add_invalid("a line break in the middle", good[:40] + "\n" + good[40:], "not_base64url")
+    add_invalid("a space at the end", good + " ", "not_base64url")
+    add_invalid("a length of 1 modulo 4", good + "A" * ((1 - len(body)) % 4), "not_base64url")
+    # Unused low bits of the last symbol set: the same bytes, spelled another way.
+    tail = invite(v2([bucket], p="ab"))
+    if (len(tail) - len("parley-invite:")) % 4 == 0:
+        tail = invite(v2([bucket], p="abc"))
+    symbols = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = symbols.index(tail[-1])
+    add_invalid("unused bits of the last symbol set", tail[:-1] + symbols[last | 1], "not_base64url")
+    add_invalid("nothing after the prefix", "parley-invite:", "not_json")
+    add_invalid("bytes that are not JSON", "parley-invite:" + b64url(b"room team in my bucket"), "not_json")
+    add_invalid("a JSON array", "parley-invite:" + b64url(b"[1,2]"), "not_json")
+    add_invalid("a duplicate key", "parley-invite:" + b64url(b'{"v":2,"v":2}'), "not_json")
+    add_invalid("no version", invite({k: v for k, v in v2([bucket]).items() if k != "v"}), "unsupported_version")
+    add_invalid("version 3", invite(dict(v2([bucket]), v=3)), "unsupported_version")
+    add_invalid("the version as a string", invite(dict(v2([bucket]), v="2")), "unsupported_version")
+    add_invalid("the version as true", invite(dict(v2([bucket]), v=True)), "unsupported_version")
+    add_invalid("no room id", invite({k: v for k, v in v2([bucket]).items() if k != "room_id"}), "invalid_member")
+    add_invalid("a room id that could escape a prefix", invite(dict(v2([bucket]), room_id="../team")), "invalid_member")
+    add_invalid("a room id in capitals", invite(dict(v2([bucket]), room_id="Team")), "invalid_member")
+    add_invalid("the creator in capitals", invite(dict(v2([bucket]), creator=creator.upper())), "invalid_member")
+    add_invalid("a creator of 63 hex digits", invite(dict(v2([bucket]), creator=creator[:63])), "invalid_member")
+    add_invalid("a creator as a number", invite(dict(v2([bucket]), creator=7)), "invalid_member")
+    add_invalid("a secret of 31 bytes", invite(v2([bucket], psk=b64(vector_bytes("short", 31)))), "invalid_member")
+    add_invalid("a secret in base64url", invite(v2([bucket], psk=base64.urlsafe_b64encode(bytes([0xfb] * 32)).decode())),
+                "invalid_member")
+    add_invalid("a secret as bytes in an array", invite(v2([bucket], psk=[1, 2, 3])), "invalid_member")
+    add_invalid("psk_passphrase as a string", invite(v2([bucket], psk_passphrase="yes")), "invalid_member")
+    add_invalid("both a secret and a passphrase", invite(v2([bucket], psk=psk, psk_passphrase=True)), "invalid_member")
+    add_invalid("version 1 without a bucket", invite({"creator": creator, "room_id": "team", "v": 1}), "invalid_member")
+    add_invalid("version 1 whose bucket is an object",
+                invite({"bucket": bucket, "creator": creator, "room_id": "team", "v": 1}), "invalid_member")
+    add_invalid("version 1 whose bucket has a line break",
+                invite({"bucket": "file:///srv/chat\nrm -rf /", "creator": creator, "room_id": "team", "v": 1}), "invalid_location")
+    add_invalid("version 2 without locations (a version 1 bucket does not count)",
+                invite({"bucket": "file:///srv/chat", "creator": creator, "room_id": "team", "v": 2}), "invalid_member")
+    add_invalid("locations as an object", invite(v2(bucket)), "invalid_member")
+    add_invalid("no locations", invite(v2([])), "no_locations")
+    add_invalid("17 locations", invite(v2([{"kind": "bucket", "url": f"file:///srv/chat/{i}"} for i in range(MAX_LOCATIONS + 1)])),
+                "too_many_locations")
+    add_invalid("a location as a URL string", invite(v2(["s3://chat-bucket/team/"])), "invalid_location")
+    add_invalid("a location without a kind", invite(v2([{"url": "s3://chat-bucket/team/"}])), "invalid_location")
+    add_invalid("a kind as a number", invite(v2([{"kind": 1, "url": "s3://chat-bucket/team/"}])), "invalid_location")
+    add_invalid("a kind in capitals", invite(v2([{"kind": "Bucket", "url": "s3://chat-bucket/team/"}])), "invalid_location")
+    add_invalid("an empty kind", invite(v2([{"kind": ""}])), "invalid_location")
+    add_invalid("a kind of 33 bytes", invite(v2([{"kind": "k" * 33}])), "invalid_location")
+    add_invalid("a kind starting with a digit", invite(v2([bucket, {"kind": "9p"}])), "invalid_location")
+    add_invalid("a location of 1,025 bytes", invite(v2([{"kind": "later", "x": "x" * (LOCATION_MAX_BYTES + 1 - len(canonical({"kind": "later", "x": ""})))}])),
+                "invalid_location")
+    add_invalid("a bucket without a url", invite(v2([{"kind": "bucket"}])), "invalid_location")
+    add_invalid("a bucket url as a number", invite(v2([{"kind": "bucket", "url": 5}])), "invalid_location")
+    add_invalid("an empty bucket url", invite(v2([{"kind": "bucket", "url": ""}])), "invalid_location")
+    add_invalid("a bucket url with a terminal escape", invite(v2([{"kind": "bucket", "url": "file:///tmp/\u001b[2J"}])), "invalid_location")
+    add_invalid("a relay over plain http", invite(v2([bucket, {"kind": "relay", "url": "http://relay.example.net/"}])), "invalid_location")
+    add_invalid("a relay url with credentials", invite(v2([{"kind": "relay", "url": "wss://me:secret@relay.example.net/"}])),
+                "invalid_location")
+    add_invalid("a relay url with a fragment", invite(v2([{"kind": "relay", "url": "wss://relay.example.net/#top"}])), "invalid_location")
+    add_invalid("a relay url with a space", invite(v2([{"kind": "relay", "url": "wss://relay.example.net/a b"}])), "invalid_location")
+    add_invalid("a relay url without a host", invite(v2([{"kind": "relay", "url": "wss:///parley"}])), "invalid_location")
+    add_invalid("a peer without a port", invite(v2([{"address": "192.0.2.7", "kind": "peer"}])), "invalid_location")
+    add_invalid("a peer at port 0", invite(v2([{"address": "192.0.2.7:0", "kind": "peer"}])), "invalid_location")
+    add_invalid("a peer at port 65536", invite(v2([{"address": "192.0.2.7:65536", "kind": "peer"}])), "invalid_location")
+    add_invalid("a port with a leading zero", invite(v2([{"address": "192.0.2.7:07000", "kind": "peer"}])), "invalid_location")
+    add_invalid("an IPv6 peer without brackets", invite(v2([{"address": "2001:db8::7:7000", "kind": "peer"}])), "invalid_location")
+    add_invalid("a peer address as a number", invite(v2([{"address": 7000, "kind": "peer"}])), "invalid_location")
+    add_invalid("a peer host of 254 bytes", invite(v2([{"address": "a" * 254 + ":80", "kind": "peer"}])), "invalid_location")
+
+    # Link codes: alice's laptop links her phone (§14.8), in the current version and in version 2, which earlier
+    # versions wrote.
+    laptop, phone = Device("alice"), Device("alice", "alice-phone")
+    requested = 1_790_000_000_000
+    request_secret = hmac_sha256(exchange_private("alice-phone"), b"parley.link-request.v1\n" + str(requested).encode())
+    secrets = [{"from_passphrase": False, "room_id": "vault", "secret": psk}]
+    base = {"expires_ms": requested + 600_000, "psk_secrets": secrets, "request_created_ms": requested,
+            "request_secret": b64(request_secret), "user_id": "alice"}
+    rooms_v3 = [{"creator": creator, "locations": [relay, bucket, pigeon], "room_id": "team"},
+                {"creator": creator, "locations": [folder], "room_id": "vault"}]
+    rooms_v2 = [{"bucket": bucket["url"], "creator": creator, "room_id": "team"},
+                {"bucket": folder["url"], "creator": creator, "room_id": "vault"}]
+    recipient = {"user_id": "alice", "signing_seed": b64(hashlib.sha256(b"parley vector signing key alice-phone").digest()),
+                 "exchange_private_key": b64(exchange_private("alice-phone"))}
+    link_codes = []
+    for version, payload in ((3, dict(base, rooms=rooms_v3)), (2, dict(base, bucket_rooms=rooms_v2))):
+        rooms = [reference_linked_room(room, version) for room in payload["rooms" if version == 3 else "bucket_rooms"]]
+        assert all(not isinstance(room, str) for room in rooms)
+        link_codes.append({"name": f"version {version}", "version": version, "recipient": recipient, "now_ms": requested + 60_000,
+                           "text": link_code(laptop, phone, payload, version, vector_bytes(f"link ephemeral key v{version}")),
+                           "linked_by": laptop.key, "expires_ms": base["expires_ms"], "request_created_ms": requested,
+                           "rooms": rooms, "psk_secrets": secrets})
+
+    invalid_rooms = []
+    for name, room, error in [
+        ("a room without locations", {"creator": creator, "room_id": "team"}, "invalid_member"),
+        ("a room with an empty list of locations", {"creator": creator, "locations": [], "room_id": "team"}, "no_locations"),
+        ("a room with 17 locations", {"creator": creator, "locations": [bucket] * 17, "room_id": "team"}, "too_many_locations"),
+        ("a room with a location as a string", {"creator": creator, "locations": ["wss://relay.example.net"], "room_id": "team"},
+         "invalid_location"),
+        ("a room without a creator", {"locations": [bucket], "room_id": "team"}, "invalid_member"),
+        ("a room that is a string", "team", "invalid_member"),
+    ]:
+        assert reference_linked_room(room, 3) == error, name
+        invalid_rooms.append({"name": name, "room": room, "error": error})
+
+    return {"description": "Invite codes and link codes (§13.5, §14.8): `valid_invites` each give the code's `text` and what a "
+                           "reader takes from it (version, room_id, creator, locations as a reader of this version keeps "
+                           "them, psk or null, psk_passphrase); `invalid_invites` give the error code of §13.5.4. "
+                           "`link_codes` open with the recipient's keys (`recipient`, the secret form of its identity) "
+                           "at `now_ms`; `invalid_linked_rooms` are entries of a version 3 link code's `rooms` with the "
+                           "error code.",
+            "valid_invites": valid, "invalid_invites": invalid, "link_codes": link_codes, "invalid_linked_rooms": invalid_rooms}
+
+
 def main():
     outputs = {
         "canonical_json.json": canonical_vectors(),
@@ -1113,6 +1474,7 @@ def main():
         "chains.json": chain_vectors(),
         "state.json": state_vectors(),
         "encryption.json": encryption_vectors(),
+        "codes.json": code_vectors(),
     }
     check = "--check" in sys.argv
     failed = False
