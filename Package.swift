@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", exact: "0.6.0"),
     ],
     targets: [
         // The protocol: no I/O, no clock, no randomness it is not handed.
@@ -48,7 +49,10 @@ let package = Package(
         ),
         .target(
             name: "ParleyClient",
-            dependencies: ["ParleyCore", "ParleyStore", "ParleyBucket", "CArgon2", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "ParleyCore", "ParleyStore", "ParleyBucket", "CArgon2", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
         ),
         .executableTarget(
             name: "parley",

@@ -21,6 +21,8 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
         public static let storeDamaged = Code(name: "store_damaged")
         /// The home has a device key but no store.
         public static let storeMissing = Code(name: "store_missing")
+        /// A setting's value (in `config.toml` or a `PARLEY_*` variable) is wrong, or `config.toml` cannot be read.
+        public static let invalidConfiguration = Code(name: "invalid_configuration")
     }
 
     public var code: Code

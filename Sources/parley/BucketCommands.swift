@@ -6,19 +6,9 @@ import ParleyCore
 import ParleyStore
 import Synchronization
 
-/// The bucket transport, with settings from the environment: `PARLEY_BUCKET_GZIP=1` writes `.jsonl.gz` files;
-/// `PARLEY_BUCKET_RETENTION=governance:DAYS` (or `compliance:DAYS`) asks S3 Object Lock to keep each file.
-func bucketClient(_ node: Node, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> BucketClient {
-    var settings = BucketSettings()
-    settings.gzip = ["1", "true", "yes"].contains(environment["PARLEY_BUCKET_GZIP"]?.lowercased() ?? "")
-    if let text = environment["PARLEY_BUCKET_RETENTION"], !text.isEmpty {
-        let parts = text.split(separator: ":")
-        guard parts.count == 2, let mode = Retention.Mode(rawValue: parts[0].uppercased()), let days = Int(parts[1]), days > 0 else {
-            throw ClientError(.invalidArgument, "PARLEY_BUCKET_RETENTION is MODE:DAYS, MODE governance or compliance; not \(text).")
-        }
-        settings.retention = Retention(mode: mode, days: days)
-    }
-    return BucketClient(node: node, settings: settings)
+/// The bucket transport, with the node's bucket settings (``Configuration``: gzip, retention).
+func bucketClient(_ node: Node) throws -> BucketClient {
+    BucketClient(node: node, settings: try Configuration.resolve(home: node.home).bucketSettings)
 }
 
 /// Writes a bucket room's outbox now; nothing for a local room.
@@ -43,9 +33,12 @@ struct Sync: AsyncParsableCommand {
     @Argument(help: "Only this room (default: every bucket room).") var roomID: String?
     @Flag(help: "Keep syncing until interrupted.") var watch = false
     // Unconditional, so that a negative number reaches `validate()` rather than reading as an unknown option.
-    @Option(parsing: .unconditional, help: "Seconds between polls with --watch.") var interval = 1.0
-    @Option(name: .customLong("flush-interval"), parsing: .unconditional, help: "With --watch, seconds an event may wait in the outbox.")
-    var flushInterval = 2.0
+    @Option(parsing: .unconditional, help: "Seconds between polls with --watch (default: sync.interval of `parley config show`, 1).")
+    var interval: Double?
+    @Option(
+        name: .customLong("flush-interval"), parsing: .unconditional,
+        help: "With --watch, seconds an event may wait in the outbox (default: sync.flush_interval, 2).")
+    var flushInterval: Double?
     @OptionGroup var time: TimeOptions
     @Flag(
         name: .customLong("new-store"),
@@ -54,19 +47,29 @@ struct Sync: AsyncParsableCommand {
     @Flag var json = false
 
     func validate() throws {
-        guard interval > 0 else { throw ValidationError("--interval must be above 0 seconds; it was \(interval).") }
-        guard flushInterval >= 0 else { throw ValidationError("--flush-interval must be at least 0 seconds; it was \(flushInterval).") }
+        for (setting, value) in flags {
+            if let problem = setting.problem(with: value), let flag = setting.flag { throw ValidationError("\(flag) \(problem); it was \(value).") }
+        }
+    }
+
+    /// The settings this command's flags give.
+    var flags: [Setting: SettingValue] {
+        var flags: [Setting: SettingValue] = [:]
+        if let interval { flags[.syncInterval] = .seconds(interval) }
+        if let flushInterval { flags[.syncFlushInterval] = .seconds(flushInterval) }
+        return flags
     }
 
     func run() async throws {
         // Before the lock names this process: whoever sees it there may signal it.
         let signals = watch ? TerminationSignals() : nil
         let home = global.parleyHome
+        let configuration = try global.configuration(flags: flags)
         if newStore { _ = try failing { try Identity.load(home: home) } }
         let lock = try failing { try home.lockForSyncing(watch ? "sync --watch" : "sync") }
         defer { withExtendedLifetime(lock) {} }
         let node = newStore ? try failing { try Node(home: home, creatingStore: true) } : try global.node()
-        let client = try failing { try bucketClient(node) }
+        let client = BucketClient(node: node, settings: configuration.bucketSettings)
         if newStore {
             let restored = try await failingAsync { try await client.restoreRecordedRooms() }
             if restored.isEmpty { printError("note: no recorded bucket room is missing from the store; nothing to restore.") }
@@ -80,7 +83,7 @@ struct Sync: AsyncParsableCommand {
         if let signals {
             // A room named that is not a bucket room is refused now, not polled in silence.
             if roomID != nil { _ = try failing { try self.rooms(node) } }
-            let exitStatus = await watchRooms(node, client, until: signals)
+            let exitStatus = await watchRooms(node, client, configuration, until: signals)
             if exitStatus != 0 { throw ExitCode(exitStatus) }
             return
         }
@@ -117,10 +120,10 @@ struct Sync: AsyncParsableCommand {
 
     /// Polls every bucket room, each on its own schedule, until SIGINT or SIGTERM; then writes the outbox.
     /// - Returns: the exit status: 1 if events stay unsent.
-    func watchRooms(_ node: Node, _ client: BucketClient, until signals: TerminationSignals) async -> Int32 {
+    func watchRooms(_ node: Node, _ client: BucketClient, _ configuration: Configuration, until signals: TerminationSignals) async -> Int32 {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await signals.next() }
-            group.addTask { await superviseRooms(node, client) }
+            group.addTask { await superviseRooms(node, client, configuration) }
             await group.next()
             group.cancelAll()
         }
@@ -130,23 +133,24 @@ struct Sync: AsyncParsableCommand {
     }
 
     /// Starts a poller for every bucket room, and for each one that appears later (a join in another command).
-    func superviseRooms(_ node: Node, _ client: BucketClient) async {
+    func superviseRooms(_ node: Node, _ client: BucketClient, _ configuration: Configuration) async {
         let running = RunningRooms()
         await withTaskGroup(of: Void.self) { group in
             while !Task.isCancelled {
                 for room in (try? self.rooms(node)) ?? [] where running.start(room.roomID) {
                     group.addTask {
-                        await poll(room, node, client)
+                        await poll(room, node, client, configuration)
                         running.stop(room.roomID)
                     }
                 }
-                try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
+                try? await Task.sleep(nanoseconds: UInt64(configuration.syncInterval * 1e9))
             }
         }
     }
 
     /// Syncs one room until cancelled or forgotten, waiting longer after each failure in a row.
-    func poll(_ room: BucketRoom, _ node: Node, _ client: BucketClient) async {
+    func poll(_ room: BucketRoom, _ node: Node, _ client: BucketClient, _ configuration: Configuration) async {
+        let interval = configuration.syncInterval
         var backoff = RoomBackoff(roomID: room.roomID, bucket: room.bucketURL, interval: interval)
         let shown = ShownEvents()
         while !Task.isCancelled {
@@ -154,7 +158,7 @@ struct Sync: AsyncParsableCommand {
             do {
                 guard try node.store.bucketRoom(roomID: room.roomID) != nil else { return }
                 let status = try node.store.outboxStatus(roomID: room.roomID, senderKey: node.identity.signingKeyBase64)
-                if let oldest = status.oldestPendingMs, Double(node.clock() - oldest) >= flushInterval * 1000 {
+                if let oldest = status.oldestPendingMs, Double(node.clock() - oldest) >= configuration.syncFlushInterval * 1000 {
                     _ = try await client.flush(room.roomID)
                 }
                 let report = try await client.sync(room.roomID)
