@@ -30,7 +30,7 @@ public struct RoomBackoff: Sendable {
     /// Records a failed attempt.
     /// - Returns: the line to show, and the seconds to wait before the next attempt.
     public mutating func failed(_ error: any Error, nowMs: Int64) -> (report: String, delay: Double) {
-        let message = (error as? ClientError)?.message ?? "\(error)"
+        let message = ClientError(describing: error).message
         if failures == 0 { sinceMs = nowMs }
         failures += 1
         let delay = min(maxDelay, interval * Double(1 << min(failures, 30)))
@@ -55,7 +55,7 @@ public struct RoomBackoff: Sendable {
 
     /// What the bucket is doing, in a few words.
     static func state(of error: any Error) -> String {
-        switch (error as? ClientError)?.bucketFailure {
+        switch ClientError(describing: error).bucketFailure {
         case .transient?, .unreachable?: return "unreachable"
         case .badCredentials?: return "refusing the credentials"
         case .accessDenied?: return "denying access"

@@ -102,15 +102,18 @@ struct Sync: AsyncParsableCommand {
                     for ignored in report.ignored { output("  ignored: \(ignored)") }
                 }
             } catch {
+                let error = ClientError(describing: error, home: home)
                 // A damaged store is every room's problem, and has its own message.
-                if StoreError(damageIn: error, path: home.storePath) != nil { try failing { () throws -> Void in throw error } }
+                if error.code == .storeDamaged { throw reportError(error) }
                 // One room's bucket failing says nothing about the others': report it and go on.
                 failed += 1
-                let message = (error as? ClientError)?.message ?? "\(error)"
-                printError("error: room \(room.roomID), bucket \(room.bucketURL): \(message)")
-                if let remedy = (error as? ClientError)?.remedy { printError(remedy) }
+                printError("error: room \(room.roomID), bucket \(room.bucketURL): \(error.message)")
+                if let remedy = error.remedy { printError(remedy) }
                 if json {
-                    results.append(["room_id": .string(room.roomID), "bucket": .string(room.bucketURL), "error": .string(message)])
+                    var item = JSONObject(["room_id": .string(room.roomID), "bucket": .string(room.bucketURL), "error": .string(error.message)])
+                    item["code"] = .string(error.code.name)
+                    if let kind = error.bucketFailure { item["bucket_failure"] = .string(kind.name) }
+                    results.append(.object(item))
                 }
             }
         }
@@ -193,7 +196,7 @@ struct Sync: AsyncParsableCommand {
                 try await withDeadline(deadline) { _ = try await client.flush(room.roomID) }
             } catch {
                 unsent += 1
-                let reason = error is DeadlineExceeded ? "the bucket did not answer in time" : (error as? ClientError)?.message ?? "\(error)"
+                let reason = error is DeadlineExceeded ? "the bucket did not answer in time" : ClientError(describing: error).message
                 printError("room \(room.roomID): \(pending) event(s) stay unsent (\(reason)); the next `parley sync` writes them.")
             }
         }

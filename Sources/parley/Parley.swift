@@ -37,12 +37,17 @@ struct Parley: AsyncParsableCommand {
         do {
             if let unknown = unknownSubcommand(in: arguments) { throw unknown }
             var command = try parseAsRoot(arguments)
+            // Parsing accepted it, so `--json` (before any `--`) is this command's flag.
+            errorsAsJSON.withLock { $0 = arguments.prefix { $0 != "--" }.contains("--json") }
             if let asynchronous = command as? AsyncParsableCommand {
                 try runBlocking(asynchronous)
             } else {
                 try command.run()
             }
         } catch {
+            // A command's own failure is told with its code. Argument parsing words its own errors (usage errors, and
+            // help, which it throws from the command it stands in for); their types are internal to it but for a few.
+            if !String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") { Foundation.exit(reportError(error).rawValue) }
             let code = exitCode(for: error)
             let message = fullMessage(for: error)
             if code == .success {
@@ -136,12 +141,15 @@ struct GlobalOptions: ParsableArguments {
 /// The home whose store this process opened: an error that turns out to be the store's damage is told with what to do.
 let openedHome = Mutex<ParleyHome?>(nil)
 
-/// Runs `body`, turning a ``ClientError`` into its message on standard error and exit status 1.
+/// Whether the command was given `--json`: its error is then one JSON document on standard output as well.
+let errorsAsJSON = Mutex(false)
+
+/// Runs `body`, turning an error into its message on standard error and exit status 1.
 func failing<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch {
-        throw exitCode(for: error)
+        throw reportError(error)
     }
 }
 
@@ -150,23 +158,20 @@ func failingAsync<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await withBucketNotes(body)
     } catch {
-        throw exitCode(for: error)
+        throw reportError(error)
     }
 }
 
-/// Prints an error for the user and gives the exit status 1.
-func exitCode(for error: Error) -> ExitCode {
-    if let home = openedHome.withLock({ $0 }), let damage = StoreError(damageIn: error, path: home.storePath) {
-        return exitCode(for: ClientError.damagedStore(home: home, detail: damage.message))
-    }
-    switch error {
-    case let error as ClientError:
-        printError("error: \(error.message)")
-        for detail in error.details { printError("  \(detail)") }
-        if let remedy = error.remedy { printError(remedy) }
-    case let error as ExitCode: return error
-    default: printError("error: \(error)")
-    }
+/// Prints an error for the user on standard error (message, details, what to do) and, when the command was given
+/// `--json`, as `{"error": {"code", …}}` on standard output; gives the exit status 1. The error keeps the code it
+/// had in the store or the bucket (``ClientError/init(describing:home:)``). An ``ExitCode`` is only passed on.
+func reportError(_ error: Error) -> ExitCode {
+    if let error = error as? ExitCode { return error }
+    let error = ClientError(describing: error, home: openedHome.withLock { $0 })
+    printError("error: \(error.message)")
+    for detail in error.details { printError("  \(detail)") }
+    if let remedy = error.remedy { printError(remedy) }
+    if errorsAsJSON.withLock({ $0 }) { printJSON(JSONOutput.error(error)) }
     return ExitCode(1)
 }
 
