@@ -130,3 +130,23 @@ public struct BucketError: Error, Sendable, CustomStringConvertible, Equatable {
     /// Whether the same request may succeed later: a transient failure or an unreachable store.
     public var isTemporary: Bool { kind == .transient || kind == .unreachable }
 }
+
+extension BucketError.Kind {
+    /// The kind's name in JSON output: `access_denied`, `unreachable`.
+    public var name: String {
+        switch self {
+        case .notFound: "not_found"
+        case .tooLarge: "too_large"
+        case .invalidKey: "invalid_key"
+        case .badCredentials: "bad_credentials"
+        case .accessDenied: "access_denied"
+        case .noSuchBucket: "no_such_bucket"
+        case .clockSkew: "clock_skew"
+        case .transient: "transient"
+        case .unreachable: "unreachable"
+        case .io: "io"
+        case .badResponse: "bad_response"
+        case .invalidURL: "invalid_url"
+        }
+    }
+}

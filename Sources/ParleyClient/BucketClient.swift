@@ -141,8 +141,9 @@ public struct BucketClient: Sendable {
             do {
                 try FolderStore(root: path).createRoot(intermediateFolders: createBucket)
             } catch {
-                throw ClientError(
-                    .bucket, error.message, remedy: error.kind == .noSuchBucket ? "Check the path, or add --create-bucket to create the missing folders too." : nil)
+                var failure = ClientError(error)
+                if error.kind == .noSuchBucket { failure.remedy = "Check the path, or add --create-bucket to create the missing folders too." }
+                throw failure
             }
         }
         let objects = try bucketCall { () throws(BucketError) in try open(url) }
@@ -164,10 +165,12 @@ public struct BucketClient: Sendable {
         }
         do {
             _ = try await flush(roomID)
-        } catch let error as ClientError {
-            throw ClientError(
-                error.code, "Room \(roomID) was created in \(url.text), but its first events are not written yet: \(error.message)",
-                remedy: "They wait in the outbox; `parley sync` writes them once the bucket answers.")
+        } catch {
+            // Its code and the bucket's kind of failure stay.
+            var failure = ClientError(describing: error, home: node.home)
+            failure.message = "Room \(roomID) was created in \(url.text), but its first events are not written yet: \(failure.message)"
+            failure.remedy = "They wait in the outbox; `parley sync` writes them once the bucket answers."
+            throw failure
         }
         return events
     }
@@ -465,7 +468,7 @@ public struct BucketClient: Sendable {
             report.keys = try withExtendedLifetime(lock) { try node.exchangeKeysHoldingLock(roomID) }
             if !report.keys.isEmpty { _ = try await flush(roomID) }
         } catch {
-            report.problems.append("sharing keys: \((error as? ClientError)?.message ?? "\(error)")")
+            report.problems.append("sharing keys: \(ClientError(describing: error).message)")
         }
     }
 

@@ -1,4 +1,5 @@
 import ParleyBucket
+import ParleyStore
 
 /// A client error: what went wrong, in the user's terms, and what to do about it. Safe to show anyone: it never
 /// carries message text, keys' secrets or tokens.
@@ -23,6 +24,17 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
         public static let storeDamaged = Code(name: "store_damaged")
         /// The home has a device key but no store.
         public static let storeMissing = Code(name: "store_missing")
+        /// A setting's value (in `config.toml` or a `PARLEY_*` variable) is wrong, or `config.toml` cannot be read.
+        public static let invalidConfiguration = Code(name: "invalid_configuration")
+        /// An event of this node's own is invalid (not the next of its chain, already stored).
+        public static let invalidEvent = Code(name: "invalid_event")
+        /// Any other failure: one that no code above describes (SQLite refusing a statement is a bug to report).
+        public static let internalError = Code(name: "internal")
+
+        /// The store's code, under the same name.
+        public init(_ code: StoreError.Code) { name = code.name }
+
+        init(name: String) { self.name = name }
     }
 
     public var code: Code
@@ -40,10 +52,35 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
         self.remedy = remedy
     }
 
-    /// A bucket's failure.
+    /// A bucket's failure, with its kind.
     public init(_ error: BucketError) {
         self.init(.bucket, error.message)
         bucketFailure = error.kind
+    }
+
+    /// A store's failure, with its code.
+    public init(_ error: StoreError) {
+        self.init(Code(error.code), error.message, remedy: error.remedy)
+    }
+
+    /// Any error as a client error that keeps its code: a client error as it is, a bucket's failure with its kind, a
+    /// store's with its code (SQLite's by their kind: a full disk, a read-only file, a busy or damaged store); a
+    /// damaged store is told with the way back from its buckets when `home` is known. Anything else is `.internalError`,
+    /// with the error's description as its message.
+    public init(describing error: any Error, home: ParleyHome? = nil) {
+        if let error = error as? ClientError {
+            self = error
+        } else if let error = error as? BucketError {
+            self.init(error)
+        } else if let error = StoreError(error, path: home?.storePath ?? "of this node") {
+            if error.code == .damaged, let home {
+                self = .damagedStore(home: home, detail: error.message)
+            } else {
+                self.init(error)
+            }
+        } else {
+            self.init(.internalError, "\(error)")
+        }
     }
 
     public var description: String { ([message] + details + [remedy].compactMap { $0 }).joined(separator: " ") }

@@ -25,6 +25,16 @@ public enum JSONOutput {
         return .object(object)
     }
 
+    /// An error, as a command given `--json` prints it: `{"error": {"code", "message", "details", "remedy",
+    /// "bucket_failure"}}` (the last three only when there are any).
+    public static func error(_ error: ClientError) -> JSONValue {
+        var object = JSONObject(["code": .string(error.code.name), "message": .string(error.message)])
+        if !error.details.isEmpty { object["details"] = .array(error.details.map(JSONValue.string)) }
+        if let remedy = error.remedy { object["remedy"] = .string(remedy) }
+        if let kind = error.bucketFailure { object["bucket_failure"] = .string(kind.name) }
+        return ["error": .object(object)]
+    }
+
     /// A room's summary in `parley verify --json` and `parley bucket verify --json`.
     public static func auditedRoom(_ room: AuditReport.RoomSummary) -> JSONValue {
         [

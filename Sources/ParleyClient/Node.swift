@@ -67,12 +67,8 @@ public final class Node: Sendable {
                             try ForwardSeal.open(forward, roomID: event.roomID, senderKey: event.senderKey, privateKey: exchangeKey)
                         }
                     }))
-        } catch let error as StoreError where error.isDamage {
-            throw ClientError.damagedStore(home: home, detail: error.message)
-        } catch let error as StoreError {
-            throw ClientError(.io, error.message, remedy: error.remedy)
         } catch {
-            throw ClientError(.io, "\(error)")
+            throw ClientError(describing: error, home: home)
         }
         // Homes made before the record existed get it at once, before their store can be lost.
         if !FileManager.default.fileExists(atPath: home.bucketRoomsPath) { _ = try? recordBucketRooms() }
@@ -184,8 +180,9 @@ public final class Node: Sendable {
             channel.close()
             _ = try channel.result().get()
             return events
-        } catch let error as StoreError {
-            throw ClientError(.notAllowed, "The room would refuse this: \(error.message)")
+        } catch {
+            // The store's code goes on unchanged: the room's refusal, a room or event it does not hold, a full disk.
+            throw ClientError(describing: error, home: home)
         }
     }
 

@@ -176,7 +176,7 @@ public final class NodeRunner: Service, Sendable {
                 try await withDeadline(deadline) { [client] in _ = try await client.flush(room.roomID) }
             } catch {
                 unsentRooms.withLock { $0 += 1 }
-                let reason = error is DeadlineExceeded ? "the bucket did not answer in time" : (error as? ClientError)?.message ?? "\(error)"
+                let reason = error is DeadlineExceeded ? "the bucket did not answer in time" : ClientError(describing: error).message
                 observer.leftUnsent(room, events: pending, reason: reason)
             }
         }

@@ -7,24 +7,18 @@ import Glibc
 public struct ParleyHome: Sendable {
     public let url: URL
 
-    /// Resolves the home directory: an explicit path, else `PARLEY_HOME`, else `~/.parley` (`$HOME`, else the
-    /// account's home directory).
-    public init(path: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
-        if let path, !path.isEmpty {
-            url = URL(fileURLWithPath: path)
-        } else if let fromEnvironment = environment["PARLEY_HOME"], !fromEnvironment.isEmpty {
-            url = URL(fileURLWithPath: fromEnvironment)
-        } else if let home = environment["HOME"], home.hasPrefix("/") {
-            url = URL(fileURLWithPath: home).appendingPathComponent(".parley")
-        } else {
-            url = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".parley")
-        }
+    /// The home at `path`. Which home a command uses (`--home`, `PARLEY_HOME`, `~/.parley`) is decided by
+    /// ``Configuration/home(flag:environment:)``.
+    public init(path: String) {
+        url = URL(fileURLWithPath: path)
     }
 
     public var path: String { url.path }
     public var identityPath: String { url.appendingPathComponent("identity.json").path }
     public var secretKeyPath: String { url.appendingPathComponent("device.key").path }
     public var storePath: String { url.appendingPathComponent("parley.sqlite").path }
+    /// The node's settings (``Configuration``); optional.
+    public var configPath: String { url.appendingPathComponent("config.toml").path }
     var lockPath: String { url.appendingPathComponent("node.lock").path }
     var syncLockPath: String { url.appendingPathComponent("sync.lock").path }
 

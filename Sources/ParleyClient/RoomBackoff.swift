@@ -23,7 +23,7 @@ public struct RoomBackoff: Sendable {
     /// Records a failed attempt, after which nothing is tried for `delayMs`.
     /// - Returns: the line to show.
     public mutating func failed(_ error: any Error, nowMs: Int64, delayMs: Int64) -> String {
-        let message = (error as? ClientError)?.message ?? "\(error)"
+        let message = ClientError(describing: error).message
         if failures == 0 { sinceMs = nowMs }
         failures += 1
         let retrying = "retrying in \(RoomBackoff.seconds(Double(delayMs) / 1000))"
@@ -47,7 +47,7 @@ public struct RoomBackoff: Sendable {
 
     /// What the bucket is doing, in a few words.
     static func state(of error: any Error) -> String {
-        switch (error as? ClientError)?.bucketFailure {
+        switch ClientError(describing: error).bucketFailure {
         case .transient?, .unreachable?: return "unreachable"
         case .badCredentials?: return "refusing the credentials"
         case .accessDenied?: return "denying access"

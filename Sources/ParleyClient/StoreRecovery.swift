@@ -123,7 +123,7 @@ extension BucketClient {
                     results.append((room.roomID, nil))
                 } catch {
                     try node.store.forgetRoom(roomID: room.roomID)
-                    results.append((room.roomID, (error as? ClientError)?.message ?? "\(error)"))
+                    results.append((room.roomID, ClientError(describing: error).message))
                 }
             }
             return results

@@ -117,7 +117,7 @@ extension EventStore {
         try pool.write { db in
             if let existing = try bucketRoom(db, roomID) {
                 guard existing.bucketURL == bucketURL, existing.creatorFingerprint == creatorFingerprint else {
-                    throw StoreError("Room \(roomID) already lives in \(existing.bucketURL).")
+                    throw StoreError(.invalidArgument, "Room \(roomID) already lives in \(existing.bucketURL).")
                 }
                 return
             }

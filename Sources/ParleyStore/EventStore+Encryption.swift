@@ -552,7 +552,7 @@ extension EventStore {
     }
 
     static func plaintextView(of event: Event, type: String, content: [UInt8]) throws -> Event {
-        guard case .object(let inner) = try JSONParser().parse(content) else { throw StoreError("stored plaintext is not an object") }
+        guard case .object(let inner) = try JSONParser().parse(content) else { throw StoreError(.damaged, "A decrypted message in the store is not a JSON object.") }
         var view = event
         view.type = type
         view.content = inner

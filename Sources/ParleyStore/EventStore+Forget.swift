@@ -28,18 +28,3 @@ extension EventStore {
         return removed
     }
 }
-
-extension StoreError {
-    /// `error` as the store at `path` being damaged, when SQLite found the file corrupt or not a database at all;
-    /// `nil` for any other error (permissions, a busy database, a full disk).
-    public init?(damageIn error: any Error, path: String) {
-        if let error = error as? StoreError {
-            guard error.isDamage else { return nil }
-            self = error
-            return
-        }
-        guard let error = error as? DatabaseError, error.resultCode == .SQLITE_CORRUPT || error.resultCode == .SQLITE_NOTADB else { return nil }
-        self.init("The store \(path) is damaged: SQLite says \(error.message ?? "\(error.resultCode)").")
-        isDamage = true
-    }
-}

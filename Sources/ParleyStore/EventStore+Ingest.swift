@@ -150,9 +150,9 @@ extension EventStore {
                 }
             }
             let report = IngestReport(outcomes: outcomes.map { $0! }, events: events, released: released, collisions: batch.collisions)
-            if requireAccepted, let refused = report.outcomes.first(where: { $0 != .accepted }) {
+            if requireAccepted, let index = report.outcomes.firstIndex(where: { $0 != .accepted }) {
                 // Throwing rolls the whole transaction back.
-                throw StoreError("The event was not stored: \(refused).")
+                throw try StoreError(refusing: report.outcomes[index], eventID: events[index]?.eventID, hash: events[index]?.hash, batch: batch, db: db)
             }
             return report
         }
@@ -476,3 +476,38 @@ struct IngestBatch {
 
 /// SQLite's "copy this value now" destructor, for bindings that outlive nothing.
 let sqliteTransient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+extension StoreError {
+    /// Why a node's own event was refused (`requireAccepted`): the room's rules, a room or an event the store does not
+    /// hold, or the event itself.
+    init(refusing outcome: IngestOutcome, eventID: String?, hash: String?, batch: IngestBatch, db: Database) throws {
+        switch outcome {
+        case .unauthorized(let reason):
+            if let eventID, let roomID = try String.fetchOne(db, sql: "SELECT room_id FROM events WHERE event_id = ? LIMIT 1", arguments: [eventID]),
+                try !EventStore.holdsRoom(db: db, roomID: roomID)
+            {
+                self.init(.unknownRoom, "This node holds no room \(roomID).", remedy: "Create it, or import its events first.")
+            } else {
+                self.init(.notAllowed, "The room refuses this: \(reason).")
+            }
+        case .heldBack(let reason):
+            if let hash, case .awaitingTarget(let target)? = batch.verdicts[hash] {
+                self.init(.unknownEvent, "This node does not hold event \(target), which this one refers to.")
+            } else {
+                self.init(.invalidEvent, "The event was not stored: \(reason).")
+            }
+        case .rejected(let reason): self.init(.invalidEvent, "The event was not stored: \(reason).")
+        case .duplicate: self.init(.invalidEvent, "The event was not stored: it is stored already.")
+        case .accepted: preconditionFailure("an accepted event is no refusal")
+        }
+    }
+}
+
+extension EventStore {
+    /// Whether the store holds `roomID`'s founding create, accepted.
+    static func holdsRoom(db: Database, roomID: String) throws -> Bool {
+        try Bool.fetchOne(
+            db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ? AND type = 'm.room.create' AND status = 0)"), arguments: [roomID])
+            ?? false
+    }
+}

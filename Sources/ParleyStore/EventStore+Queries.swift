@@ -294,8 +294,14 @@ extension EventStore {
 extension EventStore {
     /// How the room's current state would judge `event`, without storing anything. Lets a node refuse to sign
     /// and publish what every other node would reject.
+    /// - Throws: ``StoreError`` `.unknownRoom` for an event (other than a create) of a room the store does not hold.
     public func preview(_ event: VerifiedEvent) throws -> Authorization {
-        var state = try roomState(roomID: event.event.roomID) ?? RoomState(roomID: event.event.roomID)
+        let roomID = event.event.roomID
+        let held = try roomState(roomID: roomID)
+        if held?.creation == nil, event.event.type != EventType.create {
+            throw StoreError(.unknownRoom, "This node holds no room \(roomID).", remedy: "Create it, or import its events first.")
+        }
+        var state = held ?? RoomState(roomID: roomID)
         return try pool.read { db in
             switch parsedContent(of: event) {
             case .failure(let error): return .rejected("invalid content: \(error)")

@@ -3,14 +3,43 @@ import Foundation
 import GRDB
 import ParleyCore
 
-/// A store error: what went wrong, in the user's terms, and what to do about it.
-public struct StoreError: Error, Sendable, CustomStringConvertible {
+/// A store error: what went wrong, in the user's terms, and what to do about it; its code says what kind of
+/// failure it is, for callers to switch on.
+public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What kind of failure. The names are those of the client's error codes, which carry them on unchanged; new
+    /// codes break nobody.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let name: String
+        /// The room's rules refuse the event (power levels, membership, a ban).
+        public static let notAllowed = Code(name: "not_allowed")
+        /// The store holds no such room.
+        public static let unknownRoom = Code(name: "unknown_room")
+        /// The event refers to one the store does not hold.
+        public static let unknownEvent = Code(name: "unknown_event")
+        /// The event itself is invalid: malformed, not the next of its chain, or already stored.
+        public static let invalidEvent = Code(name: "invalid_event")
+        /// The request contradicts what the store holds (a room tied to another bucket).
+        public static let invalidArgument = Code(name: "invalid_argument")
+        /// The store file is damaged: its events must come from elsewhere (buckets, other nodes).
+        public static let damaged = Code(name: "store_damaged")
+        /// Reading or writing the file failed: a full disk, a read-only file or disk, missing permissions, an I/O error.
+        public static let io = Code(name: "io")
+        /// More than the store or SQLite takes at once.
+        public static let tooLarge = Code(name: "too_large")
+        /// Another process held the database locked for longer than the busy timeout.
+        public static let busy = Code(name: "busy")
+        /// A failure of Parley's own (SQLite refused a statement): a bug to report.
+        public static let internalError = Code(name: "internal")
+
+        public var description: String { name }
+    }
+
+    public var code: Code
     public var message: String
     public var remedy: String?
-    /// The store file is damaged: its events must come from elsewhere (buckets, other nodes).
-    public var isDamage = false
 
-    public init(_ message: String, remedy: String? = nil) {
+    public init(_ code: Code, _ message: String, remedy: String? = nil) {
+        self.code = code
         self.message = message
         self.remedy = remedy
     }
@@ -42,7 +71,7 @@ public final class EventStore: Sendable {
 
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     /// - Parameter keyOpener: the owning device's way to open the room keys sealed to it.
-    /// - Throws: ``StoreError`` when the file cannot be opened or is not a Parley store.
+    /// - Throws: ``StoreError`` when the file cannot be opened (`.io`, `.busy`) or is damaged (`.damaged`).
     public init(path: String, keyOpener: KeyOpener? = nil) throws {
         _ = EventStore.sqliteTuned
         self.path = path
@@ -58,13 +87,10 @@ public final class EventStore: Sendable {
             pool = try DatabasePool(path: path, configuration: configuration)
             try EventStore.migrator.migrate(pool)
         } catch {
-            if let damaged = StoreError(damageIn: error, path: path) { throw damaged }
-            guard let error = error as? DatabaseError else {
-                throw StoreError("Cannot open the store \(path): \(error).", remedy: "Check that the file and its folder are yours and writable.")
+            guard let error = StoreError(error, path: path) else {
+                throw StoreError(.io, "Cannot open the store \(path): \(error).", remedy: "Check that the file and its folder are yours and writable.")
             }
-            throw StoreError(
-                "Cannot open the store \(path): SQLite says \(error.message ?? "\(error.resultCode)").",
-                remedy: "Check that the file and its folder are yours and writable, and that the disk is not full.")
+            throw error
         }
     }
 

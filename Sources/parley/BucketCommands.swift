@@ -7,19 +7,9 @@ import ParleyCore
 import ParleyStore
 import Synchronization
 
-/// The bucket transport, with settings from the environment: `PARLEY_BUCKET_GZIP=1` writes `.jsonl.gz` files;
-/// `PARLEY_BUCKET_RETENTION=governance:DAYS` (or `compliance:DAYS`) asks S3 Object Lock to keep each file.
-func bucketClient(_ node: Node, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> BucketClient {
-    var settings = BucketSettings()
-    settings.gzip = ["1", "true", "yes"].contains(environment["PARLEY_BUCKET_GZIP"]?.lowercased() ?? "")
-    if let text = environment["PARLEY_BUCKET_RETENTION"], !text.isEmpty {
-        let parts = text.split(separator: ":")
-        guard parts.count == 2, let mode = Retention.Mode(rawValue: parts[0].uppercased()), let days = Int(parts[1]), days > 0 else {
-            throw ClientError(.invalidArgument, "PARLEY_BUCKET_RETENTION is MODE:DAYS, MODE governance or compliance; not \(text).")
-        }
-        settings.retention = Retention(mode: mode, days: days)
-    }
-    return BucketClient(node: node, settings: settings)
+/// The bucket transport, with the node's bucket settings (``Configuration``: gzip, retention).
+func bucketClient(_ node: Node) throws -> BucketClient {
+    BucketClient(node: node, settings: try Configuration.resolve(home: node.home).bucketSettings)
 }
 
 /// Writes a bucket room's outbox now; nothing for a local room.
@@ -44,9 +34,12 @@ struct Sync: AsyncParsableCommand {
     @Argument(help: "Only this room (default: every bucket room).") var roomID: String?
     @Flag(help: "Keep syncing until interrupted.") var watch = false
     // Unconditional, so that a negative number reaches `validate()` rather than reading as an unknown option.
-    @Option(parsing: .unconditional, help: "Seconds between polls with --watch.") var interval = 1.0
-    @Option(name: .customLong("flush-interval"), parsing: .unconditional, help: "With --watch, seconds an event may wait in the outbox.")
-    var flushInterval = 2.0
+    @Option(parsing: .unconditional, help: "Seconds between polls with --watch (default: sync.interval of `parley config show`, 1).")
+    var interval: Double?
+    @Option(
+        name: .customLong("flush-interval"), parsing: .unconditional,
+        help: "With --watch, seconds an event may wait in the outbox (default: sync.flush_interval, 2).")
+    var flushInterval: Double?
     @OptionGroup var time: TimeOptions
     @Flag(
         name: .customLong("new-store"),
@@ -55,19 +48,29 @@ struct Sync: AsyncParsableCommand {
     @Flag var json = false
 
     func validate() throws {
-        guard interval > 0 else { throw ValidationError("--interval must be above 0 seconds; it was \(interval).") }
-        guard flushInterval >= 0 else { throw ValidationError("--flush-interval must be at least 0 seconds; it was \(flushInterval).") }
+        for (setting, value) in flags {
+            if let problem = setting.problem(with: value), let flag = setting.flag { throw ValidationError("\(flag) \(problem); it was \(value).") }
+        }
+    }
+
+    /// The settings this command's flags give.
+    var flags: [Setting: SettingValue] {
+        var flags: [Setting: SettingValue] = [:]
+        if let interval { flags[.syncInterval] = .seconds(interval) }
+        if let flushInterval { flags[.syncFlushInterval] = .seconds(flushInterval) }
+        return flags
     }
 
     func run() async throws {
         // Before the lock names this process: whoever sees it there may signal it.
         let signals = watch ? TerminationSignals() : nil
         let home = global.parleyHome
+        let configuration = try global.configuration(flags: flags)
         if newStore { _ = try failing { try Identity.load(home: home) } }
         let lock = try failing { try home.lockForSyncing(watch ? "sync --watch" : "sync") }
         defer { withExtendedLifetime(lock) {} }
         let node = newStore ? try failing { try Node(home: home, creatingStore: true) } : try global.node()
-        let client = try failing { try bucketClient(node) }
+        let client = BucketClient(node: node, settings: configuration.bucketSettings)
         if newStore {
             let restored = try await failingAsync { try await client.restoreRecordedRooms() }
             if restored.isEmpty { printError("note: no recorded bucket room is missing from the store; nothing to restore.") }
@@ -81,7 +84,7 @@ struct Sync: AsyncParsableCommand {
         if let signals {
             // A room named that is not a bucket room is refused now, not polled in silence.
             if roomID != nil { _ = try failing { try self.rooms(node) } }
-            let exitStatus = await watchRooms(node, client, until: signals)
+            let exitStatus = await watchRooms(node, client, configuration, until: signals)
             if exitStatus != 0 { throw ExitCode(exitStatus) }
             return
         }
@@ -100,15 +103,18 @@ struct Sync: AsyncParsableCommand {
                     for ignored in report.ignored { output("  ignored: \(ignored)") }
                 }
             } catch {
+                let error = ClientError(describing: error, home: home)
                 // A damaged store is every room's problem, and has its own message.
-                if StoreError(damageIn: error, path: home.storePath) != nil { try failing { () throws -> Void in throw error } }
+                if error.code == .storeDamaged { throw reportError(error) }
                 // One room's bucket failing says nothing about the others': report it and go on.
                 failed += 1
-                let message = (error as? ClientError)?.message ?? "\(error)"
-                printError("error: room \(room.roomID), bucket \(room.bucketURL): \(message)")
-                if let remedy = (error as? ClientError)?.remedy { printError(remedy) }
+                printError("error: room \(room.roomID), bucket \(room.bucketURL): \(error.message)")
+                if let remedy = error.remedy { printError(remedy) }
                 if json {
-                    results.append(["room_id": .string(room.roomID), "bucket": .string(room.bucketURL), "error": .string(message)])
+                    var item = JSONObject(["room_id": .string(room.roomID), "bucket": .string(room.bucketURL), "error": .string(error.message)])
+                    item["code"] = .string(error.code.name)
+                    if let kind = error.bucketFailure { item["bucket_failure"] = .string(kind.name) }
+                    results.append(.object(item))
                 }
             }
         }
@@ -118,10 +124,11 @@ struct Sync: AsyncParsableCommand {
 
     /// Keeps every bucket room in step (a ``NodeRunner``) until SIGINT or SIGTERM; then writes the outbox.
     /// - Returns: the exit status: 1 if events stay unsent.
-    func watchRooms(_ node: Node, _ client: BucketClient, until signals: TerminationSignals) async -> Int32 {
+    func watchRooms(_ node: Node, _ client: BucketClient, _ configuration: Configuration, until signals: TerminationSignals) async -> Int32 {
         var settings = NodeRunner.Settings()
         settings.roomID = roomID
-        settings.schedule = BucketSchedule.Settings(pollIntervalMs: Int64(interval * 1000), flushAfterMs: Int64(flushInterval * 1000))
+        settings.schedule = BucketSchedule.Settings(
+            pollIntervalMs: Int64(configuration.syncInterval * 1000), flushAfterMs: Int64(configuration.syncFlushInterval * 1000))
         let runner = NodeRunner(client: client, settings: settings, observer: WatchPrinter(command: self, node: node), logger: Logger(label: "parley.sync", factory: { _ in SwiftLogNoOpLogHandler() }))
         await withTaskGroup(of: Bool.self) { group in
             group.addTask {
@@ -240,7 +247,7 @@ struct WatchPrinter: NodeRunnerObserver {
         do {
             for eventID in report.accepted { try command.show(eventID, in: room.roomID, node: node, shown: shown) }
         } catch {
-            printError("\(room.roomID): cannot show new events: \((error as? ClientError)?.message ?? "\(error)")")
+            printError("\(room.roomID): cannot show new events: \(ClientError(describing: error).message)")
         }
     }
 

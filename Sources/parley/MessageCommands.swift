@@ -38,15 +38,7 @@ struct TextInput: ParsableArguments {
         let source = textFile ?? "standard input"
         let descriptor = try openInput(textFile)
         defer { if descriptor != 0 { close(descriptor) } }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while bytes.count <= TextInput.maxBytes {
-            let count = chunk.withUnsafeMutableBytes { Foundation.read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count >= 0 else { throw ClientError(.io, "Cannot read \(source): \(String(cString: strerror(errno))).") }
-            if count == 0 { break }
-            bytes += chunk[0..<count]
-        }
+        let bytes = try BoundedRead.bytes(from: descriptor, atMost: TextInput.maxBytes, source: source)
         if bytes.count > TextInput.maxBytes {
             var status = stat()
             let size = fstat(descriptor, &status) == 0 && (status.st_mode & S_IFMT) == S_IFREG ? "\(status.st_size) bytes" : "more than \(TextInput.maxBytes) bytes"

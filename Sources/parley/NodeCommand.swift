@@ -19,26 +19,38 @@ struct NodeCommand: AsyncParsableCommand {
             standard error, one line each, never with message text or keys.
             """)
     @OptionGroup var global: GlobalOptions
-    @Option(parsing: .unconditional, help: "Seconds between syncs of each room.") var interval = 1.0
+    @Option(parsing: .unconditional, help: "Seconds between syncs of each room (default: sync.interval, 1).") var interval: Double?
     @Option(name: .customLong("flush-after"), parsing: .unconditional, help: "Seconds an event of this device may wait before it is written.")
     var flushAfter = 0.0
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default: node.log_level, info).")
+    var logLevel: String?
 
     func validate() throws {
-        guard interval > 0 else { throw ValidationError("--interval must be above 0 seconds; it was \(interval).") }
-        guard flushAfter >= 0 else { throw ValidationError("--flush-after must be at least 0 seconds; it was \(flushAfter).") }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; it was \(TerminalText.escape(logLevel)).")
+        if let interval, !(interval > 0 && interval <= 86_400) {
+            throw ValidationError("--interval must be above 0 and at most 86400 seconds; it was \(interval).")
         }
+        guard flushAfter >= 0 && flushAfter <= 86_400 else { throw ValidationError("--flush-after must be from 0 to 86400 seconds; it was \(flushAfter).") }
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level must be one of \(Setting.logLevels.joined(separator: ", ")); it was \(TerminalText.escape(logLevel)).")
+        }
+    }
+
+    /// The settings this command's flags give.
+    var flags: [Setting: SettingValue] {
+        var flags: [Setting: SettingValue] = [:]
+        if let interval { flags[.syncInterval] = .seconds(interval) }
+        if let logLevel { flags[.nodeLogLevel] = .text(logLevel) }
+        return flags
     }
 
     func run() async throws {
         let home = global.parleyHome
+        let configuration = try global.configuration(flags: flags)
         let lock = try failing { try home.lockForSyncing("node") }
         defer { withExtendedLifetime(lock) {} }
         let node = try global.node()
-        let client = try failing { try bucketClient(node) }
-        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let client = BucketClient(node: node, settings: configuration.bucketSettings)
+        let level = configuration.nodeLogLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
@@ -46,7 +58,7 @@ struct NodeCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "parley.node")
         var settings = NodeRunner.Settings()
-        settings.schedule = BucketSchedule.Settings(pollIntervalMs: Int64(interval * 1000), flushAfterMs: Int64(flushAfter * 1000))
+        settings.schedule = BucketSchedule.Settings(pollIntervalMs: Int64(configuration.syncInterval * 1000), flushAfterMs: Int64(flushAfter * 1000))
         let runner = NodeRunner(client: client, settings: settings, observer: NodeLog(logger: logger), logger: logger)
         printError("Node running for \(home.path) (pid \(getpid())); stop it with Ctrl-C or `kill \(getpid())`.")
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [runner], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

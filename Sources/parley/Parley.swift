@@ -10,11 +10,15 @@ struct Parley: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parley",
         abstract: "Secure, decentralized chat: every message a signed, hash-chained event.",
-        discussion: "The node lives in --home DIR, else $PARLEY_HOME, else ~/.parley. --home may stand anywhere on the command line.",
+        discussion: """
+            The node lives in --home DIR, else $PARLEY_HOME, else ~/.parley. --home may stand anywhere on the command line. \
+            Settings come from flags, then PARLEY_* environment variables, then the home's config.toml (`parley config show`).
+            """,
         version: ParleyVersion.description,
         subcommands: [
             Init.self, WhoAmI.self, Status.self, Room.self, Send.self, Edit.self, React.self, Redact.self, Read.self, Log.self,
             Events.self, Import.self, Verify.self, Search.self, Rejected.self, Sync.self, NodeCommand.self, Bucket.self, DirectMessages.self, Backup.self, Device.self,
+            ConfigCommand.self,
         ])
 
     /// Declared here as well as in every command that uses it: the root command parses `--home` wherever it stands
@@ -33,12 +37,17 @@ struct Parley: AsyncParsableCommand {
         do {
             if let unknown = unknownSubcommand(in: arguments) { throw unknown }
             var command = try parseAsRoot(arguments)
+            // Parsing accepted it, so `--json` (before any `--`) is this command's flag.
+            errorsAsJSON.withLock { $0 = arguments.prefix { $0 != "--" }.contains("--json") }
             if let asynchronous = command as? AsyncParsableCommand {
                 try runBlocking(asynchronous)
             } else {
                 try command.run()
             }
         } catch {
+            // A command's own failure is told with its code. Argument parsing words its own errors (usage errors, and
+            // help, which it throws from the command it stands in for); their types are internal to it but for a few.
+            if !String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") { Foundation.exit(reportError(error).rawValue) }
             let code = exitCode(for: error)
             let message = fullMessage(for: error)
             if code == .success {
@@ -98,7 +107,7 @@ struct Parley: AsyncParsableCommand {
                 if name == argument || subcommand.configuration.aliases.contains(argument) { next = subcommand }
             }
             guard let next else {
-                let near = names.filter { isNear(argument, $0) }
+                let near = names.filter { NearNames.isNear(argument, $0) }
                 let advice = near.isEmpty ? "The commands are: \(names.joined(separator: ", "))." : "Did you mean \(near.map { "'\($0)'" }.joined(separator: " or "))?"
                 return ValidationError("Unknown command '\(argument)' for '\(path.joined(separator: " "))'. \(advice) See '\(path.joined(separator: " ")) --help'.")
             }
@@ -107,37 +116,23 @@ struct Parley: AsyncParsableCommand {
         }
         return nil
     }
-
-    /// Whether `typed` may be a slip for `name`: the start of it, or one edit away (two for names longer than four).
-    static func isNear(_ typed: String, _ name: String) -> Bool {
-        if typed.count >= 2 && name.hasPrefix(typed) { return true }
-        return editDistance(typed, name) <= (name.count <= 4 ? 1 : 2)
-    }
-
-    /// Edits (insertions, deletions, substitutions, swaps of neighbours) that turn `a` into `b`: the optimal string
-    /// alignment distance, by characters, so that `sned` is one slip away from `send`.
-    static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        var table = Array(repeating: Array(repeating: 0, count: b.count + 1), count: a.count + 1)
-        for i in 0...a.count { table[i][0] = i }
-        for j in 0...b.count { table[0][j] = j }
-        for i in stride(from: 1, through: a.count, by: 1) {
-            for j in stride(from: 1, through: b.count, by: 1) {
-                table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, table[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { table[i][j] = min(table[i][j], table[i - 2][j - 2] + 1) }
-            }
-        }
-        return table[a.count][b.count]
-    }
 }
 
 struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "The node's directory (default: $PARLEY_HOME, else ~/.parley).")
     var home: String?
 
-    var parleyHome: ParleyHome { ParleyHome(path: home) }
+    var parleyHome: ParleyHome { Configuration.home(flag: home).home }
+
+    /// This command's settings: its flags, then `PARLEY_*` variables, then the home's config.toml, then defaults.
+    func configuration(flags: [Setting: SettingValue] = [:]) throws -> Configuration {
+        try failing { try Configuration.resolve(home: parleyHome, flags: flags) }
+    }
 
     func node() throws -> Node {
+        // Every command that opens the node reads config.toml, so a mistake there is told at once, not only by the
+        // command whose setting it breaks.
+        _ = try configuration()
         openedHome.withLock { $0 = parleyHome }
         return try failing { try Node(home: parleyHome) }
     }
@@ -146,12 +141,15 @@ struct GlobalOptions: ParsableArguments {
 /// The home whose store this process opened: an error that turns out to be the store's damage is told with what to do.
 let openedHome = Mutex<ParleyHome?>(nil)
 
-/// Runs `body`, turning a ``ClientError`` into its message on standard error and exit status 1.
+/// Whether the command was given `--json`: its error is then one JSON document on standard output as well.
+let errorsAsJSON = Mutex(false)
+
+/// Runs `body`, turning an error into its message on standard error and exit status 1.
 func failing<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch {
-        throw exitCode(for: error)
+        throw reportError(error)
     }
 }
 
@@ -160,23 +158,20 @@ func failingAsync<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await withBucketNotes(body)
     } catch {
-        throw exitCode(for: error)
+        throw reportError(error)
     }
 }
 
-/// Prints an error for the user and gives the exit status 1.
-func exitCode(for error: Error) -> ExitCode {
-    if let home = openedHome.withLock({ $0 }), let damage = StoreError(damageIn: error, path: home.storePath) {
-        return exitCode(for: ClientError.damagedStore(home: home, detail: damage.message))
-    }
-    switch error {
-    case let error as ClientError:
-        printError("error: \(error.message)")
-        for detail in error.details { printError("  \(detail)") }
-        if let remedy = error.remedy { printError(remedy) }
-    case let error as ExitCode: return error
-    default: printError("error: \(error)")
-    }
+/// Prints an error for the user on standard error (message, details, what to do) and, when the command was given
+/// `--json`, as `{"error": {"code", …}}` on standard output; gives the exit status 1. The error keeps the code it
+/// had in the store or the bucket (``ClientError/init(describing:home:)``). An ``ExitCode`` is only passed on.
+func reportError(_ error: Error) -> ExitCode {
+    if let error = error as? ExitCode { return error }
+    let error = ClientError(describing: error, home: openedHome.withLock { $0 })
+    printError("error: \(error.message)")
+    for detail in error.details { printError("  \(detail)") }
+    if let remedy = error.remedy { printError(remedy) }
+    if errorsAsJSON.withLock({ $0 }) { printJSON(JSONOutput.error(error)) }
     return ExitCode(1)
 }
 

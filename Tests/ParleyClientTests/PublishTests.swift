@@ -31,10 +31,31 @@ import Testing
         var burst = (0..<500).map { OutgoingEvent.message("message \($0)") }
         let unknown = EventID.make(roomID: "r", timestampMs: 1, randomBytes: Array(repeating: 1, count: 16))
         burst.insert(OutgoingEvent(type: EventType.edit, content: JSONObject(["target_event_id": .string(unknown), "body": "edited"])), at: 300)
-        #expect(throws: ClientError.self) { try node.publish(roomID: "r", burst) }
+        let error = try #require(throws: ClientError.self) { try node.publish(roomID: "r", burst) }
+        #expect(error.code == .unknownEvent)
+        #expect(error.message == "This node does not hold event \(unknown), which this one refers to.")
         #expect(try node.store.chainHead(roomID: "r", senderKey: node.identity.signingKeyBase64)?.seq == 2)
         // The seqs stay free: the next event takes seq 3.
         #expect(try node.send("r", text: "after").event.seq == 3)
+    }
+
+    @Test func `a burst the room's rules refuse fails as not_allowed, and one into a room the node does not hold as unknown_room`() throws {
+        let directory = TemporaryDirectory()
+        let node = try node(directory)
+        _ = try node.createRoom("r")
+        // Only carol may join as carol.
+        let carol = TestDevice("carol")
+        let joinForCarol = OutgoingEvent(
+            type: EventType.member, content: MemberContent(membership: .join, userID: "carol", devices: [carol.binding]).jsonObject)
+        let refused = try #require(throws: ClientError.self) { try node.publish(roomID: "r", [.message("first"), joinForCarol]) }
+        #expect(refused.code == .notAllowed)
+        #expect(refused.message.hasPrefix("The room refuses this: "), "\(refused.message)")
+        #expect(try node.store.chainHead(roomID: "r", senderKey: node.identity.signingKeyBase64)?.seq == 2)
+
+        let unknown = try #require(throws: ClientError.self) { try node.publish(roomID: "elsewhere", [.message("one"), .message("two")]) }
+        #expect(unknown.code == .unknownRoom)
+        #expect(unknown.message == "This node holds no room elsewhere.")
+        #expect(try node.store.roomIDs() == ["r"])
     }
 
     @Test func `a moderator's redaction of an id two members' events carry is refused unless all copies are meant`() throws {
