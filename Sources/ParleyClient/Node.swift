@@ -27,7 +27,7 @@ public struct OutgoingEvent: Sendable {
 public final class Node: Sendable {
     public let home: ParleyHome
     public let identity: Identity
-    public let store: EventStore
+    let store: EventStore
     /// The local clock, in Unix milliseconds; replaceable in tests.
     public let clock: @Sendable () -> Int64
     /// New events for subscribers (a UI, `parley sync --watch`).

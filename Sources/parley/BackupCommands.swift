@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import ParleyClient
-import ParleyCore
 
 struct Backup: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,10 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
-import ParleyBucket
 import ParleyClient
-import ParleyCore
-import ParleyStore
 import Synchronization
 
 /// The bucket transport, with the node's bucket settings (``Configuration``: gzip, retention).
@@ -152,12 +149,12 @@ struct Sync: AsyncParsableCommand {
 
     func rooms(_ node: Node) throws -> [BucketRoom] {
         if let roomID {
-            guard let room = try node.store.bucketRoom(roomID: roomID) else {
+            guard let room = try node.bucketRoom(roomID) else {
                 throw ClientError(.unknownRoom, "Room \(roomID) does not live in a bucket on this node.")
             }
             return [room]
         }
-        let rooms = try node.store.bucketRooms()
+        let rooms = try node.bucketRooms()
         if rooms.isEmpty && !watch {
             throw ClientError(.unknownRoom, "This node has no bucket rooms.", remedy: "Create one with `parley room create ROOM --bucket URL`, or join with an invite code.")
         }
@@ -167,8 +164,8 @@ struct Sync: AsyncParsableCommand {
     /// Prints the event that arrived with id `eventID`: every accepted event carrying it that `shown` does not hold
     /// yet, so that a copy of the id that sorts first and was shown before never stands in for the event that came.
     func show(_ eventID: String, in room: String, node: Node, shown: ShownEvents) throws {
-        let items = try node.store.items(eventID: eventID).filter { shown.insert($0) }
-        if items.isEmpty, json, try node.store.items(eventID: eventID).isEmpty {
+        let items = try node.items(eventID: eventID).filter { shown.insert($0) }
+        if items.isEmpty, json, try node.items(eventID: eventID).isEmpty {
             emit(CanonicalJSON.string(["room_id": .string(room), "event_id": .string(eventID)]))
         }
         for item in items {

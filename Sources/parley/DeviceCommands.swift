@@ -1,6 +1,5 @@
 import ArgumentParser
 import ParleyClient
-import ParleyCore
 
 struct Device: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,7 +50,7 @@ struct DeviceLink: AsyncParsableCommand {
         let code = try await failingAsync {
             let code = try node.linkDevice(try LinkRequest(parsing: request))
             let client = try bucketClient(node)
-            for room in try node.store.bucketRooms() { _ = try await client.flush(room.roomID) }
+            for room in try node.bucketRooms() { _ = try await client.flush(room.roomID) }
             return code
         }
         if json {

@@ -1,7 +1,5 @@
 import ArgumentParser
-import ParleyBucket
 import ParleyClient
-import ParleyCore
 
 struct DirectMessages: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,8 +1,6 @@
 import ArgumentParser
 import Foundation
 import ParleyClient
-import ParleyCore
-import ParleyStore
 
 /// What every command that publishes one event of a room takes after its arguments, and how it ends.
 struct PublishOptions: ParsableArguments {
@@ -190,7 +188,7 @@ struct Events: ParsableCommand {
         var buffer: [UInt8] = []
         try failing {
             _ = try node.roomState(roomID)
-            try node.store.forEachEvent(roomID: roomID) { wire in
+            try node.forEachEvent(roomID) { wire in
                 buffer += wire
                 buffer.append(0x0A)
                 if buffer.count > 1 << 16 {
@@ -320,7 +318,7 @@ struct Rejected: ParsableCommand {
     func run() throws {
         let node = try global.node()
         if clear {
-            let removed = try failing { try node.store.clearRejectedEvents() }
+            let removed = try failing { try node.clearRejectedEvents() }
             if json {
                 printJSON(["removed": .integer(Int64(removed))])
             } else {
@@ -328,7 +326,7 @@ struct Rejected: ParsableCommand {
             }
             return
         }
-        let entries = try failing { try node.store.rejectedEvents(limit: limit.limit) }
+        let entries = try failing { try node.rejectedEvents(limit: limit.limit) }
         if json {
             printJSON(.array(entries.map { entry in
                 ["received_ms": .integer(entry.receivedMs), "room_id": entry.roomID.map(JSONValue.string) ?? .null,

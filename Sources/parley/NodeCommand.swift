@@ -1,9 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
-import ParleyBucket
 import ParleyClient
-import ParleyStore
 import ServiceLifecycle
 
 struct NodeCommand: AsyncParsableCommand {

@@ -1,8 +1,6 @@
 import ArgumentParser
 import Foundation
 import ParleyClient
-import ParleyCore
-import ParleyStore
 import Synchronization
 
 @main
@@ -268,11 +266,11 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let node = try global.node()
-        let rooms = try failing { try node.store.roomIDs() }
+        let rooms = try failing { try node.roomIDs() }
         let buckets = try failing {
-            try node.store.bucketRooms().map { room in
-                (room, try node.store.outboxStatus(roomID: room.roomID, senderKey: node.identity.signingKeyBase64),
-                 try node.store.bucketFileProblems(roomID: room.roomID, limit: 1000).count)
+            try node.bucketRooms().map { room in
+                (room, try node.outboxStatus(room.roomID),
+                 try node.bucketFileProblems(room.roomID, limit: 1000).count)
             }
         }
         if json {

@@ -1,8 +1,6 @@
 import ArgumentParser
 import Foundation
-import ParleyBucket
 import ParleyClient
-import ParleyCore
 
 struct Room: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -188,9 +186,9 @@ struct RoomForget: ParsableCommand {
         let lock = try failing { try node.home.lockForSyncing("room forget \(roomID)") }
         defer { withExtendedLifetime(lock) {} }
         let (known, unsent) = try failing {
-            let known = try node.store.roomIDs().contains(roomID) || node.store.bucketRoom(roomID: roomID) != nil
-            let unsent = try node.store.bucketRoom(roomID: roomID) == nil
-                ? 0 : try node.store.outboxStatus(roomID: roomID, senderKey: node.identity.signingKeyBase64).pending
+            let known = try node.roomIDs().contains(roomID) || node.bucketRoom(roomID) != nil
+            let unsent = try node.bucketRoom(roomID) == nil
+                ? 0 : try node.outboxStatus(roomID).pending
             return (known, unsent)
         }
         guard known else {
@@ -321,8 +319,8 @@ struct RoomInfo: ParsableCommand {
         let node = try global.node()
         let (state, forks, collisions, heldBack) = try failing {
             (
-                try node.roomState(roomID), try node.store.forkProofs(roomID: roomID), try node.store.eventIDCollisions(roomID: roomID),
-                try node.store.heldBackCount(roomID: roomID)
+                try node.roomState(roomID), try node.forkProofs(roomID), try node.eventIDCollisions(roomID),
+                try node.heldBackCount(roomID)
             )
         }
         if json {
@@ -359,12 +357,12 @@ struct RoomList: ParsableCommand {
 
     func run() throws {
         let node = try global.node()
-        let rooms = try failing { try node.store.roomIDs() }
+        let rooms = try failing { try node.roomIDs() }
         if json {
             printJSON(.array(try rooms.map { room in
-                let state = try failing { try node.store.roomState(roomID: room) }
-                return ["room_id": .string(room), "name": state?.name.map(JSONValue.string) ?? .null,
-                        "joined": .bool(state?.isJoinedDevice(user: node.identity.userID, key: node.identity.signingKeyBase64) ?? false)]
+                let state = try failing { try node.roomState(room) }
+                return ["room_id": .string(room), "name": state.name.map(JSONValue.string) ?? .null,
+                        "joined": .bool(state.isJoinedDevice(user: node.identity.userID, key: node.identity.signingKeyBase64))]
             }))
         } else {
             for room in rooms { output(room) }

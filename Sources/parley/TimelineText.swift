@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import ParleyClient
-import ParleyCore
 
 /// How times are shown: local time with its offset from UTC (honouring `TZ`), or UTC with `--utc`.
 struct TimeOptions: ParsableArguments {
@@ -72,7 +71,7 @@ struct TimelineText {
 
     /// What a reply answers: `(reply to bob: "the start of its first line…")`, or `(reply to a message not held)`.
     func quote(_ eventID: String) throws -> String {
-        let parents = try node.store.items(eventID: eventID)
+        let parents = try node.items(eventID: eventID)
         guard let parent = parents.first else { return "(reply to a message not held)" }
         // Which one it answers cannot be told: say so rather than quote whichever sorts first.
         guard parents.count == 1 else { return "(reply to an id \(parents.count) events carry: a device copied it)" }

@@ -1,5 +1,5 @@
 import Foundation
-import ParleyBucket
+import ParleyClient
 import Synchronization
 
 /// Runs bucket work; on a terminal, says what a slow bucket is doing once the work has taken 2 s (standard error,

@@ -1,6 +1,6 @@
 import Crypto
 import Foundation
-import ParleyClient
+@testable import ParleyClient
 import ParleyCore
 import ParleyStore
 import ParleyTesting

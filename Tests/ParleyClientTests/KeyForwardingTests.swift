@@ -1,6 +1,6 @@
 import Foundation
 import ParleyBucket
-import ParleyClient
+@testable import ParleyClient
 import ParleyCore
 import ParleyStore
 import ParleyTesting

@@ -1,5 +1,5 @@
 import Foundation
-import ParleyClient
+@testable import ParleyClient
 import ParleyCore
 import ParleyStore
 import ParleyTesting
