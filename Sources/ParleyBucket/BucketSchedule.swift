@@ -13,10 +13,11 @@ public struct BucketSchedule: Sendable, Equatable {
         /// The longest wait after failures (ms).
         public var maxDelayMs: Int64 = 60_000
 
+        /// A poll interval under 10 ms is taken as 10 ms: a node polling without pause only burns the CPU.
         public init(pollIntervalMs: Int64 = 1_000, flushAfterMs: Int64 = 0, maxDelayMs: Int64 = 60_000) {
-            self.pollIntervalMs = pollIntervalMs
-            self.flushAfterMs = flushAfterMs
-            self.maxDelayMs = max(maxDelayMs, pollIntervalMs)
+            self.pollIntervalMs = max(10, pollIntervalMs)
+            self.flushAfterMs = max(0, flushAfterMs)
+            self.maxDelayMs = max(maxDelayMs, self.pollIntervalMs)
         }
     }
 
@@ -35,6 +36,9 @@ public struct BucketSchedule: Sendable, Equatable {
     private var nextSyncMs: Int64
     /// After a failure, no flush before this either.
     private var flushAllowedMs: Int64
+    /// Whether the last action that worked was a flush: a sync that is due then goes first, so a device that keeps
+    /// sending still reads what others write.
+    private var lastWasFlush = false
 
     /// A schedule whose first sync is due at once.
     public init(settings: Settings, nowMs: Int64) {
@@ -44,12 +48,18 @@ public struct BucketSchedule: Sendable, Equatable {
     }
 
     /// What to do now.
-    /// - Parameter oldestPendingMs: the time of this device's oldest event not yet written, if any.
+    /// - Parameter oldestPendingMs: the time of this device's oldest event not yet written, if any. An event dated
+    ///   ahead of the clock (a room whose newest event is) counts as written now.
     public func next(nowMs: Int64, oldestPendingMs: Int64?) -> Action {
-        let flushDue = oldestPendingMs.map { max($0 + settings.flushAfterMs, flushAllowedMs) }
+        // Times set from a clock that has since stepped back by more than the longest wait count as due: waiting
+        // for the clock to catch up could take hours.
+        let syncDue = nextSyncMs > nowMs + settings.maxDelayMs ? nowMs : nextSyncMs
+        let flushAllowed = flushAllowedMs > nowMs + settings.maxDelayMs ? nowMs : flushAllowedMs
+        let flushDue = oldestPendingMs.map { max(min($0, nowMs) + settings.flushAfterMs, flushAllowed) }
+        if lastWasFlush, nowMs >= syncDue { return .sync }
         if let flushDue, nowMs >= flushDue { return .flush }
-        if nowMs >= nextSyncMs { return .sync }
-        return .wait(untilMs: min(nextSyncMs, flushDue ?? .max))
+        if nowMs >= syncDue { return .sync }
+        return .wait(untilMs: min(syncDue, flushDue ?? .max))
     }
 
     /// A flush or a sync worked: the failures are over.
@@ -57,6 +67,7 @@ public struct BucketSchedule: Sendable, Equatable {
     public mutating func succeeded(nowMs: Int64, synced: Bool) {
         failures = 0
         flushAllowedMs = nowMs
+        lastWasFlush = !synced
         if synced { nextSyncMs = nowMs + settings.pollIntervalMs }
     }
 

@@ -69,9 +69,14 @@ public final class NodeRunner: Service, Sendable {
 
     public func run() async throws {
         logger.info("Node started", metadata: ["home": "\(node.home.path)", "poll.ms": "\(settings.schedule.pollIntervalMs)"])
-        await withGracefulShutdownHandler {
-            await keepRooms()
-        } onGracefulShutdown: {
+        // Cancelled (a service group ending for another service's sake) or shut down gracefully, the rooms stop alike.
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await keepRooms()
+            } onGracefulShutdown: {
+                self.shutDown()
+            }
+        } onCancel: {
             self.shutDown()
         }
         await flushBeforeExit()
@@ -146,7 +151,8 @@ public final class NodeRunner: Service, Sendable {
                     logger.debug("Flushed", metadata: metadata.merging(["files": "\(report.files.count)", "events": "\(report.events)"]) { $1 })
                     schedule.succeeded(nowMs: node.clock(), synced: false)
                 case .sync:
-                    let report = try await client.sync(room.roomID)
+                    // A read is safe to cut short: shutting down does not wait for a long listing or download.
+                    guard let report = try await untilStopped({ [client] in try await client.sync(room.roomID) }) else { return }
                     logger.debug(
                         "Synced", metadata: metadata.merging(["files": "\(report.filesRead)", "events": "\(report.accepted.count)", "problems": "\(report.problems.count)"]) { $1 })
                     schedule.succeeded(nowMs: node.clock(), synced: true)
@@ -159,6 +165,20 @@ public final class NodeRunner: Service, Sendable {
                 logger.warning("Bucket failed", metadata: metadata.merging(["failures": "\(schedule.failures)", "retry.ms": "\(delay)"]) { $1 })
                 observer.roomFailed(room, report: backoff.failed(error, nowMs: failedAt, delayMs: delay))
             }
+        }
+    }
+
+    /// Runs `body` until it ends, or cancels it when the runner stops.
+    /// - Returns: what `body` returned, or `nil` when the runner stopped first.
+    func untilStopped<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                while !self.stopping.isClosed && !Task.isCancelled { await self.stopping.wait(upToMs: 60_000) }
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
         }
     }
 

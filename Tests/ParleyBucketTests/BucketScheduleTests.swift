@@ -51,4 +51,38 @@ import Testing
     @Test func `a cap below the poll interval is raised to it`() {
         #expect(BucketSchedule.Settings(pollIntervalMs: 10_000, maxDelayMs: 1_000).maxDelayMs == 10_000)
     }
+
+    @Test func `an event dated ahead of the clock is written now, not when the clock reaches its time`() {
+        var schedule = BucketSchedule(settings: .init(pollIntervalMs: 1_000), nowMs: start)
+        schedule.succeeded(nowMs: start, synced: true)
+        #expect(schedule.next(nowMs: start + 10, oldestPendingMs: start + 240_000) == .flush)
+    }
+
+    @Test func `a clock stepped back by an hour does not hold the next sync back an hour`() {
+        var schedule = BucketSchedule(settings: .init(pollIntervalMs: 1_000, maxDelayMs: 60_000), nowMs: start)
+        schedule.succeeded(nowMs: start, synced: true)
+        let stepped = start - 3_600_000
+        #expect(schedule.next(nowMs: stepped, oldestPendingMs: nil) == .sync)
+        schedule.succeeded(nowMs: stepped, synced: true)
+        #expect(schedule.next(nowMs: stepped, oldestPendingMs: nil) == .wait(untilMs: stepped + 1_000))
+    }
+
+    @Test func `a device that keeps sending still syncs when a sync is due`() {
+        var schedule = BucketSchedule(settings: .init(pollIntervalMs: 1_000), nowMs: start)
+        schedule.succeeded(nowMs: start, synced: true)
+        var now = start
+        var actions: [BucketSchedule.Action] = []
+        for _ in 0..<8 {
+            now += 300
+            let action = schedule.next(nowMs: now, oldestPendingMs: now - 1)
+            actions.append(action)
+            schedule.succeeded(nowMs: now, synced: action == .sync)
+        }
+        #expect(actions == [.flush, .flush, .flush, .sync, .flush, .flush, .flush, .sync])
+    }
+
+    @Test func `a poll interval too small to wait on is taken as 10 ms`() {
+        var schedule = BucketSchedule(settings: .init(pollIntervalMs: 0), nowMs: start)
+        #expect(schedule.failed(nowMs: start) == 20)
+    }
 }
