@@ -89,6 +89,32 @@ import Testing
         #expect(item["room_id"]?.text == "team" && item["sender_id"]?.text == "bob" && item["body"]?.text == "live message")
     }
 
+    @Test func `two running nodes on one folder bucket carry a message sent from a shell from one to the other`() throws {
+        let nodes = try TwoNodes()
+        let url = "file://\(nodes.directory.path)/bucket"
+        try #require(try nodes.alice.run(["room", "create", "team", "--bucket", url]).status == 0)
+        let invite = try nodes.alice.run(["room", "invite", "team", "bob", "--key", nodes.bobKey])
+        let code = try #require(invite.stdout.split(separator: "\n").first { $0.hasPrefix("invite code: ") }).dropFirst("invite code: ".count)
+        try #require(try nodes.bob.run(["room", "join", String(code)]).status == 0)
+        let runners = try [nodes.alice, nodes.bob].map { node in
+            try Subprocess.spawn(ParleyCommand.executable.path, ["--home", node.home, "node", "--interval", "0.1"], stderr: .null)
+        }
+        defer {
+            for runner in runners {
+                runner.kill(SIGTERM)
+                runner.wait()
+            }
+        }
+        try #require(try nodes.bob.run(["send", "team", "from bob's shell"]).status == 0)
+        var log = ""
+        let deadline = Date().addingTimeInterval(20)
+        while !log.contains("from bob's shell") && Date() < deadline {
+            log = try nodes.alice.run(["log", "team"]).stdout
+            usleep(50_000)
+        }
+        #expect(log.contains("bob: from bob's shell"), "\(log)")
+    }
+
     @Test func `a kill -9 during flushes loses no event reported as sent and writes none twice`() async throws {
         let directory = TemporaryDirectory()
         let node = ParleyCommand(home: directory.file("n"))
