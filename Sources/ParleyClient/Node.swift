@@ -27,7 +27,9 @@ public struct OutgoingEvent: Sendable {
 public final class Node: Sendable {
     public let home: ParleyHome
     public let identity: Identity
-    let store: EventStore
+    /// The store, for benchmarks and tools that set up fixtures (`@_spi(Tools) import ParleyClient`); a UI goes through
+    /// `Node`'s methods, and `scripts/test` refuses `@_spi` in `Sources/parley`.
+    @_spi(Tools) public let store: EventStore
     /// The local clock, in Unix milliseconds; replaceable in tests.
     public let clock: @Sendable () -> Int64
     /// New events for subscribers (a UI, `parley sync --watch`).

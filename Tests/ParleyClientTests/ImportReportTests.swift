@@ -1,6 +1,6 @@
 import Crypto
 import Foundation
-@testable import ParleyClient
+@_spi(Tools) @testable import ParleyClient
 import ParleyCore
 import ParleyStore
 import ParleyTesting

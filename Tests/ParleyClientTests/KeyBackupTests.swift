@@ -1,6 +1,6 @@
 import Foundation
 import ParleyBucket
-@testable import ParleyClient
+@_spi(Tools) @testable import ParleyClient
 import ParleyCore
 import ParleyTesting
 import Testing

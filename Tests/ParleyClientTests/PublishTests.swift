@@ -1,5 +1,5 @@
 import Foundation
-@testable import ParleyClient
+@_spi(Tools) @testable import ParleyClient
 import ParleyCore
 import ParleyStore
 import ParleyTesting

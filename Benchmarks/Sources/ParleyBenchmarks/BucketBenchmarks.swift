@@ -2,7 +2,7 @@
 
 import Foundation
 import ParleyBucket
-import ParleyClient
+@_spi(Tools) import ParleyClient
 import ParleyCore
 import ParleyStore
 

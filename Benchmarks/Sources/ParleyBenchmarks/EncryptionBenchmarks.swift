@@ -1,5 +1,5 @@
 import Foundation
-import ParleyClient
+@_spi(Tools) import ParleyClient
 import ParleyCore
 import ParleyStore
 

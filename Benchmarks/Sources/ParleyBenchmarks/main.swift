@@ -9,7 +9,7 @@ import Crypto
 import Dispatch
 import Foundation
 import ParleyBucket
-import ParleyClient
+@_spi(Tools) import ParleyClient
 import ParleyCore
 import ParleyStore
 
