@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "ParleyStore", targets: ["ParleyStore"]),
         .library(name: "ParleyBucket", targets: ["ParleyBucket"]),
         .library(name: "ParleyClient", targets: ["ParleyClient"]),
+        .library(name: "ParleyAPI", targets: ["ParleyAPI"]),
         .executable(name: "parley", targets: ["parley"]),
     ],
     dependencies: [
@@ -20,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", exact: "0.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", exact: "2.8.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", exact: "1.8.0"),
     ],
     targets: [
         // The protocol: no I/O, no clock, no randomness it is not handed.
@@ -57,10 +61,19 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        // The node's local HTTP + WebSocket API, for UIs: uses only ParleyClient's public API.
+        .target(
+            name: "ParleyAPI",
+            dependencies: [
+                "ParleyClient", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyClient", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+                "ParleyClient", "ParleyAPI", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -82,6 +95,15 @@ let package = Package(
         .testTarget(
             name: "ParleyBucketTests",
             dependencies: ["ParleyBucket", "ParleyTesting", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .testTarget(
+            name: "ParleyAPITests",
+            dependencies: [
+                "ParleyAPI", "ParleyClient", "ParleyTesting", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "ParleyClientTests",

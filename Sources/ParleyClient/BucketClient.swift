@@ -331,6 +331,10 @@ public struct BucketClient: Sendable {
                     id: upload.id, roomID: upload.roomID,
                     file: BucketFileRecord(key: key, size: Int64(body.count), events: Int(upload.lastSeq - upload.firstSeq + 1), problem: nil),
                     confirmedMs: node.clock())
+                if node.feed.subscriberCount > 0 {
+                    let sent = try node.store.eventIDs(roomID: upload.roomID, senderKey: node.identity.signingKeyBase64, seqs: upload.firstSeq...upload.lastSeq)
+                    node.feed.post(.sent(roomID: upload.roomID, eventIDs: sent, transport: "bucket"))
+                }
                 return key
             case .fail(let message):
                 throw ClientError(.bucket, "\(message) (in \(objects.location))")
@@ -449,7 +453,10 @@ public struct BucketClient: Sendable {
         try node.store.advanceBucketCursors(
             roomID: roomID, logsMs: outcome.progress.logsCursorMs, hintsMs: outcome.progress.hintsCursorMs, fullListingMs: outcome.progress.fullListingMs)
         if ownEventsMissing { try node.store.markInBucket(roomID: roomID, senderKey: node.identity.signingKeyBase64, nowMs: now) }
-        if !report.accepted.isEmpty { node.updates.publish(RoomUpdate(roomID: roomID, eventIDs: report.accepted)) }
+        if !report.accepted.isEmpty || !report.problems.isEmpty {
+            try? node.feed.catchUp()
+            node.feed.post(.synced(roomID: roomID, transport: "bucket", accepted: report.accepted.count, problems: report.problems.count))
+        }
         // What was read may be a new member device to share keys with, a request to answer, or a message this device
         // cannot open: the keys go out now, so the other side reads them at its next sync. Not while this sync holds
         // the publishing lock (it does while this device's own events are not back yet): exchanging takes it too,
@@ -661,36 +668,6 @@ extension LogFileName {
             problems.append("the name says client \(name.clientID) but its events are by device \(sender.prefix(12))…")
         }
         return problems
-    }
-}
-
-/// A change to a room that subscribers (a UI, `parley sync --watch`) should show.
-public struct RoomUpdate: Sendable {
-    public var roomID: String
-    public var eventIDs: [String]
-}
-
-/// Broadcasts room updates to every subscriber of a node.
-public final class NodeUpdates: @unchecked Sendable {
-    private let lock = NSLock()
-    private var subscribers: [UUID: AsyncStream<RoomUpdate>.Continuation] = [:]
-
-    init() {}
-
-    /// A stream of updates from now on; it ends when the subscriber stops iterating.
-    public func subscribe() -> AsyncStream<RoomUpdate> {
-        let id = UUID()
-        return AsyncStream { continuation in
-            lock.withLock { subscribers[id] = continuation }
-            continuation.onTermination = { [weak self] _ in
-                guard let self else { return }
-                _ = self.lock.withLock { self.subscribers.removeValue(forKey: id) }
-            }
-        }
-    }
-
-    func publish(_ update: RoomUpdate) {
-        for continuation in lock.withLock({ Array(subscribers.values) }) { continuation.yield(update) }
     }
 }
 

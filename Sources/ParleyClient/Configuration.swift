@@ -129,6 +129,18 @@ public struct Configuration: Sendable {
         return level
     }
 
+    /// Where `parley node` serves its local API.
+    public var apiHost: String {
+        guard case .text(let host) = self[.nodeAPIHost] else { return "127.0.0.1" }
+        return host
+    }
+
+    /// The port of `parley node`'s local API; 0 for a free one.
+    public var apiPort: Int {
+        guard case .integer(let port) = self[.nodeAPIPort] else { return 0 }
+        return port
+    }
+
     /// The bucket transport's tunables: the defaults, with gzip and retention from here.
     public var bucketSettings: BucketSettings {
         var settings = BucketSettings()

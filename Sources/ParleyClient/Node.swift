@@ -32,8 +32,8 @@ public final class Node: Sendable {
     @_spi(Tools) public let store: EventStore
     /// The local clock, in Unix milliseconds; replaceable in tests.
     public let clock: @Sendable () -> Int64
-    /// New events for subscribers (a UI, `parley sync --watch`).
-    public let updates = NodeUpdates()
+    /// What happens in this node, for a UI: new events, what transports confirmed or failed to take, typing.
+    public let feed: NodeFeed
     /// Per room: the state version at which the current epoch was last found to reach every device, and its key id.
     /// Checking that costs O(members); a message in an unchanged room must not pay it again.
     let completeEpochs = Mutex<[String: (version: Int64, keyID: String)]>([:])
@@ -69,6 +69,7 @@ public final class Node: Sendable {
                             try ForwardSeal.open(forward, roomID: event.roomID, senderKey: event.senderKey, privateKey: exchangeKey)
                         }
                     }))
+            feed = try NodeFeed(store: store)
         } catch {
             throw ClientError(describing: error, home: home)
         }
@@ -99,6 +100,8 @@ public final class Node: Sendable {
     public func publish(roomID: String, _ outgoing: [OutgoingEvent]) throws -> [VerifiedEvent] {
         try validateRoomID(roomID)
         guard !outgoing.isEmpty else { return [] }
+        // Announced at once, whatever else this process is doing: a UI shows what it sent without waiting.
+        defer { try? feed.catchUp() }
         return try home.withLock {
             guard let (state, version) = try store.roomStateAndVersion(roomID: roomID), state.encryption != nil else {
                 return try signAndStore(roomID: roomID, outgoing)

@@ -121,6 +121,7 @@ public final class NodeRunner: Service, Sendable {
             await stopping.wait(upToMs: settings.localCheckMs)
             guard let now = try? node.store.newestEventRowID(), now != newest else { continue }
             newest = now
+            try? node.feed.catchUp()
             for bell in bells.withLock({ Array($0.values) }) { bell.ring() }
         }
     }
@@ -164,6 +165,13 @@ public final class NodeRunner: Service, Sendable {
                 let delay = schedule.failed(nowMs: failedAt)
                 logger.warning("Bucket failed", metadata: metadata.merging(["failures": "\(schedule.failures)", "retry.ms": "\(delay)"]) { $1 })
                 observer.roomFailed(room, report: backoff.failed(error, nowMs: failedAt, delayMs: delay))
+                let reason = ClientError(describing: error).message
+                if case .flush = action {
+                    let unsent = (try? node.store.pendingEventIDs(roomID: room.roomID, senderKey: node.identity.signingKeyBase64, limit: 100)) ?? []
+                    node.feed.post(.sendFailed(roomID: room.roomID, eventIDs: unsent, transport: "bucket", reason: reason, retryAtMs: failedAt + delay))
+                } else {
+                    node.feed.post(.syncFailed(roomID: room.roomID, transport: "bucket", reason: reason, retryAtMs: failedAt + delay))
+                }
             }
         }
     }

@@ -48,6 +48,20 @@ public struct ParleyHome: Sendable {
         guard fsync(descriptor) == 0 else { throw ClientError(.io, "Cannot sync \(path): \(String(cString: strerror(errno))).") }
     }
 
+    /// Replaces the file at `path` with a new one holding `contents` and `mode` from its creation, renamed over the old
+    /// one, so a crash leaves one or the other.
+    public func replaceFile(atPath path: String, contents: [UInt8], mode: mode_t) throws {
+        let temporary = path + ".new"
+        try? FileManager.default.removeItem(atPath: temporary)
+        try createFile(atPath: temporary, contents: contents, mode: mode)
+        guard rename(temporary, path) == 0 else {
+            throw ClientError(.io, "Cannot write \(path): \(String(cString: strerror(errno))).")
+        }
+    }
+
+    /// Where a running node says how to reach its local API (port and token), owner-only.
+    public var nodeInfoPath: String { url.appendingPathComponent("node.json").path }
+
     /// Creates the empty store file, owner-only before SQLite opens it (its -wal and -shm files copy the main file's
     /// mode): it holds message history and room keys.
     func createStoreFile() throws {

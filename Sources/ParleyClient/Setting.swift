@@ -54,10 +54,10 @@ extension Setting {
         key: "sync.flush_interval", flag: "--flush-interval", kind: .seconds(minimum: 0, inclusive: true), defaultValue: .seconds(2),
         summary: "Seconds an event may wait in the outbox under `parley sync --watch` before it is written.")
     public static let nodeAPIHost = Setting(
-        key: "node.api_host", flag: nil, kind: .host, defaultValue: .text("127.0.0.1"),
+        key: "node.api_host", flag: "--api-host", kind: .host, defaultValue: .text("127.0.0.1"),
         summary: "The address `parley node` serves its local API on; anything but a loopback address lets other machines knock.")
     public static let nodeAPIPort = Setting(
-        key: "node.api_port", flag: nil, kind: .port, defaultValue: .integer(0),
+        key: "node.api_port", flag: "--api-port", kind: .port, defaultValue: .integer(0),
         summary: "The port of `parley node`'s local API; 0 takes a free one (written to node.json).")
     public static let nodeLogLevel = Setting(
         key: "node.log_level", flag: nil, kind: .logLevel, defaultValue: .text("info"),

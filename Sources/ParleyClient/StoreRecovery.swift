@@ -18,12 +18,7 @@ extension ParleyHome {
     /// Replaces the record (a new file renamed over the old one, so a crash leaves one or the other).
     func recordBucketRooms(_ rooms: [BucketRoomRecord]) throws {
         let json: JSONValue = .array(rooms.map(\.json))
-        let temporary = bucketRoomsPath + ".new"
-        try? FileManager.default.removeItem(atPath: temporary)
-        try createFile(atPath: temporary, contents: CanonicalJSON.encode(json) + [0x0A], mode: 0o600)
-        guard rename(temporary, bucketRoomsPath) == 0 else {
-            throw ClientError(.io, "Cannot write \(bucketRoomsPath): \(String(cString: strerror(errno))).")
-        }
+        try replaceFile(atPath: bucketRoomsPath, contents: CanonicalJSON.encode(json) + [0x0A], mode: 0o600)
     }
 
     /// The recorded bucket rooms in words, for the messages about a damaged or missing store.

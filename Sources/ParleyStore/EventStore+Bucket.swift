@@ -323,6 +323,20 @@ extension EventStore {
     }
 }
 
+extension EventStore {
+    /// The ids of `senderKey`'s events of `roomID` that no confirmed upload holds yet, oldest first, at most `limit`.
+    public func pendingEventIDs(roomID: String, senderKey: String, limit: Int) throws -> [String] {
+        try pool.read { db in
+            try String.fetchAll(
+                db.cachedStatement(sql: """
+                    SELECT event_id FROM events WHERE room_id = ? AND sender_key = ?
+                        AND seq > COALESCE((SELECT MAX(last_seq) FROM bucket_uploads WHERE room_id = ? AND confirmed_ms IS NOT NULL), 0)
+                    ORDER BY seq LIMIT ?
+                    """), arguments: [roomID, senderKey, roomID, limit])
+        }
+    }
+}
+
 extension BucketRoom {
     init(row: Row) {
         roomID = row["room_id"]

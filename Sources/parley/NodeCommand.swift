@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ParleyAPI
 import ParleyClient
 import ServiceLifecycle
 
@@ -15,6 +16,9 @@ struct NodeCommand: AsyncParsableCommand {
             lets the write in progress finish, writes the outbox (for at most 10 s) and exits 0, or 1 if events stay \
             unsent. One node per home: a second one, or `parley sync`, says which process holds the home. Logs go to \
             standard error, one line each, never with message text or keys.
+
+            The node serves its local API (docs/API.md) on --api-host (127.0.0.1) and --api-port (0: a free port), and \
+            writes the address and a fresh token to node.json in the home, readable by its owner only.
             """)
     @OptionGroup var global: GlobalOptions
     @Option(parsing: .unconditional, help: "Seconds between syncs of each room (default: sync.interval, 1).") var interval: Double?
@@ -22,6 +26,8 @@ struct NodeCommand: AsyncParsableCommand {
     var flushAfter = 0.0
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default: node.log_level, info).")
     var logLevel: String?
+    @Option(name: .customLong("api-host"), help: "The address the local API listens on (default: node.api_host, 127.0.0.1).") var apiHost: String?
+    @Option(name: .customLong("api-port"), help: "The local API's port; 0 takes a free one (default: node.api_port, 0).") var apiPort: Int?
 
     func validate() throws {
         if let interval, !(interval > 0 && interval <= 86_400) {
@@ -38,6 +44,8 @@ struct NodeCommand: AsyncParsableCommand {
         var flags: [Setting: SettingValue] = [:]
         if let interval { flags[.syncInterval] = .seconds(interval) }
         if let logLevel { flags[.nodeLogLevel] = .text(logLevel) }
+        if let apiHost { flags[.nodeAPIHost] = .text(apiHost) }
+        if let apiPort { flags[.nodeAPIPort] = .integer(apiPort) }
         return flags
     }
 
@@ -58,9 +66,22 @@ struct NodeCommand: AsyncParsableCommand {
         var settings = NodeRunner.Settings()
         settings.schedule = BucketSchedule.Settings(pollIntervalMs: Int64(configuration.syncInterval * 1000), flushAfterMs: Int64(flushAfter * 1000))
         let runner = NodeRunner(client: client, settings: settings, observer: NodeLog(logger: logger), logger: logger)
+        var apiSettings = LocalAPI.Settings()
+        apiSettings.host = configuration.apiHost
+        apiSettings.port = configuration.apiPort
+        let api = LocalAPI(client: client, settings: apiSettings, logger: Logger(label: "parley.api"))
         printError("Node running for \(home.path) (pid \(getpid())); stop it with Ctrl-C or `kill \(getpid())`.")
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [runner], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: [runner, api], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let (host, infoPath) = (apiSettings.host.contains(":") ? "[\(apiSettings.host)]" : apiSettings.host, home.nodeInfoPath)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                guard let port = await api.port() else { return }
+                printError("Local API: http://\(host):\(port) (token in \(infoPath))")
+            }
+            try await tasks.waitForAll()
+        }
         if runner.roomsLeftUnsent > 0 { throw ExitCode(1) }
     }
 }

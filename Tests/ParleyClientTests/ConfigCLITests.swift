@@ -107,7 +107,7 @@ import Testing
         for line in [
             "bucket.gzip (PARLEY_BUCKET_GZIP): false", "bucket.retention (PARLEY_BUCKET_RETENTION): none",
             "sync.interval (PARLEY_SYNC_INTERVAL, --interval): 1.0", "sync.flush_interval (PARLEY_SYNC_FLUSH_INTERVAL, --flush-interval): 2.0",
-            "node.api_host (PARLEY_NODE_API_HOST): 127.0.0.1", "node.api_port (PARLEY_NODE_API_PORT): 0", "node.log_level (PARLEY_NODE_LOG_LEVEL): info",
+            "node.api_host (PARLEY_NODE_API_HOST, --api-host): 127.0.0.1", "node.api_port (PARLEY_NODE_API_PORT, --api-port): 0", "node.log_level (PARLEY_NODE_LOG_LEVEL): info",
         ] {
             #expect(help.stdout.contains(line), "\(line)")
         }
