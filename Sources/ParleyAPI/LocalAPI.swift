@@ -182,7 +182,9 @@ struct Gate: RouterMiddleware {
         api.counters.withLock { $0.unauthorized += 1 }
         throw APIError(
             .unauthorized,
-            ClientError(.notAllowed, "This request carries no valid token.", remedy: "Send `Authorization: Bearer TOKEN` with the token from node.json in the Parley home."))
+            ClientError(
+                .notAllowed, "This request carries no valid token.",
+                remedy: "Send `Authorization: Bearer TOKEN` with the token from node.json in the Parley home."))
     }
 }
 

@@ -53,10 +53,13 @@ extension LocalAPI {
             let roomID = try context.parameters.require("room")
             let body = try await self.body(of: request)
             let text = try body.string("text")
-            let kind = try body.optionalString("msgtype").map { raw in
-                guard let kind = MessageKind(rawValue: raw) else { throw APIError(ClientError(.invalidArgument, "msgtype must be text, notice or emote; it was \(raw).")) }
-                return kind
-            } ?? .text
+            let kind =
+                try body.optionalString("msgtype").map { raw in
+                    guard let kind = MessageKind(rawValue: raw) else {
+                        throw APIError(ClientError(.invalidArgument, "msgtype must be text, notice or emote; it was \(raw)."))
+                    }
+                    return kind
+                } ?? .text
             let replyTo = try body.optionalString("reply_to")
             return try call(status: .created) {
                 let parent = try replyTo.map { try self.node.resolveEventID($0, in: roomID) }
@@ -119,7 +122,9 @@ extension LocalAPI {
             return try await callAsync(status: .created) {
                 let invite = try InviteCode(pasted: code)
                 guard !invite.needsPassphrase else {
-                    throw ClientError(.invalidArgument, "This room's key comes from a passphrase, which the local API does not take.", remedy: "Join it with `parley room join`.")
+                    throw ClientError(
+                        .invalidArgument, "This room's key comes from a passphrase, which the local API does not take.",
+                        remedy: "Join it with `parley room join`.")
                 }
                 let event = try await self.client.join(invite, at: try invite.bucket())
                 var object = Self.eventJSON(event).objectValue!
@@ -134,11 +139,12 @@ extension LocalAPI {
             let room = request.uri.queryParameters.get("room")
             let limit = try Self.limit(request)
             return try call {
-                .array(try self.node.search(query, roomID: room, limit: limit).map { hit in
-                    var item = JSONOutput.item(hit.item).objectValue!
-                    item["room_id"] = .string(hit.roomID)
-                    return .object(item)
-                })
+                .array(
+                    try self.node.search(query, roomID: room, limit: limit).map { hit in
+                        var item = JSONOutput.item(hit.item).objectValue!
+                        item["room_id"] = .string(hit.roomID)
+                        return .object(item)
+                    })
             }
         }
         v1.ws("stream") { inbound, outbound, _ in

@@ -63,14 +63,26 @@ extension LocalAPI {
         case .sent(let roomID, let eventIDs, let transport):
             return [["type": "message:sent", "room_id": .string(roomID), "event_ids": .array(eventIDs.map(JSONValue.string)), "transport": .string(transport)]]
         case .sendFailed(let roomID, let eventIDs, let transport, let reason, let retryAtMs):
-            return [[
-                "type": "message:failed", "room_id": .string(roomID), "event_ids": .array(eventIDs.map(JSONValue.string)), "transport": .string(transport),
-                "reason": .string(reason), "retry_at_ms": .integer(retryAtMs),
-            ]]
+            return [
+                [
+                    "type": "message:failed", "room_id": .string(roomID), "event_ids": .array(eventIDs.map(JSONValue.string)), "transport": .string(transport),
+                    "reason": .string(reason), "retry_at_ms": .integer(retryAtMs),
+                ]
+            ]
         case .synced(let roomID, let transport, let accepted, let problems):
-            return [["type": "sync:done", "room_id": .string(roomID), "transport": .string(transport), "accepted": .integer(Int64(accepted)), "problems": .integer(Int64(problems))]]
+            return [
+                [
+                    "type": "sync:done", "room_id": .string(roomID), "transport": .string(transport), "accepted": .integer(Int64(accepted)),
+                    "problems": .integer(Int64(problems)),
+                ]
+            ]
         case .syncFailed(let roomID, let transport, let reason, let retryAtMs):
-            return [["type": "sync:failed", "room_id": .string(roomID), "transport": .string(transport), "reason": .string(reason), "retry_at_ms": .integer(retryAtMs)]]
+            return [
+                [
+                    "type": "sync:failed", "room_id": .string(roomID), "transport": .string(transport), "reason": .string(reason),
+                    "retry_at_ms": .integer(retryAtMs),
+                ]
+            ]
         case .typing(let roomID, let userID, let isTyping):
             return [["type": "typing", "room_id": .string(roomID), "user_id": .string(userID), "typing": .bool(isTyping)]]
         }

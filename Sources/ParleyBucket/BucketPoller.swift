@@ -142,8 +142,12 @@ public struct BucketPoller: Sendable {
     private var hintsCursor: Int64?
 
     private enum Phase: Equatable {
-        case starting, listing, recallingListing, readingHint(ObjectInfo), recallingHintTarget(ObjectInfo, String)
-        case lookingHintTarget(ObjectInfo, String), lookingRetry(String), reading, finished
+        case starting, listing, recallingListing
+        case readingHint(ObjectInfo)
+        case recallingHintTarget(ObjectInfo, String)
+        case lookingHintTarget(ObjectInfo, String)
+        case lookingRetry(String)
+        case reading, finished
     }
 
     /// - Parameters:

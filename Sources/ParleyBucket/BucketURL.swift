@@ -70,13 +70,15 @@ public enum BucketURL: Sendable, Equatable {
             return FolderStore(root: path)
         case .s3(let bucket, let prefix, let options):
             guard let keyID = environment["AWS_ACCESS_KEY_ID"], !keyID.isEmpty, let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty else {
-                throw BucketError(.badCredentials, "No S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones).")
+                throw BucketError(
+                    .badCredentials, "No S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones).")
             }
             let region = options["region"] ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] ?? "us-east-1"
             let endpoint = options["endpoint"] ?? environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"]
             let configuration = S3Configuration(
                 bucket: bucket, prefix: prefix, region: region, endpoint: endpoint, pathStyle: options["addressing"].map { $0 == "path" },
-                credentials: AWSCredentials(accessKeyID: keyID, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }))
+                credentials: AWSCredentials(
+                    accessKeyID: keyID, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }))
             return try S3Store(configuration: configuration)
         }
     }

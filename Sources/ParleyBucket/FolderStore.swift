@@ -45,7 +45,8 @@ public struct FolderStore: ObjectStore {
             current = FolderStore.parent(of: current)
         }
         if missing.count > 1 && !intermediateFolders {
-            throw BucketError(.noSuchBucket, "Cannot create the bucket folder \(root): the folder it would be in, \(FolderStore.parent(of: root)), does not exist.")
+            throw BucketError(
+                .noSuchBucket, "Cannot create the bucket folder \(root): the folder it would be in, \(FolderStore.parent(of: root)), does not exist.")
         }
         for created in missing.reversed() {
             if mkdir(created, 0o755) != 0 && errno != EEXIST { throw posixError("create folder \(created)") }
@@ -88,7 +89,7 @@ public struct FolderStore: ObjectStore {
         guard errno == EEXIST else { throw posixError("link \(path(of: key))") }
         do {
             return try readFile(name, in: folder, key: key, maxBytes: bytes.count) == bytes ? .alreadyIdentical : .conflict
-        } catch where error.kind == .notFound || error.kind == .tooLarge {
+        } catch  where error.kind == .notFound || error.kind == .tooLarge {
             // Something that is not an object of these bytes has the name (a larger file, a link, a folder).
             return .conflict
         }

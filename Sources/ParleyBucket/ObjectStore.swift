@@ -36,7 +36,10 @@ public enum PutOutcome: Sendable, Equatable {
 
 /// Retention for write-once buckets (S3 Object Lock).
 public struct Retention: Sendable, Equatable {
-    public enum Mode: String, Sendable { case governance = "GOVERNANCE", compliance = "COMPLIANCE" }
+    public enum Mode: String, Sendable {
+        case governance = "GOVERNANCE"
+        case compliance = "COMPLIANCE"
+    }
     public var mode: Mode
     /// Retention length, in days from the write.
     public var days: Int

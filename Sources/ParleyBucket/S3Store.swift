@@ -107,7 +107,7 @@ public struct S3Store: ObjectStore {
             // Something is there: ours from an attempt whose answer was lost, or another writer's.
             do {
                 return try await get(key: key, maxBytes: bytes.count) == bytes ? .alreadyIdentical : .conflict
-            } catch where error.kind == .tooLarge {
+            } catch  where error.kind == .tooLarge {
                 return .conflict
             }
         default:
@@ -136,7 +136,7 @@ public struct S3Store: ObjectStore {
         let probe: Response
         do {
             probe = try await perform(method: .GET, key: key, headers: [("range", "bytes=0-0")], maxBytes: 1)
-        } catch where error.kind == .tooLarge {
+        } catch  where error.kind == .tooLarge {
             // A server that ignores Range: the object is there (it appeared since the HEAD); its size is not known.
             throw BucketError(.transient, "\(location) answered a lookup of \(key) inconsistently; try again.")
         }
@@ -230,7 +230,8 @@ public struct S3Store: ObjectStore {
     /// is worth it; `nil` for any other error.
     func connectionFailure(_ error: any Error) -> (BucketError, retry: Bool)? {
         let endpoint = "\(scheme)://\(host)"
-        let check = "Check the endpoint (endpoint= in the bucket URL, AWS_ENDPOINT_URL, or AWS_REGION for AWS itself) and that the server is running and reachable from here."
+        let check =
+            "Check the endpoint (endpoint= in the bucket URL, AWS_ENDPOINT_URL, or AWS_REGION for AWS itself) and that the server is running and reachable from here."
         if case ChannelError.connectTimeout? = error as? ChannelError {
             return (BucketError(.unreachable, "Cannot connect to \(endpoint): it did not answer within 10 s. \(check)"), false)
         }
@@ -303,8 +304,9 @@ public struct S3Store: ObjectStore {
     /// The reason a response is worth retrying, if it is.
     static func transientProblem(_ response: Response) -> String? {
         let code = ErrorXML(response.body).code
-        if response.status >= 500 || code == "SlowDown" || code == "RequestTimeout" || code == "ConditionalRequestConflict" || response.status == 409
-            && code == "OperationAborted"
+        if response.status >= 500 || code == "SlowDown" || code == "RequestTimeout" || code == "ConditionalRequestConflict"
+            || response.status == 409
+                && code == "OperationAborted"
         {
             return "\(response.status)\(code.map { " \($0)" } ?? "")"
         }
@@ -325,11 +327,13 @@ public struct S3Store: ObjectStore {
         case "SignatureDoesNotMatch":
             return BucketError(
                 .badCredentials,
-                "\(said): the request's signature does not match the secret it holds for \(keyID). Check AWS_SECRET_ACCESS_KEY: it must be the secret of the key in AWS_ACCESS_KEY_ID.")
+                "\(said): the request's signature does not match the secret it holds for \(keyID). Check AWS_SECRET_ACCESS_KEY: it must be the secret of the key in AWS_ACCESS_KEY_ID."
+            )
         case "InvalidToken", "ExpiredToken", "TokenRefreshRequired":
             return BucketError(
                 .badCredentials,
-                "\(said): the session token is invalid or has expired. Get new temporary credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN together), or unset AWS_SESSION_TOKEN for long-term keys.")
+                "\(said): the session token is invalid or has expired. Get new temporary credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN together), or unset AWS_SESSION_TOKEN for long-term keys."
+            )
         case "AuthorizationHeaderMalformed":
             let region = XMLScan(response.body).first("Region").map { " (it says \(ErrorXML.printable($0)))" } ?? ""
             return BucketError(
@@ -337,13 +341,17 @@ public struct S3Store: ObjectStore {
         case "NoSuchBucket":
             return BucketError(
                 .noSuchBucket,
-                "\(said): the bucket \(configuration.bucket) does not exist. Create it, or check the bucket name in the URL and the endpoint (AWS_ENDPOINT_URL, endpoint=).")
+                "\(said): the bucket \(configuration.bucket) does not exist. Create it, or check the bucket name in the URL and the endpoint (AWS_ENDPOINT_URL, endpoint=)."
+            )
         case "AccessDenied", "AllAccessDisabled":
             return BucketError(
                 .accessDenied,
-                "\(said): access key \(keyID) may not do that. Give it the \(permission) permission on arn:aws:s3:::\(configuration.bucket)\(permission == "s3:ListBucket" ? "" : "/\(configuration.prefix)*") (a bucket room needs s3:ListBucket, s3:GetObject and s3:PutObject).")
+                "\(said): access key \(keyID) may not do that. Give it the \(permission) permission on arn:aws:s3:::\(configuration.bucket)\(permission == "s3:ListBucket" ? "" : "/\(configuration.prefix)*") (a bucket room needs s3:ListBucket, s3:GetObject and s3:PutObject)."
+            )
         case "RequestTimeTooSkewed":
-            return BucketError(.clockSkew, "\(said): this computer's clock is \(skew(error: response.body)) the bucket's. Set the clock right (turn on NTP: `timedatectl set-ntp true`).")
+            return BucketError(
+                .clockSkew,
+                "\(said): this computer's clock is \(skew(error: response.body)) the bucket's. Set the clock right (turn on NTP: `timedatectl set-ntp true`).")
         default:
             if response.status == 301 || error.code == "PermanentRedirect" {
                 let endpoint = XMLScan(response.body).first("Endpoint").map { " (it names \(ErrorXML.printable($0)))" } ?? ""
@@ -352,7 +360,8 @@ public struct S3Store: ObjectStore {
             }
             let detail = error.message.map { ": \($0)" } ?? ""
             if response.status == 403 {
-                return BucketError(.accessDenied, "\(said)\(detail). Check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and that they have \(permission).")
+                return BucketError(
+                    .accessDenied, "\(said)\(detail). Check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and that they have \(permission).")
             }
             if response.status == 404 {
                 return BucketError(.noSuchBucket, "\(said)\(detail). Check the bucket name in the URL and the endpoint.")

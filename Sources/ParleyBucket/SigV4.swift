@@ -49,7 +49,9 @@ public struct SigV4Signer: Sendable {
         let canonicalQuery =
             query
             .map { (SigV4Signer.encode($0.0, keepSlash: false), SigV4Signer.encode($0.1, keepSlash: false)) }
-            .sorted { $0.0 == $1.0 ? Array($0.1.utf8).lexicographicallyPrecedes(Array($1.1.utf8)) : Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
+            .sorted {
+                $0.0 == $1.0 ? Array($0.1.utf8).lexicographicallyPrecedes(Array($1.1.utf8)) : Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8))
+            }
             .map { "\($0.0)=\($0.1)" }
             .joined(separator: "&")
         // Same-named headers join in order with commas; values are trimmed and inner runs of spaces collapsed.

@@ -96,7 +96,10 @@ public struct Audit {
                     let at = origins[released.hash] ?? origin
                     switch outcome {
                     case .fork:
-                        problem(at, "fork: device \(released.event.senderKey.prefix(12))… of \(released.event.senderID) signed two different events at seq \(released.event.seq)")
+                        problem(
+                            at,
+                            "fork: device \(released.event.senderKey.prefix(12))… of \(released.event.senderID) signed two different events at seq \(released.event.seq)"
+                        )
                     case .rejected(let reason):
                         problem(at, "chain: \(reason)")
                     case .chained, .duplicate, .awaitingPredecessor:
@@ -129,7 +132,9 @@ public struct Audit {
         var rooms: [AuditReport.RoomSummary] = []
         let order: (LineOrigin?) -> LineOrigin = { $0 ?? LineOrigin(file: nil, line: 0) }
         for (event, seq) in ledger.heldBack.sorted(by: { order(origins[$0.0.hash]) < order(origins[$1.0.hash]) }) {
-            audit.problem(origins[event.hash], "gap: seq \(seq) of device \(event.event.senderKey.prefix(12))… (\(event.event.senderID)) is missing, so this event cannot be chained")
+            audit.problem(
+                origins[event.hash],
+                "gap: seq \(seq) of device \(event.event.senderKey.prefix(12))… (\(event.event.senderID)) is missing, so this event cannot be chained")
         }
         for roomID in ledger.rooms.keys.sorted() {
             let events = ledger.rooms[roomID] ?? []
@@ -147,7 +152,8 @@ public struct Audit {
             for collision in ledger.collisions where collision.eventID.hasPrefix(roomID + "::") {
                 let origin = origins[(try? Event.parse(collision.second))?.computeHash() ?? ""]
                 audit.problem(
-                    origin, "event id \(collision.eventID) is carried by two different events (\(Audit.signers(of: collision))); both are kept and judged on their own")
+                    origin,
+                    "event id \(collision.eventID) is carried by two different events (\(Audit.signers(of: collision))); both are kept and judged on their own")
             }
             let forks = ledger.forks.filter { (try? $0.verify().roomID) == roomID }.count
             rooms.append(.init(roomID: roomID, events: events.count, accepted: accepted, state: replay.state, forks: forks))
@@ -156,7 +162,9 @@ public struct Audit {
         report.rooms = rooms
         report.problems += Audit.flatten(audit.lineProblems)
         report.warnings = Audit.flatten(audit.lineWarnings)
-        let byPlace: (AuditReport.Problem, AuditReport.Problem) -> Bool = { a, b in ((a.file ?? ""), (a.line ?? Int.max)) < ((b.file ?? ""), (b.line ?? Int.max)) }
+        let byPlace: (AuditReport.Problem, AuditReport.Problem) -> Bool = { a, b in
+            ((a.file ?? ""), (a.line ?? Int.max)) < ((b.file ?? ""), (b.line ?? Int.max))
+        }
         report.problems.sort(by: byPlace)
         report.warnings.sort(by: byPlace)
         return report

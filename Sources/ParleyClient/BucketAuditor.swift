@@ -33,7 +33,7 @@ public struct BucketAuditor: Sendable {
             if let problem = Identifier.problem(with: roomID, kind: .room) { throw ClientError(.invalidArgument, "Invalid room id: \(problem).") }
             roomIDs = [roomID]
         } else {
-            for folder in try await bucketCall({ () async throws(BucketError) in try await objects.listFolders(prefix: "rooms/") }) {
+            for folder in try await bucketCallAsync({ () async throws(BucketError) in try await objects.listFolders(prefix: "rooms/") }) {
                 let name = String(folder.dropFirst("rooms/".count).dropLast())
                 if Identifier.problem(with: name, kind: .room) == nil {
                     roomIDs.append(name)
@@ -58,7 +58,7 @@ public struct BucketAuditor: Sendable {
             } catch let error as ClientError {
                 audit.problem(file: metadataKey, error.message)
             }
-            let listed = try await bucketCall { () async throws(BucketError) in try await objects.listAll(prefix: BucketLayout.roomPrefix(roomID)) }
+            let listed = try await bucketCallAsync { () async throws(BucketError) in try await objects.listAll(prefix: BucketLayout.roomPrefix(roomID)) }
             for object in listed where object.key != metadataKey {
                 if object.key.hasPrefix(BucketLayout.hintsPrefix(roomID)) {
                     await checkHint(object, roomID: roomID, objects: objects, listed: listed, report: &report, audit: &audit)
@@ -141,7 +141,9 @@ public struct BucketAuditor: Sendable {
         for mismatch in LogFileName.mismatches(name, earliest: earliest, latest: latest, senders: senders) { audit.problem(file: key, mismatch) }
     }
 
-    func checkHint(_ hint: ObjectInfo, roomID: String, objects: any ObjectStore, listed: [ObjectInfo], report: inout BucketAuditReport, audit: inout Audit) async {
+    func checkHint(_ hint: ObjectInfo, roomID: String, objects: any ObjectStore, listed: [ObjectInfo], report: inout BucketAuditReport, audit: inout Audit)
+        async
+    {
         guard BucketLayout.hintUploadMs(hint.key, roomID: roomID) != nil else {
             report.warnings.append("\(ObjectKey.debugQuoted(hint.key)): not a hint; ignored")
             return

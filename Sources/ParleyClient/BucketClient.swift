@@ -94,7 +94,10 @@ public struct BucketClient: Sendable {
     /// Opens a bucket URL; replaceable to count requests or inject faults.
     public var open: @Sendable (BucketURL) throws(BucketError) -> any ObjectStore
 
-    public init(node: Node, settings: BucketSettings = BucketSettings(), open: @escaping @Sendable (BucketURL) throws(BucketError) -> any ObjectStore = { url throws(BucketError) in try url.open() }) {
+    public init(
+        node: Node, settings: BucketSettings = BucketSettings(),
+        open: @escaping @Sendable (BucketURL) throws(BucketError) -> any ObjectStore = { url throws(BucketError) in try url.open() }
+    ) {
         self.node = node
         self.settings = settings
         self.open = open
@@ -117,7 +120,8 @@ public struct BucketClient: Sendable {
     func requireRoom(_ roomID: String) throws -> BucketRoom {
         try node.validateRoomID(roomID)
         guard let room = try node.store.bucketRoom(roomID: roomID) else {
-            throw ClientError(.unknownRoom, "Room \(roomID) does not live in a bucket on this node.", remedy: "Create it with --bucket, or join it with an invite code.")
+            throw ClientError(
+                .unknownRoom, "Room \(roomID) does not live in a bucket on this node.", remedy: "Create it with --bucket, or join it with an invite code.")
         }
         return room
     }
@@ -147,8 +151,9 @@ public struct BucketClient: Sendable {
             }
         }
         let objects = try bucketCall { () throws(BucketError) in try open(url) }
-        if try await bucketCall({ () async throws(BucketError) in try await objects.head(key: BucketLayout.metadataKey(roomID)) }) != nil {
-            throw ClientError(.invalidArgument, "\(url.text) already holds a room \(roomID).", remedy: "Join it with an invite code, or choose another room id.")
+        if try await bucketCallAsync({ () async throws(BucketError) in try await objects.head(key: BucketLayout.metadataKey(roomID)) }) != nil {
+            throw ClientError(
+                .invalidArgument, "\(url.text) already holds a room \(roomID).", remedy: "Join it with an invite code, or choose another room id.")
         }
         guard let fingerprint = InviteCode.fingerprint(ofKey: node.identity.signingKeyBase64) else { throw ClientError(.io, "The device key is unreadable.") }
         if try node.store.roomIDs().contains(roomID) { throw ClientError(.invalidArgument, "Room \(roomID) already exists on this node.") }
@@ -186,7 +191,7 @@ public struct BucketClient: Sendable {
             if event.event.type == EventType.create || (event.event.type == EventType.member && events.count == 1) { events.append(event) }
         }
         let bytes = RoomMetadata.encode(roomID: roomID, events: events)
-        let outcome = try await bucketCall { () async throws(BucketError) in
+        let outcome = try await bucketCallAsync { () async throws(BucketError) in
             try await objects.putIfAbsent(key: BucketLayout.metadataKey(roomID), bytes: bytes, retention: settings.retention)
         }
         if outcome == .conflict {
@@ -217,7 +222,8 @@ public struct BucketClient: Sendable {
         var secret = code.preSharedSecret
         if code.needsPassphrase {
             guard let passphrase else {
-                throw ClientError(.invalidArgument, "Room \(code.roomID) is encrypted with a passphrase.", remedy: "Give it with --passphrase-file, or answer the prompt.")
+                throw ClientError(
+                    .invalidArgument, "Room \(code.roomID) is encrypted with a passphrase.", remedy: "Give it with --passphrase-file, or answer the prompt.")
             }
             secret = try RoomEncryptionOption.preSharedSecret(passphrase: passphrase, roomID: code.roomID)
         }
@@ -238,7 +244,9 @@ public struct BucketClient: Sendable {
         guard state.members[node.identity.userID]?.invitedDevices[node.identity.signingKeyBase64] != nil else {
             throw ClientError(
                 .notAllowed, "\(node.identity.userID) with this device key is not invited to \(code.roomID) (as far as the bucket shows).",
-                remedy: "Ask a member to run `parley room invite \(code.roomID) \(node.identity.userID) --key \(node.identity.signingKeyBase64)` and flush; then try again.")
+                remedy:
+                    "Ask a member to run `parley room invite \(code.roomID) \(node.identity.userID) --key \(node.identity.signingKeyBase64)` and flush; then try again."
+            )
         }
         let event = try node.join(code.roomID)
         _ = try await flush(code.roomID)
@@ -252,8 +260,9 @@ public struct BucketClient: Sendable {
         let metadata: [UInt8]
         do {
             metadata = try await objects.get(key: BucketLayout.metadataKey(roomID), maxBytes: RoomMetadata.maxBytes)
-        } catch where error.kind == .notFound {
-            throw ClientError(.unknownRoom, "\(objects.location) holds no room \(roomID).", remedy: "Check the invite code; the creator may not have flushed yet.")
+        } catch  where error.kind == .notFound {
+            throw ClientError(
+                .unknownRoom, "\(objects.location) holds no room \(roomID).", remedy: "Check the invite code; the creator may not have flushed yet.")
         } catch {
             throw ClientError(error)
         }
@@ -316,14 +325,14 @@ public struct BucketClient: Sendable {
         while true {
             switch action {
             case .write(let key):
-                let outcome = try await bucketCall { () async throws(BucketError) in
+                let outcome = try await bucketCallAsync { () async throws(BucketError) in
                     try await objects.putIfAbsent(key: key, bytes: body, retention: settings.retention)
                 }
                 action = writer.written(outcome, now: node.clock())
             case .rename(let key):
                 action = writer.renamed(try node.store.renameUpload(id: upload.id, roomID: upload.roomID, key: key))
             case .writeHint(let key, let hint):
-                _ = try await bucketCall { () async throws(BucketError) in try await objects.putIfAbsent(key: key, bytes: hint, retention: nil) }
+                _ = try await bucketCallAsync { () async throws(BucketError) in try await objects.putIfAbsent(key: key, bytes: hint, retention: nil) }
                 action = writer.hintWritten()
             case .confirm(let key):
                 // Our own file: recorded as seen, so a sync need not read it back.
@@ -378,10 +387,10 @@ public struct BucketClient: Sendable {
         driving: while true {
             switch action {
             case .list(let logsAfter, let hintsAfter):
-                let logs = try await bucketCall { () async throws(BucketError) in
+                let logs = try await bucketCallAsync { () async throws(BucketError) in
                     try await objects.listAll(prefix: BucketLayout.logsPrefix(roomID), startAfter: logsAfter)
                 }
-                let hints = try await bucketCall { () async throws(BucketError) in
+                let hints = try await bucketCallAsync { () async throws(BucketError) in
                     try await objects.listAll(prefix: BucketLayout.hintsPrefix(roomID), startAfter: hintsAfter)
                 }
                 action = poller.listed(logs: logs, hints: hints)
@@ -511,7 +520,10 @@ public struct BucketClient: Sendable {
                         } catch let error as BucketError where error.kind == .tooLarge {
                             // Listed within the limit, answered beyond it: a misbehaving server or a file still being
                             // written into a synced folder. Tried again on the next sync rather than given up on.
-                            throw BucketError(.transient, "listed as \(object.size) bytes, but the answer held more than the limit of \(settings.maxObjectBytes); not read, tried again later")
+                            throw BucketError(
+                                .transient,
+                                "listed as \(object.size) bytes, but the answer held more than the limit of \(settings.maxObjectBytes); not read, tried again later"
+                            )
                         }
                         let content = try ObjectLines(reading: bytes, maxLines: settings.maxLinesPerObject, maxBytes: settings.maxObjectBytes)
                         return (position, .verified(VerifiedFile(name: name, content: content)))
@@ -676,7 +688,7 @@ func bucketCall<T>(_ body: () throws(BucketError) -> T) throws(ClientError) -> T
     do { return try body() } catch { throw ClientError(error) }
 }
 
-func bucketCall<T>(_ body: () async throws(BucketError) -> T) async throws(ClientError) -> T {
+func bucketCallAsync<T>(_ body: () async throws(BucketError) -> T) async throws(ClientError) -> T {
     do { return try await body() } catch { throw ClientError(error) }
 }
 

@@ -2,7 +2,7 @@ import Foundation
 import TOMLKit
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Reads `config.toml` (TOML 1.0): bounded and strict. Every problem is named with the file, the line where it can be
@@ -101,7 +101,8 @@ enum ConfigurationFile {
             return "\(key): the home cannot be set in config.toml, which is found in it; use --home or PARLEY_HOME"
         }
         if ["secret", "password", "token", "credential", "access_key", "key_id"].contains(where: lowered.contains) {
-            return "\(key) looks like a secret, and config.toml holds none: S3 credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)"
+            return
+                "\(key) looks like a secret, and config.toml holds none: S3 credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)"
         }
         let name = String(key.split(separator: ".").last ?? "")
         var near = NearNames.near(key, in: Setting.all.map(\.key) + Setting.sections)

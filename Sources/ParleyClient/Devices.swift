@@ -28,15 +28,19 @@ public struct LinkRequest: Sendable, Equatable {
     }
 
     public var text: String {
-        CodeText.encode(prefix: LinkRequest.prefix, JSONObject([
-            "created_ms": .integer(createdMs), "exchange_key": .string(binding.exchangeKey ?? ""), "secret": .string(Base64.encode(secret)),
-            "signing_key": .string(binding.signingKey), "user_id": .string(userID), "v": .integer(1),
-        ]))
+        CodeText.encode(
+            prefix: LinkRequest.prefix,
+            JSONObject([
+                "created_ms": .integer(createdMs), "exchange_key": .string(binding.exchangeKey ?? ""), "secret": .string(Base64.encode(secret)),
+                "signing_key": .string(binding.signingKey), "user_id": .string(userID), "v": .integer(1),
+            ]))
     }
 
     /// Parses a request and checks its keys: a small-order or non-canonical key is refused.
     public init(parsing text: String) throws(ClientError) {
-        let invalid = ClientError(.invalidArgument, "This is not a valid Parley device request.", remedy: "Run `parley device request` on the new device again; the request starts with \(LinkRequest.prefix)")
+        let invalid = ClientError(
+            .invalidArgument, "This is not a valid Parley device request.",
+            remedy: "Run `parley device request` on the new device again; the request starts with \(LinkRequest.prefix)")
         guard let object = try? CodeText.decode(prefix: LinkRequest.prefix, text, maxBytes: 1024), object["v"] == .integer(1), object.count == 6,
             let userID = object["user_id"]?.stringValue, Identifier.problem(with: userID, kind: .user) == nil,
             case .integer(let createdMs)? = object["created_ms"], createdMs >= 0,
@@ -65,7 +69,8 @@ extension Identity {
 
     /// Whether `secret` is the one this device put in its request made at `createdMs` (compared in constant time).
     func madeLinkRequest(createdMs: Int64, secret: [UInt8]) -> Bool {
-        HMAC<SHA256>.isValidAuthenticationCode(secret, authenticating: Self.linkRequestMessage(createdMs), using: SymmetricKey(data: exchangeKey.rawRepresentation))
+        HMAC<SHA256>.isValidAuthenticationCode(
+            secret, authenticating: Self.linkRequestMessage(createdMs), using: SymmetricKey(data: exchangeKey.rawRepresentation))
     }
 
     private func linkRequestMAC(createdMs: Int64) -> HashedAuthenticationCode<SHA256> {
@@ -126,10 +131,12 @@ public struct LinkCode: Sendable {
         var sender = try HPKE.Sender(
             recipientKey: exchangeKey, ciphersuite: KeySeal.ciphersuite, info: Data(LinkCode.label(version: LinkCode.version) + Array(recipientKey.utf8)))
         let sealed = try sender.seal(CanonicalJSON.encode(.object(payload)))
-        text = CodeText.encode(prefix: LinkCode.prefix, JSONObject([
-            "enc": .string(Base64.encode(sender.encapsulatedKey)), "sealed": .string(Base64.encode(sealed)), "to": .string(recipientKey),
-            "v": .integer(LinkCode.version),
-        ]))
+        text = CodeText.encode(
+            prefix: LinkCode.prefix,
+            JSONObject([
+                "enc": .string(Base64.encode(sender.encapsulatedKey)), "sealed": .string(Base64.encode(sealed)), "to": .string(recipientKey),
+                "v": .integer(LinkCode.version),
+            ]))
     }
 
     /// Opens a code with this device's identity, checks the linking device's signature, and refuses a code made for
@@ -145,8 +152,9 @@ public struct LinkCode: Sendable {
             let sealed = outer["sealed"]?.stringValue.flatMap(Base64.decode)
         else { throw invalid }
         guard to == identity.signingKeyBase64 else {
-            throw ClientError(.invalidArgument, "This link code was made for another device (\(to)), not this one.",
-                              remedy: "Give `parley device link` the request of this device (`parley device request`).")
+            throw ClientError(
+                .invalidArgument, "This link code was made for another device (\(to)), not this one.",
+                remedy: "Give `parley device link` the request of this device (`parley device request`).")
         }
         guard (try? X25519KeyCheck.check(enc)) != nil,
             var recipient = try? HPKE.Recipient(
@@ -163,7 +171,8 @@ public struct LinkCode: Sendable {
         } catch {
             throw ClientError(.invalidArgument, "The link code's signature does not verify: it was not made by the device it names (\(error)).")
         }
-        guard let userID = payload["user_id"]?.stringValue, Identifier.problem(with: userID, kind: .user) == nil, payload["to"]?.stringValue == to, case .integer(let expires)? = payload["expires_ms"],
+        guard let userID = payload["user_id"]?.stringValue, Identifier.problem(with: userID, kind: .user) == nil, payload["to"]?.stringValue == to,
+            case .integer(let expires)? = payload["expires_ms"],
             let rooms = payload[version == 2 ? "bucket_rooms" : "rooms"]?.arrayValue, let secrets = payload["psk_secrets"]?.arrayValue,
             case .integer(let requestCreatedMs)? = payload["request_created_ms"],
             let requestSecret = payload["request_secret"]?.stringValue.flatMap(Base64.decode)
@@ -171,8 +180,9 @@ public struct LinkCode: Sendable {
         // The signature says who made the code; the request's secret says they were given this device's request, which
         // an attacker who only knows its public keys cannot forge.
         guard identity.madeLinkRequest(createdMs: requestCreatedMs, secret: requestSecret) else {
-            throw ClientError(.invalidArgument, "This link code was not made from this device's request.",
-                              remedy: "Run `parley device request` here and give that request to `parley device link` on your other device.")
+            throw ClientError(
+                .invalidArgument, "This link code was not made from this device's request.",
+                remedy: "Run `parley device request` here and give that request to `parley device link` on your other device.")
         }
         guard userID == identity.userID else {
             throw ClientError(.invalidArgument, "This link code links a device of \(userID), and this device speaks for \(identity.userID).")
@@ -201,7 +211,9 @@ public struct LinkCode: Sendable {
         // The code's own expiry is the linking side's word; the request's age is this device's, so a request seen
         // by someone else stops being usable an hour (and a code's lifetime) after it was made.
         guard nowMs <= expiresMs, nowMs - requestCreatedMs <= Node.linkRequestLifetimeMs + Node.linkCodeLifetimeMs else {
-            throw ClientError(.invalidArgument, "This link code has expired.", remedy: "Run `parley device request` here and `parley device link` on your other device again.")
+            throw ClientError(
+                .invalidArgument, "This link code has expired.", remedy: "Run `parley device request` here and `parley device link` on your other device again."
+            )
         }
         guard requestCreatedMs <= nowMs + Node.maxClockLeadMs else {
             throw ClientError(.invalidArgument, "This link code answers a request dated in the future.", remedy: "Check this device's clock, then link again.")
@@ -248,8 +260,9 @@ extension Node {
     /// the code, sealed to it, that tells it which rooms to join.
     public func linkDevice(_ request: LinkRequest) throws -> LinkCode {
         guard request.userID == identity.userID else {
-            throw ClientError(.invalidArgument, "This request is from a device of \(request.userID), not of \(identity.userID).",
-                              remedy: "Initialise the new device with `parley init --user \(identity.userID)`.")
+            throw ClientError(
+                .invalidArgument, "This request is from a device of \(request.userID), not of \(identity.userID).",
+                remedy: "Initialise the new device with `parley init --user \(identity.userID)`.")
         }
         guard request.binding.signingKey != identity.signingKeyBase64 else {
             throw ClientError(.invalidArgument, "This request is this device's own.", remedy: "Run `parley device request` on the new device.")
@@ -259,7 +272,8 @@ extension Node {
             throw ClientError(.invalidArgument, "This device request is more than an hour old.", remedy: "Run `parley device request` on the new device again.")
         }
         guard request.createdMs <= now + Node.maxClockLeadMs else {
-            throw ClientError(.invalidArgument, "This device request is dated in the future.", remedy: "Check both devices' clocks, then run `parley device request` again.")
+            throw ClientError(
+                .invalidArgument, "This device request is dated in the future.", remedy: "Check both devices' clocks, then run `parley device request` again.")
         }
         for roomID in try store.roomIDs() {
             guard let state = try store.roomState(roomID: roomID), state.isJoinedDevice(user: identity.userID, key: identity.signingKeyBase64)
@@ -283,12 +297,20 @@ extension Node {
         for roomID in try store.roomIDs() {
             guard let member = try store.roomState(roomID: roomID)?.members[identity.userID] else { continue }
             for (key, binding) in member.devices where member.membership == .join {
-                found[key, default: UserDevice(signingKey: key, exchangeKey: binding.exchangeKey, joinedRooms: [], invitedRooms: [], isThisDevice: key == identity.signingKeyBase64)]
-                    .joinedRooms.append(roomID)
+                found[
+                    key,
+                    default: UserDevice(
+                        signingKey: key, exchangeKey: binding.exchangeKey, joinedRooms: [], invitedRooms: [], isThisDevice: key == identity.signingKeyBase64)
+                ]
+                .joinedRooms.append(roomID)
             }
             for (key, binding) in member.invitedDevices where member.membership == .join || member.membership == .invite {
-                found[key, default: UserDevice(signingKey: key, exchangeKey: binding.exchangeKey, joinedRooms: [], invitedRooms: [], isThisDevice: key == identity.signingKeyBase64)]
-                    .invitedRooms.append(roomID)
+                found[
+                    key,
+                    default: UserDevice(
+                        signingKey: key, exchangeKey: binding.exchangeKey, joinedRooms: [], invitedRooms: [], isThisDevice: key == identity.signingKeyBase64)
+                ]
+                .invitedRooms.append(roomID)
             }
         }
         return found.values.sorted { ($0.isThisDevice ? 0 : 1, $0.signingKey) < ($1.isThisDevice ? 0 : 1, $1.signingKey) }
@@ -316,7 +338,8 @@ extension Node {
         }
         guard !rooms.isEmpty else {
             throw ClientError(
-                .invalidArgument, "No room binds device \(signingKey) to \(identity.userID).", remedy: "`parley device list` shows the signing keys of your devices.")
+                .invalidArgument, "No room binds device \(signingKey) to \(identity.userID).",
+                remedy: "`parley device list` shows the signing keys of your devices.")
         }
         return rooms
     }

@@ -1,12 +1,13 @@
 // A UI imports ParleyClient alone: the protocol's values come with it, and of the store and the buckets only the
 // records and settings the node's API hands out. The store itself is reached only through `Node`.
 @_exported import ParleyCore
+
+@_exported import struct ParleyBucket.BucketError
+@_exported import protocol ParleyBucket.BucketRequestObserver
+@_exported import struct ParleyBucket.BucketSchedule
+@_exported import enum ParleyBucket.BucketURL
+@_exported import struct ParleyBucket.S3Store
+@_exported import struct ParleyStore.BucketFileRecord
 @_exported import struct ParleyStore.BucketRoom
 @_exported import struct ParleyStore.OutboxStatus
-@_exported import struct ParleyStore.BucketFileRecord
 @_exported import struct ParleyStore.RejectedEvent
-@_exported import enum ParleyBucket.BucketURL
-@_exported import struct ParleyBucket.BucketError
-@_exported import struct ParleyBucket.BucketSchedule
-@_exported import protocol ParleyBucket.BucketRequestObserver
-@_exported import struct ParleyBucket.S3Store

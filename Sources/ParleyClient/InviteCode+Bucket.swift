@@ -7,7 +7,7 @@ extension InviteCode {
     public init(pasted text: String) throws(ClientError) {
         do {
             try self.init(parsing: text)
-        } catch where error.code == .unsupportedVersion {
+        } catch  where error.code == .unsupportedVersion {
             throw ClientError(.invalidArgument, error.message, remedy: "Update Parley, or ask for a code made by the version you have.")
         } catch {
             throw ClientError(
@@ -32,7 +32,9 @@ extension LinkedRoom {
     func bucket() throws(ClientError) -> BucketURL {
         try RoomLocation.firstUsableBucket(
             in: locations, of: "The link code's room \(roomID)",
-            remedy: "Ask a member of \(roomID) for its invite code and join with `parley room join CODE`, giving the room's bucket with --bucket URL if the code lists none you can use.")
+            remedy:
+                "Ask a member of \(roomID) for its invite code and join with `parley room join CODE`, giving the room's bucket with --bucket URL if the code lists none you can use."
+        )
     }
 }
 

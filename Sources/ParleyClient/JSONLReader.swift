@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Reads JSON Lines in fixed-size chunks, so memory stays bounded whatever the input: a line longer than

@@ -56,12 +56,13 @@ public enum JSONOutput {
             entry["user_id"] = .string(member.userID)
             entry["membership"] = .string(member.membership.rawValue)
             entry["power_level"] = .integer(state.powerLevels.level(of: member.userID))
-            entry["devices"] = .array(member.devices.values.sorted { $0.signingKey < $1.signingKey }.map { device in
-                var binding = JSONObject()
-                binding["signing_key"] = .string(device.signingKey)
-                if let exchange = device.exchangeKey { binding["exchange_key"] = .string(exchange) }
-                return .object(binding)
-            })
+            entry["devices"] = .array(
+                member.devices.values.sorted { $0.signingKey < $1.signingKey }.map { device in
+                    var binding = JSONObject()
+                    binding["signing_key"] = .string(device.signingKey)
+                    if let exchange = device.exchangeKey { binding["exchange_key"] = .string(exchange) }
+                    return .object(binding)
+                })
             if !member.invitedDevices.isEmpty {
                 entry["invited_keys"] = .array(member.invitedDevices.keys.sorted().map(JSONValue.string))
             }

@@ -30,12 +30,14 @@ public enum KeyBackup {
         }
         var contents = JSONObject()
         contents["identity"] = node.identity.secretJSON
-        contents["room_keys"] = .array(try node.store.allRoomKeys().map { item in
-            ["room_id": .string(item.roomID), "key": .string(Base64.encode(item.key.bytes))]
-        })
-        contents["psk_secrets"] = .array(try node.store.allPreSharedSecrets().map { item in
-            ["room_id": .string(item.roomID), "secret": .string(Base64.encode(item.secret)), "from_passphrase": .bool(item.fromPassphrase)]
-        })
+        contents["room_keys"] = .array(
+            try node.store.allRoomKeys().map { item in
+                ["room_id": .string(item.roomID), "key": .string(Base64.encode(item.key.bytes))]
+            })
+        contents["psk_secrets"] = .array(
+            try node.store.allPreSharedSecrets().map { item in
+                ["room_id": .string(item.roomID), "secret": .string(Base64.encode(item.secret)), "from_passphrase": .bool(item.fromPassphrase)]
+            })
         contents["bucket_rooms"] = .array(try node.store.bucketRooms().map { BucketRoomRecord($0).json })
         var generator = SystemRandomNumberGenerator()
         let salt = (0..<16).map { _ in UInt8.random(in: .min ... .max, using: &generator) }

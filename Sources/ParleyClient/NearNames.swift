@@ -14,7 +14,8 @@ public enum NearNames {
     /// Edits (insertions, deletions, substitutions, swaps of neighbours) that turn `a` into `b`: the optimal string
     /// alignment distance, by characters, so that `sned` is one slip away from `send`.
     public static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
+        let a = Array(a)
+        let b = Array(b)
         var table = Array(repeating: Array(repeating: 0, count: b.count + 1), count: a.count + 1)
         for i in 0...a.count { table[i][0] = i }
         for j in 0...b.count { table[0][j] = j }

@@ -64,7 +64,9 @@ extension Node {
     public func checkPreSharedKey(_ roomID: String) throws {
         guard let settings = try store.roomState(roomID: roomID)?.encryption, settings.mode == .preShared, let keyID = settings.keyID else { return }
         guard try store.roomKeys(roomID: roomID)[keyID] != nil else {
-            throw ClientError(.notAllowed, "The secret or passphrase given is not the key of room \(roomID).", remedy: "Check the passphrase, or ask for the invite code again.")
+            throw ClientError(
+                .notAllowed, "The secret or passphrase given is not the key of room \(roomID).",
+                remedy: "Check the passphrase, or ask for the invite code again.")
         }
     }
 

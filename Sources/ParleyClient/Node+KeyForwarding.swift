@@ -67,7 +67,8 @@ extension Node {
                 if state.encryption?.history == .shared {
                     let held = try store.roomKeys(roomID: roomID)
                     let mine = state.roomKeys.values.filter { held[$0.keyID] != nil && $0.holders.contains(me) }.sorted { $0.introducedAt < $1.introducedAt }
-                    let shares = try keyEvents(for: mine.compactMap { record in held[record.keyID].map { (record, $0) } }, recipients: Array(recipients.values), roomID: roomID)
+                    let shares = try keyEvents(
+                        for: mine.compactMap { record in held[record.keyID].map { (record, $0) } }, recipients: Array(recipients.values), roomID: roomID)
                     report.epochShares += shares.count
                     outgoing += shares
                 } else {

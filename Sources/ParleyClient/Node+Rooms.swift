@@ -41,7 +41,8 @@ extension Node {
 
     func summary(of state: RoomState) throws -> RoomSummary {
         let roomID = state.roomID
-        let peer = roomID.hasPrefix(Node.directMessagePrefix)
+        let peer =
+            roomID.hasPrefix(Node.directMessagePrefix)
             ? state.members.values.filter { $0.userID != identity.userID && ($0.membership == .join || $0.membership == .invite) }.map(\.userID).sorted().first
             : nil
         return RoomSummary(

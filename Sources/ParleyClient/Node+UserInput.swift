@@ -28,7 +28,8 @@ extension Node {
         if EventID.problem(with: reference, roomID: roomID) == nil { return reference }
         let uuidOnly = !reference.contains(":")
         let prefix = uuidOnly ? reference.lowercased() : reference
-        let hint = "Give the whole event id, or the start of its last part (at least \(Node.minimumEventReference) characters), as `parley log \(roomID)` shows."
+        let hint =
+            "Give the whole event id, or the start of its last part (at least \(Node.minimumEventReference) characters), as `parley log \(roomID)` shows."
         if uuidOnly {
             guard prefix.utf8.count >= Node.minimumEventReference, prefix.utf8.count <= 36,
                 prefix.utf8.allSatisfy({ Node.isHexDigit($0) || $0 == UInt8(ascii: "-") })
@@ -37,7 +38,9 @@ extension Node {
             }
         } else {
             guard prefix.hasPrefix(roomID + "::") else {
-                throw ClientError(.invalidArgument, "\"\(TerminalText.shortened(reference))\" is not an id of an event in room \(roomID), nor the start of one.", remedy: hint)
+                throw ClientError(
+                    .invalidArgument, "\"\(TerminalText.shortened(reference))\" is not an id of an event in room \(roomID), nor the start of one.", remedy: hint
+                )
             }
         }
         let matches = try store.acceptedEventIDs(roomID: roomID, startingWith: prefix, uuidOnly: uuidOnly, limit: Node.listedCandidates + 1)
@@ -110,10 +113,13 @@ extension Node {
             throw refuse("The key \(shown) is not base64: a signing key is 44 base64 characters ending in '='.")
         }
         guard bytes.count == 32 else {
-            throw refuse("The key \(shown) is \(key.utf8.count) characters, \(bytes.count) bytes: a signing key is 32 bytes, 44 base64 characters ending in '='.")
+            throw refuse(
+                "The key \(shown) is \(key.utf8.count) characters, \(bytes.count) bytes: a signing key is 32 bytes, 44 base64 characters ending in '='.")
         }
         if let holder = try exchangeKeyHolder(key) {
-            throw refuse("The key \(shown) is the exchange key of \(holder): the signing key is needed, the `signing key:` line of `parley whoami`, not `exchange key:`.")
+            throw refuse(
+                "The key \(shown) is the exchange key of \(holder): the signing key is needed, the `signing key:` line of `parley whoami`, not `exchange key:`."
+            )
         }
         if key == identity.signingKeyBase64, owner != .user(identity.userID) {
             throw refuse("The key \(shown) is this device's own signing key.")

@@ -1,7 +1,7 @@
 import Foundation
-import Synchronization
 import ParleyCore
 import ParleyStore
+import Synchronization
 
 /// An event to sign: its type, content and parent.
 public struct OutgoingEvent: Sendable {
@@ -150,7 +150,9 @@ public final class Node: Sendable {
                 let event = sign(outgoing[0])
                 guard event.wire.count <= Event.maxWireBytes else {
                     throw ClientError(
-                        .tooLarge, "This \(outgoing[0].type) event would be \(event.wire.count) bytes, above the limit of \(Event.maxWireBytes) bytes (64 KiB) for one event.")
+                        .tooLarge,
+                        "This \(outgoing[0].type) event would be \(event.wire.count) bytes, above the limit of \(Event.maxWireBytes) bytes (64 KiB) for one event."
+                    )
                 }
                 // A clear reason before anything is signed into the chain; a burst relies on the store's verdict.
                 switch try store.preview(event) {
@@ -229,7 +231,9 @@ public final class Node: Sendable {
         }
         var events = [
             try publish(roomID: roomID, type: EventType.create, content: JSONObject(["version": 1])),
-            try publish(roomID: roomID, type: EventType.member, content: MemberContent(membership: .join, userID: identity.userID, devices: [identity.binding]).jsonObject),
+            try publish(
+                roomID: roomID, type: EventType.member,
+                content: MemberContent(membership: .join, userID: identity.userID, devices: [identity.binding]).jsonObject),
         ]
         if let encryption { events += try enableEncryption(roomID, encryption) }
         if let name { events.append(try setName(roomID, name)) }
@@ -370,7 +374,8 @@ public final class Node: Sendable {
         }
         if !allCopies, Set(hidden.map(\.event.event.senderKey)).count > 1 {
             throw ClientError(
-                .ambiguousEvent, "Event id \(eventID) is carried by \(hidden.count) events of different devices (one copied the other's id); a redaction of it would hide all of them:",
+                .ambiguousEvent,
+                "Event id \(eventID) is carried by \(hidden.count) events of different devices (one copied the other's id); a redaction of it would hide all of them:",
                 details: hidden.map { "\($0.event.event.senderID), device \($0.event.event.senderKey.prefix(12))…" },
                 remedy: "Redacting one of them alone is not possible by id. To hide them all, add --all-copies.")
         }

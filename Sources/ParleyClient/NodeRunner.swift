@@ -155,7 +155,10 @@ public final class NodeRunner: Service, Sendable {
                     // A read is safe to cut short: shutting down does not wait for a long listing or download.
                     guard let report = try await untilStopped({ [client] in try await client.sync(room.roomID) }) else { return }
                     logger.debug(
-                        "Synced", metadata: metadata.merging(["files": "\(report.filesRead)", "events": "\(report.accepted.count)", "problems": "\(report.problems.count)"]) { $1 })
+                        "Synced",
+                        metadata: metadata.merging([
+                            "files": "\(report.filesRead)", "events": "\(report.accepted.count)", "problems": "\(report.problems.count)",
+                        ]) { $1 })
                     schedule.succeeded(nowMs: node.clock(), synced: true)
                     observer.roomSynced(room, report)
                 }

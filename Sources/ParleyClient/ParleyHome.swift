@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The node's directory, `$PARLEY_HOME` (default `~/.parley`): identity, secrets and the store.
@@ -103,7 +104,7 @@ public struct ParleyHome: Sendable {
     }
 
     /// ``withLock(_:)`` for work that waits on a bucket meanwhile (a store started again, filling from its buckets).
-    func withLock<T>(_ body: () async throws -> T) async throws -> T {
+    func withLockAsync<T>(_ body: () async throws -> T) async throws -> T {
         let lock = try await lockForPublishingAsync()
         defer { withExtendedLifetime(lock) {} }
         return try await body()

@@ -1,9 +1,10 @@
 import CArgon2
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import ParleyCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Argon2id (RFC 9106) cost parameters, as a key backup or a passphrase-protected invite records them.
 public struct Argon2idParameters: Sendable, Equatable {

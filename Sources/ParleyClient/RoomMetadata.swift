@@ -43,7 +43,8 @@ enum RoomMetadata {
         guard InviteCode.fingerprint(ofKey: create.senderKey) == creatorFingerprint else {
             throw ClientError(
                 .bucket,
-                "The metadata.json of room \(roomID) is signed by a key that is not the creator's named in the invite code: the file was replaced, or the code is wrong. Nothing was joined.")
+                "The metadata.json of room \(roomID) is signed by a key that is not the creator's named in the invite code: the file was replaced, or the code is wrong. Nothing was joined."
+            )
         }
         guard events.allSatisfy({ $0.event.roomID == roomID && $0.event.senderKey == create.senderKey }) else {
             throw invalid("a founding event is not the creator's")

@@ -39,7 +39,8 @@ extension ClientError {
             remedy: (rooms.isEmpty
                 ? "This home records no bucket rooms (\(home.bucketRoomsPath)); a key backup (`parley backup import`) brings them back, and an invite code lets you join again. "
                 : "Its events can be fetched again from this node's bucket rooms: \(rooms). ")
-                + "Move the damaged file aside (`mv \(store) \(store).damaged`, with its -wal and -shm files if there are any), then run `parley sync --new-store`. Events of rooms that live in no bucket come back only by `parley import` from another member.")
+                + "Move the damaged file aside (`mv \(store) \(store).damaged`, with its -wal and -shm files if there are any), then run `parley sync --new-store`. Events of rooms that live in no bucket come back only by `parley import` from another member."
+        )
     }
 
     /// The home has a device key but no store: refuse, since signing with an empty store could reuse a seq.
@@ -48,7 +49,8 @@ extension ClientError {
         return ClientError(
             .storeMissing,
             "\(home.path) holds the device key of \(userID) but no store (\(home.storePath) is missing). A device that signs with an empty store could sign an event number it already used, and fork its own chain.",
-            remedy: "If the store was moved or deleted by mistake, put it back. To start again with an empty store, run `parley sync --new-store`: it fetches this device's events "
+            remedy:
+                "If the store was moved or deleted by mistake, put it back. To start again with an empty store, run `parley sync --new-store`: it fetches this device's events "
                 + (rooms.isEmpty
                     ? "from the bucket rooms it knows of; this home records none (\(home.bucketRoomsPath)), so import a key backup first (`parley backup import FILE`) to bring them back. "
                     : "from its bucket rooms first: \(rooms). ")
@@ -104,7 +106,7 @@ extension BucketClient {
     /// restored now is removed from the store again (it stays recorded) and nothing can be signed in it.
     /// - Returns: per room restored or tried, what went wrong, if anything.
     public func restoreRecordedRooms() async throws -> [(roomID: String, problem: String?)] {
-        try await node.home.withLock {
+        try await node.home.withLockAsync {
             var results: [(roomID: String, problem: String?)] = []
             let held = Set(try node.store.roomIDs())
             for room in node.home.recordedBucketRooms() where try node.store.bucketRoom(roomID: room.roomID) == nil && !held.contains(room.roomID) {

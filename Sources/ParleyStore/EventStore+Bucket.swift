@@ -58,54 +58,56 @@ public struct BucketFileRecord: Sendable {
 extension EventStore {
     static func registerBucketReadFailureMigration(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v7-bucket-read-failures") { db in
-            try db.execute(sql: """
-                CREATE TABLE bucket_read_failures (
-                    room_id TEXT NOT NULL,
-                    key TEXT NOT NULL,
-                    attempts INTEGER NOT NULL,
-                    first_ms INTEGER NOT NULL,
-                    next_ms INTEGER NOT NULL,
-                    PRIMARY KEY (room_id, key)
-                )
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE bucket_read_failures (
+                        room_id TEXT NOT NULL,
+                        key TEXT NOT NULL,
+                        attempts INTEGER NOT NULL,
+                        first_ms INTEGER NOT NULL,
+                        next_ms INTEGER NOT NULL,
+                        PRIMARY KEY (room_id, key)
+                    )
+                    """)
         }
     }
 
     static func registerBucketMigration(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v2-bucket") { db in
-            try db.execute(sql: """
-                CREATE TABLE bucket_rooms (
-                    room_id TEXT PRIMARY KEY,
-                    bucket_url TEXT NOT NULL,
-                    creator_fingerprint TEXT NOT NULL,
-                    logs_cursor_ms INTEGER NOT NULL DEFAULT 0,
-                    hints_cursor_ms INTEGER NOT NULL DEFAULT 0,
-                    full_listing_ms INTEGER NOT NULL DEFAULT 0
-                );
-                CREATE TABLE bucket_uploads (
-                    id INTEGER PRIMARY KEY,
-                    room_id TEXT NOT NULL,
-                    key TEXT NOT NULL,
-                    first_seq INTEGER NOT NULL,
-                    last_seq INTEGER NOT NULL,
-                    first_timestamp_ms INTEGER NOT NULL,
-                    last_timestamp_ms INTEGER NOT NULL,
-                    content BLOB,
-                    created_ms INTEGER NOT NULL,
-                    confirmed_ms INTEGER,
-                    UNIQUE (room_id, key)
-                );
-                CREATE INDEX bucket_uploads_room ON bucket_uploads (room_id, last_seq);
-                CREATE TABLE bucket_files (
-                    room_id TEXT NOT NULL,
-                    key TEXT NOT NULL,
-                    size INTEGER NOT NULL,
-                    events INTEGER NOT NULL,
-                    problem TEXT,
-                    seen_ms INTEGER NOT NULL,
-                    PRIMARY KEY (room_id, key)
-                ) WITHOUT ROWID;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE bucket_rooms (
+                        room_id TEXT PRIMARY KEY,
+                        bucket_url TEXT NOT NULL,
+                        creator_fingerprint TEXT NOT NULL,
+                        logs_cursor_ms INTEGER NOT NULL DEFAULT 0,
+                        hints_cursor_ms INTEGER NOT NULL DEFAULT 0,
+                        full_listing_ms INTEGER NOT NULL DEFAULT 0
+                    );
+                    CREATE TABLE bucket_uploads (
+                        id INTEGER PRIMARY KEY,
+                        room_id TEXT NOT NULL,
+                        key TEXT NOT NULL,
+                        first_seq INTEGER NOT NULL,
+                        last_seq INTEGER NOT NULL,
+                        first_timestamp_ms INTEGER NOT NULL,
+                        last_timestamp_ms INTEGER NOT NULL,
+                        content BLOB,
+                        created_ms INTEGER NOT NULL,
+                        confirmed_ms INTEGER,
+                        UNIQUE (room_id, key)
+                    );
+                    CREATE INDEX bucket_uploads_room ON bucket_uploads (room_id, last_seq);
+                    CREATE TABLE bucket_files (
+                        room_id TEXT NOT NULL,
+                        key TEXT NOT NULL,
+                        size INTEGER NOT NULL,
+                        events INTEGER NOT NULL,
+                        problem TEXT,
+                        seen_ms INTEGER NOT NULL,
+                        PRIMARY KEY (room_id, key)
+                    ) WITHOUT ROWID;
+                    """)
         }
     }
 
@@ -205,7 +207,8 @@ extension EventStore {
     public func bucketFileProblems(roomID: String, limit: Int = 100) throws -> [BucketFileRecord] {
         try pool.read { db in
             try Row.fetchAll(
-                db.cachedStatement(sql: "SELECT key, size, events, problem FROM bucket_files WHERE room_id = ? AND problem IS NOT NULL ORDER BY seen_ms DESC LIMIT ?"),
+                db.cachedStatement(
+                    sql: "SELECT key, size, events, problem FROM bucket_files WHERE room_id = ? AND problem IS NOT NULL ORDER BY seen_ms DESC LIMIT ?"),
                 arguments: [roomID, limit]
             ).map { BucketFileRecord(key: $0[0], size: $0[1], events: $0[2], problem: $0[3]) }
         }
@@ -232,7 +235,8 @@ extension EventStore {
                 arguments: [roomID, senderKey, after, limit]
             ).map { (seq: $0[0] as Int64, timestampMs: $0[1] as Int64, wire: ($0[2] as Data).bytes) }
             let isTaken = { (key: String) throws -> Bool in
-                try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM bucket_uploads WHERE room_id = ? AND key = ?)"), arguments: [roomID, key]) == true
+                try Bool.fetchOne(
+                    db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM bucket_uploads WHERE room_id = ? AND key = ?)"), arguments: [roomID, key]) == true
             }
             guard !pending.isEmpty, let file = try assemble(pending, isTaken), (1...pending.count).contains(file.events) else { return nil }
             let (first, last) = (pending[0], pending[file.events - 1])
@@ -252,10 +256,11 @@ extension EventStore {
     public func unconfirmedUploads(roomID: String) throws -> [BucketUpload] {
         try pool.read { db in
             try Row.fetchAll(
-                db.cachedStatement(sql: """
-                    SELECT id, room_id, key, first_seq, last_seq, first_timestamp_ms, last_timestamp_ms, content FROM bucket_uploads
-                    WHERE room_id = ? AND confirmed_ms IS NULL ORDER BY id
-                    """), arguments: [roomID]
+                db.cachedStatement(
+                    sql: """
+                        SELECT id, room_id, key, first_seq, last_seq, first_timestamp_ms, last_timestamp_ms, content FROM bucket_uploads
+                        WHERE room_id = ? AND confirmed_ms IS NULL ORDER BY id
+                        """), arguments: [roomID]
             ).map {
                 BucketUpload(
                     id: $0[0], roomID: $0[1], key: $0[2], firstSeq: $0[3], lastSeq: $0[4], firstTimestampMs: $0[5], lastTimestampMs: $0[6],
@@ -268,7 +273,9 @@ extension EventStore {
     /// - Returns: `false` when another upload of this room has that name.
     public func renameUpload(id: Int64, roomID: String, key: String) throws -> Bool {
         try pool.write { db in
-            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM bucket_uploads WHERE room_id = ? AND key = ?)"), arguments: [roomID, key]) == true {
+            if try Bool.fetchOne(
+                db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM bucket_uploads WHERE room_id = ? AND key = ?)"), arguments: [roomID, key]) == true
+            {
                 return false
             }
             try db.execute(sql: "UPDATE bucket_uploads SET key = ? WHERE id = ?", arguments: [key, id])
@@ -311,13 +318,16 @@ extension EventStore {
     /// This device's outbox in `roomID`.
     public func outboxStatus(roomID: String, senderKey: String) throws -> OutboxStatus {
         try pool.read { db in
-            let confirmed = try Int64.fetchOne(
-                db.cachedStatement(sql: "SELECT MAX(last_seq) FROM bucket_uploads WHERE room_id = ? AND confirmed_ms IS NOT NULL"), arguments: [roomID]) ?? 0
+            let confirmed =
+                try Int64.fetchOne(
+                    db.cachedStatement(sql: "SELECT MAX(last_seq) FROM bucket_uploads WHERE room_id = ? AND confirmed_ms IS NOT NULL"), arguments: [roomID])
+                ?? 0
             let row = try Row.fetchOne(
                 db.cachedStatement(sql: "SELECT COUNT(*), MIN(timestamp_ms) FROM events WHERE room_id = ? AND sender_key = ? AND seq > ?"),
                 arguments: [roomID, senderKey, confirmed])
             let inTransit = try Int.fetchOne(
-                db.cachedStatement(sql: "SELECT COUNT(*) FROM events WHERE room_id = ? AND sender_key = ? AND seq <= ?"), arguments: [roomID, senderKey, confirmed])
+                db.cachedStatement(sql: "SELECT COUNT(*) FROM events WHERE room_id = ? AND sender_key = ? AND seq <= ?"),
+                arguments: [roomID, senderKey, confirmed])
             return OutboxStatus(pending: row?[0] ?? 0, inTransit: inTransit ?? 0, oldestPendingMs: row?[1])
         }
     }
@@ -328,11 +338,12 @@ extension EventStore {
     public func pendingEventIDs(roomID: String, senderKey: String, limit: Int) throws -> [String] {
         try pool.read { db in
             try String.fetchAll(
-                db.cachedStatement(sql: """
-                    SELECT event_id FROM events WHERE room_id = ? AND sender_key = ?
-                        AND seq > COALESCE((SELECT MAX(last_seq) FROM bucket_uploads WHERE room_id = ? AND confirmed_ms IS NOT NULL), 0)
-                    ORDER BY seq LIMIT ?
-                    """), arguments: [roomID, senderKey, roomID, limit])
+                db.cachedStatement(
+                    sql: """
+                        SELECT event_id FROM events WHERE room_id = ? AND sender_key = ?
+                            AND seq > COALESCE((SELECT MAX(last_seq) FROM bucket_uploads WHERE room_id = ? AND confirmed_ms IS NOT NULL), 0)
+                        ORDER BY seq LIMIT ?
+                        """), arguments: [roomID, senderKey, roomID, limit])
         }
     }
 }

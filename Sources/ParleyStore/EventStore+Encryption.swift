@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
-import Synchronization
 import ParleyCore
+import Synchronization
 
 /// What one decryption pass did.
 public struct DecryptionReport: Sendable, Equatable {
@@ -71,42 +71,43 @@ private let derivedKeys = Mutex<[String: RoomKey]>([:])
 extension EventStore {
     static func registerEncryptionMigration(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v3-encryption") { db in
-            try db.execute(sql: """
-                CREATE TABLE room_keys (
-                    room_id TEXT NOT NULL,
-                    key_id TEXT NOT NULL,
-                    key BLOB NOT NULL,
-                    added_ms INTEGER NOT NULL,
-                    seals INTEGER NOT NULL DEFAULT 0,
-                    PRIMARY KEY (room_id, key_id)
-                );
-                CREATE TABLE key_deliveries (
-                    event_row INTEGER PRIMARY KEY,
-                    problem TEXT
-                );
-                CREATE TABLE plaintexts (
-                    event_row INTEGER PRIMARY KEY,
-                    room_id TEXT NOT NULL,
-                    type TEXT,
-                    content BLOB,
-                    target_event_id TEXT,
-                    problem TEXT
-                );
-                CREATE INDEX plaintexts_target ON plaintexts (target_event_id) WHERE target_event_id IS NOT NULL;
-                CREATE TABLE sealed_waiting (
-                    event_row INTEGER PRIMARY KEY,
-                    room_id TEXT NOT NULL,
-                    key_id TEXT NOT NULL
-                );
-                CREATE INDEX sealed_waiting_key ON sealed_waiting (room_id, key_id);
-                CREATE TABLE decrypt_state (scanned_up_to INTEGER NOT NULL);
-                INSERT INTO decrypt_state VALUES (0);
-                CREATE INDEX events_room_keys ON events (id) WHERE type = 'm.room.key';
-                CREATE INDEX events_sealed ON events (id) WHERE type = 'm.room.encrypted';
-                CREATE INDEX events_replayed ON events (room_id, timestamp_ms, seq, event_id)
-                    WHERE type IN ('m.room.create', 'm.room.encryption', 'm.room.key', 'm.room.member', 'm.room.name', 'm.room.power_levels', 'm.room.topic');
-                DROP INDEX events_state;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE room_keys (
+                        room_id TEXT NOT NULL,
+                        key_id TEXT NOT NULL,
+                        key BLOB NOT NULL,
+                        added_ms INTEGER NOT NULL,
+                        seals INTEGER NOT NULL DEFAULT 0,
+                        PRIMARY KEY (room_id, key_id)
+                    );
+                    CREATE TABLE key_deliveries (
+                        event_row INTEGER PRIMARY KEY,
+                        problem TEXT
+                    );
+                    CREATE TABLE plaintexts (
+                        event_row INTEGER PRIMARY KEY,
+                        room_id TEXT NOT NULL,
+                        type TEXT,
+                        content BLOB,
+                        target_event_id TEXT,
+                        problem TEXT
+                    );
+                    CREATE INDEX plaintexts_target ON plaintexts (target_event_id) WHERE target_event_id IS NOT NULL;
+                    CREATE TABLE sealed_waiting (
+                        event_row INTEGER PRIMARY KEY,
+                        room_id TEXT NOT NULL,
+                        key_id TEXT NOT NULL
+                    );
+                    CREATE INDEX sealed_waiting_key ON sealed_waiting (room_id, key_id);
+                    CREATE TABLE decrypt_state (scanned_up_to INTEGER NOT NULL);
+                    INSERT INTO decrypt_state VALUES (0);
+                    CREATE INDEX events_room_keys ON events (id) WHERE type = 'm.room.key';
+                    CREATE INDEX events_sealed ON events (id) WHERE type = 'm.room.encrypted';
+                    CREATE INDEX events_replayed ON events (room_id, timestamp_ms, seq, event_id)
+                        WHERE type IN ('m.room.create', 'm.room.encryption', 'm.room.key', 'm.room.member', 'm.room.name', 'm.room.power_levels', 'm.room.topic');
+                    DROP INDEX events_state;
+                    """)
         }
     }
 
@@ -117,18 +118,20 @@ extension EventStore {
         // Whether a room has events awaiting their target is asked on every ingest: by room, not by scanning the
         // room's events (which made each message cost more as history grew).
         migrator.registerMigration("v5-awaiting-by-room") { db in
-            try db.execute(sql: """
-                CREATE INDEX events_awaiting_room ON events (room_id, target_event_id) WHERE status = 2;
-                DROP INDEX events_awaiting;
-                CREATE INDEX events_room_key_status ON events (id, status) WHERE type = 'm.room.key';
-                DROP INDEX events_room_keys;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE INDEX events_awaiting_room ON events (room_id, target_event_id) WHERE status = 2;
+                    DROP INDEX events_awaiting;
+                    CREATE INDEX events_room_key_status ON events (id, status) WHERE type = 'm.room.key';
+                    DROP INDEX events_room_keys;
+                    """)
         }
         migrator.registerMigration("v6-replayed-without-in-list") { db in
-            try db.execute(sql: """
-                DROP INDEX events_replayed;
-                CREATE INDEX events_replayed ON events (room_id, timestamp_ms, seq, event_id) WHERE \(RoomAuthorizer.replayedTypesCondition);
-                """)
+            try db.execute(
+                sql: """
+                    DROP INDEX events_replayed;
+                    CREATE INDEX events_replayed ON events (room_id, timestamp_ms, seq, event_id) WHERE \(RoomAuthorizer.replayedTypesCondition);
+                    """)
         }
     }
 
@@ -211,17 +214,18 @@ extension EventStore {
     public func hasDecryptionWork() throws -> (keyDeliveries: Bool, sealed: Bool) {
         try pool.read { db in
             let row = try Row.fetchOne(
-                db.cachedStatement(sql: """
-                    SELECT EXISTS (SELECT 1 FROM events e WHERE e.type = 'm.room.key' AND e.status = 0
-                            AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id))
-                        OR EXISTS (SELECT 1 FROM events e WHERE e.type = 'm.room.key_forward' AND e.status = 0
-                            AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id)),
-                        EXISTS (SELECT 1 FROM events WHERE type = 'm.room.encrypted' AND id > (SELECT scanned_up_to FROM decrypt_state)
-                            AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id))
-                        OR EXISTS (SELECT 1 FROM sealed_waiting w JOIN room_keys k ON k.room_id = w.room_id AND k.key_id = w.key_id)
-                        OR EXISTS (SELECT 1 FROM sealed_waiting w JOIN events e ON e.id = w.event_row
-                            JOIN message_keys m ON m.room_id = e.room_id AND m.sender_key = e.sender_key AND m.seq = e.seq)
-                    """))
+                db.cachedStatement(
+                    sql: """
+                        SELECT EXISTS (SELECT 1 FROM events e WHERE e.type = 'm.room.key' AND e.status = 0
+                                AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id))
+                            OR EXISTS (SELECT 1 FROM events e WHERE e.type = 'm.room.key_forward' AND e.status = 0
+                                AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id)),
+                            EXISTS (SELECT 1 FROM events WHERE type = 'm.room.encrypted' AND id > (SELECT scanned_up_to FROM decrypt_state)
+                                AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id))
+                            OR EXISTS (SELECT 1 FROM sealed_waiting w JOIN room_keys k ON k.room_id = w.room_id AND k.key_id = w.key_id)
+                            OR EXISTS (SELECT 1 FROM sealed_waiting w JOIN events e ON e.id = w.event_row
+                                JOIN message_keys m ON m.room_id = e.room_id AND m.sender_key = e.sender_key AND m.seq = e.seq)
+                        """))
             return (row?[0] ?? true, row?[1] ?? true)
         }
     }
@@ -246,11 +250,12 @@ extension EventStore {
     @discardableResult
     static func openKeyDeliveries(db: Database, opener: KeyOpener, receivedMs: Int64) throws -> Int {
         let rows = try Row.fetchAll(
-            db.cachedStatement(sql: """
-                SELECT e.id, e.wire FROM events e WHERE (e.type = 'm.room.key' OR e.type = 'm.room.key_forward') AND e.status = 0
-                    AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id)
-                ORDER BY e.id
-                """))
+            db.cachedStatement(
+                sql: """
+                    SELECT e.id, e.wire FROM events e WHERE (e.type = 'm.room.key' OR e.type = 'm.room.key_forward') AND e.status = 0
+                        AND NOT EXISTS (SELECT 1 FROM key_deliveries d WHERE d.event_row = e.id)
+                    ORDER BY e.id
+                    """))
         var opened = 0
         let record = try db.cachedStatement(sql: "INSERT OR REPLACE INTO key_deliveries (event_row, problem) VALUES (?, ?)")
         for row in rows {
@@ -297,9 +302,11 @@ extension EventStore {
         case .success(let keys):
             for key in keys {
                 // One candidate per forwarding device: a later forward from the same device replaces its earlier one.
-                try db.cachedStatement(sql: """
-                    INSERT OR REPLACE INTO message_keys (room_id, sender_key, seq, forwarder_key, key, added_ms) VALUES (?, ?, ?, ?, ?, ?)
-                    """).execute(arguments: [event.roomID, key.position.senderKey, key.position.seq, event.senderKey, Data(key.key.bytes), receivedMs])
+                try db.cachedStatement(
+                    sql: """
+                        INSERT OR REPLACE INTO message_keys (room_id, sender_key, seq, forwarder_key, key, added_ms) VALUES (?, ?, ?, ?, ?, ?)
+                        """
+                ).execute(arguments: [event.roomID, key.position.senderKey, key.position.seq, event.senderKey, Data(key.key.bytes), receivedMs])
             }
             try record.execute(arguments: [id, nil])
             return keys.count
@@ -335,15 +342,16 @@ extension EventStore {
             let scannedUpTo = try Int64.fetchOne(db.cachedStatement(sql: "SELECT scanned_up_to FROM decrypt_state")) ?? 0
             let newest = try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id) FROM events")) ?? 0
             let rows = try Row.fetchAll(
-                db.cachedStatement(sql: """
-                    SELECT id, status, redacted, room_id, 0, sender_key, seq FROM events WHERE type = 'm.room.encrypted' AND id > ? AND id <= ?
-                        AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id)
-                    UNION ALL
-                    SELECT e.id, e.status, e.redacted, e.room_id, 1, e.sender_key, e.seq FROM sealed_waiting w CROSS JOIN events e ON e.id = w.event_row
-                        WHERE EXISTS (SELECT 1 FROM room_keys k WHERE k.room_id = w.room_id AND k.key_id = w.key_id)
-                            OR EXISTS (SELECT 1 FROM message_keys m WHERE m.room_id = e.room_id AND m.sender_key = e.sender_key AND m.seq = e.seq)
-                    ORDER BY 1
-                    """), arguments: [scannedUpTo, newest])
+                db.cachedStatement(
+                    sql: """
+                        SELECT id, status, redacted, room_id, 0, sender_key, seq FROM events WHERE type = 'm.room.encrypted' AND id > ? AND id <= ?
+                            AND NOT EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id)
+                        UNION ALL
+                        SELECT e.id, e.status, e.redacted, e.room_id, 1, e.sender_key, e.seq FROM sealed_waiting w CROSS JOIN events e ON e.id = w.event_row
+                            WHERE EXISTS (SELECT 1 FROM room_keys k WHERE k.room_id = w.room_id AND k.key_id = w.key_id)
+                                OR EXISTS (SELECT 1 FROM message_keys m WHERE m.room_id = e.room_id AND m.sender_key = e.sender_key AND m.seq = e.seq)
+                        ORDER BY 1
+                        """), arguments: [scannedUpTo, newest])
             // Parsing and opening run on every core; the store's writes stay on this thread.
             enum Outcome {
                 case skip
@@ -362,7 +370,8 @@ extension EventStore {
                 let id: Int64 = row[0]
                 let accepted = (row[1] as Int) == EventStatus.accepted.rawValue && !(row[2] as Bool)
                 // Keys forwarded for this one event; only looked up for events that waited (new ones rarely have any).
-                let messageKeys = (row[4] as Bool)
+                let messageKeys =
+                    (row[4] as Bool)
                     ? try EventStore.forwardedMessageKeys(db: db, roomID: roomID, position: ChainPosition(senderKey: row[5], seq: row[6])) : []
                 if let known = stored[id] {
                     collected.append((known.event, known.content, [], accepted, messageKeys))
@@ -384,15 +393,23 @@ extension EventStore {
                 for index in stride(from: worker, to: inputs.count, by: workers) {
                     guard let event = inputs[index].event ?? (try? Event.parse(inputs[index].wire)), let content = event.content,
                         let sealed = inputs[index].sealed
-                            ?? { if case .encrypted(let parsed) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID) { parsed } else { nil } }()
+                            ?? {
+                                if case .encrypted(let parsed) = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID) {
+                                    parsed
+                                } else {
+                                    nil
+                                }
+                            }()
                     else { continue }
                     // Not accepted (yet: it may be judged again) or no key: it waits. Of the keys forwarded for it, only
                     // the one its message_key_id names is tried; the others were garbage, and are dropped.
                     let forwarded = inputs[index].messageKeys
-                    let key = keys[event.roomID]?[sealed.keyID].map(SealingKey.room)
+                    let key =
+                        keys[event.roomID]?[sealed.keyID].map(SealingKey.room)
                         ?? forwarded.first { $0.id == sealed.messageKeyID }.map(SealingKey.message)
                     guard inputs[index].accepted, let key else {
-                        outcomes.buffer[index] = inputs[index].accepted && !forwarded.isEmpty
+                        outcomes.buffer[index] =
+                            inputs[index].accepted && !forwarded.isEmpty
                             ? .waitDroppingKeys(roomID: event.roomID, keyID: sealed.keyID, position: ChainPosition(event))
                             : .wait(roomID: event.roomID, keyID: sealed.keyID)
                         continue
@@ -417,15 +434,20 @@ extension EventStore {
                 case .skip:
                     try stopWaiting()
                 case .wait(let roomID, let keyID):
-                    try db.cachedStatement(sql: "INSERT OR IGNORE INTO sealed_waiting (event_row, room_id, key_id) VALUES (?, ?, ?)").execute(arguments: [id, roomID, keyID])
+                    try db.cachedStatement(sql: "INSERT OR IGNORE INTO sealed_waiting (event_row, room_id, key_id) VALUES (?, ?, ?)").execute(arguments: [
+                        id, roomID, keyID,
+                    ])
                 case .waitDroppingKeys(let roomID, let keyID, let position):
-                    try db.cachedStatement(sql: "INSERT OR IGNORE INTO sealed_waiting (event_row, room_id, key_id) VALUES (?, ?, ?)").execute(arguments: [id, roomID, keyID])
+                    try db.cachedStatement(sql: "INSERT OR IGNORE INTO sealed_waiting (event_row, room_id, key_id) VALUES (?, ?, ?)").execute(arguments: [
+                        id, roomID, keyID,
+                    ])
                     try db.cachedStatement(sql: "DELETE FROM message_keys WHERE room_id = ? AND sender_key = ? AND seq = ?")
                         .execute(arguments: [roomID, position.senderKey, position.seq])
                 case .opened(let roomID, let type, let content, let target, let keyID):
                     seals[keyID, default: (roomID, 0)].count += 1
                     try stopWaiting()
-                    try db.cachedStatement(sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, type, content, target_event_id) VALUES (?, ?, ?, ?, ?)").execute(arguments: [id, roomID, type, Data(content), target])
+                    try db.cachedStatement(sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, type, content, target_event_id) VALUES (?, ?, ?, ?, ?)")
+                        .execute(arguments: [id, roomID, type, Data(content), target])
                     report.decrypted += 1
                     if type == EventType.message, id <= indexedUpTo { try EventStore.index(db: db, messageRowID: id) }
                     if type == EventType.edit, let target {
@@ -435,14 +457,18 @@ extension EventStore {
                     }
                 case .failed(let event, let reason):
                     try stopWaiting()
-                    try db.cachedStatement(sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, problem) VALUES (?, ?, ?)").execute(arguments: [id, event.roomID, reason])
+                    try db.cachedStatement(sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, problem) VALUES (?, ?, ?)").execute(arguments: [
+                        id, event.roomID, reason,
+                    ])
                     try EventStore.logRejection(db: db, event: event, reason: reason, receivedMs: receivedMs)
                     report.failed.append((event.eventID, reason))
                 }
             }
             // Seals under each key, by every device as far as this node has seen: the room's nonces share one space.
             for (keyID, entry) in seals {
-                try db.cachedStatement(sql: "UPDATE room_keys SET seals = seals + ? WHERE room_id = ? AND key_id = ?").execute(arguments: [entry.count, entry.roomID, keyID])
+                try db.cachedStatement(sql: "UPDATE room_keys SET seals = seals + ? WHERE room_id = ? AND key_id = ?").execute(arguments: [
+                    entry.count, entry.roomID, keyID,
+                ])
             }
             try db.cachedStatement(sql: "UPDATE decrypt_state SET scanned_up_to = ?").execute(arguments: [max(scannedUpTo, newest)])
             report.waitingForKey = try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM sealed_waiting")) ?? 0
@@ -472,10 +498,11 @@ extension EventStore {
     ) -> Result<(String, JSONObject, String?), SealedProblem> {
         do {
             let associatedData = RoomCipher.associatedData(of: event)
-            let (type, inner) = switch key {
-            case .room(let roomKey): try RoomCipher.open(sealed, key: roomKey, associatedData: associatedData)
-            case .message(let messageKey): try RoomCipher.open(sealed, messageKey: messageKey, associatedData: associatedData)
-            }
+            let (type, inner) =
+                switch key {
+                case .room(let roomKey): try RoomCipher.open(sealed, key: roomKey, associatedData: associatedData)
+                case .message(let messageKey): try RoomCipher.open(sealed, messageKey: messageKey, associatedData: associatedData)
+                }
             let parsed = try EventContent.parse(type: type, content: inner, roomID: event.roomID)
             if parsed.relationTarget == event.eventID { return .failure(SealedProblem(reason: "sealed \(type): an event cannot refer to itself")) }
             return .success((type, inner, parsed.relationTarget))
@@ -534,10 +561,11 @@ extension EventStore {
     public func undecryptableCount(roomID: String) throws -> Int {
         try pool.read { db in
             try Int.fetchOne(
-                db.cachedStatement(sql: """
-                    SELECT COUNT(*) FROM sealed_waiting w JOIN events e ON e.id = w.event_row
-                    WHERE w.room_id = ? AND e.status = 0 AND e.redacted = 0
-                    """), arguments: [roomID]) ?? 0
+                db.cachedStatement(
+                    sql: """
+                        SELECT COUNT(*) FROM sealed_waiting w JOIN events e ON e.id = w.event_row
+                        WHERE w.room_id = ? AND e.status = 0 AND e.redacted = 0
+                        """), arguments: [roomID]) ?? 0
         }
     }
 
@@ -545,14 +573,17 @@ extension EventStore {
     /// content; anything else is itself.
     static func decryptedView(db: Database, event: Event, row: Int64) throws -> Event {
         guard event.type == EventType.encrypted else { return event }
-        guard let found = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT type, content FROM plaintexts WHERE event_row = ? AND type IS NOT NULL"), arguments: [row])
+        guard
+            let found = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT type, content FROM plaintexts WHERE event_row = ? AND type IS NOT NULL"), arguments: [row])
         else { return event }
         return try plaintextView(of: event, type: found[0], content: (found[1] as Data).bytes)
     }
 
     static func plaintextView(of event: Event, type: String, content: [UInt8]) throws -> Event {
-        guard case .object(let inner) = try JSONParser().parse(content) else { throw StoreError(.damaged, "A decrypted message in the store is not a JSON object.") }
+        guard case .object(let inner) = try JSONParser().parse(content) else {
+            throw StoreError(.damaged, "A decrypted message in the store is not a JSON object.")
+        }
         var view = event
         view.type = type
         view.content = inner

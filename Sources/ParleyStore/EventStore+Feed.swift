@@ -20,10 +20,11 @@ extension EventStore {
     public func acceptedEvents(afterRowID rowID: Int64, limit: Int) throws -> (events: [StoredEventSummary], upTo: Int64) {
         try pool.read { db in
             let rows = try Row.fetchAll(
-                db.cachedStatement(sql: """
-                    SELECT e.id, e.room_id, e.event_id, COALESCE(p.type, e.type), COALESCE(e.target_event_id, p.target_event_id), e.status
-                    FROM events e LEFT JOIN plaintexts p ON p.event_row = e.id WHERE e.id > ? ORDER BY e.id LIMIT ?
-                    """),
+                db.cachedStatement(
+                    sql: """
+                        SELECT e.id, e.room_id, e.event_id, COALESCE(p.type, e.type), COALESCE(e.target_event_id, p.target_event_id), e.status
+                        FROM events e LEFT JOIN plaintexts p ON p.event_row = e.id WHERE e.id > ? ORDER BY e.id LIMIT ?
+                        """),
                 arguments: [rowID, limit])
             let events = rows.filter { ($0[5] as Int) == 0 }.map {
                 StoredEventSummary(rowID: $0[0], roomID: $0[1], eventID: $0[2], type: $0[3], targetEventID: $0[4])
@@ -47,15 +48,16 @@ extension EventStore {
     public func unreadCount(roomID: String, userID: String, cap: Int) throws -> Int {
         try pool.read { db in
             let marker = try Row.fetchOne(
-                db.cachedStatement(sql: """
-                    SELECT t.timestamp_ms, t.seq, t.event_id, t.sender_key FROM events r
-                        LEFT JOIN plaintexts p ON p.event_row = r.id
-                        JOIN events t ON t.event_id = COALESCE(r.target_event_id, p.target_event_id) AND t.room_id = r.room_id AND t.status = 0
-                    WHERE r.room_id = ? AND r.sender_id = ? AND r.status = 0 AND (
-                        (r.type = 'm.receipt' AND r.relation_key = 'read')
-                        OR (r.type = 'm.room.encrypted' AND p.type = 'm.receipt' AND json_extract(CAST(p.content AS TEXT), '$.receipt_type') = 'read'))
-                    ORDER BY t.timestamp_ms DESC, t.seq DESC, t.event_id DESC, t.sender_key DESC LIMIT 1
-                    """), arguments: [roomID, userID])
+                db.cachedStatement(
+                    sql: """
+                        SELECT t.timestamp_ms, t.seq, t.event_id, t.sender_key FROM events r
+                            LEFT JOIN plaintexts p ON p.event_row = r.id
+                            JOIN events t ON t.event_id = COALESCE(r.target_event_id, p.target_event_id) AND t.room_id = r.room_id AND t.status = 0
+                        WHERE r.room_id = ? AND r.sender_id = ? AND r.status = 0 AND (
+                            (r.type = 'm.receipt' AND r.relation_key = 'read')
+                            OR (r.type = 'm.room.encrypted' AND p.type = 'm.receipt' AND json_extract(CAST(p.content AS TEXT), '$.receipt_type') = 'read'))
+                        ORDER BY t.timestamp_ms DESC, t.seq DESC, t.event_id DESC, t.sender_key DESC LIMIT 1
+                        """), arguments: [roomID, userID])
             var sql = """
                 SELECT COUNT(*) FROM (SELECT 1 FROM events e WHERE e.room_id = ? AND e.status = 0 AND e.redacted = 0 AND e.sender_id != ?
                     AND (e.type = 'm.room.message' OR (e.type = 'm.room.encrypted' AND NOT EXISTS (

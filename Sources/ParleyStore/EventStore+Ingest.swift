@@ -236,9 +236,11 @@ struct IngestBatch {
         guard loggedRejections[event?.senderKey, default: 0] < EventStore.rejectedPerSenderPerBatch else { return }
         loggedRejections[event?.senderKey, default: 0] += 1
         let kept = event.map { $0.stripped().wireBytes() } ?? Array(excerpt.prefix(4096))
-        try db.cachedStatement(sql: """
-            INSERT INTO rejected_events (received_ms, room_id, event_id, hash, reason, excerpt) VALUES (?, ?, ?, ?, ?, ?)
-            """).execute(arguments: [receivedMs, event?.roomID, event?.eventID, nil as String?, reason, Data(kept)])
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO rejected_events (received_ms, room_id, event_id, hash, reason, excerpt) VALUES (?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [receivedMs, event?.roomID, event?.eventID, nil as String?, reason, Data(kept)])
     }
 
     /// What the batch knows of `chain` (``chains``), read from the store the first time it is asked.
@@ -285,10 +287,12 @@ struct IngestBatch {
         case .duplicate:
             return .duplicate
         case .awaitingPredecessor(let seq):
-            try db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO pending_events (hash, room_id, sender_key, waiting_for_seq, received_ms, wire)
-                VALUES (?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [event.hash, chain.roomID, chain.senderKey, seq, receivedMs, Data(event.wire)])
+            try db.cachedStatement(
+                sql: """
+                    INSERT OR IGNORE INTO pending_events (hash, room_id, sender_key, waiting_for_seq, received_ms, wire)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [event.hash, chain.roomID, chain.senderKey, seq, receivedMs, Data(event.wire)])
             if db.changesCount == 0 { return .duplicate }
             hasPending = true
             return .heldBack("waiting for seq \(seq) of device \(envelope.senderKey.prefix(12))… (a gap in its chain)")
@@ -297,11 +301,14 @@ struct IngestBatch {
                 db.cachedStatement(sql: "SELECT wire FROM events WHERE room_id = ? AND sender_key = ? AND seq = ? AND hash = ?"),
                 arguments: [chain.roomID, chain.senderKey, envelope.seq, existingHash])
             let proof = ForkProof(try VerifiedEvent(storedWire: original?.bytes ?? []), event)
-            try db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO forks (room_id, sender_key, seq, first, second, detected_ms) VALUES (?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [chain.roomID, chain.senderKey, envelope.seq, Data(proof.first), Data(proof.second), receivedMs])
+            try db.cachedStatement(
+                sql: """
+                    INSERT OR IGNORE INTO forks (room_id, sender_key, seq, first, second, detected_ms) VALUES (?, ?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [chain.roomID, chain.senderKey, envelope.seq, Data(proof.first), Data(proof.second), receivedMs])
             chains[chain]?.forkedAt = min(forkedAt ?? envelope.seq, envelope.seq)
-            let reason = "fork: device \(envelope.senderKey.prefix(12))… of \(envelope.senderID) signed two different events at seq \(envelope.seq); proof kept, its later events refused"
+            let reason =
+                "fork: device \(envelope.senderKey.prefix(12))… of \(envelope.senderID) signed two different events at seq \(envelope.seq); proof kept, its later events refused"
             try logRejection(reason: reason, event: envelope, excerpt: event.wire)
             return .rejected(reason)
         case .rejected(let fault):
@@ -361,14 +368,17 @@ struct IngestBatch {
     ) throws -> Int64 {
         let envelope = event.event
         // Both by the unique index on (event_id, id_collision): however many events carry the id, one probe each.
-        let next = (try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id_collision) FROM events WHERE event_id = ?"), arguments: [envelope.eventID]) ?? 0) + 1
+        let next =
+            (try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id_collision) FROM events WHERE event_id = ?"), arguments: [envelope.eventID]) ?? 0) + 1
         let first = try Data.fetchOne(db.cachedStatement(sql: "SELECT wire FROM events WHERE event_id = ? AND id_collision = 0"), arguments: [envelope.eventID])
         let rowID = try insert(event, status: status, content: content, scope: scope, collision: next)
         if let wire = first {
             let collision = EventIDCollision(try Event.parse(wire.bytes), envelope)
-            try db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO event_id_collisions (room_id, event_id, first, second, detected_ms) VALUES (?, ?, ?, ?, ?)
-                """).execute(arguments: [envelope.roomID, envelope.eventID, Data(collision.first), Data(collision.second), receivedMs])
+            try db.cachedStatement(
+                sql: """
+                    INSERT OR IGNORE INTO event_id_collisions (room_id, event_id, first, second, detected_ms) VALUES (?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [envelope.roomID, envelope.eventID, Data(collision.first), Data(collision.second), receivedMs])
         }
         collisions.append((envelope.eventID, event.hash))
         // What refers to the id is judged again once per batch, however many copies of it the batch brings.
@@ -410,9 +420,15 @@ struct IngestBatch {
         if let content = envelope.content, envelope.type != EventType.message {
             switch parsed ?? (try? EventContent.parse(type: envelope.type, content: content, roomID: envelope.roomID)) {
             case .edit(let id, _)?: target = id
-            case .redaction(let id, _)?: target = id; relationKey = scope?.text
-            case .reaction(let id, let key)?: target = id; relationKey = key
-            case .receipt(let kind, let id)?: target = id; relationKey = kind.rawValue
+            case .redaction(let id, _)?:
+                target = id
+                relationKey = scope?.text
+            case .reaction(let id, let key)?:
+                target = id
+                relationKey = key
+            case .receipt(let kind, let id)?:
+                target = id
+                relationKey = kind.rawValue
             default: break
             }
         }
@@ -424,7 +440,8 @@ struct IngestBatch {
         func bind(_ index: Int32, _ text: String?) {
             guard var text else { return }
             text.withUTF8 { bytes in
-                _ = sqlite3_bind_text(handle, index, UnsafeRawPointer(bytes.baseAddress!).assumingMemoryBound(to: CChar.self), Int32(bytes.count), sqliteTransient)
+                _ = sqlite3_bind_text(
+                    handle, index, UnsafeRawPointer(bytes.baseAddress!).assumingMemoryBound(to: CChar.self), Int32(bytes.count), sqliteTransient)
             }
         }
         bind(1, event.hash)

@@ -24,37 +24,38 @@ public struct KeyRequestRecord: Sendable {
 extension EventStore {
     static func registerKeyForwardingMigration(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v9-key-forwarding") { db in
-            try db.execute(sql: """
-                CREATE TABLE message_keys (
-                    room_id TEXT NOT NULL,
-                    sender_key TEXT NOT NULL,
-                    seq INTEGER NOT NULL,
-                    forwarder_key TEXT NOT NULL,
-                    key BLOB NOT NULL,
-                    added_ms INTEGER NOT NULL,
-                    PRIMARY KEY (room_id, sender_key, seq, forwarder_key)
-                );
-                CREATE TABLE keys_forwarded (
-                    room_id TEXT NOT NULL,
-                    recipient_key TEXT NOT NULL,
-                    sender_key TEXT NOT NULL,
-                    seq INTEGER NOT NULL,
-                    forwarded_ms INTEGER NOT NULL,
-                    PRIMARY KEY (room_id, recipient_key, sender_key, seq)
-                );
-                CREATE TABLE keys_requested (
-                    room_id TEXT NOT NULL,
-                    sender_key TEXT NOT NULL,
-                    seq INTEGER NOT NULL,
-                    requested_ms INTEGER NOT NULL,
-                    PRIMARY KEY (room_id, sender_key, seq)
-                );
-                CREATE TABLE key_requests_answered (event_row INTEGER PRIMARY KEY);
-                CREATE TABLE key_exchange_state (room_id TEXT PRIMARY KEY, state_version INTEGER NOT NULL);
-                CREATE INDEX events_key_requests ON events (room_id, id) WHERE type = 'm.room.key_request';
-                CREATE INDEX events_key_forwards ON events (id) WHERE type = 'm.room.key_forward';
-                CREATE INDEX events_sealed_by_sender ON events (room_id, sender_key, seq) WHERE type = 'm.room.encrypted';
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE message_keys (
+                        room_id TEXT NOT NULL,
+                        sender_key TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        forwarder_key TEXT NOT NULL,
+                        key BLOB NOT NULL,
+                        added_ms INTEGER NOT NULL,
+                        PRIMARY KEY (room_id, sender_key, seq, forwarder_key)
+                    );
+                    CREATE TABLE keys_forwarded (
+                        room_id TEXT NOT NULL,
+                        recipient_key TEXT NOT NULL,
+                        sender_key TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        forwarded_ms INTEGER NOT NULL,
+                        PRIMARY KEY (room_id, recipient_key, sender_key, seq)
+                    );
+                    CREATE TABLE keys_requested (
+                        room_id TEXT NOT NULL,
+                        sender_key TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        requested_ms INTEGER NOT NULL,
+                        PRIMARY KEY (room_id, sender_key, seq)
+                    );
+                    CREATE TABLE key_requests_answered (event_row INTEGER PRIMARY KEY);
+                    CREATE TABLE key_exchange_state (room_id TEXT PRIMARY KEY, state_version INTEGER NOT NULL);
+                    CREATE INDEX events_key_requests ON events (room_id, id) WHERE type = 'm.room.key_request';
+                    CREATE INDEX events_key_forwards ON events (id) WHERE type = 'm.room.key_forward';
+                    CREATE INDEX events_sealed_by_sender ON events (room_id, sender_key, seq) WHERE type = 'm.room.encrypted';
+                    """)
         }
     }
 
@@ -62,10 +63,11 @@ extension EventStore {
     public func sealedEvents(roomID: String, sentBy senderKey: String) throws -> [SealedEventInfo] {
         try pool.read { db in
             try Row.fetchAll(
-                db.cachedStatement(sql: """
-                    SELECT wire FROM events WHERE room_id = ? AND sender_key = ? AND type = 'm.room.encrypted' AND status = 0 AND redacted = 0
-                    ORDER BY seq
-                    """), arguments: [roomID, senderKey]
+                db.cachedStatement(
+                    sql: """
+                        SELECT wire FROM events WHERE room_id = ? AND sender_key = ? AND type = 'm.room.encrypted' AND status = 0 AND redacted = 0
+                        ORDER BY seq
+                        """), arguments: [roomID, senderKey]
             ).compactMap { try EventStore.sealedInfo(wire: ($0[0] as Data).bytes) }
         }
     }
@@ -74,9 +76,10 @@ extension EventStore {
         try pool.read { db in
             try positions.compactMap { position in
                 try Data.fetchOne(
-                    db.cachedStatement(sql: """
-                        SELECT wire FROM events WHERE room_id = ? AND sender_key = ? AND seq = ? AND type = 'm.room.encrypted' AND status = 0
-                        """), arguments: [roomID, position.senderKey, position.seq]
+                    db.cachedStatement(
+                        sql: """
+                            SELECT wire FROM events WHERE room_id = ? AND sender_key = ? AND seq = ? AND type = 'm.room.encrypted' AND status = 0
+                            """), arguments: [roomID, position.senderKey, position.seq]
                 ).flatMap { try EventStore.sealedInfo(wire: $0.bytes) }
             }
         }
@@ -97,9 +100,10 @@ extension EventStore {
         try pool.read { db in
             let roomKeys = try EventStore.roomKeys(db: db, roomID: roomID)
             return try positions.compactMap { position -> ForwardedKey? in
-                guard let wire = try Data.fetchOne(
-                    db.cachedStatement(sql: "SELECT wire FROM events WHERE room_id = ? AND sender_key = ? AND seq = ? AND type = 'm.room.encrypted'"),
-                    arguments: [roomID, position.senderKey, position.seq])
+                guard
+                    let wire = try Data.fetchOne(
+                        db.cachedStatement(sql: "SELECT wire FROM events WHERE room_id = ? AND sender_key = ? AND seq = ? AND type = 'm.room.encrypted'"),
+                        arguments: [roomID, position.senderKey, position.seq])
                 else { return nil }
                 let event = try Event.parse(wire.bytes)
                 guard let content = event.content,
@@ -138,8 +142,10 @@ extension EventStore {
     public func recordForwarded(roomID: String, recipient: String, positions: [ChainPosition], atMs: Int64) throws {
         try pool.write { db in
             for position in positions {
-                try db.cachedStatement(sql: "INSERT OR IGNORE INTO keys_forwarded (room_id, recipient_key, sender_key, seq, forwarded_ms) VALUES (?, ?, ?, ?, ?)")
-                    .execute(arguments: [roomID, recipient, position.senderKey, position.seq, atMs])
+                try db.cachedStatement(
+                    sql: "INSERT OR IGNORE INTO keys_forwarded (room_id, recipient_key, sender_key, seq, forwarded_ms) VALUES (?, ?, ?, ?, ?)"
+                )
+                .execute(arguments: [roomID, recipient, position.senderKey, position.seq, atMs])
             }
         }
     }
@@ -148,11 +154,12 @@ extension EventStore {
     public func unansweredKeyRequests(roomID: String, excluding device: String) throws -> [KeyRequestRecord] {
         try pool.read { db in
             try Row.fetchAll(
-                db.cachedStatement(sql: """
-                    SELECT e.id, e.wire FROM events e WHERE e.room_id = ? AND e.type = 'm.room.key_request' AND e.status = 0 AND e.sender_key != ?
-                        AND NOT EXISTS (SELECT 1 FROM key_requests_answered a WHERE a.event_row = e.id)
-                    ORDER BY e.id
-                    """), arguments: [roomID, device]
+                db.cachedStatement(
+                    sql: """
+                        SELECT e.id, e.wire FROM events e WHERE e.room_id = ? AND e.type = 'm.room.key_request' AND e.status = 0 AND e.sender_key != ?
+                            AND NOT EXISTS (SELECT 1 FROM key_requests_answered a WHERE a.event_row = e.id)
+                        ORDER BY e.id
+                        """), arguments: [roomID, device]
             ).compactMap { row in
                 let event = try Event.parse((row[1] as Data).bytes)
                 guard let content = event.content,
@@ -174,12 +181,13 @@ extension EventStore {
     public func undecryptableEvents(roomID: String) throws -> [(event: SealedEventInfo, requestedMs: Int64?)] {
         try pool.read { db in
             try Row.fetchAll(
-                db.cachedStatement(sql: """
-                    SELECT e.wire, r.requested_ms FROM sealed_waiting w JOIN events e ON e.id = w.event_row
-                        LEFT JOIN keys_requested r ON r.room_id = e.room_id AND r.sender_key = e.sender_key AND r.seq = e.seq
-                    WHERE w.room_id = ? AND e.status = 0 AND e.redacted = 0
-                    ORDER BY e.id
-                    """), arguments: [roomID]
+                db.cachedStatement(
+                    sql: """
+                        SELECT e.wire, r.requested_ms FROM sealed_waiting w JOIN events e ON e.id = w.event_row
+                            LEFT JOIN keys_requested r ON r.room_id = e.room_id AND r.sender_key = e.sender_key AND r.seq = e.seq
+                        WHERE w.room_id = ? AND e.status = 0 AND e.redacted = 0
+                        ORDER BY e.id
+                        """), arguments: [roomID]
             ).compactMap { row in try EventStore.sealedInfo(wire: (row[0] as Data).bytes).map { ($0, row[1]) } }
         }
     }
@@ -203,7 +211,9 @@ extension EventStore {
 
     public func setKeyExchangeVersion(_ version: Int64, roomID: String) throws {
         try pool.write { db in
-            try db.cachedStatement(sql: "INSERT OR REPLACE INTO key_exchange_state (room_id, state_version) VALUES (?, ?)").execute(arguments: [roomID, version])
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO key_exchange_state (room_id, state_version) VALUES (?, ?)").execute(arguments: [
+                roomID, version,
+            ])
         }
     }
 }

@@ -68,9 +68,10 @@ extension EventStore {
     public func item(eventID: String) throws -> TimelineItem? {
         try pool.read { db in
             // Of several accepted events carrying the id (another device copied it), the first in the total order.
-            guard let row = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT id, wire FROM events WHERE event_id = ? AND status = 0 ORDER BY \(RoomAuthorizer.orderColumns) LIMIT 1"),
-                arguments: [eventID])
+            guard
+                let row = try Row.fetchOne(
+                    db.cachedStatement(sql: "SELECT id, wire FROM events WHERE event_id = ? AND status = 0 ORDER BY \(RoomAuthorizer.orderColumns) LIMIT 1"),
+                    arguments: [eventID])
             else { return nil }
             let event = try EventStore.decryptedView(db: db, event: Event.parse((row[1] as Data).bytes), row: row[0])
             return Timeline.resolve(items: [event], relations: try EventStore.relations(db: db, targets: [eventID]), targets: SQLRelations(db: db)).first
@@ -155,9 +156,11 @@ extension EventStore {
     /// one first, then the first in the total order.
     public func event(eventID: String) throws -> StoredEvent? {
         try pool.read { db in
-            guard let row = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT wire, status, reason FROM events WHERE event_id = ? ORDER BY status != 0, \(RoomAuthorizer.orderColumns) LIMIT 1"),
-                arguments: [eventID])
+            guard
+                let row = try Row.fetchOne(
+                    db.cachedStatement(
+                        sql: "SELECT wire, status, reason FROM events WHERE event_id = ? ORDER BY status != 0, \(RoomAuthorizer.orderColumns) LIMIT 1"),
+                    arguments: [eventID])
             else { return nil }
             return StoredEvent(
                 event: try VerifiedEvent(storedWire: (row[0] as Data).bytes), status: EventStatus(rawValue: row[1]) ?? .rejected,
@@ -173,14 +176,16 @@ extension EventStore {
                 let ids = slice.map(\.eventID)
                 let chunk = slice.map(\.hash)
                 let wanted = Set(chunk)
-                for row in try Row.fetchAll(db, sql: "SELECT hash, status, reason FROM events WHERE event_id IN (\(placeholders(ids.count)))", arguments: StatementArguments(ids))
+                for row in try Row.fetchAll(
+                    db, sql: "SELECT hash, status, reason FROM events WHERE event_id IN (\(placeholders(ids.count)))", arguments: StatementArguments(ids))
                 where wanted.contains(row[0] as String) {
                     let reason: String? = row[2]
-                    result[row[0]] = switch EventStatus(rawValue: row[1]) {
-                    case .accepted?: .accepted
-                    case .awaitingTarget?: .heldBack(reason ?? "waiting for the event it refers to")
-                    default: .unauthorized(reason ?? "not authorized")
-                    }
+                    result[row[0]] =
+                        switch EventStatus(rawValue: row[1]) {
+                        case .accepted?: .accepted
+                        case .awaitingTarget?: .heldBack(reason ?? "waiting for the event it refers to")
+                        default: .unauthorized(reason ?? "not authorized")
+                        }
                 }
                 for row in try Row.fetchAll(
                     db, sql: "SELECT hash, waiting_for_seq, sender_key FROM pending_events WHERE hash IN (\(placeholders(chunk.count)))",
@@ -249,8 +254,10 @@ extension EventStore {
     /// The newest entries of the rejected-events log.
     public func rejectedEvents(limit: Int = 100) throws -> [RejectedEvent] {
         try pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "SELECT received_ms, room_id, event_id, reason FROM rejected_events ORDER BY id DESC LIMIT ?"), arguments: [limit])
-                .map { RejectedEvent(receivedMs: $0[0], roomID: $0[1], eventID: $0[2], reason: $0[3]) }
+            try Row.fetchAll(
+                db.cachedStatement(sql: "SELECT received_ms, room_id, event_id, reason FROM rejected_events ORDER BY id DESC LIMIT ?"), arguments: [limit]
+            )
+            .map { RejectedEvent(receivedMs: $0[0], roomID: $0[1], eventID: $0[2], reason: $0[3]) }
         }
     }
 
@@ -322,19 +329,22 @@ extension EventStore {
     /// or removes it from the index if it is not an accepted, unredacted message.
     static func index(db: Database, messageRowID id: Int64) throws {
         try db.cachedStatement(sql: "DELETE FROM message_search WHERE rowid = ?").execute(arguments: [id])
-        guard let row = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT wire, status, redacted, event_id FROM events WHERE id = ? AND type IN ('m.room.message', 'm.room.encrypted')"),
-            arguments: [id]),
+        guard
+            let row = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT wire, status, redacted, event_id FROM events WHERE id = ? AND type IN ('m.room.message', 'm.room.encrypted')"),
+                arguments: [id]),
             row[1] as Int == EventStatus.accepted.rawValue, !(row[2] as Bool)
         else { return }
         let message = try decryptedView(db: db, event: Event.parse((row[0] as Data).bytes), row: id)
         guard message.type == EventType.message else { return }
-        let hasEdits = try Bool.fetchOne(
-            db.cachedStatement(sql: """
-                SELECT EXISTS (SELECT 1 FROM events WHERE target_event_id = ?1 AND type = 'm.room.edit' AND status = 0)
-                    OR EXISTS (SELECT 1 FROM plaintexts WHERE target_event_id = ?1 AND type = 'm.room.edit')
-                """),
-            arguments: [row[3] as String]) ?? false
+        let hasEdits =
+            try Bool.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT EXISTS (SELECT 1 FROM events WHERE target_event_id = ?1 AND type = 'm.room.edit' AND status = 0)
+                            OR EXISTS (SELECT 1 FROM plaintexts WHERE target_event_id = ?1 AND type = 'm.room.edit')
+                        """),
+                arguments: [row[3] as String]) ?? false
         let edits = hasEdits ? try relations(db: db, targets: [message.eventID]).filter { $0.type == EventType.edit } : []
         guard let body = Timeline.resolve(items: [message], relations: edits, targets: NoRelations()).first?.body else { return }
         try db.cachedStatement(sql: "INSERT INTO message_search (rowid, body) VALUES (?, ?)").execute(arguments: [id, body])
@@ -349,7 +359,8 @@ extension EventStore {
             let from = try EventStore.searchIndexedUpTo(db)
             guard let upTo = try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id) FROM events")), upTo > from else { return 0 }
             let ids = try Int64.fetchAll(
-                db.cachedStatement(sql: "SELECT id FROM events WHERE id > ? AND id <= ? AND type IN ('m.room.message', 'm.room.encrypted') AND status = 0 AND redacted = 0"),
+                db.cachedStatement(
+                    sql: "SELECT id FROM events WHERE id > ? AND id <= ? AND type IN ('m.room.message', 'm.room.encrypted') AND status = 0 AND redacted = 0"),
                 arguments: [from, upTo])
             for id in ids { try EventStore.index(db: db, messageRowID: id) }
             try db.execute(sql: "UPDATE search_state SET indexed_up_to = ?", arguments: [upTo])

@@ -15,12 +15,13 @@ extension EventStore {
     static func registerRejectedLogMigration(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v8-rejected-log-limit") { db in
             // Row ids only grow (the newest row is never deleted), so "older than the newest N" is an id range.
-            try db.execute(sql: """
-                CREATE TRIGGER rejected_events_limit AFTER INSERT ON rejected_events WHEN NEW.id % 100 = 0
-                BEGIN
-                    DELETE FROM rejected_events WHERE id <= NEW.id - \(rejectedLogLimit);
-                END;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TRIGGER rejected_events_limit AFTER INSERT ON rejected_events WHEN NEW.id % 100 = 0
+                    BEGIN
+                        DELETE FROM rejected_events WHERE id <= NEW.id - \(rejectedLogLimit);
+                    END;
+                    """)
         }
     }
 

@@ -101,75 +101,76 @@ public final class EventStore: Sendable {
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE events (
-                    id INTEGER PRIMARY KEY,
-                    hash TEXT NOT NULL,
-                    event_id TEXT NOT NULL UNIQUE,
-                    room_id TEXT NOT NULL,
-                    sender_id TEXT NOT NULL,
-                    sender_key TEXT NOT NULL,
-                    seq INTEGER NOT NULL,
-                    timestamp_ms INTEGER NOT NULL,
-                    type TEXT NOT NULL,
-                    parent_event_id TEXT,
-                    target_event_id TEXT,
-                    relation_key TEXT,
-                    status INTEGER NOT NULL,
-                    reason TEXT,
-                    redacted INTEGER NOT NULL DEFAULT 0,
-                    wire BLOB NOT NULL,
-                    UNIQUE (room_id, sender_key, seq)
-                );
-                CREATE INDEX events_order ON events (room_id, timestamp_ms, seq, event_id);
-                CREATE INDEX events_target ON events (target_event_id) WHERE target_event_id IS NOT NULL;
-                CREATE INDEX events_state ON events (room_id, timestamp_ms, seq, event_id)
-                    WHERE type IN ('m.room.create', 'm.room.member', 'm.room.power_levels', 'm.room.name', 'm.room.topic');
-                CREATE INDEX events_awaiting ON events (target_event_id) WHERE status = 2;
+            try db.execute(
+                sql: """
+                    CREATE TABLE events (
+                        id INTEGER PRIMARY KEY,
+                        hash TEXT NOT NULL,
+                        event_id TEXT NOT NULL UNIQUE,
+                        room_id TEXT NOT NULL,
+                        sender_id TEXT NOT NULL,
+                        sender_key TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        timestamp_ms INTEGER NOT NULL,
+                        type TEXT NOT NULL,
+                        parent_event_id TEXT,
+                        target_event_id TEXT,
+                        relation_key TEXT,
+                        status INTEGER NOT NULL,
+                        reason TEXT,
+                        redacted INTEGER NOT NULL DEFAULT 0,
+                        wire BLOB NOT NULL,
+                        UNIQUE (room_id, sender_key, seq)
+                    );
+                    CREATE INDEX events_order ON events (room_id, timestamp_ms, seq, event_id);
+                    CREATE INDEX events_target ON events (target_event_id) WHERE target_event_id IS NOT NULL;
+                    CREATE INDEX events_state ON events (room_id, timestamp_ms, seq, event_id)
+                        WHERE type IN ('m.room.create', 'm.room.member', 'm.room.power_levels', 'm.room.name', 'm.room.topic');
+                    CREATE INDEX events_awaiting ON events (target_event_id) WHERE status = 2;
 
-                CREATE TABLE pending_events (
-                    hash TEXT PRIMARY KEY,
-                    room_id TEXT NOT NULL,
-                    sender_key TEXT NOT NULL,
-                    waiting_for_seq INTEGER NOT NULL,
-                    received_ms INTEGER NOT NULL,
-                    wire BLOB NOT NULL
-                );
-                CREATE INDEX pending_chain ON pending_events (room_id, sender_key, waiting_for_seq);
+                    CREATE TABLE pending_events (
+                        hash TEXT PRIMARY KEY,
+                        room_id TEXT NOT NULL,
+                        sender_key TEXT NOT NULL,
+                        waiting_for_seq INTEGER NOT NULL,
+                        received_ms INTEGER NOT NULL,
+                        wire BLOB NOT NULL
+                    );
+                    CREATE INDEX pending_chain ON pending_events (room_id, sender_key, waiting_for_seq);
 
-                CREATE TABLE forks (
-                    room_id TEXT NOT NULL,
-                    sender_key TEXT NOT NULL,
-                    seq INTEGER NOT NULL,
-                    first BLOB NOT NULL,
-                    second BLOB NOT NULL,
-                    detected_ms INTEGER NOT NULL,
-                    PRIMARY KEY (room_id, sender_key, seq, first, second)
-                );
+                    CREATE TABLE forks (
+                        room_id TEXT NOT NULL,
+                        sender_key TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        first BLOB NOT NULL,
+                        second BLOB NOT NULL,
+                        detected_ms INTEGER NOT NULL,
+                        PRIMARY KEY (room_id, sender_key, seq, first, second)
+                    );
 
-                CREATE TABLE rejected_events (
-                    id INTEGER PRIMARY KEY,
-                    received_ms INTEGER NOT NULL,
-                    room_id TEXT,
-                    event_id TEXT,
-                    hash TEXT,
-                    reason TEXT NOT NULL,
-                    excerpt BLOB NOT NULL
-                );
+                    CREATE TABLE rejected_events (
+                        id INTEGER PRIMARY KEY,
+                        received_ms INTEGER NOT NULL,
+                        room_id TEXT,
+                        event_id TEXT,
+                        hash TEXT,
+                        reason TEXT NOT NULL,
+                        excerpt BLOB NOT NULL
+                    );
 
-                CREATE TABLE rooms (
-                    room_id TEXT PRIMARY KEY,
-                    last_timestamp_ms INTEGER NOT NULL,
-                    last_seq INTEGER NOT NULL,
-                    last_event_id TEXT NOT NULL,
-                    state_version INTEGER NOT NULL DEFAULT 0,
-                    create_hash TEXT
-                );
+                    CREATE TABLE rooms (
+                        room_id TEXT PRIMARY KEY,
+                        last_timestamp_ms INTEGER NOT NULL,
+                        last_seq INTEGER NOT NULL,
+                        last_event_id TEXT NOT NULL,
+                        state_version INTEGER NOT NULL DEFAULT 0,
+                        create_hash TEXT
+                    );
 
-                CREATE VIRTUAL TABLE message_search USING fts5 (body, tokenize = 'unicode61 remove_diacritics 2');
-                CREATE TABLE search_state (indexed_up_to INTEGER NOT NULL);
-                INSERT INTO search_state VALUES (0);
-                """)
+                    CREATE VIRTUAL TABLE message_search USING fts5 (body, tokenize = 'unicode61 remove_diacritics 2');
+                    CREATE TABLE search_state (indexed_up_to INTEGER NOT NULL);
+                    INSERT INTO search_state VALUES (0);
+                    """)
         }
         registerBucketMigration(&migrator)
         registerEncryptionMigration(&migrator)
@@ -188,55 +189,56 @@ extension EventStore {
     /// next free `id_collision` number: the common case still costs one probe of one unique index.
     static func registerEventIDsAreNamesMigration(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v8-event-ids-are-names") { db in
-            try db.execute(sql: """
-                CREATE TABLE events_v8 (
-                    id INTEGER PRIMARY KEY,
-                    hash TEXT NOT NULL,
-                    event_id TEXT NOT NULL,
-                    id_collision INTEGER NOT NULL DEFAULT 0,
-                    room_id TEXT NOT NULL,
-                    sender_id TEXT NOT NULL,
-                    sender_key TEXT NOT NULL,
-                    seq INTEGER NOT NULL,
-                    timestamp_ms INTEGER NOT NULL,
-                    type TEXT NOT NULL,
-                    parent_event_id TEXT,
-                    target_event_id TEXT,
-                    relation_key TEXT,
-                    status INTEGER NOT NULL,
-                    reason TEXT,
-                    redacted INTEGER NOT NULL DEFAULT 0,
-                    wire BLOB NOT NULL,
-                    UNIQUE (event_id, id_collision),
-                    UNIQUE (room_id, sender_key, seq)
-                );
-                INSERT INTO events_v8 (id, hash, event_id, room_id, sender_id, sender_key, seq, timestamp_ms, type, parent_event_id,
-                    target_event_id, relation_key, status, reason, redacted, wire)
-                SELECT id, hash, event_id, room_id, sender_id, sender_key, seq, timestamp_ms, type, parent_event_id,
-                    target_event_id, relation_key, status, reason, redacted, wire FROM events;
-                DROP TABLE events;
-                ALTER TABLE events_v8 RENAME TO events;
-                CREATE INDEX events_order ON events (room_id, timestamp_ms, seq, event_id, sender_key);
-                CREATE INDEX events_target ON events (target_event_id) WHERE target_event_id IS NOT NULL;
-                CREATE INDEX events_sealed ON events (id) WHERE type = 'm.room.encrypted';
-                CREATE INDEX events_replayed ON events (room_id, timestamp_ms, seq, event_id, sender_key) WHERE \(RoomAuthorizer.replayedTypesCondition);
-                CREATE INDEX events_awaiting_room ON events (room_id, target_event_id) WHERE status = 2;
-                CREATE INDEX events_room_key_status ON events (id, status) WHERE type = 'm.room.key';
+            try db.execute(
+                sql: """
+                    CREATE TABLE events_v8 (
+                        id INTEGER PRIMARY KEY,
+                        hash TEXT NOT NULL,
+                        event_id TEXT NOT NULL,
+                        id_collision INTEGER NOT NULL DEFAULT 0,
+                        room_id TEXT NOT NULL,
+                        sender_id TEXT NOT NULL,
+                        sender_key TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        timestamp_ms INTEGER NOT NULL,
+                        type TEXT NOT NULL,
+                        parent_event_id TEXT,
+                        target_event_id TEXT,
+                        relation_key TEXT,
+                        status INTEGER NOT NULL,
+                        reason TEXT,
+                        redacted INTEGER NOT NULL DEFAULT 0,
+                        wire BLOB NOT NULL,
+                        UNIQUE (event_id, id_collision),
+                        UNIQUE (room_id, sender_key, seq)
+                    );
+                    INSERT INTO events_v8 (id, hash, event_id, room_id, sender_id, sender_key, seq, timestamp_ms, type, parent_event_id,
+                        target_event_id, relation_key, status, reason, redacted, wire)
+                    SELECT id, hash, event_id, room_id, sender_id, sender_key, seq, timestamp_ms, type, parent_event_id,
+                        target_event_id, relation_key, status, reason, redacted, wire FROM events;
+                    DROP TABLE events;
+                    ALTER TABLE events_v8 RENAME TO events;
+                    CREATE INDEX events_order ON events (room_id, timestamp_ms, seq, event_id, sender_key);
+                    CREATE INDEX events_target ON events (target_event_id) WHERE target_event_id IS NOT NULL;
+                    CREATE INDEX events_sealed ON events (id) WHERE type = 'm.room.encrypted';
+                    CREATE INDEX events_replayed ON events (room_id, timestamp_ms, seq, event_id, sender_key) WHERE \(RoomAuthorizer.replayedTypesCondition);
+                    CREATE INDEX events_awaiting_room ON events (room_id, target_event_id) WHERE status = 2;
+                    CREATE INDEX events_room_key_status ON events (id, status) WHERE type = 'm.room.key';
 
-                ALTER TABLE rooms ADD COLUMN last_sender_key TEXT NOT NULL DEFAULT '';
-                UPDATE rooms SET last_sender_key = coalesce((
-                    SELECT e.sender_key FROM events e WHERE e.event_id = rooms.last_event_id AND e.room_id = rooms.room_id
-                        AND e.timestamp_ms = rooms.last_timestamp_ms AND e.seq = rooms.last_seq), '');
+                    ALTER TABLE rooms ADD COLUMN last_sender_key TEXT NOT NULL DEFAULT '';
+                    UPDATE rooms SET last_sender_key = coalesce((
+                        SELECT e.sender_key FROM events e WHERE e.event_id = rooms.last_event_id AND e.room_id = rooms.room_id
+                            AND e.timestamp_ms = rooms.last_timestamp_ms AND e.seq = rooms.last_seq), '');
 
-                CREATE TABLE event_id_collisions (
-                    room_id TEXT NOT NULL,
-                    event_id TEXT NOT NULL,
-                    first BLOB NOT NULL,
-                    second BLOB NOT NULL,
-                    detected_ms INTEGER NOT NULL,
-                    PRIMARY KEY (room_id, event_id, first, second)
-                );
-                """)
+                    CREATE TABLE event_id_collisions (
+                        room_id TEXT NOT NULL,
+                        event_id TEXT NOT NULL,
+                        first BLOB NOT NULL,
+                        second BLOB NOT NULL,
+                        detected_ms INTEGER NOT NULL,
+                        PRIMARY KEY (room_id, event_id, first, second)
+                    );
+                    """)
         }
     }
 }

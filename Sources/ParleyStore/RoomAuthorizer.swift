@@ -37,7 +37,8 @@ struct RoomAuthorizer {
         self.store = store
         self.roomID = roomID
         let row = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT last_timestamp_ms, last_seq, last_event_id, state_version, create_hash, last_sender_key FROM rooms WHERE room_id = ?"),
+            db.cachedStatement(
+                sql: "SELECT last_timestamp_ms, last_seq, last_event_id, state_version, create_hash, last_sender_key FROM rooms WHERE room_id = ?"),
             arguments: [roomID])
         if let row {
             last = EventOrder(timestampMs: row[0], seq: row[1], eventID: row[2], senderKey: row[5])
@@ -51,8 +52,9 @@ struct RoomAuthorizer {
         } else {
             state = try RoomAuthorizer.resolveState(db: db, roomID: roomID, before: nil, pinnedCreateHash: pinnedCreateHash)
         }
-        hasAwaiting = try Bool.fetchOne(
-            db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ? AND status = 2)"), arguments: [roomID]) ?? false
+        hasAwaiting =
+            try Bool.fetchOne(
+                db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ? AND status = 2)"), arguments: [roomID]) ?? false
         searchIndexedUpTo = try EventStore.searchIndexedUpTo(db)
     }
 
@@ -130,8 +132,8 @@ struct RoomAuthorizer {
                 // Only replayed types change the state, so the others are judged against it in place: a copy of the
                 // state to change retained and released each of its members twice per event.
                 #if DEBUG
-                let before = state
-                defer { assert(state == before, "a \(event.event.type) event changed the room state") }
+                    let before = state
+                    defer { assert(state == before, "a \(event.event.type) event changed the room state") }
                 #endif
                 let verdict = state.authorize(event, content: content, relations: SQLRelations(db: db))
                 return Judgement(verdict: verdict, content: content, state: nil, scope: scope(of: event, content: content, verdict: verdict))
@@ -172,10 +174,11 @@ struct RoomAuthorizer {
         state = try RoomAuthorizer.resolveState(db: db, roomID: roomID, before: from, pinnedCreateHash: pinnedCreateHash)
         stateChanged = true
         let cursor = try Row.fetchCursor(
-            db.cachedStatement(sql: """
-                SELECT id, status, wire FROM events WHERE room_id = ? AND (\(RoomAuthorizer.orderColumns)) >= (?, ?, ?, ?)
-                ORDER BY \(RoomAuthorizer.orderColumns)
-                """), arguments: [roomID] + RoomAuthorizer.orderArguments(from))
+            db.cachedStatement(
+                sql: """
+                    SELECT id, status, wire FROM events WHERE room_id = ? AND (\(RoomAuthorizer.orderColumns)) >= (?, ?, ?, ?)
+                    ORDER BY \(RoomAuthorizer.orderColumns)
+                    """), arguments: [roomID] + RoomAuthorizer.orderArguments(from))
         var rows: [(id: Int64, status: Int, event: VerifiedEvent?, wire: Data)] = []
         while let row = try cursor.next() {
             let id: Int64 = row[0]
@@ -196,8 +199,9 @@ struct RoomAuthorizer {
             verdicts[event.hash] = try judge(event, id: id, previousStatus: status)
             last = max(last ?? EventOrder(event.event), EventOrder(event.event))
         }
-        hasAwaiting = try Bool.fetchOne(
-            db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ? AND status = 2)"), arguments: [roomID]) ?? false
+        hasAwaiting =
+            try Bool.fetchOne(
+                db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ? AND status = 2)"), arguments: [roomID]) ?? false
         if pinnedCreateHash == nil, let creation = state.creation {
             pinnedCreateHash = creation.hash
             state.pinCreate()
@@ -292,7 +296,8 @@ struct RoomAuthorizer {
         guard !rows.isEmpty else { return }
         let scopes = Set(
             try String?.fetchAll(
-                db.cachedStatement(sql: "SELECT DISTINCT relation_key FROM events WHERE target_event_id = ? AND room_id = ? AND type = 'm.room.redaction' AND status = 0"),
+                db.cachedStatement(
+                    sql: "SELECT DISTINCT relation_key FROM events WHERE target_event_id = ? AND room_id = ? AND type = 'm.room.redaction' AND status = 0"),
                 arguments: [targetID, roomID]
             ).compactMap { RedactionScope(text: $0) })
         for row in rows {
@@ -309,17 +314,19 @@ struct RoomAuthorizer {
     /// edit that was redacted had changed.
     mutating func strip(redacted id: Int64, eventID: String, type: String, sender: String) throws {
         let edits = try Int64.fetchAll(
-            db.cachedStatement(sql: """
-                SELECT id FROM events WHERE target_event_id = ?1 AND type = 'm.room.edit' AND status = 0 AND sender_id = ?2
-                UNION ALL SELECT p.event_row FROM plaintexts p JOIN events e ON e.id = p.event_row
-                    WHERE p.target_event_id = ?1 AND p.type = 'm.room.edit' AND e.sender_id = ?2
-                """), arguments: [eventID, sender])
+            db.cachedStatement(
+                sql: """
+                    SELECT id FROM events WHERE target_event_id = ?1 AND type = 'm.room.edit' AND status = 0 AND sender_id = ?2
+                    UNION ALL SELECT p.event_row FROM plaintexts p JOIN events e ON e.id = p.event_row
+                        WHERE p.target_event_id = ?1 AND p.type = 'm.room.edit' AND e.sender_id = ?2
+                    """), arguments: [eventID, sender])
         // A redacted edit may have been the message's current text: the index must fall back to the one before.
         let editedMessage = try String.fetchOne(
-            db.cachedStatement(sql: """
-                SELECT target_event_id FROM events WHERE id = ?1 AND type = 'm.room.edit'
-                UNION ALL SELECT target_event_id FROM plaintexts WHERE event_row = ?1 AND type = 'm.room.edit'
-                """), arguments: [id])
+            db.cachedStatement(
+                sql: """
+                    SELECT target_event_id FROM events WHERE id = ?1 AND type = 'm.room.edit'
+                    UNION ALL SELECT target_event_id FROM plaintexts WHERE event_row = ?1 AND type = 'm.room.edit'
+                    """), arguments: [id])
         for row in [id] + edits { try strip(id: row) }
         if let message = editedMessage { try reindex(messageID: message) }
     }
@@ -339,11 +346,13 @@ struct RoomAuthorizer {
     func finish() throws -> Int64? {
         guard let last else { return nil }
         let newVersion = stateChanged ? version + 1 : version
-        try db.cachedStatement(sql: """
-            INSERT INTO rooms (room_id, last_timestamp_ms, last_seq, last_event_id, last_sender_key, state_version) VALUES (?, ?, ?, ?, ?, ?)
-            ON CONFLICT (room_id) DO UPDATE SET last_timestamp_ms = excluded.last_timestamp_ms, last_seq = excluded.last_seq,
-                last_event_id = excluded.last_event_id, last_sender_key = excluded.last_sender_key, state_version = excluded.state_version
-            """).execute(arguments: [roomID, last.timestampMs, last.seq, last.eventID, last.senderKey, newVersion])
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO rooms (room_id, last_timestamp_ms, last_seq, last_event_id, last_sender_key, state_version) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (room_id) DO UPDATE SET last_timestamp_ms = excluded.last_timestamp_ms, last_seq = excluded.last_seq,
+                    last_event_id = excluded.last_event_id, last_sender_key = excluded.last_sender_key, state_version = excluded.state_version
+                """
+        ).execute(arguments: [roomID, last.timestampMs, last.seq, last.eventID, last.senderKey, newVersion])
         if let pinnedCreateHash {
             try db.cachedStatement(sql: "UPDATE rooms SET create_hash = ? WHERE room_id = ? AND create_hash IS NULL")
                 .execute(arguments: [pinnedCreateHash, roomID])
@@ -369,7 +378,8 @@ struct SQLRelations: RelationLookup {
 
     func redactionScope(of redaction: Event) -> RedactionScope? {
         let text = try? String.fetchOne(
-            db.cachedStatement(sql: "SELECT relation_key FROM events WHERE room_id = ? AND sender_key = ? AND seq = ? AND type = 'm.room.redaction' AND status = 0"),
+            db.cachedStatement(
+                sql: "SELECT relation_key FROM events WHERE room_id = ? AND sender_key = ? AND seq = ? AND type = 'm.room.redaction' AND status = 0"),
             arguments: [redaction.roomID, redaction.senderKey, redaction.seq])
         return RedactionScope(text: text ?? nil)
     }

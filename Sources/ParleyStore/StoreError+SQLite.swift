@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension StoreError {
@@ -30,11 +30,13 @@ extension StoreError {
                 remedy: "Mount it read-write, or give a home on a writable disk (--home).")
         case _ where code == .SQLITE_FULL || disk?.isFull == true:
             self.init(
-                .io, "The disk holding the store \(path) is full: nothing of this was stored (\(says)).", remedy: "Free some space on it, then run the command again.")
+                .io, "The disk holding the store \(path) is full: nothing of this was stored (\(says)).",
+                remedy: "Free some space on it, then run the command again.")
         case .SQLITE_READONLY:
             self.init(.io, "The store \(path) cannot be written: \(says).", remedy: "Check that the file and its folder are yours and writable.")
         case .SQLITE_IOERR:
-            self.init(.io, "Reading or writing the store \(path) failed: \(says).", remedy: "Look in the system log for disk errors; then run the command again.")
+            self.init(
+                .io, "Reading or writing the store \(path) failed: \(says).", remedy: "Look in the system log for disk errors; then run the command again.")
         case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH:
             self.init(.io, "Cannot open the store \(path): \(says).", remedy: "Check that the file and its folder are yours and writable.")
         case .SQLITE_NOMEM:

@@ -71,7 +71,9 @@ public struct TestDevice: Sendable {
         sign(roomID, EventType.member, MemberContent(membership: membership, userID: user).jsonObject, at: timestampMs)
     }
 
-    public mutating func relate(_ roomID: String, _ type: String, to target: String, _ extra: KeyValuePairs<String, JSONValue> = [:], at timestampMs: Int64) -> VerifiedEvent {
+    public mutating func relate(_ roomID: String, _ type: String, to target: String, _ extra: KeyValuePairs<String, JSONValue> = [:], at timestampMs: Int64)
+        -> VerifiedEvent
+    {
         var content = JSONObject(extra)
         content["target_event_id"] = .string(target)
         return sign(roomID, type, content, at: timestampMs)

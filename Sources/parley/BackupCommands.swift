@@ -65,7 +65,9 @@ struct BackupImport: ParsableCommand {
                 "room_keys": .integer(Int64(report.roomKeys)), "bucket_rooms": .integer(Int64(report.bucketRooms)),
             ])
         } else {
-            output("Restored \(report.userID): \(report.installedIdentity ? "identity, " : "")\(report.roomKeys) room key(s), \(report.bucketRooms) bucket room(s)")
+            output(
+                "Restored \(report.userID): \(report.installedIdentity ? "identity, " : "")\(report.roomKeys) room key(s), \(report.bucketRooms) bucket room(s)"
+            )
         }
     }
 }

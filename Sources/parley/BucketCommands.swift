@@ -72,11 +72,15 @@ struct Sync: AsyncParsableCommand {
             let restored = try await failingAsync { try await client.restoreRecordedRooms() }
             if restored.isEmpty { printError("note: no recorded bucket room is missing from the store; nothing to restore.") }
             for (room, problem) in restored {
-                printError("room \(room): " + (problem.map { "not restored: \($0) Run `parley sync --new-store` again once the bucket answers." } ?? "restored from its bucket"))
+                printError(
+                    "room \(room): "
+                        + (problem.map { "not restored: \($0) Run `parley sync --new-store` again once the bucket answers." } ?? "restored from its bucket"))
             }
         }
         for room in (try? node.recordBucketRooms()) ?? [] {
-            printError("note: room \(room.roomID) (\(room.bucketURL)) is recorded in \(home.bucketRoomsPath) but not in the store; `parley sync --new-store` restores it.")
+            printError(
+                "note: room \(room.roomID) (\(room.bucketURL)) is recorded in \(home.bucketRoomsPath) but not in the store; `parley sync --new-store` restores it."
+            )
         }
         if let signals {
             // A room named that is not a bucket room is refused now, not polled in silence.
@@ -94,7 +98,9 @@ struct Sync: AsyncParsableCommand {
                 if json {
                     results.append(summary(flushed, report))
                 } else {
-                    output("\(room.roomID): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")\(keysNote(report.keys))")
+                    output(
+                        "\(room.roomID): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")\(keysNote(report.keys))"
+                    )
                     for problem in report.problems { output("  problem: \(problem)") }
                     for warning in report.warnings { output("  warning: \(warning)") }
                     for ignored in report.ignored { output("  ignored: \(ignored)") }
@@ -126,7 +132,9 @@ struct Sync: AsyncParsableCommand {
         settings.roomID = roomID
         settings.schedule = BucketSchedule.Settings(
             pollIntervalMs: Int64(configuration.syncInterval * 1000), flushAfterMs: Int64(configuration.syncFlushInterval * 1000))
-        let runner = NodeRunner(client: client, settings: settings, observer: WatchPrinter(command: self, node: node), logger: Logger(label: "parley.sync", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let runner = NodeRunner(
+            client: client, settings: settings, observer: WatchPrinter(command: self, node: node),
+            logger: Logger(label: "parley.sync", factory: { _ in SwiftLogNoOpLogHandler() }))
         await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 await signals.next()
@@ -156,7 +164,8 @@ struct Sync: AsyncParsableCommand {
         }
         let rooms = try node.bucketRooms()
         if rooms.isEmpty && !watch {
-            throw ClientError(.unknownRoom, "This node has no bucket rooms.", remedy: "Create one with `parley room create ROOM --bucket URL`, or join with an invite code.")
+            throw ClientError(
+                .unknownRoom, "This node has no bucket rooms.", remedy: "Create one with `parley room create ROOM --bucket URL`, or join with an invite code.")
         }
         return rooms
     }
@@ -253,7 +262,9 @@ struct WatchPrinter: NodeRunnerObserver {
     func roomRecovered(_ room: BucketRoom, report: String) { printError(report) }
 
     func flushingBeforeExit(events: Int, rooms: Int) {
-        printError("Writing the outbox before exiting (\(events) event(s) in \(rooms) room(s)); Ctrl-C again stops at once and leaves them for the next `parley sync`.")
+        printError(
+            "Writing the outbox before exiting (\(events) event(s) in \(rooms) room(s)); Ctrl-C again stops at once and leaves them for the next `parley sync`."
+        )
     }
 
     func leftUnsent(_ room: BucketRoom, events: Int, reason: String) {
@@ -284,9 +295,10 @@ struct BucketVerify: AsyncParsableCommand {
         if json {
             printJSON([
                 "bucket": .string(report.location), "objects": .integer(Int64(report.objects)), "events": .integer(Int64(audit.lines)),
-                "problems": .array(audit.problems.map {
-                    ["file": $0.file.map(JSONValue.string) ?? .null, "line": $0.line.map { .integer(Int64($0)) } ?? .null, "message": .string($0.message)]
-                }),
+                "problems": .array(
+                    audit.problems.map {
+                        ["file": $0.file.map(JSONValue.string) ?? .null, "line": $0.line.map { .integer(Int64($0)) } ?? .null, "message": .string($0.message)]
+                    }),
                 "warnings": .array(report.warnings.map(JSONValue.string)),
                 "rooms": .array(audit.rooms.map(JSONOutput.auditedRoom)),
             ])
@@ -294,9 +306,10 @@ struct BucketVerify: AsyncParsableCommand {
             for problem in audit.problems { output("problem: \(problem.text)") }
             for warning in report.warnings { output("warning: \(warning)") }
             for room in audit.rooms { output(describe(room)) }
-            output(report.isClean
-                ? "OK: \(report.objects) objects, \(audit.lines) events, no faults"
-                : "FAULTY: \(audit.problems.count) problem(s) in \(report.objects) objects")
+            output(
+                report.isClean
+                    ? "OK: \(report.objects) objects, \(audit.lines) events, no faults"
+                    : "FAULTY: \(audit.problems.count) problem(s) in \(report.objects) objects")
         }
         if !report.isClean { throw ExitCode(1) }
     }

@@ -15,7 +15,9 @@ struct Device: AsyncParsableCommand {
 struct DeviceRequest: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "request", abstract: "Print this new device's request to be linked (`parley device link REQUEST` on your other device).",
-        discussion: "The request holds this device's user id, its public keys and a one-time secret that the link code must carry back. It holds no secret key, but whoever has it can link this device to rooms of their choosing for an hour: pass it privately, and make sure the request your other device links is this one.")
+        discussion:
+            "The request holds this device's user id, its public keys and a one-time secret that the link code must carry back. It holds no secret key, but whoever has it can link this device to rooms of their choosing for an hour: pass it privately, and make sure the request your other device links is this one."
+    )
     @OptionGroup var global: GlobalOptions
     @Flag var json = false
 
@@ -74,18 +76,21 @@ struct DeviceList: ParsableCommand {
         let node = try global.node()
         let devices = try failing { try node.devices() }
         if json {
-            printJSON(.array(devices.map { device in
-                var object = JSONObject([
-                    "signing_key": .string(device.signingKey), "this_device": .bool(device.isThisDevice),
-                    "joined_rooms": .array(device.joinedRooms.sorted().map(JSONValue.string)),
-                    "invited_rooms": .array(device.invitedRooms.sorted().map(JSONValue.string)),
-                ])
-                object["exchange_key"] = device.exchangeKey.map(JSONValue.string) ?? .null
-                return .object(object)
-            }))
+            printJSON(
+                .array(
+                    devices.map { device in
+                        var object = JSONObject([
+                            "signing_key": .string(device.signingKey), "this_device": .bool(device.isThisDevice),
+                            "joined_rooms": .array(device.joinedRooms.sorted().map(JSONValue.string)),
+                            "invited_rooms": .array(device.invitedRooms.sorted().map(JSONValue.string)),
+                        ])
+                        object["exchange_key"] = device.exchangeKey.map(JSONValue.string) ?? .null
+                        return .object(object)
+                    }))
         } else {
             for device in devices {
-                let rooms = "\(device.joinedRooms.count) room(s) joined" + (device.invitedRooms.isEmpty ? "" : ", \(device.invitedRooms.count) linked, not joined yet")
+                let rooms =
+                    "\(device.joinedRooms.count) room(s) joined" + (device.invitedRooms.isEmpty ? "" : ", \(device.invitedRooms.count) linked, not joined yet")
                 output("\(device.signingKey)  \(rooms)\(device.isThisDevice ? "  (this device)" : "")")
             }
         }

@@ -9,7 +9,8 @@ struct DirectMessages: AsyncParsableCommand {
 
 struct DirectMessageStart: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "start", abstract: "Open the direct message with a user, or start one with their device; prints the room id and, in a bucket, the invite code.",
+        commandName: "start",
+        abstract: "Open the direct message with a user, or start one with their device; prints the room id and, in a bucket, the invite code.",
         discussion: """
             A direct message with the user that this node holds is opened rather than a second one started (--new starts \
             another). A new one is encrypted with epoch keys, and the other person reads from their join on. \
@@ -69,12 +70,14 @@ struct DirectMessageList: ParsableCommand {
         try failing {
             let conversations = try node.directMessages()
             if json {
-                printJSON(.array(conversations.map { dm in
-                    var object = JSONObject(["room_id": .string(dm.roomID)])
-                    object["user_id"] = dm.peer.map(JSONValue.string) ?? .null
-                    object["last"] = dm.last.map(JSONOutput.item) ?? .null
-                    return .object(object)
-                }))
+                printJSON(
+                    .array(
+                        conversations.map { dm in
+                            var object = JSONObject(["room_id": .string(dm.roomID)])
+                            object["user_id"] = dm.peer.map(JSONValue.string) ?? .null
+                            object["last"] = dm.last.map(JSONOutput.item) ?? .null
+                            return .object(object)
+                        }))
             } else {
                 let text = TimelineText(node: node, time: time)
                 for dm in conversations {

@@ -39,10 +39,13 @@ struct TextInput: ParsableArguments {
         let bytes = try BoundedRead.bytes(from: descriptor, atMost: TextInput.maxBytes, source: source)
         if bytes.count > TextInput.maxBytes {
             var status = stat()
-            let size = fstat(descriptor, &status) == 0 && (status.st_mode & S_IFMT) == S_IFREG ? "\(status.st_size) bytes" : "more than \(TextInput.maxBytes) bytes"
+            let size =
+                fstat(descriptor, &status) == 0 && (status.st_mode & S_IFMT) == S_IFREG ? "\(status.st_size) bytes" : "more than \(TextInput.maxBytes) bytes"
             throw ClientError(
                 .tooLarge, "\(source) holds \(size): too large for one message, which may be at most \(Event.maxWireBytes) bytes (64 KiB) as an event.",
-                remedy: "Send it as several messages of at most \(Node.maxMessageBytes / 1024) KiB each (\(Node.maxEncryptedMessageBytes / 1024) KiB in an encrypted room).")
+                remedy:
+                    "Send it as several messages of at most \(Node.maxMessageBytes / 1024) KiB each (\(Node.maxEncryptedMessageBytes / 1024) KiB in an encrypted room)."
+            )
         }
         guard var text = String(validating: bytes, as: UTF8.self) else {
             throw ClientError(.invalidArgument, "\(source) is not UTF-8 text.", remedy: "Convert it to UTF-8 first (for example with iconv).")
@@ -56,7 +59,9 @@ struct TextInput: ParsableArguments {
 struct Send: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send a message; prints the new event id.",
-        discussion: "The text is the argument, or with '-' standard input, or with --text-file a file; one message holds up to about 63 KiB of text (46 KiB in an encrypted room).")
+        discussion:
+            "The text is the argument, or with '-' standard input, or with --text-file a file; one message holds up to about 63 KiB of text (46 KiB in an encrypted room)."
+    )
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @OptionGroup var input: TextInput
@@ -77,7 +82,8 @@ struct Send: AsyncParsableCommand {
 struct Edit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Replace the text of one of your messages (its history is kept).",
-        discussion: "EVENT_ID may be the start of the id's last part, as `parley log` shows it. The text is the argument, '-' for standard input, or --text-file.")
+        discussion:
+            "EVENT_ID may be the start of the id's last part, as `parley log` shows it. The text is the argument, '-' for standard input, or --text-file.")
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument var eventID: String
@@ -93,7 +99,8 @@ struct Edit: AsyncParsableCommand {
 
 struct React: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "React to a message (one reaction per key per user).", discussion: "EVENT_ID may be the start of the id's last part, as `parley log` shows it.")
+        abstract: "React to a message (one reaction per key per user).",
+        discussion: "EVENT_ID may be the start of the id's last part, as `parley log` shows it.")
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument var eventID: String
@@ -240,8 +247,9 @@ struct Import: ParsableCommand {
                 "rejected": .integer(Int64(summary.rejected)), "cannot_open": .integer(Int64(summary.cannotOpen)),
             ])
         } else {
-            output("\(summary.lines) lines: \(summary.accepted) accepted, \(summary.duplicates) already held, \(summary.unauthorized) not authorized, \(summary.heldBack) held back, \(summary.rejected) rejected"
-                + (summary.cannotOpen > 0 ? "; \(summary.cannotOpen) accepted but could not be opened" : ""))
+            output(
+                "\(summary.lines) lines: \(summary.accepted) accepted, \(summary.duplicates) already held, \(summary.unauthorized) not authorized, \(summary.heldBack) held back, \(summary.rejected) rejected"
+                    + (summary.cannotOpen > 0 ? "; \(summary.cannotOpen) accepted but could not be opened" : ""))
         }
         if !summary.isClean { throw ExitCode(1) }
     }
@@ -289,11 +297,13 @@ struct Search: ParsableCommand {
         try failing {
             let hits = try node.search(query, roomID: room, limit: limit.limit)
             if json {
-                printJSON(.array(hits.map { hit in
-                    var item = JSONOutput.item(hit.item).objectValue!
-                    item["room_id"] = .string(hit.roomID)
-                    return .object(item)
-                }))
+                printJSON(
+                    .array(
+                        hits.map { hit in
+                            var item = JSONOutput.item(hit.item).objectValue!
+                            item["room_id"] = .string(hit.roomID)
+                            return .object(item)
+                        }))
             } else {
                 let text = TimelineText(node: node, time: time)
                 for hit in hits { try text.lines(hit.item, prefix: "\(hit.roomID)  ").forEach(output) }
@@ -328,10 +338,14 @@ struct Rejected: ParsableCommand {
         }
         let entries = try failing { try node.rejectedEvents(limit: limit.limit) }
         if json {
-            printJSON(.array(entries.map { entry in
-                ["received_ms": .integer(entry.receivedMs), "room_id": entry.roomID.map(JSONValue.string) ?? .null,
-                 "event_id": entry.eventID.map(JSONValue.string) ?? .null, "reason": .string(entry.reason)]
-            }))
+            printJSON(
+                .array(
+                    entries.map { entry in
+                        [
+                            "received_ms": .integer(entry.receivedMs), "room_id": entry.roomID.map(JSONValue.string) ?? .null,
+                            "event_id": entry.eventID.map(JSONValue.string) ?? .null, "reason": .string(entry.reason),
+                        ]
+                    }))
         } else {
             for entry in entries {
                 output("\(time.format(entry.receivedMs))  \(entry.eventID ?? entry.roomID ?? "-")  \(entry.reason)")

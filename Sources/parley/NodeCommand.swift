@@ -94,8 +94,12 @@ struct NodeLog: NodeRunnerObserver {
         guard !report.accepted.isEmpty || !report.problems.isEmpty else { return }
         logger.info(
             "Room synced",
-            metadata: ["room.id": "\(room.roomID)", "events.new": "\(report.accepted.count)", "files": "\(report.filesRead)", "problems": "\(report.problems.count)"])
-        for problem in report.problems.prefix(10) { logger.warning("Bucket problem", metadata: ["room.id": "\(room.roomID)", "problem": "\(TerminalText.escape(problem))"]) }
+            metadata: [
+                "room.id": "\(room.roomID)", "events.new": "\(report.accepted.count)", "files": "\(report.filesRead)", "problems": "\(report.problems.count)",
+            ])
+        for problem in report.problems.prefix(10) {
+            logger.warning("Bucket problem", metadata: ["room.id": "\(room.roomID)", "problem": "\(TerminalText.escape(problem))"])
+        }
     }
 
     func roomFailed(_ room: BucketRoom, report: String) { logger.warning("\(TerminalText.escape(report))") }
@@ -107,6 +111,8 @@ struct NodeLog: NodeRunnerObserver {
     }
 
     func leftUnsent(_ room: BucketRoom, events: Int, reason: String) {
-        logger.error("Events stay unsent; the next node or sync writes them", metadata: ["room.id": "\(room.roomID)", "events": "\(events)", "reason": "\(TerminalText.escape(reason))"])
+        logger.error(
+            "Events stay unsent; the next node or sync writes them",
+            metadata: ["room.id": "\(room.roomID)", "events": "\(events)", "reason": "\(TerminalText.escape(reason))"])
     }
 }

@@ -15,7 +15,8 @@ struct Parley: AsyncParsableCommand {
         version: ParleyVersion.description,
         subcommands: [
             Init.self, WhoAmI.self, Status.self, Room.self, Send.self, Edit.self, React.self, Redact.self, Read.self, Log.self,
-            Events.self, Import.self, Verify.self, Search.self, Rejected.self, Sync.self, NodeCommand.self, Bucket.self, DirectMessages.self, Backup.self, Device.self,
+            Events.self, Import.self, Verify.self, Search.self, Rejected.self, Sync.self, NodeCommand.self, Bucket.self, DirectMessages.self, Backup.self,
+            Device.self,
             ConfigCommand.self,
         ])
 
@@ -106,8 +107,10 @@ struct Parley: AsyncParsableCommand {
             }
             guard let next else {
                 let near = names.filter { NearNames.isNear(argument, $0) }
-                let advice = near.isEmpty ? "The commands are: \(names.joined(separator: ", "))." : "Did you mean \(near.map { "'\($0)'" }.joined(separator: " or "))?"
-                return ValidationError("Unknown command '\(argument)' for '\(path.joined(separator: " "))'. \(advice) See '\(path.joined(separator: " ")) --help'.")
+                let advice =
+                    near.isEmpty ? "The commands are: \(names.joined(separator: ", "))." : "Did you mean \(near.map { "'\($0)'" }.joined(separator: " or "))?"
+                return ValidationError(
+                    "Unknown command '\(argument)' for '\(path.joined(separator: " "))'. \(advice) See '\(path.joined(separator: " ")) --help'.")
             }
             command = next
             path.append(argument)
@@ -195,7 +198,10 @@ struct Init: AsyncParsableCommand {
         abstract: "Create this device's identity (Ed25519 signing key and X25519 key), or, on a new device of yours, join your rooms with a link code.")
     @OptionGroup var global: GlobalOptions
     @Option(help: "The user id this device speaks for: a-z 0-9 . _ = - , up to 64 characters.") var user: String?
-    @Option(help: "A link code from `parley device link` on your other device (after `parley init --user` and `parley device request` here): this device joins your bucket rooms as you.")
+    @Option(
+        help:
+            "A link code from `parley device link` on your other device (after `parley init --user` and `parley device request` here): this device joins your bucket rooms as you."
+    )
     var link: String?
     @Flag(help: "Print the identity as JSON.") var json = false
 
@@ -212,7 +218,8 @@ struct Init: AsyncParsableCommand {
                 guard FileManager.default.fileExists(atPath: global.parleyHome.secretKeyPath) else {
                     throw ClientError(
                         .notInitialized, "No identity in \(global.parleyHome.path) to link.",
-                        remedy: "Run `parley init --user USER_ID` and `parley device request` here first, then `parley device link REQUEST` on your other device.")
+                        remedy:
+                            "Run `parley init --user USER_ID` and `parley device request` here first, then `parley device link REQUEST` on your other device.")
                 }
                 let node = try Node(home: global.parleyHome)
                 unusable = try node.acceptLink(try LinkCode(opening: link, identity: node.identity, nowMs: Node.systemClock()))
@@ -269,18 +276,23 @@ struct Status: ParsableCommand {
         let rooms = try failing { try node.roomIDs() }
         let buckets = try failing {
             try node.bucketRooms().map { room in
-                (room, try node.outboxStatus(room.roomID),
-                 try node.bucketFileProblems(room.roomID, limit: 1000).count)
+                (
+                    room, try node.outboxStatus(room.roomID),
+                    try node.bucketFileProblems(room.roomID, limit: 1000).count
+                )
             }
         }
         if json {
             printJSON([
                 "home": .string(node.home.path), "identity": node.identity.publicJSON, "store": .string(node.home.storePath),
                 "rooms": .array(rooms.map(JSONValue.string)),
-                "bucket_rooms": .array(buckets.map { room, outbox, faulty in
-                    ["room_id": .string(room.roomID), "bucket": .string(room.bucketURL), "pending": .integer(Int64(outbox.pending)),
-                     "in_transit": .integer(Int64(outbox.inTransit)), "faulty_files": .integer(Int64(faulty))]
-                }),
+                "bucket_rooms": .array(
+                    buckets.map { room, outbox, faulty in
+                        [
+                            "room_id": .string(room.roomID), "bucket": .string(room.bucketURL), "pending": .integer(Int64(outbox.pending)),
+                            "in_transit": .integer(Int64(outbox.inTransit)), "faulty_files": .integer(Int64(faulty)),
+                        ]
+                    }),
             ])
             return
         }
@@ -290,7 +302,9 @@ struct Status: ParsableCommand {
         output("store:       \(node.home.storePath)")
         output("rooms:       \(rooms.isEmpty ? "none yet (parley room create ROOM_ID)" : rooms.joined(separator: ", "))")
         for (room, outbox, faulty) in buckets {
-            output("bucket room \(room.roomID) in \(room.bucketURL): \(outbox.pending) pending, \(outbox.inTransit) in transit\(faulty > 0 ? ", \(faulty) faulty file(s) seen" : "")")
+            output(
+                "bucket room \(room.roomID) in \(room.bucketURL): \(outbox.pending) pending, \(outbox.inTransit) in transit\(faulty > 0 ? ", \(faulty) faulty file(s) seen" : "")"
+            )
         }
     }
 }

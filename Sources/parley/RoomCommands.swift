@@ -52,11 +52,13 @@ struct RoomCreate: AsyncParsableCommand {
         if psk { encryption = .preShared(secret: RoomEncryptionOption.randomPreSharedSecret(), fromPassphrase: false) }
         if pskPassphrase {
             let passphrase = try secret.passphrase(confirming: true)
-            encryption = .preShared(secret: try failing { try RoomEncryptionOption.preSharedSecret(passphrase: passphrase, roomID: roomID) }, fromPassphrase: true)
+            encryption = .preShared(
+                secret: try failing { try RoomEncryptionOption.preSharedSecret(passphrase: passphrase, roomID: roomID) }, fromPassphrase: true)
         }
         let events = try await failingAsync {
             if let bucket {
-                return try await bucketClient(node).createRoom(roomID, bucket: try BucketURL(bucket), name: name, encryption: encryption, createBucket: createBucket)
+                return try await bucketClient(node).createRoom(
+                    roomID, bucket: try BucketURL(bucket), name: name, encryption: encryption, createBucket: createBucket)
             }
             return try node.createRoom(roomID, name: name, encryption: encryption)
         }
@@ -187,7 +189,8 @@ struct RoomForget: ParsableCommand {
         defer { withExtendedLifetime(lock) {} }
         let (known, unsent) = try failing {
             let known = try node.roomIDs().contains(roomID) || node.bucketRoom(roomID) != nil
-            let unsent = try node.bucketRoom(roomID) == nil
+            let unsent =
+                try node.bucketRoom(roomID) == nil
                 ? 0 : try node.outboxStatus(roomID).pending
             return (known, unsent)
         }
@@ -203,7 +206,9 @@ struct RoomForget: ParsableCommand {
                 printError("Give --yes to confirm.")
                 throw ExitCode(1)
             }
-            printError("Forget room \(roomID)? This removes \(what) from this node, and publishes nothing: run `parley room leave \(roomID)` first to leave it. [y/N] ", newline: false)
+            printError(
+                "Forget room \(roomID)? This removes \(what) from this node, and publishes nothing: run `parley room leave \(roomID)` first to leave it. [y/N] ",
+                newline: false)
             guard let answer = readLine()?.lowercased(), answer == "y" || answer == "yes" else {
                 printError("Nothing was removed.")
                 throw ExitCode(1)
@@ -284,7 +289,11 @@ struct RoomName: ParsableCommand {
 
     func run() throws {
         let node = try global.node()
-        report(try failing { _ = try node.roomState(roomID); return try node.setName(roomID, name) }, json: json)
+        report(
+            try failing {
+                _ = try node.roomState(roomID)
+                return try node.setName(roomID, name)
+            }, json: json)
         noteCleartextState(node, roomID: roomID, "name", name)
     }
 }
@@ -304,7 +313,11 @@ struct RoomTopic: ParsableCommand {
 
     func run() throws {
         let node = try global.node()
-        report(try failing { _ = try node.roomState(roomID); return try node.setTopic(roomID, topic) }, json: json)
+        report(
+            try failing {
+                _ = try node.roomState(roomID)
+                return try node.setTopic(roomID, topic)
+            }, json: json)
         noteCleartextState(node, roomID: roomID, "topic", topic)
     }
 }
@@ -359,11 +372,15 @@ struct RoomList: ParsableCommand {
         let node = try global.node()
         let rooms = try failing { try node.roomIDs() }
         if json {
-            printJSON(.array(try rooms.map { room in
-                let state = try failing { try node.roomState(room) }
-                return ["room_id": .string(room), "name": state.name.map(JSONValue.string) ?? .null,
-                        "joined": .bool(state.isJoinedDevice(user: node.identity.userID, key: node.identity.signingKeyBase64))]
-            }))
+            printJSON(
+                .array(
+                    try rooms.map { room in
+                        let state = try failing { try node.roomState(room) }
+                        return [
+                            "room_id": .string(room), "name": state.name.map(JSONValue.string) ?? .null,
+                            "joined": .bool(state.isJoinedDevice(user: node.identity.userID, key: node.identity.signingKeyBase64)),
+                        ]
+                    }))
         } else {
             for room in rooms { output(room) }
         }

@@ -61,7 +61,10 @@ final class APIFixture: Sendable {
                 ) { inbound, _, _ in
                     for try await message in inbound.messages(maxSize: 1 << 20) {
                         guard case .text(let text) = message, let value = try? JSONParser(keysWithinBMP: false).parse(Array(text.utf8)) else { continue }
-                        let all = received.messages.withLock { $0.append(value); return $0 }
+                        let all = received.messages.withLock {
+                            $0.append(value)
+                            return $0
+                        }
                         if all.count == 1 { try await opened() }
                         if done(all) { return }
                     }

@@ -27,7 +27,8 @@ import Testing
 
     @Test func `a request from a page of another origin is refused even with the token, and so is its stream`() async throws {
         let fixture = try await APIFixture()
-        let reply = try await fixture.request(.POST, "/v1/rooms/general/messages", body: Array(#"{"text":"csrf"}"#.utf8), headers: [("Origin", "http://evil.example")])
+        let reply = try await fixture.request(
+            .POST, "/v1/rooms/general/messages", body: Array(#"{"text":"csrf"}"#.utf8), headers: [("Origin", "http://evil.example")])
         #expect(reply.status == 403)
         #expect(reply.errorCode == "not_allowed")
         #expect(try fixture.node.timeline("general", limit: 100).compactMap(\.body).isEmpty)
@@ -69,7 +70,10 @@ import Testing
             ("/v1/rooms/general/messages", Array(String(repeating: "[", count: 100_000).utf8), 400, "invalid_argument"),
             ("/v1/rooms/general/messages", [UInt8](repeating: 0x20, count: (1 << 20) + 1), 413, "too_large"),
             ("/v1/rooms/nowhere/messages", Array(#"{"text": "x"}"#.utf8), 404, "unknown_room"),
-            ("/v1/rooms/general/events/general::20260101T000000.000Z::00000000-0000-4000-8000-000000000000/edit", Array(#"{"text": "x"}"#.utf8), 404, "unknown_event"),
+            (
+                "/v1/rooms/general/events/general::20260101T000000.000Z::00000000-0000-4000-8000-000000000000/edit", Array(#"{"text": "x"}"#.utf8), 404,
+                "unknown_event"
+            ),
             ("/v1/rooms/BAD%20ROOM/messages", Array(#"{"text": "x"}"#.utf8), 400, "invalid_argument"),
             ("/v1/rooms/general/messages", Array(#"{"text": "\#(String(repeating: "x", count: 70_000))"}"#.utf8), 413, "too_large"),
         ]
@@ -97,7 +101,10 @@ import Testing
 
         let timeline = try await fixture.request(.GET, "/v1/rooms/general/timeline?limit=2")
         let items = try #require(timeline.json?["items"])
-        guard case .array(let page) = items else { Issue.record("no items"); return }
+        guard case .array(let page) = items else {
+            Issue.record("no items")
+            return
+        }
         #expect(page.count == 2)
         #expect(page[0]["body"]?.stringValue == "hello, world")
         #expect(page[0]["edited"]?.boolValue == true)
@@ -106,18 +113,27 @@ import Testing
 
         // The page before the first item holds what came before it.
         let older = try await fixture.request(.GET, "/v1/rooms/general/timeline?limit=50&before=\(eventID)")
-        guard case .array(let olderItems)? = older.json?["items"] else { Issue.record("no items"); return }
+        guard case .array(let olderItems)? = older.json?["items"] else {
+            Issue.record("no items")
+            return
+        }
         #expect(!olderItems.isEmpty && olderItems.allSatisfy { $0["type"]?.stringValue != "m.room.message" })
 
         let rooms = try await fixture.request(.GET, "/v1/rooms")
-        guard case .array(let list)? = rooms.json else { Issue.record("no rooms"); return }
+        guard case .array(let list)? = rooms.json else {
+            Issue.record("no rooms")
+            return
+        }
         #expect(list.count == 1)
         #expect(list[0]["name"]?.stringValue == "General")
         #expect(list[0]["last"]?["body"]?.stringValue == "a reply")
         #expect(list[0]["unread"]?.integerValue == 0)
 
         let search = try await fixture.request(.GET, "/v1/search?q=world")
-        guard case .array(let hits)? = search.json else { Issue.record("no hits"); return }
+        guard case .array(let hits)? = search.json else {
+            Issue.record("no hits")
+            return
+        }
         #expect(hits.map { $0["event_id"]?.stringValue } == [eventID])
     }
 

@@ -35,7 +35,8 @@ import Testing
         let first = try await startNode(alice, ["--interval", "3600", "--flush-after", "3600"])
         let attributes = try FileManager.default.attributesOfItem(atPath: "\(alice.home)/node.json")
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
-        let sent = try await apiRequest(.POST, first.url + "/v1/rooms/team/messages", body: Array(#"{"text":"acknowledged, then killed"}"#.utf8), token: first.token)
+        let sent = try await apiRequest(
+            .POST, first.url + "/v1/rooms/team/messages", body: Array(#"{"text":"acknowledged, then killed"}"#.utf8), token: first.token)
         #expect(sent.status == 201)
         let eventID = try #require(sent.json?["event_id"]?.stringValue)
         first.process.kill(SIGKILL)

@@ -6,7 +6,9 @@ import Testing
     let client = "alice.0123456789ab"
 
     func pending(_ count: Int, bytes: Int = 9, from startMs: Int64 = 1_700_000_000_000) -> [BucketWriter.PendingEvent] {
-        (0..<count).map { BucketWriter.PendingEvent(seq: Int64($0 + 1), timestampMs: startMs + Int64($0), wire: Array(repeating: 0x61 + UInt8($0 % 26), count: bytes)) }
+        (0..<count).map {
+            BucketWriter.PendingEvent(seq: Int64($0 + 1), timestampMs: startMs + Int64($0), wire: Array(repeating: 0x61 + UInt8($0 % 26), count: bytes))
+        }
     }
 
     func settings(maxEvents: Int = 10_000, maxBytes: Int = 8 << 20, gzip: Bool = false) -> BucketWriter.Settings {
@@ -19,19 +21,22 @@ import Testing
 
     @Test func `a file holds the pending events up to the byte limit, named by its first and last event's times`() throws {
         // Lines of 10 bytes (9 and LF): three fit in 30 bytes, a fourth would not.
-        let file = try #require(BucketWriter.nextFile(of: pending(5), roomID: "team", clientID: client, settings: settings(maxBytes: 30), isTaken: { _ in false }))
+        let file = try #require(
+            BucketWriter.nextFile(of: pending(5), roomID: "team", clientID: client, settings: settings(maxBytes: 30), isTaken: { _ in false }))
         #expect(file.events == 3)
         #expect(file.content == Array("aaaaaaaaa\nbbbbbbbbb\nccccccccc\n".utf8))
         #expect(file.key == "rooms/team/logs/2023-11-14/messages_1700000000000_1700000000002_alice.0123456789ab.jsonl")
     }
 
     @Test func `an event larger than the byte limit still gets a file of its own`() throws {
-        let file = try #require(BucketWriter.nextFile(of: pending(2, bytes: 100), roomID: "team", clientID: client, settings: settings(maxBytes: 30), isTaken: { _ in false }))
+        let file = try #require(
+            BucketWriter.nextFile(of: pending(2, bytes: 100), roomID: "team", clientID: client, settings: settings(maxBytes: 30), isTaken: { _ in false }))
         #expect(file.events == 1 && file.content.count == 101)
     }
 
     @Test func `a file holds at most the event limit, gzip files are named so, and nothing pending makes no file`() throws {
-        let file = try #require(BucketWriter.nextFile(of: pending(5), roomID: "team", clientID: client, settings: settings(maxEvents: 2, gzip: true), isTaken: { _ in false }))
+        let file = try #require(
+            BucketWriter.nextFile(of: pending(5), roomID: "team", clientID: client, settings: settings(maxEvents: 2, gzip: true), isTaken: { _ in false }))
         #expect(file.events == 2)
         #expect(file.key.hasSuffix("_alice.0123456789ab.jsonl.gz"))
         #expect(BucketWriter.nextFile(of: [], roomID: "team", clientID: client, settings: settings(), isTaken: { _ in false }) == nil)

@@ -105,7 +105,9 @@ enum Backend: String, CustomStringConvertible, Sendable {
     func hostileKeys(backend: Backend) async throws {
         let (store, keep) = try backend.make()
         for key in ["../escape", "rooms/../../escape", "a\\..\\b", "a%2f..%2fb", "a\u{0}b", "/abs", "a//b"] {
-            await #expect(throws: BucketError.Kind.invalidKey, "\(key)") { try await kind { try await store.putIfAbsent(key: key, bytes: [1], retention: nil) } }
+            await #expect(throws: BucketError.Kind.invalidKey, "\(key)") {
+                try await kind { try await store.putIfAbsent(key: key, bytes: [1], retention: nil) }
+            }
             await #expect(throws: BucketError.Kind.invalidKey, "\(key)") { try await kind { try await store.get(key: key, maxBytes: 1) } }
         }
         #expect(try await store.listAll(prefix: "").isEmpty)
@@ -173,8 +175,10 @@ enum Backend: String, CustomStringConvertible, Sendable {
 
     @Test func `a folder store reads no object through a link, in its name or in a folder above it, and never waits on a FIFO`() async throws {
         let bucket = try LinkedBucket()
-        for key in ["rooms/r/logs/2024-09-14/messages_3_4_a.jsonl", "rooms/elsewhere/secret.txt", "rooms/r/logs/again/2024-09-14/messages_1_2_a.jsonl",
-                    "rooms/r/logs/everything/etc/hostname", "rooms/r/logs/2024-09-14/messages_5_6_a.jsonl"] {
+        for key in [
+            "rooms/r/logs/2024-09-14/messages_3_4_a.jsonl", "rooms/elsewhere/secret.txt", "rooms/r/logs/again/2024-09-14/messages_1_2_a.jsonl",
+            "rooms/r/logs/everything/etc/hostname", "rooms/r/logs/2024-09-14/messages_5_6_a.jsonl",
+        ] {
             await #expect(throws: BucketError.Kind.notFound, "\(key)") { try await kind { try await bucket.store.get(key: key, maxBytes: 1 << 20) } }
             #expect(try await bucket.store.head(key: key) == nil, "\(key)")
         }

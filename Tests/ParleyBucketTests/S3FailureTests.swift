@@ -1,8 +1,9 @@
 import Foundation
-import Synchronization
-@testable import ParleyBucket
 import ParleyTesting
+import Synchronization
 import Testing
+
+@testable import ParleyBucket
 
 /// Failures a user meets that need no server: an endpoint that cannot be reached (quick, and in words that say what
 /// to check), and reading a refusal.
@@ -11,7 +12,8 @@ import Testing
     func store(endpoint: String) throws -> S3Store {
         try S3Store(
             configuration: S3Configuration(
-                bucket: "parley-test", region: "us-east-1", endpoint: endpoint, credentials: AWSCredentials(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "secret")))
+                bucket: "parley-test", region: "us-east-1", endpoint: endpoint,
+                credentials: AWSCredentials(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "secret")))
     }
 
     /// The attempts a request made: a failure that retries is a failure that waits (up to a minute with the real settings).
@@ -58,7 +60,8 @@ import Testing
 
     @Test func `a clock's distance from the server's is read from the refusal`() throws {
         let store = try store(endpoint: S3TestServer.closedEndpoint())
-        let body = Array("<Error><Code>RequestTimeTooSkewed</Code><RequestTime>20250601T120000Z</RequestTime><ServerTime>2025-06-01T12:20:00Z</ServerTime></Error>".utf8)
+        let body = Array(
+            "<Error><Code>RequestTimeTooSkewed</Code><RequestTime>20250601T120000Z</RequestTime><ServerTime>2025-06-01T12:20:00Z</ServerTime></Error>".utf8)
         #expect(store.skew(error: body) == "20 minutes behind")
         #expect(store.skew(error: Array("<Error><Code>RequestTimeTooSkewed</Code></Error>".utf8)) == "too far from")
     }
@@ -124,7 +127,9 @@ import Testing
         let prefix = S3TestServer.freshPrefix()
         let store = try S3TestServer.store(prefix: prefix, throughProxy: true)
         let path = String(prefix.dropLast())
-        try await S3TestServer.inject([.init("HEAD", path: path, "status:403:RequestTimeTooSkewed"), .init("GET", path: path, "status:403:RequestTimeTooSkewed")])
+        try await S3TestServer.inject([
+            .init("HEAD", path: path, "status:403:RequestTimeTooSkewed"), .init("GET", path: path, "status:403:RequestTimeTooSkewed"),
+        ])
         let error = await #expect(throws: BucketError.self) { try await Operation.lookUp.run(store) }
         #expect(error?.kind == .clockSkew)
         #expect(error?.message.contains("Set the clock right") == true, "\(String(describing: error))")

@@ -1,7 +1,8 @@
 import Foundation
-@testable import ParleyBucket
 import ParleyTesting
 import Testing
+
+@testable import ParleyBucket
 
 /// The S3 store against moto: signatures checked by an independent implementation, the errors a user meets, and
 /// faults injected by scripts/fault_proxy.py.

@@ -233,7 +233,9 @@ import Testing
         let bucket = nodes.directory.file("bucket")
         let code = try InviteCode(parsing: try inviteToFolderRoom(nodes, bucket: bucket))
         // Written out from PROTOCOL.md §13.5.3's version 1 form, not by the code under test.
-        let versionOne = "parley-invite:" + Base64.encode(Array(#"{"bucket":"file://\#(bucket)","creator":"\#(code.creatorFingerprint)","room_id":"team","v":1}"#.utf8))
+        let versionOne =
+            "parley-invite:"
+            + Base64.encode(Array(#"{"bucket":"file://\#(bucket)","creator":"\#(code.creatorFingerprint)","room_id":"team","v":1}"#.utf8))
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         let joined = try nodes.bob.run(["room", "join", versionOne])
         #expect(joined.status == 0, "\(joined.stderr)")

@@ -1,10 +1,11 @@
 import Foundation
-@testable import ParleyBucket
-@_spi(Tools) @testable import ParleyClient
 import ParleyCore
 import ParleyStore
 import ParleyTesting
 import Testing
+
+@testable import ParleyBucket
+@_spi(Tools) @testable import ParleyClient
 
 /// A clock tests move by hand.
 final class TestClock: @unchecked Sendable {
@@ -277,7 +278,8 @@ final class BucketWorld: @unchecked Sendable {
             // Names our store refuses to write, written raw: a folder marker (of a day after the sync cursor, so the
             // listing reaches it), an encoded slash, a backslash.
             for name in ["\(BucketLayout.utcDate(time + 86_400_000))/", "\(day)/messages_1_2_a%2fb.jsonl", "\(day)/messages_1_2_a\\b.jsonl"] {
-                let response = try await s3.perform(method: .PUT, key: BucketLayout.logsPrefix("team") + name, body: name.hasSuffix("/") ? [] : good.wire + [0x0A], maxBytes: 1024)
+                let response = try await s3.perform(
+                    method: .PUT, key: BucketLayout.logsPrefix("team") + name, body: name.hasSuffix("/") ? [] : good.wire + [0x0A], maxBytes: 1024)
                 try #require(response.status == 200, "moto took \(name)")
             }
         }
@@ -315,8 +317,10 @@ final class BucketWorld: @unchecked Sendable {
         #expect(!audit.isClean)
         let found = audit.audit.problems.map(\.text).joined(separator: "\n")
         for expected in [
-            "_mallory.jsonl, line 1: invalid event: content does not match content_hash", "_mallory.jsonl, line 2: invalid event: signature rejected", "_mallory.jsonl, line 3: not authorized",
-            "_mallory.jsonl, line 5: truncated", "_blank.jsonl, line 2: invalid event: signature rejected", "_long.jsonl, line 1: 1048576 bytes, longer than an event may be", "_liar.jsonl: the name says",
+            "_mallory.jsonl, line 1: invalid event: content does not match content_hash", "_mallory.jsonl, line 2: invalid event: signature rejected",
+            "_mallory.jsonl, line 3: not authorized",
+            "_mallory.jsonl, line 5: truncated", "_blank.jsonl, line 2: invalid event: signature rejected",
+            "_long.jsonl, line 1: 1048576 bytes, longer than an event may be", "_liar.jsonl: the name says",
             "\(alice.clientID).jsonl: the name says client",
         ] + [oversized] {
             #expect(found.contains(expected), "audit misses \(expected):\n\(found)")
@@ -327,8 +331,9 @@ final class BucketWorld: @unchecked Sendable {
         }
     }
 
-    @Test("Through a faulty S3 (503 and 500 bursts, a reset and a short body, a PUT whose answer is lost) every event arrives once and the bucket audits clean",
-          .enabled(if: S3TestServer.isAvailable))
+    @Test(
+        "Through a faulty S3 (503 and 500 bursts, a reset and a short body, a PUT whose answer is lost) every event arrives once and the bucket audits clean",
+        .enabled(if: S3TestServer.isAvailable))
     func faultyServer() async throws {
         let prefix = S3TestServer.freshPrefix()
         let path = String(prefix.dropLast())
@@ -360,7 +365,8 @@ final class BucketWorld: @unchecked Sendable {
         #expect(report.accepted == sent)
         #expect(report.problems.isEmpty, "\(report.problems)")
         #expect(try alice.node.timeline("team", limit: 10).compactMap(\.body).filter { $0.hasPrefix("through the storm") }.count == 3)
-        let audit = try await BucketAuditor().audit(try BucketURL(S3TestServer.url(prefix: prefix)).open(environment: S3TestServer.awsEnvironment), roomID: "team")
+        let audit = try await BucketAuditor().audit(
+            try BucketURL(S3TestServer.url(prefix: prefix)).open(environment: S3TestServer.awsEnvironment), roomID: "team")
         #expect(audit.isClean, "\(audit.audit.problems.map(\.text))")
     }
 
@@ -386,7 +392,8 @@ final class BucketWorld: @unchecked Sendable {
         let refused = try await alice.sync("team")
         #expect(try await S3TestServer.pendingFaults(path: "\(path)/\(file)") == 0, "the huge answer was sent")
         #expect(refused.accepted.isEmpty)
-        #expect(refused.problems.contains { $0.contains(file) && $0.contains("more than the limit") && $0.contains("tried again later") }, "\(refused.problems)")
+        #expect(
+            refused.problems.contains { $0.contains(file) && $0.contains("more than the limit") && $0.contains("tried again later") }, "\(refused.problems)")
         // Until its wait is over the file is not asked for: this fault stays unused.
         try await S3TestServer.inject([.init("GET", path: "\(path)/\(file)", "status:500:InternalError")])
         let waiting = try await alice.sync("team")
@@ -546,8 +553,11 @@ final class BucketWorld: @unchecked Sendable {
             try bob.node.store.claimUpload(
                 roomID: "team", senderKey: bob.node.identity.signingKeyBase64, limit: 100, createdMs: 0,
                 assemble: { pending, _ in
-                    (LogFileName(roomID: "team", startMs: pending[0].timestampMs, endMs: pending.last!.timestampMs, clientID: bob.clientID).key, pending.count,
-                     pending.flatMap { $0.wire + [0x0A] })
+                    (
+                        LogFileName(roomID: "team", startMs: pending[0].timestampMs, endMs: pending.last!.timestampMs, clientID: bob.clientID).key,
+                        pending.count,
+                        pending.flatMap { $0.wire + [0x0A] }
+                    )
                 }))
         try bob.node.send("team", text: "two")
         // Killed after writing it, before recording that the bucket confirmed it.
@@ -663,10 +673,12 @@ final class ListingHookStore: ObjectStore, @unchecked Sendable {
 
     func list(prefix: String, startAfter: String?, delimiter: String?, continuation: String?, maxKeys: Int) async throws(BucketError) -> ListPage {
         let page = try await base.list(prefix: prefix, startAfter: startAfter, delimiter: delimiter, continuation: continuation, maxKeys: maxKeys)
-        let fire = prefix == logsPrefix && lock.withLock { () -> Bool in
-            defer { hasFired = true }
-            return !hasFired
-        }
+        let fire =
+            prefix == logsPrefix
+            && lock.withLock { () -> Bool in
+                defer { hasFired = true }
+                return !hasFired
+            }
         if fire {
             do { try await hook() } catch { Issue.record("the hook failed: \(error)") }
         }

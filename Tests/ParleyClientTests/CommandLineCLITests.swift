@@ -50,7 +50,8 @@ import Testing
         let home = TemporaryDirectory().file("n")
         for (arguments, message) in [
             (["log", "r", "--limit", "-1"], "--limit must be at least 1; it was -1."), (["log", "r", "--limit", "0"], "--limit must be at least 1; it was 0."),
-            (["search", "x", "--limit", "-5"], "--limit must be at least 1; it was -5."), (["rejected", "--limit", "0"], "--limit must be at least 1; it was 0."),
+            (["search", "x", "--limit", "-5"], "--limit must be at least 1; it was -5."),
+            (["rejected", "--limit", "0"], "--limit must be at least 1; it was 0."),
             (["sync", "--watch", "--interval", "-1"], "--interval must be above 0 seconds; it was -1.0."),
             (["sync", "--watch", "--flush-interval", "-2"], "--flush-interval must be at least 0 seconds; it was -2.0."),
         ] {

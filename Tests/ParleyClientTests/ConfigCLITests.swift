@@ -22,17 +22,18 @@ import Testing
         #expect(shown.status == 0, "\(shown.stderr)")
         #expect(shown.stderr.isEmpty)
         let lines = shown.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }
-        #expect(lines == [
-            "home: \(node.home) (flag --home; config.toml cannot set it)",
-            "config file: \(node.home)/config.toml",
-            "bucket.gzip true environment PARLEY_BUCKET_GZIP",
-            "bucket.retention none default",
-            "sync.interval 2.5 config.toml",
-            "sync.flush_interval 2.0 default",
-            "node.api_host 127.0.0.1 default",
-            "node.api_port 0 default",
-            "node.log_level error environment PARLEY_NODE_LOG_LEVEL",
-        ])
+        #expect(
+            lines == [
+                "home: \(node.home) (flag --home; config.toml cannot set it)",
+                "config file: \(node.home)/config.toml",
+                "bucket.gzip true environment PARLEY_BUCKET_GZIP",
+                "bucket.retention none default",
+                "sync.interval 2.5 config.toml",
+                "sync.flush_interval 2.0 default",
+                "node.api_host 127.0.0.1 default",
+                "node.api_port 0 default",
+                "node.log_level error environment PARLEY_NODE_LOG_LEVEL",
+            ])
     }
 
     @Test func `config show --json gives each value with its source`() throws {
@@ -45,7 +46,10 @@ import Testing
         let file = try #require(json?["file"] as? [String: Any])
         #expect(file["path"] as? String == "\(node.home)/config.toml" && file["exists"] as? Bool == true)
         let settings = try #require(json?["settings"] as? [String: [String: Any]])
-        #expect(settings.keys.sorted() == ["bucket.gzip", "bucket.retention", "node.api_host", "node.api_port", "node.log_level", "sync.flush_interval", "sync.interval"])
+        #expect(
+            settings.keys.sorted() == [
+                "bucket.gzip", "bucket.retention", "node.api_host", "node.api_port", "node.log_level", "sync.flush_interval", "sync.interval",
+            ])
         #expect(settings["bucket.gzip"]?["value"] as? Bool == false)
         #expect(settings["bucket.gzip"]?["source"] as? String == "default")
         #expect(settings["bucket.gzip"]?["from"] == nil)
@@ -89,7 +93,9 @@ import Testing
         let node = try node(config: nil, initialized: true)
         let result = try node.run(["status"], environment: ["PARLEY_SYNC_FLUSH_INTERVAL": "soon"])
         #expect(result.status == 1)
-        #expect(result.stderr.hasPrefix("error: PARLEY_SYNC_FLUSH_INTERVAL must be a number of seconds at least 0, at most 86400; it is \"soon\".\n"), "\(result.stderr)")
+        #expect(
+            result.stderr.hasPrefix("error: PARLEY_SYNC_FLUSH_INTERVAL must be a number of seconds at least 0, at most 86400; it is \"soon\".\n"),
+            "\(result.stderr)")
     }
 
     @Test func `gzip set in config.toml makes the node write compressed log files`() throws {
@@ -107,7 +113,8 @@ import Testing
         for line in [
             "bucket.gzip (PARLEY_BUCKET_GZIP): false", "bucket.retention (PARLEY_BUCKET_RETENTION): none",
             "sync.interval (PARLEY_SYNC_INTERVAL, --interval): 1.0", "sync.flush_interval (PARLEY_SYNC_FLUSH_INTERVAL, --flush-interval): 2.0",
-            "node.api_host (PARLEY_NODE_API_HOST, --api-host): 127.0.0.1", "node.api_port (PARLEY_NODE_API_PORT, --api-port): 0", "node.log_level (PARLEY_NODE_LOG_LEVEL): info",
+            "node.api_host (PARLEY_NODE_API_HOST, --api-host): 127.0.0.1", "node.api_port (PARLEY_NODE_API_PORT, --api-port): 0",
+            "node.log_level (PARLEY_NODE_LOG_LEVEL): info",
         ] {
             #expect(help.stdout.contains(line), "\(line)")
         }

@@ -126,10 +126,16 @@ import Testing
         ("[sync]\nflush_interval = 1e9\n", ", line 2: sync.flush_interval must be at most 86400 seconds (a day); it is the number 1000000000.0"),
         ("[node]\napi_port = 70000\n", ", line 2: node.api_port must be a port number from 0 to 65535; it is the integer 70000"),
         ("[node]\napi_port = 80.0\n", ", line 2: node.api_port must be a port number from 0 to 65535 (0: any free port); it is the number 80.0"),
-        ("[node]\nlog_level = \"loud\"\n", ", line 2: node.log_level must be one of trace, debug, info, notice, warning, error, critical; it is the string \"loud\""),
+        (
+            "[node]\nlog_level = \"loud\"\n",
+            ", line 2: node.log_level must be one of trace, debug, info, notice, warning, error, critical; it is the string \"loud\""
+        ),
         ("[node]\napi_host = \"a b\"\n", ", line 2: node.api_host must be an IP address or a host name; it is the string \"a b\""),
         ("[bucket]\ngzip = \"yes\"\n", ", line 2: bucket.gzip must be true or false; it is the string \"yes\""),
-        ("[bucket]\nretention = \"forever\"\n", ", line 2: bucket.retention must be governance:DAYS or compliance:DAYS (DAYS a whole number above 0), or none; it is the string \"forever\""),
+        (
+            "[bucket]\nretention = \"forever\"\n",
+            ", line 2: bucket.retention must be governance:DAYS or compliance:DAYS (DAYS a whole number above 0), or none; it is the string \"forever\""
+        ),
         ("sync = 5\n", ", line 1: sync must be a table (a [sync] section), not the integer 5"),
         ("bucket = { gzip = true, gzp = 1 }\n", ", line 1: unknown key bucket.gzp; did you mean bucket.gzip?"),
         ("home = \"/elsewhere\"\n", ", line 1: home: the home cannot be set in config.toml, which is found in it; use --home or PARLEY_HOME"),
@@ -151,7 +157,10 @@ import Testing
         let home = try home(config: "[sync]\ninterval = -1\nflush = 3\n")
         let error = try failure(home)
         #expect(error.message == "\(home.configPath) has 2 problems:")
-        #expect(error.details == ["line 3: unknown key sync.flush; did you mean sync.flush_interval?", "line 2: sync.interval must be above 0 seconds; it is the integer -1"])
+        #expect(
+            error.details == [
+                "line 3: unknown key sync.flush; did you mean sync.flush_interval?", "line 2: sync.interval must be above 0 seconds; it is the integer -1",
+            ])
     }
 
     @Test func `a config.toml that is too large, not UTF-8, holds a NUL or is no regular file is refused without being read`() throws {

@@ -95,7 +95,9 @@ import Testing
         let aliceThen = try Node(home: pastHome, clock: { threeHoursAgo + 60_000 })
         let oldCode = try aliceThen.linkDevice(oldRequest)
         #expect(refusal(oldCode.text, on: phone).contains("expired"))
-        let extended = try Self.resealed(oldCode.text, for: phone.identity, signedBy: mallory.identity.signingKey) { $0["expires_ms"] = .integer(now + 3_600_000) }
+        let extended = try Self.resealed(oldCode.text, for: phone.identity, signedBy: mallory.identity.signingKey) {
+            $0["expires_ms"] = .integer(now + 3_600_000)
+        }
         #expect(refusal(extended, on: phone).contains("expired"), "a request three hours old")
         #expect(refusal(extended, on: phone, at: threeHoursAgo + 120_000) == "opened", "the same code while the request was fresh")
         // Nor is a request dated ahead of the clocks.
@@ -107,7 +109,8 @@ import Testing
         #expect(throws: ClientError.self) { try alice.linkDevice(alice.identity.linkRequest(nowMs: now)) }
         #expect(throws: ClientError.self) { try alice.linkDevice(phone.identity.linkRequest(nowMs: now - Node.linkRequestLifetimeMs - 60_000)) }
         let smallOrder = LinkRequest(
-            userID: "alice", binding: DeviceBinding(signingKey: Base64.encode([1] + [UInt8](repeating: 0, count: 31)), exchangeKey: phone.identity.exchangeKeyBase64),
+            userID: "alice",
+            binding: DeviceBinding(signingKey: Base64.encode([1] + [UInt8](repeating: 0, count: 31)), exchangeKey: phone.identity.exchangeKeyBase64),
             createdMs: now, secret: guessed.secret)
         #expect(throws: ClientError.self) { try LinkRequest(parsing: smallOrder.text) }
         let zeroExchange = LinkRequest(
@@ -122,8 +125,9 @@ import Testing
     static func identity(secret: JSONValue, in directory: TemporaryDirectory) throws -> Identity {
         let home = ParleyHome(path: directory.file("device"))
         try FileManager.default.createDirectory(atPath: home.path, withIntermediateDirectories: true)
-        try #require(FileManager.default.createFile(
-            atPath: home.secretKeyPath, contents: Data(CanonicalJSON.encode(secret)), attributes: [.posixPermissions: 0o600]))
+        try #require(
+            FileManager.default.createFile(
+                atPath: home.secretKeyPath, contents: Data(CanonicalJSON.encode(secret)), attributes: [.posixPermissions: 0o600]))
         return try Identity.load(home: home)
     }
 
@@ -135,8 +139,11 @@ import Testing
             #expect(code.rooms.map(\.json) == vector["rooms"]!.array, "\(vector["name"]!.text)")
             #expect(code.linkedBy == vector["linked_by"]!.text && code.expiresMs == vector["expires_ms"]!.integerValue)
             #expect(code.requestCreatedMs == vector["request_created_ms"]!.integerValue)
-            #expect(code.preSharedSecrets.map { ["from_passphrase": .bool($0.fromPassphrase), "room_id": .string($0.roomID), "secret": .string(Base64.encode($0.secret))] as JSONValue }
-                == vector["psk_secrets"]!.array)
+            #expect(
+                code.preSharedSecrets.map {
+                    ["from_passphrase": .bool($0.fromPassphrase), "room_id": .string($0.roomID), "secret": .string(Base64.encode($0.secret))] as JSONValue
+                }
+                    == vector["psk_secrets"]!.array)
         }
     }
 
@@ -147,12 +154,17 @@ import Testing
             "exchange_private_key": "ULaHXU64C4eCk0TJal2RrzlhYoajIspKk1JJj+QAP0A=", "signing_seed": "YlUQNZe1ib68PiUgEF4OVZ0JjD6d5IDksd1pFTx7B5E=",
             "user_id": "alice",
         ]
-        let text = "parley-link:eyJlbmMiOiIrUjlaaEdMVVhES080SnZ4YVZmUWliZGxUNlNlenhtdDZLdDJTSG8xWWt3PSIsInNlYWxlZCI6Im1CbHF0bldyNlVrcHdtTSt6c25pKzhsVGVWM3J3NTNOMC9tQlIxNGFwcW1BRWNZbU82T3pVVXArREpaMVJDRmV4eC9SYjM1SE1OR1VIMzlMYU9LblFybVc5WVcySzFGMy92ZW1rMkJBQ2d6ZmVmMXUyYUF4VlFVZ2lUR3lpOWNRSDNsOGRQZWV6a2pVazFTdUhBY3FUWjlVelB3QURJZ3FxeSt5SjBZR3BNTGZyRGRZUVlhSTdVRzVpWm5Zek9PdTNEeXBtTytxaTlaVWFuVTZMRTZHLzgzeEhlNXJ1UTFCeDNHc3djWlVUdVVKNUVzU01TZHFqdmNUS0p5R0lBOU1FNVRuWHZRbThkbTY5WEdPU0VCRGxZSjcxSFBid250OUNJVndOTGFMbFNYaWZ1Yk5rUm5Ya0JqWlBOQ1FlYmxGN29Pd09WUnlEaW04bEc4ck1Od3FSUmphUmdKV0ZXWTAzWVFHVXdtcUdQZUhhb2IzUWd6N0swOHNtajU5RisvcnpFUUxyTDJPaHlZMUVZcDl1aFU1SWgrK0Z5WHEzWkVPa3FiSEV6UlhhQklGL2MraVhjRTdPeW9lOGtqOHhTUWpQU2RIbGNDT1BLcFRsdEdTZ3dib0xVaXY2emJMZGkyRVRHS2NKeXZZUnl0Smx5eVJ6WFRidUQyMWVQa1FVR3VzVGNBWHlTTUhCdzlpeWNqVWgwVXNJZ0FRNUtEOHI2Tk5rUXJoL0R0UFlmRG81ZWZMaWhsTGQvMFRseFI2eFh6amxLTzNPNnJWUDlJVi9sSFRvZmh3L05PK0VNU1pSV25IOUova0gyT2M4TUhBaXlyZ1VuWnZBTGJpckxneDZPamxiSC9uNU5xS0FBa1lVWVpmTDFObW1nMGlWeHllN0FYRDFpRWtmd1pnSmd3V1JDejBqdUVVeVYyaHVjekIxR0pGeURZbUtsSHNrZVZkWC9BUUsrQ2NkSG4vWTk0ZktNYjdtYTBuL0Z6clZ3SDZla2NjRXBKQk03RVVHdG1CbTVRcmtGRElISVNuc2ptaFJ4cEdOMjQ0Sy9VYStxd0lOWDFlVGgzYmViNnhSeTZYM1VidFQwK1hUWEFEU0FlcUxOOGp2MEVlSzhybnYvWE1GZ1lOTDlESzFkODVBUjFsc3hmb2tiMVFNOE5rN0N5VkV3ZEpmVkllaG5oQUdUTi9QSFczQWR0SlRuRnFUTC9Va21XWU5vVTFWN3Q4cUk1RHQrSUxwem9rV1dCNjJ5VzJ4YWp1MENIakZWbldESHROQVJIemVSbTJYdytlUGZFUHhOQ2JmMEhaTG01OC9HNThEVUlqYVhsanJvWWhnVElnZVVRdWN3dGJxazI4WDF1MWEzZDZpN3o5Vk4xRGFzU2QiLCJ0byI6InNSWTgyb3kzS245KysrWUluaUNXVFUvZkFPMWVtcDlNemhzU3ZuTjdkbjg9IiwidiI6Mn0"
+        let text =
+            "parley-link:eyJlbmMiOiIrUjlaaEdMVVhES080SnZ4YVZmUWliZGxUNlNlenhtdDZLdDJTSG8xWWt3PSIsInNlYWxlZCI6Im1CbHF0bldyNlVrcHdtTSt6c25pKzhsVGVWM3J3NTNOMC9tQlIxNGFwcW1BRWNZbU82T3pVVXArREpaMVJDRmV4eC9SYjM1SE1OR1VIMzlMYU9LblFybVc5WVcySzFGMy92ZW1rMkJBQ2d6ZmVmMXUyYUF4VlFVZ2lUR3lpOWNRSDNsOGRQZWV6a2pVazFTdUhBY3FUWjlVelB3QURJZ3FxeSt5SjBZR3BNTGZyRGRZUVlhSTdVRzVpWm5Zek9PdTNEeXBtTytxaTlaVWFuVTZMRTZHLzgzeEhlNXJ1UTFCeDNHc3djWlVUdVVKNUVzU01TZHFqdmNUS0p5R0lBOU1FNVRuWHZRbThkbTY5WEdPU0VCRGxZSjcxSFBid250OUNJVndOTGFMbFNYaWZ1Yk5rUm5Ya0JqWlBOQ1FlYmxGN29Pd09WUnlEaW04bEc4ck1Od3FSUmphUmdKV0ZXWTAzWVFHVXdtcUdQZUhhb2IzUWd6N0swOHNtajU5RisvcnpFUUxyTDJPaHlZMUVZcDl1aFU1SWgrK0Z5WHEzWkVPa3FiSEV6UlhhQklGL2MraVhjRTdPeW9lOGtqOHhTUWpQU2RIbGNDT1BLcFRsdEdTZ3dib0xVaXY2emJMZGkyRVRHS2NKeXZZUnl0Smx5eVJ6WFRidUQyMWVQa1FVR3VzVGNBWHlTTUhCdzlpeWNqVWgwVXNJZ0FRNUtEOHI2Tk5rUXJoL0R0UFlmRG81ZWZMaWhsTGQvMFRseFI2eFh6amxLTzNPNnJWUDlJVi9sSFRvZmh3L05PK0VNU1pSV25IOUova0gyT2M4TUhBaXlyZ1VuWnZBTGJpckxneDZPamxiSC9uNU5xS0FBa1lVWVpmTDFObW1nMGlWeHllN0FYRDFpRWtmd1pnSmd3V1JDejBqdUVVeVYyaHVjekIxR0pGeURZbUtsSHNrZVZkWC9BUUsrQ2NkSG4vWTk0ZktNYjdtYTBuL0Z6clZ3SDZla2NjRXBKQk03RVVHdG1CbTVRcmtGRElISVNuc2ptaFJ4cEdOMjQ0Sy9VYStxd0lOWDFlVGgzYmViNnhSeTZYM1VidFQwK1hUWEFEU0FlcUxOOGp2MEVlSzhybnYvWE1GZ1lOTDlESzFkODVBUjFsc3hmb2tiMVFNOE5rN0N5VkV3ZEpmVkllaG5oQUdUTi9QSFczQWR0SlRuRnFUTC9Va21XWU5vVTFWN3Q4cUk1RHQrSUxwem9rV1dCNjJ5VzJ4YWp1MENIakZWbldESHROQVJIemVSbTJYdytlUGZFUHhOQ2JmMEhaTG01OC9HNThEVUlqYVhsanJvWWhnVElnZVVRdWN3dGJxazI4WDF1MWEzZDZpN3o5Vk4xRGFzU2QiLCJ0byI6InNSWTgyb3kzS245KysrWUluaUNXVFUvZkFPMWVtcDlNemhzU3ZuTjdkbjg9IiwidiI6Mn0"
         let directory = TemporaryDirectory()
         let code = try LinkCode(opening: text, identity: try Self.identity(secret: secret, in: directory), nowMs: 1_796_362_366_300)
         let creator = "41d86ef709ef6ca6ba45d974289f716548e31482865020df3346131922594af0"
-        #expect(code.rooms == ["team", "vault"].map { LinkedRoom(roomID: $0, creatorFingerprint: creator, locations: [.bucket(url: "file:///tmp/v1codes/bucket")]) })
-        #expect(code.preSharedSecrets.map(\.roomID) == ["vault"] && code.preSharedSecrets.map { Base64.encode($0.secret) } == ["QHG+/ZAxF37GES/zYCBN6fiTG6QDDpW+uywXl51fHlA="])
+        #expect(
+            code.rooms
+                == ["team", "vault"].map { LinkedRoom(roomID: $0, creatorFingerprint: creator, locations: [.bucket(url: "file:///tmp/v1codes/bucket")]) })
+        #expect(
+            code.preSharedSecrets.map(\.roomID) == ["vault"]
+                && code.preSharedSecrets.map { Base64.encode($0.secret) } == ["QHG+/ZAxF37GES/zYCBN6fiTG6QDDpW+uywXl51fHlA="])
     }
 
     @Test func `a linked room the code lists at no location this node can use is not registered, and the node says why`() throws {
@@ -214,7 +226,8 @@ enum CodeTextForTests {
     }
 
     static func encode(_ object: JSONObject) -> String {
-        LinkCode.prefix + Base64.encode(CanonicalJSON.encode(.object(object))).replacingOccurrences(of: "+", with: "-")
+        LinkCode.prefix
+            + Base64.encode(CanonicalJSON.encode(.object(object))).replacingOccurrences(of: "+", with: "-")
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 }

@@ -1,10 +1,11 @@
 import Foundation
 import ParleyBucket
-@_spi(Tools) @testable import ParleyClient
 import ParleyCore
 import ParleyStore
 import ParleyTesting
 import Testing
+
+@_spi(Tools) @testable import ParleyClient
 
 @Suite struct EncryptedRoomTests {
     /// Alice creates an encrypted room `vault` in the bucket, invites `others` and each joins with the invite code.
@@ -132,7 +133,9 @@ import Testing
         #expect(throws: ClientError.self) { try bob.node.send("vault", text: "still here?") }
     }
 
-    @Test("A sealed event that does not open is kept as a chain link and logged with its reason, the events after it are shown, and a replayed key event changes nothing")
+    @Test(
+        "A sealed event that does not open is kept as a chain link and logged with its reason, the events after it are shown, and a replayed key event changes nothing"
+    )
     func unopenableEventKept() async throws {
         let world = try BucketWorld(.folder)
         let clients = try await encryptedRoom(world)
@@ -240,7 +243,8 @@ import Testing
         let world = try BucketWorld(.folder)
         let alice = world.client(try world.node("alice"))
         let bob = world.client(try world.node("bob"))
-        _ = try await alice.createRoom("vault", bucket: world.url, encryption: .preShared(secret: RoomEncryptionOption.randomPreSharedSecret(), fromPassphrase: false))
+        _ = try await alice.createRoom(
+            "vault", bucket: world.url, encryption: .preShared(secret: RoomEncryptionOption.randomPreSharedSecret(), fromPassphrase: false))
         try await add(bob, to: alice, world: world)
         #expect(try #require(try alice.inviteCode("vault")).preSharedSecret?.count == 32)
         _ = try alice.node.send("vault", text: "okapi tidings")
@@ -259,7 +263,9 @@ import Testing
             seq: head.seq + 1, parentEventID: nil, prevEventHash: head.hash)
         let forged = bob.node.identity.signingKey.signEvent(
             roomID: "vault", type: EventType.encrypted,
-            content: RoomCipher.seal(type: EventType.message, content: JSONObject(["msgtype": "text", "body": "I am alice"]), key: key, associatedData: associatedData, using: &generator),
+            content: RoomCipher.seal(
+                type: EventType.message, content: JSONObject(["msgtype": "text", "body": "I am alice"]), key: key, associatedData: associatedData,
+                using: &generator),
             senderID: "alice", seq: head.seq + 1, previousHash: head.hash, timestampMs: head.timestampMs + 10, eventID: eventID)
         let report = try alice.node.store.ingest(events: [forged], receivedMs: 0)
         guard case .unauthorized(let reason)? = report.outcomes.first else {

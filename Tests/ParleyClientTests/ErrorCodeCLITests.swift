@@ -115,7 +115,9 @@ import Testing
         try #require(lines.count == 2, "\(result.stdout)\(result.stderr)")
         let error = try JSONParser().parse(Array(lines[0].utf8))["error"]
         #expect(error?["code"] == "io")
-        #expect(error?["message"]?.stringValue?.hasPrefix("The disk holding the store \(mount)/home/parley.sqlite is full: nothing of this was stored") == true, "\(lines[0])")
+        #expect(
+            error?["message"]?.stringValue?.hasPrefix("The disk holding the store \(mount)/home/parley.sqlite is full: nothing of this was stored") == true,
+            "\(lines[0])")
         #expect(error?["remedy"] == "Free some space on it, then run the command again.")
         // Once there is room again, the store is whole and holds no trace of the message.
         #expect(!lines[1].contains("into a full disk"))

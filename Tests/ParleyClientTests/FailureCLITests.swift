@@ -111,12 +111,16 @@ import Testing
     func `a room create in an S3 bucket that does not exist says so and leaves nothing behind`() throws {
         let alice = try OneNode()
         let failed = try alice.node.run(
-            ["room", "create", "team", "--bucket", S3TestServer.url(prefix: S3TestServer.freshPrefix()).replacingOccurrences(of: "parley-test", with: "parley-no-such-bucket")],
+            [
+                "room", "create", "team", "--bucket",
+                S3TestServer.url(prefix: S3TestServer.freshPrefix()).replacingOccurrences(of: "parley-test", with: "parley-no-such-bucket"),
+            ],
             environment: S3TestServer.awsEnvironment)
         #expect(failed.status == 1)
         #expect(failed.stderr.contains("the bucket parley-no-such-bucket does not exist"), "\(failed.stderr)")
         #expect(try alice.rooms().isEmpty)
-        let created = try alice.node.run(["room", "create", "team", "--bucket", S3TestServer.url(prefix: S3TestServer.freshPrefix())], environment: S3TestServer.awsEnvironment)
+        let created = try alice.node.run(
+            ["room", "create", "team", "--bucket", S3TestServer.url(prefix: S3TestServer.freshPrefix())], environment: S3TestServer.awsEnvironment)
         #expect(created.status == 0, "\(created.stderr)")
     }
 
@@ -126,7 +130,8 @@ import Testing
         var environment = S3TestServer.awsEnvironment
         environment["AWS_SECRET_ACCESS_KEY"] = "wrong-secret"
         let endpoint = try #require(ProcessInfo.processInfo.environment["PARLEY_TEST_S3_AUTH_ENDPOINT"])
-        let failed = try alice.node.run(["room", "create", "team", "--bucket", "s3://\(S3TestServer.authBucket)/?endpoint=\(endpoint)"], environment: environment)
+        let failed = try alice.node.run(
+            ["room", "create", "team", "--bucket", "s3://\(S3TestServer.authBucket)/?endpoint=\(endpoint)"], environment: environment)
         #expect(failed.status == 1)
         #expect(failed.stderr.contains("SignatureDoesNotMatch") && failed.stderr.contains("Check AWS_SECRET_ACCESS_KEY"), "\(failed.stderr)")
         #expect(try alice.rooms().isEmpty)
@@ -230,8 +235,12 @@ import Testing
         #expect(lines.count == 5, "one line per failed attempt and one for the recovery, not one per poll: \(lines)")
         #expect(lines.first?.hasPrefix("room team: bucket \(url): ") == true && lines.first?.contains("503 SlowDown") == true, "\(lines)")
         #expect(lines.first?.hasSuffix("(retrying in 0.2 s)") == true, "\(lines)")
-        #expect(lines.dropFirst().first?.contains("unreachable (2 times since ") == true && lines.dropFirst().first?.hasSuffix("; retrying in 0.4 s") == true, "\(lines)")
-        #expect(lines.dropFirst(3).first?.contains("unreachable (4 times since ") == true && lines.dropFirst(3).first?.hasSuffix("; retrying in 1.6 s") == true, "\(lines)")
+        #expect(
+            lines.dropFirst().first?.contains("unreachable (2 times since ") == true && lines.dropFirst().first?.hasSuffix("; retrying in 0.4 s") == true,
+            "\(lines)")
+        #expect(
+            lines.dropFirst(3).first?.contains("unreachable (4 times since ") == true && lines.dropFirst(3).first?.hasSuffix("; retrying in 1.6 s") == true,
+            "\(lines)")
         #expect(lines.last?.hasPrefix("room team: bucket \(url) works again (after failing 4 times since ") == true, "\(lines)")
         #expect(try await S3TestServer.pendingFaults(path: String(prefix.dropLast())) == 0)
     }
@@ -245,7 +254,8 @@ import Testing
         for arguments in [["sync", "--watch"], ["sync"], ["room", "forget", "team", "--yes"]] {
             let second = try alice.node.run(arguments)
             #expect(second.status == 1, "\(arguments)")
-            #expect(second.stderr.contains("Another parley process is syncing \(alice.node.home): pid \(watcher.pid) (`parley sync --watch`)"), "\(second.stderr)")
+            #expect(
+                second.stderr.contains("Another parley process is syncing \(alice.node.home): pid \(watcher.pid) (`parley sync --watch`)"), "\(second.stderr)")
         }
         // The lock goes with the process, however it ends.
         watcher.kill(SIGKILL)
@@ -273,7 +283,8 @@ import Testing
         let alice = try OneNode()
         let prefix = S3TestServer.freshPrefix()
         let aws = S3TestServer.awsEnvironment
-        try #require(try alice.node.run(["room", "create", "team", "--bucket", S3TestServer.url(prefix: prefix, throughProxy: true)], environment: aws).status == 0)
+        try #require(
+            try alice.node.run(["room", "create", "team", "--bucket", S3TestServer.url(prefix: prefix, throughProxy: true)], environment: aws).status == 0)
         let watcher = try startWatching(alice.node, ["--flush-interval", "3600"], environment: aws)
         try #require(try alice.node.run(["send", "team", "not written"]).status == 0)
         try await S3TestServer.inject([.init("PUT", path: String(prefix.dropLast()), "status:503:SlowDown", count: 1000)])
@@ -371,7 +382,9 @@ import Testing
         #expect(!log.stderr.contains("permission"), "\(log.stderr)")
     }
 
-    @Test func `a deleted store is refused while the device key is there, and sync --new-store fetches this device's events before it signs again`() async throws {
+    @Test func `a deleted store is refused while the device key is there, and sync --new-store fetches this device's events before it signs again`()
+        async throws
+    {
         let alice = try OneNode()
         try #require(try alice.node.run(["room", "create", "team", "--bucket", alice.bucketURL]).status == 0)
         try #require(try alice.node.run(["send", "team", "before the loss", "--flush"]).status == 0)

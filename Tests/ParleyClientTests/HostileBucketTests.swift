@@ -1,10 +1,11 @@
 import Foundation
-@testable import ParleyBucket
-@_spi(Tools) @testable import ParleyClient
 import ParleyCore
 import ParleyStore
 import ParleyTesting
 import Testing
+
+@testable import ParleyBucket
+@_spi(Tools) @testable import ParleyClient
 
 /// What a bucket can throw at a reader: another room's events, a planted create, junk lines by the million.
 extension BucketRoomTests {
@@ -14,7 +15,8 @@ extension BucketRoomTests {
     }
 
     @Test(arguments: BucketKind.all)
-    func `a bucket never brings a room into a node: another room's events in a room's logs or hints are reported and not stored`(kind: BucketKind) async throws {
+    func `a bucket never brings a room into a node: another room's events in a room's logs or hints are reported and not stored`(kind: BucketKind) async throws
+    {
         let world = try BucketWorld(kind)
         let clock = TestClock()
         let (alice, _) = try await twoMembers(world, aliceClock: clock, bobClock: clock)
@@ -71,7 +73,8 @@ extension BucketRoomTests {
         let state = try restored.node.roomState("team")
         #expect(state.creation?.creatorKey == alice.node.identity.signingKeyBase64)
         #expect(state.joinedMembers.map(\.userID).sorted() == ["alice", "bob"])
-        #expect(report.problems.contains { $0.hasPrefix("\(planted.key): line 1: not authorized: another m.room.create founded this room") }, "\(report.problems)")
+        #expect(
+            report.problems.contains { $0.hasPrefix("\(planted.key): line 1: not authorized: another m.room.create founded this room") }, "\(report.problems)")
     }
 
     @Test func `a sync refuses to start a room from a metadata.json the creator fingerprint does not match`() async throws {
@@ -122,7 +125,9 @@ extension BucketRoomTests {
         _ = try await world.objects.putIfAbsent(key: name.key, bytes: body, retention: nil)
         let report = try await alice.sync("team")
         #expect(report.problems.count == 1, "\(report.problems.prefix(20))")
-        #expect(report.problems.first?.hasPrefix("\(name.key): not Parley events: its first 100 lines are all invalid (line 1: invalid JSON") == true, "\(report.problems.prefix(3))")
+        #expect(
+            report.problems.first?.hasPrefix("\(name.key): not Parley events: its first 100 lines are all invalid (line 1: invalid JSON") == true,
+            "\(report.problems.prefix(3))")
         #expect(try alice.node.store.rejectedEvents(limit: 1000).count == rejectedBefore + 1)
         let recorded = try #require(try alice.node.store.bucketFileProblems(roomID: "team").first { $0.key == name.key })
         #expect(recorded.problem?.contains("not Parley events") == true)
@@ -134,9 +139,10 @@ extension BucketRoomTests {
         let name = LogFileName(roomID: "team", startMs: 1_790_000_001_000, endMs: 1_790_000_001_000, clientID: "mallory", gzip: true)
         _ = try await world.objects.putIfAbsent(key: name.key, bytes: Gzip.compress(junk(1_000_000)), retention: nil)
         let audit = try await BucketAuditor().audit(world.objects, roomID: "team")
-        #expect(audit.audit.problems.map(\.text) == [
-            "\(name.key): not Parley events: its first 100 lines are all invalid (line 1: invalid JSON: unexpected 'x' where a value was expected (at byte 0)); not read further",
-        ])
+        #expect(
+            audit.audit.problems.map(\.text) == [
+                "\(name.key): not Parley events: its first 100 lines are all invalid (line 1: invalid JSON: unexpected 'x' where a value was expected (at byte 0)); not read further"
+            ])
     }
 
     @Test func `junk lines among events are summarized, logged at most 100 times, and read no further than the line limit`() async throws {

@@ -32,10 +32,11 @@ import Testing
     @Test func `verifying a file that is not Parley events reports it as one problem`() throws {
         let result = try ParleyCommand.run(["verify"], input: Array(String(repeating: "\u{1}\u{7F}ELF garbage\n", count: 500_000).utf8))
         #expect(result.status == 1)
-        #expect(lines(result.stdout) == [
-            "not Parley events: its first 100 lines are all invalid (line 1: invalid event: invalid JSON: unexpected byte 0x1 where a value was expected (at byte 0)); not read further",
-            "FAILED: 1 problem(s) in 100 lines",
-        ], "\(result.stdout.prefix(2000))")
+        #expect(
+            lines(result.stdout) == [
+                "not Parley events: its first 100 lines are all invalid (line 1: invalid event: invalid JSON: unexpected byte 0x1 where a value was expected (at byte 0)); not read further",
+                "FAILED: 1 problem(s) in 100 lines",
+            ], "\(result.stdout.prefix(2000))")
     }
 
     @Test func `an import summarizes repeated reasons and keeps at most 100 invalid lines in the rejected log`() throws {

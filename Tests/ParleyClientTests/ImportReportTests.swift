@@ -1,10 +1,11 @@
 import Crypto
 import Foundation
-@_spi(Tools) @testable import ParleyClient
 import ParleyCore
 import ParleyStore
 import ParleyTesting
 import Testing
+
+@_spi(Tools) @testable import ParleyClient
 
 /// What `Node.importEvents` tells about lines it accepted but that deserve a word.
 @Suite struct ImportReportTests {
@@ -70,13 +71,17 @@ import Testing
             return event
         }
         let garbled = signedByBob(
-            EventType.encrypted, EncryptedContent(algorithm: .epochKey, keyID: keyID, nonce: [UInt8](repeating: 1, count: 12), ciphertext: [UInt8](repeating: 2, count: 48)).jsonObject)
+            EventType.encrypted,
+            EncryptedContent(algorithm: .epochKey, keyID: keyID, nonce: [UInt8](repeating: 1, count: 12), ciphertext: [UInt8](repeating: 2, count: 48))
+                .jsonObject)
         let ephemeral = Curve25519.KeyAgreement.PrivateKey().publicKey.rawRepresentation
         let badSeal = signedByBob(
             EventType.roomKey,
             RoomKeyContent(
                 keyID: String(repeating: "ab", count: 32),
-                recipients: [SealedRoomKey(signingKey: alice.identity.signingKeyBase64, encapsulatedKey: Array(ephemeral), sealed: [UInt8](repeating: 3, count: 48))]
+                recipients: [
+                    SealedRoomKey(signingKey: alice.identity.signingKeyBase64, encapsulatedKey: Array(ephemeral), sealed: [UInt8](repeating: 3, count: 48))
+                ]
             ).jsonObject)
         let (summary, reported) = try importing([garbled.wire, badSeal.wire], into: alice)
         #expect(summary.accepted == 2 && summary.cannotOpen == 2 && !summary.isClean)

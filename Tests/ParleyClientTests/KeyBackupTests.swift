@@ -1,9 +1,10 @@
 import Foundation
 import ParleyBucket
-@_spi(Tools) @testable import ParleyClient
 import ParleyCore
 import ParleyTesting
 import Testing
+
+@_spi(Tools) @testable import ParleyClient
 
 @Suite struct KeyBackupTests {
     let passphrase = Array("correct horse battery staple".utf8)

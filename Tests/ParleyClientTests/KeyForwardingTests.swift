@@ -1,10 +1,11 @@
 import Foundation
 import ParleyBucket
-@_spi(Tools) @testable import ParleyClient
 import ParleyCore
 import ParleyStore
 import ParleyTesting
 import Testing
+
+@_spi(Tools) @testable import ParleyClient
 
 /// Messages a member may read reach them whatever order devices learn of each other (docs/PROTOCOL.md §14.10), and
 /// nothing the history rule hides ever does.

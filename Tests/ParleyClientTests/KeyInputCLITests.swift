@@ -25,7 +25,8 @@ import Testing
         let nodes = try TwoNodes()
         try #require(try nodes.alice.run(["room", "create", "r"]).status == 0)
         let hex = Hex.encode(try #require(Base64.decode(nodes.bobKey)))
-        try expectRefused(nodes.alice, hex, saying: "The key \"\(hex.prefix(23))…\" is 64 hex digits: Parley writes keys in base64, 44 characters ending in '='.")
+        try expectRefused(
+            nodes.alice, hex, saying: "The key \"\(hex.prefix(23))…\" is 64 hex digits: Parley writes keys in base64, 44 characters ending in '='.")
     }
 
     @Test func `an exchange key pasted instead of the signing key is named as such`() throws {
@@ -43,7 +44,9 @@ import Testing
         try #require(try nodes.alice.run(["room", "create", "r"]).status == 0)
         try expectRefused(nodes.alice, String(nodes.bobKey.dropLast()), saying: "lacks its final '='")
         try expectRefused(nodes.alice, String(nodes.bobKey.prefix(32)), saying: "is 32 characters, 24 bytes: a signing key is 32 bytes, 44 base64 characters")
-        let url = nodes.bobKey.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_") + (nodes.bobKey.contains { "+/".contains($0) } ? "" : "-")
+        let url =
+            nodes.bobKey.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            + (nodes.bobKey.contains { "+/".contains($0) } ? "" : "-")
         try expectRefused(nodes.alice, url, saying: "is in base64url ('-' and '_')")
         // A base64url key may start with '-': it is still the key, not an option.
         try expectRefused(nodes.alice, "-" + url.dropFirst(), saying: "is in base64url ('-' and '_')")

@@ -5,7 +5,10 @@ import Testing
     @Test func `the first lines of a reason are shown and the rest counted, whatever numbers each line names`() {
         var problems = LineProblems()
         for line in 1...1000 { problems.add("held back: waiting for seq \(line) of device abc… (a gap in its chain)", line: line) }
-        #expect(problems.report == (1...10).map { "line \($0): held back: waiting for seq \($0) of device abc… (a gap in its chain)" } + ["1,000 lines: held back …; first 10 shown"])
+        #expect(
+            problems.report == (1...10).map { "line \($0): held back: waiting for seq \($0) of device abc… (a gap in its chain)" } + [
+                "1,000 lines: held back …; first 10 shown"
+            ])
     }
 
     @Test func `reasons told apart are bounded: lines of further reasons are only counted`() {

@@ -158,7 +158,9 @@ import Testing
         let node = room.node
         let target = try send(node, ["hello"])
         let short = String(target.split(separator: ":").last!.prefix(8))
-        for arguments in [["edit", "r", short, "hello, edited"], ["react", "r", short, "👍"], ["read", "r", short], ["send", "r", "re", "--reply-to", short]] {
+        for arguments in [
+            ["edit", "r", short, "hello, edited"], ["react", "r", short, "👍"], ["read", "r", short], ["send", "r", "re", "--reply-to", short],
+        ] {
             let result = try node.run(arguments)
             #expect(result.status == 0, "\(arguments[0]): \(result.stderr)")
         }

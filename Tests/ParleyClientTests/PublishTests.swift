@@ -1,9 +1,10 @@
 import Foundation
-@_spi(Tools) @testable import ParleyClient
 import ParleyCore
 import ParleyStore
 import ParleyTesting
 import Testing
+
+@_spi(Tools) @testable import ParleyClient
 
 @Suite struct PublishTests {
     func node(_ directory: TemporaryDirectory) throws -> Node {

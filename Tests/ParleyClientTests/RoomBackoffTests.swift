@@ -17,8 +17,10 @@ import Testing
         #expect(
             backoff.failed(unreachable, nowMs: noon, delayMs: 2_000)
                 == "room team: bucket s3://x/: Cannot connect to http://127.0.0.1:9 (connection refused). (retrying in 2 s)")
-        #expect(backoff.failed(unreachable, nowMs: noon + 2_000, delayMs: 4_000) == "room team: bucket s3://x/ unreachable (2 times since 12:01); retrying in 4 s")
-        #expect(backoff.failed(unreachable, nowMs: noon + 6_000, delayMs: 400) == "room team: bucket s3://x/ unreachable (3 times since 12:01); retrying in 0.4 s")
+        #expect(
+            backoff.failed(unreachable, nowMs: noon + 2_000, delayMs: 4_000) == "room team: bucket s3://x/ unreachable (2 times since 12:01); retrying in 4 s")
+        #expect(
+            backoff.failed(unreachable, nowMs: noon + 6_000, delayMs: 400) == "room team: bucket s3://x/ unreachable (3 times since 12:01); retrying in 0.4 s")
     }
 
     @Test func `a different failure is told in full, with the count so far`() {
@@ -28,7 +30,8 @@ import Testing
         #expect(
             backoff.failed(denied, nowMs: noon + 2_000, delayMs: 4_000)
                 == "room team: bucket s3://x/: s3://x/ refused to list rooms/team/logs/ (HTTP 403 AccessDenied). (2 times since 12:01; retrying in 4 s)")
-        #expect(backoff.failed(denied, nowMs: noon + 6_000, delayMs: 8_000) == "room team: bucket s3://x/ denying access (3 times since 12:01); retrying in 8 s")
+        #expect(
+            backoff.failed(denied, nowMs: noon + 6_000, delayMs: 8_000) == "room team: bucket s3://x/ denying access (3 times since 12:01); retrying in 8 s")
     }
 
     @Test func `a recovery is told once, and the next failure is told in full again`() {

@@ -85,7 +85,8 @@ func describe(_ outcome: LedgerOutcome) -> String {
         alice.rewind("r", to: 2, hash: second.hash)
         let loop = alice.key.signEvent(
             roomID: "r", type: EventType.message, content: JSONObject(["msgtype": "text", "body": "loop"]), senderID: "alice", seq: 3,
-            previousHash: skipping.hash, timestampMs: 1_003, eventID: EventID.make(roomID: "r", timestampMs: 1_003, randomBytes: [UInt8](repeating: 7, count: 16)))
+            previousHash: skipping.hash, timestampMs: 1_003,
+            eventID: EventID.make(roomID: "r", timestampMs: 1_003, randomBytes: [UInt8](repeating: 7, count: 16)))
         var ledger = Ledger()
         _ = ledger.ingest(first)
         _ = ledger.ingest(second)

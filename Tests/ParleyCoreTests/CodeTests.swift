@@ -61,7 +61,8 @@ private let fingerprint = String(repeating: "ab", count: 32)
     func `the rooms a link code carries read as the generator says, in both versions`(vector: CodeVector) throws {
         // The sealed payload is opened in the client's tests; here each room's JSON form is read back from the vector.
         for room in vector["rooms"].array {
-            let read = vector["version"].integerValue == 2
+            let read =
+                vector["version"].integerValue == 2
                 ? try LinkedRoom(versionTwoJSON: ["bucket": room["locations"]!.array[0]["url"]!, "creator": room["creator"]!, "room_id": room["room_id"]!])
                 : try LinkedRoom(json: room)
             #expect(read.json == room)
@@ -72,12 +73,16 @@ private let fingerprint = String(repeating: "ab", count: 32)
         // Made by `parley room invite` before invite codes carried locations (version 1): a plain room and a
         // pre-shared-key room in a folder bucket.
         let plain = try InviteCode(
-            parsing: "parley-invite:eyJidWNrZXQiOiJmaWxlOi8vL3RtcC92MWNvZGVzL2J1Y2tldCIsImNyZWF0b3IiOiI0MWQ4NmVmNzA5ZWY2Y2E2YmE0NWQ5NzQyODlmNzE2NTQ4ZTMxNDgyODY1MDIwZGYzMzQ2MTMxOTIyNTk0YWYwIiwicm9vbV9pZCI6InRlYW0iLCJ2IjoxfQ")
+            parsing:
+                "parley-invite:eyJidWNrZXQiOiJmaWxlOi8vL3RtcC92MWNvZGVzL2J1Y2tldCIsImNyZWF0b3IiOiI0MWQ4NmVmNzA5ZWY2Y2E2YmE0NWQ5NzQyODlmNzE2NTQ4ZTMxNDgyODY1MDIwZGYzMzQ2MTMxOTIyNTk0YWYwIiwicm9vbV9pZCI6InRlYW0iLCJ2IjoxfQ"
+        )
         #expect(plain.roomID == "team" && plain.locations == [.bucket(url: "file:///tmp/v1codes/bucket")])
         #expect(plain.creatorFingerprint == "41d86ef709ef6ca6ba45d974289f716548e31482865020df3346131922594af0")
         #expect(plain.preSharedSecret == nil && !plain.needsPassphrase)
         let secret = try InviteCode(
-            parsing: "parley-invite:eyJidWNrZXQiOiJmaWxlOi8vL3RtcC92MWNvZGVzL2J1Y2tldCIsImNyZWF0b3IiOiI0MWQ4NmVmNzA5ZWY2Y2E2YmE0NWQ5NzQyODlmNzE2NTQ4ZTMxNDgyODY1MDIwZGYzMzQ2MTMxOTIyNTk0YWYwIiwicHNrIjoiUUhHKy9aQXhGMzdHRVMvellDQk42ZmlURzZRRERwVyt1eXdYbDUxZkhsQT0iLCJyb29tX2lkIjoidmF1bHQiLCJ2IjoxfQ")
+            parsing:
+                "parley-invite:eyJidWNrZXQiOiJmaWxlOi8vL3RtcC92MWNvZGVzL2J1Y2tldCIsImNyZWF0b3IiOiI0MWQ4NmVmNzA5ZWY2Y2E2YmE0NWQ5NzQyODlmNzE2NTQ4ZTMxNDgyODY1MDIwZGYzMzQ2MTMxOTIyNTk0YWYwIiwicHNrIjoiUUhHKy9aQXhGMzdHRVMvellDQk42ZmlURzZRRERwVyt1eXdYbDUxZkhsQT0iLCJyb29tX2lkIjoidmF1bHQiLCJ2IjoxfQ"
+        )
         #expect(secret.roomID == "vault" && secret.locations == [.bucket(url: "file:///tmp/v1codes/bucket")])
         #expect(secret.preSharedSecret.map(Base64.encode) == "QHG+/ZAxF37GES/zYCBN6fiTG6QDDpW+uywXl51fHlA=")
     }
@@ -123,10 +128,13 @@ private let fingerprint = String(repeating: "ab", count: 32)
         #expect(codeError { () throws(CodeError) in _ = try InviteCode(parsing: huge) } == "too_large")
         // Far within the size limit, but deeper than the JSON parser goes.
         let deep = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
-        let deepText = InviteCode.prefix + Base64.encode(Array(#"{"v":2,"locations":[{"kind":"later","x":\#(deep)}]}"#.utf8))
+        let deepText =
+            InviteCode.prefix
+            + Base64.encode(Array(#"{"v":2,"locations":[{"kind":"later","x":\#(deep)}]}"#.utf8))
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         #expect(codeError { () throws(CodeError) in _ = try InviteCode(parsing: deepText) } == "not_json")
-        let notUTF8 = InviteCode.prefix + Base64.encode([0xFF, 0xFE, 0x7B, 0x7D]).replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let notUTF8 =
+            InviteCode.prefix + Base64.encode([0xFF, 0xFE, 0x7B, 0x7D]).replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         #expect(codeError { () throws(CodeError) in _ = try InviteCode(parsing: notUTF8) } == "not_json")
     }
 
@@ -134,6 +142,7 @@ private let fingerprint = String(repeating: "ab", count: 32)
         let room = try LinkedRoom(versionTwoJSON: ["bucket": "file:///srv/chat", "creator": .string(fingerprint), "room_id": "team"])
         #expect(room == LinkedRoom(roomID: "team", creatorFingerprint: fingerprint, locations: [.bucket(url: "file:///srv/chat")]))
         #expect(try LinkedRoom(json: room.json) == room)
-        #expect(codeError { () throws(CodeError) in _ = try LinkedRoom(versionTwoJSON: ["creator": .string(fingerprint), "room_id": "team"]) } == "invalid_member")
+        #expect(
+            codeError { () throws(CodeError) in _ = try LinkedRoom(versionTwoJSON: ["creator": .string(fingerprint), "room_id": "team"]) } == "invalid_member")
     }
 }

@@ -111,7 +111,9 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         let plaintext = try AES.GCM.open(box, using: SymmetricKey(data: vector.hex("aead_key")), authenticating: [1, 2, 3])
         // Padded with spaces to the block; the rest is the canonical object.
         #expect(plaintext.count == RoomCipher.paddingBlock)
-        #expect(String(decoding: plaintext.filter { $0 != 0x20 }, as: UTF8.self) == #"{"content":{"body":"probe","msgtype":"text"},"padding":"","type":"m.room.message"}"#)
+        #expect(
+            String(decoding: plaintext.filter { $0 != 0x20 }, as: UTF8.self)
+                == #"{"content":{"body":"probe","msgtype":"text"},"padding":"","type":"m.room.message"}"#)
     }
 
     @Test(arguments: try EncryptionVector.encryption("pre_shared_keys"))
@@ -177,15 +179,22 @@ private func randomBytes(_ count: Int) -> [UInt8] {
             Issue.record("not a key forward: \(content)")
             return
         }
-        #expect(ForwardSeal.info(roomID: vector.text("room_id"), senderKey: vector.text("sender_key"), recipientKey: vector.text("recipient_key")) == vector.hex("info"))
+        #expect(
+            ForwardSeal.info(roomID: vector.text("room_id"), senderKey: vector.text("sender_key"), recipientKey: vector.text("recipient_key"))
+                == vector.hex("info"))
         let privateKey = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: vector.hex("recipient_private_key"))
         let keys = try ForwardSeal.open(forward, roomID: vector.text("room_id"), senderKey: vector.text("sender_key"), privateKey: privateKey)
         let expected = vector["keys"].array.map { ($0["sender_key"]!.text, $0["seq"]!.integerValue!, $0["message_key"]!.text) }
         #expect(keys.map { "\($0.position.senderKey) \($0.position.seq) \(Hex.encode($0.key.bytes))" } == expected.map { "\($0.0) \($0.1) \($0.2)" })
         #expect(ForwardSeal.plaintext(keys) == vector.hex("plaintext"))
         // Opened as sent by another device, or in another room, it does not open.
-        #expect(encryptionCode { _ = try ForwardSeal.open(forward, roomID: "other-room", senderKey: vector.text("sender_key"), privateKey: privateKey) } == "open_failed")
-        #expect(encryptionCode { _ = try ForwardSeal.open(forward, roomID: vector.text("room_id"), senderKey: vector.text("recipient_key"), privateKey: privateKey) } == "open_failed")
+        #expect(
+            encryptionCode { _ = try ForwardSeal.open(forward, roomID: "other-room", senderKey: vector.text("sender_key"), privateKey: privateKey) }
+                == "open_failed")
+        #expect(
+            encryptionCode {
+                _ = try ForwardSeal.open(forward, roomID: vector.text("room_id"), senderKey: vector.text("recipient_key"), privateKey: privateKey)
+            } == "open_failed")
     }
 
     @Test func `keys forwarded here open with the recipient's key only`() throws {
@@ -194,9 +203,13 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         let keys = [ForwardedKey(position: ChainPosition(senderKey: TestDevice("alice").publicKey, seq: 3), key: MessageKey(roomKey: room, associatedData: ad))]
         let carol = Curve25519.KeyAgreement.PrivateKey()
         let forward = try ForwardSeal.seal(
-            keys, roomID: "r", senderKey: TestDevice("bob").publicKey, recipientKey: TestDevice("carol").publicKey, exchangeKey: Array(carol.publicKey.rawRepresentation))
+            keys, roomID: "r", senderKey: TestDevice("bob").publicKey, recipientKey: TestDevice("carol").publicKey,
+            exchangeKey: Array(carol.publicKey.rawRepresentation))
         #expect(try ForwardSeal.open(forward, roomID: "r", senderKey: TestDevice("bob").publicKey, privateKey: carol) == keys)
-        #expect(encryptionCode { _ = try ForwardSeal.open(forward, roomID: "r", senderKey: TestDevice("bob").publicKey, privateKey: Curve25519.KeyAgreement.PrivateKey()) } == "open_failed")
+        #expect(
+            encryptionCode {
+                _ = try ForwardSeal.open(forward, roomID: "r", senderKey: TestDevice("bob").publicKey, privateKey: Curve25519.KeyAgreement.PrivateKey())
+            } == "open_failed")
     }
 
     @Test(arguments: try EncryptionVector.encryption("sealed_contents"))
@@ -216,7 +229,8 @@ private func randomBytes(_ count: Int) -> [UInt8] {
     }
 
     @Test func `each vector error code is one the implementation can report`() throws {
-        let codes = try EncryptionVector.encryption("invalid_contents").compactMap { $0["error"].stringValue }
+        let codes =
+            try EncryptionVector.encryption("invalid_contents").compactMap { $0["error"].stringValue }
             + EncryptionVector.encryption("invalid_key_seals").compactMap { $0["error"].stringValue }
         for code in Set(codes) { #expect(EncryptionError.Code(rawValue: code) != nil, "\(code)") }
         #expect(Set(codes) == ["decrypt_failed", "key_mismatch", "bad_plaintext", "weak_key", "open_failed"])
@@ -235,9 +249,13 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         // Another envelope derives another message key, which the content's message_key_id does not name.
         #expect(encryptionCode { _ = try RoomCipher.open(sealed, key: key, associatedData: ad + [0]) } == "key_mismatch")
         // Built by hand rather than parsed: the same bytes split at another place are refused, not re-split.
-        let shifted = EncryptedContent(algorithm: sealed.algorithm, keyID: sealed.keyID, messageKeyID: sealed.messageKeyID, nonce: sealed.nonce + [sealed.ciphertext[0]], ciphertext: Array(sealed.ciphertext.dropFirst()))
+        let shifted = EncryptedContent(
+            algorithm: sealed.algorithm, keyID: sealed.keyID, messageKeyID: sealed.messageKeyID, nonce: sealed.nonce + [sealed.ciphertext[0]],
+            ciphertext: Array(sealed.ciphertext.dropFirst()))
         #expect(encryptionCode { _ = try RoomCipher.open(shifted, key: key, associatedData: ad) } == "malformed")
-        let tagless = EncryptedContent(algorithm: sealed.algorithm, keyID: sealed.keyID, messageKeyID: sealed.messageKeyID, nonce: sealed.nonce, ciphertext: Array(sealed.ciphertext.prefix(15)))
+        let tagless = EncryptedContent(
+            algorithm: sealed.algorithm, keyID: sealed.keyID, messageKeyID: sealed.messageKeyID, nonce: sealed.nonce,
+            ciphertext: Array(sealed.ciphertext.prefix(15)))
         #expect(encryptionCode { _ = try RoomCipher.open(tagless, key: key, associatedData: ad) } == "malformed")
     }
 
@@ -251,7 +269,9 @@ private func randomBytes(_ count: Int) -> [UInt8] {
             #expect(opened.type == type && opened.content == content)
             return sealed.ciphertext.count - 16
         }
-        let short = try [1, 40, 150].map { try sealedSize(EventType.message, JSONObject(["msgtype": "text", "body": .string(String(repeating: "a", count: $0))])) }
+        let short = try [1, 40, 150].map {
+            try sealedSize(EventType.message, JSONObject(["msgtype": "text", "body": .string(String(repeating: "a", count: $0))]))
+        }
         #expect(short == [256, 256, 256])
         #expect(try sealedSize(EventType.message, JSONObject(["msgtype": "text", "body": .string(String(repeating: "é", count: 300))])) == 768)
         #expect(try sealedSize(EventType.reaction, JSONObject(["target_event_id": "$1-abc", "key": "👍"])) == 256)
@@ -341,7 +361,8 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         let key = try RoomKey(bytes: randomBytes(32))
         for point in X25519KeyCheck.lowOrderPoints + [[UInt8](repeating: 0xFF, count: 32), [UInt8](repeating: 9, count: 31)] {
             let code = encryptionCode {
-                _ = try KeySeal.seal(key, roomID: vectorRoom, senderKey: Base64.encode(randomBytes(32)), recipientKey: Base64.encode(randomBytes(32)), exchangeKey: point)
+                _ = try KeySeal.seal(
+                    key, roomID: vectorRoom, senderKey: Base64.encode(randomBytes(32)), recipientKey: Base64.encode(randomBytes(32)), exchangeKey: point)
             }
             #expect(code == "weak_key", "\(Hex.encode(point))")
         }
@@ -469,9 +490,10 @@ private func randomBytes(_ count: Int) -> [UInt8] {
         }
 
         static func entry(enc: [UInt8] = Array(Curve25519.KeyAgreement.PrivateKey().publicKey.rawRepresentation), signingKey: [UInt8]) -> JSONValue {
-            .object(JSONObject([
-                "enc": .string(Base64.encode(enc)), "sealed": .string(Base64.encode(randomBytes(48))), "signing_key": .string(Base64.encode(signingKey)),
-            ]))
+            .object(
+                JSONObject([
+                    "enc": .string(Base64.encode(enc)), "sealed": .string(Base64.encode(randomBytes(48))), "signing_key": .string(Base64.encode(signingKey)),
+                ]))
         }
 
         static func roomKey(_ recipients: [JSONValue]?) -> JSONObject {

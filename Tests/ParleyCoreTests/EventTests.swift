@@ -20,11 +20,13 @@ import Testing
     @Test func `invalid vector events are rejected with the expected code`() throws {
         for item in try Vectors.load("events.json")["invalid"]!.array {
             let name = item["name"]!.text
-            #expect(performing: { _ = try VerifiedEvent(parsing: Array(item["wire"]!.text.utf8)) }, throws: { error in
-                let code = (error as? EventError)?.code.rawValue
-                if code != item["error"]!.text { Issue.record("\(name): got \(String(describing: code)) \(error)") }
-                return true
-            })
+            #expect(
+                performing: { _ = try VerifiedEvent(parsing: Array(item["wire"]!.text.utf8)) },
+                throws: { error in
+                    let code = (error as? EventError)?.code.rawValue
+                    if code != item["error"]!.text { Issue.record("\(name): got \(String(describing: code)) \(error)") }
+                    return true
+                })
         }
     }
 
@@ -52,10 +54,11 @@ import Testing
         let event = alice.message("room", "x", at: 1_760_000_000_000, parent: nil)
         let second = alice.message("room", "y", at: 1_760_000_000_001, parent: event.event.eventID)
         var object = try #require(try JSONParser().parse(second.wire).objectValue)
-        #expect(object.members.map(\.key) == [
-            "content", "content_hash", "event_id", "parent_event_id", "prev_event_hash", "room_id", "sender_id", "sender_key", "seq",
-            "signature", "timestamp_ms", "type",
-        ])
+        #expect(
+            object.members.map(\.key) == [
+                "content", "content_hash", "event_id", "parent_event_id", "prev_event_hash", "room_id", "sender_id", "sender_key", "seq",
+                "signature", "timestamp_ms", "type",
+            ])
         #expect(try Event(json: .object(object)) == second.event)
         for name in object.members.map(\.key) {
             // Same length and first letter, last letter changed: what a matcher on length and a byte or two could take.
@@ -154,7 +157,9 @@ import Testing
                 let encoding = event.encoded()
                 #expect(encoding.wire == CanonicalJSON.encode(.object(event.jsonObject())))
                 #expect(encoding.envelope == CanonicalJSON.encode(.object(event.jsonObject(includingContent: false))))
-                #expect(encoding.signingInput == Event.signaturePrefix + CanonicalJSON.encode(.object(event.jsonObject(includingContent: false, includingSignature: false))))
+                #expect(
+                    encoding.signingInput == Event.signaturePrefix
+                        + CanonicalJSON.encode(.object(event.jsonObject(includingContent: false, includingSignature: false))))
             }
         }
     }

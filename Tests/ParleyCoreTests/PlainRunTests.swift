@@ -1,5 +1,6 @@
-@testable import ParleyCore
 import Testing
+
+@testable import ParleyCore
 
 @Suite struct PlainRunTests {
     @Test func `a plain run ends at the first quote, backslash, control or non-ASCII byte, wherever it is`() {

@@ -45,7 +45,9 @@ func verdictName(_ authorization: Authorization?) -> String {
     func `state scenarios give the expected verdicts and final state`(scenario: StateScenario) {
         let replay = RoomReplay(roomID: scenario.roomID, events: scenario.events)
         for (event, expected) in zip(scenario.events, scenario.verdicts) {
-            #expect(verdictName(replay.verdicts[event.hash]) == expected, "\(event.event.type) at seq \(event.event.seq) by \(event.event.senderID): \(String(describing: replay.verdicts[event.hash]))")
+            #expect(
+                verdictName(replay.verdicts[event.hash]) == expected,
+                "\(event.event.type) at seq \(event.event.seq) by \(event.event.senderID): \(String(describing: replay.verdicts[event.hash]))")
         }
         scenario.check(replay.state)
         if let redacted = scenario.vector.redacted {

@@ -109,12 +109,13 @@ func strictVerdict(_ vector: SignatureVector) -> String {
                 try StrictEd25519.checkPublicKey(key)
                 verdict = "valid"
             } catch {
-                verdict = switch error {
-                case .keyNotOnCurve: "key_not_on_curve"
-                case .keySmallOrder: "key_small_order"
-                case .keyNotCanonical: "key_not_canonical"
-                default: "other"
-                }
+                verdict =
+                    switch error {
+                    case .keyNotOnCurve: "key_not_on_curve"
+                    case .keySmallOrder: "key_small_order"
+                    case .keyNotCanonical: "key_not_canonical"
+                    default: "other"
+                    }
             }
             #expect(verdict == item["verdict"]!.text, "key \(item["public_key"]!.text)")
         }

@@ -83,13 +83,15 @@ import Testing
         let phone = TestDevice("alice", keyName: "phone")
         var events = alice.create("r", at: 1_000)
         events.append(alice.sign("r", EventType.member, MemberContent(membership: .invite, userID: "alice", devices: [phone.binding]).jsonObject, at: 2_000))
-        events.append(alice.sign(
-            "r", EventType.member, MemberContent(membership: .leave, userID: "alice", devices: [DeviceBinding(signingKey: phone.publicKey)]).jsonObject,
-            at: 3_000))
+        events.append(
+            alice.sign(
+                "r", EventType.member, MemberContent(membership: .leave, userID: "alice", devices: [DeviceBinding(signingKey: phone.publicKey)]).jsonObject,
+                at: 3_000))
         events.append(alice.membership("r", .leave, of: "alice", at: 4_000))
         let summaries = timeline("r", events).compactMap(\.summary)
-        #expect(summaries.suffix(3) == [
-            "alice linked a new device (\(phone.publicKey.prefix(12))…)", "alice removed a device (\(phone.publicKey.prefix(12))…)", "alice left",
-        ])
+        #expect(
+            summaries.suffix(3) == [
+                "alice linked a new device (\(phone.publicKey.prefix(12))…)", "alice removed a device (\(phone.publicKey.prefix(12))…)", "alice left",
+            ])
     }
 }

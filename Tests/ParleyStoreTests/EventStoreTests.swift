@@ -1,9 +1,10 @@
 import Foundation
-import ParleyCore
 import GRDB
-@testable import ParleyStore
+import ParleyCore
 import ParleyTesting
 import Testing
+
+@testable import ParleyStore
 
 func verdictName(_ outcome: IngestOutcome) -> String {
     switch outcome {
@@ -36,12 +37,15 @@ func verdictName(_ outcome: IngestOutcome) -> String {
             }
             let outcomes = try store.outcomes(of: scenario.events.map { ($0.event.eventID, $0.hash) })
             for event in scenario.events {
-                let expected: String = switch reference.verdicts[event.hash] {
-                case .accepted?: "accepted"
-                case .rejected?: "rejected"
-                default: "held"
-                }
-                #expect(outcomes[event.hash].map(verdictName) == expected, "round \(round): \(event.event.type) seq \(event.event.seq) of \(event.event.senderID): \(String(describing: outcomes[event.hash]))")
+                let expected: String =
+                    switch reference.verdicts[event.hash] {
+                    case .accepted?: "accepted"
+                    case .rejected?: "rejected"
+                    default: "held"
+                    }
+                #expect(
+                    outcomes[event.hash].map(verdictName) == expected,
+                    "round \(round): \(event.event.type) seq \(event.event.seq) of \(event.event.senderID): \(String(describing: outcomes[event.hash]))")
             }
             var expected = reference.state
             expected.pinCreate()
@@ -350,12 +354,15 @@ struct StateScenarioData: CustomTestStringConvertible, Sendable {
         let store = try EventStore(path: directory.file("parley.sqlite"))
         try store.pool.read { db in
             // An IN list in a partial index's WHERE made SQLite fill a temporary table on every INSERT.
-            let opcodes = try Row.fetchAll(db, sql: "EXPLAIN \(IngestBatch.insertSQL)", arguments: StatementArguments(Array(repeating: nil as String?, count: 15)))
-                .map { $0["opcode"] as String }
+            let opcodes = try Row.fetchAll(
+                db, sql: "EXPLAIN \(IngestBatch.insertSQL)", arguments: StatementArguments(Array(repeating: nil as String?, count: 15))
+            )
+            .map { $0["opcode"] as String }
             #expect(opcodes.contains("Insert"))
             #expect(!opcodes.contains("OpenEphemeral"))
             for bounded in [false, true] {
-                let plan = try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN \(RoomAuthorizer.replaySQL(bounded: bounded))", arguments: bounded ? ["room", 0, 0, "", ""] : ["room"])
+                let plan = try Row.fetchAll(
+                    db, sql: "EXPLAIN QUERY PLAN \(RoomAuthorizer.replaySQL(bounded: bounded))", arguments: bounded ? ["room", 0, 0, "", ""] : ["room"])
                 let details = plan.map { $0["detail"] as String }
                 #expect(details.contains { $0.contains("USING INDEX events_replayed") }, "\(details)")
                 #expect(!details.contains { $0.contains("TEMP B-TREE") }, "\(details)")

@@ -1,8 +1,9 @@
 import Foundation
 import ParleyCore
-@testable import ParleyStore
 import ParleyTesting
 import Testing
+
+@testable import ParleyStore
 
 @Suite struct RejectedLogTests {
     let directory = TemporaryDirectory()

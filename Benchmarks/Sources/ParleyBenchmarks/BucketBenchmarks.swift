@@ -7,7 +7,7 @@ import ParleyCore
 import ParleyStore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A node in a fresh home under `workdir`.
@@ -77,8 +77,9 @@ func bucketBenchmarks(workdir: String, count: Int, rawTwoThreads: Double, parley
     let flushes = state.flushes
     precondition(try! sender.store.outboxStatus(roomID: "bench", senderKey: sender.identity.signingKeyBase64).pending == 0)
     let sendRate = Double(count) / sendSeconds
-    record("events/s one client writes into a folder bucket (sign + store, flushed in the background; 1 KiB messages in bursts of 1,000)", sendRate, "events/s",
-           target: "≥ 20,000/s", met: sendRate >= 20_000)
+    record(
+        "events/s one client writes into a folder bucket (sign + store, flushed in the background; 1 KiB messages in bursts of 1,000)", sendRate, "events/s",
+        target: "≥ 20,000/s", met: sendRate >= 20_000)
     let puts = sendCounter.snapshot["put", default: 0]
     record("PUT requests per flush (sender, \(flushes) flushes)", Double(puts) / Double(flushes), "PUT/flush", target: "1", met: puts == flushes)
 
@@ -112,13 +113,16 @@ func bucketBenchmarks(workdir: String, count: Int, rawTwoThreads: Double, parley
     }
     recordCPUDecomposition("the sync", verifySeconds: verifyCPU, workSeconds: syncCPU, busy: busy)
     let ingest = median(ingestRates)
-    record("events/s a second client ingests from that bucket (median of 3)", ingest, "events/s",
-           target: "≥ 0.8× 2-thread raw verify, burst (\(Int(0.8 * rawTwoThreads)))", met: ingest >= 0.8 * rawTwoThreads)
-    record("ingest ÷ the sustained raw verify of as many events just before it (median of 3 pairs)", median(ingestRatios), "×",
-           target: "≥ 0.8", met: median(ingestRatios) >= 0.8)
+    record(
+        "events/s a second client ingests from that bucket (median of 3)", ingest, "events/s",
+        target: "≥ 0.8× 2-thread raw verify, burst (\(Int(0.8 * rawTwoThreads)))", met: ingest >= 0.8 * rawTwoThreads)
+    record(
+        "ingest ÷ the sustained raw verify of as many events just before it (median of 3 pairs)", median(ingestRatios), "×",
+        target: "≥ 0.8", met: median(ingestRatios) >= 0.8)
     let perThousand = 1000.0 / Double(count)
-    record("requests per 1,000 events received (first sync: LIST pages + GETs)",
-           Double(receiveCounts["list", default: 0] + receiveCounts["get", default: 0]) * perThousand, "requests")
+    record(
+        "requests per 1,000 events received (first sync: LIST pages + GETs)",
+        Double(receiveCounts["list", default: 0] + receiveCounts["get", default: 0]) * perThousand, "requests")
 
     // 3. LIST requests per poll as history grows: a client following the room after every flush.
     let follower = benchNode(directory, "follower")
@@ -134,8 +138,9 @@ func bucketBenchmarks(workdir: String, count: Int, rawTwoThreads: Double, parley
         _ = blocking { try await followClient.sync("bench") }
         listsPerPoll.append(followCounter.snapshot["list", default: 0])
     }
-    record("LIST requests per poll with \(count / burst + 20) files of history", Double(listsPerPoll.max()!), "LIST/poll",
-           target: "constant (2: logs after the cursor, hints)", met: listsPerPoll.allSatisfy { $0 == 2 })
+    record(
+        "LIST requests per poll with \(count / burst + 20) files of history", Double(listsPerPoll.max()!), "LIST/poll",
+        target: "constant (2: logs after the cursor, hints)", met: listsPerPoll.allSatisfy { $0 == 2 })
 }
 
 /// Delivery latency between two clients on an S3 server, the receiver polling every 250 ms.
@@ -246,7 +251,8 @@ func followRSSBenchmark(workdir: String, parley: String, hello: String, seconds:
     waitpid(pid, &status, 0)
     let watcherKiB = Int((try? String(contentsOfFile: report, encoding: .utf8))?.split(separator: "\n").last?.trimmingCharacters(in: .whitespaces) ?? "") ?? 0
     let helloKiB = peakRSS(hello, [])
-    record("peak RSS of parley sync --watch following a room at 200 events/s for \(seconds) s (\(sent) events)", Double(watcherKiB) / 1024, "MiB",
-           target: "≤ 30 MB", met: Double(watcherKiB) * 1024 <= 30_000_000)
+    record(
+        "peak RSS of parley sync --watch following a room at 200 events/s for \(seconds) s (\(sent) events)", Double(watcherKiB) / 1024, "MiB",
+        target: "≤ 30 MB", met: Double(watcherKiB) * 1024 <= 30_000_000)
     record("peak RSS of the Foundation hello-world (for scale)", Double(helloKiB) / 1024, "MiB")
 }

@@ -13,16 +13,21 @@ func roomWithMembers(workdir: String, name: String, members: Int, encrypted: Boo
     let roomID = "room"
     _ = try node.createRoom(roomID, encryption: encrypted ? .epochs(history: .joined) : nil)
     let devices = (1..<members).map(RoomFixture.device)
-    try node.publish(roomID: roomID, devices.map { user, key, _ in
-        OutgoingEvent(type: EventType.member, content: MemberContent(membership: .invite, userID: user, devices: [DeviceBinding(signingKey: key.publicKeyBase64)]).jsonObject)
-    })
+    try node.publish(
+        roomID: roomID,
+        devices.map { user, key, _ in
+            OutgoingEvent(
+                type: EventType.member,
+                content: MemberContent(membership: .invite, userID: user, devices: [DeviceBinding(signingKey: key.publicKeyBase64)]).jsonObject)
+        })
     // After the invites, whose time may run ahead of the clock (each event of a chain is later than the last).
     let joinTime = max(node.clock(), try node.store.latestTimestamp(roomID: roomID) ?? 0) + 1
     var generator = SystemRandomNumberGenerator()
     let joins = devices.map { user, key, exchange in
         key.signEvent(
             roomID: roomID, type: EventType.member,
-            content: MemberContent(membership: .join, userID: user, devices: [DeviceBinding(signingKey: key.publicKeyBase64, exchangeKey: exchange)]).jsonObject,
+            content: MemberContent(membership: .join, userID: user, devices: [DeviceBinding(signingKey: key.publicKeyBase64, exchangeKey: exchange)])
+                .jsonObject,
             senderID: user, seq: 1, previousHash: nil, timestampMs: joinTime, eventID: EventID.make(roomID: roomID, timestampMs: joinTime, using: &generator))
     }
     let report = try node.store.ingest(events: joins, receivedMs: joinTime)

@@ -1,7 +1,7 @@
 // Parley's benchmarks: one measurement per design target, each with its baseline measured in the same run.
 //
 //   scripts/bench                  # builds everything in release mode and runs all of them
-//   parley-bench [micro|import|log|bucket|encryption] [--events N] [--messages N] [--follow-seconds N] [--room-events N] [--workdir DIR] [--parley PATH]
+//   parley-bench [micro|import|log|bucket|encryption|api|nodes] [--events N] [--messages N] [--follow-seconds N] [--room-events N] [--workdir DIR] [--parley PATH]
 //
 // Results print as a Markdown table (copied into docs/BENCHMARKS.md) and as JSON lines on standard error.
 
@@ -14,7 +14,7 @@ import ParleyCore
 import ParleyStore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // MARK: Harness
@@ -82,7 +82,7 @@ func runProcess(_ path: String, _ arguments: [String], stdinPath: String? = nil)
     if let stdinPath { posix_spawn_file_actions_addopen(&actions, 0, stdinPath, O_RDONLY, 0) }
     defer { posix_spawn_file_actions_destroy(&actions) }
     let argv = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
+    defer { for argument in argv { free(argument) } }
     var pid: pid_t = 0
     let start = now()
     guard posix_spawn(&pid, path, &actions, nil, argv, environ) == 0 else {
@@ -143,10 +143,25 @@ struct RoomFixture {
             return event
         }
         setup.append(sign(0, EventType.create, JSONObject(["version": 1]), at: start))
-        setup.append(sign(0, EventType.member, MemberContent(membership: .join, userID: devices[0].0, devices: [DeviceBinding(signingKey: devices[0].1.publicKeyBase64, exchangeKey: devices[0].2)]).jsonObject, at: start))
+        setup.append(
+            sign(
+                0, EventType.member,
+                MemberContent(
+                    membership: .join, userID: devices[0].0, devices: [DeviceBinding(signingKey: devices[0].1.publicKeyBase64, exchangeKey: devices[0].2)]
+                ).jsonObject, at: start))
         for member in 1..<members {
-            setup.append(sign(0, EventType.member, MemberContent(membership: .invite, userID: devices[member].0, devices: [DeviceBinding(signingKey: devices[member].1.publicKeyBase64)]).jsonObject, at: start + 1))
-            setup.append(sign(member, EventType.member, MemberContent(membership: .join, userID: devices[member].0, devices: [DeviceBinding(signingKey: devices[member].1.publicKeyBase64, exchangeKey: devices[member].2)]).jsonObject, at: start + 2))
+            setup.append(
+                sign(
+                    0, EventType.member,
+                    MemberContent(membership: .invite, userID: devices[member].0, devices: [DeviceBinding(signingKey: devices[member].1.publicKeyBase64)])
+                        .jsonObject, at: start + 1))
+            setup.append(
+                sign(
+                    member, EventType.member,
+                    MemberContent(
+                        membership: .join, userID: devices[member].0,
+                        devices: [DeviceBinding(signingKey: devices[member].1.publicKeyBase64, exchangeKey: devices[member].2)]
+                    ).jsonObject, at: start + 2))
         }
         // In the room's order, as `parley events` exports it: an invite (start + 1) written before the previous
         // member's join (start + 2) would make the importer judge its whole first batch twice.
@@ -190,7 +205,10 @@ struct RoomFixture {
                 headsBox.buffer[member] = head
             }
             heads = Array(resultHeads).map { (seq: $0.0, hash: $0.1) }
-            for index in 0..<batch { buffer += shared[index]; buffer.append(0x0A) }
+            for index in 0..<batch {
+                buffer += shared[index]
+                buffer.append(0x0A)
+            }
             shared.deinitialize()
             shared.deallocate()
             resultHeads.deinitialize()
@@ -283,8 +301,11 @@ func micro() -> Double {
     let rates = verifyRates(events)
     record("raw swift-crypto Ed25519 verify, 1 thread (baseline)", rates.raw1, "verify/s")
     record("raw swift-crypto Ed25519 verify, 2 threads (baseline)", rates.raw2, "verify/s")
-    record("strict verify, 1 thread", rates.strict1, "verify/s", target: "≥ 0.9× raw 1 thread (\(Int(rates.raw1 * 0.9)))", met: rates.strict1 >= 0.9 * rates.raw1)
-    record("strict verify, 2 threads", rates.strict2, "verify/s", target: "≥ 0.9× raw 2 threads (\(Int(rates.raw2 * 0.9)))", met: rates.strict2 >= 0.9 * rates.raw2)
+    record(
+        "strict verify, 1 thread", rates.strict1, "verify/s", target: "≥ 0.9× raw 1 thread (\(Int(rates.raw1 * 0.9)))", met: rates.strict1 >= 0.9 * rates.raw1)
+    record(
+        "strict verify, 2 threads", rates.strict2, "verify/s", target: "≥ 0.9× raw 2 threads (\(Int(rates.raw2 * 0.9)))", met: rates.strict2 >= 0.9 * rates.raw2
+    )
 
     // Canonicalize and hash: parse the wire bytes strictly, validate the event, hash its content and envelope.
     let wires = events.map(\.wire)
@@ -326,7 +347,9 @@ func encryptionMicro() {
         }
     }
     let aeadRate = Double(rounds) / aeadSeconds
-    record("seal + open a 1 KiB message, AES-256-GCM with the envelope as associated data, 1 core", aeadRate, "messages/s", target: "≥ 100,000/s", met: aeadRate >= 100_000)
+    record(
+        "seal + open a 1 KiB message, AES-256-GCM with the envelope as associated data, 1 core", aeadRate, "messages/s", target: "≥ 100,000/s",
+        met: aeadRate >= 100_000)
     let seconds = best(5) {
         for _ in 0..<rounds {
             let sealed = RoomCipher.seal(type: EventType.message, content: content, key: key, associatedData: associatedData, using: &generator)
@@ -336,7 +359,9 @@ func encryptionMicro() {
     }
     precondition(sink > 0)
     let rate = Double(rounds) / seconds
-    record("seal + open a 1 KiB message as event content: JSON plaintext, AES-256-GCM, base64, parse, key id check, 1 core", rate, "messages/s", target: "≥ 100,000/s", met: rate >= 100_000)
+    record(
+        "seal + open a 1 KiB message as event content: JSON plaintext, AES-256-GCM, base64, parse, key id check, 1 core", rate, "messages/s",
+        target: "≥ 100,000/s", met: rate >= 100_000)
 
     // A new epoch for 1,000 member devices: seal the key to each with HPKE, split into events under 64 KiB.
     let devices = (0..<1_000).map { index -> (String, [UInt8]) in
@@ -388,8 +413,9 @@ func recordCPUDecomposition(_ workload: String, verifySeconds: [Double], workSec
     let work = median(workSeconds) * 1e6
     record("CPU time per event: raw verify, in the sustained baseline (median of 3)", verify, "µs")
     record("CPU time per event: \(workload), every thread (median of 3)", work, "µs")
-    record("\(workload)'s CPU time beyond raw verify, per event, as a share of raw verify", (work - verify) / verify, "×",
-           target: "≤ 0.25 for 0.8× with every core busy", met: work - verify <= 0.25 * verify)
+    record(
+        "\(workload)'s CPU time beyond raw verify, per event, as a share of raw verify", (work - verify) / verify, "×",
+        target: "≤ 0.25 for 0.8× with every core busy", met: work - verify <= 0.25 * verify)
     record("how busy \(workload) kept the cores (CPU time ÷ wall time ÷ cores, median of 3)", median(busy), "×")
 }
 
@@ -423,8 +449,9 @@ func importBenchmark(parley: String, workdir: String, count: Int, rawTwoThreads:
     }
     recordCPUDecomposition("the import", verifySeconds: verifyCPU, workSeconds: importCPU, busy: busy)
     let rate = median(rates)
-    record("parley import of \(count) signed 1 KiB events into an empty store, end to end (median of 3)", rate, "events/s",
-           target: "≥ 0.8× 2-thread raw verify, burst (\(Int(0.8 * rawTwoThreads)))", met: rate >= 0.8 * rawTwoThreads)
+    record(
+        "parley import of \(count) signed 1 KiB events into an empty store, end to end (median of 3)", rate, "events/s",
+        target: "≥ 0.8× 2-thread raw verify, burst (\(Int(0.8 * rawTwoThreads)))", met: rate >= 0.8 * rawTwoThreads)
     record("raw swift-crypto Ed25519 verify of those events, 2 threads, sustained (median of 3, each just before an import)", median(baselines), "verify/s")
     record("import ÷ the sustained raw verify just before it (median of 3 pairs)", median(ratios), "×", target: "≥ 0.8", met: median(ratios) >= 0.8)
     let home = workdir + "/import-home-rss"
@@ -454,7 +481,9 @@ func logBenchmark(parley: String, workdir: String, roomEvents: Int, hello: Strin
     let store = try! EventStore(path: home + "/parley.sqlite")
     var warm: [Double] = []
     for _ in 0..<30 { warm.append(measure { precondition(try! store.timeline(roomID: RoomFixture.roomID, limit: 50).count == 50) }) }
-    record("log: newest 50 items of a \(roomEvents)-event room, query and resolution (median)", median(warm) * 1000, "ms", target: "≤ 50 ms", met: median(warm) <= 0.050)
+    record(
+        "log: newest 50 items of a \(roomEvents)-event room, query and resolution (median)", median(warm) * 1000, "ms", target: "≤ 50 ms",
+        met: median(warm) <= 0.050)
     // The whole command, process start to exit.
     var wall: [Double] = []
     var helloWall: [Double] = []
@@ -465,12 +494,16 @@ func logBenchmark(parley: String, workdir: String, roomEvents: Int, hello: Strin
         helloWall.append(runProcess(hello, []).seconds)
     }
     record("start-up and exit of a Swift hello-world importing Foundation (median, for reference)", median(helloWall) * 1000, "ms")
-    record("parley log --limit 50 on that room, whole command from exec to exit (median of 21)", median(wall) * 1000, "ms", target: "≤ 50 ms", met: median(wall) <= 0.050)
+    record(
+        "parley log --limit 50 on that room, whole command from exec to exit (median of 21)", median(wall) * 1000, "ms", target: "≤ 50 ms",
+        met: median(wall) <= 0.050)
     let helloRSS = (0..<5).map { _ in Double(peakRSS(hello, [])) }
     let baseline = median(helloRSS)
     let peak = Double((0..<5).map { _ in peakRSS(parley, ["--home", home, "log", RoomFixture.roomID, "--limit", "50"]) }.max()!)
     record("peak RSS of a Swift hello-world importing Foundation (baseline)", baseline / 1024, "MiB")
-    record("peak RSS of parley log on that room", peak / 1024, "MiB", target: "≤ 1.7× baseline (\(String(format: "%.1f", 1.7 * baseline / 1024)) MiB)", met: peak <= 1.7 * baseline)
+    record(
+        "peak RSS of parley log on that room", peak / 1024, "MiB", target: "≤ 1.7× baseline (\(String(format: "%.1f", 1.7 * baseline / 1024)) MiB)",
+        met: peak <= 1.7 * baseline)
 }
 
 // MARK: Main
@@ -483,7 +516,10 @@ let mode: String = {
     }
     return "all"
 }()
-let modes = ["all", "micro", "import", "log", "bucket", "encryption", "profile-encrypted-send", "profile-encrypted-import", "profile-seal", "follow", "profile-import", "profile-canonical", "profile-send"]
+let modes = [
+    "all", "micro", "import", "log", "bucket", "encryption", "profile-encrypted-send", "profile-encrypted-import", "profile-seal", "follow", "profile-import",
+    "profile-canonical", "profile-send", "api", "nodes",
+]
 guard modes.contains(mode) else {
     FileHandle.standardError.write(Data("unknown benchmark \(mode); one of: \(modes.joined(separator: ", "))\n".utf8))
     exit(2)
@@ -525,7 +561,9 @@ if mode == "profile-import" {
     getrusage(Int32(RUSAGE_SELF.rawValue), &after)
     let user = Double(after.ru_utime.tv_sec - before.ru_utime.tv_sec) + Double(after.ru_utime.tv_usec - before.ru_utime.tv_usec) / 1e6
     let system = Double(after.ru_stime.tv_sec - before.ru_stime.tv_sec) + Double(after.ru_stime.tv_usec - before.ru_stime.tv_usec) / 1e6
-    print("raw verify, 2 threads: \(Int(rawRate))/s; parse + verify: \(Int(Double(lines.count) / verifySeconds)) events/s; store: \(Int(Double(lines.count) / storeSeconds)) events/s (wall \(storeSeconds) s, user \(user) s, system \(system) s); peak RSS before the store \(before.ru_maxrss / 1024) MiB, after \(after.ru_maxrss / 1024) MiB")
+    print(
+        "raw verify, 2 threads: \(Int(rawRate))/s; parse + verify: \(Int(Double(lines.count) / verifySeconds)) events/s; store: \(Int(Double(lines.count) / storeSeconds)) events/s (wall \(storeSeconds) s, user \(user) s, system \(system) s); peak RSS before the store \(before.ru_maxrss / 1024) MiB, after \(after.ru_maxrss / 1024) MiB"
+    )
     try? FileManager.default.removeItem(atPath: directory)
     exit(0)
 }
@@ -594,7 +632,8 @@ if mode == "profile-encrypted-import" {
 if mode == "profile-encrypted-send" {
     // For `perf record`: steady-state sends in a 1,000-member encrypted room.
     let node = try! roomWithMembers(
-        workdir: workdir, name: "profile-encrypted", members: Int(argument("--members", default: "1000"))!, encrypted: argument("--plain", default: "no") == "no")
+        workdir: workdir, name: "profile-encrypted", members: Int(argument("--members", default: "1000"))!,
+        encrypted: argument("--plain", default: "no") == "no")
     _ = try! node.send("room", text: "first")
     for _ in 0..<Int(argument("--messages", default: "1000"))! { _ = try! node.send("room", text: String(repeating: "y", count: 900)) }
     exit(0)
@@ -611,6 +650,12 @@ if mode == "all" || mode == "bucket" {
 if mode == "all" || mode == "encryption" {
     if mode == "encryption" { encryptionMicro() }
     encryptionRoomBenchmarks(workdir: workdir)
+}
+if mode == "all" || mode == "api" {
+    blocking { try await apiBenchmarks(workdir: workdir, messages: Int(argument("--api-messages", default: "2000"))!) }
+}
+if mode == "all" || mode == "nodes" {
+    blocking { try await nodeBenchmarks(workdir: workdir, parley: parley, messages: Int(argument("--node-messages", default: "100"))!) }
 }
 if mode == "follow" { followRSSBenchmark(workdir: workdir, parley: parley, hello: hello, seconds: Int(argument("--follow-seconds", default: "20"))!) }
 

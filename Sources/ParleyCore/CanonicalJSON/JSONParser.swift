@@ -159,9 +159,15 @@ private struct Reader {
         case UInt8(ascii: "{"): return .object(try parseObject(depth: depth))
         case UInt8(ascii: "["): return .array(try parseArray(depth: depth))
         case UInt8(ascii: "\""): return .string(try parseString(isKey: false))
-        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
-        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
-        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+        case UInt8(ascii: "t"):
+            try expectLiteral("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try expectLiteral("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try expectLiteral("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .integer(try parseInteger())
         default: throw error(.unexpectedCharacter, "unexpected \(describeByte(at: position)) where a value was expected")
         }
@@ -203,7 +209,9 @@ private struct Reader {
             guard position < bytes.count else { throw error(.unexpectedEnd, "JSON ends inside an array") }
             switch bytes[position] {
             case UInt8(ascii: ","): position += 1
-            case UInt8(ascii: "]"): position += 1; return elements
+            case UInt8(ascii: "]"):
+                position += 1
+                return elements
             default: throw error(.unexpectedCharacter, "expected ',' or ']' in an array, found \(describeByte(at: position))")
             }
         }
@@ -367,12 +375,20 @@ private struct Reader {
         var high: UInt8 = 0xBF
         switch lead {
         case 0xC2...0xDF: length = 2
-        case 0xE0: length = 3; low = 0xA0
+        case 0xE0:
+            length = 3
+            low = 0xA0
         case 0xE1...0xEC, 0xEE...0xEF: length = 3
-        case 0xED: length = 3; high = 0x9F  // U+D800...U+DFFF are surrogates, not characters
-        case 0xF0: length = 4; low = 0x90
+        case 0xED:
+            length = 3
+            high = 0x9F  // U+D800...U+DFFF are surrogates, not characters
+        case 0xF0:
+            length = 4
+            low = 0x90
         case 0xF1...0xF3: length = 4
-        case 0xF4: length = 4; high = 0x8F
+        case 0xF4:
+            length = 4
+            high = 0x8F
         default: throw error(.invalidUTF8, "invalid UTF-8 lead byte 0x\(String(lead, radix: 16))")
         }
         guard bytes.count - position >= length else {
@@ -462,4 +478,3 @@ private struct Reader {
         return String(repeating: "0", count: 4 - digits.count) + digits
     }
 }
-

@@ -139,7 +139,8 @@ public enum RoomLocation: Sendable, Equatable {
             else { return false }
         }
         guard let port else { return !portRequired }
-        guard (1...5).contains(port.utf8.count), port.utf8.first != UInt8(ascii: "0"), port.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+        guard (1...5).contains(port.utf8.count), port.utf8.first != UInt8(ascii: "0"),
+            port.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
             let number = Int(port), number <= 65535
         else { return false }
         return true

@@ -98,66 +98,73 @@ public enum Base64 {
         var text = text
         return decodeTable.withUnsafeBufferPointer { table in
             quantumTable.withUnsafeBufferPointer { quanta in
-            text.withUTF8 { input -> [UInt8]? in
-                guard input.count % 4 == 0 else { return nil }
-                guard input.count > 0 else { return [] }
-                let padding = input[input.count - 1] == UInt8(ascii: "=") ? (input[input.count - 2] == UInt8(ascii: "=") ? 2 : 1) : 0
-                let count = input.count / 4 * 3 - padding
-                var valid = true
-                let output = [UInt8](unsafeUninitializedCapacity: count + 2) { output, initialized in
-                    var index = 0
-                    var out = 0
-                    let source = UnsafeRawPointer(input.baseAddress!)
-                    let target = UnsafeMutableRawPointer(output.baseAddress!)
-                    // Every quantum but the last has four data characters. Each writes its three bytes with one
-                    // four-byte store; the fourth byte is overwritten by the next quantum (or lies in the slack of
-                    // two bytes past `count`).
-                    while index + 4 < input.count {
-                        let word = source.loadUnaligned(fromByteOffset: index, as: UInt32.self).littleEndian
-                        let chunk = quanta[Int(word & 0xFF)] | quanta[256 + Int(word >> 8 & 0xFF)]
-                            | quanta[512 + Int(word >> 16 & 0xFF)] | quanta[768 + Int(word >> 24)]
-                        if chunk & 0x8000_0000 != 0 {
-                            valid = false
-                            break
-                        }
-                        target.storeBytes(of: (chunk << 8).bigEndian, toByteOffset: out, as: UInt32.self)
-                        index += 4
-                        out += 3
-                    }
-                    if valid {
-                        // The last quantum: padding only at its end, at most two, and zero unused bits.
-                        var chunk: UInt32 = 0
-                        for offset in 0..<4 {
-                            let byte = input[index + offset]
-                            if offset >= 4 - padding {
-                                guard byte == UInt8(ascii: "=") else { valid = false; break }
-                                chunk <<= 6
-                                continue
+                text.withUTF8 { input -> [UInt8]? in
+                    guard input.count % 4 == 0 else { return nil }
+                    guard input.count > 0 else { return [] }
+                    let padding = input[input.count - 1] == UInt8(ascii: "=") ? (input[input.count - 2] == UInt8(ascii: "=") ? 2 : 1) : 0
+                    let count = input.count / 4 * 3 - padding
+                    var valid = true
+                    let output = [UInt8](unsafeUninitializedCapacity: count + 2) { output, initialized in
+                        var index = 0
+                        var out = 0
+                        let source = UnsafeRawPointer(input.baseAddress!)
+                        let target = UnsafeMutableRawPointer(output.baseAddress!)
+                        // Every quantum but the last has four data characters. Each writes its three bytes with one
+                        // four-byte store; the fourth byte is overwritten by the next quantum (or lies in the slack of
+                        // two bytes past `count`).
+                        while index + 4 < input.count {
+                            let word = source.loadUnaligned(fromByteOffset: index, as: UInt32.self).littleEndian
+                            let chunk =
+                                quanta[Int(word & 0xFF)] | quanta[256 + Int(word >> 8 & 0xFF)]
+                                | quanta[512 + Int(word >> 16 & 0xFF)] | quanta[768 + Int(word >> 24)]
+                            if chunk & 0x8000_0000 != 0 {
+                                valid = false
+                                break
                             }
-                            let value = table[Int(byte)]
-                            guard value <= 63 else { valid = false; break }
-                            chunk = chunk << 6 | UInt32(value)
+                            target.storeBytes(of: (chunk << 8).bigEndian, toByteOffset: out, as: UInt32.self)
+                            index += 4
+                            out += 3
                         }
                         if valid {
-                            switch padding {
-                            case 0:
-                                output[out] = UInt8(chunk >> 16 & 0xFF)
-                                output[out + 1] = UInt8(chunk >> 8 & 0xFF)
-                                output[out + 2] = UInt8(chunk & 0xFF)
-                            case 1:
-                                valid = chunk & 0xFF == 0
-                                output[out] = UInt8(chunk >> 16 & 0xFF)
-                                output[out + 1] = UInt8(chunk >> 8 & 0xFF)
-                            default:
-                                valid = chunk & 0xFFFF == 0
-                                output[out] = UInt8(chunk >> 16 & 0xFF)
+                            // The last quantum: padding only at its end, at most two, and zero unused bits.
+                            var chunk: UInt32 = 0
+                            for offset in 0..<4 {
+                                let byte = input[index + offset]
+                                if offset >= 4 - padding {
+                                    guard byte == UInt8(ascii: "=") else {
+                                        valid = false
+                                        break
+                                    }
+                                    chunk <<= 6
+                                    continue
+                                }
+                                let value = table[Int(byte)]
+                                guard value <= 63 else {
+                                    valid = false
+                                    break
+                                }
+                                chunk = chunk << 6 | UInt32(value)
+                            }
+                            if valid {
+                                switch padding {
+                                case 0:
+                                    output[out] = UInt8(chunk >> 16 & 0xFF)
+                                    output[out + 1] = UInt8(chunk >> 8 & 0xFF)
+                                    output[out + 2] = UInt8(chunk & 0xFF)
+                                case 1:
+                                    valid = chunk & 0xFF == 0
+                                    output[out] = UInt8(chunk >> 16 & 0xFF)
+                                    output[out + 1] = UInt8(chunk >> 8 & 0xFF)
+                                default:
+                                    valid = chunk & 0xFFFF == 0
+                                    output[out] = UInt8(chunk >> 16 & 0xFF)
+                                }
                             }
                         }
+                        initialized = valid ? count : 0
                     }
-                    initialized = valid ? count : 0
+                    return valid ? output : nil
                 }
-                return valid ? output : nil
-            }
             }
         }
     }

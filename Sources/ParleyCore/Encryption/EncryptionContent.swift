@@ -99,9 +99,10 @@ public struct SealedRoomKey: Sendable, Equatable {
     }
 
     var jsonValue: JSONValue {
-        .object(JSONObject([
-            "enc": .string(Base64.encode(encapsulatedKey)), "sealed": .string(Base64.encode(sealed)), "signing_key": .string(signingKey),
-        ]))
+        .object(
+            JSONObject([
+                "enc": .string(Base64.encode(encapsulatedKey)), "sealed": .string(Base64.encode(sealed)), "signing_key": .string(signingKey),
+            ]))
     }
 }
 
@@ -135,9 +136,10 @@ public enum KeySeal {
     public static func info(roomID: String, keyID: String, senderKey: String, recipientKey: String) -> [UInt8] {
         Array("parley.room-key.v1\n".utf8)
             + CanonicalJSON.encode(
-                .object(JSONObject([
-                    "key_id": .string(keyID), "recipient_key": .string(recipientKey), "room_id": .string(roomID), "sender_key": .string(senderKey),
-                ])))
+                .object(
+                    JSONObject([
+                        "key_id": .string(keyID), "recipient_key": .string(recipientKey), "room_id": .string(roomID), "sender_key": .string(senderKey),
+                    ])))
     }
 
     /// Seals `key` for the device with signing key `recipientKey` and X25519 key `exchangeKey`.

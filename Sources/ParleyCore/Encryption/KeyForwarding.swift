@@ -155,11 +155,15 @@ public enum ForwardSeal {
     /// The canonical plaintext `{"keys":[{"key":B64,"sender_key":B64,"seq":N}…]}`.
     public static func plaintext(_ keys: [ForwardedKey]) -> [UInt8] {
         CanonicalJSON.encode(
-            .object(JSONObject(["keys": .array(keys.map { entry in
-                var object = entry.position.jsonObject
-                object["key"] = .string(Base64.encode(entry.key.bytes))
-                return .object(object)
-            })])))
+            .object(
+                JSONObject([
+                    "keys": .array(
+                        keys.map { entry in
+                            var object = entry.position.jsonObject
+                            object["key"] = .string(Base64.encode(entry.key.bytes))
+                            return .object(object)
+                        })
+                ])))
     }
 
     /// Seals `keys` for the device with signing key `recipientKey` and X25519 key `exchangeKey`.

@@ -250,7 +250,8 @@ public enum RoomCipher {
         guard case .object(let object) = value, case .string(let type)? = object["type"], case .object(let content)? = object["content"],
             object.count == 2 || (object.count == 3 && isPadding(object["padding"]))
         else {
-            throw EncryptionError(.badPlaintext, "the plaintext must be exactly {\"content\":{…},\"padding\":\"  …\",\"type\":\"…\"} (padding optional, spaces only)")
+            throw EncryptionError(
+                .badPlaintext, "the plaintext must be exactly {\"content\":{…},\"padding\":\"  …\",\"type\":\"…\"} (padding optional, spaces only)")
         }
         guard EventTypeName.problem(with: type) == nil, maySeal(type) else {
             throw EncryptionError(.badPlaintext, "\(Identifier.printable(type)) may not be sent sealed")

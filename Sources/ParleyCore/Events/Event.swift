@@ -114,8 +114,10 @@ extension Event {
         case content, contentHash, eventID, parentEventID, prevEventHash, roomID, senderID, senderKey, seq, signature, timestampMs, type
 
         var name: String {
-            ["content", "content_hash", "event_id", "parent_event_id", "prev_event_hash", "room_id", "sender_id", "sender_key", "seq",
-             "signature", "timestamp_ms", "type"][rawValue]
+            [
+                "content", "content_hash", "event_id", "parent_event_id", "prev_event_hash", "room_id", "sender_id", "sender_key", "seq",
+                "signature", "timestamp_ms", "type",
+            ][rawValue]
         }
     }
 

@@ -33,12 +33,18 @@ struct FieldElement {
     func carried() -> FieldElement {
         let mask = FieldElement.mask
         var (a, b, c, d, e) = (l0, l1, l2, l3, l4)
-        b += a >> 51; a &= mask
-        c += b >> 51; b &= mask
-        d += c >> 51; c &= mask
-        e += d >> 51; d &= mask
-        a += (e >> 51) * 19; e &= mask
-        b += a >> 51; a &= mask
+        b += a >> 51
+        a &= mask
+        c += b >> 51
+        b &= mask
+        d += c >> 51
+        c &= mask
+        e += d >> 51
+        d &= mask
+        a += (e >> 51) * 19
+        e &= mask
+        b += a >> 51
+        a &= mask
         return FieldElement(l0: a, l1: b, l2: c, l3: d, l4: e)
     }
 
@@ -53,10 +59,14 @@ struct FieldElement {
         carry = (value.l3 + carry) >> 51
         carry = (value.l4 + carry) >> 51
         value.l0 += 19 * carry
-        value.l1 += value.l0 >> 51; value.l0 &= mask
-        value.l2 += value.l1 >> 51; value.l1 &= mask
-        value.l3 += value.l2 >> 51; value.l2 &= mask
-        value.l4 += value.l3 >> 51; value.l3 &= mask
+        value.l1 += value.l0 >> 51
+        value.l0 &= mask
+        value.l2 += value.l1 >> 51
+        value.l1 &= mask
+        value.l3 += value.l2 >> 51
+        value.l2 &= mask
+        value.l4 += value.l3 >> 51
+        value.l3 &= mask
         value.l4 &= mask
         return value
     }
@@ -87,12 +97,18 @@ struct FieldElement {
         var r3 = a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0 + a4 * c4
         var r4 = a0 * b4 + a1 * b3 + a2 * b2 + a3 * b1 + a4 * b0
         let mask = UInt128(FieldElement.mask)
-        r1 += r0 >> 51; r0 &= mask
-        r2 += r1 >> 51; r1 &= mask
-        r3 += r2 >> 51; r2 &= mask
-        r4 += r3 >> 51; r3 &= mask
-        r0 += (r4 >> 51) * 19; r4 &= mask
-        r1 += r0 >> 51; r0 &= mask
+        r1 += r0 >> 51
+        r0 &= mask
+        r2 += r1 >> 51
+        r1 &= mask
+        r3 += r2 >> 51
+        r2 &= mask
+        r4 += r3 >> 51
+        r3 &= mask
+        r0 += (r4 >> 51) * 19
+        r4 &= mask
+        r1 += r0 >> 51
+        r0 &= mask
         return FieldElement(l0: UInt64(r0), l1: UInt64(r1), l2: UInt64(r2), l3: UInt64(r3), l4: UInt64(r4))
     }
 

@@ -415,7 +415,8 @@ public struct RoomState: Sendable, Equatable {
                 if let problem = senderProblem(event) { return .rejected(problem) }
                 guard senderLevel >= powerLevels.kick, senderLevel > targetLevel else {
                     return .rejected(
-                        "removing a device of \(target) (level \(targetLevel)) needs power level \(powerLevels.kick) and above theirs; \(sender) has \(senderLevel)")
+                        "removing a device of \(target) (level \(targetLevel)) needs power level \(powerLevels.kick) and above theirs; \(sender) has \(senderLevel)"
+                    )
                 }
             }
             for device in content.devices {

@@ -104,7 +104,9 @@ public enum Timeline {
                 }
                 var byKey: [String: Set<String>] = [:]
                 for reaction in reactions[event.eventID] ?? [] {
-                    if case .reaction(_, let key)? = reaction.content.flatMap({ try? EventContent.parse(type: reaction.type, content: $0, roomID: reaction.roomID) }) {
+                    if case .reaction(_, let key)? = reaction.content.flatMap({
+                        try? EventContent.parse(type: reaction.type, content: $0, roomID: reaction.roomID)
+                    }) {
                         byKey[key, default: []].insert(reaction.senderID)
                     }
                 }
@@ -127,7 +129,8 @@ public enum Timeline {
         case .topic(let topic): return topic.isEmpty ? "\(sender) removed the topic" : "\(sender) set the topic to \"\(topic)\""
         case .powerLevels: return "\(sender) changed power levels"
         case .encryption(let settings):
-            return "\(sender) turned on end-to-end encryption (history visible to: \(settings.history == .shared ? "all members" : "members since they joined"))"
+            return
+                "\(sender) turned on end-to-end encryption (history visible to: \(settings.history == .shared ? "all members" : "members since they joined"))"
         case .member(let member):
             let reason = member.reason.map { ": \($0)" } ?? ""
             switch member.membership {
