@@ -85,6 +85,9 @@ public final class EventStore: Sendable {
         }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
+            // GRDB sets a pool's writer to synchronous=NORMAL once WAL is on, after `prepareDatabase`: with NORMAL a
+            // commit is not synced, and a power loss could take what a method already reported as stored.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try EventStore.migrator.migrate(pool)
         } catch {
             guard let error = StoreError(error, path: path) else {

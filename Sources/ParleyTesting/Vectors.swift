@@ -20,8 +20,6 @@ public enum Vectors {
 }
 
 extension JSONValue {
-    /// Member access for test code: `vector["cases"]`.
-    public subscript(key: String) -> JSONValue? { objectValue?[key] }
     public var array: [JSONValue] { arrayValue ?? [] }
     public var text: String { stringValue ?? "" }
 }

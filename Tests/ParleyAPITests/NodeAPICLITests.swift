@@ -57,4 +57,59 @@ import Testing
         #expect(second.process.wait() == 0)
         #expect(!FileManager.default.fileExists(atPath: "\(alice.home)/node.json"))
     }
+
+    @Test func `a send through the API onto a full disk answers io saying so, and loses nothing acknowledged before or after`() throws {
+        let directory = TemporaryDirectory()
+        let alice = ParleyCommand(home: directory.file("alice"))
+        try #require(try alice.run(["init", "--user", "alice"]).status == 0)
+        try #require(try alice.run(["room", "create", "general"]).status == 0)
+        let mount = directory.file("small-disk")
+        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: false)
+        let parley = ParleyCommand.executable.path
+        // A 4 MiB tmpfs in a mount namespace of the script's own, with the home copied in; a running node; one send,
+        // then the disk filled and another, then room made and a third. Each answer is a line of standard output.
+        let script = """
+            set -e
+            mount -t tmpfs -o size=4m tmpfs '\(mount)'
+            cp -a '\(alice.home)' '\(mount)/home'
+            '\(parley)' --home '\(mount)/home' node 2>/dev/null &
+            node=$!
+            for i in $(seq 300); do [ -s '\(mount)/home/node.json' ] && break; sleep 0.1; done
+            send() {
+                python3 - "$1" <<'PY'
+            import json, sys, urllib.request, urllib.error
+            info = json.load(open("\(mount)/home/node.json"))
+            request = urllib.request.Request(info["url"] + "/v1/rooms/general/messages", data=json.dumps({"text": sys.argv[1]}).encode(),
+                headers={"Authorization": "Bearer " + info["token"]})
+            try:
+                answer = urllib.request.urlopen(request)
+                print(answer.status, answer.read().decode().strip())
+            except urllib.error.HTTPError as error:
+                print(error.code, error.read().decode().strip())
+            PY
+            }
+            send 'before the disk filled'
+            dd if=/dev/zero of='\(mount)/filler' bs=4k 2>/dev/null || true
+            send 'into a full disk'
+            rm '\(mount)/filler'
+            send 'after room was made'
+            kill -TERM $node
+            wait $node || echo "node exited $?" >&2
+            '\(parley)' --home '\(mount)/home' log general --json
+            """
+        let child = try Subprocess.spawn("/usr/bin/unshare", ["--mount", "/bin/bash", "-c", script])
+        let (status, out, err) = child.communicate()
+        let (stdout, stderr) = (String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        #expect(status == 0, "\(stderr)")
+        let lines = stdout.split(separator: "\n").map(String.init)
+        try #require(lines.count == 4, "\(stdout)\(stderr)")
+        #expect(lines[0].hasPrefix("201 "), "\(lines[0])")
+        #expect(lines[1].hasPrefix("500 "), "\(lines[1])")
+        let error = try JSONParser().parse(Array(lines[1].dropFirst(4).utf8))["error"]
+        #expect(error?["code"] == "io")
+        #expect(error?["message"]?.stringValue?.hasPrefix("The disk holding the store \(mount)/home/parley.sqlite is full") == true, "\(lines[1])")
+        #expect(lines[2].hasPrefix("201 "), "\(lines[2])")
+        let bodies = try JSONParser(keysWithinBMP: false).parse(Array(lines[3].utf8))
+        #expect(bodies.arrayValue?.compactMap { $0["body"]?.stringValue } == ["before the disk filled", "after room was made"])
+    }
 }

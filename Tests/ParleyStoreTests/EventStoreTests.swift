@@ -20,6 +20,20 @@ func verdictName(_ outcome: IngestOutcome) -> String {
 
     func makeStore() throws -> EventStore { try EventStore(path: directory.file("parley.sqlite")) }
 
+    @Test func `the store's writes are synced to disk at every commit, in WAL mode, secure_delete on`() throws {
+        let store = try makeStore()
+        let (synchronous, journal, secureDelete) = try store.pool.writeWithoutTransaction { db in
+            (
+                try Int.fetchOne(db, sql: "PRAGMA synchronous"), try String.fetchOne(db, sql: "PRAGMA journal_mode"),
+                try Int.fetchOne(db, sql: "PRAGMA secure_delete")
+            )
+        }
+        // 2 is FULL: with WAL, NORMAL (1) leaves a commit unsynced until the next checkpoint.
+        #expect(synchronous == 2)
+        #expect(journal == "wal")
+        #expect(secureDelete == 1)
+    }
+
     @Test(arguments: try StateScenarioData.all())
     func `the store reaches the same verdicts and state as the reference replay, in any arrival order`(scenario: StateScenarioData) throws {
         let reference = RoomReplay(roomID: scenario.roomID, events: scenario.events)

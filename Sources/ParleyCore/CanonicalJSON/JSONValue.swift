@@ -39,6 +39,9 @@ public enum JSONValue: Sendable, Equatable {
 
     public var isNull: Bool { self == .null }
 
+    /// An object's member `key`; `nil` when this is no object or has no such member.
+    public subscript(key: String) -> JSONValue? { objectValue?[key] }
+
     /// A short name of the value's kind, for error messages.
     public var kindName: String {
         switch self {
