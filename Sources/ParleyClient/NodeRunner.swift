@@ -113,16 +113,28 @@ public final class NodeRunner: Service, Sendable {
         return settings.roomID.map { only in rooms.filter { $0.roomID == only } } ?? rooms
     }
 
-    /// Rings every room when the store gains an event, so one signed by `parley send` in another shell is written
-    /// now rather than at the next poll.
+    /// Rings a room as soon as the store gains an event of it, so one signed here (through the local API) is written
+    /// at once, and one signed by `parley send` in another shell within ``Settings/localCheckMs``, rather than at
+    /// the next poll.
     func watchLocalEvents() async {
-        var newest = (try? node.store.newestEventRowID()) ?? 0
-        while !stopping.isClosed {
-            await stopping.wait(upToMs: settings.localCheckMs)
-            guard let now = try? node.store.newestEventRowID(), now != newest else { continue }
-            newest = now
-            try? node.feed.catchUp()
-            for bell in bells.withLock({ Array($0.values) }) { bell.ring() }
+        let subscription = node.feed.subscribe(backlog: 100_000)
+        await withTaskGroup(of: Void.self) { watchers in
+            watchers.addTask {
+                // Other processes' events reach the feed only when it looks for them.
+                while !self.stopping.isClosed {
+                    await self.stopping.wait(upToMs: self.settings.localCheckMs)
+                    try? self.node.feed.catchUp()
+                }
+            }
+            watchers.addTask {
+                for await activity in subscription.activity {
+                    guard case .events(let roomID, _) = activity else { continue }
+                    self.bells.withLock { $0[roomID] }?.ring()
+                }
+            }
+            // The first to end is the poller, at shutdown; the feed's stream ends when cancelled.
+            await watchers.next()
+            watchers.cancelAll()
         }
     }
 

@@ -368,8 +368,8 @@ extension EventStore {
         }
     }
 
-    /// The row id of the newest event stored: it grows whenever any process stores an event, so a running node can
-    /// notice events signed elsewhere by comparing it.
+    /// The row id of the newest event stored: it grows whenever any process stores an event, so what is stored after
+    /// it is what is new (the node's feed starts here).
     public func newestEventRowID() throws -> Int64 {
         try pool.read { db in try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id) FROM events")) ?? 0 }
     }
