@@ -584,7 +584,8 @@ if mode == "profile-send" {
     print("publish \(Int(Double(events) / publishSeconds))/s, flush \(Int(Double(events) / flushSeconds))/s")
     guard argument("--read", default: "yes") == "yes" else { exit(0) }
     let reader = BucketClient(node: benchNode(directory, "reader"))
-    try! reader.node.store.addBucketRoom(roomID: "bench", bucketURL: url.text, creatorFingerprint: "")
+    try! reader.node.store.addBucketRoom(
+        roomID: "bench", bucketURL: url.text, creatorFingerprint: InviteCode.fingerprint(ofKey: sender.node.identity.signingKeyBase64)!)
     let syncSeconds = measure { _ = blocking { try await reader.sync("bench") } }
     print("sync \(Int(Double(events) / syncSeconds))/s")
     exit(0)
