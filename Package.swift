@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "ParleyCore", targets: ["ParleyCore"]),
+        .library(name: "ParleySync", targets: ["ParleySync"]),
         .library(name: "ParleyStore", targets: ["ParleyStore"]),
         .library(name: "ParleyBucket", targets: ["ParleyBucket"]),
         .library(name: "ParleyClient", targets: ["ParleyClient"]),
@@ -31,12 +32,14 @@ let package = Package(
             name: "ParleyCore",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
+        // What a transport is and what it keeps in a node's store: values only, no I/O.
+        .target(name: "ParleySync"),
         // SQLite's process-wide settings, through its variadic sqlite3_config.
         .target(name: "CSQLiteTuning", dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")]),
         .target(
             name: "ParleyStore",
             dependencies: [
-                "ParleyCore", "CSQLiteTuning", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                "ParleyCore", "ParleySync", "CSQLiteTuning", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ]
         ),
         // zlib, for gzip-compressed log files.
@@ -47,7 +50,7 @@ let package = Package(
         .target(
             name: "ParleyBucket",
             dependencies: [
-                "ParleyCore", "CZlib", .product(name: "Crypto", package: "swift-crypto"),
+                "ParleyCore", "ParleySync", "CZlib", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -56,7 +59,7 @@ let package = Package(
         .target(
             name: "ParleyClient",
             dependencies: [
-                "ParleyCore", "ParleyStore", "ParleyBucket", "CArgon2", .product(name: "Crypto", package: "swift-crypto"),
+                "ParleyCore", "ParleySync", "ParleyStore", "ParleyBucket", "CArgon2", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
@@ -91,7 +94,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ParleyStoreTests",
-            dependencies: ["ParleyStore", "ParleyTesting", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["ParleyStore", "ParleySync", "ParleyTesting", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "ParleyBucketTests",
@@ -108,7 +111,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ParleyClientTests",
-            dependencies: ["ParleyClient", "ParleyTesting", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["ParleyClient", "ParleySync", "ParleyTesting", .product(name: "Crypto", package: "swift-crypto")]
         ),
     ],
     swiftLanguageModes: [.v6]

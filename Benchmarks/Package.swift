@@ -20,6 +20,7 @@ let package = Package(
             dependencies: [
                 .product(name: "ParleyCore", package: "Parley"),
                 .product(name: "ParleyStore", package: "Parley"),
+                .product(name: "ParleySync", package: "Parley"),
                 .product(name: "ParleyClient", package: "Parley"),
                 .product(name: "ParleyBucket", package: "Parley"),
                 .product(name: "ParleyAPI", package: "Parley"),

@@ -1,4 +1,5 @@
 import ParleyCore
+import ParleySync
 
 /// The decisions of one sync of a bucket room (docs/PROTOCOL.md §13.3): what to list, which objects to read, which
 /// failed files to try again and when, when to give one up, and how far the listing cursors move.
@@ -38,28 +39,8 @@ public struct BucketPoller: Sendable {
         }
     }
 
-    /// A file whose reading failed for a transient reason, and when to read it again.
-    public struct ReadFailure: Sendable, Equatable {
-        public var attempts: Int
-        /// When it first failed (ms).
-        public var firstMs: Int64
-        /// When to read it again (ms).
-        public var nextMs: Int64
-
-        public init(attempts: Int, firstMs: Int64, nextMs: Int64) {
-            self.attempts = attempts
-            self.firstMs = firstMs
-            self.nextMs = nextMs
-        }
-
-        /// The record after one more failure at `nowMs`: each wait twice the one before, from one second up to an
-        /// hour, so a store that keeps failing is not asked for the whole object on every poll.
-        public static func after(_ previous: ReadFailure?, nowMs: Int64) -> ReadFailure {
-            let attempts = (previous?.attempts ?? 0) + 1
-            let delay = min(Int64(1000) << min(attempts - 1, 12), 3_600_000)
-            return ReadFailure(attempts: attempts, firstMs: previous?.firstMs ?? nowMs, nextMs: nowMs + delay)
-        }
-    }
+    /// A file whose reading failed for a transient reason, and when to read it again: the record the store keeps.
+    public typealias ReadFailure = ReadFailureRecord
 
     /// What the driver does next.
     public enum Action: Sendable, Equatable {
@@ -335,5 +316,40 @@ public struct BucketPoller: Sendable {
         }
         phase = .reading
         return .read(candidates)
+    }
+}
+
+extension BucketPoller.Progress {
+    /// The progress as the bucket transport's cursor in a node's store: `{"full_listing_ms":…,"hints_ms":…,"logs_ms":…}`.
+    public var cursor: [UInt8] {
+        CanonicalJSON.encode(["full_listing_ms": .integer(fullListingMs), "hints_ms": .integer(hintsCursorMs), "logs_ms": .integer(logsCursorMs)])
+    }
+
+    /// Reads a cursor; an empty or unreadable one is no progress, so the next sync lists the room from its beginning.
+    public init(cursor: [UInt8]) {
+        guard !cursor.isEmpty, let value = try? JSONParser(maxDepth: 2, maxBytes: 1 << 10).parse(cursor) else {
+            self.init()
+            return
+        }
+        self.init(
+            logsCursorMs: value["logs_ms"]?.integerValue ?? 0, hintsCursorMs: value["hints_ms"]?.integerValue ?? 0,
+            fullListingMs: value["full_listing_ms"]?.integerValue ?? 0)
+    }
+
+    /// Each part the later of the two: a cursor never moves back, whoever advanced it meanwhile.
+    public func merged(with other: BucketPoller.Progress) -> BucketPoller.Progress {
+        BucketPoller.Progress(
+            logsCursorMs: max(logsCursorMs, other.logsCursorMs), hintsCursorMs: max(hintsCursorMs, other.hintsCursorMs),
+            fullListingMs: max(fullListingMs, other.fullListingMs))
+    }
+}
+
+extension ReadFailureRecord {
+    /// The record after one more failure at `nowMs`: each wait twice the one before, from one second up to an hour, so
+    /// a store that keeps failing is not asked for the whole object on every poll.
+    public static func after(_ previous: ReadFailureRecord?, nowMs: Int64) -> ReadFailureRecord {
+        let attempts = (previous?.attempts ?? 0) + 1
+        let delay = min(Int64(1000) << min(attempts - 1, 12), 3_600_000)
+        return ReadFailureRecord(attempts: attempts, firstMs: previous?.firstMs ?? nowMs, nextMs: nowMs + delay)
     }
 }

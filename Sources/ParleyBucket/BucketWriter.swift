@@ -1,3 +1,5 @@
+import ParleySync
+
 /// The decisions of writing this device's events to a bucket room (docs/PROTOCOL.md §13.1, §13.4): which events
 /// go in the next log file and under what name, what to do when the name is taken, and when readers need a hint.
 ///
@@ -19,18 +21,8 @@ public struct BucketWriter: Sendable {
     }
 
     /// One of this device's events waiting to be written, in seq order.
-    public struct PendingEvent: Sendable, Equatable {
-        public var seq: Int64
-        public var timestampMs: Int64
-        /// The event's exact bytes (one line of the file, without its LF).
-        public var wire: [UInt8]
-
-        public init(seq: Int64, timestampMs: Int64, wire: [UInt8]) {
-            self.seq = seq
-            self.timestampMs = timestampMs
-            self.wire = wire
-        }
-    }
+    /// This device's events as the store hands them out (ParleySync).
+    public typealias PendingEvent = ParleySync.PendingEvent
 
     /// The next log file: its name, how many of the pending events it holds, and its lines.
     public struct File: Sendable, Equatable {

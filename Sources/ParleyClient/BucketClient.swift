@@ -2,6 +2,7 @@ import Foundation
 import ParleyBucket
 import ParleyCore
 import ParleyStore
+import ParleySync
 
 /// Tunables of the bucket transport.
 public struct BucketSettings: Sendable {
@@ -291,19 +292,17 @@ public struct BucketClient: Sendable {
             // Nothing confirmed yet: make sure the metadata a joiner needs exists (its first write may have failed).
             try await writeMetadata(roomID: roomID, objects: objects)
         }
-        var uploads = try node.store.unconfirmedUploads(roomID: roomID)
+        var uploads = try node.store.unconfirmedOutbox(.bucket, roomID: roomID)
         let clientID = clientID
         let writing = settings.writer
         while true {
             if uploads.isEmpty {
                 guard
-                    let next = try node.store.claimUpload(
-                        roomID: roomID, senderKey: node.identity.signingKeyBase64, limit: writing.maxEventsPerFile, createdMs: node.clock(),
+                    let next = try node.store.claimOutbox(
+                        .bucket, roomID: roomID, senderKey: node.identity.signingKeyBase64, limit: writing.maxEventsPerFile, createdMs: node.clock(),
                         assemble: { pending, isTaken in
-                            try BucketWriter.nextFile(
-                                of: pending.map { BucketWriter.PendingEvent(seq: $0.seq, timestampMs: $0.timestampMs, wire: $0.wire) }, roomID: roomID,
-                                clientID: clientID, settings: writing, isTaken: isTaken
-                            ).map { ($0.key, $0.events, $0.content) }
+                            try BucketWriter.nextFile(of: pending, roomID: roomID, clientID: clientID, settings: writing, isTaken: isTaken)
+                                .map { ($0.key, $0.events, $0.content) }
                         })
                 else { break }
                 uploads = [next]
@@ -317,10 +316,10 @@ public struct BucketClient: Sendable {
 
     /// Writes one upload as its ``BucketWriter`` decides (renaming it if another object has its name); returns the key
     /// it was written under.
-    func write(_ upload: BucketUpload, to objects: any ObjectStore) async throws -> String {
+    func write(_ upload: OutboxFile, to objects: any ObjectStore) async throws -> String {
         var writer = BucketWriter(
-            key: upload.key, roomID: upload.roomID, firstTimestampMs: upload.firstTimestampMs, clientID: clientID, settings: settings.writer)
-        let body = upload.key.hasSuffix(".gz") ? Gzip.compress(upload.content) : upload.content
+            key: upload.name, roomID: upload.roomID, firstTimestampMs: upload.firstTimestampMs, clientID: clientID, settings: settings.writer)
+        let body = upload.name.hasSuffix(".gz") ? Gzip.compress(upload.content) : upload.content
         var action = writer.start()
         while true {
             switch action {
@@ -330,19 +329,19 @@ public struct BucketClient: Sendable {
                 }
                 action = writer.written(outcome, now: node.clock())
             case .rename(let key):
-                action = writer.renamed(try node.store.renameUpload(id: upload.id, roomID: upload.roomID, key: key))
+                action = writer.renamed(try node.store.renameOutbox(.bucket, id: upload.id, roomID: upload.roomID, name: key))
             case .writeHint(let key, let hint):
                 _ = try await bucketCallAsync { () async throws(BucketError) in try await objects.putIfAbsent(key: key, bytes: hint, retention: nil) }
                 action = writer.hintWritten()
             case .confirm(let key):
                 // Our own file: recorded as seen, so a sync need not read it back.
-                try node.store.confirmUpload(
-                    id: upload.id, roomID: upload.roomID,
-                    file: BucketFileRecord(key: key, size: Int64(body.count), events: Int(upload.lastSeq - upload.firstSeq + 1), problem: nil),
+                try node.store.confirmOutbox(
+                    .bucket, id: upload.id, roomID: upload.roomID,
+                    object: ReceivedObject(name: key, size: Int64(body.count), events: Int(upload.lastSeq - upload.firstSeq + 1), problem: nil),
                     confirmedMs: node.clock())
                 if node.feed.subscriberCount > 0 {
                     let sent = try node.store.eventIDs(roomID: upload.roomID, senderKey: node.identity.signingKeyBase64, seqs: upload.firstSeq...upload.lastSeq)
-                    node.feed.post(.sent(roomID: upload.roomID, eventIDs: sent, transport: "bucket"))
+                    node.feed.post(.sent(roomID: upload.roomID, eventIDs: sent, transport: TransportName.bucket.rawValue))
                 }
                 return key
             case .fail(let message):
@@ -379,7 +378,7 @@ public struct BucketClient: Sendable {
         var report = SyncReport(roomID: roomID)
         var poller = BucketPoller(
             roomID: roomID, settings: settings.poller,
-            progress: BucketPoller.Progress(logsCursorMs: room.logsCursorMs, hintsCursorMs: room.hintsCursorMs, fullListingMs: room.fullListingMs),
+            progress: room.progress,
             hasGap: try node.store.heldBackCount(roomID: roomID) > 0, now: now)
         report.listedEverything = poller.listsEverything
         var action = poller.start()
@@ -395,10 +394,8 @@ public struct BucketClient: Sendable {
                 }
                 action = poller.listed(logs: logs, hints: hints)
             case .recall(let keys):
-                let failures = try node.store.bucketReadFailures(roomID: roomID).mapValues {
-                    BucketPoller.ReadFailure(attempts: $0.attempts, firstMs: $0.firstMs, nextMs: $0.nextMs)
-                }
-                action = poller.recalled(seen: try node.store.seenBucketFiles(roomID: roomID, keys: keys), failures: failures)
+                let failures = try node.store.readFailures(.bucket, roomID: roomID)
+                action = poller.recalled(seen: try node.store.receivedNames(.bucket, roomID: roomID, among: keys), failures: failures)
             case .readHint(let key):
                 action = poller.hintRead(
                     await bucketResult { () async throws(BucketError) in try await objects.get(key: key, maxBytes: BucketPoller.hintMaxBytes) })
@@ -420,7 +417,7 @@ public struct BucketClient: Sendable {
             let prepared = await next!.value
             next = position + 1 < windows.count ? Task { [windows] in await prepare(windows[position + 1], poller: admitting, objects: objects) } : nil
             for (object, result) in zip(window, prepared) {
-                var record = BucketFileRecord(key: object.key, size: object.size, events: 0, problem: nil)
+                var record = ReceivedObject(name: object.key, size: object.size, events: 0, problem: nil)
                 switch result {
                 case .ignored(let reason):
                     record.problem = "ignored: \(reason)"
@@ -429,8 +426,7 @@ public struct BucketClient: Sendable {
                     switch poller.fileFailed(object, error: error) {
                     case .retry(let failure):
                         // Not recorded as seen: a later sync tries again.
-                        try node.store.saveBucketReadFailure(
-                            roomID: roomID, key: object.key, attempts: failure.attempts, firstMs: failure.firstMs, nextMs: failure.nextMs)
+                        try node.store.saveReadFailure(.bucket, roomID: roomID, name: object.key, failure)
                         continue
                     case .record(let problem):
                         record.problem = problem
@@ -446,25 +442,26 @@ public struct BucketClient: Sendable {
                     poller.fileRead(object, name: file.name)
                 }
                 report.filesRead += 1
-                try node.store.recordBucketFile(roomID: roomID, record, seenMs: now)
+                try node.store.recordReceived(.bucket, roomID: roomID, record, seenMs: now)
             }
         }
         let outcome = poller.finish()
         // Hints are recorded once the files they led to are stored, so a sync killed before then follows them again.
         for hint in outcome.hints {
-            try node.store.recordBucketFile(roomID: roomID, BucketFileRecord(key: hint.key, size: hint.size, events: 0, problem: hint.problem), seenMs: now)
+            try node.store.recordReceived(
+                .bucket, roomID: roomID, ReceivedObject(name: hint.key, size: hint.size, events: 0, problem: hint.problem), seenMs: now)
         }
         for key in outcome.vanished {
-            try node.store.recordBucketFile(roomID: roomID, BucketFileRecord(key: key, size: 0, events: 0, problem: "no longer in the bucket"), seenMs: now)
+            try node.store.recordReceived(
+                .bucket, roomID: roomID, ReceivedObject(name: key, size: 0, events: 0, problem: "no longer in the bucket"), seenMs: now)
         }
         report.problems = poller.problems + report.problems
         report.ignored = poller.ignored
-        try node.store.advanceBucketCursors(
-            roomID: roomID, logsMs: outcome.progress.logsCursorMs, hintsMs: outcome.progress.hintsCursorMs, fullListingMs: outcome.progress.fullListingMs)
+        try node.store.updateCursor(.bucket, roomID: roomID) { BucketPoller.Progress(cursor: $0).merged(with: outcome.progress).cursor }
         if ownEventsMissing { try node.store.markInBucket(roomID: roomID, senderKey: node.identity.signingKeyBase64, nowMs: now) }
         if !report.accepted.isEmpty || !report.problems.isEmpty {
             try? node.feed.catchUp()
-            node.feed.post(.synced(roomID: roomID, transport: "bucket", accepted: report.accepted.count, problems: report.problems.count))
+            node.feed.post(.synced(roomID: roomID, transport: TransportName.bucket.rawValue, accepted: report.accepted.count, problems: report.problems.count))
         }
         // What was read may be a new member device to share keys with, a request to answer, or a message this device
         // cannot open: the keys go out now, so the other side reads them at its next sync. Not while this sync holds

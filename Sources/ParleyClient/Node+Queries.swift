@@ -18,8 +18,8 @@ extension Node {
     }
 
     /// Files of `roomID` a sync found fault with, newest first.
-    public func bucketFileProblems(_ roomID: String, limit: Int = 100) throws -> [BucketFileRecord] {
-        try store.bucketFileProblems(roomID: roomID, limit: limit)
+    public func bucketFileProblems(_ roomID: String, limit: Int = 100) throws -> [ReceivedObject] {
+        try store.receivedProblems(.bucket, roomID: roomID, limit: limit)
     }
 
     /// Every accepted timeline item carrying `eventID` (ids are names: several events may carry one, PROTOCOL.md §6.5).

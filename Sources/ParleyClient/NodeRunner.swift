@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ParleyBucket
 import ParleyStore
+import ParleySync
 import ServiceLifecycle
 import Synchronization
 
@@ -183,9 +184,11 @@ public final class NodeRunner: Service, Sendable {
                 let reason = ClientError(describing: error).message
                 if case .flush = action {
                     let unsent = (try? node.store.pendingEventIDs(roomID: room.roomID, senderKey: node.identity.signingKeyBase64, limit: 100)) ?? []
-                    node.feed.post(.sendFailed(roomID: room.roomID, eventIDs: unsent, transport: "bucket", reason: reason, retryAtMs: failedAt + delay))
+                    node.feed.post(
+                        .sendFailed(
+                            roomID: room.roomID, eventIDs: unsent, transport: TransportName.bucket.rawValue, reason: reason, retryAtMs: failedAt + delay))
                 } else {
-                    node.feed.post(.syncFailed(roomID: room.roomID, transport: "bucket", reason: reason, retryAtMs: failedAt + delay))
+                    node.feed.post(.syncFailed(roomID: room.roomID, transport: TransportName.bucket.rawValue, reason: reason, retryAtMs: failedAt + delay))
                 }
             }
         }

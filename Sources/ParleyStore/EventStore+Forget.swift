@@ -3,13 +3,13 @@ import GRDB
 extension EventStore {
     /// Tables holding a room's rows by `room_id`, besides `events`.
     static let roomTables = [
-        "pending_events", "forks", "rejected_events", "rooms", "plaintexts", "sealed_waiting", "room_keys", "psk_secrets", "bucket_rooms",
-        "bucket_uploads", "bucket_files", "bucket_read_failures",
+        "pending_events", "forks", "rejected_events", "rooms", "plaintexts", "sealed_waiting", "room_keys", "psk_secrets", "transport_rooms",
+        "transport_outbox", "transport_received", "transport_read_failures",
     ]
 
     /// Removes everything the store holds about `roomID`: its events with their search entries, plaintexts and key
     /// deliveries; held-back events, fork proofs and rejected events; its room keys and pre-shared secret; and its
-    /// bucket record, outbox and the files it read. Nothing is published: to the other members this node falls silent.
+    /// transports' records, outboxes and what they received. Nothing is published: to the other members this node falls silent.
     /// Freed pages are overwritten (`secure_delete`) and the write-ahead log is emptied, so keys and text are gone
     /// from the files.
     /// - Returns: how many events were removed.

@@ -182,6 +182,7 @@ public final class EventStore: Sendable {
         registerEventIDsAreNamesMigration(&migrator)
         registerKeyForwardingMigration(&migrator)
         registerRejectedLogMigration(&migrator)
+        registerTransportTablesMigration(&migrator)
         return migrator
     }
 }

@@ -34,6 +34,19 @@ import Testing
         #expect(outcome.hints.isEmpty && outcome.vanished.isEmpty)
     }
 
+    @Test func `progress kept as a cursor in the store reads back the same, never moves back when merged, and starts over when unreadable`() {
+        let progress = BucketPoller.Progress(logsCursorMs: 1_700_000_000_000, hintsCursorMs: 1_700_000_000_500, fullListingMs: 1_699_999_999_000)
+        #expect(String(decoding: progress.cursor, as: UTF8.self) == #"{"full_listing_ms":1699999999000,"hints_ms":1700000000500,"logs_ms":1700000000000}"#)
+        #expect(BucketPoller.Progress(cursor: progress.cursor) == progress)
+        let other = BucketPoller.Progress(logsCursorMs: 1_800_000_000_000, hintsCursorMs: 5, fullListingMs: 0)
+        #expect(
+            progress.merged(with: other)
+                == BucketPoller.Progress(logsCursorMs: 1_800_000_000_000, hintsCursorMs: 1_700_000_000_500, fullListingMs: 1_699_999_999_000))
+        for junk in [[], Array("not json".utf8), Array(#"{"logs_ms":"soon"}"#.utf8), [UInt8](repeating: 0x5B, count: 5_000)] as [[UInt8]] {
+            #expect(BucketPoller.Progress(cursor: junk) == BucketPoller.Progress())
+        }
+    }
+
     @Test func `a later sync lists from two minutes before the cursor and records no full listing`() {
         let progress = BucketPoller.Progress(logsCursorMs: 1_699_999_900_000, hintsCursorMs: 1_699_999_800_000, fullListingMs: 1_699_990_000_000)
         var poller = poller(progress)

@@ -1,6 +1,7 @@
 import Foundation
 import ParleyCore
 import ParleyStore
+import ParleySync
 import ParleyTesting
 import Testing
 
@@ -310,7 +311,7 @@ final class BucketWorld: @unchecked Sendable {
         // The good events arrived once each, whatever file they came in.
         #expect(Set(report.accepted) == [good.event.eventID, truncatedSource.event.eventID, beyond.event.eventID] && report.accepted.count == 3)
         #expect(try alice.node.timeline("team", limit: 10).filter { $0.body == "good" }.count == 1)
-        #expect(try alice.node.store.bucketFileProblems(roomID: "team").count >= 2)
+        #expect(try alice.node.bucketFileProblems("team").count >= 2)
 
         // The offline audit names the same faults and exits non-clean.
         let audit = try await BucketAuditor(settings: world.settings).audit(objects, roomID: "team")
@@ -415,7 +416,7 @@ final class BucketWorld: @unchecked Sendable {
         let given = try await giving.sync("team")
         #expect(given.accepted.isEmpty)
         #expect(given.problems.contains { $0.contains(second) && $0.contains("given up") }, "\(given.problems)")
-        #expect(try alice.node.store.bucketFileProblems(roomID: "team").contains { $0.key == second })
+        #expect(try alice.node.bucketFileProblems("team").contains { $0.name == second })
         // What the reader let in of the two 1 GiB answers: the limit and socket buffers.
         #expect(try await S3TestServer.hugeBytesSent(path: path) < 2 * (world.settings.maxObjectBytes + (16 << 20)))
     }
@@ -550,8 +551,8 @@ final class BucketWorld: @unchecked Sendable {
         // Killed after assigning the events to a file, before writing it.
         try bob.node.send("team", text: "one")
         let claimed = try #require(
-            try bob.node.store.claimUpload(
-                roomID: "team", senderKey: bob.node.identity.signingKeyBase64, limit: 100, createdMs: 0,
+            try bob.node.store.claimOutbox(
+                .bucket, roomID: "team", senderKey: bob.node.identity.signingKeyBase64, limit: 100, createdMs: 0,
                 assemble: { pending, _ in
                     (
                         LogFileName(roomID: "team", startMs: pending[0].timestampMs, endMs: pending.last!.timestampMs, clientID: bob.clientID).key,
@@ -561,9 +562,9 @@ final class BucketWorld: @unchecked Sendable {
                 }))
         try bob.node.send("team", text: "two")
         // Killed after writing it, before recording that the bucket confirmed it.
-        _ = try await world.objects.putIfAbsent(key: claimed.key, bytes: claimed.content, retention: nil)
+        _ = try await world.objects.putIfAbsent(key: claimed.name, bytes: claimed.content, retention: nil)
         let report = try await bob.flush("team")
-        #expect(report.files.first == claimed.key)
+        #expect(report.files.first == claimed.name)
         let after = try await world.logFiles("team")
         #expect(after.count == before.count + 2)
         let received = try await alice.sync("team")

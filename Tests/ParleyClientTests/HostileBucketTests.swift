@@ -129,7 +129,7 @@ extension BucketRoomTests {
             report.problems.first?.hasPrefix("\(name.key): not Parley events: its first 100 lines are all invalid (line 1: invalid JSON") == true,
             "\(report.problems.prefix(3))")
         #expect(try alice.node.store.rejectedEvents(limit: 1000).count == rejectedBefore + 1)
-        let recorded = try #require(try alice.node.store.bucketFileProblems(roomID: "team").first { $0.key == name.key })
+        let recorded = try #require(try alice.node.bucketFileProblems("team").first { $0.name == name.key })
         #expect(recorded.problem?.contains("not Parley events") == true)
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import ParleyCore
+import ParleySync
 import ParleyTesting
 import Testing
 
@@ -19,6 +20,42 @@ func verdictName(_ outcome: IngestOutcome) -> String {
     let directory = TemporaryDirectory()
 
     func makeStore() throws -> EventStore { try EventStore(path: directory.file("parley.sqlite")) }
+
+    @Test func `a store made with the bucket's own tables keeps its bucket rooms, cursors, outbox, files read and read failures as the bucket transport's`()
+        throws
+    {
+        let path = directory.file("old.sqlite")
+        // The store as the version before the transport tables left it, with one row in each bucket table.
+        let queue = try DatabaseQueue(path: path)
+        try EventStore.migrator.migrate(queue, upTo: "v8-rejected-log-limit")
+        try queue.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO bucket_rooms VALUES ('team', 'file:///srv/bucket', '\(String(repeating: "ab", count: 32))', 1700000000000, 1700000000500, 1699999999000);
+                    INSERT INTO bucket_uploads VALUES (7, 'team', 'rooms/team/logs/a.jsonl', 3, 5, 10, 12, NULL, 20, 21);
+                    INSERT INTO bucket_uploads VALUES (8, 'team', 'rooms/team/logs/b.jsonl', 6, 6, 13, 13, x'0a', 22, NULL);
+                    INSERT INTO bucket_files VALUES ('team', 'rooms/team/logs/c.jsonl', 100, 4, 'bad line', 30);
+                    INSERT INTO bucket_read_failures VALUES ('team', 'rooms/team/logs/d.jsonl', 2, 40, 50);
+                    """)
+        }
+        try queue.close()
+
+        let store = try EventStore(path: path)
+        let room = try #require(try store.transportRoom(.bucket, roomID: "team"))
+        #expect(room.location == "file:///srv/bucket")
+        #expect(room.creatorFingerprint == String(repeating: "ab", count: 32))
+        #expect(String(decoding: room.cursor, as: UTF8.self) == #"{"full_listing_ms":1699999999000,"hints_ms":1700000000500,"logs_ms":1700000000000}"#)
+        #expect(try store.outboxWatermark(.bucket, roomID: "team") == 5)
+        let unconfirmed = try store.unconfirmedOutbox(.bucket, roomID: "team")
+        #expect(unconfirmed.map(\.name) == ["rooms/team/logs/b.jsonl"] && unconfirmed.first?.content == [0x0A] && unconfirmed.first?.id == 8)
+        #expect(
+            try store.receivedProblems(.bucket, roomID: "team") == [ReceivedObject(name: "rooms/team/logs/c.jsonl", size: 100, events: 4, problem: "bad line")])
+        #expect(try store.readFailures(.bucket, roomID: "team") == ["rooms/team/logs/d.jsonl": ReadFailureRecord(attempts: 2, firstMs: 40, nextMs: 50)])
+        let tables = try store.pool.read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'bucket%'") }
+        #expect(tables.isEmpty)
+        // Another transport's rows are its own.
+        #expect(try store.transportRooms(TransportName("relay")).isEmpty)
+    }
 
     @Test func `the store's writes are synced to disk at every commit, in WAL mode, secure_delete on`() throws {
         let store = try makeStore()

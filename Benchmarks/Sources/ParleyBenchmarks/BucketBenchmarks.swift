@@ -5,6 +5,7 @@ import ParleyBucket
 @_spi(Tools) import ParleyClient
 import ParleyCore
 import ParleyStore
+import ParleySync
 
 #if canImport(Glibc)
     import Glibc
@@ -77,7 +78,7 @@ func bucketBenchmarks(workdir: String, count: Int, rawTwoThreads: Double, parley
         finished.wait()
     }
     let flushes = state.flushes
-    precondition(try! sender.store.outboxStatus(roomID: "bench", senderKey: sender.identity.signingKeyBase64).pending == 0)
+    precondition(try! sender.outboxStatus("bench").pending == 0)
     let sendRate = Double(count) / sendSeconds
     record(
         "events/s one client writes into a folder bucket (sign + store, flushed in the background; 1 KiB messages in bursts of 1,000)", sendRate, "events/s",
@@ -98,7 +99,7 @@ func bucketBenchmarks(workdir: String, count: Int, rawTwoThreads: Double, parley
         let reader = benchNode(directory, "reader\(run)")
         let counter = CountingStore(try! url.open())
         let client = BucketClient(node: reader) { _ throws(BucketError) in counter }
-        try! reader.store.addBucketRoom(roomID: "bench", bucketURL: url.text, creatorFingerprint: creator)
+        try! reader.store.addTransportRoom(.bucket, roomID: "bench", location: url.text, creatorFingerprint: creator)
         var accepted = 0
         let cpuBefore = ownCPUSeconds()
         let baseline = sustainedRawVerifyRate(inputs)
@@ -131,7 +132,7 @@ func bucketBenchmarks(workdir: String, count: Int, rawTwoThreads: Double, parley
     let follower = benchNode(directory, "follower")
     let followCounter = CountingStore(try! url.open())
     let followClient = BucketClient(node: follower) { _ throws(BucketError) in followCounter }
-    try! follower.store.addBucketRoom(roomID: "bench", bucketURL: url.text, creatorFingerprint: creator)
+    try! follower.store.addTransportRoom(.bucket, roomID: "bench", location: url.text, creatorFingerprint: creator)
     _ = blocking { try await followClient.sync("bench") }
     var listsPerPoll: [Int] = []
     for _ in 0..<20 {

@@ -1,7 +1,7 @@
 // Parley's benchmarks: one measurement per design target, each with its baseline measured in the same run.
 //
 //   scripts/bench                  # builds everything in release mode and runs all of them
-//   parley-bench [micro|import|log|bucket|encryption|api|nodes] [--events N] [--messages N] [--follow-seconds N] [--room-events N] [--workdir DIR] [--parley PATH]
+//   parley-bench [micro|import|log|bucket|encryption|api|nodes|catchup] [--events N] [--messages N] [--follow-seconds N] [--room-events N] [--workdir DIR] [--parley PATH]
 //
 // Results print as a Markdown table (copied into docs/BENCHMARKS.md) and as JSON lines on standard error.
 
@@ -12,6 +12,7 @@ import ParleyBucket
 @_spi(Tools) import ParleyClient
 import ParleyCore
 import ParleyStore
+import ParleySync
 
 #if canImport(Glibc)
     import Glibc
@@ -518,7 +519,7 @@ let mode: String = {
 }()
 let modes = [
     "all", "micro", "import", "log", "bucket", "encryption", "profile-encrypted-send", "profile-encrypted-import", "profile-seal", "follow", "profile-import",
-    "profile-canonical", "profile-send", "api", "nodes",
+    "profile-canonical", "profile-send", "api", "nodes", "catchup",
 ]
 guard modes.contains(mode) else {
     FileHandle.standardError.write(Data("unknown benchmark \(mode); one of: \(modes.joined(separator: ", "))\n".utf8))
@@ -584,8 +585,8 @@ if mode == "profile-send" {
     print("publish \(Int(Double(events) / publishSeconds))/s, flush \(Int(Double(events) / flushSeconds))/s")
     guard argument("--read", default: "yes") == "yes" else { exit(0) }
     let reader = BucketClient(node: benchNode(directory, "reader"))
-    try! reader.node.store.addBucketRoom(
-        roomID: "bench", bucketURL: url.text, creatorFingerprint: InviteCode.fingerprint(ofKey: sender.node.identity.signingKeyBase64)!)
+    try! reader.node.store.addTransportRoom(
+        .bucket, roomID: "bench", location: url.text, creatorFingerprint: InviteCode.fingerprint(ofKey: sender.node.identity.signingKeyBase64)!)
     let syncSeconds = measure { _ = blocking { try await reader.sync("bench") } }
     print("sync \(Int(Double(events) / syncSeconds))/s")
     exit(0)
@@ -657,6 +658,9 @@ if mode == "all" || mode == "api" {
 }
 if mode == "all" || mode == "nodes" {
     blocking { try await nodeBenchmarks(workdir: workdir, parley: parley, messages: Int(argument("--node-messages", default: "100"))!) }
+}
+if mode == "all" || mode == "catchup" {
+    catchUpBenchmark(workdir: workdir, parley: parley, events: Int(argument("--catchup-events", default: "25000"))!, perFile: 5)
 }
 if mode == "follow" { followRSSBenchmark(workdir: workdir, parley: parley, hello: hello, seconds: Int(argument("--follow-seconds", default: "20"))!) }
 
