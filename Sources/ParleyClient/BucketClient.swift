@@ -30,6 +30,11 @@ public struct BucketSettings: Sendable {
     public var gapListingEveryMs: Int64 = 60_000
     /// Objects fetched at once.
     public var parallelDownloads = 4
+    /// Most bytes (as listed) of the files a sync downloads, verifies and stores together; with the next window
+    /// downloading meanwhile, about twice this is held at once, however many files a room has.
+    public var windowBytes: Int64 = 1 << 20
+    /// Most files stored together.
+    public var windowFiles = 1_000
     /// A file whose reading keeps failing for a transient reason (a timeout, a 5xx, an answer larger than its listed
     /// size) is retried, less and less often, for this long; then it is recorded as read with the problem.
     public var readGiveUpMs: Int64 = 86_400_000
@@ -408,14 +413,16 @@ public struct BucketClient: Sendable {
         }
 
         // A pipeline: while this thread stores one window of files, the next window downloads and verifies on the
-        // other cores.
-        let width = max(1, settings.parallelDownloads)
-        let windows = stride(from: 0, to: candidates.count, by: width).map { Array(candidates[$0..<min(candidates.count, $0 + width)]) }
+        // other cores. A window is bounded by bytes, not files, and is stored in one transaction and recorded in
+        // another, so a room of many small files costs no more per event than one large file.
+        let windows = BucketClient.windows(candidates, maxFiles: settings.windowFiles, maxBytes: settings.windowBytes)
         let admitting = poller
         var next = windows.first.map { window in Task { await prepare(window, poller: admitting, objects: objects) } }
         for (position, window) in windows.enumerated() {
             let prepared = await next!.value
             next = position + 1 < windows.count ? Task { [windows] in await prepare(windows[position + 1], poller: admitting, objects: objects) } : nil
+            var records: [ReceivedObject] = []
+            var staged: [(file: StagedFile, record: Int)] = []
             for (object, result) in zip(window, prepared) {
                 var record = ReceivedObject(name: object.key, size: object.size, events: 0, problem: nil)
                 switch result {
@@ -432,18 +439,23 @@ public struct BucketClient: Sendable {
                         record.problem = problem
                     }
                 case .verified(let file):
-                    let found = try ingest(file, key: object.key, roomID: roomID, receivedMs: now, into: &report, events: &record.events)
-                    if !found.problems.isEmpty {
-                        let problems = found.problems
-                        record.problem = problems.prefix(20).joined(separator: "; ") + (problems.count > 20 ? "; and \(problems.count - 20) more" : "")
+                    switch try stage(file, key: object.key, roomID: roomID, receivedMs: now) {
+                    case .notEvents(let problems):
+                        record.problem = problems.joined(separator: "; ")
                         report.problems += problems.map { "\(object.key): \($0)" }
+                    case .staged(let file):
+                        staged.append((file, records.count))
                     }
-                    report.warnings += found.warnings.map { "\(object.key): \($0)" }
                     poller.fileRead(object, name: file.name)
                 }
                 report.filesRead += 1
-                try node.store.recordReceived(.bucket, roomID: roomID, record, seenMs: now)
+                records.append(record)
             }
+            if !staged.isEmpty {
+                try store(staged, roomID: roomID, receivedMs: now, records: &records, into: &report)
+            }
+            // Once the window's events are committed: a sync killed before this reads its files again.
+            try node.store.recordReceived(.bucket, roomID: roomID, records, seenMs: now)
         }
         let outcome = poller.finish()
         // Hints are recorded once the files they led to are stored, so a sync killed before then follows them again.
@@ -497,40 +509,65 @@ public struct BucketClient: Sendable {
         case verified(VerifiedFile)
     }
 
-    /// Downloads a window of objects concurrently, then splits and verifies them (on every core); results in
-    /// input order.
+    /// The candidates in windows of at most `maxFiles` files and `maxBytes` listed bytes (a larger file alone), in
+    /// order.
+    static func windows(_ objects: [ObjectInfo], maxFiles: Int, maxBytes: Int64) -> [[ObjectInfo]] {
+        var windows: [[ObjectInfo]] = []
+        var window: [ObjectInfo] = []
+        var bytes: Int64 = 0
+        for object in objects {
+            if !window.isEmpty && (window.count >= maxFiles || bytes + object.size > maxBytes) {
+                windows.append(window)
+                (window, bytes) = ([], 0)
+            }
+            window.append(object)
+            bytes += object.size
+        }
+        if !window.isEmpty { windows.append(window) }
+        return windows
+    }
+
+    /// Downloads a window of objects, ``BucketSettings/parallelDownloads`` at a time, then splits and verifies them
+    /// (on every core); results in input order.
     func prepare(_ window: [ObjectInfo], poller: BucketPoller, objects: any ObjectStore) async -> [Prepared] {
         let settings = settings
-        return await withTaskGroup(of: (Int, Prepared).self) { group in
-            for (position, object) in window.enumerated() {
-                group.addTask {
-                    let name: LogFileName
-                    switch poller.admission(of: object) {
-                    case .ignore(let reason): return (position, .ignored(reason))
-                    case .fail(let error): return (position, .failed(error))
-                    case .download(let parsed): name = parsed
-                    }
-                    do {
-                        let bytes: [UInt8]
-                        do {
-                            bytes = try await objects.get(key: object.key, maxBytes: settings.maxObjectBytes)
-                        } catch let error as BucketError where error.kind == .tooLarge {
-                            // Listed within the limit, answered beyond it: a misbehaving server or a file still being
-                            // written into a synced folder. Tried again on the next sync rather than given up on.
-                            throw BucketError(
-                                .transient,
-                                "listed as \(object.size) bytes, but the answer held more than the limit of \(settings.maxObjectBytes); not read, tried again later"
-                            )
-                        }
-                        let content = try ObjectLines(reading: bytes, maxLines: settings.maxLinesPerObject, maxBytes: settings.maxObjectBytes)
-                        return (position, .verified(VerifiedFile(name: name, content: content)))
-                    } catch {
-                        return (position, .failed(error as? BucketError ?? BucketError(.io, "\(error)")))
-                    }
+        @Sendable func download(_ position: Int, _ object: ObjectInfo) async -> (Int, Prepared) {
+            let name: LogFileName
+            switch poller.admission(of: object) {
+            case .ignore(let reason): return (position, .ignored(reason))
+            case .fail(let error): return (position, .failed(error))
+            case .download(let parsed): name = parsed
+            }
+            do {
+                let bytes: [UInt8]
+                do {
+                    bytes = try await objects.get(key: object.key, maxBytes: settings.maxObjectBytes)
+                } catch {
+                    guard error.kind == .tooLarge else { throw error }
+                    // Listed within the limit, answered beyond it: a misbehaving server or a file still being
+                    // written into a synced folder. Tried again on the next sync rather than given up on.
+                    throw BucketError(
+                        .transient,
+                        "listed as \(object.size) bytes, but the answer held more than the limit of \(settings.maxObjectBytes); not read, tried again later"
+                    )
                 }
+                let content = try ObjectLines(reading: bytes, maxLines: settings.maxLinesPerObject, maxBytes: settings.maxObjectBytes)
+                return (position, .verified(VerifiedFile(name: name, content: content)))
+            } catch {
+                return (position, .failed(error as? BucketError ?? BucketError(.io, "\(error)")))
+            }
+        }
+        return await withTaskGroup(of: (Int, Prepared).self) { group in
+            var waiting = window.enumerated().makeIterator()
+            for _ in 0..<max(1, settings.parallelDownloads) {
+                guard let (position, object) = waiting.next() else { break }
+                group.addTask { await download(position, object) }
             }
             var results = [Prepared?](repeating: nil, count: window.count)
-            for await (position, result) in group { results[position] = result }
+            for await (position, result) in group {
+                results[position] = result
+                if let (position, object) = waiting.next() { group.addTask { await download(position, object) } }
+            }
             // All the window's lines verified in one parallel pass.
             var files: [VerifiedFile] = []
             var positions: [Int] = []
@@ -550,29 +587,38 @@ public struct BucketClient: Sendable {
         }
     }
 
-    /// Stores the events of one file that belong to `roomID`, all in one transaction; returns its problems and
-    /// warnings, bounded by ``InputBounds``: the first lines of each reason word for word, the rest counted.
-    func ingest(_ file: VerifiedFile, key: String, roomID: String, receivedMs: Int64, into report: inout SyncReport, events: inout Int) throws
-        -> (problems: [String], warnings: [String])
-    {
-        let content = file.content
-        var fileProblems: [String] = []
-        if !file.name.isDateConsistent { fileProblems.append("the name's folder \(file.name.dateFolder) is not the date of its start time") }
-        if content.screen.isNotEvents {
-            let problem = "not Parley events: \(content.screen.verdict); not read further"
-            try node.store.logRejection(roomID: roomID, reason: "\(key): \(problem)", receivedMs: receivedMs)
-            return ([problem] + fileProblems, [])
-        }
-        var warnings = LineProblems()
-        // What goes to the store: this room's events, and the first invalid lines (the store logs those; the rest are
-        // only counted). Each line's position among them, or nil.
+    /// One file's lines on their way to the store: this room's events, and the first invalid lines (the store logs
+    /// those; the rest are only counted), each input line's position among them, and what the lines told of the file.
+    struct StagedFile {
+        var key: String
+        var file: VerifiedFile
         var lines: [[UInt8]] = []
         var verified: [Result<VerifiedEvent, EventError>] = []
-        var storedAt = [Int?](repeating: nil, count: content.lines.count)
-        var invalid = 0
+        var storedAt: [Int?]
         var earliest = Int64.max
         var latest = Int64.min
         var senders = Set<String>()
+        var warnings = LineProblems()
+        var fileProblems: [String] = []
+    }
+
+    enum Staging {
+        /// The file is not Parley events: its problems; nothing of it goes to the store.
+        case notEvents([String])
+        case staged(StagedFile)
+    }
+
+    /// Picks what of one file goes to the store (``store(_:roomID:receivedMs:records:into:)`` stores it).
+    func stage(_ file: VerifiedFile, key: String, roomID: String, receivedMs: Int64) throws -> Staging {
+        let content = file.content
+        var staged = StagedFile(key: key, file: file, storedAt: [Int?](repeating: nil, count: content.lines.count))
+        if !file.name.isDateConsistent { staged.fileProblems.append("the name's folder \(file.name.dateFolder) is not the date of its start time") }
+        if content.screen.isNotEvents {
+            let problem = "not Parley events: \(content.screen.verdict); not read further"
+            try node.store.logRejection(roomID: roomID, reason: "\(key): \(problem)", receivedMs: receivedMs)
+            return .notEvents([problem] + staged.fileProblems)
+        }
+        var invalid = 0
         for index in content.lines.indices {
             switch content.verified[index] {
             case .failure:
@@ -582,30 +628,75 @@ public struct BucketClient: Sendable {
                 let envelope = event.event
                 // A room's files give only that room's events: a bucket must never bring another room into a node.
                 guard envelope.roomID == roomID else { continue }
-                if let note = aheadOfClock(timestampMs: envelope.timestampMs, nowMs: receivedMs) { warnings.add(note, line: content.numbers[index]) }
-                earliest = min(earliest, envelope.timestampMs)
-                latest = max(latest, envelope.timestampMs)
-                senders.insert(envelope.senderKey)
+                if let note = aheadOfClock(timestampMs: envelope.timestampMs, nowMs: receivedMs) { staged.warnings.add(note, line: content.numbers[index]) }
+                staged.earliest = min(staged.earliest, envelope.timestampMs)
+                staged.latest = max(staged.latest, envelope.timestampMs)
+                staged.senders.insert(envelope.senderKey)
             }
-            storedAt[index] = lines.count
-            lines.append(content.lines[index])
-            verified.append(content.verified[index])
+            staged.storedAt[index] = staged.lines.count
+            staged.lines.append(content.lines[index])
+            staged.verified.append(content.verified[index])
         }
         if invalid > InputBounds.loggedInvalidLines {
             let unlogged = grouped(invalid - InputBounds.loggedInvalidLines)
             try node.store.logRejection(
                 roomID: roomID, reason: "\(key): \(unlogged) more invalid lines of this object were refused; not kept here one by one", receivedMs: receivedMs)
         }
-        // One transaction for the whole file, so the store's cap on rejections per device holds per file.
+        return .staged(staged)
+    }
+
+    /// Stores the staged files of one window in one transaction (the store's cap on rejections per device holds per
+    /// window), then tells each file's outcome: its events and problems into its record, the report's counts, and
+    /// its problems and warnings, bounded by ``InputBounds`` (the first lines of each reason word for word, the rest
+    /// counted).
+    func store(_ staged: [(file: StagedFile, record: Int)], roomID: String, receivedMs: Int64, records: inout [ReceivedObject], into report: inout SyncReport)
+        throws
+    {
+        var nextFile = 0
         var handedOver = 0
         let result = try node.store.ingest(
             chunks: {
-                guard handedOver < lines.count else { return nil }
-                let range = handedOver..<min(lines.count, handedOver + Node.importBatchLines)
-                handedOver = range.upperBound
-                return (Array(verified[range]), Array(lines[range]))
+                // Whole files, up to a batch of lines (a file larger than that goes alone, in pieces).
+                var verified: [Result<VerifiedEvent, EventError>] = []
+                var lines: [[UInt8]] = []
+                while nextFile < staged.count && lines.count < Node.importBatchLines {
+                    let file = staged[nextFile].file
+                    let range = handedOver..<min(file.lines.count, handedOver + Node.importBatchLines - lines.count)
+                    verified += file.verified[range]
+                    lines += file.lines[range]
+                    handedOver = range.upperBound
+                    if handedOver == file.lines.count { (nextFile, handedOver) = (nextFile + 1, 0) }
+                }
+                return lines.isEmpty ? nil : (verified, lines)
             }, receivedMs: receivedMs)
+        let collisions = result.collisionProblems()
+        var offset = 0
+        for (index, (file, record)) in staged.enumerated() {
+            let range = offset..<offset + file.lines.count
+            offset = range.upperBound
+            // A collision with an event stored earlier (no input of this window) is told with the window's first file.
+            let mine = collisions.filter { $0.input.map(range.contains) ?? (index == 0) }.map {
+                (input: $0.input.map { $0 - range.lowerBound }, message: $0.message)
+            }
+            let found = try finish(file, outcomes: result.outcomes[range], collisions: mine, into: &report, events: &records[record].events)
+            if !found.problems.isEmpty {
+                let problems = found.problems
+                records[record].problem = problems.prefix(20).joined(separator: "; ") + (problems.count > 20 ? "; and \(problems.count - 20) more" : "")
+                report.problems += problems.map { "\(file.key): \($0)" }
+            }
+            report.warnings += found.warnings.map { "\(file.key): \($0)" }
+        }
+        report.accepted += result.released.filter { $0.outcome == .accepted }.map(\.eventID)
+    }
 
+    /// One stored file's outcome: what it brought (`events`, the report's counts) and its problems and warnings.
+    func finish(
+        _ staged: StagedFile, outcomes: ArraySlice<IngestOutcome>, collisions: [(input: Int?, message: String)], into report: inout SyncReport,
+        events: inout Int
+    ) throws -> (problems: [String], warnings: [String]) {
+        let content = staged.file.content
+        let verified = staged.verified
+        let outcomes = Array(outcomes)
         // Problems are added in line order, so the ones shown are the file's first.
         var problems = LineProblems()
         var tooLong = content.tooLong[...]
@@ -616,14 +707,14 @@ public struct BucketClient: Sendable {
                 problems.add(ObjectLines.tooLongProblem(long.bytes), line: long.line)
                 tooLong = tooLong.dropFirst()
             }
-            guard let position = storedAt[index] else {
+            guard let position = staged.storedAt[index] else {
                 switch content.verified[index] {
                 case .failure(let error): problems.add(content.problem(error.message, line: number), line: number)
                 case .success(let event): problems.add("an event of room \(event.event.roomID), not of this room; not stored", line: number)
                 }
                 continue
             }
-            switch result.outcomes[position] {
+            switch outcomes[position] {
             case .accepted:
                 events += 1
                 guard case .success(let event) = verified[position] else { continue }
@@ -642,12 +733,11 @@ public struct BucketClient: Sendable {
             }
         }
         for long in tooLong { problems.add(ObjectLines.tooLongProblem(long.bytes), line: long.line) }
-        let storedNumbers = storedAt.indices.compactMap { index in storedAt[index].map { ($0, content.numbers[index]) } }
+        let storedNumbers = staged.storedAt.indices.compactMap { index in staged.storedAt[index].map { ($0, content.numbers[index]) } }
         let lineOfPosition = Dictionary(storedNumbers, uniquingKeysWith: { first, _ in first })
-        for collision in result.collisionProblems() {
+        for collision in collisions {
             _ = problems.add(collision.message, line: collision.input.flatMap { lineOfPosition[$0] })
         }
-        report.accepted += result.released.filter { $0.outcome == .accepted }.map(\.eventID)
         if !sealed.isEmpty {
             // Opened in the same transaction; what did not open never will (a key that has not arrived is no problem).
             let opened = try node.store.openingOutcomes(eventIDs: sealed.map(\.eventID))
@@ -655,9 +745,10 @@ public struct BucketClient: Sendable {
                 if case .failed(let reason)? = opened[eventID] { problems.add("could not be opened: \(reason)", line: line) }
             }
         }
+        var fileProblems = staged.fileProblems
         if content.stoppedAtLimit { fileProblems.append("more than \(grouped(settings.maxLinesPerObject)) lines; the rest was not read") }
-        fileProblems += LogFileName.mismatches(file.name, earliest: earliest, latest: latest, senders: senders)
-        return (problems.report + fileProblems, warnings.report)
+        fileProblems += LogFileName.mismatches(staged.file.name, earliest: staged.earliest, latest: staged.latest, senders: staged.senders)
+        return (problems.report + fileProblems, staged.warnings.report)
     }
 }
 

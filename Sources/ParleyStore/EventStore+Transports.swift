@@ -195,13 +195,20 @@ extension EventStore {
 
     /// Records that a unit was processed; call only once its events are committed, so a kill reads it again.
     public func recordReceived(_ transport: TransportName, roomID: String, _ object: ReceivedObject, seenMs: Int64) throws {
+        try recordReceived(transport, roomID: roomID, [object], seenMs: seenMs)
+    }
+
+    /// Records that units were processed, in one transaction.
+    public func recordReceived(_ transport: TransportName, roomID: String, _ objects: [ReceivedObject], seenMs: Int64) throws {
+        guard !objects.isEmpty else { return }
         try pool.write { db in
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO transport_received (transport, room_id, name, size, events, problem, seen_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                arguments: [transport.rawValue, roomID, object.name, object.size, object.events, object.problem, seenMs])
-            try db.execute(
-                sql: "DELETE FROM transport_read_failures WHERE transport = ? AND room_id = ? AND name = ?",
-                arguments: [transport.rawValue, roomID, object.name])
+            let record = try db.cachedStatement(
+                sql: "INSERT OR REPLACE INTO transport_received (transport, room_id, name, size, events, problem, seen_ms) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            let clear = try db.cachedStatement(sql: "DELETE FROM transport_read_failures WHERE transport = ? AND room_id = ? AND name = ?")
+            for object in objects {
+                try record.execute(arguments: [transport.rawValue, roomID, object.name, object.size, object.events, object.problem, seenMs])
+                try clear.execute(arguments: [transport.rawValue, roomID, object.name])
+            }
         }
     }
 

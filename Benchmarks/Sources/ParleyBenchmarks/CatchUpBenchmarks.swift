@@ -14,11 +14,14 @@ func catchUpBenchmark(workdir: String, parley: String, events: Int, perFile: Int
     settings.maxEventsPerFile = perFile
     let writer = BucketClient(node: benchNode(directory, "writer"), settings: settings)
     _ = blocking { try await writer.createRoom("bench", bucket: url, createBucket: true) }
-    // The reader's identity, invited before the messages so its join is the room's last event.
-    let readerHome = "\(directory)/reader"
-    _ = try! capture(parley, home: readerHome, ["init", "--user", "reader"])
-    let readerKey = try! JSONParser().parse(Array(try! capture(parley, home: readerHome, ["whoami", "--json"]).utf8).dropLast())["signing_key"]!.stringValue!
-    _ = try! writer.node.invite("bench", userID: "reader", key: readerKey)
+    // One reader a round (a join writes the reader's join event into the bucket: a device joins once), each invited
+    // before the messages.
+    let readerHomes = (0..<rounds).map { "\(directory)/reader-\($0)" }
+    for (index, home) in readerHomes.enumerated() {
+        _ = try! capture(parley, home: home, ["init", "--user", "reader\(index)"])
+        let key = try! JSONParser().parse(Array(try! capture(parley, home: home, ["whoami", "--json"]).utf8).dropLast())["signing_key"]!.stringValue!
+        _ = try! writer.node.invite("bench", userID: "reader\(index)", key: key)
+    }
     for start in stride(from: 0, to: events, by: 1000) {
         _ = try! writer.node.publish(
             roomID: "bench", (start..<min(events, start + 1000)).map { OutgoingEvent.message("catch-up \($0) " + kibibyteText.prefix(900)) })
@@ -37,12 +40,9 @@ func catchUpBenchmark(workdir: String, parley: String, events: Int, perFile: Int
     var joinPeak = 0
     var importPeak = 0
     for round in 0..<rounds {
-        let joiner = "\(directory)/joiner-\(round)"
+        let joiner = readerHomes[round]
         let importer = "\(directory)/importer-\(round)"
-        try? FileManager.default.removeItem(atPath: joiner)
-        try? FileManager.default.removeItem(atPath: importer)
-        try! FileManager.default.copyItem(atPath: readerHome, toPath: joiner)
-        try! FileManager.default.copyItem(atPath: readerHome, toPath: importer)
+        _ = try! capture(parley, home: importer, ["init", "--user", "importer\(round)"])
         let join = runProcess("/usr/bin/time", ["-f", "%M", "-o", "\(joiner).rss", parley, "--home", joiner, "room", "join", code])
         precondition(join.status == 0, "parley room join failed")
         joinSeconds = min(joinSeconds, join.seconds)
