@@ -1,9 +1,11 @@
 /// When a running node writes and reads one bucket room: flush this device's events once they have waited long
-/// enough, sync at every poll interval, and after failures wait longer and longer (doubling from the poll interval up
-/// to a cap), for flushing and syncing alike, since both talk to the same bucket.
+/// enough, sync at every poll interval and as soon as the bucket says the room's objects changed, and after failures
+/// wait longer and longer (doubling from the poll interval up to a cap), for flushing and syncing alike, since both
+/// talk to the same bucket.
 ///
 /// It performs nothing and keeps no clock: the driver asks ``next(nowMs:oldestPendingMs:)`` what to do, does it,
-/// reports the outcome, and waits as told (waking early when this device writes an event, to ask again).
+/// reports the outcome, and waits as told (waking early when this device writes an event or the bucket tells of a
+/// change, to ask again).
 public struct BucketSchedule: Sendable, Equatable {
     public struct Settings: Sendable, Equatable {
         /// Between syncs while the bucket answers (ms).
@@ -13,9 +15,10 @@ public struct BucketSchedule: Sendable, Equatable {
         /// The longest wait after failures (ms).
         public var maxDelayMs: Int64 = 60_000
 
-        /// A poll interval under 10 ms is taken as 10 ms: a node polling without pause only burns the CPU.
+        /// A poll interval under ``BucketSchedule/minimumGapMs`` is taken as that: a node polling without pause only
+        /// burns the CPU.
         public init(pollIntervalMs: Int64 = 1_000, flushAfterMs: Int64 = 0, maxDelayMs: Int64 = 60_000) {
-            self.pollIntervalMs = max(10, pollIntervalMs)
+            self.pollIntervalMs = max(BucketSchedule.minimumGapMs, pollIntervalMs)
             self.flushAfterMs = max(0, flushAfterMs)
             self.maxDelayMs = max(maxDelayMs, self.pollIntervalMs)
         }
@@ -30,10 +33,16 @@ public struct BucketSchedule: Sendable, Equatable {
         case wait(untilMs: Int64)
     }
 
+    /// The least time between the end of one sync and the start of the next (10 ms), however often the bucket tells
+    /// of changes.
+    public static let minimumGapMs: Int64 = 10
+
     public let settings: Settings
     /// Failures in a row.
     public private(set) var failures = 0
     private var nextSyncMs: Int64
+    /// When the last sync that worked ended.
+    private var lastSyncMs: Int64?
     /// After a failure, no flush before this either.
     private var flushAllowedMs: Int64
     /// Whether the last action that worked was a flush: a sync that is due then goes first, so a device that keeps
@@ -68,7 +77,18 @@ public struct BucketSchedule: Sendable, Equatable {
         failures = 0
         flushAllowedMs = nowMs
         lastWasFlush = !synced
-        if synced { nextSyncMs = nowMs + settings.pollIntervalMs }
+        if synced {
+            nextSyncMs = nowMs + settings.pollIntervalMs
+            lastSyncMs = nowMs
+        }
+    }
+
+    /// The bucket told of a change to the room's objects: the next sync is due now, or ``minimumGapMs`` after the last
+    /// one. Not while failures hold the room back: a notice must not make it retry a failing bucket sooner.
+    public mutating func objectsChanged(nowMs: Int64) {
+        guard failures == 0 else { return }
+        let soonest = lastSyncMs.map { max(nowMs, $0 + BucketSchedule.minimumGapMs) } ?? nowMs
+        nextSyncMs = min(nextSyncMs, soonest)
     }
 
     /// A flush or a sync failed.

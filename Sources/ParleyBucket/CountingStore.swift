@@ -39,4 +39,7 @@ public final class CountingStore: ObjectStore, @unchecked Sendable {
         count("head")
         return try await base.head(key: key)
     }
+
+    /// The base store's notices, which are no requests.
+    public func changes(under prefix: String) -> AsyncStream<Void>? { base.changes(under: prefix) }
 }

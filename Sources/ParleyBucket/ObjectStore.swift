@@ -71,6 +71,19 @@ public protocol ObjectStore: Sendable {
 
     /// The object's size, or `nil` when there is none.
     func head(key: String) async throws(BucketError) -> ObjectInfo?
+
+    /// Notices that objects under `prefix` (a folder's: empty or ending in `/`) may have changed, so a reader can
+    /// list them at once rather than at its next poll; `nil` where the store cannot tell (S3, the default), and the
+    /// reader only polls.
+    ///
+    /// One notice comes as soon as watching has begun (objects may have arrived before); a notice may find nothing
+    /// new; a burst of changes comes as one notice. The stream finishes when the store stops watching (the reader
+    /// then only polls), and watching stops when its consumer does.
+    func changes(under prefix: String) -> AsyncStream<Void>?
+}
+
+extension ObjectStore {
+    public func changes(under prefix: String) -> AsyncStream<Void>? { nil }
 }
 
 extension ObjectStore {

@@ -22,7 +22,8 @@ public protocol NodeRunnerObserver: Sendable {
 }
 
 /// A node kept running: every bucket room of the home flushed and synced on its own ``BucketSchedule`` (a failing
-/// bucket waits longer without delaying the others), rooms joined meanwhile picked up, events this device signs in
+/// bucket waits longer without delaying the others), and synced at once when its bucket tells of a change (a folder
+/// bucket does, ``ObjectStore/changes(under:)``); rooms joined meanwhile picked up, events this device signs in
 /// another process written at once, and on shutdown the outbox written before the run ends.
 ///
 /// A `Service`: run it in a `ServiceGroup`, whose graceful shutdown (SIGTERM, SIGINT) lets the action in progress
@@ -49,6 +50,8 @@ public final class NodeRunner: Service, Sendable {
     let logger: Logger
     let stopping = Doorbell()
     let bells = Mutex<[String: Doorbell]>([:])
+    /// Rooms whose bucket told of a change since their schedule last heard of it.
+    let changedRooms = Mutex<Set<String>>([])
     let unsentRooms = Mutex(0)
 
     public init(client: BucketClient, settings: Settings, observer: any NodeRunnerObserver, logger: Logger) {
@@ -101,6 +104,7 @@ public final class NodeRunner: Service, Sendable {
                     group.addTask {
                         await self.keep(room, bell: bell)
                         _ = self.bells.withLock { $0.removeValue(forKey: room.roomID) }
+                        _ = self.changedRooms.withLock { $0.remove(room.roomID) }
                     }
                 }
                 await stopping.wait(upToMs: settings.schedule.pollIntervalMs)
@@ -139,13 +143,46 @@ public final class NodeRunner: Service, Sendable {
         }
     }
 
-    /// Flushes and syncs one room as its schedule says, until shutdown or until the room is forgotten.
+    /// Flushes and syncs one room as its schedule says, until shutdown or until the room is forgotten; beside it, while
+    /// the room's bucket tells of changes, hands them to the schedule.
     func keep(_ room: BucketRoom, bell: Doorbell) async {
+        guard let changes = (try? client.store(for: room))?.changes(under: BucketLayout.roomPrefix(room.roomID)) else {
+            if case .folder = try? BucketURL(room.bucketURL) {
+                // Out of inotify instances, most likely: worth knowing when a folder room is slower than its neighbours.
+                logger.notice("Room not watched, polled only", metadata: ["room.id": "\(room.roomID)", "poll.ms": "\(settings.schedule.pollIntervalMs)"])
+            }
+            return await follow(room, bell: bell)
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.forward(changes, of: room, to: bell) }
+            await follow(room, bell: bell)
+            // Ends the watch: the stream's consumer goes away.
+            group.cancelAll()
+        }
+    }
+
+    /// Rings the room for each change its bucket tells of, until the stream ends (cancelled with the room's task, or
+    /// the bucket gave up watching).
+    func forward(_ changes: AsyncStream<Void>, of room: BucketRoom, to bell: Doorbell) async {
+        logger.debug("Room watched", metadata: ["room.id": "\(room.roomID)"])
+        for await _ in changes {
+            changedRooms.withLock { _ = $0.insert(room.roomID) }
+            bell.ring()
+        }
+        if !Task.isCancelled && !stopping.isClosed {
+            logger.notice("Room no longer watched, polled only", metadata: ["room.id": "\(room.roomID)", "poll.ms": "\(settings.schedule.pollIntervalMs)"])
+        }
+    }
+
+    /// The room's schedule, driven until shutdown or until the room is forgotten.
+    func follow(_ room: BucketRoom, bell: Doorbell) async {
         var schedule = BucketSchedule(settings: settings.schedule, nowMs: node.clock())
         var backoff = RoomBackoff(roomID: room.roomID, bucket: room.bucketURL)
         let metadata: Logger.Metadata = ["room.id": "\(room.roomID)"]
         while !stopping.isClosed {
             let now = node.clock()
+            // Taken after the last action's outcome is recorded: a change told during a sync is read by another one.
+            if changedRooms.withLock({ $0.remove(room.roomID) != nil }) { schedule.objectsChanged(nowMs: now) }
             let action: BucketSchedule.Action
             do {
                 guard try node.store.bucketRoom(roomID: room.roomID) != nil else { return }

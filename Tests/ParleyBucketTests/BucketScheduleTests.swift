@@ -85,4 +85,52 @@ import Testing
         var schedule = BucketSchedule(settings: .init(pollIntervalMs: 0), nowMs: start)
         #expect(schedule.failed(nowMs: start) == 20)
     }
+
+    @Test func `a change in the bucket makes the next action a sync at once, and then the poll interval runs from it`() {
+        var schedule = BucketSchedule(settings: .init(pollIntervalMs: 3_600_000), nowMs: start)
+        schedule.succeeded(nowMs: start, synced: true)
+        #expect(schedule.next(nowMs: start + 500, oldestPendingMs: nil) == .wait(untilMs: start + 3_600_000))
+        schedule.objectsChanged(nowMs: start + 500)
+        #expect(schedule.next(nowMs: start + 500, oldestPendingMs: nil) == .sync)
+        schedule.succeeded(nowMs: start + 520, synced: true)
+        #expect(schedule.next(nowMs: start + 520, oldestPendingMs: nil) == .wait(untilMs: start + 3_600_520))
+    }
+
+    @Test func `changes told right after a sync wait 10 ms from its end, and many changes make one sync`() {
+        var schedule = BucketSchedule(settings: .init(pollIntervalMs: 1_000), nowMs: start)
+        schedule.succeeded(nowMs: start + 30, synced: true)
+        for offset: Int64 in [31, 32, 33] { schedule.objectsChanged(nowMs: start + offset) }
+        #expect(schedule.next(nowMs: start + 33, oldestPendingMs: nil) == .wait(untilMs: start + 40))
+        #expect(schedule.next(nowMs: start + 40, oldestPendingMs: nil) == .sync)
+        schedule.succeeded(nowMs: start + 45, synced: true)
+        #expect(schedule.next(nowMs: start + 45, oldestPendingMs: nil) == .wait(untilMs: start + 1_045))
+    }
+
+    @Test func `a change told before the first sync leaves it at once`() {
+        var schedule = BucketSchedule(settings: .init(pollIntervalMs: 1_000), nowMs: start)
+        schedule.objectsChanged(nowMs: start + 5)
+        #expect(schedule.next(nowMs: start + 5, oldestPendingMs: nil) == .sync)
+    }
+
+    @Test func `a change told while failures hold the room back does not retry the bucket sooner`() {
+        var schedule = BucketSchedule(settings: .init(pollIntervalMs: 1_000), nowMs: start)
+        #expect(schedule.next(nowMs: start, oldestPendingMs: nil) == .sync)
+        let delay = schedule.failed(nowMs: start)
+        schedule.objectsChanged(nowMs: start + 100)
+        #expect(schedule.next(nowMs: start + 100, oldestPendingMs: nil) == .wait(untilMs: start + delay))
+        #expect(schedule.next(nowMs: start + delay, oldestPendingMs: nil) == .sync)
+        schedule.succeeded(nowMs: start + delay, synced: true)
+        schedule.objectsChanged(nowMs: start + delay + 50)
+        #expect(schedule.next(nowMs: start + delay + 50, oldestPendingMs: nil) == .sync)
+    }
+
+    @Test func `after a flush, a change makes a sync before the next flush`() {
+        var schedule = BucketSchedule(settings: .init(pollIntervalMs: 1_000), nowMs: start)
+        schedule.succeeded(nowMs: start, synced: true)
+        #expect(schedule.next(nowMs: start + 100, oldestPendingMs: start + 100) == .flush)
+        schedule.succeeded(nowMs: start + 110, synced: false)
+        // The flush's own file is a change the bucket tells of.
+        schedule.objectsChanged(nowMs: start + 111)
+        #expect(schedule.next(nowMs: start + 111, oldestPendingMs: start + 111) == .sync)
+    }
 }

@@ -91,28 +91,59 @@ import Testing
 
     @Test func `two running nodes on one folder bucket carry a message sent from a shell from one to the other`() throws {
         let nodes = try TwoNodes()
+        let runners = try runNodes(nodes, sharing: "team", interval: "0.1")
+        defer { stop(runners) }
+        try #require(try nodes.bob.run(["send", "team", "from bob's shell"]).status == 0)
+        let log = try waitForLog(of: nodes.alice, "team", containing: "from bob's shell")
+        #expect(log.contains("bob: from bob's shell"), "\(log)")
+    }
+
+    @Test func `two running nodes polling hourly on one folder bucket carry messages both ways at once, since the folder tells them of new files`()
+        throws
+    {
+        let nodes = try TwoNodes()
+        let runners = try runNodes(nodes, sharing: "team", interval: "3600")
+        defer { stop(runners) }
+        // A node that has read anything has done its first sync (the one at start): the next messages can only reach
+        // it through the folder's notices, its next poll being an hour away.
+        try #require(try nodes.bob.run(["send", "team", "first from bob"]).status == 0)
+        try #require(try nodes.alice.run(["send", "team", "first from alice"]).status == 0)
+        try #require(try waitForLog(of: nodes.alice, "team", containing: "first from bob").contains("first from bob"))
+        try #require(try waitForLog(of: nodes.bob, "team", containing: "first from alice").contains("first from alice"))
+        try #require(try nodes.bob.run(["send", "team", "second from bob"]).status == 0)
+        try #require(try nodes.alice.run(["send", "team", "second from alice"]).status == 0)
+        #expect(try waitForLog(of: nodes.alice, "team", containing: "second from bob").contains("bob: second from bob"))
+        #expect(try waitForLog(of: nodes.bob, "team", containing: "second from alice").contains("alice: second from alice"))
+    }
+
+    /// Alice creates `room` in a folder bucket, bob joins it, and both run `parley node` polling every `interval` seconds.
+    func runNodes(_ nodes: TwoNodes, sharing room: String, interval: String) throws -> [Subprocess] {
         let url = "file://\(nodes.directory.path)/bucket"
-        try #require(try nodes.alice.run(["room", "create", "team", "--bucket", url]).status == 0)
-        let invite = try nodes.alice.run(["room", "invite", "team", "bob", "--key", nodes.bobKey])
+        try #require(try nodes.alice.run(["room", "create", room, "--bucket", url]).status == 0)
+        let invite = try nodes.alice.run(["room", "invite", room, "bob", "--key", nodes.bobKey])
         let code = try #require(invite.stdout.split(separator: "\n").first { $0.hasPrefix("invite code: ") }).dropFirst("invite code: ".count)
         try #require(try nodes.bob.run(["room", "join", String(code)]).status == 0)
-        let runners = try [nodes.alice, nodes.bob].map { node in
-            try Subprocess.spawn(ParleyCommand.executable.path, ["--home", node.home, "node", "--interval", "0.1"], stderr: .null)
+        return try [nodes.alice, nodes.bob].map { node in
+            try Subprocess.spawn(ParleyCommand.executable.path, ["--home", node.home, "node", "--interval", interval], stderr: .null)
         }
-        defer {
-            for runner in runners {
-                runner.kill(SIGTERM)
-                runner.wait()
-            }
+    }
+
+    func stop(_ runners: [Subprocess]) {
+        for runner in runners {
+            runner.kill(SIGTERM)
+            runner.wait()
         }
-        try #require(try nodes.bob.run(["send", "team", "from bob's shell"]).status == 0)
+    }
+
+    /// `parley log ROOM` of `node` once it contains `text`, or as it is after 20 s.
+    func waitForLog(of node: ParleyCommand, _ room: String, containing text: String) throws -> String {
         var log = ""
         let deadline = Date().addingTimeInterval(20)
-        while !log.contains("from bob's shell") && Date() < deadline {
-            log = try nodes.alice.run(["log", "team"]).stdout
+        while !log.contains(text) && Date() < deadline {
+            log = try node.run(["log", room]).stdout
             usleep(50_000)
         }
-        #expect(log.contains("bob: from bob's shell"), "\(log)")
+        return log
     }
 
     @Test func `a kill -9 during flushes loses no event reported as sent and writes none twice`() async throws {
