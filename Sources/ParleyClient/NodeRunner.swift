@@ -37,6 +37,10 @@ public final class NodeRunner: Service, Sendable {
         public var roomID: String?
         /// How often the store is checked for events signed by other processes (ms).
         public var localCheckMs: Int64 = 100
+        /// How often a room whose bucket tells of changes (a watched folder) is still listed, in case a notice was
+        /// missed (a file written late into a date folder that is not watched); never more often than the schedule's
+        /// own interval says.
+        public var watchedPollIntervalMs: Int64 = 30_000
         /// The longest the outbox is written for on shutdown.
         public var exitFlushSeconds = 10.0
 
@@ -52,6 +56,8 @@ public final class NodeRunner: Service, Sendable {
     let bells = Mutex<[String: Doorbell]>([:])
     /// Rooms whose bucket told of a change since their schedule last heard of it.
     let changedRooms = Mutex<Set<String>>([])
+    /// Watched rooms whose bucket stopped telling of changes: polled at the usual interval again.
+    let unwatchedRooms = Mutex<Set<String>>([])
     let unsentRooms = Mutex(0)
 
     public init(client: BucketClient, settings: Settings, observer: any NodeRunnerObserver, logger: Logger) {
@@ -105,6 +111,7 @@ public final class NodeRunner: Service, Sendable {
                         await self.keep(room, bell: bell)
                         _ = self.bells.withLock { $0.removeValue(forKey: room.roomID) }
                         _ = self.changedRooms.withLock { $0.remove(room.roomID) }
+                        _ = self.unwatchedRooms.withLock { $0.remove(room.roomID) }
                     }
                 }
                 await stopping.wait(upToMs: settings.schedule.pollIntervalMs)
@@ -151,11 +158,11 @@ public final class NodeRunner: Service, Sendable {
                 // Out of inotify instances, most likely: worth knowing when a folder room is slower than its neighbours.
                 logger.notice("Room not watched, polled only", metadata: ["room.id": "\(room.roomID)", "poll.ms": "\(settings.schedule.pollIntervalMs)"])
             }
-            return await follow(room, bell: bell)
+            return await follow(room, bell: bell, watched: false)
         }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.forward(changes, of: room, to: bell) }
-            await follow(room, bell: bell)
+            await follow(room, bell: bell, watched: true)
             // Ends the watch: the stream's consumer goes away.
             group.cancelAll()
         }
@@ -171,16 +178,28 @@ public final class NodeRunner: Service, Sendable {
         }
         if !Task.isCancelled && !stopping.isClosed {
             logger.notice("Room no longer watched, polled only", metadata: ["room.id": "\(room.roomID)", "poll.ms": "\(settings.schedule.pollIntervalMs)"])
+            // Its schedule goes back to the poll interval of an unwatched room.
+            unwatchedRooms.withLock { _ = $0.insert(room.roomID) }
+            bell.ring()
         }
     }
 
     /// The room's schedule, driven until shutdown or until the room is forgotten.
-    func follow(_ room: BucketRoom, bell: Doorbell) async {
-        var schedule = BucketSchedule(settings: settings.schedule, nowMs: node.clock())
+    /// - Parameter watched: whether the room's bucket tells of changes: it is then polled only every
+    ///   ``Settings/watchedPollIntervalMs``, so an idle node costs next to nothing.
+    func follow(_ room: BucketRoom, bell: Doorbell, watched: Bool) async {
+        var scheduleSettings = settings.schedule
+        if watched { scheduleSettings.pollIntervalMs = max(scheduleSettings.pollIntervalMs, settings.watchedPollIntervalMs) }
+        var schedule = BucketSchedule(settings: scheduleSettings, nowMs: node.clock())
+        var watched = watched
         var backoff = RoomBackoff(roomID: room.roomID, bucket: room.bucketURL)
         let metadata: Logger.Metadata = ["room.id": "\(room.roomID)"]
         while !stopping.isClosed {
             let now = node.clock()
+            if watched && unwatchedRooms.withLock({ $0.remove(room.roomID) != nil }) {
+                watched = false
+                schedule = BucketSchedule(settings: settings.schedule, nowMs: now)
+            }
             // Taken after the last action's outcome is recorded: a change told during a sync is read by another one.
             if changedRooms.withLock({ $0.remove(room.roomID) != nil }) { schedule.objectsChanged(nowMs: now) }
             let action: BucketSchedule.Action
