@@ -12,7 +12,7 @@ extension LocalAPI {
             jsonResponse(["user_id": .string(self.node.identity.userID), "signing_key": .string(self.node.identity.signingKeyBase64)])
         }
         v1.get("rooms") { _, _ in
-            try call { .array(try self.node.roomSummaries().map(Self.summaryJSON)) }
+            try await call { .array(try self.node.roomSummaries().map(Self.summaryJSON)) }
         }
         v1.post("rooms") { request, _ in
             let body = try await self.body(of: request)
@@ -31,7 +31,7 @@ extension LocalAPI {
         }
         v1.get("rooms/:room") { _, context in
             let roomID = try context.parameters.require("room")
-            return try call {
+            return try await call {
                 var object = JSONOutput.state(
                     try self.node.roomState(roomID), forks: try self.node.forkProofs(roomID), collisions: try self.node.eventIDCollisions(roomID),
                     heldBack: try self.node.heldBackCount(roomID)
@@ -44,7 +44,7 @@ extension LocalAPI {
             let roomID = try context.parameters.require("room")
             let limit = try Self.limit(request)
             let before = request.uri.queryParameters.get("before")
-            return try call {
+            return try await call {
                 let items = try self.node.timeline(roomID, limit: limit, before: before)
                 return ["items": .array(items.map(JSONOutput.item))]
             }
@@ -61,7 +61,7 @@ extension LocalAPI {
                     return kind
                 } ?? .text
             let replyTo = try body.optionalString("reply_to")
-            return try call(status: .created) {
+            return try await call(status: .created) {
                 let parent = try replyTo.map { try self.node.resolveEventID($0, in: roomID) }
                 return Self.eventJSON(try self.node.send(roomID, text: text, kind: kind, replyTo: parent))
             }
@@ -69,14 +69,14 @@ extension LocalAPI {
         v1.post("rooms/:room/events/:event/edit") { request, context in
             let (roomID, reference) = (try context.parameters.require("room"), try context.parameters.require("event"))
             let text = try await self.body(of: request).string("text")
-            return try call(status: .created) {
+            return try await call(status: .created) {
                 Self.eventJSON(try self.node.edit(roomID, eventID: try self.node.resolveEventID(reference, in: roomID), text: text))
             }
         }
         v1.post("rooms/:room/events/:event/reactions") { request, context in
             let (roomID, reference) = (try context.parameters.require("room"), try context.parameters.require("event"))
             let key = try await self.body(of: request).string("key")
-            return try call(status: .created) {
+            return try await call(status: .created) {
                 Self.eventJSON(try self.node.react(roomID, eventID: try self.node.resolveEventID(reference, in: roomID), key: key))
             }
         }
@@ -84,21 +84,21 @@ extension LocalAPI {
             let (roomID, reference) = (try context.parameters.require("room"), try context.parameters.require("event"))
             let body = try await self.body(of: request)
             let (reason, allCopies) = (try body.optionalString("reason"), try body.optionalBool("all_copies") ?? false)
-            return try call(status: .created) {
+            return try await call(status: .created) {
                 Self.eventJSON(try self.node.redact(roomID, eventID: try self.node.resolveEventID(reference, in: roomID), reason: reason, allCopies: allCopies))
             }
         }
         v1.post("rooms/:room/read") { request, context in
             let roomID = try context.parameters.require("room")
             let reference = try await self.body(of: request).string("event_id")
-            return try call(status: .created) {
+            return try await call(status: .created) {
                 Self.eventJSON(try self.node.receipt(roomID, eventID: try self.node.resolveEventID(reference, in: roomID), kind: .read))
             }
         }
         v1.post("rooms/:room/typing") { request, context in
             let roomID = try context.parameters.require("room")
             let typing = try await self.body(of: request).bool("typing")
-            return try call {
+            return try await call {
                 try self.node.setTyping(roomID, typing)
                 return ["typing": .bool(typing)]
             }
@@ -138,7 +138,7 @@ extension LocalAPI {
             }
             let room = request.uri.queryParameters.get("room")
             let limit = try Self.limit(request)
-            return try call {
+            return try await call {
                 .array(
                     try self.node.search(query, roomID: room, limit: limit).map { hit in
                         var item = JSONOutput.item(hit.item).objectValue!
@@ -225,10 +225,15 @@ struct Fields {
     }
 }
 
-/// Runs a node call, answering its result as JSON, or its error with the status its code means.
-func call(status: HTTPResponse.Status = .ok, _ body: () throws -> JSONValue) throws -> Response {
+/// Runs a node call on a thread of its own, answering its result as JSON, or its error with the status its code means.
+/// Node calls block (SQLite, and the home's publishing lock, which another `parley` process may hold for a while):
+/// off the cooperative pool, a wait never stalls the node's other tasks.
+func call(status: HTTPResponse.Status = .ok, _ body: @escaping @Sendable () throws -> JSONValue) async throws -> Response {
+    let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<JSONValue, any Error>, Never>) in
+        DispatchQueue.global().async { continuation.resume(returning: Result { try body() }) }
+    }
     do {
-        return jsonResponse(try body(), status: status)
+        return jsonResponse(try result.get(), status: status)
     } catch let error as APIError {
         throw error
     } catch {

@@ -213,6 +213,27 @@ import Testing
         #expect(messages[1]["item"]?["body"]?.stringValue == "still here")
     }
 
+    @Test func `sends waiting for the home's lock, held by another process, do not stall the node's other requests`() async throws {
+        let fixture = try await APIFixture()
+        // What another `parley` process publishing in this home holds.
+        let lock = open(fixture.node.home.path + "/node.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        try #require(lock >= 0 && flock(lock, LOCK_EX) == 0)
+        let sends = Task {
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<4 { group.addTask { try await fixture.post("/v1/rooms/general/messages", ["text": .string("waiting \(index)")]).status } }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+        }
+        // More sends wait than the machine has cores (4; the HTTP client keeps 8 connections per host); the node still
+        // answers what needs no lock.
+        #expect(try await fixture.request(.GET, "/v1/me").status == 200)
+        #expect(try await fixture.request(.GET, "/v1/rooms/general/timeline").status == 200)
+        flock(lock, LOCK_UN)
+        close(lock)
+        #expect(try await sends.value == Array(repeating: 201, count: 4))
+        #expect(try fixture.node.timeline("general", limit: 100).compactMap(\.body).count == 4)
+    }
+
     // MARK: node.json
 
     @Test func `node.json says where the API is, is readable by its owner only, and goes when the API stops`() async throws {
