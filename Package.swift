@@ -32,8 +32,9 @@ let package = Package(
             name: "ParleyCore",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
-        // What a transport is and what it keeps in a node's store: values only, no I/O.
-        .target(name: "ParleySync"),
+        // What a transport is, what it may ask of the node, and what every transport shares for reading untrusted
+        // input: no I/O.
+        .target(name: "ParleySync", dependencies: ["ParleyCore"]),
         // SQLite's process-wide settings, through its variadic sqlite3_config.
         .target(name: "CSQLiteTuning", dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")]),
         .target(

@@ -82,7 +82,7 @@ public final class LocalAPI: Service, Sendable {
         addRoutes(to: router)
         let application = Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(maxFrameSize: 1 << 16)),
+            server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(ws: .init(maxFrameSize: 1 << 16))),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             onServerRunning: { [self] channel in self.started(port: channel.localAddress?.port) },
             logger: logger)

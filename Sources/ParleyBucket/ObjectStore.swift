@@ -131,6 +131,9 @@ public struct BucketError: Error, Sendable, CustomStringConvertible, Equatable {
         case io
         case badResponse
         case invalidURL
+        /// The store answered, but what it holds is not what the protocol says it must be: a replaced or damaged
+        /// metadata.json, a founding event the node refuses.
+        case invalidContent
     }
 
     public var kind: Kind
@@ -163,6 +166,7 @@ extension BucketError.Kind {
         case .io: "io"
         case .badResponse: "bad_response"
         case .invalidURL: "invalid_url"
+        case .invalidContent: "invalid_content"
         }
     }
 }

@@ -1,5 +1,6 @@
 import ParleyCore
 import ParleyStore
+import ParleySync
 
 /// What an audit of a JSONL export (or of a bucket's files) found.
 public struct AuditReport: Sendable {
@@ -77,7 +78,7 @@ public struct Audit {
 
     /// Verifies a batch of lines (in parallel) and chains the events.
     public mutating func add(_ batch: [(origin: LineOrigin, bytes: [UInt8])]) {
-        add(batch.map(\.origin), verified: EventStore.verifyInParallel(batch.map(\.bytes)))
+        add(batch.map(\.origin), verified: VerifiedEvent.verifyInParallel(batch.map(\.bytes)))
     }
 
     /// Chains lines already verified: one result per origin.
@@ -198,7 +199,7 @@ public enum Auditor {
         var count = 0
         /// Verifies and adds the batch; returns false when the screen finds the input is not events.
         func flush() -> Bool {
-            let verified = EventStore.verifyInParallel(lines)
+            let verified = VerifiedEvent.verifyInParallel(lines)
             for (origin, result) in zip(origins, verified) {
                 if case .failure(let error) = result {
                     screen.record(line: origin.line, problem: "invalid event: \(error.message)")
@@ -220,7 +221,7 @@ public enum Auditor {
                 origins.append(LineOrigin(line: number))
                 lines.append(bytes)
                 batchBytes += bytes.count
-                if lines.count == 4096 || batchBytes >= Node.importBatchBytes, !flush() { break reading }
+                if lines.count == 4096 || batchBytes >= InputBounds.batchBytes, !flush() { break reading }
             case .tooLong(let number, let length):
                 count = number
                 // The screen takes lines in order: what came before this one first.

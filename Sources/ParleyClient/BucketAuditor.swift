@@ -1,5 +1,6 @@
 import ParleyBucket
 import ParleyCore
+import ParleySync
 
 /// What `parley bucket verify` found in a bucket.
 public struct BucketAuditReport: Sendable {
@@ -51,12 +52,8 @@ public struct BucketAuditor: Sendable {
                 let bytes = try await objects.get(key: metadataKey, maxBytes: RoomMetadata.maxBytes)
                 report.objects += 1
                 founding = try RoomMetadata.decode(bytes, roomID: roomID, creatorFingerprint: InviteCode.fingerprint(ofKey: Self.creatorKey(bytes) ?? "") ?? "")
-            } catch let error as BucketError where error.kind == .notFound {
-                audit.problem(file: metadataKey, "missing: a joiner cannot find the room")
-            } catch let error as BucketError {
-                audit.problem(file: metadataKey, error.message)
-            } catch let error as ClientError {
-                audit.problem(file: metadataKey, error.message)
+            } catch {
+                audit.problem(file: metadataKey, error.kind == .notFound ? "missing: a joiner cannot find the room" : error.message)
             }
             let listed = try await bucketCallAsync { () async throws(BucketError) in try await objects.listAll(prefix: BucketLayout.roomPrefix(roomID)) }
             for object in listed where object.key != metadataKey {

@@ -1,5 +1,6 @@
 import ParleyBucket
 import ParleyStore
+import ParleySync
 
 /// A client error: what went wrong, in the user's terms, and what to do about it. Safe to show anyone: it never
 /// carries message text, keys' secrets or tokens.
@@ -64,7 +65,7 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
     }
 
     /// Any error as a client error that keeps its code: a client error as it is, a bucket's failure with its kind, a
-    /// store's with its code (SQLite's by their kind: a full disk, a read-only file, a busy or damaged store); a
+    /// transport's with its code, a store's with its code (SQLite's by their kind: a full disk, a read-only file, a busy or damaged store); a
     /// damaged store is told with the way back from its buckets when `home` is known. Anything else is `.internalError`,
     /// with the error's description as its message.
     public init(describing error: any Error, home: ParleyHome? = nil) {
@@ -72,6 +73,8 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
             self = error
         } else if let error = error as? BucketError {
             self.init(error)
+        } else if let error = error as? TransportError {
+            self.init(Code(name: error.code), error.message, remedy: error.remedy)
         } else if let error = StoreError(error, path: home?.storePath ?? "of this node") {
             if error.code == .damaged, let home {
                 self = .damagedStore(home: home, detail: error.message)

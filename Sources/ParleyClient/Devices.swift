@@ -3,6 +3,7 @@ import Foundation
 import ParleyBucket
 import ParleyCore
 import ParleyStore
+import ParleySync
 
 /// What a new device hands to one of its user's other devices to be linked (`parley device request` →
 /// `parley device link REQUEST`): its user id, its public keys, and a one-time secret only it can compute, which the
@@ -215,7 +216,7 @@ public struct LinkCode: Sendable {
                 .invalidArgument, "This link code has expired.", remedy: "Run `parley device request` here and `parley device link` on your other device again."
             )
         }
-        guard requestCreatedMs <= nowMs + Node.maxClockLeadMs else {
+        guard requestCreatedMs <= nowMs + InputBounds.maxClockLeadMs else {
             throw ClientError(.invalidArgument, "This link code answers a request dated in the future.", remedy: "Check this device's clock, then link again.")
         }
     }
@@ -271,7 +272,7 @@ extension Node {
         guard now - request.createdMs <= Node.linkRequestLifetimeMs else {
             throw ClientError(.invalidArgument, "This device request is more than an hour old.", remedy: "Run `parley device request` on the new device again.")
         }
-        guard request.createdMs <= now + Node.maxClockLeadMs else {
+        guard request.createdMs <= now + InputBounds.maxClockLeadMs else {
             throw ClientError(
                 .invalidArgument, "This device request is dated in the future.", remedy: "Check both devices' clocks, then run `parley device request` again.")
         }

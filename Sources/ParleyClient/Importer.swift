@@ -1,6 +1,7 @@
 import Foundation
 import ParleyCore
 import ParleyStore
+import ParleySync
 
 /// Counts of what an import did with its lines.
 public struct ImportSummary: Sendable, Equatable {
@@ -19,12 +20,6 @@ public struct ImportSummary: Sendable, Equatable {
 }
 
 extension Node {
-    /// Lines per transaction: large enough to amortize the commit's fsync, small enough to keep memory flat.
-    static let importBatchLines = 2048
-    /// A batch also ends at this many bytes of input, so hostile 1 MiB lines cannot make three batches in flight
-    /// hold gigabytes.
-    static let importBatchBytes = 8 << 20
-
     /// Imports wire-form events, one per line, from `reader`. Batches are verified on every core while a writer
     /// thread stores earlier ones; verification runs up to two batches ahead, so neither side waits for the other
     /// in the common case.
@@ -111,7 +106,7 @@ extension Node {
         var batchBytes = 0
         func flush() throws {
             guard !lines.isEmpty else { return }
-            let verified = EventStore.verifyInParallel(lines)
+            let verified = VerifiedEvent.verifyInParallel(lines)
             var batch = PendingBatch()
             var batchVerified: [Result<VerifiedEvent, EventError>] = []
             var batchLines: [[UInt8]] = []
@@ -163,7 +158,7 @@ extension Node {
                 numbers.append(number)
                 lines.append(bytes)
                 batchBytes += bytes.count
-                if lines.count == Node.importBatchLines || batchBytes >= Node.importBatchBytes { try flush() }
+                if lines.count == InputBounds.batchLines || batchBytes >= InputBounds.batchBytes { try flush() }
             case .tooLong(let number, let length):
                 // The screen takes lines in order: what came before this one first.
                 if !screen.sawEvent { try flush() }

@@ -1,6 +1,7 @@
 import Foundation
 import ParleyCore
 import ParleyStore
+import ParleySync
 
 /// What one key exchange in a room published.
 public struct KeyExchangeReport: Sendable, Equatable {
@@ -86,7 +87,7 @@ extension Node {
                     continue
                 }
                 // A request dated ahead of this clock would otherwise wait out its grace for ever.
-                let ownOnly = request.timestampMs <= now + Node.maxClockLeadMs && now - request.timestampMs < Node.keyRequestGraceMs
+                let ownOnly = request.timestampMs <= now + InputBounds.maxClockLeadMs && now - request.timestampMs < Node.keyRequestGraceMs
                 let asked = try store.sealedEvents(roomID: roomID, at: request.positions).filter { !ownOnly || $0.position.senderKey == me }
                 try forward(asked.filter { $0.algorithm == .messageKey }, to: device)
                 if !ownOnly { answered.append(request.row) }

@@ -1,6 +1,7 @@
 import Foundation
 import ParleyCore
 import ParleyStore
+import ParleySync
 import Synchronization
 
 /// An event to sign: its type, content and parent.
@@ -77,9 +78,6 @@ public final class Node: Sendable {
         if !FileManager.default.fileExists(atPath: home.bucketRoomsPath) { _ = try? recordBucketRooms() }
     }
 
-    /// How far ahead of this device's clock another event's time may pull its next event's time.
-    public static let maxClockLeadMs: Int64 = 300_000
-
     public static let systemClock: @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
 
     // MARK: Publishing
@@ -123,7 +121,7 @@ public final class Node: Sendable {
         // everyone's clock along.
         let now = clock()
         var timestamp = max(now, head?.timestampMs ?? 0)
-        if let latest = try store.latestTimestamp(roomID: roomID), latest < now + Node.maxClockLeadMs {
+        if let latest = try store.latestTimestamp(roomID: roomID), latest < now + InputBounds.maxClockLeadMs {
             timestamp = max(timestamp, latest + 1)
         }
         var generator = BufferedRandom()

@@ -112,7 +112,12 @@ extension BucketClient {
             for room in node.home.recordedBucketRooms() where try node.store.bucketRoom(roomID: room.roomID) == nil && !held.contains(room.roomID) {
                 do {
                     let objects = try bucketCall { () throws(BucketError) in try open(try BucketURL(room.bucketURL)) }
-                    try pin(try await foundingEvents(roomID: room.roomID, creatorFingerprint: room.creatorFingerprint, objects: objects))
+                    let transport = transport
+                    try await callAsync {
+                        try transport.pin(
+                            try await transport.foundingEvents(roomID: room.roomID, creatorFingerprint: room.creatorFingerprint, objects: objects),
+                            roomID: room.roomID)
+                    }
                     try node.store.addBucketRoom(roomID: room.roomID, bucketURL: room.bucketURL, creatorFingerprint: room.creatorFingerprint)
                     _ = try await sync(room.roomID, holdingPublishingLock: true)
                     // The founding events were this device's own before the sync read the rest back.

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import ParleyCore
+import ParleySync
 import Synchronization
 
 /// What one decryption pass did.

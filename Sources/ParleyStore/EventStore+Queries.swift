@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import ParleyCore
+import ParleySync
 
 /// One full-text search result.
 public struct SearchHit: Sendable {

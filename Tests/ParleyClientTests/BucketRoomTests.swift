@@ -546,9 +546,9 @@ final class BucketWorld: @unchecked Sendable {
     @Test func `a sync reads files in windows bounded by bytes and by files, in listing order, a file larger than a window alone`() {
         let sizes: [Int64] = [400, 400, 300, 5_000, 100, 100, 100, 100, 100]
         let objects = sizes.enumerated().map { ObjectInfo(key: "k\($0.offset)", size: $0.element) }
-        let windows = BucketClient.windows(objects, maxFiles: 3, maxBytes: 1_000)
+        let windows = BucketTransport.windows(objects, maxFiles: 3, maxBytes: 1_000)
         #expect(windows.map { $0.map(\.key) } == [["k0", "k1"], ["k2"], ["k3"], ["k4", "k5", "k6"], ["k7", "k8"]])
-        #expect(BucketClient.windows([], maxFiles: 3, maxBytes: 1_000).isEmpty)
+        #expect(BucketTransport.windows([], maxFiles: 3, maxBytes: 1_000).isEmpty)
     }
 
     @Test("A flush interrupted at any point resumes with the same file, never a second one", arguments: BucketKind.all)

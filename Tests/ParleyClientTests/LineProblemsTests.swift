@@ -1,4 +1,5 @@
 import ParleyClient
+import ParleySync
 import Testing
 
 @Suite struct LineProblemsTests {

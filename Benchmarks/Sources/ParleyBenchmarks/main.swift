@@ -542,7 +542,7 @@ if mode == "profile-import" {
     verified.reserveCapacity(lines.count / 2048 + 1)
     let verifySeconds = measure {
         for start in stride(from: 0, to: lines.count, by: 2048) {
-            verified.append(EventStore.verifyInParallel(Array(lines[start..<min(lines.count, start + 2048)])))
+            verified.append(VerifiedEvent.verifyInParallel(Array(lines[start..<min(lines.count, start + 2048)])))
         }
     }
     let directory = NSTemporaryDirectory() + "parley-profile-\(getpid())"

@@ -13,6 +13,15 @@ public enum InputBounds {
     public static let shownPerReason = 10
     /// Reasons told apart in one input; lines of further reasons are only counted.
     public static let distinctReasons = 20
+    /// Lines verified and stored together, in one transaction: large enough to amortize the commit's fsync, small
+    /// enough to keep memory flat.
+    public static let batchLines = 2048
+    /// A batch also ends at this many bytes of input, so hostile 1 MiB lines cannot make three batches in flight
+    /// hold gigabytes.
+    public static let batchBytes = 8 << 20
+    /// How far ahead of this device's clock an event may be dated before it is flagged (not refused), and how far
+    /// ahead a device request may be made.
+    public static let maxClockLeadMs: Int64 = 300_000
 }
 
 /// Tells from an input's first lines whether it is Parley events at all, so that a binary, a log of another program
@@ -161,16 +170,16 @@ public func grouped(_ number: Int) -> String {
     return (number < 0 ? "-" : "") + result
 }
 
-/// The note for an event dated more than ``Node/maxClockLeadMs`` ahead of `nowMs`, or `nil`. Timestamps are claims
-/// (docs/PROTOCOL.md §12.1): such an event is flagged, never judged differently.
+/// The note for an event dated more than ``InputBounds/maxClockLeadMs`` ahead of `nowMs`, or `nil`. Timestamps are
+/// claims (docs/PROTOCOL.md §12.1): such an event is flagged, never judged differently.
 public func aheadOfClock(timestampMs: Int64, nowMs: Int64) -> String? {
     let lead = timestampMs - nowMs
-    guard lead > Node.maxClockLeadMs else { return nil }
+    guard lead > InputBounds.maxClockLeadMs else { return nil }
     return "dated \(duration(ms: lead)) ahead of this device's clock"
 }
 
 /// A duration in the largest unit that fits, rounded: "5 minutes", "3 hours", "2 days".
-func duration(ms: Int64) -> String {
+public func duration(ms: Int64) -> String {
     let minute: Int64 = 60_000
     let hour = 60 * minute
     let day = 24 * hour

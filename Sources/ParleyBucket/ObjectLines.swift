@@ -1,29 +1,28 @@
-import ParleyBucket
 import ParleyCore
-import ParleyStore
+import ParleySync
 
 /// The lines of one bucket object, read within a reader's bounds (docs/PROTOCOL.md §13.4): inflated piece by piece
 /// (never past `maxBytes`), split as §10 says, at most `maxLines` lines, and no further than its first lines when
 /// they show it is not Parley events. Sync and `bucket verify` read objects this one way.
-struct ObjectLines: @unchecked Sendable {
+public struct ObjectLines: @unchecked Sendable {
     /// Lines within the event size limit, and their 1-based numbers.
-    var lines: [[UInt8]] = []
-    var numbers: [Int] = []
+    public internal(set) var lines: [[UInt8]] = []
+    public internal(set) var numbers: [Int] = []
     /// Verification results of the first lines (those the screen looked at); the caller verifies the rest, in one
     /// parallel pass with other objects' lines.
-    var verified: [Result<VerifiedEvent, EventError>] = []
+    public var verified: [Result<VerifiedEvent, EventError>] = []
     /// Lines over the event size limit: number and length.
-    var tooLong: [(line: Int, bytes: Int)] = []
+    public internal(set) var tooLong: [(line: Int, bytes: Int)] = []
     /// The number of the line with no LF after it, when the object ends in the middle of one (a file cut short).
-    var truncatedLine: Int?
+    public internal(set) var truncatedLine: Int?
     /// Whether reading stopped at `maxLines`.
-    var stoppedAtLimit = false
+    public internal(set) var stoppedAtLimit = false
     /// What the first lines showed; when it says "not events", nothing after them was read.
-    var screen = InputScreen()
+    public internal(set) var screen = InputScreen()
 
     /// Reads `bytes` (gzip or not).
     /// - Throws: ``BucketError`` when the gzip stream is corrupt or inflates past `maxBytes`.
-    init(reading bytes: [UInt8], maxLines: Int, maxBytes: Int) throws(BucketError) {
+    public init(reading bytes: [UInt8], maxLines: Int, maxBytes: Int) throws(BucketError) {
         var reader: JSONLReader
         if Gzip.isGzip(bytes) {
             let gzip = try GzipReader(bytes, maxBytes: maxBytes)
@@ -60,8 +59,8 @@ struct ObjectLines: @unchecked Sendable {
 
     /// Verifies the lines read so far and feeds them to the screen in line order.
     /// - Returns: whether the object is not Parley events.
-    mutating func screenFirstLines() -> Bool {
-        verified = EventStore.verifyInParallel(lines)
+    public mutating func screenFirstLines() -> Bool {
+        verified = VerifiedEvent.verifyInParallel(lines)
         var verdicts: [(line: Int, problem: String?)] = zip(numbers, verified).map { number, result in
             if case .failure(let error) = result { return (number, error.message) }
             return (number, nil)
@@ -73,24 +72,24 @@ struct ObjectLines: @unchecked Sendable {
         return screen.isNotEvents
     }
 
-    static func tooLongProblem(_ bytes: Int) -> String { "\(bytes) bytes, longer than an event may be (\(Event.maxWireBytes))" }
+    public static func tooLongProblem(_ bytes: Int) -> String { "\(bytes) bytes, longer than an event may be (\(Event.maxWireBytes))" }
 
     /// The problem of a line, marked when it is the last line of a file cut short.
-    func problem(_ text: String, line: Int) -> String {
+    public func problem(_ text: String, line: Int) -> String {
         line == truncatedLine ? "truncated (the file does not end with a newline): \(text)" : text
     }
 
     /// Verifies the lines not verified yet.
-    mutating func verifyRest() {
+    public mutating func verifyRest() {
         var files = [self]
         ObjectLines.verifyRest(&files)
         self = files[0]
     }
 
     /// Verifies, on every core at once, the lines of `files` not verified yet.
-    static func verifyRest(_ files: inout [ObjectLines]) {
+    public static func verifyRest(_ files: inout [ObjectLines]) {
         let rest = files.flatMap { $0.lines[$0.verified.count...] }
-        var results = EventStore.verifyInParallel(Array(rest))[...]
+        var results = VerifiedEvent.verifyInParallel(Array(rest))[...]
         for index in files.indices {
             let missing = files[index].lines.count - files[index].verified.count
             files[index].verified += results.prefix(missing)

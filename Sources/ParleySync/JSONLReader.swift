@@ -15,7 +15,7 @@ public struct JSONLReader {
     public typealias Source = (UnsafeMutableRawBufferPointer) throws -> Int
 
     let source: Source
-    let maxLineBytes: Int
+    public let maxLineBytes: Int
     var chunk: [UInt8]
     var chunkStart = 0
     var chunkEnd = 0
@@ -25,19 +25,6 @@ public struct JSONLReader {
     public private(set) var endedWithoutNewline = false
     var finished = false
 
-    /// - Parameters:
-    ///   - descriptor: an open file descriptor; the reader does not close it.
-    ///   - maxLineBytes: the longest line returned; longer lines are reported as ``Line/tooLong(number:length:)``.
-    public init(descriptor: Int32, maxLineBytes: Int = 1 << 20, chunkBytes: Int = 1 << 20) {
-        self.init(maxLineBytes: maxLineBytes, chunkBytes: chunkBytes) { buffer in
-            while true {
-                let count = read(descriptor, buffer.baseAddress, buffer.count)
-                if count >= 0 { return count }
-                if errno != EINTR { throw ClientError(.io, "Cannot read the input: \(String(cString: strerror(errno))).") }
-            }
-        }
-    }
-
     /// Reads the lines `source` gives (an object in memory, a gzip stream being inflated).
     public init(maxLineBytes: Int, chunkBytes: Int = 1 << 16, source: @escaping Source) {
         self.source = source
@@ -46,7 +33,7 @@ public struct JSONLReader {
     }
 
     /// The next non-empty line, or `nil` at the end of the input.
-    /// - Throws: ``ClientError`` when reading fails.
+    /// - Throws: what the source throws.
     public mutating func next() throws -> Line? {
         var current: [UInt8] = []
         var length = 0

@@ -1,14 +1,14 @@
-import ParleyBucket
 import ParleyCore
 
 /// `rooms/{room_id}/metadata.json`: what a joiner needs before reading the logs — the room's signed create event
 /// and its creator's join (docs/PROTOCOL.md §13.2). Written once by the creator; like everything in a bucket it is
 /// untrusted, so a joiner checks it against the creator fingerprint in the invite code.
-enum RoomMetadata {
+public enum RoomMetadata {
     static let format = "parley.bucket.room.v1"
-    static let maxBytes = 1 << 20
+    public static let maxBytes = 1 << 20
 
-    static func encode(roomID: String, events: [VerifiedEvent]) -> [UInt8] {
+    /// metadata.json for the room's founding events (its create, then its creator's join).
+    public static func encode(roomID: String, events: [VerifiedEvent]) -> [UInt8] {
         let json: JSONValue = [
             "format": .string(format), "room_id": .string(roomID),
             "events": .array(events.compactMap { try? JSONParser().parse($0.wire) }),
@@ -18,11 +18,11 @@ enum RoomMetadata {
 
     /// Parses and checks metadata.json.
     /// - Returns: the founding events, the create event first.
-    /// - Throws: ``ClientError`` saying what is wrong — above all, a create event not signed by the creator the
+    /// - Throws: ``BucketError`` `.invalidContent` saying what is wrong — above all, a create event not signed by the creator the
     ///   invite names, which means the file was replaced.
-    static func decode(_ bytes: [UInt8], roomID: String, creatorFingerprint: String) throws(ClientError) -> [VerifiedEvent] {
-        func invalid(_ reason: String) -> ClientError {
-            ClientError(.bucket, "The metadata.json of room \(roomID) is not usable: \(reason).")
+    public static func decode(_ bytes: [UInt8], roomID: String, creatorFingerprint: String) throws(BucketError) -> [VerifiedEvent] {
+        func invalid(_ reason: String) -> BucketError {
+            BucketError(.invalidContent, "The metadata.json of room \(roomID) is not usable: \(reason).")
         }
         guard let json = try? JSONParser(maxDepth: 64, maxBytes: maxBytes).parse(bytes), let object = json.objectValue else {
             throw invalid("it is not a JSON object")
@@ -41,8 +41,8 @@ enum RoomMetadata {
         let create = events[0].event
         guard create.type == EventType.create, create.roomID == roomID else { throw invalid("its first event is not this room's m.room.create") }
         guard InviteCode.fingerprint(ofKey: create.senderKey) == creatorFingerprint else {
-            throw ClientError(
-                .bucket,
+            throw BucketError(
+                .invalidContent,
                 "The metadata.json of room \(roomID) is signed by a key that is not the creator's named in the invite code: the file was replaced, or the code is wrong. Nothing was joined."
             )
         }

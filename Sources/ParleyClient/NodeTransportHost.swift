@@ -1,0 +1,95 @@
+import ParleyCore
+import ParleyStore
+import ParleySync
+
+/// A node as one transport sees it (``TransportHost``): the transport's rows of the store's transport tables, this
+/// device's outbox, and the store's ingest, with the node's feed told of what was sent and received.
+struct NodeTransportHost: TransportHost {
+    let node: Node
+    let transport: TransportName
+
+    var userID: String { node.identity.userID }
+    var deviceKey: String { node.identity.signingKeyBase64 }
+    func now() -> Int64 { node.clock() }
+
+    func room(_ roomID: String) throws -> TransportRoom? { try node.store.transportRoom(transport, roomID: roomID) }
+
+    func updateCursor(roomID: String, _ update: ([UInt8]) -> [UInt8]) throws { try node.store.updateCursor(transport, roomID: roomID, update) }
+
+    func receivedNames(roomID: String, among names: [String]) throws -> Set<String> {
+        try node.store.receivedNames(transport, roomID: roomID, among: names)
+    }
+
+    func recordReceived(roomID: String, _ objects: [ReceivedObject], seenMs: Int64) throws {
+        guard !objects.isEmpty else { return }
+        try node.store.recordReceived(transport, roomID: roomID, objects, seenMs: seenMs)
+    }
+
+    func readFailures(roomID: String) throws -> [String: ReadFailureRecord] { try node.store.readFailures(transport, roomID: roomID) }
+
+    func saveReadFailure(roomID: String, name: String, _ failure: ReadFailureRecord) throws {
+        try node.store.saveReadFailure(transport, roomID: roomID, name: name, failure)
+    }
+
+    func outboxStatus(roomID: String) throws -> OutboxStatus { try node.store.outboxStatus(transport, roomID: roomID, senderKey: deviceKey) }
+
+    func unconfirmedOutbox(roomID: String) throws -> [OutboxFile] { try node.store.unconfirmedOutbox(transport, roomID: roomID) }
+
+    func claimOutbox(
+        roomID: String, limit: Int, assemble: ([PendingEvent], (String) throws -> Bool) throws -> (name: String, events: Int, content: [UInt8])?
+    ) throws -> OutboxFile? {
+        try node.store.claimOutbox(transport, roomID: roomID, senderKey: deviceKey, limit: limit, createdMs: now(), assemble: assemble)
+    }
+
+    func renameOutbox(id: Int64, roomID: String, name: String) throws -> Bool { try node.store.renameOutbox(transport, id: id, roomID: roomID, name: name) }
+
+    func confirmOutbox(_ file: OutboxFile, object: ReceivedObject) throws {
+        try node.store.confirmOutbox(transport, id: file.id, roomID: file.roomID, object: object, confirmedMs: now())
+        if node.feed.subscriberCount > 0 {
+            let sent = try node.store.eventIDs(roomID: file.roomID, senderKey: deviceKey, seqs: file.firstSeq...file.lastSeq)
+            node.feed.post(.sent(roomID: file.roomID, eventIDs: sent, transport: transport.rawValue))
+        }
+    }
+
+    func markAllSent(roomID: String) throws { try node.store.markSent(transport, roomID: roomID, senderKey: deviceKey, nowMs: now()) }
+
+    func foundingEvents(roomID: String) throws -> [VerifiedEvent] {
+        guard let creation = try node.store.roomState(roomID: roomID)?.creation, creation.creatorKey == deviceKey else { return [] }
+        var events: [VerifiedEvent] = []
+        try node.store.forEachEvent(roomID: roomID) { wire in
+            guard events.count < 2, let event = try? VerifiedEvent(parsing: wire), event.event.senderKey == creation.creatorKey else { return }
+            if event.event.type == EventType.create || (event.event.type == EventType.member && events.count == 1) { events.append(event) }
+        }
+        return events
+    }
+
+    func holdsCreate(roomID: String) throws -> Bool { try node.store.roomState(roomID: roomID)?.creation != nil }
+
+    func holdsOwnEvents(roomID: String) throws -> Bool { try node.store.chainHead(roomID: roomID, senderKey: deviceKey) != nil }
+
+    func hasGap(roomID: String) throws -> Bool { try node.store.heldBackCount(roomID: roomID) > 0 }
+
+    func ingest(roomID: String, chunks: () throws -> ([Result<VerifiedEvent, EventError>], [[UInt8]])?, receivedMs: Int64) throws -> IngestReport {
+        try node.store.ingest(chunks: chunks, receivedMs: receivedMs)
+    }
+
+    func pin(roomID: String, founding: [VerifiedEvent]) throws -> IngestReport { try node.store.ingest(events: founding, receivedMs: now()) }
+
+    func logRejection(roomID: String, reason: String, receivedMs: Int64) throws {
+        try node.store.logRejection(roomID: roomID, reason: reason, receivedMs: receivedMs)
+    }
+
+    func openingFailures(eventIDs: [String]) throws -> [String: String] {
+        try node.store.openingOutcomes(eventIDs: eventIDs).compactMapValues { outcome in
+            if case .failed(let reason) = outcome { return reason }
+            return nil
+        }
+    }
+
+    func synced(roomID: String, accepted: Int, problems: Int) {
+        try? node.feed.catchUp()
+        node.feed.post(.synced(roomID: roomID, transport: transport.rawValue, accepted: accepted, problems: problems))
+    }
+
+    func lockForPublishing() async throws -> any Sendable { try await node.home.lockForPublishingAsync() }
+}

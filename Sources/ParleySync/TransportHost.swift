@@ -1,0 +1,102 @@
+import ParleyCore
+
+/// What a transport may ask of the node it serves: its own rooms and progress, this device's events it has not
+/// confirmed yet, and a place to hand over what it received. A host is made for one transport, so every call is
+/// about that transport's rows; the node's store keeps them, in tables no transport names.
+///
+/// A transport never signs, never judges an event against room state, and never reads the store: it moves events
+/// and says where they came from. Verifying a line is Core's (``VerifiedEvent/verifyInParallel(_:)``), so a transport
+/// may verify what it received on its own threads before handing it over; the node judges it again as it stores it.
+public protocol TransportHost: Sendable {
+    /// The transport this host serves.
+    var transport: TransportName { get }
+    /// This device's user id.
+    var userID: String { get }
+    /// This device's signing key, as events carry it (base64).
+    var deviceKey: String { get }
+    /// The node's clock, in Unix milliseconds.
+    func now() -> Int64
+
+    // MARK: The transport's rooms and progress
+
+    /// The room as this transport reaches it, with its cursor; `nil` when the transport does not carry the room.
+    func room(_ roomID: String) throws -> TransportRoom?
+    /// Changes the room's cursor atomically: `update` gets the stored cursor and returns the new one.
+    func updateCursor(roomID: String, _ update: ([UInt8]) -> [UInt8]) throws
+    /// Which of `names` (objects, files, batches) the transport has recorded as received in the room.
+    func receivedNames(roomID: String, among names: [String]) throws -> Set<String>
+    /// Records objects as received, once the events they brought are stored.
+    func recordReceived(roomID: String, _ objects: [ReceivedObject], seenMs: Int64) throws
+    /// Objects whose reading failed for a reason that may pass, by name.
+    func readFailures(roomID: String) throws -> [String: ReadFailureRecord]
+    func saveReadFailure(roomID: String, name: String, _ failure: ReadFailureRecord) throws
+
+    // MARK: The outbox: this device's events the transport has not confirmed
+
+    func outboxStatus(roomID: String) throws -> OutboxStatus
+    /// Units claimed earlier but not confirmed (a failed attempt, a killed process), oldest first: sent again as they are.
+    func unconfirmedOutbox(roomID: String) throws -> [OutboxFile]
+    /// Claims the next unit: `assemble` gets this device's events after the outbox watermark (at most `limit`, in seq
+    /// order) and whether a name is taken, and returns the unit's name, how many events it holds and its bytes; the
+    /// claim is recorded in the same transaction, so nothing else claims those events.
+    /// - Returns: the claimed unit, or `nil` when nothing is pending.
+    func claimOutbox(
+        roomID: String, limit: Int, assemble: ([PendingEvent], (String) throws -> Bool) throws -> (name: String, events: Int, content: [UInt8])?
+    ) throws -> OutboxFile?
+    /// Renames an unconfirmed unit (another writer took its name).
+    /// - Returns: `false` when the name is taken here too.
+    func renameOutbox(id: Int64, roomID: String, name: String) throws -> Bool
+    /// Confirms a unit, received by the transport as `object`: its events are in transit. The node announces them as
+    /// sent.
+    func confirmOutbox(_ file: OutboxFile, object: ReceivedObject) throws
+    /// Counts this device's events in the room as sent, without a unit: the transport read them back from elsewhere.
+    func markAllSent(roomID: String) throws
+
+    // MARK: Events
+
+    /// The room's founding events (its create and the creator's join) when this device created the room; empty
+    /// otherwise.
+    func foundingEvents(roomID: String) throws -> [VerifiedEvent]
+    /// Whether the node holds the room's create event (a room it joined is pinned to it).
+    func holdsCreate(roomID: String) throws -> Bool
+    /// Whether this device has events of its own in the room.
+    func holdsOwnEvents(roomID: String) throws -> Bool
+    /// Whether some chain of the room has a gap: events wait for a predecessor.
+    func hasGap(roomID: String) throws -> Bool
+    /// Stores verified events received from elsewhere, in one transaction: `chunks` hands them over a batch at a time
+    /// (nil at the end), with the lines they were read from.
+    /// - Returns: an outcome per event, in order.
+    func ingest(roomID: String, chunks: () throws -> ([Result<VerifiedEvent, EventError>], [[UInt8]])?, receivedMs: Int64) throws -> IngestReport
+    /// Stores the room's founding events from where the transport found them; they pin the room's create.
+    func pin(roomID: String, founding: [VerifiedEvent]) throws -> IngestReport
+    /// Keeps a refusal the transport made on its own (an object that is not events) in the node's log of refused input.
+    func logRejection(roomID: String, reason: String, receivedMs: Int64) throws
+    /// Why events just stored could not be opened, for those that never will be (by event id).
+    func openingFailures(eventIDs: [String]) throws -> [String: String]
+    /// Tells the node's listeners that a sync of the room accepted `accepted` events and found `problems`.
+    func synced(roomID: String, accepted: Int, problems: Int)
+
+    /// Waits for the node's publishing lock: while it is held, nothing is signed on this home. A transport takes it to
+    /// read this device's own events back (a restored store), so no seq is signed twice.
+    /// - Returns: the lock, released when the value is dropped.
+    func lockForPublishing() async throws -> any Sendable
+}
+
+/// A transport's failure that is not its medium's: a room it does not carry, a request that cannot be met. `code` is
+/// one of the node's error codes (`unknown_room`, `invalid_argument`), so it reaches a user unchanged.
+public struct TransportError: Error, Sendable, CustomStringConvertible {
+    public var code: String
+    public var message: String
+    public var remedy: String?
+
+    public init(code: String, _ message: String, remedy: String? = nil) {
+        self.code = code
+        self.message = message
+        self.remedy = remedy
+    }
+
+    public static let unknownRoom = "unknown_room"
+    public static let invalidArgument = "invalid_argument"
+
+    public var description: String { message }
+}
