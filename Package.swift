@@ -93,6 +93,7 @@ let package = Package(
             name: "ParleyCoreTests",
             dependencies: ["ParleyCore", "ParleyTesting", .product(name: "Crypto", package: "swift-crypto")]
         ),
+        .testTarget(name: "ParleySyncTests", dependencies: ["ParleySync"]),
         .testTarget(
             name: "ParleyStoreTests",
             dependencies: ["ParleyStore", "ParleySync", "ParleyTesting", .product(name: "GRDB", package: "GRDB.swift")]

@@ -285,50 +285,60 @@ public struct BucketTransport: Sendable {
             }
         }
 
-        // A pipeline: while this thread stores one window of files, the next window downloads and verifies on the
+        // A pipeline: while a worker stores one window of files, the next window downloads and verifies on the
         // other cores. A window is bounded by bytes, not files, and is stored in one transaction and recorded in
         // another, so a room of many small files costs no more per event than one large file.
         let windows = BucketTransport.windows(candidates, maxFiles: settings.windowFiles, maxBytes: settings.windowBytes)
         let admitting = poller
-        var next = windows.first.map { window in Task { await prepare(window, poller: admitting, objects: objects) } }
-        for (position, window) in windows.enumerated() {
-            let prepared = await next!.value
-            next = position + 1 < windows.count ? Task { [windows] in await prepare(windows[position + 1], poller: admitting, objects: objects) } : nil
-            var records: [ReceivedObject] = []
-            var staged: [(file: StagedFile, record: Int)] = []
-            for (object, result) in zip(window, prepared) {
-                var record = ReceivedObject(name: object.key, size: object.size, events: 0, problem: nil)
-                switch result {
-                case .ignored(let reason):
-                    record.problem = "ignored: \(reason)"
-                    poller.fileIgnored(object, reason: reason)
-                case .failed(let error):
-                    switch poller.fileFailed(object, error: error) {
-                    case .retry(let failure):
-                        // Not recorded as seen: a later sync tries again.
-                        try host.saveReadFailure(roomID: roomID, name: object.key, failure)
-                        continue
-                    case .record(let problem):
-                        record.problem = problem
+        (poller, report) = try await BatchPipeline<(window: [ObjectInfo], prepared: [Prepared])>.run(depth: 0) { [self, poller, report] next in
+            var poller = poller
+            var report = report
+            while let (window, prepared) = try next() {
+                var records: [ReceivedObject] = []
+                var staged: [(file: StagedFile, record: Int)] = []
+                for (object, result) in zip(window, prepared) {
+                    var record = ReceivedObject(name: object.key, size: object.size, events: 0, problem: nil)
+                    switch result {
+                    case .ignored(let reason):
+                        record.problem = "ignored: \(reason)"
+                        poller.fileIgnored(object, reason: reason)
+                    case .failed(let error):
+                        switch poller.fileFailed(object, error: error) {
+                        case .retry(let failure):
+                            // Not recorded as seen: a later sync tries again.
+                            try host.saveReadFailure(roomID: roomID, name: object.key, failure)
+                            continue
+                        case .record(let problem):
+                            record.problem = problem
+                        }
+                    case .verified(let file):
+                        switch try stage(file, key: object.key, roomID: roomID, receivedMs: now) {
+                        case .notEvents(let problems):
+                            record.problem = problems.joined(separator: "; ")
+                            report.problems += problems.map { "\(object.key): \($0)" }
+                        case .staged(let file):
+                            staged.append((file, records.count))
+                        }
+                        poller.fileRead(object, name: file.name)
                     }
-                case .verified(let file):
-                    switch try stage(file, key: object.key, roomID: roomID, receivedMs: now) {
-                    case .notEvents(let problems):
-                        record.problem = problems.joined(separator: "; ")
-                        report.problems += problems.map { "\(object.key): \($0)" }
-                    case .staged(let file):
-                        staged.append((file, records.count))
-                    }
-                    poller.fileRead(object, name: file.name)
+                    report.filesRead += 1
+                    records.append(record)
                 }
-                report.filesRead += 1
-                records.append(record)
+                if !staged.isEmpty {
+                    try store(staged, roomID: roomID, receivedMs: now, records: &records, into: &report)
+                }
+                // Once the window's events are committed: a sync killed before this reads its files again.
+                try host.recordReceived(roomID: roomID, records, seenMs: now)
             }
-            if !staged.isEmpty {
-                try store(staged, roomID: roomID, receivedMs: now, records: &records, into: &report)
+            return (poller, report)
+        } produce: { put in
+            for window in windows {
+                try Task.checkCancellation()
+                let prepared = await prepare(window, poller: admitting, objects: objects)
+                // A window whose downloads a cancellation cut short is not stored: its files would count as failed.
+                try Task.checkCancellation()
+                try await put((window, prepared))
             }
-            // Once the window's events are committed: a sync killed before this reads its files again.
-            try host.recordReceived(roomID: roomID, records, seenMs: now)
         }
         let outcome = poller.finish()
         // Hints are recorded once the files they led to are stored, so a sync killed before then follows them again.

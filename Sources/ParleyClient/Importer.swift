@@ -20,9 +20,9 @@ public struct ImportSummary: Sendable, Equatable {
 }
 
 extension Node {
-    /// Imports wire-form events, one per line, from `reader`. Batches are verified on every core while a writer
-    /// thread stores earlier ones; verification runs up to two batches ahead, so neither side waits for the other
-    /// in the common case.
+    /// Imports wire-form events, one per line, from `reader`. Batches are verified on every core while a worker
+    /// stores the one before (``BatchPipeline``), one transaction each, so neither side waits for the other in the
+    /// common case.
     ///
     /// Hostile or mistaken input costs little: an input whose first lines are all invalid is refused at once, only
     /// the first invalid lines go to the rejected-events log (the rest are counted in one entry), and only the first
@@ -42,22 +42,16 @@ extension Node {
         var invalidUnlogged = 0
         var heldBack: [(line: Int, eventID: String, hash: String)] = []
         var sealedWaiting: [(line: Int, eventID: String)] = []
-        let writer = DispatchQueue(label: "parley.import.writer")
-        let group = DispatchGroup()
-        let slots = DispatchSemaphore(value: 2)
         let written = WrittenBatches()
-        // However this ends, no batch is still being written when it returns.
-        defer { group.wait() }
 
         func reject(_ reason: String, line: Int) {
             summary.rejected += 1
             note("rejected: \(reason)", line: line)
         }
 
-        /// Counts and reports the batches the writer has finished, in order.
+        /// Counts and reports the batches the worker has stored, in order.
         func collect() throws {
-            for (batch, result) in written.takeAll() {
-                let stored = try result.get()
+            for (batch, stored) in written.takeAll() {
                 // Invalid lines kept from the store are reported in line order with the others.
                 var skipped = batch.skipped[...]
                 for (index, outcome) in stored.outcomes.enumerated() {
@@ -104,7 +98,7 @@ extension Node {
         var numbers: [Int] = []
         var lines: [[UInt8]] = []
         var batchBytes = 0
-        func flush() throws {
+        func flush(_ put: (StagedBatch) throws -> Void) throws {
             guard !lines.isEmpty else { return }
             let verified = VerifiedEvent.verifyInParallel(lines)
             var batch = PendingBatch()
@@ -135,40 +129,37 @@ extension Node {
                 batchLines.append(lines[index])
             }
             if screen.isNotEvents { throw notEvents(screen) }
-            slots.wait()
             try collect()
-            let receivedMs = now
-            let store = self.store
-            let (pending, toStore, toStoreLines) = (batch, batchVerified, batchLines)
-            writer.async(group: group) {
-                // After a failed batch the import is over: later batches are not written.
-                if !written.hasFailed {
-                    written.append(pending, Result { try store.ingest(verified: toStore, lines: toStoreLines, receivedMs: receivedMs) })
-                }
-                slots.signal()
-            }
+            try put(StagedBatch(pending: batch, verified: batchVerified, lines: batchLines, receivedMs: now))
             numbers.removeAll(keepingCapacity: true)
             lines.removeAll(keepingCapacity: true)
             batchBytes = 0
         }
 
-        while let next = try reader.next() {
-            switch next {
-            case .line(let number, let bytes):
-                numbers.append(number)
-                lines.append(bytes)
-                batchBytes += bytes.count
-                if lines.count == InputBounds.batchLines || batchBytes >= InputBounds.batchBytes { try flush() }
-            case .tooLong(let number, let length):
-                // The screen takes lines in order: what came before this one first.
-                if !screen.sawEvent { try flush() }
-                let problem = "\(length) bytes, longer than the limit of \(reader.maxLineBytes)"
-                if screen.record(line: number, problem: "rejected: \(problem)") { throw notEvents(screen) }
-                reject(problem, line: number)
+        let store = store
+        // After a failed batch the import is over: the pipeline stops, and later batches are not stored.
+        try BatchPipeline<StagedBatch>.run(depth: 1) { next in
+            while let staged = try next() {
+                written.append(staged.pending, try store.ingest(verified: staged.verified, lines: staged.lines, receivedMs: staged.receivedMs))
             }
+        } produce: { put in
+            while let next = try reader.next() {
+                switch next {
+                case .line(let number, let bytes):
+                    numbers.append(number)
+                    lines.append(bytes)
+                    batchBytes += bytes.count
+                    if lines.count == InputBounds.batchLines || batchBytes >= InputBounds.batchBytes { try flush(put) }
+                case .tooLong(let number, let length):
+                    // The screen takes lines in order: what came before this one first.
+                    if !screen.sawEvent { try flush(put) }
+                    let problem = "\(length) bytes, longer than the limit of \(reader.maxLineBytes)"
+                    if screen.record(line: number, problem: "rejected: \(problem)") { throw notEvents(screen) }
+                    reject(problem, line: number)
+                }
+            }
+            try flush(put)
         }
-        try flush()
-        group.wait()
         try collect()
         if invalidUnlogged > 0 {
             try store.logRejection(
@@ -213,7 +204,15 @@ extension Node {
     }
 }
 
-/// What the importing thread knows of a batch it gave the writer.
+/// A verified batch on its way to the store, and what the importing thread needs of it afterwards.
+struct StagedBatch: @unchecked Sendable {
+    var pending: PendingBatch
+    var verified: [Result<VerifiedEvent, EventError>]
+    var lines: [[UInt8]]
+    var receivedMs: Int64
+}
+
+/// What the importing thread knows of a batch it gave the store.
 struct PendingBatch {
     /// The line number of each line handed to the store.
     var numbers: [Int] = []
@@ -223,22 +222,16 @@ struct PendingBatch {
     var sealed: [(index: Int, line: Int, eventID: String)] = []
 }
 
-/// Batches the writer thread has stored, handed back to the importing thread in order.
+/// Batches the worker has stored, handed back to the importing thread in order.
 final class WrittenBatches: @unchecked Sendable {
     private let lock = NSLock()
-    private var batches: [(PendingBatch, Result<IngestReport, any Error>)] = []
-    private var failed = false
+    private var batches: [(PendingBatch, IngestReport)] = []
 
-    var hasFailed: Bool { lock.withLock { failed } }
-
-    func append(_ batch: PendingBatch, _ result: Result<IngestReport, any Error>) {
-        lock.withLock {
-            if case .failure = result { failed = true }
-            batches.append((batch, result))
-        }
+    func append(_ batch: PendingBatch, _ report: IngestReport) {
+        lock.withLock { batches.append((batch, report)) }
     }
 
-    func takeAll() -> [(PendingBatch, Result<IngestReport, any Error>)] {
+    func takeAll() -> [(PendingBatch, IngestReport)] {
         lock.withLock {
             defer { batches.removeAll() }
             return batches

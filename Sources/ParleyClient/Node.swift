@@ -163,27 +163,22 @@ public final class Node: Sendable {
                 _ = try store.ingest(events: [event], receivedMs: timestamp, requireAccepted: true)
                 return [event]
             }
-            // A burst: one thread signs (the chain is sequential) while another stores what is signed, all in one
+            // A burst: this thread signs (the chain is sequential) while a worker stores what is signed, all in one
             // transaction, so that if the room refuses any event nothing is stored.
-            let channel = ChunkChannel()
             let store = store
             let receivedMs = timestamp
-            // A dispatch worker, not a Foundation `Thread`: a thread that runs the store's dispatch work and then
-            // exits frees libdispatch's per-thread cache as it ends, and under load that cache held a continuation
-            // already freed (AddressSanitizer: double free in `_dispatch_cache_cleanup`; 2 runs in 6 of a linked
-            // device test, none in 16 after this change).
-            DispatchQueue.global().async {
-                channel.finish(Result { try store.ingest(chunks: channel.next, receivedMs: receivedMs, requireAccepted: true) })
-            }
             var events: [VerifiedEvent] = []
             events.reserveCapacity(outgoing.count)
-            for start in stride(from: 0, to: outgoing.count, by: Node.signingChunk) where !channel.isFinished {
-                let chunk = outgoing[start..<min(outgoing.count, start + Node.signingChunk)].map(sign)
-                events += chunk
-                channel.put(chunk)
+            _ = try BatchPipeline<[VerifiedEvent]>.run(depth: 4) { next in
+                try store.ingest(
+                    chunks: { try next().map { chunk in (chunk.map { .success($0) }, chunk.map(\.wire)) } }, receivedMs: receivedMs, requireAccepted: true)
+            } produce: { put in
+                for start in stride(from: 0, to: outgoing.count, by: Node.signingChunk) {
+                    let chunk = outgoing[start..<min(outgoing.count, start + Node.signingChunk)].map(sign)
+                    events += chunk
+                    try put(chunk)
+                }
             }
-            channel.close()
-            _ = try channel.result().get()
             return events
         } catch {
             // The store's code goes on unchanged: the room's refusal, a room or event it does not hold, a full disk.
@@ -422,54 +417,5 @@ public final class Node: Sendable {
         if let roomID { try validateRoomID(roomID) }
         try catchUpDecryption()
         return try store.search(query, roomID: roomID, limit: limit)
-    }
-}
-
-/// Hands chunks of signed events from the signing thread to the storing one.
-final class ChunkChannel: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var chunks: [[VerifiedEvent]] = []
-    private var closed = false
-    private var outcome: Result<IngestReport, Error>?
-
-    func put(_ chunk: [VerifiedEvent]) {
-        condition.withLock {
-            chunks.append(chunk)
-            condition.broadcast()
-        }
-    }
-
-    func close() {
-        condition.withLock {
-            closed = true
-            condition.broadcast()
-        }
-    }
-
-    /// The next chunk, waiting for it; `nil` once the channel is closed and drained.
-    func next() -> (verified: [Result<VerifiedEvent, EventError>], lines: [[UInt8]])? {
-        condition.withLock {
-            while chunks.isEmpty && !closed { condition.wait() }
-            guard !chunks.isEmpty else { return nil }
-            let chunk = chunks.removeFirst()
-            return (chunk.map { .success($0) }, chunk.map(\.wire))
-        }
-    }
-
-    /// Whether the store has finished (early only if it failed: signing can stop).
-    var isFinished: Bool { condition.withLock { outcome != nil } }
-
-    func finish(_ result: Result<IngestReport, Error>) {
-        condition.withLock {
-            outcome = result
-            condition.broadcast()
-        }
-    }
-
-    func result() -> Result<IngestReport, Error> {
-        condition.withLock {
-            while outcome == nil { condition.wait() }
-            return outcome!
-        }
     }
 }
