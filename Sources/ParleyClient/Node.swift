@@ -38,6 +38,8 @@ public final class Node: Sendable {
     /// Per room: the state version at which the current epoch was last found to reach every device, and its key id.
     /// Checking that costs O(members); a message in an unchanged room must not pay it again.
     let completeEpochs = Mutex<[String: (version: Int64, keyID: String)]>([:])
+    /// Single events published at once by several threads, stored together.
+    let coalescer = PublishCoalescer()
 
     /// Opens the node under `home`.
     /// - Parameter creatingStore: start an empty store if there is none. Only for a home whose store is known to be
@@ -83,11 +85,16 @@ public final class Node: Sendable {
     // MARK: Publishing
 
     /// Signs the next event of this device's chain in `roomID`, checks that the room would accept it, and stores it.
+    ///
+    /// Events that other threads publish in the room meanwhile are stored in the same transaction (group commit), each
+    /// still with its own verdict.
     /// - Returns: the stored event.
     /// - Throws: ``ClientError`` with the room's reason when it would be refused; nothing is signed into the chain then.
     @discardableResult
     public func publish(roomID: String, type: String, content: JSONObject, parentEventID: String? = nil) throws -> VerifiedEvent {
-        try publish(roomID: roomID, [OutgoingEvent(type: type, content: content, parentEventID: parentEventID)])[0]
+        try coalescer.publish(OutgoingEvent(type: type, content: content, parentEventID: parentEventID), roomID: roomID) { events in
+            try publish(roomID: roomID, events)
+        }
     }
 
     /// Signs and stores several events of this device's chain in one transaction: all of them, or (if the room

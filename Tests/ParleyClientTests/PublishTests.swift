@@ -2,6 +2,7 @@ import Foundation
 import ParleyCore
 import ParleyStore
 import ParleyTesting
+import Synchronization
 import Testing
 
 @_spi(Tools) @testable import ParleyClient
@@ -57,6 +58,44 @@ import Testing
         #expect(unknown.code == .unknownRoom)
         #expect(unknown.message == "This node holds no room elsewhere.")
         #expect(try node.store.roomIDs() == ["r"])
+    }
+
+    @Test func `events published at once by many threads are stored in one unbroken chain, each with its own verdict`() throws {
+        let directory = TemporaryDirectory()
+        let node = try node(directory)
+        _ = try node.createRoom("r")
+        let unknown = EventID.make(roomID: "r", timestampMs: 1, randomBytes: Array(repeating: 1, count: 16))
+        let outcomes = Mutex<[Int: Result<VerifiedEvent, ClientError>]>([:])
+        DispatchQueue.concurrentPerform(iterations: 64) { index in
+            // Every eighth caller edits an event nobody holds: the room refuses it, and only it.
+            let outcome = Result { () throws(ClientError) -> VerifiedEvent in
+                do {
+                    return index % 8 == 7
+                        ? try node.publish(roomID: "r", type: EventType.edit, content: JSONObject(["target_event_id": .string(unknown), "body": "edited"]))
+                        : try node.send("r", text: "message \(index)")
+                } catch {
+                    throw ClientError(describing: error)
+                }
+            }
+            outcomes.withLock { $0[index] = outcome }
+        }
+        let all = outcomes.withLock { $0 }
+        #expect(all.count == 64)
+        for (index, outcome) in all {
+            switch outcome {
+            case .success(let event):
+                #expect(index % 8 != 7)
+                #expect(event.event.type == EventType.message)
+            case .failure(let error):
+                #expect(index % 8 == 7, "\(error)")
+                #expect(error.code == .unknownEvent)
+            }
+        }
+        let head = try #require(try node.store.chainHead(roomID: "r", senderKey: node.identity.signingKeyBase64))
+        #expect(head.seq == 2 + 56)
+        let stored = Set(all.values.compactMap { try? $0.get().event.seq })
+        #expect(stored == Set(3...58))
+        #expect(Set(try node.timeline("r", limit: 100).compactMap(\.body)) == Set((0..<64).filter { $0 % 8 != 7 }.map { "message \($0)" }))
     }
 
     @Test func `a moderator's redaction of an id two members' events carry is refused unless all copies are meant`() throws {
