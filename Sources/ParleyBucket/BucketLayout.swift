@@ -5,6 +5,7 @@ import ParleyCore
 ///     rooms/{room_id}/metadata.json
 ///     rooms/{room_id}/logs/{YYYY-MM-DD}/messages_{start_ts}_{end_ts}_{client_id}.jsonl[.gz]
 ///     rooms/{room_id}/hints/{upload_ts}_{client_id}.txt
+///     rooms/{room_id}/archive/{YYYY-MM-DD}/{first_ts}_{last_ts}_{client_id}.manifest.json (and .jsonl.gz)
 ///
 /// Names are hints only: what a file holds is judged by its signed content. Room and client ids are checked
 /// against their grammars before a key is built from them, so no key can escape its room.
@@ -13,6 +14,15 @@ public enum BucketLayout {
     public static func metadataKey(_ roomID: String) -> String { "rooms/\(roomID)/metadata.json" }
     public static func logsPrefix(_ roomID: String) -> String { "rooms/\(roomID)/logs/" }
     public static func hintsPrefix(_ roomID: String) -> String { "rooms/\(roomID)/hints/" }
+    public static func archivePrefix(_ roomID: String) -> String { "rooms/\(roomID)/archive/" }
+
+    /// The folder of a day's log files: `rooms/{room}/logs/{date}/`.
+    public static func logsFolder(roomID: String, date: String) -> String { "\(logsPrefix(roomID))\(date)/" }
+
+    /// The first millisecond after the UTC day that `ms` falls in.
+    public static func endOfDayMs(_ ms: Int64) -> Int64 { (max(0, ms) / dayMs + 1) * dayMs }
+
+    static let dayMs: Int64 = 86_400_000
 
     /// The key of a hint that a file was uploaded late, named by the upload time.
     public static func hintKey(roomID: String, uploadMs: Int64, clientID: String) -> String {

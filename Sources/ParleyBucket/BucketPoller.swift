@@ -19,6 +19,10 @@ public struct BucketPoller: Sendable {
         /// A file whose reading keeps failing for a transient reason is retried, less and less often, for this long;
         /// then it is recorded as read with the problem.
         public var readGiveUpMs: Int64 = 86_400_000
+        /// Whether a first sync may read the room's archives before its log files (docs/PROTOCOL.md §13.9.5).
+        public var readsArchives = true
+        /// Archives of a day are used only once it ended this long ago: its files may still be arriving.
+        public var archiveLatenessMs = ArchiveSelection.latenessMs
 
         public init() {}
     }
@@ -107,11 +111,13 @@ public struct BucketPoller: Sendable {
     /// Whether this sync lists the whole room (the first one, or one looking for a gap's events).
     public let listsEverything: Bool
     /// Faults to report, each naming its object.
-    public private(set) var problems: [String] = []
+    public internal(set) var problems: [String] = []
     /// Objects skipped, each naming its object and why.
-    public private(set) var ignored: [String] = []
+    public internal(set) var ignored: [String] = []
 
-    private var phase = Phase.starting
+    var phase = Phase.starting
+    /// A first sync's reading of archives (BucketPoller+Archives.swift).
+    var archives = ArchiveState()
     private var candidates: [ObjectInfo] = []
     private var known = Set<String>()
     private var failures: [String: ReadFailure] = [:]
@@ -122,7 +128,7 @@ public struct BucketPoller: Sendable {
     private var logsCursor: Int64?
     private var hintsCursor: Int64?
 
-    private enum Phase: Equatable {
+    enum Phase: Equatable {
         case starting, listing, recallingListing
         case readingHint(ObjectInfo)
         case recallingHintTarget(ObjectInfo, String)
@@ -143,25 +149,29 @@ public struct BucketPoller: Sendable {
         listsEverything = progress.fullListingMs == 0 || (hasGap && now - progress.fullListingMs >= settings.gapListingEveryMs)
     }
 
-    /// The first action: the listings.
+    /// The first action: the listings; after ``startArchives()``, once its actions are done.
     public mutating func start() -> Action {
         precondition(phase == .starting, "start() is called once")
+        precondition(archives.phase == .idle || archives.phase == .done, "start() follows the archives' .done")
         phase = .listing
         return .list(
-            logsAfter: listsEverything ? nil : BucketLayout.logsStartAfter(roomID: roomID, ms: progress.logsCursorMs - settings.latenessMs),
+            logsAfter: listsEverything ? logsAfterArchives : BucketLayout.logsStartAfter(roomID: roomID, ms: progress.logsCursorMs - settings.latenessMs),
             hintsAfter: BucketLayout.hintsStartAfter(roomID: roomID, ms: progress.hintsCursorMs - settings.latenessMs))
     }
 
     /// The listings came back.
     public mutating func listed(logs: [ObjectInfo], hints: [ObjectInfo]) -> Action {
         precondition(phase == .listing, "listed(logs:hints:) answers .list")
-        // The cursor follows every file listed, ours and those read before included; never past the local clock, so
-        // a name from the future cannot make the next listings skip what comes before it.
+        // After archives, the folders of days before the newest covered one that none covered were listed already.
+        let logs = archives.logs + logs
+        // The cursor follows every file listed, ours and those read before included, and those archives covered; never
+        // past the local clock, so a name from the future cannot make the next listings skip what comes before it.
         logsCursor = logs.compactMap { try? LogFileName.parse(key: $0.key, roomID: roomID).get().startMs }.max().map { min($0, now) }
-        candidates = logs
+        if let covered = archives.cursorMs { logsCursor = max(logsCursor ?? 0, covered) }
+        candidates = logs.filter { !archives.covered.contains($0.key) }
         pendingHints = hints
         phase = .recallingListing
-        return .recall(keys: logs.map(\.key) + hints.map(\.key))
+        return .recall(keys: candidates.map(\.key) + hints.map(\.key))
     }
 
     /// What the node remembers: which of the keys asked for it processed before, and every file of the room whose
@@ -208,7 +218,9 @@ public struct BucketPoller: Sendable {
             return hintDone(hint, problem: "the hint does not name a log file of this room")
         }
         // A file that failed before is read by name once its wait is over, whatever leads to it.
-        if known.contains(target) || candidates.contains(where: { $0.key == target }) || failures[target] != nil { return hintDone(hint, problem: nil) }
+        if known.contains(target) || archives.covered.contains(target) || candidates.contains(where: { $0.key == target }) || failures[target] != nil {
+            return hintDone(hint, problem: nil)
+        }
         phase = .recallingHintTarget(hint, target)
         return .recall(keys: [target])
     }

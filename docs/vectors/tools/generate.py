@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -1465,6 +1465,676 @@ def code_vectors():
             "valid_invites": valid, "invalid_invites": invalid, "link_codes": link_codes, "invalid_linked_rooms": invalid_rooms}
 
 
+# ---------------------------------------------------------------- archive objects (docs/PROTOCOL.md §13.9)
+
+ARCHIVE_FORMAT = "parley.bucket.archive.v1"
+ARCHIVE_PREFIX = b"parley.archive.v1\n"
+ARCHIVE_MAX_MANIFEST = 4_194_304
+ARCHIVE_MAX_BODY = 67_108_864
+ARCHIVE_MAX_EVENTS = 100_000
+ARCHIVE_MAX_ENTRIES = 20_000
+MAX_TIMESTAMP = 253_402_300_799_999
+MAX_SAFE = 2**53 - 1
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+
+
+def utc_date(ms):
+    import datetime
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d")
+
+
+def client_of(device):
+    return f"{device.user}.{hashlib.sha256(device.public).hexdigest()[:12]}"
+
+
+def log_file_name(start, end, client, gz=False):
+    """A log file's key without rooms/{room}/logs/ (§13.1), as a manifest's `files` names it."""
+    return f"{utc_date(start)}/messages_{start:013d}_{end:013d}_{client}.jsonl" + (".gz" if gz else "")
+
+
+def archive_stem(room, first, last, client):
+    return f"rooms/{room}/archive/{utc_date(first)}/{first:013d}_{last:013d}_{client}"
+
+
+def order_key(event):
+    """The total order of §8.1."""
+    return (event["timestamp_ms"], event["seq"], event["event_id"].encode(), event["sender_key"].encode())
+
+
+class Bits:
+    """A deflate bit stream (RFC 1951 §3.1.1): fields least significant bit first, Huffman codes most significant first."""
+
+    def __init__(self):
+        self.out, self.acc, self.count = bytearray(), 0, 0
+
+    def field(self, value, width):
+        for i in range(width):
+            self.acc |= ((value >> i) & 1) << self.count
+            self.count += 1
+            if self.count == 8:
+                self.out.append(self.acc)
+                self.acc, self.count = 0, 0
+
+    def code(self, value, width):
+        for i in reversed(range(width)):
+            self.field((value >> i) & 1, 1)
+
+    def done(self):
+        if self.count:
+            self.out.append(self.acc)
+        return bytes(self.out)
+
+
+def gzip_member(deflated, crc, size):
+    """RFC 1952: a header with no name and no time, the deflate stream, CRC-32 and the length mod 2^32."""
+    return bytes([0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 0xFF]) + deflated + crc.to_bytes(4, "little") + (size % 2**32).to_bytes(4, "little")
+
+
+def gzip_stored(data):
+    """gzip of `data` in stored (uncompressed) deflate blocks: the same bytes whatever zlib this runs with, which a
+    compressed stream would not be."""
+    import zlib
+    blocks = bytearray()
+    chunks = [data[i:i + 65535] for i in range(0, len(data), 65535)] or [b""]
+    for index, chunk in enumerate(chunks):
+        blocks.append(1 if index == len(chunks) - 1 else 0)
+        blocks += len(chunk).to_bytes(2, "little") + (len(chunk) ^ 0xFFFF).to_bytes(2, "little") + chunk
+    return gzip_member(bytes(blocks), zlib.crc32(data), len(data))
+
+
+def gzip_bomb(runs):
+    """A gzip stream of a zero byte and then `runs` copies of the 258-byte match at distance 1 (1 + 258·runs zeros), in
+    one dynamic-Huffman block whose codes give the match and its distance one bit each: about 2 bits per 258 bytes,
+    the most deflate can pack, written out by hand so the bytes do not depend on a compressor."""
+    import zlib
+    bits = Bits()
+    bits.field(1, 1)   # BFINAL
+    bits.field(2, 2)   # dynamic Huffman codes
+    bits.field(286 - 257, 5)   # HLIT: literal/length codes 0 … 285
+    bits.field(1 - 1, 5)       # HDIST: one distance code
+    order = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15]
+    # The code-length alphabet uses 18 (a run of zeros, 1 bit), 1 and 2 (2 bits each): canonical codes 0, 10, 11.
+    lengths = {18: 1, 1: 2, 2: 2}
+    codes = {18: (0, 1), 1: (2, 2), 2: (3, 2)}
+    bits.field(18 - 4, 4)      # HCLEN: the first 18 entries of `order`, up to 1
+    for symbol in order[:18]:
+        bits.field(lengths.get(symbol, 0), 3)
+
+    def zeros(count):
+        while count:
+            run = min(count, 138)
+            bits.code(*codes[18])
+            bits.field(run - 11, 7)
+            count -= run
+
+    # Literal/length code lengths: 0 → 2, 256 → 2, 285 (length 258) → 1; distance code 0 (distance 1) → 1.
+    bits.code(*codes[2])
+    zeros(255)
+    bits.code(*codes[2])
+    zeros(28)
+    bits.code(*codes[1])
+    bits.code(*codes[1])
+    # Canonical codes: 285 is 0, literal 0 is 10, end of block 11; distance 0 is 0.
+    bits.code(2, 2)
+    for _ in range(runs):
+        bits.code(0, 1)
+        bits.code(0, 1)
+    bits.code(3, 2)
+    size = 1 + 258 * runs
+    return gzip_member(bits.done(), zlib.crc32(bytes(size)), size)
+
+
+def archive_body_lines(events):
+    return "".join(wire(e) + "\n" for e in sorted(events, key=order_key))
+
+
+def archive_manifest(room, signer, client, events, files, part=1, parts=1, stored=None, change=None, resign=True):
+    """A part's key, signed manifest (as a dict) and stored body for `events` (held forms: stripped ones without
+    `content`) and `files` (name, size, sender device, first seq, last seq). `change` edits the unsigned manifest
+    (before signing when `resign`, after it otherwise)."""
+    ordered = sorted(events, key=order_key)
+    lines = archive_body_lines(ordered).encode()
+    stored = gzip_stored(lines) if stored is None else stored
+    first, last = ordered[0]["timestamp_ms"], ordered[-1]["timestamp_ms"]
+    stem = archive_stem(room, first, last, client)
+    runs = {}
+    for e in ordered:
+        low, high = runs.get(e["sender_key"], (e["seq"], e["seq"]))
+        runs[e["sender_key"]] = (min(low, e["seq"]), max(high, e["seq"]))
+    manifest = {
+        "body": {"key": stem + ".jsonl.gz", "sha256": sha256_hex(stored), "size": len(stored)},
+        "chains": [{"first_seq": low, "last_seq": high, "sender": sender} for sender, (low, high) in
+                   sorted(runs.items(), key=lambda item: item[0].encode())],
+        "date": utc_date(first),
+        "events": len(ordered),
+        "files": [{"first_seq": a, "last_seq": b, "name": name, "sender": sender.key, "size": size}
+                  for name, size, sender, a, b in sorted(files, key=lambda f: f[0].encode())],
+        "first_ts": first,
+        "format": ARCHIVE_FORMAT,
+        "last_ts": last,
+        "part": part,
+        "parts": parts,
+        "room_id": room,
+        "signer": signer.key,
+    }
+    if change is not None and resign:
+        change(manifest)
+    manifest["signature"] = b64(signer.private.sign(ARCHIVE_PREFIX + canonical(manifest)))
+    if change is not None and not resign:
+        change(manifest)
+    return stem + ".manifest.json", manifest, stored
+
+
+def manifest_text(manifest):
+    return canonical(manifest).decode("utf-8") + "\n"
+
+
+# A reader of archive parts written from §13.9.4, independent of the Swift one: it decides the expected code of every
+# case below, so a case whose fault is not the one its name says fails the generator.
+
+def is_strict_b64(text, length):
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except Exception:
+        return False
+    return len(raw) == length and b64(raw) == text
+
+
+def is_id(text):
+    return is_identifier(text)
+
+
+def is_calendar_date(text):
+    import datetime
+    try:
+        return len(text) == 10 and datetime.date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
+
+
+def named_fingerprint(client):
+    parts = [p for p in client.split(".") if p]
+    if len(parts) >= 3 and parts[-1].isdigit() and parts[-1].isascii():
+        parts = parts[:-1]
+    if len(parts) >= 2 and len(parts[-1]) == 12 and all(c in "0123456789abcdef" for c in parts[-1]):
+        return parts[-1]
+    return None
+
+
+def key_fingerprint(key_b64):
+    return hashlib.sha256(base64.b64decode(key_b64)).hexdigest()[:12]
+
+
+def parse_archive_key(key, room):
+    """(kind, date, first, last, client) of an archive key of `room` (§13.1), or None."""
+    prefix = f"rooms/{room}/archive/"
+    if not key.startswith(prefix):
+        return None
+    parts = key[len(prefix):].split("/")
+    if len(parts) != 2:
+        return None
+    date, name = parts
+    for kind, ending in (("manifest", ".manifest.json"), ("body", ".jsonl.gz")):
+        if name.endswith(ending):
+            fields = name[:-len(ending)].split("_", 2)
+            if len(fields) != 3 or not all(f.isdigit() and f.isascii() for f in fields[:2]):
+                return None
+            first, last, client = int(fields[0]), int(fields[1]), fields[2]
+            if not (is_calendar_date(date) and first <= last <= MAX_TIMESTAMP and is_id(client)):
+                return None
+            if date != utc_date(first) or f"{first:013d}_{last:013d}_{client}" != name[:-len(ending)]:
+                return None
+            return kind, date, first, last, client
+    return None
+
+
+def parse_log_file_name(name, room):
+    """(date folder, start, end, client) of a manifest's file name written as a writer writes it, or None."""
+    parts = name.split("/")
+    if len(parts) != 2 or not is_calendar_date(parts[0]):
+        return None
+    stem = parts[1]
+    for ending in (".jsonl.gz", ".jsonl"):
+        if stem.endswith(ending):
+            stem = stem[:-len(ending)]
+            break
+    else:
+        return None
+    if not stem.startswith("messages_"):
+        return None
+    fields = stem[len("messages_"):].split("_", 2)
+    if len(fields) != 3 or not all(f.isdigit() and f.isascii() for f in fields[:2]) or not is_id(fields[2]):
+        return None
+    start, end = int(fields[0]), int(fields[1])
+    if start > end or f"{start:013d}_{end:013d}_{fields[2]}" != stem[len("messages_"):]:
+        return None
+    return parts[0], start, end, fields[2]
+
+
+def manifest_members_valid(m):
+    def integer(value, low, high):
+        return type(value) is int and low <= value <= high
+
+    def run(entry, names):
+        return (isinstance(entry, dict) and set(entry) == names and is_strict_b64(entry["sender"], 32)
+                and integer(entry["first_seq"], 1, MAX_SAFE) and integer(entry["last_seq"], entry["first_seq"], MAX_SAFE))
+
+    names = {"body", "chains", "date", "events", "files", "first_ts", "format", "last_ts", "part", "parts", "room_id",
+             "signature", "signer"}
+    if set(m) != names:
+        return False
+    body, chains, files = m["body"], m["chains"], m["files"]
+    if not (isinstance(m["room_id"], str) and is_id(m["room_id"]) and isinstance(m["date"], str) and is_calendar_date(m["date"])
+            and integer(m["first_ts"], 0, MAX_TIMESTAMP) and integer(m["last_ts"], m["first_ts"], MAX_TIMESTAMP)
+            and integer(m["parts"], 1, MAX_SAFE) and integer(m["part"], 1, m["parts"])
+            and isinstance(m["signer"], str) and is_strict_b64(m["signer"], 32)
+            and isinstance(m["signature"], str) and is_strict_b64(m["signature"], 64)
+            and integer(m["events"], 1, ARCHIVE_MAX_EVENTS)):
+        return False
+    if not (isinstance(body, dict) and set(body) == {"key", "sha256", "size"} and isinstance(body["key"], str)
+            and isinstance(body["sha256"], str) and len(body["sha256"]) == 64 and all(c in "0123456789abcdef" for c in body["sha256"])
+            and integer(body["size"], 1, ARCHIVE_MAX_BODY)):
+        return False
+    if not (isinstance(chains, list) and 1 <= len(chains) <= ARCHIVE_MAX_ENTRIES
+            and all(run(c, {"first_seq", "last_seq", "sender"}) for c in chains)):
+        return False
+    if not (isinstance(files, list) and 1 <= len(files) <= ARCHIVE_MAX_ENTRIES
+            and all(run(f, {"first_seq", "last_seq", "name", "sender", "size"}) and isinstance(f["name"], str)
+                    and 1 <= len(f["name"].encode()) <= 1024 and integer(f["size"], 1, MAX_SAFE) for f in files)):
+        return False
+    senders = [c["sender"].encode() for c in chains]
+    file_names = [f["name"].encode() for f in files]
+    return all(a < b for a, b in zip(senders, senders[1:])) and all(a < b for a, b in zip(file_names, file_names[1:]))
+
+
+def json_depth(value):
+    if isinstance(value, dict):
+        return 1 + max([json_depth(v) for v in value.values()] or [0])
+    if isinstance(value, list):
+        return 1 + max([json_depth(v) for v in value] or [0])
+    return 0
+
+
+def reference_manifest(room, key, listed_size, data):
+    """Checks 1–11 of §13.9.4: the manifest, or the code of the first check that fails."""
+    from cryptography.exceptions import InvalidSignature
+    parsed = parse_archive_key(key, room)
+    assert parsed is not None and parsed[0] == "manifest", key
+    _, date, first, last, client = parsed
+    if listed_size > ARCHIVE_MAX_MANIFEST or len(data) > ARCHIVE_MAX_MANIFEST:
+        return "manifest_too_large"
+
+    def refuse(_):
+        raise ValueError("not an integer")
+
+    try:
+        m = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicate_keys, parse_float=refuse, parse_constant=refuse)
+    except (ValueError, UnicodeDecodeError):
+        return "manifest_malformed"
+    if not isinstance(m, dict) or json_depth(m) > 3:
+        return "manifest_malformed"
+    if m.get("format") != ARCHIVE_FORMAT:
+        return "unknown_format"
+    if not manifest_members_valid(m):
+        return "manifest_malformed"
+    claimed = named_fingerprint(client)
+    if (m["room_id"] != room or m["date"] != date or m["first_ts"] != first or m["last_ts"] != last
+            or m["body"]["key"] != key[:-len(".manifest.json")] + ".jsonl.gz"
+            or (claimed is not None and claimed != key_fingerprint(m["signer"]))):
+        return "key_mismatch"
+    unsigned = {k: v for k, v in m.items() if k != "signature"}
+    try:
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(m["signer"])).verify(
+            base64.b64decode(m["signature"]), ARCHIVE_PREFIX + canonical(unsigned))
+    except InvalidSignature:
+        return "bad_signature"
+    if m["events"] != sum(c["last_seq"] - c["first_seq"] + 1 for c in m["chains"]):
+        return "count_mismatch"
+    names = []
+    for f in m["files"]:
+        name = parse_log_file_name(f["name"], room)
+        if name is None or name[0] != m["date"] or name[0] != utc_date(name[1]):
+            return "file_name_invalid"
+        names.append(name)
+    for f, name in zip(m["files"], names):
+        claimed = named_fingerprint(name[3])
+        if claimed is not None and claimed != key_fingerprint(f["sender"]):
+            return "file_sender_mismatch"
+    chains = {c["sender"]: (c["first_seq"], c["last_seq"]) for c in m["chains"]}
+    for f in m["files"]:
+        chain = chains.get(f["sender"])
+        if chain is None or not (chain[0] <= f["first_seq"] and f["last_seq"] <= chain[1]):
+            return "file_not_covered"
+    for sender, (low, high) in chains.items():
+        runs = sorted((f["first_seq"], f["last_seq"]) for f in m["files"] if f["sender"] == sender)
+        expected = low
+        for a, b in runs:
+            if a != expected:
+                return "files_not_contiguous"
+            expected = b + 1
+        if expected != high + 1:
+            return "files_not_contiguous"
+    return m
+
+
+def reference_event(line, room):
+    """The event a body line holds when it is the canonical wire form of a verified event of `room` (§5.6, enough of
+    it for these vectors), else None."""
+    from cryptography.exceptions import InvalidSignature
+    try:
+        event = json.loads(line.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(event, dict) or canonical(event) != line or event.get("room_id") != room:
+        return None
+    if "content" in event and sha256_hex(canonical(event["content"])) != event["content_hash"]:
+        return None
+    signed = {k: v for k, v in event.items() if k not in ("content", "signature")}
+    try:
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(event["sender_key"])).verify(
+            base64.b64decode(event["signature"]), b"parley.event.v1\n" + canonical(signed))
+    except (InvalidSignature, ValueError, KeyError):
+        return None
+    return event
+
+
+def reference_archive_part(room, key, listed_manifest_size, manifest, listed_body_size, body):
+    """§13.9.4 whole: `valid` and the events, or the code of the first check that fails."""
+    import zlib
+    m = reference_manifest(room, key, listed_manifest_size, manifest)
+    if isinstance(m, str):
+        return m
+    if listed_body_size is None:
+        return "body_missing"
+    if listed_body_size != m["body"]["size"] or len(body) != m["body"]["size"]:
+        return "body_size_mismatch"
+    if sha256_hex(body) != m["body"]["sha256"]:
+        return "body_hash_mismatch"
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        data = inflater.decompress(body, ARCHIVE_MAX_BODY + 1)
+    except zlib.error:
+        return "body_corrupt"
+    if len(data) > ARCHIVE_MAX_BODY:
+        return "body_too_large"
+    if not inflater.eof or inflater.unused_data:
+        return "body_corrupt"
+    segments = data.split(b"\n")
+    chains = {c["sender"]: (c["first_seq"], c["last_seq"]) for c in m["chains"]}
+    reached = {}
+    events = []
+    for line in segments[:-1]:
+        event = reference_event(line, room)
+        if event is None:
+            return "invalid_event"
+        if events and order_key(event) == order_key(events[-1]):
+            return "duplicate_event"
+        if events and order_key(event) < order_key(events[-1]):
+            return "out_of_order"
+        if event["sender_key"] not in chains:
+            return "unlisted_sender"
+        low, high = chains[event["sender_key"]]
+        expected = reached[event["sender_key"]] + 1 if event["sender_key"] in reached else low
+        if event["seq"] != expected or event["seq"] > high:
+            return "chain_mismatch"
+        reached[event["sender_key"]] = event["seq"]
+        events.append(event)
+    if segments[-1]:
+        return "invalid_event"
+    if any(reached.get(sender) != high for sender, (_, high) in chains.items()):
+        return "chain_mismatch"
+    if events[0]["timestamp_ms"] != m["first_ts"] or events[-1]["timestamp_ms"] != m["last_ts"]:
+        return "time_mismatch"
+    by_position = {(e["sender_key"], e["seq"]): e for e in events}
+    for f in m["files"]:
+        _, start, end, _ = parse_log_file_name(f["name"], room)
+        if (by_position[(f["sender"], f["first_seq"])]["timestamp_ms"] != start
+                or by_position[(f["sender"], f["last_seq"])]["timestamp_ms"] != end):
+            return "file_time_mismatch"
+    return "valid", m, events
+
+
+def reference_selection(room, manifests, now_ms):
+    """§13.9.5 steps 1–3 for verified manifests: per day the chosen set's keys (by part), the refused groups and the
+    manifests ignored as too recent."""
+    groups, ignored = {}, []
+    for key, text in manifests:
+        m = reference_manifest(room, key, len(text.encode()), text.encode())
+        assert isinstance(m, dict), (key, m)
+        day_end = (m["first_ts"] // DAY_MS + 1) * DAY_MS
+        if now_ms < day_end + HOUR_MS:
+            ignored.append(key)
+            continue
+        client = parse_archive_key(key, room)[4]
+        groups.setdefault((m["date"], client, m["signer"], m["parts"]), []).append((key, m))
+    chosen, refused = {}, []
+    for (date, _, _, parts), members in sorted(groups.items(), key=lambda item: sorted(k for k, _ in item[1])[0].encode()):
+        numbers = sorted(m["part"] for _, m in members)
+        keys = sorted((k for k, _ in members), key=lambda k: k.encode())
+        if numbers != list(range(1, parts + 1)):
+            refused.append({"keys": keys, "error": "set_incomplete"})
+            continue
+        names = [f["name"] for _, m in members for f in m["files"]]
+        runs = sorted((c["sender"], c["first_seq"], c["last_seq"]) for _, m in members for c in m["chains"])
+        if len(set(names)) != len(names) or any(a[0] == b[0] and b[1] <= a[2] for a, b in zip(runs, runs[1:])):
+            refused.append({"keys": keys, "error": "set_overlap"})
+            continue
+        ordered = [k for k, _ in sorted(members, key=lambda member: member[1]["part"])]
+        total = sum(m["events"] for _, m in members)
+        best = chosen.get(date)
+        if best is None or total > best[0] or (total == best[0] and ordered[0].encode() < best[1][0].encode()):
+            chosen[date] = (total, ordered)
+    return {date: keys for date, (_, keys) in sorted(chosen.items())}, refused, sorted(ignored)
+
+
+def archive_vectors():
+    room = "general"
+    alice, bob, carol = Device("alice"), Device("bob"), Device("carol")
+    t0 = 1_760_000_000_000   # 2025-10-09T08:53:20Z
+    member = lambda device, membership, user, devices=None: dict(
+        {"membership": membership, "user_id": user}, **({"devices": devices} if devices is not None else {}))
+    a1 = alice.sign(room, "m.room.create", {"version": 1}, t0)
+    a2 = alice.sign(room, "m.room.member", member(alice, "join", "alice", [alice.binding()]), t0)
+    a3 = alice.sign(room, "m.room.member", member(alice, "invite", "bob", [bob.binding(False)]), t0 + 1_000)
+    b1 = bob.sign(room, "m.room.member", member(bob, "join", "bob", [bob.binding()]), t0 + 2_000)
+    a4 = alice.sign(room, "m.room.message", {"msgtype": "text", "body": "welcome"}, t0 + 2_500)
+    b2 = bob.sign(room, "m.room.message", {"msgtype": "text", "body": "thanks"}, t0 + 3_000)
+    a5 = alice.sign(room, "m.room.message", {"msgtype": "text", "body": "later"}, t0 + 4_000)
+    held = [a1, a2, a3, b1, envelope(a4), b2, a5]   # alice's message at seq 4 is held stripped (§5.5)
+    alice_client, bob_client = client_of(alice), client_of(bob)
+    files = [
+        (log_file_name(t0, t0 + 1_000, alice_client), 1_801, alice, 1, 3),
+        (log_file_name(t0 + 2_000, t0 + 3_000, bob_client), 1_090, bob, 1, 2),
+        (log_file_name(t0 + 2_500, t0 + 4_000, alice_client, gz=True), 612, alice, 4, 5),
+    ]
+
+    def case(name, key, manifest, stored, listed_manifest=None, listed_body="same", error=None):
+        text = manifest if isinstance(manifest, str) else manifest_text(manifest)
+        listed_manifest = len(text.encode()) if listed_manifest is None else listed_manifest
+        listed_body = len(stored) if listed_body == "same" else listed_body
+        verdict = reference_archive_part(room, key, listed_manifest, text.encode(), listed_body, stored)
+        found = verdict[0] if isinstance(verdict, tuple) else verdict
+        assert found == (error or "valid"), (name, found)
+        entry = {"name": name, "manifest_key": key, "listed_manifest_size": listed_manifest, "manifest": text,
+                 "listed_body_size": listed_body, "body": b64(stored)}
+        return entry, verdict
+
+    key, manifest, stored = archive_manifest(room, bob, bob_client, held, files)
+    entry, verdict = case("two devices' files, one event held stripped", key, manifest, stored)
+    unsigned = {k: v for k, v in manifest.items() if k != "signature"}
+    entry.update({
+        "signing_input": (ARCHIVE_PREFIX + canonical(unsigned)).decode("utf-8"),
+        "body_lines": [wire(e) for e in sorted(held, key=order_key)],
+        "body_sha256": sha256_hex(stored),
+        "covers": {"events": len(held), "first_ts": manifest["first_ts"], "last_ts": manifest["last_ts"],
+                   "date": manifest["date"], "part": 1, "parts": 1, "signer": bob.key,
+                   "chains": manifest["chains"], "files": [f"rooms/{room}/logs/{f['name']}" for f in manifest["files"]]},
+    })
+    valid = [entry]
+
+    invalid = []
+
+    def bad(name, error, events=held, file_list=files, signer=bob, client=bob_client, stored=None, change=None,
+            resign=True, text=None, listed_manifest=None, listed_body="same", key=None):
+        k, m, s = archive_manifest(room, signer, client, events, file_list, stored=stored, change=change, resign=resign)
+        entry, _ = case(name, key or k, text if text is not None else m, s, listed_manifest, listed_body, error)
+        entry["error"] = error
+        invalid.append(entry)
+
+    def lines_body(events):
+        return gzip_stored(archive_body_lines(events).encode())
+
+    def raw_body(text):
+        return gzip_stored(text.encode())
+
+    ordered = [wire(e) + "\n" for e in sorted(held, key=order_key)]
+    carol1 = carol.sign(room, "m.room.message", {"msgtype": "text", "body": "not listed"}, t0 + 2_200)
+    elsewhere = Device("alice")
+    moved = elsewhere.sign("elsewhere", "m.room.create", {"version": 1}, t0 + 3_500)
+    altered = json.loads(json.dumps(b2))
+    altered["content"]["body"] = "thanks, mallory"
+
+    bad("a manifest listed larger than 4 MiB", "manifest_too_large", listed_manifest=ARCHIVE_MAX_MANIFEST + 1)
+    bad("a manifest that is not JSON", "manifest_malformed", text='{"format":"parley.bucket.archive.v1",\n')
+    bad("a manifest that is an array", "manifest_malformed", text="[]\n")
+    bad("a manifest nested four levels deep", "manifest_malformed", change=lambda m: m["body"].update(key=[{"k": []}]))
+    bad("a manifest of another format", "unknown_format", change=lambda m: m.update(format="parley.bucket.archive.v2"))
+    bad("a manifest with a member this version does not know", "manifest_malformed", change=lambda m: m.update(note="hi"))
+    bad("a manifest without a signature", "manifest_malformed", change=lambda m: m.pop("signature"), resign=False)
+    bad("chains not sorted by sender", "manifest_malformed", change=lambda m: m["chains"].reverse())
+    bad("a count as a string", "manifest_malformed", change=lambda m: m.update(events="7"))
+    bad("part 2 of 1", "manifest_malformed", change=lambda m: m.update(part=2))
+    bad("a file whose seq range runs backwards", "manifest_malformed",
+        change=lambda m: m["files"][0].update(first_seq=3, last_seq=1))
+    bad("a manifest naming another room than its key", "key_mismatch", change=lambda m: m.update(room_id="other"))
+    bad("a manifest whose first_ts is not its key's", "key_mismatch", change=lambda m: m.update(first_ts=t0 + 1))
+    bad("a manifest whose body key is another part's", "key_mismatch",
+        change=lambda m: m["body"].update(key=m["body"]["key"].replace(bob_client, alice_client)))
+    bad("a manifest signed by a device whose fingerprint its key's client id does not name", "key_mismatch",
+        signer=carol)
+    bad("a file size changed after signing", "bad_signature", change=lambda m: m["files"][0].update(size=1), resign=False)
+    bad("a count that is not the sum of the chains", "count_mismatch", change=lambda m: m.update(events=8))
+    def renamed(name):
+        return [(name, 1_801, alice, 1, 3)] + files[1:]
+
+    bad("a file in another day's folder", "file_name_invalid", file_list=renamed(files[0][0].replace("2025-10-09/", "2025-10-10/")))
+    bad("a file whose times are not written with 13 digits", "file_name_invalid",
+        file_list=renamed(f"2025-10-09/messages_0{t0}_0{t0 + 1_000}_{alice_client}.jsonl"))
+    bad("a file name that is not a log file", "file_name_invalid", file_list=renamed("2025-10-09/notes.txt"))
+    bad("a file whose name's fingerprint is not its sender's", "file_sender_mismatch",
+        file_list=[(files[0][0], 1_801, bob, 1, 3)] + files[1:])
+    bad("a file claimed beyond its sender's chain", "file_not_covered",
+        file_list=files + [(log_file_name(t0 + 5_000, t0 + 6_000, alice_client), 700, alice, 6, 7)])
+    bad("a file of a device with no chain", "file_not_covered",
+        file_list=files + [(log_file_name(t0 + 5_000, t0 + 6_000, client_of(carol)), 700, carol, 1, 1)])
+    bad("two files of one device that overlap", "files_not_contiguous",
+        file_list=[(files[0][0], 1_801, alice, 1, 4)] + files[1:])
+    bad("a device's files that leave a gap in its chain", "files_not_contiguous",
+        file_list=[(files[0][0], 1_801, alice, 1, 2)] + files[1:])
+    bad("a body that is not listed", "body_missing", listed_body=None)
+    bad("a body listed at another size", "body_size_mismatch", listed_body=len(stored) + 1)
+    tampered = bytearray(stored)
+    tampered[40] ^= 0x01
+    bad("a body changed after the manifest was signed", "body_hash_mismatch",
+        change=lambda m: m["body"].update(sha256=sha256_hex(stored)), stored=bytes(tampered))
+    bad("a body that is not gzip", "body_corrupt", stored="".join(ordered).encode())
+    bad("a truncated body", "body_corrupt", stored=stored[:-12])
+    bad("a body with bytes after its gzip stream", "body_corrupt", stored=stored + b"\x00")
+    bad("a gzip bomb: 64 MiB of zeros and more", "body_too_large", stored=gzip_bomb(ARCHIVE_MAX_BODY // 258 + 2))
+    bad("an altered event", "invalid_event", stored=raw_body("".join(ordered).replace(wire(b2), wire(altered))))
+    bad("an event of another room", "invalid_event",
+        stored=raw_body("".join(ordered[:-1]) + wire(moved) + "\n" + ordered[-1]))
+    bad("a line that is not in canonical form", "invalid_event",
+        stored=raw_body("".join(ordered).replace(wire(b2), wire(b2).replace(",", ", ", 1))))
+    bad("a body whose last line has no LF", "invalid_event", stored=raw_body("".join(ordered)[:-1]))
+    bad("an event twice", "duplicate_event", stored=raw_body("".join(ordered[:4] + ordered[3:])))
+    bad("two events swapped", "out_of_order", stored=raw_body("".join(ordered[:3] + [ordered[4], ordered[3]] + ordered[5:])))
+    bad("an extra event of a device that has no chain", "unlisted_sender",
+        stored=lines_body(held + [carol1]))
+    bad("an event missing from the middle of a chain", "chain_mismatch",
+        stored=lines_body([e for e in held if e is not a3]))
+    bad("a chain's last event missing", "chain_mismatch", stored=lines_body([e for e in held if e is not a5]))
+    bad("a first_ts before the first event", "time_mismatch",
+        key=archive_stem(room, t0 - 1, t0 + 4_000, bob_client) + ".manifest.json",
+        change=lambda m: (m.update(first_ts=t0 - 1),
+                          m["body"].update(key=archive_stem(room, t0 - 1, t0 + 4_000, bob_client) + ".jsonl.gz")))
+    bad("a file whose name ends before its last event", "file_time_mismatch",
+        file_list=[(log_file_name(t0, t0 + 999, alice_client), 1_801, alice, 1, 3)] + files[1:])
+
+    codes = sorted({e["error"] for e in invalid})
+
+    # Sets (§13.9.5 step 3): manifests only; their bodies play no part.
+    selections = []
+    split_a = archive_manifest(room, alice, alice_client, [a1, a2, a3, b1, b2], files[:2], part=1, parts=2)
+    split_b = archive_manifest(room, alice, alice_client, [envelope(a4), a5], files[2:], part=2, parts=2)
+    whole_alice = archive_manifest(room, alice, alice_client, held, files)
+    whole_bob = archive_manifest(room, bob, bob_client, held, files)
+    partial_bob = archive_manifest(room, bob, bob_client, [a1, a2, a3, b1, b2], files[:2])
+    lonely = archive_manifest(room, bob, bob_client, [a1, a2, a3], files[:1], part=1, parts=2)
+    overlap_a = archive_manifest(room, carol, client_of(carol), [a1, a2, a3, b1, b2], files[:2], part=1, parts=2)
+    overlap_b = archive_manifest(room, carol, client_of(carol), [a1, a2, a3], files[:1], part=2, parts=2)
+    t1 = t0 + DAY_MS
+    n6 = alice.sign(room, "m.room.message", {"msgtype": "text", "body": "next day"}, t1)
+    next_day = archive_manifest(room, alice, alice_client, [n6], [(log_file_name(t1, t1, alice_client), 400, alice, 6, 6)])
+    later = t1 + DAY_MS + HOUR_MS
+
+    def selection(name, parts, now_ms):
+        manifests = [(k, manifest_text(m)) for k, m, _ in parts]
+        chosen, refused, ignored = reference_selection(room, manifests, now_ms)
+        selections.append({"name": name, "now_ms": now_ms, "manifests": [{"key": k, "manifest": t} for k, t in manifests],
+                           "chosen": chosen, "refused": refused, "ignored": ignored})
+
+    selection("a set of two parts by one device", [split_b, split_a], later)
+    selection("of two devices' sets, the one with more events", [partial_bob, whole_alice], later)
+    selection("of two sets with as many events, the one whose first part's key is smaller", [whole_bob, whole_alice], later)
+    selection("a set with a part missing is refused, and another set covers the day", [lonely, partial_bob], later)
+    selection("a set whose parts name one file twice is refused", [overlap_a, overlap_b], later)
+    selection("one set per day, each day on its own", [next_day, whole_bob], later)
+    selection("a day that ended less than an hour ago is not used", [next_day, whole_bob], (t1 // DAY_MS + 1) * DAY_MS + HOUR_MS - 1)
+    assert selections[0]["chosen"] == {"2025-10-09": [split_a[0], split_b[0]]}
+    assert selections[1]["chosen"] == {"2025-10-09": [whole_alice[0]]}
+    assert selections[3]["refused"][0]["error"] == "set_incomplete" and selections[4]["refused"][0]["error"] == "set_overlap"
+    assert selections[6]["ignored"] == [next_day[0]]
+
+    keys = {
+        "valid": [
+            {"key": key, "kind": "manifest", "date": "2025-10-09", "first_ts": t0, "last_ts": t0 + 4_000, "client_id": bob_client},
+            {"key": key[:-len(".manifest.json")] + ".jsonl.gz", "kind": "body", "date": "2025-10-09", "first_ts": t0,
+             "last_ts": t0 + 4_000, "client_id": bob_client},
+        ],
+        "invalid": [
+            f"rooms/{room}/archive/2025-10-09/{t0}_{t0 + 4_000}_x.manifest.json".replace(f"{t0}_", f"0{t0}_"),
+            f"rooms/{room}/archive/2025-10-10/{t0:013d}_{t0 + 4_000:013d}_x.manifest.json",
+            f"rooms/{room}/archive/2025-10-09/{t0 + 4_000:013d}_{t0:013d}_x.manifest.json",
+            f"rooms/{room}/archive/2025-10-09/{t0:013d}_{t0 + 4_000:013d}_x.json",
+            f"rooms/{room}/archive/2025-10-09/{t0:013d}_{t0 + 4_000:013d}_X.jsonl.gz",
+            f"rooms/{room}/archive/2025-10-09/{t0:013d}_{t0 + 4_000:013d}_a..b.jsonl.gz",
+            f"rooms/{room}/archive/2025-10-09/sub/{t0:013d}_{t0 + 4_000:013d}_x.jsonl.gz",
+            f"rooms/{room}/archive/{t0:013d}_{t0 + 4_000:013d}_x.jsonl.gz",
+            f"rooms/{room}/archive/2025-02-29/{t0:013d}_{t0 + 4_000:013d}_x.jsonl.gz",
+            f"rooms/other/archive/2025-10-09/{t0:013d}_{t0 + 4_000:013d}_x.jsonl.gz",
+        ],
+    }
+    for k in keys["invalid"]:
+        assert parse_archive_key(k, room) is None, k
+    for k in keys["valid"]:
+        assert parse_archive_key(k["key"], room) == (k["kind"], k["date"], k["first_ts"], k["last_ts"], k["client_id"]), k
+
+    return {"description": "Archive objects (docs/PROTOCOL.md §13.9) of room `general`. `keys`: archive keys and what "
+                           "they name, and keys that are not archive objects. `valid`: a part whose manifest and stored "
+                           "body pass every check of §13.9.4, given with the listed sizes a reader sees, the manifest's "
+                           "signing input, the body's uncompressed `body_lines` (any gzip of them is a valid body; the "
+                           "`body` given, base64 of stored deflate blocks, has SHA-256 `body_sha256`) and what the part "
+                           "covers. `invalid`: parts that fail, each with the code of the first check that fails "
+                           "(`listed_body_size` null: no body listed). `selections`: the verified manifests a reader "
+                           "finds, its clock, and per day the keys of the chosen set by part, the refused groups (keys, "
+                           "code) and the manifests of days too recent to use (§13.9.5). The check of the signer's "
+                           "membership (`signer_not_member`) needs room state and is not here. Keys derive from "
+                           "SHA-256(\"parley vector signing key \" + name).",
+            "codes": codes, "keys": keys, "valid": valid, "invalid": invalid, "selections": selections}
+
+
 def main():
     outputs = {
         "canonical_json.json": canonical_vectors(),
@@ -1475,6 +2145,7 @@ def main():
         "state.json": state_vectors(),
         "encryption.json": encryption_vectors(),
         "codes.json": code_vectors(),
+        "archives.json": archive_vectors(),
     }
     check = "--check" in sys.argv
     failed = False
