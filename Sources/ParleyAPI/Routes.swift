@@ -226,11 +226,13 @@ struct Fields {
 }
 
 /// Runs a node call on a thread of its own, answering its result as JSON, or its error with the status its code means.
-/// Node calls block (SQLite, and the home's publishing lock, which another `parley` process may hold for a while):
-/// off the cooperative pool, a wait never stalls the node's other tasks.
+/// Node calls block (SQLite, the home's publishing lock, which another `parley` process may hold for a while, and a
+/// send waiting for the one publishing its burst): off the cooperative pool, a wait never stalls the node's other
+/// tasks. A serial queue of its own runs on libdispatch's overcommitting pool, which starts a thread when none is free;
+/// `DispatchQueue.global()` keeps to one per core and would leave a call queued behind calls that wait.
 func call(status: HTTPResponse.Status = .ok, _ body: @escaping @Sendable () throws -> JSONValue) async throws -> Response {
     let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<JSONValue, any Error>, Never>) in
-        DispatchQueue.global().async { continuation.resume(returning: Result { try body() }) }
+        DispatchQueue(label: "parley.api.call").async { continuation.resume(returning: Result { try body() }) }
     }
     do {
         return jsonResponse(try result.get(), status: status)

@@ -170,10 +170,16 @@ public final class Node: Sendable {
                 _ = try store.ingest(events: [event], receivedMs: timestamp, requireAccepted: true)
                 return [event]
             }
-            // A burst: this thread signs (the chain is sequential) while a worker stores what is signed, all in one
-            // transaction, so that if the room refuses any event nothing is stored.
+            // A burst, stored in one transaction, so that if the room refuses any event nothing is stored. A short one
+            // (events sent at once through the local API, taken together) is signed and then stored on this thread.
             let store = store
             let receivedMs = timestamp
+            if outgoing.count <= 2 * Node.signingChunk {
+                let events = outgoing.map(sign)
+                _ = try store.ingest(events: events, receivedMs: receivedMs, requireAccepted: true)
+                return events
+            }
+            // A long one: this thread signs (the chain is sequential) while a worker stores what is signed.
             var events: [VerifiedEvent] = []
             events.reserveCapacity(outgoing.count)
             _ = try BatchPipeline<[VerifiedEvent]>.run(depth: 4) { next in

@@ -54,7 +54,7 @@ public enum BatchPipeline<Batch: Sendable> {
 
     static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+            DispatchQueue(label: "parley.pipeline.wait").async { continuation.resume(with: Result { try body() }) }
         }
     }
 }
@@ -78,11 +78,13 @@ final class Channel<Batch: Sendable, Output: Sendable>: @unchecked Sendable {
 
     init(depth: Int) { self.depth = max(0, depth) }
 
-    /// Starts the consumer on a dispatch worker. (Not a Foundation `Thread`: a thread that runs the store's dispatch
-    /// work and then exits frees libdispatch's per-thread cache as it ends, and under load that cache held a
-    /// continuation already freed.)
+    /// Starts the consumer on a queue of its own. A serial queue runs on libdispatch's overcommitting pool, which
+    /// starts a thread when none is free: `DispatchQueue.global()` keeps to one thread per core, so a consumer queued
+    /// there while every one of them waits (for the home's lock, or for this very consumer) would wait seconds for the
+    /// pool to notice. (Not a Foundation `Thread`: a thread that runs the store's dispatch work and then exits frees
+    /// libdispatch's per-thread cache as it ends, and under load that cache held a continuation already freed.)
     func start(_ consume: @escaping @Sendable (_ next: () throws -> Batch?) throws -> Output) {
-        DispatchQueue.global().async {
+        DispatchQueue(label: "parley.pipeline.consumer").async {
             let outcome = Result { try consume { try self.next() } }
             self.condition.withLock {
                 self.result = outcome
