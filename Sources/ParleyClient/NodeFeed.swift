@@ -71,12 +71,12 @@ public final class NodeFeed: Sendable {
     private let store: EventStore
     private let subscribers = Mutex<[UInt64: Subscriber]>([:])
     private let nextID = Atomic<UInt64>(0)
-    /// The newest row announced; held while announcing, so announcements keep the store's order.
-    private let watermark: Mutex<Int64>
+    /// Where announcing has got to in the store; held while announcing, so announcements keep the store's order.
+    private let watermark: Mutex<EventStore.FeedPosition>
 
     init(store: EventStore) throws {
         self.store = store
-        watermark = Mutex(try store.newestEventRowID())
+        watermark = Mutex(try store.newestFeedPosition())
     }
 
     /// Activity from now on. A subscriber that falls more than `backlog` items behind is cut off: its stream ends and
@@ -114,7 +114,7 @@ public final class NodeFeed: Sendable {
     public func catchUp() throws {
         try watermark.withLock { watermark in
             while true {
-                let (events, upTo) = try store.acceptedEvents(afterRowID: watermark, limit: 500)
+                let (events, upTo) = try store.feedEvents(after: watermark, limit: 500)
                 if upTo == watermark { return }
                 watermark = upTo
                 var start = events.startIndex

@@ -15,22 +15,71 @@ public struct StoredEventSummary: Sendable, Equatable {
 }
 
 extension EventStore {
-    /// Accepted events stored after row `rowID`, oldest row first, at most `limit`; and the newest row looked at, which
-    /// is where the next call starts (past events that are stored but not accepted).
-    public func acceptedEvents(afterRowID rowID: Int64, limit: Int) throws -> (events: [StoredEventSummary], upTo: Int64) {
+    /// Events already stored that became accepted later (released when the event they refer to arrived, or judged
+    /// again when an earlier event came late): the feed's watermark over rows has passed them, so each such change is
+    /// a row here, for the feed to announce. The newest ``feedChangesKept`` are kept.
+    static func registerFeedChangesMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v11-feed-changes") { db in
+            try db.execute(sql: "CREATE TABLE event_changes (id INTEGER PRIMARY KEY, event_row INTEGER NOT NULL)")
+        }
+    }
+
+    /// Changes kept for feeds that fell behind; a feed further behind than this misses the oldest (it re-reads a
+    /// timeline anyway).
+    static let feedChangesKept: Int64 = 10_000
+
+    /// Where a feed has got to: the newest event row and the newest change it looked at.
+    public struct FeedPosition: Sendable, Equatable {
+        public var row: Int64
+        public var change: Int64
+    }
+
+    /// The position of a feed that starts now: nothing stored so far is announced.
+    public func newestFeedPosition() throws -> FeedPosition {
         try pool.read { db in
-            let rows = try Row.fetchAll(
+            FeedPosition(
+                row: try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id) FROM events")) ?? 0,
+                change: try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id) FROM event_changes")) ?? 0)
+        }
+    }
+
+    /// Accepted events to announce after `position`, at most `limit` of each kind: those stored after its row, then those
+    /// stored at or before it that became accepted since; and the position to start from next time. Read in one
+    /// snapshot, so an event is announced once whichever way it became accepted.
+    public func feedEvents(after position: FeedPosition, limit: Int) throws -> (events: [StoredEventSummary], upTo: FeedPosition) {
+        try pool.read { db in
+            let (stored, row) = try EventStore.acceptedEvents(db: db, afterRowID: position.row, limit: limit)
+            let changes = try Row.fetchAll(
                 db.cachedStatement(
                     sql: """
-                        SELECT e.id, e.room_id, e.event_id, COALESCE(p.type, e.type), COALESCE(e.target_event_id, p.target_event_id), e.status
-                        FROM events e LEFT JOIN plaintexts p ON p.event_row = e.id WHERE e.id > ? ORDER BY e.id LIMIT ?
+                        SELECT c.id, e.id, e.room_id, e.event_id, COALESCE(p.type, e.type), COALESCE(e.target_event_id, p.target_event_id), e.status
+                        FROM event_changes c JOIN events e ON e.id = c.event_row LEFT JOIN plaintexts p ON p.event_row = e.id
+                        WHERE c.id > ? ORDER BY c.id LIMIT ?
                         """),
-                arguments: [rowID, limit])
-            let events = rows.filter { ($0[5] as Int) == 0 }.map {
-                StoredEventSummary(rowID: $0[0], roomID: $0[1], eventID: $0[2], type: $0[3], targetEventID: $0[4])
+                arguments: [position.change, limit])
+            // A change of a row after the old watermark is the row's own announcement's business.
+            let changed = changes.filter { ($0[6] as Int) == 0 && ($0[1] as Int64) <= position.row }.map {
+                StoredEventSummary(rowID: $0[1], roomID: $0[2], eventID: $0[3], type: $0[4], targetEventID: $0[5])
             }
-            return (events, rows.last?[0] ?? rowID)
+            let change: Int64 = changes.last?[0] ?? position.change
+            return (changed + stored, FeedPosition(row: row, change: change))
         }
+    }
+
+    /// Accepted events stored after row `rowID`, oldest row first, at most `limit`; and the newest row looked at (past
+    /// events that are stored but not accepted).
+    static func acceptedEvents(db: Database, afterRowID rowID: Int64, limit: Int) throws -> (events: [StoredEventSummary], upTo: Int64) {
+        let rows = try Row.fetchAll(
+            db.cachedStatement(
+                sql: """
+                    SELECT e.id, e.room_id, e.event_id, COALESCE(p.type, e.type), COALESCE(e.target_event_id, p.target_event_id), e.status
+                    FROM events e LEFT JOIN plaintexts p ON p.event_row = e.id WHERE e.id > ? ORDER BY e.id LIMIT ?
+                    """),
+            arguments: [rowID, limit])
+        let events = rows.filter { ($0[5] as Int) == 0 }.map {
+            StoredEventSummary(rowID: $0[0], roomID: $0[1], eventID: $0[2], type: $0[3], targetEventID: $0[4])
+        }
+        return (events, rows.last?[0] ?? rowID)
     }
 
     /// The ids of `senderKey`'s events of `roomID` with a seq in `seqs`, in seq order.

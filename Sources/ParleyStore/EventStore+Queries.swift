@@ -368,12 +368,6 @@ extension EventStore {
             return ids.count
         }
     }
-
-    /// The row id of the newest event stored: it grows whenever any process stores an event, so what is stored after
-    /// it is what is new (the node's feed starts here).
-    public func newestEventRowID() throws -> Int64 {
-        try pool.read { db in try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id) FROM events")) ?? 0 }
-    }
 }
 
 /// SQLite limits bound parameters per statement; IN lists are sent in chunks of this many.

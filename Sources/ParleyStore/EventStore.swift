@@ -183,6 +183,7 @@ public final class EventStore: Sendable {
         registerKeyForwardingMigration(&migrator)
         registerRejectedLogMigration(&migrator)
         registerTransportTablesMigration(&migrator)
+        registerFeedChangesMigration(&migrator)
         return migrator
     }
 }

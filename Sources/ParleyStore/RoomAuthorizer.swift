@@ -15,6 +15,8 @@ struct RoomAuthorizer {
     var last: EventOrder?
     var version: Int64
     var stateChanged = false
+    /// Whether events stored earlier became accepted in this batch (rows of `event_changes` written).
+    var recordedChanges = false
     /// Whether content was stripped, so the search index should drop the deleted terms for good.
     var strippedContent = false
     /// Whether the room has events waiting for a relation target.
@@ -229,6 +231,11 @@ struct RoomAuthorizer {
         let (status, reason) = RoomAuthorizer.status(of: verdict)
         if status.rawValue != previousStatus {
             try db.cachedStatement(sql: "UPDATE events SET status = ?, reason = ? WHERE id = ?").execute(arguments: [status.rawValue, reason, id])
+            if status == .accepted {
+                // Stored earlier and accepted only now: the node's feed has passed its row, so it learns of it here.
+                try db.cachedStatement(sql: "INSERT INTO event_changes (event_row) VALUES (?)").execute(arguments: [id])
+                recordedChanges = true
+            }
         }
         if case .redaction(let target, _)? = content {
             // What it hides may change without its verdict changing (another event now carries the id, or a key
@@ -344,6 +351,10 @@ struct RoomAuthorizer {
 
     /// Records the room's progress; returns the new state version, for the cache once the transaction commits.
     func finish() throws -> Int64? {
+        if recordedChanges {
+            try db.cachedStatement(sql: "DELETE FROM event_changes WHERE id <= (SELECT MAX(id) FROM event_changes) - ?")
+                .execute(arguments: [EventStore.feedChangesKept])
+        }
         guard let last else { return nil }
         let newVersion = stateChanged ? version + 1 : version
         try db.cachedStatement(

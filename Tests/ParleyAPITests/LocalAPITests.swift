@@ -203,8 +203,9 @@ import Testing
             _ = try fixture.node.publish(roomID: "general", (0..<20).map { _ in OutgoingEvent.message(text) })
             sent += 20
         }
+        // The stream is cut off by its backlog: the count of cut-off streams lags behind the publishing loop (it is
+        // counted once the stream's tasks unwind), so the loop may well have published all it could.
         #expect(await waitUntil { fixture.api.counts.streamsCutOff == 1 && fixture.api.counts.openStreams == 0 })
-        #expect(sent < 5_000)
         withExtendedLifetime(socket) {}
         // Another client is served as before.
         let messages = try await fixture.stream(
