@@ -193,6 +193,7 @@ extension LocalAPI {
         object["membership"] = room.membership.map { .string($0.rawValue) } ?? .null
         object["direct_peer"] = room.directPeer.map(JSONValue.string) ?? .null
         object["unread"] = .integer(Int64(room.unread))
+        object["mentions"] = .integer(Int64(room.mentions))
         object["last"] = room.last.map(JSONOutput.item) ?? .null
         return .object(object)
     }

@@ -15,6 +15,8 @@ public struct RoomSummary: Sendable {
     public var directPeer: String?
     /// Messages by others after this user's newest read receipt, up to ``Node/unreadCap``.
     public var unread: Int
+    /// Those of them that mention this user (``Node/mentions(_:userID:)``).
+    public var mentions: Int
     /// The room's newest timeline item, if any.
     public var last: TimelineItem?
 }
@@ -22,6 +24,36 @@ public struct RoomSummary: Sendable {
 extension Node {
     /// Unread counts stop here: counting further costs a scan of the room, and a list shows "999+" anyway.
     public static let unreadCap = 1_000
+
+    /// Whether a message's text mentions `userID`: `@` and the user id, standing alone — not inside a longer id
+    /// (`@alice` is no mention of `ali`), an address (`bob@alice`) or a path. A `.` after it ends a sentence, not the id,
+    /// unless an id character follows.
+    public static func mentions(_ text: String, userID: String) -> Bool {
+        let bytes = Array(text.utf8)
+        let needle = Array(("@" + userID).utf8)
+        func isIDByte(_ byte: UInt8) -> Bool {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "="),
+                UInt8(ascii: "-"):
+                true
+            default: false
+            }
+        }
+        /// Whether the byte at `index` makes the id go on.
+        func continuesID(_ index: Int) -> Bool {
+            guard index < bytes.count else { return false }
+            guard bytes[index] == UInt8(ascii: ".") else { return isIDByte(bytes[index]) }
+            return index + 1 < bytes.count && isIDByte(bytes[index + 1]) && bytes[index + 1] != UInt8(ascii: ".")
+        }
+        var start = 0
+        while start + needle.count <= bytes.count {
+            defer { start += 1 }
+            guard bytes[start..<start + needle.count].elementsEqual(needle) else { continue }
+            let standsAlone = start == 0 || !(isIDByte(bytes[start - 1]) || bytes[start - 1] == UInt8(ascii: "/"))
+            if standsAlone && !continuesID(start + needle.count) { return true }
+        }
+        return false
+    }
 
     /// Every room this node holds, the most recently active first.
     public func roomSummaries() throws -> [RoomSummary] {
@@ -45,10 +77,11 @@ extension Node {
             roomID.hasPrefix(Node.directMessagePrefix)
             ? state.members.values.filter { $0.userID != identity.userID && ($0.membership == .join || $0.membership == .invite) }.map(\.userID).sorted().first
             : nil
+        let unread = try store.unreadMessages(roomID: roomID, userID: identity.userID, mentionText: "@" + identity.userID, cap: Node.unreadCap)
         return RoomSummary(
             roomID: roomID, name: state.name, topic: state.topic, isEncrypted: state.encryption != nil, members: state.joinedMembers.count,
-            membership: state.members[identity.userID]?.membership, directPeer: peer,
-            unread: try store.unreadCount(roomID: roomID, userID: identity.userID, cap: Node.unreadCap),
+            membership: state.members[identity.userID]?.membership, directPeer: peer, unread: unread.count,
+            mentions: unread.mentioning.filter { Node.mentions($0, userID: identity.userID) }.count,
             last: try store.timeline(roomID: roomID, limit: 1).last)
     }
 

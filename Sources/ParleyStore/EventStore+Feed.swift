@@ -91,10 +91,11 @@ extension EventStore {
         }
     }
 
-    /// How many messages of `roomID` by others than `userID` come after the newest event `userID`'s read receipts
-    /// (plain or sealed) reach (all of them when there is none), counting up to `cap`. Redacted messages do not count; sealed ones do
-    /// once opened as messages, and while this device cannot open them.
-    public func unreadCount(roomID: String, userID: String, cap: Int) throws -> Int {
+    /// The messages of `roomID` by others than `userID` that come after the newest event `userID`'s read receipts
+    /// (plain or sealed) reach (all of them when there is none), up to `cap`: how many, and the text of those whose text
+    /// holds `mentionText` (the caller decides which of those are mentions). Redacted messages do not count; sealed ones
+    /// do once opened as messages, and while this device cannot open them.
+    public func unreadMessages(roomID: String, userID: String, mentionText: String, cap: Int) throws -> (count: Int, mentioning: [String]) {
         try pool.read { db in
             let marker = try Row.fetchOne(
                 db.cachedStatement(
@@ -108,7 +109,9 @@ extension EventStore {
                         ORDER BY t.timestamp_ms DESC, t.seq DESC, t.event_id DESC, t.sender_key DESC LIMIT 1
                         """), arguments: [roomID, userID])
             var sql = """
-                SELECT COUNT(*) FROM (SELECT 1 FROM events e WHERE e.room_id = ? AND e.status = 0 AND e.redacted = 0 AND e.sender_id != ?
+                SELECT COALESCE(json_extract(CAST(e.wire AS TEXT), '$.content.body'),
+                        (SELECT json_extract(CAST(p.content AS TEXT), '$.body') FROM plaintexts p WHERE p.event_row = e.id))
+                    FROM events e WHERE e.room_id = ? AND e.status = 0 AND e.redacted = 0 AND e.sender_id != ?
                     AND (e.type = 'm.room.message' OR (e.type = 'm.room.encrypted' AND NOT EXISTS (
                         SELECT 1 FROM plaintexts p WHERE p.event_row = e.id AND p.type IS NOT NULL AND p.type != 'm.room.message')))
                 """
@@ -117,9 +120,16 @@ extension EventStore {
                 sql += " AND (e.timestamp_ms, e.seq, e.event_id, e.sender_key) > (?, ?, ?, ?)"
                 arguments += [marker[0] as Int64, marker[1] as Int64, marker[2] as String, marker[3] as String]
             }
-            sql += " LIMIT ?)"
+            sql += " LIMIT ?"
             arguments += [cap]
-            return try Int.fetchOne(db.cachedStatement(sql: sql), arguments: arguments) ?? 0
+            var count = 0
+            var mentioning: [String] = []
+            let bodies = try String?.fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
+            while let body = try bodies.next() {
+                count += 1
+                if let body, body.contains(mentionText) { mentioning.append(body) }
+            }
+            return (count, mentioning)
         }
     }
 }
