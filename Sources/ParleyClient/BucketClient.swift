@@ -210,8 +210,9 @@ public struct BucketClient: Sendable {
     }
 
     /// Runs a transport call, its failure as a ``ClientError`` that keeps its code.
-    func callAsync<T>(_ body: () async throws -> T) async throws(ClientError) -> T {
-        do { return try await body() } catch { throw ClientError(describing: error, home: node.home) }
+    /// A cancellation stays one, for the caller that cancelled.
+    func callAsync<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let error as CancellationError { throw error } catch { throw ClientError(describing: error, home: node.home) }
     }
 
     func call<T>(_ body: () throws -> T) throws(ClientError) -> T {

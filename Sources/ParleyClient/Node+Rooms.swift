@@ -26,8 +26,8 @@ extension Node {
     public static let unreadCap = 1_000
 
     /// Whether a message's text mentions `userID`: `@` and the user id, standing alone — not inside a longer id
-    /// (`@alice` is no mention of `ali`), an address (`bob@alice`) or a path. A `.` after it ends a sentence, not the id,
-    /// unless an id character follows.
+    /// (`@alice` is no mention of `ali`), a word, an address (`bob@alice`, `josé@alice`) or a path. A `.` after it ends
+    /// a sentence, not the id, unless an id character follows.
     public static func mentions(_ text: String, userID: String) -> Bool {
         let bytes = Array(text.utf8)
         let needle = Array(("@" + userID).utf8)
@@ -49,7 +49,9 @@ extension Node {
         while start + needle.count <= bytes.count {
             defer { start += 1 }
             guard bytes[start..<start + needle.count].elementsEqual(needle) else { continue }
-            let standsAlone = start == 0 || !(isIDByte(bytes[start - 1]) || bytes[start - 1] == UInt8(ascii: "/"))
+            // After a space or punctuation, not after a letter of any script or case, a digit, or a path or address character.
+            let standsAlone =
+                start == 0 || (bytes[start - 1] < 0x80 && !isIDByte(bytes[start - 1]) && !"ABCDEFGHIJKLMNOPQRSTUVWXYZ/+@".utf8.contains(bytes[start - 1]))
             if standsAlone && !continuesID(start + needle.count) { return true }
         }
         return false
@@ -58,6 +60,8 @@ extension Node {
     /// Every room this node holds, the most recently active first.
     public func roomSummaries() throws -> [RoomSummary] {
         try catchUpDecryption()
+        // Mentions are counted in messages' current text, which the search index holds.
+        try store.catchUpSearchIndex()
         return try store.roomIDs().compactMap { roomID in
             guard let state = try store.roomState(roomID: roomID), state.creation != nil else { return nil }
             return try summary(of: state)
@@ -68,6 +72,7 @@ extension Node {
     public func roomSummary(_ roomID: String) throws -> RoomSummary {
         let state = try requireState(roomID)
         try catchUpDecryption()
+        try store.catchUpSearchIndex()
         return try summary(of: state)
     }
 

@@ -132,7 +132,9 @@ public final class Node: Sendable {
             timestamp = max(timestamp, latest + 1)
         }
         var generator = BufferedRandom()
-        func sign(_ item: OutgoingEvent) -> VerifiedEvent {
+        // Every event within the size limit, however it is published: a larger one would be stored here and refused
+        // by every other node, and its device's later events would wait for it there for ever.
+        func sign(_ item: OutgoingEvent) throws -> VerifiedEvent {
             let eventID = EventID.make(roomID: roomID, timestampMs: timestamp, using: &generator)
             let seq = (head?.seq ?? 0) + 1
             var type = item.type
@@ -147,18 +149,18 @@ public final class Node: Sendable {
             let event = identity.signingKey.signEvent(
                 roomID: roomID, type: type, content: content, parentEventID: item.parentEventID, senderID: identity.userID,
                 seq: seq, previousHash: head?.hash, timestampMs: timestamp, eventID: eventID)
+            guard event.wire.count <= Event.maxWireBytes else {
+                throw ClientError(
+                    .tooLarge,
+                    "This \(item.type) event would be \(event.wire.count) bytes, above the limit of \(Event.maxWireBytes) bytes (64 KiB) for one event."
+                )
+            }
             head = ChainLink(seq: event.event.seq, hash: event.hash, timestampMs: timestamp)
             return event
         }
         do {
             if outgoing.count == 1 {
-                let event = sign(outgoing[0])
-                guard event.wire.count <= Event.maxWireBytes else {
-                    throw ClientError(
-                        .tooLarge,
-                        "This \(outgoing[0].type) event would be \(event.wire.count) bytes, above the limit of \(Event.maxWireBytes) bytes (64 KiB) for one event."
-                    )
-                }
+                let event = try sign(outgoing[0])
                 // A clear reason before anything is signed into the chain; a burst relies on the store's verdict.
                 switch try store.preview(event) {
                 case .accepted: break
@@ -174,8 +176,8 @@ public final class Node: Sendable {
             // (events sent at once through the local API, taken together) is signed and then stored on this thread.
             let store = store
             let receivedMs = timestamp
-            if outgoing.count <= 2 * Node.signingChunk {
-                let events = outgoing.map(sign)
+            if outgoing.count <= Node.shortBurst {
+                let events = try outgoing.map(sign)
                 _ = try store.ingest(events: events, receivedMs: receivedMs, requireAccepted: true)
                 return events
             }
@@ -187,7 +189,7 @@ public final class Node: Sendable {
                     chunks: { try next().map { chunk in (chunk.map { .success($0) }, chunk.map(\.wire)) } }, receivedMs: receivedMs, requireAccepted: true)
             } produce: { put in
                 for start in stride(from: 0, to: outgoing.count, by: Node.signingChunk) {
-                    let chunk = outgoing[start..<min(outgoing.count, start + Node.signingChunk)].map(sign)
+                    let chunk = try outgoing[start..<min(outgoing.count, start + Node.signingChunk)].map(sign)
                     events += chunk
                     try put(chunk)
                 }
@@ -199,8 +201,11 @@ public final class Node: Sendable {
         }
     }
 
-    /// Events signed before the store takes them, in a burst.
+    /// Events signed before the store takes them, in a long burst.
     static let signingChunk = 128
+    /// A burst this long at most is signed and stored on the caller's thread, without a pipeline: every burst the
+    /// ``PublishCoalescer`` makes of events sent at once.
+    static let shortBurst = 2 * signingChunk
 
     func validateRoomID(_ roomID: String) throws {
         if let problem = Identifier.problem(with: roomID, kind: .room) { throw ClientError(.invalidArgument, "Invalid room id: \(problem).") }

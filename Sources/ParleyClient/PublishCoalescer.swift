@@ -8,7 +8,7 @@ import Synchronization
 /// its own verdict. A lone caller (every one-shot command) publishes alone, as before.
 final class PublishCoalescer: Sendable {
     /// Events taken into one burst at most.
-    static let maxBurst = 256
+    static let maxBurst = Node.shortBurst
 
     final class Ticket: @unchecked Sendable {
         let event: OutgoingEvent
@@ -63,9 +63,17 @@ final class PublishCoalescer: Sendable {
         return try outcomes[burst.firstIndex { $0 === ticket }!].get()
     }
 
-    /// Each event's outcome: the burst's, or, when the room refuses the burst, each event's own.
+    /// Each event's outcome: the burst's; when the room refuses one of its events, each event's own; when the store
+    /// fails (a full disk), that failure for all of them.
     static func outcomes(of events: [OutgoingEvent], with publish: ([OutgoingEvent]) throws -> [VerifiedEvent]) -> [Result<VerifiedEvent, any Error>] {
-        if events.count > 1, let stored = try? publish(events) { return stored.map { .success($0) } }
+        if events.count > 1 {
+            do {
+                return try publish(events).map { .success($0) }
+            } catch {
+                let code = ClientError(describing: error).code
+                if [.io, .busy, .storeDamaged, .storeMissing, .internalError].contains(code) { return events.map { _ in .failure(error) } }
+            }
+        }
         return events.map { event in Result { try publish([event])[0] } }
     }
 }

@@ -48,7 +48,6 @@ extension EventStore {
     /// snapshot, so an event is announced once whichever way it became accepted.
     public func feedEvents(after position: FeedPosition, limit: Int) throws -> (events: [StoredEventSummary], upTo: FeedPosition) {
         try pool.read { db in
-            let (stored, row) = try EventStore.acceptedEvents(db: db, afterRowID: position.row, limit: limit)
             let changes = try Row.fetchAll(
                 db.cachedStatement(
                     sql: """
@@ -62,6 +61,10 @@ extension EventStore {
                 StoredEventSummary(rowID: $0[1], roomID: $0[2], eventID: $0[3], type: $0[4], targetEventID: $0[5])
             }
             let change: Int64 = changes.last?[0] ?? position.change
+            // While changes remain, the rows' watermark stays where it is: a change read later must still be told from
+            // a row announced with its final status.
+            guard changes.count < limit else { return (changed, FeedPosition(row: position.row, change: change)) }
+            let (stored, row) = try EventStore.acceptedEvents(db: db, afterRowID: position.row, limit: limit)
             return (changed + stored, FeedPosition(row: row, change: change))
         }
     }
@@ -92,9 +95,9 @@ extension EventStore {
     }
 
     /// The messages of `roomID` by others than `userID` that come after the newest event `userID`'s read receipts
-    /// (plain or sealed) reach (all of them when there is none), up to `cap`: how many, and the text of those whose text
-    /// holds `mentionText` (the caller decides which of those are mentions). Redacted messages do not count; sealed ones
-    /// do once opened as messages, and while this device cannot open them.
+    /// (plain or sealed) reach (all of them when there is none), the newest `cap` of them: how many, and the current
+    /// text (as edited) of those whose text holds `mentionText` (the caller decides which of those are mentions).
+    /// Redacted messages do not count; sealed ones do once opened as messages, and while this device cannot open them.
     public func unreadMessages(roomID: String, userID: String, mentionText: String, cap: Int) throws -> (count: Int, mentioning: [String]) {
         try pool.read { db in
             let marker = try Row.fetchOne(
@@ -108,26 +111,29 @@ extension EventStore {
                             OR (r.type = 'm.room.encrypted' AND p.type = 'm.receipt' AND json_extract(CAST(p.content AS TEXT), '$.receipt_type') = 'read'))
                         ORDER BY t.timestamp_ms DESC, t.seq DESC, t.event_id DESC, t.sender_key DESC LIMIT 1
                         """), arguments: [roomID, userID])
+            // The search index holds a message's current text; a message not indexed yet has its own.
             var sql = """
-                SELECT COALESCE(json_extract(CAST(e.wire AS TEXT), '$.content.body'),
-                        (SELECT json_extract(CAST(p.content AS TEXT), '$.body') FROM plaintexts p WHERE p.event_row = e.id))
+                SELECT CASE WHEN instr(b, ?) > 0 THEN b END FROM (SELECT COALESCE(
+                        (SELECT s.body FROM message_search s WHERE s.rowid = e.id),
+                        json_extract(CAST(e.wire AS TEXT), '$.content.body'),
+                        (SELECT json_extract(CAST(p.content AS TEXT), '$.body') FROM plaintexts p WHERE p.event_row = e.id)) AS b
                     FROM events e WHERE e.room_id = ? AND e.status = 0 AND e.redacted = 0 AND e.sender_id != ?
                     AND (e.type = 'm.room.message' OR (e.type = 'm.room.encrypted' AND NOT EXISTS (
                         SELECT 1 FROM plaintexts p WHERE p.event_row = e.id AND p.type IS NOT NULL AND p.type != 'm.room.message')))
                 """
-            var arguments: StatementArguments = [roomID, userID]
+            var arguments: StatementArguments = [mentionText, roomID, userID]
             if let marker {
                 sql += " AND (e.timestamp_ms, e.seq, e.event_id, e.sender_key) > (?, ?, ?, ?)"
                 arguments += [marker[0] as Int64, marker[1] as Int64, marker[2] as String, marker[3] as String]
             }
-            sql += " LIMIT ?"
+            sql += " ORDER BY e.timestamp_ms DESC, e.seq DESC, e.event_id DESC, e.sender_key DESC LIMIT ?)"
             arguments += [cap]
             var count = 0
             var mentioning: [String] = []
             let bodies = try String?.fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
             while let body = try bodies.next() {
                 count += 1
-                if let body, body.contains(mentionText) { mentioning.append(body) }
+                if let body { mentioning.append(body) }
             }
             return (count, mentioning)
         }

@@ -19,6 +19,8 @@ extension EventStore {
             let rows = "SELECT id FROM events WHERE room_id = ?"
             try db.execute(sql: "DELETE FROM message_search WHERE rowid IN (\(rows))", arguments: [roomID])
             try db.execute(sql: "DELETE FROM key_deliveries WHERE event_row IN (\(rows))", arguments: [roomID])
+            // Row ids of forgotten events are given out again: a change left behind would announce another event.
+            try db.execute(sql: "DELETE FROM event_changes WHERE event_row IN (\(rows))", arguments: [roomID])
             for table in EventStore.roomTables { try db.execute(sql: "DELETE FROM \(table) WHERE room_id = ?", arguments: [roomID]) }
             try db.execute(sql: "DELETE FROM events WHERE room_id = ?", arguments: [roomID])
             return db.changesCount

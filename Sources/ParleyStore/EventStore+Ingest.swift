@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import GRDB
 import GRDBSQLite
@@ -144,12 +143,15 @@ struct IngestBatch {
     var finishedStates: [(roomID: String, state: RoomState, version: Int64)] = []
     /// Rejections logged by this batch, per sending device (`nil`: input that is not an event).
     var loggedRejections: [String?: Int] = [:]
+    /// The newest event row committed before this batch: rows after it are this batch's own.
+    let committedUpTo: Int64
 
     init(db: Database, store: EventStore, receivedMs: Int64) throws {
         self.db = db
         self.store = store
         self.receivedMs = receivedMs
         insertStatement = try db.cachedStatement(sql: IngestBatch.insertSQL)
+        committedUpTo = try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(id) FROM events")) ?? 0
         hasPending = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM pending_events)")) ?? false
     }
 
@@ -256,7 +258,7 @@ struct IngestBatch {
         let roomID = event.event.roomID
         if event.event.type == EventType.roomKey { storedKeys = true }
         // Taken out of the dictionary for the duration, so updating it copies nothing.
-        var authorizer = try authorizers.removeValue(forKey: roomID) ?? RoomAuthorizer(db: db, store: store, roomID: roomID)
+        var authorizer = try authorizers.removeValue(forKey: roomID) ?? RoomAuthorizer(db: db, store: store, roomID: roomID, committedUpTo: committedUpTo)
         defer { authorizers[roomID] = authorizer }
         // Once an event of this room had to wait for re-judgement, the state after it is not known until the
         // batch finishes: every later event of the room waits too.
@@ -416,10 +418,17 @@ struct IngestBatch {
             judgedOrder += events.filter { known.insert($0.hash).inserted }.map { ($0.event.eventID, $0.hash) }
             authorizers[roomID] = authorizer
         }
+        var changes: Int64 = 0
         for (roomID, var authorizer) in authorizers.sorted(by: { $0.key < $1.key }) {
             for eventID in authorizer.collidedIDs.sorted() { try authorizer.refreshRedactions(of: eventID) }
             if let version = try authorizer.finish() { finishedStates.append((roomID, authorizer.state, version)) }
             if authorizer.strippedContent { strippedContent = true }
+            changes += authorizer.changesRecorded
+        }
+        if changes > 0 {
+            // The oldest changes go, never this batch's own (the newest ids), however many it wrote.
+            try db.cachedStatement(sql: "DELETE FROM event_changes WHERE id <= (SELECT MAX(id) FROM event_changes) - ?")
+                .execute(arguments: [changes + EventStore.feedChangesKept])
         }
     }
 }

@@ -15,8 +15,10 @@ struct RoomAuthorizer {
     var last: EventOrder?
     var version: Int64
     var stateChanged = false
-    /// Whether events stored earlier became accepted in this batch (rows of `event_changes` written).
-    var recordedChanges = false
+    /// The newest event row committed before this batch.
+    let committedUpTo: Int64
+    /// Events committed before this batch that it made accepted (rows of `event_changes` written).
+    var changesRecorded: Int64 = 0
     /// Whether content was stripped, so the search index should drop the deleted terms for good.
     var strippedContent = false
     /// Whether the room has events waiting for a relation target.
@@ -34,8 +36,9 @@ struct RoomAuthorizer {
     /// `events` (a quarter of the store's instructions). Queries must spell it the same way to use the index.
     static let replayedTypesCondition = "(" + EventType.replayedTypes.sorted().map { "type = '\($0)'" }.joined(separator: " OR ") + ")"
 
-    init(db: Database, store: EventStore, roomID: String) throws {
+    init(db: Database, store: EventStore, roomID: String, committedUpTo: Int64) throws {
         self.db = db
+        self.committedUpTo = committedUpTo
         self.store = store
         self.roomID = roomID
         let row = try Row.fetchOne(
@@ -231,10 +234,11 @@ struct RoomAuthorizer {
         let (status, reason) = RoomAuthorizer.status(of: verdict)
         if status.rawValue != previousStatus {
             try db.cachedStatement(sql: "UPDATE events SET status = ?, reason = ? WHERE id = ?").execute(arguments: [status.rawValue, reason, id])
-            if status == .accepted {
-                // Stored earlier and accepted only now: the node's feed has passed its row, so it learns of it here.
+            if status == .accepted && id <= committedUpTo {
+                // Committed earlier and accepted only now: the node's feed may have passed its row, so it learns of it
+                // here. (A row of this batch is announced with its final status when the feed reaches it.)
                 try db.cachedStatement(sql: "INSERT INTO event_changes (event_row) VALUES (?)").execute(arguments: [id])
-                recordedChanges = true
+                changesRecorded += 1
             }
         }
         if case .redaction(let target, _)? = content {
@@ -351,10 +355,6 @@ struct RoomAuthorizer {
 
     /// Records the room's progress; returns the new state version, for the cache once the transaction commits.
     func finish() throws -> Int64? {
-        if recordedChanges {
-            try db.cachedStatement(sql: "DELETE FROM event_changes WHERE id <= (SELECT MAX(id) FROM event_changes) - ?")
-                .execute(arguments: [EventStore.feedChangesKept])
-        }
         guard let last else { return nil }
         let newVersion = stateChanged ? version + 1 : version
         try db.cachedStatement(

@@ -79,4 +79,34 @@ import Testing
         #expect(announced.filter { $0 == message.event.eventID }.count == 1)
         #expect(Set(announced) == Set(founding.map(\.event.eventID) + [message.event.eventID, edit.event.eventID]))
     }
+
+    @Test func `hundreds of events released at once are each announced once, with the events that released them`() async throws {
+        let directory = TemporaryDirectory()
+        let home = ParleyHome(path: directory.file("home"))
+        _ = try Identity.create(userID: "owner", home: home)
+        let node = try Node(home: home)
+        var alice = TestDevice("alice")
+        var bob = TestDevice("bob")
+        let time: Int64 = 1_790_000_000_000
+        let founding = alice.create("r", at: time) + [alice.invite("r", bob, at: time + 1), bob.join("r", at: time + 2)]
+        let messages = (0..<700).map { alice.message("r", "message \($0)", at: time + 10 + Int64($0)) }
+        let reactions = messages.enumerated().map { index, message in
+            bob.relate("r", EventType.reaction, to: message.event.eventID, ["key": "👍"], at: time + 1_000 + Int64(index))
+        }
+        // Bob's reactions first: each waits for its message.
+        _ = try node.store.ingest(events: founding + reactions, receivedMs: time)
+        try node.feed.catchUp()
+        let subscription = node.feed.subscribe()
+        _ = try node.store.ingest(events: messages, receivedMs: time)
+        try node.feed.catchUp()
+        let sentinel = NodeActivity.typing(roomID: "r", userID: "sentinel", isTyping: false)
+        node.feed.post(sentinel)
+
+        let announced = await activity(until: sentinel, in: subscription).flatMap { item -> [String] in
+            guard case .events(_, let events) = item else { return [] }
+            return events.map(\.eventID)
+        }
+        #expect(announced.count == 1_400)
+        #expect(Set(announced) == Set((messages + reactions).map(\.event.eventID)))
+    }
 }

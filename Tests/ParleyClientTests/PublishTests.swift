@@ -41,6 +41,24 @@ import Testing
         #expect(try node.send("r", text: "after").event.seq == 3)
     }
 
+    @Test func `a burst with an event over the size limit fails as too_large and stores none of it`() throws {
+        let directory = TemporaryDirectory()
+        let node = try node(directory)
+        _ = try node.createRoom("r")
+        let huge = OutgoingEvent.message(String(repeating: "x", count: 70_000))
+        let error = try #require(throws: ClientError.self) { try node.publish(roomID: "r", [.message("small"), huge, .message("after")]) }
+        #expect(error.code == .tooLarge)
+        #expect(try node.store.chainHead(roomID: "r", senderKey: node.identity.signingKeyBase64)?.seq == 2)
+        // Sent one at a time from many threads, the large one alone is refused.
+        let outcomes = Mutex<[Int: Bool]>([:])
+        DispatchQueue.concurrentPerform(iterations: 16) { index in
+            let stored = (try? node.send("r", text: index == 5 ? String(repeating: "x", count: 70_000) : "message \(index)")) != nil
+            outcomes.withLock { $0[index] = stored }
+        }
+        #expect(outcomes.withLock { $0 } == Dictionary(uniqueKeysWithValues: (0..<16).map { ($0, $0 != 5) }))
+        #expect(try node.store.chainHead(roomID: "r", senderKey: node.identity.signingKeyBase64)?.seq == 2 + 15)
+    }
+
     @Test func `a burst the room's rules refuse fails as not_allowed, and one into a room the node does not hold as unknown_room`() throws {
         let directory = TemporaryDirectory()
         let node = try node(directory)

@@ -42,6 +42,45 @@ struct Refused: Error, Equatable {
         #expect(progress.mostAhead.load(ordering: .sequentiallyConsistent) <= depth + 1)
     }
 
+    @Test("an awaiting producer hands every batch over once, in order, at most depth ahead", arguments: [1, 3])
+    func awaitingOrder(depth: Int) async throws {
+        let progress = Progress()
+        let received = try await BatchPipeline<Int>.run(depth: depth) { next in
+            var received: [Int] = []
+            while let batch = try next() {
+                progress.took()
+                received.append(batch)
+            }
+            return received
+        } produce: { put in
+            for batch in 0..<300 {
+                progress.produced.add(1, ordering: .sequentiallyConsistent)
+                try await put(batch)
+            }
+        }
+        #expect(received == Array(0..<300))
+        #expect(progress.mostAhead.load(ordering: .sequentiallyConsistent) <= depth + 1)
+    }
+
+    @Test("a consumer that fails first is the failure thrown, even when the producer then fails too")
+    func consumerFailsFirst() async throws {
+        let consumerEnded = Atomic(false)
+        await #expect(throws: Refused(at: 1)) {
+            _ = try await BatchPipeline<Int>.run(depth: 1) { next in
+                defer { consumerEnded.store(true, ordering: .sequentiallyConsistent) }
+                _ = try next()
+                throw Refused(at: 1)
+            } produce: { put in
+                do {
+                    for batch in 0..<1_000 { try await put(batch) }
+                } catch {
+                    // The producer learns the consumer is gone, and fails in its own way.
+                    throw Refused(at: 99)
+                }
+            }
+        }
+    }
+
     @Test("with depth 0 a put returns only once the consumer has taken the batch, so at most two are held")
     func handOff() async throws {
         let progress = Progress()
