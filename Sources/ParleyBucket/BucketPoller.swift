@@ -327,7 +327,26 @@ public struct BucketPoller: Sendable {
             return .readHint(key: hint.key)
         }
         phase = .reading
-        return .read(candidates)
+        return .read(BucketPoller.chainOrder(candidates, roomID: roomID))
+    }
+
+    /// Log files in the order their events were most likely written: by start and end time, then by writer, a writer's
+    /// renamed files (`client.1`, `client.2`, …, `client.10`) after the file whose name they took, in number order.
+    /// Key order puts `client.10` before `client.2` and both before `client`, and a device that writes many files
+    /// in one millisecond (a burst) renames most of them: read in key order, most of its chain would arrive out of
+    /// order and wait to be released. Other keys keep their place at the end.
+    static func chainOrder(_ objects: [ObjectInfo], roomID: String) -> [ObjectInfo] {
+        let keyed = objects.enumerated().map { position, object -> (ObjectInfo, (Int64, Int64, String, Int, Int)) in
+            guard case .success(let name) = LogFileName.parse(key: object.key, roomID: roomID) else { return (object, (.max, .max, "", 0, position)) }
+            var parts = name.clientID.split(separator: ".")
+            var number = 0
+            if parts.count >= 3, let last = parts.last, last.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let value = Int(last) {
+                number = value
+                parts.removeLast()
+            }
+            return (object, (name.startMs, name.endMs, parts.joined(separator: "."), number, position))
+        }
+        return keyed.sorted { $0.1 < $1.1 }.map(\.0)
     }
 }
 

@@ -20,7 +20,7 @@ import Testing
         BucketPoller(roomID: room, settings: settings, progress: progress, hasGap: hasGap, now: Self.now)
     }
 
-    @Test func `a first sync lists the whole room, reads what it has not seen in listing order, and moves the cursor to the newest name`() throws {
+    @Test func `a first sync lists the whole room, reads what it has not seen, and moves the cursor to the newest name`() throws {
         var poller = poller()
         #expect(poller.start() == .list(logsAfter: nil, hintsAfter: "rooms/general/hints/0000000000000"))
         let (a, b, c) = (log(1_699_999_000_000), log(1_699_999_500_000), log(1_699_999_900_000))
@@ -32,6 +32,20 @@ import Testing
         // b was read before: the cursor still follows it, and c's start is the newest.
         #expect(outcome.progress == BucketPoller.Progress(logsCursorMs: 1_699_999_900_000, hintsCursorMs: 0, fullListingMs: Self.now))
         #expect(outcome.hints.isEmpty && outcome.vanished.isEmpty)
+    }
+
+    @Test func `files are read in the order they were written: by time, then a writer's renamed files in number order`() throws {
+        var poller = poller()
+        _ = poller.start()
+        let base = "bob.0123456789ab"
+        // One millisecond's burst: the writer renamed each file after the first; key order puts .10 before .2, and
+        // both before the first file.
+        let burst = ["", ".1", ".10", ".2"].map { log(1_699_999_000_000, client: base + $0) }
+        let earlier = log(1_699_998_000_000, client: "carol.0123456789ab")
+        let listed = [earlier, burst[1], burst[2], burst[3], burst[0]]
+        #expect(listed.map(\.key) == listed.map(\.key).sorted())
+        _ = poller.listed(logs: listed, hints: [])
+        #expect(poller.recalled(seen: [], failures: [:]) == .read([earlier, burst[0], burst[1], burst[3], burst[2]]))
     }
 
     @Test func `progress kept as a cursor in the store reads back the same, never moves back when merged, and starts over when unreadable`() {
