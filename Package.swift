@@ -113,7 +113,10 @@ let package = Package(
         ),
         .testTarget(
             name: "ParleyClientTests",
-            dependencies: ["ParleyClient", "ParleySync", "ParleyTesting", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "ParleyClient", "ParleySync", "ParleyTesting", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

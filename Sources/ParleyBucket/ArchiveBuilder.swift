@@ -55,6 +55,24 @@ public enum ArchiveBuilder {
         roomID: String, date: String, clientID: String, signer: DeviceSigningKey, files: [FileRecord], events: [VerifiedEvent],
         limits: Limits = Limits()
     ) throws(ArchiveError) -> [Part] {
+        do {
+            return try build(
+                roomID: roomID, date: date, clientID: clientID, signer: signer.publicKeyBase64, sign: signer.sign, files: files, events: events,
+                limits: limits)
+        } catch let error as ArchiveError {
+            throw error
+        } catch {
+            preconditionFailure("signing with a key at hand cannot fail: \(error)")
+        }
+    }
+
+    /// ``build(roomID:date:clientID:signer:files:events:limits:)`` for a device whose key stays where it is: `sign`
+    /// signs a manifest's signing input as `signer` (base64).
+    /// - Throws: ``ArchiveError``, or what `sign` throws.
+    public static func build(
+        roomID: String, date: String, clientID: String, signer: String, sign: ([UInt8]) throws -> [UInt8], files: [FileRecord],
+        events: [VerifiedEvent], limits: Limits = Limits()
+    ) throws -> [Part] {
         struct Position: Hashable {
             var senderKey: String
             var seq: Int64
@@ -129,7 +147,7 @@ public enum ArchiveBuilder {
             }
             let logsPrefix = BucketLayout.logsPrefix(roomID)
             var manifest = ArchiveManifest(
-                name: name, part: index + 1, parts: groups.count, signer: signer.publicKeyBase64, events: held.count,
+                name: name, part: index + 1, parts: groups.count, signer: signer, events: held.count,
                 body: .init(key: name.bodyKey, sha256: Hex.encode(SHA256.hash(data: body)), size: Int64(body.count)),
                 chains: runs.values.sorted { $0.senderKey.utf8.lexicographicallyPrecedes($1.senderKey.utf8) },
                 files: group.map {
@@ -138,7 +156,7 @@ public enum ArchiveBuilder {
                         firstSeq: $0.file.firstSeq, lastSeq: $0.file.lastSeq)
                 }
                 .sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) })
-            manifest.sign(with: signer)
+            try manifest.sign(as: signer, with: sign)
             let encoded = manifest.encoded()
             // What a reader will check, checked here: input that cannot make a valid part is refused, never written.
             let read = try ArchiveManifest(parsing: encoded, name: name)

@@ -1,6 +1,7 @@
 import CZlib
 import Crypto
 import ParleyCore
+import ParleySync
 
 /// An archive part's body (docs/PROTOCOL.md §13.9.2) as stored, checked against its verified manifest: checks 12–16
 /// of §13.9.4, then its lines.
@@ -105,11 +106,17 @@ public struct ArchiveCheck: Sendable {
     /// - Parameter number: the line's number from 1, for the message.
     /// - Throws: ``ArchiveError`` `invalidEvent`.
     public static func event(line: ArraySlice<UInt8>, number: Int, roomID: String) throws(ArchiveError) -> VerifiedEvent {
+        try event(Result { () throws(EventError) in try VerifiedEvent(parsing: line) }, line: line, number: number, roomID: roomID)
+    }
+
+    /// ``event(line:number:roomID:)`` for a line verified already (``VerifiedEvent/verifyInParallel(_:)``).
+    public static func event(_ verified: Result<VerifiedEvent, EventError>, line: some Collection<UInt8>, number: Int, roomID: String)
+        throws(ArchiveError) -> VerifiedEvent
+    {
         let event: VerifiedEvent
-        do {
-            event = try VerifiedEvent(parsing: line)
-        } catch {
-            throw ArchiveError(.invalidEvent, "line \(number): \(error.code.rawValue): \(error.message)")
+        switch verified {
+        case .success(let verified): event = verified
+        case .failure(let error): throw ArchiveError(.invalidEvent, "line \(number): \(error.code.rawValue): \(error.message)")
         }
         guard event.wire.elementsEqual(line) else { throw ArchiveError(.invalidEvent, "line \(number) is not the event's canonical wire form") }
         guard event.event.roomID == roomID else { throw ArchiveError(.invalidEvent, "line \(number) is an event of another room") }
@@ -168,6 +175,34 @@ public struct ArchiveCheck: Sendable {
         var check = try ArchiveCheck(manifest: manifest)
         for event in events { try check.next(event) }
         try check.finish()
+    }
+
+    /// Checks 13–20 for a verified manifest whose body is listed at its size (``ArchiveBody/checkListed(_:manifest:)``):
+    /// the stored body inflated, and its lines verified on every core a chunk at a time and checked in order, so that
+    /// at most the inflated body, its events and one chunk are held, and a body that fails early costs no more.
+    /// - Returns: the body's events, in room order.
+    /// - Throws: ``ArchiveError`` with the code of the first check that fails.
+    public static func readInParallel(body stored: [UInt8], manifest: ArchiveManifest, chunkLines: Int = InputBounds.batchLines) throws(ArchiveError)
+        -> [VerifiedEvent]
+    {
+        let (lines, unterminated) = ArchiveBody.lines(try ArchiveBody.inflate(stored, manifest: manifest))
+        var check = try ArchiveCheck(manifest: manifest)
+        var events: [VerifiedEvent] = []
+        events.reserveCapacity(min(lines.count, manifest.events))
+        var start = 0
+        while start < lines.count {
+            let chunk = lines[start..<min(lines.count, start + max(1, chunkLines))]
+            for (offset, verified) in VerifiedEvent.verifyInParallel(chunk.map(Array.init)).enumerated() {
+                let number = start + offset + 1
+                let event = try event(verified, line: chunk[start + offset], number: number, roomID: manifest.roomID)
+                try check.next(event)
+                events.append(event)
+            }
+            start = chunk.endIndex
+        }
+        if unterminated != nil { throw ArchiveError(.invalidEvent, "line \(lines.count + 1) has no LF") }
+        try check.finish()
+        return events
     }
 
     /// Checks 12–20 for a verified manifest: the stored body (`listedSize` `nil` when none is listed) and its events.

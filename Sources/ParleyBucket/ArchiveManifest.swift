@@ -249,8 +249,13 @@ public struct ArchiveManifest: Sendable, Equatable {
 
     /// Signs the manifest as `key`'s device, which becomes its signer.
     public mutating func sign(with key: DeviceSigningKey) {
-        signer = key.publicKeyBase64
-        signature = Base64.encode(key.sign(signingInput))
+        sign(as: key.publicKeyBase64, with: key.sign)
+    }
+
+    /// Signs the manifest as the device of `signer` (base64), whose key `sign` signs with without handing it over.
+    public mutating func sign<E: Error>(as signer: String, with sign: ([UInt8]) throws(E) -> [UInt8]) throws(E) {
+        self.signer = signer
+        signature = Base64.encode(try sign(signingInput))
     }
 
     /// Whether the fingerprint a client id names (docs/PROTOCOL.md §13.9.4) begins SHA-256 of `key`; true when it names

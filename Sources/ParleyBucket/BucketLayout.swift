@@ -19,6 +19,23 @@ public enum BucketLayout {
     /// The folder of a day's log files: `rooms/{room}/logs/{date}/`.
     public static func logsFolder(roomID: String, date: String) -> String { "\(logsPrefix(roomID))\(date)/" }
 
+    /// The folder of a day's archive parts: `rooms/{room}/archive/{date}/`.
+    public static func archiveFolder(roomID: String, date: String) -> String { "\(archivePrefix(roomID))\(date)/" }
+
+    /// The first millisecond of the UTC day `date` (YYYY-MM-DD), or `nil` when it names no day.
+    public static func startOfDayMs(_ date: String) -> Int64? {
+        guard isCalendarDate(Substring(date)), let year = parseDigits(date.prefix(4)), let month = parseDigits(date.dropFirst(5).prefix(2)),
+            let day = parseDigits(date.suffix(2))
+        else { return nil }
+        // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return (era * 146_097 + dayOfEra - 719_468) * dayMs
+    }
+
     /// The first millisecond after the UTC day that `ms` falls in.
     public static func endOfDayMs(_ ms: Int64) -> Int64 { (max(0, ms) / dayMs + 1) * dayMs }
 

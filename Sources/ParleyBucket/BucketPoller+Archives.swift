@@ -10,10 +10,13 @@ extension BucketPoller {
     public struct ArchivePart: Sendable, Equatable {
         public var manifest: ArchiveManifest
         public var body: ObjectInfo
+        /// The manifest's size as listed.
+        public var manifestSize: Int64
 
-        public init(manifest: ArchiveManifest, body: ObjectInfo) {
+        public init(manifest: ArchiveManifest, body: ObjectInfo, manifestSize: Int64) {
             self.manifest = manifest
             self.body = body
+            self.manifestSize = manifestSize
         }
 
         public var manifestKey: String { manifest.name.manifestKey }
@@ -202,6 +205,7 @@ extension BucketPoller {
             problems.append("\(refusal.keys.joined(separator: ", ")): \(refusal.error); not used")
         }
         var reading: [ArchivePart] = []
+        let manifestSizes = Dictionary(archives.manifests.map { ($0.key, $0.size) }, uniquingKeysWith: { first, _ in first })
         for (date, parts) in selection.chosen.sorted(by: { $0.key < $1.key }) {
             archives.chosen[date] = parts.map(\.name.manifestKey)
             archives.dayEndMs[date] = BucketLayout.endOfDayMs(parts[0].firstMs)
@@ -213,7 +217,7 @@ extension BucketPoller {
                     problems.append("\(manifest.name.manifestKey): \(error); not used")
                     continue
                 }
-                let part = ArchivePart(manifest: manifest, body: listed!)
+                let part = ArchivePart(manifest: manifest, body: listed!, manifestSize: manifestSizes[manifest.name.manifestKey] ?? 0)
                 if archives.stored.contains(part.manifestKey) {
                     // Stored and recorded by a sync that did not finish: its files are processed, its day covered.
                     partVerified(part)

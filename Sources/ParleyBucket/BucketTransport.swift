@@ -35,6 +35,10 @@ public struct BucketSettings: Sendable {
     /// A file whose reading keeps failing for a transient reason (a timeout, a 5xx, an answer larger than its listed
     /// size) is retried, less and less often, for this long; then it is recorded as read with the problem.
     public var readGiveUpMs: Int64 = 86_400_000
+    /// Whether a first sync reads the room's archives before its log files (docs/PROTOCOL.md §13.9.5).
+    public var readsArchives = true
+    /// Whether a running node writes the archives of past days of the rooms it may write to (docs/PROTOCOL.md §13.9.6).
+    public var writesArchives = true
 
     public init() {}
 
@@ -55,6 +59,7 @@ public struct BucketSettings: Sendable {
         settings.gapListingEveryMs = gapListingEveryMs
         settings.maxObjectBytes = Int64(maxObjectBytes)
         settings.readGiveUpMs = readGiveUpMs
+        settings.readsArchives = readsArchives
         return settings
     }
 }
@@ -71,8 +76,10 @@ public struct FlushReport: Sendable {
 /// What one sync of a bucket room found.
 public struct BucketSyncReport: Sendable {
     public var roomID: String
-    /// Objects read this time.
+    /// Log files read this time.
     public var filesRead = 0
+    /// Archive parts read, checked and stored this time (docs/PROTOCOL.md §13.9.5).
+    public var archivesRead = 0
     /// Events newly accepted (including earlier ones a new event released), in order.
     public var accepted: [String] = []
     /// Events that were already here.
@@ -263,6 +270,9 @@ public struct BucketTransport: Sendable {
             progress: BucketPoller.Progress(cursor: room.cursor),
             hasGap: try host.hasGap(roomID: roomID), now: now)
         report.listedEverything = poller.listsEverything
+        if poller.readsArchives {
+            try await readArchives(roomID: roomID, poller: &poller, objects: objects, receivedMs: now, into: &report)
+        }
         var action = poller.start()
         var candidates: [ObjectInfo]
         driving: while true {

@@ -197,6 +197,22 @@ public struct BucketClient: Sendable {
         return report
     }
 
+    // MARK: Archives
+
+    /// Writes the archives of the past days of `roomID` that have none (``BucketTransport/writeArchives(_:)``), or of
+    /// `date` alone (YYYY-MM-DD, UTC; ``BucketTransport/writeArchive(_:date:objects:)``), whatever an earlier attempt
+    /// found. Nothing is written in a room this device is no member of, for a day that has a complete set, or twice
+    /// for one day from this device.
+    /// - Returns: what became of each day looked at, oldest first.
+    /// - Throws: ``ClientError`` `invalid_argument` for a date that is no past day (ended more than an hour ago); the
+    ///   store's or the bucket's failures.
+    public func writeArchives(_ roomID: String, date: String? = nil) async throws -> [ArchiveWriteReport] {
+        _ = try requireRoom(roomID)
+        let transport = transport
+        if let date { return [try await callAsync { try await transport.writeArchive(roomID, date: date) }] }
+        return try await callAsync { try await transport.writeArchives(roomID) }
+    }
+
     /// Shares and asks for keys after a sync (``Node/exchangeKeys(_:)``) and writes what that published; a failure is
     /// one of the sync's problems, not the sync's end.
     func exchangeKeys(_ roomID: String, into report: inout SyncReport) async {

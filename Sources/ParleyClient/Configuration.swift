@@ -141,11 +141,12 @@ public struct Configuration: Sendable {
         return port
     }
 
-    /// The bucket transport's tunables: the defaults, with gzip and retention from here.
+    /// The bucket transport's tunables: the defaults, with gzip, retention and the writing of archives from here.
     public var bucketSettings: BucketSettings {
         var settings = BucketSettings()
         if case .boolean(let gzip) = self[.bucketGzip] { settings.gzip = gzip }
         if case .retention(let mode, let days) = self[.bucketRetention] { settings.retention = Retention(mode: mode, days: days) }
+        if case .boolean(let writes) = self[.bucketWriteArchives] { settings.writesArchives = writes }
         return settings
     }
 

@@ -2,6 +2,7 @@
 // records and settings the node's API hands out. The store itself is reached only through `Node`.
 @_exported import ParleyCore
 
+@_exported import struct ParleyBucket.ArchiveWriteReport
 @_exported import struct ParleyBucket.BucketError
 @_exported import protocol ParleyBucket.BucketRequestObserver
 @_exported import struct ParleyBucket.BucketSchedule

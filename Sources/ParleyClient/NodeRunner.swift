@@ -19,6 +19,12 @@ public protocol NodeRunnerObserver: Sendable {
     func flushingBeforeExit(events: Int, rooms: Int)
     /// Shutting down, `events` events of `room` could not be written; the next sync or node writes them.
     func leftUnsent(_ room: BucketRoom, events: Int, reason: String)
+    /// The archives of `room`'s past days were looked at after a sync: what became of each day.
+    func roomArchived(_ room: BucketRoom, _ reports: [ArchiveWriteReport])
+}
+
+extension NodeRunnerObserver {
+    public func roomArchived(_ room: BucketRoom, _ reports: [ArchiveWriteReport]) {}
 }
 
 /// A node kept running: every bucket room of the home flushed and synced on its own ``BucketSchedule`` (a failing
@@ -43,6 +49,9 @@ public final class NodeRunner: Service, Sendable {
         public var watchedPollIntervalMs: Int64 = 30_000
         /// The longest the outbox is written for on shutdown.
         public var exitFlushSeconds = 10.0
+        /// How often a room's past days are looked at for archives to write, after a sync (ms), when the bucket settings
+        /// say to write them (``BucketSettings/writesArchives``).
+        public var archiveEveryMs: Int64 = 3_600_000
 
         public init() {}
     }
@@ -193,6 +202,7 @@ public final class NodeRunner: Service, Sendable {
         var schedule = BucketSchedule(settings: scheduleSettings, nowMs: node.clock())
         var watched = watched
         var backoff = RoomBackoff(roomID: room.roomID, bucket: room.bucketURL)
+        var archivedMs: Int64?
         let metadata: Logger.Metadata = ["room.id": "\(room.roomID)"]
         while !stopping.isClosed {
             let now = node.clock()
@@ -230,6 +240,7 @@ public final class NodeRunner: Service, Sendable {
                         ]) { $1 })
                     schedule.succeeded(nowMs: node.clock(), synced: true)
                     observer.roomSynced(room, report)
+                    await archive(room, lastMs: &archivedMs)
                 }
                 if let recovery = backoff.succeeded(nowMs: node.clock()) { observer.roomRecovered(room, report: recovery) }
             } catch {
@@ -247,6 +258,25 @@ public final class NodeRunner: Service, Sendable {
                     node.feed.post(.syncFailed(roomID: room.roomID, transport: TransportName.bucket.rawValue, reason: reason, retryAtMs: failedAt + delay))
                 }
             }
+        }
+    }
+
+    /// Writes the archives of the room's past days that need one (``BucketClient/writeArchives(_:date:)``), at most
+    /// every ``Settings/archiveEveryMs``. A failure is logged and tried again then: archives spare readers work, and
+    /// their absence is no fault of the room.
+    func archive(_ room: BucketRoom, lastMs: inout Int64?) async {
+        let now = node.clock()
+        guard client.settings.writesArchives, lastMs.map({ now - $0 >= settings.archiveEveryMs }) ?? true else { return }
+        lastMs = now
+        let metadata: Logger.Metadata = ["room.id": "\(room.roomID)"]
+        do {
+            guard let reports = try await untilStopped({ [client] in try await client.writeArchives(room.roomID) }) else { return }
+            for report in reports where !report.written.isEmpty {
+                logger.info("Day archived", metadata: metadata.merging(["archive.date": "\(report.date)", "archive.parts": "\(report.written.count)"]) { $1 })
+            }
+            observer.roomArchived(room, reports)
+        } catch {
+            logger.notice("Archiving failed", metadata: metadata.merging(["error": "\(ClientError(describing: error).message)"]) { $1 })
         }
     }
 

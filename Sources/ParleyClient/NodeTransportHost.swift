@@ -1,3 +1,4 @@
+import ParleyBucket
 import ParleyCore
 import ParleyStore
 import ParleySync
@@ -29,6 +30,10 @@ struct NodeTransportHost: TransportHost {
 
     func saveReadFailure(roomID: String, name: String, _ failure: ReadFailureRecord) throws {
         try node.store.saveReadFailure(transport, roomID: roomID, name: name, failure)
+    }
+
+    func receivedObjects(roomID: String, prefix: String) throws -> [ReceivedObject] {
+        try node.store.receivedObjects(transport, roomID: roomID, prefix: prefix)
     }
 
     func outboxStatus(roomID: String) throws -> OutboxStatus { try node.store.outboxStatus(transport, roomID: roomID, senderKey: deviceKey) }
@@ -84,6 +89,23 @@ struct NodeTransportHost: TransportHost {
             if case .failed(let reason) = outcome { return reason }
             return nil
         }
+    }
+
+    func events(roomID: String, fromMs: Int64, throughMs: Int64) throws -> [VerifiedEvent] {
+        // Stored events verified when they came in; verified again here, since the store hands out bytes, not values.
+        try VerifiedEvent.verifyInParallel(node.store.eventWires(roomID: roomID, fromMs: fromMs, throughMs: throughMs)).map { try $0.get() }
+    }
+
+    func isKeyOwner(roomID: String, signingKey: String) throws -> Bool {
+        try node.store.roomState(roomID: roomID)?.keyOwners[signingKey] != nil
+    }
+
+    func sign(_ input: [UInt8]) throws -> [UInt8] {
+        // Only what no event's signing input can be (those are canonical JSON, beginning with `{`).
+        guard input.starts(with: ArchiveManifest.signaturePrefix) else {
+            throw TransportError(code: TransportError.invalidArgument, "A transport asked this device to sign something that is not an archive manifest.")
+        }
+        return node.identity.signingKey.sign(input)
     }
 
     func synced(roomID: String, accepted: Int, problems: Int) {

@@ -47,6 +47,11 @@ extension Setting {
     public static let bucketRetention = Setting(
         key: "bucket.retention", flag: nil, kind: .retention, defaultValue: .unset,
         summary: "Ask S3 Object Lock to keep each file written for DAYS: governance:DAYS or compliance:DAYS (the bucket must have Object Lock).")
+    public static let bucketWriteArchives = Setting(
+        key: "bucket.write_archives", flag: nil, kind: .boolean, defaultValue: .boolean(true),
+        summary:
+            "Have `parley node` and `parley sync --watch` write the archive of each past day of the bucket rooms this device is a member of, so a new reader reads a few objects a day instead of every log file."
+    )
     public static let syncInterval = Setting(
         key: "sync.interval", flag: "--interval", kind: .seconds(minimum: 0, inclusive: false), defaultValue: .seconds(1),
         summary: "Seconds between polls of each bucket room under `parley sync --watch`.")
@@ -64,7 +69,9 @@ extension Setting {
         summary: "The least severe log messages `parley node` writes: trace, debug, info, notice, warning, error or critical.")
 
     /// Every setting, in the order `parley config show` lists them.
-    public static let all: [Setting] = [bucketGzip, bucketRetention, syncInterval, syncFlushInterval, nodeAPIHost, nodeAPIPort, nodeLogLevel]
+    public static let all: [Setting] = [
+        bucketGzip, bucketRetention, bucketWriteArchives, syncInterval, syncFlushInterval, nodeAPIHost, nodeAPIPort, nodeLogLevel,
+    ]
 
     /// The sections of `config.toml`.
     public static var sections: [String] {

@@ -114,6 +114,18 @@ extension EventStore {
         }
     }
 
+    /// The exact wire bytes of the chained events of `roomID` dated `fromMs` … `throughMs`, accepted or not, in event
+    /// order.
+    public func eventWires(roomID: String, fromMs: Int64, throughMs: Int64) throws -> [[UInt8]] {
+        try pool.read { db in
+            try Data.fetchAll(
+                db.cachedStatement(
+                    sql: "SELECT wire FROM events WHERE room_id = ? AND timestamp_ms BETWEEN ? AND ? ORDER BY \(RoomAuthorizer.orderColumns)"),
+                arguments: [roomID, fromMs, throughMs]
+            ).map(\.bytes)
+        }
+    }
+
     /// The resolved state of `roomID`, or `nil` if the store holds none of its events.
     public func roomState(roomID: String) throws -> RoomState? {
         try roomStateAndVersion(roomID: roomID)?.state

@@ -236,6 +236,21 @@ extension EventStore {
         }
     }
 
+    /// Every unit recorded as received in `roomID` whose name begins with `prefix`, by name (bytewise).
+    public func receivedObjects(_ transport: TransportName, roomID: String, prefix: String) throws -> [ReceivedObject] {
+        try pool.read { db in
+            // Names compare bytewise (BINARY), so those with the prefix are the range [prefix, prefix + U+10FFFF).
+            try Row.fetchAll(
+                db.cachedStatement(
+                    sql: """
+                        SELECT name, size, events, problem FROM transport_received
+                        WHERE transport = ? AND room_id = ? AND name >= ? AND name < ? ORDER BY name
+                        """),
+                arguments: [transport.rawValue, roomID, prefix, prefix + "\u{10FFFF}"]
+            ).map { ReceivedObject(name: $0[0], size: $0[1], events: $0[2], problem: $0[3]) }
+        }
+    }
+
     /// Units the transport found fault with, newest first.
     public func receivedProblems(_ transport: TransportName, roomID: String, limit: Int = 100) throws -> [ReceivedObject] {
         try pool.read { db in

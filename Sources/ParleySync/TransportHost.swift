@@ -30,6 +30,8 @@ public protocol TransportHost: Sendable {
     /// Objects whose reading failed for a reason that may pass, by name.
     func readFailures(roomID: String) throws -> [String: ReadFailureRecord]
     func saveReadFailure(roomID: String, name: String, _ failure: ReadFailureRecord) throws
+    /// Every object recorded as received in the room whose name begins with `prefix`, by name (bytewise).
+    func receivedObjects(roomID: String, prefix: String) throws -> [ReceivedObject]
 
     // MARK: The outbox: this device's events the transport has not confirmed
 
@@ -73,6 +75,18 @@ public protocol TransportHost: Sendable {
     func logRejection(roomID: String, reason: String, receivedMs: Int64) throws
     /// Why events just stored could not be opened, for those that never will be (by event id).
     func openingFailures(eventIDs: [String]) throws -> [String: String]
+    /// The room's chained events dated `fromMs` … `throughMs` (accepted or not: every link of every chain), in the
+    /// room's order, as the node holds them (stripped where redacted).
+    func events(roomID: String, fromMs: Int64, throughMs: Int64) throws -> [VerifiedEvent]
+    /// Whether the room's state binds `signingKey` to a user: the key of a device that joined the room, now or before
+    /// (a key owner, docs/PROTOCOL.md §8).
+    func isKeyOwner(roomID: String, signingKey: String) throws -> Bool
+    /// Signs `input` with this device's key, when it is an input a transport may have signed: one that begins with a
+    /// transport's own prefix (an archive manifest's `parley.archive.v1` and LF, docs/PROTOCOL.md §13.9.3). Anything
+    /// else, an event above all, is refused: the device key signs events only through the node.
+    /// - Returns: the Ed25519 signature (64 bytes).
+    /// - Throws: ``TransportError`` `invalid_argument` for an input of no transport's.
+    func sign(_ input: [UInt8]) throws -> [UInt8]
     /// Tells the node's listeners that a sync of the room accepted `accepted` events and found `problems`.
     func synced(roomID: String, accepted: Int, problems: Int)
 

@@ -99,7 +99,7 @@ struct Sync: AsyncParsableCommand {
                     results.append(summary(flushed, report))
                 } else {
                     output(
-                        "\(room.roomID): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")\(keysNote(report.keys))"
+                        "\(room.roomID): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s)\(report.archivesRead > 0 ? " and \(report.archivesRead) archive part(s)" : ""), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")\(keysNote(report.keys))"
                     )
                     for problem in report.problems { output("  problem: \(problem)") }
                     for warning in report.warnings { output("  warning: \(warning)") }
@@ -211,7 +211,8 @@ struct Sync: AsyncParsableCommand {
                 "requested": .integer(Int64(report.keys.requestedEvents)),
             ],
             "written_files": .array(flushed.files.map(JSONValue.string)), "written_events": .integer(Int64(flushed.events)),
-            "read_files": .integer(Int64(report.filesRead)), "new_events": .array(report.accepted.map(JSONValue.string)),
+            "read_files": .integer(Int64(report.filesRead)), "archives_read": .integer(Int64(report.archivesRead)),
+            "new_events": .array(report.accepted.map(JSONValue.string)),
             "duplicates": .integer(Int64(report.duplicates)), "held_back": .integer(Int64(report.heldBack)),
             "problems": .array(report.problems.map(JSONValue.string)), "warnings": .array(report.warnings.map(JSONValue.string)),
             "ignored": .array(report.ignored.map(JSONValue.string)),
@@ -273,7 +274,54 @@ struct WatchPrinter: NodeRunnerObserver {
 }
 
 struct Bucket: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Work with buckets directly.", subcommands: [BucketVerify.self])
+    static let configuration = CommandConfiguration(abstract: "Work with buckets directly.", subcommands: [BucketVerify.self, BucketArchive.self])
+}
+
+struct BucketArchive: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "archive",
+        abstract: "Write the archives of a bucket room's past days now, as a running node does on its own.",
+        discussion: """
+            An archive holds a whole UTC day's events in a few objects, so a device that joins later reads those \
+            instead of every log file of the day (docs/PROTOCOL.md §13.9). A day is archived once it ended more than \
+            an hour ago, when this device has read every log file of it and no complete archive of it is there; never \
+            twice by this device. Without --date, every past day not settled before; with it, that day alone.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The bucket room.") var roomID: String
+    @Option(help: "Only this day, YYYY-MM-DD (UTC).") var date: String?
+    @Flag var json = false
+
+    func run() async throws {
+        let home = global.parleyHome
+        let configuration = try global.configuration()
+        // One writer of archives per home: a running node writes them too, and two writers in one home would each
+        // write a set of the same day.
+        let lock = try failing { try home.lockForSyncing("bucket archive") }
+        defer { withExtendedLifetime(lock) {} }
+        let client = BucketClient(node: try global.node(), settings: configuration.bucketSettings)
+        let reports = try await failingAsync { try await withBucketNotes { try await client.writeArchives(roomID, date: date) } }
+        if json {
+            printJSON(
+                .array(
+                    reports.map { report in
+                        [
+                            "date": .string(report.date), "written": .array(report.written.map(JSONValue.string)),
+                            "skipped": report.skipped.map(JSONValue.string) ?? .null, "settled": .bool(report.isSettled),
+                        ]
+                    }))
+            return
+        }
+        if reports.isEmpty { output("\(roomID): no past day to archive") }
+        for report in reports {
+            if report.written.isEmpty {
+                output("\(roomID) \(report.date): not written: \(report.skipped ?? "")")
+            } else {
+                output("\(roomID) \(report.date): wrote \(report.written.count) part(s)")
+                for key in report.written { output("  \(key)") }
+            }
+        }
+    }
 }
 
 struct BucketVerify: AsyncParsableCommand {

@@ -42,7 +42,9 @@ import Testing
     /// What listing `archive/` finds of these parts: each manifest and its body.
     func listing(_ parts: [ArchiveBuilder.Part]) -> [ObjectInfo] { parts.flatMap { [bodyObject($0), manifestObject($0)] } }
 
-    func readPart(_ part: ArchiveBuilder.Part) -> BucketPoller.ArchivePart { .init(manifest: part.manifest, body: bodyObject(part)) }
+    func readPart(_ part: ArchiveBuilder.Part) -> BucketPoller.ArchivePart {
+        .init(manifest: part.manifest, body: bodyObject(part), manifestSize: Int64(part.manifestBytes.count))
+    }
 
     func manifests(_ parts: [ArchiveBuilder.Part]) -> [String: Result<[UInt8], BucketError>] {
         Dictionary(uniqueKeysWithValues: parts.map { ($0.manifest.name.manifestKey, .success($0.manifestBytes)) })

@@ -28,6 +28,7 @@ import Testing
                 "config file: \(node.home)/config.toml",
                 "bucket.gzip true environment PARLEY_BUCKET_GZIP",
                 "bucket.retention none default",
+                "bucket.write_archives true default",
                 "sync.interval 2.5 config.toml",
                 "sync.flush_interval 2.0 default",
                 "node.api_host 127.0.0.1 default",
@@ -48,7 +49,8 @@ import Testing
         let settings = try #require(json?["settings"] as? [String: [String: Any]])
         #expect(
             settings.keys.sorted() == [
-                "bucket.gzip", "bucket.retention", "node.api_host", "node.api_port", "node.log_level", "sync.flush_interval", "sync.interval",
+                "bucket.gzip", "bucket.retention", "bucket.write_archives", "node.api_host", "node.api_port", "node.log_level", "sync.flush_interval",
+                "sync.interval",
             ])
         #expect(settings["bucket.gzip"]?["value"] as? Bool == false)
         #expect(settings["bucket.gzip"]?["source"] as? String == "default")

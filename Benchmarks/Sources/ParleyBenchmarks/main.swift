@@ -1,7 +1,7 @@
 // Parley's benchmarks: one measurement per design target, each with its baseline measured in the same run.
 //
 //   scripts/bench                  # builds everything in release mode and runs all of them
-//   parley-bench [micro|import|log|bucket|encryption|api|nodes|catchup] [--events N] [--messages N] [--follow-seconds N] [--room-events N] [--workdir DIR] [--parley PATH]
+//   parley-bench [micro|import|log|bucket|encryption|api|nodes|catchup] [--events N] [--messages N] [--follow-seconds N] [--room-events N] [--catchup-events N] [--catchup-days N] [--catchup-files-per-day N] [--workdir DIR] [--parley PATH]
 //
 // Results print as a Markdown table (copied into docs/BENCHMARKS.md) and as JSON lines on standard error.
 
@@ -661,6 +661,9 @@ if mode == "all" || mode == "nodes" {
 }
 if mode == "all" || mode == "catchup" {
     catchUpBenchmark(workdir: workdir, parley: parley, events: Int(argument("--catchup-events", default: "25000"))!, perFile: 5)
+    archivedCatchUpBenchmark(
+        workdir: workdir, parley: parley, days: Int(argument("--catchup-days", default: "10"))!,
+        filesPerDay: Int(argument("--catchup-files-per-day", default: "1000"))!, perFile: 5)
 }
 if mode == "follow" { followRSSBenchmark(workdir: workdir, parley: parley, hello: hello, seconds: Int(argument("--follow-seconds", default: "20"))!) }
 
