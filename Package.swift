@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "ParleyBucket", targets: ["ParleyBucket"]),
         .library(name: "ParleyClient", targets: ["ParleyClient"]),
         .library(name: "ParleyAPI", targets: ["ParleyAPI"]),
+        .library(name: "ParleyRelay", targets: ["ParleyRelay"]),
+        .library(name: "ParleyRelayClient", targets: ["ParleyRelayClient"]),
         .executable(name: "parley", targets: ["parley"]),
     ],
     dependencies: [
@@ -47,6 +49,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // Argon2id for passphrases (key backups, pre-shared-key rooms): Debian's libargon2-dev.
         .systemLibrary(name: "CArgon2", path: "Sources/CArgon2"),
+        // Argon2id for passphrases and account passwords, over CArgon2.
+        .target(name: "ParleyArgon2", dependencies: ["ParleyCore", "CArgon2"]),
         // Object stores (a folder, S3 over SigV4) and the bucket layout: moves bytes, never interprets events.
         .target(
             name: "ParleyBucket",
@@ -60,7 +64,8 @@ let package = Package(
         .target(
             name: "ParleyClient",
             dependencies: [
-                "ParleyCore", "ParleySync", "ParleyStore", "ParleyBucket", "CArgon2", .product(name: "Crypto", package: "swift-crypto"),
+                "ParleyCore", "ParleySync", "ParleyStore", "ParleyBucket", "ParleyRelayClient", "ParleyArgon2",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
@@ -74,10 +79,29 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The relay server as a library: accounts, the WebSocket protocol, fan-out; judges events with the node's store.
+        .target(
+            name: "ParleyRelay",
+            dependencies: [
+                "ParleyCore", "ParleySync", "ParleyStore", "ParleyArgon2", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The relay transport: a node's WebSocket client of relays, and the accounts API; never the store or the node.
+        .target(
+            name: "ParleyRelayClient",
+            dependencies: [
+                "ParleyCore", "ParleySync", .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyClient", "ParleyAPI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "ParleyClient", "ParleyAPI", "ParleyRelay", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -112,9 +136,16 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "ParleyRelayTests",
+            dependencies: [
+                "ParleyRelay", "ParleyRelayClient", "ParleyStore", "ParleyTesting", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+            ]
+        ),
+        .testTarget(
             name: "ParleyClientTests",
             dependencies: [
-                "ParleyClient", "ParleySync", "ParleyTesting", .product(name: "Crypto", package: "swift-crypto"),
+                "ParleyClient", "ParleySync", "ParleyTesting", "ParleyArgon2", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

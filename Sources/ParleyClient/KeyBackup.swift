@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ParleyArgon2
 import ParleyCore
 import ParleyStore
 

@@ -1,4 +1,5 @@
 import Foundation
+import ParleyArgon2
 import ParleyBucket
 import ParleyCore
 import ParleyTesting

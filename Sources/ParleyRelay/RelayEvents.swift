@@ -1,0 +1,171 @@
+import Dispatch
+import ParleyCore
+import ParleyStore
+import ParleySync
+
+/// The relay's events: a node's store (`EventStore`), so the relay judges every event with a node's rules — strict
+/// verification, chains, forks kept as evidence, room authorization — and answers catch-up, heads and history from
+/// it. Writes run one at a time on a queue of their own, never on an event loop.
+public final class RelayEvents: Sendable {
+    public let store: EventStore
+    private let queue = DispatchQueue(label: "parley.relay.events")
+
+    public init(store: EventStore) { self.store = store }
+
+    /// Runs `work` on the store's queue.
+    func onQueue<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try work() }) }
+        }
+    }
+
+    /// Who publishes: the account and its devices.
+    struct Publisher: Sendable {
+        var userID: String
+        var deviceKey: String
+        var devices: Set<String>
+    }
+
+    /// What a publish did: a verdict per event, and the events the relay now holds that its members should get
+    /// (those just stored and those they released), by room, in the order they were stored.
+    struct Published: Sendable {
+        var results: [RelayFrame.PublishResult]
+        var stored: [(roomID: String, wire: [UInt8])]
+    }
+
+    /// Judges and stores published events.
+    ///
+    /// An event signed by one of the publisher's devices must name the publisher as its sender; it is refused
+    /// without being stored when the room's current state would refuse it (a non-member's message), and events of a
+    /// room the relay does not hold are refused unless one of them is its create. An event signed by another device
+    /// is a member's copy of someone else's event (refilling a relay that lost its data): it is taken only in a room
+    /// the relay holds and the publisher may read, and only from a device the room knows (or a member event, which
+    /// introduces one). Everything taken is then judged by the store, in one transaction per run of events.
+    func publish(_ values: [JSONValue], by publisher: Publisher, nowMs: Int64) throws -> Published {
+        let wires = values.map { CanonicalJSON.encode($0) }
+        let verified = VerifiedEvent.verifyInParallel(wires)
+        var results = [RelayFrame.PublishResult?](repeating: nil, count: values.count)
+        var stored: [(roomID: String, wire: [UInt8])] = []
+        var run: [(index: Int, event: VerifiedEvent)] = []
+        // Chain heads as of the events taken so far in this call, ahead of the store until the run is stored.
+        var runHeads: [ChainKey: Int64] = [:]
+
+        func flush() throws {
+            guard !run.isEmpty else { return }
+            let report = try store.ingest(events: run.map(\.event), receivedMs: nowMs)
+            for (offset, item) in run.enumerated() {
+                let result = Self.result(report.outcomes[offset], eventID: item.event.event.eventID)
+                results[item.index] = result
+                if case .accepted = report.outcomes[offset] { stored.append((item.event.event.roomID, item.event.wire)) }
+                if case .unauthorized = report.outcomes[offset] { stored.append((item.event.event.roomID, item.event.wire)) }
+            }
+            for (eventID, outcome) in report.released where outcome == .accepted {
+                if let event = try store.event(eventID: eventID) { stored.append((event.event.event.roomID, event.event.wire)) }
+            }
+            run = []
+        }
+
+        for (index, outcome) in verified.enumerated() {
+            let event: VerifiedEvent
+            switch outcome {
+            case .failure(let error):
+                results[index] = .init(.rejected, eventID: values[index]["event_id"]?.stringValue, code: error.code.rawValue, reason: error.message)
+                continue
+            case .success(let verifiedEvent): event = verifiedEvent
+            }
+            let header = event.event
+            // A state event earlier in this run changes what the next one is judged against: store the run first.
+            if run.contains(where: { $0.event.event.roomID == header.roomID && EventType.isState($0.event.event.type) }) { try flush() }
+            let chain = ChainKey(roomID: header.roomID, senderKey: header.senderKey)
+            let head = try runHeads[chain] ?? store.chainHead(roomID: header.roomID, senderKey: header.senderKey)?.seq ?? 0
+            // A duplicate is answered by the store; anything else must be the chain's next link, so that nobody can
+            // leave events waiting on the relay for a predecessor that never comes.
+            if header.seq > head + 1 {
+                results[index] = .init(
+                    .rejected, eventID: header.eventID, code: "gap",
+                    reason: "The relay holds this device's chain up to seq \(head): publish seq \(head + 1) first.")
+                continue
+            }
+            let isNextLink = header.seq == head + 1
+            if let refusal = try refusal(
+                of: event, by: publisher, isNextLink: isNextLink, pendingCreate: run.contains { $0.event.event.roomID == header.roomID })
+            {
+                results[index] = refusal
+                continue
+            }
+            if isNextLink { runHeads[chain] = header.seq }
+            run.append((index, event))
+        }
+        try flush()
+        return Published(results: results.map { $0! }, stored: stored)
+    }
+
+    /// Why an event is refused before the store sees it, or `nil` to hand it over.
+    private func refusal(of event: VerifiedEvent, by publisher: Publisher, isNextLink: Bool, pendingCreate: Bool) throws -> RelayFrame.PublishResult? {
+        let header = event.event
+        func refuse(_ code: String, _ reason: String) -> RelayFrame.PublishResult { .init(.rejected, eventID: header.eventID, code: code, reason: reason) }
+        let state = try store.roomState(roomID: header.roomID)
+        let held = state?.creation != nil
+        if publisher.devices.contains(header.senderKey) {
+            guard header.senderID == publisher.userID else {
+                return refuse("wrong_sender", "The event is signed by a device of \(publisher.userID) but names another sender.")
+            }
+            if !held {
+                guard header.type == EventType.create || pendingCreate else {
+                    return refuse("unknown_room", "The relay holds no room \(header.roomID): publish its create event first.")
+                }
+                return nil
+            }
+            // The relay holds what the device's chain needs to be judged: refuse now what the room refuses.
+            if isNextLink, case .rejected(let reason) = try store.preview(event) {
+                return refuse("unauthorized", "The room does not allow this event: \(reason).")
+            }
+            return nil
+        }
+        guard let state, held, Self.canRead(state, userID: publisher.userID, deviceKey: publisher.deviceKey) else {
+            return refuse("not_your_device", "The event is signed by a device that is not one of this account's, in a room this device does not read.")
+        }
+        guard state.keyOwners[header.senderKey] != nil || header.type == EventType.member else {
+            return refuse("unauthorized", "The event is signed by a device the room does not know.")
+        }
+        return nil
+    }
+
+    struct ChainKey: Hashable {
+        var roomID: String
+        var senderKey: String
+    }
+
+    static func result(_ outcome: IngestOutcome, eventID: String) -> RelayFrame.PublishResult {
+        switch outcome {
+        case .accepted: .init(.stored, eventID: eventID)
+        case .duplicate: .init(.duplicate, eventID: eventID)
+        case .heldBack(let reason): .init(.held, eventID: eventID, reason: reason)
+        case .unauthorized(let reason): .init(.rejected, eventID: eventID, code: "unauthorized", reason: "The room does not allow this event: \(reason).")
+        case .rejected(let reason): .init(.rejected, eventID: eventID, code: "chain", reason: reason)
+        }
+    }
+
+    /// Whether a device reads a room: its user is joined and the device is one the room bound to them, or its user is
+    /// invited and the invite names the device (it needs the room's chains to join, as a bucket reader has them). A
+    /// kicked or banned member's devices stop reading at the event that removed them.
+    static func canRead(_ state: RoomState, userID: String, deviceKey: String) -> Bool {
+        guard let member = state.members[userID] else { return false }
+        switch member.membership {
+        case .join: return member.devices[deviceKey] != nil
+        case .invite: return member.invitedDevices[deviceKey] != nil
+        case .leave, .ban: return false
+        }
+    }
+
+    func canRead(roomID: String, userID: String, deviceKey: String) throws -> Bool {
+        guard let state = try store.roomState(roomID: roomID) else { return false }
+        return Self.canRead(state, userID: userID, deviceKey: deviceKey)
+    }
+
+    /// The room's founding events (its create and its creator's join): what a device needs to join the room.
+    func founding(roomID: String) throws -> [[UInt8]] {
+        guard let creation = try store.roomState(roomID: roomID)?.creation else { return [] }
+        return try store.eventIDs(roomID: roomID, senderKey: creation.creatorKey, seqs: 1...2).compactMap { try store.event(eventID: $0)?.event.wire }
+    }
+}

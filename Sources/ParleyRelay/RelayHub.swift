@@ -1,0 +1,208 @@
+import ParleyCore
+import Synchronization
+
+/// Frames waiting to be written to one connection, bounded in bytes. Live events that would pass the bound close the
+/// queue instead (the client fell behind: it is disconnected and catches up when it reconnects); a catch-up waits for
+/// room instead, since it is the connection's own request.
+final class FrameQueue: Sendable {
+    enum Closing: Sendable, Equatable {
+        /// The connection ends normally.
+        case done
+        /// The client did not read: close code 1008.
+        case slowConsumer
+        /// Close with this code and reason.
+        case protocolViolation(code: UInt16, reason: String)
+    }
+
+    private struct State {
+        var frames: [String] = []
+        var head = 0
+        var bytes = 0
+        var closing: Closing?
+        var reader: CheckedContinuation<String?, Never>?
+        var roomWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    let maxBytes: Int
+    private let state = Mutex(State())
+
+    init(maxBytes: Int) { self.maxBytes = maxBytes }
+
+    /// Queues a live frame.
+    /// - Returns: `false` when the queue is closed or the frame would pass the bound (the queue is closed then).
+    @discardableResult func push(_ frame: String) -> Bool {
+        let (reader, accepted): (CheckedContinuation<String?, Never>?, Bool) = state.withLock { state in
+            guard state.closing == nil else { return (nil, false) }
+            guard state.bytes + frame.utf8.count <= maxBytes else {
+                state.closing = .slowConsumer
+                defer { state.reader = nil }
+                return (state.reader, false)
+            }
+            if let reader = state.reader {
+                state.reader = nil
+                return (reader, true)
+            }
+            state.frames.append(frame)
+            state.bytes += frame.utf8.count
+            return (nil, true)
+        }
+        if let reader { reader.resume(returning: accepted ? frame : nil) }
+        return accepted
+    }
+
+    /// Queues a frame of the connection's own request, waiting while the queue is over half full.
+    /// - Returns: `false` when the queue is closed.
+    func pushWaiting(_ frame: String) async -> Bool {
+        while true {
+            let full = state.withLock { $0.closing == nil && $0.bytes > maxBytes / 2 }
+            guard full else { break }
+            await withCheckedContinuation { continuation in
+                let waitNow = state.withLock { state in
+                    guard state.closing == nil, state.bytes > maxBytes / 2 else { return false }
+                    state.roomWaiters.append(continuation)
+                    return true
+                }
+                if !waitNow { continuation.resume() }
+            }
+        }
+        return push(frame)
+    }
+
+    /// The next frame to write; `nil` once the queue is closed. What was queued before the close is written first, but
+    /// for a slow consumer's, whose queue is what is wrong.
+    func next() async -> String? {
+        await withCheckedContinuation { continuation in
+            let (frame, waiters): (String??, [CheckedContinuation<Void, Never>]) = state.withLock { state in
+                if state.head < state.frames.count, state.closing != .slowConsumer {
+                    let frame = state.frames[state.head]
+                    state.head += 1
+                    state.bytes -= frame.utf8.count
+                    if state.head > 1024, state.head * 2 > state.frames.count {
+                        state.frames.removeFirst(state.head)
+                        state.head = 0
+                    }
+                    var waiters: [CheckedContinuation<Void, Never>] = []
+                    if state.bytes <= maxBytes / 2 { swap(&waiters, &state.roomWaiters) }
+                    return (.some(frame), waiters)
+                }
+                if state.closing != nil { return (.some(nil), []) }
+                state.reader = continuation
+                return (.none, [])
+            }
+            for waiter in waiters { waiter.resume() }
+            if let frame { continuation.resume(returning: frame) }
+        }
+    }
+
+    /// Why the queue closed, once it did.
+    var closing: Closing? { state.withLock { $0.closing } }
+
+    /// Closes the queue: the writer ends (after writing what is queued, for `.done`).
+    func close(_ closing: Closing) {
+        let (reader, waiters) = state.withLock { state in
+            if state.closing == nil { state.closing = closing }
+            defer {
+                state.reader = nil
+                state.roomWaiters = []
+            }
+            return (state.reader, state.roomWaiters)
+        }
+        reader?.resume(returning: nil)
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// One authenticated WebSocket connection: who it speaks for, the rooms it subscribed to, its outbound queue.
+final class RelayConnection: Sendable {
+    let id: Int
+    let userID: String
+    let deviceKey: String
+    let queue: FrameQueue
+    /// The rooms it subscribed to.
+    let rooms = Mutex<Set<String>>([])
+    /// Its allowance of typing notices.
+    let typing = Mutex(LoginLimits.Bucket(tokens: 5, updatedMs: 0))
+    /// When it last sent a frame (Unix ms).
+    let lastHeard = Mutex(Int64(0))
+
+    init(id: Int, userID: String, deviceKey: String, maxQueuedBytes: Int) {
+        self.id = id
+        self.userID = userID
+        self.deviceKey = deviceKey
+        queue = FrameQueue(maxBytes: maxQueuedBytes)
+        lastHeard.withLock { $0 = RelayAccounts.nowMs() }
+    }
+}
+
+/// The relay's live connections by room, and fan-out: each room's new events go, as frames built once, to every
+/// connection subscribed to the room whose device the room's state lets read it.
+final class RelayHub: Sendable {
+    private let rooms = Mutex<[String: [Int: RelayConnection]]>([:])
+    private let connectionCount = Mutex(0)
+    /// Connections cut off because they did not read.
+    let slowConsumers = Mutex(0)
+
+    var openConnections: Int { connectionCount.withLock { $0 } }
+
+    func opened() { connectionCount.withLock { $0 += 1 } }
+
+    func closed(_ connection: RelayConnection, rooms roomIDs: Set<String>) {
+        connectionCount.withLock { $0 -= 1 }
+        rooms.withLock { rooms in
+            for roomID in roomIDs {
+                rooms[roomID]?[connection.id] = nil
+                if rooms[roomID]?.isEmpty == true { rooms[roomID] = nil }
+            }
+        }
+    }
+
+    func subscribe(_ connection: RelayConnection, roomID: String) {
+        rooms.withLock { $0[roomID, default: [:]][connection.id] = connection }
+    }
+
+    /// Sends `wires` (events of `roomID`) to the room's readers, except `excluding` (the publisher, answered by its ack
+    /// and its own copy).
+    func deliver(roomID: String, wires: [[UInt8]], state: RoomState?, excluding: Int? = nil) {
+        let subscribers = rooms.withLock { $0[roomID].map { Array($0.values) } ?? [] }
+        guard !subscribers.isEmpty, let state else { return }
+        let frames = Self.eventFrames(roomID: roomID, wires: wires)
+        for connection in subscribers where connection.id != excluding {
+            guard RelayEvents.canRead(state, userID: connection.userID, deviceKey: connection.deviceKey) else { continue }
+            for frame in frames where !connection.queue.push(frame) {
+                if connection.queue.closing == .slowConsumer { slowConsumers.withLock { $0 += 1 } }
+                break
+            }
+        }
+    }
+
+    /// Sends a frame to the room's readers other than `excluding`.
+    func broadcast(roomID: String, frame: String, state: RoomState?, excluding: Int) {
+        let subscribers = rooms.withLock { $0[roomID].map { Array($0.values) } ?? [] }
+        guard let state else { return }
+        for connection in subscribers where connection.id != excluding {
+            if RelayEvents.canRead(state, userID: connection.userID, deviceKey: connection.deviceKey) { connection.queue.push(frame) }
+        }
+    }
+
+    /// `events` frames carrying `wires`, each within the frame bound: the wire bytes are spliced in as they are, since
+    /// an event's wire form is its canonical JSON.
+    static func eventFrames(roomID: String, wires: [[UInt8]]) -> [String] {
+        let tail = Array("],\"room_id\":".utf8) + CanonicalJSON.encode(.string(roomID)) + Array(",\"type\":\"events\"}".utf8)
+        let head = Array("{\"events\":[".utf8)
+        var frames: [String] = []
+        var current = head
+        var count = 0
+        for wire in wires {
+            if count > 0, current.count + 1 + wire.count + tail.count > RelayFrame.maxFrameBytes || count == RelayFrame.maxEvents {
+                frames.append(String(decoding: current + tail, as: UTF8.self))
+                current = head
+                count = 0
+            }
+            if count > 0 { current.append(UInt8(ascii: ",")) }
+            current += wire
+            count += 1
+        }
+        if count > 0 { frames.append(String(decoding: current + tail, as: UTF8.self)) }
+        return frames
+    }
+}

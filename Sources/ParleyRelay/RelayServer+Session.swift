@@ -1,0 +1,209 @@
+import Foundation
+import HummingbirdWebSocket
+import NIOWebSocket
+import ParleyCore
+import Synchronization
+
+/// Whether a new connection has sent its first frame.
+private final class AuthenticationWait: Sendable {
+    let isDone = Atomic(false)
+}
+
+extension RelayServer {
+    /// One WebSocket connection (docs/PROTOCOL.md §15.4): `auth` first, then subscriptions, publishes, history and
+    /// typing; a writer task drains the connection's queue; a watchdog closes a connection that stays silent.
+    func session(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, address: String) async {
+        var messages = inbound.messages(maxSize: RelayFrame.maxFrameBytes).makeAsyncIterator()
+        guard let connection = await authenticate(&messages, outbound: outbound) else { return }
+        hub.opened()
+        counters.withLock { $0.connections += 1 }
+        defer { hub.closed(connection, rooms: connection.rooms.withLock { $0 }) }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while let frame = await connection.queue.next() {
+                    do { try await outbound.write(.text(frame)) } catch {
+                        connection.queue.close(.done)
+                        return
+                    }
+                }
+                switch connection.queue.closing {
+                case .slowConsumer?:
+                    self.logger.info("Connection cut off: it did not read", metadata: ["queue.bytes": "\(self.settings.maxQueuedBytes)"])
+                    try? await outbound.close(.policyViolation, reason: "falling behind: reconnect to catch up")
+                case .protocolViolation(let code, let reason)?:
+                    try? await outbound.close(.init(codeNumber: Int(code)), reason: reason)
+                default:
+                    try? await outbound.close(.normalClosure, reason: nil)
+                }
+            }
+            group.addTask {
+                // Silence (pongs do not count: pings keep the socket alive, not the session) ends the connection.
+                while connection.queue.closing == nil {
+                    try? await Task.sleep(for: .milliseconds(min(1_000, self.settings.idleTimeoutMs)))
+                    if RelayAccounts.nowMs() - connection.lastHeard.withLock({ $0 }) > self.settings.idleTimeoutMs {
+                        connection.queue.close(.protocolViolation(code: 1000, reason: "idle"))
+                    }
+                }
+            }
+            // The reader runs here, in the session's own task: the inbound stream is not to be shared.
+            do {
+                var badFrames = 0
+                while let message = try await messages.next() {
+                    connection.lastHeard.withLock { $0 = RelayAccounts.nowMs() }
+                    let frame: RelayFrame
+                    do throws(RelayProtocolError) {
+                        guard case .text(let text) = message else {
+                            throw RelayProtocolError(.malformedFrame, "Binary frames are not part of this protocol: send JSON text frames.")
+                        }
+                        frame = try RelayFrame(parsing: Array(text.utf8), from: .client)
+                    } catch {
+                        badFrames += 1
+                        self.counters.withLock { $0.badFrames += 1 }
+                        connection.queue.push(RelayFrame.error(code: error.code.rawValue, message: error.message, id: nil).text)
+                        if badFrames >= self.settings.maxBadFrames {
+                            connection.queue.close(.protocolViolation(code: 1007, reason: "too many malformed frames"))
+                            break
+                        }
+                        continue
+                    }
+                    try await self.handle(frame, on: connection)
+                }
+            } catch {
+                logger.debug("Connection read ended", metadata: ["error": "\(error)"])
+            }
+            connection.queue.close(.done)
+            await group.waitForAll()
+        }
+    }
+
+    /// Waits for the `auth` frame (for at most ``RelaySettings/authTimeoutMs``): a live session token and a device of
+    /// its account.
+    private func authenticate(
+        _ messages: inout WebSocketInboundMessageStream.AsyncIterator, outbound: WebSocketOutboundWriter
+    ) async -> RelayConnection? {
+        func refuse(_ code: String, _ message: String) async -> RelayConnection? {
+            try? await outbound.write(.text(RelayFrame.error(code: code, message: message, id: nil).text))
+            try? await outbound.close(.policyViolation, reason: code)
+            return nil
+        }
+        let authenticated = AuthenticationWait()
+        let first: WebSocketMessage? = await withTaskGroup(of: Void.self) { group in
+            // Closing the socket ends the wait below with no message.
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(self.settings.authTimeoutMs))
+                if !authenticated.isDone.load(ordering: .acquiring) {
+                    try? await outbound.write(.text(RelayFrame.error(code: "auth_timeout", message: "No auth frame came in time.", id: nil).text))
+                    try? await outbound.close(.policyViolation, reason: "auth_timeout")
+                }
+            }
+            let message = try? await messages.next()
+            authenticated.isDone.store(true, ordering: .releasing)
+            group.cancelAll()
+            return message
+        }
+        guard case .text(let text)? = first, let frame = try? RelayFrame(parsing: Array(text.utf8), from: .client),
+            case .auth(let token, let deviceKey) = frame
+        else { return await refuse("auth_required", "The first frame must be auth, with a session token and the device key.") }
+        guard let userID = try? accounts.user(token: token) else {
+            return await refuse("unauthorized", "The session token is not valid: log in again.")
+        }
+        guard (try? accounts.store.deviceOwner(key: deviceKey)) == userID else {
+            return await refuse("unknown_device", "This device is not one of the account's: add it with a signed challenge first.")
+        }
+        let connection = RelayConnection(
+            id: nextConnection.wrappingAdd(1, ordering: .relaxed).newValue, userID: userID, deviceKey: deviceKey, maxQueuedBytes: settings.maxQueuedBytes)
+        connection.queue.push(RelayFrame.ready(userID: userID, deviceKey: deviceKey).text)
+        return connection
+    }
+
+    private func handle(_ frame: RelayFrame, on connection: RelayConnection) async throws {
+        switch frame {
+        case .subscribe(let rooms):
+            for room in rooms {
+                connection.rooms.withLock { _ = $0.insert(room.roomID) }
+                hub.subscribe(connection, roomID: room.roomID)
+                try await catchUp(room, on: connection)
+            }
+        case .publish(let id, let values):
+            let publisher = RelayEvents.Publisher(
+                userID: connection.userID, deviceKey: connection.deviceKey, devices: Set([connection.deviceKey]))
+            let published: RelayEvents.Published
+            do {
+                published = try await events.onQueue { [events] in try events.publish(values, by: publisher, nowMs: RelayAccounts.nowMs()) }
+            } catch {
+                logger.error("Relay store failed", metadata: ["error": "\(error)"])
+                connection.queue.push(RelayFrame.error(code: "store_failed", message: "The relay could not store the events; publish them again.", id: id).text)
+                return
+            }
+            counters.withLock { counters in
+                counters.eventsIn += published.stored.count
+                for result in published.results where result.verdict == .rejected { counters.rejections[result.code ?? "other", default: 0] += 1 }
+            }
+            connection.queue.push(RelayFrame.ack(id: id, results: published.results).text)
+            var byRoom: [(roomID: String, wires: [[UInt8]])] = []
+            for (roomID, wire) in published.stored {
+                if byRoom.last?.roomID == roomID { byRoom[byRoom.count - 1].wires.append(wire) } else { byRoom.append((roomID, [wire])) }
+            }
+            for (roomID, wires) in byRoom {
+                let state = try? events.store.roomState(roomID: roomID)
+                hub.deliver(roomID: roomID, wires: wires, state: state, excluding: connection.id)
+            }
+        case .history(let id, let roomID, let before, let limit):
+            guard try events.canRead(roomID: roomID, userID: connection.userID, deviceKey: connection.deviceKey) else {
+                connection.queue.push(RelayFrame.error(code: "not_a_member", message: "This device does not read that room.", id: id).text)
+                return
+            }
+            do {
+                let page = try events.store.historyPage(roomID: roomID, before: before, limit: limit)
+                let values = page.wires.compactMap { try? JSONParser().parse($0) }
+                _ = await connection.queue.pushWaiting(RelayFrame.page(id: id, roomID: roomID, events: values, hasMore: page.hasMore).text)
+            } catch {
+                connection.queue.push(RelayFrame.error(code: "unknown_event", message: "The room holds no such event.", id: id).text)
+            }
+        case .typing(let roomID, let isTyping):
+            let now = RelayAccounts.nowMs()
+            let allowed = connection.typing.withLock { bucket in
+                bucket = LoginLimits.refilled(bucket, burst: 5, refillMs: 1000 / settings.typingPerSecond, nowMs: now)
+                guard bucket.tokens >= 1 else { return false }
+                bucket.tokens -= 1
+                return true
+            }
+            guard allowed, let state = try events.store.roomState(roomID: roomID),
+                RelayEvents.canRead(state, userID: connection.userID, deviceKey: connection.deviceKey)
+            else { return }
+            hub.broadcast(
+                roomID: roomID, frame: RelayFrame.typingNotice(roomID: roomID, userID: connection.userID, isTyping: isTyping).text, state: state,
+                excluding: connection.id)
+        default:
+            connection.queue.push(RelayFrame.error(code: "unknown_type", message: "Only clients' frames are taken here.", id: nil).text)
+        }
+    }
+
+    /// Sends the relay's heads of a room, then exactly the events the client lacks (oldest first, in pages), then
+    /// `synced`. A device that does not read the room gets its founding events only (what it needs to join) — and for
+    /// a room the relay does not hold, nothing: either way it learns no room id it did not name.
+    private func catchUp(_ room: RelayFrame.RoomHeads, on connection: RelayConnection) async throws {
+        let readable = try events.canRead(roomID: room.roomID, userID: connection.userID, deviceKey: connection.deviceKey)
+        guard readable else {
+            _ = await connection.queue.pushWaiting(RelayFrame.heads(roomID: room.roomID, heads: [:]).text)
+            let founding = try events.founding(roomID: room.roomID)
+            for frame in RelayHub.eventFrames(roomID: room.roomID, wires: founding) { _ = await connection.queue.pushWaiting(frame) }
+            _ = await connection.queue.pushWaiting(RelayFrame.synced(roomID: room.roomID).text)
+            return
+        }
+        let relayHeads = try events.store.chainHeads(roomID: room.roomID)
+        guard await connection.queue.pushWaiting(RelayFrame.heads(roomID: room.roomID, heads: relayHeads).text) else { return }
+        var after: [String: Int64]? = room.heads
+        var sent = 0
+        while let from = after {
+            let page = try events.store.chainEvents(roomID: room.roomID, after: from, limit: 500)
+            for frame in RelayHub.eventFrames(roomID: room.roomID, wires: page.wires) {
+                guard await connection.queue.pushWaiting(frame) else { return }
+            }
+            sent += page.wires.count
+            after = page.next
+        }
+        counters.withLock { $0.eventsOut += sent }
+        _ = await connection.queue.pushWaiting(RelayFrame.synced(roomID: room.roomID).text)
+    }
+}

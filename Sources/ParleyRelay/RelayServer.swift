@@ -1,0 +1,246 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+import ParleyCore
+import ParleyStore
+import ServiceLifecycle
+import Synchronization
+
+/// The request context of the relay's routes: a WebSocket-capable context that knows the client's address (for
+/// per-address limits).
+public struct RelayRequestContext: RequestContext, WebSocketRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let webSocket: WebSocketHandlerReference<Self>
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        webSocket = .init()
+        remoteAddress = source.channel.remoteAddress
+    }
+
+    /// The client's IP address, as limits count it.
+    var clientAddress: String { remoteAddress?.ipAddress ?? "unknown" }
+}
+
+/// A relay (docs/PROTOCOL.md §15): accounts over HTTP, events over WebSocket, judged and kept by a node's store, and
+/// pushed to every member connected. A `Service`: run it in a `ServiceGroup`, whose graceful shutdown (SIGTERM) stops
+/// taking connections and closes the open ones.
+public final class RelayServer: Service, Sendable {
+    public let settings: RelaySettings
+    public let accounts: RelayAccounts
+    public let events: RelayEvents
+    let hub = RelayHub()
+    let logger: Logger
+    let nextConnection = Atomic<Int>(0)
+    let counters = Mutex(Counters())
+    private let listening = Mutex<(port: Int?, waiters: [CheckedContinuation<Int?, Never>], stopped: Bool)>((nil, [], false))
+
+    /// What the relay has done since it started, for `/metrics` and tests.
+    public struct Counters: Sendable, Equatable {
+        public var connections = 0
+        public var eventsIn = 0
+        public var eventsOut = 0
+        public var rejections: [String: Int] = [:]
+        public var loginFailures = 0
+        public var badFrames = 0
+    }
+
+    /// Opens the relay's data in `settings.dataDirectory` (made, mode 0700, if missing).
+    public init(settings: RelaySettings, logger: Logger) throws {
+        try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        self.settings = settings
+        self.logger = logger
+        accounts = RelayAccounts(store: try AccountStore(path: settings.dataDirectory + "/accounts.sqlite"), settings: settings)
+        events = RelayEvents(store: try EventStore(path: settings.dataDirectory + "/events.sqlite"))
+    }
+
+    public var counts: Counters { counters.withLock { $0 } }
+
+    /// The port the relay listens on, once it does; `nil` if it stopped before listening.
+    public func port() async -> Int? {
+        await withCheckedContinuation { continuation in
+            let ready: Int?? = listening.withLock { state in
+                if state.port != nil || state.stopped { return .some(state.port) }
+                state.waiters.append(continuation)
+                return .none
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    public func run() async throws {
+        let router = Router(context: RelayRequestContext.self)
+        addRoutes(to: router)
+        let application = Application(
+            router: router,
+            server: .http1WebSocketUpgrade(
+                webSocketRouter: router,
+                configuration: .init(
+                    ws: .init(
+                        maxFrameSize: RelayFrame.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(max(1, settings.idleTimeoutMs / 2000))),
+                        validateUTF8: true))),
+            configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
+            onServerRunning: { [self] channel in self.started(port: channel.localAddress?.port) },
+            logger: logger)
+        defer { stopped() }
+        try await application.run()
+    }
+
+    private func started(port: Int?) {
+        if let port, settings.publicURL == nil {
+            accounts.boundOrigin.withLock { $0 = "http://\(settings.host.contains(":") ? "[\(settings.host)]" : settings.host):\(port)" }
+        }
+        logger.info("Relay listening", metadata: ["origin": "\(accounts.origin)", "data": "\(settings.dataDirectory)"])
+        let waiters = listening.withLock { state in
+            state.port = port
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: port) }
+    }
+
+    private func stopped() {
+        let waiters = listening.withLock { state in
+            state.stopped = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: nil) }
+    }
+
+    // MARK: HTTP
+
+    func addRoutes(to router: Router<RelayRequestContext>) {
+        router.get("health") { _, _ in jsonResponse(["status": "ok"]) }
+        router.get("metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: self.metricsText())))
+        }
+        let v1 = router.group("v1")
+        v1.post("accounts") { request, context in
+            let body = try await Self.body(request)
+            try await self.accounts.register(
+                userID: try Self.string(body, "user_id"), password: try Self.string(body, "password"), invite: body["invite"]?.stringValue)
+            return jsonResponse(["user_id": body["user_id"] ?? .null], status: .created)
+        }
+        v1.post("sessions") { request, context in
+            let body = try await Self.body(request)
+            do {
+                let session = try await self.accounts.login(
+                    userID: try Self.string(body, "user_id"), password: try Self.string(body, "password"), from: context.clientAddress)
+                return jsonResponse(["token": .string(session.token), "expires_ms": .integer(session.expiresMs)], status: .created)
+            } catch let error as RelayError {
+                if error.code == "invalid_credentials" || error.code == "rate_limited" { self.counters.withLock { $0.loginFailures += 1 } }
+                throw error
+            }
+        }
+        v1.delete("sessions/current") { request, _ in
+            let (token, _) = try self.session(request)
+            try self.accounts.logout(token: token)
+            return Response(status: .noContent)
+        }
+        v1.delete("sessions") { request, _ in
+            let (_, userID) = try self.session(request)
+            try self.accounts.logoutEverywhere(userID: userID)
+            return Response(status: .noContent)
+        }
+        v1.put("accounts/password") { request, _ in
+            let (token, userID) = try self.session(request)
+            let body = try await Self.body(request)
+            try await self.accounts.changePassword(
+                userID: userID, old: try Self.string(body, "password"), new: try Self.string(body, "new_password"), keeping: token)
+            return Response(status: .noContent)
+        }
+        v1.post("accounts/delete") { request, _ in
+            let (_, userID) = try self.session(request)
+            let body = try await Self.body(request)
+            try await self.accounts.deleteAccount(userID: userID, password: try Self.string(body, "password"))
+            return Response(status: .noContent)
+        }
+        v1.post("devices/challenge") { request, _ in
+            let (_, userID) = try self.session(request)
+            return jsonResponse(["challenge": try self.accounts.challenge(userID: userID).json], status: .created)
+        }
+        v1.post("devices") { request, _ in
+            let (_, userID) = try self.session(request)
+            let body = try await Self.body(request)
+            let challenge: RelayChallenge
+            do throws(RelayProtocolError) { challenge = try RelayChallenge(json: body["challenge"] ?? .null) } catch {
+                throw RelayError.invalidRequest(error.message)
+            }
+            try self.accounts.addDevice(
+                userID: userID, challenge: challenge, deviceKey: try Self.string(body, "device_key"), signature: try Self.string(body, "signature"))
+            return jsonResponse(["device_key": body["device_key"] ?? .null, "user_id": .string(userID)], status: .created)
+        }
+        v1.ws(
+            "ws",
+            shouldUpgrade: { request, _ in
+                // A page of another site may make a browser open this socket: its Origin gives it away. Clients outside
+                // a browser send none, or a ws:// one, which no browser sends.
+                if let origin = request.headers[values: .origin].first(where: { self.isForeignPage($0) }) {
+                    throw RelayError(
+                        "foreign_origin", "WebSocket connections from pages of \(origin.prefix(200)) are refused.",
+                        remedy: "Add the origin to the relay's allowed origins.", status: .forbidden)
+                }
+                return .upgrade([:])
+            },
+            onUpgrade: { inbound, outbound, context in
+                await self.session(inbound: inbound, outbound: outbound, address: context.requestContext.clientAddress)
+            })
+    }
+
+    /// Whether `origin` is a web page's (`http://…`, `https://…`, or `null`) that the relay's settings do not allow.
+    func isForeignPage(_ origin: String) -> Bool {
+        guard !origin.hasPrefix("ws://"), !origin.hasPrefix("wss://") else { return false }
+        return !settings.allowedOrigins.contains(origin)
+    }
+
+    /// The request's body as a JSON object, at most 16 KiB.
+    static func body(_ request: Request) async throws -> JSONObject {
+        var request = request
+        let buffer: ByteBuffer
+        do { buffer = try await request.collectBody(upTo: 16_384) } catch {
+            throw RelayError("too_large", "The request body is larger than 16 KiB.", status: .contentTooLarge)
+        }
+        guard case .object(let object)? = try? JSONParser(maxDepth: 4, maxBytes: 16_384).parse(Array(buffer.readableBytesView)) else {
+            throw RelayError.invalidRequest("The request body is not a JSON object.")
+        }
+        return object
+    }
+
+    static func string(_ object: JSONObject, _ name: String) throws -> String {
+        guard case .string(let text)? = object[name] else { throw RelayError.invalidRequest("\(name) is missing or not a string.") }
+        return text
+    }
+
+    /// The request's session token and its user.
+    func session(_ request: Request) throws -> (token: String, userID: String) {
+        guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer ") else { throw RelayError.unauthorized }
+        let token = String(authorization.dropFirst("Bearer ".count))
+        guard token.utf8.count == 64, let userID = try accounts.user(token: token) else { throw RelayError.unauthorized }
+        return (token, userID)
+    }
+
+    // MARK: Metrics
+
+    func metricsText() -> String {
+        let counts = counts
+        var lines = [
+            "# TYPE parley_relay_connections gauge", "parley_relay_connections \(hub.openConnections)",
+            "# TYPE parley_relay_connections_total counter", "parley_relay_connections_total \(counts.connections)",
+            "# TYPE parley_relay_events_in_total counter", "parley_relay_events_in_total \(counts.eventsIn)",
+            "# TYPE parley_relay_events_out_total counter", "parley_relay_events_out_total \(counts.eventsOut)",
+            "# TYPE parley_relay_login_failures_total counter", "parley_relay_login_failures_total \(counts.loginFailures)",
+            "# TYPE parley_relay_slow_consumers_total counter", "parley_relay_slow_consumers_total \(hub.slowConsumers.withLock { $0 })",
+            "# TYPE parley_relay_bad_frames_total counter", "parley_relay_bad_frames_total \(counts.badFrames)",
+            "# TYPE parley_relay_rejections_total counter",
+        ]
+        for (reason, count) in counts.rejections.sorted(by: { $0.key < $1.key }) {
+            lines.append("parley_relay_rejections_total{reason=\"\(reason)\"} \(count)")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

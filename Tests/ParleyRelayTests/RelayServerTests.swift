@@ -1,0 +1,168 @@
+import Foundation
+import HummingbirdWSClient
+import Logging
+import ParleyCore
+import ParleyRelay
+import ParleyRelayClient
+import ParleyTesting
+import Synchronization
+import Testing
+
+@Suite struct RelayServerTests {
+    static let t0: Int64 = 1_760_000_000_000
+
+    @Test func `three clients chat through one relay, live and by catch-up`() async throws {
+        try await RelayFixture.withRelay { relay in
+            var alice = TestDevice("alice")
+            var bob = TestDevice("bob")
+            var carol = TestDevice("carol")
+            let (aliceToken, bobToken, carolToken) = (
+                try await relay.account(for: alice), try await relay.account(for: bob), try await relay.account(for: carol)
+            )
+            let founding = alice.create("team", at: Self.t0) + [alice.invite("team", bob, at: Self.t0 + 1), alice.invite("team", carol, at: Self.t0 + 2)]
+            let results = try await relay.connect(alice, token: aliceToken) { try await $0.publish(founding) }
+            #expect(results.map(\.verdict) == [.stored, .stored, .stored, .stored])
+
+            let bobJoin = bob.join("team", at: Self.t0 + 10)
+            let hello = bob.message("team", "hello from bob", at: Self.t0 + 11)
+            let carolJoin = carol.join("team", at: Self.t0 + 12)
+            let (aliceKey, bobKey, carolKey) = (alice.publicKey, bob.publicKey, carol.publicKey)
+            let (bobDevice, carolDevice) = (bob, carol)
+            let seen = try await relay.connect(carolDevice, token: carolToken) { channel in
+                // Carol is invited: she reads the room, joins, and then gets Bob's message live.
+                let caughtUp = try await channel.subscribe("team")
+                #expect(caughtUp.events.map(\.hash) == founding.map(\.hash))
+                #expect(caughtUp.heads == [aliceKey: 4])
+                #expect(try await channel.publish([carolJoin]).map(\.verdict) == [.stored])
+                try await relay.connect(bobDevice, token: bobToken) { bobChannel in
+                    let bobView = try await bobChannel.subscribe("team")
+                    #expect(bobView.events.count == 5)
+                    #expect(try await bobChannel.publish([bobJoin, hello]).map(\.verdict) == [.stored, .stored])
+                }
+                let live = try await channel.read {
+                    if case .events(_, let events) = $0 { events.contains { $0["event_id"]?.stringValue == hello.event.eventID } } else { false }
+                }
+                return live.compactMap { frame -> [String]? in
+                    if case .events(_, let events) = frame { events.compactMap { $0["event_id"]?.stringValue } } else { nil }
+                }.flatMap { $0 }
+            }
+            #expect(seen == [bobJoin.event.eventID, hello.event.eventID])
+
+            // Catch-up is exact: a client holding Alice's chain up to 4 and Bob's up to 1 gets Carol's join and Bob's message.
+            let late = try await relay.connect(alice, token: aliceToken) { try await $0.subscribe("team", heads: [aliceKey: 4, bobKey: 1]) }
+            #expect(late.events.map(\.hash) == [hello.hash, carolJoin.hash])
+            #expect(late.heads == [aliceKey: 4, bobKey: 2, carolKey: 1])
+        }
+    }
+
+    @Test func `a device that does not read a room gets only what it needs to join, and nothing of a room the relay does not hold`() async throws {
+        try await RelayFixture.withRelay { relay in
+            var alice = TestDevice("alice")
+            var mallory = TestDevice("mallory")
+            let aliceToken = try await relay.account(for: alice)
+            let malloryToken = try await relay.account(for: mallory)
+            let founding = alice.create("team", at: Self.t0)
+            let secret = alice.message("team", "members only", at: Self.t0 + 1)
+            _ = try await relay.connect(alice, token: aliceToken) { try await $0.publish(founding + [secret]) }
+            let attempt = [mallory.join("team", at: Self.t0 + 5), mallory.message("team", "let me in", at: Self.t0 + 6)]
+            try await relay.connect(mallory, token: malloryToken) { channel in
+                let known = try await channel.subscribe("team")
+                #expect(known.heads.isEmpty)
+                #expect(known.events.map(\.hash) == founding.map(\.hash))
+                let unknown = try await channel.subscribe("elsewhere")
+                #expect(unknown.heads.isEmpty && unknown.events.isEmpty)
+                // Not invited: her join is refused, and her message with it (nothing waits on the relay for a
+                // predecessor); neither is stored.
+                let results = try await channel.publish(attempt)
+                #expect(results.map(\.verdict) == [.rejected, .rejected])
+                #expect(results.map(\.code) == ["unauthorized", "gap"])
+                try await channel.send(.history(id: 9, roomID: "team", before: nil, limit: 10))
+                let refused = try await channel.read { if case .error(_, _, 9) = $0 { true } else { false } }
+                #expect(refused.last.map { if case .error("not_a_member", _, _) = $0 { true } else { false } } == true)
+            }
+            #expect(try relay.server.events.store.chainHeads(roomID: "team") == [alice.publicKey: 3])
+        }
+    }
+
+    @Test func `forged, tampered, foreign and replayed events each get their verdict and the relay goes on`() async throws {
+        try await RelayFixture.withRelay { relay in
+            var alice = TestDevice("alice")
+            var bob = TestDevice("bob")
+            let aliceToken = try await relay.account(for: alice)
+            _ = try await relay.account(for: bob)
+            let founding = alice.create("team", at: Self.t0)
+            let message = alice.message("team", "original", at: Self.t0 + 1)
+            var tampered = try JSONParser().parse(message.wire).objectValue!
+            tampered["content"] = .object(JSONObject(["msgtype": "text", "body": "altered"]))
+            var forged = try JSONParser().parse(alice.message("team", "next", at: Self.t0 + 2).wire).objectValue!
+            forged["signature"] = .string(Base64.encode([UInt8](repeating: 7, count: 64)))
+            // Bob's device signs as Bob, but the connection is Alice's: a copy of another device's event in a room that
+            // device is not in.
+            let foreign = bob.create("bobs-room", at: Self.t0)
+            let (tamperedEvent, forgedEvent) = (tampered, forged)
+            let results = try await relay.connect(alice, token: aliceToken) { channel in
+                _ = try await channel.publish(founding + [message])
+                try await channel.send(.publish(id: 2, events: [.object(tamperedEvent), .object(forgedEvent)]))
+                let frames = try await channel.read { if case .ack(2, _) = $0 { true } else { false } }
+                guard case .ack(_, let bad) = frames.last else { return [RelayFrame.PublishResult]() }
+                return bad + (try await channel.publish(foreign + [message], id: 3))
+            }
+            #expect(results.map(\.code) == ["content_hash_mismatch", "bad_signature", "not_your_device", "gap", nil])
+            #expect(results.last?.verdict == .duplicate)
+            #expect(relay.server.counts.rejections["bad_signature"] == 1)
+        }
+    }
+
+    @Test func `frames that break the protocol get an error each, and repeated ones close the connection with 1007`() async throws {
+        try await RelayFixture.withRelay { relay in
+            let alice = TestDevice("alice")
+            let token = try await relay.account(for: alice)
+            let url = relay.relay.webSocket
+            let replies = Replies()
+            try await WebSocketClient.connect(url: url, logger: Logger(label: "test.raw")) { inbound, outbound, _ in
+                try await outbound.write(.text(RelayFrame.auth(token: token, deviceKey: alice.publicKey).text))
+                try await outbound.write(.binary(.init(bytes: [1, 2, 3])))
+                try await outbound.write(.text("not json"))
+                try await outbound.write(.text("{\"type\":\"launch\"}"))
+                try await outbound.write(.text("{\"type\":\"publish\",\"id\":1,\"events\":\"all\"}"))
+                try await outbound.write(.text("[]"))
+                for try await message in inbound.messages(maxSize: 1 << 20) {
+                    if case .text(let text) = message { replies.add(try RelayFrame(parsing: Array(text.utf8), from: .relay)) }
+                }
+            }
+            let codes = replies.frames.compactMap { frame -> String? in if case .error(let code, _, _) = frame { code } else { nil } }
+            #expect(replies.frames.first?.type == "ready")
+            #expect(codes == ["malformed_frame", "malformed_frame", "unknown_type", "invalid_member", "malformed_frame"])
+            #expect(relay.server.counts.badFrames == 5)
+        }
+    }
+
+    @Test func `a connection must authenticate first, with a live token and a device of its account`() async throws {
+        try await RelayFixture.withRelay { relay in
+            let alice = TestDevice("alice")
+            let stranger = TestDevice("stranger")
+            let token = try await relay.account(for: alice)
+            await #expect(throws: RelayClientError.self) { try await relay.connect(alice, token: String(repeating: "0", count: 64)) { _ in } }
+            do {
+                try await relay.connect(stranger, token: token) { _ in }
+                Issue.record("A device of no account was let in.")
+            } catch let error as RelayClientError {
+                #expect(error.message.contains("not one of the account's"))
+            }
+            // A token stolen after its logout opens nothing.
+            try await relay.accounts.logout(token: token)
+            do {
+                try await relay.connect(alice, token: token) { _ in }
+                Issue.record("A logged-out token was let in.")
+            } catch let error as RelayClientError {
+                #expect(error.message.contains("not valid"))
+            }
+        }
+    }
+}
+
+final class Replies: Sendable {
+    private let state = Mutex<[RelayFrame]>([])
+    func add(_ frame: RelayFrame) { state.withLock { $0.append(frame) } }
+    var frames: [RelayFrame] { state.withLock { $0 } }
+}
