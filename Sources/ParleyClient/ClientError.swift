@@ -1,4 +1,5 @@
 import ParleyBucket
+import ParleyRelayClient
 import ParleyStore
 import ParleySync
 
@@ -31,6 +32,10 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
         public static let invalidEvent = Code(name: "invalid_event")
         /// Any other failure: one that no code above describes (SQLite refusing a statement is a bug to report).
         public static let internalError = Code(name: "internal")
+        /// No live session at a relay: log in.
+        public static let notLoggedIn = Code(name: "not_logged_in")
+        /// A relay refused what the node sent it.
+        public static let relayRefused = Code(name: "relay_refused")
 
         /// The store's code, under the same name.
         public init(_ code: StoreError.Code) { name = code.name }
@@ -73,6 +78,8 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
             self = error
         } else if let error = error as? BucketError {
             self.init(error)
+        } else if let error = error as? RelayClientError {
+            self.init(Code(name: error.code), error.message, remedy: error.remedy)
         } else if let error = error as? TransportError {
             self.init(Code(name: error.code), error.message, remedy: error.remedy)
         } else if let error = StoreError(error, path: home?.storePath ?? "of this node") {

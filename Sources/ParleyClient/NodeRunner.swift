@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ParleyBucket
+import ParleyRelayClient
 import ParleyStore
 import ParleySync
 import ServiceLifecycle
@@ -21,10 +22,22 @@ public protocol NodeRunnerObserver: Sendable {
     func leftUnsent(_ room: BucketRoom, events: Int, reason: String)
     /// The archives of `room`'s past days were looked at after a sync: what became of each day.
     func roomArchived(_ room: BucketRoom, _ reports: [ArchiveWriteReport])
+    /// A room reached through `relay` caught up (its first sync on a connection).
+    func relaySynced(relay: String, _ report: RelayTransport.RoomReport)
+    /// The connection to `relay` failed; `report` says so and when it is tried again.
+    func relayFailed(relay: String, report: String)
+    /// The connection to `relay` works again.
+    func relayRecovered(relay: String)
+    /// Events of `roomID` came from a relay and were taken.
+    func relayArrived(roomID: String, eventIDs: [String])
 }
 
 extension NodeRunnerObserver {
     public func roomArchived(_ room: BucketRoom, _ reports: [ArchiveWriteReport]) {}
+    public func relaySynced(relay: String, _ report: RelayTransport.RoomReport) {}
+    public func relayFailed(relay: String, report: String) {}
+    public func relayRecovered(relay: String) {}
+    public func relayArrived(roomID: String, eventIDs: [String]) {}
 }
 
 /// A node kept running: every bucket room of the home flushed and synced on its own ``BucketSchedule`` (a failing
@@ -106,6 +119,7 @@ public final class NodeRunner: Service, Sendable {
     func keepRooms() async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.watchLocalEvents() }
+            group.addTask { await self.keepRelays() }
             while !stopping.isClosed {
                 for room in (try? rooms()) ?? [] {
                     let bell = Doorbell()

@@ -56,6 +56,12 @@ struct NodeTransportHost: TransportHost {
         }
     }
 
+    func chainHeads(roomID: String) throws -> [String: Int64] { try node.store.chainHeads(roomID: roomID) }
+
+    func chainEvents(roomID: String, after heads: [String: Int64], limit: Int) throws -> (events: [ChainedWire], next: [String: Int64]?) {
+        try node.store.chainEvents(roomID: roomID, after: heads, limit: limit)
+    }
+
     func markAllSent(roomID: String) throws { try node.store.markSent(transport, roomID: roomID, senderKey: deviceKey, nowMs: now()) }
 
     func foundingEvents(roomID: String) throws -> [VerifiedEvent] {

@@ -197,10 +197,10 @@ extension RelayServer {
         var sent = 0
         while let from = after {
             let page = try events.store.chainEvents(roomID: room.roomID, after: from, limit: 500)
-            for frame in RelayHub.eventFrames(roomID: room.roomID, wires: page.wires) {
+            for frame in RelayHub.eventFrames(roomID: room.roomID, wires: page.events.map(\.wire)) {
                 guard await connection.queue.pushWaiting(frame) else { return }
             }
-            sent += page.wires.count
+            sent += page.events.count
             after = page.next
         }
         counters.withLock { $0.eventsOut += sent }

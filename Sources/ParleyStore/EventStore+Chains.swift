@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import ParleyCore
+import ParleySync
 
 extension EventStore {
     /// The newest seq the store holds of each device chain of `roomID` (chained events, accepted or not), by signing
@@ -15,10 +16,10 @@ extension EventStore {
         }
     }
 
-    /// The wire bytes of the chained events of `roomID` that come after `heads` (per signing key, the newest seq the
+    /// The chained events of `roomID` that come after `heads` (per signing key, the newest seq the
     /// asker holds; chains it does not name, from their start), in the room's order, at most `limit`; and the heads
     /// to ask from next time (`nil` when nothing is left).
-    public func chainEvents(roomID: String, after heads: [String: Int64], limit: Int) throws -> (wires: [[UInt8]], next: [String: Int64]?) {
+    public func chainEvents(roomID: String, after heads: [String: Int64], limit: Int) throws -> (events: [ChainedWire], next: [String: Int64]?) {
         try pool.read { db in
             let held = try Row.fetchAll(
                 db.cachedStatement(sql: "SELECT sender_key, MAX(seq) FROM events WHERE room_id = ? GROUP BY sender_key"), arguments: [roomID])
@@ -49,7 +50,7 @@ extension EventStore {
             var next = heads
             for candidate in taken { next[candidate.sender] = max(next[candidate.sender] ?? 0, candidate.seq) }
             let isComplete = taken.count == candidates.count && held.allSatisfy { row in (next[row[0] as String] ?? 0) >= (row[1] as Int64) }
-            return (taken.map(\.wire), isComplete ? nil : next)
+            return (taken.map { ChainedWire(senderKey: $0.sender, seq: $0.seq, wire: $0.wire) }, isComplete ? nil : next)
         }
     }
 

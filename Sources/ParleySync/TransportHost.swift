@@ -78,6 +78,11 @@ public protocol TransportHost: Sendable {
     /// The room's chained events dated `fromMs` … `throughMs` (accepted or not: every link of every chain), in the
     /// room's order, as the node holds them (stripped where redacted).
     func events(roomID: String, fromMs: Int64, throughMs: Int64) throws -> [VerifiedEvent]
+    /// The newest seq the node holds of each device chain of the room (chained events, accepted or not), by signing key.
+    func chainHeads(roomID: String) throws -> [String: Int64]
+    /// The room's chained events after `heads` (per signing key, the newest seq the other side holds; chains it does not
+    /// name from their start), in the room's order, at most `limit`; and the heads to continue from (`nil`: no more).
+    func chainEvents(roomID: String, after heads: [String: Int64], limit: Int) throws -> (events: [ChainedWire], next: [String: Int64]?)
     /// Whether the room's state binds `signingKey` to a user: the key of a device that joined the room, now or before
     /// (a key owner, docs/PROTOCOL.md §8).
     func isKeyOwner(roomID: String, signingKey: String) throws -> Bool

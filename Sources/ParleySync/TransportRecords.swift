@@ -9,6 +9,8 @@ public struct TransportName: Hashable, Sendable, CustomStringConvertible {
 
     /// Buckets and folders used as a room's log (docs/PROTOCOL.md §13).
     public static let bucket = TransportName("bucket")
+    /// Relays: servers that keep and push a room's events (docs/PROTOCOL.md §15).
+    public static let relay = TransportName("relay")
 }
 
 /// A room a transport reaches, and the transport's own progress through it.
@@ -118,5 +120,17 @@ public struct ReadFailureRecord: Sendable, Equatable {
         self.attempts = attempts
         self.firstMs = firstMs
         self.nextMs = nextMs
+    }
+}
+
+/// One chained event as a transport sends it on: its chain position and its exact wire bytes.
+public struct ChainedWire: Sendable, Equatable {
+    public var senderKey: String
+    public var seq: Int64
+    public var wire: [UInt8]
+    public init(senderKey: String, seq: Int64, wire: [UInt8]) {
+        self.senderKey = senderKey
+        self.seq = seq
+        self.wire = wire
     }
 }

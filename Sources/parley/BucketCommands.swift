@@ -89,7 +89,9 @@ struct Sync: AsyncParsableCommand {
             if exitStatus != 0 { throw ExitCode(exitStatus) }
             return
         }
-        let rooms = try failing { try self.rooms(node) }
+        let relayClient = RelayClient(node: node)
+        let relayRooms = try failing { try relayClient.rooms() }.filter { room in roomID.map { $0 == room.roomID } ?? true }
+        let rooms = try failing { try self.rooms(node, relayRooms: relayRooms.count) }
         var results: [JSONValue] = []
         var failed = 0
         for room in rooms {
@@ -121,9 +123,43 @@ struct Sync: AsyncParsableCommand {
                 }
             }
         }
+        failed += await syncRelays(relayClient, relayRooms, into: &results)
         if json { printJSON(.array(results)) }
         if failed > 0 { throw ExitCode(1) }
     }
+
+    /// Syncs relay rooms, one connection per relay; reports each room, and each relay that fails.
+    /// - Returns: how many relays failed.
+    func syncRelays(_ client: RelayClient, _ rooms: [RelayClient.RelayRoom], into results: inout [JSONValue]) async -> Int {
+        var failed = 0
+        for (relay, group) in Dictionary(grouping: rooms, by: \.relay).sorted(by: { $0.key < $1.key }) {
+            do {
+                for report in try await client.sync(group.map(\.roomID)) {
+                    if json {
+                        results.append([
+                            "room_id": .string(report.roomID), "relay": .string(relay), "sent": .integer(Int64(report.sent)),
+                            "new": .integer(Int64(report.accepted)), "pushed": .integer(Int64(report.pushed)),
+                            "problems": .array(report.problems.map(JSONValue.string)),
+                        ])
+                    } else {
+                        output(
+                            "\(report.roomID): relay \(relay): sent \(report.sent) event(s), \(report.accepted) new event(s)"
+                                + (report.pushed > 0 ? ", pushed \(report.pushed) the relay lacked" : ""))
+                        for problem in report.problems { output("  problem: \(problem)") }
+                    }
+                }
+            } catch {
+                let error = ClientError(describing: error, home: node(client))
+                failed += 1
+                printError("error: relay \(relay): \(error.message)")
+                if let remedy = error.remedy { printError(remedy) }
+                if json { results.append(["relay": .string(relay), "error": .string(error.message), "code": .string(error.code.name)]) }
+            }
+        }
+        return failed
+    }
+
+    func node(_ client: RelayClient) -> ParleyHome { client.node.home }
 
     /// Keeps every bucket room in step (a ``NodeRunner``) until SIGINT or SIGTERM; then writes the outbox.
     /// - Returns: the exit status: 1 if events stay unsent.
@@ -155,17 +191,20 @@ struct Sync: AsyncParsableCommand {
         return runner.roomsLeftUnsent > 0 ? 1 : 0
     }
 
-    func rooms(_ node: Node) throws -> [BucketRoom] {
+    /// The bucket rooms to sync; none is an error unless `relayRooms` are to be synced.
+    func rooms(_ node: Node, relayRooms: Int = 0) throws -> [BucketRoom] {
         if let roomID {
             guard let room = try node.bucketRoom(roomID) else {
-                throw ClientError(.unknownRoom, "Room \(roomID) does not live in a bucket on this node.")
+                if relayRooms > 0 { return [] }
+                throw ClientError(.unknownRoom, "Room \(roomID) does not live in a bucket or at a relay on this node.")
             }
             return [room]
         }
         let rooms = try node.bucketRooms()
-        if rooms.isEmpty && !watch {
+        if rooms.isEmpty && relayRooms == 0 && !watch {
             throw ClientError(
-                .unknownRoom, "This node has no bucket rooms.", remedy: "Create one with `parley room create ROOM --bucket URL`, or join with an invite code.")
+                .unknownRoom, "This node has no bucket or relay rooms.",
+                remedy: "Create one with `parley room create ROOM --bucket URL` (or --relay URL), or join with an invite code.")
         }
         return rooms
     }
@@ -271,6 +310,22 @@ struct WatchPrinter: NodeRunnerObserver {
     func leftUnsent(_ room: BucketRoom, events: Int, reason: String) {
         printError("room \(room.roomID): \(events) event(s) stay unsent (\(reason)); the next `parley sync` writes them.")
     }
+
+    func relaySynced(relay: String, _ report: RelayClient.RoomReport) {
+        for problem in report.problems { printError("\(report.roomID): problem: \(problem)") }
+    }
+
+    func relayArrived(roomID: String, eventIDs: [String]) {
+        do {
+            for eventID in eventIDs { try command.show(eventID, in: roomID, node: node, shown: shown) }
+        } catch {
+            printError("\(roomID): cannot show new events: \(ClientError(describing: error).message)")
+        }
+    }
+
+    func relayFailed(relay: String, report: String) { printError(report) }
+
+    func relayRecovered(relay: String) { printError("relay \(relay): connected again.") }
 }
 
 struct Bucket: ParsableCommand {

@@ -14,6 +14,7 @@ struct PublishOptions: ParsableArguments {
         // Printed first: the event is stored (PENDING) whether or not the bucket answers now.
         report(event, json: json)
         if flush { try await failingAsync { try await flushIfBucket(node, roomID) } }
+        try await sendThroughRelay(node, roomID)
     }
 }
 

@@ -106,6 +106,22 @@ struct NodeLog: NodeRunnerObserver {
 
     func roomRecovered(_ room: BucketRoom, report: String) { logger.notice("\(TerminalText.escape(report))") }
 
+    func relaySynced(relay: String, _ report: RelayClient.RoomReport) {
+        logger.info(
+            "Relay room synced",
+            metadata: [
+                "room.id": "\(report.roomID)", "relay": "\(relay)", "events.new": "\(report.accepted)", "events.sent": "\(report.sent)",
+                "events.pushed": "\(report.pushed)", "problems": "\(report.problems.count)",
+            ])
+        for problem in report.problems.prefix(10) {
+            logger.warning("Relay problem", metadata: ["room.id": "\(report.roomID)", "problem": "\(TerminalText.escape(problem))"])
+        }
+    }
+
+    func relayFailed(relay: String, report: String) { logger.warning("\(TerminalText.escape(report))") }
+
+    func relayRecovered(relay: String) { logger.notice("Relay connected again", metadata: ["relay": "\(relay)"]) }
+
     func flushingBeforeExit(events: Int, rooms: Int) {
         logger.notice("Writing the outbox before exiting", metadata: ["events": "\(events)", "rooms": "\(rooms)"])
     }

@@ -26,6 +26,7 @@ struct RoomCreate: AsyncParsableCommand {
     @Argument(help: "The room id: a-z 0-9 . _ = - , up to 64 characters.") var roomID: String
     @Option(help: "The room's name.") var name: String?
     @Option(help: "The bucket the room lives in: file:///absolute/path or s3://BUCKET/PREFIX.") var bucket: String?
+    @Option(help: "A relay the room lives at too (or only): https://HOST[:PORT]; log in there first (parley account login).") var relay: String?
     @Flag(name: .customLong("create-bucket"), help: "With a folder --bucket: create every missing folder of its path (without it, only the last).")
     var createBucket = false
     @Flag(help: "Encrypt the room end to end: messages are sealed with epoch keys only member devices receive.") var encrypted = false
@@ -57,15 +58,20 @@ struct RoomCreate: AsyncParsableCommand {
         }
         let events = try await failingAsync {
             if let bucket {
-                return try await bucketClient(node).createRoom(
+                let events = try await bucketClient(node).createRoom(
                     roomID, bucket: try BucketURL(bucket), name: name, encryption: encryption, createBucket: createBucket)
+                if let relay { _ = try await RelayClient(node: node).addRelay(roomID, relay: relay) }
+                return events
             }
+            if let relay { return try await RelayClient(node: node).createRoom(roomID, relay: relay, name: name, encryption: encryption) }
             return try node.createRoom(roomID, name: name, encryption: encryption)
         }
         if json {
             printJSON(.array(events.map { ["event_id": .string($0.event.eventID), "type": .string($0.event.type)] }))
         } else {
-            output("Created room \(roomID)" + (bucket.map { " in \($0)" } ?? ""))
+            output(
+                "Created room \(roomID)"
+                    + ([bucket, relay].compactMap { $0 }.isEmpty ? "" : " in " + [bucket, relay].compactMap { $0 }.joined(separator: " and ")))
         }
         noteCleartextState(node, roomID: roomID, "name", name)
     }
@@ -87,8 +93,9 @@ struct RoomInvite: AsyncParsableCommand {
         let client = try failing { try bucketClient(node) }
         let (event, code) = try await failingAsync {
             let event = try node.invite(roomID, userID: userID, key: key)
-            guard let code = try client.inviteCode(roomID) else { return (event, nil as InviteCode?) }
-            _ = try await client.flush(roomID)
+            let code = try inviteCode(node, roomID)
+            if try client.inviteCode(roomID) != nil { _ = try await client.flush(roomID) }
+            try await sendThroughRelay(node, roomID)
             return (event, code)
         }
         if json {
@@ -116,18 +123,26 @@ struct RoomJoin: AsyncParsableCommand {
     @Argument(help: "An invite code (parley-invite:…), or the id of a room this node holds.") var room: String
     @Option(help: "Where this node reaches the invite's bucket, if not where the code says: file:///absolute/path or s3://BUCKET/PREFIX.")
     var bucket: String?
+    @Option(help: "Join through this relay (of the same deployment as the code's), logged in there: https://HOST[:PORT].") var relay: String?
     @OptionGroup var secret: PassphraseOptions
     @Flag var json = false
 
     func validate() throws {
-        if bucket != nil && !InviteCode.looksLikeCode(room) {
-            throw ValidationError("--bucket goes with an invite code (parley-invite:…); a room this node holds already has its bucket.")
+        if (bucket != nil || relay != nil) && !InviteCode.looksLikeCode(room) {
+            throw ValidationError("--bucket and --relay go with an invite code (parley-invite:…); a room this node holds already has its locations.")
         }
+        if bucket != nil && relay != nil { throw ValidationError("Give --bucket or --relay, not both.") }
     }
 
     func run() async throws {
         let node = try global.node()
         let code = InviteCode.looksLikeCode(room) ? try failing { try InviteCode(pasted: room) } : nil
+        // A code whose buckets this node cannot use is joined through its relay, when it lists one.
+        if let code, relay != nil || (bucket == nil && (try? code.bucket()) == nil && code.locations.contains { $0.kind == "relay" }) {
+            let event = try await failingAsync { try await RelayClient(node: node).join(code, at: relay) }
+            report(event, json: json)
+            return
+        }
         // Where to reach the room is settled before a passphrase is asked for, so a code this node cannot use says so first.
         let location = try code.map { code in try failing { try bucket.map { try BucketURL($0) } ?? code.bucket() } }
         let passphrase = code?.needsPassphrase == true ? try secret.passphrase(confirming: false) : nil
@@ -142,6 +157,7 @@ struct RoomJoin: AsyncParsableCommand {
             }
             let event = try node.join(room)
             try await flushIfBucket(node, room)
+            try await sendThroughRelay(node, room)
             return event
         }
         report(event, json: json)

@@ -171,7 +171,7 @@ import Testing
         #expect(try alice.rooms().isEmpty)
         #expect(try alice.bucketRooms().isEmpty)
         #expect(try alice.node.run(["log", "team"]).stderr.contains("holds no room team"))
-        #expect(try alice.node.run(["sync"]).stderr.contains("no bucket rooms"))
+        #expect(try alice.node.run(["sync"]).stderr.contains("no bucket or relay rooms"))
         // Gone from the files too, keys and text alike.
         var files = try Data(contentsOf: URL(fileURLWithPath: alice.storePath))
         files += (try? Data(contentsOf: URL(fileURLWithPath: alice.storePath + "-wal"))) ?? Data()

@@ -9,7 +9,7 @@ public enum RoomLocation: Sendable, Equatable {
     /// A bucket (§13.6): `file:///absolute/path` or `s3://BUCKET[/PREFIX][?…]`. Only its characters are checked here;
     /// whether this client can use the URL is the bucket layer's to say.
     case bucket(url: String)
-    /// A relay: `wss://` or `https://`, a host and optional port, and an optional path.
+    /// A relay: `wss://` or `https://` (`http://` to a loopback host), a host and optional port, and an optional path.
     case relay(url: String)
     /// A device that syncs the room directly: `HOST:PORT`, HOST a DNS name, IPv4 address or bracketed IPv6 address.
     case peer(address: String)
@@ -60,7 +60,8 @@ public enum RoomLocation: Sendable, Equatable {
             self = .bucket(url: url)
         case "relay":
             guard case .string(let url)? = object["url"], Self.isRelayURL(url) else {
-                throw invalid("A relay location's url is not wss:// or https:// followed by a host, an optional port and an optional path.")
+                throw invalid(
+                    "A relay location's url is not wss:// or https:// (or http:// to this machine) followed by a host, an optional port and an optional path.")
             }
             self = .relay(url: url)
         case "peer":
@@ -108,13 +109,25 @@ public enum RoomLocation: Sendable, Equatable {
 
     private static func isControl(_ scalar: Unicode.Scalar) -> Bool { scalar.value < 0x20 || scalar.value == 0x7F }
 
-    /// `wss://` or `https://`, then HOST[:PORT], then nothing or a path or query starting with `/` or `?`; printable
-    /// ASCII only, no fragment, and no user information (credentials never travel in a code).
+    /// `wss://` or `https://` (or `http://` to a loopback host), then HOST[:PORT], then nothing or a path or query
+    /// starting with `/` or `?`; printable ASCII only, no fragment, and no user information (credentials never travel
+    /// in a code).
     static func isRelayURL(_ url: String) -> Bool {
         guard url.utf8.allSatisfy({ (0x21...0x7E).contains($0) && $0 != UInt8(ascii: "#") }) else { return false }
-        guard let rest = ["wss://", "https://"].lazy.compactMap({ url.hasPrefix($0) ? url.dropFirst($0.count) : nil }).first else { return false }
-        let authority = rest.prefix { $0 != "/" && $0 != "?" }
-        return isHostAndPort(authority, portRequired: false)
+        guard let scheme = ["wss://", "https://", "http://"].first(where: { url.hasPrefix($0) }) else { return false }
+        let authority = url.dropFirst(scheme.count).prefix { $0 != "/" && $0 != "?" }
+        guard isHostAndPort(authority, portRequired: false) else { return false }
+        return scheme != "http://" || isLoopback(authority)
+    }
+
+    /// HOST[:PORT] whose host is `localhost`, an IPv4 address in 127.0.0.0/8 or `[::1]`: plain HTTP stays on this
+    /// machine.
+    static func isLoopback(_ authority: Substring) -> Bool {
+        let host = authority.hasPrefix("[") ? authority.prefix { $0 != "]" } + "]" : authority.prefix { $0 != ":" }
+        if host == "localhost" || host == "[::1]" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127"
+            && parts.allSatisfy { part in !part.isEmpty && part.allSatisfy(\.isASCII) && Int(part).map { $0 <= 255 } == true }
     }
 
     /// HOST or HOST:PORT (with `portRequired`, only the latter). HOST is 1 to 253 of `a-z A-Z 0-9 . -` (a DNS name or

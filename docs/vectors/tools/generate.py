@@ -1149,6 +1149,15 @@ def is_identifier(text):
             and not text.startswith(".") and ".." not in text)
 
 
+def is_loopback(authority):
+    """HOST[:PORT] whose host is localhost, an IPv4 address in 127.0.0.0/8 or [::1]."""
+    host = authority.rsplit(":", 1)[0] if not authority.startswith("[") else authority[:authority.index("]") + 1]
+    if host in ("localhost", "[::1]"):
+        return True
+    parts = host.split(".")
+    return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() and int(p) <= 255 for p in parts)
+
+
 def is_host_and_port(text, port_required):
     import re
     match = re.fullmatch(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::([1-9][0-9]{0,4}))" + ("" if port_required else "?"), text)
@@ -1172,8 +1181,11 @@ def reference_location(value):
         url = value.get("url")
         if not isinstance(url, str) or any(not 0x21 <= ord(c) <= 0x7E or c == "#" for c in url):
             return "invalid_location"
-        match = re.fullmatch(r"(?:wss|https)://([^/?]*)(?:[/?].*)?", url)
-        if match is None or not is_host_and_port(match.group(1), False):
+        match = re.fullmatch(r"(wss|https|http)://([^/?]*)(?:[/?].*)?", url)
+        if match is None or not is_host_and_port(match.group(2), False):
+            return "invalid_location"
+        # Plain http only to this machine: a relay on the loopback address, for development and tests.
+        if match.group(1) == "http" and not is_loopback(match.group(2)):
             return "invalid_location"
         return {"kind": kind, "url": url}
     if kind == "peer":
@@ -1317,6 +1329,7 @@ def code_vectors():
               invite(v2([{"kind": "bucket", "url": f"file:///srv/chat/{i}"} for i in range(MAX_LOCATIONS)])))
     add_valid("relay and peer addresses at their edges",
               invite(v2([{"kind": "relay", "url": "https://[::1]"}, {"kind": "relay", "url": "wss://h?room=team"},
+                         {"kind": "relay", "url": "http://127.0.0.1:8470"}, {"kind": "relay", "url": "http://localhost/parley"},
                          {"address": "Phone.Local:1", "kind": "peer"}, {"address": "a" * 253 + ":80", "kind": "peer"}])))
 
     # The largest object an invite code may hold: padding in a member the reader ignores.
@@ -1407,6 +1420,8 @@ def code_vectors():
     add_invalid("an empty bucket url", invite(v2([{"kind": "bucket", "url": ""}])), "invalid_location")
     add_invalid("a bucket url with a terminal escape", invite(v2([{"kind": "bucket", "url": "file:///tmp/\u001b[2J"}])), "invalid_location")
     add_invalid("a relay over plain http", invite(v2([bucket, {"kind": "relay", "url": "http://relay.example.net/"}])), "invalid_location")
+    add_invalid("a relay over plain http to an address that only looks local",
+                invite(v2([{"kind": "relay", "url": "http://127.0.0.1.example.net/"}])), "invalid_location")
     add_invalid("a relay url with credentials", invite(v2([{"kind": "relay", "url": "wss://me:secret@relay.example.net/"}])),
                 "invalid_location")
     add_invalid("a relay url with a fragment", invite(v2([{"kind": "relay", "url": "wss://relay.example.net/#top"}])), "invalid_location")

@@ -1,0 +1,352 @@
+import Logging
+import ParleyCore
+import ParleySync
+import Synchronization
+
+/// The relay transport's driver (docs/PROTOCOL.md §15.5): one connection to a relay carries every room the node reaches
+/// there. It subscribes with the node's chain heads and hands over what the relay sends; from the relay's heads it
+/// pushes what the relay lacks (a relay that lost its data is refilled); it publishes this device's outbox and counts
+/// a unit as sent only on the relay's acknowledgement. It asks the node for everything through its ``TransportHost``.
+public struct RelayTransport: Sendable {
+    public let host: any TransportHost
+    public let logger: Logger
+
+    /// The most events one publish frame carries: far under the frame bound for common events, and the outbox's unit.
+    public static let unitEvents = 256
+
+    public init(host: any TransportHost, logger: Logger) {
+        self.host = host
+        self.logger = logger
+    }
+
+    /// Where and as whom the node reaches a relay.
+    public struct Session: Sendable {
+        public var relay: RelayURL
+        public var token: String
+        public init(relay: RelayURL, token: String) {
+            self.relay = relay
+            self.token = token
+        }
+    }
+
+    /// What one sync of a room did.
+    public struct RoomReport: Sendable, Equatable {
+        public var roomID: String
+        /// Events the relay sent that the node took (new to it).
+        public var accepted = 0
+        /// Events the relay sent that the node already held or refused.
+        public var received = 0
+        /// Events of others the relay lacked, pushed to it.
+        public var pushed = 0
+        /// This device's events the relay acknowledged.
+        public var sent = 0
+        /// What went wrong, in the user's terms.
+        public var problems: [String] = []
+
+        public init(roomID: String) { self.roomID = roomID }
+    }
+
+    /// Syncs `roomIDs` with the relay once: catch-up both ways and the outbox, then returns.
+    /// - Throws: ``RelayClientError`` when the relay cannot be reached or refuses; the host's failures.
+    public func sync(_ roomIDs: [String], session: Session) async throws -> [RoomReport] {
+        let state = SyncState(roomIDs: roomIDs)
+        return try await RelayChannel.open(session.relay, token: session.token, deviceKey: host.deviceKey, logger: logger) { channel in
+            try await self.subscribe(roomIDs, on: channel, state: state)
+            while !state.isDone {
+                guard let frame = try await channel.next() else {
+                    throw RelayClientError.protocolBroken("The relay closed the connection before the sync ended.", relay: session.relay)
+                }
+                _ = try await self.handle(frame, on: channel, state: state)
+            }
+            return state.reports
+        }
+    }
+
+    /// Keeps `roomIDs` in sync over one connection until the task is cancelled or the connection drops: the catch-up
+    /// of ``sync(_:session:)``, then live events as they come, and the outbox each time `wake` yields (the node
+    /// signed events). `synced` is told of each room's first sync.
+    /// - Throws: ``RelayClientError`` when the relay cannot be reached, refuses, or drops the connection.
+    public func keep(
+        _ roomIDs: [String], session: Session, wake: AsyncStream<Void>, synced: @escaping @Sendable (RoomReport) -> Void,
+        arrived: @escaping @Sendable (_ roomID: String, _ eventIDs: [String]) -> Void = { _, _ in }
+    ) async throws {
+        let state = SyncState(roomIDs: roomIDs)
+        try await RelayChannel.open(session.relay, token: session.token, deviceKey: host.deviceKey, logger: logger) { channel in
+            try await self.subscribe(roomIDs, on: channel, state: state)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await _ in wake {
+                        // A room whose first push has not happened yet gets its outbox then, after what the relay lacks before it.
+                        for roomID in roomIDs where state.hasPushed(roomID) { try await self.flushOutbox(roomID, on: channel, state: state) }
+                    }
+                }
+                group.addTask {
+                    var told = Set<String>()
+                    while let frame = try await channel.next() {
+                        let accepted = try await self.handle(frame, on: channel, state: state)
+                        if case .events(let roomID, _) = frame, !accepted.isEmpty { arrived(roomID, accepted) }
+                        for report in state.reports where !told.contains(report.roomID) && state.isSynced(report.roomID) {
+                            told.insert(report.roomID)
+                            synced(report)
+                        }
+                    }
+                    throw RelayClientError.protocolBroken("The relay closed the connection.", relay: session.relay)
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        }
+    }
+
+    // MARK: Steps
+
+    func subscribe(_ roomIDs: [String], on channel: RelayChannel, state: SyncState) async throws {
+        var rooms: [RelayFrame.RoomHeads] = []
+        for roomID in roomIDs { rooms.append(.init(roomID: roomID, heads: try host.chainHeads(roomID: roomID))) }
+        for start in stride(from: 0, to: rooms.count, by: RelayFrame.maxRooms) {
+            try await channel.send(.subscribe(Array(rooms[start..<min(rooms.count, start + RelayFrame.maxRooms)])))
+        }
+    }
+
+    /// Acts on one frame from the relay.
+    /// - Returns: the ids of the events it brought that the node took.
+    @discardableResult
+    func handle(_ frame: RelayFrame, on channel: RelayChannel, state: SyncState) async throws -> [String] {
+        switch frame {
+        case .heads(let roomID, let relayHeads):
+            guard state.isSubscribed(roomID) else { return [] }
+            try await push(roomID, relayHeads: relayHeads, on: channel, state: state)
+        case .events(let roomID, let values):
+            guard state.isSubscribed(roomID) else {
+                logger.debug("Events of a room not subscribed to", metadata: ["room.id": "\(roomID)"])
+                return []
+            }
+            return try receive(roomID, values, state: state)
+        case .synced(let roomID):
+            state.update(roomID) { $0.isCaughtUp = true }
+            let report = state.report(roomID)
+            host.synced(roomID: roomID, accepted: report.accepted, problems: report.problems.count)
+        case .ack(let id, let results):
+            try await acknowledged(id, results, on: channel, state: state)
+        case .error(let code, let message, let id):
+            if let id, let pending = state.takePending(id) {
+                state.update(pending.roomID) { $0.report.problems.append("the relay refused a publish (\(code)): \(message)") }
+            } else {
+                logger.info("Relay error", metadata: ["code": "\(code)"])
+            }
+        case .typingNotice, .ready, .page:
+            break
+        case .auth, .subscribe, .publish, .history, .typing:
+            break  // never read from a relay: RelayFrame(parsing:from: .relay) makes none of these
+        }
+        return []
+    }
+
+    /// Hands over events the relay sent. A room the node does not hold yet (it is joining) is pinned first: its
+    /// create must be signed by the creator the invite code names.
+    /// - Returns: the ids of the events the node took.
+    func receive(_ roomID: String, _ values: [JSONValue], state: SyncState) throws -> [String] {
+        let wires = values.map { CanonicalJSON.encode($0) }
+        var verified = VerifiedEvent.verifyInParallel(wires)
+        var lines = wires
+        if try !host.holdsCreate(roomID: roomID) {
+            guard let room = try host.room(roomID),
+                let createIndex = verified.firstIndex(where: { (try? $0.get().event.type) == EventType.create })
+            else {
+                state.update(roomID) { $0.report.problems.append("the relay sent events of the room before its create; they were left out") }
+                return []
+            }
+            let create = try verified[createIndex].get()
+            guard create.event.roomID == roomID, InviteCode.fingerprint(ofKey: create.event.senderKey) == room.creatorFingerprint else {
+                state.update(roomID) {
+                    $0.report.problems.append("the relay's room \(roomID) was not created by the device the invite names: nothing of it was taken")
+                    $0.isCaughtUp = true
+                }
+                throw RelayClientError(
+                    code: "relay_wrong_room", message: "The relay's room \(roomID) was not created by the device the invite code names.",
+                    remedy: "Ask for a new invite code; the relay may be serving another room under this id.")
+            }
+            var founding = [create]
+            if let join = verified.compactMap({ try? $0.get() }).first(where: {
+                $0.event.senderKey == create.event.senderKey && $0.event.seq == 2 && $0.event.type == EventType.member
+            }) {
+                founding.append(join)
+            }
+            _ = try host.pin(roomID: roomID, founding: founding)
+            let pinned = Set(founding.map(\.hash))
+            let kept = verified.indices.filter { (try? verified[$0].get()).map { !pinned.contains($0.hash) } ?? true }
+            verified = kept.map { verified[$0] }
+            lines = kept.map { wires[$0] }
+        }
+        var handedOver = false
+        let report = try host.ingest(
+            roomID: roomID,
+            chunks: {
+                defer { handedOver = true }
+                return handedOver ? nil : (verified, lines)
+            }, receivedMs: host.now())
+        state.update(roomID) { room in
+            room.report.received += values.count
+            room.report.accepted += report.outcomes.filter { $0 == .accepted }.count
+            for outcome in report.outcomes {
+                if case .rejected(let reason) = outcome { room.report.problems.append("an event the relay sent was refused: \(reason)") }
+            }
+        }
+        return zip(report.outcomes, report.events).compactMap { outcome, event in outcome == .accepted ? event?.eventID : nil }
+    }
+
+    /// Pushes what the relay lacks of the room after `relayHeads`: others' events (and this device's that it confirmed
+    /// before, when the relay lost them) as refill, then this device's outbox, in chain order.
+    func push(_ roomID: String, relayHeads: [String: Int64], on channel: RelayChannel, state: SyncState) async throws {
+        let units = try outboxUnits(roomID)
+        let ownFrom = units.first?.firstSeq ?? Int64.max
+        var after: [String: Int64]? = relayHeads
+        var batch: [ChainedWire] = []
+        var batchBytes = 0
+        func sendBatch() async throws {
+            guard !batch.isEmpty else { return }
+            let id = state.newPending(.init(roomID: roomID, unit: nil, events: batch.count))
+            try await channel.send(.publish(id: id, events: try batch.map { try JSONParser().parse($0.wire) }))
+            batch = []
+            batchBytes = 0
+        }
+        while let from = after {
+            let page = try host.chainEvents(roomID: roomID, after: from, limit: 1_000)
+            for event in page.events where !(event.senderKey == host.deviceKey && event.seq >= ownFrom) {
+                if batch.count == Self.unitEvents || batchBytes + event.wire.count > RelayFrame.maxFrameBytes - 4_096 { try await sendBatch() }
+                batch.append(event)
+                batchBytes += event.wire.count + 1
+            }
+            after = page.next
+        }
+        try await sendBatch()
+        for unit in units { try await publish(unit, on: channel, state: state) }
+        state.update(roomID) { $0.hasPushed = true }
+    }
+
+    /// This device's outbox in the room: units claimed before and not confirmed, then new units of what is pending.
+    func outboxUnits(_ roomID: String) throws -> [OutboxFile] {
+        var units = try host.unconfirmedOutbox(roomID: roomID)
+        while let unit = try host.claimOutbox(
+            roomID: roomID, limit: Self.unitEvents,
+            assemble: { pending, _ in
+                var content: [UInt8] = []
+                var count = 0
+                for event in pending {
+                    if count > 0, content.count + event.wire.count > RelayFrame.maxFrameBytes - 4_096 { break }
+                    content += event.wire + [0x0A]
+                    count += 1
+                }
+                return ("seq-\(pending[0].seq)-\(pending[count - 1].seq)", count, content)
+            })
+        {
+            units.append(unit)
+        }
+        return units
+    }
+
+    func flushOutbox(_ roomID: String, on channel: RelayChannel, state: SyncState) async throws {
+        for unit in try outboxUnits(roomID) where !state.isInFlight(unit.id) { try await publish(unit, on: channel, state: state) }
+    }
+
+    func publish(_ unit: OutboxFile, on channel: RelayChannel, state: SyncState) async throws {
+        let lines = unit.content.split(separator: 0x0A).map(Array.init)
+        let id = state.newPending(.init(roomID: unit.roomID, unit: unit, events: lines.count))
+        try await channel.send(.publish(id: id, events: try lines.map { try JSONParser().parse($0) }))
+    }
+
+    func acknowledged(_ id: Int64, _ results: [RelayFrame.PublishResult], on channel: RelayChannel, state: SyncState) async throws {
+        guard let pending = state.takePending(id) else { return }
+        let refused = results.filter { !$0.isHeld }
+        if let unit = pending.unit {
+            if refused.isEmpty {
+                try host.confirmOutbox(unit, object: ReceivedObject(name: unit.name, size: Int64(unit.content.count), events: results.count, problem: nil))
+                state.update(unit.roomID) { $0.report.sent += results.count }
+                // A member event of this device's may have made the room readable to it: ask again for all of it.
+                let joined = unit.content.split(separator: 0x0A).contains { line in
+                    (try? Event.parse(line)).map { $0.type == EventType.member } ?? false
+                }
+                if joined { try await channel.send(.subscribe([.init(roomID: unit.roomID, heads: try host.chainHeads(roomID: unit.roomID))])) }
+            } else {
+                state.update(unit.roomID) { room in
+                    for result in refused.prefix(5) {
+                        room.report.problems.append(
+                            "the relay refused event \(result.eventID ?? "?") (\(result.code ?? result.verdict.rawValue)): \(result.reason ?? "no reason given")"
+                        )
+                    }
+                }
+            }
+        } else {
+            state.update(pending.roomID) { room in
+                room.report.pushed += results.filter { $0.verdict == .stored }.count
+                if !refused.isEmpty { room.report.problems.append("the relay refused \(refused.count) events pushed to it: \(refused[0].reason ?? "")") }
+            }
+        }
+    }
+}
+
+/// The progress of one connection's sync, shared by its reader and its outbox writer.
+final class SyncState: Sendable {
+    struct Room {
+        var report: RoomReport
+        var isCaughtUp = false
+        var hasPushed = false
+    }
+
+    struct Pending {
+        var roomID: String
+        var unit: OutboxFile?
+        var events: Int
+    }
+
+    typealias RoomReport = RelayTransport.RoomReport
+
+    private struct State {
+        var rooms: [String: Room] = [:]
+        var order: [String] = []
+        var pending: [Int64: Pending] = [:]
+        var nextID: Int64 = 1
+    }
+
+    private let state = Mutex(State())
+
+    init(roomIDs: [String]) {
+        state.withLock { state in
+            for roomID in roomIDs where state.rooms[roomID] == nil {
+                state.rooms[roomID] = Room(report: RoomReport(roomID: roomID))
+                state.order.append(roomID)
+            }
+        }
+    }
+
+    func isSubscribed(_ roomID: String) -> Bool { state.withLock { $0.rooms[roomID] != nil } }
+    func hasPushed(_ roomID: String) -> Bool { state.withLock { $0.rooms[roomID]?.hasPushed ?? false } }
+    func isSynced(_ roomID: String) -> Bool { state.withLock { $0.rooms[roomID].map { $0.isCaughtUp && $0.hasPushed } ?? false } }
+
+    /// Every room caught up and pushed, and every publish answered.
+    var isDone: Bool { state.withLock { $0.pending.isEmpty && $0.rooms.values.allSatisfy { $0.isCaughtUp && $0.hasPushed } } }
+
+    var reports: [RoomReport] { state.withLock { state in state.order.compactMap { state.rooms[$0]?.report } } }
+    func report(_ roomID: String) -> RoomReport { state.withLock { $0.rooms[roomID]?.report ?? RoomReport(roomID: roomID) } }
+
+    func update(_ roomID: String, _ change: (inout Room) -> Void) {
+        state.withLock { state in
+            guard var room = state.rooms[roomID] else { return }
+            change(&room)
+            state.rooms[roomID] = room
+        }
+    }
+
+    func newPending(_ pending: Pending) -> Int64 {
+        state.withLock { state in
+            let id = state.nextID
+            state.nextID += 1
+            state.pending[id] = pending
+            return id
+        }
+    }
+
+    func takePending(_ id: Int64) -> Pending? { state.withLock { $0.pending.removeValue(forKey: id) } }
+
+    func isInFlight(_ unitID: Int64) -> Bool { state.withLock { $0.pending.values.contains { $0.unit?.id == unitID } } }
+}

@@ -1,0 +1,334 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ParleyClient
+import ParleyRelay
+import ServiceLifecycle
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a relay: accounts, WebSocket push and history for the rooms its users bring.",
+        discussion: """
+            The relay keeps its accounts and its events in --data DIR (SQLite files, readable by their owner only). It \
+            judges every event as a node does and refuses what a node would refuse; it is a cache: clients hold every \
+            event, and refill a relay that lost its data. It listens on 127.0.0.1 unless --listen says otherwise. \
+            Settings come from flags, then PARLEY_RELAY_LISTEN, PARLEY_RELAY_DATA, PARLEY_RELAY_PUBLIC_URL and \
+            PARLEY_RELAY_REGISTRATION. SIGTERM or SIGINT closes the connections and exits. Logs go to standard error, \
+            never with message text, passwords or tokens.
+            """)
+    @Option(help: "HOST:PORT to listen on (default 127.0.0.1:8470; port 0 takes a free one).") var listen: String?
+    @Option(help: "The folder of the relay's data (default ./relay-data).") var data: String?
+    @Option(name: .customLong("public-url"), help: "The relay's URL as clients reach it, e.g. https://relay.example.net (default http://LISTEN).")
+    var publicURL: String?
+    @Option(help: "Who may register: open, invite (with a token from `parley relay admin invite`) or closed (default open).")
+    var registration: String?
+    @Option(name: .customLong("allow-origin"), help: "A web page origin allowed to open WebSockets (repeatable).") var allowOrigins: [String] = []
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel = "info"
+
+    func settings() throws -> RelaySettings {
+        let environment = ProcessInfo.processInfo.environment
+        var settings = RelaySettings(dataDirectory: data ?? environment["PARLEY_RELAY_DATA"] ?? "relay-data")
+        if let listen = listen ?? environment["PARLEY_RELAY_LISTEN"] {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+                throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:8470; it was \(TerminalText.escape(listen)).")
+            }
+            settings.host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            settings.port = port
+        }
+        settings.publicURL = publicURL ?? environment["PARLEY_RELAY_PUBLIC_URL"]
+        if let text = registration ?? environment["PARLEY_RELAY_REGISTRATION"] {
+            guard let mode = RelaySettings.Registration(rawValue: text) else {
+                throw ValidationError("--registration must be open, invite or closed; it was \(TerminalText.escape(text)).")
+            }
+            settings.registration = mode
+        }
+        settings.allowedOrigins = Set(allowOrigins)
+        return settings
+    }
+
+    func validate() throws {
+        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.") }
+    }
+
+    func run() async throws {
+        let settings = try settings()
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "parley.relay")
+        let server: RelayServer
+        do { server = try RelayServer(settings: settings, logger: logger) } catch {
+            throw reportError(
+                ClientError(.io, "Cannot open the relay's data in \(settings.dataDirectory): \(error).", remedy: "Check that the folder is yours and writable.")
+            )
+        }
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                guard let port = await server.port() else { return }
+                printError("Relay running (pid \(getpid())) at \(server.accounts.origin) (port \(port)), data in \(settings.dataDirectory).")
+            }
+            try await tasks.waitForAll()
+        }
+    }
+}
+
+struct RelayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay", abstract: "Look after a relay's data.", subcommands: [RelayAdmin.self])
+}
+
+struct RelayAdmin: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "admin", abstract: "List, disable, enable and delete a relay's accounts, and issue invite tokens (on its data folder).",
+        subcommands: [RelayAdminAccounts.self, RelayAdminDisable.self, RelayAdminEnable.self, RelayAdminDelete.self, RelayAdminInvite.self])
+}
+
+struct RelayDataOption: ParsableArguments {
+    @Option(help: "The relay's data folder (default ./relay-data).") var data = "relay-data"
+
+    func accounts() throws -> AccountStore {
+        let path = data + "/accounts.sqlite"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw reportError(
+                ClientError(.invalidArgument, "\(data) holds no relay data (no accounts.sqlite).", remedy: "Give the folder `parley serve --data` uses."))
+        }
+        return try failing { try AccountStore(path: path) }
+    }
+}
+
+struct RelayAdminAccounts: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "accounts", abstract: "List the relay's accounts.")
+    @OptionGroup var options: RelayDataOption
+    @Flag var json = false
+
+    func run() throws {
+        let accounts = try failing { try options.accounts().accounts() }
+        if json {
+            printJSON(
+                .array(
+                    accounts.map {
+                        [
+                            "user_id": .string($0.userID), "created_ms": .integer($0.createdMs), "disabled": .bool($0.isDisabled),
+                            "devices": .integer(Int64($0.devices)), "sessions": .integer(Int64($0.sessions)),
+                        ]
+                    }))
+            return
+        }
+        if accounts.isEmpty { output("No accounts.") }
+        for account in accounts {
+            output("\(account.userID)  \(account.devices) device(s)  \(account.sessions) session(s)" + (account.isDisabled ? "  disabled" : ""))
+        }
+    }
+}
+
+struct RelayAdminDisable: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "disable", abstract: "Disable an account: its sessions end and it cannot log in.")
+    @OptionGroup var options: RelayDataOption
+    @Argument var userID: String
+
+    func run() throws {
+        guard try failing({ try options.accounts().setDisabled(true, userID: userID) }) else {
+            throw reportError(ClientError(.invalidArgument, "The relay has no account \(TerminalText.escape(userID))."))
+        }
+        output("Disabled \(userID).")
+    }
+}
+
+struct RelayAdminEnable: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "enable", abstract: "Enable a disabled account again.")
+    @OptionGroup var options: RelayDataOption
+    @Argument var userID: String
+
+    func run() throws {
+        guard try failing({ try options.accounts().setDisabled(false, userID: userID) }) else {
+            throw reportError(ClientError(.invalidArgument, "The relay has no account \(TerminalText.escape(userID))."))
+        }
+        output("Enabled \(userID).")
+    }
+}
+
+struct RelayAdminDelete: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "delete", abstract: "Delete an account with its sessions and devices (the events its devices signed stay).")
+    @OptionGroup var options: RelayDataOption
+    @Argument var userID: String
+
+    func run() throws {
+        guard try failing({ try options.accounts().deleteAccount(userID: userID) }) else {
+            throw reportError(ClientError(.invalidArgument, "The relay has no account \(TerminalText.escape(userID))."))
+        }
+        output("Deleted \(userID).")
+    }
+}
+
+struct RelayAdminInvite: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "invite", abstract: "Issue a token for one registration (with `parley serve --registration invite`).")
+    @OptionGroup var options: RelayDataOption
+    @Option(help: "Days the token stays valid.") var days = 7
+
+    func run() throws {
+        let store = try options.accounts()
+        let token = try failing { try RelayAccounts(store: store, settings: RelaySettings(dataDirectory: options.data)).issueInvite(days: days) }
+        output(token)
+    }
+}
+
+// MARK: Accounts
+
+struct PasswordOptions: ParsableArguments {
+    @Option(name: .customLong("password-file"), help: "Read the password from the first line of this file (else $PARLEY_PASSWORD, else a prompt).")
+    var passwordFile: String?
+
+    func password(prompt: String = "Password: ", confirming: Bool = false) throws -> String {
+        try failing {
+            let bytes: [UInt8]
+            if let passwordFile {
+                bytes = try Passphrase.read(fromFile: passwordFile)
+            } else if let environment = ProcessInfo.processInfo.environment["PARLEY_PASSWORD"] {
+                bytes = Array(environment.utf8)
+            } else {
+                bytes = try Passphrase.prompt(prompt)
+                if confirming, try Passphrase.prompt("Again: ") != bytes { throw ClientError(.invalidArgument, "The passwords differ.") }
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+}
+
+struct Account: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "This home's account at a relay: register, log in (which adds this device), log out, change the password, delete.",
+        subcommands: [AccountRegister.self, AccountLogin.self, AccountLogout.self, AccountPassword.self, AccountDelete.self])
+}
+
+struct RelayOption: ParsableArguments {
+    @Option(help: "The relay's URL: https://HOST[:PORT] (http:// on this machine).") var relay: String
+}
+
+struct AccountRegister: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "register", abstract: "Make an account for this home's user at a relay, log in, and add this device.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var relay: RelayOption
+    @OptionGroup var secret: PasswordOptions
+    @Option(help: "An invite token, for a relay that takes new accounts by invitation.") var invite: String?
+
+    func run() async throws {
+        let node = try global.node()
+        let password = try secret.password(confirming: true)
+        try await failingAsync { try await RelayClient(node: node).register(relay: relay.relay, password: password, invite: invite) }
+        output("Registered \(node.identity.userID) at \(relay.relay), logged in, with this device added.")
+    }
+}
+
+struct AccountLogin: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "login", abstract: "Log in to this home's account at a relay and add this device.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var relay: RelayOption
+    @OptionGroup var secret: PasswordOptions
+
+    func run() async throws {
+        let node = try global.node()
+        let password = try secret.password()
+        try await failingAsync { try await RelayClient(node: node).login(relay: relay.relay, password: password) }
+        output("Logged in to \(relay.relay) as \(node.identity.userID).")
+    }
+}
+
+struct AccountLogout: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "logout", abstract: "End this node's session at a relay.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var relay: RelayOption
+    @Flag(help: "End every session of the account, on every device.") var everywhere = false
+
+    func run() async throws {
+        let node = try global.node()
+        try await failingAsync { try await RelayClient(node: node).logout(relay: relay.relay, everywhere: everywhere) }
+        output(everywhere ? "Logged out of \(relay.relay) everywhere." : "Logged out of \(relay.relay).")
+    }
+}
+
+struct AccountPassword: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "password", abstract: "Change the account's password; every other session ends.",
+        discussion: "The current password comes from --password-file or $PARLEY_PASSWORD or a prompt; the new one from --new-password-file or a prompt.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var relay: RelayOption
+    @OptionGroup var secret: PasswordOptions
+    @Option(name: .customLong("new-password-file"), help: "Read the new password from the first line of this file.") var newPasswordFile: String?
+
+    func run() async throws {
+        let node = try global.node()
+        let old = try secret.password(prompt: "Current password: ")
+        let new = try PasswordOptions(passwordFile: newPasswordFile).passwordIgnoringEnvironment()
+        try await failingAsync { try await RelayClient(node: node).changePassword(relay: relay.relay, old: old, new: new) }
+        output("Changed the password at \(relay.relay); other sessions ended.")
+    }
+}
+
+extension PasswordOptions {
+    init(passwordFile: String?) {
+        self.init()
+        self.passwordFile = passwordFile
+    }
+
+    func passwordIgnoringEnvironment() throws -> String {
+        try failing {
+            if let passwordFile { return String(decoding: try Passphrase.read(fromFile: passwordFile), as: UTF8.self) }
+            let first = try Passphrase.prompt("New password: ")
+            if try Passphrase.prompt("Again: ") != first { throw ClientError(.invalidArgument, "The passwords differ.") }
+            return String(decoding: first, as: UTF8.self)
+        }
+    }
+}
+
+struct AccountDelete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete the account at a relay, with its sessions and devices.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var relay: RelayOption
+    @OptionGroup var secret: PasswordOptions
+
+    func run() async throws {
+        let node = try global.node()
+        let password = try secret.password()
+        try await failingAsync { try await RelayClient(node: node).deleteAccount(relay: relay.relay, password: password) }
+        output("Deleted \(node.identity.userID)'s account at \(relay.relay).")
+    }
+}
+
+// MARK: Relay rooms in other commands
+
+/// In a relay room, publishes this device's outbox to the relay and returns after its acknowledgement; when the relay
+/// cannot be reached, says that the events wait in the outbox (the next sync or node sends them) and succeeds: they
+/// are stored here either way.
+func sendThroughRelay(_ node: Node, _ roomID: String) async throws {
+    let client = RelayClient(node: node)
+    guard let location = try failing({ try client.location(roomID) }), case .relay(let url) = location else { return }
+    do {
+        let reports = try await client.sync([roomID])
+        for problem in reports.flatMap(\.problems) { printError("warning: relay \(url): \(TerminalText.escape(problem))") }
+    } catch {
+        let error = ClientError(describing: error, home: node.home)
+        if error.code == .notLoggedIn { throw reportError(error) }
+        printError("note: the relay \(url) did not answer (\(error.message)); the event waits in the outbox, and `parley sync` or `parley node` sends it.")
+    }
+}
+
+/// The room's invite code, listing its bucket and its relay (whichever it has); `nil` for a room of neither.
+func inviteCode(_ node: Node, _ roomID: String) throws -> InviteCode? {
+    var code = try bucketClient(node).inviteCode(roomID)
+    if let relay = try RelayClient(node: node).location(roomID) {
+        if code == nil, let creator = try node.roomState(roomID).creation, let fingerprint = InviteCode.fingerprint(ofKey: creator.creatorKey) {
+            code = InviteCode(roomID: roomID, creatorFingerprint: fingerprint, locations: [relay])
+        } else {
+            code?.locations.append(relay)
+        }
+    }
+    return code
+}

@@ -1,0 +1,191 @@
+import Foundation
+import ParleyCore
+import ParleyTesting
+import Testing
+
+/// `parley serve` started as a user would, on 127.0.0.1, and homes that chat through it with the CLI.
+@Suite struct RelayCLITests {
+    /// A relay process on a free port, stopped by PID.
+    final class RelayProcess {
+        let process: Subprocess
+        let url: String
+        let data: String
+
+        init(directory: TemporaryDirectory, port: Int = 0) throws {
+            data = directory.file("relay-data")
+            process = try Subprocess.spawn(
+                ParleyCommand.executable.path, ["serve", "--listen", "127.0.0.1:\(port)", "--data", data, "--log-level", "warning"], stdout: .null)
+            var said = ""
+            let deadline = Date().addingTimeInterval(20)
+            while !said.contains("Relay running") && Date() < deadline { said += String(decoding: process.readError(timeout: 1), as: UTF8.self) }
+            guard let range = said.range(of: #"at (http://127\.0\.0\.1:[0-9]+)"#, options: .regularExpression) else {
+                process.kill(SIGKILL)
+                _ = process.wait()
+                throw RelayStartError(description: "The relay did not start: \(said)")
+            }
+            url = String(said[range].dropFirst(3))
+        }
+
+        var port: Int { Int(url.split(separator: ":").last!)! }
+
+        func stop() {
+            process.kill(SIGTERM)
+            _ = process.wait()
+        }
+    }
+
+    static let password = ["PARLEY_PASSWORD": "correct horse battery staple"]
+
+    /// A home with an account at the relay.
+    func home(_ name: String, _ directory: TemporaryDirectory, relay: RelayProcess) throws -> ParleyCommand {
+        let node = ParleyCommand(home: directory.file(name))
+        try #require(try node.run(["init", "--user", name]).status == 0)
+        let registered = try node.run(["account", "register", "--relay", relay.url], environment: Self.password)
+        try #require(registered.status == 0, "\(registered.stderr)")
+        return node
+    }
+
+    func key(of node: ParleyCommand) throws -> String {
+        let whoami = try JSONParser().parse(Array(try node.run(["whoami", "--json"]).stdout.utf8))
+        return try #require(whoami["signing_key"]?.stringValue)
+    }
+
+    @Test func `three people chat through one relay with the CLI: create, invite, join, send, sync`() throws {
+        let directory = TemporaryDirectory()
+        let relay = try RelayProcess(directory: directory)
+        defer { relay.stop() }
+        let alice = try home("alice", directory, relay: relay)
+        let bob = try home("bob", directory, relay: relay)
+        let carol = try home("carol", directory, relay: relay)
+        let created = try alice.run(["room", "create", "team", "--relay", relay.url])
+        try #require(created.status == 0, "\(created.stderr)")
+        for invitee in [bob, carol] {
+            let invite = try alice.run(["room", "invite", "team", invitee == bob ? "bob" : "carol", "--key", try key(of: invitee)])
+            try #require(invite.status == 0, "\(invite.stderr)")
+            let code = try #require(invite.stdout.split(separator: "\n").first { $0.hasPrefix("invite code: ") }).dropFirst("invite code: ".count)
+            let joined = try invitee.run(["room", "join", String(code)])
+            try #require(joined.status == 0, "\(joined.stderr)")
+        }
+        // A send returns after the relay's acknowledgement: the others read it at their next sync.
+        #expect(try alice.run(["send", "team", "hello from alice"]).status == 0)
+        #expect(try bob.run(["send", "team", "hello from bob"]).status == 0)
+        let synced = try carol.run(["sync"])
+        #expect(synced.status == 0, "\(synced.stderr)")
+        #expect(synced.stdout.contains("team: relay \(relay.url)"), "\(synced.stdout)")
+        let log = try carol.run(["log", "team"]).stdout
+        #expect(log.contains("alice: hello from alice") && log.contains("bob: hello from bob"), "\(log)")
+        let status = try alice.run(["status", "--json"])
+        #expect(status.status == 0)
+    }
+
+    /// Alice's room at the relay with Bob joined; Carol invited when `inviting` says so. Returns the code Carol joins with.
+    func room(_ alice: ParleyCommand, _ bob: ParleyCommand, carol: ParleyCommand? = nil, relay: RelayProcess) throws -> String? {
+        try #require(try alice.run(["room", "create", "team", "--relay", relay.url]).status == 0)
+        var carolCode: String?
+        for (invitee, name) in [(bob, "bob"), carol.map { ($0, "carol") }].compactMap({ $0 }) {
+            let invite = try alice.run(["room", "invite", "team", name, "--key", try key(of: invitee)])
+            try #require(invite.status == 0, "\(invite.stderr)")
+            let code = try #require(invite.stdout.split(separator: "\n").first { $0.hasPrefix("invite code: ") }).dropFirst("invite code: ".count)
+            if name == "carol" { carolCode = String(code) } else { try #require(try invitee.run(["room", "join", String(code)]).status == 0) }
+        }
+        return carolCode
+    }
+
+    /// `parley log ROOM` of `node` once it contains `text`, or as it is after 20 s.
+    func waitForLog(of node: ParleyCommand, _ room: String, containing text: String) throws -> String {
+        var log = ""
+        let deadline = Date().addingTimeInterval(20)
+        while !log.contains(text) && Date() < deadline {
+            log = try node.run(["log", room]).stdout
+            usleep(50_000)
+        }
+        return log
+    }
+
+    @Test func `running nodes carry a message sent from a shell through the relay at once`() throws {
+        let directory = TemporaryDirectory()
+        let relay = try RelayProcess(directory: directory)
+        defer { relay.stop() }
+        let alice = try home("alice", directory, relay: relay)
+        let bob = try home("bob", directory, relay: relay)
+        _ = try room(alice, bob, relay: relay)
+        let runners = try [alice, bob].map { try Subprocess.spawn(ParleyCommand.executable.path, ["--home", $0.home, "node"], stdout: .null, stderr: .null) }
+        defer {
+            for runner in runners {
+                runner.kill(SIGTERM)
+                _ = runner.wait()
+            }
+        }
+        #expect(try bob.run(["send", "team", "live through the relay"]).status == 0)
+        let log = try waitForLog(of: alice, "team", containing: "live through the relay")
+        #expect(log.contains("bob: live through the relay"), "\(log)")
+    }
+
+    @Test func `a relay wiped empty is refilled by its clients, and a member who joins later reads everything`() throws {
+        let directory = TemporaryDirectory()
+        var relay = try RelayProcess(directory: directory)
+        defer { relay.stop() }
+        let alice = try home("alice", directory, relay: relay)
+        let bob = try home("bob", directory, relay: relay)
+        let carol = try home("carol", directory, relay: relay)
+        let code = try #require(try room(alice, bob, carol: carol, relay: relay))
+        #expect(try alice.run(["send", "team", "before the wipe"]).status == 0)
+        #expect(try bob.run(["send", "team", "bob too"]).status == 0)
+        #expect(try alice.run(["sync"]).status == 0)
+        // The relay loses its events (its accounts stay), and comes back at the same address.
+        let port = relay.port
+        relay.stop()
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: relay.data + "/events.sqlite" + suffix) }
+        relay = try RelayProcess(directory: directory, port: port)
+        let refill = try alice.run(["sync"])
+        #expect(refill.status == 0, "\(refill.stderr)")
+        // Alice holds Bob's events too: she pushes them for him.
+        #expect(refill.stdout.contains("pushed"), "\(refill.stdout)")
+        let joined = try carol.run(["room", "join", code])
+        #expect(joined.status == 0, "\(joined.stderr)")
+        let log = try carol.run(["log", "team"]).stdout
+        #expect(log.contains("alice: before the wipe") && log.contains("bob: bob too"), "\(log)")
+    }
+
+    @Test func `a send to a relay that does not answer waits in the outbox and goes out at the next sync`() throws {
+        let directory = TemporaryDirectory()
+        var relay = try RelayProcess(directory: directory)
+        defer { relay.stop() }
+        let alice = try home("alice", directory, relay: relay)
+        let bob = try home("bob", directory, relay: relay)
+        _ = try room(alice, bob, relay: relay)
+        let port = relay.port
+        relay.stop()
+        let queued = try alice.run(["send", "team", "while the relay is down"])
+        #expect(queued.status == 0)
+        #expect(queued.stderr.contains("did not answer") && queued.stderr.contains("waits in the outbox"), "\(queued.stderr)")
+        relay = try RelayProcess(directory: directory, port: port)
+        #expect(try alice.run(["sync"]).stdout.contains("sent 1 event(s)"))
+        #expect(try bob.run(["sync"]).status == 0)
+        #expect(try bob.run(["log", "team"]).stdout.contains("alice: while the relay is down"))
+    }
+
+    @Test func `account commands say what went wrong and what to do`() throws {
+        let directory = TemporaryDirectory()
+        let relay = try RelayProcess(directory: directory)
+        defer { relay.stop() }
+        let alice = try home("alice", directory, relay: relay)
+        let again = try alice.run(["account", "register", "--relay", relay.url], environment: Self.password)
+        #expect(again.status != 0 && again.stderr.contains("already has an account alice"), "\(again.stderr)")
+        let wrong = try alice.run(["account", "login", "--relay", relay.url], environment: ["PARLEY_PASSWORD": "not the password"])
+        #expect(wrong.status != 0 && wrong.stderr.contains("wrong"), "\(wrong.stderr)")
+        #expect(try alice.run(["account", "logout", "--relay", relay.url]).status == 0)
+        let unlogged = try alice.run(["room", "create", "team", "--relay", relay.url])
+        #expect(unlogged.status != 0 && unlogged.stderr.contains("parley account login --relay"), "\(unlogged.stderr)")
+        let accounts = try ParleyCommand.run(["relay", "admin", "accounts", "--data", relay.data])
+        #expect(accounts.stdout.contains("alice  1 device(s)  0 session(s)"), "\(accounts.stdout)")
+    }
+}
+
+extension ParleyCommand: Equatable {
+    public static func == (lhs: ParleyCommand, rhs: ParleyCommand) -> Bool { lhs.home == rhs.home }
+}
+
+struct RelayStartError: Error, CustomStringConvertible {
+    var description: String
+}
