@@ -63,3 +63,29 @@ import Testing
         #expect(try RelayChallenge(json: challenge.json) == challenge)
     }
 }
+
+@Suite struct RelayChallengeVectorTests {
+    static func cases(_ group: String) throws -> [JSONValue] { try Vectors.load("relay.json")[group]?.arrayValue ?? [] }
+
+    @Test func `each valid challenge vector gives its signing input and its signature verifies`() throws {
+        let cases = try Self.cases("valid")
+        #expect(cases.count == 2)
+        for item in cases {
+            let challenge = try RelayChallenge(json: try #require(item["challenge"]))
+            let key = try #require(item["device_key"]?.stringValue)
+            #expect(Hex.encode(challenge.signingInput(deviceKey: key)) == item["signing_input_hex"]?.stringValue, "\(item["name"]?.stringValue ?? "")")
+            try challenge.verify(deviceKey: key, signature: try #require(item["signature"]?.stringValue))
+        }
+    }
+
+    @Test func `no invalid challenge vector verifies`() throws {
+        let cases = try Self.cases("invalid")
+        #expect(cases.count == 4)
+        for item in cases {
+            let challenge = try RelayChallenge(json: try #require(item["challenge"]))
+            #expect(throws: RelayProtocolError.self, "\(item["name"]?.stringValue ?? "")") {
+                try challenge.verify(deviceKey: item["device_key"]?.stringValue ?? "", signature: item["signature"]?.stringValue ?? "")
+            }
+        }
+    }
+}

@@ -2150,6 +2150,47 @@ def archive_vectors():
             "codes": codes, "keys": keys, "valid": valid, "invalid": invalid, "selections": selections}
 
 
+# ---------------------------------------------------------------- relay (docs/PROTOCOL.md §15)
+
+def relay_vectors():
+    """Device challenges a relay signs devices into accounts with (§15.3), and frames of its WebSocket protocol (§15.4)."""
+    device = Device("alice")
+    other = Device("bob")
+    prefix = b"parley.relay.device.v1\n"
+
+    def challenge(origin, user, nonce_name, expires):
+        return {"expires_ms": expires, "nonce": b64(hashlib.sha256(nonce_name.encode()).digest()), "origin": origin, "user_id": user}
+
+    def signing_input(chal, key):
+        return prefix + canonical(dict(chal, device_key=key))
+
+    base = challenge("https://relay.example.net", "alice", "nonce 1", 1760000300000)
+    valid = []
+    for name, chal in [("a challenge of a relay at its https origin", base),
+                       ("a challenge of a relay on this machine, with a port and a path",
+                        challenge("http://127.0.0.1:8470/parley", "alice", "nonce 2", 1760000300000))]:
+        message = signing_input(chal, device.key)
+        valid.append({"name": name, "challenge": chal, "device_key": device.key, "signing_input_hex": message.hex(),
+                      "signature": b64(device.private.sign(message))})
+    good = signing_input(base, device.key)
+    signature = b64(device.private.sign(good))
+    invalid = [
+        {"name": "the signature of the same device over another relay's challenge",
+         "challenge": dict(base, origin="https://other.example.net"), "device_key": device.key, "signature": signature},
+        {"name": "another device's key with this device's signature", "challenge": base, "device_key": other.key, "signature": signature},
+        {"name": "a signature over the challenge without the prefix", "challenge": base, "device_key": device.key,
+         "signature": b64(device.private.sign(canonical(dict(base, device_key=device.key))))},
+        {"name": "a signature over another nonce", "challenge": dict(base, nonce=b64(hashlib.sha256(b"nonce 3").digest())),
+         "device_key": device.key, "signature": signature},
+    ]
+    return {"description": "Relay device challenges (§15.3): `valid` ones give exactly `signing_input_hex` (the prefix "
+                           "`parley.relay.device.v1` and LF, then the canonical form of the challenge's members with "
+                           "`device_key`), and `signature` (Ed25519, deterministic) verifies under `device_key`. In "
+                           "`invalid`, the signature MUST NOT verify. Keys derive from SHA-256(\"parley vector signing "
+                           "key \" + name).",
+            "valid": valid, "invalid": invalid}
+
+
 def main():
     outputs = {
         "canonical_json.json": canonical_vectors(),
@@ -2161,6 +2202,7 @@ def main():
         "encryption.json": encryption_vectors(),
         "codes.json": code_vectors(),
         "archives.json": archive_vectors(),
+        "relay.json": relay_vectors(),
     }
     check = "--check" in sys.argv
     failed = False
