@@ -140,6 +140,7 @@ let package = Package(
             dependencies: [
                 "ParleyRelay", "ParleyRelayClient", "ParleyStore", "ParleyTesting", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"), .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -79,7 +79,9 @@ public struct RelayClient: Sendable {
         let accounts = RelayAccountsClient(relay: relay)
         let identity = node.identity
         let session = try await call { try await accounts.login(userID: identity.userID, password: password) }
-        try await call { try await accounts.addDevice(token: session.token, deviceKey: identity.signingKeyBase64) { identity.signingKey.sign($0) } }
+        try await call {
+            try await accounts.addDevice(token: session.token, userID: identity.userID, deviceKey: identity.signingKeyBase64) { identity.signingKey.sign($0) }
+        }
         var sessions = sessions().filter { $0.relay != relay.base }
         sessions.append(RelaySessionRecord(relay: relay.base, userID: identity.userID, token: session.token, expiresMs: session.expiresMs))
         try saveSessions(sessions)
@@ -137,13 +139,25 @@ public struct RelayClient: Sendable {
         let events = try node.createRoom(roomID, name: name, encryption: encryption)
         do {
             try node.store.addTransportRoom(.relay, roomID: roomID, location: relay.base, creatorFingerprint: fingerprint)
-            let reports = try await call { try await transport.sync([roomID], session: session) }
-            if let problem = reports.first?.problems.first {
-                throw ClientError(.relayRefused, "The relay \(relay) did not take room \(roomID): \(problem).", remedy: "Choose another room id.")
-            }
         } catch {
             _ = try? node.forgetRoom(roomID)
             throw error
+        }
+        let reports: [RelayTransport.RoomReport]
+        do {
+            reports = try await call { try await transport.sync([roomID], session: session) }
+        } catch {
+            // The relay may hold the create already: taking the room back and signing another create would fork this
+            // device's chain there. The events wait in the outbox instead.
+            var failure = ClientError(describing: error, home: node.home)
+            failure.message = "Room \(roomID) was created here, but the relay \(relay) has not acknowledged its first events: \(failure.message)"
+            failure.remedy = "They wait in the outbox; `parley sync` or `parley node` sends them once the relay answers."
+            throw failure
+        }
+        if let problem = reports.first?.problems.first, (reports.first?.sent ?? 0) == 0 {
+            // Refused outright (it holds another room of that id): nothing of this one is anywhere else.
+            _ = try? node.forgetRoom(roomID)
+            throw ClientError(.relayRefused, "The relay \(relay) did not take room \(roomID): \(problem).", remedy: "Choose another room id.")
         }
         return events
     }

@@ -35,12 +35,16 @@ public final class RelayEvents: Sendable {
 
     /// Judges and stores published events.
     ///
-    /// An event signed by one of the publisher's devices must name the publisher as its sender; it is refused
-    /// without being stored when the room's current state would refuse it (a non-member's message), and events of a
-    /// room the relay does not hold are refused unless one of them is its create. An event signed by another device
-    /// is a member's copy of someone else's event (refilling a relay that lost its data): it is taken only in a room
-    /// the relay holds and the publisher may read, and only from a device the room knows (or a member event, which
-    /// introduces one). Everything taken is then judged by the store, in one transaction per run of events.
+    /// Each event must be the next link of its device's chain as the relay holds it (an older seq is answered by the
+    /// store: a duplicate, or a fork kept as evidence): one whose predecessor the relay lacks is refused (`gap`), and
+    /// so is one that does not link to it (`chain`), so that nothing waits on the relay for a predecessor that may
+    /// never come. An event of a room the relay does not hold is refused unless it is the room's create (or comes
+    /// after it in this call). An event signed by one of the publisher's devices must name the publisher as its
+    /// sender. An event signed by another device is a copy of someone else's event, which members push to refill a
+    /// relay that lost its data: it is genuine (signed), so it is taken like the device's own. An event of a device
+    /// the room does not know yet that the room's current state refuses (a stranger's join, a non-member's message) is
+    /// refused without being stored; anything else is handed to the store, which judges it as a node does (an event
+    /// of a known device that the state does not authorize is kept as evidence), in one transaction per run.
     func publish(_ values: [JSONValue], by publisher: Publisher, nowMs: Int64) throws -> Published {
         let wires = values.map { CanonicalJSON.encode($0) }
         let verified = VerifiedEvent.verifyInParallel(wires)
@@ -48,21 +52,23 @@ public final class RelayEvents: Sendable {
         var stored: [(roomID: String, wire: [UInt8])] = []
         var run: [(index: Int, event: VerifiedEvent)] = []
         // Chain heads as of the events taken so far in this call, ahead of the store until the run is stored.
-        var runHeads: [ChainKey: Int64] = [:]
+        var runHeads: [ChainKey: ChainLink] = [:]
 
         func flush() throws {
             guard !run.isEmpty else { return }
             let report = try store.ingest(events: run.map(\.event), receivedMs: nowMs)
             for (offset, item) in run.enumerated() {
-                let result = Self.result(report.outcomes[offset], eventID: item.event.event.eventID)
-                results[item.index] = result
-                if case .accepted = report.outcomes[offset] { stored.append((item.event.event.roomID, item.event.wire)) }
-                if case .unauthorized = report.outcomes[offset] { stored.append((item.event.event.roomID, item.event.wire)) }
+                results[item.index] = Self.result(report.outcomes[offset], eventID: item.event.event.eventID)
+                switch report.outcomes[offset] {
+                case .accepted, .unauthorized: stored.append((item.event.event.roomID, item.event.wire))
+                default: break
+                }
             }
             for (eventID, outcome) in report.released where outcome == .accepted {
                 if let event = try store.event(eventID: eventID) { stored.append((event.event.event.roomID, event.event.wire)) }
             }
             run = []
+            runHeads = [:]
         }
 
         for (index, outcome) in verified.enumerated() {
@@ -74,26 +80,28 @@ public final class RelayEvents: Sendable {
             case .success(let verifiedEvent): event = verifiedEvent
             }
             let header = event.event
+            func refuse(_ code: String, _ reason: String) { results[index] = .init(.rejected, eventID: header.eventID, code: code, reason: reason) }
             // A state event earlier in this run changes what the next one is judged against: store the run first.
             if run.contains(where: { $0.event.event.roomID == header.roomID && EventType.isState($0.event.event.type) }) { try flush() }
             let chain = ChainKey(roomID: header.roomID, senderKey: header.senderKey)
-            let head = try runHeads[chain] ?? store.chainHead(roomID: header.roomID, senderKey: header.senderKey)?.seq ?? 0
-            // A duplicate is answered by the store; anything else must be the chain's next link, so that nobody can
-            // leave events waiting on the relay for a predecessor that never comes.
-            if header.seq > head + 1 {
-                results[index] = .init(
-                    .rejected, eventID: header.eventID, code: "gap",
-                    reason: "The relay holds this device's chain up to seq \(head): publish seq \(head + 1) first.")
+            let head = try runHeads[chain] ?? store.chainHead(roomID: header.roomID, senderKey: header.senderKey)
+            let headSeq = head?.seq ?? 0
+            if header.seq > headSeq + 1 {
+                refuse("gap", "The relay holds this device's chain up to seq \(headSeq): publish seq \(headSeq + 1) first.")
                 continue
             }
-            let isNextLink = header.seq == head + 1
+            let isNextLink = header.seq == headSeq + 1
+            if isNextLink, let head, header.prevEventHash != head.hash || header.timestampMs < head.timestampMs {
+                refuse("chain", "The event does not follow seq \(head.seq) of its device's chain as the relay holds it (§6.2).")
+                continue
+            }
             if let refusal = try refusal(
                 of: event, by: publisher, isNextLink: isNextLink, pendingCreate: run.contains { $0.event.event.roomID == header.roomID })
             {
                 results[index] = refusal
                 continue
             }
-            if isNextLink { runHeads[chain] = header.seq }
+            if isNextLink { runHeads[chain] = ChainLink(seq: header.seq, hash: event.hash, timestampMs: header.timestampMs) }
             run.append((index, event))
         }
         try flush()
@@ -104,29 +112,20 @@ public final class RelayEvents: Sendable {
     private func refusal(of event: VerifiedEvent, by publisher: Publisher, isNextLink: Bool, pendingCreate: Bool) throws -> RelayFrame.PublishResult? {
         let header = event.event
         func refuse(_ code: String, _ reason: String) -> RelayFrame.PublishResult { .init(.rejected, eventID: header.eventID, code: code, reason: reason) }
+        if publisher.devices.contains(header.senderKey), header.senderID != publisher.userID {
+            return refuse("wrong_sender", "The event is signed by a device of \(publisher.userID) but names another sender.")
+        }
         let state = try store.roomState(roomID: header.roomID)
-        let held = state?.creation != nil
-        if publisher.devices.contains(header.senderKey) {
-            guard header.senderID == publisher.userID else {
-                return refuse("wrong_sender", "The event is signed by a device of \(publisher.userID) but names another sender.")
-            }
-            if !held {
-                guard header.type == EventType.create || pendingCreate else {
-                    return refuse("unknown_room", "The relay holds no room \(header.roomID): publish its create event first.")
-                }
-                return nil
-            }
-            // The relay holds what the device's chain needs to be judged: refuse now what the room refuses.
-            if isNextLink, case .rejected(let reason) = try store.preview(event) {
-                return refuse("unauthorized", "The room does not allow this event: \(reason).")
+        guard let state, state.creation != nil else {
+            guard header.type == EventType.create || pendingCreate else {
+                return refuse("unknown_room", "The relay holds no room \(header.roomID): publish its create event first.")
             }
             return nil
         }
-        guard let state, held, Self.canRead(state, userID: publisher.userID, deviceKey: publisher.deviceKey) else {
-            return refuse("not_your_device", "The event is signed by a device that is not one of this account's, in a room this device does not read.")
-        }
-        guard state.keyOwners[header.senderKey] != nil || header.type == EventType.member else {
-            return refuse("unauthorized", "The event is signed by a device the room does not know.")
+        // A device the room knows has its place in the room's chains, even for what the room refuses (kept as
+        // evidence, as a node keeps it); a device the room does not know gets nothing stored that the room refuses.
+        if state.keyOwners[header.senderKey] == nil, isNextLink, case .rejected(let reason) = try store.preview(event) {
+            return refuse("unauthorized", "The room does not allow this event: \(reason).")
         }
         return nil
     }
@@ -141,7 +140,8 @@ public final class RelayEvents: Sendable {
         case .accepted: .init(.stored, eventID: eventID)
         case .duplicate: .init(.duplicate, eventID: eventID)
         case .heldBack(let reason): .init(.held, eventID: eventID, reason: reason)
-        case .unauthorized(let reason): .init(.rejected, eventID: eventID, code: "unauthorized", reason: "The room does not allow this event: \(reason).")
+        case .unauthorized(let reason):
+            .init(.stored, eventID: eventID, code: "unauthorized", reason: "Kept as a link of its device's chain, but the room does not allow it: \(reason).")
         case .rejected(let reason): .init(.rejected, eventID: eventID, code: "chain", reason: reason)
         }
     }

@@ -12,6 +12,9 @@ final class FrameQueue: Sendable {
         case slowConsumer
         /// Close with this code and reason.
         case protocolViolation(code: UInt16, reason: String)
+        /// Reading failed (a frame too large, text that is not UTF-8): the WebSocket layer closes with that failure's
+        /// code once the session ends.
+        case inboundFailed
     }
 
     private struct State {
@@ -21,6 +24,7 @@ final class FrameQueue: Sendable {
         var closing: Closing?
         var reader: CheckedContinuation<String?, Never>?
         var roomWaiters: [CheckedContinuation<Void, Never>] = []
+        var closeWaiters: [CheckedContinuation<Closing, Never>] = []
     }
 
     let maxBytes: Int
@@ -33,11 +37,7 @@ final class FrameQueue: Sendable {
     @discardableResult func push(_ frame: String) -> Bool {
         let (reader, accepted): (CheckedContinuation<String?, Never>?, Bool) = state.withLock { state in
             guard state.closing == nil else { return (nil, false) }
-            guard state.bytes + frame.utf8.count <= maxBytes else {
-                state.closing = .slowConsumer
-                defer { state.reader = nil }
-                return (state.reader, false)
-            }
+            guard state.bytes + frame.utf8.count <= maxBytes else { return (nil, false) }
             if let reader = state.reader {
                 state.reader = nil
                 return (reader, true)
@@ -46,7 +46,8 @@ final class FrameQueue: Sendable {
             state.bytes += frame.utf8.count
             return (nil, true)
         }
-        if let reader { reader.resume(returning: accepted ? frame : nil) }
+        if let reader { reader.resume(returning: frame) }
+        if !accepted, closing == nil { close(.slowConsumer) }
         return accepted
     }
 
@@ -97,18 +98,31 @@ final class FrameQueue: Sendable {
     /// Why the queue closed, once it did.
     var closing: Closing? { state.withLock { $0.closing } }
 
-    /// Closes the queue: the writer ends (after writing what is queued, for `.done`).
+    /// Closes the queue: the writer ends (after writing what is queued, but for a slow consumer).
     func close(_ closing: Closing) {
-        let (reader, waiters) = state.withLock { state in
+        let (reader, waiters, closeWaiters, reason) = state.withLock { state in
             if state.closing == nil { state.closing = closing }
             defer {
                 state.reader = nil
                 state.roomWaiters = []
+                state.closeWaiters = []
             }
-            return (state.reader, state.roomWaiters)
+            return (state.reader, state.roomWaiters, state.closeWaiters, state.closing!)
         }
         reader?.resume(returning: nil)
         for waiter in waiters { waiter.resume() }
+        for waiter in closeWaiters { waiter.resume(returning: reason) }
+    }
+
+    /// Returns once the queue is closed, with why.
+    func waitUntilClosed() async -> Closing {
+        await withCheckedContinuation { continuation in
+            let closed: Closing? = state.withLock { state in
+                if state.closing == nil { state.closeWaiters.append(continuation) }
+                return state.closing
+            }
+            if let closed { continuation.resume(returning: closed) }
+        }
     }
 }
 
@@ -122,15 +136,12 @@ final class RelayConnection: Sendable {
     let rooms = Mutex<Set<String>>([])
     /// Its allowance of typing notices.
     let typing = Mutex(LoginLimits.Bucket(tokens: 5, updatedMs: 0))
-    /// When it last sent a frame (Unix ms).
-    let lastHeard = Mutex(Int64(0))
 
     init(id: Int, userID: String, deviceKey: String, maxQueuedBytes: Int) {
         self.id = id
         self.userID = userID
         self.deviceKey = deviceKey
         queue = FrameQueue(maxBytes: maxQueuedBytes)
-        lastHeard.withLock { $0 = RelayAccounts.nowMs() }
     }
 }
 
@@ -139,15 +150,47 @@ final class RelayConnection: Sendable {
 final class RelayHub: Sendable {
     private let rooms = Mutex<[String: [Int: RelayConnection]]>([:])
     private let connectionCount = Mutex(0)
+    /// Open connections per client address and per account, for their limits.
+    private let perAddress = Mutex<[String: Int]>([:])
+    private let perAccount = Mutex<[String: Int]>([:])
     /// Connections cut off because they did not read.
     let slowConsumers = Mutex(0)
 
     var openConnections: Int { connectionCount.withLock { $0 } }
 
-    func opened() { connectionCount.withLock { $0 += 1 } }
+    /// Counts a connection from `address` in, unless the address has `limit` open already.
+    func admit(address: String, limit: Int) -> Bool {
+        perAddress.withLock { counts in
+            guard counts[address, default: 0] < limit else { return false }
+            counts[address, default: 0] += 1
+            return true
+        }
+    }
+
+    func left(address: String) {
+        perAddress.withLock { counts in
+            counts[address, default: 1] -= 1
+            if counts[address] == 0 { counts[address] = nil }
+        }
+    }
+
+    /// Counts an authenticated connection of `userID` in, unless the account has `limit` open already.
+    func opened(userID: String, limit: Int) -> Bool {
+        let admitted = perAccount.withLock { counts in
+            guard counts[userID, default: 0] < limit else { return false }
+            counts[userID, default: 0] += 1
+            return true
+        }
+        if admitted { connectionCount.withLock { $0 += 1 } }
+        return admitted
+    }
 
     func closed(_ connection: RelayConnection, rooms roomIDs: Set<String>) {
         connectionCount.withLock { $0 -= 1 }
+        perAccount.withLock { counts in
+            counts[connection.userID, default: 1] -= 1
+            if counts[connection.userID] == 0 { counts[connection.userID] = nil }
+        }
         rooms.withLock { rooms in
             for roomID in roomIDs {
                 rooms[roomID]?[connection.id] = nil

@@ -1,7 +1,9 @@
 import Foundation
 import HummingbirdWebSocket
+import NIOCore
 import NIOWebSocket
 import ParleyCore
+import ParleyStore
 import Synchronization
 
 /// Whether a new connection has sent its first frame.
@@ -11,13 +13,31 @@ private final class AuthenticationWait: Sendable {
 
 extension RelayServer {
     /// One WebSocket connection (docs/PROTOCOL.md §15.4): `auth` first, then subscriptions, publishes, history and
-    /// typing; a writer task drains the connection's queue; a watchdog closes a connection that stays silent.
-    func session(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, address: String) async {
+    /// typing. A writer task drains the connection's queue; when the queue closes for a client that does not read (or
+    /// breaks the protocol and does not answer the close), the socket itself is closed, since a blocked write and a
+    /// silent peer would otherwise hold the connection forever. A peer that stops answering pings is closed by the
+    /// WebSocket layer.
+    /// - Throws: what ended the inbound stream (a frame too large, text that is not UTF-8), so its close code reaches
+    ///   the client.
+    func session(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, address: String) async throws {
+        guard hub.admit(address: address, limit: settings.maxConnectionsPerAddress) else {
+            try? await outbound.write(
+                .text(RelayFrame.error(code: "too_many_connections", message: "Too many connections from this address.", id: nil).text))
+            try? await outbound.close(.policyViolation, reason: "too many connections from this address")
+            return
+        }
+        defer { hub.left(address: address) }
         var messages = inbound.messages(maxSize: RelayFrame.maxFrameBytes).makeAsyncIterator()
-        guard let connection = await authenticate(&messages, outbound: outbound) else { return }
-        hub.opened()
+        guard let connection = await authenticate(&messages, outbound: outbound, channel: channel) else { return }
+        guard hub.opened(userID: connection.userID, limit: settings.maxConnectionsPerAccount) else {
+            try? await outbound.write(
+                .text(RelayFrame.error(code: "too_many_connections", message: "Too many connections of this account.", id: nil).text))
+            try? await outbound.close(.policyViolation, reason: "too many connections of this account")
+            return
+        }
         counters.withLock { $0.connections += 1 }
         defer { hub.closed(connection, rooms: connection.rooms.withLock { $0 }) }
+        var readFailure: (any Error)?
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 while let frame = await connection.queue.next() {
@@ -28,33 +48,38 @@ extension RelayServer {
                 }
                 switch connection.queue.closing {
                 case .slowConsumer?:
-                    self.logger.info("Connection cut off: it did not read", metadata: ["queue.bytes": "\(self.settings.maxQueuedBytes)"])
-                    try? await outbound.close(.policyViolation, reason: "falling behind: reconnect to catch up")
+                    break  // the socket is closed below: a close frame would wait behind what the client does not read
                 case .protocolViolation(let code, let reason)?:
                     try? await outbound.close(.init(codeNumber: Int(code)), reason: reason)
+                case .inboundFailed?:
+                    break
                 default:
                     try? await outbound.close(.normalClosure, reason: nil)
                 }
             }
             group.addTask {
-                // Silence (pongs do not count: pings keep the socket alive, not the session) ends the connection.
-                while connection.queue.closing == nil {
-                    try? await Task.sleep(for: .milliseconds(min(1_000, self.settings.idleTimeoutMs)))
-                    if RelayAccounts.nowMs() - connection.lastHeard.withLock({ $0 }) > self.settings.idleTimeoutMs {
-                        connection.queue.close(.protocolViolation(code: 1000, reason: "idle"))
-                    }
+                switch await connection.queue.waitUntilClosed() {
+                case .slowConsumer:
+                    self.logger.info("Connection cut off: it did not read", metadata: ["queue.bytes": "\(self.settings.maxQueuedBytes)"])
+                    channel.close(promise: nil)
+                case .protocolViolation:
+                    try? await Task.sleep(for: .seconds(5))
+                    channel.close(promise: nil)
+                case .done, .inboundFailed:
+                    break
                 }
             }
             // The reader runs here, in the session's own task: the inbound stream is not to be shared.
             do {
                 var badFrames = 0
                 while let message = try await messages.next() {
-                    connection.lastHeard.withLock { $0 = RelayAccounts.nowMs() }
                     let frame: RelayFrame
+                    var frameBytes = 0
                     do throws(RelayProtocolError) {
                         guard case .text(let text) = message else {
                             throw RelayProtocolError(.malformedFrame, "Binary frames are not part of this protocol: send JSON text frames.")
                         }
+                        frameBytes = text.utf8.count
                         frame = try RelayFrame(parsing: Array(text.utf8), from: .client)
                     } catch {
                         badFrames += 1
@@ -66,20 +91,22 @@ extension RelayServer {
                         }
                         continue
                     }
-                    try await self.handle(frame, on: connection)
+                    try await self.handle(frame, bytes: frameBytes, on: connection)
                 }
             } catch {
-                logger.debug("Connection read ended", metadata: ["error": "\(error)"])
+                readFailure = error
+                connection.queue.close(.inboundFailed)
             }
             connection.queue.close(.done)
             await group.waitForAll()
         }
+        if let readFailure { throw readFailure }
     }
 
     /// Waits for the `auth` frame (for at most ``RelaySettings/authTimeoutMs``): a live session token and a device of
     /// its account.
     private func authenticate(
-        _ messages: inout WebSocketInboundMessageStream.AsyncIterator, outbound: WebSocketOutboundWriter
+        _ messages: inout WebSocketInboundMessageStream.AsyncIterator, outbound: WebSocketOutboundWriter, channel: any Channel
     ) async -> RelayConnection? {
         func refuse(_ code: String, _ message: String) async -> RelayConnection? {
             try? await outbound.write(.text(RelayFrame.error(code: code, message: message, id: nil).text))
@@ -94,6 +121,9 @@ extension RelayServer {
                 if !authenticated.isDone.load(ordering: .acquiring) {
                     try? await outbound.write(.text(RelayFrame.error(code: "auth_timeout", message: "No auth frame came in time.", id: nil).text))
                     try? await outbound.close(.policyViolation, reason: "auth_timeout")
+                    // A peer that does not answer the close either is not waited for.
+                    try? await Task.sleep(for: .seconds(5))
+                    channel.close(promise: nil)
                 }
             }
             let message = try? await messages.next()
@@ -116,15 +146,43 @@ extension RelayServer {
         return connection
     }
 
-    private func handle(_ frame: RelayFrame, on connection: RelayConnection) async throws {
+    private func handle(_ frame: RelayFrame, bytes: Int, on connection: RelayConnection) async throws {
         switch frame {
         case .subscribe(let rooms):
-            for room in rooms {
-                connection.rooms.withLock { _ = $0.insert(room.roomID) }
+            var seen = Set<String>()
+            for room in rooms where seen.insert(room.roomID).inserted {
+                let admitted = connection.rooms.withLock { subscribed in
+                    guard subscribed.contains(room.roomID) || subscribed.count < RelayFrame.maxRooms else { return false }
+                    subscribed.insert(room.roomID)
+                    return true
+                }
+                guard admitted else {
+                    connection.queue.push(
+                        RelayFrame.error(code: "too_many_rooms", message: "A connection subscribes to at most \(RelayFrame.maxRooms) rooms.", id: nil).text)
+                    break
+                }
                 hub.subscribe(connection, roomID: room.roomID)
                 try await catchUp(room, on: connection)
             }
         case .publish(let id, let values):
+            guard admitPublish(userID: connection.userID, events: values.count, bytes: bytes) else {
+                counters.withLock { $0.rejections["rate_limited", default: 0] += values.count }
+                let refusal = RelayFrame.PublishResult(
+                    .rejected, eventID: nil, code: "rate_limited",
+                    reason:
+                        "This account publishes more than \(Int(settings.publishEventsPerSecond)) events or \(Int(settings.publishBytesPerSecond) / 1024) KiB a second: publish again shortly."
+                )
+                connection.queue.push(
+                    RelayFrame.ack(
+                        id: id,
+                        results: values.map {
+                            var result = refusal
+                            result.eventID = $0["event_id"]?.stringValue
+                            return result
+                        }
+                    ).text)
+                return
+            }
             let publisher = RelayEvents.Publisher(
                 userID: connection.userID, deviceKey: connection.deviceKey, devices: Set([connection.deviceKey]))
             let published: RelayEvents.Published
@@ -155,10 +213,22 @@ extension RelayServer {
             }
             do {
                 let page = try events.store.historyPage(roomID: roomID, before: before, limit: limit)
-                let values = page.wires.compactMap { try? JSONParser().parse($0) }
-                _ = await connection.queue.pushWaiting(RelayFrame.page(id: id, roomID: roomID, events: values, hasMore: page.hasMore).text)
+                // The newest events before `before` that fit in one frame; the client asks again for older ones.
+                var kept: [[UInt8]] = []
+                var bytes = 1_024
+                for wire in page.wires.reversed() {
+                    guard bytes + wire.count + 1 <= RelayFrame.maxFrameBytes else { break }
+                    kept.append(wire)
+                    bytes += wire.count + 1
+                }
+                let values = kept.reversed().compactMap { try? JSONParser().parse($0) }
+                let hasMore = page.hasMore || kept.count < page.wires.count
+                _ = await connection.queue.pushWaiting(RelayFrame.page(id: id, roomID: roomID, events: values, hasMore: hasMore).text)
+            } catch let error as StoreError where error.code == .unknownEvent {
+                connection.queue.push(RelayFrame.error(code: "unknown_event", message: "The room holds no event \(before ?? "").", id: id).text)
             } catch {
-                connection.queue.push(RelayFrame.error(code: "unknown_event", message: "The room holds no such event.", id: id).text)
+                logger.error("Relay store failed", metadata: ["error": "\(error)"])
+                connection.queue.push(RelayFrame.error(code: "store_failed", message: "The relay could not read the room's history; ask again.", id: id).text)
             }
         case .typing(let roomID, let isTyping):
             let now = RelayAccounts.nowMs()
@@ -193,15 +263,17 @@ extension RelayServer {
         }
         let relayHeads = try events.store.chainHeads(roomID: room.roomID)
         guard await connection.queue.pushWaiting(RelayFrame.heads(roomID: room.roomID, heads: relayHeads).text) else { return }
+        // Up to the heads just sent: what is stored meanwhile goes out live, so a busy room's catch-up ends.
         var after: [String: Int64]? = room.heads
         var sent = 0
         while let from = after {
             let page = try events.store.chainEvents(roomID: room.roomID, after: from, limit: 500)
-            for frame in RelayHub.eventFrames(roomID: room.roomID, wires: page.events.map(\.wire)) {
+            let due = page.events.filter { $0.seq <= relayHeads[$0.senderKey] ?? 0 }
+            for frame in RelayHub.eventFrames(roomID: room.roomID, wires: due.map(\.wire)) {
                 guard await connection.queue.pushWaiting(frame) else { return }
             }
-            sent += page.events.count
-            after = page.next
+            sent += due.count
+            after = page.next.flatMap { next in relayHeads.contains { key, seq in (next[key] ?? 0) < seq } ? next : nil }
         }
         counters.withLock { $0.eventsOut += sent }
         _ = await connection.queue.pushWaiting(RelayFrame.synced(roomID: room.roomID).text)

@@ -15,11 +15,14 @@ public struct RelayRequestContext: RequestContext, WebSocketRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let webSocket: WebSocketHandlerReference<Self>
     public let remoteAddress: SocketAddress?
+    /// The connection, closed outright when its peer neither reads nor answers a close.
+    let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         webSocket = .init()
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
     }
 
     /// The client's IP address, as limits count it.
@@ -37,6 +40,8 @@ public final class RelayServer: Service, Sendable {
     let logger: Logger
     let nextConnection = Atomic<Int>(0)
     let counters = Mutex(Counters())
+    /// Per account, its allowance of published events and bytes.
+    let publishAllowances = Mutex<[String: (events: LoginLimits.Bucket, bytes: LoginLimits.Bucket)]>([:])
     private let listening = Mutex<(port: Int?, waiters: [CheckedContinuation<Int?, Never>], stopped: Bool)>((nil, [], false))
 
     /// What the relay has done since it started, for `/metrics` and tests.
@@ -59,6 +64,10 @@ public final class RelayServer: Service, Sendable {
     }
 
     public var counts: Counters { counters.withLock { $0 } }
+    /// Authenticated connections open now.
+    public var openConnections: Int { hub.openConnections }
+    /// Connections cut off so far because their client did not read.
+    public var slowConsumers: Int { hub.slowConsumers.withLock { $0 } }
 
     /// The port the relay listens on, once it does; `nil` if it stopped before listening.
     public func port() async -> Int? {
@@ -81,7 +90,7 @@ public final class RelayServer: Service, Sendable {
                 webSocketRouter: router,
                 configuration: .init(
                     ws: .init(
-                        maxFrameSize: RelayFrame.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(max(1, settings.idleTimeoutMs / 2000))),
+                        maxFrameSize: RelayFrame.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(max(1, settings.pingIntervalSeconds))),
                         validateUTF8: true))),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             onServerRunning: { [self] channel in self.started(port: channel.localAddress?.port) },
@@ -188,7 +197,8 @@ public final class RelayServer: Service, Sendable {
                 return .upgrade([:])
             },
             onUpgrade: { inbound, outbound, context in
-                await self.session(inbound: inbound, outbound: outbound, address: context.requestContext.clientAddress)
+                try await self.session(
+                    inbound: inbound, outbound: outbound, channel: context.requestContext.channel, address: context.requestContext.clientAddress)
             })
     }
 
@@ -222,6 +232,27 @@ public final class RelayServer: Service, Sendable {
         let token = String(authorization.dropFirst("Bearer ".count))
         guard token.utf8.count == 64, let userID = try accounts.user(token: token) else { throw RelayError.unauthorized }
         return (token, userID)
+    }
+
+    /// Takes `events` events and `bytes` bytes from the account's allowance (token buckets of a second's worth,
+    /// bursts of ten seconds' worth), or refuses them all.
+    func admitPublish(userID: String, events: Int, bytes: Int) -> Bool {
+        let now = RelayAccounts.nowMs()
+        let (eventRate, byteRate) = (settings.publishEventsPerSecond, settings.publishBytesPerSecond)
+        return publishAllowances.withLock { allowances in
+            var (eventBucket, byteBucket) = allowances[userID] ?? (.init(tokens: eventRate * 10, updatedMs: now), .init(tokens: byteRate * 10, updatedMs: now))
+            eventBucket = LoginLimits.refilled(eventBucket, burst: eventRate * 10, refillMs: 1000 / eventRate, nowMs: now)
+            byteBucket = LoginLimits.refilled(byteBucket, burst: byteRate * 10, refillMs: 1000 / byteRate, nowMs: now)
+            guard eventBucket.tokens >= Double(events), byteBucket.tokens >= Double(bytes) else {
+                allowances[userID] = (eventBucket, byteBucket)
+                return false
+            }
+            eventBucket.tokens -= Double(events)
+            byteBucket.tokens -= Double(bytes)
+            if allowances.count >= LoginLimits.maxEntries { allowances.removeAll(keepingCapacity: true) }
+            allowances[userID] = (eventBucket, byteBucket)
+            return true
+        }
     }
 
     // MARK: Metrics

@@ -35,8 +35,8 @@ public struct RelaySettings: Sendable {
     /// The most bytes of frames waiting for one connection: a client that falls further behind is disconnected
     /// (close code 1008) and catches up when it reconnects.
     public var maxQueuedBytes = 8 << 20
-    /// How long a connection may stay silent before it is closed (ms), pings included.
-    public var idleTimeoutMs: Int64 = 120_000
+    /// How often the relay pings each connection (s); one that has not answered the last ping by the next is closed.
+    public var pingIntervalSeconds: Int64 = 30
     /// How long a new connection has to authenticate (ms).
     public var authTimeoutMs: Int64 = 10_000
     /// Malformed frames tolerated on one connection before it is closed (close code 1007).
@@ -49,6 +49,10 @@ public struct RelaySettings: Sendable {
     public var publishBytesPerSecond = 4.0 * 1024 * 1024
     /// Typing notices per second one connection may send.
     public var typingPerSecond = 2.0
+    /// Connections open at once from one IP address (authenticated or not).
+    public var maxConnectionsPerAddress = 2_000
+    /// Connections open at once for one account.
+    public var maxConnectionsPerAccount = 64
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory

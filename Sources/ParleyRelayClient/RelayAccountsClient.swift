@@ -45,13 +45,20 @@ public struct RelayAccountsClient: Sendable {
         _ = try await request(.POST, "accounts/delete", token: token, body: ["password": .string(password)])
     }
 
-    /// Adds a device to the session's account: asks for a challenge and answers it with `sign` (the device's
-    /// signature over the challenge's signing input, §15.3).
-    public func addDevice(token: String, deviceKey: String, sign: @Sendable ([UInt8]) throws -> [UInt8]) async throws {
+    /// Adds a device to the session's account (`userID`'s): asks for a challenge and answers it with `sign` (the
+    /// device's signature over the challenge's signing input, §15.3) — only a challenge of this relay, for this
+    /// account: a relay handing on another relay's challenge would otherwise get the device bound to an account there.
+    public func addDevice(token: String, userID: String, deviceKey: String, sign: @Sendable ([UInt8]) throws -> [UInt8]) async throws {
         let answer = try await request(.POST, "devices/challenge", token: token)
         let challenge: RelayChallenge
         do throws(RelayProtocolError) { challenge = try RelayChallenge(json: answer?["challenge"] ?? .null) } catch {
             throw RelayClientError.protocolBroken("Its challenge is not one: \(error.message)", relay: relay)
+        }
+        guard challenge.origin == relay.base, challenge.userID == userID else {
+            throw RelayClientError(
+                code: "relay_refused",
+                message: "The relay \(relay) asked this device to sign a challenge for \(challenge.origin) and account \(challenge.userID); it was not signed.",
+                remedy: "Reach the relay at the URL it names itself by (its --public-url), and log in as this home's user.")
         }
         let signature = Base64.encode(try sign(challenge.signingInput(deviceKey: deviceKey)))
         _ = try await request(

@@ -131,7 +131,14 @@ public final class RelayChannel: Sendable {
 
     /// The next frame from the relay; `nil` once the connection closed. One reader at a time.
     /// - Throws: what ended the connection, if it was not a close.
-    public func next() async throws -> RelayFrame? { try await mailbox.take() }
+    public func next() async throws -> RelayFrame? {
+        // Cancelled, the reader stops waiting (and the connection is done with: nothing more is taken from it).
+        try await withTaskCancellationHandler {
+            try await mailbox.take()
+        } onCancel: {
+            mailbox.close(CancellationError())
+        }
+    }
 }
 
 /// The first outcome of a connection's body.

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ParleyCore
 import ParleySync
@@ -46,55 +47,113 @@ public struct RelayTransport: Sendable {
         public init(roomID: String) { self.roomID = roomID }
     }
 
+    /// How long a one-shot sync waits for the relay to send anything before it gives up (ms).
+    public static let silenceLimitMs: Int64 = 60_000
+
     /// Syncs `roomIDs` with the relay once: catch-up both ways and the outbox, then returns.
-    /// - Throws: ``RelayClientError`` when the relay cannot be reached or refuses; the host's failures.
+    /// - Throws: ``RelayClientError`` when the relay cannot be reached, refuses, breaks the protocol or stops answering
+    ///   for ``silenceLimitMs``; the host's failures.
     public func sync(_ roomIDs: [String], session: Session) async throws -> [RoomReport] {
         let state = SyncState(roomIDs: roomIDs)
-        return try await RelayChannel.open(session.relay, token: session.token, deviceKey: host.deviceKey, logger: logger) { channel in
-            try await self.subscribe(roomIDs, on: channel, state: state)
-            while !state.isDone {
-                guard let frame = try await channel.next() else {
-                    throw RelayClientError.protocolBroken("The relay closed the connection before the sync ended.", relay: session.relay)
-                }
-                _ = try await self.handle(frame, on: channel, state: state)
-            }
+        let relay = session.relay
+        return try await RelayChannel.open(relay, token: session.token, deviceKey: host.deviceKey, logger: logger) { channel in
+            try await self.run(roomIDs, on: channel, relay: relay, state: state, wake: nil, synced: { _ in }, arrived: { _, _ in })
             return state.reports
         }
     }
 
     /// Keeps `roomIDs` in sync over one connection until the task is cancelled or the connection drops: the catch-up
     /// of ``sync(_:session:)``, then live events as they come, and the outbox each time `wake` yields (the node
-    /// signed events). `synced` is told of each room's first sync.
+    /// signed events). `synced` is told of each room's first sync, `arrived` of the events each `events` frame
+    /// brought that the node took.
     /// - Throws: ``RelayClientError`` when the relay cannot be reached, refuses, or drops the connection.
     public func keep(
         _ roomIDs: [String], session: Session, wake: AsyncStream<Void>, synced: @escaping @Sendable (RoomReport) -> Void,
         arrived: @escaping @Sendable (_ roomID: String, _ eventIDs: [String]) -> Void = { _, _ in }
     ) async throws {
         let state = SyncState(roomIDs: roomIDs)
-        try await RelayChannel.open(session.relay, token: session.token, deviceKey: host.deviceKey, logger: logger) { channel in
-            try await self.subscribe(roomIDs, on: channel, state: state)
-            try await withThrowingTaskGroup(of: Void.self) { group in
+        let relay = session.relay
+        try await RelayChannel.open(relay, token: session.token, deviceKey: host.deviceKey, logger: logger) { channel in
+            try await self.run(roomIDs, on: channel, relay: relay, state: state, wake: wake, synced: synced, arrived: arrived)
+        }
+    }
+
+    /// What the pusher does, apart from the reader so that neither side of the connection waits on the other: the
+    /// reader keeps taking the relay's catch-up while the pusher publishes.
+    enum Job: Sendable {
+        /// Push what the relay lacks after its heads, then the room's outbox.
+        case push(roomID: String, relayHeads: [String: Int64])
+        /// Publish the room's outbox.
+        case flush(roomID: String)
+        /// Subscribe to the room again (this device's join made it readable).
+        case resubscribe(roomID: String)
+    }
+
+    /// One connection's work: the reader, the pusher, and for a one-shot sync a watch on the relay's silence (with
+    /// `wake == nil` the run ends once every room caught up, pushed, and every publish was answered).
+    func run(
+        _ roomIDs: [String], on channel: RelayChannel, relay: RelayURL, state: SyncState, wake: AsyncStream<Void>?,
+        synced: @escaping @Sendable (RoomReport) -> Void, arrived: @escaping @Sendable (String, [String]) -> Void
+    ) async throws {
+        let (jobs, queue) = AsyncStream<Job>.makeStream()
+        state.queue = queue
+        try await subscribe(roomIDs, on: channel, state: state)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await job in jobs {
+                    switch job {
+                    case .push(let roomID, let relayHeads): try await self.push(roomID, relayHeads: relayHeads, on: channel, state: state)
+                    case .flush(let roomID): try await self.flushOutbox(roomID, on: channel, state: state)
+                    case .resubscribe(let roomID):
+                        state.update(roomID) {
+                            $0.isCaughtUp = false
+                            $0.hasPushed = false
+                        }
+                        try await self.subscribe([roomID], on: channel, state: state)
+                    }
+                    if wake == nil && state.isDone { return }
+                }
+            }
+            group.addTask {
+                var told = Set<String>()
+                while wake != nil || !state.isDone {
+                    guard let frame = try await channel.next() else {
+                        throw RelayClientError.protocolBroken("The relay closed the connection.", relay: relay)
+                    }
+                    state.heard()
+                    let accepted = try await self.handle(frame, on: channel, state: state, failingOnErrors: wake == nil, relay: relay)
+                    if case .events(let roomID, _) = frame, !accepted.isEmpty { arrived(roomID, accepted) }
+                    for report in state.reports where !told.contains(report.roomID) && state.isSynced(report.roomID) {
+                        told.insert(report.roomID)
+                        synced(report)
+                    }
+                }
+            }
+            if let wake {
                 group.addTask {
                     for await _ in wake {
-                        // A room whose first push has not happened yet gets its outbox then, after what the relay lacks before it.
-                        for roomID in roomIDs where state.hasPushed(roomID) { try await self.flushOutbox(roomID, on: channel, state: state) }
+                        // A room whose first push has not happened yet gets its outbox then, after what the relay lacks.
+                        for roomID in roomIDs where state.hasPushed(roomID) { queue.yield(.flush(roomID: roomID)) }
                     }
                 }
+            } else {
                 group.addTask {
-                    var told = Set<String>()
-                    while let frame = try await channel.next() {
-                        let accepted = try await self.handle(frame, on: channel, state: state)
-                        if case .events(let roomID, _) = frame, !accepted.isEmpty { arrived(roomID, accepted) }
-                        for report in state.reports where !told.contains(report.roomID) && state.isSynced(report.roomID) {
-                            told.insert(report.roomID)
-                            synced(report)
+                    while !state.isDone {
+                        try await Task.sleep(for: .seconds(1))
+                        if state.silenceMs > Self.silenceLimitMs {
+                            throw RelayClientError(
+                                code: "relay_unreachable", message: "The relay \(relay) stopped answering for \(Self.silenceLimitMs / 1000) s.",
+                                remedy: "Try again later; events wait in the outbox until a relay acknowledges them.")
                         }
                     }
-                    throw RelayClientError.protocolBroken("The relay closed the connection.", relay: session.relay)
                 }
-                defer { group.cancelAll() }
-                try await group.next()
             }
+            defer {
+                queue.finish()
+                group.cancelAll()
+            }
+            // One-shot: the first task to see the sync done ends it. Kept: the first failure ends it.
+            try await group.next()
         }
     }
 
@@ -109,13 +168,14 @@ public struct RelayTransport: Sendable {
     }
 
     /// Acts on one frame from the relay.
+    /// - Parameter failingOnErrors: an `error` frame that answers no request ends the run (a one-shot sync would
+    ///   otherwise wait for what never comes).
     /// - Returns: the ids of the events it brought that the node took.
-    @discardableResult
-    func handle(_ frame: RelayFrame, on channel: RelayChannel, state: SyncState) async throws -> [String] {
+    func handle(_ frame: RelayFrame, on channel: RelayChannel, state: SyncState, failingOnErrors: Bool, relay: RelayURL) async throws -> [String] {
         switch frame {
         case .heads(let roomID, let relayHeads):
             guard state.isSubscribed(roomID) else { return [] }
-            try await push(roomID, relayHeads: relayHeads, on: channel, state: state)
+            state.queue?.yield(.push(roomID: roomID, relayHeads: relayHeads))
         case .events(let roomID, let values):
             guard state.isSubscribed(roomID) else {
                 logger.debug("Events of a room not subscribed to", metadata: ["room.id": "\(roomID)"])
@@ -127,10 +187,12 @@ public struct RelayTransport: Sendable {
             let report = state.report(roomID)
             host.synced(roomID: roomID, accepted: report.accepted, problems: report.problems.count)
         case .ack(let id, let results):
-            try await acknowledged(id, results, on: channel, state: state)
+            try acknowledged(id, results, state: state)
         case .error(let code, let message, let id):
             if let id, let pending = state.takePending(id) {
                 state.update(pending.roomID) { $0.report.problems.append("the relay refused a publish (\(code)): \(message)") }
+            } else if failingOnErrors {
+                throw RelayClientError(code: "relay_refused", message: "The relay \(relay) refused a request (\(code)): \(message)", remedy: nil)
             } else {
                 logger.info("Relay error", metadata: ["code": "\(code)"])
             }
@@ -146,9 +208,18 @@ public struct RelayTransport: Sendable {
     /// create must be signed by the creator the invite code names.
     /// - Returns: the ids of the events the node took.
     func receive(_ roomID: String, _ values: [JSONValue], state: SyncState) throws -> [String] {
-        let wires = values.map { CanonicalJSON.encode($0) }
-        var verified = VerifiedEvent.verifyInParallel(wires)
-        var lines = wires
+        let allWires = values.map { CanonicalJSON.encode($0) }
+        let allVerified = VerifiedEvent.verifyInParallel(allWires)
+        // Only the room's own events: a relay never brings another room into the node under this one's name.
+        let own = allVerified.indices.filter { (try? allVerified[$0].get().event.roomID).map { $0 == roomID } ?? true }
+        if own.count < values.count {
+            state.update(roomID) {
+                $0.report.problems.append("the relay sent \(values.count - own.count) event(s) of other rooms as this room's; they were left out")
+            }
+        }
+        var verified = own.map { allVerified[$0] }
+        var lines = own.map { allWires[$0] }
+        let wires = lines
         if try !host.holdsCreate(roomID: roomID) {
             guard let room = try host.room(roomID),
                 let createIndex = verified.firstIndex(where: { (try? $0.get().event.type) == EventType.create })
@@ -220,8 +291,10 @@ public struct RelayTransport: Sendable {
             after = page.next
         }
         try await sendBatch()
-        for unit in units { try await publish(unit, on: channel, state: state) }
+        for unit in units where !state.isInFlight(unit.id) { try await publish(unit, on: channel, state: state) }
         state.update(roomID) { $0.hasPushed = true }
+        // Events signed while this push ran are in the outbox now.
+        try await flushOutbox(roomID, on: channel, state: state)
     }
 
     /// This device's outbox in the room: units claimed before and not confirmed, then new units of what is pending.
@@ -255,33 +328,30 @@ public struct RelayTransport: Sendable {
         try await channel.send(.publish(id: id, events: try lines.map { try JSONParser().parse($0) }))
     }
 
-    func acknowledged(_ id: Int64, _ results: [RelayFrame.PublishResult], on channel: RelayChannel, state: SyncState) async throws {
+    func acknowledged(_ id: Int64, _ results: [RelayFrame.PublishResult], state: SyncState) throws {
         guard let pending = state.takePending(id) else { return }
         let refused = results.filter { !$0.isHeld }
-        if let unit = pending.unit {
-            if refused.isEmpty {
-                try host.confirmOutbox(unit, object: ReceivedObject(name: unit.name, size: Int64(unit.content.count), events: results.count, problem: nil))
-                state.update(unit.roomID) { $0.report.sent += results.count }
-                // A member event of this device's may have made the room readable to it: ask again for all of it.
-                let joined = unit.content.split(separator: 0x0A).contains { line in
-                    (try? Event.parse(line)).map { $0.type == EventType.member } ?? false
-                }
-                if joined { try await channel.send(.subscribe([.init(roomID: unit.roomID, heads: try host.chainHeads(roomID: unit.roomID))])) }
-            } else {
-                state.update(unit.roomID) { room in
-                    for result in refused.prefix(5) {
-                        room.report.problems.append(
-                            "the relay refused event \(result.eventID ?? "?") (\(result.code ?? result.verdict.rawValue)): \(result.reason ?? "no reason given")"
-                        )
-                    }
-                }
-            }
-        } else {
-            state.update(pending.roomID) { room in
-                room.report.pushed += results.filter { $0.verdict == .stored }.count
-                if !refused.isEmpty { room.report.problems.append("the relay refused \(refused.count) events pushed to it: \(refused[0].reason ?? "")") }
+        let noted = results.filter { $0.isHeld && $0.code != nil }
+        state.update(pending.roomID) { room in
+            for result in (refused + noted).prefix(5) {
+                room.report.problems.append(
+                    "the relay \(result.isHeld ? "kept" : "refused") event \(result.eventID ?? "?") (\(result.code ?? result.verdict.rawValue)): \(result.reason ?? "no reason given")"
+                )
             }
         }
+        guard let unit = pending.unit else {
+            state.update(pending.roomID) { $0.report.pushed += results.filter { $0.verdict == .stored }.count }
+            return
+        }
+        guard refused.isEmpty else { return }
+        try host.confirmOutbox(unit, object: ReceivedObject(name: unit.name, size: Int64(unit.content.count), events: results.count, problem: nil))
+        state.update(unit.roomID) { $0.report.sent += results.count }
+        // This device's join may have made the room readable to it: ask again for all of it.
+        let joined = unit.content.split(separator: 0x0A).contains { line in
+            guard let event = try? Event.parse(line), event.type == EventType.member, event.senderKey == host.deviceKey else { return false }
+            return event.content?["membership"] == .string("join") && event.content?["user_id"] == .string(host.userID)
+        }
+        if joined { state.queue?.yield(.resubscribe(roomID: unit.roomID)) }
     }
 }
 
@@ -309,8 +379,24 @@ final class SyncState: Sendable {
     }
 
     private let state = Mutex(State())
+    private let jobs = Mutex<AsyncStream<RelayTransport.Job>.Continuation?>(nil)
+    private let lastHeardMs = Mutex(Int64(0))
+
+    /// Where the reader hands work to the pusher.
+    var queue: AsyncStream<RelayTransport.Job>.Continuation? {
+        get { jobs.withLock { $0 } }
+        set { jobs.withLock { $0 = newValue } }
+    }
+
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// Notes that the relay sent something.
+    func heard() { lastHeardMs.withLock { $0 = Self.nowMs() } }
+    /// How long the relay has been silent (ms).
+    var silenceMs: Int64 { Self.nowMs() - lastHeardMs.withLock { $0 } }
 
     init(roomIDs: [String]) {
+        heard()
         state.withLock { state in
             for roomID in roomIDs where state.rooms[roomID] == nil {
                 state.rooms[roomID] = Room(report: RoomReport(roomID: roomID))

@@ -12,13 +12,22 @@ struct RelayFixture: Sendable {
     let relay: RelayURL
     let directory: TemporaryDirectory
 
+    /// Runs `body` with a relay whose setting at `keyPath` is `value`.
+    static func withRelay<T: Sendable, Value>(
+        setting keyPath: WritableKeyPath<RelaySettings, Value>, to value: Value, _ body: @escaping @Sendable (RelayFixture) async throws -> T
+    ) async throws -> T {
+        var settings = RelaySettings(dataDirectory: "")
+        settings[keyPath: keyPath] = value
+        return try await withRelay(settings: settings, body)
+    }
+
     static func withRelay<T: Sendable>(
-        _ configure: (inout RelaySettings) -> Void = { _ in }, _ body: @escaping @Sendable (RelayFixture) async throws -> T
+        settings given: RelaySettings = RelaySettings(dataDirectory: ""), _ body: @escaping @Sendable (RelayFixture) async throws -> T
     ) async throws -> T {
         let directory = TemporaryDirectory()
-        var settings = RelaySettings(dataDirectory: directory.file("relay"))
+        var settings = given
+        settings.dataDirectory = directory.file("relay")
         settings.port = 0
-        configure(&settings)
         let server = try RelayServer(settings: settings, logger: Logger(label: "test.relay"))
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
@@ -44,7 +53,7 @@ struct RelayFixture: Sendable {
         try await accounts.register(userID: device.userID, password: password)
         let session = try await accounts.login(userID: device.userID, password: password)
         let key = device.key
-        try await accounts.addDevice(token: session.token, deviceKey: device.publicKey) { key.sign($0) }
+        try await accounts.addDevice(token: session.token, userID: device.userID, deviceKey: device.publicKey) { key.sign($0) }
         return session.token
     }
 
