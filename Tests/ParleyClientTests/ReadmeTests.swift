@@ -84,13 +84,14 @@ struct ReadmeTests {
         #expect(lines.contains { $0.contains("bob: hi from the bucket") })
         #expect(lines.contains { $0.contains("bob: notes, line one") })
         #expect(lines.contains { $0.hasPrefix("team ") && $0.contains("bob: are you there?") }, "sync --watch printed the message as it arrived")
+        #expect(lines.contains { $0.contains("bob: hi through the relay") }, "alice's log shows bob's message through the relay")
         #expect(lines.contains { $0.contains("alice") && $0.contains("just between us") }, "bob's dm list shows alice's message")
         #expect(output.contains("Backed up alice's identity and room keys to alice.backup"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: checkout).isEmpty, "the examples write nothing into the checkout")
         let workFolders = try FileManager.default.contentsOfDirectory(atPath: temporary)
         #expect(workFolders.count == 1)
         let work = URL(fileURLWithPath: temporary).appendingPathComponent(workFolders.first ?? "")
-        for name in ["alice", "bob", "carol", "laptop", "bucket", "alice.backup"] {
+        for name in ["alice", "bob", "carol", "laptop", "bucket", "alice.backup", "relay-data"] {
             #expect(FileManager.default.fileExists(atPath: work.appendingPathComponent(name).path), "\(name) is in the examples' own folder")
         }
     }
