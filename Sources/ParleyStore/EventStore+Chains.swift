@@ -26,22 +26,22 @@ extension EventStore {
             // Per lacking chain, its first `limit` missing events; the room's first `limit` of all those is exact, since
             // each chain's events come in seq order in the room's order too (§8.1 orders by time, and a chain's times
             // never go back).
-            var candidates: [(order: EventOrder, sender: String, seq: Int64, wire: [UInt8])] = []
+            var candidates: [(order: EventOrder, sender: String, seq: Int64, row: Int64)] = []
             for row in held {
                 let sender: String = row[0]
                 let newest: Int64 = row[1]
                 let from = heads[sender] ?? 0
                 guard newest > from else { continue }
+                // Positions first, without the wire bytes: most candidates of a busy room are left for the next page.
                 let rows = try Row.fetchAll(
                     db.cachedStatement(
                         sql: """
-                            SELECT timestamp_ms, seq, event_id, sender_key, wire FROM events
+                            SELECT timestamp_ms, seq, event_id, sender_key, id FROM events
                             WHERE room_id = ? AND sender_key = ? AND seq > ? ORDER BY seq LIMIT ?
                             """),
                     arguments: [roomID, sender, from, limit])
                 for row in rows {
-                    candidates.append(
-                        (EventOrder(timestampMs: row[0], seq: row[1], eventID: row[2], senderKey: row[3]), sender, row[1], (row[4] as Data).bytes))
+                    candidates.append((EventOrder(timestampMs: row[0], seq: row[1], eventID: row[2], senderKey: row[3]), sender, row[1], row[4]))
                 }
             }
             guard !candidates.isEmpty else { return ([], nil) }
@@ -50,7 +50,14 @@ extension EventStore {
             var next = heads
             for candidate in taken { next[candidate.sender] = max(next[candidate.sender] ?? 0, candidate.seq) }
             let isComplete = taken.count == candidates.count && held.allSatisfy { row in (next[row[0] as String] ?? 0) >= (row[1] as Int64) }
-            return (taken.map { ChainedWire(senderKey: $0.sender, seq: $0.seq, wire: $0.wire) }, isComplete ? nil : next)
+            let wireStatement = try db.cachedStatement(sql: "SELECT wire FROM events WHERE id = ?")
+            var events: [ChainedWire] = []
+            events.reserveCapacity(taken.count)
+            for candidate in taken {
+                guard let wire = try Data.fetchOne(wireStatement, arguments: [candidate.row]) else { continue }
+                events.append(ChainedWire(senderKey: candidate.sender, seq: candidate.seq, wire: wire.bytes))
+            }
+            return (events, isComplete ? nil : next)
         }
     }
 

@@ -137,6 +137,32 @@ import Testing
         }
     }
 
+    @Test func `history comes in pages before an event, oldest first, saying whether older ones remain`() async throws {
+        try await RelayFixture.withRelay { relay in
+            var alice = TestDevice("alice")
+            let token = try await relay.account(for: alice)
+            let events = alice.create("team", at: Self.t0) + (1...5).map { alice.message("team", "m\($0)", at: Self.t0 + Int64($0)) }
+            let pages = try await relay.connect(alice, token: token) { channel in
+                _ = try await channel.publish(events)
+                var pages: [(ids: [String], more: Bool)] = []
+                var before: String?
+                for id in Int64(10)..<14 {
+                    try await channel.send(.history(id: id, roomID: "team", before: before, limit: 2))
+                    let frames = try await channel.read { if case .page(id, _, _, _) = $0 { true } else { false } }
+                    guard case .page(_, _, let values, let more) = frames.last else { break }
+                    let ids = values.compactMap { $0["event_id"]?.stringValue }
+                    pages.append((ids, more))
+                    before = ids.first
+                    if !more { break }
+                }
+                return pages
+            }
+            let ids = events.map(\.event.eventID)
+            #expect(pages.map(\.ids) == [[ids[5], ids[6]], [ids[3], ids[4]], [ids[1], ids[2]], [ids[0]]])
+            #expect(pages.map(\.more) == [true, true, true, false])
+        }
+    }
+
     @Test func `a connection must authenticate first, with a live token and a device of its account`() async throws {
         try await RelayFixture.withRelay { relay in
             let alice = TestDevice("alice")
