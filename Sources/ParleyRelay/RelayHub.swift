@@ -153,8 +153,6 @@ final class RelayHub: Sendable {
     /// Open connections per client address and per account, for their limits.
     private let perAddress = Mutex<[String: Int]>([:])
     private let perAccount = Mutex<[String: Int]>([:])
-    /// Connections cut off because they did not read.
-    let slowConsumers = Mutex(0)
 
     var openConnections: Int { connectionCount.withLock { $0 } }
 
@@ -205,17 +203,18 @@ final class RelayHub: Sendable {
 
     /// Sends `wires` (events of `roomID`) to the room's readers, except `excluding` (the publisher, answered by its ack
     /// and its own copy).
-    func deliver(roomID: String, wires: [[UInt8]], state: RoomState?, excluding: Int? = nil) {
+    /// - Returns: how many event deliveries were queued.
+    @discardableResult
+    func deliver(roomID: String, wires: [[UInt8]], state: RoomState?, excluding: Int? = nil) -> Int {
         let subscribers = rooms.withLock { $0[roomID].map { Array($0.values) } ?? [] }
-        guard !subscribers.isEmpty, let state else { return }
+        guard !subscribers.isEmpty, let state else { return 0 }
         let frames = Self.eventFrames(roomID: roomID, wires: wires)
+        var delivered = 0
         for connection in subscribers where connection.id != excluding {
             guard RelayEvents.canRead(state, userID: connection.userID, deviceKey: connection.deviceKey) else { continue }
-            for frame in frames where !connection.queue.push(frame) {
-                if connection.queue.closing == .slowConsumer { slowConsumers.withLock { $0 += 1 } }
-                break
-            }
+            if frames.allSatisfy({ connection.queue.push($0) }) { delivered += wires.count }
         }
+        return delivered
     }
 
     /// Sends a frame to the room's readers other than `excluding`.

@@ -35,8 +35,11 @@ extension RelayServer {
             try? await outbound.close(.policyViolation, reason: "too many connections of this account")
             return
         }
-        counters.withLock { $0.connections += 1 }
-        defer { hub.closed(connection, rooms: connection.rooms.withLock { $0 }) }
+        metrics.record(.connectionOpened)
+        defer {
+            hub.closed(connection, rooms: connection.rooms.withLock { $0 })
+            metrics.record(.connectionClosed)
+        }
         var readFailure: (any Error)?
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -60,6 +63,7 @@ extension RelayServer {
             group.addTask {
                 switch await connection.queue.waitUntilClosed() {
                 case .slowConsumer:
+                    self.metrics.record(.slowConsumer)
                     self.logger.info("Connection cut off: it did not read", metadata: ["queue.bytes": "\(self.settings.maxQueuedBytes)"])
                     channel.close(promise: nil)
                 case .protocolViolation:
@@ -83,7 +87,7 @@ extension RelayServer {
                         frame = try RelayFrame(parsing: Array(text.utf8), from: .client)
                     } catch {
                         badFrames += 1
-                        self.counters.withLock { $0.badFrames += 1 }
+                        self.metrics.record(.badFrame)
                         connection.queue.push(RelayFrame.error(code: error.code.rawValue, message: error.message, id: nil).text)
                         if badFrames >= self.settings.maxBadFrames {
                             connection.queue.close(.protocolViolation(code: 1007, reason: "too many malformed frames"))
@@ -166,7 +170,7 @@ extension RelayServer {
             }
         case .publish(let id, let values):
             guard admitPublish(userID: connection.userID, events: values.count, bytes: bytes) else {
-                counters.withLock { $0.rejections["rate_limited", default: 0] += values.count }
+                metrics.record(.rejected(code: "rate_limited", count: values.count))
                 let refusal = RelayFrame.PublishResult(
                     .rejected, eventID: nil, code: "rate_limited",
                     reason:
@@ -183,6 +187,7 @@ extension RelayServer {
                     ).text)
                 return
             }
+            let arrived = ContinuousClock.now
             let publisher = RelayEvents.Publisher(
                 userID: connection.userID, deviceKey: connection.deviceKey, devices: Set([connection.deviceKey]))
             let published: RelayEvents.Published
@@ -193,19 +198,23 @@ extension RelayServer {
                 connection.queue.push(RelayFrame.error(code: "store_failed", message: "The relay could not store the events; publish them again.", id: id).text)
                 return
             }
-            counters.withLock { counters in
-                counters.eventsIn += published.stored.count
-                for result in published.results where result.verdict == .rejected { counters.rejections[result.code ?? "other", default: 0] += 1 }
+            metrics.record(.eventsIn(published.stored.count))
+            for (code, results) in Dictionary(grouping: published.results.filter { $0.verdict == .rejected }, by: { $0.code ?? "other" }) {
+                metrics.record(.rejected(code: code, count: results.count))
             }
             connection.queue.push(RelayFrame.ack(id: id, results: published.results).text)
             var byRoom: [(roomID: String, wires: [[UInt8]])] = []
             for (roomID, wire) in published.stored {
                 if byRoom.last?.roomID == roomID { byRoom[byRoom.count - 1].wires.append(wire) } else { byRoom.append((roomID, [wire])) }
             }
+            var delivered = 0
             for (roomID, wires) in byRoom {
                 let state = try? events.store.roomState(roomID: roomID)
-                hub.deliver(roomID: roomID, wires: wires, state: state, excluding: connection.id)
+                delivered += hub.deliver(roomID: roomID, wires: wires, state: state, excluding: connection.id)
             }
+            metrics.record(.eventsOut(delivered))
+            let elapsed = (ContinuousClock.now - arrived).components
+            metrics.fanOut.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         case .history(let id, let roomID, let before, let limit):
             guard try events.canRead(roomID: roomID, userID: connection.userID, deviceKey: connection.deviceKey) else {
                 connection.queue.push(RelayFrame.error(code: "not_a_member", message: "This device does not read that room.", id: id).text)
@@ -275,7 +284,7 @@ extension RelayServer {
             sent += due.count
             after = page.next.flatMap { next in relayHeads.contains { key, seq in (next[key] ?? 0) < seq } ? next : nil }
         }
-        counters.withLock { $0.eventsOut += sent }
+        metrics.record(.eventsOut(sent))
         _ = await connection.queue.pushWaiting(RelayFrame.synced(roomID: room.roomID).text)
     }
 }

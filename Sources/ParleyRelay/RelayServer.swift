@@ -39,19 +39,22 @@ public final class RelayServer: Service, Sendable {
     let hub = RelayHub()
     let logger: Logger
     let nextConnection = Atomic<Int>(0)
-    let counters = Mutex(Counters())
+    let metrics = RelayMetrics()
     /// Per account, its allowance of published events and bytes.
     let publishAllowances = Mutex<[String: (events: LoginLimits.Bucket, bytes: LoginLimits.Bucket)]>([:])
     private let listening = Mutex<(port: Int?, waiters: [CheckedContinuation<Int?, Never>], stopped: Bool)>((nil, [], false))
 
-    /// What the relay has done since it started, for `/metrics` and tests.
+    /// What the relay has done since it started, for tests and tools; `/metrics` exports the same figures.
     public struct Counters: Sendable, Equatable {
+        /// Authenticated connections ever, and open now.
         public var connections = 0
+        public var open = 0
         public var eventsIn = 0
         public var eventsOut = 0
         public var rejections: [String: Int] = [:]
         public var loginFailures = 0
         public var badFrames = 0
+        public var slowConsumers = 0
     }
 
     /// Opens the relay's data in `settings.dataDirectory` (made, mode 0700, if missing).
@@ -63,11 +66,11 @@ public final class RelayServer: Service, Sendable {
         events = RelayEvents(store: try EventStore(path: settings.dataDirectory + "/events.sqlite"))
     }
 
-    public var counts: Counters { counters.withLock { $0 } }
+    public var counts: Counters { metrics.snapshot }
     /// Authenticated connections open now.
     public var openConnections: Int { hub.openConnections }
     /// Connections cut off so far because their client did not read.
-    public var slowConsumers: Int { hub.slowConsumers.withLock { $0 } }
+    public var slowConsumers: Int { counts.slowConsumers }
 
     /// The port the relay listens on, once it does; `nil` if it stopped before listening.
     public func port() async -> Int? {
@@ -126,7 +129,7 @@ public final class RelayServer: Service, Sendable {
     func addRoutes(to router: Router<RelayRequestContext>) {
         router.get("health") { _, _ in jsonResponse(["status": "ok"]) }
         router.get("metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: self.metricsText())))
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: self.metrics.text())))
         }
         let v1 = router.group("v1")
         v1.post("accounts") { request, context in
@@ -142,7 +145,7 @@ public final class RelayServer: Service, Sendable {
                     userID: try Self.string(body, "user_id"), password: try Self.string(body, "password"), from: context.clientAddress)
                 return jsonResponse(["token": .string(session.token), "expires_ms": .integer(session.expiresMs)], status: .created)
             } catch let error as RelayError {
-                if error.code == "invalid_credentials" || error.code == "rate_limited" { self.counters.withLock { $0.loginFailures += 1 } }
+                if error.code == "invalid_credentials" || error.code == "rate_limited" { self.metrics.record(.loginFailed) }
                 throw error
             }
         }
@@ -253,25 +256,5 @@ public final class RelayServer: Service, Sendable {
             allowances[userID] = (eventBucket, byteBucket)
             return true
         }
-    }
-
-    // MARK: Metrics
-
-    func metricsText() -> String {
-        let counts = counts
-        var lines = [
-            "# TYPE parley_relay_connections gauge", "parley_relay_connections \(hub.openConnections)",
-            "# TYPE parley_relay_connections_total counter", "parley_relay_connections_total \(counts.connections)",
-            "# TYPE parley_relay_events_in_total counter", "parley_relay_events_in_total \(counts.eventsIn)",
-            "# TYPE parley_relay_events_out_total counter", "parley_relay_events_out_total \(counts.eventsOut)",
-            "# TYPE parley_relay_login_failures_total counter", "parley_relay_login_failures_total \(counts.loginFailures)",
-            "# TYPE parley_relay_slow_consumers_total counter", "parley_relay_slow_consumers_total \(hub.slowConsumers.withLock { $0 })",
-            "# TYPE parley_relay_bad_frames_total counter", "parley_relay_bad_frames_total \(counts.badFrames)",
-            "# TYPE parley_relay_rejections_total counter",
-        ]
-        for (reason, count) in counts.rejections.sorted(by: { $0.key < $1.key }) {
-            lines.append("parley_relay_rejections_total{reason=\"\(reason)\"} \(count)")
-        }
-        return lines.joined(separator: "\n") + "\n"
     }
 }

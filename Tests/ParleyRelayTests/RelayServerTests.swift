@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import HummingbirdWSClient
 import Logging
@@ -134,6 +135,29 @@ import Testing
             #expect(replies.frames.first?.type == "ready")
             #expect(codes == ["malformed_frame", "malformed_frame", "unknown_type", "invalid_member", "malformed_frame"])
             #expect(relay.server.counts.badFrames == 5)
+        }
+    }
+
+    @Test func `metrics count what the relay did, in Prometheus text, with the fan-out latency`() async throws {
+        try await RelayFixture.withRelay { relay in
+            var alice = TestDevice("alice")
+            let token = try await relay.account(for: alice)
+            let events = alice.create("team", at: Self.t0) + [alice.message("team", "hi", at: Self.t0 + 1)]
+            var forged = try JSONParser().parse(events[1].wire).objectValue!
+            forged["signature"] = .string(Base64.encode([UInt8](repeating: 9, count: 64)))
+            let forgedEvent = forged
+            try await relay.connect(alice, token: token) { channel in
+                _ = try await channel.publish(events)
+                try await channel.send(.publish(id: 2, events: [.object(forgedEvent)]))
+                _ = try await channel.read { if case .ack(2, _) = $0 { true } else { false } }
+            }
+            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: relay.relay.base + "/metrics"), timeout: .seconds(10))
+            let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            #expect(text.contains("parley_relay_events_in_total 3"), "\(text)")
+            #expect(text.contains("parley_relay_rejections_total{reason=\"bad_signature\"} 1"), "\(text)")
+            #expect(text.contains("parley_relay_connections_total 1"), "\(text)")
+            #expect(text.contains("parley_relay_fanout_seconds_count 2"), "\(text)")
+            #expect(!text.contains("alice") && !text.contains(token), "no user or secret in metrics")
         }
     }
 
