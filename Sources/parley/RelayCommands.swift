@@ -13,7 +13,7 @@ struct Serve: AsyncParsableCommand {
             judges every event as a node does and refuses what a node would refuse; it is a cache: clients hold every \
             event, and refill a relay that lost its data. It listens on 127.0.0.1 unless --listen says otherwise. \
             Settings come from flags, then PARLEY_RELAY_LISTEN, PARLEY_RELAY_DATA, PARLEY_RELAY_PUBLIC_URL and \
-            PARLEY_RELAY_REGISTRATION. SIGTERM or SIGINT closes the connections and exits. Logs go to standard error, \
+            PARLEY_RELAY_REGISTRATION, then relay.toml (--config). SIGTERM or SIGINT closes the connections and exits. Logs go to standard error, \
             never with message text, passwords or tokens.
             """)
     @Option(help: "HOST:PORT to listen on (default 127.0.0.1:8470; port 0 takes a free one).") var listen: String?
@@ -23,36 +23,52 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Who may register: open, invite (with a token from `parley relay admin invite`) or closed (default open).")
     var registration: String?
     @Option(name: .customLong("allow-origin"), help: "A web page origin allowed to open WebSockets (repeatable).") var allowOrigins: [String] = []
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel = "info"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default: the file's log_level, info).")
+    var logLevel: String?
+    @Option(help: "The relay's configuration file (default $PARLEY_RELAY_CONFIG, else relay.toml in this folder when there is one).")
+    var config: String?
 
-    func settings() throws -> RelaySettings {
+    /// The relay's settings and the log level, from flags, then variables, then the file.
+    func settings() throws -> (RelaySettings, String) {
         let environment = ProcessInfo.processInfo.environment
-        var settings = RelaySettings(dataDirectory: data ?? environment["PARLEY_RELAY_DATA"] ?? "relay-data")
-        if let listen = listen ?? environment["PARLEY_RELAY_LISTEN"] {
+        let configPath = config ?? environment["PARLEY_RELAY_CONFIG"] ?? "relay.toml"
+        let file: RelayConfigurationFile.Values
+        do { file = try RelayConfigurationFile.read(configPath) ?? .init() } catch { throw reportError(error) }
+        var settings = RelaySettings(dataDirectory: data ?? environment["PARLEY_RELAY_DATA"] ?? file.strings["data"] ?? "relay-data")
+        if let value = file.integers["max_connections_per_address"] { settings.maxConnectionsPerAddress = value }
+        if let value = file.integers["max_connections_per_account"] { settings.maxConnectionsPerAccount = value }
+        if let value = file.integers["max_queued_bytes"] { settings.maxQueuedBytes = value }
+        if let value = file.numbers["publish_events_per_second"] { settings.publishEventsPerSecond = value }
+        if let value = file.numbers["publish_bytes_per_second"] { settings.publishBytesPerSecond = value }
+        if let listen = listen ?? environment["PARLEY_RELAY_LISTEN"] ?? file.strings["listen"] {
             guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
                 throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:8470; it was \(TerminalText.escape(listen)).")
             }
             settings.host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
             settings.port = port
         }
-        settings.publicURL = publicURL ?? environment["PARLEY_RELAY_PUBLIC_URL"]
-        if let text = registration ?? environment["PARLEY_RELAY_REGISTRATION"] {
+        settings.publicURL = publicURL ?? environment["PARLEY_RELAY_PUBLIC_URL"] ?? file.strings["public_url"]
+        if let text = registration ?? environment["PARLEY_RELAY_REGISTRATION"] ?? file.strings["registration"] {
             guard let mode = RelaySettings.Registration(rawValue: text) else {
                 throw ValidationError("--registration must be open, invite or closed; it was \(TerminalText.escape(text)).")
             }
             settings.registration = mode
         }
-        settings.allowedOrigins = Set(allowOrigins)
-        return settings
+        settings.allowedOrigins = Set(allowOrigins.isEmpty ? file.origins ?? [] : allowOrigins)
+        return (settings, logLevel ?? file.strings["log_level"] ?? "info")
     }
 
     func validate() throws {
-        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.") }
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.")
+        }
     }
 
     func run() async throws {
-        let settings = try settings()
-        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let (settings, levelName) = try settings()
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw reportError(ClientError(.invalidConfiguration, "log_level must be one of trace, debug, info, notice, warning, error, critical."))
+        }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

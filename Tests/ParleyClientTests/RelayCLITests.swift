@@ -11,10 +11,10 @@ import Testing
         let url: String
         let data: String
 
-        init(directory: TemporaryDirectory, port: Int = 0) throws {
+        init(directory: TemporaryDirectory, port: Int = 0, extra: [String] = []) throws {
             data = directory.file("relay-data")
             process = try Subprocess.spawn(
-                ParleyCommand.executable.path, ["serve", "--listen", "127.0.0.1:\(port)", "--data", data, "--log-level", "warning"], stdout: .null)
+                ParleyCommand.executable.path, ["serve", "--listen", "127.0.0.1:\(port)", "--data", data, "--log-level", "warning"] + extra, stdout: .null)
             var said = ""
             let deadline = Date().addingTimeInterval(20)
             while !said.contains("Relay running") && Date() < deadline { said += String(decoding: process.readError(timeout: 1), as: UTF8.self) }
@@ -163,6 +163,22 @@ import Testing
         #expect(try alice.run(["sync"]).stdout.contains("sent 1 event(s)"))
         #expect(try bob.run(["sync"]).status == 0)
         #expect(try bob.run(["log", "team"]).stdout.contains("alice: while the relay is down"))
+    }
+
+    @Test func `relay.toml configures the relay under its flags, and a wrong key is refused naming it`() throws {
+        let directory = TemporaryDirectory()
+        let config = directory.file("relay.toml")
+        try Data("registration = \"closed\"\nallow_origins = [\"https://chat.example.net\"]\n".utf8).write(to: URL(fileURLWithPath: config))
+        let relay = try RelayProcess(directory: directory, extra: ["--config", config])
+        defer { relay.stop() }
+        let alice = ParleyCommand(home: directory.file("alice"))
+        try #require(try alice.run(["init", "--user", "alice"]).status == 0)
+        let refused = try alice.run(["account", "register", "--relay", relay.url], environment: Self.password)
+        #expect(refused.status != 0 && refused.stderr.contains("does not take new accounts"), "\(refused.stderr)")
+
+        try Data("registraton = \"open\"\n".utf8).write(to: URL(fileURLWithPath: config))
+        let wrong = try ParleyCommand.run(["serve", "--config", config, "--data", directory.file("other-data")])
+        #expect(wrong.status != 0 && wrong.stderr.contains("unknown key registraton"), "\(wrong.stderr)")
     }
 
     @Test func `account commands say what went wrong and what to do`() throws {
