@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "ParleyRelay",
             dependencies: [
-                "ParleyCore", "ParleySync", "ParleyStore", "ParleyArgon2", .product(name: "GRDB", package: "GRDB.swift"),
+                "ParleyCore", "ParleySync", "ParleyStore", "ParleyArgon2", "ParleyBucket", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -27,6 +27,11 @@ struct Serve: AsyncParsableCommand {
     var logLevel: String?
     @Option(help: "The relay's configuration file (default $PARLEY_RELAY_CONFIG, else relay.toml in this folder when there is one).")
     var config: String?
+    @Option(
+        name: .customLong("import"),
+        help: "Before serving, fill the relay from this bucket's rooms (file:///path or s3://BUCKET/PREFIX): every room, or --import-room's.")
+    var importBucket: String?
+    @Option(name: .customLong("import-room"), help: "With --import: only this room.") var importRoom: String?
 
     /// The relay's settings and the log level, from flags, then variables, then the file.
     func settings() throws -> (RelaySettings, String) {
@@ -80,6 +85,21 @@ struct Serve: AsyncParsableCommand {
             throw reportError(
                 ClientError(.io, "Cannot open the relay's data in \(settings.dataDirectory): \(error).", remedy: "Check that the folder is yours and writable.")
             )
+        }
+        if let importBucket {
+            do {
+                let report = try await server.events.importBucket(importBucket, roomID: importRoom) { room in
+                    printError("Importing room \(TerminalText.escape(room)) from \(importBucket)…")
+                }
+                printError("Imported \(report.accepted) event(s) of \(report.rooms) room(s) from \(report.files) file(s).")
+                for problem in report.problems.prefix(20) { printError("  problem: \(TerminalText.escape(problem))") }
+                if report.problems.count > 20 { printError("  … and \(report.problems.count - 20) more problems") }
+            } catch {
+                throw reportError(
+                    ClientError(
+                        .invalidArgument, "Cannot import from \(importBucket): \(error)",
+                        remedy: "Check the bucket URL and its credentials; the relay starts without importing when --import is left out."))
+            }
         }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -347,4 +367,22 @@ func inviteCode(_ node: Node, _ roomID: String) throws -> InviteCode? {
         }
     }
     return code
+}
+
+struct RoomRelay: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay", abstract: "Reach a room this node holds at a relay too: its events are pushed there, and its invite codes list it.",
+        discussion: "This home must be logged in at the relay (parley account login). Prints what the first sync did.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var roomID: String
+    @Argument(help: "The relay's URL: https://HOST[:PORT] (http:// on this machine).") var relay: String
+
+    func run() async throws {
+        let node = try global.node()
+        let reports = try await failingAsync { try await RelayClient(node: node).addRelay(roomID, relay: relay) }
+        for report in reports {
+            output("\(report.roomID): relay \(relay): sent \(report.sent) event(s), \(report.accepted) new event(s), pushed \(report.pushed) the relay lacked")
+            for problem in report.problems { output("  problem: \(problem)") }
+        }
+    }
 }

@@ -7,7 +7,7 @@ struct Room: ParsableCommand {
         abstract: "Create, join and manage rooms.",
         subcommands: [
             RoomCreate.self, RoomInvite.self, RoomJoin.self, RoomLeave.self, RoomKick.self, RoomBan.self, RoomUnban.self,
-            RoomPower.self, RoomName.self, RoomTopic.self, RoomInfo.self, RoomList.self, RoomForget.self,
+            RoomPower.self, RoomName.self, RoomTopic.self, RoomInfo.self, RoomList.self, RoomForget.self, RoomRelay.self,
         ])
 }
 

@@ -10,6 +10,8 @@ import Testing
         let process: Subprocess
         let url: String
         let data: String
+        /// What it printed before it was running.
+        let startup: String
 
         init(directory: TemporaryDirectory, port: Int = 0, extra: [String] = []) throws {
             data = directory.file("relay-data")
@@ -24,6 +26,7 @@ import Testing
                 throw RelayStartError(description: "The relay did not start: \(said)")
             }
             url = String(said[range].dropFirst(3))
+            startup = said
         }
 
         var port: Int { Int(url.split(separator: ":").last!)! }
@@ -179,6 +182,29 @@ import Testing
         try Data("registraton = \"open\"\n".utf8).write(to: URL(fileURLWithPath: config))
         let wrong = try ParleyCommand.run(["serve", "--config", config, "--data", directory.file("other-data")])
         #expect(wrong.status != 0 && wrong.stderr.contains("unknown key registraton"), "\(wrong.stderr)")
+    }
+
+    @Test func `serve --import fills a relay from a bucket room's files before it serves`() throws {
+        let directory = TemporaryDirectory()
+        let alice = ParleyCommand(home: directory.file("alice"))
+        try #require(try alice.run(["init", "--user", "alice"]).status == 0)
+        let bucket = "file://\(directory.file("bucket"))"
+        try #require(try alice.run(["room", "create", "team", "--bucket", bucket]).status == 0)
+        try #require(try alice.run(["send", "team", "kept in the bucket", "--flush"]).status == 0)
+        let relay = try RelayProcess(directory: directory, extra: ["--import", bucket])
+        defer { relay.stop() }
+        // The create, alice's join and her message.
+        #expect(relay.startup.contains("Imported 3 event(s) of 1 room(s) from"), "\(relay.startup)")
+        // The relay holds them: alice reaching the room there too pushes nothing, and bob joins through the relay alone.
+        try #require(try alice.run(["account", "register", "--relay", relay.url], environment: Self.password).status == 0)
+        let added = try alice.run(["room", "relay", "team", relay.url])
+        #expect(added.status == 0 && added.stdout.contains("pushed 0 the relay lacked"), "\(added.stdout)\(added.stderr)")
+        let bob = try home("bob", directory, relay: relay)
+        let invite = try alice.run(["room", "invite", "team", "bob", "--key", try key(of: bob)])
+        let code = try #require(invite.stdout.split(separator: "\n").first { $0.hasPrefix("invite code: ") }).dropFirst("invite code: ".count)
+        let joined = try bob.run(["room", "join", String(code), "--relay", relay.url])
+        #expect(joined.status == 0, "\(joined.stderr)")
+        #expect(try bob.run(["log", "team"]).stdout.contains("alice: kept in the bucket"))
     }
 
     @Test func `account commands say what went wrong and what to do`() throws {
