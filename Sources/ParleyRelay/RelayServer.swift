@@ -1,8 +1,11 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 import ParleyCore
 import ParleyStore
@@ -85,26 +88,51 @@ public final class RelayServer: Service, Sendable {
     }
 
     public func run() async throws {
+        // Whoever waits for the port hears of a run that failed before listening, too.
+        defer { stopped() }
         let router = Router(context: RelayRequestContext.self)
         addRoutes(to: router)
+        var server: HTTPServerBuilder = .http1WebSocketUpgrade(
+            webSocketRouter: router,
+            configuration: .init(
+                ws: .init(
+                    maxFrameSize: RelayFrame.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(max(1, settings.pingIntervalSeconds))),
+                    validateUTF8: true)))
+        if let tls = try tlsConfiguration() { server = try .tls(server, tlsConfiguration: tls) }
         let application = Application(
             router: router,
-            server: .http1WebSocketUpgrade(
-                webSocketRouter: router,
-                configuration: .init(
-                    ws: .init(
-                        maxFrameSize: RelayFrame.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(max(1, settings.pingIntervalSeconds))),
-                        validateUTF8: true))),
+            server: server,
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             onServerRunning: { [self] channel in self.started(port: channel.localAddress?.port) },
             logger: logger)
-        defer { stopped() }
         try await application.run()
+    }
+
+    /// The server's TLS configuration from the certificate and key files, when both are given.
+    /// - Throws: ``RelayError`` `invalid_configuration` naming a file that cannot be read or is not PEM.
+    public func tlsConfiguration() throws -> TLSConfiguration? {
+        guard let certificate = settings.tlsCertificatePath, let key = settings.tlsKeyPath else {
+            guard settings.tlsCertificatePath == nil, settings.tlsKeyPath == nil else {
+                throw RelayError(
+                    "invalid_configuration", "TLS needs both a certificate and its private key.", remedy: "Give --tls-cert and --tls-key together.",
+                    status: .internalServerError)
+            }
+            return nil
+        }
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+            return TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+        } catch {
+            throw RelayError(
+                "invalid_configuration", "Cannot read the TLS certificate \(certificate) or key \(key): \(error).",
+                remedy: "Give PEM files this user can read.", status: .internalServerError)
+        }
     }
 
     private func started(port: Int?) {
         if let port, settings.publicURL == nil {
-            accounts.boundOrigin.withLock { $0 = "http://\(settings.host.contains(":") ? "[\(settings.host)]" : settings.host):\(port)" }
+            let scheme = settings.tlsCertificatePath == nil ? "http" : "https"
+            accounts.boundOrigin.withLock { $0 = "\(scheme)://\(settings.host.contains(":") ? "[\(settings.host)]" : settings.host):\(port)" }
         }
         logger.info("Relay listening", metadata: ["origin": "\(accounts.origin)", "data": "\(settings.dataDirectory)"])
         let waiters = listening.withLock { state in

@@ -22,6 +22,9 @@ public struct RelaySettings: Sendable {
     /// Defaults to `http://HOST:PORT`.
     public var publicURL: String?
     public var registration = Registration.open
+    /// A PEM certificate chain and its private key: with both, the relay speaks HTTPS and WSS only.
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
     /// How long a session lasts (ms): 30 days.
     public var sessionLifetimeMs: Int64 = 30 * 86_400_000
     /// How long a device challenge stays open (ms): 5 minutes.
@@ -61,7 +64,7 @@ public struct RelaySettings: Sendable {
     /// The origin challenges are bound to.
     public var origin: String {
         if let publicURL { return publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL }
-        return "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        return "\(tlsCertificatePath == nil ? "http" : "https")://\(host.contains(":") ? "[\(host)]" : host):\(port)"
     }
 
     /// A hash no password matches, checked for unknown accounts so that they take as long as known ones.

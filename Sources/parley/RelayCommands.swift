@@ -22,6 +22,8 @@ struct Serve: AsyncParsableCommand {
     var publicURL: String?
     @Option(help: "Who may register: open, invite (with a token from `parley relay admin invite`) or closed (default open).")
     var registration: String?
+    @Option(name: .customLong("tls-cert"), help: "A PEM certificate chain: with --tls-key, the relay speaks HTTPS and WSS only.") var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: "The PEM private key of --tls-cert.") var tlsKey: String?
     @Option(name: .customLong("allow-origin"), help: "A web page origin allowed to open WebSockets (repeatable).") var allowOrigins: [String] = []
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default: the file's log_level, info).")
     var logLevel: String?
@@ -60,6 +62,8 @@ struct Serve: AsyncParsableCommand {
             settings.registration = mode
         }
         settings.allowedOrigins = Set(allowOrigins.isEmpty ? file.origins ?? [] : allowOrigins)
+        settings.tlsCertificatePath = tlsCert ?? environment["PARLEY_RELAY_TLS_CERT"] ?? file.strings["tls_cert"]
+        settings.tlsKeyPath = tlsKey ?? environment["PARLEY_RELAY_TLS_KEY"] ?? file.strings["tls_key"]
         return (settings, logLevel ?? file.strings["log_level"] ?? "info")
     }
 
@@ -81,7 +85,12 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "parley.relay")
         let server: RelayServer
-        do { server = try RelayServer(settings: settings, logger: logger) } catch {
+        do {
+            server = try RelayServer(settings: settings, logger: logger)
+            _ = try server.tlsConfiguration()
+        } catch let error as RelayError {
+            throw reportError(ClientError(.invalidConfiguration, error.message, remedy: error.remedy))
+        } catch {
             throw reportError(
                 ClientError(.io, "Cannot open the relay's data in \(settings.dataDirectory): \(error).", remedy: "Check that the folder is yours and writable.")
             )

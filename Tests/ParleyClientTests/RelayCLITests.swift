@@ -20,7 +20,7 @@ import Testing
             var said = ""
             let deadline = Date().addingTimeInterval(20)
             while !said.contains("Relay running") && Date() < deadline { said += String(decoding: process.readError(timeout: 1), as: UTF8.self) }
-            guard let range = said.range(of: #"at (http://127\.0\.0\.1:[0-9]+)"#, options: .regularExpression) else {
+            guard let range = said.range(of: #"at (https?://127\.0\.0\.1:[0-9]+)"#, options: .regularExpression) else {
                 process.kill(SIGKILL)
                 _ = process.wait()
                 throw RelayStartError(description: "The relay did not start: \(said)")
@@ -30,6 +30,25 @@ import Testing
         }
 
         var port: Int { Int(url.split(separator: ":").last!)! }
+
+        /// A free port below the system's ephemeral range (32768 and up), so that no other test's relay, given a port
+        /// by the system, takes it while this one restarts.
+        static func restartablePort() throws -> Int {
+            for _ in 0..<200 {
+                let candidate = Int.random(in: 20_000..<32_000)
+                let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                defer { close(descriptor) }
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = in_port_t(UInt16(candidate).bigEndian)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                let bound = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                if bound == 0 { return candidate }
+            }
+            throw RelayStartError(description: "No free port between 20000 and 32000.")
+        }
 
         func stop() {
             process.kill(SIGTERM)
@@ -126,7 +145,7 @@ import Testing
 
     @Test func `a relay wiped empty is refilled by its clients, and a member who joins later reads everything`() throws {
         let directory = TemporaryDirectory()
-        var relay = try RelayProcess(directory: directory)
+        var relay = try RelayProcess(directory: directory, port: try RelayProcess.restartablePort())
         defer { relay.stop() }
         let alice = try home("alice", directory, relay: relay)
         let bob = try home("bob", directory, relay: relay)
@@ -152,7 +171,7 @@ import Testing
 
     @Test func `a send to a relay that does not answer waits in the outbox and goes out at the next sync`() throws {
         let directory = TemporaryDirectory()
-        var relay = try RelayProcess(directory: directory)
+        var relay = try RelayProcess(directory: directory, port: try RelayProcess.restartablePort())
         defer { relay.stop() }
         let alice = try home("alice", directory, relay: relay)
         let bob = try home("bob", directory, relay: relay)
@@ -163,7 +182,8 @@ import Testing
         #expect(queued.status == 0)
         #expect(queued.stderr.contains("did not answer") && queued.stderr.contains("waits in the outbox"), "\(queued.stderr)")
         relay = try RelayProcess(directory: directory, port: port)
-        #expect(try alice.run(["sync"]).stdout.contains("sent 1 event(s)"))
+        let resent = try alice.run(["sync"])
+        #expect(resent.stdout.contains("sent 1 event(s)"), "\(resent.stdout) \(resent.stderr)")
         #expect(try bob.run(["sync"]).status == 0)
         #expect(try bob.run(["log", "team"]).stdout.contains("alice: while the relay is down"))
     }
@@ -205,6 +225,27 @@ import Testing
         let joined = try bob.run(["room", "join", String(code), "--relay", relay.url])
         #expect(joined.status == 0, "\(joined.stderr)")
         #expect(try bob.run(["log", "team"]).stdout.contains("alice: kept in the bucket"))
+    }
+
+    @Test func `with a certificate and key the relay speaks HTTPS only`() throws {
+        let directory = TemporaryDirectory()
+        let (certificate, key) = (directory.file("relay.pem"), directory.file("relay.key"))
+        let made = try Subprocess.spawn(
+            "/usr/bin/openssl",
+            [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", certificate,
+            ], stdout: .null, stderr: .null)
+        try #require(made.wait() == 0)
+        let relay = try RelayProcess(directory: directory, extra: ["--tls-cert", certificate, "--tls-key", key])
+        defer { relay.stop() }
+        #expect(relay.url.hasPrefix("https://127.0.0.1:"))
+        let health = try Subprocess.spawn("/usr/bin/curl", ["-sS", "--cacert", certificate, relay.url + "/health"], stderr: .null).communicate()
+        #expect(String(decoding: health.stdout, as: UTF8.self).contains("\"status\":\"ok\""))
+        let plain = try Subprocess.spawn("/usr/bin/curl", ["-sS", "--max-time", "5", "http://127.0.0.1:\(relay.port)/health"], stderr: .null).communicate()
+        #expect(plain.status != 0 || !String(decoding: plain.stdout, as: UTF8.self).contains("ok"), "plain HTTP is not served")
+        let missingKey = try ParleyCommand.run(["serve", "--tls-cert", certificate, "--data", directory.file("other")])
+        #expect(missingKey.status != 0 && missingKey.stderr.contains("--tls-cert and --tls-key together"), "\(missingKey.stderr)")
     }
 
     @Test func `account commands say what went wrong and what to do`() throws {
