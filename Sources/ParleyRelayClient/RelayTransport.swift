@@ -160,11 +160,29 @@ public struct RelayTransport: Sendable {
     // MARK: Steps
 
     func subscribe(_ roomIDs: [String], on channel: RelayChannel, state: SyncState) async throws {
-        var rooms: [RelayFrame.RoomHeads] = []
-        for roomID in roomIDs { rooms.append(.init(roomID: roomID, heads: try host.chainHeads(roomID: roomID))) }
-        for start in stride(from: 0, to: rooms.count, by: RelayFrame.maxRooms) {
-            try await channel.send(.subscribe(Array(rooms[start..<min(rooms.count, start + RelayFrame.maxRooms)])))
+        for frame in try Self.subscribeFrames(roomIDs.map { RelayFrame.RoomHeads(roomID: $0, heads: try host.chainHeads(roomID: $0)) }) {
+            try await channel.send(frame)
         }
+    }
+
+    /// `subscribe` frames for `rooms`, each within the frame bound and the room count, in order.
+    static func subscribeFrames(_ rooms: [RelayFrame.RoomHeads]) -> [RelayFrame] {
+        var frames: [RelayFrame] = []
+        var current: [RelayFrame.RoomHeads] = []
+        var bytes = 64
+        for room in rooms {
+            // A room's entry as it is encoded: its id, its heads (a 44-character key and a seq each), and the members' names.
+            let size = room.roomID.utf8.count + room.heads.count * 68 + 40
+            if !current.isEmpty, bytes + size > RelayFrame.maxFrameBytes - 1_024 || current.count == RelayFrame.maxRooms {
+                frames.append(.subscribe(current))
+                current = []
+                bytes = 64
+            }
+            current.append(room)
+            bytes += size
+        }
+        if !current.isEmpty { frames.append(.subscribe(current)) }
+        return frames
     }
 
     /// Acts on one frame from the relay.

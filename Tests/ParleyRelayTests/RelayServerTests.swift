@@ -1,13 +1,15 @@
 import AsyncHTTPClient
+import Crypto
 import Foundation
 import HummingbirdWSClient
 import Logging
 import ParleyCore
 import ParleyRelay
-import ParleyRelayClient
 import ParleyTesting
 import Synchronization
 import Testing
+
+@testable import ParleyRelayClient
 
 @Suite struct RelayServerTests {
     static let t0: Int64 = 1_760_000_000_000
@@ -215,4 +217,23 @@ final class Replies: Sendable {
     private let state = Mutex<[RelayFrame]>([])
     func add(_ frame: RelayFrame) { state.withLock { $0.append(frame) } }
     var frames: [RelayFrame] { state.withLock { $0 } }
+}
+
+@Suite struct RelaySubscribeFrameTests {
+    @Test func `a node of many rooms subscribes in frames that each stay within the frame bound`() throws {
+        let keys = (0..<400).map { Base64.encode(Array(SHA256.hash(data: Array("device \($0)".utf8)))) }
+        let rooms = (0..<30).map { index in
+            RelayFrame.RoomHeads(roomID: "room-\(index)", heads: Dictionary(uniqueKeysWithValues: keys.map { ($0, JSONValue.maxSafeInteger) }))
+        }
+        let frames = RelayTransport.subscribeFrames(rooms)
+        #expect(frames.count > 1)
+        var seen: [String] = []
+        for frame in frames {
+            #expect(frame.text.utf8.count <= RelayFrame.maxFrameBytes)
+            guard case .subscribe(let part) = frame else { continue }
+            seen += part.map(\.roomID)
+            #expect(try RelayFrame(parsing: Array(frame.text.utf8), from: .client) == frame)
+        }
+        #expect(seen == rooms.map(\.roomID))
+    }
 }
