@@ -163,12 +163,18 @@ public struct RelayClient: Sendable {
     }
 
     /// Adds a relay to a room this node holds: from now on its events reach the relay too.
-    public func addRelay(_ roomID: String, relay text: String) async throws -> [RelayTransport.RoomReport] {
+    /// - Parameter replacing: move the room from the relay it uses now to `relay` (another relay of the same
+    ///   deployment, when that one is gone); what the old one did not acknowledge is published at the new one.
+    public func addRelay(_ roomID: String, relay text: String, replacing: Bool = false) async throws -> [RelayTransport.RoomReport] {
         let relay = try Self.url(text)
         let session = try session(at: relay)
         guard let creation = try node.store.roomState(roomID: roomID)?.creation, let fingerprint = InviteCode.fingerprint(ofKey: creation.creatorKey)
         else { throw ClientError(.unknownRoom, "This node holds no room \(roomID).") }
-        try node.store.addTransportRoom(.relay, roomID: roomID, location: relay.base, creatorFingerprint: fingerprint)
+        if replacing, try node.store.transportRoom(.relay, roomID: roomID) != nil {
+            try node.store.moveTransportRoom(.relay, roomID: roomID, to: relay.base)
+        } else {
+            try node.store.addTransportRoom(.relay, roomID: roomID, location: relay.base, creatorFingerprint: fingerprint)
+        }
         return try await call { try await transport.sync([roomID], session: session) }
     }
 

@@ -3,20 +3,57 @@ import Foundation
 import GRDB
 import ParleyCore
 
-/// A relay's accounts, sessions, devices, device challenges and invite tokens, in one SQLite file (mode 0600). Stores
-/// no password (Argon2id hashes) and no token (SHA-256 of each).
-public final class AccountStore: Sendable {
+/// Where a relay keeps its accounts, sessions, devices, device challenges and invite tokens: a SQLite file of its own
+/// (``AccountStore``), or a PostgreSQL database that several relays share (``PostgresAccountStore``). Neither stores a
+/// password (Argon2id hashes) or a token (SHA-256 of each).
+public protocol AccountStorage: Sendable {
+    /// Adds an account.
+    /// - Returns: `false` when the user id is taken.
+    func addAccount(userID: String, passwordHash: String, nowMs: Int64) async throws -> Bool
+    /// The account's password hash and whether it is disabled; `nil` when there is no such account.
+    func credentials(userID: String) async throws -> (passwordHash: String, isDisabled: Bool)?
+    /// Sets the password hash; every session of the account but `token`'s ends.
+    func setPassword(userID: String, passwordHash: String, keepingSession token: String?) async throws
+    /// Deletes an account with its sessions and devices.
+    /// - Returns: whether there was one.
+    @discardableResult func deleteAccount(userID: String) async throws -> Bool
+    /// Disables an account (its sessions end; it cannot log in) or enables it again.
+    /// - Returns: whether there was one.
+    @discardableResult func setDisabled(_ disabled: Bool, userID: String) async throws -> Bool
+    /// Every account, by user id.
+    func accounts() async throws -> [Account]
+    func addSession(token: String, userID: String, nowMs: Int64, expiresMs: Int64) async throws
+    /// The user whose unexpired session `token` is, unless the account is disabled.
+    func sessionUser(token: String, nowMs: Int64) async throws -> String?
+    func deleteSession(token: String) async throws
+    func deleteSessions(userID: String) async throws
+    /// Opens a device challenge; an account keeps at most 16 open.
+    func addChallenge(nonce: String, userID: String, nowMs: Int64, expiresMs: Int64) async throws
+    /// Uses up a challenge: `true` when it was open for `userID` until after `nowMs`.
+    func takeChallenge(nonce: String, userID: String, nowMs: Int64) async throws -> Bool
+    /// Adds a device key to an account.
+    /// - Returns: the account that already holds the key, if one does (its own: nothing changes).
+    func addDevice(key: String, userID: String, nowMs: Int64) async throws -> String?
+    /// The account a device key was added to.
+    func deviceOwner(key: String) async throws -> String?
+    func addInvite(token: String, nowMs: Int64, expiresMs: Int64) async throws
+    /// Uses up an invite token for `userID`: `true` when it was unused and unexpired.
+    func takeInvite(token: String, userID: String, nowMs: Int64) async throws -> Bool
+}
+
+/// An account as `parley relay admin accounts` lists it.
+public struct Account: Sendable, Equatable {
+    public var userID: String
+    public var createdMs: Int64
+    public var isDisabled: Bool
+    public var devices: Int
+    public var sessions: Int
+}
+
+/// A relay's accounts in one SQLite file (mode 0600): the embedded default.
+public final class AccountStore: AccountStorage {
     let pool: DatabasePool
     public let path: String
-
-    /// An account as `parley relay admin accounts` lists it.
-    public struct Account: Sendable, Equatable {
-        public var userID: String
-        public var createdMs: Int64
-        public var isDisabled: Bool
-        public var devices: Int
-        public var sessions: Int
-    }
 
     /// Opens (creating if needed) the accounts file at `path`.
     public init(path: String) throws {
@@ -62,7 +99,7 @@ public final class AccountStore: Sendable {
 
     /// Adds an account.
     /// - Returns: `false` when the user id is taken.
-    func addAccount(userID: String, passwordHash: String, nowMs: Int64) throws -> Bool {
+    public func addAccount(userID: String, passwordHash: String, nowMs: Int64) throws -> Bool {
         try pool.write { db in
             guard try Int.fetchOne(db, sql: "SELECT 1 FROM accounts WHERE user_id = ?", arguments: [userID]) == nil else { return false }
             try db.execute(sql: "INSERT INTO accounts (user_id, password, created_ms) VALUES (?, ?, ?)", arguments: [userID, passwordHash, nowMs])
@@ -71,13 +108,13 @@ public final class AccountStore: Sendable {
     }
 
     /// The account's password hash and whether it is disabled; `nil` when there is no such account.
-    func credentials(userID: String) throws -> (passwordHash: String, isDisabled: Bool)? {
+    public func credentials(userID: String) throws -> (passwordHash: String, isDisabled: Bool)? {
         try pool.read { db in
             try Row.fetchOne(db, sql: "SELECT password, disabled FROM accounts WHERE user_id = ?", arguments: [userID]).map { ($0[0], $0[1]) }
         }
     }
 
-    func setPassword(userID: String, passwordHash: String, keepingSession token: String?) throws {
+    public func setPassword(userID: String, passwordHash: String, keepingSession token: String?) throws {
         try pool.write { db in
             try db.execute(sql: "UPDATE accounts SET password = ? WHERE user_id = ?", arguments: [passwordHash, userID])
             try db.execute(
@@ -121,7 +158,7 @@ public final class AccountStore: Sendable {
 
     // MARK: Sessions
 
-    func addSession(token: String, userID: String, nowMs: Int64, expiresMs: Int64) throws {
+    public func addSession(token: String, userID: String, nowMs: Int64, expiresMs: Int64) throws {
         try pool.write { db in
             // Expired sessions go as new ones come, so the table holds live sessions and a bounded tail.
             try db.execute(sql: "DELETE FROM sessions WHERE expires_ms <= ?", arguments: [nowMs])
@@ -132,7 +169,7 @@ public final class AccountStore: Sendable {
     }
 
     /// The user whose unexpired session `token` is, unless the account is disabled.
-    func sessionUser(token: String, nowMs: Int64) throws -> String? {
+    public func sessionUser(token: String, nowMs: Int64) throws -> String? {
         let hash = AccountStore.tokenHash(token)
         return try pool.read { db in
             guard
@@ -147,17 +184,17 @@ public final class AccountStore: Sendable {
         }
     }
 
-    func deleteSession(token: String) throws {
+    public func deleteSession(token: String) throws {
         try pool.write { db in try db.execute(sql: "DELETE FROM sessions WHERE token_hash = ?", arguments: [AccountStore.tokenHash(token)]) }
     }
 
-    func deleteSessions(userID: String) throws {
+    public func deleteSessions(userID: String) throws {
         try pool.write { db in try db.execute(sql: "DELETE FROM sessions WHERE user_id = ?", arguments: [userID]) }
     }
 
     // MARK: Devices
 
-    func addChallenge(nonce: String, userID: String, nowMs: Int64, expiresMs: Int64) throws {
+    public func addChallenge(nonce: String, userID: String, nowMs: Int64, expiresMs: Int64) throws {
         try pool.write { db in
             try db.execute(sql: "DELETE FROM challenges WHERE expires_ms <= ?", arguments: [nowMs])
             // A bounded number of open challenges per account: asking many times costs the relay nothing more.
@@ -170,7 +207,7 @@ public final class AccountStore: Sendable {
     }
 
     /// Uses up a challenge: `true` when it was open for `userID` until after `nowMs`.
-    func takeChallenge(nonce: String, userID: String, nowMs: Int64) throws -> Bool {
+    public func takeChallenge(nonce: String, userID: String, nowMs: Int64) throws -> Bool {
         try pool.write { db in
             try db.execute(sql: "DELETE FROM challenges WHERE nonce = ? AND user_id = ? AND expires_ms > ?", arguments: [nonce, userID, nowMs])
             return db.changesCount > 0
@@ -179,7 +216,7 @@ public final class AccountStore: Sendable {
 
     /// Adds a device key to an account.
     /// - Returns: the account that already holds the key, if one does (its own: nothing changes).
-    func addDevice(key: String, userID: String, nowMs: Int64) throws -> String? {
+    public func addDevice(key: String, userID: String, nowMs: Int64) throws -> String? {
         try pool.write { db in
             if let owner = try String.fetchOne(db, sql: "SELECT user_id FROM devices WHERE device_key = ?", arguments: [key]) { return owner }
             try db.execute(sql: "INSERT INTO devices (device_key, user_id, added_ms) VALUES (?, ?, ?)", arguments: [key, userID, nowMs])
@@ -194,7 +231,7 @@ public final class AccountStore: Sendable {
 
     // MARK: Invites
 
-    func addInvite(token: String, nowMs: Int64, expiresMs: Int64) throws {
+    public func addInvite(token: String, nowMs: Int64, expiresMs: Int64) throws {
         try pool.write { db in
             try db.execute(
                 sql: "INSERT INTO invites (token_hash, created_ms, expires_ms) VALUES (?, ?, ?)", arguments: [AccountStore.tokenHash(token), nowMs, expiresMs])
@@ -202,7 +239,7 @@ public final class AccountStore: Sendable {
     }
 
     /// Uses up an invite token for `userID`: `true` when it was unused and unexpired.
-    func takeInvite(token: String, userID: String, nowMs: Int64) throws -> Bool {
+    public func takeInvite(token: String, userID: String, nowMs: Int64) throws -> Bool {
         try pool.write { db in
             try db.execute(
                 sql: "UPDATE invites SET used_by = ? WHERE token_hash = ? AND used_by IS NULL AND expires_ms > ?",

@@ -7,13 +7,13 @@ import Synchronization
 /// Accounts as the relay's routes use them: registration, login with Argon2id off the event loop and limited per
 /// address and per account, sessions, and devices added by signed challenge (docs/PROTOCOL.md §15.3).
 public final class RelayAccounts: Sendable {
-    public let store: AccountStore
+    public let store: any AccountStorage
     let settings: RelaySettings
     let passwordWork: PasswordWork
     let limits = Mutex(LoginLimits())
     let boundOrigin = Mutex<String?>(nil)
 
-    public init(store: AccountStore, settings: RelaySettings) {
+    public init(store: any AccountStorage, settings: RelaySettings) {
         self.store = store
         self.settings = settings
         passwordWork = PasswordWork(slots: settings.passwordConcurrency, maxWaiting: settings.passwordQueue)
@@ -57,14 +57,14 @@ public final class RelayAccounts: Sendable {
             throw RelayError(
                 "registration_closed", "This relay does not take new accounts.", remedy: "Ask its operator for an account.", status: .forbidden)
         case .invite:
-            guard let invite, try store.takeInvite(token: invite, userID: userID, nowMs: Self.nowMs()) else {
+            guard let invite, try await store.takeInvite(token: invite, userID: userID, nowMs: Self.nowMs()) else {
                 throw RelayError(
                     "invalid_invite", "This relay takes new accounts by invite token only, and none valid was given.",
                     remedy: "Ask its operator for an invite token (parley relay admin invite) and pass it with --invite.", status: .forbidden)
             }
         }
         let hash = try await hash(password: password)
-        guard try store.addAccount(userID: userID, passwordHash: hash, nowMs: Self.nowMs()) else {
+        guard try await store.addAccount(userID: userID, passwordHash: hash, nowMs: Self.nowMs()) else {
             throw RelayError("account_exists", "The relay already has an account \(userID).", remedy: "Log in instead.", status: .conflict)
         }
     }
@@ -74,7 +74,7 @@ public final class RelayAccounts: Sendable {
     public func login(userID: String, password: String, from address: String) async throws -> (token: String, expiresMs: Int64) {
         let now = Self.nowMs()
         try limits.withLock { limits throws(RelayError) in try limits.admit(userID: userID, address: address, nowMs: now) }
-        let credentials = try store.credentials(userID: userID)
+        let credentials = try await store.credentials(userID: userID)
         // An unknown account costs the same hash as a known one: timing does not tell which user ids exist.
         let matches = try await verify(password: password, hash: credentials?.passwordHash ?? settings.decoyHash)
         guard let credentials, matches, !credentials.isDisabled else {
@@ -86,46 +86,46 @@ public final class RelayAccounts: Sendable {
         limits.withLock { $0.succeeded(userID: userID, address: address) }
         let token = Self.newToken()
         let expires = now + settings.sessionLifetimeMs
-        try store.addSession(token: token, userID: userID, nowMs: now, expiresMs: expires)
+        try await store.addSession(token: token, userID: userID, nowMs: now, expiresMs: expires)
         return (token, expires)
     }
 
     /// The user a session token is for, if it is live.
-    public func user(token: String) throws -> String? { try store.sessionUser(token: token, nowMs: Self.nowMs()) }
+    public func user(token: String) async throws -> String? { try await store.sessionUser(token: token, nowMs: Self.nowMs()) }
 
-    public func logout(token: String) throws { try store.deleteSession(token: token) }
-    public func logoutEverywhere(userID: String) throws { try store.deleteSessions(userID: userID) }
+    public func logout(token: String) async throws { try await store.deleteSession(token: token) }
+    public func logoutEverywhere(userID: String) async throws { try await store.deleteSessions(userID: userID) }
 
     /// Changes a password after checking the old one; every other session of the account ends.
     public func changePassword(userID: String, old: String, new: String, keeping token: String) async throws {
         try Self.checkPassword(new)
-        guard let credentials = try store.credentials(userID: userID), try await verify(password: old, hash: credentials.passwordHash) else {
+        guard let credentials = try await store.credentials(userID: userID), try await verify(password: old, hash: credentials.passwordHash) else {
             throw RelayError("invalid_credentials", "The current password is wrong.", remedy: "Give the password you log in with.", status: .unauthorized)
         }
-        try store.setPassword(userID: userID, passwordHash: try await hash(password: new), keepingSession: token)
+        try await store.setPassword(userID: userID, passwordHash: try await hash(password: new), keepingSession: token)
     }
 
     /// Deletes an account after checking its password.
     public func deleteAccount(userID: String, password: String) async throws {
-        guard let credentials = try store.credentials(userID: userID), try await verify(password: password, hash: credentials.passwordHash) else {
+        guard let credentials = try await store.credentials(userID: userID), try await verify(password: password, hash: credentials.passwordHash) else {
             throw RelayError("invalid_credentials", "The password is wrong.", remedy: "Give the password you log in with.", status: .unauthorized)
         }
-        try store.deleteAccount(userID: userID)
+        try await store.deleteAccount(userID: userID)
     }
 
     /// A fresh challenge for adding a device to `userID`'s account, open for ``RelaySettings/challengeLifetimeMs``.
-    public func challenge(userID: String) throws -> RelayChallenge {
+    public func challenge(userID: String) async throws -> RelayChallenge {
         var generator = SystemRandomNumberGenerator()
         let nonce = Base64.encode((0..<RelayChallenge.nonceBytes).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
         let now = Self.nowMs()
         let challenge = RelayChallenge(origin: origin, userID: userID, nonce: nonce, expiresMs: now + settings.challengeLifetimeMs)
-        try store.addChallenge(nonce: nonce, userID: userID, nowMs: now, expiresMs: challenge.expiresMs)
+        try await store.addChallenge(nonce: nonce, userID: userID, nowMs: now, expiresMs: challenge.expiresMs)
         return challenge
     }
 
     /// Adds a device to `userID`'s account: `signature` must sign `challenge`, one this relay gave the account and
     /// that is still open, under `deviceKey`.
-    public func addDevice(userID: String, challenge: RelayChallenge, deviceKey: String, signature: String) throws {
+    public func addDevice(userID: String, challenge: RelayChallenge, deviceKey: String, signature: String) async throws {
         let now = Self.nowMs()
         guard challenge.origin == origin, challenge.userID == userID, challenge.expiresMs > now else {
             throw RelayError(
@@ -135,23 +135,23 @@ public final class RelayAccounts: Sendable {
         do { try challenge.verify(deviceKey: deviceKey, signature: signature) } catch {
             throw RelayError("bad_signature", error.message, remedy: "Sign the challenge with the device's key.", status: .badRequest)
         }
-        guard try store.takeChallenge(nonce: challenge.nonce, userID: userID, nowMs: now) else {
+        guard try await store.takeChallenge(nonce: challenge.nonce, userID: userID, nowMs: now) else {
             throw RelayError(
                 "invalid_challenge", "The challenge was used already, or expired.", remedy: "Ask for a new challenge.", status: .badRequest)
         }
-        if let owner = try store.deviceOwner(key: deviceKey), owner != userID {
+        if let owner = try await store.deviceOwner(key: deviceKey), owner != userID {
             throw RelayError(
                 "device_taken", "This device key belongs to another account of this relay.", remedy: "A device serves one account.",
                 status: .conflict)
         }
-        _ = try store.addDevice(key: deviceKey, userID: userID, nowMs: now)
+        _ = try await store.addDevice(key: deviceKey, userID: userID, nowMs: now)
     }
 
     /// Issues an invite token for one registration, valid for `days`.
-    public func issueInvite(days: Int) throws -> String {
+    public func issueInvite(days: Int) async throws -> String {
         let token = Self.newToken()
         let now = Self.nowMs()
-        try store.addInvite(token: token, nowMs: now, expiresMs: now + Int64(days) * 86_400_000)
+        try await store.addInvite(token: token, nowMs: now, expiresMs: now + Int64(days) * 86_400_000)
         return token
     }
 }

@@ -15,7 +15,7 @@ public enum RelayConfigurationFile {
     /// The keys the file may hold, with what each takes.
     public static let keys: [String: String] = [
         "listen": "a string HOST:PORT", "data": "a string (a folder)", "public_url": "a string (a URL)",
-        "registration": "the string open, invite or closed", "allow_origins": "an array of strings", "log_level": "a string",
+        "registration": "the string open, invite or closed", "allow_origins": "an array of strings", "log_level": "a string", "database": "a string",
         "max_connections_per_address": "an integer", "max_connections_per_account": "an integer", "max_queued_bytes": "an integer",
         "publish_events_per_second": "a number", "publish_bytes_per_second": "a number", "tls_cert": "a string (a PEM file)",
         "tls_key": "a string (a PEM file)",

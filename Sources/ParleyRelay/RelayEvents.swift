@@ -26,11 +26,23 @@ public final class RelayEvents: Sendable {
         var devices: Set<String>
     }
 
-    /// What a publish did: a verdict per event, and the events the relay now holds that its members should get
-    /// (those just stored and those they released), by room, in the order they were stored.
+    /// An event the relay holds.
+    struct Kept: Sendable {
+        var roomID: String
+        var eventID: String
+        var wire: [UInt8]
+
+        init(_ event: VerifiedEvent) {
+            (roomID, eventID, wire) = (event.event.roomID, event.event.eventID, event.wire)
+        }
+    }
+
+    /// What a publish did: a verdict per event; the events the relay now holds that its members should get (those
+    /// just stored and those they released), in the order they were stored; and the published events it held already.
     struct Published: Sendable {
         var results: [RelayFrame.PublishResult]
-        var stored: [(roomID: String, wire: [UInt8])]
+        var stored: [Kept]
+        var duplicates: [Kept] = []
     }
 
     /// Judges and stores published events.
@@ -49,7 +61,8 @@ public final class RelayEvents: Sendable {
         let wires = values.map { CanonicalJSON.encode($0) }
         let verified = VerifiedEvent.verifyInParallel(wires)
         var results = [RelayFrame.PublishResult?](repeating: nil, count: values.count)
-        var stored: [(roomID: String, wire: [UInt8])] = []
+        var stored: [Kept] = []
+        var duplicates: [Kept] = []
         var run: [(index: Int, event: VerifiedEvent)] = []
         // Chain heads as of the events taken so far in this call, ahead of the store until the run is stored.
         var runHeads: [ChainKey: ChainLink] = [:]
@@ -59,14 +72,9 @@ public final class RelayEvents: Sendable {
             let report = try store.ingest(events: run.map(\.event), receivedMs: nowMs)
             for (offset, item) in run.enumerated() {
                 results[item.index] = Self.result(report.outcomes[offset], eventID: item.event.event.eventID)
-                switch report.outcomes[offset] {
-                case .accepted, .unauthorized: stored.append((item.event.event.roomID, item.event.wire))
-                default: break
-                }
+                if report.outcomes[offset] == .duplicate { duplicates.append(Kept(item.event)) }
             }
-            for (eventID, outcome) in report.released where outcome == .accepted {
-                if let event = try store.event(eventID: eventID) { stored.append((event.event.event.roomID, event.event.wire)) }
-            }
+            stored += try kept(run.map(\.event), report)
             run = []
             runHeads = [:]
         }
@@ -105,7 +113,35 @@ public final class RelayEvents: Sendable {
             run.append((index, event))
         }
         try flush()
-        return Published(results: results.map { $0! }, stored: stored)
+        return Published(results: results.map { $0! }, stored: stored, duplicates: duplicates)
+    }
+
+    /// The events an ingest stored that members should get: those taken (as links of their chains, authorized or not)
+    /// and those they released, in the order they were stored.
+    private func kept(_ events: [VerifiedEvent], _ report: IngestReport) throws -> [Kept] {
+        var kept: [Kept] = []
+        for (offset, event) in events.enumerated() {
+            switch report.outcomes[offset] {
+            case .accepted, .unauthorized: kept.append(Kept(event))
+            default: break
+            }
+        }
+        for (eventID, outcome) in report.released where outcome == .accepted {
+            if let event = try store.event(eventID: eventID) { kept.append(Kept(event.event)) }
+        }
+        return kept
+    }
+
+    /// Stores events of the deployment's shared log that this relay lacks (another relay took them, or this one did
+    /// before it lost its store). They are verified and judged again, as any input: the database is not trusted more
+    /// than a client.
+    /// - Returns: the events now stored, in order, for the members connected here.
+    func ingestShared(_ logged: [RelayDatabase.LoggedEvent], nowMs: Int64) throws -> [Kept] {
+        // The relay's own events come back through the log: they are recognised by id before any signature is checked.
+        let lacking = try logged.filter { try store.event(eventID: $0.eventID) == nil }
+        let verified = VerifiedEvent.verifyInParallel(lacking.map(\.wire)).compactMap { try? $0.get() }
+        guard !verified.isEmpty else { return [] }
+        return try kept(verified, try store.ingest(events: verified, receivedMs: nowMs))
     }
 
     /// Why an event is refused before the store sees it, or `nil` to hand it over.

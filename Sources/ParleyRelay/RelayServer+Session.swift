@@ -138,10 +138,10 @@ extension RelayServer {
         guard case .text(let text)? = first, let frame = try? RelayFrame(parsing: Array(text.utf8), from: .client),
             case .auth(let token, let deviceKey) = frame
         else { return await refuse("auth_required", "The first frame must be auth, with a session token and the device key.") }
-        guard let userID = try? accounts.user(token: token) else {
+        guard let userID = try? await accounts.user(token: token) else {
             return await refuse("unauthorized", "The session token is not valid: log in again.")
         }
-        guard (try? accounts.store.deviceOwner(key: deviceKey)) == userID else {
+        guard (try? await accounts.store.deviceOwner(key: deviceKey)) == userID else {
             return await refuse("unknown_device", "This device is not one of the account's: add it with a signed challenge first.")
         }
         let connection = RelayConnection(
@@ -198,21 +198,24 @@ extension RelayServer {
                 connection.queue.push(RelayFrame.error(code: "store_failed", message: "The relay could not store the events; publish them again.", id: id).text)
                 return
             }
+            var results = published.results
+            if let database {
+                // Acknowledged means every relay of the deployment can serve it: the shared log has it.
+                do { try await database.append(published.stored + published.duplicates) } catch {
+                    logger.error("Relay database failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+                    for index in results.indices where results[index].verdict != .rejected && results[index].verdict != .held {
+                        results[index] = .init(
+                            .rejected, eventID: results[index].eventID, code: "unavailable",
+                            reason: "The relay could not write the event to its database: publish it again shortly.")
+                    }
+                }
+            }
             metrics.record(.eventsIn(published.stored.count))
-            for (code, results) in Dictionary(grouping: published.results.filter { $0.verdict == .rejected }, by: { $0.code ?? "other" }) {
+            for (code, results) in Dictionary(grouping: results.filter { $0.verdict == .rejected }, by: { $0.code ?? "other" }) {
                 metrics.record(.rejected(code: code, count: results.count))
             }
-            connection.queue.push(RelayFrame.ack(id: id, results: published.results).text)
-            var byRoom: [(roomID: String, wires: [[UInt8]])] = []
-            for (roomID, wire) in published.stored {
-                if byRoom.last?.roomID == roomID { byRoom[byRoom.count - 1].wires.append(wire) } else { byRoom.append((roomID, [wire])) }
-            }
-            var delivered = 0
-            for (roomID, wires) in byRoom {
-                let state = try? events.store.roomState(roomID: roomID)
-                delivered += hub.deliver(roomID: roomID, wires: wires, state: state, excluding: connection.id)
-            }
-            metrics.record(.eventsOut(delivered))
+            connection.queue.push(RelayFrame.ack(id: id, results: results).text)
+            fanOut(published.stored, excluding: connection.id)
             let elapsed = (ContinuousClock.now - arrived).components
             metrics.fanOut.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         case .history(let id, let roomID, let before, let limit):
@@ -256,6 +259,25 @@ extension RelayServer {
         default:
             connection.queue.push(RelayFrame.error(code: "unknown_type", message: "Only clients' frames are taken here.", id: nil).text)
         }
+    }
+
+    /// Pushes events the relay now holds to the members connected here (all but connection `excluding`, which sent
+    /// them), grouped by room.
+    func fanOut(_ stored: [RelayEvents.Kept], excluding: Int? = nil) {
+        var byRoom: [(roomID: String, wires: [[UInt8]])] = []
+        for event in stored {
+            if byRoom.last?.roomID == event.roomID {
+                byRoom[byRoom.count - 1].wires.append(event.wire)
+            } else {
+                byRoom.append((event.roomID, [event.wire]))
+            }
+        }
+        var delivered = 0
+        for (roomID, wires) in byRoom {
+            let state = try? events.store.roomState(roomID: roomID)
+            delivered += hub.deliver(roomID: roomID, wires: wires, state: state, excluding: excluding)
+        }
+        metrics.record(.eventsOut(delivered))
     }
 
     /// Sends the relay's heads of a room, then exactly the events the client lacks (oldest first, in pages), then

@@ -39,12 +39,16 @@ public final class RelayServer: Service, Sendable {
     public let settings: RelaySettings
     public let accounts: RelayAccounts
     public let events: RelayEvents
+    /// The database shared with the deployment's other relays, if any.
+    public let database: RelayDatabase?
     let hub = RelayHub()
     let logger: Logger
     let nextConnection = Atomic<Int>(0)
     let metrics = RelayMetrics()
     /// Per account, its allowance of published events and bytes.
     let publishAllowances = Mutex<[String: (events: LoginLimits.Bucket, bytes: LoginLimits.Bucket)]>([:])
+    /// How far into the shared log the relay's store goes, and when that was last written down.
+    let sharedLog = Mutex<(position: Int64, savedAt: ContinuousClock.Instant?)>((0, nil))
     private let listening = Mutex<(port: Int?, waiters: [CheckedContinuation<Int?, Never>], stopped: Bool)>((nil, [], false))
 
     /// What the relay has done since it started, for tests and tools; `/metrics` exports the same figures.
@@ -65,8 +69,18 @@ public final class RelayServer: Service, Sendable {
         try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         self.settings = settings
         self.logger = logger
-        accounts = RelayAccounts(store: try AccountStore(path: settings.dataDirectory + "/accounts.sqlite"), settings: settings)
-        events = RelayEvents(store: try EventStore(path: settings.dataDirectory + "/events.sqlite"))
+        if let url = settings.databaseURL {
+            let database = try RelayDatabase(url: url, logger: logger)
+            self.database = database
+            accounts = RelayAccounts(store: PostgresAccountStore(database: database), settings: settings)
+        } else {
+            database = nil
+            accounts = RelayAccounts(store: try AccountStore(path: settings.dataDirectory + "/accounts.sqlite"), settings: settings)
+        }
+        let eventsPath = settings.dataDirectory + "/events.sqlite"
+        // A store made anew holds nothing of the shared log, whatever position an earlier one reached.
+        if !FileManager.default.fileExists(atPath: eventsPath) { try? FileManager.default.removeItem(atPath: settings.dataDirectory + "/shared-log-position") }
+        events = RelayEvents(store: try EventStore(path: eventsPath))
     }
 
     public var counts: Counters { metrics.snapshot }
@@ -90,6 +104,17 @@ public final class RelayServer: Service, Sendable {
     public func run() async throws {
         // Whoever waits for the port hears of a run that failed before listening, too.
         defer { stopped() }
+        guard let database else { return try await serve() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await database.run() }
+            defer { group.cancelAll() }
+            try await prepare(database)
+            group.addTask { await self.follow(database) }
+            try await serve()
+        }
+    }
+
+    private func serve() async throws {
         let router = Router(context: RelayRequestContext.self)
         addRoutes(to: router)
         var server: HTTPServerBuilder = .http1WebSocketUpgrade(
@@ -178,40 +203,40 @@ public final class RelayServer: Service, Sendable {
             }
         }
         v1.delete("sessions/current") { request, _ in
-            let (token, _) = try self.session(request)
-            try self.accounts.logout(token: token)
+            let (token, _) = try await self.session(request)
+            try await self.accounts.logout(token: token)
             return Response(status: .noContent)
         }
         v1.delete("sessions") { request, _ in
-            let (_, userID) = try self.session(request)
-            try self.accounts.logoutEverywhere(userID: userID)
+            let (_, userID) = try await self.session(request)
+            try await self.accounts.logoutEverywhere(userID: userID)
             return Response(status: .noContent)
         }
         v1.put("accounts/password") { request, _ in
-            let (token, userID) = try self.session(request)
+            let (token, userID) = try await self.session(request)
             let body = try await Self.body(request)
             try await self.accounts.changePassword(
                 userID: userID, old: try Self.string(body, "password"), new: try Self.string(body, "new_password"), keeping: token)
             return Response(status: .noContent)
         }
         v1.post("accounts/delete") { request, _ in
-            let (_, userID) = try self.session(request)
+            let (_, userID) = try await self.session(request)
             let body = try await Self.body(request)
             try await self.accounts.deleteAccount(userID: userID, password: try Self.string(body, "password"))
             return Response(status: .noContent)
         }
         v1.post("devices/challenge") { request, _ in
-            let (_, userID) = try self.session(request)
-            return jsonResponse(["challenge": try self.accounts.challenge(userID: userID).json], status: .created)
+            let (_, userID) = try await self.session(request)
+            return jsonResponse(["challenge": try await self.accounts.challenge(userID: userID).json], status: .created)
         }
         v1.post("devices") { request, _ in
-            let (_, userID) = try self.session(request)
+            let (_, userID) = try await self.session(request)
             let body = try await Self.body(request)
             let challenge: RelayChallenge
             do throws(RelayProtocolError) { challenge = try RelayChallenge(json: body["challenge"] ?? .null) } catch {
                 throw RelayError.invalidRequest(error.message)
             }
-            try self.accounts.addDevice(
+            try await self.accounts.addDevice(
                 userID: userID, challenge: challenge, deviceKey: try Self.string(body, "device_key"), signature: try Self.string(body, "signature"))
             return jsonResponse(["device_key": body["device_key"] ?? .null, "user_id": .string(userID)], status: .created)
         }
@@ -258,10 +283,10 @@ public final class RelayServer: Service, Sendable {
     }
 
     /// The request's session token and its user.
-    func session(_ request: Request) throws -> (token: String, userID: String) {
+    func session(_ request: Request) async throws -> (token: String, userID: String) {
         guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer ") else { throw RelayError.unauthorized }
         let token = String(authorization.dropFirst("Bearer ".count))
-        guard token.utf8.count == 64, let userID = try accounts.user(token: token) else { throw RelayError.unauthorized }
+        guard token.utf8.count == 64, let userID = try await accounts.user(token: token) else { throw RelayError.unauthorized }
         return (token, userID)
     }
 

@@ -16,8 +16,11 @@ public struct RelaySettings: Sendable {
     public var host = "127.0.0.1"
     /// 0 lets the system choose a free port.
     public var port = 8470
-    /// The folder holding `accounts.sqlite` and `events.sqlite`.
+    /// The folder holding `accounts.sqlite` and `events.sqlite` (with a database: the store that caches its log).
     public var dataDirectory: String
+    /// A PostgreSQL database shared with other relays of the deployment (`postgres://…`): accounts and the log of
+    /// events live there; without one, the relay keeps everything in `dataDirectory`.
+    public var databaseURL: String?
     /// The relay's base URL as clients reach it (`https://relay.example.net`): device challenges are bound to it.
     /// Defaults to `http://HOST:PORT`.
     public var publicURL: String?

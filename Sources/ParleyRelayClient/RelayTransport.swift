@@ -361,7 +361,17 @@ public struct RelayTransport: Sendable {
             state.update(pending.roomID) { $0.report.pushed += results.filter { $0.verdict == .stored }.count }
             return
         }
-        guard refused.isEmpty else { return }
+        guard refused.isEmpty else {
+            // Refused for now only (the account's allowance, the relay's database): publish again shortly rather
+            // than at the next event or connection.
+            if refused.allSatisfy({ ["rate_limited", "unavailable"].contains($0.code) }), let queue = state.queue {
+                Task {
+                    try? await Task.sleep(for: .seconds(1))
+                    queue.yield(.flush(roomID: unit.roomID))
+                }
+            }
+            return
+        }
         try host.confirmOutbox(unit, object: ReceivedObject(name: unit.name, size: Int64(unit.content.count), events: results.count, problem: nil))
         state.update(unit.roomID) { $0.report.sent += results.count }
         // This device's join may have made the room readable to it: ask again for all of it.

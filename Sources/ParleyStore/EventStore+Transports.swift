@@ -148,6 +148,18 @@ extension EventStore {
         }
     }
 
+    /// Moves the room to another location of `transport` (another relay of the same deployment, when the one it used
+    /// is gone): what it has not confirmed goes to the new location, and reading starts there afresh.
+    /// - Throws: ``StoreError`` `unknown_room` if the transport does not reach the room.
+    public func moveTransportRoom(_ transport: TransportName, roomID: String, to location: String) throws {
+        try pool.write { db in
+            try db.execute(
+                sql: "UPDATE transport_rooms SET location = ?, cursor = x'' WHERE transport = ? AND room_id = ?",
+                arguments: [location, transport.rawValue, roomID])
+            guard db.changesCount > 0 else { throw StoreError(.unknownRoom, "Room \(roomID) is not reached through a \(transport.rawValue).") }
+        }
+    }
+
     public func transportRoom(_ transport: TransportName, roomID: String) throws -> TransportRoom? {
         try pool.read { db in try transportRoom(db, transport, roomID) }
     }

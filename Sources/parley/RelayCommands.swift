@@ -12,12 +12,18 @@ struct Serve: AsyncParsableCommand {
             The relay keeps its accounts and its events in --data DIR (SQLite files, readable by their owner only). It \
             judges every event as a node does and refuses what a node would refuse; it is a cache: clients hold every \
             event, and refill a relay that lost its data. It listens on 127.0.0.1 unless --listen says otherwise. \
-            Settings come from flags, then PARLEY_RELAY_LISTEN, PARLEY_RELAY_DATA, PARLEY_RELAY_PUBLIC_URL and \
-            PARLEY_RELAY_REGISTRATION, then relay.toml (--config). SIGTERM or SIGINT closes the connections and exits. Logs go to standard error, \
+            With --database postgres://…, accounts and events live in PostgreSQL, shared by every relay started on it: \
+            a client of one relay gets what is published at another. Settings come from flags, then PARLEY_RELAY_LISTEN, \
+            PARLEY_RELAY_DATA, PARLEY_RELAY_DATABASE, PARLEY_RELAY_PUBLIC_URL and PARLEY_RELAY_REGISTRATION, then relay.toml (--config). SIGTERM or SIGINT closes the connections and exits. Logs go to standard error, \
             never with message text, passwords or tokens.
             """)
     @Option(help: "HOST:PORT to listen on (default 127.0.0.1:8470; port 0 takes a free one).") var listen: String?
     @Option(help: "The folder of the relay's data (default ./relay-data).") var data: String?
+    @Option(
+        help:
+            "A PostgreSQL database to share with the deployment's other relays (postgres://USER:PASSWORD@HOST:PORT/DATABASE): accounts and events live there, --data keeps a cache."
+    )
+    var database: String?
     @Option(name: .customLong("public-url"), help: "The relay's URL as clients reach it, e.g. https://relay.example.net (default http://LISTEN).")
     var publicURL: String?
     @Option(help: "Who may register: open, invite (with a token from `parley relay admin invite`) or closed (default open).")
@@ -55,6 +61,7 @@ struct Serve: AsyncParsableCommand {
             settings.port = port
         }
         settings.publicURL = publicURL ?? environment["PARLEY_RELAY_PUBLIC_URL"] ?? file.strings["public_url"]
+        settings.databaseURL = database ?? environment["PARLEY_RELAY_DATABASE"] ?? file.strings["database"]
         if let text = registration ?? environment["PARLEY_RELAY_REGISTRATION"] ?? file.strings["registration"] {
             guard let mode = RelaySettings.Registration(rawValue: text) else {
                 throw ValidationError("--registration must be open, invite or closed; it was \(TerminalText.escape(text)).")
@@ -117,42 +124,57 @@ struct Serve: AsyncParsableCommand {
                 guard let port = await server.port() else { return }
                 printError("Relay running (pid \(getpid())) at \(server.accounts.origin) (port \(port)), data in \(settings.dataDirectory).")
             }
-            try await tasks.waitForAll()
+            do { try await tasks.waitForAll() } catch let error as RelayError {
+                throw reportError(ClientError(.io, error.message, remedy: error.remedy))
+            }
         }
     }
 }
 
-struct RelayCommand: ParsableCommand {
+struct RelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "relay", abstract: "Look after a relay's data.", subcommands: [RelayAdmin.self])
 }
 
-struct RelayAdmin: ParsableCommand {
+struct RelayAdmin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin", abstract: "List, disable, enable and delete a relay's accounts, and issue invite tokens (on its data folder).",
         subcommands: [RelayAdminAccounts.self, RelayAdminDisable.self, RelayAdminEnable.self, RelayAdminDelete.self, RelayAdminInvite.self])
 }
 
 struct RelayDataOption: ParsableArguments {
-    @Option(help: "The relay's data folder (default ./relay-data).") var data = "relay-data"
+    @Option(help: "The relay's data folder (default $PARLEY_RELAY_DATA, else ./relay-data).") var data: String?
+    @Option(help: "The relay's PostgreSQL database, when it has one (postgres://…; default $PARLEY_RELAY_DATABASE).") var database: String?
 
-    func accounts() throws -> AccountStore {
-        let path = data + "/accounts.sqlite"
-        guard FileManager.default.fileExists(atPath: path) else {
+    var dataDirectory: String { data ?? ProcessInfo.processInfo.environment["PARLEY_RELAY_DATA"] ?? "relay-data" }
+
+    /// Runs `body` on the relay's accounts: in its database, or in its data folder.
+    func withAccounts<T: Sendable>(_ body: @Sendable (any AccountStorage) async throws -> T) async throws -> T {
+        let databaseURL = database ?? ProcessInfo.processInfo.environment["PARLEY_RELAY_DATABASE"]
+        let path = dataDirectory + "/accounts.sqlite"
+        if databaseURL == nil, !FileManager.default.fileExists(atPath: path) {
             throw reportError(
-                ClientError(.invalidArgument, "\(data) holds no relay data (no accounts.sqlite).", remedy: "Give the folder `parley serve --data` uses."))
+                ClientError(
+                    .invalidArgument, "\(dataDirectory) holds no relay data (no accounts.sqlite).",
+                    remedy: "Give the folder `parley serve --data` uses, or its --database."))
         }
-        return try failing { try AccountStore(path: path) }
+        do {
+            return try await RelayDatabase.withAccounts(databaseURL: databaseURL, accountsPath: path, logger: Logger(label: "parley.relay.admin"), body)
+        } catch let error as RelayError {
+            throw reportError(ClientError(.invalidConfiguration, error.message, remedy: error.remedy))
+        } catch {
+            throw reportError(error)
+        }
     }
 }
 
-struct RelayAdminAccounts: ParsableCommand {
+struct RelayAdminAccounts: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "accounts", abstract: "List the relay's accounts.")
     @OptionGroup var options: RelayDataOption
     @Flag var json = false
 
-    func run() throws {
-        let accounts = try failing { try options.accounts().accounts() }
+    func run() async throws {
+        let accounts = try await options.withAccounts { try await $0.accounts() }
         if json {
             printJSON(
                 .array(
@@ -171,55 +193,60 @@ struct RelayAdminAccounts: ParsableCommand {
     }
 }
 
-struct RelayAdminDisable: ParsableCommand {
+struct RelayAdminDisable: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "disable", abstract: "Disable an account: its sessions end and it cannot log in.")
     @OptionGroup var options: RelayDataOption
     @Argument var userID: String
 
-    func run() throws {
-        guard try failing({ try options.accounts().setDisabled(true, userID: userID) }) else {
+    func run() async throws {
+        let userID = userID
+        guard try await options.withAccounts({ try await $0.setDisabled(true, userID: userID) }) else {
             throw reportError(ClientError(.invalidArgument, "The relay has no account \(TerminalText.escape(userID))."))
         }
         output("Disabled \(userID).")
     }
 }
 
-struct RelayAdminEnable: ParsableCommand {
+struct RelayAdminEnable: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "enable", abstract: "Enable a disabled account again.")
     @OptionGroup var options: RelayDataOption
     @Argument var userID: String
 
-    func run() throws {
-        guard try failing({ try options.accounts().setDisabled(false, userID: userID) }) else {
+    func run() async throws {
+        let userID = userID
+        guard try await options.withAccounts({ try await $0.setDisabled(false, userID: userID) }) else {
             throw reportError(ClientError(.invalidArgument, "The relay has no account \(TerminalText.escape(userID))."))
         }
         output("Enabled \(userID).")
     }
 }
 
-struct RelayAdminDelete: ParsableCommand {
+struct RelayAdminDelete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "delete", abstract: "Delete an account with its sessions and devices (the events its devices signed stay).")
     @OptionGroup var options: RelayDataOption
     @Argument var userID: String
 
-    func run() throws {
-        guard try failing({ try options.accounts().deleteAccount(userID: userID) }) else {
+    func run() async throws {
+        let userID = userID
+        guard try await options.withAccounts({ try await $0.deleteAccount(userID: userID) }) else {
             throw reportError(ClientError(.invalidArgument, "The relay has no account \(TerminalText.escape(userID))."))
         }
         output("Deleted \(userID).")
     }
 }
 
-struct RelayAdminInvite: ParsableCommand {
+struct RelayAdminInvite: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "invite", abstract: "Issue a token for one registration (with `parley serve --registration invite`).")
     @OptionGroup var options: RelayDataOption
     @Option(help: "Days the token stays valid.") var days = 7
 
-    func run() throws {
-        let store = try options.accounts()
-        let token = try failing { try RelayAccounts(store: store, settings: RelaySettings(dataDirectory: options.data)).issueInvite(days: days) }
+    func run() async throws {
+        let (days, directory) = (days, options.dataDirectory)
+        let token = try await options.withAccounts { store in
+            try await RelayAccounts(store: store, settings: RelaySettings(dataDirectory: directory)).issueInvite(days: days)
+        }
         output(token)
     }
 }
@@ -381,14 +408,19 @@ func inviteCode(_ node: Node, _ roomID: String) throws -> InviteCode? {
 struct RoomRelay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "relay", abstract: "Reach a room this node holds at a relay too: its events are pushed there, and its invite codes list it.",
-        discussion: "This home must be logged in at the relay (parley account login). Prints what the first sync did.")
+        discussion: """
+            This home must be logged in at the relay (parley account login). A room reaches one relay: --replace moves it \
+            from the one it uses to another of the same deployment (relays sharing one database), for instance when its \
+            relay is gone; what that one did not acknowledge is sent to the new one. Prints what the first sync did.
+            """)
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument(help: "The relay's URL: https://HOST[:PORT] (http:// on this machine).") var relay: String
+    @Flag(help: "Move the room from the relay it uses to this one.") var replace = false
 
     func run() async throws {
         let node = try global.node()
-        let reports = try await failingAsync { try await RelayClient(node: node).addRelay(roomID, relay: relay) }
+        let reports = try await failingAsync { try await RelayClient(node: node).addRelay(roomID, relay: relay, replacing: replace) }
         for report in reports {
             output("\(report.roomID): relay \(relay): sent \(report.sent) event(s), \(report.accepted) new event(s), pushed \(report.pushed) the relay lacked")
             for problem in report.problems { output("  problem: \(problem)") }

@@ -50,8 +50,14 @@ import Testing
             throw RelayStartError(description: "No free port between 20000 and 32000.")
         }
 
-        func stop() {
-            process.kill(SIGTERM)
+        private var isStopped = false
+
+        /// Stops the relay with `signal` and reaps it, once: its pipes are closed with it, and a second close would
+        /// close whatever descriptor took their numbers since.
+        func stop(_ signal: Int32 = SIGTERM) {
+            guard !isStopped else { return }
+            isStopped = true
+            process.kill(signal)
             _ = process.wait()
         }
     }
