@@ -10,13 +10,14 @@ public final class RelayAccounts: Sendable {
     public let store: any AccountStorage
     let settings: RelaySettings
     let passwordWork: PasswordWork
-    let limits = Mutex(LoginLimits())
+    let limits: Mutex<LoginLimits>
     let boundOrigin = Mutex<String?>(nil)
 
     public init(store: any AccountStorage, settings: RelaySettings) {
         self.store = store
         self.settings = settings
         passwordWork = PasswordWork(slots: settings.passwordConcurrency, maxWaiting: settings.passwordQueue)
+        limits = Mutex(LoginLimits(addressLoginsPerMinute: settings.loginsPerAddressPerMinute))
     }
 
     /// The origin device challenges are bound to: the configured one, or the address the relay listens on.
@@ -219,15 +220,21 @@ struct LoginLimits {
     var addresses: [String: Bucket] = [:]
     var accounts: [String: Bucket] = [:]
     var trusted: [String: Set<String>] = [:]
+    /// Login attempts one address may make at once, refilled over a minute.
+    let addressBurst: Double
+    let addressRefillMs: Double
 
-    static let addressBurst = 20.0
-    static let addressRefillMs = 3_000.0
     static let accountBurst = 10.0
     static let accountRefillMs = 30_000.0
     static let maxEntries = 100_000
 
+    init(addressLoginsPerMinute: Double = 20) {
+        addressBurst = addressLoginsPerMinute
+        addressRefillMs = 60_000 / addressLoginsPerMinute
+    }
+
     mutating func admit(userID: String, address: String, nowMs: Int64) throws(RelayError) {
-        var bucket = Self.refilled(addresses[address], burst: Self.addressBurst, refillMs: Self.addressRefillMs, nowMs: nowMs)
+        var bucket = Self.refilled(addresses[address], burst: addressBurst, refillMs: addressRefillMs, nowMs: nowMs)
         guard bucket.tokens >= 1 else {
             throw RelayError("rate_limited", "Too many login attempts from this address.", remedy: "Wait a minute and try again.", status: .tooManyRequests)
         }

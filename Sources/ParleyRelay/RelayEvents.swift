@@ -66,6 +66,9 @@ public final class RelayEvents: Sendable {
         var run: [(index: Int, event: VerifiedEvent)] = []
         // Chain heads as of the events taken so far in this call, ahead of the store until the run is stored.
         var runHeads: [ChainKey: ChainLink] = [:]
+        // The rooms the run has events of, and those it has state events of.
+        var runRooms: Set<String> = []
+        var runStateRooms: Set<String> = []
 
         func flush() throws {
             guard !run.isEmpty else { return }
@@ -77,6 +80,8 @@ public final class RelayEvents: Sendable {
             stored += try kept(run.map(\.event), report)
             run = []
             runHeads = [:]
+            runRooms = []
+            runStateRooms = []
         }
 
         for (index, outcome) in verified.enumerated() {
@@ -90,7 +95,7 @@ public final class RelayEvents: Sendable {
             let header = event.event
             func refuse(_ code: String, _ reason: String) { results[index] = .init(.rejected, eventID: header.eventID, code: code, reason: reason) }
             // A state event earlier in this run changes what the next one is judged against: store the run first.
-            if run.contains(where: { $0.event.event.roomID == header.roomID && EventType.isState($0.event.event.type) }) { try flush() }
+            if runStateRooms.contains(header.roomID) { try flush() }
             let chain = ChainKey(roomID: header.roomID, senderKey: header.senderKey)
             let head = try runHeads[chain] ?? store.chainHead(roomID: header.roomID, senderKey: header.senderKey)
             let headSeq = head?.seq ?? 0
@@ -104,13 +109,15 @@ public final class RelayEvents: Sendable {
                 continue
             }
             if let refusal = try refusal(
-                of: event, by: publisher, isNextLink: isNextLink, pendingCreate: run.contains { $0.event.event.roomID == header.roomID })
+                of: event, by: publisher, isNextLink: isNextLink, pendingCreate: runRooms.contains(header.roomID))
             {
                 results[index] = refusal
                 continue
             }
             if isNextLink { runHeads[chain] = ChainLink(seq: header.seq, hash: event.hash, timestampMs: header.timestampMs) }
             run.append((index, event))
+            runRooms.insert(header.roomID)
+            if EventType.isState(header.type) { runStateRooms.insert(header.roomID) }
         }
         try flush()
         return Published(results: results.map { $0! }, stored: stored, duplicates: duplicates)

@@ -17,14 +17,44 @@ final class FrameQueue: Sendable {
         case inboundFailed
     }
 
+    /// A frame waiting to be written: a whole one, or live events of a room, which the room's next live events join
+    /// while it waits — so a busy room costs a reader one frame (and one write) per batch, not per event.
+    private enum Queued {
+        case frame(String)
+        case events(roomID: String, body: [UInt8], count: Int)
+
+        var byteCount: Int {
+            switch self {
+            case .frame(let text): text.utf8.count
+            case .events(let roomID, let body, _): body.count + RelayHub.eventsFrameOverhead(roomID: roomID)
+            }
+        }
+
+        var text: String {
+            switch self {
+            case .frame(let text): text
+            case .events(let roomID, let body, _): RelayHub.eventsFrame(roomID: roomID, body: body)
+            }
+        }
+    }
+
     private struct State {
-        var frames: [String] = []
+        var frames: [Queued] = []
         var head = 0
         var bytes = 0
         var closing: Closing?
-        var reader: CheckedContinuation<String?, Never>?
+        /// The writer found the queue empty and waits for `wake`.
+        var writerWaits = false
+        var wake: (@Sendable () -> Void)?
         var roomWaiters: [CheckedContinuation<Void, Never>] = []
         var closeWaiters: [CheckedContinuation<Closing, Never>] = []
+
+        /// The writer's wake-up when it waits (it then waits no more).
+        mutating func takeWake() -> (@Sendable () -> Void)? {
+            guard writerWaits else { return nil }
+            writerWaits = false
+            return wake
+        }
     }
 
     let maxBytes: Int
@@ -34,19 +64,38 @@ final class FrameQueue: Sendable {
 
     /// Queues a live frame.
     /// - Returns: `false` when the queue is closed or the frame would pass the bound (the queue is closed then).
-    @discardableResult func push(_ frame: String) -> Bool {
-        let (reader, accepted): (CheckedContinuation<String?, Never>?, Bool) = state.withLock { state in
+    @discardableResult func push(_ frame: String) -> Bool { push(.frame(frame)) }
+
+    /// Queues live events of a room (`body`: their wire forms joined by commas), joining them to the room's events
+    /// waiting last in the queue when the frame stays within the protocol's bounds.
+    /// - Returns: `false` when the queue is closed or the events would pass the bound (the queue is closed then).
+    @discardableResult func push(events body: [UInt8], count: Int, roomID: String) -> Bool {
+        push(.events(roomID: roomID, body: body, count: count))
+    }
+
+    private func push(_ item: Queued) -> Bool {
+        let size = item.byteCount
+        let (wake, accepted): ((@Sendable () -> Void)?, Bool) = state.withLock { state in
             guard state.closing == nil else { return (nil, false) }
-            guard state.bytes + frame.utf8.count <= maxBytes else { return (nil, false) }
-            if let reader = state.reader {
-                state.reader = nil
-                return (reader, true)
+            guard state.bytes + size <= maxBytes else { return (nil, false) }
+            if case .events(let roomID, let body, let count) = item, state.head < state.frames.count,
+                case .events(roomID, var waiting, let waitingCount) = state.frames[state.frames.count - 1],
+                waitingCount + count <= RelayFrame.maxEvents,
+                waiting.count + 1 + size <= RelayFrame.maxFrameBytes
+            {
+                // Emptied first, so that the append below grows the one buffer in place.
+                state.frames[state.frames.count - 1] = .frame("")
+                waiting.append(UInt8(ascii: ","))
+                waiting += body
+                state.frames[state.frames.count - 1] = .events(roomID: roomID, body: waiting, count: waitingCount + count)
+                state.bytes += body.count + 1
+            } else {
+                state.frames.append(item)
+                state.bytes += size
             }
-            state.frames.append(frame)
-            state.bytes += frame.utf8.count
-            return (nil, true)
+            return (state.takeWake(), true)
         }
-        if let reader { reader.resume(returning: frame) }
+        wake?()
         if !accepted, closing == nil { close(.slowConsumer) }
         return accepted
     }
@@ -69,30 +118,45 @@ final class FrameQueue: Sendable {
         return push(frame)
     }
 
-    /// The next frame to write; `nil` once the queue is closed. What was queued before the close is written first, but
-    /// for a slow consumer's, whose queue is what is wrong.
-    func next() async -> String? {
-        await withCheckedContinuation { continuation in
-            let (frame, waiters): (String??, [CheckedContinuation<Void, Never>]) = state.withLock { state in
-                if state.head < state.frames.count, state.closing != .slowConsumer {
-                    let frame = state.frames[state.head]
-                    state.head += 1
-                    state.bytes -= frame.utf8.count
-                    if state.head > 1024, state.head * 2 > state.frames.count {
-                        state.frames.removeFirst(state.head)
-                        state.head = 0
-                    }
-                    var waiters: [CheckedContinuation<Void, Never>] = []
-                    if state.bytes <= maxBytes / 2 { swap(&waiters, &state.roomWaiters) }
-                    return (.some(frame), waiters)
-                }
-                if state.closing != nil { return (.some(nil), []) }
-                state.reader = continuation
-                return (.none, [])
-            }
-            for waiter in waiters { waiter.resume() }
-            if let frame { continuation.resume(returning: frame) }
+    /// What the writer takes next.
+    enum Take: Equatable {
+        case frame(String)
+        /// Nothing now: the writer's wake-up runs at the next push or close.
+        case empty
+        /// Closed, and what was queued before is written (for a slow consumer's queue, which is what is wrong, dropped).
+        case closed
+    }
+
+    /// Sets what runs when a frame or a close arrives while the writer waits; the writer waits from the start.
+    func setWriter(wake: @escaping @Sendable () -> Void) {
+        state.withLock { state in
+            state.wake = wake
+            state.writerWaits = true
         }
+    }
+
+    /// The next frame to write, without waiting.
+    func take() -> Take {
+        let (take, waiters): (Take, [CheckedContinuation<Void, Never>]) = state.withLock { state in
+            if state.head < state.frames.count, state.closing != .slowConsumer {
+                let item = state.frames[state.head]
+                state.frames[state.head] = .frame("")
+                state.head += 1
+                state.bytes -= item.byteCount
+                if state.head > 1024, state.head * 2 > state.frames.count {
+                    state.frames.removeFirst(state.head)
+                    state.head = 0
+                }
+                var waiters: [CheckedContinuation<Void, Never>] = []
+                if state.bytes <= maxBytes / 2 { swap(&waiters, &state.roomWaiters) }
+                return (.frame(item.text), waiters)
+            }
+            if state.closing != nil { return (.closed, []) }
+            state.writerWaits = true
+            return (.empty, [])
+        }
+        for waiter in waiters { waiter.resume() }
+        return take
     }
 
     /// Why the queue closed, once it did.
@@ -100,16 +164,15 @@ final class FrameQueue: Sendable {
 
     /// Closes the queue: the writer ends (after writing what is queued, but for a slow consumer).
     func close(_ closing: Closing) {
-        let (reader, waiters, closeWaiters, reason) = state.withLock { state in
+        let (wake, waiters, closeWaiters, reason) = state.withLock { state in
             if state.closing == nil { state.closing = closing }
             defer {
-                state.reader = nil
                 state.roomWaiters = []
                 state.closeWaiters = []
             }
-            return (state.reader, state.roomWaiters, state.closeWaiters, state.closing!)
+            return (state.takeWake(), state.roomWaiters, state.closeWaiters, state.closing!)
         }
-        reader?.resume(returning: nil)
+        wake?()
         for waiter in waiters { waiter.resume() }
         for waiter in closeWaiters { waiter.resume(returning: reason) }
     }
@@ -208,11 +271,11 @@ final class RelayHub: Sendable {
     func deliver(roomID: String, wires: [[UInt8]], state: RoomState?, excluding: Int? = nil) -> Int {
         let subscribers = rooms.withLock { $0[roomID].map { Array($0.values) } ?? [] }
         guard !subscribers.isEmpty, let state else { return 0 }
-        let frames = Self.eventFrames(roomID: roomID, wires: wires)
+        let bodies = Self.eventBodies(roomID: roomID, wires: wires)
         var delivered = 0
         for connection in subscribers where connection.id != excluding {
             guard RelayEvents.canRead(state, userID: connection.userID, deviceKey: connection.deviceKey) else { continue }
-            if frames.allSatisfy({ connection.queue.push($0) }) { delivered += wires.count }
+            if bodies.allSatisfy({ connection.queue.push(events: $0.body, count: $0.count, roomID: roomID) }) { delivered += wires.count }
         }
         return delivered
     }
@@ -226,25 +289,43 @@ final class RelayHub: Sendable {
         }
     }
 
-    /// `events` frames carrying `wires`, each within the frame bound: the wire bytes are spliced in as they are, since
-    /// an event's wire form is its canonical JSON.
+    /// `events` frames carrying `wires`, each within the frame bound.
     static func eventFrames(roomID: String, wires: [[UInt8]]) -> [String] {
-        let tail = Array("],\"room_id\":".utf8) + CanonicalJSON.encode(.string(roomID)) + Array(",\"type\":\"events\"}".utf8)
-        let head = Array("{\"events\":[".utf8)
-        var frames: [String] = []
-        var current = head
+        eventBodies(roomID: roomID, wires: wires).map { eventsFrame(roomID: roomID, body: $0.body) }
+    }
+
+    /// `wires` split into the bodies of `events` frames within the frame bound: each the wire forms joined by commas,
+    /// spliced in as they are, since an event's wire form is its canonical JSON.
+    static func eventBodies(roomID: String, wires: [[UInt8]]) -> [(body: [UInt8], count: Int)] {
+        let overhead = eventsFrameOverhead(roomID: roomID)
+        var bodies: [(body: [UInt8], count: Int)] = []
+        var current: [UInt8] = []
         var count = 0
         for wire in wires {
-            if count > 0, current.count + 1 + wire.count + tail.count > RelayFrame.maxFrameBytes || count == RelayFrame.maxEvents {
-                frames.append(String(decoding: current + tail, as: UTF8.self))
-                current = head
+            if count > 0, overhead + current.count + 1 + wire.count > RelayFrame.maxFrameBytes || count == RelayFrame.maxEvents {
+                bodies.append((current, count))
+                current = []
                 count = 0
             }
             if count > 0 { current.append(UInt8(ascii: ",")) }
             current += wire
             count += 1
         }
-        if count > 0 { frames.append(String(decoding: current + tail, as: UTF8.self)) }
-        return frames
+        if count > 0 { bodies.append((current, count)) }
+        return bodies
+    }
+
+    private static let eventsHead = Array("{\"events\":[".utf8)
+
+    private static func eventsTail(roomID: String) -> [UInt8] {
+        Array("],\"room_id\":".utf8) + CanonicalJSON.encode(.string(roomID)) + Array(",\"type\":\"events\"}".utf8)
+    }
+
+    /// The bytes of an `events` frame besides its events.
+    static func eventsFrameOverhead(roomID: String) -> Int { eventsHead.count + eventsTail(roomID: roomID).count }
+
+    /// The `events` frame of `roomID` with `body` (wire forms joined by commas).
+    static func eventsFrame(roomID: String, body: [UInt8]) -> String {
+        String(decoding: eventsHead + body + eventsTail(roomID: roomID), as: UTF8.self)
     }
 }

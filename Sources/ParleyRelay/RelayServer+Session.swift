@@ -41,38 +41,33 @@ extension RelayServer {
             metrics.record(.connectionClosed)
         }
         var readFailure: (any Error)?
+        let pending = PendingPublishes()
+        let writer = ConnectionWriter(channel: channel, queue: connection.queue)
         await withTaskGroup(of: Void.self) { group in
+            // One task ends the connection as its queue's closing asks; an idle connection has no other.
             group.addTask {
-                while let frame = await connection.queue.next() {
-                    do { try await outbound.write(.text(frame)) } catch {
-                        connection.queue.close(.done)
-                        return
-                    }
-                }
-                switch connection.queue.closing {
-                case .slowConsumer?:
-                    break  // the socket is closed below: a close frame would wait behind what the client does not read
-                case .protocolViolation(let code, let reason)?:
-                    try? await outbound.close(.init(codeNumber: Int(code)), reason: reason)
-                case .inboundFailed?:
-                    break
-                default:
-                    try? await outbound.close(.normalClosure, reason: nil)
-                }
-            }
-            group.addTask {
-                switch await connection.queue.waitUntilClosed() {
-                case .slowConsumer:
+                let closing = await connection.queue.waitUntilClosed()
+                if closing == .slowConsumer {
+                    // A close frame would wait behind what the client does not read: the socket is closed outright.
                     self.metrics.record(.slowConsumer)
                     self.logger.info("Connection cut off: it did not read", metadata: ["queue.bytes": "\(self.settings.maxQueuedBytes)"])
                     channel.close(promise: nil)
-                case .protocolViolation:
+                    return
+                }
+                await writer.written()
+                switch closing {
+                case .protocolViolation(let code, let reason):
+                    try? await outbound.close(.init(codeNumber: Int(code)), reason: reason)
+                    // A client that neither reads nor answers the close is closed outright.
                     try? await Task.sleep(for: .seconds(5))
                     channel.close(promise: nil)
-                case .done, .inboundFailed:
+                case .done:
+                    try? await outbound.close(.normalClosure, reason: nil)
+                case .inboundFailed, .slowConsumer:
                     break
                 }
             }
+            var publishing = false
             // The reader runs here, in the session's own task: the inbound stream is not to be shared.
             do {
                 var badFrames = 0
@@ -95,12 +90,29 @@ extension RelayServer {
                         }
                         continue
                     }
-                    try await self.handle(frame, bytes: frameBytes, on: connection)
+                    if case .publish(let id, let values) = frame {
+                        if !publishing {
+                            // Started with the first publish: most connections only read.
+                            publishing = true
+                            group.addTask {
+                                while let batch = await pending.take() {
+                                    await self.publish(batch, on: connection)
+                                    pending.finished()
+                                }
+                            }
+                        }
+                        await pending.add(.init(id: id, values: values, bytes: frameBytes, arrived: .now))
+                    } else {
+                        // What a connection asks after publishing sees what it published.
+                        await pending.drained()
+                        try await self.handle(frame, bytes: frameBytes, on: connection)
+                    }
                 }
             } catch {
                 readFailure = error
                 connection.queue.close(.inboundFailed)
             }
+            pending.close()
             connection.queue.close(.done)
             await group.waitForAll()
         }
@@ -169,55 +181,7 @@ extension RelayServer {
                 try await catchUp(room, on: connection)
             }
         case .publish(let id, let values):
-            guard admitPublish(userID: connection.userID, events: values.count, bytes: bytes) else {
-                metrics.record(.rejected(code: "rate_limited", count: values.count))
-                let refusal = RelayFrame.PublishResult(
-                    .rejected, eventID: nil, code: "rate_limited",
-                    reason:
-                        "This account publishes more than \(Int(settings.publishEventsPerSecond)) events or \(Int(settings.publishBytesPerSecond) / 1024) KiB a second: publish again shortly."
-                )
-                connection.queue.push(
-                    RelayFrame.ack(
-                        id: id,
-                        results: values.map {
-                            var result = refusal
-                            result.eventID = $0["event_id"]?.stringValue
-                            return result
-                        }
-                    ).text)
-                return
-            }
-            let arrived = ContinuousClock.now
-            let publisher = RelayEvents.Publisher(
-                userID: connection.userID, deviceKey: connection.deviceKey, devices: Set([connection.deviceKey]))
-            let published: RelayEvents.Published
-            do {
-                published = try await events.onQueue { [events] in try events.publish(values, by: publisher, nowMs: RelayAccounts.nowMs()) }
-            } catch {
-                logger.error("Relay store failed", metadata: ["error": "\(error)"])
-                connection.queue.push(RelayFrame.error(code: "store_failed", message: "The relay could not store the events; publish them again.", id: id).text)
-                return
-            }
-            var results = published.results
-            if let database {
-                // Acknowledged means every relay of the deployment can serve it: the shared log has it.
-                do { try await database.append(published.stored + published.duplicates) } catch {
-                    logger.error("Relay database failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
-                    for index in results.indices where results[index].verdict != .rejected && results[index].verdict != .held {
-                        results[index] = .init(
-                            .rejected, eventID: results[index].eventID, code: "unavailable",
-                            reason: "The relay could not write the event to its database: publish it again shortly.")
-                    }
-                }
-            }
-            metrics.record(.eventsIn(published.stored.count))
-            for (code, results) in Dictionary(grouping: results.filter { $0.verdict == .rejected }, by: { $0.code ?? "other" }) {
-                metrics.record(.rejected(code: code, count: results.count))
-            }
-            connection.queue.push(RelayFrame.ack(id: id, results: results).text)
-            fanOut(published.stored, excluding: connection.id)
-            let elapsed = (ContinuousClock.now - arrived).components
-            metrics.fanOut.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+            await publish([.init(id: id, values: values, bytes: bytes, arrived: .now)], on: connection)
         case .history(let id, let roomID, let before, let limit):
             guard try events.canRead(roomID: roomID, userID: connection.userID, deviceKey: connection.deviceKey) else {
                 connection.queue.push(RelayFrame.error(code: "not_a_member", message: "This device does not read that room.", id: id).text)
@@ -263,6 +227,64 @@ extension RelayServer {
 
     /// Pushes events the relay now holds to the members connected here (all but connection `excluding`, which sent
     /// them), grouped by room.
+    /// Judges and stores the events of publish frames taken together (``PendingPublishes``), acknowledges each frame,
+    /// and fans out what was stored. A frame over the account's allowance is refused whole (`rate_limited`).
+    private func publish(_ requests: [PendingPublishes.Request], on connection: RelayConnection) async {
+        let admitted = requests.map { admitPublish(userID: connection.userID, events: $0.values.count, bytes: $0.bytes) }
+        let values = zip(requests, admitted).flatMap { request, admitted in admitted ? request.values : [] }
+        let publisher = RelayEvents.Publisher(userID: connection.userID, deviceKey: connection.deviceKey, devices: Set([connection.deviceKey]))
+        var published = RelayEvents.Published(results: [], stored: [])
+        if !values.isEmpty {
+            do {
+                published = try await events.onQueue { [events] in try events.publish(values, by: publisher, nowMs: RelayAccounts.nowMs()) }
+            } catch {
+                logger.error("Relay store failed", metadata: ["error": "\(error)"])
+                for (request, admitted) in zip(requests, admitted) where admitted {
+                    connection.queue.push(
+                        RelayFrame.error(code: "store_failed", message: "The relay could not store the events; publish them again.", id: request.id).text)
+                }
+                return
+            }
+        }
+        var results = published.results
+        if let database, !values.isEmpty {
+            // Acknowledged means every relay of the deployment can serve it: the shared log has it.
+            do { try await database.append(published.stored + published.duplicates) } catch {
+                logger.error("Relay database failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+                for index in results.indices where results[index].verdict != .rejected && results[index].verdict != .held {
+                    results[index] = .init(
+                        .rejected, eventID: results[index].eventID, code: "unavailable",
+                        reason: "The relay could not write the event to its database: publish it again shortly.")
+                }
+            }
+        }
+        metrics.record(.eventsIn(published.stored.count))
+        for (code, results) in Dictionary(grouping: results.filter { $0.verdict == .rejected }, by: { $0.code ?? "other" }) {
+            metrics.record(.rejected(code: code, count: results.count))
+        }
+        var offset = 0
+        for (request, admitted) in zip(requests, admitted) {
+            if admitted {
+                connection.queue.push(RelayFrame.ack(id: request.id, results: Array(results[offset..<offset + request.values.count])).text)
+                offset += request.values.count
+            } else {
+                metrics.record(.rejected(code: "rate_limited", count: request.values.count))
+                let reason =
+                    "This account publishes more than \(Int(settings.publishEventsPerSecond)) events or \(Int(settings.publishBytesPerSecond) / 1024) KiB a second: publish again shortly."
+                let refusals = request.values.map {
+                    RelayFrame.PublishResult(.rejected, eventID: $0["event_id"]?.stringValue, code: "rate_limited", reason: reason)
+                }
+                connection.queue.push(RelayFrame.ack(id: request.id, results: refusals).text)
+            }
+        }
+        fanOut(published.stored, excluding: connection.id)
+        let now = ContinuousClock.now
+        for (request, admitted) in zip(requests, admitted) where admitted {
+            let elapsed = (now - request.arrived).components
+            metrics.fanOut.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+        }
+    }
+
     func fanOut(_ stored: [RelayEvents.Kept], excluding: Int? = nil) {
         var byRoom: [(roomID: String, wires: [[UInt8]])] = []
         for event in stored {
@@ -308,5 +330,70 @@ extension RelayServer {
         }
         metrics.record(.eventsOut(sent))
         _ = await connection.queue.pushWaiting(RelayFrame.synced(roomID: room.roomID).text)
+    }
+}
+
+/// Writes a connection's queued frames on its event loop, as WebSocket text frames straight into its channel: a push
+/// from another thread costs one job on that loop (which takes every frame waiting, with one flush), where a task and
+/// an awaited write per frame cost task switches and hops per frame. Waits for the socket when the channel is not
+/// writable, so what a slow client does not read stays in the queue, whose bound cuts it off.
+private final class ConnectionWriter: @unchecked Sendable {
+    // Touched on the channel's event loop only.
+    private var waitsForSocket = false
+    private var finished = false
+    private let channel: any Channel
+    private let queue: FrameQueue
+    private let done: EventLoopPromise<Void>
+
+    init(channel: any Channel, queue: FrameQueue) {
+        self.channel = channel
+        self.queue = queue
+        done = channel.eventLoop.makePromise()
+        let eventLoop = channel.eventLoop
+        queue.setWriter { [self] in eventLoop.execute { self.drain() } }
+        eventLoop.execute { self.drain() }
+    }
+
+    /// Returns once the queue is closed and what it held is written (or the channel failed).
+    func written() async { try? await done.futureResult.get() }
+
+    private func finish() {
+        guard !finished else { return }
+        finished = true
+        done.succeed()
+    }
+
+    private func drain() {
+        guard !waitsForSocket, !finished else { return }
+        var last: EventLoopFuture<Void>?
+        while true {
+            switch queue.take() {
+            case .frame(let text):
+                last = channel.write(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(string: text)))
+                // Past the channel's high-water mark: hand the socket what is written before taking more.
+                guard !channel.isWritable, let pending = last else { continue }
+                channel.flush()
+                if channel.isWritable { continue }
+                // The socket is full: write again once it took the last frame (the queue keeps what arrives meanwhile).
+                waitsForSocket = true
+                pending.whenComplete { result in
+                    self.waitsForSocket = false
+                    if case .failure = result {
+                        self.queue.close(.done)
+                        self.finish()
+                    } else {
+                        self.drain()
+                    }
+                }
+                return
+            case .empty:
+                channel.flush()
+                return
+            case .closed:
+                channel.flush()
+                (last ?? channel.eventLoop.makeSucceededVoidFuture()).whenComplete { _ in self.finish() }
+                return
+            }
+        }
     }
 }

@@ -55,6 +55,9 @@ public struct RelaySettings: Sendable {
     public var publishBytesPerSecond = 4.0 * 1024 * 1024
     /// Typing notices per second one connection may send.
     public var typingPerSecond = 2.0
+    /// Login attempts one IP address may make per minute, in a burst of as many (more are answered `rate_limited`).
+    /// Raise it for clients behind one shared address.
+    public var loginsPerAddressPerMinute = 20.0
     /// Connections open at once from one IP address (authenticated or not).
     public var maxConnectionsPerAddress = 2_000
     /// Connections open at once for one account.

@@ -53,6 +53,7 @@ struct Serve: AsyncParsableCommand {
         if let value = file.integers["max_queued_bytes"] { settings.maxQueuedBytes = value }
         if let value = file.numbers["publish_events_per_second"] { settings.publishEventsPerSecond = value }
         if let value = file.numbers["publish_bytes_per_second"] { settings.publishBytesPerSecond = value }
+        if let value = file.numbers["logins_per_address_per_minute"] { settings.loginsPerAddressPerMinute = value }
         if let listen = listen ?? environment["PARLEY_RELAY_LISTEN"] ?? file.strings["listen"] {
             guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
                 throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:8470; it was \(TerminalText.escape(listen)).")

@@ -165,4 +165,13 @@ import Testing
         for _ in 0..<20 { try limits.admit(userID: "bob", address: "10.0.0.7", nowMs: now) }
         #expect(throws: RelayError.self) { try limits.admit(userID: "carol", address: "10.0.0.7", nowMs: now) }
     }
+
+    @Test func `an operator can allow more logins per address, for clients behind one shared address`() throws {
+        var limits = LoginLimits(addressLoginsPerMinute: 100)
+        let now: Int64 = 1_000_000
+        for index in 0..<100 { try limits.admit(userID: "user\(index)", address: "10.0.0.7", nowMs: now) }
+        #expect(throws: RelayError.self) { try limits.admit(userID: "user100", address: "10.0.0.7", nowMs: now) }
+        // A hundred a minute: one more after 0.6 s.
+        try limits.admit(userID: "user100", address: "10.0.0.7", nowMs: now + 600)
+    }
 }

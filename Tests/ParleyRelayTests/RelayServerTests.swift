@@ -4,11 +4,11 @@ import Foundation
 import HummingbirdWSClient
 import Logging
 import ParleyCore
-import ParleyRelay
 import ParleyTesting
 import Synchronization
 import Testing
 
+@testable import ParleyRelay
 @testable import ParleyRelayClient
 
 @Suite struct RelayServerTests {
@@ -187,6 +187,69 @@ import Testing
             #expect(pages.map(\.ids) == [[ids[5], ids[6]], [ids[3], ids[4]], [ids[1], ids[2]], [ids[0]]])
             #expect(pages.map(\.more) == [true, true, true, false])
         }
+    }
+
+    @Test func `publish frames sent back to back are each acknowledged in order, seen by the next request, and reach readers in order`() async throws {
+        try await RelayFixture.withRelay { relay in
+            var alice = TestDevice("alice")
+            var bob = TestDevice("bob")
+            let aliceToken = try await relay.account(for: alice)
+            let bobToken = try await relay.account(for: bob)
+            let founding = alice.create("team", at: Self.t0) + [alice.invite("team", bob, at: Self.t0 + 1)]
+            let join = bob.join("team", at: Self.t0 + 2)
+            let (aliceDevice, bobDevice) = (alice, bob)
+            _ = try await relay.connect(aliceDevice, token: aliceToken) { try await $0.publish(founding) }
+            _ = try await relay.connect(bobDevice, token: bobToken) { try await $0.publish([join]) }
+            let messages = (1...60).map { alice.message("team", "m\($0)", at: Self.t0 + 10 + Int64($0)) }
+            let received = try await relay.connect(bobDevice, token: bobToken) { reader in
+                _ = try await reader.subscribe("team")
+                let acks = try await relay.connect(aliceDevice, token: aliceToken) { writer in
+                    // Sixty frames without waiting, then a history request: it must see all sixty.
+                    for (offset, message) in messages.enumerated() {
+                        try await writer.send(.publish(id: Int64(100 + offset), events: [try JSONParser().parse(message.wire)]))
+                    }
+                    try await writer.send(.history(id: 999, roomID: "team", before: nil, limit: 60))
+                    return try await writer.read { if case .page(999, _, _, _) = $0 { true } else { false } }
+                }
+                let wanted = Set(messages.map(\.event.eventID))
+                let ids = Mutex<[String]>([])
+                _ = try await reader.read { frame in
+                    guard case .events(_, let values) = frame else { return false }
+                    return ids.withLock { ids in
+                        ids += values.compactMap { $0["event_id"]?.stringValue }.filter(wanted.contains)
+                        return ids.count >= wanted.count
+                    }
+                }
+                return (acks, ids.withLock { $0 })
+            }
+            let ackIDs = received.0.compactMap { frame -> Int64? in
+                if case .ack(let id, let results) = frame, results.map(\.verdict) == [.stored] { id } else { nil }
+            }
+            #expect(ackIDs == Array(100..<160))
+            guard case .page(_, _, let page, _) = received.0.last else { throw RelayTestError("no page") }
+            #expect(page.compactMap { $0["event_id"]?.stringValue } == messages.map(\.event.eventID))
+            #expect(received.1 == messages.map(\.event.eventID))
+        }
+    }
+
+    @Test func `live events waiting for a reader join into one frame within the frame bounds, and other frames keep their place`() throws {
+        let queue = FrameQueue(maxBytes: 8 << 20)
+        let event = Array(#"{"n":1}"#.utf8)
+        for _ in 0..<3 { queue.push(events: event, count: 1, roomID: "team") }
+        queue.push("{\"type\":\"synced\"}")
+        queue.push(events: event, count: 1, roomID: "team")
+        queue.push(events: event, count: 1, roomID: "other")
+        // More than one frame may hold: they split at the event bound.
+        for _ in 0..<(RelayFrame.maxEvents + 1) { queue.push(events: event, count: 1, roomID: "big") }
+        var frames: [String] = []
+        while case .frame(let text) = queue.take() { frames.append(text) }
+        #expect(frames.count == 6)
+        #expect(frames[0] == #"{"events":[{"n":1},{"n":1},{"n":1}],"room_id":"team","type":"events"}"#)
+        #expect(frames[1] == #"{"type":"synced"}"#)
+        #expect(frames[2] == #"{"events":[{"n":1}],"room_id":"team","type":"events"}"#)
+        #expect(frames[3] == #"{"events":[{"n":1}],"room_id":"other","type":"events"}"#)
+        let big = try frames[4...5].map { try JSONParser().parse(Array($0.utf8))["events"]?.arrayValue?.count }
+        #expect(big == [RelayFrame.maxEvents, 1])
     }
 
     @Test func `a connection must authenticate first, with a live token and a device of its account`() async throws {
