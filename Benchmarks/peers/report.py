@@ -14,7 +14,7 @@ def load(files):
                 r = json.loads(line)
                 p = r["params"]
                 key = (r["workload"], r["peer"], p.get("sub_mode", "lib"), p["subs"], p["rate"],
-                       p["conns"], " ".join(r.get("opts", [])), r.get("label") or "")
+                       p["conns"], "\x1f".join(r.get("opts", [])), r.get("label") or "")
                 groups.setdefault(key, []).append(r)
     return groups
 
@@ -31,7 +31,7 @@ def med(recs, k, fmt="{:,.0f}", rng=False):
 
 def name(r, k):
     hidden = ("version=", "parley=", "database=")       # paths and URLs of this machine
-    tags = [t for t in k[6].split() + [k[7]] if t and not t.startswith(hidden)]
+    tags = [t for t in k[6].split("\x1f") + [k[7]] if t and not t.startswith(hidden)]
     base = r["server"] if r["server"] != "command" else r["version"].split("-")[0]
     return base + (" [" + ", ".join(tags) + "]" if tags else "")
 

@@ -224,12 +224,14 @@ class CommandServer(Server):
 
 RELAY_TOML = """# written by the peer harness (loopback benchmark only)
 # A load generator on one address opens thousands of connections, logs in hundreds of accounts and publishes
-# thousands of events a second from one account: every other setting is the relay's default.
+# thousands of events a second from one account; every other setting is the relay's default.
 max_connections_per_address = 50000
 max_connections_per_account = 50000
 publish_events_per_second = 1000000
 publish_bytes_per_second = 1000000000
 logins_per_address_per_minute = 100000
+# Raw-mode subscribers stop reading their socket, so they answer no ping: the relay would close them after a minute.
+ping_interval_seconds = 3600
 log_level = "warning"
 """
 

@@ -158,17 +158,22 @@ public final class RelayAccounts: Sendable {
 }
 
 /// How many Argon2id computations run at once (each holds its memory cost), on threads of their own so the event
-/// loops and the cooperative pool never wait on one; past `maxWaiting` queued, a request is refused at once.
+/// loops and the cooperative pool never wait on one; past `maxWaiting` queued, a request is refused at once. The
+/// threads run at a lower scheduling priority (nice 10): on a busy machine a login storm takes what delivery leaves,
+/// rather than a fair share of each core.
 final class PasswordWork: Sendable {
     let slots: Int
     let maxWaiting: Int
     private let state = Mutex<(running: Int, waiting: [CheckedContinuation<Void, any Error>])>((0, []))
-    private let queue = DispatchQueue(label: "parley.relay.passwords", attributes: .concurrent)
+    private let jobs = PasswordThreads()
 
     init(slots: Int, maxWaiting: Int) {
         self.slots = max(1, slots)
         self.maxWaiting = maxWaiting
+        jobs.start(count: self.slots)
     }
+
+    deinit { jobs.stop() }
 
     func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
@@ -201,8 +206,55 @@ final class PasswordWork: Sendable {
             next?.resume()
         }
         return try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try work() }) }
+            jobs.submit { continuation.resume(with: Result { try work() }) }
         }
+    }
+}
+
+/// Threads that run submitted jobs in order, at nice 10, until stopped.
+private final class PasswordThreads: Sendable {
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    nonisolated(unsafe) private var queue: [@Sendable () -> Void] = []
+    nonisolated(unsafe) private var stopped = false
+
+    func start(count: Int) {
+        for index in 0..<count {
+            let thread = Thread { [self] in
+                #if os(Linux)
+                    // On Linux the nice value is a thread's own: 0 names this thread, not the process.
+                    _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+                #endif
+                while true {
+                    condition.lock()
+                    while queue.isEmpty && !stopped { condition.wait() }
+                    guard !queue.isEmpty else {
+                        condition.unlock()
+                        return
+                    }
+                    let job = queue.removeFirst()
+                    condition.unlock()
+                    job()
+                }
+            }
+            thread.name = "parley-passwords-\(index)"
+            thread.start()
+        }
+    }
+
+    func submit(_ job: @escaping @Sendable () -> Void) {
+        condition.lock()
+        queue.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// The threads end once the jobs submitted so far are done.
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
     }
 }
 

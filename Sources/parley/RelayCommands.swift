@@ -51,6 +51,7 @@ struct Serve: AsyncParsableCommand {
         if let value = file.integers["max_connections_per_address"] { settings.maxConnectionsPerAddress = value }
         if let value = file.integers["max_connections_per_account"] { settings.maxConnectionsPerAccount = value }
         if let value = file.integers["max_queued_bytes"] { settings.maxQueuedBytes = value }
+        if let value = file.integers["ping_interval_seconds"] { settings.pingIntervalSeconds = Int64(value) }
         if let value = file.numbers["publish_events_per_second"] { settings.publishEventsPerSecond = value }
         if let value = file.numbers["publish_bytes_per_second"] { settings.publishBytesPerSecond = value }
         if let value = file.numbers["logins_per_address_per_minute"] { settings.loginsPerAddressPerMinute = value }
