@@ -80,8 +80,10 @@ let package = Package(
             dependencies: [
                 "ParleyClient", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"), .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            // The browser UI, compiled into the binary: nothing to install or find at run time.
+            resources: [.embedInCode("Web/index.html"), .embedInCode("Web/app.js"), .embedInCode("Web/app.css")]
         ),
         // The relay server as a library: accounts, the WebSocket protocol, fan-out; judges events with the node's store.
         .target(

@@ -10,8 +10,9 @@ import Synchronization
 /// The node's local HTTP + WebSocket API (docs/API.md): what a browser page or a terminal UI uses to show rooms and
 /// send, without keys or cryptography ever leaving the node.
 ///
-/// A `Service`: run it in the node's `ServiceGroup`. Once listening it writes the port and a fresh token to
-/// `$PARLEY_HOME/node.json` (mode 0600) and removes that file when it stops. Every request needs the token.
+/// A `Service`: run it in the node's `ServiceGroup`. Once listening it writes the port and its token to
+/// `$PARLEY_HOME/node.json` (mode 0600) and removes that file when it stops. Every request needs the token. It also
+/// serves the web page (`WebPage`).
 public final class LocalAPI: Service, Sendable {
     public struct Settings: Sendable {
         /// Where to listen; 127.0.0.1 unless configured.
@@ -22,6 +23,9 @@ public final class LocalAPI: Service, Sendable {
         public var maxBodyBytes = 1 << 20
         /// How many stream messages may wait for a slow WebSocket client before it is cut off.
         public var streamBacklog = 1_000
+        /// A folder to read the web page's files from at each request instead of the compiled-in copies, for
+        /// working on the page without rebuilding (`PARLEY_WEB_ASSETS`).
+        public var webAssetsFolder: String?
 
         public init() {}
     }
@@ -80,6 +84,7 @@ public final class LocalAPI: Service, Sendable {
         let router = Router(context: BasicWebSocketRequestContext.self)
         router.add(middleware: Gate(api: self))
         addRoutes(to: router)
+        addWebRoutes(to: router)
         let application = Application(
             router: router,
             server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(ws: .init(maxFrameSize: 1 << 16))),
@@ -180,6 +185,8 @@ struct Gate: RouterMiddleware {
             return response
         }
         api.counters.withLock { $0.unauthorized += 1 }
+        // Someone who opened the page's address without its token reads what to do, not JSON.
+        if request.method == .get, WebPage.files[request.uri.path] != nil { return WebPage.unauthorized }
         throw APIError(
             .unauthorized,
             ClientError(

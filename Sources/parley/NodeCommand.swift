@@ -17,17 +17,31 @@ struct NodeCommand: AsyncParsableCommand {
             unsent. One node per home: a second one, or `parley sync`, says which process holds the home. Logs go to \
             standard error, one line each, never with message text or keys.
 
-            The node serves its local API (docs/API.md) on --api-host (127.0.0.1) and --api-port (0: a free port), and \
-            writes the address and a fresh token to node.json in the home, readable by its owner only.
+            The node serves its local API and web page (docs/API.md) on --api-host (127.0.0.1) and --api-port (0: the last \
+            port if free, else a free one), and \
+            writes the address and its token to node.json in the home, readable by its owner only. The token and the port \
+            stay the same from one start to the next (--new-token makes a new token): an open page reconnects.
             """)
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var options: NodeOptions
+
+    func run() async throws {
+        try await options.runNode(global: global) { url, infoPath in printError("Local API: \(url) (token in \(infoPath))") }
+    }
+}
+
+/// How a node runs: `parley node`'s options, which `parley web` takes too.
+struct NodeOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Seconds between syncs of each room (default: sync.interval, 1).") var interval: Double?
     @Option(name: .customLong("flush-after"), parsing: .unconditional, help: "Seconds an event of this device may wait before it is written.")
     var flushAfter = 0.0
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default: node.log_level, info).")
     var logLevel: String?
     @Option(name: .customLong("api-host"), help: "The address the local API listens on (default: node.api_host, 127.0.0.1).") var apiHost: String?
-    @Option(name: .customLong("api-port"), help: "The local API's port; 0 takes a free one (default: node.api_port, 0).") var apiPort: Int?
+    @Option(name: .customLong("api-port"), help: "The local API's port; 0 takes the last one if free, else a free one (default: node.api_port, 0).")
+    var apiPort: Int?
+    @Flag(name: .customLong("new-token"), help: "Give the local API a new token: pages and scripts holding the old one are shut out.")
+    var newToken = false
 
     func validate() throws {
         if let interval, !(interval > 0 && interval <= 86_400) {
@@ -39,7 +53,7 @@ struct NodeCommand: AsyncParsableCommand {
         }
     }
 
-    /// The settings this command's flags give.
+    /// The settings these flags give.
     var flags: [Setting: SettingValue] {
         var flags: [Setting: SettingValue] = [:]
         if let interval { flags[.syncInterval] = .seconds(interval) }
@@ -49,7 +63,9 @@ struct NodeCommand: AsyncParsableCommand {
         return flags
     }
 
-    func run() async throws {
+    /// Runs the home's node until SIGINT or SIGTERM; `listening` is called with the API's URL and the path of
+    /// node.json once the API listens.
+    func runNode(global: GlobalOptions, listening: @escaping @Sendable (_ url: String, _ infoPath: String) -> Void) async throws {
         let home = global.parleyHome
         let configuration = try global.configuration(flags: flags)
         let lock = try failing { try home.lockForSyncing("node") }
@@ -68,8 +84,12 @@ struct NodeCommand: AsyncParsableCommand {
         let runner = NodeRunner(client: client, settings: settings, observer: NodeLog(logger: logger), logger: logger)
         var apiSettings = LocalAPI.Settings()
         apiSettings.host = configuration.apiHost
+        apiSettings.webAssetsFolder = ProcessInfo.processInfo.environment["PARLEY_WEB_ASSETS"].flatMap { $0.isEmpty ? nil : $0 }
+        let access = try failing { try LocalAPIAccess.load(home: home, renewingToken: newToken) }
+        // The same address and token as last time, so that open pages reconnect to a restarted node.
         apiSettings.port = configuration.apiPort
-        let api = LocalAPI(client: client, settings: apiSettings, logger: Logger(label: "parley.api"))
+        if apiSettings.port == 0, let last = access.port, LocalAPIAccess.isFree(port: last, host: apiSettings.host) { apiSettings.port = last }
+        let api = LocalAPI(client: client, settings: apiSettings, logger: Logger(label: "parley.api"), token: access.token)
         printError("Node running for \(home.path) (pid \(getpid())); stop it with Ctrl-C or `kill \(getpid())`.")
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: [runner, api], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -78,7 +98,12 @@ struct NodeCommand: AsyncParsableCommand {
             tasks.addTask { try await group.run() }
             tasks.addTask {
                 guard let port = await api.port() else { return }
-                printError("Local API: http://\(host):\(port) (token in \(infoPath))")
+                do {
+                    try LocalAPIAccess(token: access.token, port: port).save(home: home)
+                } catch {
+                    logger.warning("Cannot remember the local API's port", metadata: ["error": "\(ClientError(describing: error).message)"])
+                }
+                listening("http://\(host):\(port)", infoPath)
             }
             try await tasks.waitForAll()
         }
@@ -130,5 +155,50 @@ struct NodeLog: NodeRunnerObserver {
         logger.error(
             "Events stay unsent; the next node or sync writes them",
             metadata: ["room.id": "\(room.roomID)", "events": "\(events)", "reason": "\(TerminalText.escape(reason))"])
+    }
+}
+
+/// The local API's token and last port, kept in the home (`local-api.json`, readable by its owner only) so that a
+/// page left open across a restart of the node reconnects.
+struct LocalAPIAccess {
+    var token: String
+    var port: Int?
+
+    static func path(_ home: ParleyHome) -> String { home.url.appendingPathComponent("local-api.json").path }
+
+    /// The remembered token and port; a new token when there is none yet, the file is damaged, or `renewingToken`.
+    static func load(home: ParleyHome, renewingToken: Bool) throws -> LocalAPIAccess {
+        if !renewingToken, let data = FileManager.default.contents(atPath: path(home)),
+            case .object(let fields)? = try? JSONParser().parse(Array(data.prefix { $0 != 0x0A })),
+            let token = fields["token"]?.stringValue, token.utf8.count == 64, token.utf8.allSatisfy({ $0 < 0x80 && isxdigit(Int32($0)) != 0 })
+        {
+            return LocalAPIAccess(token: token, port: fields["port"]?.integerValue.map { Int($0) })
+        }
+        let access = LocalAPIAccess(token: LocalAPI.newToken(), port: nil)
+        try access.save(home: home)
+        return access
+    }
+
+    func save(home: ParleyHome) throws {
+        let fields: JSONValue = port.map { ["token": .string(token), "port": .integer(Int64($0))] } ?? ["token": .string(token)]
+        try home.replaceFile(atPath: Self.path(home), contents: CanonicalJSON.encode(fields) + [0x0A], mode: 0o600)
+    }
+
+    /// Whether nothing listens on `port` of `host` now (it may be taken before the API binds it; then the API fails
+    /// to start and says so).
+    static func isFree(port: Int, host: String) -> Bool {
+        guard (1...65_535).contains(port) else { return false }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV
+        var found: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &found) == 0, let address = found else { return false }
+        defer { freeaddrinfo(found) }
+        let descriptor = socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var yes: Int32 = 1
+        setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        return bind(descriptor, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0
     }
 }

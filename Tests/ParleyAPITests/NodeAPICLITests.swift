@@ -24,7 +24,7 @@ import Testing
         return RunningNode(process: process, url: url, token: try #require(info?["token"]?.stringValue))
     }
 
-    @Test func `a message a UI sent through a node that is then killed with SIGKILL is written by the next node`() async throws {
+    @Test func `a message sent through a node then killed with SIGKILL is written by the next node, at the same address and token`() async throws {
         let directory = TemporaryDirectory()
         let alice = ParleyCommand(home: directory.file("alice"))
         try #require(try alice.run(["init", "--user", "alice"]).status == 0)
@@ -42,8 +42,10 @@ import Testing
         first.process.kill(SIGKILL)
         _ = first.process.wait()
 
+        // The same address and token: a page left open reconnects.
         let second = try await startNode(alice)
-        #expect(second.token != first.token)
+        #expect(second.token == first.token)
+        #expect(second.url == first.url)
         let written = await waitUntil {
             let files = (FileManager.default.enumerator(atPath: bucket)?.allObjects as? [String]) ?? []
             return files.contains { name in
@@ -51,11 +53,49 @@ import Testing
             }
         }
         #expect(written, "the acknowledged message never reached the bucket")
-        // The old token opens nothing.
-        #expect(try await apiRequest(.GET, second.url + "/v1/rooms", token: first.token).status == 401)
         second.process.kill(SIGTERM)
         #expect(second.process.wait() == 0)
         #expect(!FileManager.default.fileExists(atPath: "\(alice.home)/node.json"))
+
+        // --new-token shuts out whoever held the old one.
+        let third = try await startNode(alice, ["--new-token"])
+        #expect(third.token != first.token)
+        #expect(try await apiRequest(.GET, third.url + "/v1/rooms", token: first.token).status == 401)
+        #expect(try await apiRequest(.GET, third.url + "/v1/rooms", token: third.token).status == 200)
+        let remembered = try FileManager.default.attributesOfItem(atPath: "\(alice.home)/local-api.json")
+        #expect((remembered[.posixPermissions] as? Int) == 0o600)
+        third.process.kill(SIGTERM)
+        #expect(third.process.wait() == 0)
+    }
+
+    @Test func `parley web prints the page address of the running node, or runs the node itself and prints it`() async throws {
+        let directory = TemporaryDirectory()
+        let alice = ParleyCommand(home: directory.file("alice"))
+        try #require(try alice.run(["init", "--user", "alice"]).status == 0)
+        let running = try await startNode(alice)
+        let web = try alice.run(["web", "--no-open"], environment: ["DISPLAY": ""])
+        #expect(web.status == 0)
+        let address = "\(running.url)/?token=\(running.token)"
+        #expect(web.stderr.contains("Web page: \(address)\n"), "\(web.stderr)")
+        let page = try await apiRequest(.GET, address, token: "")
+        #expect(page.status == 200 && String(decoding: page.body, as: UTF8.self).contains("/app.js"))
+        running.process.kill(SIGTERM)
+        #expect(running.process.wait() == 0)
+
+        // No node: parley web runs one, and stops it on SIGTERM.
+        let log = directory.file("web.log")
+        let own = try Subprocess.spawn(
+            "/bin/bash", ["-c", "exec '\(ParleyCommand.executable.path)' --home '\(alice.home)' web --no-open 2>'\(log)'"], stdout: .null, stderr: .null)
+        var printed = ""
+        let found = await waitUntil {
+            printed = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            return printed.contains("Web page: ")
+        }
+        #expect(found, "\(printed)")
+        #expect(printed.contains("Web page: \(address)\n"), "the same address as before: \(printed)")
+        #expect(try await apiRequest(.GET, address, token: "").status == 200)
+        own.kill(SIGTERM)
+        #expect(own.wait() == 0)
     }
 
     @Test func `a send through the API onto a full disk answers io saying so, and loses nothing acknowledged before or after`() throws {

@@ -1,0 +1,341 @@
+"""The web page (`parley web`) in headless Chromium: two nodes sharing a folder bucket, Alice's page and Bob's.
+
+Run by scripts/test after the Swift tests, against the built `parley` (PARLEY, default .build/debug/parley). Chromium
+and chromedriver are Debian's (/usr/bin/chromium, /usr/bin/chromedriver); nothing is downloaded. With
+PARLEY_SCREENSHOTS=docs/screenshots it also writes the README's pictures of the page.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PARLEY = os.environ.get("PARLEY", os.path.join(ROOT, ".build", "debug", "parley"))
+SCREENSHOTS = os.environ.get("PARLEY_SCREENSHOTS")
+WAIT = 20
+
+
+def parley(home, *args, check=True):
+    done = subprocess.run([PARLEY, "--home", home, *args], capture_output=True, text=True, timeout=120)
+    if check and done.returncode != 0:
+        raise AssertionError(f"parley {' '.join(args)} exited {done.returncode}: {done.stderr}")
+    return done
+
+
+class Node:
+    """A `parley web --no-open` process and the page address it printed."""
+
+    def __init__(self, home, log, extra=()):
+        self.home, self.log_path = home, log
+        self.log = open(log, "w")
+        self.process = subprocess.Popen([PARLEY, "--home", home, "web", "--no-open", "--interval", "0.2", *extra],
+                                        stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with open(log) as printed:
+                lines = printed.readlines()
+            for line in lines:
+                if line.startswith("Web page: "):
+                    self.address = line[len("Web page: "):].strip()
+                    self.base = self.address.split("/?", 1)[0]
+                    self.token = self.address.split("token=", 1)[1]
+                    return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"parley web printed no address: {open(log).read()}")
+
+    def api(self, method, path, body=None):
+        request = urllib.request.Request(self.base + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                         headers={"Authorization": "Bearer " + self.token})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read() or b"null")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.log.close()
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,860",
+                     "--no-first-run", "--disable-extensions"]:
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+class WebPageTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.directory = tempfile.mkdtemp(prefix="parley-web-")
+        cls.alice_home, cls.bob_home = (os.path.join(cls.directory, name) for name in ("alice", "bob"))
+        bucket = "file://" + os.path.join(cls.directory, "bucket")
+        parley(cls.alice_home, "init", "--user", "alice")
+        parley(cls.bob_home, "init", "--user", "bob")
+        parley(cls.alice_home, "room", "create", "general", "--bucket", bucket, "--create-bucket", "--name", "General")
+        bob_key = json.loads(parley(cls.bob_home, "whoami", "--json").stdout)["signing_key"]
+        code = json.loads(parley(cls.alice_home, "room", "invite", "general", "bob", "--key", bob_key, "--json").stdout)["invite_code"]
+        parley(cls.bob_home, "room", "join", code)
+        cls.alice = Node(cls.alice_home, os.path.join(cls.directory, "alice.log"))
+        cls.bob = Node(cls.bob_home, os.path.join(cls.directory, "bob.log"))
+        cls.alice_page, cls.bob_page = browser(), browser()
+        for page, node in ((cls.alice_page, cls.alice), (cls.bob_page, cls.bob)):
+            page.get(node.address)
+
+    @classmethod
+    def tearDownClass(cls):
+        for page in (cls.alice_page, cls.bob_page):
+            page.quit()
+        for node in (cls.alice, cls.bob):
+            node.stop()
+        shutil.rmtree(cls.directory, ignore_errors=True)
+
+    # Helpers
+
+    def setUp(self):
+        # Each test starts with both pages in the shared room, whatever the one before left open.
+        self.open_room(self.alice_page, "general")
+        self.open_room(self.bob_page, "general")
+
+    @staticmethod
+    def until(page, condition, message, seconds=WAIT):
+        def safe(driver):
+            try:
+                return condition(driver)
+            except (StaleElementReferenceException, WebDriverException):
+                return False
+        return WebDriverWait(page, seconds, poll_frequency=0.05).until(safe, message)
+
+    @classmethod
+    def open_room(cls, page, room_id):
+        if page.find_elements(By.CSS_SELECTOR, f'#room-list li[data-room-id="{room_id}"][aria-current="true"]'):
+            return
+        entry = cls.until(page, lambda p: p.find_element(By.CSS_SELECTOR, f'#room-list li[data-room-id="{room_id}"]'), f"room {room_id} listed")
+        entry.click()
+        cls.until(page, lambda p: p.find_element(By.CSS_SELECTOR, f'#room-list li[data-room-id="{room_id}"]').get_attribute("aria-current") == "true",
+                  f"room {room_id} opened")
+
+    def item_with_text(self, page, text):
+        def find(p):
+            for item in p.find_elements(By.CSS_SELECTOR, "#timeline .item"):
+                bodies = item.find_elements(By.CSS_SELECTOR, ".body")
+                if bodies and text in bodies[0].text:
+                    return item
+            return False
+        return self.until(page, find, f"an item saying {text!r}")
+
+    def item_by_id(self, page, event_id):
+        return self.until(page, lambda p: p.find_element(By.CSS_SELECTOR, f'#timeline .item[data-event-id="{event_id}"]'), f"item {event_id}")
+
+    def send(self, page, text):
+        composer = page.find_element(By.ID, "composer")
+        composer.click()
+        composer.send_keys(text)
+        composer.send_keys(Keys.ENTER)
+
+    def errors(self, page):
+        return [entry for entry in page.get_log("browser") if entry["level"] == "SEVERE"]
+
+    def shoot(self, page, name):
+        if SCREENSHOTS:
+            os.makedirs(SCREENSHOTS, exist_ok=True)
+            page.save_screenshot(os.path.join(SCREENSHOTS, name))
+
+    # Tests
+
+    def test_0_a_conversation_shows_in_both_themes(self):
+        # First, so that the pictures (PARLEY_SCREENSHOTS=docs/screenshots) show a conversation and nothing else.
+        morning = self.bob.api("POST", "/v1/rooms/general/messages", {"text": "Morning! Is the release build green?"})
+        self.item_by_id(self.alice_page, morning["event_id"])
+        answer = self.alice.api("POST", "/v1/rooms/general/messages",
+                                {"text": "It is: every suite passed, and the notes are at https://example.org/release", "reply_to": morning["event_id"]})
+        self.item_by_id(self.bob_page, answer["event_id"])
+        self.bob.api("POST", f"/v1/rooms/general/events/{answer['event_id']}/reactions", {"key": "🎉"})
+        self.bob.api("POST", "/v1/rooms/general/messages", {"text": "Great, shipping it this afternoon.", "msgtype": "text"})
+        self.until(self.alice_page, lambda p: self.item_by_id(p, answer["event_id"]).find_elements(By.CSS_SELECTOR, "button.reaction"),
+                   "the reaction on Alice's page")
+        self.item_with_text(self.alice_page, "shipping it")
+        page, toggle = self.alice_page, self.alice_page.find_element(By.ID, "theme-toggle")
+        backgrounds = {}
+        for theme in ("light", "dark"):
+            while page.execute_script("return document.documentElement.dataset.theme") != theme:
+                toggle.click()
+            backgrounds[theme] = page.execute_script("return getComputedStyle(document.body).backgroundColor")
+            self.shoot(page, f"web-{theme}.png")
+        self.assertNotEqual(backgrounds["light"], backgrounds["dark"])
+
+    def test_a_message_alice_types_appears_on_bobs_page_without_a_reload(self):
+        marker = self.bob_page.execute_script("window.__notReloaded = true; return window.__notReloaded")
+        self.assertTrue(marker)
+        self.send(self.alice_page, "hello bob, from the page")
+        item = self.item_with_text(self.bob_page, "hello bob, from the page")
+        self.assertEqual(item.find_element(By.CSS_SELECTOR, ".sender").text.strip(), "alice")
+        self.assertTrue(self.bob_page.execute_script("return window.__notReloaded === true"), "Bob's page reloaded")
+        # Alice's own copy reaches the bucket: its mark says sent.
+        own = self.item_with_text(self.alice_page, "hello bob, from the page")
+        self.until(self.alice_page, lambda p: own.find_element(By.CSS_SELECTOR, ".delivery").get_attribute("data-state") == "sent", "delivery mark sent")
+        self.assertEqual(self.errors(self.alice_page), [])
+        self.assertEqual(self.errors(self.bob_page), [])
+
+    def test_an_edit_a_reaction_a_reply_and_a_redaction_made_on_one_page_show_on_the_other(self):
+        sent = self.alice.api("POST", "/v1/rooms/general/messages", {"text": "a message to change"})
+        item = self.item_by_id(self.alice_page, sent["event_id"])
+        self.item_by_id(self.bob_page, sent["event_id"])
+
+        # Edit on Alice's page.
+        self.alice_page.execute_script("arguments[0].scrollIntoView()", item)
+        item.find_element(By.CSS_SELECTOR, '[data-action="edit"]').click()
+        composer = self.alice_page.find_element(By.ID, "composer")
+        self.until(self.alice_page, lambda p: composer.get_attribute("value") == "a message to change", "the composer holds the text to edit")
+        composer.send_keys(Keys.CONTROL, "a")
+        composer.send_keys("a changed message", Keys.ENTER)
+        bob_item = self.until(self.bob_page, lambda p: (i := self.item_by_id(p, sent["event_id"])) and "a changed message" in i.find_element(By.CSS_SELECTOR, ".body").text and i,
+                              "Bob sees the edit")
+        self.assertTrue(bob_item.find_elements(By.CSS_SELECTOR, ".edited"))
+
+        # React on Bob's page.
+        bob_item.find_element(By.CSS_SELECTOR, '[data-action="react"]').click()
+        picker = self.until(self.bob_page, lambda p: p.find_element(By.ID, "react-picker"), "the reaction picker")
+        picker.find_element(By.CSS_SELECTOR, "button[data-key]").click()
+        key = self.until(self.alice_page, lambda p: self.item_by_id(p, sent["event_id"]).find_element(By.CSS_SELECTOR, "button.reaction"), "Alice sees the reaction")
+        self.assertIn("1", key.text)
+
+        # Reply on Bob's page.
+        bob_item = self.item_by_id(self.bob_page, sent["event_id"])
+        bob_item.find_element(By.CSS_SELECTOR, '[data-action="reply"]').click()
+        self.until(self.bob_page, lambda p: p.find_element(By.ID, "reply-bar").is_displayed(), "the reply bar")
+        self.send(self.bob_page, "this is a reply")
+        reply = self.item_with_text(self.alice_page, "this is a reply")
+        self.assertIn("a changed message", reply.find_element(By.CSS_SELECTOR, ".reply-quote").text)
+
+        # Redact on Alice's page.
+        item = self.item_by_id(self.alice_page, sent["event_id"])
+        item.find_element(By.CSS_SELECTOR, '[data-action="redact"]').click()
+        self.until(self.alice_page, lambda p: p.find_element(By.ID, "confirm-ok").is_displayed() and p.find_element(By.ID, "confirm-ok"),
+                   "the confirmation").click()
+        self.until(self.bob_page, lambda p: "message deleted" in self.item_by_id(p, sent["event_id"]).find_element(By.CSS_SELECTOR, ".body").text,
+                   "Bob sees the message deleted")
+
+    def test_search_finds_a_message_and_opens_its_room(self):
+        self.alice.api("POST", "/v1/rooms/general/messages", {"text": "the walrus keeps a lighthouse"})
+        self.item_with_text(self.bob_page, "walrus keeps")
+        box = self.bob_page.find_element(By.ID, "search-input")
+        box.clear()
+        box.send_keys("walrus lighthouse", Keys.ENTER)
+        result = self.until(self.bob_page, lambda p: p.find_element(By.CSS_SELECTOR, "#search-results li[data-room-id='general']"), "a search result")
+        self.assertIn("walrus", result.text)
+
+    def test_message_text_that_looks_like_markup_or_links_is_shown_as_text(self):
+        hostile = [
+            "<img src=x onerror=alert(1)>",
+            "<script>document.title='owned'</script>",
+            "javascript:alert(1)",
+            "data:text/html,<b>x</b>",
+            "right-to-left \u202eevil.exe\u202c override",
+            "zero\u200bwidth",
+            "bell\u0007 and escape \u001b[31m red",
+        ]
+        for text in hostile:
+            self.alice.api("POST", "/v1/rooms/general/messages", {"text": text})
+        self.alice.api("POST", "/v1/rooms/general/messages", {"text": "a link https://example.org/path?q=1 in text"})
+        self.alice.api("POST", "/v1/rooms/general/messages", {"text": "x" * 10_000})
+        self.item_with_text(self.bob_page, "a link")
+        timeline = self.bob_page.find_element(By.ID, "timeline")
+        self.assertEqual(timeline.find_elements(By.TAG_NAME, "img"), [])
+        self.assertEqual(timeline.find_elements(By.TAG_NAME, "script"), [])
+        self.assertNotEqual(self.bob_page.title, "owned")
+        body = self.item_with_text(self.bob_page, "<img src=x onerror=alert(1)>").find_element(By.CSS_SELECTOR, ".body")
+        self.assertIn("<img src=x onerror=alert(1)>", body.text)
+        for item_text in ("javascript:alert(1)", "data:text/html"):
+            item = self.item_with_text(self.bob_page, item_text)
+            self.assertEqual(item.find_elements(By.CSS_SELECTOR, ".body a"), [], f"{item_text} became a link")
+        links = self.item_with_text(self.bob_page, "a link").find_elements(By.CSS_SELECTOR, ".body a")
+        self.assertEqual(len(links), 1)
+        self.assertEqual(links[0].get_attribute("href"), "https://example.org/path?q=1")
+        self.assertEqual(set(links[0].get_attribute("rel").split()), {"noopener", "noreferrer"})
+        control = self.item_with_text(self.bob_page, "bell").find_element(By.CSS_SELECTOR, ".body").text
+        self.assertNotIn("\u0007", control)
+        self.assertNotIn("\u001b", control)
+        # The long line stays inside the timeline.
+        width = self.bob_page.execute_script("return document.getElementById('timeline').scrollWidth - document.getElementById('timeline').clientWidth")
+        self.assertLessEqual(width, 1)
+        self.assertEqual(self.errors(self.bob_page), [])
+
+    def test_the_theme_toggle_switches_between_light_and_dark(self):
+        page = self.alice_page
+        toggle = page.find_element(By.ID, "theme-toggle")
+        seen = set()
+        for _ in range(3):
+            toggle.click()
+            seen.add(page.execute_script("return document.documentElement.dataset.theme"))
+        self.assertEqual(seen, {"light", "dark"})
+
+    def test_a_long_room_keeps_at_most_500_messages_in_the_page_while_scrolling_back_to_its_start(self):
+        self.alice.api("POST", "/v1/rooms", {"room_id": "long", "name": "Long"})
+        for index in range(1, 1_201):
+            self.alice.api("POST", "/v1/rooms/long/messages", {"text": f"message number {index}"})
+        page = self.alice_page
+        self.open_room(page, "long")
+        self.item_with_text(page, "message number 1200")
+        most = 0
+
+        def scrolled_to_start(p):
+            nonlocal most
+            most = max(most, len(p.find_elements(By.CSS_SELECTOR, "#timeline .item")))
+            p.execute_script("document.getElementById('timeline').scrollTop = 0")
+            return any(body.text == "message number 1" for body in p.find_elements(By.CSS_SELECTOR, "#timeline .item .body"))
+        self.until(page, scrolled_to_start, "the room's first message was never reached", seconds=120)
+        self.assertLessEqual(most, 500)
+        self.assertGreater(most, 50)
+
+    def test_the_page_without_its_token_is_refused(self):
+        page = browser()
+        try:
+            page.get(self.alice.base + "/")
+            self.assertIn("needs the node's token", page.find_element(By.TAG_NAME, "body").text)
+            page.get(self.alice.base + "/?token=" + "0" * 64)
+            self.assertIn("needs the node's token", page.find_element(By.TAG_NAME, "body").text)
+        finally:
+            page.quit()
+
+    def test_the_token_is_taken_off_the_address_bar(self):
+        self.assertNotIn("token=", self.alice_page.current_url)
+
+    def test_zz_a_restarted_node_is_reconnected_to_and_typed_text_is_kept(self):
+        page = self.alice_page
+        composer = page.find_element(By.ID, "composer")
+        composer.click()
+        composer.send_keys("typed while the node was away")
+        type(self).alice.stop()
+        self.until(page, lambda p: "Reconnecting" in p.find_element(By.ID, "status").text, "the page says it reconnects")
+        type(self).alice = Node(self.alice_home, os.path.join(self.directory, "alice-2.log"))
+        self.until(page, lambda p: "Connected" in p.find_element(By.ID, "status").text, "the page reconnected")
+        self.assertEqual(page.find_element(By.ID, "composer").get_attribute("value"), "typed while the node was away")
+        page.find_element(By.ID, "composer").send_keys(Keys.ENTER)
+        self.item_with_text(self.bob_page, "typed while the node was away")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
