@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "ParleyAPI", targets: ["ParleyAPI"]),
         .library(name: "ParleyRelay", targets: ["ParleyRelay"]),
         .library(name: "ParleyRelayClient", targets: ["ParleyRelayClient"]),
+        .library(name: "ParleyTerminalUI", targets: ["ParleyTerminalUI"]),
         .executable(name: "parley", targets: ["parley"]),
     ],
     dependencies: [
@@ -108,10 +109,22 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // ncursesw from the system (Debian's libncurses-dev): the terminal UI's screen and keyboard.
+        .systemLibrary(name: "CNCurses", path: "Sources/CNCurses", providers: [.apt(["libncurses-dev"])]),
+        // The terminal UI (`parley chat`): a client of the node's local API, like the web page; never the store or keys.
+        .target(
+            name: "ParleyTerminalUI",
+            dependencies: [
+                "CNCurses", "ParleyClient", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyClient", "ParleyAPI", "ParleyRelay", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "ParleyClient", "ParleyAPI", "ParleyRelay", "ParleyTerminalUI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -154,6 +167,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
+        .testTarget(name: "ParleyTerminalUITests", dependencies: ["ParleyTerminalUI", "ParleyClient", "ParleyTesting"]),
         .testTarget(
             name: "ParleyClientTests",
             dependencies: [

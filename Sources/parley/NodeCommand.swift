@@ -64,8 +64,11 @@ struct NodeOptions: ParsableArguments {
     }
 
     /// Runs the home's node until SIGINT or SIGTERM; `listening` is called with the API's URL and the path of
-    /// node.json once the API listens.
-    func runNode(global: GlobalOptions, listening: @escaping @Sendable (_ url: String, _ infoPath: String) -> Void) async throws {
+    /// node.json once the API listens, and `started` with the service group, which a caller can shut down gracefully.
+    func runNode(
+        global: GlobalOptions, started: @escaping @Sendable (ServiceGroup) -> Void = { _ in },
+        listening: @escaping @Sendable (_ url: String, _ infoPath: String) -> Void
+    ) async throws {
         let home = global.parleyHome
         let configuration = try global.configuration(flags: flags)
         let lock = try failing { try home.lockForSyncing("node") }
@@ -96,6 +99,7 @@ struct NodeOptions: ParsableArguments {
         let (host, infoPath) = (apiSettings.host.contains(":") ? "[\(apiSettings.host)]" : apiSettings.host, home.nodeInfoPath)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
+            started(group)
             tasks.addTask {
                 guard let port = await api.port() else { return }
                 do {

@@ -66,10 +66,17 @@ struct RunningNode {
         guard let data = FileManager.default.contents(atPath: infoPath),
             let info = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
             let url = info["url"] as? String, let token = info["token"] as? String, let pid = info["pid"] as? Int,
-            kill(pid_t(pid), 0) == 0 || errno == EPERM
+            kill(pid_t(pid), 0) == 0 || errno == EPERM, Self.answers(url)
         else { return nil }
         self.url = url
         self.token = token
+    }
+
+    /// Whether something listens at the URL's loopback port: a node that died without removing node.json, or one
+    /// stopping, is not taken for a running one.
+    static func answers(_ url: String) -> Bool {
+        guard let port = URLComponents(string: url)?.port, let host = URLComponents(string: url)?.host else { return false }
+        return !LocalAPIAccess.isFree(port: port, host: host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")))
     }
 
     /// The page's address with the token, which the page exchanges for a cookie at once.

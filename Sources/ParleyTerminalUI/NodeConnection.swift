@@ -1,0 +1,93 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import HummingbirdWSClient
+import Logging
+import NIOCore
+import NIOHTTP1
+import ParleyClient
+
+/// The terminal UI's way to the node: its local API (docs/API.md) over HTTP, and its stream over a WebSocket, with the
+/// token from node.json. Nothing here holds a key or opens the store.
+public struct NodeConnection: Sendable {
+    /// The API's base URL (`http://127.0.0.1:PORT`).
+    public var url: String
+    public var token: String
+
+    public init(url: String, token: String) {
+        self.url = url
+        self.token = token
+    }
+
+    /// A client that says at once when the node is not there, rather than trying to connect again until the deadline.
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(2)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    /// A failed request, as the API explains it.
+    public struct Failure: Error, Sendable {
+        public var message: String
+        public var remedy: String?
+        /// 0 when the node did not answer.
+        public var status: Int
+    }
+
+    public func get(_ path: String) async throws -> JSONValue { try await request(.GET, path, body: nil) }
+
+    public func post(_ path: String, _ body: JSONValue) async throws -> JSONValue { try await request(.POST, path, body: body) }
+
+    func request(_ method: HTTPMethod, _ path: String, body: JSONValue?) async throws -> JSONValue {
+        var request = HTTPClientRequest(url: url + path)
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: CanonicalJSON.string(body)))
+        }
+        let status: Int
+        let bytes: ByteBuffer
+        do {
+            let response = try await Self.client.execute(request, timeout: .seconds(30))
+            status = Int(response.status.code)
+            bytes = try await response.body.collect(upTo: 16 << 20)
+        } catch {
+            throw Failure(
+                message: "The node is not answering.", remedy: "Is it still running? Start it with `parley node`, or run `parley chat` alone.",
+                status: 0)
+        }
+        let value = try? JSONParser(keysWithinBMP: false).parse(Array(bytes.readableBytesView))
+        guard (200..<300).contains(status) else {
+            throw Failure(
+                message: value?["error"]?["message"]?.stringValue ?? "The node answered \(status).", remedy: value?["error"]?["remedy"]?.stringValue,
+                status: status)
+        }
+        return value ?? .null
+    }
+
+    /// Runs the stream until it ends or fails, handing each message to `receive`.
+    public func stream(_ receive: @escaping @Sendable (JSONValue) -> Void) async throws {
+        let websocketURL = url.replacingOccurrences(of: "http://", with: "ws://") + "/v1/stream"
+        let headers: HTTPFields = [.authorization: "Bearer \(token)"]
+        var logger = Logger(label: "parley.chat.stream")
+        logger.logLevel = .critical
+        try await WebSocketClient.connect(url: websocketURL, configuration: .init(additionalHeaders: headers), logger: logger) { inbound, _, _ in
+            for try await message in inbound.messages(maxSize: 1 << 20) {
+                guard case .text(let text) = message, let value = try? JSONParser(keysWithinBMP: false).parse(Array(text.utf8)) else { continue }
+                receive(value)
+            }
+        }
+    }
+
+    /// `text` made safe for a URL path segment (room and event ids use only safe characters; this is for what a user types).
+    static func segment(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/?#"))) ?? text
+    }
+
+    /// `text` made safe for a query value.
+    static func query(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text
+    }
+}
