@@ -35,9 +35,10 @@ from generate import Device  # noqa: E402
 
 
 def long_room_home(parley, directory, count):
-    """A home whose user reads a room of `count` messages by two other users, one a second apart."""
+    """A home whose user is a member of a room of `count` messages by two other users, one a second apart."""
     home, room = os.path.join(directory, "reader"), "long"
     run(parley, home, "init", "--user", "reader")
+    reader_key = json.loads(run(parley, home, "whoami", "--json"))["signing_key"]
     founder, other = Device("founder", name="web bench founder"), Device("other", name="web bench other")
     start = int(time.time() * 1000) - count * 1000
     path = os.path.join(directory, "long.jsonl")
@@ -48,11 +49,14 @@ def long_room_home(parley, directory, count):
         write(founder.sign(room, "m.room.member", {"devices": [founder.binding()], "membership": "join", "user_id": "founder"}, ts=start))
         write(founder.sign(room, "m.room.member", {"devices": [other.binding(False)], "membership": "invite", "user_id": "other"}, ts=start))
         write(other.sign(room, "m.room.member", {"devices": [other.binding()], "membership": "join", "user_id": "other"}, ts=start + 1))
+        write(founder.sign(room, "m.room.member", {"devices": [{"signing_key": reader_key}], "membership": "invite", "user_id": "reader"},
+                           ts=start + 1))
         for index in range(count):
             device = founder if index % 2 == 0 else other
             write(device.sign(room, "m.room.message", {"body": f"message {index} of the long room, with some ordinary words in it",
                                                        "msgtype": "text"}, ts=start + 2 + index * 1000))
     run(parley, home, "import", path)
+    run(parley, home, "room", "join", room)
     return home, room
 
 
