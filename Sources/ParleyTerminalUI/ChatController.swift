@@ -164,10 +164,14 @@ struct ChatController {
         model.replyingTo = nil
         model.selectedEvent = nil
         model.scroll = 0
-        session?.perform { connection in
-            _ = try await connection.post("/v1/rooms/\(NodeConnection.segment(room))/messages", body)
-            return { _ in }
-        }
+        let line = kind == "emote" ? "/me " + text : text
+        session?.perform(
+            { connection in
+                _ = try await connection.post("/v1/rooms/\(NodeConnection.segment(room))/messages", body)
+                return { _ in }
+            },
+            // Nothing typed is lost: a line the node did not take comes back to the input, unless something new is there.
+            failed: { model in if model.input.isEmpty { model.input.set(line) } })
     }
 
     private mutating func run(command: String, _ argument: String, model: inout ChatModel) -> Outcome {

@@ -97,13 +97,19 @@ public final class ChatSession: Sendable {
     // MARK: Work off the UI thread
 
     /// Runs `request` and hands what it gives to the UI thread; a failure becomes the status line's notice.
-    func perform(_ request: @escaping @Sendable (NodeConnection) async throws -> (@Sendable (inout ChatModel) -> Void)) {
+    func perform(
+        _ request: @escaping @Sendable (NodeConnection) async throws -> (@Sendable (inout ChatModel) -> Void),
+        failed: @escaping @Sendable (inout ChatModel) -> Void = { _ in }
+    ) {
         Task {
             do {
                 let change = try await request(connection)
                 post { model, _ in change(&model) }
             } catch {
-                post { model, _ in model.say(Self.describe(error), error: true) }
+                post { model, _ in
+                    model.say(Self.describe(error), error: true)
+                    failed(&model)
+                }
             }
         }
     }

@@ -190,6 +190,31 @@ class TerminalUITests(unittest.TestCase):
                                 f"no redraw at {width}x{height}")
             self.assertLessEqual(max(len(line) for line in screen.split("\n")), width * 2)
 
+    def test_a_chat_on_a_node_that_restarts_reconnects_and_keeps_a_line_the_node_could_not_take(self):
+        carol = os.path.join(self.directory, "carol")
+        parley(carol, "init", "--user", "carol")
+        parley(carol, "room", "create", "notes", "--name", "Notes")
+        node = subprocess.Popen([PARLEY, "--home", carol, "node"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + WAIT
+            while not os.path.exists(os.path.join(carol, "node.json")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.tmux("new-window", "-t", "chat", "-n", "carol", self.chat_command(carol))
+            self.until("carol", lambda s: "connected" in s and s.startswith(" Notes"), "Carol's chat never opened the room")
+            node.terminate()
+            node.wait(30)
+            self.until("carol", lambda s: "reconnecting" in s, "the chat never noticed the node had stopped")
+            self.type("carol", "written while the node was away")
+            self.until("carol", lambda s: s.rstrip().split("\n")[-1].startswith("> written while the node was away"),
+                       "the line the node could not take was lost")
+            node = subprocess.Popen([PARLEY, "--home", carol, "node"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.until("carol", lambda s: "● connected" in s or " connected" in s.split("\n")[-2], "the chat never reconnected")
+            self.tmux("send-keys", "-t", "chat:carol", "Enter")
+            self.until("carol", lambda s: "carol: written while the node was away" in s, "the line was not sent after the restart")
+        finally:
+            node.terminate()
+            node.wait(30)
+
     def test_zz_ctrl_c_and_sigterm_leave_the_terminal_sane(self):
         self.tmux("send-keys", "-t", "chat:alice", "C-c")
         screen = self.until("alice", lambda s: "EXITED" in s, "Ctrl-C did not end the chat")
