@@ -117,6 +117,25 @@ extension LocalAPI {
                 return .object(object)
             }
         }
+        v1.post("rooms/:room/leave") { _, context in
+            let roomID = try context.parameters.require("room")
+            return try await callAsync(status: .created) {
+                let event = try self.node.leave(roomID)
+                // In a bucket room the others learn it at once.
+                if try self.client.inviteCode(roomID) != nil { _ = try await self.client.flush(roomID) }
+                return Self.eventJSON(event)
+            }
+        }
+        v1.post("dms") { request, _ in
+            let body = try await self.body(of: request)
+            let (userID, key, bucket) = (try body.string("user_id"), try body.optionalString("signing_key"), try body.optionalString("bucket"))
+            return try await callAsync(status: .created) {
+                let started = try await self.client.startDirectMessage(with: userID, key: key, bucket: try bucket.map { try BucketURL($0) })
+                var object = JSONObject(["room_id": .string(started.roomID), "user_id": .string(userID), "existing": .bool(started.existing)])
+                object["invite_code"] = started.inviteCode.map { .string($0.text) } ?? .null
+                return .object(object)
+            }
+        }
         v1.post("join") { request, _ in
             let code = try await self.body(of: request).string("code")
             return try await callAsync(status: .created) {

@@ -244,3 +244,39 @@ func bucketCall<T>(_ body: () throws(BucketError) -> T) throws(ClientError) -> T
 func bucketCallAsync<T>(_ body: () async throws(BucketError) -> T) async throws(ClientError) -> T {
     do { return try await body() } catch { throw ClientError(error) }
 }
+
+extension BucketClient {
+    /// A direct message with `userID`, as `parley dm` and the local API start one.
+    public struct DirectMessageStart: Sendable {
+        public var roomID: String
+        /// The code that lets them join a new conversation kept in a bucket (or an existing one's).
+        public var inviteCode: InviteCode?
+        /// Whether this node held a conversation with them already (and nothing was created).
+        public var existing: Bool
+    }
+
+    /// The conversation this node holds with `userID`, or a new one (with `new`, always a new one): an encrypted room
+    /// of two, created here or, with `bucket`, in that bucket, its outbox written at once so that the invite code works.
+    /// - Throws: ``ClientError`` `invalid_argument` when a new one is needed and `key` (their device's signing key,
+    ///   base64) is missing or not a usable key; bucket failures as ``createRoom(_:bucket:name:encryption:createBucket:)``.
+    public func startDirectMessage(with userID: String, key: String?, bucket: BucketURL?, new: Bool = false) async throws -> DirectMessageStart {
+        if !new, let existing = try node.directMessage(with: userID) {
+            return DirectMessageStart(roomID: existing.roomID, inviteCode: try inviteCode(existing.roomID), existing: true)
+        }
+        guard let key else {
+            throw ClientError(
+                .invalidArgument, "This node holds no direct message with \(userID): starting one needs their device's signing key.",
+                remedy: "Give it with --key KEY: the `signing key:` line of `parley whoami` on their device.")
+        }
+        // Checked before anything is written to a bucket.
+        let checkedKey = try node.checkSigningKey(key, of: .user(userID))
+        guard let bucket else {
+            return DirectMessageStart(roomID: try node.startDirectMessage(with: userID, key: checkedKey), inviteCode: nil, existing: false)
+        }
+        let roomID = Node.newDirectMessageRoomID()
+        _ = try await createRoom(roomID, bucket: bucket, encryption: Node.directMessageEncryption)
+        _ = try node.startDirectMessage(with: userID, key: checkedKey, roomID: roomID)
+        _ = try await flush(roomID)
+        return DirectMessageStart(roomID: roomID, inviteCode: try inviteCode(roomID), existing: false)
+    }
+}

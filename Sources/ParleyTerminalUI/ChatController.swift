@@ -21,8 +21,8 @@ struct ChatController {
         ("join", "/join CODE", "join a room with an invite code"),
         ("create", "/create ROOM [NAME]", "create a room on this node (bucket and relay rooms: `parley room create`)"),
         ("invite", "/invite USER KEY", "invite someone to this room (their `parley whoami` signing key); prints the code to give them"),
-        ("leave", "/leave", "leave this room (`parley room leave`)"),
-        ("dm", "/dm USER KEY", "a direct-message room with someone (`parley dm`)"),
+        ("leave", "/leave", "leave this room"),
+        ("dm", "/dm USER [KEY]", "your direct messages with someone; a new one needs their signing key"),
         ("me", "/me TEXT", "an action: * you TEXT"),
         ("edit", "/edit TEXT", "replace the text of your selected (or last) message"),
         ("react", "/react KEY", "react to the selected (or last) message, e.g. /react 👍"),
@@ -299,8 +299,29 @@ struct ChatController {
             }
         case "rooms":
             model.panel = ["Rooms (Ctrl-N/Ctrl-P to move between them):"] + model.rooms.map { "  \($0.title)  (\($0.id))\($0.encrypted ? " 🔒" : "")" }
-        case "leave", "dm":
-            model.say("/\(command) is not offered by the node's local API yet: use `parley \(command == "dm" ? "dm" : "room leave")` in a shell.", error: true)
+        case "leave":
+            guard needRoom() else { break }
+            session?.perform { connection in
+                _ = try await connection.post(path + "/leave", [:])
+                return { model in model.say("You left \(room ?? "the room").") }
+            }
+            session?.reloadRooms()
+        case "dm":
+            guard needArgument("/dm USER [KEY]") else { break }
+            let (user, key) = Self.split("/" + argument)
+            let body: JSONValue = key.isEmpty ? ["user_id": .string(user)] : ["user_id": .string(user), "signing_key": .string(key)]
+            session?.perform { connection in
+                let started = try await connection.post("/v1/dms", body)
+                let roomID = started["room_id"]?.stringValue ?? ""
+                return { model in
+                    if !model.rooms.contains(where: { $0.id == roomID }) {
+                        model.rooms.insert(ChatRoom(json: ["room_id": .string(roomID), "direct_peer": .string(user)]), at: 0)
+                    }
+                    model.select(room: roomID)
+                    model.say(started["existing"]?.boolValue == true ? "Your direct message with \(user)." : "A new direct message with \(user).")
+                }
+            }
+            session?.reloadRooms()
         default:
             model.say("No command /\(command): /help lists them. (Start a message with // to send a line that begins with /.)", error: true)
         }

@@ -26,29 +26,15 @@ struct DirectMessageStart: AsyncParsableCommand {
 
     func run() async throws {
         let node = try global.node()
-        let existing = new ? nil : try failing { try node.directMessage(with: userID) }
-        let (roomID, code) = try await failingAsync { () async throws -> (String, InviteCode?) in
-            let client = try bucketClient(node)
-            if let existing { return (existing.roomID, try client.inviteCode(existing.roomID)) }
-            guard let key else {
-                throw ClientError(
-                    .invalidArgument, "This node holds no direct message with \(userID): starting one needs their device's signing key.",
-                    remedy: "Give it with --key KEY: the `signing key:` line of `parley whoami` on their device.")
-            }
-            // Checked before anything is written to a bucket.
-            let checkedKey = try node.checkSigningKey(key, of: .user(userID))
-            guard let bucket else { return (try node.startDirectMessage(with: userID, key: checkedKey), nil) }
-            let roomID = Node.newDirectMessageRoomID()
-            _ = try await client.createRoom(roomID, bucket: try BucketURL(bucket), encryption: Node.directMessageEncryption)
-            _ = try node.startDirectMessage(with: userID, key: checkedKey, roomID: roomID)
-            _ = try await client.flush(roomID)
-            return (roomID, try client.inviteCode(roomID))
+        let started = try await failingAsync {
+            try await bucketClient(node).startDirectMessage(with: userID, key: key, bucket: try bucket.map { try BucketURL($0) }, new: new)
         }
-        if existing != nil {
+        let (roomID, code, existing) = (started.roomID, started.inviteCode, started.existing)
+        if existing {
             printError("note: you already have this direct message with \(userID); `parley dm \(userID) --new` starts another.")
         }
         if json {
-            var object = JSONObject(["room_id": .string(roomID), "user_id": .string(userID), "existing": .bool(existing != nil)])
+            var object = JSONObject(["room_id": .string(roomID), "user_id": .string(userID), "existing": .bool(existing)])
             object["invite_code"] = code.map { .string($0.text) } ?? .null
             printJSON(.object(object))
         } else {

@@ -137,6 +137,29 @@ import Testing
         #expect(hits.map { $0["event_id"]?.stringValue } == [eventID])
     }
 
+    @Test func `a direct message is started with the other person's key, found again without it, and a room can be left`() async throws {
+        let fixture = try await APIFixture()
+        let bobKey = try Identity.create(userID: "bob", home: ParleyHome(path: fixture.directory.file("bob"))).signingKeyBase64
+        let missingKey = try await fixture.post("/v1/dms", ["user_id": "bob"])
+        #expect(missingKey.status == 400 && missingKey.errorCode == "invalid_argument")
+        let started = try await fixture.post("/v1/dms", ["user_id": "bob", "signing_key": .string(bobKey)])
+        #expect(started.status == 201)
+        let roomID = try #require(started.json?["room_id"]?.stringValue)
+        #expect(started.json?["existing"]?.boolValue == false)
+        #expect(started.json?["invite_code"] == .null)
+        let again = try await fixture.post("/v1/dms", ["user_id": "bob"])
+        #expect(again.json?["room_id"]?.stringValue == roomID)
+        #expect(again.json?["existing"]?.boolValue == true)
+        let rooms = try await fixture.request(.GET, "/v1/rooms")
+        #expect(rooms.json?.arrayValue?.contains { $0["room_id"]?.stringValue == roomID && $0["direct_peer"]?.stringValue == "bob" } == true)
+
+        let left = try await fixture.post("/v1/rooms/general/leave", [:])
+        #expect(left.status == 201)
+        let state = try await fixture.request(.GET, "/v1/rooms/general")
+        #expect(state.json?["summary"]?["membership"]?.stringValue == "leave")
+        #expect(try await fixture.post("/v1/rooms/nowhere/leave", [:]).status == 404)
+    }
+
     @Test func `another client's stream shows a send as a new item, an edit as a changed item, and typing`() async throws {
         let fixture = try await APIFixture()
         let messages = try await fixture.stream(

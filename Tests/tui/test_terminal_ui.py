@@ -215,9 +215,22 @@ class TerminalUITests(unittest.TestCase):
             node.terminate()
             node.wait(30)
 
+    def test_a_direct_message_is_opened_with_dm_and_left_with_leave(self):
+        dave = os.path.join(self.directory, "dave")
+        parley(dave, "init", "--user", "dave")
+        key = json.loads(parley(dave, "whoami", "--json"))["signing_key"]
+        self.ready("alice")
+        self.type("alice", f"/dm dave {key}")
+        self.until("alice", lambda s: s.startswith(" @dave") and "A new direct message with dave" in s, "the direct message never opened")
+        self.type("alice", "/leave")
+        self.until("alice", lambda s: "You left" in s, "leaving was not confirmed")
+        self.tmux("send-keys", "-t", "chat:alice", "C-p")
+        self.until("alice", lambda s: s.startswith(" General"), "Ctrl-P did not go back to the room")
+
     def test_zz_ctrl_c_and_sigterm_leave_the_terminal_sane(self):
         self.tmux("send-keys", "-t", "chat:alice", "C-c")
-        screen = self.until("alice", lambda s: "EXITED" in s, "Ctrl-C did not end the chat")
+        # The modes come on the line after EXITED: both are waited for.
+        screen = self.until("alice", lambda s: "EXITED" in s and "speed" in s, "Ctrl-C did not end the chat")
         self.assertIn("EXITED 0", screen)
         modes = screen[screen.index("EXITED"):]
         for mode in (" icanon", " echo ", " icrnl", " opost"):
@@ -226,7 +239,7 @@ class TerminalUITests(unittest.TestCase):
         chat = subprocess.run(["pgrep", "-P", pid, "-f", "chat"], capture_output=True, text=True).stdout.split()
         self.assertTrue(chat, "Bob's chat process was not found")
         subprocess.run(["kill", "-TERM", chat[0]], check=True)
-        screen = self.until("bob", lambda s: "EXITED" in s, "SIGTERM did not end the chat")
+        screen = self.until("bob", lambda s: "EXITED" in s and "speed" in s, "SIGTERM did not end the chat")
         modes = screen[screen.index("EXITED"):]
         for mode in (" icanon", " echo ", " icrnl", " opost"):
             self.assertIn(mode, modes.replace("\n", ""), f"the terminal is left without {mode.strip()} after SIGTERM")
