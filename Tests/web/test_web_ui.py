@@ -310,6 +310,23 @@ class WebPageTests(unittest.TestCase):
         self.assertLessEqual(most, 500)
         self.assertGreater(most, 50)
 
+    def test_a_direct_message_is_opened_from_the_page_and_a_room_left(self):
+        page = self.bob_page
+        dave = os.path.join(self.directory, "dave")
+        parley(dave, "init", "--user", "dave")
+        key = json.loads(parley(dave, "whoami", "--json").stdout)["signing_key"]
+        page.find_element(By.ID, "new-dm").click()
+        self.until(page, lambda p: p.find_element(By.ID, "dm-user").is_displayed(), "the direct-message dialog")
+        page.find_element(By.ID, "dm-user").send_keys("dave")
+        page.find_element(By.ID, "dm-key").send_keys(key)
+        page.find_element(By.ID, "dm-start").click()
+        self.until(page, lambda p: p.find_element(By.ID, "room-title").text.strip() == "dave", "the direct message never opened")
+        page.find_element(By.ID, "leave-button").click()
+        self.until(page, lambda p: p.find_element(By.ID, "confirm-ok").is_displayed() and p.find_element(By.ID, "confirm-ok"),
+                   "the confirmation").click()
+        self.until(page, lambda p: "You left dave" in p.find_element(By.ID, "last-error").text, "leaving was not confirmed")
+        self.assertEqual(self.errors(page), [])
+
     def test_the_page_without_its_token_is_refused(self):
         page = browser()
         try:

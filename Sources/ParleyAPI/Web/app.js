@@ -837,6 +837,7 @@
     const room = view.room;
     $("no-room").hidden = !!room;
     $("invite-button").disabled = !room;
+    $("leave-button").disabled = !room;
     $("composer").disabled = !room;
     $("send").disabled = !room;
     const title = $("room-title");
@@ -1621,6 +1622,51 @@
     }
   }
 
+  async function leaveCurrentRoom() {
+    const room = view.room;
+    if (!room) return;
+    const label = roomLabel(room.summary);
+    const sure = await confirmAction(`Leave ${label}? Its new messages stop reaching you; to come back, someone invites you again.`, "Leave");
+    if (!sure) return;
+    try {
+      await api("POST", `${roomPath(room.id)}/leave`, {});
+      showNote(`You left ${label}.`);
+      await reloadRooms();
+    } catch (error) {
+      showError(error, "Leaving the room");
+    }
+  }
+
+  function openDirectMessage() {
+    $("dm-form").reset();
+    $("dm-error").hidden = true;
+    openDialog($("dm-dialog"), $("dm-user"));
+  }
+
+  async function startDirectMessage() {
+    const userId = $("dm-user").value.trim();
+    const key = $("dm-key").value.trim();
+    const bucket = $("dm-bucket").value.trim();
+    const error = $("dm-error");
+    error.hidden = true;
+    const body = { user_id: userId };
+    if (key) body.signing_key = key;
+    if (bucket) body.bucket = bucket;
+    $("dm-start").disabled = true;
+    try {
+      const answer = await api("POST", "/v1/dms", body);
+      $("dm-dialog").close();
+      await reloadRooms();
+      await openRoom(answer.room_id, { focus: true });
+      if (answer.invite_code) showNote(`Give ${userId} this code to join the conversation: ${answer.invite_code}`);
+    } catch (failure) {
+      error.textContent = describeError(failure);
+      error.hidden = false;
+    } finally {
+      $("dm-start").disabled = false;
+    }
+  }
+
   function openInvite() {
     if (!view.room) return;
     $("invite-form").reset();
@@ -1871,6 +1917,9 @@
     on("new-room-form", "submit", submitHandler(createRoom));
     on("join-form", "submit", submitHandler(joinRoom));
     on("invite-button", "click", openInvite);
+    on("leave-button", "click", leaveCurrentRoom);
+    on("new-dm", "click", openDirectMessage);
+    on("dm-form", "submit", submitHandler(startDirectMessage));
     on("invite-form", "submit", submitHandler(sendInvite));
     on("invite-copy", "click", () => copyFrom($("invite-code"), $("invite-copy")));
     on("me-user-copy", "click", () => copyFrom($("me-user-id"), $("me-user-copy")));
