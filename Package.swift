@@ -84,7 +84,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             // The browser UI, compiled into the binary: nothing to install or find at run time.
-            resources: [.embedInCode("Web/index.html"), .embedInCode("Web/app.js"), .embedInCode("Web/app.css")]
+            resources: [
+                .embedInCode("Web/index.html"), .embedInCode("Web/app.js"), .embedInCode("Web/app.css"), .embedInCode("Web/demo.html"),
+                .embedInCode("Web/demo.js"), .embedInCode("Web/demo.css"),
+            ]
         ),
         // The relay server as a library: accounts, the WebSocket protocol, fan-out; judges events with the node's store.
         .target(

@@ -48,8 +48,10 @@ public final class LocalAPI: Service, Sendable {
     /// The secret every request must carry.
     let token: String
     let logger: Logger
-    private let listening = Mutex<(port: Int?, waiters: [CheckedContinuation<Int?, Never>], stopped: Bool)>((nil, [], false))
+    let listening = ListeningPort()
     let counters = Mutex(Counters())
+    /// Origins whose pages may show the web page in a frame.
+    let framingOrigins = Mutex<[String]>([])
 
     /// - Parameter token: the secret requests must carry; a fresh random one (256 bits) unless given.
     public init(client: BucketClient, settings: Settings = Settings(), logger: Logger, token: String = LocalAPI.newToken()) {
@@ -65,24 +67,21 @@ public final class LocalAPI: Service, Sendable {
         return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }.joined()
     }
 
+    /// Lets pages of `origin` (e.g. `http://127.0.0.1:8080`) show the web page in a frame, as the demo page of
+    /// `parley web --demo` does; no page may otherwise.
+    public func allowFraming(by origin: String) {
+        framingOrigins.withLock { $0.append(origin) }
+    }
+
     /// The counters so far.
     public var counts: Counters { counters.withLock { $0 } }
 
     /// The port the API listens on, once it does; `nil` if it stopped before listening.
-    public func port() async -> Int? {
-        await withCheckedContinuation { continuation in
-            let ready: Int?? = listening.withLock { state in
-                if state.port != nil || state.stopped { return .some(state.port) }
-                state.waiters.append(continuation)
-                return .none
-            }
-            if let ready { continuation.resume(returning: ready) }
-        }
-    }
+    public func port() async -> Int? { await listening.wait() }
 
     public func run() async throws {
         let router = Router(context: BasicWebSocketRequestContext.self)
-        router.add(middleware: Gate(api: self))
+        router.add(middleware: Gate(guarded: self))
         addRoutes(to: router)
         addWebRoutes(to: router)
         let application = Application(
@@ -108,21 +107,11 @@ public final class LocalAPI: Service, Sendable {
             }
             logger.info("Local API listening", metadata: ["url": "http://\(urlHost):\(port)", "info": "\(node.home.nodeInfoPath)"])
         }
-        let waiters = listening.withLock { state in
-            state.port = port
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume(returning: port) }
+        listening.announce(port)
     }
 
     func stopped() {
-        let (port, waiters) = listening.withLock { state in
-            state.stopped = true
-            defer { state.waiters = [] }
-            return (state.port, state.waiters)
-        }
-        for waiter in waiters { waiter.resume(returning: nil) }
+        let port = listening.stop()
         // Only our own file: a node started later on this home may have replaced it.
         if port != nil, let data = FileManager.default.contents(atPath: node.home.nodeInfoPath),
             case .object(let info)? = try? JSONParser().parse(Array(data.prefix { $0 != 0x0A })), info["token"]?.stringValue == token
@@ -134,65 +123,137 @@ public final class LocalAPI: Service, Sendable {
     /// The host as a URL spells it.
     var urlHost: String { settings.host.contains(":") ? "[\(settings.host)]" : settings.host }
 
-    /// Origins of pages this API serves, the only pages whose requests it takes; and the `ws://` origin that
+    /// Whether `candidate` is the token, in time that does not depend on where they differ.
+    func isToken(_ candidate: Substring) -> Bool { constantTimeEquals(token, candidate) }
+}
+
+/// The port a server listens on, told to those waiting for it once it does.
+final class ListeningPort: Sendable {
+    private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int?, Never>], stopped: Bool)>((nil, [], false))
+
+    /// The port, while listening.
+    var current: Int? { state.withLock { $0.port } }
+
+    /// The port once listening; `nil` if the server stopped before it listened.
+    func wait() async -> Int? {
+        await withCheckedContinuation { continuation in
+            let ready: Int?? = state.withLock { state in
+                if state.port != nil || state.stopped { return .some(state.port) }
+                state.waiters.append(continuation)
+                return .none
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    func announce(_ port: Int?) {
+        let waiters = state.withLock { state in
+            state.port = port
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: port) }
+    }
+
+    /// Marks the server stopped; returns the port it listened on, if it did.
+    func stop() -> Int? {
+        let (port, waiters) = state.withLock { state in
+            state.stopped = true
+            defer { state.waiters = [] }
+            return (state.port, state.waiters)
+        }
+        for waiter in waiters { waiter.resume(returning: nil) }
+        return port
+    }
+}
+
+/// A server whose every request needs its token: the local API, and the demo page of `parley web --demo`.
+protocol TokenGuarded: Sendable {
+    /// Whether `candidate` is the token (in constant time).
+    func isToken(_ candidate: Substring) -> Bool
+    /// The host it listens on, as a URL spells it.
+    var urlHost: String { get }
+    /// The port it listens on, once it does: the cookie is named after it, since browsers keep cookies per host,
+    /// not per port, and two servers on one host must not overwrite each other's.
+    var listeningPort: Int? { get }
+    /// What a browser gets for a page path opened without the token, if `path` is a page's.
+    func unauthorizedPage(path: String) -> Response?
+    func countForeignOrigin()
+    func countUnauthorized()
+}
+
+extension TokenGuarded {
+    /// Origins of pages this server serves, the only pages whose requests it takes; and the `ws://` origin that
     /// WebSocket clients outside a browser send for a loopback address (no browser sends a `ws:` origin).
     func isOwnOrigin(_ origin: String) -> Bool {
-        guard let port = listening.withLock({ $0.port }) else { return false }
+        guard let port = listeningPort else { return false }
         let hosts = Set([urlHost, "localhost", "127.0.0.1", "[::1]"])
         return hosts.contains { host in
             origin == "http://\(host):\(port)" || origin == "ws://\(host)" || origin == "ws://\(host):\(port)"
         }
     }
+}
 
-    /// Whether `candidate` is the token, in time that does not depend on where they differ.
-    func isToken(_ candidate: Substring) -> Bool {
-        let expected = Array(token.utf8)
-        let given = Array(candidate.utf8)
-        guard given.count == expected.count else { return false }
-        var difference: UInt8 = 0
-        for index in expected.indices { difference |= expected[index] ^ given[index] }
-        return difference == 0
-    }
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+func constantTimeEquals(_ expected: String, _ candidate: Substring) -> Bool {
+    let expected = Array(expected.utf8)
+    let given = Array(candidate.utf8)
+    guard given.count == expected.count else { return false }
+    var difference: UInt8 = 0
+    for index in expected.indices { difference |= expected[index] ^ given[index] }
+    return difference == 0
 }
 
 /// Refuses requests without the token or from a foreign page; hands the token to a browser as a cookie.
-struct Gate: RouterMiddleware {
+struct Gate<Guarded: TokenGuarded>: RouterMiddleware {
     typealias Context = BasicWebSocketRequestContext
-    let api: LocalAPI
+    let guarded: Guarded
 
-    static let cookieName = "parley_token"
+    /// The cookie holding the token of the server at `port`.
+    static func cookieName(port: Int?) -> String { "parley_token_\(port ?? 0)" }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         // A page of another site may make the browser send requests here: its Origin gives it away. Requests made
         // outside a browser carry none.
-        if let origin = request.headers[values: .origin].first(where: { !api.isOwnOrigin($0) }) {
-            api.counters.withLock { $0.foreignOrigins += 1 }
+        if let origin = request.headers[values: .origin].first(where: { !guarded.isOwnOrigin($0) }) {
+            guarded.countForeignOrigin()
             throw APIError(.forbidden, ClientError(.notAllowed, "Requests from pages of \(origin) are refused.", remedy: "Use the page the node serves."))
         }
         if let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer "),
-            api.isToken(authorization.dropFirst("Bearer ".count))
+            guarded.isToken(authorization.dropFirst("Bearer ".count))
         {
             return try await next(request, context)
         }
-        if let cookie = request.cookies[Gate.cookieName], api.isToken(Substring(cookie.value)) {
+        let cookieName = Self.cookieName(port: guarded.listeningPort)
+        if let cookie = request.cookies[cookieName], guarded.isToken(Substring(cookie.value)) {
             return try await next(request, context)
         }
         // A browser opens the URL printed with the token once; from then on it holds the token as a cookie that
         // scripts cannot read and other sites cannot send.
-        if request.method == .get, let query = request.uri.queryParameters.get("token"), api.isToken(Substring(query)) {
+        if request.method == .get, let query = request.uri.queryParameters.get("token"), guarded.isToken(Substring(query)) {
             var response = try await next(request, context)
-            response.headers[.setCookie] = "\(Gate.cookieName)=\(query); Path=/; HttpOnly; SameSite=Strict"
+            response.headers[.setCookie] = "\(cookieName)=\(query); Path=/; HttpOnly; SameSite=Strict"
             return response
         }
-        api.counters.withLock { $0.unauthorized += 1 }
+        guarded.countUnauthorized()
         // Someone who opened the page's address without its token reads what to do, not JSON.
-        if request.method == .get, WebPage.files[request.uri.path] != nil { return WebPage.unauthorized }
+        if request.method == .get, let page = guarded.unauthorizedPage(path: request.uri.path) { return page }
         throw APIError(
             .unauthorized,
             ClientError(
                 .notAllowed, "This request carries no valid token.",
                 remedy: "Send `Authorization: Bearer TOKEN` with the token from node.json in the Parley home."))
     }
+}
+
+extension LocalAPI: TokenGuarded {
+    var listeningPort: Int? { listening.current }
+
+    func unauthorizedPage(path: String) -> Response? { WebPage.files[path] != nil ? WebPage.unauthorized : nil }
+
+    func countForeignOrigin() { counters.withLock { $0.foreignOrigins += 1 } }
+
+    func countUnauthorized() { counters.withLock { $0.unauthorized += 1 } }
 }
 
 /// A failure as the API answers it: the status, and the CLI's error JSON (`{"error": {"code", "message", …}}`).

@@ -181,21 +181,7 @@ extension LocalAPI {
 
     /// The request's body as a JSON object, read up to ``Settings/maxBodyBytes``.
     func body(of request: Request) async throws -> Fields {
-        var request = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: settings.maxBodyBytes)
-        } catch is NIOTooManyBytesError {
-            throw APIError(ClientError(.tooLarge, "The request body is larger than \(settings.maxBodyBytes) bytes.", remedy: "Send at most 1 MiB."))
-        }
-        let value: JSONValue
-        do {
-            value = try JSONParser(maxDepth: 8, maxBytes: settings.maxBodyBytes, keysWithinBMP: false).parse(buffer.readableBytesView)
-        } catch {
-            throw APIError(ClientError(.invalidArgument, "The request body is not JSON: \(error.description).", remedy: "Send a JSON object."))
-        }
-        guard case .object(let object) = value else { throw APIError(ClientError(.invalidArgument, "The request body must be a JSON object.")) }
-        return Fields(object: object)
+        try await Fields(of: request, maxBytes: settings.maxBodyBytes)
     }
 
     static func eventJSON(_ event: VerifiedEvent) -> JSONValue {
@@ -221,6 +207,26 @@ extension LocalAPI {
 /// A request body's members, each checked for its type.
 struct Fields {
     var object: JSONObject
+
+    /// The body of `request`, a JSON object of at most `maxBytes`.
+    init(of request: Request, maxBytes: Int) async throws {
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: maxBytes)
+        } catch is NIOTooManyBytesError {
+            let limit = maxBytes % (1 << 20) == 0 ? "\(maxBytes >> 20) MiB" : "\(maxBytes) bytes"
+            throw APIError(ClientError(.tooLarge, "The request body is larger than \(limit).", remedy: "Send at most \(limit)."))
+        }
+        let value: JSONValue
+        do {
+            value = try JSONParser(maxDepth: 8, maxBytes: maxBytes, keysWithinBMP: false).parse(buffer.readableBytesView)
+        } catch {
+            throw APIError(ClientError(.invalidArgument, "The request body is not JSON: \(error.description).", remedy: "Send a JSON object."))
+        }
+        guard case .object(let object) = value else { throw APIError(ClientError(.invalidArgument, "The request body must be a JSON object.")) }
+        self.object = object
+    }
 
     func string(_ key: String) throws -> String {
         guard let value = try optionalString(key) else { throw APIError(ClientError(.invalidArgument, "The body needs \"\(key)\", a string.")) }

@@ -23,15 +23,17 @@ enum WebPage {
 
     /// No script but the page's own file, no style but its stylesheet, no connection but to this API (its WebSocket
     /// included), no frame, form target or base URL: message text that slipped into markup could still do nothing.
-    static let contentSecurityPolicy =
+    /// No other page may frame it, but those of `framedBy` (the demo page of `parley web --demo`).
+    static func contentSecurityPolicy(framedBy origins: [String] = []) -> String {
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; "
-        + "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+            + "base-uri 'none'; form-action 'none'; frame-ancestors \(origins.isEmpty ? "'none'" : origins.joined(separator: " "))"
+    }
 
     static let referrerPolicy = HTTPField.Name("Referrer-Policy")!
 
     /// The answer for the file at `path`; read from `folder` at each request when one is given (to work on the
     /// page without rebuilding), else the compiled-in copy.
-    static func response(path: String, folder: String?) -> Response? {
+    static func response(path: String, folder: String?, framedBy origins: [String]) -> Response? {
         guard let file = files[path] else { return nil }
         var bytes = file.bytes
         if let folder, let data = FileManager.default.contents(atPath: (folder as NSString).appendingPathComponent(file.name)) {
@@ -39,7 +41,7 @@ enum WebPage {
         }
         let headers: HTTPFields = [
             .contentType: file.contentType,
-            .contentSecurityPolicy: contentSecurityPolicy,
+            .contentSecurityPolicy: contentSecurityPolicy(framedBy: origins),
             .xContentTypeOptions: "nosniff",
             // The first address carries the token: no page the user goes to from here learns it.
             Self.referrerPolicy: "no-referrer",
@@ -60,7 +62,7 @@ extension WebPage {
 
             """
         let headers: HTTPFields = [
-            .contentType: "text/html; charset=utf-8", .contentSecurityPolicy: contentSecurityPolicy, .xContentTypeOptions: "nosniff",
+            .contentType: "text/html; charset=utf-8", .contentSecurityPolicy: contentSecurityPolicy(), .xContentTypeOptions: "nosniff",
             referrerPolicy: "no-referrer", .cacheControl: "no-store",
         ]
         return Response(status: .unauthorized, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
@@ -72,7 +74,9 @@ extension LocalAPI {
     func addWebRoutes(to router: Router<BasicWebSocketRequestContext>) {
         for path in WebPage.files.keys {
             router.get(RouterPath(path)) { _, _ in
-                guard let response = WebPage.response(path: path, folder: self.settings.webAssetsFolder) else { throw HTTPError(.notFound) }
+                guard let response = WebPage.response(path: path, folder: self.settings.webAssetsFolder, framedBy: self.framingOrigins.withLock { $0 }) else {
+                    throw HTTPError(.notFound)
+                }
                 return response
             }
         }

@@ -14,13 +14,18 @@ public struct BucketSchedule: Sendable, Equatable {
         public var flushAfterMs: Int64 = 0
         /// The longest wait after failures (ms).
         public var maxDelayMs: Int64 = 60_000
+        /// The wait after a first failure is twice this, doubling with each failure after it (ms); the poll interval
+        /// unless set. A room whose bucket tells of changes polls seldom, but retries a failing bucket as often as one
+        /// it polls.
+        public var failureBaseMs: Int64
 
         /// A poll interval under ``BucketSchedule/minimumGapMs`` is taken as that: a node polling without pause only
         /// burns the CPU.
-        public init(pollIntervalMs: Int64 = 1_000, flushAfterMs: Int64 = 0, maxDelayMs: Int64 = 60_000) {
+        public init(pollIntervalMs: Int64 = 1_000, flushAfterMs: Int64 = 0, maxDelayMs: Int64 = 60_000, failureBaseMs: Int64? = nil) {
             self.pollIntervalMs = max(BucketSchedule.minimumGapMs, pollIntervalMs)
             self.flushAfterMs = max(0, flushAfterMs)
-            self.maxDelayMs = max(maxDelayMs, self.pollIntervalMs)
+            self.failureBaseMs = max(BucketSchedule.minimumGapMs, failureBaseMs ?? self.pollIntervalMs)
+            self.maxDelayMs = max(maxDelayMs, self.failureBaseMs)
         }
     }
 
@@ -62,8 +67,9 @@ public struct BucketSchedule: Sendable, Equatable {
     public func next(nowMs: Int64, oldestPendingMs: Int64?) -> Action {
         // Times set from a clock that has since stepped back by more than the longest wait count as due: waiting
         // for the clock to catch up could take hours.
-        let syncDue = nextSyncMs > nowMs + settings.maxDelayMs ? nowMs : nextSyncMs
-        let flushAllowed = flushAllowedMs > nowMs + settings.maxDelayMs ? nowMs : flushAllowedMs
+        let longestWaitMs = max(settings.maxDelayMs, settings.pollIntervalMs)
+        let syncDue = nextSyncMs > nowMs + longestWaitMs ? nowMs : nextSyncMs
+        let flushAllowed = flushAllowedMs > nowMs + longestWaitMs ? nowMs : flushAllowedMs
         let flushDue = oldestPendingMs.map { max(min($0, nowMs) + settings.flushAfterMs, flushAllowed) }
         if lastWasFlush, nowMs >= syncDue { return .sync }
         if let flushDue, nowMs >= flushDue { return .flush }
@@ -92,10 +98,11 @@ public struct BucketSchedule: Sendable, Equatable {
     }
 
     /// A flush or a sync failed.
-    /// - Returns: how long (ms) nothing is tried: twice the poll interval after the first failure, doubling up to the cap.
+    /// - Returns: how long (ms) nothing is tried: twice the failure base (the poll interval unless set) after the first
+    ///   failure, doubling up to the cap.
     public mutating func failed(nowMs: Int64) -> Int64 {
         failures += 1
-        let doubled = settings.pollIntervalMs.multipliedReportingOverflow(by: Int64(1) << min(failures, 30))
+        let doubled = settings.failureBaseMs.multipliedReportingOverflow(by: Int64(1) << min(failures, 30))
         let delay = doubled.overflow ? settings.maxDelayMs : min(settings.maxDelayMs, doubled.partialValue)
         nextSyncMs = nowMs + delay
         flushAllowedMs = nowMs + delay

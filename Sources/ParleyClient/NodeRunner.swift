@@ -212,6 +212,7 @@ public final class NodeRunner: Service, Sendable {
     ///   ``Settings/watchedPollIntervalMs``, so an idle node costs next to nothing.
     func follow(_ room: BucketRoom, bell: Doorbell, watched: Bool) async {
         var scheduleSettings = settings.schedule
+        // Polled seldom, but retried after a failure as often as an unwatched room.
         if watched { scheduleSettings.pollIntervalMs = max(scheduleSettings.pollIntervalMs, settings.watchedPollIntervalMs) }
         var schedule = BucketSchedule(settings: scheduleSettings, nowMs: node.clock())
         var watched = watched

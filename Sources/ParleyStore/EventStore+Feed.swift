@@ -12,6 +12,8 @@ public struct StoredEventSummary: Sendable, Equatable {
     public var type: String
     /// The event an edit, reaction, redaction or receipt refers to.
     public var targetEventID: String?
+    /// The user who signed it.
+    public var senderID: String
 }
 
 extension EventStore {
@@ -51,14 +53,15 @@ extension EventStore {
             let changes = try Row.fetchAll(
                 db.cachedStatement(
                     sql: """
-                        SELECT c.id, e.id, e.room_id, e.event_id, COALESCE(p.type, e.type), COALESCE(e.target_event_id, p.target_event_id), e.status
+                        SELECT c.id, e.id, e.room_id, e.event_id, COALESCE(p.type, e.type), COALESCE(e.target_event_id, p.target_event_id), e.status,
+                          e.sender_id
                         FROM event_changes c JOIN events e ON e.id = c.event_row LEFT JOIN plaintexts p ON p.event_row = e.id
                         WHERE c.id > ? ORDER BY c.id LIMIT ?
                         """),
                 arguments: [position.change, limit])
             // A change of a row after the old watermark is the row's own announcement's business.
             let changed = changes.filter { ($0[6] as Int) == 0 && ($0[1] as Int64) <= position.row }.map {
-                StoredEventSummary(rowID: $0[1], roomID: $0[2], eventID: $0[3], type: $0[4], targetEventID: $0[5])
+                StoredEventSummary(rowID: $0[1], roomID: $0[2], eventID: $0[3], type: $0[4], targetEventID: $0[5], senderID: $0[7])
             }
             let change: Int64 = changes.last?[0] ?? position.change
             // While changes remain, the rows' watermark stays where it is: a change read later must still be told from
@@ -75,12 +78,12 @@ extension EventStore {
         let rows = try Row.fetchAll(
             db.cachedStatement(
                 sql: """
-                    SELECT e.id, e.room_id, e.event_id, COALESCE(p.type, e.type), COALESCE(e.target_event_id, p.target_event_id), e.status
+                    SELECT e.id, e.room_id, e.event_id, COALESCE(p.type, e.type), COALESCE(e.target_event_id, p.target_event_id), e.status, e.sender_id
                     FROM events e LEFT JOIN plaintexts p ON p.event_row = e.id WHERE e.id > ? ORDER BY e.id LIMIT ?
                     """),
             arguments: [rowID, limit])
         let events = rows.filter { ($0[5] as Int) == 0 }.map {
-            StoredEventSummary(rowID: $0[0], roomID: $0[1], eventID: $0[2], type: $0[3], targetEventID: $0[4])
+            StoredEventSummary(rowID: $0[0], roomID: $0[1], eventID: $0[2], type: $0[3], targetEventID: $0[4], senderID: $0[6])
         }
         return (events, rows.last?[0] ?? rowID)
     }

@@ -12,12 +12,34 @@ struct Web: AsyncParsableCommand {
             takes off the address bar: give it to no one. The page is opened with xdg-open when there is a desktop \
             (DISPLAY or WAYLAND_DISPLAY), through a file readable only by you, so that the token does not show in the \
             process list; --no-open only prints it.
+
+            --demo runs two nodes here instead, Alice's and Bob's, each with its own home, sharing a folder bucket, and \
+            opens a page with both chats side by side and the traffic between them: every request each node makes of \
+            the bucket, and each event's time from one store to the other. A switch takes either node offline. Their \
+            homes and bucket are in --demo-dir (a new folder in the temporary folder by default), kept after exit: give \
+            the same --demo-dir to take the demo up again.
             """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var options: NodeOptions
     @Flag(name: .customLong("no-open"), help: "Print the address without opening a browser.") var noOpen = false
+    @Flag(help: "Run Alice's and Bob's nodes on one folder bucket and show both chats and their traffic on one page.") var demo = false
+    @Option(name: .customLong("demo-dir"), help: "With --demo: the folder of the two homes and the bucket (default: a new one in the temporary folder).")
+    var demoDirectory: String?
+
+    func validate() throws {
+        if demoDirectory != nil, !demo { throw ValidationError("--demo-dir goes with --demo.") }
+    }
 
     func run() async throws {
+        if demo {
+            let directory =
+                demoDirectory.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+                ?? FileManager.default.temporaryDirectory.appendingPathComponent("parley-demo-\(UUID().uuidString.prefix(8).lowercased())").path
+            printError("Demo folder: \(directory) (kept after exit; `parley web --demo --demo-dir \(directory)` takes it up again)")
+            let home = ParleyHome(path: directory)
+            try await WebDemo(directory: directory).run { url in show(page: url, home: home, what: "Demo page") }
+            return
+        }
         let home = global.parleyHome
         if let running = RunningNode(infoPath: home.nodeInfoPath) {
             show(page: running.pageURL, home: home)
@@ -32,8 +54,8 @@ struct Web: AsyncParsableCommand {
         }
     }
 
-    func show(page: String, home: ParleyHome) {
-        printError("Web page: \(page)")
+    func show(page: String, home: ParleyHome, what: String = "Web page") {
+        printError("\(what): \(page)")
         guard !noOpen else { return }
         let environment = ProcessInfo.processInfo.environment
         guard environment["DISPLAY"].map({ !$0.isEmpty }) == true || environment["WAYLAND_DISPLAY"].map({ !$0.isEmpty }) == true else {

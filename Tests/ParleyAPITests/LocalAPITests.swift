@@ -48,10 +48,10 @@ import Testing
         let first = try await fixture.request(.GET, "/v1/me?token=\(fixture.token)", token: "")
         #expect(first.status == 200)
         let cookie = try #require(first.headers["Set-Cookie"].first)
-        #expect(cookie == "parley_token=\(fixture.token); Path=/; HttpOnly; SameSite=Strict")
-        let later = try await fixture.request(.GET, "/v1/rooms", token: "", headers: [("Cookie", "parley_token=\(fixture.token)")])
+        #expect(cookie == "parley_token_\(fixture.port)=\(fixture.token); Path=/; HttpOnly; SameSite=Strict")
+        let later = try await fixture.request(.GET, "/v1/rooms", token: "", headers: [("Cookie", "parley_token_\(fixture.port)=\(fixture.token)")])
         #expect(later.status == 200)
-        let wrong = try await fixture.request(.GET, "/v1/rooms", token: "", headers: [("Cookie", "parley_token=\(LocalAPI.newToken())")])
+        let wrong = try await fixture.request(.GET, "/v1/rooms", token: "", headers: [("Cookie", "parley_token_\(fixture.port)=\(LocalAPI.newToken())")])
         #expect(wrong.status == 401)
         // A token in the URL of anything but a page load is not taken.
         let posted = try await fixture.request(.POST, "/v1/rooms/general/messages?token=\(fixture.token)", body: Array(#"{"text":"x"}"#.utf8), token: "")

@@ -16,12 +16,12 @@ import Testing
         #expect(!policy.contains("unsafe"))
         #expect(page.headers["Referrer-Policy"].first == "no-referrer")
         #expect(page.headers["X-Content-Type-Options"].first == "nosniff")
-        #expect(page.headers["Set-Cookie"].first?.hasPrefix("parley_token=\(fixture.token);") == true)
+        #expect(page.headers["Set-Cookie"].first?.hasPrefix("parley_token_\(fixture.port)=\(fixture.token);") == true)
         let html = String(decoding: page.body, as: UTF8.self)
         #expect(html.contains("src=\"/app.js\""))
         #expect(!html.contains("<script>"), "no inline script: the policy would refuse it")
         for (path, type) in [("/app.js", "text/javascript; charset=utf-8"), ("/app.css", "text/css; charset=utf-8")] {
-            let file = try await fixture.request(.GET, path, token: "", headers: [("Cookie", "parley_token=\(fixture.token)")])
+            let file = try await fixture.request(.GET, path, token: "", headers: [("Cookie", "parley_token_\(fixture.port)=\(fixture.token)")])
             #expect(file.status == 200)
             #expect(file.headers["Content-Type"].first == type)
             #expect(file.body.count > 1_000)
@@ -36,7 +36,7 @@ import Testing
             #expect(reply.headers["Set-Cookie"].isEmpty)
             #expect(String(decoding: reply.body, as: UTF8.self).contains("parley web"))
         }
-        let wrongCookie = try await fixture.request(.GET, "/", token: "", headers: [("Cookie", "parley_token=\(LocalAPI.newToken())")])
+        let wrongCookie = try await fixture.request(.GET, "/", token: "", headers: [("Cookie", "parley_token_\(fixture.port)=\(LocalAPI.newToken())")])
         #expect(wrongCookie.status == 401)
         #expect(fixture.api.counts.unauthorized == 5)
     }

@@ -48,8 +48,22 @@ import Testing
         #expect(schedule.failed(nowMs: now) == 2_000)
     }
 
-    @Test func `a cap below the poll interval is raised to it`() {
+    @Test func `a cap below the failure base is raised to it`() {
         #expect(BucketSchedule.Settings(pollIntervalMs: 10_000, maxDelayMs: 1_000).maxDelayMs == 10_000)
+        #expect(BucketSchedule.Settings(pollIntervalMs: 10_000, maxDelayMs: 1_000, failureBaseMs: 500).maxDelayMs == 1_000)
+    }
+
+    @Test func `a room polled seldom retries a failing bucket from its failure base, and is not synced over and over`() {
+        // A watched room: polled every 30 s, retried after failures as one polled every second is, waits capped at 2 s.
+        var settings = BucketSchedule.Settings(pollIntervalMs: 1_000, maxDelayMs: 2_000)
+        settings.pollIntervalMs = 30_000
+        var schedule = BucketSchedule(settings: settings, nowMs: start)
+        #expect(schedule.next(nowMs: start, oldestPendingMs: nil) == .sync)
+        schedule.succeeded(nowMs: start, synced: true)
+        #expect(schedule.next(nowMs: start + 5, oldestPendingMs: nil) == .wait(untilMs: start + 30_000))
+        #expect(schedule.failed(nowMs: start + 10) == 2_000)
+        #expect(schedule.failed(nowMs: start + 2_010) == 2_000)
+        #expect(schedule.next(nowMs: start + 2_020, oldestPendingMs: nil) == .wait(untilMs: start + 4_010))
     }
 
     @Test func `an event dated ahead of the clock is written now, not when the clock reaches its time`() {

@@ -39,18 +39,18 @@ def parley(home, *args, check=True):
 class Node:
     """A `parley web --no-open` process and the page address it printed."""
 
-    def __init__(self, home, log, extra=()):
+    def __init__(self, home, log, extra=(), arguments=None, printed="Web page: "):
         self.home, self.log_path = home, log
         self.log = open(log, "w")
-        self.process = subprocess.Popen([PARLEY, "--home", home, "web", "--no-open", "--interval", "0.2", *extra],
-                                        stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
+        arguments = arguments or ["--home", home, "web", "--no-open", "--interval", "0.2", *extra]
+        self.process = subprocess.Popen([PARLEY, *arguments], stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            with open(log) as printed:
-                lines = printed.readlines()
+            with open(log) as printed_lines:
+                lines = printed_lines.readlines()
             for line in lines:
-                if line.startswith("Web page: "):
-                    self.address = line[len("Web page: "):].strip()
+                if line.startswith(printed):
+                    self.address = line[len(printed):].strip()
                     self.base = self.address.split("/?", 1)[0]
                     self.token = self.address.split("token=", 1)[1]
                     return
@@ -76,10 +76,10 @@ class Node:
         self.log.close()
 
 
-def browser():
+def browser(size="1280,860"):
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,860",
+    for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--window-size={size}",
                      "--no-first-run", "--disable-extensions"]:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -352,6 +352,82 @@ class WebPageTests(unittest.TestCase):
         self.assertEqual(page.find_element(By.ID, "composer").get_attribute("value"), "typed while the node was away")
         page.find_element(By.ID, "composer").send_keys(Keys.ENTER)
         self.item_with_text(self.bob_page, "typed while the node was away")
+
+
+class DemoTests(unittest.TestCase):
+    """`parley web --demo`: Alice's and Bob's chats in frames of one page, and the traffic between them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.directory = tempfile.mkdtemp(prefix="parley-demo-")
+        demo = os.path.join(cls.directory, "demo")
+        cls.demo = Node(demo, os.path.join(cls.directory, "demo.log"), arguments=["web", "--demo", "--no-open", "--demo-dir", demo],
+                        printed="Demo page: ")
+        cls.page = browser("1600,900")
+        cls.page.get(cls.demo.address)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.page.quit()
+        cls.demo.stop()
+        shutil.rmtree(cls.directory, ignore_errors=True)
+
+    until = staticmethod(WebPageTests.until)
+    item_with_text = WebPageTests.item_with_text
+    send = WebPageTests.send
+    shoot = WebPageTests.shoot
+
+    def frame(self, name):
+        """Switches the driver into `name`'s frame, with the demo room open there."""
+        page = self.page
+        page.switch_to.default_content()
+        frame = self.until(page, lambda p: p.find_element(By.CSS_SELECTOR, f'.device[data-participant="{name}"] iframe[src]'), f"{name}'s frame")
+        page.switch_to.frame(frame)
+        WebPageTests.open_room(page, "demo")
+        return page
+
+    def traffic_row(self, predicate, message):
+        page = self.page
+        page.switch_to.default_content()
+        return self.until(page, lambda p: next((row for row in p.find_elements(By.CSS_SELECTOR, "#traffic-log tr") if predicate(row)), False), message)
+
+    def test_0_a_message_typed_in_alices_frame_appears_in_bobs_and_its_way_in_the_traffic(self):
+        self.send(self.frame("alice"), "hello from the demo")
+        self.item_with_text(self.frame("bob"), "hello from the demo")
+        row = self.traffic_row(lambda r: "stored by Bob after" in r.text and r.get_attribute("class") == "event", "the event's way to Bob")
+        self.assertIn("message", row.text)
+        self.traffic_row(lambda r: r.text.split()[2:3] == ["PUT"] and "rooms/demo/logs/" in r.text, "Alice's log file written")
+        delivered = self.page.find_element(By.CSS_SELECTOR, '#stats dd[data-stat="delivered"]')
+        self.assertGreaterEqual(int(delivered.text), 1)
+        self.assertNotIn("token=", self.page.current_url)
+        self.shoot(self.page, "web-demo.png")
+
+    def test_a_node_taken_offline_keeps_its_message_until_it_is_back(self):
+        page = self.page
+        page.switch_to.default_content()
+        page.find_element(By.CSS_SELECTOR, '.device[data-participant="alice"] .online-toggle').click()
+        self.until(page, lambda p: "offline" in p.find_element(By.CSS_SELECTOR, '.device[data-participant="alice"]').get_attribute("class"),
+                   "Alice's node shown offline")
+        alice = self.frame("alice")
+        self.send(alice, "written while offline")
+        own = self.item_with_text(alice, "written while offline")
+        self.until(alice, lambda p: own.find_element(By.CSS_SELECTOR, ".delivery").get_attribute("data-state") == "failed",
+                   "Alice's message marked not sent")
+        self.traffic_row(lambda r: "failed: offline" in r.text, "a failed request in the traffic")
+        page.switch_to.default_content()
+        page.find_element(By.CSS_SELECTOR, '.device[data-participant="alice"] .online-toggle').click()
+        self.item_with_text(self.frame("bob"), "written while offline")
+        alice = self.frame("alice")
+        own = self.item_with_text(alice, "written while offline")
+        self.until(alice, lambda p: own.find_element(By.CSS_SELECTOR, ".delivery").get_attribute("data-state") == "sent", "Alice's message sent")
+
+    def test_the_demo_page_without_its_token_is_refused(self):
+        other = browser()
+        try:
+            other.get(self.demo.base + "/")
+            self.assertIn("needs the demo's token", other.find_element(By.TAG_NAME, "body").text)
+        finally:
+            other.quit()
 
 
 if __name__ == "__main__":
