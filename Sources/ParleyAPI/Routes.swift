@@ -80,6 +80,14 @@ extension LocalAPI {
                 Self.eventJSON(try self.node.react(roomID, eventID: try self.node.resolveEventID(reference, in: roomID), key: key))
             }
         }
+        v1.post("rooms/:room/events/:event/reactions/remove") { request, context in
+            let (roomID, reference) = (try context.parameters.require("room"), try context.parameters.require("event"))
+            let key = try await self.body(of: request).string("key")
+            return try await call {
+                let redactions = try self.node.removeReaction(roomID, eventID: try self.node.resolveEventID(reference, in: roomID), key: key)
+                return ["redactions": .array(redactions.map(Self.eventJSON))]
+            }
+        }
         v1.post("rooms/:room/events/:event/redact") { request, context in
             let (roomID, reference) = (try context.parameters.require("room"), try context.parameters.require("event"))
             let body = try await self.body(of: request)

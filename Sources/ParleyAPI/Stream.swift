@@ -52,7 +52,18 @@ extension LocalAPI {
                         "target_event_id": event.targetEventID.map(JSONValue.string) ?? .null,
                     ])
                 } else if let target = event.targetEventID, [EventType.edit, EventType.reaction, EventType.redaction].contains(event.type) {
-                    for item in items(target) { messages.append(["type": "item:changed", "room_id": .string(roomID), "item": JSONOutput.item(item)]) }
+                    var changed = items(target).filter { Timeline.itemTypes.contains($0.type) }
+                    if event.type == EventType.redaction {
+                        if let message = try? node.relationTarget(of: target) {
+                            // A redacted edit or reaction changes the message it was on.
+                            changed += items(message)
+                        } else if changed.allSatisfy({ $0.type == EventType.encrypted }) {
+                            // A sealed edit or reaction, stripped, no longer says which message it was on, nor even that
+                            // it was not a message: the client finds it among what it shows.
+                            messages.append(["type": "relation:redacted", "room_id": .string(roomID), "event_id": .string(target)])
+                        }
+                    }
+                    for item in changed { messages.append(["type": "item:changed", "room_id": .string(roomID), "item": JSONOutput.item(item)]) }
                 } else if Timeline.itemTypes.contains(event.type) {
                     for item in items(event.eventID) { messages.append(["type": "item:new", "room_id": .string(roomID), "item": JSONOutput.item(item)]) }
                     roomChanged = roomChanged || EventType.isState(event.type)

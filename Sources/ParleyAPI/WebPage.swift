@@ -58,7 +58,8 @@ extension WebPage {
             <!doctype html><html lang="en"><meta charset="utf-8"><title>Parley: not signed in</title>
             <h1>This address needs the node's token</h1>
             <p>Run <code>parley web</code> in a terminal and open the address it prints (it ends with <code>?token=…</code>).
-            The token changes each time the node starts: an address from an earlier start no longer works.</p></html>
+            The token stays the same from one start of the node to the next until <code>parley node --new-token</code>
+            makes a new one: an address from before that no longer works.</p></html>
 
             """
         let headers: HTTPFields = [

@@ -16,6 +16,10 @@ public enum JSONOutput {
         var reactions = JSONObject()
         for (key, users) in item.reactions { reactions[key] = .array(users.map(JSONValue.string)) }
         object["reactions"] = .object(reactions)
+        if !item.reactionEvents.isEmpty {
+            object["reaction_events"] = .array(
+                item.reactionEvents.map { ["event_id": .string($0.eventID), "key": .string($0.key), "sender_id": .string($0.senderID)] })
+        }
         object["parent_event_id"] = item.parentEventID.map(JSONValue.string) ?? .null
         if !item.edits.isEmpty {
             object["edits"] = .array(item.edits.map { ["event_id": .string($0.eventID), "body": .string($0.body), "timestamp_ms": .integer($0.timestampMs)] })

@@ -25,6 +25,9 @@ extension Node {
     /// Every accepted timeline item carrying `eventID` (ids are names: several events may carry one, PROTOCOL.md §6.5).
     public func items(eventID: String) throws -> [TimelineItem] { try store.items(eventID: eventID) }
 
+    /// The message an edit or reaction refers to, while the store knows it (``EventStore/relationTarget(of:)``).
+    public func relationTarget(of eventID: String) throws -> String? { try store.relationTarget(of: eventID) }
+
     /// Fork proofs found in `roomID`.
     public func forkProofs(_ roomID: String) throws -> [ForkProof] { try store.forkProofs(roomID: roomID) }
 

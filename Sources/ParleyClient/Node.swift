@@ -366,9 +366,20 @@ public final class Node: Sendable {
         if let item = try store.item(eventID: eventID), item.reactions[key]?.contains(identity.userID) == true {
             throw ClientError(
                 .invalidArgument, "You already reacted with \(key) to \(eventID).",
-                remedy: "Redact that reaction to take it back.")
+                remedy: "Take it back with `parley react ROOM EVENT KEY --remove`.")
         }
         return try relate(roomID, EventType.reaction, to: eventID, ["key": .string(key)])
+    }
+
+    /// Takes back this user's reaction `key` to a message: redacts each of their reaction events with that key (one
+    /// per device that sent it). Returns the redactions.
+    @discardableResult
+    public func removeReaction(_ roomID: String, eventID: String, key: String) throws -> [VerifiedEvent] {
+        let mine = (try store.item(eventID: eventID)?.reactionEvents ?? []).filter { $0.key == key && $0.senderID == identity.userID }
+        guard !mine.isEmpty else {
+            throw ClientError(.invalidArgument, "You have not reacted with \(key) to \(eventID).", remedy: "Nothing to take back.")
+        }
+        return try mine.map { try redact(roomID, eventID: $0.eventID, reason: nil) }
     }
 
     /// - Parameter allCopies: redact even when the id is carried by events of several senders (a device copied it)

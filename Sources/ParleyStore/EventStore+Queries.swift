@@ -79,6 +79,19 @@ extension EventStore {
         }
     }
 
+    /// The event an accepted edit or reaction refers to, redacted or not; `nil` for other events, and for a sealed one
+    /// once redacted (its opened content, target included, is gone).
+    public func relationTarget(of eventID: String) throws -> String? {
+        try pool.read { db in
+            try String.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT COALESCE(e.target_event_id, p.target_event_id) FROM events e LEFT JOIN plaintexts p ON p.event_row = e.id
+                        WHERE e.event_id = ? AND e.status = 0 AND COALESCE(p.type, e.type) IN ('m.room.edit', 'm.room.reaction') LIMIT 1
+                        """), arguments: [eventID])
+        }
+    }
+
     /// Accepted edits, reactions and redactions that refer to any of `targets`, sealed ones included once opened.
     static func relations(db: Database, targets: [String]) throws -> [Event] {
         var result: [Event] = []

@@ -25,7 +25,7 @@ struct ChatController {
         ("dm", "/dm USER [KEY]", "your direct messages with someone; a new one needs their signing key"),
         ("me", "/me TEXT", "an action: * you TEXT"),
         ("edit", "/edit TEXT", "replace the text of your selected (or last) message"),
-        ("react", "/react KEY", "react to the selected (or last) message, e.g. /react 👍"),
+        ("react", "/react KEY", "react to the selected (or last) message, e.g. /react 👍; again to take it back"),
         ("reply", "/reply [TEXT]", "reply to the selected (or last) message; without TEXT the next line is the reply"),
         ("redact", "/redact [REASON]", "delete the selected (or your last) message"),
         ("search", "/search WORDS", "find messages in every room"),
@@ -254,9 +254,14 @@ struct ChatController {
                 break
             }
             let key = argument
+            let taking = target.reactions.contains { $0.key == key && $0.users.contains(model.me) }
             session?.perform { connection in
-                _ = try await connection.post(path + "/events/\(NodeConnection.segment(target.eventID))/reactions", ["key": .string(key)])
-                return { model in model.selectedEvent = nil }
+                let events = path + "/events/\(NodeConnection.segment(target.eventID))"
+                _ = try await connection.post(events + (taking ? "/reactions/remove" : "/reactions"), ["key": .string(key)])
+                return { model in
+                    model.selectedEvent = nil
+                    if taking { model.say("Reaction \(key) taken back.") }
+                }
             }
         case "reply":
             guard needRoom() else { break }
@@ -349,6 +354,9 @@ struct ChatController {
             guard let item = message["item"] else { return }
             if !model.rooms.contains(where: { $0.id == room }) { session?.reloadRooms() }
             model.apply(item: ChatItem(json: item), room: room, isNew: message["type"]?.stringValue == "item:new")
+        case "relation:redacted":
+            guard let eventID = message["event_id"]?.stringValue else { return }
+            model.dropReaction(eventID: eventID, room: room)
         case "room:changed":
             session?.reloadRooms()
         case "typing":

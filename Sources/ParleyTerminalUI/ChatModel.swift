@@ -38,6 +38,8 @@ public struct ChatItem: Sendable, Equatable {
     public var redacted: Bool
     /// Reaction keys with the users who reacted, in the order the API gives them.
     public var reactions: [(key: String, users: [String])]
+    /// The reaction events behind them.
+    public var reactionEvents: [(eventID: String, key: String, sender: String)]
     public var parentEventID: String?
     public var summary: String?
     public var undecryptable: Bool
@@ -54,6 +56,12 @@ public struct ChatItem: Sendable, Equatable {
         edited = json["edited"]?.boolValue ?? false
         redacted = json["redacted"]?.boolValue ?? false
         reactions = (json["reactions"]?.objectValue?.members ?? []).map { ($0.key, $0.value.arrayValue?.compactMap(\.stringValue) ?? []) }
+        reactionEvents = (json["reaction_events"]?.arrayValue ?? []).compactMap { record in
+            guard let id = record["event_id"]?.stringValue, let key = record["key"]?.stringValue, let sender = record["sender_id"]?.stringValue else {
+                return nil
+            }
+            return (id, key, sender)
+        }
         parentEventID = json["parent_event_id"]?.stringValue
         summary = json["summary"]?.stringValue
         undecryptable = json["undecryptable"]?.boolValue ?? false
@@ -156,6 +164,22 @@ public struct ChatModel: Sendable {
         }
         items[room] = list
         typing[room]?[item.sender] = nil
+    }
+
+    /// A reaction of an encrypted room was taken back and the node no longer knows its message: it is dropped from the
+    /// loaded item that holds it.
+    public mutating func dropReaction(eventID: String, room: String) {
+        guard var list = items[room] else { return }
+        for index in list.indices {
+            guard let record = list[index].reactionEvents.first(where: { $0.eventID == eventID }) else { continue }
+            list[index].reactionEvents.removeAll { $0.eventID == eventID }
+            let stillThere = list[index].reactionEvents.contains { $0.key == record.key && $0.sender == record.sender }
+            if !stillThere, let at = list[index].reactions.firstIndex(where: { $0.key == record.key }) {
+                list[index].reactions[at].users.removeAll { $0 == record.sender }
+                if list[index].reactions[at].users.isEmpty { list[index].reactions.remove(at: at) }
+            }
+        }
+        items[room] = list
     }
 
     /// Typing notices that have not expired at `now`, in this room.

@@ -9,10 +9,15 @@ struct PublishOptions: ParsableArguments {
 
     /// Publishes the event `body` signs in `roomID`, prints its id, then with --flush writes a bucket room's outbox.
     func publish(in roomID: String, _ global: GlobalOptions, _ body: (Node) throws -> VerifiedEvent) async throws {
+        try await publishAll(in: roomID, global) { node in [try body(node)] }
+    }
+
+    /// As ``publish(in:_:_:)``, for a command that publishes several events: each is printed (a JSON line each).
+    func publishAll(in roomID: String, _ global: GlobalOptions, _ body: (Node) throws -> [VerifiedEvent]) async throws {
         let node = try global.node()
-        let event = try failing { try body(node) }
-        // Printed first: the event is stored (PENDING) whether or not the bucket answers now.
-        report(event, json: json)
+        let events = try failing { try body(node) }
+        // Printed first: the events are stored (PENDING) whether or not the bucket answers now.
+        for event in events { report(event, json: json) }
         if flush { try await failingAsync { try await flushIfBucket(node, roomID) } }
         try await sendThroughRelay(node, roomID)
     }
@@ -100,16 +105,28 @@ struct Edit: AsyncParsableCommand {
 
 struct React: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "React to a message (one reaction per key per user).",
-        discussion: "EVENT_ID may be the start of the id's last part, as `parley log` shows it.")
+        abstract: "React to a message (one reaction per key per user), or take a reaction back with --remove.",
+        discussion: """
+            EVENT_ID may be the start of the id's last part, as `parley log` shows it. --remove redacts your reactions \
+            with KEY to the message (one per device of yours that sent it) and prints each redaction.
+            """)
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument var eventID: String
     @Argument var key: String
+    @Flag(help: "Take back your reaction KEY instead.") var remove = false
     @OptionGroup var options: PublishOptions
 
     func run() async throws {
-        try await options.publish(in: roomID, global) { node in try node.react(roomID, eventID: try node.resolveEventID(eventID, in: roomID), key: key) }
+        if remove {
+            try await options.publishAll(in: roomID, global) { node in
+                try node.removeReaction(roomID, eventID: try node.resolveEventID(eventID, in: roomID), key: key)
+            }
+        } else {
+            try await options.publish(in: roomID, global) { node in
+                try node.react(roomID, eventID: try node.resolveEventID(eventID, in: roomID), key: key)
+            }
+        }
     }
 }
 

@@ -178,6 +178,39 @@ import Testing
         #expect(messages[3]["user_id"]?.stringValue == "alice")
     }
 
+    @Test func `a reaction taken back changes its message on the stream, and in an encrypted room names the reaction instead`() async throws {
+        let fixture = try await APIFixture()
+        _ = try fixture.node.createRoom("vault", encryption: .epochs(history: .shared))
+        let ids = Received()
+        let messages = try await fixture.stream(
+            opened: {
+                for room in ["general", "vault"] {
+                    let sent = try await fixture.post("/v1/rooms/\(room)/messages", ["text": "react to me"])
+                    let id = try #require(sent.json?["event_id"]?.stringValue)
+                    let reaction = try await fixture.post("/v1/rooms/\(room)/events/\(id)/reactions", ["key": "👍"])
+                    ids.messages.withLock { $0 += [.string(id), reaction.json?["event_id"] ?? .null] }
+                    let removed = try await fixture.post("/v1/rooms/\(room)/events/\(id)/reactions/remove", ["key": "👍"])
+                    #expect(removed.status == 200)
+                    #expect(removed.json?["redactions"]?.arrayValue?.count == 1)
+                    let none = try await fixture.post("/v1/rooms/\(room)/events/\(id)/reactions/remove", ["key": "👍"])
+                    #expect(none.status == 400 && none.errorCode == "invalid_argument")
+                }
+            },
+            until: { $0.contains { $0["type"]?.stringValue == "relation:redacted" } })
+        let (plainMessage, plainReaction, _, sealedReaction) = try ids.messages.withLock { ids in
+            try #require(ids.count == 4)
+            return (ids[0], ids[1], ids[2], ids[3])
+        }
+        let plainChanges = messages.filter { $0["type"]?.stringValue == "item:changed" && $0["item"]?["event_id"] == plainMessage }
+        #expect(plainChanges.count == 2, "the reaction, then its redaction, change the message")
+        #expect(plainChanges.first?["item"]?["reaction_events"]?.arrayValue?.first?["event_id"] == plainReaction)
+        #expect(plainChanges.last?["item"]?["reactions"] == .object(JSONObject()))
+        #expect(plainChanges.last?["item"]?["reaction_events"] == nil)
+        #expect(messages.last?["room_id"]?.stringValue == "vault")
+        #expect(messages.last?["event_id"] == sealedReaction)
+        #expect(messages.filter { $0["type"]?.stringValue == "relation:redacted" }.count == 1, "only the sealed reaction is named so")
+    }
+
     @Test func `events stored by another process on the same home reach the stream once the feed catches up`() async throws {
         let fixture = try await APIFixture()
         let other = try Node(home: fixture.node.home)

@@ -73,6 +73,35 @@ struct TwoNodes {
         #expect(aliceEvents == bobEvents, "both nodes hold the same events, byte for byte")
     }
 
+    @Test func `a reaction taken back with --remove leaves the other user's, and the item lists the reaction events behind its counts`() throws {
+        let nodes = try TwoNodes()
+        try nodes.shareRoom("r")
+        let hello = try nodes.bob.run(["send", "r", "hello"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let bobReaction = try nodes.bob.run(["react", "r", hello, "👍"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try nodes.sync(from: nodes.bob, to: nodes.alice, "r")
+        let aliceReaction = try nodes.alice.run(["react", "r", hello, "👍"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        var message = try #require(try nodes.log(nodes.alice, "r").first { $0["event_id"]?.stringValue == hello })
+        #expect(message["reactions"]?["👍"]?.array.map(\.text) == ["alice", "bob"])
+        #expect(message["reaction_events"]?.array.map { $0["event_id"]?.stringValue } == [bobReaction, aliceReaction])
+        #expect(message["reaction_events"]?.array.map { $0["sender_id"]?.stringValue } == ["bob", "alice"])
+
+        let removed = try nodes.alice.run(["react", "r", hello, "👍", "--remove", "--json"])
+        #expect(removed.status == 0, "\(removed.stderr)")
+        let redaction = try JSONParser(keysWithinBMP: false).parse(Array(removed.stdout.utf8))
+        #expect(redaction["event_id"]?.stringValue != nil)
+        try nodes.sync(from: nodes.alice, to: nodes.bob, "r")
+        for node in [nodes.alice, nodes.bob] {
+            message = try #require(try nodes.log(node, "r").first { $0["event_id"]?.stringValue == hello })
+            #expect(message["reactions"]?["👍"]?.array.map(\.text) == ["bob"])
+            #expect(message["reaction_events"]?.array.map { $0["event_id"]?.stringValue } == [bobReaction])
+        }
+        let again = try nodes.alice.run(["react", "r", hello, "👍", "--remove"])
+        #expect(again.status == 1)
+        #expect(again.stderr.contains("You have not reacted with 👍"))
+        // Taken back, it can be given again.
+        #expect(try nodes.alice.run(["react", "r", hello, "👍"]).status == 0)
+    }
+
     @Test func `a redaction hides the message on both nodes and keeps the envelope`() throws {
         let nodes = try TwoNodes()
         try nodes.shareRoom("r")

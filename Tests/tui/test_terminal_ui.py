@@ -168,6 +168,11 @@ class TerminalUITests(unittest.TestCase):
         self.until("bob", lambda s: "alice: a changed line (edited)" in s, "Bob never saw the edit")
         self.type("bob", "/react 🎉")
         self.until("alice", lambda s: "[🎉 1]" in s, "Alice never saw the reaction")
+        # The same reaction again takes it back.
+        self.until("bob", lambda s: "[🎉 1]" in s, "Bob never saw his reaction")
+        self.type("bob", "/react 🎉")
+        self.until("bob", lambda s: "Reaction 🎉 taken back" in s, "Bob was not told the reaction was taken back")
+        self.until("alice", lambda s: "a changed line (edited)" in s and "[🎉" not in s, "Alice still sees the reaction")
         self.type("bob", "/reply agreed")
         self.until("alice", lambda s: "↳ alice: a changed line" in s and "bob: agreed" in s, "Alice never saw the reply")
         self.type("alice", "/redact")

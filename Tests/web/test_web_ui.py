@@ -238,6 +238,24 @@ class WebPageTests(unittest.TestCase):
         self.until(self.bob_page, lambda p: "message deleted" in self.item_by_id(p, sent["event_id"]).find_element(By.CSS_SELECTOR, ".body").text,
                    "Bob sees the message deleted")
 
+    def test_a_reaction_clicked_again_is_taken_back_on_both_pages(self):
+        sent = self.alice.api("POST", "/v1/rooms/general/messages", {"text": "react and take it back"})
+        self.alice.api("POST", f"/v1/rooms/general/events/{sent['event_id']}/reactions", {"key": "👀"})
+        theirs = self.until(self.bob_page, lambda p: self.item_by_id(p, sent["event_id"]).find_element(By.CSS_SELECTOR, 'button.reaction[data-key="👀"]'),
+                            "Bob sees Alice's reaction")
+        self.assertEqual(theirs.get_attribute("aria-pressed"), "false")
+        # Bob adds the same key, then Alice takes hers back by clicking it: Bob's stays.
+        theirs.click()
+        self.until(self.alice_page, lambda p: "2" in self.item_by_id(p, sent["event_id"]).find_element(By.CSS_SELECTOR, 'button.reaction[data-key="👀"]').text,
+                   "Alice sees two")
+        mine = self.item_by_id(self.alice_page, sent["event_id"]).find_element(By.CSS_SELECTOR, 'button.reaction[data-key="👀"]')
+        self.assertEqual(mine.get_attribute("aria-pressed"), "true")
+        mine.click()
+        for page in (self.alice_page, self.bob_page):
+            self.until(page, lambda p: (b := self.item_by_id(p, sent["event_id"]).find_element(By.CSS_SELECTOR, 'button.reaction[data-key="👀"]'))
+                       and b.text.strip().endswith("1") and "alice" not in b.get_attribute("title"), "one reaction left, not Alice's")
+        self.assertEqual(self.errors(self.alice_page), [])
+
     def test_search_finds_a_message_and_opens_its_room(self):
         self.alice.api("POST", "/v1/rooms/general/messages", {"text": "the walrus keeps a lighthouse"})
         self.item_with_text(self.bob_page, "walrus keeps")

@@ -183,7 +183,7 @@
     try { data = await response.json(); } catch { data = null; }
     if (response.ok) return data;
     if (response.status === 401) {
-      throw new ApiError("not_allowed", "This page is not signed in to the node: its token changed when the node restarted.",
+      throw new ApiError("not_allowed", "This page is not signed in to the node: its token changed (parley node --new-token, or a new home).",
         "Open the address `parley web` prints (the one ending in ?token=…).", [], 401);
     }
     const error = data && data.error;
@@ -776,7 +776,7 @@
       const mine = users.includes(myId());
       const button = h("button", {
         type: "button", class: "reaction", "data-key": key, "aria-pressed": String(mine),
-        title: `${users.join(", ")} reacted with ${key}`,
+        title: `${users.join(", ")} reacted with ${key}${mine ? " (click to take yours back)" : ""}`,
       });
       button.append(fillText(h("span", { class: "reaction-key", dir: "auto" }), key, false), textNode(" " + users.length));
       box.append(button);
@@ -1080,6 +1080,7 @@
       case "ready": onReady(socket); break;
       case "item:new": onItemNew(message.room_id, room, message.item); break;
       case "item:changed": if (room && message.item) onItemChanged(room, message.item); break;
+      case "relation:redacted": if (room) onRelationRedacted(room, message.event_id); break;
       case "room:changed": if (room) { refreshSummary(room); scheduleSealedRefresh(room); } else scheduleRoomReload(); break;
       case "sync:done": if (room) scheduleSealedRefresh(room); break;
       case "receipt": if (room && room !== view.room) scheduleSummaryRefresh(room); break;
@@ -1162,6 +1163,28 @@
     if (!room.loaded || !room.byId.has(item.event_id)) return;
     storeItem(room, item);
     refreshItem(room, item.event_id);
+  }
+
+  /** A reaction of an encrypted room was taken back, and the node no longer knows its message: it is found here. */
+  function onRelationRedacted(room, eventId) {
+    for (const [id, item] of room.byId) {
+      if (!(item.reaction_events || []).some((record) => record.event_id === eventId)) continue;
+      storeItem(room, withoutReactionEvents(item, (record) => record.event_id === eventId));
+      refreshItem(room, id);
+    }
+  }
+
+  /** The item with the reaction events `drop` picks removed, and `reactions` recounted from those left. */
+  function withoutReactionEvents(item, drop) {
+    const records = (item.reaction_events || []).filter((record) => !drop(record));
+    const reactions = {};
+    for (const [key, users] of Object.entries(item.reactions || {})) {
+      // Users known only from `reactions` (an item from before reaction_events) stay unless a record of theirs was dropped.
+      const dropped = new Set((item.reaction_events || []).filter((r) => r.key === key && drop(r)).map((r) => r.sender_id));
+      const kept = users.filter((user) => !dropped.has(user) || records.some((r) => r.key === key && r.sender_id === user));
+      if (kept.length) reactions[key] = kept;
+    }
+    return { ...item, reactions, reaction_events: records };
   }
 
   function setDeliveries(ids, delivery) {
@@ -1392,17 +1415,32 @@
     const item = room.byId.get(id);
     const users = item && item.reactions && item.reactions[key];
     if (users && users.includes(myId())) {
-      showNote(`You already reacted with ${key}. Taking a reaction back is not offered by this page yet.`);
+      try {
+        await api("POST", `${roomPath(room.id)}/events/${seg(id)}/reactions/remove`, { key });
+        const current = room.byId.get(id);
+        if (current) {
+          const reactions = { ...(current.reactions || {}) };
+          const others = (reactions[key] || []).filter((user) => user !== myId());
+          if (others.length) reactions[key] = others; else delete reactions[key];
+          const records = (current.reaction_events || []).filter((r) => !(r.key === key && r.sender_id === myId()));
+          storeItem(room, { ...current, reactions, reaction_events: records });
+          refreshItem(room, id);
+        }
+      } catch (error) {
+        showError(error, "The reaction was not taken back");
+      }
       return;
     }
     try {
-      await api("POST", `${roomPath(room.id)}/events/${seg(id)}/reactions`, { key });
+      const event = await api("POST", `${roomPath(room.id)}/events/${seg(id)}/reactions`, { key });
       const current = room.byId.get(id);
       if (current) {
         const reactions = { ...(current.reactions || {}) };
         const list = reactions[key] || [];
         if (!list.includes(myId())) reactions[key] = [...list, myId()].sort();
-        storeItem(room, { ...current, reactions });
+        const records = [...(current.reaction_events || [])];
+        if (event && event.event_id) records.push({ event_id: event.event_id, key, sender_id: myId() });
+        storeItem(room, { ...current, reactions, reaction_events: records });
         refreshItem(room, id);
       }
     } catch (error) {

@@ -5,6 +5,13 @@ public struct EditRecord: Sendable, Equatable {
     public var timestampMs: Int64
 }
 
+/// One reaction on a message, not redacted: what a user takes back by redacting `eventID`.
+public struct ReactionRecord: Sendable, Equatable {
+    public var eventID: String
+    public var key: String
+    public var senderID: String
+}
+
 /// One entry of a room's resolved timeline: a message with its edits, reactions and redaction applied, or a
 /// state change.
 public struct TimelineItem: Sendable, Equatable {
@@ -24,6 +31,9 @@ public struct TimelineItem: Sendable, Equatable {
     public var redacted: Bool = false
     /// Reaction key → users who reacted with it, sorted.
     public var reactions: [String: [String]] = [:]
+    /// The reaction events behind ``reactions``, in timeline order: a user's several reactions with one key (from
+    /// several devices) are all here.
+    public var reactionEvents: [ReactionRecord] = []
     public var parentEventID: String?
     /// Every accepted, unredacted edit, oldest first.
     public var edits: [EditRecord] = []
@@ -103,11 +113,12 @@ public enum Timeline {
                     item.edited = true
                 }
                 var byKey: [String: Set<String>] = [:]
-                for reaction in reactions[event.eventID] ?? [] {
+                for reaction in (reactions[event.eventID] ?? []).sorted(by: precedes) {
                     if case .reaction(_, let key)? = reaction.content.flatMap({
                         try? EventContent.parse(type: reaction.type, content: $0, roomID: reaction.roomID)
                     }) {
                         byKey[key, default: []].insert(reaction.senderID)
+                        item.reactionEvents.append(ReactionRecord(eventID: reaction.eventID, key: key, senderID: reaction.senderID))
                     }
                 }
                 item.reactions = byKey.mapValues { $0.sorted() }
