@@ -46,7 +46,17 @@ extension LocalAPI {
             let before = request.uri.queryParameters.get("before")
             return try await call {
                 let items = try self.node.timeline(roomID, limit: limit, before: before)
-                return ["items": .array(items.map(JSONOutput.item))]
+                let me = self.node.identity.signingKeyBase64
+                let unsent = items.contains { $0.senderKey == me } ? try self.node.unsentEventIDs(roomID) : []
+                return [
+                    "items": .array(
+                        items.map { item in
+                            var json = JSONOutput.item(item).objectValue ?? JSONObject()
+                            // This device's own, not yet taken by any transport: a UI marks it as waiting.
+                            if unsent.contains(item.eventID) { json["pending"] = .bool(true) }
+                            return .object(json)
+                        })
+                ]
             }
         }
         v1.post("rooms/:room/messages") { request, context in

@@ -1,5 +1,6 @@
 import ParleyCore
 import ParleyStore
+import ParleySync
 
 /// What a UI reads of the node beyond timelines and state: every read goes through `Node`, never its store.
 extension Node {
@@ -27,6 +28,17 @@ extension Node {
 
     /// The message an edit or reaction refers to, while the store knows it (``EventStore/relationTarget(of:)``).
     public func relationTarget(of eventID: String) throws -> String? { try store.relationTarget(of: eventID) }
+
+    /// This device's events of `roomID` that no transport of the room has confirmed yet (PENDING), the oldest `limit`
+    /// of each transport's; none in a room no transport carries, which has nowhere to send them.
+    public func unsentEventIDs(_ roomID: String, limit: Int = 1_000) throws -> Set<String> {
+        var unsent: Set<String>?
+        for transport in [TransportName.bucket, .relay] where try store.transportRoom(transport, roomID: roomID) != nil {
+            let pending = Set(try store.pendingEventIDs(transport, roomID: roomID, senderKey: identity.signingKeyBase64, limit: limit))
+            unsent = unsent.map { $0.intersection(pending) } ?? pending
+        }
+        return unsent ?? []
+    }
 
     /// Fork proofs found in `roomID`.
     public func forkProofs(_ roomID: String) throws -> [ForkProof] { try store.forkProofs(roomID: roomID) }

@@ -43,6 +43,9 @@ public struct ChatItem: Sendable, Equatable {
     public var parentEventID: String?
     public var summary: String?
     public var undecryptable: Bool
+    /// This device's own, not yet taken by a transport when the node said so (`pending` in the timeline's items; a new
+    /// one of this device's from the stream is, until `message:sent`).
+    public var pending: Bool
 
     public var isMessage: Bool { type == "m.room.message" || type == "m.room.encrypted" }
 
@@ -65,6 +68,7 @@ public struct ChatItem: Sendable, Equatable {
         parentEventID = json["parent_event_id"]?.stringValue
         summary = json["summary"]?.stringValue
         undecryptable = json["undecryptable"]?.boolValue ?? false
+        pending = json["pending"]?.boolValue ?? false
     }
 
     public static func == (lhs: ChatItem, rhs: ChatItem) -> Bool {
@@ -153,9 +157,12 @@ public struct ChatModel: Sendable {
     /// A new item, or a changed one (an edit, a reaction, a redaction, a key that arrived), from the stream.
     public mutating func apply(item: ChatItem, room: String, isNew: Bool) {
         var list = items[room, default: []]
+        var item = item
         if let index = list.firstIndex(where: { $0.eventID == item.eventID }) {
+            item.pending = list[index].pending
             list[index] = item
         } else if isNew || items[room] != nil {
+            item.pending = isNew && item.sender == me
             let position = list.lastIndex { $0.timestampMs <= item.timestampMs }.map { $0 + 1 } ?? 0
             list.insert(item, at: position)
             if item.sender != me, room != selectedRoom, item.isMessage, let index = rooms.firstIndex(where: { $0.id == room }) {

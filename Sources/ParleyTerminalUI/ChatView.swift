@@ -206,7 +206,8 @@ public enum ChatView {
         }
         let emote = item.msgtype == "emote" && !item.redacted
         head.add(emote ? "* \(sender) " : "\(sender): ", .sender(colour(of: item.sender)))
-        let mark = item.sender == model.me ? (model.failed[item.eventID] != nil ? " ✗" : model.sent.contains(item.eventID) ? " ✓" : " ·") : ""
+        let sent = model.sent.contains(item.eventID) || !item.pending
+        let mark = item.sender == model.me ? (model.failed[item.eventID] != nil ? " ✗" : sent ? " ✓" : " ·") : ""
         let suffix = (item.edited && !item.redacted ? " (edited)" : "") + mark
         let first = width - head.columns
         var bodyLines = TerminalWidth.wrapped(body, width: max(1, first))

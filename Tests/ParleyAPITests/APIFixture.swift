@@ -37,12 +37,14 @@ final class APIFixture: Sendable {
     var base: String { "http://127.0.0.1:\(port)" }
 
     /// Sends one request; with the token unless `token` says otherwise (`""` for none).
-    func request(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, token: String? = nil, headers: [(String, String)] = []) async throws -> Reply {
-        try await apiRequest(method, base + path, body: body, token: token ?? self.token, headers: headers)
+    func request(
+        _ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, token: String? = nil, headers: [(String, String)] = [], timeout: Int64 = 30
+    ) async throws -> Reply {
+        try await apiRequest(method, base + path, body: body, token: token ?? self.token, headers: headers, timeout: timeout)
     }
 
-    func post(_ path: String, _ json: JSONValue, token: String? = nil) async throws -> Reply {
-        try await request(.POST, path, body: CanonicalJSON.encode(json), token: token)
+    func post(_ path: String, _ json: JSONValue, token: String? = nil, timeout: Int64 = 30) async throws -> Reply {
+        try await request(.POST, path, body: CanonicalJSON.encode(json), token: token, timeout: timeout)
     }
 
     /// Opens the stream, hands each message to `until` and returns the messages once it says so (or after 30 s).
@@ -89,14 +91,17 @@ struct Reply {
     var errorCode: String? { json?["error"]?["code"]?.stringValue }
 }
 
-/// Sends one request to `url`, with `token` unless it is empty.
-func apiRequest(_ method: HTTPMethod, _ url: String, body: [UInt8]? = nil, token: String, headers: [(String, String)] = []) async throws -> Reply {
+/// Sends one request to `url`, with `token` unless it is empty; `timeout` (seconds) counts from the call, time waiting
+/// for one of the client's connections included.
+func apiRequest(
+    _ method: HTTPMethod, _ url: String, body: [UInt8]? = nil, token: String, headers: [(String, String)] = [], timeout: Int64 = 30
+) async throws -> Reply {
     var request = HTTPClientRequest(url: url)
     request.method = method
     if !token.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
     for (name, value) in headers { request.headers.add(name: name, value: value) }
     if let body { request.body = .bytes(body) }
-    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(timeout))
     let bytes = try await response.body.collect(upTo: 1 << 24)
     return Reply(status: Int(response.status.code), headers: response.headers, body: Array(bytes.readableBytesView))
 }

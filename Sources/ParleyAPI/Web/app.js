@@ -696,7 +696,7 @@
   // Rendering items
 
   function deliveryOf(item) {
-    return state.delivery.get(item.event_id) || { state: item.local ? "pending" : "sent" };
+    return state.delivery.get(item.event_id) || { state: item.local || item.pending ? "pending" : "sent" };
   }
 
   function deliveryElement(item) {
