@@ -47,8 +47,9 @@ public final class DemoServer: Service, Sendable {
     }
 
     public let participants: [Participant]
-    /// What the nodes share, as the page names it: the bucket's URL.
+    /// What the nodes share, as the page names it: the bucket's URL, and the relay's when there is one.
     let bucket: String
+    let relay: String?
     let roomID: String
     let host: String
     let port: Int
@@ -59,11 +60,13 @@ public final class DemoServer: Service, Sendable {
     private let nextSubscriber = Atomic<UInt64>(0)
 
     public init(
-        participants: [Participant], bucket: String, roomID: String, host: String = "127.0.0.1", port: Int = 0, token: String = LocalAPI.newToken(),
+        participants: [Participant], bucket: String, relay: String? = nil, roomID: String, host: String = "127.0.0.1", port: Int = 0,
+        token: String = LocalAPI.newToken(),
         logger: Logger
     ) {
         self.participants = participants
         self.bucket = bucket
+        self.relay = relay
         self.roomID = roomID
         self.host = host
         self.port = port
@@ -102,6 +105,11 @@ public final class DemoServer: Service, Sendable {
             defer { tasks.cancelAll() }
             try await tasks.next()
         }
+    }
+
+    /// Tells the page which transport brought these events to `participant`'s node.
+    public func arrived(eventIDs: [String], participant: String, transport: String) {
+        publish { log in eventIDs.compactMap { log.arrived(eventID: $0, by: participant, transport: transport) } }
     }
 
     /// Tells the page of a bucket request of `participant`'s node.
@@ -185,7 +193,10 @@ extension DemoServer {
         }
         let demo = router.group("v1/demo")
         demo.get("") { _, _ in
-            jsonResponse(["bucket": .string(self.bucket), "room_id": .string(self.roomID), "participants": self.participantsJSON])
+            jsonResponse([
+                "bucket": .string(self.bucket), "relay": self.relay.map(JSONValue.string) ?? .null, "room_id": .string(self.roomID),
+                "participants": self.participantsJSON,
+            ])
         }
         demo.post("participants/:name/online") { request, context in
             let name = try context.parameters.require("name")
@@ -273,6 +284,8 @@ struct TrafficLog {
         var stored: [String: Int64] = [:]
         /// Microseconds from the first store to each transport's confirmation.
         var sent: [String: Int64] = [:]
+        /// The transport that brought it to each participant but its sender.
+        var via: [String: String] = [:]
     }
 
     struct Stats {
@@ -366,6 +379,13 @@ struct TrafficLog {
         return add(Self.json(eventID, followed)).first
     }
 
+    mutating func arrived(eventID: String, by participant: String, transport: String) -> JSONValue? {
+        guard var followed = followed[eventID], followed.via[participant] == nil else { return nil }
+        followed.via[participant] = transport
+        self.followed[eventID] = followed
+        return add(Self.json(eventID, followed)).first
+    }
+
     mutating func note(participant: String, _ text: String) -> JSONValue {
         add(["kind": "note", "participant": .string(participant), "text": .string(text), "at_ms": .integer(Self.wallMs)])[0]
     }
@@ -374,7 +394,7 @@ struct TrafficLog {
         [
             "kind": "event", "event_id": .string(eventID), "event_type": .string(event.eventType), "room_id": .string(event.roomID),
             "from": .string(event.from), "at_ms": .integer(event.wallMs), "stored_us": object(event.stored.mapValues(JSONValue.integer)),
-            "sent_us": object(event.sent.mapValues(JSONValue.integer)),
+            "sent_us": object(event.sent.mapValues(JSONValue.integer)), "via": object(event.via.mapValues(JSONValue.string)),
         ]
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ParleyAPI
 import ParleyClient
+import ParleyRelay
 import ServiceLifecycle
 import Synchronization
 
@@ -14,6 +15,8 @@ struct WebDemo {
 
     /// The demo's folder: the two homes and the bucket.
     var directory: String
+    /// Whether the room lives at a relay run here too (`--relay`).
+    var withRelay = false
 
     /// One person of the demo, set up.
     struct Person {
@@ -31,6 +34,72 @@ struct WebDemo {
             server.withLock { $0 }?.record(
                 participant: participant, request: request.kind.rawValue, key: request.key, size: request.size, seconds: request.seconds,
                 failure: request.failure)
+        }
+    }
+
+    /// A node's log, and which transport brought each event, for the page.
+    struct Observer: NodeRunnerObserver {
+        let log: NodeLog
+        let participant: String
+        let sink: TrafficSink
+
+        func roomSynced(_ room: BucketRoom, _ report: SyncReport) {
+            log.roomSynced(room, report)
+            sink.server.withLock { $0 }?.arrived(eventIDs: report.accepted, participant: participant, transport: "bucket")
+        }
+
+        func relayArrived(roomID: String, eventIDs: [String]) {
+            sink.server.withLock { $0 }?.arrived(eventIDs: eventIDs, participant: participant, transport: "relay")
+        }
+
+        func roomFailed(_ room: BucketRoom, report: String) { log.roomFailed(room, report: report) }
+        func roomRecovered(_ room: BucketRoom, report: String) { log.roomRecovered(room, report: report) }
+        func flushingBeforeExit(events: Int, rooms: Int) { log.flushingBeforeExit(events: events, rooms: rooms) }
+        func leftUnsent(_ room: BucketRoom, events: Int, reason: String) { log.leftUnsent(room, events: events, reason: reason) }
+        func relayFailed(relay: String, report: String) { log.relayFailed(relay: relay, report: report) }
+        func relayRecovered(relay: String) { log.relayRecovered(relay: relay) }
+    }
+
+    /// The relay of `--relay`: its data in the demo folder, on the port it had last time when that is free, so that the
+    /// rooms and sessions that name it stay right.
+    func makeRelay() throws -> RelayServer {
+        let data = (directory as NSString).appendingPathComponent("relay")
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let portFile = (data as NSString).appendingPathComponent("demo-port")
+        let last = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        guard let port = ([last].compactMap { $0 } + Array(8470...8570)).first(where: { LocalAPIAccess.isFree(port: $0, host: "127.0.0.1") }) else {
+            throw ClientError(.io, "No free port from 8470 to 8570 for the demo's relay.", remedy: "Stop what uses them, or leave out --relay.")
+        }
+        try "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8)
+        var settings = RelaySettings(dataDirectory: data)
+        settings.port = port
+        return try RelayServer(settings: settings, logger: Logger(label: "parley.demo.relay"))
+    }
+
+    /// Both people's accounts at the relay, logged in, and the room reached through it too.
+    func addRelay(_ origin: String, to people: [Person]) async throws {
+        let passwordFile = (directory as NSString).appendingPathComponent("relay/demo-password")
+        let password: String
+        if let saved = try? String(contentsOfFile: passwordFile, encoding: .utf8) {
+            password = saved
+        } else {
+            password = LocalAPI.newToken()
+            try ParleyHome(path: directory).replaceFile(atPath: passwordFile, contents: Array(password.utf8), mode: 0o600)
+        }
+        for person in people {
+            let node = person.client.node
+            let relay = RelayClient(node: node)
+            if !relay.sessions().contains(where: { $0.relay == origin && $0.expiresMs > node.clock() }) {
+                // An account from an earlier run logs in; the first run makes it.
+                do {
+                    try await relay.login(relay: origin, password: password)
+                } catch {
+                    try await relay.register(relay: origin, password: password)
+                }
+            }
+            let location = try relay.location(Self.roomID)
+            if case .relay(let url)? = location, url == origin { continue }
+            _ = try await relay.addRelay(Self.roomID, relay: origin, replacing: location != nil)
         }
     }
 
@@ -82,6 +151,18 @@ struct WebDemo {
         defer { withExtendedLifetime(locks) {} }
         let sink = TrafficSink()
         let people = try await failingAsync { try await setUp(sink: sink) }
+        // The relay runs beside the nodes, and stops after them.
+        var relayRun: Task<Void, any Error>?
+        defer { relayRun?.cancel() }
+        var relayOrigin: String?
+        if withRelay {
+            let relay = try failing { try makeRelay() }
+            relayRun = Task { try await relay.run() }
+            guard await relay.port() != nil else { throw ClientError(.io, "The demo's relay did not start.", remedy: "Run again without --relay.") }
+            relayOrigin = relay.accounts.origin
+            printError("Relay: \(relay.accounts.origin), data in \((directory as NSString).appendingPathComponent("relay"))")
+            try await failingAsync { try await addRelay(relay.accounts.origin, to: people) }
+        }
         var services: [any Service] = []
         var participants: [DemoServer.Participant] = []
         var settings = NodeRunner.Settings()
@@ -89,7 +170,8 @@ struct WebDemo {
         settings.schedule = BucketSchedule.Settings(pollIntervalMs: 1_000, flushAfterMs: 0, maxDelayMs: 2_000)
         for person in people {
             let logger = Logger(label: "parley.demo.\(person.name)")
-            services.append(NodeRunner(client: person.client, settings: settings, observer: NodeLog(logger: logger), logger: logger))
+            let observer = Observer(log: NodeLog(logger: logger), participant: person.name, sink: sink)
+            services.append(NodeRunner(client: person.client, settings: settings, observer: observer, logger: logger))
             let api = LocalAPI(client: person.client, logger: logger)
             services.append(api)
             let store = person.store
@@ -97,7 +179,8 @@ struct WebDemo {
                 DemoServer.Participant(
                     name: person.name, label: person.label, api: api, isOnline: { store.isOnline }, setOnline: { store.setOnline($0) }))
         }
-        let server = DemoServer(participants: participants, bucket: bucketURL.text, roomID: Self.roomID, logger: Logger(label: "parley.demo"))
+        let server = DemoServer(
+            participants: participants, bucket: bucketURL.text, relay: relayOrigin, roomID: Self.roomID, logger: Logger(label: "parley.demo"))
         sink.server.withLock { $0 = server }
         services.append(server)
         let group = ServiceGroup(

@@ -17,7 +17,9 @@ struct Web: AsyncParsableCommand {
             opens a page with both chats side by side and the traffic between them: every request each node makes of \
             the bucket, and each event's time from one store to the other. A switch takes either node offline. Their \
             homes and bucket are in --demo-dir (a new folder in the temporary folder by default), kept after exit: give \
-            the same --demo-dir to take the demo up again.
+            the same --demo-dir to take the demo up again. --demo-relay runs a relay here too (its data in the demo \
+            folder): both nodes log in there and the room travels through it as well as through the bucket, and the page \
+            shows which one brought each event; the switch then cuts a node's bucket only.
             """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var options: NodeOptions
@@ -25,9 +27,11 @@ struct Web: AsyncParsableCommand {
     @Flag(help: "Run Alice's and Bob's nodes on one folder bucket and show both chats and their traffic on one page.") var demo = false
     @Option(name: .customLong("demo-dir"), help: "With --demo: the folder of the two homes and the bucket (default: a new one in the temporary folder).")
     var demoDirectory: String?
+    @Flag(name: .customLong("demo-relay"), help: "With --demo: run a relay here too and carry the room through it as well.") var demoRelay = false
 
     func validate() throws {
         if demoDirectory != nil, !demo { throw ValidationError("--demo-dir goes with --demo.") }
+        if demoRelay, !demo { throw ValidationError("--demo-relay goes with --demo.") }
     }
 
     func run() async throws {
@@ -35,9 +39,10 @@ struct Web: AsyncParsableCommand {
             let directory =
                 demoDirectory.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
                 ?? FileManager.default.temporaryDirectory.appendingPathComponent("parley-demo-\(UUID().uuidString.prefix(8).lowercased())").path
-            printError("Demo folder: \(directory) (kept after exit; `parley web --demo --demo-dir \(directory)` takes it up again)")
+            printError(
+                "Demo folder: \(directory) (kept after exit; `parley web --demo\(demoRelay ? " --demo-relay" : "") --demo-dir \(directory)` takes it up again)")
             let home = ParleyHome(path: directory)
-            try await WebDemo(directory: directory).run { url in show(page: url, home: home, what: "Demo page") }
+            try await WebDemo(directory: directory, withRelay: demoRelay).run { url in show(page: url, home: home, what: "Demo page") }
             return
         }
         let home = global.parleyHome

@@ -111,6 +111,9 @@ final class Switches: Sendable {
         let entry = try! #require(arrived.first)
         #expect(entry["from"] == "alice" && entry["stored_us"]?["alice"] == .integer(0) && entry["stored_us"]?["bob"] != nil)
         #expect(entry["sent_us"]?["bucket"] != nil)
+        #expect(log.arrived(eventID: "e1", by: "bob", transport: "relay")?["via"]?["bob"] == "relay")
+        #expect(log.arrived(eventID: "e1", by: "bob", transport: "bucket") == nil, "the first transport to bring it is kept")
+        #expect(log.arrived(eventID: "unknown", by: "bob", transport: "relay") == nil)
         // An event first seen at the other's store (stored before the demo watched) still names its sender.
         let late = log.stored(eventID: "e2", type: "m.room.message", roomID: "r", from: "alice", by: "bob", of: 2)
         #expect(late.first?["from"] == "alice")

@@ -448,5 +448,42 @@ class DemoTests(unittest.TestCase):
             other.quit()
 
 
+class DemoRelayTests(unittest.TestCase):
+    """`parley web --demo --demo-relay`: the room travels through a relay run by the demo as well as the bucket."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.directory = tempfile.mkdtemp(prefix="parley-demo-relay-")
+        demo = os.path.join(cls.directory, "demo")
+        cls.demo = Node(demo, os.path.join(cls.directory, "demo.log"),
+                        arguments=["web", "--demo", "--demo-relay", "--no-open", "--demo-dir", demo], printed="Demo page: ")
+        cls.page = browser("1600,900")
+        cls.page.get(cls.demo.address)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.page.quit()
+        cls.demo.stop()
+        shutil.rmtree(cls.directory, ignore_errors=True)
+
+    until = staticmethod(WebPageTests.until)
+    item_with_text = WebPageTests.item_with_text
+    send = WebPageTests.send
+    frame = DemoTests.frame
+    traffic_row = DemoTests.traffic_row
+
+    def test_with_alices_bucket_cut_her_message_reaches_bob_through_the_relay(self):
+        page = self.page
+        self.until(page, lambda p: "relay at http://127.0.0.1:" in p.find_element(By.ID, "bucket").text, "the page names the relay")
+        switch = page.find_element(By.CSS_SELECTOR, '.device[data-participant="alice"] .online')
+        self.assertIn("bucket link", switch.text)
+        switch.find_element(By.CSS_SELECTOR, ".online-toggle").click()
+        self.until(page, lambda p: "offline" in p.find_element(By.CSS_SELECTOR, '.device[data-participant="alice"]').get_attribute("class"),
+                   "Alice's bucket cut")
+        self.send(self.frame("alice"), "through the relay alone")
+        self.item_with_text(self.frame("bob"), "through the relay alone")
+        self.traffic_row(lambda r: "stored by Bob after" in r.text and "via the relay" in r.text, "the event's way to Bob through the relay")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

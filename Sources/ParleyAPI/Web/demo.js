@@ -55,7 +55,7 @@
       setStatus(`Cannot load the demo (${error.message}): is parley web --demo still running?`, true);
       return;
     }
-    document.getElementById("bucket").textContent = info.bucket;
+    document.getElementById("bucket").textContent = info.relay ? `${info.bucket}, and a relay at ${info.relay}` : info.bucket;
     const template = document.getElementById("device-template");
     for (const participant of info.participants) {
       labels.set(participant.name, participant.label);
@@ -68,7 +68,9 @@
       frame.title = `${participant.label}'s chat`;
       frame.src = participant.page;
       const toggle = device.querySelector(".online-toggle");
-      toggle.setAttribute("aria-label", `${participant.label} online`);
+      // With a relay, the switch cuts the bucket alone: the relay carries on.
+      if (info.relay) device.querySelector(".online-text").textContent = "bucket link";
+      toggle.setAttribute("aria-label", info.relay ? `${participant.label} reaches the bucket` : `${participant.label} online`);
       toggle.addEventListener("change", () => setOnline(participant.name, toggle.checked));
       devices.set(participant.name, device);
       template.parentElement.append(device);
@@ -175,8 +177,9 @@
     }
     for (const [name, us] of Object.entries(entry.stored_us)) {
       if (name === entry.from || us === 0) continue;
+      const via = entry.via && entry.via[name] ? ` via the ${entry.via[name]}` : "";
       cell.append(element("span", "", " · stored by "), element("span", "", label(name)),
-        element("span", "latency", ` after ${milliseconds(us)}`));
+        element("span", "latency", ` after ${milliseconds(us)}`), element("span", "", via));
     }
     return cell;
   }
