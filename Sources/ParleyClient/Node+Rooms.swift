@@ -102,8 +102,8 @@ extension Node {
         return try store.timeline(roomID: roomID, limit: limit, before: EventOrder(stored.event.event))
     }
 
-    /// Tells this node's UIs that this user started or stopped typing in `roomID`. Ephemeral: nothing is stored or
-    /// sent through a transport.
+    /// Tells this node's UIs, and through the room's relay the other members' nodes, that this user started or
+    /// stopped typing in `roomID`. Ephemeral: nothing is stored, and buckets do not carry it.
     public func setTyping(_ roomID: String, _ isTyping: Bool) throws {
         _ = try requireState(roomID)
         feed.post(.typing(roomID: roomID, userID: identity.userID, isTyping: isTyping))

@@ -16,7 +16,8 @@ public enum NodeActivity: Sendable, Equatable {
     case syncFailed(roomID: String, transport: String, reason: String, retryAtMs: Int64)
     /// A sync of a room through a transport found new events or problems.
     case synced(roomID: String, transport: String, accepted: Int, problems: Int)
-    /// Someone started or stopped typing in a room. Ephemeral: never stored, and carried by no transport yet.
+    /// Someone started or stopped typing in a room. Ephemeral: never stored; carried by relays (this user's own go to
+    /// the room's relay, others' come from it), not by buckets.
     case typing(roomID: String, userID: String, isTyping: Bool)
 }
 

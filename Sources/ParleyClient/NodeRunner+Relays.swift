@@ -49,10 +49,18 @@ extension NodeRunner {
                 let (wake, ringer) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
                 let subscription = node.feed.subscribe(backlog: 100_000)
                 let (arrivals, arrivalSink) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(64))
+                let (typing, typingSink) = AsyncStream<(roomID: String, isTyping: Bool)>.makeStream(bufferingPolicy: .bufferingNewest(16))
+                let me = node.identity.userID
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         for await activity in subscription.activity {
-                            if case .events(let roomID, _) = activity, rooms.contains(roomID) { ringer.yield() }
+                            switch activity {
+                            case .events(let roomID, _) where rooms.contains(roomID): ringer.yield()
+                            // Only this user's, from this node's UIs: the relay's notices of others come in below.
+                            case .typing(let roomID, let userID, let isTyping) where userID == me && rooms.contains(roomID):
+                                typingSink.yield((roomID, isTyping))
+                            default: break
+                            }
                         }
                     }
                     group.addTask {
@@ -67,6 +75,13 @@ extension NodeRunner {
                             arrived: { roomID, eventIDs in
                                 self.observer.relayArrived(roomID: roomID, eventIDs: eventIDs)
                                 arrivalSink.yield(roomID)
+                            },
+                            typing: typing,
+                            typed: { roomID, userID, isTyping in
+                                // This user's other devices typing would come back here as this node's own: UIs show
+                                // others only.
+                                guard userID != me else { return }
+                                self.node.feed.post(.typing(roomID: roomID, userID: userID, isTyping: isTyping))
                             })
                     }
                     // Events that came may be a new member device to share keys with: the key events the node signs

@@ -67,14 +67,20 @@ public struct RelayTransport: Sendable {
     /// signed events). `synced` is told of each room's first sync, `arrived` of the events each `events` frame
     /// brought that the node took.
     /// - Throws: ``RelayClientError`` when the relay cannot be reached, refuses, or drops the connection.
+    /// - Parameters:
+    ///   - typing: this user's typing notices to pass on (room, typing or not): ephemeral, sent only while connected.
+    ///   - typed: the relay's typing notices of others in these rooms (room, user, typing or not).
     public func keep(
         _ roomIDs: [String], session: Session, wake: AsyncStream<Void>, synced: @escaping @Sendable (RoomReport) -> Void,
-        arrived: @escaping @Sendable (_ roomID: String, _ eventIDs: [String]) -> Void = { _, _ in }
+        arrived: @escaping @Sendable (_ roomID: String, _ eventIDs: [String]) -> Void = { _, _ in },
+        typing: AsyncStream<(roomID: String, isTyping: Bool)>? = nil,
+        typed: @escaping @Sendable (_ roomID: String, _ userID: String, _ isTyping: Bool) -> Void = { _, _, _ in }
     ) async throws {
         let state = SyncState(roomIDs: roomIDs)
         let relay = session.relay
         try await RelayChannel.open(relay, token: session.token, deviceKey: host.deviceKey, logger: logger) { channel in
-            try await self.run(roomIDs, on: channel, relay: relay, state: state, wake: wake, synced: synced, arrived: arrived)
+            try await self.run(
+                roomIDs, on: channel, relay: relay, state: state, wake: wake, synced: synced, arrived: arrived, typing: typing, typed: typed)
         }
     }
 
@@ -87,13 +93,16 @@ public struct RelayTransport: Sendable {
         case flush(roomID: String)
         /// Subscribe to the room again (this device's join made it readable).
         case resubscribe(roomID: String)
+        /// Tell the room's other readers that this user started or stopped typing.
+        case typing(roomID: String, isTyping: Bool)
     }
 
     /// One connection's work: the reader, the pusher, and for a one-shot sync a watch on the relay's silence (with
     /// `wake == nil` the run ends once every room caught up, pushed, and every publish was answered).
     func run(
         _ roomIDs: [String], on channel: RelayChannel, relay: RelayURL, state: SyncState, wake: AsyncStream<Void>?,
-        synced: @escaping @Sendable (RoomReport) -> Void, arrived: @escaping @Sendable (String, [String]) -> Void
+        synced: @escaping @Sendable (RoomReport) -> Void, arrived: @escaping @Sendable (String, [String]) -> Void,
+        typing: AsyncStream<(roomID: String, isTyping: Bool)>? = nil, typed: @escaping @Sendable (String, String, Bool) -> Void = { _, _, _ in }
     ) async throws {
         let (jobs, queue) = AsyncStream<Job>.makeStream()
         state.queue = queue
@@ -110,6 +119,8 @@ public struct RelayTransport: Sendable {
                             $0.hasPushed = false
                         }
                         try await self.subscribe([roomID], on: channel, state: state)
+                    case .typing(let roomID, let isTyping):
+                        try await channel.send(.typing(roomID: roomID, isTyping: isTyping))
                     }
                     if wake == nil && state.isDone { return }
                 }
@@ -123,9 +134,17 @@ public struct RelayTransport: Sendable {
                     state.heard()
                     let accepted = try await self.handle(frame, on: channel, state: state, failingOnErrors: wake == nil, relay: relay)
                     if case .events(let roomID, _) = frame, !accepted.isEmpty { arrived(roomID, accepted) }
+                    if case .typingNotice(let roomID, let userID, let isTyping) = frame, state.isSubscribed(roomID) { typed(roomID, userID, isTyping) }
                     for report in state.reports where !told.contains(report.roomID) && state.isSynced(report.roomID) {
                         told.insert(report.roomID)
                         synced(report)
+                    }
+                }
+            }
+            if let typing {
+                group.addTask {
+                    for await notice in typing where roomIDs.contains(notice.roomID) {
+                        queue.yield(.typing(roomID: notice.roomID, isTyping: notice.isTyping))
                     }
                 }
             }

@@ -474,6 +474,7 @@ class DemoRelayTests(unittest.TestCase):
 
     def test_with_alices_bucket_cut_her_message_reaches_bob_through_the_relay(self):
         page = self.page
+        page.switch_to.default_content()
         self.until(page, lambda p: "relay at http://127.0.0.1:" in p.find_element(By.ID, "bucket").text, "the page names the relay")
         switch = page.find_element(By.CSS_SELECTOR, '.device[data-participant="alice"] .online')
         self.assertIn("bucket link", switch.text)
@@ -483,6 +484,16 @@ class DemoRelayTests(unittest.TestCase):
         self.send(self.frame("alice"), "through the relay alone")
         self.item_with_text(self.frame("bob"), "through the relay alone")
         self.traffic_row(lambda r: "stored by Bob after" in r.text and "via the relay" in r.text, "the event's way to Bob through the relay")
+
+    def test_typing_in_alices_frame_shows_in_bobs_through_the_relay(self):
+        alice = self.frame("alice")
+        composer = alice.find_element(By.ID, "composer")
+        composer.click()
+        composer.send_keys("I am typing")
+        self.until(self.frame("bob"), lambda p: "alice" in p.find_element(By.ID, "typing").text, "Bob never saw Alice typing")
+        alice = self.frame("alice")
+        alice.find_element(By.ID, "composer").send_keys(Keys.ENTER)
+        self.until(self.frame("bob"), lambda p: "alice" not in p.find_element(By.ID, "typing").text, "Alice's sent line did not end her typing")
 
 
 if __name__ == "__main__":
