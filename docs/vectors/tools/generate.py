@@ -2191,6 +2191,90 @@ def relay_vectors():
             "valid": valid, "invalid": invalid}
 
 
+# §16 Blocks -------------------------------------------------------------------------------------------------------
+
+BLOCK_TIERS = [10, 16, 20, 24]
+BLOCK_FAN_OUT = 1024
+
+
+def block_capacity(tier):
+    return (1 << tier) - 16
+
+
+def file_block_key(file_key):
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"parley.file.block.v1").derive(file_key)
+
+
+def block_nonce(depth, index):
+    return bytes([depth, 0, 0, 0]) + index.to_bytes(8, "big")
+
+
+def seal_block(plaintext, tier, file_key, depth, index):
+    assert len(plaintext) <= block_capacity(tier)
+    padded = plaintext + bytes(block_capacity(tier) - len(plaintext))
+    return AESGCM(file_block_key(file_key)).encrypt(block_nonce(depth, index), padded, None)
+
+
+def file_layout(size):
+    """(data tier, depth, data block count) of a file of `size` bytes, as §16.3 cuts it."""
+    for tier in BLOCK_TIERS:
+        if size <= block_capacity(tier):
+            return tier, 0, 1
+    data_tier = next((t for t in BLOCK_TIERS if -(-size // block_capacity(t)) <= BLOCK_FAN_OUT), 24)
+    depth, covered = 1, block_capacity(data_tier) * BLOCK_FAN_OUT
+    while covered < size:
+        depth, covered = depth + 1, covered * BLOCK_FAN_OUT
+    return data_tier, depth, -(-size // block_capacity(data_tier))
+
+
+def manifest_plaintext(depth, entry_tier, covered, entries):
+    return (b"PCBL" + bytes([1, depth, entry_tier, 0, 0, 0, 0, 0]) + len(entries).to_bytes(4, "big") + covered.to_bytes(8, "big")
+            + b"".join(entries))
+
+
+def smallest_tier(length):
+    return next(t for t in BLOCK_TIERS if length <= block_capacity(t))
+
+
+def block_vectors():
+    file_key = hashlib.sha256(b"parley vector file key").digest()
+    files = []
+    for size in [0, 5, 1008, 1009]:
+        data = bytes((i * 31 + (i >> 8)) % 256 for i in range(size))
+        tier, depth, _ = file_layout(size)
+        stored = seal_block(data, tier, file_key, 0, 0)
+        files.append({
+            "file_hex": data.hex(), "data_tier": tier, "depth": depth, "root": hashlib.sha256(stored).hexdigest(), "root_tier": tier,
+            "stored_sha256": hashlib.sha256(stored).hexdigest(),
+            **({"stored_hex": stored.hex()} if tier == 10 else {}),
+        })
+    layouts = [{"size": size, "data_tier": t, "depth": d, "data_blocks": n}
+               for size in [0, 1009, 65520, 65521, 16777200, 16777201, 67092480, 67092481, 1 << 30, 4 << 30, 20 << 30, 1 << 40]
+               for (t, d, n) in [file_layout(size)]]
+    # A file of 16,777,201 bytes: 257 data blocks of 64 KiB under one root. Its data is not given (it is large); the
+    # root manifest is, over the ids the data blocks have when the file's bytes are all 0x61.
+    size = 16777201
+    data_tier, depth, count = file_layout(size)
+    ids = []
+    for index in range(count):
+        covered = min(block_capacity(data_tier), size - index * block_capacity(data_tier))
+        ids.append(hashlib.sha256(seal_block(b"a" * covered, data_tier, file_key, 0, index)).digest())
+    plaintext = manifest_plaintext(1, data_tier, size, ids)
+    root_tier = smallest_tier(len(plaintext))
+    root = seal_block(plaintext, root_tier, file_key, 1, 0)
+    return {
+        "file_key": file_key.hex(),
+        "block_key": file_block_key(file_key).hex(),
+        "nonces": [{"depth": d, "index": i, "nonce": block_nonce(d, i).hex()} for d, i in [(0, 0), (0, 1023), (1, 1), (2, (1 << 40) + 5)]],
+        "layouts": layouts,
+        "files": files,
+        "manifest": {
+            "file_byte": "61", "size": size, "data_tier": data_tier, "depth": depth, "data_block_ids": [i.hex() for i in ids],
+            "plaintext_hex": plaintext.hex(), "root_tier": root_tier, "root": hashlib.sha256(root).hexdigest(),
+        },
+    }
+
+
 def main():
     outputs = {
         "canonical_json.json": canonical_vectors(),
@@ -2203,6 +2287,7 @@ def main():
         "codes.json": code_vectors(),
         "archives.json": archive_vectors(),
         "relay.json": relay_vectors(),
+        "blocks.json": block_vectors(),
     }
     check = "--check" in sys.argv
     failed = False
