@@ -215,8 +215,8 @@ extension DemoServer {
         }
     }
 
-    /// Sends the traffic so far (the newest ``TrafficLog/kept`` entries), then each change, until the page closes; a
-    /// page that falls far behind is cut off, and reconnects.
+    /// Sends the traffic so far (the newest ``TrafficLog/kept`` entries), then each change, until the page closes; for
+    /// a page that falls behind, only the newest 2,000 changes wait, so it costs the server a bounded amount.
     func streamTraffic(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
         let id = nextSubscriber.add(1, ordering: .relaxed).newValue
         let (stream, continuation) = AsyncStream.makeStream(of: JSONValue.self, bufferingPolicy: .bufferingNewest(2_000))
