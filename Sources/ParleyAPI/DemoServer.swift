@@ -100,10 +100,9 @@ public final class DemoServer: Service, Sendable {
         defer { _ = listening.stop() }
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             for participant in participants { tasks.addTask { await self.watch(participant) } }
-            tasks.addTask { try await application.run() }
             // The application ends on shutdown; the watches end with it.
             defer { tasks.cancelAll() }
-            try await tasks.next()
+            try await application.run()
         }
     }
 
@@ -119,7 +118,13 @@ public final class DemoServer: Service, Sendable {
 
     /// Follows a node's activity: each event it stores, and what its transports did with it.
     func watch(_ participant: Participant) async {
-        let subscription = participant.node.feed.subscribe(backlog: 10_000)
+        // A subscription cut off for falling behind is followed by a new one: the page misses some traffic, no more.
+        while !Task.isCancelled {
+            await follow(participant, participant.node.feed.subscribe(backlog: 10_000))
+        }
+    }
+
+    func follow(_ participant: Participant, _ subscription: NodeFeed.Subscription) async {
         for await activity in subscription.activity {
             switch activity {
             case .events(let roomID, let events):
@@ -222,7 +227,7 @@ extension DemoServer {
         let (stream, continuation) = AsyncStream.makeStream(of: JSONValue.self, bufferingPolicy: .bufferingNewest(2_000))
         let first: JSONValue = traffic.withLock { log in
             log.subscribers[id] = continuation
-            return ["entries": .array(Array(log.entries)), "stats": log.stats.json, "participants": participantsJSON]
+            return ["entries": .array(Array(log.entries.suffix(TrafficLog.kept))), "stats": log.stats.json, "participants": participantsJSON]
         }
         defer { _ = traffic.withLock { $0.subscribers.removeValue(forKey: id) } }
         try await outbound.write(.text(CanonicalJSON.string(first)))

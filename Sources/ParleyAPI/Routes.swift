@@ -47,13 +47,13 @@ extension LocalAPI {
             return try await call {
                 let items = try self.node.timeline(roomID, limit: limit, before: before)
                 let me = self.node.identity.signingKeyBase64
-                let unsent = items.contains { $0.senderKey == me } ? try self.node.unsentEventIDs(roomID) : []
+                let sentUpTo = items.contains { $0.senderKey == me } ? try self.node.sentUpToSeq(roomID) : nil
                 return [
                     "items": .array(
                         items.map { item in
                             var json = JSONOutput.item(item).objectValue ?? JSONObject()
                             // This device's own, not yet taken by any transport: a UI marks it as waiting.
-                            if unsent.contains(item.eventID) { json["pending"] = .bool(true) }
+                            if let sentUpTo, item.senderKey == me, item.seq > sentUpTo { json["pending"] = .bool(true) }
                             return .object(json)
                         })
                 ]

@@ -53,16 +53,8 @@ extension LocalAPI {
                     ])
                 } else if let target = event.targetEventID, [EventType.edit, EventType.reaction, EventType.redaction].contains(event.type) {
                     var changed = items(target).filter { Timeline.itemTypes.contains($0.type) }
-                    if event.type == EventType.redaction {
-                        if let message = try? node.relationTarget(of: target) {
-                            // A redacted edit or reaction changes the message it was on.
-                            changed += items(message)
-                        } else if changed.allSatisfy({ $0.type == EventType.encrypted }) {
-                            // A sealed edit or reaction, stripped, no longer says which message it was on, nor even that
-                            // it was not a message: the client finds it among what it shows.
-                            messages.append(["type": "relation:redacted", "room_id": .string(roomID), "event_id": .string(target)])
-                        }
-                    }
+                    // A redacted edit or reaction changes the message it was on.
+                    if event.type == EventType.redaction, let message = try? node.relationTarget(of: target) { changed += items(message) }
                     for item in changed { messages.append(["type": "item:changed", "room_id": .string(roomID), "item": JSONOutput.item(item)]) }
                 } else if Timeline.itemTypes.contains(event.type) {
                     for item in items(event.eventID) { messages.append(["type": "item:new", "room_id": .string(roomID), "item": JSONOutput.item(item)]) }

@@ -19,7 +19,7 @@ public struct ObservedRequest: Sendable {
 }
 
 /// Wraps a store, tells `observer` of every request, and can be taken offline: while offline every request fails as an
-/// unreachable bucket does, and coming back online sends a change notice, so readers catch up at once. What
+/// unreachable bucket does, and coming back online sends a change notice, which a reader that is not backing off after failures acts on at once. What
 /// `parley web --demo` shows of the traffic between its two nodes, and how it cuts one off.
 public final class ObservedStore: ObjectStore, Sendable {
     public let base: any ObjectStore

@@ -29,15 +29,14 @@ extension Node {
     /// The message an edit or reaction refers to, while the store knows it (``EventStore/relationTarget(of:)``).
     public func relationTarget(of eventID: String) throws -> String? { try store.relationTarget(of: eventID) }
 
-    /// This device's events of `roomID` that no transport of the room has confirmed yet (PENDING), the oldest `limit`
-    /// of each transport's; none in a room no transport carries, which has nowhere to send them.
-    public func unsentEventIDs(_ roomID: String, limit: Int = 1_000) throws -> Set<String> {
-        var unsent: Set<String>?
+    /// The highest seq of this device's chain in `roomID` that some transport of the room has confirmed: its events
+    /// after it are PENDING. `nil` for a room no transport carries, which has nowhere to send them.
+    public func sentUpToSeq(_ roomID: String) throws -> Int64? {
+        var sent: Int64?
         for transport in [TransportName.bucket, .relay] where try store.transportRoom(transport, roomID: roomID) != nil {
-            let pending = Set(try store.pendingEventIDs(transport, roomID: roomID, senderKey: identity.signingKeyBase64, limit: limit))
-            unsent = unsent.map { $0.intersection(pending) } ?? pending
+            sent = max(sent ?? 0, try store.outboxWatermark(transport, roomID: roomID))
         }
-        return unsent ?? []
+        return sent
     }
 
     /// Fork proofs found in `roomID`.

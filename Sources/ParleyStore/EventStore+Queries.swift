@@ -79,8 +79,8 @@ extension EventStore {
         }
     }
 
-    /// The event an accepted edit or reaction refers to, redacted or not; `nil` for other events, and for a sealed one
-    /// once redacted (its opened content, target included, is gone).
+    /// The event an accepted edit or reaction refers to, redacted or not (a sealed one once this device opened it);
+    /// `nil` for other events.
     public func relationTarget(of eventID: String) throws -> String? {
         try pool.read { db in
             try String.fetchOne(

@@ -349,7 +349,10 @@ struct RoomAuthorizer {
             try db.cachedStatement(sql: "UPDATE events SET wire = ? WHERE id = ?").execute(arguments: [Data(event.stripped().wire), id])
         }
         try db.cachedStatement(sql: "DELETE FROM message_search WHERE rowid = ?").execute(arguments: [id])
-        try db.cachedStatement(sql: "DELETE FROM plaintexts WHERE event_row = ?").execute(arguments: [id])
+        // The opened content goes; its type and target stay, so that a redacted sealed reaction or edit is still known
+        // for one, and not shown as a deleted message.
+        try db.cachedStatement(sql: "DELETE FROM plaintexts WHERE event_row = ? AND type IS NULL").execute(arguments: [id])
+        try db.cachedStatement(sql: "UPDATE plaintexts SET content = X'7B7D' WHERE event_row = ?").execute(arguments: [id])
         strippedContent = true
     }
 

@@ -354,9 +354,6 @@ struct ChatController {
             guard let item = message["item"] else { return }
             if !model.rooms.contains(where: { $0.id == room }) { session?.reloadRooms() }
             model.apply(item: ChatItem(json: item), room: room, isNew: message["type"]?.stringValue == "item:new")
-        case "relation:redacted":
-            guard let eventID = message["event_id"]?.stringValue else { return }
-            model.dropReaction(eventID: eventID, room: room)
         case "room:changed":
             session?.reloadRooms()
         case "typing":

@@ -173,22 +173,6 @@ public struct ChatModel: Sendable {
         typing[room]?[item.sender] = nil
     }
 
-    /// A reaction of an encrypted room was taken back and the node no longer knows its message: it is dropped from the
-    /// loaded item that holds it.
-    public mutating func dropReaction(eventID: String, room: String) {
-        guard var list = items[room] else { return }
-        for index in list.indices {
-            guard let record = list[index].reactionEvents.first(where: { $0.eventID == eventID }) else { continue }
-            list[index].reactionEvents.removeAll { $0.eventID == eventID }
-            let stillThere = list[index].reactionEvents.contains { $0.key == record.key && $0.sender == record.sender }
-            if !stillThere, let at = list[index].reactions.firstIndex(where: { $0.key == record.key }) {
-                list[index].reactions[at].users.removeAll { $0 == record.sender }
-                if list[index].reactions[at].users.isEmpty { list[index].reactions.remove(at: at) }
-            }
-        }
-        items[room] = list
-    }
-
     /// Typing notices that have not expired at `now`, in this room.
     public func typists(at now: Date) -> [String] {
         guard let room = selectedRoom else { return [] }

@@ -15,7 +15,7 @@ struct WebDemo {
 
     /// The demo's folder: the two homes and the bucket.
     var directory: String
-    /// Whether the room lives at a relay run here too (`--relay`).
+    /// Whether the room lives at a relay run here too (`--demo-relay`).
     var withRelay = false
 
     /// One person of the demo, set up.
@@ -60,7 +60,7 @@ struct WebDemo {
         func relayRecovered(relay: String) { log.relayRecovered(relay: relay) }
     }
 
-    /// The relay of `--relay`: its data in the demo folder, on the port it had last time when that is free, so that the
+    /// The relay of `--demo-relay`: its data in the demo folder, on the port it had last time when that is free, so that the
     /// rooms and sessions that name it stay right.
     func makeRelay() throws -> RelayServer {
         let data = (directory as NSString).appendingPathComponent("relay")
@@ -68,7 +68,7 @@ struct WebDemo {
         let portFile = (data as NSString).appendingPathComponent("demo-port")
         let last = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         guard let port = ([last].compactMap { $0 } + Array(8470...8570)).first(where: { LocalAPIAccess.isFree(port: $0, host: "127.0.0.1") }) else {
-            throw ClientError(.io, "No free port from 8470 to 8570 for the demo's relay.", remedy: "Stop what uses them, or leave out --relay.")
+            throw ClientError(.io, "No free port from 8470 to 8570 for the demo's relay.", remedy: "Stop what uses them, or leave out --demo-relay.")
         }
         try "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8)
         var settings = RelaySettings(dataDirectory: data)
@@ -158,7 +158,7 @@ struct WebDemo {
         if withRelay {
             let relay = try failing { try makeRelay() }
             relayRun = Task { try await relay.run() }
-            guard await relay.port() != nil else { throw ClientError(.io, "The demo's relay did not start.", remedy: "Run again without --relay.") }
+            guard await relay.port() != nil else { throw ClientError(.io, "The demo's relay did not start.", remedy: "Run again without --demo-relay.") }
             relayOrigin = relay.accounts.origin
             printError("Relay: \(relay.accounts.origin), data in \((directory as NSString).appendingPathComponent("relay"))")
             try await failingAsync { try await addRelay(relay.accounts.origin, to: people) }

@@ -1080,7 +1080,6 @@
       case "ready": onReady(socket); break;
       case "item:new": onItemNew(message.room_id, room, message.item); break;
       case "item:changed": if (room && message.item) onItemChanged(room, message.item); break;
-      case "relation:redacted": if (room) onRelationRedacted(room, message.event_id); break;
       case "room:changed": if (room) { refreshSummary(room); scheduleSealedRefresh(room); } else scheduleRoomReload(); break;
       case "sync:done": if (room) scheduleSealedRefresh(room); break;
       case "receipt": if (room && room !== view.room) scheduleSummaryRefresh(room); break;
@@ -1161,30 +1160,10 @@
     if (room.summary.last && room.summary.last.event_id === item.event_id) { room.summary.last = item; queueRoomList(); }
     if (room.loading) { room.pending.push({ item, isNew: false }); return; }
     if (!room.loaded || !room.byId.has(item.event_id)) return;
-    storeItem(room, item);
+    // The stream's items do not say whether they are still pending: what the timeline said stays.
+    const before = room.byId.get(item.event_id);
+    storeItem(room, { ...item, pending: before.pending, local: before.local });
     refreshItem(room, item.event_id);
-  }
-
-  /** A reaction of an encrypted room was taken back, and the node no longer knows its message: it is found here. */
-  function onRelationRedacted(room, eventId) {
-    for (const [id, item] of room.byId) {
-      if (!(item.reaction_events || []).some((record) => record.event_id === eventId)) continue;
-      storeItem(room, withoutReactionEvents(item, (record) => record.event_id === eventId));
-      refreshItem(room, id);
-    }
-  }
-
-  /** The item with the reaction events `drop` picks removed, and `reactions` recounted from those left. */
-  function withoutReactionEvents(item, drop) {
-    const records = (item.reaction_events || []).filter((record) => !drop(record));
-    const reactions = {};
-    for (const [key, users] of Object.entries(item.reactions || {})) {
-      // Users known only from `reactions` (an item from before reaction_events) stay unless a record of theirs was dropped.
-      const dropped = new Set((item.reaction_events || []).filter((r) => r.key === key && drop(r)).map((r) => r.sender_id));
-      const kept = users.filter((user) => !dropped.has(user) || records.some((r) => r.key === key && r.sender_id === user));
-      if (kept.length) reactions[key] = kept;
-    }
-    return { ...item, reactions, reaction_events: records };
   }
 
   function setDeliveries(ids, delivery) {
