@@ -65,7 +65,7 @@ extension LocalAPI {
             let text = try body.string("text")
             let kind =
                 try body.optionalString("msgtype").map { raw in
-                    guard let kind = MessageKind(rawValue: raw) else {
+                    guard let kind = MessageKind(rawValue: raw), kind != .file else {
                         throw APIError(ClientError(.invalidArgument, "msgtype must be text, notice or emote; it was \(raw)."))
                     }
                     return kind

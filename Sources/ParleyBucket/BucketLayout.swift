@@ -6,6 +6,7 @@ import ParleyCore
 ///     rooms/{room_id}/logs/{YYYY-MM-DD}/messages_{start_ts}_{end_ts}_{client_id}.jsonl[.gz]
 ///     rooms/{room_id}/hints/{upload_ts}_{client_id}.txt
 ///     rooms/{room_id}/archive/{YYYY-MM-DD}/{first_ts}_{last_ts}_{client_id}.manifest.json (and .jsonl.gz)
+///     rooms/{room_id}/blocks/{block_id}
 ///
 /// Names are hints only: what a file holds is judged by its signed content. Room and client ids are checked
 /// against their grammars before a key is built from them, so no key can escape its room.
@@ -15,6 +16,8 @@ public enum BucketLayout {
     public static func logsPrefix(_ roomID: String) -> String { "rooms/\(roomID)/logs/" }
     public static func hintsPrefix(_ roomID: String) -> String { "rooms/\(roomID)/hints/" }
     public static func archivePrefix(_ roomID: String) -> String { "rooms/\(roomID)/archive/" }
+    /// A file's block (docs/PROTOCOL.md §16): named by its id, so a block shared twice is one object.
+    public static func blockKey(roomID: String, id: BlockID) -> String { "rooms/\(roomID)/blocks/\(id.hex)" }
 
     /// The folder of a day's log files: `rooms/{room}/logs/{date}/`.
     public static func logsFolder(roomID: String, date: String) -> String { "\(logsPrefix(roomID))\(date)/" }

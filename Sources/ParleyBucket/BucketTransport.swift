@@ -69,6 +69,11 @@ public struct FlushReport: Sendable {
     public var roomID: String
     public var files: [String] = []
     public var events = 0
+    /// Blocks of shared files written (or found there already), and their bytes.
+    public var blocks = 0
+    public var blockBytes: Int64 = 0
+    /// Blocks the events' files need that this node does not hold: readers will find those files incomplete.
+    public var missingBlocks = 0
 
     public init(roomID: String) { self.roomID = roomID }
 }
@@ -208,10 +213,61 @@ public struct BucketTransport: Sendable {
                 uploads = [next]
             }
             let upload = uploads.removeFirst()
+            try await writeBlocks(of: upload, to: objects, report: &report)
             report.files.append(try await write(upload, to: objects))
             report.events += Int(upload.lastSeq - upload.firstSeq + 1)
         }
         return report
+    }
+
+    /// Writes the blocks of the files the upload's events share, before the events: a reader that sees a message finds
+    /// its file. Create-only under their ids; one the bucket holds already (the same file shared again, an earlier
+    /// attempt) is not sent again.
+    func writeBlocks(of upload: OutboxFile, to objects: any ObjectStore, report: inout FlushReport) async throws {
+        let (blocks, missing) = try host.fileBlocks(roomID: upload.roomID, seqs: upload.firstSeq...upload.lastSeq)
+        report.missingBlocks += missing
+        guard !blocks.isEmpty else { return }
+        let host = host
+        let retention = settings.retention
+        let roomID = upload.roomID
+        @Sendable func put(_ block: BlockRef) async throws -> Int64 {
+            let key = BucketLayout.blockKey(roomID: roomID, id: block.id)
+            if let existing = try await objects.head(key: key), existing.size == Int64(block.tier.byteCount) {
+                BlockTransfer.progress?(existing.size)
+                return existing.size
+            }
+            guard let bytes = try host.block(block.id) else { return 0 }
+            if try await objects.putIfAbsent(key: key, bytes: bytes, retention: retention) == .conflict {
+                throw BucketError(
+                    .invalidContent, "\(objects.location) holds other bytes under block \(block.id.hex.prefix(16))…; the file cannot be shared there.")
+            }
+            BlockTransfer.progress?(Int64(bytes.count))
+            return Int64(bytes.count)
+        }
+        let window = BlockTransfer.concurrency(for: blocks.map(\.tier).max()!)
+        try await withThrowingTaskGroup(of: Int64.self) { group in
+            var next = 0
+            while next < min(window, blocks.count) {
+                let block = blocks[next]
+                group.addTask { try await put(block) }
+                next += 1
+            }
+            while let bytes = try await group.next() {
+                if bytes > 0 { report.blocks += 1 }
+                report.blockBytes += bytes
+                if next < blocks.count {
+                    let block = blocks[next]
+                    group.addTask { try await put(block) }
+                    next += 1
+                }
+            }
+        }
+    }
+
+    /// Fetches a block of the room's files from the bucket: exactly its tier's length at most, unchecked (the reader
+    /// checks it).
+    public func block(_ block: BlockRef, roomID: String, objects: any ObjectStore) async throws(BucketError) -> [UInt8] {
+        try await objects.get(key: BucketLayout.blockKey(roomID: roomID, id: block.id), maxBytes: block.tier.byteCount)
     }
 
     /// Writes one upload as its ``BucketWriter`` decides (renaming it if another object has its name); returns the key

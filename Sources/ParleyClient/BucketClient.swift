@@ -280,3 +280,29 @@ extension BucketClient {
         return DirectMessageStart(roomID: roomID, inviteCode: try inviteCode(roomID), existing: false)
     }
 }
+
+extension BucketClient {
+    /// Where a bucket room's blocks are fetched from; `nil` when the room does not live in a bucket on this node.
+    public func blockSource(_ roomID: String) throws -> (any BlockSource)? {
+        let transport = transport
+        guard let room = try transport.host.room(roomID) else { return nil }
+        return BucketBlockSource(transport: transport, roomID: roomID, objects: try bucketCall { () throws(BucketError) in try transport.objects(for: room) })
+    }
+}
+
+/// A bucket room's blocks (`rooms/{room}/blocks/{id}`).
+struct BucketBlockSource: BlockSource {
+    let transport: BucketTransport
+    let roomID: String
+    let objects: any ObjectStore
+
+    func fetch(_ block: BlockRef) async throws -> [UInt8] {
+        do {
+            return try await transport.block(block, roomID: roomID, objects: objects)
+        } catch  where error.kind == .notFound {
+            throw ClientError(.notFound, "\(objects.location) holds no block \(block.id.hex.prefix(16))…")
+        } catch {
+            throw ClientError(error)
+        }
+    }
+}

@@ -36,6 +36,12 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
         public static let notLoggedIn = Code(name: "not_logged_in")
         /// A relay refused what the node sent it.
         public static let relayRefused = Code(name: "relay_refused")
+        /// What was asked for is not where it was looked for (a block not in a bucket).
+        public static let notFound = Code(name: "not_found")
+        /// A file's blocks could not all be fetched and checked: nothing of it was handed out.
+        public static let incomplete = Code(name: "incomplete")
+        /// The path to write exists already; it is never replaced.
+        public static let alreadyExists = Code(name: "already_exists")
 
         /// The store's code, under the same name.
         public init(_ code: StoreError.Code) { name = code.name }

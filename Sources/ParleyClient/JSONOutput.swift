@@ -11,6 +11,7 @@ public enum JSONOutput {
         object["type"] = .string(item.type)
         if let kind = item.messageKind { object["msgtype"] = .string(kind.rawValue) }
         if let body = item.body { object["body"] = .string(body) }
+        if let file = item.file { object["file"] = fileSummary(file) }
         object["edited"] = .bool(item.edited)
         object["redacted"] = .bool(item.redacted)
         var reactions = JSONObject()
@@ -26,6 +27,21 @@ public enum JSONOutput {
         }
         if let summary = item.summary { object["summary"] = .string(summary) }
         if item.undecryptable { object["undecryptable"] = .bool(true) }
+        return .object(object)
+    }
+
+    /// What a reader is told of a shared file: its name, media type, size, SHA-256 and dimensions. The key and block
+    /// ids stay in the node, which fetches the file (`parley download`, the local API).
+    public static func fileSummary(_ file: FileAttachment) -> JSONValue {
+        var object = JSONObject()
+        object["name"] = .string(file.name)
+        object["media_type"] = .string(file.mediaType)
+        object["size"] = .integer(file.size)
+        object["sha256"] = .string(Hex.encode(file.sha256))
+        if let width = file.width, let height = file.height {
+            object["width"] = .integer(Int64(width))
+            object["height"] = .integer(Int64(height))
+        }
         return .object(object)
     }
 

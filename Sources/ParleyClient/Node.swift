@@ -31,6 +31,8 @@ public final class Node: Sendable {
     /// The store, for benchmarks and tools that set up fixtures (`@_spi(Tools) import ParleyClient`); a UI goes through
     /// `Node`'s methods, and `scripts/test` refuses `@_spi` in `Sources/parley`.
     @_spi(Tools) public let store: EventStore
+    /// The blocks of files this node shared or fetched, each once.
+    public let blocks: BlockStore
     /// The local clock, in Unix milliseconds; replaceable in tests.
     public let clock: @Sendable () -> Int64
     /// What happens in this node, for a UI: new events, what transports confirmed or failed to take, typing.
@@ -73,6 +75,7 @@ public final class Node: Sendable {
                         }
                     }))
             feed = try NodeFeed(store: store)
+            blocks = try BlockStore(path: home.blocksPath)
         } catch {
             throw ClientError(describing: error, home: home)
         }
@@ -323,6 +326,9 @@ public final class Node: Sendable {
     public func send(_ roomID: String, text: String, kind: MessageKind = .text, replyTo: String? = nil) throws -> VerifiedEvent {
         let state = try requireState(roomID)
         guard !text.isEmpty else { throw ClientError(.invalidArgument, "A message cannot be empty.") }
+        guard kind != .file else {
+            throw ClientError(.invalidArgument, "A file message needs its file.", remedy: "Share a file with `parley send ROOM --file PATH`.")
+        }
         if let replyTo {
             if let problem = EventID.problem(with: replyTo, roomID: roomID) { throw ClientError(.invalidArgument, "Invalid --reply-to: \(problem).") }
             guard try store.event(eventID: replyTo) != nil else { throw ClientError(.unknownEvent, "This node does not hold event \(replyTo).") }

@@ -56,6 +56,20 @@ struct NodeTransportHost: TransportHost {
         }
     }
 
+    func fileBlocks(roomID: String, seqs: ClosedRange<Int64>) throws -> (blocks: [BlockRef], missing: Int) {
+        var all: [BlockRef] = []
+        var seen: Set<BlockID> = []
+        var missing = 0
+        for file in try node.store.fileAttachments(roomID: roomID, senderKey: deviceKey, seqs: seqs) {
+            let (blocks, unheld) = try node.localBlocks(of: file.reference)
+            missing += unheld
+            all += blocks.filter { seen.insert($0.id).inserted }
+        }
+        return (all, missing)
+    }
+
+    func block(_ id: BlockID) throws -> [UInt8]? { try node.blocks.read(id) }
+
     func chainHeads(roomID: String) throws -> [String: Int64] { try node.store.chainHeads(roomID: roomID) }
 
     func chainEvents(roomID: String, after heads: [String: Int64], limit: Int) throws -> (events: [ChainedWire], next: [String: Int64]?) {

@@ -18,6 +18,8 @@ public struct ParleyHome: Sendable {
     public var identityPath: String { url.appendingPathComponent("identity.json").path }
     public var secretKeyPath: String { url.appendingPathComponent("device.key").path }
     public var storePath: String { url.appendingPathComponent("parley.sqlite").path }
+    /// The node's blocks (``BlockStore``).
+    public var blocksPath: String { url.appendingPathComponent("blocks").path }
     /// The node's settings (``Configuration``); optional.
     public var configPath: String { url.appendingPathComponent("config.toml").path }
     var lockPath: String { url.appendingPathComponent("node.lock").path }

@@ -184,6 +184,7 @@ public final class EventStore: Sendable {
         registerRejectedLogMigration(&migrator)
         registerTransportTablesMigration(&migrator)
         registerFeedChangesMigration(&migrator)
+        registerSentFilesMigration(&migrator)
         return migrator
     }
 }

@@ -54,6 +54,16 @@ public protocol TransportHost: Sendable {
     /// Counts this device's events in the room as sent, without a unit: the transport read them back from elsewhere.
     func markAllSent(roomID: String) throws
 
+    // MARK: Blocks
+
+    /// The blocks of the files that this device's events with seqs `seqs` in the room share, each file's manifests
+    /// before its data: what a transport puts where readers find them before it sends the events.
+    /// - Returns: the blocks, and how many of them this node does not hold (they cannot be sent; readers will find
+    ///   the file incomplete).
+    func fileBlocks(roomID: String, seqs: ClosedRange<Int64>) throws -> (blocks: [BlockRef], missing: Int)
+    /// A block this node holds, checked against its id; `nil` when it holds none.
+    func block(_ id: BlockID) throws -> [UInt8]?
+
     // MARK: Events
 
     /// The room's founding events (its create and the creator's join) when this device created the room; empty

@@ -32,7 +32,15 @@ struct TextInput: ParsableArguments {
     static let maxBytes = 1 << 20
 
     func validate() throws {
-        guard (text == nil) != (textFile == nil) else { throw ValidationError("Give the text, '-' to read it from standard input, or --text-file PATH.") }
+        guard text == nil || textFile == nil else { throw ValidationError("Give the text, or --text-file PATH, not both.") }
+    }
+
+    /// Whether text was given at all.
+    var isGiven: Bool { text != nil || textFile != nil }
+
+    /// Refuses a command without text.
+    func require() throws {
+        guard isGiven else { throw ValidationError("Give the text, '-' to read it from standard input, or --text-file PATH.") }
     }
 
     /// The text; from standard input or a file, without its final line ending.
@@ -64,23 +72,105 @@ struct TextInput: ParsableArguments {
 
 struct Send: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Send a message; prints the new event id.",
-        discussion:
-            "The text is the argument, or with '-' standard input, or with --text-file a file; one message holds up to about 63 KiB of text (46 KiB in an encrypted room)."
+        abstract: "Send a message, or share a file with --file; prints the new event id.",
+        discussion: """
+            The text is the argument, or with '-' standard input, or with --text-file a file; one message holds up to \
+            about 63 KiB of text (46 KiB in an encrypted room). With --file, the file (up to 4 GiB) is sealed into \
+            blocks under a key of its own and shared with the text as its caption; in a bucket room its blocks and \
+            the message are written to the bucket at once, with a progress bar on a terminal.
+            """
     )
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @OptionGroup var input: TextInput
+    @Option(help: "Share this file; the text, if any, is its caption.") var file: String?
     @Option(name: .customLong("reply-to"), help: "The event this replies to: its id, or the start of the id's last part.") var replyTo: String?
     @Flag(help: "Send as a notice (msgtype notice).") var notice = false
     @Flag(help: "Send as an emote (msgtype emote).") var emote = false
     @OptionGroup var options: PublishOptions
 
+    func validate() throws {
+        if file == nil { try input.require() }
+        guard file == nil || (!notice && !emote) else { throw ValidationError("--file shares a file; --notice and --emote are for text.") }
+    }
+
     func run() async throws {
+        if let file {
+            try await shareFile(file)
+            return
+        }
         let kind: MessageKind = emote ? .emote : notice ? .notice : .text
         try await options.publish(in: roomID, global) { node in
             let parent = try replyTo.map { try node.resolveEventID($0, in: roomID) }
             return try node.send(roomID, text: try input.read(), kind: kind, replyTo: parent)
+        }
+    }
+
+    func shareFile(_ path: String) async throws {
+        let node = try global.node()
+        let sealing = ProgressBar("sealing  ", total: 0)
+        let event = try failing {
+            let parent = try replyTo.map { try node.resolveEventID($0, in: roomID) }
+            let caption = input.isGiven ? try input.read() : nil
+            defer { sealing.finish() }
+            return try node.shareFile(roomID, path: path, caption: caption, replyTo: parent) { done, total in sealing.set(done, of: total) }
+        }
+        report(event, json: options.json)
+        // A file is shared once its blocks are where members fetch them: written now, not at the next sync.
+        let layout = try? node.fileAttachment(eventID: event.event.eventID).reference.layout
+        let stored = layout.map { Int64($0.dataBlockCount) * Int64($0.dataTier.byteCount) + Int64($0.rootTier.byteCount) } ?? 0
+        let uploading = ProgressBar("uploading", total: stored)
+        defer { uploading.finish() }
+        let progress: @Sendable (Int64) -> Void = { uploading.add($0) }
+        try await BlockTransfer.$progress.withValue(progress) {
+            try await failingAsync { try await flushIfBucket(node, roomID) }
+        }
+        try await sendThroughRelay(node, roomID)
+    }
+}
+
+struct Download: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Save the file a message shares.",
+        discussion: """
+            Give the message's whole id, or the room and the start of the id's last part (as `parley log` shows it). \
+            The file is written to -o PATH, or under its name in the current folder; an existing file is never \
+            replaced. Blocks this node holds are read here, the others fetched from the room's bucket several at a \
+            time and kept, so a download that was cut takes up where it stopped. Every block, then the whole file's \
+            SHA-256, is checked before the file gets its name; until then it is PATH.part. Prints the path.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The message's id; or the room, then the start of the id's last part.") var references: [String]
+    @Option(name: [.customShort("o"), .customLong("output")], help: "Where to write the file.") var outputPath: String?
+    @Flag(help: "Print the path, size and SHA-256 as JSON.") var json = false
+
+    func validate() throws {
+        guard (1...2).contains(references.count) else { throw ValidationError("Give the message's whole id, or ROOM and the start of the id.") }
+    }
+
+    func run() async throws {
+        let node = try global.node()
+        let (roomID, eventID) = try failing { () throws -> (String, String) in
+            if references.count == 2 { return (references[0], try node.resolveEventID(references[1], in: references[0])) }
+            guard let separator = references[0].range(of: "::") else {
+                throw ClientError(
+                    .invalidArgument, "\(references[0]) is not a whole event id.", remedy: "Give the room too: parley download ROOM \(references[0]).")
+            }
+            let roomID = String(references[0][..<separator.lowerBound])
+            return (roomID, try node.resolveEventID(references[0], in: roomID))
+        }
+        let file = try failing { try node.fileAttachment(eventID: eventID) }
+        let path = outputPath ?? file.name
+        let source = try failing { try bucketClient(node).blockSource(roomID) }
+        let bar = ProgressBar("downloading", total: file.size)
+        let report = try await failingAsync {
+            defer { bar.finish() }
+            return try await node.download(file, from: source, to: path) { done, _ in bar.set(done) }
+        }
+        if json {
+            printJSON(["path": .string(report.path), "size": .integer(report.bytes), "sha256": .string(Hex.encode(file.sha256))])
+        } else {
+            output(report.path)
         }
     }
 }
@@ -95,6 +185,8 @@ struct Edit: AsyncParsableCommand {
     @Argument var eventID: String
     @OptionGroup var input: TextInput
     @OptionGroup var options: PublishOptions
+
+    func validate() throws { try input.require() }
 
     func run() async throws {
         try await options.publish(in: roomID, global) { node in

@@ -54,7 +54,12 @@ struct TimelineText {
         } else if item.undecryptable {
             head = "\(item.senderID): [encrypted: this device has no key for it yet]"
         } else {
-            let body = (item.body ?? "[content unavailable]").split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+            var text = item.body ?? "[content unavailable]"
+            if let file = item.file {
+                let described = "[file: \(file.name), \(TimelineText.size(file.size))\(file.width.map { ", \($0)×\(file.height ?? 0)" } ?? "")]"
+                text = text == file.name ? described : "\(described) \(text)"
+            }
+            let body = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
             head = item.messageKind == .emote ? "* \(item.senderID) \(body[0])" : "\(item.senderID): \(body[0])"
             more = body.dropFirst().map { $0 }
         }
@@ -67,6 +72,16 @@ struct TimelineText {
         let reactions = item.reactions.keys.sorted().map { "\($0)×\(item.reactions[$0]!.count)" }
         if !reactions.isEmpty { head += "  [" + reactions.joined(separator: " ") + "]" }
         return ["\(prefix)\(time.format(item.timestampMs))  \(head)  \(item.eventID)"] + more.map { TimelineText.indent + $0 }
+    }
+
+    /// A size for a person: bytes, KiB, MiB or GiB with one decimal.
+    static func size(_ bytes: Int64) -> String {
+        switch bytes {
+        case ..<1024: "\(bytes) bytes"
+        case ..<(1 << 20): String(format: "%.1f KiB", Double(bytes) / 1024)
+        case ..<(1 << 30): String(format: "%.1f MiB", Double(bytes) / 1_048_576)
+        default: String(format: "%.1f GiB", Double(bytes) / 1_073_741_824)
+        }
     }
 
     /// What a reply answers: `(reply to bob: "the start of its first line…")`, or `(reply to a message not held)`.

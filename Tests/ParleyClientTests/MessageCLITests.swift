@@ -54,10 +54,15 @@ import Testing
     @Test func `send refuses a text and a file at once, and neither`() throws {
         let room = try RoomOfOne()
         let node = room.node
-        for arguments in [["send", "r"], ["send", "r", "text", "--text-file", "/dev/null"]] {
+        let cases = [
+            (["send", "r"], "Give the text, '-' to read it from standard input, or --text-file PATH."),
+            (["send", "r", "text", "--text-file", "/dev/null"], "Give the text, or --text-file PATH, not both."),
+            (["send", "r", "--file", "/dev/null", "--emote"], "--file shares a file; --notice and --emote are for text."),
+        ]
+        for (arguments, message) in cases {
             let result = try node.run(arguments)
             #expect(result.status == 64)
-            #expect(result.stderr.contains("Give the text, '-' to read it from standard input, or --text-file PATH."))
+            #expect(result.stderr.contains(message), "\(result.stderr)")
         }
     }
 

@@ -51,19 +51,18 @@ import Testing
         return output
     }
 
-    @Test func `a file up to one block's capacity is one block of the smallest tier that holds it`() throws {
-        let cases: [(Int64, BlockTier)] = [
-            (0, .small), (1, .small), (1_008, .small), (1_009, .medium), (65_520, .medium), (65_521, .large), (16_777_200, .huge),
-        ]
+    @Test func `a file up to a 64 KiB block's capacity is one block of the smallest tier that holds it`() throws {
+        let cases: [(Int64, BlockTier)] = [(0, .small), (1, .small), (1_008, .small), (1_009, .medium), (65_520, .medium)]
         for (size, tier) in cases {
             let layout = try FileLayout(size: size)
             #expect(layout.depth == 0 && layout.dataTier == tier, "\(size) bytes")
         }
     }
 
-    @Test func `a larger file takes the smallest tier that needs at most 1,024 blocks, under as many levels of manifests as it needs`() throws {
+    @Test func `a larger file takes the smallest tier that needs at most 256 blocks, under as many levels of manifests as it needs`() throws {
         let cases: [(Int64, BlockTier, UInt8, Int64)] = [
-            (16_777_201, .medium, 1, 257), (67_092_480, .medium, 1, 1_024), (67_092_481, .large, 1, 64),
+            (65_521, .medium, 1, 2), (16_773_120, .medium, 1, 256), (16_773_121, .large, 1, 16), (268_431_360, .large, 1, 256),
+            (268_431_361, .huge, 1, 16),
             (1 << 30, .huge, 1, 65), (4 << 30, .huge, 1, 257), (20 << 30, .huge, 2, 1_281), (FileLayout.maxSize, .huge, 2, 65_537),
         ]
         for (size, tier, depth, blocks) in cases {
@@ -76,7 +75,7 @@ import Testing
     }
 
     @Test func `files read back byte for byte, every block exactly its tier long and named by its hash`() throws {
-        for size in [0, 1, 1_008, 1_009, 70_000, 16_777_200, 16_777_201 + 65_520 * 3 + 7] {
+        for size in [0, 1, 1_008, 1_009, 65_520, 65_521, 70_000, 16_773_121 + 1_048_560 * 3 + 7] {
             let bytes = Self.file(size)
             let (blocks, reference, _) = try Self.seal(bytes, chunk: 65_536 + 17)
             #expect(reference.layout.size == Int64(size))
@@ -87,23 +86,23 @@ import Testing
             #expect(try Self.read(reference, from: blocks) == bytes, "\(size) bytes")
         }
         // Given in one piece, or a few bytes at a time, a file makes the same blocks.
-        let bytes = Self.file(70_000)
+        let bytes = Self.file(60_000)
         let whole = try Self.seal(bytes, chunk: bytes.count)
         let pieces = try Self.seal(bytes, chunk: 7)
         #expect(whole.order == pieces.order && whole.order.count == 1)
     }
 
     @Test func `a file of more than one block has a manifest root listing its data blocks in order`() throws {
-        let size = 16_777_201
+        let size = 255 * 65_520 + 1_000
         let (blocks, reference, order) = try Self.seal(Self.file(size))
         #expect(try Self.seal(Self.file(size), chunk: size).order == order, "the whole file in one piece makes the same blocks")
         #expect(reference.layout.depth == 1 && reference.rootTier == .medium)
-        #expect(blocks.count == 258 && order.last == reference.root)
+        #expect(blocks.count == 257 && order.last == reference.root)
         let reader = FileReader(reference)
         let listed = try reader.manifest(blocks[reference.root]!, fetched: reader.root)
         #expect(listed.map(\.id) == Array(order.dropLast()))
         #expect(listed.map(\.covered).reduce(0, +) == Int64(size))
-        #expect(listed.last?.covered == Int64(size) - 256 * 65_520)
+        #expect(listed.last?.covered == 1_000)
     }
 
     @Test func `the same file under another key shares no block`() throws {
@@ -141,8 +140,8 @@ import Testing
     }
 
     @Test func `manifests that claim sizes beyond their blocks, name a tier that does not exist, or break the layout are refused`() throws {
-        let size: Int64 = 16_777_201
-        let ids = (0..<257).map { BlockID.of([UInt8($0 % 256), UInt8($0 / 256)]) }
+        let size: Int64 = 16_773_120
+        let ids = (0..<256).map { BlockID.of([UInt8($0 % 256), UInt8($0 / 256)]) }
         func refused(_ manifest: [UInt8], _ why: String, size: Int64 = size) throws {
             let (reference, stored) = try Self.hostileRoot(manifest, size: size)
             let reader = FileReader(reference)
@@ -150,7 +149,7 @@ import Testing
         }
         let good = FileManifest(depth: 1, entryTier: .medium, covered: size, entries: ids)
         let (reference, stored) = try Self.hostileRoot(good.plaintext, size: size)
-        #expect(try FileReader(reference).manifest(stored, fetched: FileReader(reference).root).count == 257)
+        #expect(try FileReader(reference).manifest(stored, fetched: FileReader(reference).root).count == 256)
 
         try refused(FileManifest(depth: 1, entryTier: .medium, covered: size * 1_000, entries: ids).plaintext, "a size far beyond its blocks")
         try refused(FileManifest(depth: 1, entryTier: .medium, covered: size, entries: Array(ids.prefix(2))).plaintext, "too few blocks for its size")

@@ -37,7 +37,7 @@ import Testing
         }
     }
 
-    @Test func `a file of 257 blocks makes the generator's data blocks and root manifest`() throws {
+    @Test func `a file of 256 blocks makes the generator's data blocks and root manifest`() throws {
         let vector = vectors["manifest"]!
         let size = Int(vector["size"]!.integerValue!)
         var sealer = try FileSealer(size: Int64(size), key: key)
@@ -57,5 +57,13 @@ import Testing
         #expect(manifest.entries.map(\.hex) == vector["data_block_ids"]!.array.map(\.text))
         let reader = FileReader(reference)
         #expect(try reader.manifest(made.last!.bytes, fetched: reader.root).map(\.id) == manifest.entries)
+    }
+
+    @Test func `file messages are accepted or refused as the generator says`() throws {
+        for vector in vectors["file_messages"]!.array {
+            guard case .object(let content) = vector["content"]! else { throw BlockError(.badReference, "not an object") }
+            let accepted = (try? EventContent.parse(type: EventType.message, content: content, roomID: "room")) != nil
+            #expect(accepted == (vector["valid"] == .bool(true)), "\(CanonicalJSON.string(.object(content)).prefix(200))")
+        }
     }
 }

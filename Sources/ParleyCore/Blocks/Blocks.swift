@@ -77,7 +77,7 @@ public struct BlockID: Hashable, Sendable, CustomStringConvertible {
 
 /// A file's key (§16.2): 32 random bytes carried in the message that shares the file, from which the key every one of
 /// its blocks is sealed with is derived.
-public struct FileKey: Sendable {
+public struct FileKey: Sendable, Equatable {
     public static let byteCount = 32
     public let bytes: [UInt8]
     let aeadKey: SymmetricKey
@@ -88,6 +88,8 @@ public struct FileKey: Sendable {
         aeadKey = HKDF<SHA256>.deriveKey(
             inputKeyMaterial: SymmetricKey(data: bytes), salt: [UInt8](), info: Array("parley.file.block.v1".utf8), outputByteCount: 32)
     }
+
+    public static func == (lhs: FileKey, rhs: FileKey) -> Bool { lhs.bytes == rhs.bytes }
 
     /// A fresh random key.
     public static func random(using generator: inout some RandomNumberGenerator) -> FileKey {

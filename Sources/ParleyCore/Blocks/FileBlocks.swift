@@ -1,15 +1,18 @@
 import Crypto
 import Foundation
 
-/// How a file of a given size is cut into blocks (docs/PROTOCOL.md §16.3). Up to one block's capacity (16 MiB less the
-/// tag) a file is one data block of the smallest tier that holds it. A larger one is cut into data blocks of the
-/// smallest tier that needs at most ``fanOut`` of them (16 MiB blocks past 16 GiB), listed by manifests of at most
-/// ``fanOut`` entries each, manifests of manifests above them, up to one root.
+/// How a file of a given size is cut into blocks (docs/PROTOCOL.md §16.3). Up to a 64 KiB block's capacity a file is
+/// one data block of the smallest tier that holds it. A larger one is cut into data blocks of the smallest tier of
+/// 64 KiB, 1 MiB and 16 MiB that needs at most ``targetBlocks`` of them (16 MiB past 4 GiB), so padding wastes at most
+/// about a sixteenth and a file takes few objects; they are listed by manifests of at most ``fanOut`` entries each,
+/// manifests of manifests above them, up to one root.
 public struct FileLayout: Sendable, Equatable {
-    /// Entries per manifest, and data blocks a file is cut into before its blocks grow a tier.
+    /// Entries per manifest.
     public static let fanOut = 1_024
-    /// Levels of manifests a reader follows at most: 1,024³ blocks of 16 MiB is far beyond any file this version takes.
-    public static let maxDepth: UInt8 = 3
+    /// Data blocks a file is cut into before its blocks grow a tier.
+    public static let targetBlocks: Int64 = 256
+    /// The largest file that is one block: what a 64 KiB block holds.
+    public static let singleBlockLimit = BlockTier.medium.capacity
     /// The largest file a reference may describe: 1 TiB.
     public static let maxSize: Int64 = 1 << 40
     /// The tier of every manifest but the root: one that holds a full manifest.
@@ -23,12 +26,12 @@ public struct FileLayout: Sendable, Equatable {
     public init(size: Int64) throws(BlockError) {
         guard size >= 0, size <= FileLayout.maxSize else { throw BlockError(.badReference, "a file is 0 to 1 TiB; this one claims \(size) bytes") }
         self.size = size
-        if let tier = BlockTier.fitting(Int(size)) {
-            dataTier = tier
+        if size <= FileLayout.singleBlockLimit {
+            dataTier = BlockTier.fitting(Int(size))!
             depth = 0
             return
         }
-        dataTier = BlockTier.allCases.first { Self.count(size, per: Int64($0.capacity)) <= Int64(FileLayout.fanOut) } ?? .huge
+        dataTier = [BlockTier.medium, .large].first { Self.count(size, per: Int64($0.capacity)) <= FileLayout.targetBlocks } ?? .huge
         var depth: UInt8 = 1
         var covered = Int64(dataTier.capacity) * Int64(FileLayout.fanOut)
         while covered < size {
@@ -48,6 +51,14 @@ public struct FileLayout: Sendable, Equatable {
         return span
     }
 
+    /// The tier the root is sealed at: the data tier for a file of one block, else the smallest that holds the root
+    /// manifest, whose entry count follows from the size.
+    public var rootTier: BlockTier {
+        guard depth > 0 else { return dataTier }
+        let entries = Self.count(size, per: span(depth: depth - 1))
+        return BlockTier.fitting(FileManifest.headerByteCount + Int(entries) * BlockID.byteCount)!
+    }
+
     static func count(_ size: Int64, per unit: Int64) -> Int64 { (size + unit - 1) / unit }
 }
 
@@ -64,7 +75,7 @@ public struct SealedBlock: Sendable, Equatable {
 
 /// What a message carries to let a member fetch and open a file (§16.4): its root block, the root's tier and depth,
 /// the file's size and key. The name, type and SHA-256 of the file go beside it in the message.
-public struct FileReference: Sendable {
+public struct FileReference: Sendable, Equatable {
     public var root: BlockID
     public var rootTier: BlockTier
     public var key: FileKey
@@ -75,6 +86,15 @@ public struct FileReference: Sendable {
         self.rootTier = rootTier
         self.key = key
         self.layout = layout
+    }
+
+    /// A reference as a message gives it, checked: the root's tier must be the one the size implies (§16.3).
+    public init(root: BlockID, rootTier: BlockTier, key: FileKey, size: Int64) throws(BlockError) {
+        let layout = try FileLayout(size: size)
+        guard rootTier == layout.rootTier else {
+            throw BlockError(.badReference, "a file of \(size) bytes has its root at tier \(layout.rootTier.rawValue), not \(rootTier.rawValue)")
+        }
+        self.init(root: root, rootTier: rootTier, key: key, layout: layout)
     }
 }
 

@@ -65,7 +65,8 @@ public struct DeviceBinding: Sendable, Equatable, Hashable {
 
 /// Message kinds of `m.room.message` (`msgtype`).
 public enum MessageKind: String, Sendable, Equatable, CaseIterable {
-    case text, notice, emote
+    /// `file` shares a file (its `file` object, §16.4); the body is its caption, or its name.
+    case text, notice, emote, file
 }
 
 /// Receipt kinds of `m.receipt`.
@@ -80,7 +81,8 @@ public enum EventContent: Sendable, Equatable {
     case powerLevels(PowerLevels)
     case name(String)
     case topic(String)
-    case message(kind: MessageKind, body: String)
+    /// A message; `file` is present exactly when `kind` is `.file`.
+    case message(kind: MessageKind, body: String, file: FileAttachment? = nil)
     case edit(target: String, body: String)
     case redaction(target: String, reason: String?)
     case reaction(target: String, key: String)
@@ -162,7 +164,12 @@ extension EventContent {
             result = .topic(try reader.string("topic", maxBytes: maxTopicBytes, allowEmpty: true))
         case EventType.message:
             let kind = try reader.enumeration("msgtype", MessageKind.self)
-            result = .message(kind: kind, body: try reader.string("body"))
+            let body = try reader.string("body")
+            let file = try reader.optionalValue("file").map { value throws(ContentError) in try FileAttachment.parse(value) }
+            guard (kind == .file) == (file != nil) else {
+                throw ContentError(kind == .file ? "m.room.message: msgtype file needs a file object" : "m.room.message: only msgtype file has a file object")
+            }
+            result = .message(kind: kind, body: body, file: file)
         case EventType.edit:
             let target = try reader.eventID("target_event_id", roomID: roomID)
             result = .edit(target: target, body: try reader.string("body"))
@@ -288,6 +295,19 @@ struct ContentReader {
             throw ContentError("\(type): field \"\(name)\" must be an integer, found \(value.kindName)")
         }
         return number
+    }
+
+    mutating func optionalValue(_ name: String) -> JSONValue? {
+        read.append(name)
+        return content[name]
+    }
+
+    mutating func optionalInteger(_ name: String) throws(ContentError) -> Int64? {
+        guard content[name] != nil else {
+            read.append(name)
+            return nil
+        }
+        return try integer(name)
     }
 
     mutating func optionalArray(_ name: String) throws(ContentError) -> [JSONValue]? {

@@ -23,8 +23,10 @@ public struct TimelineItem: Sendable, Equatable {
     public var seq: Int64
     public var timestampMs: Int64
     public var type: String
-    /// `text`, `notice` or `emote` for messages.
+    /// `text`, `notice`, `emote` or `file` for messages.
     public var messageKind: MessageKind?
+    /// The file a message of kind `file` shares; `nil` when redacted.
+    public var file: FileAttachment?
     /// The current text: the newest edit's, else the original's. `nil` when redacted or not held.
     public var body: String?
     public var edited: Bool = false
@@ -97,11 +99,12 @@ public enum Timeline {
             item.redacted = isRedacted(event)
             let content = event.content.flatMap { try? EventContent.parse(type: event.type, content: $0, roomID: event.roomID) }
             switch content {
-            case .message(let kind, let body)?:
+            case .message(let kind, let body, let file)?:
                 // A redacted message shows nothing of its content, not even its kind: a store has stripped it.
                 guard !item.redacted else { break }
                 item.messageKind = kind
                 item.body = body
+                item.file = file
                 let history = (edits[event.eventID] ?? []).filter { $0.senderID == event.senderID }.sorted(by: precedes)
                 item.edits = history.compactMap { edit in
                     guard case .edit(_, let newBody)? = edit.content.flatMap({ try? EventContent.parse(type: edit.type, content: $0, roomID: edit.roomID) })

@@ -2195,6 +2195,7 @@ def relay_vectors():
 
 BLOCK_TIERS = [10, 16, 20, 24]
 BLOCK_FAN_OUT = 1024
+BLOCK_TARGET_BLOCKS = 256
 
 
 def block_capacity(tier):
@@ -2217,10 +2218,9 @@ def seal_block(plaintext, tier, file_key, depth, index):
 
 def file_layout(size):
     """(data tier, depth, data block count) of a file of `size` bytes, as §16.3 cuts it."""
-    for tier in BLOCK_TIERS:
-        if size <= block_capacity(tier):
-            return tier, 0, 1
-    data_tier = next((t for t in BLOCK_TIERS if -(-size // block_capacity(t)) <= BLOCK_FAN_OUT), 24)
+    if size <= block_capacity(16):
+        return smallest_tier(size), 0, 1
+    data_tier = next((t for t in [16, 20] if -(-size // block_capacity(t)) <= BLOCK_TARGET_BLOCKS), 24)
     depth, covered = 1, block_capacity(data_tier) * BLOCK_FAN_OUT
     while covered < size:
         depth, covered = depth + 1, covered * BLOCK_FAN_OUT
@@ -2249,11 +2249,11 @@ def block_vectors():
             **({"stored_hex": stored.hex()} if tier == 10 else {}),
         })
     layouts = [{"size": size, "data_tier": t, "depth": d, "data_blocks": n}
-               for size in [0, 1009, 65520, 65521, 16777200, 16777201, 67092480, 67092481, 1 << 30, 4 << 30, 20 << 30, 1 << 40]
+               for size in [0, 1009, 65520, 65521, 16773120, 16773121, 268431360, 268431361, 1 << 30, 4 << 30, 20 << 30, 1 << 40]
                for (t, d, n) in [file_layout(size)]]
-    # A file of 16,777,201 bytes: 257 data blocks of 64 KiB under one root. Its data is not given (it is large); the
-    # root manifest is, over the ids the data blocks have when the file's bytes are all 0x61.
-    size = 16777201
+    # A file of 16,708,600 bytes: 256 data blocks of 64 KiB under one root, the last holding 1,000. Its data is not given
+    # (it is large); the root manifest is, over the ids the data blocks have when the file's bytes are all 0x61.
+    size = 255 * 65520 + 1000
     data_tier, depth, count = file_layout(size)
     ids = []
     for index in range(count):
@@ -2262,6 +2262,21 @@ def block_vectors():
     plaintext = manifest_plaintext(1, data_tier, size, ids)
     root_tier = smallest_tier(len(plaintext))
     root = seal_block(plaintext, root_tier, file_key, 1, 0)
+    # A file message (§16.4) for the 5-byte file above, and variations a reader must refuse.
+    five = files[1]
+    good = {"name": "notes.txt", "media_type": "text/plain", "size": 5, "sha256": hashlib.sha256(bytes.fromhex(five["file_hex"])).hexdigest(),
+            "root": five["root"], "root_tier": five["root_tier"], "key": base64.b64encode(file_key).decode()}
+    bad_files = [
+        ("name", "../notes.txt"), ("name", "a\\b"), ("name", "nul\u0000"), ("name", "\u202etxt.exe"), ("name", ".."), ("name", ""),
+        ("name", "n" * 256), ("root_tier", 16), ("root_tier", 11), ("size", -1), ("size", (1 << 40) + 1), ("key", "AAEC"),
+        ("sha256", "AB" * 32), ("media_type", "text"), ("width", 10), ("colour", "red"),
+    ]
+    file_messages = [{"content": {"msgtype": "file", "body": "notes", "file": good}, "valid": True},
+                     {"content": {"msgtype": "file", "body": "notes", "file": {**good, "name": "é" * 127}}, "valid": True},
+                     {"content": {"msgtype": "file", "body": "notes", "file": {**good, "width": 640, "height": 480}}, "valid": True},
+                     {"content": {"msgtype": "file", "body": "notes"}, "valid": False},
+                     {"content": {"msgtype": "text", "body": "notes", "file": good}, "valid": False}]
+    file_messages += [{"content": {"msgtype": "file", "body": "notes", "file": {**good, field: value}}, "valid": False} for field, value in bad_files]
     return {
         "file_key": file_key.hex(),
         "block_key": file_block_key(file_key).hex(),
@@ -2272,6 +2287,7 @@ def block_vectors():
             "file_byte": "61", "size": size, "data_tier": data_tier, "depth": depth, "data_block_ids": [i.hex() for i in ids],
             "plaintext_hex": plaintext.hex(), "root_tier": root_tier, "root": hashlib.sha256(root).hexdigest(),
         },
+        "file_messages": file_messages,
     }
 
 

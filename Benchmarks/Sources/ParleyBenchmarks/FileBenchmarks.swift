@@ -1,0 +1,113 @@
+import Crypto
+import Foundation
+import ParleyCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+// MARK: Files (docs/PROTOCOL.md §16)
+
+/// Bytes under `path`, all files.
+func folderBytes(_ path: String) -> Int64 {
+    guard let names = FileManager.default.subpaths(atPath: path) else { return 0 }
+    return names.reduce(0) { total, name in
+        let attributes = try? FileManager.default.attributesOfItem(atPath: "\(path)/\(name)")
+        return total + ((attributes?[.type] as? FileAttributeType) == .typeRegular ? (attributes?[.size] as? Int64 ?? 0) : 0)
+    }
+}
+
+/// A file of `size` random-looking bytes (AES-CTR keystream: fast, and incompressible like a photo or video).
+func writeRandomFile(_ path: String, size: Int) {
+    precondition(FileManager.default.createFile(atPath: path, contents: nil))
+    let handle = FileHandle(forWritingAtPath: path)!
+    defer { try? handle.close() }
+    var written = 0
+    var counter: UInt64 = 0
+    let key = SymmetricKey(size: .bits256)
+    while written < size {
+        let chunk = min(8 << 20, size - written)
+        counter += 1
+        let nonce = try! AES.GCM.Nonce(data: Array(repeating: 0, count: 4) + withUnsafeBytes(of: counter.bigEndian, Array.init))
+        let sealed = try! AES.GCM.seal([UInt8](repeating: 0, count: chunk), using: key, nonce: nonce)
+        handle.write(sealed.ciphertext)
+        written += chunk
+    }
+}
+
+/// Sending a file through a folder bucket and downloading it on another node, end to end through `parley`, with peak
+/// RSS; beside it, what the machine's AES-GCM, SHA-256 and a plain copy of the file do in the same run.
+func fileBenchmarks(workdir: String, parley: String, megabytes: Int) {
+    let directory = "\(workdir)/files"
+    try? FileManager.default.removeItem(atPath: directory)
+    try! FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let size = megabytes << 20
+    let source = "\(directory)/original.bin"
+    writeRandomFile(source, size: size)
+    let megabytesMoved = Double(size) / 1_000_000
+
+    // Baselines: one core's AES-256-GCM and SHA-256 over 16 MiB blocks, and `cp` of the file.
+    let block = [UInt8](repeating: 7, count: 16 << 20)
+    let key = SymmetricKey(size: .bits256)
+    let aes = best(3) { _ = try! AES.GCM.seal(block, using: key) }
+    record("AES-256-GCM, one core (baseline)", Double(block.count) / aes / 1_000_000, "MB/s")
+    let sha = best(3) { _ = SHA256.hash(data: block) }
+    record("SHA-256, one core (baseline)", Double(block.count) / sha / 1_000_000, "MB/s")
+    let copy = runProcess("/bin/cp", [source, "\(directory)/copy.bin"])
+    record("cp of the \(megabytes) MiB file (baseline)", megabytesMoved / copy.seconds, "MB/s")
+    try? FileManager.default.removeItem(atPath: "\(directory)/copy.bin")
+
+    let alice = "\(directory)/alice"
+    let bob = "\(directory)/bob"
+    try! capture(parley, home: alice, ["init", "--user", "alice"])
+    try! capture(parley, home: bob, ["init", "--user", "bob"])
+    let bobKey = (try! JSONParser().parse(Array(try! capture(parley, home: bob, ["whoami", "--json"]).utf8)))["signing_key"]!.text
+    try! capture(parley, home: alice, ["room", "create", "files", "--bucket", "file://\(directory)/bucket", "--create-bucket"])
+    let invite = try! JSONParser().parse(Array(try! capture(parley, home: alice, ["room", "invite", "files", "bob", "--key", bobKey, "--json"]).utf8))
+    try! capture(parley, home: bob, ["room", "join", invite["invite_code"]!.text])
+
+    let sendArguments = ["--home", alice, "send", "files", "--file", source]
+    let send = runProcess(parley, sendArguments)
+    precondition(send.status == 0, "parley send --file failed")
+    record(
+        "send --file of \(megabytes) MiB through a folder bucket (seal, store, upload)", megabytesMoved / send.seconds, "MB/s", target: "≥ 300 MB/s",
+        met: megabytesMoved / send.seconds >= 300)
+    try! capture(parley, home: bob, ["sync"])
+    let eventID = (try! JSONParser(maxBytes: 1 << 26).parse(Array(try! capture(parley, home: bob, ["log", "files", "--json"]).utf8))).array.last!["event_id"]!
+        .text
+    let target = "\(directory)/downloaded.bin"
+    let downloadArguments = ["--home", bob, "download", eventID, "-o", target]
+    let download = runProcess(parley, downloadArguments)
+    precondition(download.status == 0, "parley download failed")
+    record(
+        "download of \(megabytes) MiB from a folder bucket (fetch, check, open, write)", megabytesMoved / download.seconds, "MB/s",
+        target: "≥ 300 MB/s", met: megabytesMoved / download.seconds >= 300)
+    precondition(runProcess("/usr/bin/cmp", [source, target]).status == 0, "the downloaded file differs")
+
+    // Peak RSS, in runs of their own (GNU time): the same work again, the blocks gone from the nodes and the bucket.
+    for path in ["\(alice)/blocks", "\(bob)/blocks", "\(directory)/bucket/rooms/files/blocks", target] { try? FileManager.default.removeItem(atPath: path) }
+    let sendRSS = Double(peakRSS(parley, sendArguments)) / 1024
+    record("peak RSS of send --file of \(megabytes) MiB", sendRSS, "MiB", target: "≤ 64 MiB", met: sendRSS <= 64)
+    try? FileManager.default.removeItem(atPath: "\(bob)/blocks")
+    try! capture(parley, home: bob, ["sync"])
+    let newest = (try! JSONParser(maxBytes: 1 << 26).parse(Array(try! capture(parley, home: bob, ["log", "files", "--json"]).utf8))).array.last!["event_id"]!
+        .text
+    let downloadRSS = Double(peakRSS(parley, ["--home", bob, "download", newest, "-o", target])) / 1024
+    record("peak RSS of download of \(megabytes) MiB", downloadRSS, "MiB", target: "≤ 64 MiB", met: downloadRSS <= 64)
+
+    // Dedup: the same 100 MiB shared twice is stored and moved once.
+    let hundred = "\(directory)/hundred.bin"
+    writeRandomFile(hundred, size: 100 << 20)
+    let bucketBlocks = "\(directory)/bucket/rooms/files/blocks"
+    let beforeFirst = folderBytes(bucketBlocks)
+    precondition(runProcess(parley, ["--home", alice, "send", "files", "--file", hundred]).status == 0)
+    let afterFirst = folderBytes(bucketBlocks)
+    let aliceBlocks = folderBytes("\(alice)/blocks")
+    precondition(runProcess(parley, ["--home", alice, "send", "files", "--file", hundred, "again"]).status == 0)
+    let second = Double(folderBytes(bucketBlocks) - afterFirst) / 1_048_576
+    record(
+        "bucket bytes the second send of the same 100 MiB adds", second, "MiB", target: "0 (first: \((afterFirst - beforeFirst) >> 20) MiB)", met: second == 0)
+    let storedAgain = Double(folderBytes("\(alice)/blocks") - aliceBlocks) / 1_048_576
+    record("node bytes the second send of the same 100 MiB adds", storedAgain, "MiB", target: "0", met: storedAgain == 0)
+    try? FileManager.default.removeItem(atPath: directory)
+}
