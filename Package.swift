@@ -44,6 +44,8 @@ let package = Package(
         .target(name: "ParleySync", dependencies: ["ParleyCore"]),
         // SQLite's process-wide settings, through its variadic sqlite3_config.
         .target(name: "CSQLiteTuning", dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")]),
+        // glibc's malloc thresholds, for the executable (malloc.h's mallopt is not imported into Swift).
+        .target(name: "CProcessTuning"),
         .target(
             name: "ParleyStore",
             dependencies: [
@@ -127,7 +129,8 @@ let package = Package(
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyClient", "ParleyAPI", "ParleyRelay", "ParleyTerminalUI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "ParleyClient", "ParleyAPI", "ParleyRelay", "ParleyTerminalUI", "CProcessTuning",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -275,11 +275,11 @@ struct APIError: Error, HTTPResponseError {
         switch code {
         case .invalidArgument, .invalidEvent, .noUsableLocation, .invalidConfiguration: .badRequest
         case .tooLarge: .contentTooLarge
-        case .unknownRoom, .unknownEvent: .notFound
+        case .unknownRoom, .unknownEvent, .notFound: .notFound
         case .notAllowed: .forbidden
-        case .ambiguousEvent, .alreadyInitialized: .conflict
+        case .ambiguousEvent, .alreadyInitialized, .alreadyExists: .conflict
         case .busy: .serviceUnavailable
-        case .bucket: .badGateway
+        case .bucket, .incomplete: .badGateway
         default: .internalServerError
         }
     }

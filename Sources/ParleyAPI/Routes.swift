@@ -8,6 +8,7 @@ extension LocalAPI {
     /// The endpoints of docs/API.md.
     func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
         let v1 = router.group("v1")
+        addFileRoutes(to: v1)
         v1.get("me") { _, _ in
             jsonResponse(["user_id": .string(self.node.identity.userID), "signing_key": .string(self.node.identity.signingKeyBase64)])
         }
@@ -275,11 +276,16 @@ struct Fields {
 /// tasks. A serial queue of its own runs on libdispatch's overcommitting pool, which starts a thread when none is free;
 /// `DispatchQueue.global()` keeps to one per core and would leave a call queued behind calls that wait.
 func call(status: HTTPResponse.Status = .ok, _ body: @escaping @Sendable () throws -> JSONValue) async throws -> Response {
-    let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<JSONValue, any Error>, Never>) in
+    jsonResponse(try await offPool(body), status: status)
+}
+
+/// Runs a blocking node call on a thread of its own (see ``call(status:_:)``), its error made an ``APIError``.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>, Never>) in
         DispatchQueue(label: "parley.api.call").async { continuation.resume(returning: Result { try body() }) }
     }
     do {
-        return jsonResponse(try result.get(), status: status)
+        return try result.get()
     } catch let error as APIError {
         throw error
     } catch {

@@ -113,14 +113,18 @@ public struct BucketTransport: Sendable {
     public var settings: BucketSettings
     /// Opens a bucket URL; replaceable to count requests or inject faults.
     public var open: @Sendable (BucketURL) throws(BucketError) -> any ObjectStore
+    /// Told of the blocks a flush writes, for a progress bar.
+    public var blockProgress: BlockTransfer.Progress?
 
     public init(
         host: any TransportHost, settings: BucketSettings = BucketSettings(),
-        open: @escaping @Sendable (BucketURL) throws(BucketError) -> any ObjectStore = { url throws(BucketError) in try url.open() }
+        open: @escaping @Sendable (BucketURL) throws(BucketError) -> any ObjectStore = { url throws(BucketError) in try url.open() },
+        blockProgress: BlockTransfer.Progress? = nil
     ) {
         self.host = host
         self.settings = settings
         self.open = open
+        self.blockProgress = blockProgress
     }
 
     /// This device's id in log file names: the user id and a fingerprint of the device key.
@@ -230,18 +234,28 @@ public struct BucketTransport: Sendable {
         let host = host
         let retention = settings.retention
         let roomID = upload.roomID
+        let progress = blockProgress
         @Sendable func put(_ block: BlockRef) async throws -> Int64 {
             let key = BucketLayout.blockKey(roomID: roomID, id: block.id)
             if let existing = try await objects.head(key: key), existing.size == Int64(block.tier.byteCount) {
-                BlockTransfer.progress?(existing.size)
+                progress?(existing.size)
                 return existing.size
+            }
+            // A durable local block of a folder bucket on the same disk is linked, not copied: no byte is written twice.
+            if retention == nil, let file = host.blockFile(block.id), let linked = try await objects.linkIfAbsent(key: key, file: file) {
+                guard linked != .conflict else {
+                    throw BucketError(
+                        .invalidContent, "\(objects.location) holds other bytes under block \(block.id.hex.prefix(16))…; the file cannot be shared there.")
+                }
+                progress?(Int64(block.tier.byteCount))
+                return Int64(block.tier.byteCount)
             }
             guard let bytes = try host.block(block.id) else { return 0 }
             if try await objects.putIfAbsent(key: key, bytes: bytes, retention: retention) == .conflict {
                 throw BucketError(
                     .invalidContent, "\(objects.location) holds other bytes under block \(block.id.hex.prefix(16))…; the file cannot be shared there.")
             }
-            BlockTransfer.progress?(Int64(bytes.count))
+            progress?(Int64(bytes.count))
             return Int64(bytes.count)
         }
         let window = BlockTransfer.concurrency(for: blocks.map(\.tier).max()!)

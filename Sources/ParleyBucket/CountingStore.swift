@@ -23,6 +23,11 @@ public final class CountingStore: ObjectStore, @unchecked Sendable {
         return try await base.putIfAbsent(key: key, bytes: bytes, retention: retention)
     }
 
+    public func linkIfAbsent(key: String, file: String) async throws(BucketError) -> PutOutcome? {
+        count("link")
+        return try await base.linkIfAbsent(key: key, file: file)
+    }
+
     public func get(key: String, maxBytes: Int) async throws(BucketError) -> [UInt8] {
         count("get")
         return try await base.get(key: key, maxBytes: maxBytes)

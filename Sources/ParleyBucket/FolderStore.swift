@@ -95,6 +95,33 @@ public struct FolderStore: ObjectStore {
         }
     }
 
+    /// Links `file` under `key`: no byte is copied, and the file's own sync stands for the object's. Across file
+    /// systems (or where links are refused) the caller writes the bytes instead.
+    public func linkIfAbsent(key: String, file: String) async throws(BucketError) -> PutOutcome? {
+        try ObjectKey.check(key)
+        let components = key.split(separator: "/")
+        let name = String(components.last!)
+        let rootFolder = try openRoot()
+        defer { close(rootFolder) }
+        let folder = try openFolder(components.dropLast(), under: rootFolder, creating: true)!
+        defer { close(folder) }
+        if linkat(AT_FDCWD, file, folder, name, 0) == 0 {
+            try syncFolder(folder, path: FolderStore.parent(of: path(of: key)))
+            return .created
+        }
+        switch errno {
+        case EXDEV, EPERM, EMLINK, EACCES: return nil
+        case EEXIST:
+            guard let bytes = try? Data(contentsOf: URL(fileURLWithPath: file)) else { return nil }
+            do {
+                return try readFile(name, in: folder, key: key, maxBytes: bytes.count) == Array(bytes) ? .alreadyIdentical : .conflict
+            } catch  where error.kind == .notFound || error.kind == .tooLarge {
+                return .conflict
+            }
+        default: throw posixError("link \(path(of: key))")
+        }
+    }
+
     public func get(key: String, maxBytes: Int) async throws(BucketError) -> [UInt8] {
         try ObjectKey.check(key)
         let components = key.split(separator: "/")

@@ -72,6 +72,11 @@ public protocol ObjectStore: Sendable {
     /// The object's size, or `nil` when there is none.
     func head(key: String) async throws(BucketError) -> ObjectInfo?
 
+    /// Makes the local file at `file` the object `key` without copying it (a folder bucket on the same file system
+    /// links it), unless an object is already there; `nil` when this store cannot, and the caller writes the bytes.
+    /// Only for files that never change and are synced to disk already (a node's blocks).
+    func linkIfAbsent(key: String, file: String) async throws(BucketError) -> PutOutcome?
+
     /// Notices that objects under `prefix` (a folder's: empty or ending in `/`) may have changed, so a reader can
     /// list them at once rather than at its next poll; `nil` where the store cannot tell (S3, the default), and the
     /// reader only polls.
@@ -84,6 +89,7 @@ public protocol ObjectStore: Sendable {
 
 extension ObjectStore {
     public func changes(under prefix: String) -> AsyncStream<Void>? { nil }
+    public func linkIfAbsent(key: String, file: String) async throws(BucketError) -> PutOutcome? { nil }
 }
 
 extension ObjectStore {

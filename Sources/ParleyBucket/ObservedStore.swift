@@ -73,6 +73,16 @@ public final class ObservedStore: ObjectStore, Sendable {
         }
     }
 
+    public func linkIfAbsent(key: String, file: String) async throws(BucketError) -> PutOutcome? {
+        // A link moves no bytes; it is still a write the traffic view shows.
+        var linked: PutOutcome?
+        _ = try await observe(.put, key) { () async throws(BucketError) in
+            linked = try await base.linkIfAbsent(key: key, file: file)
+            return (linked ?? .created, 0)
+        }
+        return linked
+    }
+
     public func get(key: String, maxBytes: Int) async throws(BucketError) -> [UInt8] {
         try await observe(.get, key) { () async throws(BucketError) in
             let bytes = try await base.get(key: key, maxBytes: maxBytes)

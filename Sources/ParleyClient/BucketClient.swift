@@ -26,6 +26,8 @@ public struct BucketClient: Sendable {
     public var settings: BucketSettings
     /// Opens a bucket URL; replaceable to count requests or inject faults.
     public var open: @Sendable (BucketURL) throws(BucketError) -> any ObjectStore
+    /// Told of the blocks a flush writes, for a progress bar.
+    public var blockProgress: BlockTransfer.Progress?
 
     public init(
         node: Node, settings: BucketSettings = BucketSettings(),
@@ -37,7 +39,9 @@ public struct BucketClient: Sendable {
     }
 
     /// The bucket transport, serving this node.
-    public var transport: BucketTransport { BucketTransport(host: NodeTransportHost(node: node, transport: .bucket), settings: settings, open: open) }
+    public var transport: BucketTransport {
+        BucketTransport(host: NodeTransportHost(node: node, transport: .bucket), settings: settings, open: open, blockProgress: blockProgress)
+    }
 
     /// This device's id in log file names: the user id and a fingerprint of the device key.
     public var clientID: String { transport.clientID }

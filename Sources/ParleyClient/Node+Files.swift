@@ -28,19 +28,21 @@ extension Node {
     static let readChunkBytes = 1 << 20
 
     /// Shares the file at `path` in `roomID` (docs/PROTOCOL.md §16): seals it into blocks under a new key, stores the
-    /// blocks here (durably: they are what the message promises), then publishes a message of msgtype `file`
+    /// blocks here (synced to disk before the message: they are what it promises), then publishes a message of msgtype `file`
     /// carrying the reference, the name, media type, size, SHA-256 and, for an image, its dimensions. A file this
     /// device shared before (the same bytes) takes its earlier blocks again: they are stored and moved once.
     ///
     /// The transports send the blocks before the message, at the room's next flush.
     /// - Parameters:
+    ///   - name: the name to share it under (made safe, ``FileAttachment/safeName(_:)``); the path's last component when `nil`.
     ///   - caption: the message's text; the file's name when `nil`.
     ///   - progress: told the bytes sealed so far and the total, from this thread.
     /// - Throws: ``ClientError``: `.invalidArgument` for a path that is no readable regular file, `.tooLarge` beyond
     ///   ``maxFileBytes``; the store's failures (a full disk).
     @discardableResult
     public func shareFile(
-        _ roomID: String, path: String, caption: String? = nil, replyTo: String? = nil, progress: (Int64, Int64) -> Void = { _, _ in }
+        _ roomID: String, path: String, name: String? = nil, caption: String? = nil, replyTo: String? = nil,
+        progress: (Int64, Int64) -> Void = { _, _ in }
     ) throws -> VerifiedEvent {
         _ = try requireState(roomID)
         if let replyTo {
@@ -63,7 +65,7 @@ extension Node {
                 .tooLarge, "\(path) is \(size) bytes; a file shared in Parley is at most \(Node.maxFileBytes >> 30) GiB.",
                 remedy: "Split it first (for example with split -b 4G) and share the parts.")
         }
-        let name = FileAttachment.safeName((path as NSString).lastPathComponent)
+        let name = FileAttachment.safeName(name ?? (path as NSString).lastPathComponent)
         let sealed = try seal(descriptor: descriptor, size: size, path: path, progress: progress)
         let reference: FileReference
         if let earlier = try store.sentFile(sha256: sealed.sha256, size: size), blocksHeld(earlier) {
@@ -104,7 +106,7 @@ extension Node {
             hash.update(data: chunk)
             if header.count < FileKind.headerBytes { header += chunk.prefix(FileKind.headerBytes - header.count) }
             for block in try blockCall({ () throws(BlockError) in try sealer.append(chunk) }) {
-                try blocks.write(block, durable: true)
+                try blocks.write(block, durable: false)
                 written.append(block.id)
             }
             done += Int64(chunk.count)
@@ -116,9 +118,10 @@ extension Node {
         }
         let (last, reference) = try blockCall { () throws(BlockError) in try sealer.finish() }
         for block in last {
-            try blocks.write(block, durable: true)
+            try blocks.write(block, durable: false)
             written.append(block.id)
         }
+        try blocks.sync(written)
         return (reference, Array(hash.finalize()), header, written)
     }
 

@@ -70,6 +70,8 @@ struct NodeTransportHost: TransportHost {
 
     func block(_ id: BlockID) throws -> [UInt8]? { try node.blocks.read(id) }
 
+    func blockFile(_ id: BlockID) -> String? { node.blocks.contains(id) ? node.blocks.file(of: id) : nil }
+
     func chainHeads(roomID: String) throws -> [String: Int64] { try node.store.chainHeads(roomID: roomID) }
 
     func chainEvents(roomID: String, after heads: [String: Int64], limit: Int) throws -> (events: [ChainedWire], next: [String: Int64]?) {

@@ -32,6 +32,24 @@ public enum TerminalText {
     }
 
     /// `text` cut to `limit` characters, ending in an ellipsis when cut: for quoting what someone typed or wrote.
+    /// A size for a person: bytes, KiB, MiB or GiB with one decimal.
+    public static func byteCount(_ bytes: Int64) -> String {
+        switch bytes {
+        case ..<1024: "\(bytes) bytes"
+        case ..<(1 << 20): String(format: "%.1f KiB", Double(bytes) / 1024)
+        case ..<(1 << 30): String(format: "%.1f MiB", Double(bytes) / 1_048_576)
+        default: String(format: "%.1f GiB", Double(bytes) / 1_073_741_824)
+        }
+    }
+
+    /// How a message sharing a file shows as text: `[file: NAME, SIZE[, W×H]]`, then the caption when it is not the name.
+    public static func fileLine(name: String, size: Int64, width: Int64?, height: Int64?, caption: String?) -> String {
+        let dimensions = width.flatMap { width in height.map { ", \(width)×\($0)" } } ?? ""
+        let described = "[file: \(name), \(byteCount(size))\(dimensions)]"
+        guard let caption, caption != name else { return described }
+        return "\(described) \(caption)"
+    }
+
     public static func shortened(_ text: some StringProtocol, limit: Int = 40) -> String {
         text.count <= limit ? String(text) : String(text.prefix(limit - 1)) + "…"
     }

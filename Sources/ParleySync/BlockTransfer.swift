@@ -11,11 +11,12 @@ public struct BlockRef: Sendable, Hashable {
     }
 }
 
-/// What a transport tells of the block bytes it moves, for a progress bar: set for the task that sends or fetches.
+/// How transports move blocks.
 public enum BlockTransfer {
-    /// Called with the bytes of each block moved (or found already there), from any thread.
-    @TaskLocal public static var progress: (@Sendable (Int64) -> Void)?
+    /// Told the bytes of each block moved (or found already there), from any thread: for a progress bar.
+    public typealias Progress = @Sendable (Int64) -> Void
 
-    /// Blocks moved at once: enough to keep a link busy, few enough that their bytes stay within about 32 MiB.
-    public static func concurrency(for tier: BlockTier) -> Int { max(2, min(16, (32 << 20) / tier.byteCount)) }
+    /// Blocks moved at once: enough to keep a link busy and both cores sealing or opening, few enough that their bytes
+    /// stay within about 16 MiB (two of the largest tier).
+    public static func concurrency(for tier: BlockTier) -> Int { max(2, min(8, (16 << 20) / tier.byteCount)) }
 }

@@ -26,6 +26,7 @@ struct ChatController {
         ("me", "/me TEXT", "an action: * you TEXT"),
         ("edit", "/edit TEXT", "replace the text of your selected (or last) message"),
         ("react", "/react KEY", "react to the selected (or last) message, e.g. /react 👍; again to take it back"),
+        ("upload", "/upload PATH", "share a file (up to 4 GiB) in this room"),
         ("reply", "/reply [TEXT]", "reply to the selected (or last) message; without TEXT the next line is the reply"),
         ("redact", "/redact [REASON]", "delete the selected (or your last) message"),
         ("search", "/search WORDS", "find messages in every room"),
@@ -262,6 +263,15 @@ struct ChatController {
                     model.selectedEvent = nil
                     if taking { model.say("Reaction \(key) taken back.") }
                 }
+            }
+        case "upload":
+            guard needRoom(), needArgument("/upload PATH") else { break }
+            let file = argument.hasPrefix("~/") ? NSHomeDirectory() + argument.dropFirst() : argument
+            let name = (file as NSString).lastPathComponent
+            model.say("Uploading \(name)…")
+            session?.perform { connection in
+                _ = try await connection.upload(path + "/files?name=\(NodeConnection.query(name))", file: file)
+                return { model in model.say("Shared \(name).") }
             }
         case "reply":
             guard needRoom() else { break }

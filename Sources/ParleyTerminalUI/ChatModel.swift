@@ -56,6 +56,11 @@ public struct ChatItem: Sendable, Equatable {
         type = json["type"]?.stringValue ?? ""
         msgtype = json["msgtype"]?.stringValue
         body = json["body"]?.stringValue
+        if msgtype == "file", let file = json["file"] {
+            body = TerminalText.fileLine(
+                name: file["name"]?.stringValue ?? "?", size: file["size"]?.integerValue ?? 0, width: file["width"]?.integerValue,
+                height: file["height"]?.integerValue, caption: body)
+        }
         edited = json["edited"]?.boolValue ?? false
         redacted = json["redacted"]?.boolValue ?? false
         reactions = (json["reactions"]?.objectValue?.members ?? []).map { ($0.key, $0.value.arrayValue?.compactMap(\.stringValue) ?? []) }

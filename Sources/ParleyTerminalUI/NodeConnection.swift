@@ -39,6 +39,23 @@ public struct NodeConnection: Sendable {
 
     public func post(_ path: String, _ body: JSONValue) async throws -> JSONValue { try await request(.POST, path, body: body) }
 
+    /// Sends the file at `file` as the body of a POST to `path` (an upload), read 1 MiB at a time.
+    public func upload(_ path: String, file: String) async throws -> JSONValue {
+        let descriptor = open(file, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw Failure(message: "Cannot open \(file): \(String(cString: strerror(errno))).", remedy: nil, status: 0) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else {
+            close(descriptor)
+            throw Failure(message: "\(file) is not a regular file.", remedy: "Give the path of a file.", status: 0)
+        }
+        var request = HTTPClientRequest(url: url + path)
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        request.headers.add(name: "Content-Type", value: "application/octet-stream")
+        request.body = .stream(FileChunks(descriptor: descriptor), length: .known(Int64(status.st_size)))
+        return try await send(request, timeout: .hours(1))
+    }
+
     func request(_ method: HTTPMethod, _ path: String, body: JSONValue?) async throws -> JSONValue {
         var request = HTTPClientRequest(url: url + path)
         request.method = method
@@ -47,10 +64,14 @@ public struct NodeConnection: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: CanonicalJSON.string(body)))
         }
+        return try await send(request, timeout: .seconds(30))
+    }
+
+    func send(_ request: HTTPClientRequest, timeout: TimeAmount) async throws -> JSONValue {
         let status: Int
         let bytes: ByteBuffer
         do {
-            let response = try await Self.client.execute(request, timeout: .seconds(30))
+            let response = try await Self.client.execute(request, timeout: timeout)
             status = Int(response.status.code)
             bytes = try await response.body.collect(upTo: 16 << 20)
         } catch {
@@ -90,4 +111,37 @@ public struct NodeConnection: Sendable {
     static func query(_ text: String) -> String {
         text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text
     }
+}
+
+/// A file's bytes, 1 MiB at a time, for a request body; the descriptor is closed at the end.
+struct FileChunks: AsyncSequence, Sendable {
+    let descriptor: Int32
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let descriptor: Int32
+        var done = false
+
+        mutating func next() async throws -> ByteBuffer? {
+            guard !done else { return nil }
+            var buffer = ByteBuffer()
+            let count = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 1 << 20) { bytes in
+                while true {
+                    let count = read(descriptor, bytes.baseAddress!, bytes.count)
+                    if count < 0, errno == EINTR { continue }
+                    guard count >= 0 else {
+                        throw NodeConnection.Failure(message: "Cannot read the file: \(String(cString: strerror(errno))).", remedy: nil, status: 0)
+                    }
+                    return count
+                }
+            }
+            guard count > 0 else {
+                done = true
+                close(descriptor)
+                return nil
+            }
+            return buffer
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(descriptor: descriptor) }
 }

@@ -9,9 +9,10 @@ func bucketClient(_ node: Node) throws -> BucketClient {
     BucketClient(node: node, settings: try Configuration.resolve(home: node.home).bucketSettings)
 }
 
-/// Writes a bucket room's outbox now; nothing for a local room.
-func flushIfBucket(_ node: Node, _ roomID: String) async throws {
-    let client = try bucketClient(node)
+/// Writes a bucket room's outbox now; nothing for a local room. `progress` is told of the blocks written.
+func flushIfBucket(_ node: Node, _ roomID: String, progress: BlockTransfer.Progress? = nil) async throws {
+    var client = try bucketClient(node)
+    client.blockProgress = progress
     guard try client.inviteCode(roomID) != nil else { return }
     _ = try await client.flush(roomID)
 }

@@ -121,10 +121,7 @@ struct Send: AsyncParsableCommand {
         let stored = layout.map { Int64($0.dataBlockCount) * Int64($0.dataTier.byteCount) + Int64($0.rootTier.byteCount) } ?? 0
         let uploading = ProgressBar("uploading", total: stored)
         defer { uploading.finish() }
-        let progress: @Sendable (Int64) -> Void = { uploading.add($0) }
-        try await BlockTransfer.$progress.withValue(progress) {
-            try await failingAsync { try await flushIfBucket(node, roomID) }
-        }
+        try await failingAsync { try await flushIfBucket(node, roomID) { uploading.add($0) } }
         try await sendThroughRelay(node, roomID)
     }
 }

@@ -56,8 +56,8 @@ struct TimelineText {
         } else {
             var text = item.body ?? "[content unavailable]"
             if let file = item.file {
-                let described = "[file: \(file.name), \(TimelineText.size(file.size))\(file.width.map { ", \($0)×\(file.height ?? 0)" } ?? "")]"
-                text = text == file.name ? described : "\(described) \(text)"
+                text = TerminalText.fileLine(
+                    name: file.name, size: file.size, width: file.width.map(Int64.init), height: file.height.map(Int64.init), caption: item.body)
             }
             let body = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
             head = item.messageKind == .emote ? "* \(item.senderID) \(body[0])" : "\(item.senderID): \(body[0])"
@@ -72,16 +72,6 @@ struct TimelineText {
         let reactions = item.reactions.keys.sorted().map { "\($0)×\(item.reactions[$0]!.count)" }
         if !reactions.isEmpty { head += "  [" + reactions.joined(separator: " ") + "]" }
         return ["\(prefix)\(time.format(item.timestampMs))  \(head)  \(item.eventID)"] + more.map { TimelineText.indent + $0 }
-    }
-
-    /// A size for a person: bytes, KiB, MiB or GiB with one decimal.
-    static func size(_ bytes: Int64) -> String {
-        switch bytes {
-        case ..<1024: "\(bytes) bytes"
-        case ..<(1 << 20): String(format: "%.1f KiB", Double(bytes) / 1024)
-        case ..<(1 << 30): String(format: "%.1f MiB", Double(bytes) / 1_048_576)
-        default: String(format: "%.1f GiB", Double(bytes) / 1_073_741_824)
-        }
     }
 
     /// What a reply answers: `(reply to bob: "the start of its first line…")`, or `(reply to a message not held)`.

@@ -240,4 +240,37 @@ import Testing
         let nowhere = try nodes.bob.run(["download", "team", uuid, "-o", "/nonexistent-folder/x"], environment: aws)
         #expect(nowhere.status == 1 && nowhere.stderr.contains("Cannot create /nonexistent-folder/x.part"), "\(nowhere.stderr)")
     }
+
+    @Test func `a download onto a disk that fills fails saying so, leaves nothing there, and keeps its blocks for the next try`() throws {
+        let nodes = try TwoNodes()
+        let url = "file://\(nodes.directory.path)/bucket"
+        try #require(try nodes.alice.run(["room", "create", "team", "--bucket", url, "--create-bucket"]).status == 0)
+        let invite = try nodes.alice.run(["room", "invite", "team", "bob", "--key", nodes.bobKey, "--json"])
+        try #require(try nodes.bob.run(["room", "join", try JSONParser().parse(Array(invite.stdout.utf8))["invite_code"]!.text]).status == 0)
+        let path = nodes.directory.file("big.bin")
+        let bytes = (0..<6_000_000).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ $0 >> 14) }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let sent = try nodes.alice.run(["send", "team", "--file", path])
+        try #require(sent.status == 0, "\(sent.stderr)")
+        try #require(try nodes.bob.run(["sync"]).status == 0)
+        let eventID = sent.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let mount = nodes.directory.file("small-disk")
+        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: false)
+        // A 4 MiB tmpfs in a mount namespace of the script's own: the 6 MB file cannot fit.
+        let script = """
+            set -e
+            mount -t tmpfs -o size=4m tmpfs '\(mount)'
+            '\(ParleyCommand.executable.path)' --home '\(nodes.bob.home)' download '\(eventID)' -o '\(mount)/big.bin' || echo "exit $?"
+            ls -A '\(mount)'
+            """
+        let child = try Subprocess.spawn("/usr/bin/unshare", ["--mount", "/bin/bash", "-c", script])
+        let (status, out, err) = child.communicate()
+        let (stdout, stderr) = (String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        #expect(status == 0 && stdout == "exit 1\n", "\(stdout)\(stderr)")
+        #expect(stderr.contains("The disk is full: \(mount)/big.bin.part could not be written"), "\(stderr)")
+        let target = nodes.directory.file("roomy.bin")
+        let again = try nodes.bob.run(["download", eventID, "-o", target])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: target))) == bytes)
+    }
 }

@@ -59,11 +59,10 @@ import Testing
         }
     }
 
-    @Test func `a larger file takes the smallest tier that needs at most 256 blocks, under as many levels of manifests as it needs`() throws {
+    @Test func `a larger file takes 64 KiB blocks up to 16 MiB, 1 MiB blocks up to 4 GiB and 16 MiB blocks beyond, under the manifests it needs`() throws {
         let cases: [(Int64, BlockTier, UInt8, Int64)] = [
-            (65_521, .medium, 1, 2), (16_773_120, .medium, 1, 256), (16_773_121, .large, 1, 16), (268_431_360, .large, 1, 256),
-            (268_431_361, .huge, 1, 16),
-            (1 << 30, .huge, 1, 65), (4 << 30, .huge, 1, 257), (20 << 30, .huge, 2, 1_281), (FileLayout.maxSize, .huge, 2, 65_537),
+            (65_521, .medium, 1, 2), (16 << 20, .medium, 1, 257), ((16 << 20) + 1, .large, 1, 17), (1 << 30, .large, 2, 1_025),
+            (4 << 30, .large, 2, 4_097), ((4 << 30) + 1, .huge, 1, 257), (20 << 30, .huge, 2, 1_281), (FileLayout.maxSize, .huge, 2, 65_537),
         ]
         for (size, tier, depth, blocks) in cases {
             let layout = try FileLayout(size: size)

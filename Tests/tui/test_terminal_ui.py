@@ -159,6 +159,25 @@ class TerminalUITests(unittest.TestCase):
         self.until("bob", lambda s: "alice: hello bob, 世界 👍🏽 from the terminal" in s, "Bob never saw Alice's line")
         self.until("alice", lambda s: "from the terminal ✓" in s, "Alice's line never showed as sent")
 
+    def test_a_file_uploaded_with_upload_shows_in_the_other_chat_and_downloads_whole(self):
+        self.ready("alice")
+        self.ready("bob")
+        path = os.path.join(self.directory, "minutes.txt")
+        content = ("the minutes of the meeting\n" * 20_000).encode()
+        with open(path, "wb") as handle:
+            handle.write(content)
+        self.type("alice", f"/upload {path}")
+        self.until("alice", lambda s: "Shared minutes.txt." in s, "Alice was not told the file was shared")
+        self.until("bob", lambda s: "alice: [file: minutes.txt, 527.3 KiB]" in s, "Bob never saw the file")
+        self.type("alice", "/upload /no/such/file.txt")
+        self.until("alice", lambda s: "Cannot open /no/such/file.txt" in s, "Alice was not told the path is wrong")
+        log = json.loads(parley(self.bob, "log", "general", "--json"))
+        shared = [item for item in log if item.get("file", {}).get("name") == "minutes.txt"][-1]
+        target = os.path.join(self.directory, "minutes-copy.txt")
+        parley(self.bob, "download", shared["event_id"], "-o", target)
+        with open(target, "rb") as handle:
+            self.assertEqual(handle.read(), content)
+
     def test_edit_react_reply_and_redact_reach_the_other_chat(self):
         self.ready("alice")
         self.ready("bob")

@@ -4,6 +4,7 @@ Run by scripts/test after the Swift tests, against the built `parley` (PARLEY, d
 and chromedriver are Debian's (/usr/bin/chromium, /usr/bin/chromedriver); nothing is downloaded. With
 PARLEY_SCREENSHOTS=docs/screenshots it also writes the README's pictures of the page.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -256,6 +257,55 @@ class WebPageTests(unittest.TestCase):
                        and b.text.strip().endswith("1") and "alice" not in b.get_attribute("title"), "one reaction left, not Alice's")
         self.assertEqual(self.errors(self.alice_page), [])
 
+    def test_a_file_chosen_or_dropped_on_alices_page_shows_on_bobs_and_downloads_whole(self):
+        png = bytes([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13]) + b"IHDR" + bytes([0, 0, 2, 128, 0, 0, 1, 224])
+        png += bytes((i * 7) % 256 for i in range(300_000))
+        path = os.path.join(self.directory, "holiday.png")
+        with open(path, "wb") as handle:
+            handle.write(png)
+        chooser = self.alice_page.find_element(By.ID, "file-input")
+        self.alice_page.execute_script("arguments[0].hidden = false", chooser)
+        chooser.send_keys(path)
+        self.alice_page.execute_script("arguments[0].hidden = true", chooser)
+
+        def card(page, name):
+            for item in page.find_elements(By.CSS_SELECTOR, "#timeline .item"):
+                links = item.find_elements(By.CSS_SELECTOR, ".file-card a.file-name")
+                if links and links[0].text == name:
+                    return item
+            return False
+        item = self.until(self.bob_page, lambda p: card(p, "holiday.png"), "the file on Bob's page")
+        self.assertIn("640×480", item.find_element(By.CSS_SELECTOR, ".file-meta").text)
+        self.until(self.bob_page, lambda p: card(p, "holiday.png").find_element(By.CSS_SELECTOR, "img").get_property("naturalWidth") >= 0,
+                   "the preview")
+        href = item.find_element(By.CSS_SELECTOR, "a.file-name").get_attribute("href")
+        digest = self.bob_page.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            fetch(arguments[0]).then(async (answer) => {
+              const bytes = await answer.arrayBuffer();
+              const hash = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
+              done([answer.status, answer.headers.get("content-type"), bytes.byteLength, hash]);
+            }, (error) => done([0, String(error), 0, ""]));
+        """, href)
+        self.assertEqual(digest, [200, "image/png", len(png), hashlib.sha256(png).hexdigest()])
+
+        # A file dropped on the messages is shared too; an HTML one comes back as a download, not a page.
+        self.alice_page.execute_script("""
+            const transfer = new DataTransfer();
+            transfer.items.add(new File(["<script>alert(1)</script>"], "dropped.html", { type: "text/html" }));
+            const timeline = document.getElementById("timeline");
+            for (const type of ["dragover", "drop"]) timeline.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        """)
+        dropped = self.until(self.bob_page, lambda p: card(p, "dropped.html"), "the dropped file on Bob's page")
+        self.assertFalse(dropped.find_elements(By.CSS_SELECTOR, "img"), "no preview for HTML")
+        answer = self.bob_page.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            fetch(arguments[0]).then((answer) => done([answer.headers.get("content-type"), answer.headers.get("content-disposition")]));
+        """, dropped.find_element(By.CSS_SELECTOR, "a.file-name").get_attribute("href"))
+        self.assertEqual(answer, ["application/octet-stream", "attachment; filename*=UTF-8''dropped.html"])
+        self.assertEqual(self.errors(self.alice_page), [])
+        self.assertEqual(self.errors(self.bob_page), [])
+
     def test_search_finds_a_message_and_opens_its_room(self):
         self.alice.api("POST", "/v1/rooms/general/messages", {"text": "the walrus keeps a lighthouse"})
         self.item_with_text(self.bob_page, "walrus keeps")
@@ -281,7 +331,9 @@ class WebPageTests(unittest.TestCase):
         self.alice.api("POST", "/v1/rooms/general/messages", {"text": "x" * 10_000})
         self.item_with_text(self.bob_page, "a link")
         timeline = self.bob_page.find_element(By.ID, "timeline")
-        self.assertEqual(timeline.find_elements(By.TAG_NAME, "img"), [])
+        # No element comes from message text (a shared image's preview, in its file card, is the page's own).
+        self.assertEqual(timeline.find_elements(By.CSS_SELECTOR, ".body img"), [])
+        self.assertEqual(timeline.find_elements(By.CSS_SELECTOR, "img:not(.file-card img)"), [])
         self.assertEqual(timeline.find_elements(By.TAG_NAME, "script"), [])
         self.assertNotEqual(self.bob_page.title, "owned")
         body = self.item_with_text(self.bob_page, "<img src=x onerror=alert(1)>").find_element(By.CSS_SELECTOR, ".body")

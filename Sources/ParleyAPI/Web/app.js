@@ -271,6 +271,7 @@
     if (item.undecryptable) return "encrypted message";
     if (item.summary != null) return truncate(item.summary, max);
     const firstLine = String(item.body ?? "").split("\n", 1)[0];
+    if (item.msgtype === "file") return truncate(`📎 ${firstLine}`, max);
     return truncate(item.msgtype === "emote" ? `* ${item.sender_id} ${firstLine}` : firstLine, max);
   }
 
@@ -741,10 +742,44 @@
     return quote;
   }
 
+  /** A size for a person: bytes, KiB, MiB or GiB. */
+  function formatSize(bytes) {
+    if (bytes < 1024) return `${bytes} bytes`;
+    const units = ["KiB", "MiB", "GiB"];
+    let value = bytes / 1024;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+    return `${value.toFixed(1)} ${units[unit]}`;
+  }
+
+  /** Still images the node shows inline (it serves anything else as a download). */
+  const INLINE_IMAGES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+  const PREVIEW_MAX = 20 * 1024 * 1024;
+
+  /** A shared file: its name, size and type, a link that saves it, and a small images' preview. */
+  function renderFile(room, item) {
+    const file = item.file;
+    const url = `${roomPath(room.id)}/events/${seg(item.event_id)}/file`;
+    const card = h("div", { class: "file-card" });
+    const link = h("a", { class: "file-name", href: url, download: String(file.name), dir: "auto" });
+    fillText(link, String(file.name), false);
+    const dimensions = file.width && file.height ? `, ${file.width}×${file.height}` : "";
+    card.append(link, h("span", { class: "file-meta", text: `${formatSize(Number(file.size) || 0)}, ${file.media_type}${dimensions}` }));
+    if (INLINE_IMAGES.has(file.media_type) && Number(file.size) <= PREVIEW_MAX) {
+      card.append(h("img", { src: url, alt: `Image ${file.name}`, loading: "lazy", width: file.width || null, height: file.height || null }));
+    }
+    return card;
+  }
+
   function renderBody(room, item) {
     const body = h("div", { class: "body", dir: "auto" });
     if (item.redacted) { body.classList.add("redacted"); body.textContent = "message deleted"; return [body]; }
     if (item.undecryptable) { body.classList.add("undecryptable"); body.textContent = "encrypted message — waiting for the key"; return [body]; }
+    if (item.msgtype === "file" && item.file) {
+      const parts = [renderFile(room, item)];
+      if (item.body && item.body !== item.file.name) parts.push(fillText(body, String(item.body)));
+      return parts;
+    }
     if (item.msgtype === "notice") body.classList.add("notice");
     const text = String(item.body ?? "").replace(/\r\n/g, "\n");
     const fill = (full) => {
@@ -839,6 +874,7 @@
     $("invite-button").disabled = !room;
     $("leave-button").disabled = !room;
     $("composer").disabled = !room;
+    $("attach").disabled = !room;
     $("send").disabled = !room;
     const title = $("room-title");
     const topic = $("room-topic");
@@ -1271,6 +1307,42 @@
       }
     }
     return answer;
+  }
+
+  /**
+   * Shares files in the open room: each is sent to the node as it is (the node seals it into blocks), with a
+   * progress bar; the stream brings the message back.
+   */
+  function uploadFiles(files) {
+    const room = view.room;
+    if (!room) return;
+    for (const file of files) uploadFile(room, file);
+  }
+
+  function uploadFile(room, file) {
+    const row = h("div", { class: "upload" });
+    const bar = h("progress", { max: "1", value: "0", "aria-label": `Uploading ${file.name}` });
+    const label = h("span", { dir: "auto" });
+    fillText(label, `${file.name} (${formatSize(file.size)})`, false);
+    row.append(bar, label);
+    $("uploads").append(row);
+    const request = new XMLHttpRequest();
+    request.open("POST", `${roomPath(room.id)}/files?name=${encodeURIComponent(file.name)}`);
+    request.setRequestHeader("Content-Type", "application/octet-stream");
+    request.upload.addEventListener("progress", (event) => { if (event.lengthComputable) bar.value = event.loaded / event.total; });
+    request.addEventListener("load", () => {
+      row.remove();
+      if (request.status >= 200 && request.status < 300) return;
+      let error = null;
+      try { error = JSON.parse(request.responseText).error; } catch { error = null; }
+      const message = error && typeof error.message === "string" ? error.message : `The node answered ${request.status}.`;
+      showComposerError(new ApiError(error ? error.code : "http", message, error && error.remedy, [], request.status), `${file.name} was not shared`);
+    });
+    request.addEventListener("error", () => {
+      row.remove();
+      showComposerError(new ApiError("network", NODE_DOWN, NODE_DOWN_REMEDY), `${file.name} was not shared`);
+    });
+    request.send(file);
   }
 
   async function submitComposer() {
@@ -1973,6 +2045,26 @@
       onComposerTyping();
     });
     on("composer-form", "submit", submitHandler(submitComposer));
+    on("attach", "click", () => $("file-input").click());
+    on("file-input", "change", () => {
+      const input = $("file-input");
+      uploadFiles(Array.from(input.files || []));
+      input.value = "";
+    });
+    const dragging = (event) => event.dataTransfer && Array.from(event.dataTransfer.types || []).includes("Files");
+    tl.addEventListener("dragover", (event) => {
+      if (!dragging(event) || !view.room) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+      tl.classList.add("dropping");
+    });
+    tl.addEventListener("dragleave", () => tl.classList.remove("dropping"));
+    tl.addEventListener("drop", (event) => {
+      tl.classList.remove("dropping");
+      if (!dragging(event) || !view.room) return;
+      event.preventDefault();
+      uploadFiles(Array.from(event.dataTransfer.files || []));
+    });
     on("reply-cancel", "click", () => { endReply(); box.focus(); });
     on("edit-cancel", "click", () => { endEdit(); box.focus(); });
 

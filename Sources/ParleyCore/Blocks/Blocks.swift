@@ -126,9 +126,18 @@ public enum BlockSealing {
     public static func seal(_ plaintext: some Collection<UInt8>, tier: BlockTier, key: FileKey, place: BlockPlace) -> [UInt8] {
         precondition(plaintext.count <= tier.capacity, "a block's plaintext exceeds its tier")
         var padded = [UInt8](plaintext)
-        padded.append(contentsOf: repeatElement(0, count: tier.capacity - padded.count))
-        let box = try! AES.GCM.seal(padded, using: key.aeadKey, nonce: AES.GCM.Nonce(data: place.nonce))
-        return Array(box.ciphertext) + Array(box.tag)
+        return seal(padding: &padded, tier: tier, key: key, place: place)
+    }
+
+    /// ``seal(_:tier:key:place:)`` padding `plaintext` in place (its capacity reserved, no copy); it is left padded.
+    static func seal(padding plaintext: inout [UInt8], tier: BlockTier, key: FileKey, place: BlockPlace) -> [UInt8] {
+        plaintext.append(contentsOf: repeatElement(0, count: tier.capacity - plaintext.count))
+        let box = try! AES.GCM.seal(plaintext, using: key.aeadKey, nonce: AES.GCM.Nonce(data: place.nonce))
+        // The box holds nonce ‖ ciphertext ‖ tag: the stored block is all but the nonce, copied once.
+        let combined = box.combined!
+        return [UInt8](unsafeUninitializedCapacity: tier.byteCount) { buffer, count in
+            count = combined.dropFirst(place.nonce.count).copyBytes(to: buffer)
+        }
     }
 
     /// The padded plaintext of a stored block fetched by `id`, after checking its length, its id, then its seal.

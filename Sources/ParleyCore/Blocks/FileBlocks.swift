@@ -2,15 +2,16 @@ import Crypto
 import Foundation
 
 /// How a file of a given size is cut into blocks (docs/PROTOCOL.md §16.3). Up to a 64 KiB block's capacity a file is
-/// one data block of the smallest tier that holds it. A larger one is cut into data blocks of the smallest tier of
-/// 64 KiB, 1 MiB and 16 MiB that needs at most ``targetBlocks`` of them (16 MiB past 4 GiB), so padding wastes at most
-/// about a sixteenth and a file takes few objects; they are listed by manifests of at most ``fanOut`` entries each,
-/// manifests of manifests above them, up to one root.
+/// one data block of the smallest tier that holds it. A larger one is cut into data blocks of 64 KiB up to 16 MiB, of
+/// 1 MiB up to 4 GiB, and of 16 MiB beyond: padding wastes at most about a sixteenth, a file takes few objects, and a
+/// reader or writer of a file up to 4 GiB holds a few 1 MiB blocks at a time. The blocks are listed by manifests of at
+/// most ``fanOut`` entries each, manifests of manifests above them, up to one root.
 public struct FileLayout: Sendable, Equatable {
     /// Entries per manifest.
     public static let fanOut = 1_024
-    /// Data blocks a file is cut into before its blocks grow a tier.
-    public static let targetBlocks: Int64 = 256
+    /// The largest file cut into 64 KiB blocks, and into 1 MiB blocks: 16 MiB and 4 GiB.
+    public static let mediumBlocksUpTo: Int64 = 1 << 24
+    public static let largeBlocksUpTo: Int64 = 1 << 32
     /// The largest file that is one block: what a 64 KiB block holds.
     public static let singleBlockLimit = BlockTier.medium.capacity
     /// The largest file a reference may describe: 1 TiB.
@@ -31,7 +32,7 @@ public struct FileLayout: Sendable, Equatable {
             depth = 0
             return
         }
-        dataTier = [BlockTier.medium, .large].first { Self.count(size, per: Int64($0.capacity)) <= FileLayout.targetBlocks } ?? .huge
+        dataTier = size <= FileLayout.mediumBlocksUpTo ? .medium : size <= FileLayout.largeBlocksUpTo ? .large : .huge
         var depth: UInt8 = 1
         var covered = Int64(dataTier.capacity) * Int64(FileLayout.fanOut)
         while covered < size {
@@ -214,7 +215,7 @@ public struct FileSealer: Sendable {
     }
 
     private mutating func sealPending() -> SealedBlock {
-        let bytes = BlockSealing.seal(pending, tier: layout.dataTier, key: key, place: BlockPlace(depth: 0, index: UInt64(dataIDs.count)))
+        let bytes = BlockSealing.seal(padding: &pending, tier: layout.dataTier, key: key, place: BlockPlace(depth: 0, index: UInt64(dataIDs.count)))
         let block = SealedBlock(id: BlockID.of(bytes), bytes: bytes)
         dataIDs.append(block.id)
         pending.removeAll(keepingCapacity: true)

@@ -2195,7 +2195,6 @@ def relay_vectors():
 
 BLOCK_TIERS = [10, 16, 20, 24]
 BLOCK_FAN_OUT = 1024
-BLOCK_TARGET_BLOCKS = 256
 
 
 def block_capacity(tier):
@@ -2220,7 +2219,7 @@ def file_layout(size):
     """(data tier, depth, data block count) of a file of `size` bytes, as §16.3 cuts it."""
     if size <= block_capacity(16):
         return smallest_tier(size), 0, 1
-    data_tier = next((t for t in [16, 20] if -(-size // block_capacity(t)) <= BLOCK_TARGET_BLOCKS), 24)
+    data_tier = 16 if size <= 1 << 24 else 20 if size <= 1 << 32 else 24
     depth, covered = 1, block_capacity(data_tier) * BLOCK_FAN_OUT
     while covered < size:
         depth, covered = depth + 1, covered * BLOCK_FAN_OUT
@@ -2249,7 +2248,7 @@ def block_vectors():
             **({"stored_hex": stored.hex()} if tier == 10 else {}),
         })
     layouts = [{"size": size, "data_tier": t, "depth": d, "data_blocks": n}
-               for size in [0, 1009, 65520, 65521, 16773120, 16773121, 268431360, 268431361, 1 << 30, 4 << 30, 20 << 30, 1 << 40]
+               for size in [0, 1009, 65520, 65521, 1 << 24, (1 << 24) + 1, 1 << 30, 1 << 32, (1 << 32) + 1, 20 << 30, 1 << 40]
                for (t, d, n) in [file_layout(size)]]
     # A file of 16,708,600 bytes: 256 data blocks of 64 KiB under one root, the last holding 1,000. Its data is not given
     # (it is large); the root manifest is, over the ids the data blocks have when the file's bytes are all 0x61.
