@@ -16,8 +16,9 @@ public enum BucketLayout {
     public static func logsPrefix(_ roomID: String) -> String { "rooms/\(roomID)/logs/" }
     public static func hintsPrefix(_ roomID: String) -> String { "rooms/\(roomID)/hints/" }
     public static func archivePrefix(_ roomID: String) -> String { "rooms/\(roomID)/archive/" }
+    public static func blocksPrefix(_ roomID: String) -> String { "rooms/\(roomID)/blocks/" }
     /// A file's block (docs/PROTOCOL.md §16): named by its id, so a block shared twice is one object.
-    public static func blockKey(roomID: String, id: BlockID) -> String { "rooms/\(roomID)/blocks/\(id.hex)" }
+    public static func blockKey(roomID: String, id: BlockID) -> String { "\(blocksPrefix(roomID))\(id.hex)" }
 
     /// The folder of a day's log files: `rooms/{room}/logs/{date}/`.
     public static func logsFolder(roomID: String, date: String) -> String { "\(logsPrefix(roomID))\(date)/" }

@@ -8,6 +8,10 @@ public struct BucketAuditReport: Sendable {
     public var rooms: [String] = []
     /// Objects read.
     public var objects = 0
+    /// Blocks of shared files (named by a block id, a tier long), and their bytes; not read: each is checked by
+    /// whoever fetches it (docs/PROTOCOL.md §16.5).
+    public var blocks = 0
+    public var blockBytes: Int64 = 0
     /// Signatures, chains, forks, gaps and state, across every file of every room, plus faults of the files
     /// themselves (names that lie, truncation, unreadable or oversized objects, a replaced metadata.json).
     public var audit = AuditReport()
@@ -57,6 +61,16 @@ public struct BucketAuditor: Sendable {
             }
             let listed = try await bucketCallAsync { () async throws(BucketError) in try await objects.listAll(prefix: BucketLayout.roomPrefix(roomID)) }
             for object in listed where object.key != metadataKey {
+                if object.key.hasPrefix(BucketLayout.blocksPrefix(roomID)) {
+                    let name = String(object.key.dropFirst(BucketLayout.blocksPrefix(roomID).count))
+                    if BlockID(hex: name) != nil, BlockTier.allCases.contains(where: { Int64($0.byteCount) == object.size }) {
+                        report.blocks += 1
+                        report.blockBytes += object.size
+                    } else {
+                        report.warnings.append("\(ObjectKey.debugQuoted(object.key)): not a block (a block id, 1 KiB, 64 KiB, 1 MiB or 16 MiB long); ignored")
+                    }
+                    continue
+                }
                 if object.key.hasPrefix(BucketLayout.hintsPrefix(roomID)) {
                     await checkHint(object, roomID: roomID, objects: objects, listed: listed, report: &report, audit: &audit)
                     continue

@@ -399,6 +399,7 @@ struct BucketVerify: AsyncParsableCommand {
         if json {
             printJSON([
                 "bucket": .string(report.location), "objects": .integer(Int64(report.objects)), "events": .integer(Int64(audit.lines)),
+                "blocks": .integer(Int64(report.blocks)), "block_bytes": .integer(report.blockBytes),
                 "problems": .array(
                     audit.problems.map {
                         ["file": $0.file.map(JSONValue.string) ?? .null, "line": $0.line.map { .integer(Int64($0)) } ?? .null, "message": .string($0.message)]
@@ -412,7 +413,7 @@ struct BucketVerify: AsyncParsableCommand {
             for room in audit.rooms { output(describe(room)) }
             output(
                 report.isClean
-                    ? "OK: \(report.objects) objects, \(audit.lines) events, no faults"
+                    ? "OK: \(report.objects) objects, \(audit.lines) events, \(report.blocks) blocks of shared files, no faults"
                     : "FAULTY: \(audit.problems.count) problem(s) in \(report.objects) objects")
         }
         if !report.isClean { throw ExitCode(1) }

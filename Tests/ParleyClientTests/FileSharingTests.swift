@@ -214,6 +214,10 @@ import Testing
         #expect(sent.stderr.isEmpty, "no progress bar when standard error is no terminal: \(sent.stderr)")
 
         try #require(try nodes.bob.run(["sync"], environment: aws).status == 0)
+        // The audit counts the blocks (2.5 MB: thirty-nine 64 KiB data blocks and a root) and warns of none.
+        let audit = try ParleyCommand.run(["bucket", "verify", url, "--json"], environment: aws)
+        let audited = try JSONParser().parse(Array(audit.stdout.utf8))
+        #expect(audit.status == 0 && audited["blocks"]?.integerValue == 40 && audited["warnings"]?.arrayValue?.isEmpty == true, "\(audit.stdout)")
         let item = try #require(try nodes.log(nodes.bob, "team").last)
         #expect(item["event_id"]?.text == eventID && item["msgtype"]?.text == "file" && item["body"]?.text == "pictures from the trip")
         #expect(item["file"]?["name"]?.text == "holiday.bin" && item["file"]?["size"]?.integerValue == 2_500_000)
