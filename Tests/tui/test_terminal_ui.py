@@ -121,8 +121,8 @@ class TerminalUITests(unittest.TestCase):
     def screen(self, window):
         return self.tmux("capture-pane", "-p", "-t", f"chat:{window}")
 
-    def until(self, window, condition, message):
-        deadline = time.monotonic() + WAIT
+    def until(self, window, condition, message, seconds=WAIT):
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             text = self.screen(window)
             if condition(text):
@@ -254,7 +254,8 @@ class TerminalUITests(unittest.TestCase):
     def test_zz_ctrl_c_and_sigterm_leave_the_terminal_sane(self):
         self.tmux("send-keys", "-t", "chat:alice", "C-c")
         # The modes come on the line after EXITED: both are waited for.
-        screen = self.until("alice", lambda s: "EXITED" in s and "speed" in s, "Ctrl-C did not end the chat")
+        # The chat's own node writes its outbox before it exits (up to 10 s) and closes its API: given a minute.
+        screen = self.until("alice", lambda s: "EXITED" in s and "speed" in s, "Ctrl-C did not end the chat", seconds=60)
         self.assertIn("EXITED 0", screen)
         modes = screen[screen.index("EXITED"):]
         for mode in (" icanon", " echo ", " icrnl", " opost"):
@@ -263,7 +264,7 @@ class TerminalUITests(unittest.TestCase):
         chat = subprocess.run(["pgrep", "-P", pid, "-f", "chat"], capture_output=True, text=True).stdout.split()
         self.assertTrue(chat, "Bob's chat process was not found")
         subprocess.run(["kill", "-TERM", chat[0]], check=True)
-        screen = self.until("bob", lambda s: "EXITED" in s and "speed" in s, "SIGTERM did not end the chat")
+        screen = self.until("bob", lambda s: "EXITED" in s and "speed" in s, "SIGTERM did not end the chat", seconds=60)
         modes = screen[screen.index("EXITED"):]
         for mode in (" icanon", " echo ", " icrnl", " opost"):
             self.assertIn(mode, modes.replace("\n", ""), f"the terminal is left without {mode.strip()} after SIGTERM")
