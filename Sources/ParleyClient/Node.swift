@@ -412,13 +412,18 @@ public final class Node: Sendable {
         return try relate(roomID, EventType.redaction, to: eventID, extra)
     }
 
-    /// Records that this device received (`.delivered`) or read (`.read`) everything up to `eventID`.
+    /// Records that this device received (`.delivered`) or read (`.read`) everything up to `eventID`: the receipt
+    /// lists, as its heads, each chain this device holds further than its earlier receipts said (for a read receipt,
+    /// up to `eventID` in the room's order), so it proves delivery of exactly those events (§7.10).
     @discardableResult
     public func receipt(_ roomID: String, eventID: String, kind: ReceiptKind) throws -> VerifiedEvent {
         _ = try requireState(roomID)
         try requireEvent(eventID, in: roomID)
-        return try publish(
-            roomID: roomID, type: EventType.receipt, content: JSONObject(["receipt_type": .string(kind.rawValue), "event_id": .string(eventID)]))
+        var content = JSONObject(["receipt_type": .string(kind.rawValue), "event_id": .string(eventID)])
+        let upTo = try kind == .read ? store.event(eventID: eventID).map { EventOrder($0.event.event) } : nil
+        let heads = try store.receiptHeads(roomID: roomID, readerKey: identity.signingKeyBase64, kind: kind, upTo: upTo)
+        if !heads.isEmpty { content["heads"] = .array(heads.map(\.jsonValue)) }
+        return try publish(roomID: roomID, type: EventType.receipt, content: content)
     }
 
     func relate(_ roomID: String, _ type: String, to eventID: String, _ extra: KeyValuePairs<String, JSONValue>) throws -> VerifiedEvent {

@@ -359,7 +359,7 @@ extension EventStore {
                 case wait(roomID: String, keyID: String)
                 /// Waits, and the keys forwarded for it go: none is the one its content names.
                 case waitDroppingKeys(roomID: String, keyID: String, position: ChainPosition)
-                case opened(roomID: String, type: String, content: [UInt8], target: String?, keyID: String)
+                case opened(roomID: String, type: String, content: [UInt8], parsed: EventContent, keyID: String, readerKey: String)
                 case failed(Event, reason: String)
             }
             var collected: [(event: Event?, sealed: EncryptedContent?, wire: [UInt8], accepted: Bool, messageKeys: [MessageKey])] = []
@@ -416,9 +416,10 @@ extension EventStore {
                         continue
                     }
                     switch EventStore.openSealed(sealed, of: event, key: key) {
-                    case .success(let (type, inner, target)):
+                    case .success(let (type, inner, parsed)):
                         outcomes.buffer[index] = .opened(
-                            roomID: event.roomID, type: type, content: CanonicalJSON.encode(.object(inner)), target: target, keyID: sealed.keyID)
+                            roomID: event.roomID, type: type, content: CanonicalJSON.encode(.object(inner)), parsed: parsed, keyID: sealed.keyID,
+                            readerKey: event.senderKey)
                     case .failure(let problem):
                         outcomes.buffer[index] = .failed(event, reason: problem.reason)
                     }
@@ -444,7 +445,11 @@ extension EventStore {
                     ])
                     try db.cachedStatement(sql: "DELETE FROM message_keys WHERE room_id = ? AND sender_key = ? AND seq = ?")
                         .execute(arguments: [roomID, position.senderKey, position.seq])
-                case .opened(let roomID, let type, let content, let target, let keyID):
+                case .opened(let roomID, let type, let content, let parsed, let keyID, let readerKey):
+                    let target = parsed.relationTarget
+                    if case .receipt(let kind, _, let heads) = parsed {
+                        try EventStore.recordReceiptHeads(db, roomID: roomID, receiptRow: id, readerKey: readerKey, kind: kind, heads: heads)
+                    }
                     seals[keyID, default: (roomID, 0)].count += 1
                     try stopWaiting()
                     try db.cachedStatement(sql: "INSERT OR REPLACE INTO plaintexts (event_row, room_id, type, content, target_event_id) VALUES (?, ?, ?, ?, ?)")
@@ -496,7 +501,7 @@ extension EventStore {
     /// Opens sealed content and checks the inner event: a type that may be sealed, content valid for its type.
     static func openSealed(
         _ sealed: EncryptedContent, of event: Event, key: SealingKey
-    ) -> Result<(String, JSONObject, String?), SealedProblem> {
+    ) -> Result<(String, JSONObject, EventContent), SealedProblem> {
         do {
             let associatedData = RoomCipher.associatedData(of: event)
             let (type, inner) =
@@ -506,7 +511,7 @@ extension EventStore {
                 }
             let parsed = try EventContent.parse(type: type, content: inner, roomID: event.roomID)
             if parsed.relationTarget == event.eventID { return .failure(SealedProblem(reason: "sealed \(type): an event cannot refer to itself")) }
-            return .success((type, inner, parsed.relationTarget))
+            return .success((type, inner, parsed))
         } catch let error as EncryptionError {
             return .failure(SealedProblem(reason: "m.room.encrypted: \(error.code.rawValue): \(error.message)"))
         } catch {

@@ -352,6 +352,7 @@ struct IngestBatch {
         let envelope = event.event
         var target: String?
         var relationKey: String?
+        var receipt: (kind: ReceiptKind, heads: [ReceiptHead])?
         if let content = envelope.content, envelope.type != EventType.message {
             switch parsed ?? (try? EventContent.parse(type: envelope.type, content: content, roomID: envelope.roomID)) {
             case .edit(let id, _)?: target = id
@@ -361,9 +362,10 @@ struct IngestBatch {
             case .reaction(let id, let key)?:
                 target = id
                 relationKey = key
-            case .receipt(let kind, let id)?:
+            case .receipt(let kind, let id, let heads)?:
                 target = id
                 relationKey = kind.rawValue
+                if !heads.isEmpty { receipt = (kind, heads) }
             default: break
             }
         }
@@ -403,7 +405,12 @@ struct IngestBatch {
             throw DatabaseError(resultCode: ResultCode(rawValue: result), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
         }
         // From SQLite directly: GRDB's accessor first checks which dispatch queue it runs on, a third of the cost.
-        return sqlite3_last_insert_rowid(db.sqliteConnection)
+        let row = sqlite3_last_insert_rowid(db.sqliteConnection)
+        if let receipt {
+            try EventStore.recordReceiptHeads(
+                db, roomID: envelope.roomID, receiptRow: row, readerKey: envelope.senderKey, kind: receipt.kind, heads: receipt.heads)
+        }
+        return row
     }
 
     /// Judges again, room by room, everything from the oldest late event on; then records each room's progress.

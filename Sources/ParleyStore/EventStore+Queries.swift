@@ -178,15 +178,18 @@ extension EventStore {
         }
     }
 
-    /// The stored event with `eventID`, if any: of several carrying the id (another device copied it), an accepted
-    /// one first, then the first in the total order.
-    public func event(eventID: String) throws -> StoredEvent? {
+    /// The stored event with `eventID`, if any: of several carrying the id (another device copied it), the one
+    /// `preferringSender` signed, then an accepted one, then the first in the total order.
+    public func event(eventID: String, preferringSender: String = "") throws -> StoredEvent? {
         try pool.read { db in
             guard
                 let row = try Row.fetchOne(
                     db.cachedStatement(
-                        sql: "SELECT wire, status, reason FROM events WHERE event_id = ? ORDER BY status != 0, \(RoomAuthorizer.orderColumns) LIMIT 1"),
-                    arguments: [eventID])
+                        sql: """
+                            SELECT wire, status, reason FROM events WHERE event_id = ?
+                            ORDER BY sender_key != ?, status != 0, \(RoomAuthorizer.orderColumns) LIMIT 1
+                            """),
+                    arguments: [eventID, preferringSender])
             else { return nil }
             return StoredEvent(
                 event: try VerifiedEvent(storedWire: (row[0] as Data).bytes), status: EventStatus(rawValue: row[1]) ?? .rejected,

@@ -185,6 +185,7 @@ public final class EventStore: Sendable {
         registerTransportTablesMigration(&migrator)
         registerFeedChangesMigration(&migrator)
         registerSentFilesMigration(&migrator)
+        registerReceiptHeadsMigration(&migrator)
         return migrator
     }
 }

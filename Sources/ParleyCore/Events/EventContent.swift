@@ -86,7 +86,9 @@ public enum EventContent: Sendable, Equatable {
     case edit(target: String, body: String)
     case redaction(target: String, reason: String?)
     case reaction(target: String, key: String)
-    case receipt(kind: ReceiptKind, upTo: String)
+    /// A receipt: this device received or read the room up to `upTo`, and holds (`delivered`) or has shown (`read`)
+    /// each of `heads` with everything before it in its chain (§7.10).
+    case receipt(kind: ReceiptKind, upTo: String, heads: [ReceiptHead] = [])
     case encryption(EncryptionSettings)
     case encrypted(EncryptedContent)
     case roomKey(RoomKeyContent)
@@ -99,7 +101,7 @@ public enum EventContent: Sendable, Equatable {
     public var relationTarget: String? {
         switch self {
         case .edit(let target, _), .redaction(let target, _), .reaction(let target, _): target
-        case .receipt(_, let upTo): upTo
+        case .receipt(_, let upTo, _): upTo
         default: nil
         }
     }
@@ -181,7 +183,7 @@ extension EventContent {
             result = .reaction(target: target, key: try reader.string("key", maxBytes: maxReactionKeyBytes))
         case EventType.receipt:
             let kind = try reader.enumeration("receipt_type", ReceiptKind.self)
-            result = .receipt(kind: kind, upTo: try reader.eventID("event_id", roomID: roomID))
+            result = .receipt(kind: kind, upTo: try reader.eventID("event_id", roomID: roomID), heads: try ReceiptHead.parseList(&reader))
         case EventType.encryption:
             result = .encryption(try parseEncryption(&reader))
         case EventType.encrypted:

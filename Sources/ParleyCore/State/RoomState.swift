@@ -242,7 +242,7 @@ public struct RoomState: Sendable, Equatable {
             guard candidates.contains(where: { $0.type == EventType.message }) else {
                 return .rejected("only m.room.message events take reactions, not \(first.type)")
             }
-        case .receipt(_, let targetID):
+        case .receipt(_, let targetID, _):
             guard !relations.targets(targetID).isEmpty else { return .awaitingTarget(targetID) }
         case .create, .member, .message, .other:
             break

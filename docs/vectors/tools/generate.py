@@ -2290,6 +2290,58 @@ def block_vectors():
     }
 
 
+# ---------------------------------------------------------------- receipts (docs/PROTOCOL.md §7.10)
+
+def receipt_vectors():
+    t0 = 1_760_000_000_000
+    alice, bob, mallory = Device("alice"), Device("bob"), Device("mallory")
+    r = "receipts"
+
+    def member(membership, user, devices):
+        return {"membership": membership, "user_id": user, "devices": devices}
+
+    def head(event, hash_=None):
+        return {"sender_key": event["sender_key"], "seq": event["seq"], "hash": hash_ or event_hash(event)}
+
+    events = [
+        alice.sign(r, "m.room.create", {"version": 1}, t0),
+        alice.sign(r, "m.room.member", member("join", "alice", [alice.binding()]), t0),
+        alice.sign(r, "m.room.member", member("invite", "bob", [bob.binding(False)]), t0 + 1),
+        bob.sign(r, "m.room.member", member("join", "bob", [bob.binding()]), t0 + 2),
+    ]
+    messages = [alice.sign(r, "m.room.message", {"msgtype": "text", "body": f"m{i}"}, t0 + 10 + i) for i in range(1, 5)]
+    events += messages
+    m1, m2, m3, m4 = messages
+    # Bob: delivered up to m2; read up to m1 (an older head of the same chain still counts for what it names); then a
+    # read receipt about m4's place with another hash, which covers nothing. Mallory, never a member, claims all.
+    receipts = [
+        ("bob delivered up to m2", bob.sign(r, "m.receipt", {"receipt_type": "delivered", "event_id": m2["event_id"], "heads": [head(m2)]}, t0 + 20)),
+        ("bob read up to m1", bob.sign(r, "m.receipt", {"receipt_type": "read", "event_id": m1["event_id"], "heads": [head(m1)]}, t0 + 21)),
+        ("bob read m4's place under another hash", bob.sign(r, "m.receipt", {"receipt_type": "read", "event_id": m4["event_id"],
+                                                                              "heads": [head(m4, "ab" * 32)]}, t0 + 22)),
+        ("mallory, no member, delivered all", mallory.sign(r, "m.receipt", {"receipt_type": "delivered", "event_id": m4["event_id"],
+                                                                            "heads": [head(m4)]}, t0 + 23)),
+    ]
+    events += [e for _, e in receipts]
+    coverage = []
+    for message, covered in [(m1, [("bob", "delivered", 20), ("bob", "read", 21)]), (m2, [("bob", "delivered", 20)]), (m3, []), (m4, [])]:
+        coverage.append({"event_id": message["event_id"], "sender_key": message["sender_key"], "seq": message["seq"],
+                         "covered_by": [{"reader_id": u, "reader_key": bob.key, "kind": k, "timestamp_ms": t0 + dt} for u, k, dt in covered]})
+    head_ok = head(m1)
+    contents = [{"content": {"receipt_type": "read", "event_id": m1["event_id"]}, "valid": True},
+                {"content": {"receipt_type": "delivered", "event_id": m1["event_id"], "heads": [head_ok]}, "valid": True},
+                {"content": {"receipt_type": "delivered", "event_id": m1["event_id"], "heads": [head_ok, head(events[3])]}, "valid": True}]
+    bad_heads = [[], [head_ok, head(m2)], [{**head_ok, "seq": 0}], [{**head_ok, "hash": head_ok["hash"].upper()}],
+                 [{k: v for k, v in head_ok.items() if k != "hash"}], [{**head_ok, "sender_key": "AAAA"}], [{**head_ok, "extra": 1}],
+                 [head_ok["hash"]], {"alice": head_ok}]
+    # 257 chains: one too many.
+    many = [{"sender_key": b64(hashlib.sha256(bytes([i, j])).digest()), "seq": 1, "hash": "00" * 32} for i in range(2) for j in range(129)][:257]
+    bad_heads.append(many)
+    contents += [{"content": {"receipt_type": "delivered", "event_id": m1["event_id"], "heads": h}, "valid": False} for h in bad_heads]
+    return {"room_id": r, "events": [wire(e) for e in events], "receipts": [name for name, _ in receipts], "coverage": coverage,
+            "contents": contents}
+
+
 def main():
     outputs = {
         "canonical_json.json": canonical_vectors(),
@@ -2303,6 +2355,7 @@ def main():
         "archives.json": archive_vectors(),
         "relay.json": relay_vectors(),
         "blocks.json": block_vectors(),
+        "receipts.json": receipt_vectors(),
     }
     check = "--check" in sys.argv
     failed = False

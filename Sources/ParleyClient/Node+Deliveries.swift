@@ -1,0 +1,146 @@
+import Foundation
+import ParleyCore
+import ParleyStore
+
+/// Where one message stands with one recipient device (docs/CLI.md, "Delivery"), from least to most.
+public enum DeliveryState: String, Sendable, Comparable, CaseIterable {
+    /// Stored here; no transport confirmed it yet.
+    case pending
+    /// A transport failed to take it, again and again (``Node/failedAfterAttempts``); it is still tried.
+    case failed
+    /// A bucket, relay or peer confirmed holding it.
+    case inTransit = "in_transit"
+    /// The device's signed delivered receipt covers it.
+    case delivered
+    /// The device's signed read receipt covers it.
+    case read
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)! }
+}
+
+/// One recipient device's standing with a message.
+public struct RecipientStatus: Sendable, Equatable {
+    public var userID: String
+    public var deviceKey: String
+    public var state: DeliveryState
+    /// When its receipts say it received and read the message (never before the message's own time).
+    public var deliveredMs: Int64?
+    public var readMs: Int64?
+    /// Whether the device is still joined; a device that left still counts for what it received.
+    public var isJoined: Bool
+}
+
+/// What `parley status` shows of one event.
+public struct DeliveryReport: Sendable {
+    public var roomID: String
+    public var eventID: String
+    public var senderID: String
+    public var senderKey: String
+    public var timestampMs: Int64
+    /// Whether this device sent it: only then are transports and failures known.
+    public var isOwn: Bool
+    /// The transports that confirmed holding it, earliest first.
+    public var confirmations: [(transport: String, confirmedMs: Int64)]
+    /// Transports failing to send it now.
+    public var failures: [SendFailure]
+    /// Every other device of the room, by user then key.
+    public var recipients: [RecipientStatus]
+
+    /// The least advanced state among the joined recipients: the message's state as a whole.
+    public var overall: DeliveryState {
+        recipients.filter(\.isJoined).map(\.state).min() ?? (isOwn ? sendingState : .delivered)
+    }
+
+    /// Where sending stands, whatever the recipients did.
+    var sendingState: DeliveryState {
+        if !confirmations.isEmpty { return .inTransit }
+        return failures.contains { $0.attempts >= Node.failedAfterAttempts } ? .failed : .pending
+    }
+}
+
+/// What ``Node/acknowledgeDelivery(_:)`` did.
+public enum DeliveryAcknowledgement: Sendable {
+    /// Nothing arrived from others since this device's last receipt.
+    case upToDate
+    /// Something did; the receipt is due at this time (pacing, ``Node/receiptIntervalMs(devices:)``).
+    case due(atMs: Int64)
+    /// A delivered receipt was signed.
+    case sent(VerifiedEvent)
+}
+
+extension Node {
+    /// Failed attempts in a row after which a transport's unsent messages show as FAILED: one failure can be a blip.
+    public static let failedAfterAttempts = 3
+
+    /// The least time between two automatic receipts of one device in one room: it grows with the square of the
+    /// room's devices, so that all of them together send at most about 5 per second divided by their number —
+    /// 2 s in a conversation of two, 20 s among 10 devices, 2,000 s among 100 (5% of 1 message a second) — and
+    /// never more than an hour.
+    public static func receiptIntervalMs(devices: Int) -> Int64 {
+        min(max(Int64(devices) * Int64(devices) * 200, 2_000), 3_600_000)
+    }
+
+    /// Sends a delivered receipt in `roomID` when messages, edits or reactions of others arrived since this device's
+    /// last receipt and the room's pacing allows one; covers every chain this device holds further than its receipts
+    /// did.
+    @discardableResult
+    public func acknowledgeDelivery(_ roomID: String) throws -> DeliveryAcknowledgement {
+        let key = identity.signingKeyBase64
+        guard try store.hasUnacknowledgedContent(roomID: roomID, readerKey: key) else { return .upToDate }
+        let state = try requireState(roomID)
+        guard state.isJoinedDevice(user: identity.userID, key: key) else { return .upToDate }
+        let devices = state.joinedMembers.reduce(0) { $0 + $1.devices.count }
+        // A fixed share of the interval from this device's key, so the room's devices do not all answer at once.
+        let spread = Int64(key.utf8.reduce(0) { ($0 &* 31 &+ Int($1)) & 0xFFFF }) % 250
+        let interval = Node.receiptIntervalMs(devices: devices) * (1000 + spread) / 1000
+        if let last = try store.lastReceiptMs(roomID: roomID, readerKey: key), clock() < last + interval {
+            return .due(atMs: last + interval)
+        }
+        guard let newest = try store.newestEvent(roomID: roomID) else { return .upToDate }
+        return .sent(try receipt(roomID, eventID: newest.eventID, kind: .delivered))
+    }
+
+    /// Where the event `eventID` of `roomID` stands with each other device of the room. Of several events carrying
+    /// the id (a device copied it), this device's own.
+    public func deliveryStatus(_ roomID: String, eventID: String) throws -> DeliveryReport {
+        let state = try requireState(roomID)
+        let ownKey = identity.signingKeyBase64
+        guard let stored = try store.event(eventID: eventID, preferringSender: ownKey) else {
+            throw ClientError(.unknownEvent, "This node does not hold event \(eventID).")
+        }
+        let event = stored.event.event
+        let isOwn = event.senderKey == ownKey
+        let coverage = try store.receiptsCovering(roomID: roomID, position: ChainPosition(event))
+        var recipients: [String: RecipientStatus] = [:]
+        for member in state.joinedMembers {
+            for key in member.devices.keys where key != event.senderKey {
+                recipients[key] = RecipientStatus(userID: member.userID, deviceKey: key, state: .pending, isJoined: true)
+            }
+        }
+        for receipt in coverage where receipt.readerKey != event.senderKey {
+            var recipient =
+                recipients[receipt.readerKey]
+                ?? RecipientStatus(userID: receipt.readerID, deviceKey: receipt.readerKey, state: .pending, isJoined: false)
+            let at = max(receipt.timestampMs, event.timestampMs)
+            switch receipt.kind {
+            case .delivered: recipient.deliveredMs = min(recipient.deliveredMs ?? at, at)
+            case .read:
+                recipient.readMs = at
+                recipient.deliveredMs = min(recipient.deliveredMs ?? at, at)
+            }
+            recipients[receipt.readerKey] = recipient
+        }
+        var report = DeliveryReport(
+            roomID: roomID, eventID: eventID, senderID: event.senderID, senderKey: event.senderKey, timestampMs: event.timestampMs, isOwn: isOwn,
+            confirmations: isOwn ? try store.confirmations(roomID: roomID, seq: event.seq) : [],
+            failures: isOwn ? try store.sendFailures(roomID: roomID) : [], recipients: [])
+        let sending = report.sendingState
+        report.recipients = recipients.values.map { recipient in
+            var recipient = recipient
+            recipient.state = recipient.readMs != nil ? .read : recipient.deliveredMs != nil ? .delivered : isOwn ? sending : .pending
+            return recipient
+        }.sorted { ($0.userID, $0.deviceKey) < ($1.userID, $1.deviceKey) }
+        if !report.confirmations.isEmpty { report.failures = [] }
+        return report
+    }
+}

@@ -1,0 +1,226 @@
+import Foundation
+import GRDB
+import ParleyCore
+import ParleySync
+
+// Receipts' heads (docs/PROTOCOL.md §7.10), kept by chain and place so that "who holds or has read this event" is an
+// index range, whichever way the receipt travelled (plain, or sealed and opened later).
+
+/// One reader device's receipt that covers an event.
+public struct ReceiptCoverage: Sendable, Equatable {
+    public var readerID: String
+    public var readerKey: String
+    public var kind: ReceiptKind
+    /// The earliest covering receipt of this kind: its event id and the time it claims.
+    public var receiptEventID: String
+    public var timestampMs: Int64
+}
+
+extension EventStore {
+    /// Whether a row of `events` is a receipt, plain or sealed and opened.
+    static let isReceipt = """
+        (type = 'm.receipt' OR (type = 'm.room.encrypted' AND EXISTS (SELECT 1 FROM plaintexts p WHERE p.event_row = events.id AND p.type = 'm.receipt')))
+        """
+
+    static func registerReceiptHeadsMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v13-receipt-heads") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE receipt_heads (
+                        room_id TEXT NOT NULL,
+                        chain_key TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        hash TEXT NOT NULL,
+                        receipt_row INTEGER NOT NULL,
+                        reader_key TEXT NOT NULL,
+                        kind TEXT NOT NULL,
+                        PRIMARY KEY (room_id, chain_key, seq, receipt_row)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX receipt_heads_reader ON receipt_heads (room_id, reader_key, chain_key, seq);
+                    CREATE TABLE transport_send_failures (
+                        transport TEXT NOT NULL,
+                        room_id TEXT NOT NULL,
+                        attempts INTEGER NOT NULL,
+                        first_ms INTEGER NOT NULL,
+                        reason TEXT NOT NULL,
+                        PRIMARY KEY (transport, room_id)
+                    );
+                    """)
+        }
+    }
+
+    /// Keeps the heads of the receipt stored at `receiptRow`; the receipt's verdict is looked up when they are read.
+    static func recordReceiptHeads(_ db: Database, roomID: String, receiptRow: Int64, readerKey: String, kind: ReceiptKind, heads: [ReceiptHead])
+        throws
+    {
+        guard !heads.isEmpty else { return }
+        let statement = try db.cachedStatement(
+            sql: "INSERT OR IGNORE INTO receipt_heads (room_id, chain_key, seq, hash, receipt_row, reader_key, kind) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        for head in heads {
+            try statement.execute(arguments: [roomID, head.position.senderKey, head.position.seq, head.hash, receiptRow, readerKey, kind.rawValue])
+        }
+    }
+
+    /// The accepted receipts whose heads cover the chained event at `position`, the earliest of each reader device
+    /// and kind. A head counts only if its hash is that of the event this node holds at its place: a receipt about a
+    /// fork or a forged event covers nothing here.
+    public func receiptsCovering(roomID: String, position: ChainPosition) throws -> [ReceiptCoverage] {
+        try pool.read { db in
+            try Row.fetchAll(
+                db.cachedStatement(
+                    sql: """
+                        SELECT r.sender_id, r.sender_key, h.kind, r.event_id, MIN(r.timestamp_ms) FROM receipt_heads h
+                            JOIN events c ON c.room_id = h.room_id AND c.sender_key = h.chain_key AND c.seq = h.seq AND c.hash = h.hash
+                            JOIN events r ON r.id = h.receipt_row
+                        WHERE h.room_id = ? AND h.chain_key = ? AND h.seq >= ? AND r.status = 0 AND r.redacted = 0
+                        GROUP BY r.sender_key, h.kind ORDER BY r.sender_id, r.sender_key, h.kind
+                        """), arguments: [roomID, position.senderKey, position.seq]
+            ).compactMap { row in
+                ReceiptKind(rawValue: row[2]).map {
+                    ReceiptCoverage(readerID: row[0], readerKey: row[1], kind: $0, receiptEventID: row[3], timestampMs: row[4])
+                }
+            }
+        }
+    }
+
+    /// Per reader device and kind, the furthest place in `chainKey`'s chain its accepted receipts cover, counting
+    /// only heads at or after `fromSeq`: enough to mark every event of the chain from `fromSeq` on.
+    public func chainCoverage(roomID: String, chainKey: String, fromSeq: Int64) throws -> [(readerKey: String, kind: ReceiptKind, seq: Int64)] {
+        try pool.read { db in
+            try Row.fetchAll(
+                db.cachedStatement(
+                    sql: """
+                        SELECT h.reader_key, h.kind, MAX(h.seq) FROM receipt_heads h
+                            JOIN events c ON c.room_id = h.room_id AND c.sender_key = h.chain_key AND c.seq = h.seq AND c.hash = h.hash
+                            JOIN events r ON r.id = h.receipt_row
+                        WHERE h.room_id = ? AND h.chain_key = ? AND h.seq >= ? AND r.status = 0 AND r.redacted = 0
+                        GROUP BY h.reader_key, h.kind
+                        """), arguments: [roomID, chainKey, fromSeq]
+            ).compactMap { row in ReceiptKind(rawValue: row[1]).map { (row[0], $0, row[2]) } }
+        }
+    }
+
+    /// The heads a new receipt of `readerKey` should list: per chain of another device, its newest chained event
+    /// (at or before `upTo` in the room's order, if given), where that is further than what this device's earlier
+    /// receipts cover (a read receipt also covers for delivery). At most ``ReceiptHead/maxPerReceipt``, furthest
+    /// behind first.
+    public func receiptHeads(roomID: String, readerKey: String, kind: ReceiptKind, upTo: EventOrder?) throws -> [ReceiptHead] {
+        try pool.read { db in
+            var sql = "SELECT sender_key, MAX(seq), hash FROM events WHERE room_id = ? AND sender_key != ?"
+            var arguments: StatementArguments = [roomID, readerKey]
+            if let upTo {
+                sql += " AND (timestamp_ms, seq, event_id, sender_key) <= (?, ?, ?, ?)"
+                arguments += [upTo.timestampMs, upTo.seq, upTo.eventID, upTo.senderKey]
+            }
+            let held = try Row.fetchAll(db, sql: sql + " GROUP BY sender_key", arguments: arguments)
+            let kinds = kind == .read ? "'read'" : "'read', 'delivered'"
+            let covered = try db.cachedStatement(
+                sql: "SELECT MAX(seq) FROM receipt_heads WHERE room_id = ? AND reader_key = ? AND chain_key = ? AND kind IN (\(kinds))")
+            var heads: [(head: ReceiptHead, behind: Int64)] = []
+            for row in held {
+                let head = ReceiptHead(position: ChainPosition(senderKey: row[0], seq: row[1]), hash: row[2])
+                let done = try Int64.fetchOne(covered, arguments: [roomID, readerKey, head.position.senderKey]) ?? 0
+                if head.position.seq > done { heads.append((head, head.position.seq - done)) }
+            }
+            return heads.sorted { ($0.behind, $0.head.position.senderKey) > ($1.behind, $1.head.position.senderKey) }
+                .prefix(ReceiptHead.maxPerReceipt).map(\.head)
+        }
+    }
+
+    /// Whether others' messages, edits or reactions (plain, or sealed and opened) arrived in `roomID` since this
+    /// device's last receipt: what makes a delivered receipt worth sending. Receipts do not count, so receipts never
+    /// answer receipts.
+    public func hasUnacknowledgedContent(roomID: String, readerKey: String) throws -> Bool {
+        try pool.read { db in
+            let since =
+                try Int64.fetchOne(
+                    db.cachedStatement(
+                        sql: "SELECT MAX(id) FROM events WHERE room_id = ? AND sender_key = ? AND \(EventStore.isReceipt)"),
+                    arguments: [roomID, readerKey]) ?? 0
+            return try Bool.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT EXISTS (SELECT 1 FROM events e LEFT JOIN plaintexts p ON p.event_row = e.id
+                            WHERE e.room_id = ? AND e.id > ? AND e.sender_key != ? AND e.status = 0
+                            AND (e.type IN ('m.room.message', 'm.room.edit', 'm.room.reaction')
+                                OR (e.type = 'm.room.encrypted' AND p.type IN ('m.room.message', 'm.room.edit', 'm.room.reaction'))))
+                        """), arguments: [roomID, since, readerKey]) == true
+        }
+    }
+}
+
+extension EventStore {
+    /// The newest event of `roomID` in the room's order (any verdict), if any.
+    public func newestEvent(roomID: String) throws -> EventOrder? {
+        try pool.read { db in
+            try Row.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT timestamp_ms, seq, event_id, sender_key FROM events WHERE room_id = ?
+                        ORDER BY timestamp_ms DESC, seq DESC, event_id DESC, sender_key DESC LIMIT 1
+                        """), arguments: [roomID]
+            ).map { EventOrder(timestampMs: $0[0], seq: $0[1], eventID: $0[2], senderKey: $0[3]) }
+        }
+    }
+
+    /// When this device's newest receipt in `roomID` (plain or sealed) was signed, if it sent any.
+    public func lastReceiptMs(roomID: String, readerKey: String) throws -> Int64? {
+        try pool.read { db in
+            try Int64.fetchOne(
+                db.cachedStatement(
+                    sql: "SELECT MAX(timestamp_ms) FROM events WHERE room_id = ? AND sender_key = ? AND \(EventStore.isReceipt)"),
+                arguments: [roomID, readerKey])
+        }
+    }
+
+    /// The transports that confirmed holding this device's event at `seq` in `roomID`, with when, earliest first.
+    public func confirmations(roomID: String, seq: Int64) throws -> [(transport: String, confirmedMs: Int64)] {
+        try pool.read { db in
+            try Row.fetchAll(
+                db.cachedStatement(
+                    sql: """
+                        SELECT transport, MIN(confirmed_ms) FROM transport_outbox WHERE room_id = ? AND first_seq <= ? AND last_seq >= ?
+                            AND confirmed_ms IS NOT NULL GROUP BY transport ORDER BY 2
+                        """), arguments: [roomID, seq, seq]
+            ).map { ($0[0], $0[1]) }
+        }
+    }
+}
+
+/// A transport failing to take this device's events of a room: attempts in a row, since when, and the last reason.
+public struct SendFailure: Sendable, Equatable {
+    public var transport: String
+    public var attempts: Int
+    public var firstMs: Int64
+    public var reason: String
+}
+
+extension EventStore {
+    /// Records a failed attempt of `transport` to send this device's events of `roomID`.
+    public func recordSendFailure(_ transport: TransportName, roomID: String, reason: String, nowMs: Int64) throws {
+        try pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO transport_send_failures (transport, room_id, attempts, first_ms, reason) VALUES (?, ?, 1, ?, ?)
+                    ON CONFLICT (transport, room_id) DO UPDATE SET attempts = attempts + 1, reason = excluded.reason
+                    """, arguments: [transport.rawValue, roomID, nowMs, reason])
+        }
+    }
+
+    /// Forgets the failures of `transport` in `roomID`: it sent again.
+    public func clearSendFailure(_ transport: TransportName, roomID: String) throws {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM transport_send_failures WHERE transport = ? AND room_id = ?", arguments: [transport.rawValue, roomID])
+        }
+    }
+
+    /// The transports failing to send this device's events of `roomID` now.
+    public func sendFailures(roomID: String) throws -> [SendFailure] {
+        try pool.read { db in
+            try Row.fetchAll(
+                db.cachedStatement(sql: "SELECT transport, attempts, first_ms, reason FROM transport_send_failures WHERE room_id = ? ORDER BY transport"),
+                arguments: [roomID]
+            ).map { SendFailure(transport: $0[0], attempts: $0[1], firstMs: $0[2], reason: $0[3]) }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+import Foundation
+import ParleyCore
+import ParleyStore
+import ParleyTesting
+import Testing
+
+@testable import ParleyBucket
+@_spi(Tools) @testable import ParleyClient
+
+/// Delivery tracking from signed receipts (docs/PROTOCOL.md §7.10): a message's state per recipient device, the
+/// automatic delivered receipts and their pacing, and receipts that must not count.
+@Suite struct DeliveryTests {
+    func recipient(_ report: DeliveryReport, _ client: BucketClient) throws -> RecipientStatus {
+        try #require(report.recipients.first { $0.deviceKey == client.node.identity.signingKeyBase64 })
+    }
+
+    @Test func `a message goes from pending to in transit, delivered and read for the other member's device`() async throws {
+        let world = try BucketWorld(.folder)
+        let (aliceClock, bobClock) = (TestClock(), TestClock())
+        let (alice, bob) = try await BucketRoomTests().twoMembers(world, aliceClock: aliceClock, bobClock: bobClock)
+        aliceClock.advance(1_000)
+        let message = try alice.node.send("team", text: "did you get this?").event
+        #expect(try recipient(alice.node.deliveryStatus("team", eventID: message.eventID), bob).state == .pending)
+        _ = try await alice.flush("team")
+        let sent = try alice.node.deliveryStatus("team", eventID: message.eventID)
+        #expect(try recipient(sent, bob).state == .inTransit && sent.confirmations.map(\.transport) == ["bucket"])
+
+        bobClock.ms = aliceClock.ms + 5_000
+        _ = try await bob.sync("team")
+        guard case .sent(let receipt) = try bob.node.acknowledgeDelivery("team") else {
+            Issue.record("no receipt")
+            return
+        }
+        _ = try await bob.flush("team")
+        _ = try await alice.sync("team")
+        let delivered = try recipient(alice.node.deliveryStatus("team", eventID: message.eventID), bob)
+        #expect(delivered.state == .delivered && delivered.deliveredMs == receipt.event.timestampMs && delivered.readMs == nil)
+        // Receipts do not answer receipts: Alice has nothing to acknowledge.
+        guard case .upToDate = try alice.node.acknowledgeDelivery("team") else {
+            Issue.record("Alice acknowledged a receipt")
+            return
+        }
+
+        bobClock.advance(60_000)
+        try bob.node.receipt("team", eventID: message.eventID, kind: .read)
+        _ = try await bob.flush("team")
+        _ = try await alice.sync("team")
+        let read = try alice.node.deliveryStatus("team", eventID: message.eventID)
+        #expect(try recipient(read, bob).state == .read && read.overall == .read)
+        #expect(try recipient(read, bob).readMs == bobClock.ms)
+    }
+
+    @Test func `automatic receipts are paced, and the one that was held back covers what came meanwhile`() async throws {
+        let world = try BucketWorld(.folder)
+        let (aliceClock, bobClock) = (TestClock(), TestClock())
+        let (alice, bob) = try await BucketRoomTests().twoMembers(world, aliceClock: aliceClock, bobClock: bobClock)
+        let first = try alice.node.send("team", text: "one").event
+        _ = try await alice.flush("team")
+        _ = try await bob.sync("team")
+        guard case .sent = try bob.node.acknowledgeDelivery("team") else {
+            Issue.record("no receipt")
+            return
+        }
+        // Nothing new: nothing to send.
+        guard case .upToDate = try bob.node.acknowledgeDelivery("team") else {
+            Issue.record("a receipt with nothing new")
+            return
+        }
+
+        aliceClock.advance(100)
+        let second = try alice.node.send("team", text: "two").event
+        _ = try await alice.flush("team")
+        _ = try await bob.sync("team")
+        guard case .due(let atMs) = try bob.node.acknowledgeDelivery("team") else {
+            Issue.record("not paced")
+            return
+        }
+        // Two devices: 2 s, plus this device's fixed share of up to a quarter of it.
+        #expect((bobClock.ms + 1...bobClock.ms + 2_500).contains(atMs))
+        bobClock.ms = atMs
+        guard case .sent(let receipt) = try bob.node.acknowledgeDelivery("team") else {
+            Issue.record("no receipt when due")
+            return
+        }
+        guard let content = receipt.event.content,
+            case .receipt(.delivered, _, let heads) = try EventContent.parse(type: receipt.event.type, content: content, roomID: "team")
+        else {
+            Issue.record("not a receipt")
+            return
+        }
+        // Only the chain that moved on since the first receipt, to Alice's second message.
+        #expect(heads.map(\.position) == [ChainPosition(second)])
+        _ = try await bob.flush("team")
+        _ = try await alice.sync("team")
+        for event in [first, second] {
+            #expect(try recipient(alice.node.deliveryStatus("team", eventID: event.eventID), bob).state == .delivered)
+        }
+    }
+
+    @Test func `the pace of automatic receipts grows with the square of the room's devices`() {
+        #expect(Node.receiptIntervalMs(devices: 2) == 2_000)
+        #expect(Node.receiptIntervalMs(devices: 10) == 20_000)
+        #expect(Node.receiptIntervalMs(devices: 100) == 2_000_000)
+        #expect(Node.receiptIntervalMs(devices: 1_000) == 3_600_000)
+    }
+
+    @Test func `sealed receipts in an encrypted room count once opened`() async throws {
+        let world = try BucketWorld(.folder)
+        let (alice, bob) = try await BucketRoomTests().twoMembers(world)
+        _ = try alice.node.enableEncryption("team", .epochs(history: .shared))
+        _ = try await alice.flush("team")
+        _ = try await bob.sync("team")
+        let message = try alice.node.send("team", text: "secret").event
+        #expect(message.type == EventType.encrypted)
+        _ = try await alice.flush("team")
+        _ = try await bob.sync("team")
+        guard case .sent(let receipt) = try bob.node.acknowledgeDelivery("team") else {
+            Issue.record("no receipt")
+            return
+        }
+        #expect(receipt.event.type == EventType.encrypted)
+        _ = try await bob.flush("team")
+        _ = try await alice.sync("team")
+        #expect(try recipient(alice.node.deliveryStatus("team", eventID: message.eventID), bob).state == .delivered)
+    }
+
+    @Test func `receipts from a non-member, about another event at the same place, or beyond what was sent, prove nothing`() async throws {
+        let world = try BucketWorld(.folder)
+        let (alice, bob) = try await BucketRoomTests().twoMembers(world)
+        let message = try alice.node.send("team", text: "to bob only").event
+        _ = try await alice.flush("team")
+        let now = alice.node.clock()
+        // Mallory, never a member, claims to have received it.
+        var mallory = TestDevice("mallory")
+        let rightHead = ReceiptHead(
+            position: ChainPosition(message), hash: try #require(try alice.node.store.chainHead(roomID: "team", senderKey: message.senderKey)).hash)
+        let forged = mallory.sign(
+            "team", EventType.receipt,
+            JSONObject(["receipt_type": "delivered", "event_id": .string(message.eventID), "heads": .array([rightHead.jsonValue])]), at: now + 1)
+        _ = try alice.node.store.ingest(events: [forged], receivedMs: now)
+        #expect(try alice.node.store.event(eventID: forged.event.eventID)?.status == .rejected)
+
+        // Bob, a member, names Alice's chain at the right place with the hash of some other event, and at a place
+        // her chain never reached.
+        _ = try await bob.sync("team")
+        let wrongHash = ReceiptHead(position: ChainPosition(message), hash: String(repeating: "ab", count: 32))
+        let beyond = ReceiptHead(position: ChainPosition(senderKey: message.senderKey, seq: message.seq + 50), hash: rightHead.hash)
+        for head in [wrongHash, beyond] {
+            try bob.node.publish(
+                roomID: "team", type: EventType.receipt,
+                content: JSONObject(["receipt_type": "delivered", "event_id": .string(message.eventID), "heads": .array([head.jsonValue])]))
+        }
+        _ = try await bob.flush("team")
+        _ = try await alice.sync("team")
+        let report = try alice.node.deliveryStatus("team", eventID: message.eventID)
+        #expect(report.recipients.map(\.userID) == ["bob"])
+        #expect(try recipient(report, bob).state == .inTransit)
+    }
+
+    @Test func `receipt heads are checked: one per chain, at most 256, each with a place and a hash`() throws {
+        let key = TestDevice("alice").publicKey
+        func parse(_ heads: JSONValue) throws -> EventContent {
+            try EventContent.parse(
+                type: EventType.receipt,
+                content: JSONObject(["receipt_type": "read", "event_id": "team::20251009T085320.123Z::34f3715e-36de-43e2-9307-24174c0be1aa", "heads": heads]),
+                roomID: "team")
+        }
+        let head: JSONValue = ["sender_key": .string(key), "seq": 3, "hash": .string(String(repeating: "0f", count: 32))]
+        guard case .receipt(.read, _, let heads) = try parse([head]) else {
+            Issue.record("not a receipt")
+            return
+        }
+        #expect(heads == [ReceiptHead(position: ChainPosition(senderKey: key, seq: 3), hash: String(repeating: "0f", count: 32))])
+        let bad: [JSONValue] = [
+            [], [head, head], .array(Array(repeating: head, count: 257)),
+            ["sender_key": .string(key), "seq": 0, "hash": .string(String(repeating: "0f", count: 32))],
+            ["sender_key": .string(key), "seq": 3, "hash": .string(String(repeating: "0F", count: 32))],
+            ["sender_key": .string(key), "seq": 3], ["sender_key": "AAAA", "seq": 3, "hash": .string(String(repeating: "0f", count: 32))],
+            ["sender_key": .string(key), "seq": 3, "hash": .string(String(repeating: "0f", count: 32)), "extra": 1], "not an array",
+        ].map { value in value.arrayValue != nil || value.stringValue != nil ? value : [value] }
+        for heads in bad {
+            #expect(throws: ContentError.self) { try parse(heads) }
+        }
+    }
+}
