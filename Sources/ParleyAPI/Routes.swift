@@ -107,6 +107,10 @@ extension LocalAPI {
                 Self.eventJSON(try self.node.redact(roomID, eventID: try self.node.resolveEventID(reference, in: roomID), reason: reason, allCopies: allCopies))
             }
         }
+        v1.get("rooms/:room/events/:event/status") { _, context in
+            let (roomID, reference) = (try context.parameters.require("room"), try context.parameters.require("event"))
+            return try await call { JSONOutput.delivery(try self.node.deliveryStatus(roomID, eventID: try self.node.resolveEventID(reference, in: roomID))) }
+        }
         v1.post("rooms/:room/read") { request, context in
             let roomID = try context.parameters.require("room")
             let reference = try await self.body(of: request).string("event_id")

@@ -51,6 +51,13 @@ extension LocalAPI {
                         "type": "receipt", "room_id": .string(roomID), "event_id": .string(event.eventID),
                         "target_event_id": event.targetEventID.map(JSONValue.string) ?? .null,
                     ])
+                    if let notice = try? node.deliveryNotice(receiptRow: event.rowID) {
+                        messages.append([
+                            "type": .string(notice.kind == .read ? "message:acknowledged" : "message:delivered"), "room_id": .string(roomID),
+                            "event_ids": .array(notice.eventIDs.map(JSONValue.string)), "user_id": .string(notice.readerID),
+                            "device_key": .string(notice.readerKey), "at_ms": .integer(notice.atMs),
+                        ])
+                    }
                 } else if let target = event.targetEventID, [EventType.edit, EventType.reaction, EventType.redaction].contains(event.type) {
                     var changed = items(target).filter { Timeline.itemTypes.contains($0.type) }
                     // A redacted edit or reaction changes the message it was on.

@@ -177,7 +177,15 @@ public struct BucketClient: Sendable {
     public func flush(_ roomID: String) async throws -> FlushReport {
         try node.validateRoomID(roomID)
         let transport = transport
-        return try await callAsync { try await transport.flush(roomID) }
+        do {
+            let report = try await callAsync { try await transport.flush(roomID) }
+            try? node.store.clearSendFailure(.bucket, roomID: roomID)
+            return report
+        } catch {
+            // Kept, so `parley status` in another process shows the messages waiting as FAILED after a few attempts.
+            try? node.store.recordSendFailure(.bucket, roomID: roomID, reason: ClientError(describing: error).message, nowMs: node.clock())
+            throw error
+        }
     }
 
     /// Reads the files of `roomID` this node has not seen (``BucketTransport/sync(_:holdingPublishingLock:)``), then

@@ -32,6 +32,31 @@ public enum JSONOutput {
 
     /// What a reader is told of a shared file: its name, media type, size, SHA-256 and dimensions. The key and block
     /// ids stay in the node, which fetches the file (`parley download`, the local API).
+    /// `parley status EVENT --json` and `GET /v1/rooms/R/events/E/status`: where a message stands with each device.
+    public static func delivery(_ report: DeliveryReport) -> JSONValue {
+        [
+            "room_id": .string(report.roomID), "event_id": .string(report.eventID), "sender_id": .string(report.senderID),
+            "sender_key": .string(report.senderKey), "timestamp_ms": .integer(report.timestampMs), "own": .bool(report.isOwn),
+            "state": .string(report.overall.rawValue),
+            "sent": .array(report.confirmations.map { ["transport": .string($0.transport), "at_ms": .integer($0.confirmedMs)] }),
+            "failures": .array(
+                report.failures.map {
+                    [
+                        "transport": .string($0.transport), "reason": .string($0.reason), "attempts": .integer(Int64($0.attempts)),
+                        "since_ms": .integer($0.firstMs),
+                    ]
+                }),
+            "recipients": .array(
+                report.recipients.map {
+                    [
+                        "user_id": .string($0.userID), "device_key": .string($0.deviceKey), "state": .string($0.state.rawValue),
+                        "delivered_ms": $0.deliveredMs.map(JSONValue.integer) ?? .null, "read_ms": $0.readMs.map(JSONValue.integer) ?? .null,
+                        "joined": .bool($0.isJoined),
+                    ]
+                }),
+        ]
+    }
+
     public static func fileSummary(_ file: FileAttachment) -> JSONValue {
         var object = JSONObject()
         object["name"] = .string(file.name)

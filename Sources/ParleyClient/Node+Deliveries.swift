@@ -16,6 +16,9 @@ public enum DeliveryState: String, Sendable, Comparable, CaseIterable {
     case read
 
     public static func < (lhs: Self, rhs: Self) -> Bool { allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)! }
+
+    /// `IN_TRANSIT`: how the CLI and the UIs name it.
+    public var label: String { rawValue.uppercased() }
 }
 
 /// One recipient device's standing with a message.
@@ -142,5 +145,26 @@ extension Node {
         }.sorted { ($0.userID, $0.deviceKey) < ($1.userID, $1.deviceKey) }
         if !report.confirmations.isEmpty { report.failures = [] }
         return report
+    }
+}
+
+/// This device's messages a newly arrived receipt covers for the first time (the local API streams it as
+/// `message:delivered` or `message:acknowledged`).
+public struct DeliveryNotice: Sendable, Equatable {
+    public var kind: ReceiptKind
+    public var readerID: String
+    public var readerKey: String
+    /// The time the receipt claims.
+    public var atMs: Int64
+    public var eventIDs: [String]
+}
+
+extension Node {
+    /// What the receipt stored at `receiptRow` newly says of this device's messages, if anything.
+    public func deliveryNotice(receiptRow: Int64) throws -> DeliveryNotice? {
+        guard let covered = try store.newlyCovered(receiptRow: receiptRow, chainKey: identity.signingKeyBase64),
+            covered.readerKey != identity.signingKeyBase64
+        else { return nil }
+        return DeliveryNotice(kind: covered.kind, readerID: covered.readerID, readerKey: covered.readerKey, atMs: covered.atMs, eventIDs: covered.eventIDs)
     }
 }

@@ -81,6 +81,8 @@ public final class NodeRunner: Service, Sendable {
     /// Watched rooms whose bucket stopped telling of changes: polled at the usual interval again.
     let unwatchedRooms = Mutex<Set<String>>([])
     let unsentRooms = Mutex(0)
+    /// Rooms that may owe a delivered receipt, with when to look at them (``acknowledgeDeliveries()``).
+    let receiptsDue = Mutex<[String: Int64]>([:])
 
     public init(client: BucketClient, settings: Settings, observer: any NodeRunnerObserver, logger: Logger) {
         node = client.node
@@ -120,6 +122,7 @@ public final class NodeRunner: Service, Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.watchLocalEvents() }
             group.addTask { await self.keepRelays() }
+            group.addTask { await self.acknowledgeDeliveries() }
             while !stopping.isClosed {
                 for room in (try? rooms()) ?? [] {
                     let bell = Doorbell()

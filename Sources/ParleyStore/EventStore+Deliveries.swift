@@ -224,3 +224,48 @@ extension EventStore {
         }
     }
 }
+
+extension EventStore {
+    /// What the receipt stored at `receiptRow` newly covers of `chainKey`'s messages (plain, or sealed and opened or
+    /// not): the ids of those beyond what its device's earlier receipts of the same kind covered (a read receipt
+    /// counts as delivered too), with the receipt's kind, device and time. `nil` when it covers none.
+    public func newlyCovered(receiptRow: Int64, chainKey: String) throws -> (
+        kind: ReceiptKind, readerID: String, readerKey: String, atMs: Int64, eventIDs: [String]
+    )? {
+        try pool.read { db in
+            guard
+                let receipt = try Row.fetchOne(
+                    db.cachedStatement(
+                        sql: """
+                            SELECT h.kind, MAX(h.seq), r.sender_id, r.sender_key, r.timestamp_ms, r.room_id FROM receipt_heads h
+                                JOIN events r ON r.id = h.receipt_row
+                                JOIN events c ON c.room_id = h.room_id AND c.sender_key = h.chain_key AND c.seq = h.seq AND c.hash = h.hash
+                            WHERE h.receipt_row = ? AND h.chain_key = ? AND r.status = 0
+                            """), arguments: [receiptRow, chainKey]),
+                let kindText = receipt[0] as String?, let kind = ReceiptKind(rawValue: kindText), let upTo = receipt[1] as Int64?
+            else { return nil }
+            let readerKey: String = receipt[3]
+            let roomID: String = receipt[5]
+            let kinds = kind == .read ? "'read'" : "'read', 'delivered'"
+            let before =
+                try Int64.fetchOne(
+                    db,
+                    sql: """
+                        SELECT MAX(h.seq) FROM receipt_heads h
+                            JOIN events r ON r.id = h.receipt_row
+                            JOIN events c ON c.room_id = h.room_id AND c.sender_key = h.chain_key AND c.seq = h.seq AND c.hash = h.hash
+                        WHERE h.room_id = ? AND h.reader_key = ? AND h.chain_key = ? AND h.kind IN (\(kinds)) AND h.receipt_row < ? AND r.status = 0
+                        """, arguments: [roomID, readerKey, chainKey, receiptRow]) ?? 0
+            guard upTo > before else { return nil }
+            let eventIDs = try String.fetchAll(
+                db,
+                sql: """
+                    SELECT e.event_id FROM events e LEFT JOIN plaintexts p ON p.event_row = e.id
+                    WHERE e.room_id = ? AND e.sender_key = ? AND e.seq > ? AND e.seq <= ?
+                        AND (e.type = 'm.room.message' OR (e.type = 'm.room.encrypted' AND (p.type IS NULL OR p.type = 'm.room.message')))
+                    ORDER BY e.seq
+                    """, arguments: [roomID, chainKey, before, upTo])
+            return eventIDs.isEmpty ? nil : (kind, receipt[2], readerKey, receipt[4], eventIDs)
+        }
+    }
+}

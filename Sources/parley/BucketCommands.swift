@@ -97,7 +97,12 @@ struct Sync: AsyncParsableCommand {
         var failed = 0
         for room in rooms {
             do {
-                let (flushed, report) = try await withBucketNotes { (try await client.flush(room.roomID), try await client.sync(room.roomID)) }
+                let flushed = try await withBucketNotes { try await client.flush(room.roomID) }
+                let report = try await withBucketNotes { try await client.sync(room.roomID) }
+                // What arrived is acknowledged at once (when the room's pace allows), not at the next sync.
+                if !report.accepted.isEmpty, case .sent? = try? node.acknowledgeDelivery(room.roomID) {
+                    _ = try await withBucketNotes { try await client.flush(room.roomID) }
+                }
                 if json {
                     results.append(summary(flushed, report))
                 } else {

@@ -147,15 +147,7 @@ struct Download: AsyncParsableCommand {
 
     func run() async throws {
         let node = try global.node()
-        let (roomID, eventID) = try failing { () throws -> (String, String) in
-            if references.count == 2 { return (references[0], try node.resolveEventID(references[1], in: references[0])) }
-            guard let separator = references[0].range(of: "::") else {
-                throw ClientError(
-                    .invalidArgument, "\(references[0]) is not a whole event id.", remedy: "Give the room too: parley download ROOM \(references[0]).")
-            }
-            let roomID = String(references[0][..<separator.lowerBound])
-            return (roomID, try node.resolveEventID(references[0], in: roomID))
-        }
+        let (roomID, eventID) = try failing { try resolveMessageReference(references, node: node, command: "download") }
         let file = try failing { try node.fileAttachment(eventID: eventID) }
         let path = outputPath ?? file.name
         let source = try failing { try bucketClient(node).blockSource(roomID) }
@@ -170,6 +162,18 @@ struct Download: AsyncParsableCommand {
             output(report.path)
         }
     }
+}
+
+/// The room and event a command's `EVENT_ID` or `ROOM SHORT_ID` arguments name.
+/// - Throws: ``ClientError`` when a lone argument is not a whole event id, or names no event of the room.
+func resolveMessageReference(_ references: [String], node: Node, command: String) throws -> (roomID: String, eventID: String) {
+    if references.count == 2 { return (references[0], try node.resolveEventID(references[1], in: references[0])) }
+    guard let separator = references[0].range(of: "::") else {
+        throw ClientError(
+            .invalidArgument, "\(references[0]) is not a whole event id.", remedy: "Give the room too: parley \(command) ROOM \(references[0]).")
+    }
+    let roomID = String(references[0][..<separator.lowerBound])
+    return (roomID, try node.resolveEventID(references[0], in: roomID))
 }
 
 struct Edit: AsyncParsableCommand {

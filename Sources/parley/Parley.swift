@@ -271,12 +271,25 @@ struct WhoAmI: ParsableCommand {
 }
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the node: identity, store and rooms.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show the node (identity, store, rooms); or, given a message, where it stands with each recipient device.",
+        discussion: """
+            parley status EVENT_ID (or ROOM SHORT_ID, as `parley log` shows it) lists every other device of the room: \
+            PENDING (stored here only), FAILED (a transport failed to take it three times in a row; still tried), \
+            IN_TRANSIT (a bucket or relay holds it), DELIVERED or READ (the device's signed receipt says so), with times.
+            """)
     @OptionGroup var global: GlobalOptions
+    @Argument(help: "A message's id; or the room, then the start of the id's last part.") var references: [String] = []
+    @OptionGroup var time: TimeOptions
     @Flag(help: "Print as JSON.") var json = false
+
+    func validate() throws {
+        guard references.count <= 2 else { throw ValidationError("Give the message's whole id, or ROOM and the start of the id.") }
+    }
 
     func run() throws {
         let node = try global.node()
+        if !references.isEmpty { return try showDelivery(node) }
         let rooms = try failing { try node.roomIDs() }
         let buckets = try failing {
             try node.bucketRooms().map { room in
@@ -309,6 +322,28 @@ struct Status: ParsableCommand {
             output(
                 "bucket room \(room.roomID) in \(room.bucketURL): \(outbox.pending) pending, \(outbox.inTransit) in transit\(faulty > 0 ? ", \(faulty) faulty file(s) seen" : "")"
             )
+        }
+    }
+
+    func showDelivery(_ node: Node) throws {
+        let (roomID, eventID) = try failing { try resolveMessageReference(references, node: node, command: "status") }
+        let report = try failing { try node.deliveryStatus(roomID, eventID: eventID) }
+        if json { return printJSON(JSONOutput.delivery(report)) }
+        let who = report.isOwn ? "this device" : TerminalText.escape(report.senderID)
+        output("\(report.eventID) by \(who) at \(time.format(report.timestampMs)): \(report.overall.label)")
+        for (transport, at) in report.confirmations { output("sent: \(transport) at \(time.format(at))") }
+        for failure in report.failures {
+            output(
+                "failing: \(failure.transport): \(TerminalText.escape(failure.reason)) (\(failure.attempts) attempt(s) since \(time.format(failure.firstMs)); still trying)"
+            )
+        }
+        if report.recipients.isEmpty { output("no other device in the room") }
+        for recipient in report.recipients {
+            var line = "\(TerminalText.escape(recipient.userID)) device \(recipient.deviceKey.prefix(12))…: \(recipient.state.label)"
+            if let delivered = recipient.deliveredMs { line += ", delivered \(time.format(delivered))" }
+            if let read = recipient.readMs { line += ", read \(time.format(read))" }
+            if !recipient.isJoined { line += " (left the room)" }
+            output(line)
         }
     }
 }

@@ -183,3 +183,52 @@ import Testing
         }
     }
 }
+
+@Suite(.serialized) struct DeliveryCLITests {
+    @Test func `parley status shows a message pending, in transit, then delivered and read by the other member, in text and JSON`() throws {
+        let nodes = try TwoNodes()
+        let url = "file://\(nodes.directory.path)/bucket"
+        try #require(try nodes.alice.run(["room", "create", "team", "--bucket", url, "--create-bucket"]).status == 0)
+        let invite = try nodes.alice.run(["room", "invite", "team", "bob", "--key", nodes.bobKey, "--json"])
+        try #require(try nodes.bob.run(["room", "join", try JSONParser().parse(Array(invite.stdout.utf8))["invite_code"]!.text]).status == 0)
+        try #require(try nodes.alice.run(["sync"]).status == 0)
+        let sent = try nodes.alice.run(["send", "team", "are you there?", "--json"])
+        let eventID = try JSONParser().parse(Array(sent.stdout.utf8))["event_id"]!.text
+        let short = String(eventID.split(separator: ":").last!.prefix(8))
+        func status() throws -> JSONValue {
+            let run = try nodes.alice.run(["status", eventID, "--json"])
+            try #require(run.status == 0, "\(run.stderr)")
+            return try JSONParser().parse(Array(run.stdout.utf8))
+        }
+        func bob(_ report: JSONValue) -> JSONValue? { report["recipients"]?.arrayValue?.first { $0["user_id"]?.text == "bob" } }
+        #expect(try status()["state"]?.text == "pending" && bob(try status())?["state"]?.text == "pending")
+
+        try #require(try nodes.alice.run(["sync"]).status == 0)
+        let inTransit = try status()
+        #expect(inTransit["state"]?.text == "in_transit" && inTransit["sent"]?.arrayValue?.first?["transport"]?.text == "bucket")
+        // Bob's sync takes the message and answers with a delivered receipt at once; Alice's reads it.
+        try #require(try nodes.bob.run(["sync"]).status == 0)
+        try #require(try nodes.alice.run(["sync"]).status == 0)
+        let delivered = try status()
+        #expect(delivered["state"]?.text == "delivered" && bob(delivered)?["delivered_ms"]?.integerValue != nil && bob(delivered)?["read_ms"] == .null)
+
+        try #require(try nodes.bob.run(["read", "team", short]).status == 0)
+        try #require(try nodes.bob.run(["sync"]).status == 0)
+        try #require(try nodes.alice.run(["sync"]).status == 0)
+        let text = try nodes.alice.run(["status", "team", short, "--utc"])
+        #expect(text.status == 0)
+        let lines = text.stdout.split(separator: "\n")
+        #expect(lines.first?.hasPrefix("\(eventID) by this device at ") == true && lines.first?.hasSuffix(": READ") == true, "\(text.stdout)")
+        #expect(lines.contains { $0.hasPrefix("sent: bucket at ") && $0.hasSuffix(" UTC") }, "\(text.stdout)")
+        #expect(lines.contains { $0.hasPrefix("bob device ") && $0.contains(": READ, delivered ") && $0.contains(", read ") }, "\(text.stdout)")
+
+        // Bob sees Alice's message as his node knows it: his own device has read it.
+        let bobs = try nodes.bob.run(["status", eventID])
+        #expect(
+            bobs.status == 0 && bobs.stdout.contains("by alice at") && bobs.stdout.contains("bob device ") && bobs.stdout.contains(": READ"), "\(bobs.stdout)")
+        let unknown = try nodes.alice.run(["status", "team", "ffffffff"])
+        #expect(unknown.status == 1, "\(unknown.stderr)")
+        let lone = try nodes.alice.run(["status", short])
+        #expect(lone.status == 1 && lone.stderr.contains("Give the room too: parley status ROOM \(short)"), "\(lone.stderr)")
+    }
+}
