@@ -114,8 +114,10 @@ extension LocalAPI {
         v1.post("rooms/:room/read") { request, context in
             let roomID = try context.parameters.require("room")
             let reference = try await self.body(of: request).string("event_id")
-            return try await call(status: .created) {
-                Self.eventJSON(try self.node.receipt(roomID, eventID: try self.node.resolveEventID(reference, in: roomID), kind: .read))
+            return try await call {
+                let eventID = try self.node.resolveEventID(reference, in: roomID)
+                let receipt = try self.node.markRead(roomID, eventID: eventID)
+                return ["read_marker": .string(eventID), "receipt": receipt.map(Self.eventJSON) ?? .null]
             }
         }
         v1.post("rooms/:room/typing") { request, context in

@@ -83,24 +83,75 @@ extension Node {
         min(max(Int64(devices) * Int64(devices) * 200, 2_000), 3_600_000)
     }
 
-    /// Sends a delivered receipt in `roomID` when messages, edits or reactions of others arrived since this device's
-    /// last receipt and the room's pacing allows one; covers every chain this device holds further than its receipts
-    /// did.
+    /// Sends the receipt this device owes in `roomID`, when the room's pace allows one: a read receipt up to the read
+    /// marker when one waits (``markRead(_:eventID:)``), else a delivered receipt when messages, edits or reactions of
+    /// others arrived since this device's last receipt. Either covers every chain this device holds further than its
+    /// receipts did.
     @discardableResult
     public func acknowledgeDelivery(_ roomID: String) throws -> DeliveryAcknowledgement {
         let key = identity.signingKeyBase64
-        guard try store.hasUnacknowledgedContent(roomID: roomID, readerKey: key) else { return .upToDate }
+        let preferences = try store.readPreferences(roomID: roomID)
+        let readWaiting = preferences.readReceiptWaiting && preferences.sendsReadReceipts && preferences.readMarker != nil
+        guard try readWaiting || store.hasUnacknowledgedContent(roomID: roomID, readerKey: key) else { return .upToDate }
         let state = try requireState(roomID)
         guard state.isJoinedDevice(user: identity.userID, key: key) else { return .upToDate }
-        let devices = state.joinedMembers.reduce(0) { $0 + $1.devices.count }
-        // A fixed share of the interval from this device's key, so the room's devices do not all answer at once.
-        let spread = Int64(key.utf8.reduce(0) { ($0 &* 31 &+ Int($1)) & 0xFFFF }) % 250
-        let interval = Node.receiptIntervalMs(devices: devices) * (1000 + spread) / 1000
-        if let last = try store.lastReceiptMs(roomID: roomID, readerKey: key), clock() < last + interval {
-            return .due(atMs: last + interval)
+        if let due = try receiptDueMs(roomID, state: state) { return .due(atMs: due) }
+        if readWaiting, let marker = preferences.readMarker {
+            let receipt = try receipt(roomID, eventID: marker, kind: .read)
+            try store.updateReadPreferences(roomID: roomID) { $0.readReceiptWaiting = false }
+            return .sent(receipt)
         }
         guard let newest = try store.newestEvent(roomID: roomID) else { return .upToDate }
         return .sent(try receipt(roomID, eventID: newest.eventID, kind: .delivered))
+    }
+
+    /// When this device's next receipt in the room may go, if not now: ``receiptIntervalMs(devices:)`` after its last
+    /// one, plus a fixed share of up to a quarter of it taken from its key, so the room's devices do not all answer at
+    /// once.
+    func receiptDueMs(_ roomID: String, state: RoomState) throws -> Int64? {
+        let key = identity.signingKeyBase64
+        let devices = state.joinedMembers.reduce(0) { $0 + $1.devices.count }
+        let spread = Int64(key.utf8.reduce(0) { ($0 &* 31 &+ Int($1)) & 0xFFFF }) % 250
+        let interval = Node.receiptIntervalMs(devices: devices) * (1000 + spread) / 1000
+        guard let last = try store.lastReceiptMs(roomID: roomID, readerKey: key), clock() < last + interval else { return nil }
+        return last + interval
+    }
+
+    /// Records that this user has seen `roomID` up to `eventID` (the room's unread count starts after it), and sends a
+    /// read receipt up to it: at once when the room's pace allows, else when a running node finds it due
+    /// (``acknowledgeDelivery(_:)``); never when the room's read receipts are off (``setReadReceipts(_:enabled:)``).
+    /// - Parameter paced: `false` sends the read receipt now whatever the pace (`parley read`, asked for by its user).
+    /// - Returns: the receipt, when one was sent now.
+    @discardableResult
+    public func markRead(_ roomID: String, eventID: String, paced: Bool = true) throws -> VerifiedEvent? {
+        let state = try requireState(roomID)
+        try requireEvent(eventID, in: roomID)
+        var sends = false
+        try store.updateReadPreferences(roomID: roomID) { preferences in
+            preferences.readMarker = eventID
+            preferences.readReceiptWaiting = preferences.sendsReadReceipts
+            sends = preferences.sendsReadReceipts
+        }
+        guard sends, try !paced || receiptDueMs(roomID, state: state) == nil else { return nil }
+        let receipt = try receipt(roomID, eventID: eventID, kind: .read)
+        try store.updateReadPreferences(roomID: roomID) { $0.readReceiptWaiting = false }
+        return receipt
+    }
+
+    /// Turns this device's read receipts in `roomID` on or off. Off, reading still moves the room's unread count here,
+    /// and delivered receipts still go: others see the messages reached this device, never that they were read.
+    public func setReadReceipts(_ roomID: String, enabled: Bool) throws {
+        _ = try requireState(roomID)
+        try store.updateReadPreferences(roomID: roomID) { preferences in
+            preferences.sendsReadReceipts = enabled
+            if !enabled { preferences.readReceiptWaiting = false }
+        }
+    }
+
+    /// Whether this device sends read receipts in `roomID`.
+    public func sendsReadReceipts(_ roomID: String) throws -> Bool {
+        _ = try requireState(roomID)
+        return try store.readPreferences(roomID: roomID).sendsReadReceipts
     }
 
     /// Where the event `eventID` of `roomID` stands with each other device of the room. Of several events carrying

@@ -269,3 +269,58 @@ extension EventStore {
         }
     }
 }
+
+/// A room's choices on this node: whether its read receipts are sent, and how far its user read here.
+public struct ReadPreferences: Sendable, Equatable {
+    /// Whether this device sends read receipts in the room (delivered receipts are always sent).
+    public var sendsReadReceipts = true
+    /// The newest event this user has seen here, as the UIs or `parley read` marked it.
+    public var readMarker: String?
+    /// Whether a read receipt up to ``readMarker`` waits for the room's pace.
+    public var readReceiptWaiting = false
+
+    public init() {}
+}
+
+extension EventStore {
+    static func registerRoomPreferencesMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v14-room-preferences") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE room_preferences (
+                        room_id TEXT PRIMARY KEY,
+                        read_receipts INTEGER NOT NULL DEFAULT 1,
+                        read_marker TEXT,
+                        read_waiting INTEGER NOT NULL DEFAULT 0
+                    )
+                    """)
+        }
+    }
+
+    public func readPreferences(roomID: String) throws -> ReadPreferences {
+        try pool.read { db in try EventStore.readPreferences(db, roomID) }
+    }
+
+    static func readPreferences(_ db: Database, _ roomID: String) throws -> ReadPreferences {
+        var preferences = ReadPreferences()
+        if let row = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT read_receipts, read_marker, read_waiting FROM room_preferences WHERE room_id = ?"), arguments: [roomID])
+        {
+            preferences.sendsReadReceipts = row[0]
+            preferences.readMarker = row[1]
+            preferences.readReceiptWaiting = row[2]
+        }
+        return preferences
+    }
+
+    /// Replaces the room's preferences with what `change` makes of them, atomically.
+    public func updateReadPreferences(roomID: String, _ change: (inout ReadPreferences) -> Void) throws {
+        try pool.write { db in
+            var preferences = try EventStore.readPreferences(db, roomID)
+            change(&preferences)
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO room_preferences (room_id, read_receipts, read_marker, read_waiting) VALUES (?, ?, ?, ?)",
+                arguments: [roomID, preferences.sendsReadReceipts, preferences.readMarker, preferences.readReceiptWaiting])
+        }
+    }
+}

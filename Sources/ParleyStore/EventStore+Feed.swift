@@ -98,7 +98,7 @@ extension EventStore {
     }
 
     /// The messages of `roomID` by others than `userID` that come after the newest event `userID`'s read receipts
-    /// (plain or sealed) reach (all of them when there is none), the newest `cap` of them: how many, and the current
+    /// (plain or sealed), or this node's read marker when its read receipts are off, reach (all of them when there is none), the newest `cap` of them: how many, and the current
     /// text (as edited) of those whose text holds `mentionText` (the caller decides which of those are mentions).
     /// Redacted messages do not count; sealed ones do once opened as messages, and while this device cannot open them.
     public func unreadMessages(roomID: String, userID: String, mentionText: String, cap: Int) throws -> (count: Int, mentioning: [String]) {
@@ -112,8 +112,12 @@ extension EventStore {
                         WHERE r.room_id = ? AND r.sender_id = ? AND r.status = 0 AND (
                             (r.type = 'm.receipt' AND r.relation_key = 'read')
                             OR (r.type = 'm.room.encrypted' AND p.type = 'm.receipt' AND json_extract(CAST(p.content AS TEXT), '$.receipt_type') = 'read'))
-                        ORDER BY t.timestamp_ms DESC, t.seq DESC, t.event_id DESC, t.sender_key DESC LIMIT 1
-                        """), arguments: [roomID, userID])
+                        UNION ALL
+                        SELECT t.timestamp_ms, t.seq, t.event_id, t.sender_key FROM room_preferences rp
+                            JOIN events t ON t.event_id = rp.read_marker AND t.room_id = rp.room_id AND t.status = 0
+                        WHERE rp.room_id = ?
+                        ORDER BY 1 DESC, 2 DESC, 3 DESC, 4 DESC LIMIT 1
+                        """), arguments: [roomID, userID, roomID])
             // The search index holds a message's current text; a message not indexed yet has its own.
             var sql = """
                 SELECT CASE WHEN instr(b, ?) > 0 THEN b END FROM (SELECT COALESCE(

@@ -186,6 +186,7 @@ public final class EventStore: Sendable {
         registerFeedChangesMigration(&migrator)
         registerSentFilesMigration(&migrator)
         registerReceiptHeadsMigration(&migrator)
+        registerRoomPreferencesMigration(&migrator)
         return migrator
     }
 }

@@ -245,7 +245,10 @@ struct Redact: AsyncParsableCommand {
 struct Read: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send a receipt: read (or with --delivered, received) up to an event.",
-        discussion: "EVENT_ID may be the start of the id's last part, as `parley log` shows it.")
+        discussion: """
+            EVENT_ID may be the start of the id's last part, as `parley log` shows it. The room's unread count starts \
+            after it. When this device's read receipts are off in the room, nothing is sent.
+            """)
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
     @Argument var eventID: String
@@ -253,8 +256,14 @@ struct Read: AsyncParsableCommand {
     @OptionGroup var options: PublishOptions
 
     func run() async throws {
-        try await options.publish(in: roomID, global) { node in
-            try node.receipt(roomID, eventID: try node.resolveEventID(eventID, in: roomID), kind: delivered ? .delivered : .read)
+        try await options.publishAll(in: roomID, global) { node in
+            let target = try node.resolveEventID(eventID, in: roomID)
+            if delivered { return [try node.receipt(roomID, eventID: target, kind: .delivered)] }
+            guard let receipt = try node.markRead(roomID, eventID: target, paced: false) else {
+                printError("note: read receipts are off in \(roomID) (parley room read-receipts \(roomID) on): marked read on this node only.")
+                return []
+            }
+            return [receipt]
         }
     }
 }

@@ -8,6 +8,7 @@ struct Room: ParsableCommand {
         subcommands: [
             RoomCreate.self, RoomInvite.self, RoomJoin.self, RoomLeave.self, RoomKick.self, RoomBan.self, RoomUnban.self,
             RoomPower.self, RoomName.self, RoomTopic.self, RoomInfo.self, RoomList.self, RoomForget.self, RoomRelay.self,
+            RoomReadReceipts.self,
         ])
 }
 
@@ -376,6 +377,31 @@ struct RoomInfo: ParsableCommand {
             output("warning: \(collisions.count) event id(s) carried by two different events: a device copied another's id; both are kept (pairs in --json)")
         }
         if heldBack > 0 { output("note: \(heldBack) event(s) held back waiting for missing earlier events") }
+    }
+}
+
+struct RoomReadReceipts: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "read-receipts",
+        abstract: "Show, or turn on or off, this device's read receipts in a room.",
+        discussion: """
+            Off, this device sends no read receipt in the room (the UIs and `parley read` only move the unread count \
+            here); delivered receipts still go, so others see that messages reached it, never that they were read.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Argument var roomID: String
+    @Argument(help: "on or off; omitted, the current setting is shown.") var setting: String?
+
+    func validate() throws {
+        guard setting == nil || setting == "on" || setting == "off" else { throw ValidationError("Say on or off; it was \(setting ?? "").") }
+    }
+
+    func run() throws {
+        let node = try global.node()
+        try failing {
+            if let setting { try node.setReadReceipts(roomID, enabled: setting == "on") }
+            output("read receipts in \(roomID): \(try node.sendsReadReceipts(roomID) ? "on" : "off")")
+        }
     }
 }
 

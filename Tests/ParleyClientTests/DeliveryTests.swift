@@ -97,6 +97,57 @@ import Testing
         }
     }
 
+    @Test func `a read marked while the pace holds receipts back is sent when due, and with read receipts off never, though unread counts follow`() async throws
+    {
+        let world = try BucketWorld(.folder)
+        let (aliceClock, bobClock) = (TestClock(), TestClock())
+        let (alice, bob) = try await BucketRoomTests().twoMembers(world, aliceClock: aliceClock, bobClock: bobClock)
+        let first = try alice.node.send("team", text: "one").event
+        _ = try await alice.flush("team")
+        _ = try await bob.sync("team")
+        #expect(try bob.node.markRead("team", eventID: first.eventID) != nil)
+        aliceClock.advance(100)
+        let second = try alice.node.send("team", text: "two").event
+        _ = try await alice.flush("team")
+        _ = try await bob.sync("team")
+        // Within the pace: marked here (nothing unread), the receipt waits, and goes as a read receipt when due.
+        #expect(try bob.node.markRead("team", eventID: second.eventID) == nil)
+        #expect(try bob.node.roomSummary("team").unread == 0)
+        guard case .due(let atMs) = try bob.node.acknowledgeDelivery("team") else {
+            Issue.record("not paced")
+            return
+        }
+        bobClock.ms = atMs
+        guard case .sent(let receipt) = try bob.node.acknowledgeDelivery("team"), let content = receipt.event.content,
+            case .receipt(.read, second.eventID, _) = try EventContent.parse(type: receipt.event.type, content: content, roomID: "team")
+        else {
+            Issue.record("no read receipt when due")
+            return
+        }
+
+        // Off: reading moves the unread count here only; Alice sees DELIVERED, never READ.
+        try bob.node.setReadReceipts("team", enabled: false)
+        #expect(try bob.node.sendsReadReceipts("team") == false)
+        aliceClock.advance(100_000)
+        let third = try alice.node.send("team", text: "three").event
+        _ = try await alice.flush("team")
+        _ = try await bob.sync("team")
+        #expect(try bob.node.roomSummary("team").unread == 1)
+        bobClock.advance(100_000)
+        #expect(try bob.node.markRead("team", eventID: third.eventID, paced: false) == nil)
+        #expect(try bob.node.roomSummary("team").unread == 0)
+        guard case .sent(let delivered) = try bob.node.acknowledgeDelivery("team"), let content = delivered.event.content,
+            case .receipt(.delivered, _, _) = try EventContent.parse(type: delivered.event.type, content: content, roomID: "team")
+        else {
+            Issue.record("no delivered receipt")
+            return
+        }
+        _ = try await bob.flush("team")
+        _ = try await alice.sync("team")
+        #expect(try recipient(alice.node.deliveryStatus("team", eventID: third.eventID), bob).state == .delivered)
+        #expect(try recipient(alice.node.deliveryStatus("team", eventID: second.eventID), bob).state == .read)
+    }
+
     @Test func `the pace of automatic receipts grows with the square of the room's devices`() {
         #expect(Node.receiptIntervalMs(devices: 2) == 2_000)
         #expect(Node.receiptIntervalMs(devices: 10) == 20_000)
@@ -230,5 +281,26 @@ import Testing
         #expect(unknown.status == 1, "\(unknown.stderr)")
         let lone = try nodes.alice.run(["status", short])
         #expect(lone.status == 1 && lone.stderr.contains("Give the room too: parley status ROOM \(short)"), "\(lone.stderr)")
+
+        // Bob turns his read receipts off: his next read is his own business.
+        let off = try nodes.bob.run(["room", "read-receipts", "team", "off"])
+        #expect(off.status == 0 && off.stdout == "read receipts in team: off\n", "\(off.stdout)")
+        let later = try nodes.alice.run(["send", "team", "and this one?", "--json", "--flush"])
+        let laterID = try JSONParser().parse(Array(later.stdout.utf8))["event_id"]!.text
+        try #require(try nodes.bob.run(["sync"]).status == 0)
+        let quiet = try nodes.bob.run(["read", "team", laterID])
+        #expect(quiet.status == 0 && quiet.stdout.isEmpty && quiet.stderr.contains("read receipts are off in team"), "\(quiet.stderr)")
+        // Bob's explicit read moments ago holds his next receipt back for the room's pace (2 s for two devices): his
+        // syncs send the delivered receipt once it is due.
+        var laterStatus: JSONValue = .null
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            try #require(try nodes.bob.run(["sync"]).status == 0)
+            try #require(try nodes.alice.run(["sync"]).status == 0)
+            laterStatus = try JSONParser().parse(Array(try nodes.alice.run(["status", laterID, "--json"]).stdout.utf8))
+            if laterStatus["state"]?.text != "in_transit" { break }
+        }
+        #expect(laterStatus["state"]?.text == "delivered", "\(laterStatus)")
+        #expect(try nodes.bob.run(["room", "read-receipts", "team", "maybe"]).status != 0)
     }
 }
