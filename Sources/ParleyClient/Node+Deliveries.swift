@@ -219,3 +219,62 @@ extension Node {
         return DeliveryNotice(kind: covered.kind, readerID: covered.readerID, readerKey: covered.readerKey, atMs: covered.atMs, eventIDs: covered.eventIDs)
     }
 }
+
+/// A message of this device as a timeline shows it: its state as a whole, and how many of the room's other devices
+/// received and read it.
+public struct DeliveryMark: Sendable, Equatable {
+    public var state: DeliveryState
+    public var delivered: Int
+    public var read: Int
+    /// The room's joined devices other than this one.
+    public var devices: Int
+
+    /// `[pending]`, `[failing]`, `[sent]`, `[delivered 1/3]`, `[delivered]`, `[read 2/3]`, `[read]`.
+    public var label: String {
+        switch state {
+        case .pending: "[pending]"
+        case .failed: "[failing]"
+        case .inTransit: delivered > 0 ? "[delivered \(delivered)/\(devices)]" : "[sent]"
+        case .delivered: read > 0 ? "[read \(read)/\(devices)]" : "[delivered]"
+        case .read: "[read]"
+        }
+    }
+}
+
+extension Node {
+    /// The marks of this device's messages among `items` (all of one room), by event id: one look at the receipts
+    /// covering its chain from the oldest of them on. None in a room no transport carries or where this device is alone.
+    public func deliveryMarks(_ roomID: String, items: [TimelineItem]) throws -> [String: DeliveryMark] {
+        let key = identity.signingKeyBase64
+        let own = items.filter { $0.senderKey == key && $0.summary == nil && ($0.type == EventType.message || $0.type == EventType.encrypted) }
+        guard let oldest = own.map(\.seq).min() else { return [:] }
+        let state = try requireState(roomID)
+        let devices = Set(state.joinedMembers.flatMap(\.devices.keys)).subtracting([key])
+        // A room no transport carries, or with nobody else in it, has nowhere to deliver to: no marks.
+        guard !devices.isEmpty, let sentUpTo = try sentUpToSeq(roomID) else { return [:] }
+        var delivered: [String: Int64] = [:]
+        var read: [String: Int64] = [:]
+        for coverage in try store.chainCoverage(roomID: roomID, chainKey: key, fromSeq: oldest) where devices.contains(coverage.readerKey) {
+            delivered[coverage.readerKey] = max(delivered[coverage.readerKey] ?? 0, coverage.seq)
+            if coverage.kind == .read { read[coverage.readerKey] = max(read[coverage.readerKey] ?? 0, coverage.seq) }
+        }
+        let failing = try store.sendFailures(roomID: roomID).contains { $0.attempts >= Node.failedAfterAttempts }
+        var marks: [String: DeliveryMark] = [:]
+        for item in own {
+            let deliveredCount = delivered.values.filter { $0 >= item.seq }.count
+            let readCount = read.values.filter { $0 >= item.seq }.count
+            let overall: DeliveryState =
+                if !devices.isEmpty && readCount == devices.count {
+                    .read
+                } else if !devices.isEmpty && deliveredCount == devices.count {
+                    .delivered
+                } else if item.seq <= sentUpTo || deliveredCount > 0 {
+                    .inTransit
+                } else {
+                    failing ? .failed : .pending
+                }
+            marks[item.eventID] = DeliveryMark(state: overall, delivered: deliveredCount, read: readCount, devices: devices.count)
+        }
+        return marks
+    }
+}

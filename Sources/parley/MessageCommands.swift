@@ -292,11 +292,21 @@ struct Log: ParsableCommand {
         let node = try global.node()
         try failing {
             let items = try node.timeline(roomID, limit: limit.limit)
+            let marks = try node.deliveryMarks(roomID, items: items)
             if json {
-                printJSON(.array(items.map(JSONOutput.item)))
+                printJSON(
+                    .array(
+                        items.map { item in
+                            guard let mark = marks[item.eventID], var object = JSONOutput.item(item).objectValue else { return JSONOutput.item(item) }
+                            object["delivery"] = [
+                                "state": .string(mark.state.rawValue), "delivered": .integer(Int64(mark.delivered)), "read": .integer(Int64(mark.read)),
+                                "devices": .integer(Int64(mark.devices)),
+                            ]
+                            return .object(object)
+                        }))
             } else {
                 let text = TimelineText(node: node, time: time)
-                for item in items { try text.lines(item).forEach(output) }
+                for item in items { try text.lines(item, mark: marks[item.eventID]).forEach(output) }
             }
         }
     }

@@ -43,8 +43,9 @@ struct TimelineText {
     /// How many characters of the message a reply answers are quoted.
     static let quoteLength = 40
 
-    /// The lines of `item`, the first after `prefix`; with `firstLineOnly`, a message's first line and `…` when it has more.
-    func lines(_ item: TimelineItem, prefix: String = "", firstLineOnly: Bool = false) throws -> [String] {
+    /// The lines of `item`, the first after `prefix`; with `firstLineOnly`, a message's first line and `…` when it has more;
+    /// `mark`, this device's message's delivery (``Node/deliveryMarks(_:items:)``), after its reactions.
+    func lines(_ item: TimelineItem, prefix: String = "", firstLineOnly: Bool = false, mark: DeliveryMark? = nil) throws -> [String] {
         var head: String
         var more: [Substring] = []
         if let summary = item.summary {
@@ -71,6 +72,7 @@ struct TimelineText {
         if let parent = item.parentEventID { head += " " + (try quote(parent)) }
         let reactions = item.reactions.keys.sorted().map { "\($0)×\(item.reactions[$0]!.count)" }
         if !reactions.isEmpty { head += "  [" + reactions.joined(separator: " ") + "]" }
+        if let mark { head += "  " + mark.label }
         return ["\(prefix)\(time.format(item.timestampMs))  \(head)  \(item.eventID)"] + more.map { TimelineText.indent + $0 }
     }
 

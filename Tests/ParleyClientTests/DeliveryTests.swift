@@ -253,6 +253,7 @@ import Testing
         }
         func bob(_ report: JSONValue) -> JSONValue? { report["recipients"]?.arrayValue?.first { $0["user_id"]?.text == "bob" } }
         #expect(try status()["state"]?.text == "pending" && bob(try status())?["state"]?.text == "pending")
+        #expect(try nodes.alice.run(["log", "team"]).stdout.contains("alice: are you there?  [pending]"))
 
         try #require(try nodes.alice.run(["sync"]).status == 0)
         let inTransit = try status()
@@ -262,10 +263,14 @@ import Testing
         try #require(try nodes.alice.run(["sync"]).status == 0)
         let delivered = try status()
         #expect(delivered["state"]?.text == "delivered" && bob(delivered)?["delivered_ms"]?.integerValue != nil && bob(delivered)?["read_ms"] == .null)
+        #expect(try nodes.alice.run(["log", "team"]).stdout.contains("alice: are you there?  [delivered]"))
 
         try #require(try nodes.bob.run(["read", "team", short]).status == 0)
         try #require(try nodes.bob.run(["sync"]).status == 0)
         try #require(try nodes.alice.run(["sync"]).status == 0)
+        let marked = try nodes.log(nodes.alice, "team").last { $0["event_id"]?.text == eventID }
+        #expect(marked?["delivery"] == ["state": "read", "delivered": 1, "read": 1, "devices": 1], "\(String(describing: marked))")
+        #expect(try nodes.alice.run(["log", "team"]).stdout.contains("alice: are you there?  [read]"))
         let text = try nodes.alice.run(["status", "team", short, "--utc"])
         #expect(text.status == 0)
         let lines = text.stdout.split(separator: "\n")
