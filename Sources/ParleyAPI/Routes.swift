@@ -49,12 +49,14 @@ extension LocalAPI {
                 let items = try self.node.timeline(roomID, limit: limit, before: before)
                 let me = self.node.identity.signingKeyBase64
                 let sentUpTo = items.contains { $0.senderKey == me } ? try self.node.sentUpToSeq(roomID) : nil
+                let marks = try self.node.deliveryMarks(roomID, items: items)
                 return [
                     "items": .array(
                         items.map { item in
                             var json = JSONOutput.item(item).objectValue ?? JSONObject()
                             // This device's own, not yet taken by any transport: a UI marks it as waiting.
                             if let sentUpTo, item.senderKey == me, item.seq > sentUpTo { json["pending"] = .bool(true) }
+                            if let mark = marks[item.eventID] { json["delivery"] = JSONOutput.deliveryMark(mark) }
                             return .object(json)
                         })
                 ]

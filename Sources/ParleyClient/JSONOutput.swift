@@ -57,6 +57,14 @@ public enum JSONOutput {
         ]
     }
 
+    /// The `delivery` of this device's message in a timeline item (`parley log --json`, the local API's timeline).
+    public static func deliveryMark(_ mark: DeliveryMark) -> JSONValue {
+        [
+            "state": .string(mark.state.rawValue), "delivered": .integer(Int64(mark.delivered)), "read": .integer(Int64(mark.read)),
+            "devices": .integer(Int64(mark.devices)),
+        ]
+    }
+
     public static func fileSummary(_ file: FileAttachment) -> JSONValue {
         var object = JSONObject()
         object["name"] = .string(file.name)

@@ -298,10 +298,7 @@ struct Log: ParsableCommand {
                     .array(
                         items.map { item in
                             guard let mark = marks[item.eventID], var object = JSONOutput.item(item).objectValue else { return JSONOutput.item(item) }
-                            object["delivery"] = [
-                                "state": .string(mark.state.rawValue), "delivered": .integer(Int64(mark.delivered)), "read": .integer(Int64(mark.read)),
-                                "devices": .integer(Int64(mark.devices)),
-                            ]
+                            object["delivery"] = JSONOutput.deliveryMark(mark)
                             return .object(object)
                         }))
             } else {

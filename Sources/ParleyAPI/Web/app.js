@@ -697,7 +697,12 @@
   // Rendering items
 
   function deliveryOf(item) {
-    return state.delivery.get(item.event_id) || { state: item.local || item.pending ? "pending" : "sent" };
+    const known = state.delivery.get(item.event_id);
+    if (known) return known;
+    const mark = item.delivery;
+    if (mark && (mark.state === "delivered" || mark.state === "read")) return { state: mark.state, mark };
+    if (mark && mark.delivered > 0) return { state: "delivered", mark };
+    return { state: item.local || item.pending ? "pending" : "sent" };
   }
 
   function deliveryElement(item) {
@@ -714,6 +719,14 @@
     } else if (delivery.state === "sent") {
       el.textContent = "✓";
       el.title = "Sent";
+    } else if (delivery.state === "delivered" || delivery.state === "read") {
+      const mark = delivery.mark;
+      const verb = delivery.state === "read" ? "Read" : "Delivered";
+      const partial = mark && (delivery.state === "read" ? mark.read : mark.delivered) < mark.devices;
+      el.textContent = delivery.state === "read" ? "✓✓ read" : "✓✓";
+      el.title = mark
+        ? `${verb} by ${delivery.state === "read" ? mark.read : mark.delivered} of ${mark.devices} device(s)` + (partial ? " so far" : "")
+        : `${verb} (by at least one device)`;
     } else {
       el.textContent = `⚠ not sent: ${delivery.reason || "the transport refused it"}`;
       el.title = delivery.retryAt ? `The node tries again at ${hhmm(new Date(delivery.retryAt))}` : "The node tries again";
@@ -1121,6 +1134,8 @@
       case "receipt": if (room && room !== view.room) scheduleSummaryRefresh(room); break;
       case "typing": if (room && message.user_id !== myId()) onTyping(room, message.user_id, message.typing); break;
       case "message:sent": setDeliveries(message.event_ids, { state: "sent" }); break;
+      case "message:delivered": setDeliveries(message.event_ids, { state: "delivered" }); break;
+      case "message:acknowledged": setDeliveries(message.event_ids, { state: "read" }); break;
       case "message:failed":
         setDeliveries(message.event_ids, { state: "failed", reason: message.reason, retryAt: message.retry_at_ms });
         break;
@@ -1205,8 +1220,10 @@
   function setDeliveries(ids, delivery) {
     for (const id of ids || []) {
       const current = state.delivery.get(id);
-      // A failure after success would be another event of the same id; success after failure is the retry.
-      if (delivery.state === "failed" && current && current.state === "sent") continue;
+      // A failure after success would be another event of the same id; success after failure is the retry. Marks only
+      // move forward: a late "sent" never hides "delivered", nor "delivered" "read".
+      const rank = { pending: 0, failed: 0, sent: 1, delivered: 2, read: 3 };
+      if (current && rank[delivery.state] < rank[current.state]) continue;
       state.delivery.set(id, delivery);
       for (const el of document.querySelectorAll(`.item[data-event-id="${CSS.escape(id)}"] .delivery`)) setDelivery(el, delivery);
     }
