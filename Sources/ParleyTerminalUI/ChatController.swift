@@ -374,6 +374,12 @@ struct ChatController {
                 model.sent.insert(id)
                 model.failed[id] = nil
             }
+        case "message:delivered", "message:acknowledged":
+            let state = message["type"]?.stringValue == "message:acknowledged" ? "read" : "delivered"
+            for id in message["event_ids"]?.arrayValue?.compactMap(\.stringValue) ?? [] where model.receipts[id] != "read" {
+                model.receipts[id] = state
+                model.sent.insert(id)
+            }
         case "message:failed":
             let reason = message["reason"]?.stringValue ?? "a transport refused it"
             for id in message["event_ids"]?.arrayValue?.compactMap(\.stringValue) ?? [] { model.failed[id] = reason }

@@ -46,6 +46,9 @@ public struct ChatItem: Sendable, Equatable {
     /// This device's own, not yet taken by a transport when the node said so (`pending` in the timeline's items; a new
     /// one of this device's from the stream is, until `message:sent`).
     public var pending: Bool
+    /// How far another device's receipt got with this device's own (`delivery` in the timeline's items): `delivered`,
+    /// `read`, or `nil`.
+    public var receipt: String?
 
     public var isMessage: Bool { type == "m.room.message" || type == "m.room.encrypted" }
 
@@ -74,6 +77,10 @@ public struct ChatItem: Sendable, Equatable {
         summary = json["summary"]?.stringValue
         undecryptable = json["undecryptable"]?.boolValue ?? false
         pending = json["pending"]?.boolValue ?? false
+        if let delivery = json["delivery"] {
+            receipt =
+                (delivery["read"]?.integerValue ?? 0) > 0 ? "read" : (delivery["delivered"]?.integerValue ?? 0) > 0 ? "delivered" : nil
+        }
     }
 
     public static func == (lhs: ChatItem, rhs: ChatItem) -> Bool {
@@ -103,6 +110,8 @@ public struct ChatModel: Sendable {
     public var sent: Set<String> = []
     /// Events of this device a transport could not take yet, with the reason.
     public var failed: [String: String] = [:]
+    /// Events of this device another device's receipt covers, from the stream: `delivered` or `read`.
+    public var receipts: [String: String] = [:]
     /// Who types where, until when.
     public var typing: [String: [String: Date]] = [:]
     public var connected = false
@@ -165,6 +174,7 @@ public struct ChatModel: Sendable {
         var item = item
         if let index = list.firstIndex(where: { $0.eventID == item.eventID }) {
             item.pending = list[index].pending
+            item.receipt = list[index].receipt
             list[index] = item
         } else if isNew || items[room] != nil {
             item.pending = isNew && item.sender == me

@@ -207,7 +207,10 @@ public enum ChatView {
         let emote = item.msgtype == "emote" && !item.redacted
         head.add(emote ? "* \(sender) " : "\(sender): ", .sender(colour(of: item.sender)))
         let sent = model.sent.contains(item.eventID) || !item.pending
-        let mark = item.sender == model.me ? (model.failed[item.eventID] != nil ? " ✗" : sent ? " ✓" : " ·") : ""
+        let receipt = model.receipts[item.eventID] == "read" || item.receipt == "read" ? "read" : model.receipts[item.eventID] ?? item.receipt
+        let mark =
+            item.sender != model.me
+            ? "" : receipt == "read" ? " ✓✓ read" : receipt != nil ? " ✓✓" : model.failed[item.eventID] != nil ? " ✗" : sent ? " ✓" : " ·"
         let suffix = (item.edited && !item.redacted ? " (edited)" : "") + mark
         let first = width - head.columns
         var bodyLines = TerminalWidth.wrapped(body, width: max(1, first))

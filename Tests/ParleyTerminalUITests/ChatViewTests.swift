@@ -43,6 +43,23 @@ import Testing
         return model
     }
 
+    @Test func `this device's messages show when another device received and read them`() {
+        var model = Self.model()
+        let day: Int64 = 1_764_806_400_000
+        model.items["general"]! += [
+            Self.item("m4", "alice", "first", at: day + 10 * 3_600_000, extra: ["delivery": ["state": "delivered", "delivered": 1, "read": 0, "devices": 1]]),
+            Self.item("m5", "alice", "second", at: day + 10 * 3_600_000 + 60_000),
+            Self.item("m6", "alice", "third", at: day + 10 * 3_600_000 + 120_000),
+        ]
+        model.sent.formUnion(["m5", "m6"])
+        model.receipts["m5"] = "read"
+        let text = ChatView.frame(model, width: 80, height: 24, timeZone: Self.utc).text
+        #expect(text.contains("10:00 alice: first ✓✓") && !text.contains("first ✓✓ read"))
+        #expect(text.contains("10:01 alice: second ✓✓ read"))
+        #expect(text.contains("10:02 alice: third ✓"))
+        #expect(!text.contains("third ✓✓"))
+    }
+
     @Test func `the timeline shows days, senders, edits, reactions, replies, redactions and state changes`() {
         let frame = ChatView.frame(Self.model(), width: 80, height: 24, timeZone: Self.utc)
         let text = frame.text
