@@ -68,6 +68,7 @@ extension NodeRunner {
                         try await client.transport.keep(
                             rooms, session: session, wake: wake,
                             synced: { report in
+                                try? self.node.store.clearSendFailure(.relay, roomID: report.roomID)
                                 if failures.reset() > 0 { self.observer.relayRecovered(relay: text) }
                                 self.observer.relaySynced(relay: text, report)
                                 arrivalSink.yield(report.roomID)
@@ -102,6 +103,8 @@ extension NodeRunner {
                 if stopping.isClosed || Task.isCancelled { return }
                 let count = failures.add()
                 let waitMs = Int64(min(60_000.0, 1_000 * pow(2.0, Double(min(count - 1, 6)))) * Double.random(in: 0.5...1.0))
+                let reason = ClientError(describing: error, home: node.home).message
+                for roomID in rooms { try? node.store.recordSendFailure(.relay, roomID: roomID, reason: reason, nowMs: node.clock()) }
                 observer.relayFailed(
                     relay: text, report: "relay \(text): \(ClientError(describing: error, home: node.home).message) Trying again in \(waitMs / 1000) s.")
                 await stopping.wait(upToMs: waitMs)

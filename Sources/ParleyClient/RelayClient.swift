@@ -232,11 +232,25 @@ public struct RelayClient: Sendable {
         var reports: [RelayTransport.RoomReport] = []
         for (relay, rooms) in byRelay.sorted(by: { $0.key < $1.key }) {
             let session = try session(at: try Self.url(relay))
-            var synced = try await call { try await transport.sync(rooms, session: session) }
-            // What was read may be a new member device to share keys with, or a request to answer: the keys go out now.
+            var synced: [RelayTransport.RoomReport]
+            do {
+                synced = try await call { try await transport.sync(rooms, session: session) }
+                for room in rooms { try? node.store.clearSendFailure(.relay, roomID: room) }
+            } catch {
+                // Kept, so `parley status` shows the messages waiting as FAILED after a few attempts.
+                let reason = ClientError(describing: error).message
+                for room in rooms { try? node.store.recordSendFailure(.relay, roomID: room, reason: reason, nowMs: node.clock()) }
+                throw error
+            }
+            // What was read may be a new member device to share keys with, or a request to answer: the keys go out now;
+            // and what arrived is acknowledged when the room's pace allows.
             let exchanged = await rooms.asyncFilter { await exchangeKeys($0) }
-            if !exchanged.isEmpty {
-                let again = try await call { try await transport.sync(exchanged, session: session) }
+            let acknowledged = rooms.filter { room in
+                if case .sent? = try? node.acknowledgeDelivery(room) { true } else { false }
+            }
+            let owing = rooms.filter { exchanged.contains($0) || acknowledged.contains($0) }
+            if !owing.isEmpty {
+                let again = try await call { try await transport.sync(owing, session: session) }
                 for index in synced.indices {
                     if let later = again.first(where: { $0.roomID == synced[index].roomID }) {
                         synced[index].sent += later.sent

@@ -95,7 +95,8 @@ import Testing
             try #require(joined.status == 0, "\(joined.stderr)")
         }
         // A send returns after the relay's acknowledgement: the others read it at their next sync.
-        #expect(try alice.run(["send", "team", "hello from alice"]).status == 0)
+        let sent = try alice.run(["send", "team", "hello from alice"])
+        #expect(sent.status == 0)
         #expect(try bob.run(["send", "team", "hello from bob"]).status == 0)
         let synced = try carol.run(["sync"])
         #expect(synced.status == 0, "\(synced.stderr)")
@@ -104,6 +105,12 @@ import Testing
         #expect(log.contains("alice: hello from alice") && log.contains("bob: hello from bob"), "\(log)")
         let status = try alice.run(["status", "--json"])
         #expect(status.status == 0)
+        // Bob's send (which syncs the room with the relay) and Carol's sync each answered with a delivered receipt.
+        #expect(try alice.run(["sync"]).status == 0)
+        let delivery = try JSONParser().parse(
+            Array(try alice.run(["status", sent.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "--json"]).stdout.utf8))
+        let states = Dictionary(uniqueKeysWithValues: (delivery["recipients"]?.arrayValue ?? []).map { ($0["user_id"]?.text ?? "", $0["state"]?.text ?? "") })
+        #expect(states == ["bob": "delivered", "carol": "delivered"], "\(delivery)")
     }
 
     /// Alice's room at the relay with Bob joined; Carol invited when `inviting` says so. Returns the code Carol joins with.
