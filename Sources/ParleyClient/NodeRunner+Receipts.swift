@@ -7,23 +7,27 @@ extension NodeRunner {
     /// (``Node/acknowledgeDelivery(_:)``). Receipts are not among them, so receipts never answer receipts.
     static let acknowledgedTypes: Set<String> = [EventType.message, EventType.edit, EventType.reaction, EventType.encrypted]
 
-    /// Sends the automatic delivered receipts: a room is looked at when content arrives in it (and every room once at
-    /// the start, for what came while the node was off), and again when its paced receipt falls due.
+    /// Sends the automatic delivered receipts: a room is looked at when content arrives in it (and every room at the
+    /// start, for what came while the node was off, and again if the feed cut this watcher off for falling behind),
+    /// and again when its paced receipt falls due.
     func acknowledgeDeliveries() async {
-        let subscription = node.feed.subscribe(backlog: 100_000)
-        for room in (try? node.store.roomIDs()) ?? [] where settings.roomID.map({ $0 == room }) ?? true {
-            receiptsDue.withLock { $0[room] = 0 }
-        }
         let arrived = Doorbell()
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                for await activity in subscription.activity {
-                    guard case .events(let roomID, let events) = activity,
-                        events.contains(where: { Self.acknowledgedTypes.contains($0.type) }),
-                        self.settings.roomID.map({ $0 == roomID }) ?? true
-                    else { continue }
-                    self.receiptsDue.withLock { $0[roomID] = 0 }
+                while !self.stopping.isClosed && !Task.isCancelled {
+                    let subscription = self.node.feed.subscribe(backlog: 100_000)
+                    for room in (try? self.node.store.roomIDs()) ?? [] where self.settings.roomID.map({ $0 == room }) ?? true {
+                        self.receiptsDue.withLock { $0[room] = 0 }
+                    }
                     arrived.ring()
+                    for await activity in subscription.activity {
+                        guard case .events(let roomID, let events) = activity,
+                            events.contains(where: { Self.acknowledgedTypes.contains($0.type) }),
+                            self.settings.roomID.map({ $0 == roomID }) ?? true
+                        else { continue }
+                        self.receiptsDue.withLock { $0[roomID] = 0 }
+                        arrived.ring()
+                    }
                 }
             }
             group.addTask {

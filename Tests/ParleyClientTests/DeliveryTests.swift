@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import ParleyCore
 import ParleyStore
 import ParleyTesting
@@ -146,6 +147,28 @@ import Testing
         _ = try await alice.sync("team")
         #expect(try recipient(alice.node.deliveryStatus("team", eventID: third.eventID), bob).state == .delivered)
         #expect(try recipient(alice.node.deliveryStatus("team", eventID: second.eventID), bob).state == .read)
+    }
+
+    @Test func `a running node acknowledges what arrives without being asked`() async throws {
+        let world = try BucketWorld(.folder)
+        let (alice, bob) = try await BucketRoomTests().twoMembers(world)
+        let bobNode = world.client(try Node(home: bob.node.home))
+        let runner = NodeRunner(client: bobNode, settings: NodeRunner.Settings(), observer: ArchiveWatcher(), logger: Logger(label: "parley.test"))
+        let message = try alice.node.send("team", text: "are you running?").event
+        _ = try await alice.flush("team")
+        var state = DeliveryState.pending
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await runner.run() }
+            let deadline = ContinuousClock.now + .seconds(30)
+            while state != .delivered && ContinuousClock.now < deadline {
+                _ = try await alice.sync("team")
+                state = try recipient(alice.node.deliveryStatus("team", eventID: message.eventID), bob).state
+                if state != .delivered { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            runner.shutDown()
+            try await group.waitForAll()
+        }
+        #expect(state == .delivered)
     }
 
     @Test func `the pace of automatic receipts grows with the square of the room's devices`() {
