@@ -67,7 +67,7 @@ public enum DeliveryAcknowledgement: Sendable {
     case upToDate
     /// Something did; the receipt is due at this time (pacing, ``Node/receiptIntervalMs(devices:)``).
     case due(atMs: Int64)
-    /// A delivered receipt was signed.
+    /// A receipt was signed: a waiting read receipt, or a delivered one.
     case sent(VerifiedEvent)
 }
 
@@ -126,6 +126,13 @@ extension Node {
     public func markRead(_ roomID: String, eventID: String, paced: Bool = true) throws -> VerifiedEvent? {
         let state = try requireState(roomID)
         try requireEvent(eventID, in: roomID)
+        // The marker only moves forward: a page that shows an older message after a newer one unreads nothing.
+        let current = try store.readPreferences(roomID: roomID).readMarker
+        if let current, let order = try store.event(eventID: current).map({ EventOrder($0.event.event) }),
+            let new = try store.event(eventID: eventID).map({ EventOrder($0.event.event) }), new < order
+        {
+            return nil
+        }
         var sends = false
         try store.updateReadPreferences(roomID: roomID) { preferences in
             preferences.readMarker = eventID

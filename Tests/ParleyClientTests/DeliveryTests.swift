@@ -125,6 +125,9 @@ import Testing
             Issue.record("no read receipt when due")
             return
         }
+        // An older message shown later moves nothing back, and sends nothing.
+        #expect(try bob.node.markRead("team", eventID: first.eventID, paced: false) == nil)
+        #expect(try bob.node.store.readPreferences(roomID: "team").readMarker == second.eventID)
 
         // Off: reading moves the unread count here only; Alice sees DELIVERED, never READ.
         try bob.node.setReadReceipts("team", enabled: false)
