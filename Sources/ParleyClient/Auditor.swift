@@ -189,8 +189,10 @@ public struct Audit {
 public enum Auditor {
     /// Reads every line of `reader` and checks it against the others; gives up on an input whose first lines show it
     /// is not Parley events.
-    /// - Parameter nowMs: the auditor's clock, to flag events dated far ahead of it.
-    public static func audit(_ reader: inout JSONLReader, nowMs: Int64? = nil) throws -> AuditReport {
+    /// - Parameters:
+    ///   - nowMs: the auditor's clock, to flag events dated far ahead of it.
+    ///   - firstLine: the input's first line when the caller already read it from `reader`.
+    public static func audit(_ reader: inout JSONLReader, nowMs: Int64? = nil, firstLine: JSONLReader.Line? = nil) throws -> AuditReport {
         var audit = Audit(nowMs: nowMs)
         var screen = InputScreen()
         var origins: [LineOrigin] = []
@@ -214,7 +216,8 @@ public enum Auditor {
             batchBytes = 0
             return true
         }
-        reading: while let next = try reader.next() {
+        var pending = firstLine
+        reading: while let next = try pending.take() ?? reader.next() {
             switch next {
             case .line(let number, let bytes):
                 count = number

@@ -30,8 +30,6 @@ public enum JSONOutput {
         return .object(object)
     }
 
-    /// What a reader is told of a shared file: its name, media type, size, SHA-256 and dimensions. The key and block
-    /// ids stay in the node, which fetches the file (`parley download`, the local API).
     /// `parley status EVENT --json` and `GET /v1/rooms/R/events/E/status`: where a message stands with each device.
     public static func delivery(_ report: DeliveryReport) -> JSONValue {
         [
@@ -65,6 +63,35 @@ public enum JSONOutput {
         ]
     }
 
+    /// `parley verify PROOF --json`: what a delivery proof shows, and whether it holds.
+    public static func deliveryProof(_ report: DeliveryProofReport, problems: [String], isValid: Bool) -> JSONValue {
+        var object = JSONObject([
+            "valid": .bool(isValid), "lines": .integer(Int64(report.lines)), "problems": .array(problems.map(JSONValue.string)),
+            "confirmations": .array(
+                report.confirmations.map {
+                    [
+                        "user_id": .string($0.readerID), "device_key": .string($0.readerKey), "kind": .string($0.kind.rawValue),
+                        "at_ms": .integer($0.timestampMs), "receipt_event_id": .string($0.receiptEventID),
+                    ]
+                }),
+        ])
+        if let event = report.event {
+            object["room_id"] = .string(event.roomID)
+            object["event_id"] = .string(event.eventID)
+            object["sender_id"] = .string(event.senderID)
+            object["sender_key"] = .string(event.senderKey)
+            object["timestamp_ms"] = .integer(event.timestampMs)
+        }
+        if let creation = report.creation { object["create_hash"] = .string(creation.hash) }
+        if let opened = report.opened {
+            object["type"] = .string(opened.type)
+            object["content"] = .object(opened.content)
+        }
+        return .object(object)
+    }
+
+    /// What a reader is told of a shared file: its name, media type, size, SHA-256 and dimensions. The key and block
+    /// ids stay in the node, which fetches the file (`parley download`, the local API).
     public static func fileSummary(_ file: FileAttachment) -> JSONValue {
         var object = JSONObject()
         object["name"] = .string(file.name)

@@ -31,7 +31,6 @@ public enum TerminalText {
         return result
     }
 
-    /// `text` cut to `limit` characters, ending in an ellipsis when cut: for quoting what someone typed or wrote.
     /// A size for a person: bytes, KiB, MiB or GiB with one decimal.
     public static func byteCount(_ bytes: Int64) -> String {
         switch bytes {

@@ -11,9 +11,12 @@ public struct ReceiptCoverage: Sendable, Equatable {
     public var readerID: String
     public var readerKey: String
     public var kind: ReceiptKind
-    /// The earliest covering receipt of this kind: its event id and the time it claims.
+    /// The earliest covering receipt of this kind: its event id, the time it claims and its place in its chain.
     public var receiptEventID: String
     public var timestampMs: Int64
+    public var receiptPosition: ChainPosition
+    /// The seq its head on the event's chain names (at or after the event's).
+    public var headSeq: Int64
 }
 
 extension EventStore {
@@ -69,7 +72,7 @@ extension EventStore {
             try Row.fetchAll(
                 db.cachedStatement(
                     sql: """
-                        SELECT r.sender_id, r.sender_key, h.kind, r.event_id, MIN(r.timestamp_ms) FROM receipt_heads h
+                        SELECT r.sender_id, r.sender_key, h.kind, r.event_id, MIN(r.timestamp_ms), r.seq, h.seq FROM receipt_heads h
                             JOIN events c ON c.room_id = h.room_id AND c.sender_key = h.chain_key AND c.seq = h.seq AND c.hash = h.hash
                             JOIN events r ON r.id = h.receipt_row
                         WHERE h.room_id = ? AND h.chain_key = ? AND h.seq >= ? AND r.status = 0 AND r.redacted = 0
@@ -77,7 +80,9 @@ extension EventStore {
                         """), arguments: [roomID, position.senderKey, position.seq]
             ).compactMap { row in
                 ReceiptKind(rawValue: row[2]).map {
-                    ReceiptCoverage(readerID: row[0], readerKey: row[1], kind: $0, receiptEventID: row[3], timestampMs: row[4])
+                    ReceiptCoverage(
+                        readerID: row[0], readerKey: row[1], kind: $0, receiptEventID: row[3], timestampMs: row[4],
+                        receiptPosition: ChainPosition(senderKey: row[1], seq: row[5]), headSeq: row[6])
                 }
             }
         }
@@ -321,6 +326,46 @@ extension EventStore {
             try db.execute(
                 sql: "INSERT OR REPLACE INTO room_preferences (room_id, read_receipts, read_marker, read_waiting) VALUES (?, ?, ?, ?)",
                 arguments: [roomID, preferences.sendsReadReceipts, preferences.readMarker, preferences.readReceiptWaiting])
+        }
+    }
+}
+
+extension EventStore {
+    /// The events a delivery proof carries (docs/PROTOCOL.md §10.1), in the room's order: each chain from its start up
+    /// to the furthest of its events the proof needs (the replayed events, state and room keys; `full`; the events
+    /// the plain events of `full` refer to; `through`), with content only for the replayed events and `full`.
+    public func proofEvents(roomID: String, full: Set<ChainPosition>, through: [ChainPosition]) throws -> [[UInt8]] {
+        try pool.read { db in
+            var extents: [String: Int64] = [:]
+            func reach(_ position: ChainPosition) { extents[position.senderKey] = max(extents[position.senderKey] ?? 0, position.seq) }
+            let replayed = EventType.replayedTypes.sorted()
+            for row in try Row.fetchAll(
+                db,
+                sql: "SELECT sender_key, MAX(seq) FROM events WHERE room_id = ? AND type IN (\(placeholders(replayed.count))) GROUP BY sender_key",
+                arguments: StatementArguments([roomID] + replayed))
+            {
+                reach(ChainPosition(senderKey: row[0], seq: row[1]))
+            }
+            for position in Array(full) + through { reach(position) }
+            // The replay looks a plain event's relation target up (§8.2): the proof holds it, stripped.
+            let target = try db.cachedStatement(sql: "SELECT target_event_id FROM events WHERE room_id = ? AND sender_key = ? AND seq = ?")
+            let carriers = try db.cachedStatement(sql: "SELECT sender_key, seq FROM events WHERE room_id = ? AND event_id = ?")
+            for position in full {
+                guard let targetID = try String.fetchOne(target, arguments: [roomID, position.senderKey, position.seq]) else { continue }
+                for row in try Row.fetchAll(carriers, arguments: [roomID, targetID]) { reach(ChainPosition(senderKey: row[0], seq: row[1])) }
+            }
+            let chain = try db.cachedStatement(sql: "SELECT seq, type, wire FROM events WHERE room_id = ? AND sender_key = ? AND seq <= ? ORDER BY seq")
+            var events: [(order: EventOrder, wire: [UInt8])] = []
+            for (senderKey, last) in extents {
+                let rows = try Row.fetchCursor(chain, arguments: [roomID, senderKey, last])
+                while let row = try rows.next() {
+                    let wire = (row[2] as Data).bytes
+                    let event = try Event.parse(wire)
+                    let keeps = EventType.isReplayed(row[1]) || full.contains(ChainPosition(senderKey: senderKey, seq: row[0]))
+                    events.append((EventOrder(event), keeps || event.isStripped ? wire : event.stripped().wireBytes()))
+                }
+            }
+            return events.sorted { $0.order < $1.order }.map(\.wire)
         }
     }
 }

@@ -361,6 +361,7 @@ struct Import: ParsableCommand {
             """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "A JSONL file; standard input if omitted or '-'.") var file: String?
+    @OptionGroup var time: TimeOptions
     @Flag var json = false
 
     func run() throws {
@@ -385,14 +386,24 @@ struct Import: ParsableCommand {
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Audit events (JSONL) without importing them: signatures, chains, forks, gaps and room state.",
-        discussion: "Exits 0 only if nothing is wrong; warnings (events dated far ahead of this device's clock) do not count.")
+        discussion: """
+            Exits 0 only if nothing is wrong; warnings (events dated far ahead of this device's clock) do not count. \
+            Given a delivery proof (parley receipts EVENT_ID --export FILE), checks it instead: that its events verify and \
+            chain, that the message and its receipts are authorized in the room they replay, and which devices' signed \
+            receipts cover the message. Where this node holds the room, the proof must be about that room.
+            """)
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "A JSONL file; standard input if omitted or '-'.") var file: String?
+    @Argument(help: "A JSONL file or a delivery proof; standard input if omitted or '-'.") var file: String?
+    @OptionGroup var time: TimeOptions
     @Flag var json = false
 
     func run() throws {
         var reader = JSONLReader(descriptor: try failing { try openInput(file) })
-        let report = try failing { try Auditor.audit(&reader, nowMs: Node.systemClock()) }
+        let first = try failing { try reader.next() }
+        if case .line(_, let bytes)? = first, DeliveryProofHeader.isClaimed(by: bytes) {
+            return try checkProof(header: bytes, reader: &reader)
+        }
+        let report = try failing { try Auditor.audit(&reader, nowMs: Node.systemClock(), firstLine: first) }
         if json {
             printJSON([
                 "lines": .integer(Int64(report.lines)),
@@ -407,6 +418,100 @@ struct Verify: ParsableCommand {
             output(report.isClean ? "OK: \(report.lines) lines, no problems" : "FAILED: \(report.problems.count) problem(s) in \(report.lines) lines")
         }
         if !report.isClean { throw ExitCode(1) }
+    }
+}
+
+struct Receipts: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the signed receipts that cover a message; with --export, write them as a delivery proof.",
+        discussion: """
+            EVENT_ID may be given as ROOM SHORT_ID, as `parley log` shows it. A delivery proof holds the message, the \
+            earliest receipt of each other device and kind that covers it, the room's state and the chains that link \
+            them (other events stripped of their content), so that `parley verify FILE` checks it anywhere. In an \
+            encrypted room it carries the keys that open the message and its receipts, and nothing else; \
+            --keep-sealed leaves the message's content sealed.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "A message's id; or the room, then the start of the id's last part.") var references: [String]
+    @Option(help: "Write a delivery proof to this file (mode 0600; an existing file is not replaced).") var export: String?
+    @Flag(help: "With --export: do not give the message's key, only its receipts'.") var keepSealed = false
+    @OptionGroup var time: TimeOptions
+    @Flag(help: "Print as JSON.") var json = false
+
+    func validate() throws {
+        guard (1...2).contains(references.count) else { throw ValidationError("Give the message's whole id, or ROOM and the start of the id.") }
+        if keepSealed && export == nil { throw ValidationError("--keep-sealed goes with --export FILE.") }
+    }
+
+    func run() throws {
+        let node = try global.node()
+        let (_, eventID) = try failing { try resolveMessageReference(references, node: node, command: "receipts") }
+        let (lines, receipts) = try failing { try node.deliveryProof(eventID: eventID, keepSealed: keepSealed) }
+        if let export {
+            try failing { try node.home.createFile(atPath: export, contents: lines.flatMap { $0 + [0x0A] }, mode: 0o600) }
+        }
+        if json {
+            var object = JSONObject([
+                "event_id": .string(eventID),
+                "receipts": .array(
+                    receipts.map {
+                        [
+                            "user_id": .string($0.readerID), "device_key": .string($0.readerKey), "kind": .string($0.kind.rawValue),
+                            "at_ms": .integer($0.timestampMs), "receipt_event_id": .string($0.receiptEventID),
+                        ]
+                    }),
+            ])
+            if let export { object["exported"] = .string(export) }
+            return printJSON(.object(object))
+        }
+        for receipt in receipts {
+            output(
+                "\(receipt.kind == .read ? "read" : "delivered") by \(receipt.readerID) device \(receipt.readerKey.prefix(12))… at \(time.format(receipt.timestampMs)) (receipt \(receipt.receiptEventID))"
+            )
+        }
+        if let export { output("Wrote a delivery proof of \(eventID) (\(lines.count) lines) to \(export); check it with parley verify \(export)") }
+    }
+}
+
+extension Verify {
+    func checkProof(header: [UInt8], reader: inout JSONLReader) throws {
+        let report = try failing { try DeliveryProofChecker.check(headerLine: header, events: &reader) }
+        // Where this node holds the room too, the proof must be about that room, not one made up under its id.
+        var problems = report.problems
+        if let roomID = report.header?.roomID, let creation = report.creation, let node = try? Node(home: global.parleyHome),
+            let known = try? node.roomState(roomID), let knownCreation = known.creation, knownCreation.hash != creation.hash
+        {
+            problems.append(
+                "this node holds room \(roomID) with another creation (\(knownCreation.hash.prefix(16))…, not \(creation.hash.prefix(16))…): the proof is about another room under the same id"
+            )
+        }
+        let isValid = report.isValid && problems.count == report.problems.count
+        if json {
+            printJSON(JSONOutput.deliveryProof(report, problems: problems, isValid: isValid))
+        } else {
+            if let event = report.event {
+                output("delivery proof of \(event.eventID) by \(event.senderID) (device \(event.senderKey)) at \(time.format(event.timestampMs))")
+                if let creation = report.creation {
+                    output("room \(event.roomID), created by \(creation.creatorID) (create \(creation.hash))")
+                }
+                if let opened = report.opened, case .string(let body)? = opened.content["body"] {
+                    output("text: \(body)")
+                } else if report.opened == nil {
+                    output("content: sealed (the proof does not carry its key)")
+                }
+            }
+            for confirmation in report.confirmations {
+                output(
+                    "\(confirmation.kind == .read ? "read" : "delivered") by \(confirmation.readerID) (device \(confirmation.readerKey)) at \(time.format(confirmation.timestampMs)) (receipt \(confirmation.receiptEventID))"
+                )
+            }
+            for problem in problems { output(problem) }
+            output(
+                isValid
+                    ? "OK: \(report.lines) lines; the receipts above are signed by the devices named, which were members of the room when they signed"
+                    : "FAILED: this is not a valid delivery proof (\(max(problems.count, 1)) problem(s) in \(report.lines) lines)")
+        }
+        if !isValid { throw ExitCode(1) }
     }
 }
 

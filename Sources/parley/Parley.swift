@@ -16,7 +16,8 @@ struct Parley: AsyncParsableCommand {
         version: ParleyVersion.description,
         subcommands: [
             Init.self, WhoAmI.self, Status.self, Room.self, Send.self, Download.self, Edit.self, React.self, Redact.self, Read.self, Log.self,
-            Events.self, Import.self, Verify.self, Search.self, Rejected.self, Sync.self, NodeCommand.self, Bucket.self, DirectMessages.self, Backup.self,
+            Events.self, Import.self, Verify.self, Receipts.self, Search.self, Rejected.self, Sync.self, NodeCommand.self, Bucket.self, DirectMessages.self,
+            Backup.self,
             Device.self, Account.self, Serve.self, RelayCommand.self, Web.self, Chat.self,
             ConfigCommand.self,
         ])
@@ -329,17 +330,17 @@ struct Status: ParsableCommand {
         let (roomID, eventID) = try failing { try resolveMessageReference(references, node: node, command: "status") }
         let report = try failing { try node.deliveryStatus(roomID, eventID: eventID) }
         if json { return printJSON(JSONOutput.delivery(report)) }
-        let who = report.isOwn ? "this device" : TerminalText.escape(report.senderID)
+        let who = report.isOwn ? "this device" : report.senderID
         output("\(report.eventID) by \(who) at \(time.format(report.timestampMs)): \(report.overall.label)")
         for (transport, at) in report.confirmations { output("sent: \(transport) at \(time.format(at))") }
         for failure in report.failures {
             output(
-                "failing: \(failure.transport): \(TerminalText.escape(failure.reason)) (\(failure.attempts) attempt(s) since \(time.format(failure.firstMs)); still trying)"
+                "failing: \(failure.transport): \(failure.reason) (\(failure.attempts) attempt(s) since \(time.format(failure.firstMs)); still trying)"
             )
         }
         if report.recipients.isEmpty { output("no other device in the room") }
         for recipient in report.recipients {
-            var line = "\(TerminalText.escape(recipient.userID)) device \(recipient.deviceKey.prefix(12))…: \(recipient.state.label)"
+            var line = "\(recipient.userID) device \(recipient.deviceKey.prefix(12))…: \(recipient.state.label)"
             if let delivered = recipient.deliveredMs { line += ", delivered \(time.format(delivered))" }
             if let read = recipient.readMs { line += ", read \(time.format(read))" }
             if !recipient.isJoined { line += " (left the room)" }

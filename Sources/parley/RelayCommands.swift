@@ -107,10 +107,10 @@ struct Serve: AsyncParsableCommand {
         if let importBucket {
             do {
                 let report = try await server.events.importBucket(importBucket, roomID: importRoom) { room in
-                    printError("Importing room \(TerminalText.escape(room)) from \(importBucket)…")
+                    printError("Importing room \(room) from \(importBucket)…")
                 }
                 printError("Imported \(report.accepted) event(s) of \(report.rooms) room(s) from \(report.files) file(s).")
-                for problem in report.problems.prefix(20) { printError("  problem: \(TerminalText.escape(problem))") }
+                for problem in report.problems.prefix(20) { printError("  problem: \(problem)") }
                 if report.problems.count > 20 { printError("  … and \(report.problems.count - 20) more problems") }
             } catch {
                 throw reportError(
@@ -203,7 +203,7 @@ struct RelayAdminDisable: AsyncParsableCommand {
     func run() async throws {
         let userID = userID
         guard try await options.withAccounts({ try await $0.setDisabled(true, userID: userID) }) else {
-            throw reportError(ClientError(.invalidArgument, "The relay has no account \(TerminalText.escape(userID))."))
+            throw reportError(ClientError(.invalidArgument, "The relay has no account \(userID)."))
         }
         output("Disabled \(userID).")
     }
@@ -217,7 +217,7 @@ struct RelayAdminEnable: AsyncParsableCommand {
     func run() async throws {
         let userID = userID
         guard try await options.withAccounts({ try await $0.setDisabled(false, userID: userID) }) else {
-            throw reportError(ClientError(.invalidArgument, "The relay has no account \(TerminalText.escape(userID))."))
+            throw reportError(ClientError(.invalidArgument, "The relay has no account \(userID)."))
         }
         output("Enabled \(userID).")
     }
@@ -232,7 +232,7 @@ struct RelayAdminDelete: AsyncParsableCommand {
     func run() async throws {
         let userID = userID
         guard try await options.withAccounts({ try await $0.deleteAccount(userID: userID) }) else {
-            throw reportError(ClientError(.invalidArgument, "The relay has no account \(TerminalText.escape(userID))."))
+            throw reportError(ClientError(.invalidArgument, "The relay has no account \(userID)."))
         }
         output("Deleted \(userID).")
     }
@@ -386,7 +386,7 @@ func sendThroughRelay(_ node: Node, _ roomID: String) async throws {
     guard let location = try failing({ try client.location(roomID) }), case .relay(let url) = location else { return }
     do {
         let reports = try await client.sync([roomID])
-        for problem in reports.flatMap(\.problems) { printError("warning: relay \(url): \(TerminalText.escape(problem))") }
+        for problem in reports.flatMap(\.problems) { printError("warning: relay \(url): \(problem)") }
     } catch {
         let error = ClientError(describing: error, home: node.home)
         if error.code == .notLoggedIn { throw reportError(error) }

@@ -28,6 +28,14 @@ struct TwoNodes {
         try sync(from: bob, to: alice, room)
     }
 
+    /// Alice creates `room` in a folder bucket and invites Bob, who joins by the code.
+    func shareBucketRoom(_ room: String) throws {
+        let url = "file://\(directory.path)/bucket"
+        try #require(try alice.run(["room", "create", room, "--bucket", url, "--create-bucket"]).status == 0)
+        let invite = try alice.run(["room", "invite", room, "bob", "--key", bobKey, "--json"])
+        try #require(try bob.run(["room", "join", try JSONParser().parse(Array(invite.stdout.utf8))["invite_code"]!.text]).status == 0)
+    }
+
     func sync(from source: ParleyCommand, to target: ParleyCommand, _ room: String) throws {
         let events = try source.run(["events", room])
         try #require(events.status == 0)

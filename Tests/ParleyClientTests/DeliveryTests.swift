@@ -264,10 +264,7 @@ import Testing
 @Suite(.serialized) struct DeliveryCLITests {
     @Test func `parley status shows a message pending, in transit, then delivered and read by the other member, in text and JSON`() throws {
         let nodes = try TwoNodes()
-        let url = "file://\(nodes.directory.path)/bucket"
-        try #require(try nodes.alice.run(["room", "create", "team", "--bucket", url, "--create-bucket"]).status == 0)
-        let invite = try nodes.alice.run(["room", "invite", "team", "bob", "--key", nodes.bobKey, "--json"])
-        try #require(try nodes.bob.run(["room", "join", try JSONParser().parse(Array(invite.stdout.utf8))["invite_code"]!.text]).status == 0)
+        try nodes.shareBucketRoom("team")
         try #require(try nodes.alice.run(["sync"]).status == 0)
         let sent = try nodes.alice.run(["send", "team", "are you there?", "--json"])
         let eventID = try JSONParser().parse(Array(sent.stdout.utf8))["event_id"]!.text

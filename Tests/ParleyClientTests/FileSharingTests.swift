@@ -247,10 +247,7 @@ import Testing
 
     @Test func `a download onto a disk that fills fails saying so, leaves nothing there, and keeps its blocks for the next try`() throws {
         let nodes = try TwoNodes()
-        let url = "file://\(nodes.directory.path)/bucket"
-        try #require(try nodes.alice.run(["room", "create", "team", "--bucket", url, "--create-bucket"]).status == 0)
-        let invite = try nodes.alice.run(["room", "invite", "team", "bob", "--key", nodes.bobKey, "--json"])
-        try #require(try nodes.bob.run(["room", "join", try JSONParser().parse(Array(invite.stdout.utf8))["invite_code"]!.text]).status == 0)
+        try nodes.shareBucketRoom("team")
         let path = nodes.directory.file("big.bin")
         let bytes = (0..<6_000_000).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ $0 >> 14) }
         try Data(bytes).write(to: URL(fileURLWithPath: path))

@@ -2338,8 +2338,38 @@ def receipt_vectors():
     many = [{"sender_key": b64(hashlib.sha256(bytes([i, j])).digest()), "seq": 1, "hash": "00" * 32} for i in range(2) for j in range(129)][:257]
     bad_heads.append(many)
     contents += [{"content": {"receipt_type": "delivered", "event_id": m1["event_id"], "heads": h}, "valid": False} for h in bad_heads]
+    # Delivery proofs (§10.1): a header, then the room's state in full, the chains up to what the proof needs with other
+    # events stripped (their envelopes, §5.5), the message and its receipts in full.
+    def header(message, **extra):
+        return canonical({"event_hash": event_hash(message), "format": "parley.delivery_proof.v1", "message_keys": [],
+                          "room_id": r, **extra}).decode("utf-8")
+
+    state = [wire(e) for e in events[:4]]
+    bob_delivered, bob_read, bob_other_hash, mallory_all = [e for _, e in receipts]
+    proven = state + [wire(envelope(m1)), wire(m2), wire(bob_delivered)]
+    tampered = json.loads(wire(bob_delivered))
+    tampered["content"]["heads"][0]["seq"] = 1
+    tampered["content_hash"] = sha256_hex(canonical(tampered["content"]))
+    proofs = [
+        {"name": "bob's receipt proves m2 delivered", "lines": [header(m2)] + proven, "valid": True,
+         "confirmations": [{"reader_id": "bob", "reader_key": bob.key, "kind": "delivered", "timestamp_ms": t0 + 20}]},
+        {"name": "the same proof, m1 left out: a gap in alice's chain", "lines": [header(m2)] + state + [wire(m2), wire(bob_delivered)],
+         "valid": False, "problem": "gap"},
+        {"name": "bob's receipt with its head changed (content hash fixed, signature not)",
+         "lines": [header(m2)] + state + [wire(envelope(m1)), wire(m2), wire(tampered)], "valid": False, "problem": "invalid event"},
+        {"name": "a proof of m3, which bob's receipt does not reach", "lines": [header(m3)] + proven + [wire(m3)], "valid": False,
+         "problem": "no receipt"},
+        {"name": "m4 under mallory's receipt: she is no member",
+         "lines": [header(m4)] + state + [wire(envelope(m)) for m in (m1, m2, m3)] + [wire(m4), wire(mallory_all)], "valid": False,
+         "problem": "no receipt"},
+        {"name": "m4 under bob's read receipt naming its place with another hash",
+         "lines": [header(m4)] + state + [wire(envelope(m)) for m in (m1, m2, m3)] + [wire(m4)]
+                  + [wire(envelope(bob_delivered)), wire(envelope(bob_read)), wire(bob_other_hash)], "valid": False, "problem": "no receipt"},
+        {"name": "a header with a member it does not define", "lines": [header(m2, signed_by="alice")] + proven, "valid": False,
+         "problem": "line 1"},
+    ]
     return {"room_id": r, "events": [wire(e) for e in events], "receipts": [name for name, _ in receipts], "coverage": coverage,
-            "contents": contents}
+            "contents": contents, "proofs": proofs}
 
 
 def main():
