@@ -193,6 +193,13 @@ extension LocalAPI {
                     })
             }
         }
+        v1.get("query") { request, _ in
+            let parameters = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
+            return try await call {
+                let (hits, next) = try self.node.query(try EventQuery(parameters: parameters))
+                return ["events": .array(hits.map(JSONOutput.queryHit)), "next_cursor": next.map { .string($0.text) } ?? .null]
+            }
+        }
         v1.ws("stream") { inbound, outbound, _ in
             try await self.stream(inbound: inbound, outbound: outbound)
         }

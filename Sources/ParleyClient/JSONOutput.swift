@@ -63,6 +63,26 @@ public enum JSONOutput {
         ]
     }
 
+    /// An event a query found (`parley query --json`, `GET /v1/query`): its envelope, and its type and content as
+    /// this node reads them (`sealed` while it cannot open them). A shared file is shown as ``fileSummary(_:)``.
+    public static func queryHit(_ hit: QueryHit) -> JSONValue {
+        let event = hit.event
+        var object = JSONObject([
+            "room_id": .string(event.roomID), "event_id": .string(event.eventID), "sender_id": .string(event.senderID),
+            "sender_key": .string(event.senderKey), "seq": .integer(event.seq), "timestamp_ms": .integer(event.timestampMs),
+            "type": .string(hit.type),
+        ])
+        if var content = hit.content {
+            if case .message(_, _, let file?)? = try? EventContent.parse(type: hit.type, content: content, roomID: event.roomID) {
+                content["file"] = fileSummary(file)
+            }
+            object["content"] = .object(content)
+        } else {
+            object["sealed"] = .bool(true)
+        }
+        return .object(object)
+    }
+
     /// `parley verify PROOF --json`: what a delivery proof shows, and whether it holds.
     public static func deliveryProof(_ report: DeliveryProofReport, problems: [String], isValid: Bool) -> JSONValue {
         var object = JSONObject([

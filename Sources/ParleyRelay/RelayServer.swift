@@ -240,6 +240,29 @@ public final class RelayServer: Service, Sendable {
                 userID: userID, challenge: challenge, deviceKey: try Self.string(body, "device_key"), signature: try Self.string(body, "signature"))
             return jsonResponse(["device_key": body["device_key"] ?? .null, "user_id": .string(userID)], status: .created)
         }
+        v1.get("rooms/:room/query") { request, context in
+            let (_, userID) = try await self.session(request)
+            let roomID = try context.parameters.require("room")
+            var parameters = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
+            guard !parameters.contains(where: { $0.name == "room" }) else {
+                throw RelayError.invalidRequest("The room is the one in the path; give no room parameter.")
+            }
+            parameters.append((name: "room", value: roomID))
+            let query: EventQuery
+            do { query = try EventQuery(parameters: parameters) } catch let error as StoreError { throw RelayError.invalidRequest(error.description) }
+            let store = self.events.store
+            let (hits, next) = try await self.events.onQueue { () throws -> ([QueryHit], QueryCursor?) in
+                // Only joined members read a room's history here, as over the socket; the answer is the events
+                // themselves, which the asker verifies.
+                guard let state = try store.roomState(roomID: roomID), state.members[userID]?.membership == .join else {
+                    throw RelayError(
+                        "not_member", "\(userID) is not a joined member of \(roomID) on this relay.",
+                        remedy: "Join the room first; only its members can query it.", status: .forbidden)
+                }
+                return try store.query(query)
+            }
+            return jsonResponse(["events": .array(hits.map { .object($0.event.jsonObject()) }), "next_cursor": next.map { .string($0.text) } ?? .null])
+        }
         v1.ws(
             "ws",
             shouldUpgrade: { request, _ in

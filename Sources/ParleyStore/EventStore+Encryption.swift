@@ -447,8 +447,12 @@ extension EventStore {
                         .execute(arguments: [roomID, position.senderKey, position.seq])
                 case .opened(let roomID, let type, let content, let parsed, let keyID, let readerKey):
                     let target = parsed.relationTarget
-                    if case .receipt(let kind, _, let heads) = parsed {
+                    switch parsed {
+                    case .receipt(let kind, _, let heads):
                         try EventStore.recordReceiptHeads(db, roomID: roomID, receiptRow: id, readerKey: readerKey, kind: kind, heads: heads)
+                    case .message(_, _, _?):
+                        try EventStore.recordFileMessage(db, row: id, roomID: roomID)
+                    default: break
                     }
                     seals[keyID, default: (roomID, 0)].count += 1
                     try stopWaiting()

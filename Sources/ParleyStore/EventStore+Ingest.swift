@@ -406,6 +406,9 @@ struct IngestBatch {
         }
         // From SQLite directly: GRDB's accessor first checks which dispatch queue it runs on, a third of the cost.
         let row = sqlite3_last_insert_rowid(db.sqliteConnection)
+        if envelope.type == EventType.message, envelope.content?["file"] != nil {
+            try EventStore.recordFileMessage(db, row: row, roomID: envelope.roomID)
+        }
         if let receipt {
             try EventStore.recordReceiptHeads(
                 db, roomID: envelope.roomID, receiptRow: row, readerKey: envelope.senderKey, kind: receipt.kind, heads: receipt.heads)

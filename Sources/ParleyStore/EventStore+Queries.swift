@@ -253,18 +253,23 @@ extension EventStore {
         }
     }
 
+    /// The full-text match for `text`: every word quoted, so that no FTS query syntax is interpreted; `nil` for no words.
+    static func searchMatch(_ text: String) -> String? {
+        let terms = text.split(whereSeparator: \.isWhitespace).map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+        return terms.isEmpty ? nil : terms.joined(separator: " ")
+    }
+
     /// Full-text search over the current text of messages (after edits), newest first.
     /// - Parameter query: words that must all appear; FTS query syntax is not interpreted.
     public func search(_ query: String, roomID: String? = nil, limit: Int = 50) throws -> [SearchHit] {
         try catchUpSearchIndex()
-        let terms = query.split(whereSeparator: \.isWhitespace).map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
-        guard !terms.isEmpty else { return [] }
+        guard let match = EventStore.searchMatch(query) else { return [] }
         return try pool.read { db in
             var sql = """
                 SELECT e.room_id, e.wire, e.id FROM message_search s JOIN events e ON e.id = s.rowid
                 WHERE message_search MATCH ? AND e.status = 0 AND e.redacted = 0
                 """
-            var arguments: StatementArguments = [terms.joined(separator: " ")]
+            var arguments: StatementArguments = [match]
             if let roomID {
                 sql += " AND e.room_id = ?"
                 arguments += [roomID]

@@ -187,6 +187,7 @@ public final class EventStore: Sendable {
         registerSentFilesMigration(&migrator)
         registerReceiptHeadsMigration(&migrator)
         registerRoomPreferencesMigration(&migrator)
+        registerQueryMigration(&migrator)
         return migrator
     }
 }

@@ -544,6 +544,56 @@ struct Search: ParsableCommand {
     }
 }
 
+struct Query: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Find events by room, sender, type, time, file or text, room by room in each room's order, a page at a time.",
+        discussion: """
+            Every filter given must hold. Times are Unix milliseconds, a date (2026-12-05, midnight UTC) or a UTC time \
+            (2026-12-05T10:30Z); both ends are included. Sealed events match by the type and text inside once this node \
+            opened them. When more events match than --limit, the last line gives the --cursor that reads on; a cursor \
+            stays valid, and pages neither repeat nor skip events. The local API answers the same at GET /v1/query.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Only this room.") var room: String?
+    @Option(help: "Only events of this user id.") var sender: String?
+    @Option(help: "Only this event type: m.room.message, or message, edit, reaction, redaction, receipt, member, name, topic…")
+    var type: String?
+    @Option(help: "Only events at or after this time.") var since: String?
+    @Option(help: "Only events at or before this time.") var until: String?
+    @Flag(help: "Only messages that share a file.") var hasFile = false
+    @Option(help: "Only messages whose current text has all these words.") var text: String?
+    @Option(help: "At most this many events (1–1000).") var limit = 50
+    @Option(help: "Read on from the page that gave this cursor.") var cursor: String?
+    @OptionGroup var time: TimeOptions
+    @Flag(help: "Print {\"events\": [...], \"next_cursor\"} as JSON.") var json = false
+
+    func run() throws {
+        let node = try global.node()
+        let named: [(String, String?)] = [
+            ("room", room), ("sender", sender), ("type", type), ("since", since), ("until", until), ("has_file", hasFile ? "true" : nil),
+            ("text", text), ("limit", String(limit)), ("cursor", cursor),
+        ]
+        let (hits, next) = try failing {
+            try node.query(EventQuery(parameters: named.compactMap { name, value in value.map { (name, $0) } }))
+        }
+        if json {
+            return printJSON(["events": .array(hits.map(JSONOutput.queryHit)), "next_cursor": next.map { .string($0.text) } ?? .null])
+        }
+        for hit in hits {
+            let event = hit.event
+            var line = "\(event.roomID)  \(time.format(event.timestampMs))  \(event.senderID)  \(hit.type)"
+            if hit.content == nil {
+                line += "  (sealed; this device cannot open it)"
+            } else if case .string(let body)? = hit.content?["body"] {
+                line += "  \(body)"
+            }
+            output(line + "  \(event.eventID)")
+        }
+        if let next { output("more: parley query … --cursor \(next.text)") }
+        if hits.isEmpty { output("no events match") }
+    }
+}
+
 struct Rejected: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the rejected-events log: what this node refused, when, and why (newest first).",

@@ -137,6 +137,27 @@ import Testing
         #expect(hits.map { $0["event_id"]?.stringValue } == [eventID])
     }
 
+    @Test func `the query endpoint filters and pages as parley query does, and refuses bad parameters`() async throws {
+        let fixture = try await APIFixture()
+        var sent: [String] = []
+        for index in 0..<3 { sent.append(try fixture.node.send("general", text: "line \(index) of the minutes").event.eventID) }
+        let first = try await fixture.request(.GET, "/v1/query?room=general&type=message&text=minutes&limit=2")
+        #expect(first.status == 200)
+        let cursor = try #require(first.json?["next_cursor"]?.stringValue)
+        #expect(first.json?["events"]?.arrayValue?.compactMap { $0["event_id"]?.stringValue } == Array(sent.prefix(2)))
+        let second = try await fixture.request(.GET, "/v1/query?room=general&type=message&text=minutes&limit=2&cursor=\(cursor)")
+        #expect(second.json?["events"]?.arrayValue?.compactMap { $0["event_id"]?.stringValue } == [sent[2]])
+        #expect(second.json?["next_cursor"] == JSONValue.null)
+        // Percent-encoded words, all of which must appear.
+        let spaced = try await fixture.request(.GET, "/v1/query?text=line%200")
+        #expect(spaced.json?["events"]?.arrayValue?.compactMap { $0["event_id"]?.stringValue } == [sent[0]])
+        for bad in ["/v1/query?colour=red", "/v1/query?since=yesterday", "/v1/query?limit=5000", "/v1/query?cursor=abc"] {
+            let reply = try await fixture.request(.GET, bad)
+            #expect(reply.status == 400 && reply.errorCode == "invalid_argument", "\(bad)")
+        }
+        #expect(try await fixture.request(.GET, "/v1/query?room=general", token: "").status == 401)
+    }
+
     @Test func `a direct message is started with the other person's key, found again without it, and a room can be left`() async throws {
         let fixture = try await APIFixture()
         let bobKey = try Identity.create(userID: "bob", home: ParleyHome(path: fixture.directory.file("bob"))).signingKeyBase64

@@ -163,6 +163,40 @@ import Testing
         }
     }
 
+    @Test func `members query a room over HTTP and get the signed events in pages; others are refused`() async throws {
+        try await RelayFixture.withRelay { relay in
+            var alice = TestDevice("alice")
+            var mallory = TestDevice("mallory")
+            let token = try await relay.account(for: alice)
+            let malloryToken = try await relay.account(for: mallory)
+            let events = alice.create("team", at: Self.t0) + (1...5).map { alice.message("team", "m\($0)", at: Self.t0 + Int64($0)) }
+            _ = mallory.create("other", at: Self.t0)
+            try await relay.connect(alice, token: token) { channel in _ = try await channel.publish(events) }
+            func query(_ path: String, _ token: String) async throws -> (status: Int, json: JSONValue?) {
+                var request = HTTPClientRequest(url: relay.relay.base + path)
+                request.headers.add(name: "Authorization", value: "Bearer \(token)")
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                let body = try await response.body.collect(upTo: 1 << 20)
+                return (Int(response.status.code), try? JSONParser().parse(Array(buffer: body)))
+            }
+            let first = try await query("/v1/rooms/team/query?type=message&limit=3", token)
+            #expect(first.status == 200)
+            let page = try (first.json?["events"]?.arrayValue ?? []).map { try VerifiedEvent(verifying: Event(json: $0)) }
+            #expect(page.map(\.hash) == events[2...4].map(\.hash))
+            let cursor = try #require(first.json?["next_cursor"]?.stringValue)
+            let second = try await query("/v1/rooms/team/query?type=message&limit=3&cursor=\(cursor)", token)
+            #expect(second.json?["events"]?.arrayValue?.count == 2 && second.json?["next_cursor"] == JSONValue.null)
+            #expect(try await query("/v1/rooms/team/query?text=m3", token).json?["events"]?.arrayValue?.count == 1)
+
+            let outsider = try await query("/v1/rooms/team/query", malloryToken)
+            #expect(outsider.status == 403 && outsider.json?["error"]?["code"]?.stringValue == "not_member")
+            #expect(try await query("/v1/rooms/team/query", String(repeating: "0", count: 64)).status == 401)
+            for bad in ["/v1/rooms/team/query?room=other", "/v1/rooms/team/query?since=soon", "/v1/rooms/team/query?limit=0"] {
+                #expect(try await query(bad, token).status == 400, "\(bad)")
+            }
+        }
+    }
+
     @Test func `history comes in pages before an event, oldest first, saying whether older ones remain`() async throws {
         try await RelayFixture.withRelay { relay in
             var alice = TestDevice("alice")

@@ -1,7 +1,7 @@
 // Parley's benchmarks: one measurement per design target, each with its baseline measured in the same run.
 //
 //   scripts/bench                  # builds everything in release mode and runs all of them
-//   parley-bench [micro|import|log|bucket|encryption|api|nodes|catchup|files|receipts] [--receipt-members N] [--receipt-seconds N] [--file-megabytes N] [--events N] [--messages N] [--follow-seconds N] [--room-events N] [--catchup-events N] [--catchup-days N] [--catchup-files-per-day N] [--workdir DIR] [--parley PATH]
+//   parley-bench [micro|import|log|bucket|encryption|api|nodes|catchup|files|receipts|query] [--receipt-members N] [--receipt-seconds N] [--file-megabytes N] [--events N] [--messages N] [--follow-seconds N] [--room-events N] [--catchup-events N] [--catchup-days N] [--catchup-files-per-day N] [--workdir DIR] [--parley PATH]
 //
 // Results print as a Markdown table (copied into docs/BENCHMARKS.md) and as JSON lines on standard error.
 
@@ -462,7 +462,8 @@ func importBenchmark(parley: String, workdir: String, count: Int, rawTwoThreads:
     try? FileManager.default.removeItem(atPath: home)
 }
 
-func logBenchmark(parley: String, workdir: String, roomEvents: Int, hello: String) {
+/// A home holding one room of `roomEvents` messages by 32 members (400-byte events), built once per workdir.
+func bigRoomHome(parley: String, workdir: String, roomEvents: Int) -> String {
     let home = workdir + "/room-\(roomEvents)"
     let marker = home + "/.complete"
     if !FileManager.default.fileExists(atPath: marker) {
@@ -478,6 +479,11 @@ func logBenchmark(parley: String, workdir: String, roomEvents: Int, hello: Strin
         try? FileManager.default.removeItem(atPath: file)
         precondition(FileManager.default.createFile(atPath: marker, contents: nil))
     }
+    return home
+}
+
+func logBenchmark(parley: String, workdir: String, roomEvents: Int, hello: String) {
+    let home = bigRoomHome(parley: parley, workdir: workdir, roomEvents: roomEvents)
     // In process: the query and timeline resolution alone, on a warm and on a cold store.
     let store = try! EventStore(path: home + "/parley.sqlite")
     var warm: [Double] = []
@@ -519,7 +525,7 @@ let mode: String = {
 }()
 let modes = [
     "all", "micro", "import", "log", "bucket", "encryption", "profile-encrypted-send", "profile-encrypted-import", "profile-seal", "follow", "profile-import",
-    "profile-canonical", "profile-send", "api", "nodes", "catchup", "files", "receipts",
+    "profile-canonical", "profile-send", "api", "nodes", "catchup", "files", "receipts", "query",
 ]
 guard modes.contains(mode) else {
     FileHandle.standardError.write(Data("unknown benchmark \(mode); one of: \(modes.joined(separator: ", "))\n".utf8))
@@ -666,6 +672,7 @@ if mode == "all" || mode == "catchup" {
         filesPerDay: Int(argument("--catchup-files-per-day", default: "1000"))!, perFile: 5)
 }
 if mode == "all" || mode == "files" { fileBenchmarks(workdir: workdir, parley: parley, megabytes: Int(argument("--file-megabytes", default: "1024"))!) }
+if mode == "all" || mode == "query" { queryBenchmarks(parley: parley, workdir: workdir, roomEvents: roomEvents) }
 if mode == "all" || mode == "receipts" {
     receiptBenchmarks(
         workdir: workdir, members: Int(argument("--receipt-members", default: "100"))!, seconds: Int(argument("--receipt-seconds", default: "7200"))!)
