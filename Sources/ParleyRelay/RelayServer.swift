@@ -248,8 +248,10 @@ public final class RelayServer: Service, Sendable {
                 throw RelayError.invalidRequest("The room is the one in the path; give no room parameter.")
             }
             parameters.append((name: "room", value: roomID))
-            let query: EventQuery
+            var query: EventQuery
             do { query = try EventQuery(parameters: parameters) } catch let error as StoreError { throw RelayError.invalidRequest(error.description) }
+            query.readsInOrder = false
+            let asked = query
             let store = self.events.store
             let (hits, next) = try await self.events.onQueue { () throws -> ([QueryHit], QueryCursor?) in
                 // Only joined members read a room's history here, as over the socket; the answer is the events
@@ -259,7 +261,7 @@ public final class RelayServer: Service, Sendable {
                         "not_member", "\(userID) is not a joined member of \(roomID) on this relay.",
                         remedy: "Join the room first; only its members can query it.", status: .forbidden)
                 }
-                return try store.query(query)
+                return try store.query(asked)
             }
             return jsonResponse(["events": .array(hits.map { .object($0.event.jsonObject()) }), "next_cursor": next.map { .string($0.text) } ?? .null])
         }

@@ -1,10 +1,10 @@
 import Foundation
 import ParleyCore
-import ParleyStore
 import ParleyTesting
 import Testing
 
 @testable import ParleyBucket
+@testable import ParleyStore
 @_spi(Tools) @testable import ParleyClient
 
 /// The query API (`parley query`, `GET /v1/query`): filters, each room's order, and cursors that neither repeat nor
@@ -45,6 +45,16 @@ import Testing
         #expect(ids(try node.query(parameters(["room": "team", "type": "reaction"])).hits).count == 1)
         #expect(ids(try node.query(parameters(["room": "team", "has_file": "true"])).hits) == [shared.eventID])
         #expect(Set(ids(try node.query(parameters(["text": "budget"])).hits)) == [sent[7].eventID, bobSaid.eventID])
+        // A common word is looked for by reading in order; a rare one by gathering its matches: the same answer.
+        for text in ["note", "budget", "absent"] {
+            var gathering = try parameters(["room": "team", "text": text, "limit": "7"])
+            gathering.readsInOrder = false
+            var reading = gathering
+            reading.readsInOrder = true
+            reading.commonWordMatches = 1
+            #expect(ids(try node.query(gathering).hits) == ids(try node.query(reading).hits), "\(text)")
+            #expect(try node.query(gathering).next == (try node.query(reading).next))
+        }
         let window = try node.query(parameters(["room": "team", "since": String(sent[5].timestampMs), "until": String(sent[9].timestampMs)])).hits
         #expect(ids(window) == sent[5...9].map(\.eventID))
 
