@@ -193,6 +193,11 @@ extension LocalAPI {
                     })
             }
         }
+        v1.get("metrics") { _, _ in
+            let text = try await offPool { try self.node.metrics().text }
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
         v1.get("query") { request, _ in
             let parameters = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
             return try await call {

@@ -248,6 +248,7 @@ public struct BucketTransport: Sendable {
                         .invalidContent, "\(objects.location) holds other bytes under block \(block.id.hex.prefix(16))…; the file cannot be shared there.")
                 }
                 progress?(Int64(block.tier.byteCount))
+                BlockTraffic.sent(block.tier.byteCount)
                 return Int64(block.tier.byteCount)
             }
             guard let bytes = try host.block(block.id) else { return 0 }
@@ -256,6 +257,7 @@ public struct BucketTransport: Sendable {
                     .invalidContent, "\(objects.location) holds other bytes under block \(block.id.hex.prefix(16))…; the file cannot be shared there.")
             }
             progress?(Int64(bytes.count))
+            BlockTraffic.sent(bytes.count)
             return Int64(bytes.count)
         }
         let window = BlockTransfer.concurrency(for: blocks.map(\.tier).max()!)
@@ -281,7 +283,9 @@ public struct BucketTransport: Sendable {
     /// Fetches a block of the room's files from the bucket: exactly its tier's length at most, unchecked (the reader
     /// checks it).
     public func block(_ block: BlockRef, roomID: String, objects: any ObjectStore) async throws(BucketError) -> [UInt8] {
-        try await objects.get(key: BucketLayout.blockKey(roomID: roomID, id: block.id), maxBytes: block.tier.byteCount)
+        let bytes = try await objects.get(key: BucketLayout.blockKey(roomID: roomID, id: block.id), maxBytes: block.tier.byteCount)
+        BlockTraffic.fetched(bytes.count)
+        return bytes
     }
 
     /// Writes one upload as its ``BucketWriter`` decides (renaming it if another object has its name); returns the key

@@ -31,6 +31,9 @@ public struct EventQuery: Sendable, Equatable {
 
     /// From this many matches in the whole store on, a word is common (see ``readsInOrder``).
     var commonWordMatches = 20_000
+    /// How many events reading in order looks at before gathering the word's matches after all: each costs a look-up
+    /// in the full-text index (about 20 µs).
+    static let inOrderBudget = 2_000
 
     public init() {}
 }
@@ -209,48 +212,73 @@ extension EventStore {
                 conditions.append(sql)
                 arguments += [value]
             }
+            var match: String?
+            var readsInOrder = false
             if let text = query.text {
-                guard let match = EventStore.searchMatch(text) else { return ([], nil) }
-                // A rare word's few matches are gathered first; a common word's would cost more to gather (a third of a
-                // second for a million) than reading the room in order and looking each event up, which finds a page
-                // of them at once, but would read the whole range when the range holds none.
+                guard let words = EventStore.searchMatch(text) else { return ([], nil) }
+                match = words
+                // A rare word's few matches are gathered first. A common word's would cost more to gather (a third of
+                // a second for a million) than reading the range in order and looking each event up, which finds a
+                // page at once where the word is common; where the range holds few of them, reading stops after a
+                // bounded number of events and the matches are gathered after all.
                 let probe =
                     try Int.fetchOne(
                         db, sql: "SELECT count(*) FROM (SELECT rowid FROM message_search WHERE message_search MATCH ? LIMIT ?)",
-                        arguments: [match, query.commonWordMatches]) ?? 0
-                if probe >= query.commonWordMatches && query.readsInOrder {
-                    conditions.append("EXISTS (SELECT 1 FROM message_search s WHERE s.rowid = e.id AND message_search MATCH ?)")
-                } else {
-                    conditions.append("e.id IN (SELECT rowid FROM message_search WHERE message_search MATCH ?)")
-                }
-                arguments += [match]
+                        arguments: [words, query.commonWordMatches]) ?? 0
+                readsInOrder = probe >= query.commonWordMatches && query.readsInOrder
             }
             // Few messages share files: their table leads, and the matches are sorted.
             let source = query.hasFile ? "event_files f CROSS JOIN events e ON e.id = f.event_row" : "events e"
             let limit = min(max(query.limit, 1), EventQuery.maxLimit)
-            func fetch(_ extra: String?, _ extraArguments: StatementArguments, limit: Int) throws -> [Row] {
-                try Row.fetchAll(
+            let order = "e.room_id, e.timestamp_ms, e.seq, e.event_id, e.sender_key"
+            func fetch(_ extra: String?, _ extraArguments: StatementArguments, limit: Int, inOrder: Bool) throws -> [Row] {
+                let filter = (conditions + [extra].compactMap { $0 }).joined(separator: " AND ")
+                guard let match else {
+                    return try Row.fetchAll(
+                        db,
+                        sql: """
+                            SELECT e.wire, p.type, p.content FROM \(source) LEFT JOIN plaintexts p ON p.event_row = e.id
+                            WHERE \(filter) ORDER BY \(order) LIMIT ?
+                            """, arguments: arguments + extraArguments + [limit])
+                }
+                guard inOrder else {
+                    return try Row.fetchAll(
+                        db,
+                        sql: """
+                            SELECT e.wire, p.type, p.content FROM \(source) LEFT JOIN plaintexts p ON p.event_row = e.id
+                            WHERE \(filter) AND e.id IN (SELECT rowid FROM message_search WHERE message_search MATCH ?) ORDER BY \(order) LIMIT ?
+                            """, arguments: arguments + extraArguments + [match, limit])
+                }
+                return try Row.fetchAll(
                     db,
                     sql: """
-                        SELECT e.wire, p.type, p.content FROM \(source) LEFT JOIN plaintexts p ON p.event_row = e.id
-                        WHERE \((conditions + [extra].compactMap { $0 }).joined(separator: " AND "))
-                        ORDER BY e.room_id, e.timestamp_ms, e.seq, e.event_id, e.sender_key LIMIT ?
-                        """, arguments: arguments + extraArguments + [limit])
+                        SELECT e.wire, p.type, p.content FROM (
+                            SELECT e.id AS id FROM \(source) LEFT JOIN plaintexts p ON p.event_row = e.id
+                            WHERE \(filter) ORDER BY \(order) LIMIT ?
+                        ) c CROSS JOIN events e ON e.id = c.id LEFT JOIN plaintexts p ON p.event_row = e.id
+                        WHERE EXISTS (SELECT 1 FROM message_search s WHERE s.rowid = c.id AND message_search MATCH ?)
+                        LIMIT ?
+                        """, arguments: arguments + extraArguments + [EventQuery.inOrderBudget, match, limit])
             }
-            var rows: [Row]
-            if let after = query.after {
+            func page(inOrder: Bool) throws -> [Row] {
+                guard let after = query.after else { return try fetch(nil, [], limit: limit + 1, inOrder: inOrder) }
                 // The rest of the cursor's room, then the rooms after it: each an index range (one comparison over the
                 // five columns would read the cursor's room from its start).
-                let order = after.order
-                rows = try fetch(
+                let at = after.order
+                var rows = try fetch(
                     "e.room_id = ? AND (e.timestamp_ms, e.seq, e.event_id, e.sender_key) > (?, ?, ?, ?)",
-                    [after.roomID, order.timestampMs, order.seq, order.eventID, order.senderKey], limit: limit + 1)
-                if rows.count <= limit, query.roomID == nil {
-                    rows += try fetch("e.room_id > ?", [after.roomID], limit: limit + 1 - rows.count)
+                    [after.roomID, at.timestampMs, at.seq, at.eventID, at.senderKey], limit: limit + 1, inOrder: inOrder)
+                // Reading in order may have stopped inside the cursor's room: then the page is short, and gathered.
+                if rows.count <= limit, query.roomID == nil, !inOrder {
+                    rows += try fetch("e.room_id > ?", [after.roomID], limit: limit + 1 - rows.count, inOrder: inOrder)
                 }
-            } else {
-                rows = try fetch(nil, [], limit: limit + 1)
+                return rows
             }
+            // The candidates come in order and are checked in that order (the ordered subquery leads the join), so
+            // the first matches are the page: sorting them all again would check every candidate.
+            var rows = try page(inOrder: readsInOrder)
+            // Reading in order looked at a bounded number of events: a short page may only mean the word is rare here.
+            if readsInOrder && rows.count <= limit { rows = try page(inOrder: false) }
             var hits: [QueryHit] = []
             for row in rows.prefix(limit) {
                 let event = try Event.parse((row[0] as Data).bytes)

@@ -137,6 +137,15 @@ import Testing
         #expect(hits.map { $0["event_id"]?.stringValue } == [eventID])
     }
 
+    @Test func `the metrics endpoint answers in Prometheus text with the token, and not without it`() async throws {
+        let fixture = try await APIFixture()
+        let reply = try await fixture.request(.GET, "/v1/metrics")
+        let text = String(decoding: reply.body, as: UTF8.self)
+        #expect(reply.status == 200 && reply.headers["Content-Type"].first?.hasPrefix("text/plain; version=0.0.4") == true)
+        #expect(text.contains("# TYPE parley_node_delivery_latency_seconds summary") && text.contains("parley_node_block_bytes_total{direction=\"down\"}"))
+        #expect(try await fixture.request(.GET, "/v1/metrics", token: "").status == 401)
+    }
+
     @Test func `the query endpoint filters and pages as parley query does, and refuses bad parameters`() async throws {
         let fixture = try await APIFixture()
         var sent: [String] = []

@@ -234,6 +234,56 @@ import Testing
         #expect(try recipient(report, bob).state == .inTransit)
     }
 
+    @Test func `metrics give delivery latency per transport, pairs by state, failing rooms and block bytes, in Prometheus text`() async throws {
+        let world = try BucketWorld(.folder)
+        let (aliceClock, bobClock) = (TestClock(), TestClock())
+        let (alice, bob) = try await BucketRoomTests().twoMembers(world, aliceClock: aliceClock, bobClock: bobClock)
+        aliceClock.advance(10_000)
+        for index in 0..<3 {
+            aliceClock.advance(1_000)
+            _ = try alice.node.send("team", text: "message \(index)")
+        }
+        let path = world.directory.file("notes.bin")
+        try Data(repeating: 7, count: 100_000).write(to: URL(fileURLWithPath: path))
+        let before = BlockTraffic.totals()
+        aliceClock.advance(1_000)
+        _ = try alice.node.shareFile("team", path: path)
+        _ = try await alice.flush("team")
+        // Other tests move blocks in this process too: at least this file's two 64 KiB blocks and its root went up.
+        #expect(BlockTraffic.totals().up - before.up >= 2 * 65_536 + 1_024)
+        bobClock.ms = aliceClock.ms + 4_000
+        _ = try await bob.sync("team")
+        guard case .sent = try bob.node.acknowledgeDelivery("team") else {
+            Issue.record("no receipt")
+            return
+        }
+        _ = try await bob.flush("team")
+        _ = try await alice.sync("team")
+        aliceClock.advance(1_000)
+        _ = try alice.node.send("team", text: "not yet seen")
+        let file = try #require(try bob.node.timeline("team", limit: 10).compactMap(\.file).first)
+        let fetchedBefore = BlockTraffic.totals().down
+        try await bob.node.download(file, from: try bob.blockSource("team"), to: world.directory.file("fetched.bin"))
+        #expect(BlockTraffic.totals().down - fetchedBefore >= 2 * 65_536 + 1_024)
+
+        let metrics = try alice.node.metrics()
+        // Four messages (three texts, the file) delivered 4 to 7 s after they were sent; one awaits.
+        #expect(metrics.latenciesMs["bucket"]?.sorted() == [4_000, 5_000, 6_000, 7_000])
+        #expect(metrics.pairs["bucket"] == ["awaiting": 1, "delivered": 4, "read": 0])
+        #expect(metrics.failingRooms == ["bucket": 0, "relay": 0])
+        let text = metrics.text
+        for line in [
+            "parley_node_delivery_latency_seconds{transport=\"bucket\",quantile=\"0.5\"} 5",
+            "parley_node_delivery_latency_seconds{transport=\"bucket\",quantile=\"0.99\"} 7",
+            "parley_node_delivery_latency_seconds_count{transport=\"bucket\"} 4", "parley_node_delivery_latency_seconds_sum{transport=\"bucket\"} 22",
+            "parley_node_message_deliveries{transport=\"bucket\",state=\"awaiting\"} 1", "parley_node_failing_rooms{transport=\"relay\"} 0",
+            "# TYPE parley_node_block_bytes_total counter",
+        ] {
+            #expect(text.contains(line + "\n"), "\(line)\n\(text)")
+        }
+        #expect(!text.contains("team") && !text.contains("alice") && !text.contains("bob"), "no room or user in metrics")
+    }
+
     @Test func `receipt heads are checked: one per chain, at most 256, each with a place and a hash`() throws {
         let key = TestDevice("alice").publicKey
         func parse(_ heads: JSONValue) throws -> EventContent {

@@ -4,8 +4,8 @@ import ParleyTesting
 import Testing
 
 @testable import ParleyBucket
-@testable import ParleyStore
 @_spi(Tools) @testable import ParleyClient
+@testable import ParleyStore
 
 /// The query API (`parley query`, `GET /v1/query`): filters, each room's order, and cursors that neither repeat nor
 /// skip.

@@ -27,6 +27,10 @@ func queryBenchmarks(parley: String, workdir: String, roomEvents: Int) {
             "membership events after the first minute (none: the worst case, a scan)",
             [("room", room), ("type", "member"), ("since", String(RoomFixture.start + 60_000))], 0...0
         ),
+        (
+            "a word in every message, among membership events (none: read in order, then gathered)",
+            [("room", room), ("type", "member"), ("text", "message")], 0...0
+        ),
         ("messages with files (none)", [("room", room), ("has_file", "true")], 0...0),
         ("one member's messages, all rooms", [("sender", "user3")], 50...50),
     ]

@@ -1,0 +1,91 @@
+import ParleyBucket
+import ParleyCore
+import ParleyStore
+import ParleySync
+
+/// What a node's `/metrics` reports (docs/API.md), in Prometheus's text format: how long its messages take to be
+/// delivered over each transport, where its message-and-device pairs stand, its failing transports, and the block
+/// bytes this process moved. Labels take few values: a transport's name and a state, never a room or a user.
+public struct NodeMetrics: Sendable {
+    /// Per transport, of the newest messages this device sent in each of its rooms: how long until each other device's
+    /// receipt covered them (ms).
+    public var latenciesMs: [String: [Int64]] = [:]
+    /// Per transport, message-and-device pairs by state: `awaiting` (no receipt yet), `delivered`, `read`.
+    public var pairs: [String: [String: Int]] = [:]
+    /// Per transport, the rooms it is failing to send to now.
+    public var failingRooms: [String: Int] = [:]
+    public var blockBytesUp: Int64 = 0
+    public var blockBytesDown: Int64 = 0
+
+    /// How many of its newest messages per room a scrape looks at.
+    public static let messagesPerRoom = 1_000
+
+    /// The quantiles reported of each transport's latencies.
+    static let quantiles = [0.5, 0.95, 0.99]
+
+    public var text: String {
+        var lines: [String] = []
+        lines.append(
+            "# HELP parley_node_delivery_latency_seconds From sending a message to another device's signed receipt covering it, per transport (newest \(Self.messagesPerRoom) messages of this device per room)."
+        )
+        lines.append("# TYPE parley_node_delivery_latency_seconds summary")
+        for transport in latenciesMs.keys.sorted() {
+            let sorted = (latenciesMs[transport] ?? []).sorted()
+            for quantile in Self.quantiles where !sorted.isEmpty {
+                let index = min(sorted.count - 1, Int((quantile * Double(sorted.count)).rounded(.up)) - 1)
+                lines.append("parley_node_delivery_latency_seconds{transport=\"\(transport)\",quantile=\"\(quantile)\"} \(Self.seconds(sorted[max(0, index)]))")
+            }
+            lines.append("parley_node_delivery_latency_seconds_sum{transport=\"\(transport)\"} \(Self.seconds(sorted.reduce(0, +)))")
+            lines.append("parley_node_delivery_latency_seconds_count{transport=\"\(transport)\"} \(sorted.count)")
+        }
+        lines.append(
+            "# HELP parley_node_message_deliveries Message-and-device pairs of this device's newest messages, by state: awaiting (no receipt yet), delivered, read."
+        )
+        lines.append("# TYPE parley_node_message_deliveries gauge")
+        for transport in pairs.keys.sorted() {
+            for (state, count) in (pairs[transport] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                lines.append("parley_node_message_deliveries{transport=\"\(transport)\",state=\"\(state)\"} \(count)")
+            }
+        }
+        lines.append("# HELP parley_node_failing_rooms Rooms a transport failed to send to three times or more in a row, still retried.")
+        lines.append("# TYPE parley_node_failing_rooms gauge")
+        for transport in failingRooms.keys.sorted() { lines.append("parley_node_failing_rooms{transport=\"\(transport)\"} \(failingRooms[transport] ?? 0)") }
+        lines.append("# HELP parley_node_block_bytes_total Bytes of blocks (file contents) this process sent and fetched.")
+        lines.append("# TYPE parley_node_block_bytes_total counter")
+        lines.append("parley_node_block_bytes_total{direction=\"up\"} \(blockBytesUp)")
+        lines.append("parley_node_block_bytes_total{direction=\"down\"} \(blockBytesDown)")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func seconds(_ ms: Int64) -> String {
+        let text = String(Double(ms) / 1000)
+        return text.hasSuffix(".0") ? String(text.dropLast(2)) : text
+    }
+}
+
+extension Node {
+    /// The node's metrics now, from its store (and this process's block counters).
+    public func metrics() throws -> NodeMetrics {
+        var metrics = NodeMetrics()
+        let own = identity.signingKeyBase64
+        for transport in [TransportName.bucket, TransportName.relay] {
+            let rooms = try store.transportRooms(transport).map(\.roomID)
+            var failing = 0
+            for roomID in Set(rooms).sorted() {
+                guard let state = try store.roomState(roomID: roomID) else { continue }
+                let devices = Set(state.joinedMembers.flatMap(\.devices.keys))
+                let found = try store.deliveryLatencies(roomID: roomID, chainKey: own, devices: devices, limit: NodeMetrics.messagesPerRoom)
+                metrics.latenciesMs[transport.rawValue, default: []] += found.latenciesMs
+                metrics.pairs[transport.rawValue, default: [:]]["awaiting", default: 0] += found.awaiting
+                metrics.pairs[transport.rawValue, default: [:]]["delivered", default: 0] += found.latenciesMs.count - found.read
+                metrics.pairs[transport.rawValue, default: [:]]["read", default: 0] += found.read
+                if try store.sendFailures(roomID: roomID).contains(where: { $0.transport == transport.rawValue && $0.attempts >= Node.failedAfterAttempts }) {
+                    failing += 1
+                }
+            }
+            metrics.failingRooms[transport.rawValue] = failing
+        }
+        (metrics.blockBytesUp, metrics.blockBytesDown) = BlockTraffic.totals()
+        return metrics
+    }
+}
