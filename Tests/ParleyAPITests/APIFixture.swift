@@ -47,7 +47,8 @@ final class APIFixture: Sendable {
         try await request(.POST, path, body: CanonicalJSON.encode(json), token: token, timeout: timeout)
     }
 
-    /// Opens the stream, hands each message to `until` and returns the messages once it says so (or after 30 s).
+    /// Opens the stream, hands each message to `until` and returns the messages once it says so (or fails after 120 s:
+    /// a guard against a stream that never says so, generous because a loaded machine runs tests slowly).
     /// `opened` runs once the stream's first message (`ready`) arrived: what it does is seen on the stream.
     func stream(
         headers: HTTPFields = [:], opened: @escaping @Sendable () async throws -> Void = {}, until done: @escaping @Sendable ([JSONValue]) -> Bool
@@ -73,7 +74,7 @@ final class APIFixture: Sendable {
                 }
             }
             group.addTask {
-                try await Task.sleep(for: .seconds(30))
+                try await Task.sleep(for: .seconds(120))
                 throw CancellationError()
             }
             defer { group.cancelAll() }
