@@ -103,9 +103,13 @@ public struct DeliveryProofReport: Sendable {
 public enum DeliveryProofChecker {
     /// Problems of single lines shown word for word; the rest are counted.
     static let shownLineProblems = 20
+    /// A proof is checked in memory: one longer than this many events is refused unread (a proof holds its room's
+    /// chains only up to the receipts, far fewer in any room this node could hold).
+    public static let maxEvents = 1_000_000
 
-    /// Checks the proof whose header is `headerLine` and whose events `reader` holds (after the header).
-    public static func check(headerLine: [UInt8], events reader: inout JSONLReader) throws -> DeliveryProofReport {
+    /// Checks the proof whose header is `headerLine` and whose events `reader` holds (after the header), reading at
+    /// most `maxEvents` of them.
+    public static func check(headerLine: [UInt8], events reader: inout JSONLReader, maxEvents: Int = maxEvents) throws -> DeliveryProofReport {
         var report = DeliveryProofReport()
         report.lines = 1
         let header: DeliveryProofHeader
@@ -139,10 +143,14 @@ public enum DeliveryProofChecker {
             }
             batch.removeAll(keepingCapacity: true)
         }
-        while let next = try reader.next() {
+        reading: while let next = try reader.next() {
             switch next {
             case .line(let number, let bytes):
                 report.lines = number
+                guard number <= maxEvents + 1 else {
+                    report.problems.append("the proof has more than \(maxEvents) events; not read further")
+                    break reading
+                }
                 batch.append((number, bytes))
                 if batch.count == 4096 { flush() }
             case .tooLong(let number, let length):

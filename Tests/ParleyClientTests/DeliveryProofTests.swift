@@ -132,6 +132,11 @@ import Testing
         header.messageKeys[0].key = try MessageKey(bytes: Array(repeating: 7, count: 32))
         try refused([CanonicalJSON.encode(header.jsonValue)] + lines.dropFirst(), "does not open")
 
+        // A proof longer than the bound is refused unread past it.
+        var reader = JSONLReader(bytes: Array(lines.dropFirst()).flatMap { $0 + [0x0A] }, maxLineBytes: Event.maxWireBytes)
+        let long = try DeliveryProofChecker.check(headerLine: lines[0], events: &reader, maxEvents: 5)
+        #expect(!long.isValid && long.problems.first == "the proof has more than 5 events; not read further")
+
         // Events of another room, and headers that are not a proof's.
         let elsewhere = mallory.message("elsewhere", "hello", at: message.timestampMs)
         try refused(lines + [elsewhere.wire], "an event of room elsewhere")
