@@ -25,8 +25,8 @@ public struct EventQuery: Sendable, Equatable {
     /// Resume after the event this cursor names.
     public var after: QueryCursor?
     /// Whether a common word may be looked for by reading the range in order, checking each event: fast when the word
-    /// is in most events, but as slow as the range is long when it is in none of them. A relay, answering others,
-    /// gathers a word's matches first instead, which costs in proportion to them.
+    /// is in most events; when the first ``inOrderBudget`` events do not fill the page, its matches are gathered after
+    /// all. A relay, answering others, always gathers a word's matches first, which costs in proportion to them.
     public var readsInOrder = true
 
     /// From this many matches in the whole store on, a word is common (see ``readsInOrder``).
