@@ -183,7 +183,8 @@ public struct BucketClient: Sendable {
             return report
         } catch {
             // Kept, so `parley status` in another process shows the messages waiting as FAILED after a few attempts.
-            try? node.store.recordSendFailure(.bucket, roomID: roomID, reason: ClientError(describing: error).message, nowMs: node.clock())
+            let failure = ClientError(describing: error)
+            try? node.store.recordSendFailure(.bucket, roomID: roomID, reason: failure.message, code: failure.code.name, nowMs: node.clock())
             throw error
         }
     }

@@ -12,8 +12,8 @@ public struct NodeMetrics: Sendable {
     public var latenciesMs: [String: [Int64]] = [:]
     /// Per transport, message-and-device pairs by state: `awaiting` (no receipt yet), `delivered`, `read`.
     public var pairs: [String: [String: Int]] = [:]
-    /// Per transport, the rooms it is failing to send to now.
-    public var failingRooms: [String: Int] = [:]
+    /// Per transport and reason (the error's code), the rooms it is failing to send to now.
+    public var failingRooms: [String: [String: Int]] = [:]
     public var blockBytesUp: Int64 = 0
     public var blockBytesDown: Int64 = 0
 
@@ -47,9 +47,14 @@ public struct NodeMetrics: Sendable {
                 lines.append("parley_node_message_deliveries{transport=\"\(transport)\",state=\"\(state)\"} \(count)")
             }
         }
-        lines.append("# HELP parley_node_failing_rooms Rooms a transport failed to send to three times or more in a row, still retried.")
+        lines.append(
+            "# HELP parley_node_failing_rooms Rooms a transport failed to send to three times or more in a row (still retried), by the error's code.")
         lines.append("# TYPE parley_node_failing_rooms gauge")
-        for transport in failingRooms.keys.sorted() { lines.append("parley_node_failing_rooms{transport=\"\(transport)\"} \(failingRooms[transport] ?? 0)") }
+        for transport in failingRooms.keys.sorted() {
+            for (reason, count) in (failingRooms[transport] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                lines.append("parley_node_failing_rooms{transport=\"\(transport)\",reason=\"\(reason)\"} \(count)")
+            }
+        }
         lines.append("# HELP parley_node_block_bytes_total Bytes of blocks (file contents) this process sent and fetched.")
         lines.append("# TYPE parley_node_block_bytes_total counter")
         lines.append("parley_node_block_bytes_total{direction=\"up\"} \(blockBytesUp)")
@@ -70,7 +75,6 @@ extension Node {
         let own = identity.signingKeyBase64
         for transport in [TransportName.bucket, TransportName.relay] {
             let rooms = try store.transportRooms(transport).map(\.roomID)
-            var failing = 0
             for roomID in Set(rooms).sorted() {
                 guard let state = try store.roomState(roomID: roomID) else { continue }
                 let devices = Set(state.joinedMembers.flatMap(\.devices.keys))
@@ -79,11 +83,11 @@ extension Node {
                 metrics.pairs[transport.rawValue, default: [:]]["awaiting", default: 0] += found.awaiting
                 metrics.pairs[transport.rawValue, default: [:]]["delivered", default: 0] += found.latenciesMs.count - found.read
                 metrics.pairs[transport.rawValue, default: [:]]["read", default: 0] += found.read
-                if try store.sendFailures(roomID: roomID).contains(where: { $0.transport == transport.rawValue && $0.attempts >= Node.failedAfterAttempts }) {
-                    failing += 1
+                for failure in try store.sendFailures(roomID: roomID)
+                where failure.transport == transport.rawValue && failure.attempts >= Node.failedAfterAttempts {
+                    metrics.failingRooms[transport.rawValue, default: [:]][failure.code, default: 0] += 1
                 }
             }
-            metrics.failingRooms[transport.rawValue] = failing
         }
         (metrics.blockBytesUp, metrics.blockBytesDown) = BlockTraffic.totals()
         return metrics

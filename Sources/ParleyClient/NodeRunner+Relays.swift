@@ -103,10 +103,11 @@ extension NodeRunner {
                 if stopping.isClosed || Task.isCancelled { return }
                 let count = failures.add()
                 let waitMs = Int64(min(60_000.0, 1_000 * pow(2.0, Double(min(count - 1, 6)))) * Double.random(in: 0.5...1.0))
-                let reason = ClientError(describing: error, home: node.home).message
-                for roomID in rooms { try? node.store.recordSendFailure(.relay, roomID: roomID, reason: reason, nowMs: node.clock()) }
-                observer.relayFailed(
-                    relay: text, report: "relay \(text): \(ClientError(describing: error, home: node.home).message) Trying again in \(waitMs / 1000) s.")
+                let failure = ClientError(describing: error, home: node.home)
+                for roomID in rooms {
+                    try? node.store.recordSendFailure(.relay, roomID: roomID, reason: failure.message, code: failure.code.name, nowMs: node.clock())
+                }
+                observer.relayFailed(relay: text, report: "relay \(text): \(failure.message) Trying again in \(waitMs / 1000) s.")
                 await stopping.wait(upToMs: waitMs)
             }
         }

@@ -238,8 +238,10 @@ public struct RelayClient: Sendable {
                 for room in rooms { try? node.store.clearSendFailure(.relay, roomID: room) }
             } catch {
                 // Kept, so `parley status` shows the messages waiting as FAILED after a few attempts.
-                let reason = ClientError(describing: error).message
-                for room in rooms { try? node.store.recordSendFailure(.relay, roomID: room, reason: reason, nowMs: node.clock()) }
+                let failure = ClientError(describing: error)
+                for room in rooms {
+                    try? node.store.recordSendFailure(.relay, roomID: room, reason: failure.message, code: failure.code.name, nowMs: node.clock())
+                }
                 throw error
             }
             // What was read may be a new member device to share keys with, or a request to answer: the keys go out now;

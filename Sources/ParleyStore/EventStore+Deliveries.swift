@@ -198,17 +198,26 @@ public struct SendFailure: Sendable, Equatable {
     public var attempts: Int
     public var firstMs: Int64
     public var reason: String
+    /// The error's code (`io`, `bucket`, `relay_refused`, …): one of few values, for metrics.
+    public var code: String
 }
 
 extension EventStore {
+    /// Failures keep their error's code beside its text: metrics count by the code, which takes few values.
+    static func registerSendFailureCodesMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v16-send-failure-codes") { db in
+            try db.execute(sql: "ALTER TABLE transport_send_failures ADD COLUMN code TEXT NOT NULL DEFAULT 'unknown'")
+        }
+    }
+
     /// Records a failed attempt of `transport` to send this device's events of `roomID`.
-    public func recordSendFailure(_ transport: TransportName, roomID: String, reason: String, nowMs: Int64) throws {
+    public func recordSendFailure(_ transport: TransportName, roomID: String, reason: String, code: String, nowMs: Int64) throws {
         try pool.write { db in
             try db.execute(
                 sql: """
-                    INSERT INTO transport_send_failures (transport, room_id, attempts, first_ms, reason) VALUES (?, ?, 1, ?, ?)
-                    ON CONFLICT (transport, room_id) DO UPDATE SET attempts = attempts + 1, reason = excluded.reason
-                    """, arguments: [transport.rawValue, roomID, nowMs, reason])
+                    INSERT INTO transport_send_failures (transport, room_id, attempts, first_ms, reason, code) VALUES (?, ?, 1, ?, ?, ?)
+                    ON CONFLICT (transport, room_id) DO UPDATE SET attempts = attempts + 1, reason = excluded.reason, code = excluded.code
+                    """, arguments: [transport.rawValue, roomID, nowMs, reason, code])
         }
     }
 
@@ -223,9 +232,10 @@ extension EventStore {
     public func sendFailures(roomID: String) throws -> [SendFailure] {
         try pool.read { db in
             try Row.fetchAll(
-                db.cachedStatement(sql: "SELECT transport, attempts, first_ms, reason FROM transport_send_failures WHERE room_id = ? ORDER BY transport"),
+                db.cachedStatement(
+                    sql: "SELECT transport, attempts, first_ms, reason, code FROM transport_send_failures WHERE room_id = ? ORDER BY transport"),
                 arguments: [roomID]
-            ).map { SendFailure(transport: $0[0], attempts: $0[1], firstMs: $0[2], reason: $0[3]) }
+            ).map { SendFailure(transport: $0[0], attempts: $0[1], firstMs: $0[2], reason: $0[3], code: $0[4]) }
         }
     }
 }

@@ -188,6 +188,7 @@ public final class EventStore: Sendable {
         registerReceiptHeadsMigration(&migrator)
         registerRoomPreferencesMigration(&migrator)
         registerQueryMigration(&migrator)
+        registerSendFailureCodesMigration(&migrator)
         return migrator
     }
 }

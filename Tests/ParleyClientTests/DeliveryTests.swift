@@ -270,18 +270,26 @@ import Testing
         // Four messages (three texts, the file) delivered 4 to 7 s after they were sent; one awaits.
         #expect(metrics.latenciesMs["bucket"]?.sorted() == [4_000, 5_000, 6_000, 7_000])
         #expect(metrics.pairs["bucket"] == ["awaiting": 1, "delivered": 4, "read": 0])
-        #expect(metrics.failingRooms == ["bucket": 0, "relay": 0])
+        #expect(metrics.failingRooms.isEmpty)
         let text = metrics.text
         for line in [
             "parley_node_delivery_latency_seconds{transport=\"bucket\",quantile=\"0.5\"} 5",
             "parley_node_delivery_latency_seconds{transport=\"bucket\",quantile=\"0.99\"} 7",
             "parley_node_delivery_latency_seconds_count{transport=\"bucket\"} 4", "parley_node_delivery_latency_seconds_sum{transport=\"bucket\"} 22",
-            "parley_node_message_deliveries{transport=\"bucket\",state=\"awaiting\"} 1", "parley_node_failing_rooms{transport=\"relay\"} 0",
+            "parley_node_message_deliveries{transport=\"bucket\",state=\"awaiting\"} 1",
             "# TYPE parley_node_block_bytes_total counter",
         ] {
             #expect(text.contains(line + "\n"), "\(line)\n\(text)")
         }
         #expect(!text.contains("team") && !text.contains("alice") && !text.contains("bob"), "no room or user in metrics")
+
+        // A bucket that failed three times in a row counts by the error's code, not its text.
+        for _ in 0..<3 {
+            try alice.node.store.recordSendFailure(.bucket, roomID: "team", reason: "/home/alice/bucket: permission denied", code: "io", nowMs: 1)
+        }
+        let failing = try alice.node.metrics()
+        #expect(failing.failingRooms == ["bucket": ["io": 1]])
+        #expect(failing.text.contains("parley_node_failing_rooms{transport=\"bucket\",reason=\"io\"} 1\n") && !failing.text.contains("permission"))
     }
 
     @Test func `receipt heads are checked: one per chain, at most 256, each with a place and a hash`() throws {
