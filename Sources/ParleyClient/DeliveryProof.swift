@@ -220,28 +220,44 @@ public enum DeliveryProofChecker {
 }
 
 extension Node {
-    /// A delivery proof of the event `eventID`: its lines (header first), and the receipts it carries. The keys of
-    /// sealed receipts travel with it, each opening that one receipt; the message's key too unless `keepSealed`.
-    /// - Throws: ``ClientError`` `.unknownEvent`; `.notFound` when no other device's receipt covers the event yet.
-    public func deliveryProof(eventID: String, keepSealed: Bool = false) throws -> (lines: [[UInt8]], receipts: [ReceiptCoverage]) {
+    /// The receipts of other devices that cover the event `eventID` (of several carrying the id, this device's own):
+    /// the earliest of each device and kind, its time never before the event's own.
+    /// - Throws: ``ClientError`` `.unknownEvent`.
+    public func coveringReceipts(eventID: String) throws -> (event: VerifiedEvent, receipts: [ReceiptCoverage]) {
         guard let stored = try store.event(eventID: eventID, preferringSender: identity.signingKeyBase64) else {
             throw ClientError(.unknownEvent, "This node does not hold event \(eventID).")
         }
         let event = stored.event.event
+        let receipts = try store.receiptsCovering(roomID: event.roomID, position: ChainPosition(event)).filter { $0.readerKey != event.senderKey }
+        return (
+            stored.event,
+            receipts.map { receipt in
+                var receipt = receipt
+                receipt.timestampMs = max(receipt.timestampMs, event.timestampMs)
+                return receipt
+            }
+        )
+    }
+
+    /// A delivery proof of the event `eventID`: its lines (header first), and the receipts it carries. The keys of
+    /// sealed receipts travel with it, each opening that one receipt; the message's key too unless `keepSealed`.
+    /// - Throws: ``ClientError`` `.unknownEvent`; `.notFound` when no other device's receipt covers the event yet.
+    public func deliveryProof(eventID: String, keepSealed: Bool = false) throws -> (lines: [[UInt8]], receipts: [ReceiptCoverage]) {
+        let (message, receipts) = try coveringReceipts(eventID: eventID)
+        let event = message.event
         guard event.content != nil else {
             throw ClientError(.notAllowed, "Event \(eventID) was redacted: its content is gone, so no proof can show it.")
         }
-        let position = ChainPosition(event)
-        let receipts = try store.receiptsCovering(roomID: event.roomID, position: position).filter { $0.readerKey != event.senderKey }
         guard !receipts.isEmpty else {
             throw ClientError(
                 .notFound, "No other device's receipt covers \(eventID) yet, so there is nothing to prove.",
                 remedy: "See where it stands with parley status \(eventID); sync, and try again once a device received it.")
         }
+        let position = ChainPosition(event)
         let full = Set([position] + receipts.map(\.receiptPosition))
         let sealed = Array(full).filter { !keepSealed || $0 != position }
         let header = DeliveryProofHeader(
-            roomID: event.roomID, eventHash: stored.event.hash,
+            roomID: event.roomID, eventHash: message.hash,
             messageKeys: try store.messageKeys(roomID: event.roomID, at: sealed).sorted { $0.position < $1.position })
         let heads = receipts.map { ChainPosition(senderKey: event.senderKey, seq: $0.headSeq) }
         let events = try store.proofEvents(roomID: event.roomID, full: full, through: heads)

@@ -14,6 +14,7 @@
 @_exported import class ParleyBucket.ObservedStore
 @_exported import struct ParleyBucket.S3Store
 @_exported import class ParleyStore.BlockStore
+@_exported import struct ParleyStore.ReceiptCoverage
 @_exported import struct ParleyStore.RejectedEvent
 @_exported import struct ParleySync.BlockRef
 @_exported import enum ParleySync.BlockTransfer

@@ -72,15 +72,20 @@ public enum JSONOutput {
             "sender_key": .string(event.senderKey), "seq": .integer(event.seq), "timestamp_ms": .integer(event.timestampMs),
             "type": .string(hit.type),
         ])
-        if var content = hit.content {
-            if case .message(_, _, let file?)? = try? EventContent.parse(type: hit.type, content: content, roomID: event.roomID) {
-                content["file"] = fileSummary(file)
-            }
-            object["content"] = .object(content)
+        if let content = hit.content {
+            object["content"] = .object(shown(content, type: hit.type, roomID: event.roomID))
         } else {
             object["sealed"] = .bool(true)
         }
         return .object(object)
+    }
+
+    /// Content as outputs show it: a shared file as its ``fileSummary(_:)``, its key and blocks left in the node.
+    static func shown(_ content: JSONObject, type: String, roomID: String) -> JSONObject {
+        guard case .message(_, _, let file?)? = try? EventContent.parse(type: type, content: content, roomID: roomID) else { return content }
+        var shown = content
+        shown["file"] = fileSummary(file)
+        return shown
     }
 
     /// `parley verify PROOF --json`: what a delivery proof shows, and whether it holds.
@@ -103,9 +108,9 @@ public enum JSONOutput {
             object["timestamp_ms"] = .integer(event.timestampMs)
         }
         if let creation = report.creation { object["create_hash"] = .string(creation.hash) }
-        if let opened = report.opened {
+        if let opened = report.opened, let event = report.event {
             object["type"] = .string(opened.type)
-            object["content"] = .object(opened.content)
+            object["content"] = .object(shown(opened.content, type: opened.type, roomID: event.roomID))
         }
         return .object(object)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
@@ -243,27 +244,46 @@ public final class RelayServer: Service, Sendable {
         v1.get("rooms/:room/query") { request, context in
             let (_, userID) = try await self.session(request)
             let roomID = try context.parameters.require("room")
+            // As over the socket, a device of the account that the room binds to it reads the room.
+            guard let deviceKey = request.headers[Self.deviceHeader], (try? await self.accounts.store.deviceOwner(key: deviceKey)) == userID else {
+                throw RelayError(
+                    "unknown_device", "Name one of this account's devices in the \(Self.deviceHeader) header.",
+                    remedy: "Add the device to the account first (POST /v1/devices).", status: .forbidden)
+            }
             var parameters = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
-            guard !parameters.contains(where: { $0.name == "room" }) else {
-                throw RelayError.invalidRequest("The room is the one in the path; give no room parameter.")
+            if let refused = parameters.first(where: { $0.name == "room" || $0.name == "text" }) {
+                throw RelayError.invalidRequest(
+                    refused.name == "room"
+                        ? "The room is the one in the path; give no room parameter."
+                        : "The relay does not search text: a member's node holds the room's events and searches them (parley query --text).")
             }
             parameters.append((name: "room", value: roomID))
-            var query: EventQuery
+            let query: EventQuery
             do { query = try EventQuery(parameters: parameters) } catch let error as StoreError { throw RelayError.invalidRequest(error.description) }
-            query.readsInOrder = false
-            let asked = query
             let store = self.events.store
-            let (hits, next) = try await self.events.onQueue { () throws -> ([QueryHit], QueryCursor?) in
-                // Only joined members read a room's history here, as over the socket; the answer is the events
-                // themselves, which the asker verifies.
-                guard let state = try store.roomState(roomID: roomID), state.members[userID]?.membership == .join else {
+            // Off the events queue, so that no query holds up a publish: reads see the store as of their start.
+            let (hits, next) = try await Self.onQueryQueue { () throws -> ([QueryHit], QueryCursor?) in
+                guard let state = try store.roomState(roomID: roomID), RelayEvents.canRead(state, userID: userID, deviceKey: deviceKey) else {
                     throw RelayError(
-                        "not_member", "\(userID) is not a joined member of \(roomID) on this relay.",
-                        remedy: "Join the room first; only its members can query it.", status: .forbidden)
+                        "not_member", "This device of \(userID) does not read \(roomID) on this relay.",
+                        remedy: "Join the room with this device first; only its members can query it.", status: .forbidden)
                 }
-                return try store.query(asked)
+                return try store.query(query)
             }
-            return jsonResponse(["events": .array(hits.map { .object($0.event.jsonObject()) }), "next_cursor": next.map { .string($0.text) } ?? .null])
+            // At most so many bytes of events an answer: the page ends early, and its cursor reads on from there.
+            var events: [JSONValue] = []
+            var bytes = 0
+            var cursor = next
+            for hit in hits {
+                let wire = hit.event.wireBytes()
+                if !events.isEmpty && bytes + wire.count > Self.maxQueryAnswerBytes {
+                    cursor = QueryCursor(roomID: roomID, order: EventOrder(hits[events.count - 1].event))
+                    break
+                }
+                bytes += wire.count
+                events.append(.object(hit.event.jsonObject()))
+            }
+            return jsonResponse(["events": .array(events), "next_cursor": cursor.map { .string($0.text) } ?? .null])
         }
         v1.ws(
             "ws",
@@ -308,6 +328,19 @@ public final class RelayServer: Service, Sendable {
     }
 
     /// The request's session token and its user.
+    /// The header naming the device a query reads as.
+    static let deviceHeader = HTTPField.Name("Parley-Device")!
+    /// The most bytes of events one query answer carries.
+    static let maxQueryAnswerBytes = 4 << 20
+    private static let queryQueue = DispatchQueue(label: "parley.relay.queries")
+
+    /// Runs a query's reads one at a time, on a queue of their own.
+    static func onQueryQueue<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queryQueue.async { continuation.resume(with: Result { try work() }) }
+        }
+    }
+
     func session(_ request: Request) async throws -> (token: String, userID: String) {
         guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer ") else { throw RelayError.unauthorized }
         let token = String(authorization.dropFirst("Bearer ".count))

@@ -342,17 +342,33 @@ extension EventStore {
 
 extension EventStore {
     /// The events a delivery proof carries (docs/PROTOCOL.md §10.1), in the room's order: each chain from its start up
-    /// to the furthest of its events the proof needs (the replayed events, state and room keys; `full`; the events
-    /// the plain events of `full` refer to; `through`), with content only for the replayed events and `full`.
+    /// to the furthest of its events the proof needs (the replayed events, state and room keys, up to the last event of
+    /// `full` in the room's order; `full`; the events the plain events of `full` refer to; `through`), with content only
+    /// for the replayed events and `full`.
     public func proofEvents(roomID: String, full: Set<ChainPosition>, through: [ChainPosition]) throws -> [[UInt8]] {
         try pool.read { db in
             var extents: [String: Int64] = [:]
             func reach(_ position: ChainPosition) { extents[position.senderKey] = max(extents[position.senderKey] ?? 0, position.seq) }
+            // The state the replay needs is that before the last event carried in full: what came later cannot change
+            // a verdict before it (§8.2).
+            let place = try db.cachedStatement(
+                sql: "SELECT timestamp_ms, seq, event_id, sender_key FROM events WHERE room_id = ? AND sender_key = ? AND seq = ?")
+            let last = try full.compactMap { position in
+                try Row.fetchOne(place, arguments: [roomID, position.senderKey, position.seq]).map {
+                    EventOrder(timestampMs: $0[0], seq: $0[1], eventID: $0[2], senderKey: $0[3])
+                }
+            }.max()
             let replayed = EventType.replayedTypes.sorted()
+            var replayedArguments = StatementArguments([roomID] + replayed)
+            var before = ""
+            if let last {
+                before = " AND (timestamp_ms, seq, event_id, sender_key) <= (?, ?, ?, ?)"
+                replayedArguments += [last.timestampMs, last.seq, last.eventID, last.senderKey]
+            }
             for row in try Row.fetchAll(
                 db,
-                sql: "SELECT sender_key, MAX(seq) FROM events WHERE room_id = ? AND type IN (\(placeholders(replayed.count))) GROUP BY sender_key",
-                arguments: StatementArguments([roomID] + replayed))
+                sql: "SELECT sender_key, MAX(seq) FROM events WHERE room_id = ? AND type IN (\(placeholders(replayed.count)))\(before) GROUP BY sender_key",
+                arguments: replayedArguments)
             {
                 reach(ChainPosition(senderKey: row[0], seq: row[1]))
             }

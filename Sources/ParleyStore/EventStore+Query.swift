@@ -26,7 +26,7 @@ public struct EventQuery: Sendable, Equatable {
     public var after: QueryCursor?
     /// Whether a common word may be looked for by reading the range in order, checking each event: fast when the word
     /// is in most events; when the first ``inOrderBudget`` events do not fill the page, its matches are gathered after
-    /// all. A relay, answering others, always gathers a word's matches first, which costs in proportion to them.
+    /// all, which costs in proportion to them.
     public var readsInOrder = true
 
     /// From this many matches in the whole store on, a word is common (see ``readsInOrder``).

@@ -446,9 +446,14 @@ struct Receipts: ParsableCommand {
     func run() throws {
         let node = try global.node()
         let (_, eventID) = try failing { try resolveMessageReference(references, node: node, command: "receipts") }
-        let (lines, receipts) = try failing { try node.deliveryProof(eventID: eventID, keepSealed: keepSealed) }
+        let receipts: [ReceiptCoverage]
+        var lineCount = 0
         if let export {
-            try failing { try node.home.createFile(atPath: export, contents: lines.flatMap { $0 + [0x0A] }, mode: 0o600) }
+            let proof = try failing { try node.deliveryProof(eventID: eventID, keepSealed: keepSealed) }
+            try failing { try node.home.createFile(atPath: export, contents: proof.lines.flatMap { $0 + [0x0A] }, mode: 0o600) }
+            (receipts, lineCount) = (proof.receipts, proof.lines.count)
+        } else {
+            receipts = try failing { try node.coveringReceipts(eventID: eventID).receipts }
         }
         if json {
             var object = JSONObject([
@@ -469,7 +474,8 @@ struct Receipts: ParsableCommand {
                 "\(receipt.kind == .read ? "read" : "delivered") by \(receipt.readerID) device \(receipt.readerKey.prefix(12))… at \(time.format(receipt.timestampMs)) (receipt \(receipt.receiptEventID))"
             )
         }
-        if let export { output("Wrote a delivery proof of \(eventID) (\(lines.count) lines) to \(export); check it with parley verify \(export)") }
+        if receipts.isEmpty { output("no other device's receipt covers \(eventID) yet") }
+        if let export { output("Wrote a delivery proof of \(eventID) (\(lineCount) lines) to \(export); check it with parley verify \(export)") }
     }
 }
 
@@ -478,12 +484,19 @@ extension Verify {
         let report = try failing { try DeliveryProofChecker.check(headerLine: header, events: &reader) }
         // Where this node holds the room too, the proof must be about that room, not one made up under its id.
         var problems = report.problems
-        if let roomID = report.header?.roomID, let creation = report.creation, let node = try? Node(home: global.parleyHome),
-            let known = try? node.roomState(roomID), let knownCreation = known.creation, knownCreation.hash != creation.hash
-        {
-            problems.append(
-                "this node holds room \(roomID) with another creation (\(knownCreation.hash.prefix(16))…, not \(creation.hash.prefix(16))…): the proof is about another room under the same id"
-            )
+        // With no node here there is nothing to compare with; a node that cannot be read must not pass the proof.
+        let home = global.parleyHome
+        if let roomID = report.header?.roomID, let creation = report.creation, FileManager.default.fileExists(atPath: home.storePath) {
+            do {
+                let node = try Node(home: home)
+                if try node.roomIDs().contains(roomID), let known = try node.roomState(roomID).creation, known.hash != creation.hash {
+                    problems.append(
+                        "this node holds room \(roomID) with another creation (\(known.hash.prefix(16))…, not \(creation.hash.prefix(16))…): the proof is about another room under the same id"
+                    )
+                }
+            } catch {
+                problems.append("cannot compare the proof with this node's room \(roomID): \(ClientError(describing: error).message)")
+            }
         }
         let isValid = report.isValid && problems.count == report.problems.count
         if json {

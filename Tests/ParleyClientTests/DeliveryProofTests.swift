@@ -32,6 +32,7 @@ import Testing
         _ = try await alice.sync("team")
         aliceClock.advance(1_000)
         _ = try alice.node.send("team", text: "after")
+        _ = try alice.node.setName("team", "Renamed later")
         return (world, alice, bob, message)
     }
 
@@ -59,6 +60,7 @@ import Testing
         }
         #expect(carried.contains { $0.type == EventType.message && $0.content == nil })
         #expect(!carried.contains { $0.timestampMs > (report.confirmations.first?.timestampMs ?? 0) && $0.senderKey == message.senderKey })
+        #expect(!carried.contains { $0.type == EventType.name && $0.timestampMs > message.timestampMs }, "state after the receipts is left out")
         withExtendedLifetime(world) {}
     }
 
@@ -188,6 +190,8 @@ struct TestFailure: Error, CustomStringConvertible {
         let eventID = try JSONParser().parse(Array(sent.stdout.utf8))["event_id"]!.text
         let proof = nodes.directory.file("proof.jsonl")
 
+        let none = try nodes.alice.run(["receipts", eventID])
+        #expect(none.status == 0 && none.stdout.contains("no other device's receipt covers"))
         let early = try nodes.alice.run(["receipts", eventID, "--export", proof])
         #expect(early.status == 1 && early.stderr.contains("No other device's receipt covers"))
         #expect(!FileManager.default.fileExists(atPath: proof))

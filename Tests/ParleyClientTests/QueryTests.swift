@@ -43,7 +43,12 @@ import Testing
         let messages = try node.query(parameters(["room": "team", "type": "m.room.message", "limit": "1000"])).hits
         #expect(messages.count == 27 && messages.allSatisfy { $0.type == EventType.message })
         #expect(ids(try node.query(parameters(["room": "team", "type": "reaction"])).hits).count == 1)
-        #expect(ids(try node.query(parameters(["room": "team", "has_file": "true"])).hits) == [shared.eventID])
+        let files = try node.query(parameters(["room": "team", "has_file": "true"])).hits
+        #expect(ids(files) == [shared.eventID])
+        // Shown as its summary: the file's key and blocks stay in the node.
+        let fileHit = try #require(files.first)
+        let shown = try #require(JSONOutput.queryHit(fileHit)["content"]?["file"]?.objectValue)
+        #expect(shown["name"]?.stringValue == "plan.txt" && Set(shown.keys) == ["name", "media_type", "size", "sha256"])
         #expect(Set(ids(try node.query(parameters(["text": "budget"])).hits)) == [sent[7].eventID, bobSaid.eventID])
         // A common word is looked for by reading in order; a rare one by gathering its matches: the same answer.
         for text in ["note", "budget", "absent"] {

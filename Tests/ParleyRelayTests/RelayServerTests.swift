@@ -172,28 +172,58 @@ import Testing
             let events = alice.create("team", at: Self.t0) + (1...5).map { alice.message("team", "m\($0)", at: Self.t0 + Int64($0)) }
             _ = mallory.create("other", at: Self.t0)
             try await relay.connect(alice, token: token) { channel in _ = try await channel.publish(events) }
-            func query(_ path: String, _ token: String) async throws -> (status: Int, json: JSONValue?) {
+            func query(_ path: String, _ token: String, device: String?) async throws -> (status: Int, json: JSONValue?) {
                 var request = HTTPClientRequest(url: relay.relay.base + path)
                 request.headers.add(name: "Authorization", value: "Bearer \(token)")
+                if let device { request.headers.add(name: "Parley-Device", value: device) }
                 let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-                let body = try await response.body.collect(upTo: 1 << 20)
-                return (Int(response.status.code), try? JSONParser().parse(Array(buffer: body)))
+                let body = try await response.body.collect(upTo: 16 << 20)
+                return (Int(response.status.code), try? JSONParser(maxBytes: 16 << 20).parse(Array(buffer: body)))
             }
-            let first = try await query("/v1/rooms/team/query?type=message&limit=3", token)
+            let first = try await query("/v1/rooms/team/query?type=message&limit=3", token, device: alice.publicKey)
             #expect(first.status == 200)
             let page = try (first.json?["events"]?.arrayValue ?? []).map { try VerifiedEvent(verifying: Event(json: $0)) }
             #expect(page.map(\.hash) == events[2...4].map(\.hash))
             let cursor = try #require(first.json?["next_cursor"]?.stringValue)
-            let second = try await query("/v1/rooms/team/query?type=message&limit=3&cursor=\(cursor)", token)
+            let second = try await query("/v1/rooms/team/query?type=message&limit=3&cursor=\(cursor)", token, device: alice.publicKey)
             #expect(second.json?["events"]?.arrayValue?.count == 2 && second.json?["next_cursor"] == JSONValue.null)
-            #expect(try await query("/v1/rooms/team/query?text=m3", token).json?["events"]?.arrayValue?.count == 1)
 
-            let outsider = try await query("/v1/rooms/team/query", malloryToken)
+            // Mallory's account reads nothing of the room: not with her device, not without one, not naming Alice's.
+            let outsider = try await query("/v1/rooms/team/query", malloryToken, device: mallory.publicKey)
             #expect(outsider.status == 403 && outsider.json?["error"]?["code"]?.stringValue == "not_member")
-            #expect(try await query("/v1/rooms/team/query", String(repeating: "0", count: 64)).status == 401)
-            for bad in ["/v1/rooms/team/query?room=other", "/v1/rooms/team/query?since=soon", "/v1/rooms/team/query?limit=0"] {
-                #expect(try await query(bad, token).status == 400, "\(bad)")
+            for device in [nil, alice.publicKey] {
+                let refused = try await query("/v1/rooms/team/query", malloryToken, device: device)
+                #expect(refused.status == 403 && refused.json?["error"]?["code"]?.stringValue == "unknown_device")
             }
+            #expect(try await query("/v1/rooms/team/query", String(repeating: "0", count: 64), device: alice.publicKey).status == 401)
+            for bad in ["/v1/rooms/team/query?room=other", "/v1/rooms/team/query?since=soon", "/v1/rooms/team/query?limit=0", "/v1/rooms/team/query?text=m3"] {
+                #expect(try await query(bad, token, device: alice.publicKey).status == 400, "\(bad)")
+            }
+
+            // 100 events of 60 KB: an answer carries at most 4 MiB of them, and its cursor reads on from where it ended.
+            let big =
+                alice.create("big", at: Self.t0)
+                + (1...100).map { alice.message("big", String(repeating: "x", count: 60_000) + "\($0)", at: Self.t0 + Int64($0)) }
+            try await relay.connect(alice, token: token) { channel in
+                for chunk in big.chunks(of: 2) {
+                    let results = try await channel.publish(Array(chunk))
+                    #expect(results.allSatisfy { $0.verdict == .stored }, "\(results)")
+                }
+            }
+            var read: [String] = []
+            var next: String? = ""
+            var pages = 0
+            while let cursor = next {
+                pages += 1
+                let answer = try await query("/v1/rooms/big/query?limit=1000" + (cursor.isEmpty ? "" : "&cursor=\(cursor)"), token, device: alice.publicKey)
+                let page = answer.json?["events"]?.arrayValue ?? []
+                #expect(answer.status == 200 && answer.json?["events"] != nil, "\(answer.status) \(String(describing: answer.json).prefix(300))")
+                #expect(!page.isEmpty && page.map { CanonicalJSON.encode($0).count }.reduce(0, +) <= 4 << 20)
+                read += page.compactMap { $0["event_id"]?.stringValue }
+                next = answer.json?["next_cursor"]?.stringValue
+                if read.count > 200 { break }
+            }
+            #expect(read == big.map(\.event.eventID) && pages >= 2)
         }
     }
 
