@@ -472,8 +472,11 @@ class DemoTests(unittest.TestCase):
         row = self.traffic_row(lambda r: "stored by Bob after" in r.text and r.get_attribute("class") == "event", "the event's way to Bob")
         self.assertIn("message", row.text)
         self.traffic_row(lambda r: r.text.split()[2:3] == ["PUT"] and "rooms/demo/logs/" in r.text, "Alice's log file written")
-        delivered = self.page.find_element(By.CSS_SELECTOR, '#stats dd[data-stat="delivered"]')
-        self.assertGreaterEqual(int(delivered.text), 1)
+        # The stats are drawn again as they change: the count is read afresh until it shows the delivery.
+        def delivered(p):
+            text = p.find_element(By.CSS_SELECTOR, '#stats dd[data-stat="delivered"]').text
+            return text.isdigit() and int(text) >= 1
+        self.until(self.page, delivered, "the delivered count")
         self.assertNotIn("token=", self.page.current_url)
         self.shoot(self.page, "web-demo.png")
 
