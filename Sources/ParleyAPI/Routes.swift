@@ -74,9 +74,21 @@ extension LocalAPI {
                     return kind
                 } ?? .text
             let replyTo = try body.optionalString("reply_to")
+            let priority = try body.priority()
             return try await call(status: .created) {
                 let parent = try replyTo.map { try self.node.resolveEventID($0, in: roomID) }
-                return Self.eventJSON(try self.node.send(roomID, text: text, kind: kind, replyTo: parent))
+                return Self.eventJSON(try self.node.send(roomID, text: text, kind: kind, replyTo: parent, priority: priority))
+            }
+        }
+        v1.post("rooms/:room/events/:event/forward") { request, context in
+            let (roomID, reference) = (try context.parameters.require("room"), try context.parameters.require("event"))
+            let body = try await self.body(of: request)
+            let target = try body.string("to")
+            let priority = try body.priority()
+            let allowClear = try body.optionalBool("allow_clear") ?? false
+            return try await call(status: .created) {
+                let eventID = try self.node.resolveEventID(reference, in: roomID)
+                return Self.eventJSON(try self.node.forward(eventID: eventID, to: target, priority: priority, allowClear: allowClear))
             }
         }
         v1.post("rooms/:room/events/:event/edit") { request, context in
@@ -276,6 +288,15 @@ struct Fields {
         guard let value = object[key], value != .null else { return nil }
         guard let text = value.stringValue else { throw APIError(ClientError(.invalidArgument, "\"\(key)\" must be a string.")) }
         return text
+    }
+
+    /// `"priority"`: `low`, `normal`, `high` or `urgent`; normal when absent.
+    func priority() throws -> MessagePriority {
+        guard let name = try optionalString("priority") else { return .normal }
+        guard let priority = MessagePriority(rawValue: name) else {
+            throw APIError(ClientError(.invalidArgument, "priority must be low, normal, high or urgent; it was \(name)."))
+        }
+        return priority
     }
 
     func bool(_ key: String) throws -> Bool {

@@ -1,3 +1,5 @@
+import ParleyCore
+
 /// When a running node writes and reads one bucket room: flush this device's events once they have waited long
 /// enough, sync at every poll interval and as soon as the bucket says the room's objects changed, and after failures
 /// wait longer and longer (doubling from the poll interval up to a cap), for flushing and syncing alike, since both
@@ -62,16 +64,20 @@ public struct BucketSchedule: Sendable, Equatable {
     }
 
     /// What to do now.
-    /// - Parameter oldestPendingMs: the time of this device's oldest event not yet written, if any. An event dated
-    ///   ahead of the clock (a room whose newest event is) counts as written now.
-    public func next(nowMs: Int64, oldestPendingMs: Int64?) -> Action {
+    /// - Parameters:
+    ///   - oldestPendingMs: the time of this device's oldest event not yet written, if any. An event dated ahead of the
+    ///     clock (a room whose newest event is) counts as written now.
+    ///   - priority: the highest priority of those events (§7.6): from `high` on they are written at once, without
+    ///     waiting ``Settings/flushAfterMs`` for more to join them, and before a sync that is due.
+    public func next(nowMs: Int64, oldestPendingMs: Int64?, priority: MessagePriority = .normal) -> Action {
         // Times set from a clock that has since stepped back by more than the longest wait count as due: waiting
         // for the clock to catch up could take hours.
         let longestWaitMs = max(settings.maxDelayMs, settings.pollIntervalMs)
         let syncDue = nextSyncMs > nowMs + longestWaitMs ? nowMs : nextSyncMs
         let flushAllowed = flushAllowedMs > nowMs + longestWaitMs ? nowMs : flushAllowedMs
-        let flushDue = oldestPendingMs.map { max(min($0, nowMs) + settings.flushAfterMs, flushAllowed) }
-        if lastWasFlush, nowMs >= syncDue { return .sync }
+        let pressing = priority >= .high
+        let flushDue = oldestPendingMs.map { max(min($0, nowMs) + (pressing ? 0 : settings.flushAfterMs), flushAllowed) }
+        if lastWasFlush, !pressing || flushDue.map({ nowMs < $0 }) ?? true, nowMs >= syncDue { return .sync }
         if let flushDue, nowMs >= flushDue { return .flush }
         if nowMs >= syncDue { return .sync }
         return .wait(untilMs: min(syncDue, flushDue ?? .max))

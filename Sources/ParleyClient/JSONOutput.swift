@@ -12,6 +12,13 @@ public enum JSONOutput {
         if let kind = item.messageKind { object["msgtype"] = .string(kind.rawValue) }
         if let body = item.body { object["body"] = .string(body) }
         if let file = item.file { object["file"] = fileSummary(file) }
+        if item.priority != .normal { object["priority"] = .string(item.priority.rawValue) }
+        if let forwarded = item.forwarded {
+            object["forwarded"] = [
+                "event_id": .string(forwarded.reference.eventID), "hash": .string(forwarded.reference.hash),
+                "sender_id": .string(forwarded.reference.senderID), "check": .string((forwarded.check ?? .unavailable).rawValue),
+            ]
+        }
         object["edited"] = .bool(item.edited)
         object["redacted"] = .bool(item.redacted)
         var reactions = JSONObject()
@@ -82,7 +89,7 @@ public enum JSONOutput {
 
     /// Content as outputs show it: a shared file as its ``fileSummary(_:)``, its key and blocks left in the node.
     static func shown(_ content: JSONObject, type: String, roomID: String) -> JSONObject {
-        guard case .message(_, _, let file?)? = try? EventContent.parse(type: type, content: content, roomID: roomID) else { return content }
+        guard case .message(_, _, let file?, _, _)? = try? EventContent.parse(type: type, content: content, roomID: roomID) else { return content }
         var shown = content
         shown["file"] = fileSummary(file)
         return shown

@@ -41,7 +41,7 @@ extension Node {
     ///   ``maxFileBytes``; the store's failures (a full disk).
     @discardableResult
     public func shareFile(
-        _ roomID: String, path: String, name: String? = nil, caption: String? = nil, replyTo: String? = nil,
+        _ roomID: String, path: String, name: String? = nil, caption: String? = nil, replyTo: String? = nil, priority: MessagePriority = .normal,
         progress: (Int64, Int64) -> Void = { _, _ in }
     ) throws -> VerifiedEvent {
         _ = try requireState(roomID)
@@ -82,6 +82,7 @@ extension Node {
             width: dimensions?.width, height: dimensions?.height)
         var content = JSONObject(["msgtype": .string(MessageKind.file.rawValue), "body": .string(caption ?? name)])
         content["file"] = .object(attachment.jsonObject)
+        if priority != .normal { content["priority"] = .string(priority.rawValue) }
         return try publish(roomID: roomID, type: EventType.message, content: content, parentEventID: replyTo)
     }
 

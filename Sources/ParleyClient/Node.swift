@@ -320,10 +320,13 @@ public final class Node: Sendable {
 
     // MARK: Messages
 
-    /// Sends a message; `replyTo` makes it a reply (its `parent_event_id`).
+    /// Sends a message; `replyTo` makes it a reply (its `parent_event_id`); `priority` is what transports honour under
+    /// backpressure (§7.6).
     /// - Throws: ``ClientError``; `.tooLarge` when the text does not fit in one event, saying how large it is.
     @discardableResult
-    public func send(_ roomID: String, text: String, kind: MessageKind = .text, replyTo: String? = nil) throws -> VerifiedEvent {
+    public func send(
+        _ roomID: String, text: String, kind: MessageKind = .text, replyTo: String? = nil, priority: MessagePriority = .normal
+    ) throws -> VerifiedEvent {
         let state = try requireState(roomID)
         guard !text.isEmpty else { throw ClientError(.invalidArgument, "A message cannot be empty.") }
         guard kind != .file else {
@@ -334,9 +337,9 @@ public final class Node: Sendable {
             guard try store.event(eventID: replyTo) != nil else { throw ClientError(.unknownEvent, "This node does not hold event \(replyTo).") }
         }
         return try explainingSize(of: text, in: state) {
-            try publish(
-                roomID: roomID, type: EventType.message, content: JSONObject(["msgtype": .string(kind.rawValue), "body": .string(text)]),
-                parentEventID: replyTo)
+            var content = JSONObject(["msgtype": .string(kind.rawValue), "body": .string(text)])
+            if priority != .normal { content["priority"] = .string(priority.rawValue) }
+            return try publish(roomID: roomID, type: EventType.message, content: content, parentEventID: replyTo)
         }
     }
 

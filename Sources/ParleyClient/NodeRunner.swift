@@ -233,8 +233,8 @@ public final class NodeRunner: Service, Sendable {
             let action: BucketSchedule.Action
             do {
                 guard try node.store.bucketRoom(roomID: room.roomID) != nil else { return }
-                let oldest = try node.store.outboxStatus(roomID: room.roomID, senderKey: node.identity.signingKeyBase64).oldestPendingMs
-                action = schedule.next(nowMs: now, oldestPendingMs: oldest)
+                let outbox = try node.store.outboxStatus(roomID: room.roomID, senderKey: node.identity.signingKeyBase64)
+                action = schedule.next(nowMs: now, oldestPendingMs: outbox.oldestPendingMs, priority: outbox.priority)
             } catch {
                 logger.error("Store unreadable", metadata: metadata.merging(["error": "\(error)"]) { $1 })
                 action = .wait(untilMs: now + schedule.failed(nowMs: now))

@@ -31,9 +31,12 @@ public final class RelayEvents: Sendable {
         var roomID: String
         var eventID: String
         var wire: [UInt8]
+        /// What the event asks of transports (§7.6): fan-out writes the more urgent first to a client that lags.
+        var priority: MessagePriority
 
         init(_ event: VerifiedEvent) {
             (roomID, eventID, wire) = (event.event.roomID, event.event.eventID, event.wire)
+            priority = MessagePriority.of(type: event.event.type, content: event.event.content)
         }
     }
 

@@ -4,6 +4,10 @@ import Synchronization
 /// Frames waiting to be written to one connection, bounded in bytes. Live events that would pass the bound close the
 /// queue instead (the client fell behind: it is disconnected and catches up when it reconnects); a catch-up waits for
 /// room instead, since it is the connection's own request.
+///
+/// While frames wait (the client reads slower than events come), the writer takes the most urgent first (docs/PROTOCOL.md
+/// §7.6): of the frames holding the highest priority waiting, the first; and before it any earlier frame of the same
+/// room, so a room's events still go in order and no chain reaches the client with a gap. Equal priorities go in order.
 final class FrameQueue: Sendable {
     enum Closing: Sendable, Equatable {
         /// The connection ends normally.
@@ -21,33 +25,61 @@ final class FrameQueue: Sendable {
     /// while it waits — so a busy room costs a reader one frame (and one write) per batch, not per event.
     private enum Queued {
         case frame(String)
-        case events(roomID: String, body: [UInt8], count: Int)
+        /// `priority`: the highest of its events'.
+        case events(roomID: String, body: [UInt8], count: Int, priority: MessagePriority)
 
         var byteCount: Int {
             switch self {
             case .frame(let text): text.utf8.count
-            case .events(let roomID, let body, _): body.count + RelayHub.eventsFrameOverhead(roomID: roomID)
+            case .events(let roomID, let body, _, _): body.count + RelayHub.eventsFrameOverhead(roomID: roomID)
             }
         }
 
         var text: String {
             switch self {
             case .frame(let text): text
-            case .events(let roomID, let body, _): RelayHub.eventsFrame(roomID: roomID, body: body)
+            case .events(let roomID, let body, _, _): RelayHub.eventsFrame(roomID: roomID, body: body)
+            }
+        }
+
+        var priority: MessagePriority {
+            switch self {
+            case .frame: .normal
+            case .events(_, _, _, let priority): priority
+            }
+        }
+
+        var roomID: String? {
+            switch self {
+            case .frame: nil
+            case .events(let roomID, _, _, _): roomID
             }
         }
     }
 
     private struct State {
-        var frames: [Queued] = []
+        /// Taken frames are `nil`: the head's, and any the writer took ahead of it.
+        var frames: [Queued?] = []
         var head = 0
         var bytes = 0
+        /// How many frames wait at each priority, by ``MessagePriority/rank``.
+        var waiting = [0, 0, 0, 0]
         var closing: Closing?
         /// The writer found the queue empty and waits for `wake`.
         var writerWaits = false
         var wake: (@Sendable () -> Void)?
         var roomWaiters: [CheckedContinuation<Void, Never>] = []
         var closeWaiters: [CheckedContinuation<Closing, Never>] = []
+
+        /// Where the frame to write next is (some frame waits): the head, unless a frame of higher priority waits; then
+        /// the first frame of that frame's room, so the room's order holds.
+        func nextIndex() -> Int {
+            let top = waiting.lastIndex { $0 > 0 }!
+            guard frames[head]!.priority.rank != top else { return head }
+            let first = frames[head...].firstIndex { $0?.priority.rank == top }!
+            guard let roomID = frames[first]!.roomID else { return first }
+            return frames[head...].firstIndex { $0?.roomID == roomID }!
+        }
 
         /// The writer's wake-up when it waits (it then waits no more).
         mutating func takeWake() -> (@Sendable () -> Void)? {
@@ -66,11 +98,11 @@ final class FrameQueue: Sendable {
     /// - Returns: `false` when the queue is closed or the frame would pass the bound (the queue is closed then).
     @discardableResult func push(_ frame: String) -> Bool { push(.frame(frame)) }
 
-    /// Queues live events of a room (`body`: their wire forms joined by commas), joining them to the room's events
-    /// waiting last in the queue when the frame stays within the protocol's bounds.
+    /// Queues live events of a room (`body`: their wire forms joined by commas; `priority`, the highest of theirs),
+    /// joining them to the room's events waiting last in the queue when the frame stays within the protocol's bounds.
     /// - Returns: `false` when the queue is closed or the events would pass the bound (the queue is closed then).
-    @discardableResult func push(events body: [UInt8], count: Int, roomID: String) -> Bool {
-        push(.events(roomID: roomID, body: body, count: count))
+    @discardableResult func push(events body: [UInt8], count: Int, roomID: String, priority: MessagePriority = .normal) -> Bool {
+        push(.events(roomID: roomID, body: body, count: count, priority: priority))
     }
 
     private func push(_ item: Queued) -> Bool {
@@ -78,19 +110,23 @@ final class FrameQueue: Sendable {
         let (wake, accepted): ((@Sendable () -> Void)?, Bool) = state.withLock { state in
             guard state.closing == nil else { return (nil, false) }
             guard state.bytes + size <= maxBytes else { return (nil, false) }
-            if case .events(let roomID, let body, let count) = item, state.head < state.frames.count,
-                case .events(roomID, var waiting, let waitingCount) = state.frames[state.frames.count - 1],
+            if case .events(let roomID, let body, let count, let priority) = item, state.head < state.frames.count,
+                case .events(roomID, var waiting, let waitingCount, let waitingPriority)? = state.frames[state.frames.count - 1],
                 waitingCount + count <= RelayFrame.maxEvents,
                 waiting.count + 1 + size <= RelayFrame.maxFrameBytes
             {
                 // Emptied first, so that the append below grows the one buffer in place.
-                state.frames[state.frames.count - 1] = .frame("")
+                state.frames[state.frames.count - 1] = nil
                 waiting.append(UInt8(ascii: ","))
                 waiting += body
-                state.frames[state.frames.count - 1] = .events(roomID: roomID, body: waiting, count: waitingCount + count)
+                let joined = max(priority, waitingPriority)
+                state.frames[state.frames.count - 1] = .events(roomID: roomID, body: waiting, count: waitingCount + count, priority: joined)
+                state.waiting[waitingPriority.rank] -= 1
+                state.waiting[joined.rank] += 1
                 state.bytes += body.count + 1
             } else {
                 state.frames.append(item)
+                state.waiting[item.priority.rank] += 1
                 state.bytes += size
             }
             return (state.takeWake(), true)
@@ -139,9 +175,11 @@ final class FrameQueue: Sendable {
     func take() -> Take {
         let (take, waiters): (Take, [CheckedContinuation<Void, Never>]) = state.withLock { state in
             if state.head < state.frames.count, state.closing != .slowConsumer {
-                let item = state.frames[state.head]
-                state.frames[state.head] = .frame("")
-                state.head += 1
+                let index = state.nextIndex()
+                let item = state.frames[index]!
+                state.frames[index] = nil
+                while state.head < state.frames.count, state.frames[state.head] == nil { state.head += 1 }
+                state.waiting[item.priority.rank] -= 1
                 state.bytes -= item.byteCount
                 if state.head > 1024, state.head * 2 > state.frames.count {
                     state.frames.removeFirst(state.head)
@@ -264,18 +302,20 @@ final class RelayHub: Sendable {
         rooms.withLock { $0[roomID, default: [:]][connection.id] = connection }
     }
 
-    /// Sends `wires` (events of `roomID`) to the room's readers, except `excluding` (the publisher, answered by its ack
-    /// and its own copy).
+    /// Sends `wires` (events of `roomID`, the most urgent of them of `priority`) to the room's readers, except
+    /// `excluding` (the publisher, answered by its ack and its own copy).
     /// - Returns: how many event deliveries were queued.
     @discardableResult
-    func deliver(roomID: String, wires: [[UInt8]], state: RoomState?, excluding: Int? = nil) -> Int {
+    func deliver(roomID: String, wires: [[UInt8]], priority: MessagePriority = .normal, state: RoomState?, excluding: Int? = nil) -> Int {
         let subscribers = rooms.withLock { $0[roomID].map { Array($0.values) } ?? [] }
         guard !subscribers.isEmpty, let state else { return 0 }
         let bodies = Self.eventBodies(roomID: roomID, wires: wires)
         var delivered = 0
         for connection in subscribers where connection.id != excluding {
             guard RelayEvents.canRead(state, userID: connection.userID, deviceKey: connection.deviceKey) else { continue }
-            if bodies.allSatisfy({ connection.queue.push(events: $0.body, count: $0.count, roomID: roomID) }) { delivered += wires.count }
+            if bodies.allSatisfy({ connection.queue.push(events: $0.body, count: $0.count, roomID: roomID, priority: priority) }) {
+                delivered += wires.count
+            }
         }
         return delivered
     }

@@ -286,18 +286,19 @@ extension RelayServer {
     }
 
     func fanOut(_ stored: [RelayEvents.Kept], excluding: Int? = nil) {
-        var byRoom: [(roomID: String, wires: [[UInt8]])] = []
+        var byRoom: [(roomID: String, wires: [[UInt8]], priority: MessagePriority)] = []
         for event in stored {
             if byRoom.last?.roomID == event.roomID {
                 byRoom[byRoom.count - 1].wires.append(event.wire)
+                byRoom[byRoom.count - 1].priority = max(byRoom[byRoom.count - 1].priority, event.priority)
             } else {
-                byRoom.append((event.roomID, [event.wire]))
+                byRoom.append((event.roomID, [event.wire], event.priority))
             }
         }
         var delivered = 0
-        for (roomID, wires) in byRoom {
+        for (roomID, wires, priority) in byRoom {
             let state = try? events.store.roomState(roomID: roomID)
-            delivered += hub.deliver(roomID: roomID, wires: wires, state: state, excluding: excluding)
+            delivered += hub.deliver(roomID: roomID, wires: wires, priority: priority, state: state, excluding: excluding)
         }
         metrics.record(.eventsOut(delivered))
     }

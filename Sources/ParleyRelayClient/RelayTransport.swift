@@ -152,7 +152,13 @@ public struct RelayTransport: Sendable {
                 group.addTask {
                     for await _ in wake {
                         // A room whose first push has not happened yet gets its outbox then, after what the relay lacks.
-                        for roomID in roomIDs where state.hasPushed(roomID) { queue.yield(.flush(roomID: roomID)) }
+                        // The rooms whose outbox holds the most urgent events go first (§7.6).
+                        let ready = roomIDs.filter { state.hasPushed($0) }.map { roomID in
+                            (roomID, priority: (try? self.host.outboxStatus(roomID: roomID).priority) ?? .normal)
+                        }
+                        for rank in MessagePriority.allCases.reversed() {
+                            for (roomID, priority) in ready where priority == rank { queue.yield(.flush(roomID: roomID)) }
+                        }
                     }
                 }
             } else {

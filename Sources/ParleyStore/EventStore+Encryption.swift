@@ -450,7 +450,7 @@ extension EventStore {
                     switch parsed {
                     case .receipt(let kind, _, let heads):
                         try EventStore.recordReceiptHeads(db, roomID: roomID, receiptRow: id, readerKey: readerKey, kind: kind, heads: heads)
-                    case .message(_, _, _?):
+                    case .message(_, _, _?, _, _):
                         try EventStore.recordFileMessage(db, row: id, roomID: roomID)
                     default: break
                     }
@@ -597,6 +597,8 @@ extension EventStore {
         var view = event
         view.type = type
         view.content = inner
+        // The priority travels on the envelope (§14.3): the view shows it where a plain message has it.
+        if type == EventType.message, let priority = event.content?["priority"] { view.content?["priority"] = priority }
         return view
     }
 }

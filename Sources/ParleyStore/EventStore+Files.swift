@@ -56,7 +56,7 @@ extension EventStore {
             return try rows.compactMap { row in
                 let event = try EventStore.decryptedView(db: db, event: Event.parse((row[1] as Data).bytes), row: row[0])
                 guard let content = event.content,
-                    case .message(_, _, let file?)? = try? EventContent.parse(type: event.type, content: content, roomID: roomID)
+                    case .message(_, _, let file?, _, _)? = try? EventContent.parse(type: event.type, content: content, roomID: roomID)
                 else { return nil }
                 return file
             }

@@ -48,7 +48,7 @@ extension EventStore {
                 try EventStore.decryptedView(db: db, event: Event.parse((row[1] as Data).bytes), row: row[0])
             }
             let relations = try EventStore.relations(db: db, targets: items.map(\.eventID))
-            return Timeline.resolve(items: items, relations: relations, targets: SQLRelations(db: db))
+            return try EventStore.resolvedTimeline(db: db, items: items, relations: relations)
         }
     }
 
@@ -61,7 +61,7 @@ extension EventStore {
                 arguments: [eventID]
             ).map { try EventStore.decryptedView(db: db, event: Event.parse(($0[1] as Data).bytes), row: $0[0]) }
             guard !events.isEmpty else { return [] }
-            return Timeline.resolve(items: events, relations: try EventStore.relations(db: db, targets: [eventID]), targets: SQLRelations(db: db))
+            return try EventStore.resolvedTimeline(db: db, items: events, relations: try EventStore.relations(db: db, targets: [eventID]))
         }
     }
 
@@ -75,7 +75,7 @@ extension EventStore {
                     arguments: [eventID])
             else { return nil }
             let event = try EventStore.decryptedView(db: db, event: Event.parse((row[1] as Data).bytes), row: row[0])
-            return Timeline.resolve(items: [event], relations: try EventStore.relations(db: db, targets: [eventID]), targets: SQLRelations(db: db)).first
+            return try EventStore.resolvedTimeline(db: db, items: [event], relations: try EventStore.relations(db: db, targets: [eventID])).first
         }
     }
 
@@ -278,8 +278,7 @@ extension EventStore {
             arguments += [limit]
             return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
                 let message = try EventStore.decryptedView(db: db, event: Event.parse((row[1] as Data).bytes), row: row[2])
-                let items = Timeline.resolve(
-                    items: [message], relations: try EventStore.relations(db: db, targets: [message.eventID]), targets: SQLRelations(db: db))
+                let items = try EventStore.resolvedTimeline(db: db, items: [message], relations: try EventStore.relations(db: db, targets: [message.eventID]))
                 return items.first.map { SearchHit(roomID: row[0], item: $0) }
             }
         }

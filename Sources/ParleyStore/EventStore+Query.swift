@@ -19,6 +19,8 @@ public struct EventQuery: Sendable, Equatable {
     public var untilMs: Int64?
     /// Only messages that share a file.
     public var hasFile = false
+    /// Only messages of this priority (a sealed one's is on its envelope).
+    public var priority: MessagePriority?
     /// Words that must all appear in a message's current text.
     public var text: String?
     public var limit = 50
@@ -47,7 +49,8 @@ extension EventQuery {
     ]
 
     /// A query from named parameters, as `parley query` and `GET /v1/query` take them: `room`, `sender`, `type`,
-    /// `since`, `until`, `has_file` (`true` or `false`), `text`, `limit` (1–1000) and `cursor`.
+    /// `since`, `until`, `priority` (`low`, `normal`, `high`, `urgent`), `has_file` (`true` or `false`), `text`, `limit`
+    /// (1–1000) and `cursor`.
     /// - Throws: ``StoreError`` `.invalidArgument` naming the parameter and what it accepts.
     public init(parameters: [(name: String, value: String)]) throws {
         self.init()
@@ -71,6 +74,11 @@ extension EventQuery {
                 type = full
             case "since": sinceMs = try Self.time(value, name)
             case "until": untilMs = try Self.time(value, name)
+            case "priority":
+                guard let level = MessagePriority(rawValue: value) else {
+                    throw StoreError(.invalidArgument, "priority must be one of \(MessagePriority.allCases.map(\.rawValue).joined(separator: ", ")).")
+                }
+                priority = level
             case "has_file":
                 guard let flag = ["true": true, "false": false][value] else { throw StoreError(.invalidArgument, "has_file must be true or false.") }
                 hasFile = flag
@@ -90,7 +98,7 @@ extension EventQuery {
             default:
                 throw StoreError(
                     .invalidArgument, "There is no query parameter \(name).",
-                    remedy: "Use room, sender, type, since, until, has_file, text, limit or cursor.")
+                    remedy: "Use room, sender, type, since, until, priority, has_file, text, limit or cursor.")
             }
         }
         if let sinceMs, let untilMs, sinceMs > untilMs { throw StoreError(.invalidArgument, "since is after until: nothing can match.") }
@@ -188,6 +196,21 @@ extension EventStore {
         }
     }
 
+    static func registerPriorityMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v17-priority-index") { db in
+            try db.execute(
+                sql: """
+                    CREATE INDEX events_priority ON events (room_id, timestamp_ms, seq, event_id, sender_key)
+                        WHERE json_extract(CAST(wire AS TEXT), '$.content.priority') IS NOT NULL
+                    """)
+        }
+    }
+
+    /// A message's priority as the store reads it: the `priority` of its content, or of its sealed envelope (§14.3).
+    /// Most messages have none, so a partial index (`events_priority`, on the same expression) holds only the others,
+    /// in each room's order.
+    static let priorityExpression = "json_extract(CAST(e.wire AS TEXT), '$.content.priority')"
+
     /// Notes that the event stored at `row` is a message sharing a file, for `--has-file`.
     static func recordFileMessage(_ db: Database, row: Int64, roomID: String) throws {
         try db.cachedStatement(sql: "INSERT OR IGNORE INTO event_files (event_row, room_id) VALUES (?, ?)").execute(arguments: [row, roomID])
@@ -211,6 +234,16 @@ extension EventStore {
                 guard let value else { continue }
                 conditions.append(sql)
                 arguments += [value]
+            }
+            switch query.priority {
+            case nil: break
+            case .normal?: conditions += ["COALESCE(p.type, e.type) = 'm.room.message'", "\(EventStore.priorityExpression) IS NULL"]
+            case let level?:
+                // Written as the partial index's condition, so the planner reads that index.
+                conditions += [
+                    "COALESCE(p.type, e.type) = 'm.room.message'", "\(EventStore.priorityExpression) IS NOT NULL", "\(EventStore.priorityExpression) = ?",
+                ]
+                arguments += [level.rawValue]
             }
             var match: String?
             var readsInOrder = false

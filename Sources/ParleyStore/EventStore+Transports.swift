@@ -410,7 +410,23 @@ extension EventStore {
             let inTransit = try Int.fetchOne(
                 db.cachedStatement(sql: "SELECT COUNT(*) FROM events WHERE room_id = ? AND sender_key = ? AND seq <= ?"),
                 arguments: [roomID, senderKey, confirmed])
-            return OutboxStatus(pending: row?[0] ?? 0, inTransit: inTransit ?? 0, oldestPendingMs: row?[1])
+            let pending: Int = row?[0] ?? 0
+            var priority = MessagePriority.normal
+            if pending > 0, let oldest: Int64 = row?[1] {
+                // The few events with a priority, from the oldest pending one's time on: read from their partial index.
+                let ranked = try Row.fetchOne(
+                    db.cachedStatement(
+                        sql: """
+                            SELECT COUNT(*), MAX(CASE \(EventStore.priorityExpression) WHEN 'urgent' THEN 3 WHEN 'high' THEN 2 WHEN 'low' THEN 0 ELSE 1 END)
+                            FROM events e INDEXED BY events_priority
+                            WHERE e.room_id = ? AND e.timestamp_ms >= ? AND \(EventStore.priorityExpression) IS NOT NULL AND e.sender_key = ? AND e.seq > ?
+                            """), arguments: [roomID, oldest, senderKey, confirmed])
+                let count: Int = ranked?[0] ?? 0
+                let top = (ranked?[1] as Int?).flatMap { rank in MessagePriority.allCases.first { $0.rank == rank } }
+                // Pending events without a priority are normal ones.
+                priority = count < pending ? max(top ?? .normal, .normal) : top ?? .normal
+            }
+            return OutboxStatus(pending: pending, inTransit: inTransit ?? 0, oldestPendingMs: row?[1], priority: priority)
         }
     }
 

@@ -189,6 +189,7 @@ public final class EventStore: Sendable {
         registerRoomPreferencesMigration(&migrator)
         registerQueryMigration(&migrator)
         registerSendFailureCodesMigration(&migrator)
+        registerPriorityMigration(&migrator)
         return migrator
     }
 }

@@ -1,3 +1,5 @@
+import ParleyCore
+
 /// A transport's name: what tells its rows apart in a node's store, and its part in logs ("bucket" today; the relay
 /// and peers next).
 public struct TransportName: Hashable, Sendable, CustomStringConvertible {
@@ -85,11 +87,14 @@ public struct OutboxStatus: Sendable, Equatable {
     public var inTransit: Int
     /// The oldest pending event's time, if any.
     public var oldestPendingMs: Int64?
+    /// The highest priority among the pending events (§7.6); `normal` when none is pending.
+    public var priority: MessagePriority
 
-    public init(pending: Int, inTransit: Int, oldestPendingMs: Int64?) {
+    public init(pending: Int, inTransit: Int, oldestPendingMs: Int64?, priority: MessagePriority = .normal) {
         self.pending = pending
         self.inTransit = inTransit
         self.oldestPendingMs = oldestPendingMs
+        self.priority = priority
     }
 }
 

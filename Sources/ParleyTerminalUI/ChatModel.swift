@@ -36,6 +36,10 @@ public struct ChatItem: Sendable, Equatable {
     public var body: String?
     public var edited: Bool
     public var redacted: Bool
+    /// `high` or `urgent`, shown; `nil` for the others.
+    public var priority: String?
+    /// For a forward, what is shown of its origin: `forwarded from alice, checked`.
+    public var forwarded: String?
     /// Reaction keys with the users who reacted, in the order the API gives them.
     public var reactions: [(key: String, users: [String])]
     /// The reaction events behind them.
@@ -66,6 +70,16 @@ public struct ChatItem: Sendable, Equatable {
         }
         edited = json["edited"]?.boolValue ?? false
         redacted = json["redacted"]?.boolValue ?? false
+        priority = json["priority"]?.stringValue.flatMap { ["high", "urgent"].contains($0) ? $0 : nil }
+        if let forward = json["forwarded"], let from = forward["sender_id"]?.stringValue {
+            let check =
+                switch forward["check"]?.stringValue {
+                case "matches": "checked"
+                case "differs": "DOES NOT MATCH the original"
+                default: "original not held"
+                }
+            forwarded = "forwarded from \(from), \(check)"
+        }
         reactions = (json["reactions"]?.objectValue?.members ?? []).map { ($0.key, $0.value.arrayValue?.compactMap(\.stringValue) ?? []) }
         reactionEvents = (json["reaction_events"]?.arrayValue ?? []).compactMap { record in
             guard let id = record["event_id"]?.stringValue, let key = record["key"]?.stringValue, let sender = record["sender_id"]?.stringValue else {

@@ -211,7 +211,8 @@ public enum ChatView {
         let mark =
             item.sender != model.me
             ? "" : receipt == "read" ? " ✓✓ read" : receipt != nil ? " ✓✓" : model.failed[item.eventID] != nil ? " ✗" : sent ? " ✓" : " ·"
-        let suffix = (item.edited && !item.redacted ? " (edited)" : "") + mark
+        let routing = item.redacted ? "" : (item.priority.map { " [\($0)]" } ?? "") + (item.forwarded.map { " (\(TerminalWidth.safe($0)))" } ?? "")
+        let suffix = routing + (item.edited && !item.redacted ? " (edited)" : "") + mark
         let first = width - head.columns
         var bodyLines = TerminalWidth.wrapped(body, width: max(1, first))
         if bodyLines.count > 1 {

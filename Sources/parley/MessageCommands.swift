@@ -87,6 +87,7 @@ struct Send: AsyncParsableCommand {
     @Option(name: .customLong("reply-to"), help: "The event this replies to: its id, or the start of the id's last part.") var replyTo: String?
     @Flag(help: "Send as a notice (msgtype notice).") var notice = false
     @Flag(help: "Send as an emote (msgtype emote).") var emote = false
+    @OptionGroup var routing: PriorityOption
     @OptionGroup var options: PublishOptions
 
     func validate() throws {
@@ -102,7 +103,7 @@ struct Send: AsyncParsableCommand {
         let kind: MessageKind = emote ? .emote : notice ? .notice : .text
         try await options.publish(in: roomID, global) { node in
             let parent = try replyTo.map { try node.resolveEventID($0, in: roomID) }
-            return try node.send(roomID, text: try input.read(), kind: kind, replyTo: parent)
+            return try node.send(roomID, text: try input.read(), kind: kind, replyTo: parent, priority: routing.priority)
         }
     }
 
@@ -113,7 +114,9 @@ struct Send: AsyncParsableCommand {
             let parent = try replyTo.map { try node.resolveEventID($0, in: roomID) }
             let caption = input.isGiven ? try input.read() : nil
             defer { sealing.finish() }
-            return try node.shareFile(roomID, path: path, caption: caption, replyTo: parent) { done, total in sealing.set(done, of: total) }
+            return try node.shareFile(roomID, path: path, caption: caption, replyTo: parent, priority: routing.priority) { done, total in
+                sealing.set(done, of: total)
+            }
         }
         report(event, json: options.json)
         // A file is shared once its blocks are where members fetch them: written now, not at the next sync.
@@ -123,6 +126,40 @@ struct Send: AsyncParsableCommand {
         defer { uploading.finish() }
         try await failingAsync { try await flushIfBucket(node, roomID) { uploading.add($0) } }
         try await sendThroughRelay(node, roomID)
+    }
+}
+
+extension MessagePriority: ExpressibleByArgument {}
+
+/// `--priority`: how urgently a message travels.
+struct PriorityOption: ParsableArguments {
+    @Option(help: "low, normal, high or urgent: under backpressure the relay and the outbox send the more urgent first.")
+    var priority: MessagePriority = .normal
+}
+
+struct Forward: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Forward a message into a room, with a signed reference to the original; prints the new event id.",
+        discussion: """
+            The forward carries the text the message shows now (and its file: fetch it first with `parley download`) and             names the original by event id, hash and sender. A member who holds the original sees the forward marked as             checked against it; one who does not sees it as not checked. Forwarding out of an encrypted room into one that             is not is refused unless --allow-clear.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The message's whole id (`parley log --json` gives it), or its room then the start of the id's last part.")
+    var references: [String]
+    @Option(help: "The room to forward it into.") var to: String
+    @Flag(help: "Forward out of an encrypted room into one that is not.") var allowClear = false
+    @OptionGroup var routing: PriorityOption
+    @OptionGroup var options: PublishOptions
+
+    func validate() throws {
+        guard (1...2).contains(references.count) else { throw ValidationError("Give the message's id, or its room and the start of its id.") }
+    }
+
+    func run() async throws {
+        try await options.publish(in: to, global) { node in
+            let (_, eventID) = try resolveMessageReference(references, node: node, command: "forward")
+            return try node.forward(eventID: eventID, to: to, priority: routing.priority, allowClear: allowClear)
+        }
     }
 }
 
@@ -559,7 +596,7 @@ struct Search: ParsableCommand {
 
 struct Query: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Find events by room, sender, type, time, file or text, room by room in each room's order, a page at a time.",
+        abstract: "Find events by room, sender, type, time, priority, file or text, room by room in each room's order, a page at a time.",
         discussion: """
             Every filter given must hold. Times are Unix milliseconds, a date (2026-12-05, midnight UTC) or a UTC time \
             (2026-12-05T10:30Z); both ends are included. Sealed events match by the type and text inside once this node \
@@ -573,6 +610,7 @@ struct Query: ParsableCommand {
     var type: String?
     @Option(help: "Only events at or after this time.") var since: String?
     @Option(help: "Only events at or before this time.") var until: String?
+    @Option(help: "Only messages of this priority: low, normal, high or urgent.") var priority: String?
     @Flag(help: "Only messages that share a file.") var hasFile = false
     @Option(help: "Only messages whose current text has all these words.") var text: String?
     @Option(help: "At most this many events (1–1000).") var limit = 50
@@ -583,7 +621,8 @@ struct Query: ParsableCommand {
     func run() throws {
         let node = try global.node()
         let named: [(String, String?)] = [
-            ("room", room), ("sender", sender), ("type", type), ("since", since), ("until", until), ("has_file", hasFile ? "true" : nil),
+            ("room", room), ("sender", sender), ("type", type), ("since", since), ("until", until), ("priority", priority),
+            ("has_file", hasFile ? "true" : nil),
             ("text", text), ("limit", String(limit)), ("cursor", cursor),
         ]
         let (hits, next) = try failing {

@@ -68,12 +68,25 @@ struct TimelineText {
             head += " …"
             more = []
         }
+        if let forwarded = item.forwarded { head += " " + TimelineText.forwardMark(forwarded) }
+        if item.priority > .normal { head += " [\(item.priority.rawValue)]" }
         if item.edited { head += " (edited)" }
         if let parent = item.parentEventID { head += " " + (try quote(parent)) }
         let reactions = item.reactions.keys.sorted().map { "\($0)×\(item.reactions[$0]!.count)" }
         if !reactions.isEmpty { head += "  [" + reactions.joined(separator: " ") + "]" }
         if let mark { head += "  " + mark.label }
         return ["\(prefix)\(time.format(item.timestampMs))  \(head)  \(item.eventID)"] + more.map { TimelineText.indent + $0 }
+    }
+
+    /// `(forwarded from alice, checked)`: whose message this forwards, and what comparing it with the original found.
+    static func forwardMark(_ forwarded: Forwarded) -> String {
+        let check =
+            switch forwarded.check {
+            case .matches?: "checked against the original"
+            case .differs?: "DOES NOT MATCH the original"
+            case .unavailable?, nil: "original not held here"
+            }
+        return "(forwarded from \(forwarded.reference.senderID), \(check))"
     }
 
     /// What a reply answers: `(reply to bob: "the start of its first line…")`, or `(reply to a message not held)`.

@@ -21,6 +21,22 @@ import Testing
         #expect(schedule.next(nowMs: start + 220, oldestPendingMs: nil) == .wait(untilMs: start + 1_000))
     }
 
+    @Test func `a high or urgent event is written at once despite the flush delay, and before a due sync; a low one waits`() {
+        var schedule = BucketSchedule(settings: .init(pollIntervalMs: 5_000, flushAfterMs: 2_000), nowMs: start)
+        schedule.succeeded(nowMs: start, synced: true)
+        #expect(schedule.next(nowMs: start + 100, oldestPendingMs: start + 100, priority: .low) == .wait(untilMs: start + 2_100))
+        #expect(schedule.next(nowMs: start + 100, oldestPendingMs: start + 100, priority: .normal) == .wait(untilMs: start + 2_100))
+        #expect(schedule.next(nowMs: start + 100, oldestPendingMs: start + 100, priority: .high) == .flush)
+        #expect(schedule.next(nowMs: start + 100, oldestPendingMs: start + 100, priority: .urgent) == .flush)
+        // After a flush a due sync goes first, unless what waits is urgent.
+        schedule.succeeded(nowMs: start + 100, synced: false)
+        #expect(schedule.next(nowMs: start + 5_000, oldestPendingMs: start + 4_000, priority: .normal) == .sync)
+        #expect(schedule.next(nowMs: start + 5_000, oldestPendingMs: start + 4_000, priority: .urgent) == .flush)
+        // A failing bucket is not hammered: the back-off holds for urgent events too.
+        let delay = schedule.failed(nowMs: start + 5_000)
+        #expect(schedule.next(nowMs: start + 5_001, oldestPendingMs: start + 5_001, priority: .urgent) == .wait(untilMs: start + 5_000 + delay))
+    }
+
     @Test func `with a flush delay an event waits that long, and the wait ends when it is due`() {
         var schedule = BucketSchedule(settings: .init(pollIntervalMs: 5_000, flushAfterMs: 2_000), nowMs: start)
         schedule.succeeded(nowMs: start, synced: true)

@@ -34,7 +34,13 @@ struct ScriptTests {
             echo "Swift version 5.10.1 (swift-5.10.1-RELEASE)"
             echo "Target: x86_64-unknown-linux-gnu"
             """
-        try #require(FileManager.default.createFile(atPath: swift, contents: Data(fake.utf8), attributes: [.posixPermissions: 0o755]))
+        // Written through a close-on-exec descriptor: one inherited by a process another test forks meanwhile would make
+        // running the script fail with "text file busy".
+        let descriptor = open(swift, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o755)
+        try #require(descriptor >= 0)
+        let written = fake.utf8CString.withUnsafeBufferPointer { write(descriptor, $0.baseAddress, $0.count - 1) }
+        close(descriptor)
+        try #require(written == fake.utf8.count)
         let result = try run("scripts/test", path: "\(directory.path):/usr/bin:/bin")
         #expect(result.status == 1)
         #expect(result.stderr.contains("Parley needs Swift 6.2 or later, but '\(swift)' is Swift 5.10."), "\(result.stderr)")

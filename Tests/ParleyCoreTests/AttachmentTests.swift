@@ -30,7 +30,7 @@ import Testing
 
     @Test func `a file message round-trips through its content`() throws {
         let object = try Self.fileObject(["width": .integer(640), "height": .integer(480)])
-        guard case .message(.file, "notes.txt", let file?) = try Self.parse(object) else {
+        guard case .message(.file, "notes.txt", let file?, _, _) = try Self.parse(object) else {
             Issue.record("not a file message")
             return
         }

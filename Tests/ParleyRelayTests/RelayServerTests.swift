@@ -316,6 +316,28 @@ import Testing
         #expect(big == [RelayFrame.maxEvents, 1])
     }
 
+    @Test func `a lagging reader gets the most urgent room's frames first, each room in its order, equal priorities in turn`() throws {
+        let queue = FrameQueue(maxBytes: 8 << 20)
+        func events(_ name: String) -> [UInt8] { Array(#"{"n":"\#(name)"}"#.utf8) }
+        queue.push(events: events("a1"), count: 1, roomID: "a", priority: .low)
+        queue.push(events: events("b1"), count: 1, roomID: "b")
+        queue.push("{\"type\":\"synced\"}")
+        queue.push(events: events("c1"), count: 1, roomID: "c")
+        // Joins c1's frame: the frame is now high.
+        queue.push(events: events("c2"), count: 1, roomID: "c", priority: .high)
+        queue.push(events: events("b2"), count: 1, roomID: "b", priority: .urgent)
+        queue.push(events: events("d1"), count: 1, roomID: "d", priority: .high)
+        var frames: [String] = []
+        while case .frame(let text) = queue.take() {
+            let parsed = try JSONParser().parse(Array(text.utf8))
+            frames.append(parsed["events"]?.arrayValue?.compactMap { $0["n"]?.stringValue }.joined(separator: ",") ?? "synced")
+        }
+        // b2 is urgent: b1 goes before it (its room's order); then the high frames in turn, the normal, the low.
+        #expect(frames == ["b1", "b2", "c1,c2", "d1", "synced", "a1"])
+        // Taken ahead of the head, the frames left the queue's byte count too: it takes the bound's worth again.
+        #expect(queue.push(events: [UInt8](repeating: 0x20, count: 7 << 20), count: 1, roomID: "a"))
+    }
+
     @Test func `a connection must authenticate first, with a live token and a device of its account`() async throws {
         try await RelayFixture.withRelay { relay in
             let alice = TestDevice("alice")

@@ -101,7 +101,12 @@ func verdictName(_ outcome: IngestOutcome) -> String {
             var expected = reference.state
             expected.pinCreate()
             #expect(try store.roomState(roomID: scenario.roomID) == expected, "round \(round)")
-            let got = try store.timeline(roomID: scenario.roomID, limit: 1000)
+            // The store also compares forwards with their originals, which a timeline alone cannot (RoutingTests).
+            let got = try store.timeline(roomID: scenario.roomID, limit: 1000).map { item in
+                var item = item
+                item.forwarded?.check = nil
+                return item
+            }
             let want = scenario.vector.timeline()
             #expect(got == want, "round \(round): \(zip(got, want).filter { $0 != $1 })")
         }

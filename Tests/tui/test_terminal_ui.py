@@ -206,6 +206,13 @@ class TerminalUITests(unittest.TestCase):
         title = self.tmux("display-message", "-p", "-t", "chat:bob", "#{pane_title}")
         self.assertNotIn("pwned", title)
 
+    def test_an_urgent_message_and_a_forward_of_it_show_their_marks(self):
+        self.ready("bob")
+        urgent = parley(self.alice, "send", "general", "the build is broken", "--priority", "urgent").strip()
+        self.until("bob", lambda s: "the build is broken [urgent]" in s, "Bob never saw the urgent mark")
+        parley(self.alice, "forward", urgent, "--to", "general")
+        self.until("bob", lambda s: "(forwarded from alice, checked)" in s, "Bob never saw the checked forward")
+
     def test_the_chat_redraws_after_resizes_down_to_20_by_5(self):
         self.ready("alice")
         for width, height in ((80, 24), (20, 5), (100, 30)):

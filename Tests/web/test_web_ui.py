@@ -244,6 +244,23 @@ class WebPageTests(unittest.TestCase):
         self.until(self.bob_page, lambda p: "message deleted" in self.item_by_id(p, sent["event_id"]).find_element(By.CSS_SELECTOR, ".body").text,
                    "Bob sees the message deleted")
 
+    def test_an_urgent_message_and_its_checked_forward_show_their_marks_on_the_other_page(self):
+        urgent = self.alice.api("POST", "/v1/rooms/general/messages", {"text": "the build is broken", "priority": "urgent"})
+        item = self.item_by_id(self.bob_page, urgent["event_id"])
+        self.until(self.bob_page, lambda p: item.find_element(By.CSS_SELECTOR, ".priority.urgent").text.strip().lower() == "urgent",
+                   "the urgent mark on Bob's page")
+        forward = self.bob.api("POST", f"/v1/rooms/general/events/{urgent['event_id']}/forward", {"to": "general"})
+        shown = self.item_by_id(self.alice_page, forward["event_id"])
+        self.until(self.alice_page, lambda p: "forwarded from alice, checked" in shown.find_element(By.CSS_SELECTOR, ".forwarded.matches").text,
+                   "the checked forward on Alice's page")
+        self.assertEqual([event["event_id"] for event in self.alice.api("GET", "/v1/query?room=general&priority=urgent")["events"]],
+                         [urgent["event_id"]])
+        with self.assertRaises(urllib.error.HTTPError) as refused:
+            self.bob.api("POST", "/v1/rooms/general/messages", {"text": "x", "priority": "asap"})
+        self.assertEqual(refused.exception.code, 400)
+        self.assertEqual(self.errors(self.alice_page), [])
+        self.assertEqual(self.errors(self.bob_page), [])
+
     def test_a_reaction_clicked_again_is_taken_back_on_both_pages(self):
         sent = self.alice.api("POST", "/v1/rooms/general/messages", {"text": "react and take it back"})
         self.alice.api("POST", f"/v1/rooms/general/events/{sent['event_id']}/reactions", {"key": "👀"})

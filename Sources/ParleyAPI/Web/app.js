@@ -853,6 +853,17 @@
     if (item.parent_event_id && !(inThread && item.parent_event_id === view.threadRoot)) el.append(renderQuote(room, item.parent_event_id));
     const meta = h("div", { class: "meta" },
       h("span", { class: "sender " + colourClass(item.sender_id), text: item.sender_id }), timeElement(item.timestamp_ms));
+    if (!item.redacted && (item.priority === "high" || item.priority === "urgent")) {
+      meta.append(h("span", { class: "priority " + item.priority, title: `Sent with ${item.priority} priority`, text: item.priority }));
+    }
+    if (!item.redacted && item.forwarded) {
+      const checks = {
+        matches: ["checked", "Checked against the original, which this node holds"],
+        differs: ["does not match the original", "This node holds the original, and it says otherwise: do not trust this forward"],
+      };
+      const [label, title] = checks[item.forwarded.check] || ["original not held", "This node does not hold the original, so it could not check it"];
+      meta.append(h("span", { class: "forwarded " + (item.forwarded.check || "unavailable"), title, text: `forwarded from ${item.forwarded.sender_id}, ${label}` }));
+    }
     if (item.edited) {
       const versions = (item.edits || []).length;
       meta.append(h("span", { class: "edited", title: versions ? `Edited; ${versions} earlier version${versions === 1 ? "" : "s"}` : "Edited", text: "(edited)" }));

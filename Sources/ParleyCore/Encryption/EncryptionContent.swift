@@ -56,6 +56,8 @@ public struct EncryptedContent: Sendable, Equatable {
     public var nonce: [UInt8]
     /// Ciphertext followed by the 16-byte tag.
     public var ciphertext: [UInt8]
+    /// The sealed message's priority, in clear so transports can honour it (§14.3); `normal` when absent.
+    public var priority: MessagePriority = .normal
 
     public init(algorithm: RoomCipher.Algorithm, keyID: String, messageKeyID: String? = nil, nonce: [UInt8], ciphertext: [UInt8]) {
         self.algorithm = algorithm
@@ -66,7 +68,9 @@ public struct EncryptedContent: Sendable, Equatable {
     }
 
     public var jsonObject: JSONObject {
-        Self.jsonObject(algorithm: algorithm, keyID: keyID, messageKeyID: messageKeyID, nonce: nonce, ciphertext: ciphertext)
+        var object = Self.jsonObject(algorithm: algorithm, keyID: keyID, messageKeyID: messageKeyID, nonce: nonce, ciphertext: ciphertext)
+        if priority != .normal { object["priority"] = .string(priority.rawValue) }
+        return object
     }
 
     static func jsonObject(
@@ -212,7 +216,9 @@ extension EventContent {
         guard ciphertext.count >= RoomCipher.tagByteCount else {
             throw ContentError("m.room.encrypted: ciphertext is shorter than the \(RoomCipher.tagByteCount)-byte tag")
         }
-        return EncryptedContent(algorithm: algorithm, keyID: keyID, messageKeyID: messageKeyID, nonce: nonce, ciphertext: ciphertext)
+        var content = EncryptedContent(algorithm: algorithm, keyID: keyID, messageKeyID: messageKeyID, nonce: nonce, ciphertext: ciphertext)
+        content.priority = try MessagePriority.parse(&reader)
+        return content
     }
 
     static func parseRoomKey(_ reader: inout ContentReader) throws(ContentError) -> RoomKeyContent {

@@ -161,7 +161,8 @@ public enum RoomCipher {
             senderKey: event.senderKey, seq: event.seq, parentEventID: event.parentEventID, prevEventHash: event.prevEventHash)
     }
 
-    /// The content of an `m.room.encrypted` event carrying `type` and `content`.
+    /// The content of an `m.room.encrypted` event carrying `type` and `content`. A message's `priority` goes on the
+    /// envelope, in clear, for transports to honour (§14.3); the sealed content never carries it.
     public static func seal(
         type: String, content: JSONObject, key: RoomKey, associatedData: [UInt8], using generator: inout some RandomNumberGenerator
     ) -> JSONObject {
@@ -174,12 +175,17 @@ public enum RoomCipher {
         type: String, content: JSONObject, key: RoomKey, associatedData: [UInt8], nonce: [UInt8], algorithm: Algorithm = .messageKey
     ) -> JSONObject {
         precondition(maySeal(type), "\(type) is never sealed")
-        let plaintext = paddedPlaintext(type: type, content: content)
+        var inner = content
+        let priority = type == EventType.message ? inner["priority"] : nil
+        inner["priority"] = nil
+        let plaintext = paddedPlaintext(type: type, content: inner)
         let messageKey = algorithm == .messageKey ? MessageKey(roomKey: key, associatedData: associatedData) : nil
         let box = try! AES.GCM.seal(plaintext, using: messageKey?.aeadKey ?? key.aeadKey, nonce: AES.GCM.Nonce(data: nonce), authenticating: associatedData)
         // `combined` (present for 12-byte nonces) is nonce, ciphertext and tag in one buffer, encoded from where it is.
-        return EncryptedContent.jsonObject(
+        var envelope = EncryptedContent.jsonObject(
             algorithm: algorithm, keyID: key.keyID, messageKeyID: messageKey?.id, nonce: nonce, ciphertext: box.combined!.dropFirst(nonceByteCount))
+        envelope["priority"] = priority
+        return envelope
     }
 
     /// Plaintexts are padded to a multiple of this many bytes, so a sealed event tells its size only to this grain.
@@ -255,6 +261,10 @@ public enum RoomCipher {
         }
         guard EventTypeName.problem(with: type) == nil, maySeal(type) else {
             throw EncryptionError(.badPlaintext, "\(Identifier.printable(type)) may not be sent sealed")
+        }
+        // Its envelope carries it, where transports see it (§14.3): a second one inside could say otherwise.
+        guard type != EventType.message || content["priority"] == nil else {
+            throw EncryptionError(.badPlaintext, "a sealed m.room.message carries its priority on the envelope, not inside")
         }
         return (type, content)
     }

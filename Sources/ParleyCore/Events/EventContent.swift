@@ -81,8 +81,9 @@ public enum EventContent: Sendable, Equatable {
     case powerLevels(PowerLevels)
     case name(String)
     case topic(String)
-    /// A message; `file` is present exactly when `kind` is `.file`.
-    case message(kind: MessageKind, body: String, file: FileAttachment? = nil)
+    /// A message; `file` is present exactly when `kind` is `.file`, `forwarded` when it forwards another message.
+    case message(
+        kind: MessageKind, body: String, file: FileAttachment? = nil, priority: MessagePriority = .normal, forwarded: ForwardReference? = nil)
     case edit(target: String, body: String)
     case redaction(target: String, reason: String?)
     case reaction(target: String, key: String)
@@ -171,7 +172,9 @@ extension EventContent {
             guard (kind == .file) == (file != nil) else {
                 throw ContentError(kind == .file ? "m.room.message: msgtype file needs a file object" : "m.room.message: only msgtype file has a file object")
             }
-            result = .message(kind: kind, body: body, file: file)
+            let priority = try MessagePriority.parse(&reader)
+            let forwarded = try reader.optionalValue("forwarded").map { value throws(ContentError) in try ForwardReference.parse(value) }
+            result = .message(kind: kind, body: body, file: file, priority: priority, forwarded: forwarded)
         case EventType.edit:
             let target = try reader.eventID("target_event_id", roomID: roomID)
             result = .edit(target: target, body: try reader.string("body"))

@@ -27,6 +27,10 @@ public struct TimelineItem: Sendable, Equatable {
     public var messageKind: MessageKind?
     /// The file a message of kind `file` shares; `nil` when redacted.
     public var file: FileAttachment?
+    /// How urgently the message was sent (`normal` for anything else).
+    public var priority: MessagePriority = .normal
+    /// For a forwarded message, what it says of its original and what this node found on comparing them; `nil` when redacted.
+    public var forwarded: Forwarded?
     /// The current text: the newest edit's, else the original's. `nil` when redacted or not held.
     public var body: String?
     public var edited: Bool = false
@@ -46,6 +50,33 @@ public struct TimelineItem: Sendable, Equatable {
 
     /// The item's place in the total order: a cursor for paging further back.
     public var order: EventOrder { EventOrder(timestampMs: timestampMs, seq: seq, eventID: eventID, senderKey: senderKey) }
+}
+
+/// A forwarded message's link to its original (docs/PROTOCOL.md §7.6).
+public struct Forwarded: Sendable, Equatable {
+    public var reference: ForwardReference
+    /// The text the forward carried when sent (before any edit of the forward): what the original must have said.
+    public var text: String
+    /// What the node holding the timeline found; `nil` until a store compares.
+    public var check: ForwardCheck?
+
+    public init(reference: ForwardReference, text: String, check: ForwardCheck? = nil) {
+        self.reference = reference
+        self.text = text
+        self.check = check
+    }
+}
+
+/// What comparing a forward with its original found.
+public enum ForwardCheck: String, Sendable, Equatable {
+    /// The original is held, accepted in its room, has the hash and sender the reference names, and said the
+    /// forwarded text (itself or in one of its sender's edits).
+    case matches
+    /// The original is held but is not what the reference or the forward says: another hash under that id, another
+    /// sender, a refused event, or other text.
+    case differs
+    /// The original is not held, or its text cannot be read here (redacted, or sealed with no key): nothing to compare.
+    case unavailable
 }
 
 /// Builds timeline items from accepted events (docs/PROTOCOL.md §9). Pure: the store hands it the messages of a
@@ -99,12 +130,14 @@ public enum Timeline {
             item.redacted = isRedacted(event)
             let content = event.content.flatMap { try? EventContent.parse(type: event.type, content: $0, roomID: event.roomID) }
             switch content {
-            case .message(let kind, let body, let file)?:
+            case .message(let kind, let body, let file, let priority, let forwarded)?:
                 // A redacted message shows nothing of its content, not even its kind: a store has stripped it.
                 guard !item.redacted else { break }
                 item.messageKind = kind
                 item.body = body
                 item.file = file
+                item.priority = priority
+                item.forwarded = forwarded.map { Forwarded(reference: $0, text: body) }
                 let history = (edits[event.eventID] ?? []).filter { $0.senderID == event.senderID }.sorted(by: precedes)
                 item.edits = history.compactMap { edit in
                     guard case .edit(_, let newBody)? = edit.content.flatMap({ try? EventContent.parse(type: edit.type, content: $0, roomID: edit.roomID) })

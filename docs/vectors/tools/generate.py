@@ -648,6 +648,50 @@ def state_vectors():
                   "members": {"alice": {"membership": "join", "devices": [alice.key]}, "bob": {"membership": "join", "devices": [bob.key]},
                               "mallory": {"membership": "join", "devices": [mallory.key]}},
                   "power_levels": {"alice": 100}, "shuffle": True}})
+    # Priorities and forward references (§7.6): their schema decides the verdict; neither changes state.
+    alice = Device("alice")
+    r = "routing"
+    founding = [alice.sign(r, "m.room.create", {"version": 1}, t0),
+                alice.sign(r, "m.room.member", member(alice, "join", "alice", [alice.binding()]), t0)]
+    original = alice.sign(r, "m.room.message", {"msgtype": "text", "body": "the original"}, t0 + 1)
+    elsewhere = "elsewhere::20251009T085320.123Z::34f3715e-36de-43e2-9307-24174c0be1aa"
+
+    def forward(**changes):
+        reference = {"event_id": original["event_id"], "hash": event_hash(original), "sender": "alice"}
+        reference.update(changes)
+        return {k: v for k, v in reference.items() if v is not None}
+
+    def message(**fields):
+        return dict({"msgtype": "text", "body": "the original"}, **fields)
+
+    steps = [
+        (founding[0], "accepted"),
+        (founding[1], "accepted"),
+        (original, "accepted"),
+        (alice.sign(r, "m.room.message", message(priority="urgent"), t0 + 2), "accepted"),
+        (alice.sign(r, "m.room.message", message(priority="high"), t0 + 3), "accepted"),
+        (alice.sign(r, "m.room.message", message(priority="low"), t0 + 4), "accepted"),
+        # normal is written by leaving the field out: one form for each priority.
+        (alice.sign(r, "m.room.message", message(priority="normal"), t0 + 5), "rejected"),
+        (alice.sign(r, "m.room.message", message(priority="URGENT"), t0 + 6), "rejected"),
+        (alice.sign(r, "m.room.message", message(priority=3), t0 + 7), "rejected"),
+        (alice.sign(r, "m.room.message", message(forwarded=forward()), t0 + 8), "accepted"),
+        # The original may be in another room: its id's room part is not this room's.
+        (alice.sign(r, "m.room.message", message(forwarded=forward(event_id=elsewhere, sender="bob")), t0 + 9), "accepted"),
+        (alice.sign(r, "m.room.message", message(forwarded=forward(), priority="high"), t0 + 10), "accepted"),
+        (alice.sign(r, "m.room.message", message(forwarded=forward(hash=event_hash(original).upper())), t0 + 11), "rejected"),
+        (alice.sign(r, "m.room.message", message(forwarded=forward(hash=event_hash(original)[:62])), t0 + 12), "rejected"),
+        (alice.sign(r, "m.room.message", message(forwarded=forward(event_id="not an id")), t0 + 13), "rejected"),
+        (alice.sign(r, "m.room.message", message(forwarded=forward(sender="Alice")), t0 + 14), "rejected"),
+        (alice.sign(r, "m.room.message", message(forwarded=forward(sender=None)), t0 + 15), "rejected"),
+        (alice.sign(r, "m.room.message", message(forwarded=forward(room_id=r)), t0 + 16), "rejected"),
+        (alice.sign(r, "m.room.message", message(forwarded=original["event_id"]), t0 + 17), "rejected"),
+        # An edit, a reaction or a notice of the forward is judged as usual; a priority is for messages only.
+        (alice.sign(r, "m.room.reaction", {"target_event_id": original["event_id"], "key": "+", "priority": "high"}, t0 + 18), "rejected"),
+    ]
+    scenario("message priorities and forward references are accepted in their one form and refused in any other", steps,
+             {"creator": "alice", "name": None, "topic": None,
+              "members": {"alice": {"membership": "join", "devices": [alice.key]}}, "power_levels": {"alice": 100}})
     return {"description": "Room state resolution (docs/PROTOCOL.md §8): each scenario lists wire-form events, the "
                            "verdict each gets (`accepted` or `rejected`), and the resolved state after all of them: "
                            "creator, name, topic, each member's membership and joined device keys, and the users' power "
@@ -822,6 +866,9 @@ def reference_open(key, aad, content):
             or not isinstance(value["type"], str) or not re.fullmatch(r"[a-z][a-z0-9._]{0,127}", value["type"])
             or value["type"] in SEALABLE_EXCLUDED):
         return "bad_plaintext"
+    # A sealed message's priority travels on the envelope only (§14.3).
+    if value["type"] == "m.room.message" and "priority" in value["content"]:
+        return "bad_plaintext"
     return None
 
 
@@ -968,6 +1015,7 @@ def encryption_vectors():
         "decrypt_failed")
     bad("key_id changed to name the key it is opened with", other_key, base_aad, dict(good, key_id=room_key_id(other_key)),
         "decrypt_failed")
+    bad("a priority on the envelope is outside the ciphertext: it opens", epoch_key, base_aad, dict(good, priority="urgent"), None)
     bad("a plaintext without padding opens (padding is optional to readers)", epoch_key, base_aad,
         seal_content(epoch_key, vector_bytes("unpadded nonce", 12), base_aad,
                      canonical({"content": {"msgtype": "text", "body": "héllo"}, "type": "m.room.message"})), None)
@@ -990,6 +1038,8 @@ def encryption_vectors():
         ("a sealed m.room.key_request", canonical({"content": {"events": [{"sender_key": alice.key, "seq": 1}]},
                                                    "type": "m.room.key_request"})),
         ("a sealed m.room.key_forward", canonical({"content": {}, "type": "m.room.key_forward"})),
+        ("a sealed m.room.message with its priority inside (it goes on the envelope)",
+         canonical({"content": {"msgtype": "text", "body": "x", "priority": "urgent"}, "type": "m.room.message"})),
         ("a plaintext with a third field", canonical({"content": {}, "extra": 1, "type": "m.room.message"})),
         ("a plaintext without type", canonical({"content": {"msgtype": "text", "body": "x"}})),
         ("a plaintext whose content is not an object", canonical({"content": "hello", "type": "m.room.message"})),
