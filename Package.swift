@@ -167,10 +167,10 @@ let package = Package(
         .testTarget(
             name: "ParleyRelayTests",
             dependencies: [
-                "ParleyRelay", "ParleyRelayClient", "ParleyStore", "ParleyTesting", .product(name: "Crypto", package: "swift-crypto"),
+                "ParleyRelay", "ParleyRelayClient", "ParleyStore", "ParleySync", "ParleyTesting", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"), .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         .testTarget(name: "ParleyTerminalUITests", dependencies: ["ParleyTerminalUI", "ParleyClient", "ParleyTesting"]),

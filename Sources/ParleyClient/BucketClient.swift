@@ -295,10 +295,10 @@ extension BucketClient {
 }
 
 extension BucketClient {
-    /// Where a bucket room's blocks are fetched from; `nil` when the room does not live in a bucket on this node.
+    /// Where the blocks of a room's files are fetched: its bucket, else its relay; `nil` for a room of neither.
     public func blockSource(_ roomID: String) throws -> (any BlockSource)? {
         let transport = transport
-        guard let room = try transport.host.room(roomID) else { return nil }
+        guard let room = try transport.host.room(roomID) else { return try RelayClient(node: node).blockSource(roomID) }
         return BucketBlockSource(transport: transport, roomID: roomID, objects: try bucketCall { () throws(BucketError) in try transport.objects(for: room) })
     }
 }

@@ -178,6 +178,13 @@ public struct RelayClient: Sendable {
         return try await call { try await transport.sync([roomID], session: session) }
     }
 
+    /// Where the blocks of a relay room's files are fetched: the relay, as this device; `nil` for a room of no relay.
+    /// - Throws: ``ClientError`` `not_logged_in` when this node has no live session there.
+    public func blockSource(_ roomID: String) throws -> (any BlockSource)? {
+        guard let room = try node.store.transportRoom(.relay, roomID: roomID) else { return nil }
+        return RelayBlockSource(client: transport.blocksClient(try session(at: try Self.url(room.location))), roomID: roomID)
+    }
+
     /// The relay location of a room, when it has one.
     public func location(_ roomID: String) throws -> RoomLocation? {
         try node.store.transportRoom(.relay, roomID: roomID).map { .relay(url: $0.location) }
@@ -289,5 +296,19 @@ extension Array where Element: Sendable {
         var kept: [Element] = []
         for element in self where await isIncluded(element) { kept.append(element) }
         return kept
+    }
+}
+
+/// A relay room's blocks (docs/PROTOCOL.md §16.6).
+struct RelayBlockSource: BlockSource {
+    let client: RelayBlocksClient
+    let roomID: String
+
+    func fetch(_ block: BlockRef) async throws -> [UInt8] {
+        do {
+            return try await client.get(block, roomID: roomID)
+        } catch let error as RelayClientError where error.code == "not_found" {
+            throw ClientError(.notFound, "The relay \(client.relay) holds no block \(block.id.hex.prefix(16))… of \(roomID).")
+        }
     }
 }

@@ -17,7 +17,7 @@ public enum RelayConfigurationFile {
         "listen": "a string HOST:PORT", "data": "a string (a folder)", "public_url": "a string (a URL)",
         "registration": "the string open, invite or closed", "allow_origins": "an array of strings", "log_level": "a string", "database": "a string",
         "max_connections_per_address": "an integer", "ping_interval_seconds": "an integer", "max_connections_per_account": "an integer",
-        "max_queued_bytes": "an integer",
+        "max_queued_bytes": "an integer", "block_quota_mb": "an integer",
         "publish_events_per_second": "a number", "logins_per_address_per_minute": "a number", "publish_bytes_per_second": "a number",
         "tls_cert": "a string (a PEM file)",
         "tls_key": "a string (a PEM file)",
@@ -55,7 +55,7 @@ public enum RelayConfigurationFile {
             case "allow_origins":
                 guard let array = value.array, array.allSatisfy({ $0.string != nil }) else { throw invalid("has \(key), which must be \(wanted)") }
                 values.origins = array.compactMap(\.string)
-            case "max_connections_per_address", "max_connections_per_account", "max_queued_bytes", "ping_interval_seconds":
+            case "max_connections_per_address", "max_connections_per_account", "max_queued_bytes", "ping_interval_seconds", "block_quota_mb":
                 guard let number = value.int, number > 0 else { throw invalid("has \(key), which must be a positive integer") }
                 values.integers[key] = number
             case "publish_events_per_second", "publish_bytes_per_second", "logins_per_address_per_minute":

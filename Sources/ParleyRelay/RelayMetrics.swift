@@ -14,6 +14,9 @@ final class RelayMetrics: Sendable {
         case eventsOut(Int)
         case rejected(code: String, count: Int)
         case loginFailed, badFrame, slowConsumer
+        /// Block bytes stored from uploads, and served to readers.
+        case blockBytesIn(Int)
+        case blockBytesOut(Int)
     }
 
     let registry = PrometheusCollectorRegistry()
@@ -26,6 +29,8 @@ final class RelayMetrics: Sendable {
     private let loginFailures: CoreMetrics.Counter
     private let badFrames: CoreMetrics.Counter
     private let slowConsumers: CoreMetrics.Counter
+    private let blockBytesIn: CoreMetrics.Counter
+    private let blockBytesOut: CoreMetrics.Counter
     /// From a publish frame's arrival to its events queued for every reader.
     let fanOut: CoreMetrics.Timer
 
@@ -43,6 +48,8 @@ final class RelayMetrics: Sendable {
         loginFailures = CoreMetrics.Counter(label: "parley_relay_login_failures_total", factory: factory)
         badFrames = CoreMetrics.Counter(label: "parley_relay_bad_frames_total", factory: factory)
         slowConsumers = CoreMetrics.Counter(label: "parley_relay_slow_consumers_total", factory: factory)
+        blockBytesIn = CoreMetrics.Counter(label: "parley_relay_block_bytes_total", dimensions: [("direction", "in")], factory: factory)
+        blockBytesOut = CoreMetrics.Counter(label: "parley_relay_block_bytes_total", dimensions: [("direction", "out")], factory: factory)
         fanOut = CoreMetrics.Timer(label: "parley_relay_fanout_seconds", factory: factory)
     }
 
@@ -80,6 +87,12 @@ final class RelayMetrics: Sendable {
         case .slowConsumer:
             counts.withLock { $0.slowConsumers += 1 }
             slowConsumers.increment()
+        case .blockBytesIn(let bytes):
+            counts.withLock { $0.blockBytesIn += bytes }
+            blockBytesIn.increment(by: bytes)
+        case .blockBytesOut(let bytes):
+            counts.withLock { $0.blockBytesOut += bytes }
+            blockBytesOut.increment(by: bytes)
         }
     }
 

@@ -40,6 +40,8 @@ public final class RelayServer: Service, Sendable {
     public let settings: RelaySettings
     public let accounts: RelayAccounts
     public let events: RelayEvents
+    /// The blocks of files shared in its rooms.
+    public let blocks: RelayBlocks
     /// The database shared with the deployment's other relays, if any.
     public let database: RelayDatabase?
     let hub = RelayHub()
@@ -63,6 +65,8 @@ public final class RelayServer: Service, Sendable {
         public var loginFailures = 0
         public var badFrames = 0
         public var slowConsumers = 0
+        public var blockBytesIn = 0
+        public var blockBytesOut = 0
     }
 
     /// Opens the relay's data in `settings.dataDirectory` (made, mode 0700, if missing).
@@ -82,6 +86,7 @@ public final class RelayServer: Service, Sendable {
         // A store made anew holds nothing of the shared log, whatever position an earlier one reached.
         if !FileManager.default.fileExists(atPath: eventsPath) { try? FileManager.default.removeItem(atPath: settings.dataDirectory + "/shared-log-position") }
         events = RelayEvents(store: try EventStore(path: eventsPath))
+        blocks = try RelayBlocks(directory: settings.dataDirectory, quotaBytes: settings.blockQuotaBytes)
     }
 
     public var counts: Counters { metrics.snapshot }
@@ -242,14 +247,8 @@ public final class RelayServer: Service, Sendable {
             return jsonResponse(["device_key": body["device_key"] ?? .null, "user_id": .string(userID)], status: .created)
         }
         v1.get("rooms/:room/query") { request, context in
-            let (_, userID) = try await self.session(request)
             let roomID = try context.parameters.require("room")
-            // As over the socket, a device of the account that the room binds to it reads the room.
-            guard let deviceKey = request.headers[Self.deviceHeader], (try? await self.accounts.store.deviceOwner(key: deviceKey)) == userID else {
-                throw RelayError(
-                    "unknown_device", "Name one of this account's devices in the \(Self.deviceHeader) header.",
-                    remedy: "Add the device to the account first (POST /v1/devices).", status: .forbidden)
-            }
+            let (userID, deviceKey) = try await self.device(of: request)
             var parameters = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
             if let refused = parameters.first(where: { $0.name == "room" || $0.name == "text" }) {
                 throw RelayError.invalidRequest(
@@ -284,6 +283,62 @@ public final class RelayServer: Service, Sendable {
                 events.append(.object(hit.event.jsonObject()))
             }
             return jsonResponse(["events": .array(events), "next_cursor": cursor.map { .string($0.text) } ?? .null])
+        }
+        v1.post("rooms/:room/blocks/missing") { request, context in
+            let roomID = try context.parameters.require("room")
+            try await self.requireReader(request, roomID: roomID)
+            guard case .array(let listed)? = try await Self.body(request)["blocks"], listed.count <= Self.maxBlocksAsked else {
+                throw RelayError.invalidRequest("Give {\"blocks\": [ids]}, at most \(Self.maxBlocksAsked) block ids (64 lowercase hex digits each).")
+            }
+            let ids = try listed.map { value in
+                guard let id = value.stringValue.flatMap(BlockID.init(hex:)) else { throw RelayError.invalidRequest("A block id is 64 lowercase hex digits.") }
+                return id
+            }
+            let missing = try self.blocks.missing(ids, roomID: roomID)
+            return jsonResponse(["missing": .array(missing.map { .string($0.hex) })])
+        }
+        v1.put("rooms/:room/blocks/:block") { request, context in
+            let roomID = try context.parameters.require("room")
+            let id = try Self.blockID(context)
+            let userID = try await self.requireReader(request, roomID: roomID)
+            guard self.blocks.admitUpload() else {
+                throw RelayError(
+                    "busy", "The relay is receiving as many blocks as it takes at once.", remedy: "Send it again in a moment.", status: .serviceUnavailable)
+            }
+            defer { self.blocks.uploadDone() }
+            var request = request
+            let body: ByteBuffer
+            do { body = try await request.collectBody(upTo: BlockTier.huge.byteCount) } catch {
+                throw RelayError("too_large", "A block is at most 16 MiB.", status: .contentTooLarge)
+            }
+            let stored = try self.blocks.put(Array(body.readableBytesView), id: id, roomID: roomID, userID: userID, nowMs: Self.nowMs())
+            if stored == .created { self.metrics.record(.blockBytesIn(body.readableBytes)) }
+            return jsonResponse(
+                ["block": .string(id.hex), "stored": .string(stored == .created ? "created" : "existed")], status: stored == .created ? .created : .ok)
+        }
+        v1.get("rooms/:room/blocks/:block") { request, context in
+            let roomID = try context.parameters.require("room")
+            let id = try Self.blockID(context)
+            try await self.requireReader(request, roomID: roomID)
+            guard let file = try self.blocks.file(of: id, roomID: roomID), let bytes = FileManager.default.contents(atPath: file) else {
+                throw RelayError(
+                    "not_found", "\(roomID) holds no block \(id.hex.prefix(16))… on this relay.", remedy: "Its sender uploads it before the message.",
+                    status: .notFound)
+            }
+            var range = 0..<bytes.count
+            var status = HTTPResponse.Status.ok
+            var headers: HTTPFields = [.contentType: "application/octet-stream", .cacheControl: "no-store", .acceptRanges: "bytes"]
+            if let asked = request.headers[.range] {
+                guard let parsed = Self.byteRange(asked, length: bytes.count) else {
+                    headers[.contentRange] = "bytes */\(bytes.count)"
+                    return Response(status: .rangeNotSatisfiable, headers: headers)
+                }
+                range = parsed
+                status = .partialContent
+                headers[.contentRange] = "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(bytes.count)"
+            }
+            self.metrics.record(.blockBytesOut(range.count))
+            return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes[range])))
         }
         v1.ws(
             "ws",
@@ -327,7 +382,58 @@ public final class RelayServer: Service, Sendable {
         return text
     }
 
-    /// The request's session token and its user.
+    /// The account and the device a request reads as: a session token and, in the `Parley-Device` header, one of the
+    /// account's devices.
+    func device(of request: Request) async throws -> (userID: String, deviceKey: String) {
+        let (_, userID) = try await session(request)
+        // As over the socket, a device of the account that the room binds to it reads the room.
+        guard let deviceKey = request.headers[Self.deviceHeader], (try? await accounts.store.deviceOwner(key: deviceKey)) == userID else {
+            throw RelayError(
+                "unknown_device", "Name one of this account's devices in the \(Self.deviceHeader) header.",
+                remedy: "Add the device to the account first (POST /v1/devices).", status: .forbidden)
+        }
+        return (userID, deviceKey)
+    }
+
+    /// The account of a request whose device reads `roomID` as it would over the socket.
+    @discardableResult
+    func requireReader(_ request: Request, roomID: String) async throws -> String {
+        let (userID, deviceKey) = try await device(of: request)
+        guard let state = try events.store.roomState(roomID: roomID), RelayEvents.canRead(state, userID: userID, deviceKey: deviceKey) else {
+            throw RelayError(
+                "not_member", "This device of \(userID) does not read \(roomID) on this relay.",
+                remedy: "Join the room with this device first; only its members move its files.", status: .forbidden)
+        }
+        return userID
+    }
+
+    static func blockID(_ context: RelayRequestContext) throws -> BlockID {
+        guard let id = BlockID(hex: try context.parameters.require("block")) else {
+            throw RelayError.invalidRequest("A block id is 64 lowercase hex digits.")
+        }
+        return id
+    }
+
+    /// One range of `Range: bytes=FIRST-[LAST]` or `bytes=-SUFFIX` within `length` bytes; `nil` when it is not one.
+    static func byteRange(_ header: String, length: Int) -> Range<Int>? {
+        guard header.hasPrefix("bytes="), !header.contains(",") else { return nil }
+        let parts = header.dropFirst(6).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        if parts[0].isEmpty {
+            guard let suffix = Int(parts[1]), suffix > 0 else { return nil }
+            return max(0, length - suffix)..<length
+        }
+        guard let first = Int(parts[0]), first < length else { return nil }
+        let last = parts[1].isEmpty ? length - 1 : Int(parts[1]).map { min($0, length - 1) }
+        guard let last, last >= first else { return nil }
+        return first..<(last + 1)
+    }
+
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// The most block ids one `blocks/missing` request asks about.
+    static let maxBlocksAsked = 200
+
     /// The header naming the device a query reads as.
     static let deviceHeader = HTTPField.Name("Parley-Device")!
     /// The most bytes of events one query answer carries.

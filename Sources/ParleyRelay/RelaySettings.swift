@@ -62,6 +62,8 @@ public struct RelaySettings: Sendable {
     public var maxConnectionsPerAddress = 2_000
     /// Connections open at once for one account.
     public var maxConnectionsPerAccount = 64
+    /// Bytes of file blocks one account may keep uploaded to the relay, all rooms together.
+    public var blockQuotaBytes: Int64 = 4 << 30
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory

@@ -83,15 +83,19 @@ public struct RelayAccountsClient: Sendable {
         } catch {
             throw RelayClientError.unreachable(relay, error)
         }
-        let value = bytes.readableBytes == 0 ? nil : try? JSONParser().parse(Array(bytes.readableBytesView))
-        guard (200..<300).contains(response.status.code) else {
-            if case .object(let error)? = value?["error"], case .string(let message)? = error["message"] {
-                throw RelayClientError(
-                    code: error["code"]?.stringValue ?? "relay_refused", message: "The relay \(relay) refused: \(message)", remedy: error["remedy"]?.stringValue
-                )
-            }
-            throw RelayClientError(code: "relay_refused", message: "The relay \(relay) answered HTTP \(response.status.code).", remedy: nil)
+        guard (200..<300).contains(response.status.code) else { throw RelayClientError.refused(relay, status: response.status.code, body: bytes) }
+        return bytes.readableBytes == 0 ? nil : try? JSONParser().parse(Array(bytes.readableBytesView))
+    }
+}
+
+extension RelayClientError {
+    /// A relay's refusal: its `{"error": {"code", "message", "remedy"}}`, or the HTTP status when it sent none.
+    static func refused(_ relay: RelayURL, status: UInt, body: ByteBuffer) -> RelayClientError {
+        let value = body.readableBytes == 0 || body.readableBytes > 65_536 ? nil : try? JSONParser().parse(Array(body.readableBytesView))
+        if case .object(let error)? = value?["error"], case .string(let message)? = error["message"] {
+            return RelayClientError(
+                code: error["code"]?.stringValue ?? "relay_refused", message: "The relay \(relay) refused: \(message)", remedy: error["remedy"]?.stringValue)
         }
-        return value
+        return RelayClientError(code: "relay_refused", message: "The relay \(relay) answered HTTP \(status).", remedy: nil)
     }
 }

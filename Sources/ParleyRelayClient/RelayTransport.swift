@@ -54,7 +54,7 @@ public struct RelayTransport: Sendable {
     /// - Throws: ``RelayClientError`` when the relay cannot be reached, refuses, breaks the protocol or stops answering
     ///   for ``silenceLimitMs``; the host's failures.
     public func sync(_ roomIDs: [String], session: Session) async throws -> [RoomReport] {
-        let state = SyncState(roomIDs: roomIDs)
+        let state = SyncState(roomIDs: roomIDs, blocks: blocksClient(session))
         let relay = session.relay
         return try await RelayChannel.open(relay, token: session.token, deviceKey: host.deviceKey, logger: logger) { channel in
             try await self.run(roomIDs, on: channel, relay: relay, state: state, wake: nil, synced: { _ in }, arrived: { _, _ in })
@@ -76,7 +76,7 @@ public struct RelayTransport: Sendable {
         typing: AsyncStream<(roomID: String, isTyping: Bool)>? = nil,
         typed: @escaping @Sendable (_ roomID: String, _ userID: String, _ isTyping: Bool) -> Void = { _, _, _ in }
     ) async throws {
-        let state = SyncState(roomIDs: roomIDs)
+        let state = SyncState(roomIDs: roomIDs, blocks: blocksClient(session))
         let relay = session.relay
         try await RelayChannel.open(relay, token: session.token, deviceKey: host.deviceKey, logger: logger) { channel in
             try await self.run(
@@ -365,10 +365,45 @@ public struct RelayTransport: Sendable {
         for unit in try outboxUnits(roomID) where !state.isInFlight(unit.id) { try await publish(unit, on: channel, state: state) }
     }
 
+    /// The relay's block API as this device.
+    public func blocksClient(_ session: Session) -> RelayBlocksClient {
+        RelayBlocksClient(relay: session.relay, token: session.token, deviceKey: host.deviceKey)
+    }
+
     func publish(_ unit: OutboxFile, on channel: RelayChannel, state: SyncState) async throws {
+        try await uploadBlocks(of: unit, with: state.blocks)
         let lines = unit.content.split(separator: 0x0A).map(Array.init)
         let id = state.newPending(.init(roomID: unit.roomID, unit: unit, events: lines.count))
         try await channel.send(.publish(id: id, events: try lines.map { try JSONParser().parse($0) }))
+    }
+
+    /// Uploads the blocks of the files the unit's events share, before the events: a member who sees a message finds
+    /// its file. Only those the relay lacks are sent, a few at a time.
+    func uploadBlocks(of unit: OutboxFile, with client: RelayBlocksClient) async throws {
+        let (blocks, _) = try host.fileBlocks(roomID: unit.roomID, seqs: unit.firstSeq...unit.lastSeq)
+        guard !blocks.isEmpty else { return }
+        let missing = try await client.missing(blocks.map(\.id), roomID: unit.roomID)
+        let sending = blocks.filter { missing.contains($0.id) }
+        guard !sending.isEmpty else { return }
+        let host = host
+        let roomID = unit.roomID
+        let window = BlockTransfer.concurrency(for: sending.map(\.tier).max()!)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 0
+            func add() {
+                let block = sending[next]
+                next += 1
+                group.addTask {
+                    // A block this node no longer holds cannot be sent: the message goes, and its file is incomplete.
+                    guard let bytes = try host.block(block.id) else { return }
+                    try await client.put(bytes, id: block.id, roomID: roomID)
+                }
+            }
+            while next < min(window, sending.count) { add() }
+            while try await group.next() != nil {
+                if next < sending.count { add() }
+            }
+        }
     }
 
     func acknowledged(_ id: Int64, _ results: [RelayFrame.PublishResult], state: SyncState) throws {
@@ -448,7 +483,11 @@ final class SyncState: Sendable {
     /// How long the relay has been silent (ms).
     var silenceMs: Int64 { Self.nowMs() - lastHeardMs.withLock { $0 } }
 
-    init(roomIDs: [String]) {
+    /// The relay's block API, for the files the outbox's messages share.
+    let blocks: RelayBlocksClient
+
+    init(roomIDs: [String], blocks: RelayBlocksClient) {
+        self.blocks = blocks
         heard()
         state.withLock { state in
             for roomID in roomIDs where state.rooms[roomID] == nil {

@@ -40,6 +40,8 @@ struct Serve: AsyncParsableCommand {
         help: "Before serving, fill the relay from this bucket's rooms (file:///path or s3://BUCKET/PREFIX): every room, or --import-room's.")
     var importBucket: String?
     @Option(name: .customLong("import-room"), help: "With --import: only this room.") var importRoom: String?
+    @Option(name: .customLong("block-quota-mb"), help: "MiB of file blocks one account may keep on the relay (default: the file's block_quota_mb, 4096).")
+    var blockQuotaMB: Int?
 
     /// The relay's settings and the log level, from flags, then variables, then the file.
     func settings() throws -> (RelaySettings, String) {
@@ -51,6 +53,10 @@ struct Serve: AsyncParsableCommand {
         if let value = file.integers["max_connections_per_address"] { settings.maxConnectionsPerAddress = value }
         if let value = file.integers["max_connections_per_account"] { settings.maxConnectionsPerAccount = value }
         if let value = file.integers["max_queued_bytes"] { settings.maxQueuedBytes = value }
+        if let value = blockQuotaMB ?? file.integers["block_quota_mb"] {
+            guard value > 0 else { throw ValidationError("--block-quota-mb must be a positive number of MiB; it was \(value).") }
+            settings.blockQuotaBytes = Int64(value) << 20
+        }
         if let value = file.integers["ping_interval_seconds"] { settings.pingIntervalSeconds = Int64(value) }
         if let value = file.numbers["publish_events_per_second"] { settings.publishEventsPerSecond = value }
         if let value = file.numbers["publish_bytes_per_second"] { settings.publishBytesPerSecond = value }
@@ -390,7 +396,9 @@ func sendThroughRelay(_ node: Node, _ roomID: String) async throws {
     } catch {
         let error = ClientError(describing: error, home: node.home)
         if error.code == .notLoggedIn { throw reportError(error) }
-        printError("note: the relay \(url) did not answer (\(error.message)); the event waits in the outbox, and `parley sync` or `parley node` sends it.")
+        let remedy = error.remedy.map { " \($0)" } ?? ""
+        printError(
+            "note: not sent through the relay \(url): \(error.message)\(remedy) The event waits in the outbox, and `parley sync` or `parley node` sends it.")
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ParleyCore
 import ParleyStore
+import ParleySync
 import ParleyTesting
 import Testing
 

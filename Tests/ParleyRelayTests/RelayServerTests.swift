@@ -3,7 +3,10 @@ import Crypto
 import Foundation
 import HummingbirdWSClient
 import Logging
+import NIOCore
+import NIOHTTP1
 import ParleyCore
+import ParleySync
 import ParleyTesting
 import Synchronization
 import Testing
@@ -224,6 +227,71 @@ import Testing
                 if read.count > 200 { break }
             }
             #expect(read == big.map(\.event.eventID) && pages >= 2)
+        }
+    }
+
+    @Test func `members upload a room's blocks once, fetch them whole or by range, and are held to their quota; others get nothing`() async throws {
+        try await RelayFixture.withRelay(setting: \.blockQuotaBytes, to: 3 << 16) { relay in
+            var alice = TestDevice("alice")
+            var mallory = TestDevice("mallory")
+            let token = try await relay.account(for: alice)
+            let malloryToken = try await relay.account(for: mallory)
+            let teamFounding = alice.create("team", at: Self.t0)
+            let otherFounding = mallory.create("other", at: Self.t0)
+            try await relay.connect(alice, token: token) { channel in _ = try await channel.publish(teamFounding) }
+            func call(_ method: HTTPMethod, _ path: String, _ token: String, device: String, range: String? = nil, body: [UInt8]? = nil) async throws
+                -> (status: Int, body: [UInt8])
+            {
+                var request = HTTPClientRequest(url: relay.relay.base + "/v1/" + path)
+                request.method = method
+                request.headers.add(name: "Authorization", value: "Bearer \(token)")
+                request.headers.add(name: "Parley-Device", value: device)
+                if let range { request.headers.add(name: "Range", value: range) }
+                if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                return (Int(response.status.code), Array(buffer: try await response.body.collect(upTo: 17 << 20)))
+            }
+            func block(_ seed: UInt8) -> (id: BlockID, bytes: [UInt8]) {
+                let bytes = (0..<65_536).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }
+                return (BlockID.of(bytes), bytes)
+            }
+            let (first, second, third, fourth) = (block(1), block(2), block(3), block(4))
+            let client = RelayBlocksClient(relay: relay.relay, token: token, deviceKey: alice.publicKey)
+            #expect(try await client.missing([first.id, second.id], roomID: "team") == [first.id, second.id])
+            try await client.put(first.bytes, id: first.id, roomID: "team")
+            #expect(try await client.missing([first.id, second.id], roomID: "team") == [second.id])
+            // Sent again, it is not stored or counted again.
+            #expect(try await call(.PUT, "rooms/team/blocks/\(first.id.hex)", token, device: alice.publicKey, body: first.bytes).status == 200)
+            #expect(try await client.get(BlockRef(id: first.id, tier: .medium), roomID: "team") == first.bytes)
+            let ranged = try await call(.GET, "rooms/team/blocks/\(first.id.hex)", token, device: alice.publicKey, range: "bytes=100-199")
+            #expect(ranged.status == 206 && ranged.body == Array(first.bytes[100..<200]))
+            let tail = try await call(.GET, "rooms/team/blocks/\(first.id.hex)", token, device: alice.publicKey, range: "bytes=-10")
+            #expect(tail.status == 206 && tail.body == Array(first.bytes.suffix(10)))
+            #expect(try await call(.GET, "rooms/team/blocks/\(first.id.hex)", token, device: alice.publicKey, range: "bytes=70000-").status == 416)
+
+            // Bytes that are not the block they are sent as, and a length no tier has, are refused.
+            let wrong = try await call(.PUT, "rooms/team/blocks/\(second.id.hex)", token, device: alice.publicKey, body: third.bytes)
+            #expect(wrong.status == 400 && String(decoding: wrong.body, as: UTF8.self).contains("block_mismatch"))
+            let cut = Array(second.bytes.dropLast())
+            #expect(try await call(.PUT, "rooms/team/blocks/\(BlockID.of(cut).hex)", token, device: alice.publicKey, body: cut).status == 400)
+            // Three blocks of 64 KiB fill the quota; the fourth is refused, saying so.
+            try await client.put(second.bytes, id: second.id, roomID: "team")
+            try await client.put(third.bytes, id: third.id, roomID: "team")
+            do {
+                try await client.put(fourth.bytes, id: fourth.id, roomID: "team")
+                Issue.record("A block past the quota was taken.")
+            } catch let error as RelayClientError {
+                #expect(error.code == "quota_exceeded" && error.message.contains("quota"))
+            }
+
+            // Mallory: not a member of the room, nor with Alice's device; her own room does not hold Alice's blocks.
+            let outsider = try await call(.GET, "rooms/team/blocks/\(first.id.hex)", malloryToken, device: mallory.publicKey)
+            #expect(outsider.status == 403 && String(decoding: outsider.body, as: UTF8.self).contains("not_member"))
+            #expect(try await call(.GET, "rooms/team/blocks/\(first.id.hex)", malloryToken, device: alice.publicKey).status == 403)
+            #expect(try await call(.PUT, "rooms/team/blocks/\(fourth.id.hex)", malloryToken, device: mallory.publicKey, body: fourth.bytes).status == 403)
+            try await relay.connect(mallory, token: malloryToken) { channel in _ = try await channel.publish(otherFounding) }
+            #expect(try await call(.GET, "rooms/other/blocks/\(first.id.hex)", malloryToken, device: mallory.publicKey).status == 404)
+            #expect(relay.server.counts.blockBytesIn == 3 * 65_536 && relay.server.counts.blockBytesOut >= 65_536 + 110)
         }
     }
 
