@@ -50,6 +50,8 @@ public final class RelayServer: Service, Sendable {
     let metrics = RelayMetrics()
     /// Per account, its allowance of published events and bytes.
     let publishAllowances = Mutex<[String: (events: LoginLimits.Bucket, bytes: LoginLimits.Bucket)]>([:])
+    /// Per account, its allowance of HTTP reads (queries and block downloads).
+    let readAllowances = Mutex<[String: LoginLimits.Bucket]>([:])
     /// How far into the shared log the relay's store goes, and when that was last written down.
     let sharedLog = Mutex<(position: Int64, savedAt: ContinuousClock.Instant?)>((0, nil))
     private let listening = Mutex<(port: Int?, waiters: [CheckedContinuation<Int?, Never>], stopped: Bool)>((nil, [], false))
@@ -249,6 +251,7 @@ public final class RelayServer: Service, Sendable {
         v1.get("rooms/:room/query") { request, context in
             let roomID = try context.parameters.require("room")
             let (userID, deviceKey) = try await self.device(of: request)
+            try self.admitRead(userID: userID)
             var parameters = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
             if let refused = parameters.first(where: { $0.name == "room" || $0.name == "text" }) {
                 throw RelayError.invalidRequest(
@@ -399,6 +402,7 @@ public final class RelayServer: Service, Sendable {
     @discardableResult
     func requireReader(_ request: Request, roomID: String) async throws -> String {
         let (userID, deviceKey) = try await device(of: request)
+        try admitRead(userID: userID)
         guard let state = try events.store.roomState(roomID: roomID), RelayEvents.canRead(state, userID: userID, deviceKey: deviceKey) else {
             throw RelayError(
                 "not_member", "This device of \(userID) does not read \(roomID) on this relay.",
@@ -452,6 +456,28 @@ public final class RelayServer: Service, Sendable {
         let token = String(authorization.dropFirst("Bearer ".count))
         guard token.utf8.count == 64, let userID = try await accounts.user(token: token) else { throw RelayError.unauthorized }
         return (token, userID)
+    }
+
+    /// Takes one read (a query, a block's download or upload, a list of missing blocks) from the account's allowance
+    /// (``RelaySettings/readsPerSecond``, bursts of ten seconds' worth), or refuses it with `rate_limited` (429).
+    func admitRead(userID: String) throws {
+        let now = RelayAccounts.nowMs()
+        let rate = settings.readsPerSecond
+        let admitted = readAllowances.withLock { allowances in
+            var bucket = LoginLimits.refilled(allowances[userID], burst: rate * 10, refillMs: 1000 / rate, nowMs: now)
+            defer {
+                if allowances.count >= LoginLimits.maxEntries { allowances.removeAll(keepingCapacity: true) }
+                allowances[userID] = bucket
+            }
+            guard bucket.tokens >= 1 else { return false }
+            bucket.tokens -= 1
+            return true
+        }
+        guard admitted else {
+            throw RelayError(
+                "rate_limited", "This account asks the relay more than \(Int(rate)) times a second.", remedy: "Ask again in a moment.",
+                status: .tooManyRequests)
+        }
     }
 
     /// Takes `events` events and `bytes` bytes from the account's allowance (token buckets of a second's worth,

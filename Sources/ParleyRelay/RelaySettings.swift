@@ -53,6 +53,8 @@ public struct RelaySettings: Sendable {
     public var publishEventsPerSecond = 1_000.0
     /// Bytes per second one account may publish.
     public var publishBytesPerSecond = 4.0 * 1024 * 1024
+    /// HTTP reads per second one account may make (queries, blocks up and down; a burst of 10 times that is allowed).
+    public var readsPerSecond = 50.0
     /// Typing notices per second one connection may send.
     public var typingPerSecond = 2.0
     /// Login attempts one IP address may make per minute, in a burst of as many (more are answered `rate_limited`).

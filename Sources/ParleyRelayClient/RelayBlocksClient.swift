@@ -49,7 +49,22 @@ public struct RelayBlocksClient: Sendable {
         return bytes
     }
 
+    /// ``sendOnce(_:_:body:maxBytes:)``, again after a second while the relay says it is busy or the account asks
+    /// too often (`busy`, `rate_limited`), up to ``attempts`` times.
     func send(_ method: HTTPMethod, _ path: String, body: [UInt8]?, maxBytes: Int) async throws -> ByteBuffer {
+        for _ in 1..<Self.attempts {
+            do {
+                return try await sendOnce(method, path, body: body, maxBytes: maxBytes)
+            } catch let error as RelayClientError where ["busy", "rate_limited"].contains(error.code) {
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+        return try await sendOnce(method, path, body: body, maxBytes: maxBytes)
+    }
+
+    static let attempts = 10
+
+    func sendOnce(_ method: HTTPMethod, _ path: String, body: [UInt8]?, maxBytes: Int) async throws -> ByteBuffer {
         var request = HTTPClientRequest(url: relay.api(path))
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(token)")

@@ -60,6 +60,7 @@ struct Serve: AsyncParsableCommand {
         if let value = file.integers["ping_interval_seconds"] { settings.pingIntervalSeconds = Int64(value) }
         if let value = file.numbers["publish_events_per_second"] { settings.publishEventsPerSecond = value }
         if let value = file.numbers["publish_bytes_per_second"] { settings.publishBytesPerSecond = value }
+        if let value = file.numbers["reads_per_second"] { settings.readsPerSecond = value }
         if let value = file.numbers["logins_per_address_per_minute"] { settings.loginsPerAddressPerMinute = value }
         if let listen = listen ?? environment["PARLEY_RELAY_LISTEN"] ?? file.strings["listen"] {
             guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {

@@ -295,6 +295,32 @@ import Testing
         }
     }
 
+    @Test func `an account that queries too often is told to wait, and other accounts are not held back`() async throws {
+        try await RelayFixture.withRelay(setting: \.readsPerSecond, to: 0.5) { relay in
+            var alice = TestDevice("alice")
+            let bob = TestDevice("bob")
+            let token = try await relay.account(for: alice)
+            let bobToken = try await relay.account(for: bob)
+            let founding = alice.create("team", at: Self.t0)
+            try await relay.connect(alice, token: token) { channel in _ = try await channel.publish(founding) }
+            func query(_ token: String, _ device: String) async throws -> (status: Int, code: String?) {
+                var request = HTTPClientRequest(url: relay.relay.base + "/v1/rooms/team/query")
+                request.headers.add(name: "Authorization", value: "Bearer \(token)")
+                request.headers.add(name: "Parley-Device", value: device)
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                let body = try await response.body.collect(upTo: 1 << 20)
+                return (Int(response.status.code), (try? JSONParser().parse(Array(buffer: body)))?["error"]?["code"]?.stringValue)
+            }
+            // A burst of ten seconds' worth (5 reads), then refusals.
+            var statuses: [Int] = []
+            for _ in 0..<7 { statuses.append(try await query(token, alice.publicKey).status) }
+            #expect(statuses == [200, 200, 200, 200, 200, 429, 429])
+            #expect(try await query(token, alice.publicKey).code == "rate_limited")
+            // Bob's allowance is his own: not a member, he is refused for that, not for Alice's reads.
+            #expect(try await query(bobToken, bob.publicKey).code == "not_member")
+        }
+    }
+
     @Test func `history comes in pages before an event, oldest first, saying whether older ones remain`() async throws {
         try await RelayFixture.withRelay { relay in
             var alice = TestDevice("alice")
