@@ -74,6 +74,8 @@ public struct FlushReport: Sendable {
     public var blockBytes: Int64 = 0
     /// Blocks the events' files need that this node does not hold: readers will find those files incomplete.
     public var missingBlocks = 0
+    /// Blocks of redacted files deleted from the bucket.
+    public var blocksDeleted = 0
 
     public init(roomID: String) { self.roomID = roomID }
 }
@@ -221,7 +223,22 @@ public struct BucketTransport: Sendable {
             report.files.append(try await write(upload, to: objects))
             report.events += Int(upload.lastSeq - upload.firstSeq + 1)
         }
+        report.blocksDeleted = try await deleteBlocks(roomID, from: objects)
         return report
+    }
+
+    /// Deletes the blocks of the room's redacted files that the node asks to (after the redactions are written).
+    /// Where objects are locked (a retention period) none can be: they stay until it ends, and are not asked for again.
+    func deleteBlocks(_ roomID: String, from objects: any ObjectStore) async throws -> Int {
+        let doomed = try host.blockDeletions(roomID: roomID)
+        guard !doomed.isEmpty else { return 0 }
+        guard settings.retention == nil else {
+            try host.blockDeletionsDone(roomID: roomID, ids: doomed.map(\.id))
+            return 0
+        }
+        for block in doomed { try await objects.delete(key: BucketLayout.blockKey(roomID: roomID, id: block.id)) }
+        try host.blockDeletionsDone(roomID: roomID, ids: doomed.map(\.id))
+        return doomed.count
     }
 
     /// Writes the blocks of the files the upload's events share, before the events: a reader that sees a message finds

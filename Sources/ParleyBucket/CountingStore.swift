@@ -45,6 +45,11 @@ public final class CountingStore: ObjectStore, @unchecked Sendable {
         return try await base.head(key: key)
     }
 
+    public func delete(key: String) async throws(BucketError) {
+        count("delete")
+        try await base.delete(key: key)
+    }
+
     /// The base store's notices, which are no requests.
     public func changes(under prefix: String) -> AsyncStream<Void>? { base.changes(under: prefix) }
 }

@@ -150,6 +150,16 @@ public struct FolderStore: ObjectStore {
         return ObjectInfo(key: key, size: Int64(info.st_size))
     }
 
+    public func delete(key: String) async throws(BucketError) {
+        try ObjectKey.check(key)
+        let components = key.split(separator: "/")
+        let rootFolder = try openRoot()
+        defer { close(rootFolder) }
+        guard let folder = try openFolder(components.dropLast(), under: rootFolder, creating: false) else { return }
+        defer { close(folder) }
+        guard unlinkat(folder, String(components.last!), 0) == 0 || errno == ENOENT || errno == ENOTDIR else { throw posixError("delete \(path(of: key))") }
+    }
+
     public func list(prefix: String, startAfter: String?, delimiter: String?, continuation: String?, maxKeys: Int) async throws(BucketError)
         -> ListPage
     {

@@ -72,6 +72,10 @@ public protocol ObjectStore: Sendable {
     /// The object's size, or `nil` when there is none.
     func head(key: String) async throws(BucketError) -> ObjectInfo?
 
+    /// Deletes the object at `key`; none there is no error. Only a redacted file's blocks are ever deleted: the log
+    /// files stay, create-only. A bucket whose objects are locked (``Retention``) refuses.
+    func delete(key: String) async throws(BucketError)
+
     /// Makes the local file at `file` the object `key` without copying it (a folder bucket on the same file system
     /// links it), unless an object is already there; `nil` when this store cannot, and the caller writes the bytes.
     /// Only for files that never change and are synced to disk already (a node's blocks).

@@ -4,7 +4,7 @@ import Synchronization
 /// One request a store answered or refused, as an ``ObservedStore`` reports it.
 public struct ObservedRequest: Sendable {
     public enum Kind: String, Sendable {
-        case put, get, list, head
+        case put, get, list, head, delete
     }
 
     public var kind: Kind
@@ -103,6 +103,13 @@ public final class ObservedStore: ObjectStore, Sendable {
         try await observe(.head, key) { () async throws(BucketError) in
             let info = try await base.head(key: key)
             return (info, info.map { Int($0.size) } ?? 0)
+        }
+    }
+
+    public func delete(key: String) async throws(BucketError) {
+        try await observe(.delete, key) { () async throws(BucketError) in
+            try await base.delete(key: key)
+            return ((), 0)
         }
     }
 

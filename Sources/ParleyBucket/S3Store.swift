@@ -151,6 +151,14 @@ public struct S3Store: ObjectStore {
         }
     }
 
+    public func delete(key: String) async throws(BucketError) {
+        try ObjectKey.check(key)
+        let response = try await perform(method: .DELETE, key: key, maxBytes: 1 << 16)
+        guard [200, 204, 404].contains(response.status), ErrorXML(response.body).code != "NoSuchBucket" else {
+            throw failure(response, action: "delete \(key)", permission: "s3:DeleteObject")
+        }
+    }
+
     public func list(prefix: String, startAfter: String?, delimiter: String?, continuation: String?, maxKeys: Int) async throws(BucketError)
         -> ListPage
     {

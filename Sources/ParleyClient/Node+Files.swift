@@ -132,6 +132,23 @@ extension Node {
         return missing == 0 && all.allSatisfy { blocks.contains($0.id) }
     }
 
+    /// After a file message's redaction, takes its blocks back: each transport of the room is told to delete them
+    /// there (at its next run) unless another message of the room still shares the file, and this node drops its own
+    /// copies unless a message of any room does. Blocks are listed from the manifests this node holds: a node that
+    /// never fetched the file lists its root alone, without which the rest cannot be read.
+    func takeBack(_ file: FileAttachment, roomID: String) throws {
+        let root = file.reference.root
+        let (listed, _) = try localBlocks(of: file.reference)
+        if try !store.sharesFile(root: root, roomID: roomID) {
+            for transport in [TransportName.bucket, .relay] where try store.transportRoom(transport, roomID: roomID) != nil {
+                try store.queueBlockDeletions(transport, roomID: roomID, blocks: listed, nowMs: clock())
+            }
+        }
+        if try !store.sharesFile(root: root, roomID: nil) {
+            for block in listed { blocks.remove(block.id) }
+        }
+    }
+
     /// Every block of a file as this node can list it from the blocks it holds, manifests level by level then data;
     /// and how many it cannot list or does not hold.
     func localBlocks(of reference: FileReference) throws -> (blocks: [BlockRef], missing: Int) {

@@ -412,7 +412,10 @@ public final class Node: Sendable {
         }
         var extra: KeyValuePairs<String, JSONValue> = [:]
         if let reason { extra = ["reason": .string(reason)] }
-        return try relate(roomID, EventType.redaction, to: eventID, extra)
+        let shared = try store.item(eventID: eventID)?.file
+        let redaction = try relate(roomID, EventType.redaction, to: eventID, extra)
+        if let shared { try takeBack(shared, roomID: roomID) }
+        return redaction
     }
 
     /// Records that this device received (`.delivered`) or read (`.read`) everything up to `eventID`: the receipt

@@ -40,6 +40,10 @@ struct NodeTransportHost: TransportHost {
 
     func unconfirmedOutbox(roomID: String) throws -> [OutboxFile] { try node.store.unconfirmedOutbox(transport, roomID: roomID) }
 
+    func blockDeletions(roomID: String) throws -> [BlockRef] { try node.store.blockDeletions(transport, roomID: roomID) }
+
+    func blockDeletionsDone(roomID: String, ids: [BlockID]) throws { try node.store.blockDeletionsDone(transport, roomID: roomID, ids: ids) }
+
     func claimOutbox(
         roomID: String, limit: Int, assemble: ([PendingEvent], (String) throws -> Bool) throws -> (name: String, events: Int, content: [UInt8])?
     ) throws -> OutboxFile? {

@@ -95,6 +95,27 @@ public final class RelayBlocks: Sendable {
         }
     }
 
+    /// Deletes block `id` of `roomID` for the account that uploaded it there; its bytes go once no room holds it.
+    /// - Throws: ``RelayError``: `not_found` (404) when the room does not hold it, `not_uploader` (403) when another
+    ///   account uploaded it.
+    func delete(_ id: BlockID, roomID: String, userID: String) throws {
+        let unheld = try index.write { db -> Bool in
+            guard
+                let uploader = try String.fetchOne(db, sql: "SELECT user_id FROM room_blocks WHERE room_id = ? AND block_id = ?", arguments: [roomID, id.hex])
+            else {
+                throw RelayError("not_found", "\(roomID) holds no block \(id.hex.prefix(16))… on this relay.", status: .notFound)
+            }
+            guard uploader == userID else {
+                throw RelayError(
+                    "not_uploader", "Only the account that uploaded a block deletes it.", remedy: "Ask its sender to delete the message.",
+                    status: .forbidden)
+            }
+            try db.execute(sql: "DELETE FROM room_blocks WHERE room_id = ? AND block_id = ?", arguments: [roomID, id.hex])
+            return try !Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM room_blocks WHERE block_id = ?)", arguments: [id.hex])!
+        }
+        if unheld { store.remove(id) }
+    }
+
     /// The file holding block `id`, if `roomID` has it.
     func file(of id: BlockID, roomID: String) throws -> String? {
         let listed = try index.read { db in

@@ -18,7 +18,8 @@ public enum RelayConfigurationFile {
         "registration": "the string open, invite or closed", "allow_origins": "an array of strings", "log_level": "a string", "database": "a string",
         "max_connections_per_address": "an integer", "ping_interval_seconds": "an integer", "max_connections_per_account": "an integer",
         "max_queued_bytes": "an integer", "block_quota_mb": "an integer",
-        "publish_events_per_second": "a number", "reads_per_second": "a number", "logins_per_address_per_minute": "a number", "publish_bytes_per_second": "a number",
+        "publish_events_per_second": "a number", "reads_per_second": "a number", "logins_per_address_per_minute": "a number",
+        "publish_bytes_per_second": "a number",
         "tls_cert": "a string (a PEM file)",
         "tls_key": "a string (a PEM file)",
     ]

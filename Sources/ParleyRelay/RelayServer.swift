@@ -319,6 +319,15 @@ public final class RelayServer: Service, Sendable {
             return jsonResponse(
                 ["block": .string(id.hex), "stored": .string(stored == .created ? "created" : "existed")], status: stored == .created ? .created : .ok)
         }
+        v1.delete("rooms/:room/blocks/:block") { request, context in
+            let roomID = try context.parameters.require("room")
+            let id = try Self.blockID(context)
+            // The uploader takes its blocks back even after leaving the room: no membership is asked.
+            let (userID, _) = try await self.device(of: request)
+            try self.admitRead(userID: userID)
+            try self.blocks.delete(id, roomID: roomID, userID: userID)
+            return jsonResponse(["block": .string(id.hex), "deleted": .bool(true)])
+        }
         v1.get("rooms/:room/blocks/:block") { request, context in
             let roomID = try context.parameters.require("room")
             let id = try Self.blockID(context)

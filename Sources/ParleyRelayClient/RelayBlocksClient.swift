@@ -42,6 +42,13 @@ public struct RelayBlocksClient: Sendable {
         BlockTraffic.sent(bytes.count)
     }
 
+    /// Deletes a block this account uploaded to `roomID`; one the room no longer holds is no error.
+    public func delete(_ id: BlockID, roomID: String) async throws {
+        do {
+            _ = try await send(.DELETE, "rooms/\(roomID)/blocks/\(id.hex)", body: nil, maxBytes: 65_536)
+        } catch let error as RelayClientError where error.code == "not_found" {}
+    }
+
     /// Downloads a block of `roomID`: at most its tier's length, unchecked (the reader checks it).
     public func get(_ block: BlockRef, roomID: String) async throws -> [UInt8] {
         let bytes = Array(try await send(.GET, "rooms/\(roomID)/blocks/\(block.id.hex)", body: nil, maxBytes: block.tier.byteCount).readableBytesView)

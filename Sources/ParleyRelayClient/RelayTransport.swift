@@ -335,6 +335,8 @@ public struct RelayTransport: Sendable {
         }
         try await sendBatch()
         for unit in units where !state.isInFlight(unit.id) { try await publish(unit, on: channel, state: state) }
+        // Before the push counts as done: a one-shot sync ends once every room has pushed and its publishes are answered.
+        try await flushBlockDeletions(roomID, with: state.blocks)
         state.update(roomID) { $0.hasPushed = true }
         // Events signed while this push ran are in the outbox now.
         try await flushOutbox(roomID, on: channel, state: state)
@@ -363,11 +365,27 @@ public struct RelayTransport: Sendable {
 
     func flushOutbox(_ roomID: String, on channel: RelayChannel, state: SyncState) async throws {
         for unit in try outboxUnits(roomID) where !state.isInFlight(unit.id) { try await publish(unit, on: channel, state: state) }
+        try await flushBlockDeletions(roomID, with: state.blocks)
     }
 
     /// The relay's block API as this device.
     public func blocksClient(_ session: Session) -> RelayBlocksClient {
         RelayBlocksClient(relay: session.relay, token: session.token, deviceKey: host.deviceKey)
+    }
+
+    func flushBlockDeletions(_ roomID: String, with client: RelayBlocksClient) async throws {
+        let doomed = try host.blockDeletions(roomID: roomID)
+        guard !doomed.isEmpty else { return }
+        var done: [BlockID] = []
+        for block in doomed {
+            do {
+                try await client.delete(block.id, roomID: roomID)
+            } catch let error as RelayClientError where error.code == "not_uploader" {
+                // Another account's upload (a moderator redacted someone's file): only its sender can take it back.
+            }
+            done.append(block.id)
+        }
+        try host.blockDeletionsDone(roomID: roomID, ids: done)
     }
 
     func publish(_ unit: OutboxFile, on channel: RelayChannel, state: SyncState) async throws {

@@ -5,7 +5,7 @@ extension EventStore {
     static let roomTables = [
         "pending_events", "forks", "rejected_events", "rooms", "plaintexts", "sealed_waiting", "room_keys", "psk_secrets", "transport_rooms",
         "transport_outbox", "transport_received", "transport_read_failures", "receipt_heads", "transport_send_failures", "room_preferences",
-        "event_files",
+        "event_files", "block_deletions",
     ]
 
     /// Removes everything the store holds about `roomID`: its events with their search entries, plaintexts and key

@@ -190,6 +190,7 @@ public final class EventStore: Sendable {
         registerQueryMigration(&migrator)
         registerSendFailureCodesMigration(&migrator)
         registerPriorityMigration(&migrator)
+        registerBlockDeletionsMigration(&migrator)
         return migrator
     }
 }

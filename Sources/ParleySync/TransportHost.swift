@@ -66,6 +66,10 @@ public protocol TransportHost: Sendable {
     /// The file holding a block this node holds (synced, never changed), for a store that can link it; `nil` when it
     /// holds none.
     func blockFile(_ id: BlockID) -> String?
+    /// Blocks of redacted files that this transport should delete in the room, where it can.
+    func blockDeletions(roomID: String) throws -> [BlockRef]
+    /// Notes that the transport deleted `ids` in the room, or cannot and will not try again.
+    func blockDeletionsDone(roomID: String, ids: [BlockID]) throws
 
     // MARK: Events
 

@@ -107,7 +107,7 @@ struct Sync: AsyncParsableCommand {
                     results.append(summary(flushed, report))
                 } else {
                     output(
-                        "\(room.roomID): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s)\(report.archivesRead > 0 ? " and \(report.archivesRead) archive part(s)" : ""), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")\(keysNote(report.keys))"
+                        "\(room.roomID): wrote \(flushed.files.count) file(s) with \(flushed.events) event(s); read \(report.filesRead) file(s)\(report.archivesRead > 0 ? " and \(report.archivesRead) archive part(s)" : ""), \(report.accepted.count) new event(s)\(report.heldBack > 0 ? ", \(report.heldBack) waiting for missing events" : "")\(keysNote(report.keys))\(flushed.blocksDeleted > 0 ? "; deleted \(flushed.blocksDeleted) block(s) of redacted files" : "")"
                     )
                     for problem in report.problems { output("  problem: \(problem)") }
                     for warning in report.warnings { output("  warning: \(warning)") }

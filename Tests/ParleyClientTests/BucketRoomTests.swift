@@ -697,4 +697,6 @@ final class ListingHookStore: ObjectStore, @unchecked Sendable {
     func head(key: String) async throws(BucketError) -> ObjectInfo? {
         try await base.head(key: key)
     }
+
+    func delete(key: String) async throws(BucketError) { try await base.delete(key: key) }
 }

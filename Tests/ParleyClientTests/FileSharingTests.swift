@@ -46,6 +46,37 @@ import Testing
         }
     }
 
+    @Test func `a redacted file's blocks leave the bucket and its sender's node once no message of the room shares it`() async throws {
+        let world = try BucketWorld(.folder)
+        let (alice, bob) = try await BucketRoomTests().twoMembers(world)
+        let (path, _) = try Self.file(world, "minutes.txt", size: 200_000)
+        let first = try alice.node.shareFile("team", path: path, caption: "the minutes").event
+        let second = try alice.node.shareFile("team", path: path, caption: "the minutes, again").event
+        _ = try await alice.flush("team")
+        let keys = try await Self.blockKeys(world, "team")
+        #expect(keys.count == 5)
+        let reference = try alice.node.fileAttachment(eventID: first.eventID).reference
+        let held = try alice.node.localBlocks(of: reference).blocks.map(\.id)
+        #expect(held.allSatisfy { alice.node.blocks.contains($0) })
+
+        // The second message shares the same blocks: redacting the first takes nothing away.
+        _ = try alice.node.redact("team", eventID: first.eventID, reason: nil)
+        #expect(try await alice.flush("team").blocksDeleted == 0)
+        #expect(try await Self.blockKeys(world, "team") == keys)
+        #expect(held.allSatisfy { alice.node.blocks.contains($0) })
+        // Redacting the last one deletes them from the bucket after the redaction is written, and from this node.
+        _ = try alice.node.redact("team", eventID: second.eventID, reason: "shared by mistake")
+        let flushed = try await alice.flush("team")
+        #expect(flushed.blocksDeleted == 5 && flushed.files.count == 1)
+        #expect(try await Self.blockKeys(world, "team").isEmpty)
+        #expect(held.allSatisfy { !alice.node.blocks.contains($0) })
+        #expect(try alice.node.store.blockDeletions(.bucket, roomID: "team").isEmpty)
+        // Bob, who never fetched it, cannot now: the message is redacted and its blocks are gone.
+        _ = try await bob.sync("team")
+        #expect(try bob.node.store.item(eventID: second.eventID)?.redacted == true)
+        await #expect(throws: ClientError.self) { try bob.node.fileAttachment(eventID: second.eventID) }
+    }
+
     @Test func `a file shared in a bucket room downloads byte for byte on another node, its blocks sealed in the bucket`() async throws {
         let world = try BucketWorld(.folder)
         let (alice, bob) = try await BucketRoomTests().twoMembers(world)

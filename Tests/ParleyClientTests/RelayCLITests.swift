@@ -147,6 +147,17 @@ import Testing
         try Data(bytes.reversed()).write(to: URL(fileURLWithPath: other))
         let refused = try alice.run(["send", "team", "--file", other])
         #expect(refused.stderr.contains("quota") && refused.stderr.contains("waits in the outbox"), "\(refused.stderr)")
+        // Redacting the message that waits unblocks the outbox (its file is not sent); once no message shares the
+        // first file, its blocks leave the relay, and so do the few of the second file's that went before the quota.
+        let listed = try alice.run(["query", "--room", "team", "--has-file", "--json"])
+        let shares = (try JSONParser().parse(Array(listed.stdout.utf8))["events"]?.arrayValue ?? []).compactMap { $0["event_id"]?.stringValue }
+        #expect(shares.count == 3)
+        for share in shares.reversed() {
+            let redacted = try alice.run(["redact", "team", share])
+            #expect(redacted.status == 0 && redacted.stderr.isEmpty, "\(redacted.stderr)")
+        }
+        let left = try storedBlocks()
+        #expect(left == 0, "\(left) blocks left")
     }
 
     /// Alice's room at the relay with Bob joined; Carol invited when `inviting` says so. Returns the code Carol joins with.
