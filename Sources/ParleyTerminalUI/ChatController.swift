@@ -269,8 +269,16 @@ struct ChatController {
             let file = argument.hasPrefix("~/") ? NSHomeDirectory() + argument.dropFirst() : argument
             let name = (file as NSString).lastPathComponent
             model.say("Uploading \(name)…")
+            let session = session
             session?.perform { connection in
-                _ = try await connection.upload(path + "/files?name=\(NodeConnection.query(name))", file: file)
+                _ = try await connection.upload(path + "/files?name=\(NodeConnection.query(name))", file: file) { sent, total in
+                    // The node seals the file once it has it all: the last step shows as that.
+                    let note =
+                        sent < total
+                        ? "Uploading \(name): \(sent * 100 / max(total, 1))% of \(TerminalText.byteCount(total))…"
+                        : "Uploaded \(name) (\(TerminalText.byteCount(total))); the node is sealing it…"
+                    session?.post { model, _ in model.say(note) }
+                }
                 return { model in model.say("Shared \(name).") }
             }
         case "reply":

@@ -39,8 +39,9 @@ public struct NodeConnection: Sendable {
 
     public func post(_ path: String, _ body: JSONValue) async throws -> JSONValue { try await request(.POST, path, body: body) }
 
-    /// Sends the file at `file` as the body of a POST to `path` (an upload), read 1 MiB at a time.
-    public func upload(_ path: String, file: String) async throws -> JSONValue {
+    /// Sends the file at `file` as the body of a POST to `path` (an upload), read 1 MiB at a time; `progress` is told
+    /// the bytes handed on and the total each time the whole percent they make changes.
+    public func upload(_ path: String, file: String, progress: @escaping @Sendable (Int64, Int64) -> Void = { _, _ in }) async throws -> JSONValue {
         let descriptor = open(file, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw Failure(message: "Cannot open \(file): \(String(cString: strerror(errno))).", remedy: nil, status: 0) }
         var status = stat()
@@ -52,7 +53,7 @@ public struct NodeConnection: Sendable {
         request.method = .POST
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         request.headers.add(name: "Content-Type", value: "application/octet-stream")
-        request.body = .stream(FileChunks(descriptor: descriptor), length: .known(Int64(status.st_size)))
+        request.body = .stream(FileChunks(descriptor: descriptor, total: Int64(status.st_size), progress: progress), length: .known(Int64(status.st_size)))
         return try await send(request, timeout: .hours(1))
     }
 
@@ -116,10 +117,16 @@ public struct NodeConnection: Sendable {
 /// A file's bytes, 1 MiB at a time, for a request body; the descriptor is closed at the end.
 struct FileChunks: AsyncSequence, Sendable {
     let descriptor: Int32
+    let total: Int64
+    let progress: @Sendable (Int64, Int64) -> Void
 
     struct AsyncIterator: AsyncIteratorProtocol {
         let descriptor: Int32
+        let total: Int64
+        let progress: @Sendable (Int64, Int64) -> Void
         var done = false
+        var sent: Int64 = 0
+        var percent = -1
 
         mutating func next() async throws -> ByteBuffer? {
             guard !done else { return nil }
@@ -139,9 +146,15 @@ struct FileChunks: AsyncSequence, Sendable {
                 close(descriptor)
                 return nil
             }
+            sent += Int64(count)
+            let now = total > 0 ? Int(sent * 100 / total) : 100
+            if now != percent {
+                percent = now
+                progress(sent, total)
+            }
             return buffer
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(descriptor: descriptor) }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(descriptor: descriptor, total: total, progress: progress) }
 }

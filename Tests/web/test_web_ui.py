@@ -328,6 +328,38 @@ class WebPageTests(unittest.TestCase):
         self.assertEqual(self.errors(self.alice_page), [])
         self.assertEqual(self.errors(self.bob_page), [])
 
+    def test_text_in_the_composer_becomes_a_files_caption_and_a_cancelled_upload_shares_nothing(self):
+        path = os.path.join(self.directory, "itinerary.txt")
+        with open(path, "w") as handle:
+            handle.write("day one: the coast\n" * 100)
+        composer = self.alice_page.find_element(By.ID, "composer")
+        composer.click()
+        composer.send_keys("our trip, day by day")
+        chooser = self.alice_page.find_element(By.ID, "file-input")
+        self.alice_page.execute_script("arguments[0].hidden = false", chooser)
+        chooser.send_keys(path)
+        self.alice_page.execute_script("arguments[0].hidden = true", chooser)
+        item = self.item_with_text(self.bob_page, "our trip, day by day")
+        self.assertEqual(item.find_element(By.CSS_SELECTOR, ".file-card a.file-name").text, "itinerary.txt")
+        self.assertEqual(composer.get_attribute("value"), "", "the caption left the composer")
+
+        # A large file cancelled at once: its row goes, and the node keeps nothing of it.
+        self.alice_page.execute_script("""
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(256 * 1024 * 1024)], "cancelled.bin"));
+            const timeline = document.getElementById("timeline");
+            for (const type of ["dragover", "drop"]) timeline.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+            document.querySelector("#uploads .upload-cancel").click();
+        """)
+        self.assertFalse(self.alice_page.find_elements(By.CSS_SELECTOR, "#uploads .upload"))
+        spool = os.path.join(self.alice_home, "uploads")
+        self.until(self.alice_page, lambda p: not [name for name in os.listdir(spool) if name.startswith(".spool-")], "the spool emptied")
+        marker = self.alice.api("POST", "/v1/rooms/general/messages", {"text": "after the cancelled upload"})
+        self.item_by_id(self.bob_page, marker["event_id"])
+        names = [link.text for link in self.bob_page.find_elements(By.CSS_SELECTOR, "#timeline .file-card a.file-name")]
+        self.assertNotIn("cancelled.bin", names)
+        self.assertEqual(self.errors(self.alice_page), [])
+
     def test_search_finds_a_message_and_opens_its_room(self):
         self.alice.api("POST", "/v1/rooms/general/messages", {"text": "the walrus keeps a lighthouse"})
         self.item_with_text(self.bob_page, "walrus keeps")

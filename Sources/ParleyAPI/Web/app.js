@@ -1339,25 +1339,41 @@
 
   /**
    * Shares files in the open room: each is sent to the node as it is (the node seals it into blocks), with a
-   * progress bar; the stream brings the message back.
+   * progress bar and a button that cancels it; the stream brings the message back. Text typed in the composer
+   * becomes the caption of a single file (and the reply being written makes it a reply), as it would be sent.
    */
   function uploadFiles(files) {
     const room = view.room;
-    if (!room) return;
-    for (const file of files) uploadFile(room, file);
+    if (!room || files.length === 0) return;
+    const box = $("composer");
+    let caption = "";
+    let replyTo = null;
+    if (files.length === 1 && !compose.editId) {
+      caption = box.value.trim();
+      replyTo = compose.replyTo;
+      if (caption) { box.value = ""; saveDraft(room); }
+      endReply();
+    }
+    for (const file of files) uploadFile(room, file, caption, replyTo);
   }
 
-  function uploadFile(room, file) {
+  function uploadFile(room, file, caption, replyTo) {
     const row = h("div", { class: "upload" });
     const bar = h("progress", { max: "1", value: "0", "aria-label": `Uploading ${file.name}` });
     const label = h("span", { dir: "auto" });
-    fillText(label, `${file.name} (${formatSize(file.size)})`, false);
-    row.append(bar, label);
+    fillText(label, `${file.name} (${formatSize(file.size)})` + (caption ? ` — ${caption}` : ""), false);
+    const cancel = h("button", { type: "button", class: "upload-cancel", "aria-label": `Cancel the upload of ${file.name}`, text: "Cancel" });
+    row.append(bar, label, cancel);
     $("uploads").append(row);
     const request = new XMLHttpRequest();
-    request.open("POST", `${roomPath(room.id)}/files?name=${encodeURIComponent(file.name)}`);
+    let query = `name=${encodeURIComponent(file.name)}`;
+    if (caption) query += `&caption=${encodeURIComponent(caption)}`;
+    if (replyTo) query += `&reply_to=${encodeURIComponent(replyTo)}`;
+    request.open("POST", `${roomPath(room.id)}/files?${query}`);
     request.setRequestHeader("Content-Type", "application/octet-stream");
     request.upload.addEventListener("progress", (event) => { if (event.lengthComputable) bar.value = event.loaded / event.total; });
+    // Cut off before the node has it all, nothing is shared: the node drops what it received.
+    cancel.addEventListener("click", () => { request.abort(); row.remove(); });
     request.addEventListener("load", () => {
       row.remove();
       if (request.status >= 200 && request.status < 300) return;
