@@ -66,9 +66,10 @@ extension Node {
                 remedy: "Split it first (for example with split -b 4G) and share the parts.")
         }
         let name = FileAttachment.safeName(name ?? (path as NSString).lastPathComponent)
-        let sealed = try seal(descriptor: descriptor, size: size, path: path, progress: progress)
+        let whitened = try store.whitensFiles(roomID: roomID)
+        let sealed = try seal(descriptor: descriptor, size: size, path: path, whitened: whitened, progress: progress)
         let reference: FileReference
-        if let earlier = try store.sentFile(sha256: sealed.sha256, size: size), blocksHeld(earlier) {
+        if let earlier = try store.sentFile(sha256: sealed.sha256, size: size), earlier.layout.whitened == whitened, blocksHeld(earlier) {
             // The same bytes shared before: their blocks serve again, and the new ones (another key) go.
             for id in sealed.blocks where id != earlier.root { blocks.remove(id) }
             reference = earlier
@@ -87,11 +88,12 @@ extension Node {
     }
 
     /// Reads the file from `descriptor` and seals it into this node's blocks, hashing it on the way.
-    func seal(descriptor: Int32, size: Int64, path: String, progress: (Int64, Int64) -> Void) throws -> (
+    func seal(descriptor: Int32, size: Int64, path: String, whitened: Bool = false, progress: (Int64, Int64) -> Void) throws -> (
         reference: FileReference, sha256: [UInt8], header: [UInt8], blocks: [BlockID]
     ) {
         var random = SystemRandomNumberGenerator()
-        var sealer = try blockCall { () throws(BlockError) in try FileSealer(size: size, key: FileKey.random(using: &random)) }
+        let whitening = whitened ? FileKey.random(using: &random) : nil
+        var sealer = try blockCall { () throws(BlockError) in try FileSealer(size: size, key: FileKey.random(using: &random), whitening: whitening) }
         var hash = SHA256()
         var header: [UInt8] = []
         var written: [BlockID] = []
@@ -132,6 +134,18 @@ extension Node {
         return missing == 0 && all.allSatisfy { blocks.contains($0.id) }
     }
 
+    /// Turns whitening (docs/PROTOCOL.md §16.7) on or off for the files this node shares in `roomID`.
+    public func setWhitensFiles(_ roomID: String, _ whitens: Bool) throws {
+        _ = try requireState(roomID)
+        try store.setWhitensFiles(roomID: roomID, whitens)
+    }
+
+    /// Whether this node shares files in `roomID` whitened.
+    public func whitensFiles(_ roomID: String) throws -> Bool {
+        _ = try requireState(roomID)
+        return try store.whitensFiles(roomID: roomID)
+    }
+
     /// After a file message's redaction, takes its blocks back: each transport of the room is told to delete them
     /// there (at its next run) unless another message of the room still shares the file, and this node drops its own
     /// copies unless a message of any room does. Blocks are listed from the manifests this node holds: a node that
@@ -169,8 +183,10 @@ extension Node {
             level = next
         }
         for fetch in level {
-            result.append(BlockRef(id: fetch.id, tier: fetch.tier))
-            if !blocks.contains(fetch.id) { missing += 1 }
+            for part in [fetch] + [fetch.randomizerFetch].compactMap({ $0 }) {
+                result.append(BlockRef(id: part.id, tier: part.tier))
+                if !blocks.contains(part.id) { missing += 1 }
+            }
         }
         return (result, missing)
     }
@@ -230,7 +246,7 @@ extension Node {
         var hash = SHA256()
         var offset: Int64 = 0
         let window = BlockTransfer.concurrency(for: reader.layout.dataTier)
-        try await withThrowingTaskGroup(of: (Int, [UInt8], Bool).self) { group in
+        try await withThrowingTaskGroup(of: (Int, [UInt8], DownloadReport).self) { group in
             var started = 0
             var ready: [Int: [UInt8]] = [:]
             var nextToWrite = 0
@@ -238,16 +254,19 @@ extension Node {
                 let index = started
                 let fetch = level[index]
                 group.addTask {
-                    var ignored = DownloadReport(path: "", bytes: 0)
-                    let stored = try await fetcher.fetch(fetch, counting: &ignored)
-                    let data = try incomplete { () throws(BlockError) in try reader.data(stored, fetched: fetch) }
-                    return (index, Array(data), ignored.blocksFetched > 0)
+                    var counts = DownloadReport(path: "", bytes: 0)
+                    let stored = try await fetcher.fetch(fetch, counting: &counts)
+                    var randomizer: [UInt8]?
+                    if let half = fetch.randomizerFetch { randomizer = try await fetcher.fetch(half, counting: &counts) }
+                    let data = try incomplete { () throws(BlockError) in try reader.data(stored, randomizer: randomizer, fetched: fetch) }
+                    return (index, Array(data), counts)
                 }
                 started += 1
             }
             while started < min(window, level.count) { start() }
-            while let (index, data, fetched) = try await group.next() {
-                if fetched { report.blocksFetched += 1 } else { report.blocksHeld += 1 }
+            while let (index, data, counts) = try await group.next() {
+                report.blocksFetched += counts.blocksFetched
+                report.blocksHeld += counts.blocksHeld
                 ready[index] = data
                 while let data = ready.removeValue(forKey: nextToWrite) {
                     hash.update(data: data)

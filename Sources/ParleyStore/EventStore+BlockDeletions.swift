@@ -19,6 +19,27 @@ extension EventStore {
         }
     }
 
+    static func registerWhiteningMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v19-whitened-files") { db in
+            try db.execute(sql: "ALTER TABLE room_preferences ADD COLUMN whitens_files INTEGER NOT NULL DEFAULT 0")
+            try db.execute(sql: "ALTER TABLE sent_files ADD COLUMN whitened INTEGER NOT NULL DEFAULT 0")
+        }
+    }
+
+    /// Whether this node shares files in `roomID` whitened (docs/PROTOCOL.md §16.7): off unless set.
+    public func whitensFiles(roomID: String) throws -> Bool {
+        try pool.read { db in
+            try Bool.fetchOne(db.cachedStatement(sql: "SELECT whitens_files FROM room_preferences WHERE room_id = ?"), arguments: [roomID]) ?? false
+        }
+    }
+
+    public func setWhitensFiles(roomID: String, _ whitens: Bool) throws {
+        try pool.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO room_preferences (room_id) VALUES (?)", arguments: [roomID])
+            try db.execute(sql: "UPDATE room_preferences SET whitens_files = ? WHERE room_id = ?", arguments: [whitens, roomID])
+        }
+    }
+
     /// Whether an accepted, unredacted message (sealed ones once opened) shares the file with this root: in
     /// `roomID`, or in any room when `nil`.
     public func sharesFile(root: BlockID, roomID: String?) throws -> Bool {

@@ -25,11 +25,11 @@ extension EventStore {
         try pool.read { db in
             guard
                 let row = try Row.fetchOne(
-                    db, sql: "SELECT root, root_tier, file_key FROM sent_files WHERE sha256 = ? AND size = ?", arguments: [Data(sha256), size]),
+                    db, sql: "SELECT root, root_tier, file_key, whitened FROM sent_files WHERE sha256 = ? AND size = ?", arguments: [Data(sha256), size]),
                 let root = BlockID(bytes: (row[0] as Data).bytes), let tier = BlockTier(rawValue: UInt8(row[1] as Int64)),
                 let key = try? FileKey(bytes: (row[2] as Data).bytes)
             else { return nil }
-            return try? FileReference(root: root, rootTier: tier, key: key, size: size)
+            return try? FileReference(root: root, rootTier: tier, key: key, size: size, whitened: row[3])
         }
     }
 
@@ -37,8 +37,11 @@ extension EventStore {
     public func recordSentFile(sha256: [UInt8], _ reference: FileReference) throws {
         try pool.write { db in
             try db.execute(
-                sql: "INSERT OR IGNORE INTO sent_files (sha256, size, root, root_tier, file_key) VALUES (?, ?, ?, ?, ?)",
-                arguments: [Data(sha256), reference.layout.size, Data(reference.root.bytes), Int64(reference.rootTier.rawValue), Data(reference.key.bytes)])
+                sql: "INSERT OR IGNORE INTO sent_files (sha256, size, root, root_tier, file_key, whitened) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    Data(sha256), reference.layout.size, Data(reference.root.bytes), Int64(reference.rootTier.rawValue), Data(reference.key.bytes),
+                    reference.layout.whitened,
+                ])
         }
     }
 

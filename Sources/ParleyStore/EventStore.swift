@@ -191,6 +191,7 @@ public final class EventStore: Sendable {
         registerSendFailureCodesMigration(&migrator)
         registerPriorityMigration(&migrator)
         registerBlockDeletionsMigration(&migrator)
+        registerWhiteningMigration(&migrator)
         return migrator
     }
 }

@@ -8,7 +8,7 @@ struct Room: ParsableCommand {
         subcommands: [
             RoomCreate.self, RoomInvite.self, RoomJoin.self, RoomLeave.self, RoomKick.self, RoomBan.self, RoomUnban.self,
             RoomPower.self, RoomName.self, RoomTopic.self, RoomInfo.self, RoomList.self, RoomForget.self, RoomRelay.self,
-            RoomReadReceipts.self,
+            RoomReadReceipts.self, RoomWhitening.self,
         ])
 }
 
@@ -401,6 +401,33 @@ struct RoomReadReceipts: ParsableCommand {
         try failing {
             if let setting { try node.setReadReceipts(roomID, enabled: setting == "on") }
             output("read receipts in \(roomID): \(try node.sendsReadReceipts(roomID) ? "on" : "off")")
+        }
+    }
+}
+
+struct RoomWhitening: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "whitening",
+        abstract: "Show, or turn on or off, whether this node shares files in a room whitened.",
+        discussion: """
+            On, each data block of a file this node shares in the room is stored as two: its sealed bytes XOR a random \
+            block, and the random block (docs/PROTOCOL.md §16.7), so that no stored block is the sealed file's. It \
+            stores and moves twice the bytes (docs/BENCHMARKS.md gives the cost). Every member reads whitened files, \
+            whatever their own setting.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Argument var roomID: String
+    @Argument(help: "on or off; omitted, the current setting is shown.") var setting: String?
+
+    func validate() throws {
+        guard setting == nil || setting == "on" || setting == "off" else { throw ValidationError("Say on or off; it was \(setting ?? "").") }
+    }
+
+    func run() throws {
+        let node = try global.node()
+        try failing {
+            if let setting { try node.setWhitensFiles(roomID, setting == "on") }
+            output("whitened files in \(roomID): \(try node.whitensFiles(roomID) ? "on" : "off")")
         }
     }
 }

@@ -46,6 +46,31 @@ import Testing
         }
     }
 
+    @Test func `in a room set to whiten, a shared file's blocks go to the bucket in pairs and download whole`() async throws {
+        let world = try BucketWorld(.folder)
+        let (alice, bob) = try await BucketRoomTests().twoMembers(world)
+        #expect(try alice.node.whitensFiles("team") == false)
+        try alice.node.setWhitensFiles("team", true)
+        #expect(try alice.node.whitensFiles("team"))
+        let (path, bytes) = try Self.file(world, "scan.bin", size: 200_000)
+        let event = try alice.node.shareFile("team", path: path).event
+        let flushed = try await alice.flush("team")
+        // Four data blocks of 64 KiB, each stored with its random block, under a 1 KiB root.
+        #expect(flushed.blocks == 9 && flushed.blockBytes == 8 * 65_536 + 1_024)
+        _ = try await bob.sync("team")
+        let file = try bob.node.fileAttachment(eventID: event.eventID)
+        #expect(file.reference.layout.whitened)
+        let target = world.directory.file("scan-copy.bin")
+        let report = try await bob.node.download(file, from: try bob.blockSource("team"), to: target)
+        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: target))) == bytes)
+        #expect(report.blocksFetched == 9)
+        // Off again, the next file is stored plainly.
+        try alice.node.setWhitensFiles("team", false)
+        let (other, _) = try Self.file(world, "plain.bin", size: 200_000, seed: 3)
+        _ = try alice.node.shareFile("team", path: other)
+        #expect(try await alice.flush("team").blocks == 5)
+    }
+
     @Test func `a redacted file's blocks leave the bucket and its sender's node once no message of the room shares it`() async throws {
         let world = try BucketWorld(.folder)
         let (alice, bob) = try await BucketRoomTests().twoMembers(world)

@@ -11,8 +11,11 @@ import Testing
     static func file(_ size: Int) -> [UInt8] { (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 8) } }
 
     /// Seals `bytes` in chunks of `chunk`.
-    static func seal(_ bytes: [UInt8], chunk: Int = 100_000) throws -> (blocks: [BlockID: [UInt8]], reference: FileReference, order: [BlockID]) {
-        var sealer = try FileSealer(size: Int64(bytes.count), key: key)
+    static func seal(_ bytes: [UInt8], chunk: Int = 100_000, whitened: Bool = false) throws -> (
+        blocks: [BlockID: [UInt8]], reference: FileReference, order: [BlockID]
+    ) {
+        var random = SystemRandomNumberGenerator()
+        var sealer = try FileSealer(size: Int64(bytes.count), key: key, whitening: whitened ? FileKey.random(using: &random) : nil)
         var made: [SealedBlock] = []
         var start = 0
         repeat {
@@ -43,7 +46,7 @@ import Testing
             let fetch = queue.removeFirst()
             guard let stored = blocks[fetch.id] else { throw BlockError(.idMismatch, "missing \(fetch.id)") }
             if fetch.place.depth == 0 {
-                output += try reader.data(stored, fetched: fetch)
+                output += try reader.data(stored, randomizer: fetch.randomizer.flatMap { blocks[$0] }, fetched: fetch)
             } else {
                 queue.insert(contentsOf: try reader.manifest(stored, fetched: fetch), at: 0)
             }
@@ -89,6 +92,47 @@ import Testing
         let whole = try Self.seal(bytes, chunk: bytes.count)
         let pieces = try Self.seal(bytes, chunk: 7)
         #expect(whole.order == pieces.order && whole.order.count == 1)
+    }
+
+    @Test func `a whitened file stores each data block as its XOR with a random block, and reads back whole`() throws {
+        for size in [0, 5, 1_009, 65_520, 65_521, 300_000] {
+            let bytes = Self.file(size)
+            let plain = try Self.seal(bytes)
+            let (blocks, reference, _) = try Self.seal(bytes, chunk: 65_536 + 17, whitened: true)
+            #expect(reference.layout.whitened && reference.layout.depth == 1, "\(size)")
+            #expect(try Self.read(reference, from: blocks) == bytes, "\(size) bytes")
+            // Every data block is two stored blocks, neither of them anything an unwhitened sealing makes.
+            let listed = try FileReader(reference).manifest(blocks[reference.root]!, fetched: FileReader(reference).root)
+            #expect(blocks.count == 2 * listed.count + 1)
+            #expect(Set(blocks.keys).isDisjoint(with: plain.blocks.keys))
+            for fetch in listed {
+                let (stored, random) = (blocks[fetch.id]!, blocks[fetch.randomizer!]!)
+                #expect(stored != random && stored.count == random.count && stored.count == fetch.tier.byteCount)
+            }
+        }
+    }
+
+    @Test func `a whitened block is refused without its random block, with another one, or under a manifest of the wrong flag`() throws {
+        let (blocks, reference, _) = try Self.seal(Self.file(200_000), whitened: true)
+        let reader = FileReader(reference)
+        let listed = try reader.manifest(blocks[reference.root]!, fetched: reader.root)
+        let first = listed[0]
+        #expect(Self.code { try reader.data(blocks[first.id]!, fetched: first) } == .badManifest)
+        #expect(Self.code { try reader.data(blocks[first.id]!, randomizer: blocks[listed[1].randomizer!]!, fetched: first) } == .idMismatch)
+        // A random block whose id was changed with it still fails: the XOR is not the sealed block.
+        var forged = first
+        forged.randomizer = listed[1].randomizer
+        #expect(Self.code { try reader.data(blocks[first.id]!, randomizer: blocks[listed[1].randomizer!]!, fetched: forged) } == .decryptFailed)
+        // The same manifest read as an unwhitened file's (its reference without the flag) is refused, and the other way.
+        let unwhitened = try FileReference(root: reference.root, rootTier: reference.rootTier, key: reference.key, size: 200_000)
+        #expect(Self.code { try FileReader(unwhitened).manifest(blocks[reference.root]!, fetched: FileReader(unwhitened).root) } == .badManifest)
+        let plain = try Self.seal(Self.file(200_000))
+        let claimed = try FileReference(root: plain.reference.root, rootTier: plain.reference.rootTier, key: Self.key, size: 200_000, whitened: true)
+        #expect(Self.code { try FileReader(claimed).manifest(plain.blocks[plain.reference.root]!, fetched: FileReader(claimed).root) } == .badManifest)
+        // A manifest whose flag byte is anything but 0 or 1 is refused.
+        var header = FileManifest(depth: 1, entryTier: .medium, covered: 10, entries: [first.id]).plaintext
+        header[7] = 2
+        #expect(Self.code { try FileManifest(plaintext: header) } == .badManifest)
     }
 
     @Test func `a file of more than one block has a manifest root listing its data blocks in order`() throws {

@@ -23,6 +23,30 @@ import Testing
         }
     }
 
+    @Test func `whitened files are laid out in the generator's tiers, depths and block counts`() throws {
+        for vector in vectors["whitened_layouts"]!.array {
+            let layout = try FileLayout(size: vector["size"]!.integerValue!, whitened: true)
+            #expect(layout.dataTier.rawValue == UInt8(vector["data_tier"]!.integerValue!), "\(vector)")
+            #expect(layout.depth == UInt8(vector["depth"]!.integerValue!), "\(vector)")
+            #expect(layout.dataBlockCount == vector["data_blocks"]!.integerValue!, "\(vector)")
+        }
+    }
+
+    @Test func `the generator's whitened file opens: its stored block XOR its random block is the sealed block`() throws {
+        let vector = vectors["whitened_file"]!
+        let root = Vectors.hex(vector["root_hex"]!.text)
+        #expect(BlockID.of(root).hex == vector["root"]!.text)
+        let tier = BlockTier(rawValue: UInt8(vector["root_tier"]!.integerValue!))!
+        let reference = try FileReference(root: BlockID.of(root), rootTier: tier, key: key, size: vector["size"]!.integerValue!, whitened: true)
+        let reader = FileReader(reference)
+        let listed = try reader.manifest(root, fetched: reader.root)
+        let manifest = try FileManifest(plaintext: Vectors.hex(vector["manifest_plaintext_hex"]!.text))
+        #expect(manifest.plaintext == Vectors.hex(vector["manifest_plaintext_hex"]!.text))
+        let (stored, random) = (Vectors.hex(vector["stored_hex"]!.text), Vectors.hex(vector["randomizer_hex"]!.text))
+        #expect(listed.count == 1 && listed[0].id == BlockID.of(stored) && listed[0].randomizer == BlockID.of(random))
+        #expect(Array(try reader.data(stored, randomizer: random, fetched: listed[0])) == Vectors.hex(vector["file_hex"]!.text))
+    }
+
     @Test func `single-block files seal to the generator's blocks and read back`() throws {
         for vector in vectors["files"]!.array {
             let file = Vectors.hex(vector["file_hex"]!.text)

@@ -42,6 +42,7 @@ public struct FileAttachment: Sendable, Equatable {
         object["root"] = .string(reference.root.hex)
         object["root_tier"] = .integer(Int64(reference.rootTier.rawValue))
         object["key"] = .string(Base64.encode(reference.key.bytes))
+        if reference.layout.whitened { object["whitened"] = .bool(true) }
         if let width, let height {
             object["width"] = .integer(Int64(width))
             object["height"] = .integer(Int64(height))
@@ -70,8 +71,13 @@ public struct FileAttachment: Sendable, Equatable {
         guard let keyBytes = Base64.decode(try reader.string("key")), let key = try? FileKey(bytes: keyBytes) else {
             throw ContentError("\(type): key must be 32 bytes in standard base64")
         }
+        // Written only when true: one form for each file.
+        let whitened = reader.optionalValue("whitened")
+        guard whitened == nil || whitened == .bool(true) else { throw ContentError("\(type): whitened is true or absent") }
         let reference: FileReference
-        do { reference = try FileReference(root: root, rootTier: tier, key: key, size: size) } catch { throw ContentError("\(type): \(error.message)") }
+        do {
+            reference = try FileReference(root: root, rootTier: tier, key: key, size: size, whitened: whitened != nil)
+        } catch { throw ContentError("\(type): \(error.message)") }
         let width = try reader.optionalInteger("width")
         let height = try reader.optionalInteger("height")
         guard (width == nil) == (height == nil) else { throw ContentError("\(type): width and height come together") }

@@ -142,10 +142,21 @@ public enum BlockSealing {
 
     /// The padded plaintext of a stored block fetched by `id`, after checking its length, its id, then its seal.
     public static func open(_ stored: [UInt8], id: BlockID, tier: BlockTier, key: FileKey, place: BlockPlace) throws(BlockError) -> [UInt8] {
+        try check(stored, id: id, tier: tier)
+        return try open(checked: stored, id: id, tier: tier, key: key, place: place)
+    }
+
+    /// Checks that bytes fetched as block `id` are its tier's length and hash to `id`.
+    public static func check(_ stored: [UInt8], id: BlockID, tier: BlockTier) throws(BlockError) {
         guard stored.count == tier.byteCount else {
             throw BlockError(.wrongLength, "block \(id.hex.prefix(16))… is \(stored.count) bytes; its tier holds \(tier.byteCount)")
         }
         guard BlockID.of(stored) == id else { throw BlockError(.idMismatch, "the bytes fetched as block \(id.hex.prefix(16))… hash to another id") }
+    }
+
+    /// Opens sealed bytes of `tier`'s length at `place`, checked already (or made from checked blocks: a whitened one);
+    /// `id` names them in errors.
+    static func open(checked stored: [UInt8], id: BlockID, tier: BlockTier, key: FileKey, place: BlockPlace) throws(BlockError) -> [UInt8] {
         do {
             let box = try AES.GCM.SealedBox(
                 nonce: AES.GCM.Nonce(data: place.nonce), ciphertext: stored[..<tier.capacity], tag: stored[tier.capacity...])

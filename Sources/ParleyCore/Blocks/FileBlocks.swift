@@ -6,9 +6,15 @@ import Foundation
 /// 1 MiB up to 4 GiB, and of 16 MiB beyond: padding wastes at most about a sixteenth, a file takes few objects, and a
 /// reader or writer of a file up to 4 GiB holds a few 1 MiB blocks at a time. The blocks are listed by manifests of at
 /// most ``fanOut`` entries each, manifests of manifests above them, up to one root.
+///
+/// A **whitened** file (§16.7) stores each data block as two: the sealed block XOR a random block of its tier, and the
+/// random block. Its depth-1 manifests list both ids of each, so they list at most ``whitenedFanOut`` entries (as do its
+/// other manifests, one fan-out per file), and it always has a root manifest, even for one data block.
 public struct FileLayout: Sendable, Equatable {
     /// Entries per manifest.
     public static let fanOut = 1_024
+    /// Entries per manifest of a whitened file: a depth-1 entry is two ids.
+    public static let whitenedFanOut = 512
     /// The largest file cut into 64 KiB blocks, and into 1 MiB blocks: 16 MiB and 4 GiB.
     public static let mediumBlocksUpTo: Int64 = 1 << 24
     public static let largeBlocksUpTo: Int64 = 1 << 32
@@ -23,24 +29,35 @@ public struct FileLayout: Sendable, Equatable {
     public let dataTier: BlockTier
     /// 0: the file is one data block; otherwise the root manifest's depth.
     public let depth: UInt8
+    /// Whether each data block is stored whitened (§16.7).
+    public let whitened: Bool
 
-    public init(size: Int64) throws(BlockError) {
+    public init(size: Int64, whitened: Bool = false) throws(BlockError) {
         guard size >= 0, size <= FileLayout.maxSize else { throw BlockError(.badReference, "a file is 0 to 1 TiB; this one claims \(size) bytes") }
         self.size = size
+        self.whitened = whitened
         if size <= FileLayout.singleBlockLimit {
             dataTier = BlockTier.fitting(Int(size))!
-            depth = 0
+            // A whitened block's two halves are named by a manifest: even one block has a root above it.
+            depth = whitened ? 1 : 0
             return
         }
         dataTier = size <= FileLayout.mediumBlocksUpTo ? .medium : size <= FileLayout.largeBlocksUpTo ? .large : .huge
+        let fanOut = Int64(whitened ? FileLayout.whitenedFanOut : FileLayout.fanOut)
         var depth: UInt8 = 1
-        var covered = Int64(dataTier.capacity) * Int64(FileLayout.fanOut)
+        var covered = Int64(dataTier.capacity) * fanOut
         while covered < size {
             depth += 1
-            covered *= Int64(FileLayout.fanOut)
+            covered *= fanOut
         }
         self.depth = depth
     }
+
+    /// Entries per manifest of this file.
+    public var fanOut: Int { whitened ? FileLayout.whitenedFanOut : FileLayout.fanOut }
+
+    /// The bytes of one entry of a manifest at `depth`: two ids for a whitened file's data blocks, else one.
+    public func entryByteCount(depth: UInt8) -> Int { whitened && depth == 1 ? 2 * BlockID.byteCount : BlockID.byteCount }
 
     /// How many data blocks the file takes.
     public var dataBlockCount: Int64 { Self.count(max(size, 1), per: Int64(dataTier.capacity)) }
@@ -48,7 +65,7 @@ public struct FileLayout: Sendable, Equatable {
     /// The file bytes a full block at `depth` covers: a data block's capacity at depth 0, times the fan-out per level.
     public func span(depth: UInt8) -> Int64 {
         var span = Int64(dataTier.capacity)
-        for _ in 0..<depth { span *= Int64(FileLayout.fanOut) }
+        for _ in 0..<depth { span *= Int64(fanOut) }
         return span
     }
 
@@ -56,8 +73,8 @@ public struct FileLayout: Sendable, Equatable {
     /// manifest, whose entry count follows from the size.
     public var rootTier: BlockTier {
         guard depth > 0 else { return dataTier }
-        let entries = Self.count(size, per: span(depth: depth - 1))
-        return BlockTier.fitting(FileManifest.headerByteCount + Int(entries) * BlockID.byteCount)!
+        let entries = Self.count(max(size, 1), per: span(depth: depth - 1))
+        return BlockTier.fitting(FileManifest.headerByteCount + Int(entries) * entryByteCount(depth: depth))!
     }
 
     static func count(_ size: Int64, per unit: Int64) -> Int64 { (size + unit - 1) / unit }
@@ -90,8 +107,8 @@ public struct FileReference: Sendable, Equatable {
     }
 
     /// A reference as a message gives it, checked: the root's tier must be the one the size implies (§16.3).
-    public init(root: BlockID, rootTier: BlockTier, key: FileKey, size: Int64) throws(BlockError) {
-        let layout = try FileLayout(size: size)
+    public init(root: BlockID, rootTier: BlockTier, key: FileKey, size: Int64, whitened: Bool = false) throws(BlockError) {
+        let layout = try FileLayout(size: size, whitened: whitened)
         guard rootTier == layout.rootTier else {
             throw BlockError(.badReference, "a file of \(size) bytes has its root at tier \(layout.rootTier.rawValue), not \(rootTier.rawValue)")
         }
@@ -113,13 +130,20 @@ public struct FileManifest: Sendable, Equatable {
     /// The file bytes under it.
     public var covered: Int64
     public var entries: [BlockID]
+    /// For a whitened file's depth-1 manifest (flag 1), each entry's random block, which the entry's stored block is
+    /// XORed with (§16.7); empty otherwise.
+    public var randomizers: [BlockID] = []
 
     /// The manifest's plaintext, before padding.
     public var plaintext: [UInt8] {
-        var bytes = Self.magic + [Self.version, depth, entryTier.rawValue, 0, 0, 0, 0, 0]
+        let whitened = !randomizers.isEmpty
+        var bytes = Self.magic + [Self.version, depth, entryTier.rawValue, whitened ? 1 : 0, 0, 0, 0, 0]
         bytes += bigEndian(UInt64(entries.count), byteCount: 4)
         bytes += bigEndian(UInt64(covered), byteCount: 8)
-        for entry in entries { bytes += entry.bytes }
+        for (index, entry) in entries.enumerated() {
+            bytes += entry.bytes
+            if whitened { bytes += randomizers[index].bytes }
+        }
         return bytes
     }
 
@@ -132,26 +156,35 @@ public struct FileManifest: Sendable, Equatable {
         guard let tier = BlockTier(rawValue: plaintext[6]) else {
             throw BlockError(.badManifest, "a manifest names tier 2^\(plaintext[6]), which does not exist")
         }
-        guard plaintext[7...11].allSatisfy({ $0 == 0 }) else { throw BlockError(.badManifest, "a manifest's flags and reserved bytes are zero") }
+        guard plaintext[7] <= 1, plaintext[8...11].allSatisfy({ $0 == 0 }) else {
+            throw BlockError(.badManifest, "a manifest's flags are 0 or 1 and its reserved bytes zero")
+        }
+        let whitened = plaintext[7] == 1
         let count = Int(readBigEndian(plaintext[12..<16]))
         let covered = readBigEndian(plaintext[16..<24])
         guard count >= 1, count <= FileLayout.fanOut else { throw BlockError(.badManifest, "a manifest lists 1 to 1,024 blocks, not \(count)") }
-        guard plaintext.count >= Self.headerByteCount + count * BlockID.byteCount, covered <= UInt64(FileLayout.maxSize) else {
+        let entryBytes = whitened ? 2 * BlockID.byteCount : BlockID.byteCount
+        guard plaintext.count >= Self.headerByteCount + count * entryBytes, covered <= UInt64(FileLayout.maxSize) else {
             throw BlockError(.badManifest, "a manifest claims more than it holds")
         }
         depth = plaintext[5]
         entryTier = tier
         self.covered = Int64(covered)
-        entries = (0..<count).map { index in
-            BlockID(bytes: plaintext[(Self.headerByteCount + index * BlockID.byteCount)..<(Self.headerByteCount + (index + 1) * BlockID.byteCount)])!
+        func id(_ index: Int, _ half: Int) -> BlockID {
+            let start = Self.headerByteCount + index * entryBytes + half * BlockID.byteCount
+            return BlockID(bytes: plaintext[start..<(start + BlockID.byteCount)])!
         }
+        entries = (0..<count).map { id($0, 0) }
+        randomizers = whitened ? (0..<count).map { id($0, 1) } : []
     }
 
-    public init(depth: UInt8, entryTier: BlockTier, covered: Int64, entries: [BlockID]) {
+    public init(depth: UInt8, entryTier: BlockTier, covered: Int64, entries: [BlockID], randomizers: [BlockID] = []) {
+        precondition(randomizers.isEmpty || randomizers.count == entries.count, "a whitened manifest names a random block for every entry")
         self.depth = depth
         self.entryTier = entryTier
         self.covered = covered
         self.entries = entries
+        self.randomizers = randomizers
     }
 }
 
@@ -163,10 +196,18 @@ public struct FileSealer: Sendable {
     private var pending: [UInt8] = []
     private var received: Int64 = 0
     private var dataIDs: [BlockID] = []
+    /// The random blocks of a whitened file's data blocks, in order.
+    private var randomizerIDs: [BlockID] = []
+    /// What a whitened file's random blocks are drawn from: AES-GCM over zeros under a key the caller makes at random
+    /// and never keeps (a keystream as fast as sealing, and as unpredictable as the key).
+    private let randomizerKey: SymmetricKey?
 
-    public init(size: Int64, key: FileKey) throws(BlockError) {
-        layout = try FileLayout(size: size)
+    /// - Parameter whitening: to store each data block whitened (§16.7, twice the blocks and bytes), a fresh random
+    ///   key its random blocks are drawn under, never kept; `nil` for a file stored plainly.
+    public init(size: Int64, key: FileKey, whitening: FileKey? = nil) throws(BlockError) {
+        layout = try FileLayout(size: size, whitened: whitening != nil)
         self.key = key
+        randomizerKey = whitening.map { SymmetricKey(data: $0.bytes) }
         pending.reserveCapacity(layout.dataTier.capacity)
     }
 
@@ -178,7 +219,7 @@ public struct FileSealer: Sendable {
         var rest = bytes[...]
         while !rest.isEmpty {
             // A full block is sealed once a byte comes after it: the last one, full or not, waits for finish().
-            if pending.count == layout.dataTier.capacity { blocks.append(sealPending()) }
+            if pending.count == layout.dataTier.capacity { blocks += sealPending() }
             let take = rest.prefix(layout.dataTier.capacity - pending.count)
             pending += take
             rest = rest.dropFirst(take.count)
@@ -189,18 +230,20 @@ public struct FileSealer: Sendable {
     /// The last data block and every manifest, and the reference to the file.
     public mutating func finish() throws(BlockError) -> (blocks: [SealedBlock], reference: FileReference) {
         guard received == layout.size else { throw BlockError(.badReference, "the file ended at \(received) bytes, not the \(layout.size) it was sealed as") }
-        var blocks = [sealPending()]
+        var blocks = sealPending()
         guard layout.depth > 0 else { return (blocks, FileReference(root: blocks[0].id, rootTier: layout.dataTier, key: key, layout: layout)) }
         var level = dataIDs
         var root: (id: BlockID, tier: BlockTier)?
+        let fanOut = layout.fanOut
         for depth in 1...layout.depth {
             var next: [BlockID] = []
             let span = layout.span(depth: depth)
-            for (index, start) in stride(from: 0, to: level.count, by: FileLayout.fanOut).enumerated() {
+            for (index, start) in stride(from: 0, to: level.count, by: fanOut).enumerated() {
                 let covered = min(span, layout.size - Int64(index) * span)
+                let end = min(start + fanOut, level.count)
                 let manifest = FileManifest(
                     depth: depth, entryTier: depth == 1 ? layout.dataTier : FileLayout.manifestTier, covered: covered,
-                    entries: Array(level[start..<min(start + FileLayout.fanOut, level.count)]))
+                    entries: Array(level[start..<end]), randomizers: depth == 1 && layout.whitened ? Array(randomizerIDs[start..<end]) : [])
                 let plaintext = manifest.plaintext
                 let tier = depth == layout.depth ? BlockTier.fitting(plaintext.count)! : FileLayout.manifestTier
                 let bytes = BlockSealing.seal(plaintext, tier: tier, key: key, place: BlockPlace(depth: depth, index: UInt64(index)))
@@ -214,12 +257,23 @@ public struct FileSealer: Sendable {
         return (blocks, FileReference(root: root!.id, rootTier: root!.tier, key: key, layout: layout))
     }
 
-    private mutating func sealPending() -> SealedBlock {
-        let bytes = BlockSealing.seal(padding: &pending, tier: layout.dataTier, key: key, place: BlockPlace(depth: 0, index: UInt64(dataIDs.count)))
-        let block = SealedBlock(id: BlockID.of(bytes), bytes: bytes)
-        dataIDs.append(block.id)
+    /// The next data block: sealed, or for a whitened file its whitened form then its random block.
+    private mutating func sealPending() -> [SealedBlock] {
+        let place = BlockPlace(depth: 0, index: UInt64(dataIDs.count))
+        var bytes = BlockSealing.seal(padding: &pending, tier: layout.dataTier, key: key, place: place)
         pending.removeAll(keepingCapacity: true)
-        return block
+        guard let randomizerKey else {
+            let block = SealedBlock(id: BlockID.of(bytes), bytes: bytes)
+            dataIDs.append(block.id)
+            return [block]
+        }
+        let random = BlockWhitening.randomBlock(tier: layout.dataTier, key: randomizerKey, place: place)
+        BlockWhitening.xor(&bytes, random)
+        let whitened = SealedBlock(id: BlockID.of(bytes), bytes: bytes)
+        let randomizer = SealedBlock(id: BlockID.of(random), bytes: random)
+        dataIDs.append(whitened.id)
+        randomizerIDs.append(randomizer.id)
+        return [whitened, randomizer]
     }
 }
 
@@ -238,6 +292,13 @@ public struct FileReader: Sendable {
         public var tier: BlockTier
         public var place: BlockPlace
         public var covered: Int64
+        /// For a whitened data block, its random block (of the same tier), fetched too and XORed with it.
+        public var randomizer: BlockID?
+
+        /// The random block, to fetch as a block of its own.
+        public var randomizerFetch: Fetch? {
+            randomizer.map { Fetch(id: $0, tier: tier, place: place, covered: covered) }
+        }
     }
 
     /// The first block to fetch: the root.
@@ -258,23 +319,37 @@ public struct FileReader: Sendable {
         guard manifest.covered == fetch.covered else {
             throw BlockError(.badManifest, "a manifest claims \(manifest.covered) bytes where its parent promised \(fetch.covered)")
         }
+        let whitened = layout.whitened && depth == 1
+        guard manifest.randomizers.isEmpty != whitened else {
+            throw BlockError(.badManifest, "a manifest at depth \(depth) of \(layout.whitened ? "a whitened" : "an unwhitened") file has the wrong flag")
+        }
         let span = layout.span(depth: depth - 1)
-        guard Int64(manifest.entries.count) == FileLayout.count(max(fetch.covered, 1), per: span) else {
+        guard Int64(manifest.entries.count) == FileLayout.count(max(fetch.covered, 1), per: span), manifest.entries.count <= layout.fanOut else {
             throw BlockError(.badManifest, "a manifest of \(fetch.covered) bytes lists \(manifest.entries.count) blocks of \(span)")
         }
-        guard !manifest.entries.contains(fetch.id) else { throw BlockError(.badManifest, "a manifest lists itself") }
-        let first = fetch.place.index * UInt64(FileLayout.fanOut)
+        guard !manifest.entries.contains(fetch.id), !manifest.randomizers.contains(fetch.id) else { throw BlockError(.badManifest, "a manifest lists itself") }
+        let first = fetch.place.index * UInt64(layout.fanOut)
         return manifest.entries.enumerated().map { offset, id in
             Fetch(
                 id: id, tier: childTier, place: BlockPlace(depth: depth - 1, index: first + UInt64(offset)),
-                covered: min(span, fetch.covered - Int64(offset) * span))
+                covered: min(span, fetch.covered - Int64(offset) * span), randomizer: whitened ? manifest.randomizers[offset] : nil)
         }
     }
 
-    /// Opens a data block fetched as `fetch`: the file's bytes it holds, its padding left out.
-    public func data(_ stored: [UInt8], fetched fetch: Fetch) throws(BlockError) -> ArraySlice<UInt8> {
+    /// Opens a data block fetched as `fetch`: the file's bytes it holds, its padding left out. A whitened block needs
+    /// its random block too (``Fetch/randomizerFetch``): each is checked against its id, then their XOR is opened.
+    public func data(_ stored: [UInt8], randomizer: [UInt8]? = nil, fetched fetch: Fetch) throws(BlockError) -> ArraySlice<UInt8> {
         guard fetch.place.depth == 0, fetch.tier == layout.dataTier else { throw BlockError(.badManifest, "not a data block of this file") }
-        let plaintext = try BlockSealing.open(stored, id: fetch.id, tier: fetch.tier, key: reference.key, place: fetch.place)
+        guard let randomizerID = fetch.randomizer else {
+            let plaintext = try BlockSealing.open(stored, id: fetch.id, tier: fetch.tier, key: reference.key, place: fetch.place)
+            return plaintext[..<Int(fetch.covered)]
+        }
+        guard let randomizer else { throw BlockError(.badManifest, "a whitened data block opens only with its random block") }
+        try BlockSealing.check(stored, id: fetch.id, tier: fetch.tier)
+        try BlockSealing.check(randomizer, id: randomizerID, tier: fetch.tier)
+        var sealed = stored
+        BlockWhitening.xor(&sealed, randomizer)
+        let plaintext = try BlockSealing.open(checked: sealed, id: fetch.id, tier: fetch.tier, key: reference.key, place: fetch.place)
         return plaintext[..<Int(fetch.covered)]
     }
 }
@@ -285,4 +360,35 @@ func bigEndian(_ value: UInt64, byteCount: Int) -> [UInt8] {
 
 func readBigEndian(_ bytes: ArraySlice<UInt8>) -> UInt64 {
     bytes.reduce(0) { $0 << 8 | UInt64($1) }
+}
+
+/// XOR whitening (§16.7): a whitened data block is stored as its sealed bytes XOR a random block of its tier, and the
+/// random block, so that no stored block is the sealed block, let alone the file.
+public enum BlockWhitening {
+    /// A random block of `tier` for the data block at `place`: AES-256-GCM over zeros under `key` at the place's nonce
+    /// (ciphertext and tag: exactly the tier's length).
+    static func randomBlock(tier: BlockTier, key: SymmetricKey, place: BlockPlace) -> [UInt8] {
+        let zeros = [UInt8](repeating: 0, count: tier.capacity)
+        let box = try! AES.GCM.seal(zeros, using: key, nonce: AES.GCM.Nonce(data: place.nonce))
+        let combined = box.combined!
+        return [UInt8](unsafeUninitializedCapacity: tier.byteCount) { buffer, count in
+            count = combined.dropFirst(place.nonce.count).copyBytes(to: buffer)
+        }
+    }
+
+    /// `bytes` XOR `other` (of the same length), in place, eight bytes at a time.
+    public static func xor(_ bytes: inout [UInt8], _ other: [UInt8]) {
+        precondition(bytes.count == other.count, "whitening XORs blocks of one tier")
+        bytes.withUnsafeMutableBytes { target in
+            other.withUnsafeBytes { source in
+                let words = target.count / 8
+                for index in 0..<words {
+                    let value =
+                        target.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self) ^ source.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self)
+                    target.storeBytes(of: value, toByteOffset: index * 8, as: UInt64.self)
+                }
+                for index in (words * 8)..<target.count { target[index] ^= source[index] }
+            }
+        }
+    }
 }

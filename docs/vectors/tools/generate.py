@@ -2245,6 +2245,7 @@ def relay_vectors():
 
 BLOCK_TIERS = [10, 16, 20, 24]
 BLOCK_FAN_OUT = 1024
+BLOCK_WHITENED_FAN_OUT = 512
 
 
 def block_capacity(tier):
@@ -2265,20 +2266,23 @@ def seal_block(plaintext, tier, file_key, depth, index):
     return AESGCM(file_block_key(file_key)).encrypt(block_nonce(depth, index), padded, None)
 
 
-def file_layout(size):
-    """(data tier, depth, data block count) of a file of `size` bytes, as §16.3 cuts it."""
+def file_layout(size, whitened=False):
+    """(data tier, depth, data block count) of a file of `size` bytes, as §16.3 cuts it (§16.7 when whitened)."""
     if size <= block_capacity(16):
-        return smallest_tier(size), 0, 1
+        return smallest_tier(size), 1 if whitened else 0, 1
     data_tier = 16 if size <= 1 << 24 else 20 if size <= 1 << 32 else 24
-    depth, covered = 1, block_capacity(data_tier) * BLOCK_FAN_OUT
+    fan_out = BLOCK_WHITENED_FAN_OUT if whitened else BLOCK_FAN_OUT
+    depth, covered = 1, block_capacity(data_tier) * fan_out
     while covered < size:
-        depth, covered = depth + 1, covered * BLOCK_FAN_OUT
+        depth, covered = depth + 1, covered * fan_out
     return data_tier, depth, -(-size // block_capacity(data_tier))
 
 
-def manifest_plaintext(depth, entry_tier, covered, entries):
-    return (b"PCBL" + bytes([1, depth, entry_tier, 0, 0, 0, 0, 0]) + len(entries).to_bytes(4, "big") + covered.to_bytes(8, "big")
-            + b"".join(entries))
+def manifest_plaintext(depth, entry_tier, covered, entries, randomizers=None):
+    """A manifest (§16.3); with `randomizers`, a whitened file's depth-1 manifest (§16.7): flag 1, each entry two ids."""
+    body = b"".join(e + r for e, r in zip(entries, randomizers)) if randomizers else b"".join(entries)
+    return (b"PCBL" + bytes([1, depth, entry_tier, 1 if randomizers else 0, 0, 0, 0, 0]) + len(entries).to_bytes(4, "big")
+            + covered.to_bytes(8, "big") + body)
 
 
 def smallest_tier(length):
@@ -2326,7 +2330,34 @@ def block_vectors():
                      {"content": {"msgtype": "file", "body": "notes"}, "valid": False},
                      {"content": {"msgtype": "text", "body": "notes", "file": good}, "valid": False}]
     file_messages += [{"content": {"msgtype": "file", "body": "notes", "file": {**good, field: value}}, "valid": False} for field, value in bad_files]
+    # A whitened file (§16.7) of 5 bytes: its sealed data block XOR a random block (any bytes: here AES-GCM over zeros
+    # under a fixed key), the random block, and a root manifest naming both.
+    five_data = bytes.fromhex(five["file_hex"])
+    sealed = seal_block(five_data, 10, file_key, 0, 0)
+    random_block = AESGCM(hashlib.sha256(b"parley vector randomizer").digest()).encrypt(block_nonce(0, 0), bytes(block_capacity(10)), None)
+    whitened_block = bytes(a ^ b for a, b in zip(sealed, random_block))
+    whitened_manifest = manifest_plaintext(1, 10, 5, [hashlib.sha256(whitened_block).digest()], [hashlib.sha256(random_block).digest()])
+    whitened_root = seal_block(whitened_manifest, smallest_tier(len(whitened_manifest)), file_key, 1, 0)
+    whitened = {
+        "file_hex": five["file_hex"], "size": 5, "stored_hex": whitened_block.hex(), "randomizer_hex": random_block.hex(),
+        "manifest_plaintext_hex": whitened_manifest.hex(), "root_hex": whitened_root.hex(), "root": hashlib.sha256(whitened_root).hexdigest(),
+        "root_tier": smallest_tier(len(whitened_manifest)),
+    }
+    whitened_layouts = [{"size": size, "data_tier": t, "depth": d, "data_blocks": n}
+                        for size in [0, 5, 65521, 1 << 24, 1 << 30, 1 << 32, 1 << 40]
+                        for (t, d, n) in [file_layout(size, whitened=True)]]
+    file_messages += [
+        {"content": {"msgtype": "file", "body": "notes", "file": {**good, "root": whitened["root"], "root_tier": whitened["root_tier"],
+                                                                  "whitened": True}}, "valid": True},
+        # A whitened 5-byte file has a root manifest of 1 KiB; the unwhitened root tier (1 KiB too) is checked the same way.
+        {"content": {"msgtype": "file", "body": "notes", "file": {**good, "whitened": False}}, "valid": False},
+        {"content": {"msgtype": "file", "body": "notes", "file": {**good, "whitened": 1}}, "valid": False},
+        {"content": {"msgtype": "file", "body": "notes", "file": {**good, "size": 70000, "root_tier": 10, "whitened": True}}, "valid": True},
+        {"content": {"msgtype": "file", "body": "notes", "file": {**good, "size": 70000, "root_tier": 16, "whitened": True}}, "valid": False},
+    ]
     return {
+        "whitened_file": whitened,
+        "whitened_layouts": whitened_layouts,
         "file_key": file_key.hex(),
         "block_key": file_block_key(file_key).hex(),
         "nonces": [{"depth": d, "index": i, "nonce": block_nonce(d, i).hex()} for d, i in [(0, 0), (0, 1023), (1, 1), (2, (1 << 40) + 5)]],
