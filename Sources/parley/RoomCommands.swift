@@ -390,19 +390,27 @@ struct RoomReadReceipts: ParsableCommand {
             """)
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
+    @OptionGroup var choice: OnOffArgument
+
+    func run() throws {
+        let node = try global.node()
+        try failing {
+            if let on = choice.value { try node.setReadReceipts(roomID, enabled: on) }
+            output("read receipts in \(roomID): \(try node.sendsReadReceipts(roomID) ? "on" : "off")")
+        }
+    }
+}
+
+/// A room setting's new value, `on` or `off`; none to show the setting.
+struct OnOffArgument: ParsableArguments {
     @Argument(help: "on or off; omitted, the current setting is shown.") var setting: String?
 
     func validate() throws {
         guard setting == nil || setting == "on" || setting == "off" else { throw ValidationError("Say on or off; it was \(setting ?? "").") }
     }
 
-    func run() throws {
-        let node = try global.node()
-        try failing {
-            if let setting { try node.setReadReceipts(roomID, enabled: setting == "on") }
-            output("read receipts in \(roomID): \(try node.sendsReadReceipts(roomID) ? "on" : "off")")
-        }
-    }
+    /// The value given, if any.
+    var value: Bool? { setting.map { $0 == "on" } }
 }
 
 struct RoomWhitening: ParsableCommand {
@@ -417,16 +425,12 @@ struct RoomWhitening: ParsableCommand {
             """)
     @OptionGroup var global: GlobalOptions
     @Argument var roomID: String
-    @Argument(help: "on or off; omitted, the current setting is shown.") var setting: String?
-
-    func validate() throws {
-        guard setting == nil || setting == "on" || setting == "off" else { throw ValidationError("Say on or off; it was \(setting ?? "").") }
-    }
+    @OptionGroup var choice: OnOffArgument
 
     func run() throws {
         let node = try global.node()
         try failing {
-            if let setting { try node.setWhitensFiles(roomID, setting == "on") }
+            if let on = choice.value { try node.setWhitensFiles(roomID, on) }
             output("whitened files in \(roomID): \(try node.whitensFiles(roomID) ? "on" : "off")")
         }
     }
