@@ -20,9 +20,6 @@ public struct NodeMetrics: Sendable {
     /// How many of its newest messages per room a scrape looks at.
     public static let messagesPerRoom = 1_000
 
-    /// The quantiles reported of each transport's latencies.
-    static let quantiles = [0.5, 0.95, 0.99]
-
     public var text: String {
         var lines: [String] = []
         lines.append(
@@ -30,13 +27,8 @@ public struct NodeMetrics: Sendable {
         )
         lines.append("# TYPE parley_node_delivery_latency_seconds summary")
         for transport in latenciesMs.keys.sorted() {
-            let sorted = (latenciesMs[transport] ?? []).sorted()
-            for quantile in Self.quantiles where !sorted.isEmpty {
-                let index = min(sorted.count - 1, Int((quantile * Double(sorted.count)).rounded(.up)) - 1)
-                lines.append("parley_node_delivery_latency_seconds{transport=\"\(transport)\",quantile=\"\(quantile)\"} \(Self.seconds(sorted[max(0, index)]))")
-            }
-            lines.append("parley_node_delivery_latency_seconds_sum{transport=\"\(transport)\"} \(Self.seconds(sorted.reduce(0, +)))")
-            lines.append("parley_node_delivery_latency_seconds_count{transport=\"\(transport)\"} \(sorted.count)")
+            lines += LatencySummary.lines(
+                "parley_node_delivery_latency_seconds", labels: "transport=\"\(transport)\",", latenciesMs: latenciesMs[transport] ?? [])
         }
         lines.append(
             "# HELP parley_node_message_deliveries Message-and-device pairs of this device's newest messages, by state: awaiting (no receipt yet), delivered, read."
@@ -60,11 +52,6 @@ public struct NodeMetrics: Sendable {
         lines.append("parley_node_block_bytes_total{direction=\"up\"} \(blockBytesUp)")
         lines.append("parley_node_block_bytes_total{direction=\"down\"} \(blockBytesDown)")
         return lines.joined(separator: "\n") + "\n"
-    }
-
-    static func seconds(_ ms: Int64) -> String {
-        let text = String(Double(ms) / 1000)
-        return text.hasSuffix(".0") ? String(text.dropLast(2)) : text
     }
 }
 

@@ -50,6 +50,8 @@ public final class RelayServer: Service, Sendable {
     let metrics = RelayMetrics()
     /// Per account, its allowance of published events and bytes.
     let publishAllowances = Mutex<[String: (events: LoginLimits.Bucket, bytes: LoginLimits.Bucket)]>([:])
+    /// The last delivery figures `/metrics` gave, and when (Unix ms).
+    let deliveryCache = Mutex<(atMs: Int64, text: String)?>(nil)
     /// Per account, its allowance of HTTP reads (queries and block downloads).
     let readAllowances = Mutex<[String: LoginLimits.Bucket]>([:])
     /// How far into the shared log the relay's store goes, and when that was last written down.
@@ -190,7 +192,10 @@ public final class RelayServer: Service, Sendable {
     func addRoutes(to router: Router<RelayRequestContext>) {
         router.get("health") { _, _ in jsonResponse(["status": "ok"]) }
         router.get("metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: self.metrics.text())))
+            // Off the events queue, and at most every 30 s: the delivery figures read the receipts of many rooms.
+            let delivery = (try? await Self.onQueryQueue { try self.deliveryMetrics() }) ?? ""
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: self.metrics.text() + delivery)))
         }
         let v1 = router.group("v1")
         v1.post("accounts") { request, context in
@@ -446,6 +451,50 @@ public final class RelayServer: Service, Sendable {
 
     /// The most block ids one `blocks/missing` request asks about.
     static let maxBlocksAsked = 200
+
+    /// How many of the relay's most recently active rooms, and of each device's newest messages in them, the delivery
+    /// figures look at.
+    static let deliveryRooms = 50
+    static let deliveryMessages = 200
+    /// How long a scrape's delivery figures serve the next scrapes.
+    static let deliveryCacheSeconds: Int64 = 30
+
+    /// The delivery summary `/metrics` adds: for the newest messages of every joined device in the most recently active
+    /// rooms, how long after each another device's receipt covered it, and the message-and-device pairs by state. Only
+    /// receipts in clear count: a sealed one (encrypted rooms) the relay cannot open, and its rooms show as awaiting.
+    func deliveryMetrics() throws -> String {
+        let now = RelayAccounts.nowMs()
+        if let cached = deliveryCache.withLock({ $0 }), now - cached.atMs < Self.deliveryCacheSeconds * 1000 { return cached.text }
+        let store = events.store
+        var latencies: [Int64] = []
+        var pairs = (awaiting: 0, delivered: 0, read: 0)
+        for roomID in try store.recentlyActiveRooms(limit: Self.deliveryRooms) {
+            guard let state = try store.roomState(roomID: roomID) else { continue }
+            let devices = Set(state.joinedMembers.flatMap(\.devices.keys))
+            for chain in devices.sorted() {
+                let found = try store.deliveryLatencies(roomID: roomID, chainKey: chain, devices: devices, limit: Self.deliveryMessages)
+                latencies += found.latenciesMs
+                pairs.awaiting += found.awaiting
+                pairs.delivered += found.latenciesMs.count - found.read
+                pairs.read += found.read
+            }
+        }
+        var lines = [
+            "# HELP parley_relay_delivery_latency_seconds From a message's sending to another device's receipt covering it (receipts in clear; newest \(Self.deliveryMessages) messages per device of the \(Self.deliveryRooms) most recently active rooms).",
+            "# TYPE parley_relay_delivery_latency_seconds summary",
+        ]
+        lines += LatencySummary.lines("parley_relay_delivery_latency_seconds", labels: "", latenciesMs: latencies)
+        lines += [
+            "# HELP parley_relay_message_deliveries Message-and-device pairs of those messages by state: awaiting (no receipt in clear yet), delivered, read.",
+            "# TYPE parley_relay_message_deliveries gauge",
+            "parley_relay_message_deliveries{state=\"awaiting\"} \(pairs.awaiting)",
+            "parley_relay_message_deliveries{state=\"delivered\"} \(pairs.delivered)",
+            "parley_relay_message_deliveries{state=\"read\"} \(pairs.read)",
+        ]
+        let text = lines.joined(separator: "\n") + "\n"
+        deliveryCache.withLock { $0 = (now, text) }
+        return text
+    }
 
     /// The header naming the device a query reads as.
     static let deviceHeader = HTTPField.Name("Parley-Device")!

@@ -65,3 +65,44 @@ extension EventStore {
         }
     }
 }
+
+extension EventStore {
+    /// The rooms of the newest `scan` events, newest first: the rooms active lately, read from the end of the table
+    /// rather than by grouping all of it.
+    public func recentlyActiveRooms(scan: Int = 10_000, limit: Int) throws -> [String] {
+        try pool.read { db in
+            try String.fetchAll(
+                db,
+                sql: """
+                    SELECT room_id FROM (SELECT room_id, id FROM events ORDER BY id DESC LIMIT ?) GROUP BY room_id ORDER BY MAX(id) DESC LIMIT ?
+                    """, arguments: [scan, limit])
+        }
+    }
+}
+
+/// A Prometheus summary of delivery latencies (ms): its quantile, sum and count lines.
+public enum LatencySummary {
+    /// The quantiles reported.
+    public static let quantiles = [0.5, 0.95, 0.99]
+
+    /// The sample lines of summary `name` over `latenciesMs`, each with `labels` (`transport="bucket",` or empty);
+    /// none but the sum and count when there is no figure.
+    public static func lines(_ name: String, labels: String, latenciesMs: [Int64]) -> [String] {
+        let sorted = latenciesMs.sorted()
+        var lines: [String] = []
+        for quantile in quantiles where !sorted.isEmpty {
+            let index = min(sorted.count - 1, Int((quantile * Double(sorted.count)).rounded(.up)) - 1)
+            lines.append("\(name){\(labels)quantile=\"\(quantile)\"} \(seconds(sorted[max(0, index)]))")
+        }
+        let plain = labels.isEmpty ? "" : "{\(labels.dropLast())}"
+        lines.append("\(name)_sum\(plain) \(seconds(sorted.reduce(0, +)))")
+        lines.append("\(name)_count\(plain) \(sorted.count)")
+        return lines
+    }
+
+    /// Milliseconds as seconds, without a trailing `.0`.
+    public static func seconds(_ ms: Int64) -> String {
+        let text = String(Double(ms) / 1000)
+        return text.hasSuffix(".0") ? String(text.dropLast(2)) : text
+    }
+}

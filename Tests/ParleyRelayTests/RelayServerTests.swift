@@ -166,6 +166,36 @@ import Testing
         }
     }
 
+    @Test func `the relay's metrics give delivery latency from receipts in clear, and pairs by state`() async throws {
+        try await RelayFixture.withRelay { relay in
+            var alice = TestDevice("alice")
+            var bob = TestDevice("bob")
+            let aliceToken = try await relay.account(for: alice)
+            let bobToken = try await relay.account(for: bob)
+            let founding = alice.create("team", at: Self.t0) + [alice.invite("team", bob, at: Self.t0 + 1)]
+            let first = alice.message("team", "first", at: Self.t0 + 10_000)
+            let mine = founding + [first, alice.message("team", "second", at: Self.t0 + 11_000)]
+            let join = bob.join("team", at: Self.t0 + 2)
+            // Bob's receipt, 4 s after the first message, covers the first alone.
+            let head = JSONValue.object(JSONObject(["sender_key": .string(alice.publicKey), "seq": .integer(first.event.seq), "hash": .string(first.hash)]))
+            let receipt = bob.sign(
+                "team", EventType.receipt,
+                JSONObject(["receipt_type": "delivered", "event_id": .string(first.event.eventID), "heads": .array([head])]), at: Self.t0 + 14_000)
+            try await relay.connect(alice, token: aliceToken) { channel in _ = try await channel.publish(mine) }
+            try await relay.connect(bob, token: bobToken) { channel in
+                let results = try await channel.publish([join, receipt])
+                #expect(results.allSatisfy { $0.verdict == .stored }, "\(results)")
+            }
+            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: relay.relay.base + "/metrics"), timeout: .seconds(10))
+            let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            #expect(text.contains("parley_relay_delivery_latency_seconds{quantile=\"0.5\"} 4\n"), "\(text)")
+            #expect(text.contains("parley_relay_delivery_latency_seconds_count 1\n"), "\(text)")
+            #expect(text.contains("parley_relay_message_deliveries{state=\"delivered\"} 1\n"), "\(text)")
+            #expect(text.contains("parley_relay_message_deliveries{state=\"awaiting\"} 1\n"), "\(text)")
+            #expect(!text.contains("team") && !text.contains("alice"), "no room or user in metrics")
+        }
+    }
+
     @Test func `members query a room over HTTP and get the signed events in pages; others are refused`() async throws {
         try await RelayFixture.withRelay { relay in
             var alice = TestDevice("alice")
