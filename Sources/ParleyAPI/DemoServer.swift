@@ -138,7 +138,7 @@ public final class DemoServer: Service, Sendable {
                 publish { log in eventIDs.compactMap { log.sent(eventID: $0, by: participant.name, transport: transport) } }
             case .sendFailed(_, _, let transport, let reason, _), .syncFailed(_, let transport, let reason, _):
                 publish { log in [log.note(participant: participant.name, "\(transport): \(reason)")] }
-            case .synced, .typing:
+            case .synced, .typing, .receiptWaiting:
                 break
             }
         }

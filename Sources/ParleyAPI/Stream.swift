@@ -95,6 +95,8 @@ extension LocalAPI {
             ]
         case .typing(let roomID, let userID, let isTyping):
             return [["type": "typing", "room_id": .string(roomID), "user_id": .string(userID), "typing": .bool(isTyping)]]
+        case .receiptWaiting:
+            return []
         }
     }
 

@@ -139,7 +139,12 @@ extension Node {
             preferences.readReceiptWaiting = preferences.sendsReadReceipts
             sends = preferences.sendsReadReceipts
         }
-        guard sends, try !paced || receiptDueMs(roomID, state: state) == nil else { return nil }
+        guard sends else { return nil }
+        if paced, try receiptDueMs(roomID, state: state) != nil {
+            // A running node sends it when due: nothing else would wake it for a room where nothing arrives.
+            feed.post(.receiptWaiting(roomID: roomID))
+            return nil
+        }
         let receipt = try receipt(roomID, eventID: eventID, kind: .read)
         try store.updateReadPreferences(roomID: roomID) { $0.readReceiptWaiting = false }
         return receipt

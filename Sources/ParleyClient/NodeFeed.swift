@@ -19,6 +19,8 @@ public enum NodeActivity: Sendable, Equatable {
     /// Someone started or stopped typing in a room. Ephemeral: never stored; carried by relays (this user's own go to
     /// the room's relay, others' come from it), not by buckets.
     case typing(roomID: String, userID: String, isTyping: Bool)
+    /// A read receipt of this device waits for the room's pace: a running node sends it once due.
+    case receiptWaiting(roomID: String)
 }
 
 /// The node's activity, for subscribers. Events are announced from one watermark over the store's rows, so every

@@ -21,10 +21,13 @@ extension NodeRunner {
                     }
                     arrived.ring()
                     for await activity in subscription.activity {
-                        guard case .events(let roomID, let events) = activity,
-                            events.contains(where: { Self.acknowledgedTypes.contains($0.type) }),
-                            self.settings.roomID.map({ $0 == roomID }) ?? true
-                        else { continue }
+                        let roomID: String
+                        switch activity {
+                        case .events(let room, let events) where events.contains(where: { Self.acknowledgedTypes.contains($0.type) }): roomID = room
+                        case .receiptWaiting(let room): roomID = room
+                        default: continue
+                        }
+                        guard self.settings.roomID.map({ $0 == roomID }) ?? true else { continue }
                         self.receiptsDue.withLock { $0[roomID] = 0 }
                         arrived.ring()
                     }
@@ -49,7 +52,8 @@ extension NodeRunner {
             case .upToDate: receiptsDue.withLock { _ = $0.removeValue(forKey: roomID) }
             case .due(let atMs): receiptsDue.withLock { $0[roomID] = atMs }
             case .sent(let receipt):
-                receiptsDue.withLock { _ = $0.removeValue(forKey: roomID) }
+                // Looked at again: a read receipt sent may leave newer content for a delivered one, at the next pace.
+                receiptsDue.withLock { $0[roomID] = 0 }
                 logger.debug("Delivery acknowledged", metadata: ["room.id": "\(roomID)", "event.id": "\(receipt.event.eventID)"])
             }
         } catch {

@@ -132,15 +132,17 @@ extension EventStore {
         }
     }
 
-    /// Whether others' messages, edits or reactions (plain, or sealed and opened) arrived in `roomID` since this
-    /// device's last receipt: what makes a delivered receipt worth sending. Receipts do not count, so receipts never
+    /// Whether others' messages, edits or reactions (plain, or sealed and opened) arrived in `roomID` that no receipt
+    /// of this device covers: what makes a delivered receipt worth sending. Receipts do not count, so receipts never
     /// answer receipts.
     public func hasUnacknowledgedContent(roomID: String, readerKey: String) throws -> Bool {
         try pool.read { db in
+            // Stored after this device's last delivered receipt, and covered by none of its receipts: a read receipt
+            // stored later may cover only older events (the reader's position), so it proves nothing of newer ones.
             let since =
                 try Int64.fetchOne(
                     db.cachedStatement(
-                        sql: "SELECT MAX(id) FROM events WHERE room_id = ? AND sender_key = ? AND \(EventStore.isReceipt)"),
+                        sql: "SELECT MAX(receipt_row) FROM receipt_heads WHERE room_id = ? AND reader_key = ? AND kind = 'delivered'"),
                     arguments: [roomID, readerKey]) ?? 0
             return try Bool.fetchOne(
                 db.cachedStatement(
@@ -148,8 +150,10 @@ extension EventStore {
                         SELECT EXISTS (SELECT 1 FROM events e LEFT JOIN plaintexts p ON p.event_row = e.id
                             WHERE e.room_id = ? AND e.id > ? AND e.sender_key != ? AND e.status = 0
                             AND (e.type IN ('m.room.message', 'm.room.edit', 'm.room.reaction')
-                                OR (e.type = 'm.room.encrypted' AND p.type IN ('m.room.message', 'm.room.edit', 'm.room.reaction'))))
-                        """), arguments: [roomID, since, readerKey]) == true
+                                OR (e.type = 'm.room.encrypted' AND p.type IN ('m.room.message', 'm.room.edit', 'm.room.reaction')))
+                            AND NOT EXISTS (SELECT 1 FROM receipt_heads h
+                                WHERE h.room_id = e.room_id AND h.reader_key = ? AND h.chain_key = e.sender_key AND h.seq >= e.seq))
+                        """), arguments: [roomID, since, readerKey, readerKey]) == true
         }
     }
 }

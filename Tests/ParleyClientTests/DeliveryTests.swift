@@ -52,6 +52,32 @@ import Testing
         #expect(try recipient(read, bob).readMs == bobClock.ms)
     }
 
+    @Test func `a read receipt of older messages, sent after a new one arrived, does not stand in for its delivered receipt`() async throws {
+        let world = try BucketWorld(.folder)
+        let (aliceClock, bobClock) = (TestClock(), TestClock())
+        let (alice, bob) = try await BucketRoomTests().twoMembers(world, aliceClock: aliceClock, bobClock: bobClock)
+        let older = try alice.node.send("team", text: "older").event
+        _ = try await alice.flush("team")
+        _ = try await bob.sync("team")
+        guard case .sent = try bob.node.acknowledgeDelivery("team") else { throw TestFailure("no first receipt") }
+        aliceClock.advance(5_000)
+        bobClock.ms = aliceClock.ms
+        let newer = try alice.node.send("team", text: "newer").event
+        _ = try await alice.flush("team")
+        _ = try await bob.sync("team")
+        // Bob's page shows the older message only, and says so: a read receipt up to it, stored after the newer one.
+        _ = try bob.node.markRead("team", eventID: older.eventID, paced: false)
+        #expect(try bob.node.store.hasUnacknowledgedContent(roomID: "team", readerKey: bob.node.identity.signingKeyBase64))
+        bobClock.advance(10_000)
+        guard case .sent(let receipt) = try bob.node.acknowledgeDelivery("team") else { throw TestFailure("the newer message was never acknowledged") }
+        guard let content = receipt.event.content,
+            case .receipt(.delivered, _, let heads) = try EventContent.parse(type: receipt.event.type, content: content, roomID: "team")
+        else { throw TestFailure("not a delivered receipt") }
+        #expect(heads.map(\.position) == [ChainPosition(newer)])
+        // Covered now: nothing more to send.
+        #expect(try !bob.node.store.hasUnacknowledgedContent(roomID: "team", readerKey: bob.node.identity.signingKeyBase64))
+    }
+
     @Test func `automatic receipts are paced, and the one that was held back covers what came meanwhile`() async throws {
         let world = try BucketWorld(.folder)
         let (aliceClock, bobClock) = (TestClock(), TestClock())
