@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "ParleyClient",
             dependencies: [
-                "ParleyCore", "ParleySync", "ParleyStore", "ParleyBucket", "ParleyRelayClient", "ParleyArgon2",
+                "ParleyCore", "ParleySync", "ParleyStore", "ParleyBucket", "ParleyRelayClient", "ParleyPeer", "ParleyArgon2",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
@@ -114,6 +114,14 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The peer transport: devices syncing rooms directly over UDP; never the store or the node.
+        .target(
+            name: "ParleyPeer",
+            dependencies: [
+                "ParleyCore", "ParleySync", .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // ncursesw from the system (Debian's libncurses-dev): the terminal UI's screen and keyboard.
         .systemLibrary(name: "CNCurses", path: "Sources/CNCurses", providers: [.apt(["libncurses-dev"])]),
         // The terminal UI (`parley chat`): a client of the node's local API, like the web page; never the store or keys.
@@ -147,6 +155,7 @@ let package = Package(
             dependencies: ["ParleyCore", "ParleyTesting", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(name: "ParleySyncTests", dependencies: ["ParleySync"]),
+        .testTarget(name: "ParleyPeerTests", dependencies: ["ParleyPeer", "ParleyTesting"]),
         .testTarget(
             name: "ParleyStoreTests",
             dependencies: ["ParleyStore", "ParleySync", "ParleyTesting", .product(name: "GRDB", package: "GRDB.swift")]

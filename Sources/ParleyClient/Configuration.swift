@@ -141,6 +141,21 @@ public struct Configuration: Sendable {
         return port
     }
 
+    /// Where `parley node` listens for peers (HOST:PORT), if anywhere.
+    public var peersListen: String? {
+        guard case .text(let address) = self[.peersListen] else { return nil }
+        return address
+    }
+
+    /// How peers sync: `reconcile` or `bloom`.
+    public var peersSync: String {
+        guard case .text(let mode) = self[.peersSync] else { return "reconcile" }
+        return mode
+    }
+
+    /// Seconds between a peer room's syncs with each peer.
+    public var peersInterval: Double { seconds(.peersInterval) }
+
     /// The bucket transport's tunables: the defaults, with gzip, retention and the writing of archives from here.
     public var bucketSettings: BucketSettings {
         var settings = BucketSettings()

@@ -106,7 +106,8 @@ enum ConfigurationFile {
         }
         let name = String(key.split(separator: ".").last ?? "")
         var near = NearNames.near(key, in: Setting.all.map(\.key) + Setting.sections)
-        near += Setting.all.filter { NearNames.isNear(name, $0.name) && !near.contains($0.key) }.map(\.key)
+        // A name one slip off in another section only when nothing is one slip off as written.
+        if near.isEmpty { near = Setting.all.filter { NearNames.isNear(name, $0.name) }.map(\.key) }
         if !near.isEmpty { return "unknown key \(key); did you mean \(near.joined(separator: " or "))?" }
         let section = key.split(separator: ".").first.map(String.init) ?? key
         let keys = Setting.all.filter { $0.section == section }.map(\.name)
@@ -137,7 +138,8 @@ extension Setting {
         case .seconds:
             parsed = toml.type == .int ? toml.int.map { .seconds(Double($0)) } : toml.type == .double ? toml.double.map(SettingValue.seconds) : nil
         case .port: parsed = toml.type == .int ? toml.int.map(SettingValue.integer) : nil
-        case .host, .logLevel: parsed = toml.type == .string ? toml.string.map(SettingValue.text) : nil
+        case .host, .logLevel, .choice: parsed = toml.type == .string ? toml.string.map(SettingValue.text) : nil
+        case .address: parsed = toml.type == .string ? toml.string.map { $0.lowercased() == "none" ? .unset : .text($0) } : nil
         case .retention: parsed = toml.type == .string ? toml.string.flatMap(Setting.retention(parsing:)) : nil
         }
         return checking(parsed)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ParleyBucket
+import ParleyPeer
 import ParleyRelayClient
 import ParleyStore
 import ParleySync
@@ -30,6 +31,10 @@ public protocol NodeRunnerObserver: Sendable {
     func relayRecovered(relay: String)
     /// Events of `roomID` came from a relay and were taken.
     func relayArrived(roomID: String, eventIDs: [String])
+    /// The peer transport listens on `address` (HOST:PORT).
+    func peersListening(address: String)
+    /// The peer transport stopped; `report` says why and what to do.
+    func peersFailed(report: String)
 }
 
 extension NodeRunnerObserver {
@@ -38,6 +43,8 @@ extension NodeRunnerObserver {
     public func relayFailed(relay: String, report: String) {}
     public func relayRecovered(relay: String) {}
     public func relayArrived(roomID: String, eventIDs: [String]) {}
+    public func peersListening(address: String) {}
+    public func peersFailed(report: String) {}
 }
 
 /// A node kept running: every bucket room of the home flushed and synced on its own ``BucketSchedule`` (a failing
@@ -65,6 +72,10 @@ public final class NodeRunner: Service, Sendable {
         /// How often a room's past days are looked at for archives to write, after a sync (ms), when the bucket settings
         /// say to write them (``BucketSettings/writesArchives``).
         public var archiveEveryMs: Int64 = 3_600_000
+        /// Where the peer transport listens (HOST:PORT); no peers are synced when unset.
+        public var listenUDP: String?
+        /// How the peer transport syncs.
+        public var peers = PeerSettings()
 
         public init() {}
     }
@@ -122,6 +133,7 @@ public final class NodeRunner: Service, Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.watchLocalEvents() }
             group.addTask { await self.keepRelays() }
+            group.addTask { await self.keepPeers() }
             group.addTask { await self.acknowledgeDeliveries() }
             while !stopping.isClosed {
                 for room in (try? rooms()) ?? [] {

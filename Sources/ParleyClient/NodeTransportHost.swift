@@ -122,14 +122,22 @@ struct NodeTransportHost: TransportHost {
         try VerifiedEvent.verifyInParallel(node.store.eventWires(roomID: roomID, fromMs: fromMs, throughMs: throughMs)).map { try $0.get() }
     }
 
+    func reconciliationItems(roomID: String, afterRow: Int64) throws -> (items: [ReconciliationItem], lastRow: Int64) {
+        try node.store.reconciliationItems(roomID: roomID, afterRow: afterRow)
+    }
+
+    func eventWires(roomID: String, items: [ReconciliationItem]) throws -> [[UInt8]] { try node.store.eventWires(roomID: roomID, items: items) }
+
     func isKeyOwner(roomID: String, signingKey: String) throws -> Bool {
         try node.store.roomState(roomID: roomID)?.keyOwners[signingKey] != nil
     }
 
     func sign(_ input: [UInt8]) throws -> [UInt8] {
         // Only what no event's signing input can be (those are canonical JSON, beginning with `{`).
-        guard input.starts(with: ArchiveManifest.signaturePrefix) else {
-            throw TransportError(code: TransportError.invalidArgument, "A transport asked this device to sign something that is not an archive manifest.")
+        guard input.starts(with: ArchiveManifest.signaturePrefix) || input.starts(with: PeerDatagram.signaturePrefix) else {
+            throw TransportError(
+                code: TransportError.invalidArgument, "A transport asked this device to sign something that is neither an archive manifest nor a peer datagram."
+            )
         }
         return node.identity.signingKey.sign(input)
     }

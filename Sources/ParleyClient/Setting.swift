@@ -24,6 +24,10 @@ public struct Setting: Sendable, Hashable, CustomStringConvertible {
         case host
         case logLevel
         case retention
+        /// HOST:PORT, or unset.
+        case address
+        /// One of the words listed.
+        case choice([String])
     }
 
     /// `PARLEY_` and the key in capitals, its dot an underscore: `PARLEY_SYNC_INTERVAL`.
@@ -68,9 +72,22 @@ extension Setting {
         key: "node.log_level", flag: nil, kind: .logLevel, defaultValue: .text("info"),
         summary: "The least severe log messages `parley node` writes: trace, debug, info, notice, warning, error or critical.")
 
+    public static let peersListen = Setting(
+        key: "peers.listen", flag: "--listen-udp", kind: .address, defaultValue: .unset,
+        summary:
+            "The UDP address (HOST:PORT) `parley node` syncs its peer rooms on; unset, it syncs with no peers. Anything but a loopback address lets other machines send it datagrams."
+    )
+    public static let peersSync = Setting(
+        key: "peers.sync", flag: "--sync", kind: .choice(["reconcile", "bloom"]), defaultValue: .text("reconcile"),
+        summary: "How peers find what the other lacks: reconcile (range-based set reconciliation) or bloom (Bloom filters every interval).")
+    public static let peersInterval = Setting(
+        key: "peers.interval", flag: nil, kind: .seconds(minimum: 0.05, inclusive: true), defaultValue: .seconds(5),
+        summary: "Seconds between a peer room's syncs with each peer; new events of this device go to its peers at once.")
+
     /// Every setting, in the order `parley config show` lists them.
     public static let all: [Setting] = [
-        bucketGzip, bucketRetention, bucketWriteArchives, syncInterval, syncFlushInterval, nodeAPIHost, nodeAPIPort, nodeLogLevel,
+        bucketGzip, bucketRetention, bucketWriteArchives, syncInterval, syncFlushInterval, nodeAPIHost, nodeAPIPort, nodeLogLevel, peersListen, peersSync,
+        peersInterval,
     ]
 
     /// The sections of `config.toml`.
@@ -120,6 +137,8 @@ extension Setting {
         case .host: "an IP address or a host name"
         case .logLevel: "one of \(Setting.logLevels.joined(separator: ", "))"
         case .retention: "governance:DAYS or compliance:DAYS (DAYS a whole number above 0), or none"
+        case .address: "HOST:PORT (an IPv4 address, a host name, or an IPv6 address in brackets), or none"
+        case .choice(let words): "one of \(words.joined(separator: ", "))"
         }
     }
 
@@ -127,7 +146,9 @@ extension Setting {
     /// (`must be above 0 seconds`); nil when it takes it.
     public func problem(with value: SettingValue) -> String? {
         switch (kind, value) {
-        case (.boolean, .boolean), (.retention, .unset): return nil
+        case (.boolean, .boolean), (.retention, .unset), (.address, .unset): return nil
+        case (.address, .text(let address)): return RoomLocation.isPeerAddress(address) ? nil : "must be \(expected)"
+        case (.choice(let words), .text(let word)): return words.contains(word) ? nil : "must be \(expected)"
         case (.seconds(let minimum, let inclusive), .seconds(let seconds)):
             if inclusive ? !(seconds >= minimum) : !(seconds > minimum) {
                 return "must be \(inclusive ? "at least" : "above") \(Setting.seconds(minimum)) seconds"
@@ -153,8 +174,9 @@ extension Setting {
             }
         case .seconds: parsed = Double(text).map(SettingValue.seconds)
         case .port: parsed = Int(text).map(SettingValue.integer)
-        case .host, .logLevel: parsed = .text(text)
+        case .host, .logLevel, .choice: parsed = .text(text)
         case .retention: parsed = Setting.retention(parsing: text)
+        case .address: parsed = text.lowercased() == "none" ? .unset : .text(text)
         }
         return checking(parsed)
     }

@@ -292,13 +292,7 @@ public struct RelayTransport: Sendable {
             verified = kept.map { verified[$0] }
             lines = kept.map { wires[$0] }
         }
-        var handedOver = false
-        let report = try host.ingest(
-            roomID: roomID,
-            chunks: {
-                defer { handedOver = true }
-                return handedOver ? nil : (verified, lines)
-            }, receivedMs: host.now())
+        let report = try host.ingest(roomID: roomID, verified: verified, lines: lines, receivedMs: host.now())
         state.update(roomID) { room in
             room.report.received += values.count
             room.report.accepted += report.outcomes.filter { $0 == .accepted }.count

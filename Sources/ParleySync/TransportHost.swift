@@ -100,11 +100,18 @@ public protocol TransportHost: Sendable {
     /// The room's chained events after `heads` (per signing key, the newest seq the other side holds; chains it does not
     /// name from their start), in the room's order, at most `limit`; and the heads to continue from (`nil`: no more).
     func chainEvents(roomID: String, after heads: [String: Int64], limit: Int) throws -> (events: [ChainedWire], next: [String: Int64]?)
+    /// The room's chained events (accepted or not) as set reconciliation sees them (docs/PROTOCOL.md §17.3), stored
+    /// after the store's row `afterRow`; and the last row read, to continue from.
+    func reconciliationItems(roomID: String, afterRow: Int64) throws -> (items: [ReconciliationItem], lastRow: Int64)
+    /// The wire bytes of the room's chained events among `items`, in the order given; those the node does not hold are
+    /// left out.
+    func eventWires(roomID: String, items: [ReconciliationItem]) throws -> [[UInt8]]
     /// Whether the room's state binds `signingKey` to a user: the key of a device that joined the room, now or before
     /// (a key owner, docs/PROTOCOL.md §8).
     func isKeyOwner(roomID: String, signingKey: String) throws -> Bool
     /// Signs `input` with this device's key, when it is an input a transport may have signed: one that begins with a
-    /// transport's own prefix (an archive manifest's `parley.archive.v1` and LF, docs/PROTOCOL.md §13.9.3). Anything
+    /// transport's own prefix (an archive manifest's `parley.archive.v1` and LF, docs/PROTOCOL.md §13.9.3; a peer
+    /// datagram's `parley.peer.v1` and LF, §17.2). Anything
     /// else, an event above all, is refused: the device key signs events only through the node.
     /// - Returns: the Ed25519 signature (64 bytes).
     /// - Throws: ``TransportError`` `invalid_argument` for an input of no transport's.
@@ -116,6 +123,19 @@ public protocol TransportHost: Sendable {
     /// read this device's own events back (a restored store), so no seq is signed twice.
     /// - Returns: the lock, released when the value is dropped.
     func lockForPublishing() async throws -> any Sendable
+}
+
+extension TransportHost {
+    /// Stores one batch of verified events with the lines they were read from, in one transaction.
+    public func ingest(roomID: String, verified: [Result<VerifiedEvent, EventError>], lines: [[UInt8]], receivedMs: Int64) throws -> IngestReport {
+        var handedOver = false
+        return try ingest(
+            roomID: roomID,
+            chunks: {
+                defer { handedOver = true }
+                return handedOver ? nil : (verified, lines)
+            }, receivedMs: receivedMs)
+    }
 }
 
 /// A transport's failure that is not its medium's: a room it does not carry, a request that cannot be met. `code` is

@@ -13,6 +13,8 @@ public struct TransportName: Hashable, Sendable, CustomStringConvertible {
     public static let bucket = TransportName("bucket")
     /// Relays: servers that keep and push a room's events (docs/PROTOCOL.md §15).
     public static let relay = TransportName("relay")
+    /// Devices syncing a room directly over UDP (docs/PROTOCOL.md §17).
+    public static let peer = TransportName("peer")
 }
 
 /// A room a transport reaches, and the transport's own progress through it.

@@ -42,6 +42,11 @@ struct NodeOptions: ParsableArguments {
     var apiPort: Int?
     @Flag(name: .customLong("new-token"), help: "Give the local API a new token: pages and scripts holding the old one are shut out.")
     var newToken = false
+    @Option(
+        name: .customLong("listen-udp"),
+        help: "The UDP address (HOST:PORT) to sync peer rooms on (`parley peer`); none: no peers (default: peers.listen, none).")
+    var listenUDP: String?
+    @Option(help: "How peers find what the other lacks: reconcile or bloom (default: peers.sync, reconcile).") var sync: String?
 
     func validate() throws {
         if let interval, !(interval > 0 && interval <= 86_400) {
@@ -60,6 +65,8 @@ struct NodeOptions: ParsableArguments {
         if let logLevel { flags[.nodeLogLevel] = .text(logLevel) }
         if let apiHost { flags[.nodeAPIHost] = .text(apiHost) }
         if let apiPort { flags[.nodeAPIPort] = .integer(apiPort) }
+        if let listenUDP { flags[.peersListen] = listenUDP.lowercased() == "none" ? .unset : .text(listenUDP) }
+        if let sync { flags[.peersSync] = .text(sync) }
         return flags
     }
 
@@ -84,6 +91,9 @@ struct NodeOptions: ParsableArguments {
         let logger = Logger(label: "parley.node")
         var settings = NodeRunner.Settings()
         settings.schedule = BucketSchedule.Settings(pollIntervalMs: Int64(configuration.syncInterval * 1000), flushAfterMs: Int64(flushAfter * 1000))
+        settings.listenUDP = configuration.peersListen
+        settings.peers.mode = PeerSettings.Mode(rawValue: configuration.peersSync) ?? .reconcile
+        settings.peers.intervalMs = Int64(configuration.peersInterval * 1000)
         let runner = NodeRunner(client: client, settings: settings, observer: NodeLog(logger: logger), logger: logger)
         var apiSettings = LocalAPI.Settings()
         apiSettings.host = configuration.apiHost
@@ -150,6 +160,10 @@ struct NodeLog: NodeRunnerObserver {
     func relayFailed(relay: String, report: String) { logger.warning("\(TerminalText.escape(report))") }
 
     func relayRecovered(relay: String) { logger.notice("Relay connected again", metadata: ["relay": "\(relay)"]) }
+
+    func peersListening(address: String) { logger.notice("Peers listening", metadata: ["address": "\(address)"]) }
+
+    func peersFailed(report: String) { logger.error("\(TerminalText.escape(report))") }
 
     func flushingBeforeExit(events: Int, rooms: Int) {
         logger.notice("Writing the outbox before exiting", metadata: ["events": "\(events)", "rooms": "\(rooms)"])

@@ -94,7 +94,7 @@ import Testing
         let runners = try runNodes(nodes, sharing: "team", interval: "0.1")
         defer { stop(runners) }
         try #require(try nodes.bob.run(["send", "team", "from bob's shell"]).status == 0)
-        let log = try waitForLog(of: nodes.alice, "team", containing: "from bob's shell")
+        let log = try nodes.alice.waitForLog("team", containing: "from bob's shell")
         #expect(log.contains("bob: from bob's shell"), "\(log)")
     }
 
@@ -108,12 +108,12 @@ import Testing
         // it through the folder's notices, its next poll being an hour away.
         try #require(try nodes.bob.run(["send", "team", "first from bob"]).status == 0)
         try #require(try nodes.alice.run(["send", "team", "first from alice"]).status == 0)
-        try #require(try waitForLog(of: nodes.alice, "team", containing: "first from bob").contains("first from bob"))
-        try #require(try waitForLog(of: nodes.bob, "team", containing: "first from alice").contains("first from alice"))
+        try #require(try nodes.alice.waitForLog("team", containing: "first from bob").contains("first from bob"))
+        try #require(try nodes.bob.waitForLog("team", containing: "first from alice").contains("first from alice"))
         try #require(try nodes.bob.run(["send", "team", "second from bob"]).status == 0)
         try #require(try nodes.alice.run(["send", "team", "second from alice"]).status == 0)
-        #expect(try waitForLog(of: nodes.alice, "team", containing: "second from bob").contains("bob: second from bob"))
-        #expect(try waitForLog(of: nodes.bob, "team", containing: "second from alice").contains("alice: second from alice"))
+        #expect(try nodes.alice.waitForLog("team", containing: "second from bob").contains("bob: second from bob"))
+        #expect(try nodes.bob.waitForLog("team", containing: "second from alice").contains("alice: second from alice"))
     }
 
     /// Alice creates `room` in a folder bucket, bob joins it, and both run `parley node` polling every `interval` seconds.
@@ -133,17 +133,6 @@ import Testing
             runner.kill(SIGTERM)
             runner.wait()
         }
-    }
-
-    /// `parley log ROOM` of `node` once it contains `text`, or as it is after 20 s.
-    func waitForLog(of node: ParleyCommand, _ room: String, containing text: String) throws -> String {
-        var log = ""
-        let deadline = Date().addingTimeInterval(20)
-        while !log.contains(text) && Date() < deadline {
-            log = try node.run(["log", room]).stdout
-            usleep(50_000)
-        }
-        return log
     }
 
     @Test func `a kill -9 during flushes loses no event reported as sent and writes none twice`() async throws {

@@ -4,6 +4,19 @@ import ParleyTesting
 import Testing
 
 /// Two nodes, alice and bob, each with a home directory, driven through the `parley` executable.
+extension ParleyCommand {
+    /// `parley log ROOM` once it contains `text`, or as it is after 20 s.
+    func waitForLog(_ room: String, containing text: String) throws -> String {
+        var log = ""
+        let deadline = Date().addingTimeInterval(20)
+        while !log.contains(text) && Date() < deadline {
+            log = try run(["log", room]).stdout
+            usleep(50_000)
+        }
+        return log
+    }
+}
+
 struct TwoNodes {
     let directory = TemporaryDirectory()
     let alice: ParleyCommand

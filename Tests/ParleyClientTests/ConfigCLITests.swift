@@ -34,6 +34,9 @@ import Testing
                 "node.api_host 127.0.0.1 default",
                 "node.api_port 0 default",
                 "node.log_level error environment PARLEY_NODE_LOG_LEVEL",
+                "peers.listen none default",
+                "peers.sync reconcile default",
+                "peers.interval 5.0 default",
             ])
     }
 
@@ -49,9 +52,11 @@ import Testing
         let settings = try #require(json?["settings"] as? [String: [String: Any]])
         #expect(
             settings.keys.sorted() == [
-                "bucket.gzip", "bucket.retention", "bucket.write_archives", "node.api_host", "node.api_port", "node.log_level", "sync.flush_interval",
-                "sync.interval",
+                "bucket.gzip", "bucket.retention", "bucket.write_archives", "node.api_host", "node.api_port", "node.log_level", "peers.interval",
+                "peers.listen", "peers.sync", "sync.flush_interval", "sync.interval",
             ])
+        #expect(settings["peers.listen"]?["value"] is NSNull)
+        #expect(settings["peers.listen"]?["flag"] as? String == "--listen-udp")
         #expect(settings["bucket.gzip"]?["value"] as? Bool == false)
         #expect(settings["bucket.gzip"]?["source"] as? String == "default")
         #expect(settings["bucket.gzip"]?["from"] == nil)

@@ -31,25 +31,6 @@ import Testing
 
         var port: Int { Int(url.split(separator: ":").last!)! }
 
-        /// A free port below the system's ephemeral range (32768 and up), so that no other test's relay, given a port
-        /// by the system, takes it while this one restarts.
-        static func restartablePort() throws -> Int {
-            for _ in 0..<200 {
-                let candidate = Int.random(in: 20_000..<32_000)
-                let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                defer { close(descriptor) }
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = in_port_t(UInt16(candidate).bigEndian)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                let bound = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-                if bound == 0 { return candidate }
-            }
-            throw RelayStartError(description: "No free port between 20000 and 32000.")
-        }
-
         private var isStopped = false
 
         /// Stops the relay with `signal` and reaps it, once: its pipes are closed with it, and a second close would
@@ -173,17 +154,6 @@ import Testing
         return carolCode
     }
 
-    /// `parley log ROOM` of `node` once it contains `text`, or as it is after 20 s.
-    func waitForLog(of node: ParleyCommand, _ room: String, containing text: String) throws -> String {
-        var log = ""
-        let deadline = Date().addingTimeInterval(20)
-        while !log.contains(text) && Date() < deadline {
-            log = try node.run(["log", room]).stdout
-            usleep(50_000)
-        }
-        return log
-    }
-
     @Test func `running nodes carry a message sent from a shell through the relay at once`() throws {
         let directory = TemporaryDirectory()
         let relay = try RelayProcess(directory: directory)
@@ -199,13 +169,13 @@ import Testing
             }
         }
         #expect(try bob.run(["send", "team", "live through the relay"]).status == 0)
-        let log = try waitForLog(of: alice, "team", containing: "live through the relay")
+        let log = try alice.waitForLog("team", containing: "live through the relay")
         #expect(log.contains("bob: live through the relay"), "\(log)")
     }
 
     @Test func `a relay wiped empty is refilled by its clients, and a member who joins later reads everything`() throws {
         let directory = TemporaryDirectory()
-        var relay = try RelayProcess(directory: directory, port: try RelayProcess.restartablePort())
+        var relay = try RelayProcess(directory: directory, port: try FreePort.belowEphemeral())
         defer { relay.stop() }
         let alice = try home("alice", directory, relay: relay)
         let bob = try home("bob", directory, relay: relay)
@@ -231,7 +201,7 @@ import Testing
 
     @Test func `a send to a relay that does not answer waits in the outbox and goes out at the next sync`() throws {
         let directory = TemporaryDirectory()
-        var relay = try RelayProcess(directory: directory, port: try RelayProcess.restartablePort())
+        var relay = try RelayProcess(directory: directory, port: try FreePort.belowEphemeral())
         defer { relay.stop() }
         let alice = try home("alice", directory, relay: relay)
         let bob = try home("bob", directory, relay: relay)

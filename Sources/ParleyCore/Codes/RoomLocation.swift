@@ -92,6 +92,10 @@ public enum RoomLocation: Sendable, Equatable {
         return locations
     }
 
+    /// Whether `address` is HOST`:`PORT as a peer location's (§13.5.2): a DNS name or IPv4 address, or an IPv6 address in
+    /// brackets, and a port from 1 to 65535.
+    public static func isPeerAddress(_ address: String) -> Bool { isHostAndPort(Substring(address), portRequired: true) }
+
     /// `[a-z][a-z0-9._-]{0,31}`.
     static func isValidKind(_ kind: String) -> Bool {
         let bytes = kind.utf8

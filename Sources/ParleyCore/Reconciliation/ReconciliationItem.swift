@@ -182,6 +182,28 @@ public struct ReconciliationSet: Sendable {
         self.sums = sums
     }
 
+    private init(sorted items: [ReconciliationItem], sums: [EventHash256]) {
+        self.items = items
+        self.sums = sums
+    }
+
+    /// The set with `more` added: appended in place when they all come after the last item (a room's new events
+    /// usually do), sorted again otherwise.
+    public func adding(_ more: [ReconciliationItem]) -> ReconciliationSet {
+        guard !more.isEmpty else { return self }
+        let sortedMore = more.sorted()
+        guard let last = items.last, sortedMore[0] > last else { return ReconciliationSet(items + more) }
+        var items = items
+        var sums = sums
+        var running = sums[sums.count - 1]
+        for item in sortedMore where item != items[items.count - 1] {
+            items.append(item)
+            running = running.adding(item.hash)
+            sums.append(running)
+        }
+        return ReconciliationSet(sorted: items, sums: sums)
+    }
+
     public var count: Int { items.count }
 
     /// The index of the first item not below `bound`.

@@ -1,0 +1,425 @@
+import Crypto
+import Logging
+import NIOCore
+import NIOPosix
+import ParleyCore
+import ParleySync
+import Synchronization
+
+/// How a node syncs with its peers.
+public struct PeerSettings: Sendable, Equatable {
+    public enum Mode: String, Sendable, CaseIterable {
+        /// Range-based set reconciliation (docs/PROTOCOL.md §17.3).
+        case reconcile
+        /// Bloom filters of everything held, every interval (§17.4; seed 002's exchange, kept for comparison).
+        case bloom
+    }
+
+    public var mode: Mode = .reconcile
+    /// Between a room's syncs with each peer (ms). New events go out at once; the syncs repair what was lost.
+    public var intervalMs: Int64 = 5_000
+    /// How long a peer that last sent something is still pushed new events, when it is not configured (ms).
+    public var heardForMs: Int64 = 120_000
+    /// Datagrams per second to one address, after a burst of ``burst``: pacing, so a catch-up does not drown a link.
+    public var datagramsPerSecond = 4_000
+    public var burst = 400
+    public var gate = PeerGate.Settings()
+    public var reassembly = EventReassembler.Limits()
+
+    public init() {}
+}
+
+/// What a peer transport did, for logs and metrics.
+public struct PeerCounters: Sendable, Equatable {
+    public var datagramsIn = 0
+    public var datagramsOut = 0
+    public var bytesIn = 0
+    public var bytesOut = 0
+    /// Datagrams dropped, by reason (``PeerDatagramError/Code`` raw values, and `amplification` for replies held back).
+    public var dropped: [String: Int] = [:]
+    public var eventsSent = 0
+    public var eventsReceived = 0
+    public var eventsAccepted = 0
+    /// Reconciliation and Bloom bytes (datagram bodies and headers), apart from the events they move.
+    public var syncBytesOut = 0
+
+    public init() {}
+}
+
+/// The peer transport's driver (docs/PROTOCOL.md §17): one UDP socket carrying every peer room of the node. It reads
+/// datagrams and checks them in the order §17.2 gives (form, time, membership, signature, replay) before any other
+/// work; answers reconciliation messages and Bloom digests with the events the peer lacks; puts event batches back
+/// together and hands them to the node's ingest; pushes this device's new events (and those that just arrived) to the
+/// room's peers; and every ``PeerSettings/intervalMs`` starts a sync with each configured peer.
+///
+/// The decisions that need no socket live in values: ``Reconciler``, ``BloomDigest``, ``PeerGate``,
+/// ``EventBatches``/``EventReassembler``, ``Pacer``.
+public final class PeerTransport: Sendable {
+    public let host: any TransportHost
+    public let settings: PeerSettings
+    let logger: Logger
+    private let state: Mutex<State>
+
+    private struct State {
+        var gate: PeerGate
+        var reassembler: EventReassembler
+        var rooms: [String: RoomCache] = [:]
+        /// Per room, addresses heard from lately, with when.
+        var heard: [String: [String: Int64]] = [:]
+        /// The last nonce received from each address: echoed in what goes back there.
+        var lastNonce: [String: [UInt8]] = [:]
+        var pacers: [String: Pacer] = [:]
+        var counters = PeerCounters()
+        /// Membership answers, by room and key, with when they stop being trusted.
+        var owners: [String: Int64] = [:]
+        /// Datagrams held back from addresses that have not shown they receive there, sent once they do.
+        var heldBack: [String: [[UInt8]]] = [:]
+        /// When a probe last asked each address to show it receives there.
+        var probedMs: [String: Int64] = [:]
+    }
+
+    /// The most datagrams held back for one address, and the most addresses holding some.
+    static let maxHeldBack = 512
+    static let maxHeldBackAddresses = 64
+
+    private struct RoomCache {
+        var set: ReconciliationSet
+        var lastRow: Int64
+    }
+
+    public init(host: any TransportHost, settings: PeerSettings = PeerSettings(), logger: Logger) {
+        self.host = host
+        self.settings = settings
+        self.logger = logger
+        state = Mutex(State(gate: PeerGate(settings: settings.gate), reassembler: EventReassembler(limits: settings.reassembly)))
+    }
+
+    public var counters: PeerCounters { state.withLock { $0.counters } }
+
+    /// Listens on `address` (HOST:PORT) and syncs until cancelled.
+    /// - Parameters:
+    ///   - peers: the configured peers of each room, asked again before each round of syncs.
+    ///   - wake: room ids whose store changed (this device's new events): their new events go to the room's peers.
+    ///   - bound: told the address the socket took (port 0 takes a free one).
+    public func run(
+        listen address: String, peers: @escaping @Sendable () -> [String: [String]], wake: AsyncStream<String>,
+        bound: @escaping @Sendable (String) -> Void = { _ in }
+    ) async throws {
+        let (hostName, port) = try PeerAddress.split(address)
+        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+            .bind(host: hostName, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(wrappingChannelSynchronously: channel)
+                }
+            }
+        if let local = channel.channel.localAddress { bound(PeerAddress.text(local)) }
+        logger.info("Peers listening", metadata: ["address": "\(channel.channel.localAddress.map(PeerAddress.text) ?? address)"])
+        try await channel.executeThenClose { inbound, outbound in
+            let link = Link(outbound: outbound)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for try await envelope in inbound { await self.handle(envelope, link: link) }
+                }
+                group.addTask {
+                    for await roomID in wake { await self.pushNew(roomID, peers: peers()[roomID] ?? [], except: nil, link: link) }
+                }
+                group.addTask {
+                    while !Task.isCancelled {
+                        for (roomID, addresses) in peers() {
+                            for address in addresses { await self.startSync(roomID, with: address, link: link) }
+                        }
+                        try await Task.sleep(for: .milliseconds(self.settings.intervalMs))
+                    }
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        }
+    }
+
+    /// The outbound half of the socket, and resolved addresses.
+    final class Link: Sendable {
+        let outbound: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>
+        private let resolved = Mutex<[String: SocketAddress]>([:])
+
+        init(outbound: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>) {
+            self.outbound = outbound
+        }
+
+        func address(_ text: String) throws -> SocketAddress {
+            if let known = resolved.withLock({ $0[text] }) { return known }
+            let (host, port) = try PeerAddress.split(text)
+            let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+            resolved.withLock { $0[text] = address }
+            return address
+        }
+    }
+
+    // MARK: Receiving
+
+    func handle(_ envelope: AddressedEnvelope<ByteBuffer>, link: Link) async {
+        let bytes = Array(envelope.data.readableBytesView)
+        let address = PeerAddress.text(envelope.remoteAddress)
+        let nowMs = host.now()
+        state.withLock {
+            $0.counters.datagramsIn += 1
+            $0.counters.bytesIn += bytes.count
+        }
+        do {
+            let datagram = try PeerDatagram(parsing: bytes)
+            guard state.withLock({ $0.gate.isFresh(sentMs: datagram.sentMs, nowMs: nowMs) }) else {
+                throw PeerDatagramError(.stale, "sent at \(datagram.sentMs), too far from this node's clock")
+            }
+            guard try isMember(datagram.senderKey, of: datagram.roomID, nowMs: nowMs) else {
+                throw PeerDatagramError(.notMember, "its key is no member device of room \(datagram.roomID)")
+            }
+            try datagram.verify()
+            let released = try state.withLock { state throws(PeerDatagramError) -> [[UInt8]] in
+                let wasValidated = state.gate.isValidated(address)
+                try state.gate.admit(datagram, bytes: bytes.count, from: address, nowMs: nowMs)
+                state.heard[datagram.roomID, default: [:]][address] = nowMs
+                state.lastNonce[address] = datagram.nonce
+                return !wasValidated && state.gate.isValidated(address) ? state.heldBack.removeValue(forKey: address) ?? [] : []
+            }
+            for held in released { await write(held, to: address, link: link, isSync: false) }
+            let body = try datagram.openBody(with: nil)
+            try await dispatch(datagram, body: body, from: address, link: link)
+        } catch let error as PeerDatagramError {
+            drop(error.code.rawValue, error.description, from: address)
+        } catch let error as ReconciliationError {
+            drop("malformed", error.description, from: address)
+        } catch {
+            logger.warning("Peer datagram failed", metadata: ["from": "\(address)", "error": "\(error)"])
+        }
+    }
+
+    private func drop(_ code: String, _ message: String, from address: String) {
+        state.withLock { $0.counters.dropped[code, default: 0] += 1 }
+        logger.debug("Peer datagram dropped", metadata: ["from": "\(address)", "reason": "\(message)"])
+    }
+
+    private func isMember(_ key: [UInt8], of roomID: String, nowMs: Int64) throws -> Bool {
+        let cacheKey = roomID + " " + Base64.encode(key)
+        if let until = state.withLock({ $0.owners[cacheKey] }), until > nowMs { return true }
+        guard try host.isKeyOwner(roomID: roomID, signingKey: Base64.encode(key)) else { return false }
+        state.withLock {
+            if $0.owners.count > 10_000 { $0.owners = [:] }
+            $0.owners[cacheKey] = nowMs + 10_000
+        }
+        return true
+    }
+
+    private func dispatch(_ datagram: PeerDatagram, body: [UInt8], from address: String, link: Link) async throws {
+        let roomID = datagram.roomID
+        switch datagram.kind {
+        case .reconcile:
+            let message = try ReconciliationMessage(decoding: body)
+            let reply = try reconciler(roomID).reply(to: message)
+            for part in reply.message?.parts(maxBytes: PeerDatagram.bodyBudget(roomID: roomID, sealed: false)) ?? [] {
+                await send(.reconcile, roomID: roomID, body: part.encoded, to: address, link: link, isSync: true)
+            }
+            await sendEvents(reply.send, roomID: roomID, to: address, link: link)
+        case .bloom:
+            let digest = try BloomDigest(decoding: body)
+            let missing = try reconciler(roomID).set.items.filter { digest.covers($0.hash) && !digest.contains($0.hash) }
+            await sendEvents(missing, roomID: roomID, to: address, link: link)
+        case .events:
+            let batch = try state.withLock { state throws(PeerDatagramError) -> [UInt8]? in
+                do { return try state.reassembler.add(body, from: datagram.senderKey, nowMs: host.now()) } catch {
+                    throw PeerDatagramError(.malformed, "an event fragment with a bad header")
+                }
+            }
+            guard let batch else { return }
+            try await ingest(batch, roomID: roomID, from: address, link: link)
+        case .probe:
+            // A probe asking for an answer (body 1) gets one, whose echo shows the asker this node receives here.
+            if body == [1] { await send(.probe, roomID: roomID, body: [0], to: address, link: link, isSync: true) }
+        }
+    }
+
+    /// Verifies and stores a batch's events (only the room's own), then passes what was new to the room's other peers.
+    private func ingest(_ batch: [UInt8], roomID: String, from address: String, link: Link) async throws {
+        let lines = batch.split(separator: UInt8(ascii: "\n")).map(Array.init)
+        guard !lines.isEmpty else { return }
+        let verified = VerifiedEvent.verifyInParallel(lines).map { result -> Result<VerifiedEvent, EventError> in
+            guard case .success(let event) = result, event.event.roomID != roomID else { return result }
+            return .failure(EventError(.invalidValue, "an event of room \(event.event.roomID) came in a datagram of room \(roomID)"))
+        }
+        let report = try host.ingest(roomID: roomID, verified: verified, lines: lines, receivedMs: host.now())
+        let accepted = report.outcomes.filter { $0 == .accepted }.count
+        let problems = report.outcomes.filter {
+            if case .rejected = $0 { return true }
+            return false
+        }.count
+        state.withLock {
+            $0.counters.eventsReceived += lines.count
+            $0.counters.eventsAccepted += accepted
+        }
+        if accepted > 0 || problems > 0 { host.synced(roomID: roomID, accepted: accepted, problems: problems) }
+        if accepted > 0 { await pushNew(roomID, peers: [], except: address, link: link) }
+    }
+
+    // MARK: Sending
+
+    /// The room's reconciler over what the store holds now: the cache takes the rows stored since it was last read.
+    func reconciler(_ roomID: String) throws -> Reconciler {
+        Reconciler(try refreshed(roomID).set)
+    }
+
+    /// Brings the room's cache up to date. - Returns: the cache and the items that were new to it.
+    @discardableResult
+    private func refreshed(_ roomID: String) throws -> (set: ReconciliationSet, new: [ReconciliationItem]) {
+        let cached = state.withLock { $0.rooms[roomID] }
+        let (items, lastRow) = try host.reconciliationItems(roomID: roomID, afterRow: cached?.lastRow ?? 0)
+        let set = cached.map { $0.set.adding(items) } ?? ReconciliationSet(items)
+        state.withLock { $0.rooms[roomID] = RoomCache(set: set, lastRow: lastRow) }
+        return (set, cached == nil ? [] : items)
+    }
+
+    /// Sends the room's events stored since its cache was last brought up to date to its configured peers and those
+    /// heard from lately, except `except` (where they came from).
+    func pushNew(_ roomID: String, peers configured: [String], except: String?, link: Link) async {
+        guard let new = try? refreshed(roomID).new, !new.isEmpty else { return }
+        let nowMs = host.now()
+        let heard = state.withLock { state in (state.heard[roomID] ?? [:]).filter { nowMs - $0.value <= settings.heardForMs }.map(\.key) }
+        var targets = configured
+        for address in heard where !targets.contains(address) { targets.append(address) }
+        for address in targets where address != except { await sendEvents(new, roomID: roomID, to: address, link: link) }
+    }
+
+    /// Starts a sync of the room with the peer at `address`: a reconciliation session, or this side's Bloom digests.
+    func startSync(_ roomID: String, with address: String, link: Link) async {
+        do {
+            let reconciler = try reconciler(roomID)
+            let budget = PeerDatagram.bodyBudget(roomID: roomID, sealed: false)
+            var random = SystemRandomNumberGenerator()
+            switch settings.mode {
+            case .reconcile:
+                for part in reconciler.start(salt: random.next()).parts(maxBytes: budget) {
+                    await send(.reconcile, roomID: roomID, body: part.encoded, to: address, link: link, isSync: true)
+                }
+            case .bloom:
+                for digest in BloomDigest.digests(of: reconciler.set.items.map(\.hash), salt: random.next(), maxBytes: budget) {
+                    await send(.bloom, roomID: roomID, body: digest.encoded, to: address, link: link, isSync: true)
+                }
+            }
+        } catch {
+            logger.warning("Peer sync not started", metadata: ["room.id": "\(roomID)", "peer": "\(address)", "error": "\(error)"])
+        }
+    }
+
+    func sendEvents(_ items: [ReconciliationItem], roomID: String, to address: String, link: Link) async {
+        guard !items.isEmpty else { return }
+        do {
+            var random = SystemRandomNumberGenerator()
+            // A few hundred at a time: the wires of a whole room are not held at once.
+            for start in stride(from: 0, to: items.count, by: 256) {
+                let wires = try host.eventWires(roomID: roomID, items: Array(items[start..<min(items.count, start + 256)]))
+                let bodies = EventBatches.bodies(for: wires, budget: PeerDatagram.bodyBudget(roomID: roomID, sealed: false)) { random.next() }
+                for body in bodies { await send(.events, roomID: roomID, body: body, to: address, link: link, isSync: false) }
+                state.withLock { $0.counters.eventsSent += wires.count }
+            }
+        } catch {
+            logger.warning("Peer events not sent", metadata: ["room.id": "\(roomID)", "peer": "\(address)", "error": "\(error)"])
+        }
+    }
+
+    /// Signs and sends one datagram, paced; to an address that has not shown it receives there, only within what the
+    /// gate allows, the rest held back (and a probe sent to ask it to show it) until it does.
+    func send(_ kind: PeerDatagram.Kind, roomID: String, body: [UInt8], to address: String, link: Link, isSync: Bool) async {
+        let datagram: PeerDatagram
+        var random = SystemRandomNumberGenerator()
+        let nonce = (0..<PeerDatagram.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &random) }
+        do {
+            let echo = state.withLock { $0.lastNonce[address] }
+            datagram = try PeerDatagram(
+                kind: kind, roomID: roomID, senderKey: Base64.decode(host.deviceKey) ?? [], sentMs: UInt64(max(0, host.now())), nonce: nonce, echo: echo,
+                body: body, sealingWith: nil, sign: host.sign)
+        } catch {
+            logger.warning("Peer datagram not signed", metadata: ["peer": "\(address)", "error": "\(error)"])
+            return
+        }
+        let bytes = datagram.encoded
+        let nowMs = host.now()
+        let (allowed, probe) = state.withLock { state -> (Bool, Bool) in
+            if state.gate.spend(bytes.count, to: address, nonce: nonce) { return (true, false) }
+            if state.heldBack[address] != nil || state.heldBack.count < Self.maxHeldBackAddresses {
+                state.heldBack[address, default: []].append(bytes)
+                if state.heldBack[address]!.count > Self.maxHeldBack { state.heldBack[address]!.removeFirst() }
+            }
+            state.counters.dropped["held_back", default: 0] += 1
+            let isDue = nowMs - (state.probedMs[address] ?? .min / 2) >= 1_000
+            if isDue { state.probedMs[address] = nowMs }
+            return (false, isDue && kind != .probe)
+        }
+        if allowed { await write(bytes, to: address, link: link, isSync: isSync) }
+        if probe { await send(.probe, roomID: roomID, body: [1], to: address, link: link, isSync: true) }
+    }
+
+    /// Writes a signed datagram, after the wait its address's pacer gives.
+    private func write(_ bytes: [UInt8], to address: String, link: Link, isSync: Bool) async {
+        do {
+            let waitMs = state.withLock { state in
+                var pacer = state.pacers[address] ?? Pacer(perSecond: settings.datagramsPerSecond, burst: settings.burst)
+                let wait = pacer.take(nowMs: host.now())
+                state.pacers[address] = pacer
+                return wait
+            }
+            if waitMs > 0 { try await Task.sleep(for: .milliseconds(waitMs)) }
+            try await link.outbound.write(AddressedEnvelope(remoteAddress: link.address(address), data: ByteBuffer(bytes: bytes)))
+            state.withLock {
+                $0.counters.datagramsOut += 1
+                $0.counters.bytesOut += bytes.count
+                if isSync { $0.counters.syncBytesOut += bytes.count }
+            }
+        } catch {
+            logger.debug("Peer datagram not sent", metadata: ["peer": "\(address)", "error": "\(error)"])
+        }
+    }
+}
+
+/// Datagrams per second to one address, after a burst: how long the next one waits.
+public struct Pacer: Sendable {
+    public let perSecond: Int
+    public let burst: Int
+    private var tokens: Double
+    private var lastMs: Int64?
+
+    public init(perSecond: Int, burst: Int) {
+        self.perSecond = perSecond
+        self.burst = burst
+        tokens = Double(burst)
+    }
+
+    /// Takes one datagram's turn at `nowMs`. - Returns: how long to wait before sending it (ms).
+    public mutating func take(nowMs: Int64) -> Int64 {
+        if let lastMs { tokens = min(Double(burst), tokens + Double(nowMs - lastMs) * Double(perSecond) / 1000) }
+        lastMs = nowMs
+        tokens -= 1
+        return tokens >= 0 ? 0 : Int64((-tokens * 1000 / Double(perSecond)).rounded(.up))
+    }
+}
+
+/// HOST:PORT as peers and settings write it.
+public enum PeerAddress {
+    /// Splits HOST:PORT (an IPv6 host in brackets).
+    /// - Throws: ``TransportError`` `invalid_argument` when it is not of that form.
+    public static func split(_ text: String) throws -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw TransportError(code: TransportError.invalidArgument, "\"\(text.prefix(100))\" is not HOST:PORT.", remedy: "Write it as 192.168.1.20:7070.")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw TransportError(code: TransportError.invalidArgument, "\"\(text.prefix(100))\" names no host.") }
+        return (host, port)
+    }
+
+    /// A socket address as HOST:PORT.
+    public static func text(_ address: SocketAddress) -> String {
+        let ip = address.ipAddress ?? "?"
+        let port = address.port ?? 0
+        return address.protocol == .inet6 ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import ParleyCore
+import ParleyTesting
+import Testing
+
+/// Peers as a user meets them: separate `parley node` processes on real UDP sockets on 127.0.0.1.
+@Suite struct PeerCLITests {
+    func runNode(_ node: ParleyCommand, port: Int, _ more: [String] = []) throws -> Subprocess {
+        try Subprocess.spawn(
+            ParleyCommand.executable.path, ["--home", node.home, "node", "--listen-udp", "127.0.0.1:\(port)"] + more, stdout: .null, stderr: .null)
+    }
+
+    func stop(_ runners: [Subprocess]) {
+        for runner in runners {
+            runner.kill(SIGTERM)
+            _ = runner.wait()
+        }
+    }
+
+    @Test func `two running nodes carry messages both ways over UDP with no bucket or relay, one of them listing the other`() throws {
+        let nodes = try TwoNodes()
+        try nodes.shareRoom("team")
+        let (alicePort, bobPort) = (try FreePort.belowEphemeral(.udp), try FreePort.belowEphemeral(.udp))
+        let added = try nodes.alice.run(["peer", "add", "team", "127.0.0.1:\(bobPort)"])
+        #expect(added.status == 0, "\(added.stderr)")
+        #expect(added.stdout == "team syncs with 127.0.0.1:\(bobPort)\n")
+        let runners = [try runNode(nodes.alice, port: alicePort), try runNode(nodes.bob, port: bobPort)]
+        defer { stop(runners) }
+        #expect(try nodes.bob.run(["send", "team", "hello over udp"]).status == 0)
+        #expect(try nodes.alice.waitForLog("team", containing: "hello over udp").contains("bob: hello over udp"))
+        // Bob lists no peer: he answers Alice's syncs, and sends his new events where she speaks from.
+        #expect(try nodes.alice.run(["send", "team", "and back"]).status == 0)
+        #expect(try nodes.bob.waitForLog("team", containing: "and back").contains("alice: and back"))
+    }
+
+    @Test func `events written while a peer was down reach it by reconciliation once it is back, in either sync mode`() throws {
+        for mode in ["reconcile", "bloom"] {
+            let nodes = try TwoNodes()
+            try nodes.shareRoom("team")
+            let (alicePort, bobPort) = (try FreePort.belowEphemeral(.udp), try FreePort.belowEphemeral(.udp))
+            #expect(try nodes.alice.run(["peer", "add", "team", "127.0.0.1:\(bobPort)"]).status == 0)
+            for index in 0..<30 { #expect(try nodes.bob.run(["send", "team", "offline \(index)"]).status == 0) }
+            let runners = [
+                try runNode(nodes.alice, port: alicePort, ["--sync", mode]),
+                try runNode(nodes.bob, port: bobPort, ["--sync", mode]),
+            ]
+            defer { stop(runners) }
+            let log = try nodes.alice.waitForLog("team", containing: "offline 29")
+            for index in 0..<30 { #expect(log.contains("bob: offline \(index)  "), "\(mode): offline \(index) missing") }
+        }
+    }
+
+    @Test func `peer add refuses what is not HOST:PORT and a room this node does not hold, and peer list shows what was added`() throws {
+        let nodes = try TwoNodes()
+        try nodes.shareRoom("team")
+        let bad = try nodes.alice.run(["peer", "add", "team", "localhost"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("is not HOST:PORT"), "\(bad.stderr)")
+        let unknown = try nodes.alice.run(["peer", "add", "nowhere", "127.0.0.1:9"])
+        #expect(unknown.status != 0)
+        #expect(unknown.stderr.contains("nowhere"), "\(unknown.stderr)")
+        #expect(try nodes.alice.run(["peer", "add", "team", "127.0.0.1:9"]).status == 0)
+        #expect(try nodes.alice.run(["peer", "add", "team", "[::1]:9"]).status == 0)
+        let list = try nodes.alice.run(["peer", "list", "--json"])
+        #expect(try JSONParser().parse(Array(list.stdout.utf8)) == ["team": ["127.0.0.1:9", "[::1]:9"]])
+        #expect(try nodes.alice.run(["peer", "remove", "team", "127.0.0.1:9"]).stdout == "team syncs with [::1]:9\n")
+    }
+}
