@@ -132,6 +132,10 @@ struct NodeTransportHost: TransportHost {
         try node.store.roomState(roomID: roomID)?.keyOwners[signingKey] != nil
     }
 
+    func isMemberDevice(roomID: String, signingKey: String) throws -> Bool {
+        try node.store.roomState(roomID: roomID)?.isMemberDevice(signingKey) ?? false
+    }
+
     func sign(_ input: [UInt8]) throws -> [UInt8] {
         // Only what no event's signing input can be (those are canonical JSON, beginning with `{`).
         guard input.starts(with: ArchiveManifest.signaturePrefix) || input.starts(with: PeerDatagram.signaturePrefix) else {

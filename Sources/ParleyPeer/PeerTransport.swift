@@ -42,6 +42,8 @@ public struct PeerCounters: Sendable, Equatable {
     public var eventsAccepted = 0
     /// Reconciliation and Bloom bytes (datagram bodies and headers), apart from the events they move.
     public var syncBytesOut = 0
+    /// Event batches waiting for fragments now.
+    public var pendingBatches = 0
 
     public init() {}
 }
@@ -203,7 +205,7 @@ public final class PeerTransport: Sendable {
     private func isMember(_ key: [UInt8], of roomID: String, nowMs: Int64) throws -> Bool {
         let cacheKey = roomID + " " + Base64.encode(key)
         if let until = state.withLock({ $0.owners[cacheKey] }), until > nowMs { return true }
-        guard try host.isKeyOwner(roomID: roomID, signingKey: Base64.encode(key)) else { return false }
+        guard try host.isMemberDevice(roomID: roomID, signingKey: Base64.encode(key)) else { return false }
         state.withLock {
             if $0.owners.count > 10_000 { $0.owners = [:] }
             $0.owners[cacheKey] = nowMs + 10_000
@@ -227,6 +229,7 @@ public final class PeerTransport: Sendable {
             await sendEvents(missing, roomID: roomID, to: address, link: link)
         case .events:
             let batch = try state.withLock { state throws(PeerDatagramError) -> [UInt8]? in
+                defer { state.counters.pendingBatches = state.reassembler.pendingCount }
                 do { return try state.reassembler.add(body, from: datagram.senderKey, nowMs: host.now()) } catch {
                     throw PeerDatagramError(.malformed, "an event fragment with a bad header")
                 }
@@ -234,6 +237,7 @@ public final class PeerTransport: Sendable {
             guard let batch else { return }
             try await ingest(batch, roomID: roomID, from: address, link: link)
         case .probe:
+            guard body == [0] || body == [1] else { throw PeerDatagramError(.malformed, "a probe's body is not one byte 0 or 1") }
             // A probe asking for an answer (body 1) gets one, whose echo shows the asker this node receives here.
             if body == [1] { await send(.probe, roomID: roomID, body: [0], to: address, link: link, isSync: true) }
         }

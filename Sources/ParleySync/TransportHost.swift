@@ -109,6 +109,9 @@ public protocol TransportHost: Sendable {
     /// Whether the room's state binds `signingKey` to a user: the key of a device that joined the room, now or before
     /// (a key owner, docs/PROTOCOL.md §8).
     func isKeyOwner(roomID: String, signingKey: String) throws -> Bool
+    /// Whether `signingKey` is a device of a member who joined the room, or a device an invite of it names, now: who
+    /// may sync the room with this node directly (docs/PROTOCOL.md §17.1).
+    func isMemberDevice(roomID: String, signingKey: String) throws -> Bool
     /// Signs `input` with this device's key, when it is an input a transport may have signed: one that begins with a
     /// transport's own prefix (an archive manifest's `parley.archive.v1` and LF, docs/PROTOCOL.md §13.9.3; a peer
     /// datagram's `parley.peer.v1` and LF, §17.2). Anything

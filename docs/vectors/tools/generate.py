@@ -2453,6 +2453,412 @@ def receipt_vectors():
             "contents": contents, "proofs": proofs}
 
 
+# §17 Peers -------------------------------------------------------------------------------------------------------
+
+PEER_BRANCHES, PEER_LEAF, PEER_LIST = 32, 16, 24
+INFINITY = 2**64 - 1
+
+
+def varint(value):
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def read_varint(data, at):
+    value, shift = 0, 0
+    for index in range(10):
+        if at >= len(data):
+            raise ValueError("it ends early")
+        byte = data[at]
+        at += 1
+        group = byte & 0x7F
+        if index == 9 and group > 1:
+            raise ValueError("a varint exceeds 64 bits")
+        value |= group << shift
+        shift += 7
+        if not byte & 0x80:
+            if index > 0 and byte == 0:
+                raise ValueError("a varint is not in its shortest form")
+            return value, at
+    raise ValueError("a varint is longer than 10 bytes")
+
+
+def bound_key(bound):
+    t, prefix = bound
+    return (t, prefix + bytes(32 - len(prefix)))
+
+
+def item_below(item, bound):
+    t, h = item
+    bt, prefix = bound
+    if bt == INFINITY:
+        return True
+    return (t, h) < (bt, prefix + bytes(32 - len(prefix)))
+
+
+def bound_between(a, b):
+    if a[0] != b[0]:
+        return (b[0], b"")
+    n = 0
+    while n < 32 and a[1][n] == b[1][n]:
+        n += 1
+    return (b[0], b[1][:min(n + 1, 32)])
+
+
+def peer_fingerprint(items, salt):
+    total = sum(int.from_bytes(h, "big") for _, h in items) % 2**256
+    digest = hashlib.sha256(b"parley.peer.fp.v1" + salt.to_bytes(8, "big") + total.to_bytes(32, "big")
+                            + len(items).to_bytes(8, "big")).digest()
+    return digest[:4]
+
+
+def short_id(h, salt):
+    o = salt % 31
+    return h[o] << 8 | h[o + 1]
+
+
+def encode_message(salt, lower, ranges):
+    out = bytearray(salt.to_bytes(8, "big"))
+    out += varint(lower[0]) + bytes([len(lower[1])]) + lower[1]
+    previous = lower[0]
+    for upper, mode, payload in ranges:
+        bits = {"skip": 0, "fingerprint": 1, "ids": 2, "want": 3}[mode]
+        step = 0 if upper[0] == INFINITY else upper[0] - previous + 1
+        out += varint(step << 3 | (4 if upper[1] else 0) | bits)
+        if upper[1]:
+            out += bytes([len(upper[1])]) + upper[1]
+        previous = upper[0]
+        if mode == "fingerprint":
+            out += payload
+        elif mode in ("ids", "want"):
+            out += varint(len(payload)) + b"".join(i.to_bytes(2, "big") for i in payload)
+    return bytes(out)
+
+
+def decode_message(data):
+    if len(data) > 65536:
+        raise ValueError("too long")
+    if len(data) < 8:
+        raise ValueError("it ends early")
+    salt = int.from_bytes(data[:8], "big")
+    t, at = read_varint(data, 8)
+    if t == INFINITY:
+        raise ValueError("the lower bound is infinity")
+    if at >= len(data):
+        raise ValueError("it ends early")
+    n = data[at]
+    at += 1
+    if n > 32 or at + n > len(data):
+        raise ValueError("bad prefix")
+    prefix = data[at:at + n]
+    at += n
+    if prefix and prefix[-1] == 0:
+        raise ValueError("prefix ends in zero")
+    lower = (t, prefix)
+    ranges, previous, ids = [], lower, 0
+    while at < len(data):
+        if len(ranges) >= 8192:
+            raise ValueError("too many ranges")
+        if previous[0] == INFINITY:
+            raise ValueError("a range follows the infinite bound")
+        v, at = read_varint(data, at)
+        step = v >> 3
+        if step == 0:
+            if v & 4:
+                raise ValueError("the infinite bound has a prefix")
+            upper = (INFINITY, b"")
+        else:
+            ut = previous[0] + step - 1
+            if ut >= INFINITY:
+                raise ValueError("a bound's timestamp overflows")
+            prefix = b""
+            if v & 4:
+                if at >= len(data):
+                    raise ValueError("it ends early")
+                n = data[at]
+                at += 1
+                if not 1 <= n <= 32 or at + n > len(data):
+                    raise ValueError("bad prefix")
+                prefix = data[at:at + n]
+                at += n
+                if prefix[-1] == 0:
+                    raise ValueError("prefix ends in zero")
+            upper = (ut, prefix)
+        if not (upper[0] == INFINITY and previous[0] != INFINITY) and not bound_key(previous) < bound_key(upper):
+            raise ValueError("bounds do not increase")
+        mode = ["skip", "fingerprint", "ids", "want"][v & 3]
+        payload = None
+        if mode == "fingerprint":
+            if at + 4 > len(data):
+                raise ValueError("it ends early")
+            payload = data[at:at + 4]
+            at += 4
+        elif mode in ("ids", "want"):
+            count, at = read_varint(data, at)
+            ids += count
+            if ids > 1024:
+                raise ValueError("more than 1024 short ids")
+            if at + 2 * count > len(data):
+                raise ValueError("it ends early")
+            payload = [int.from_bytes(data[at + 2 * i:at + 2 * i + 2], "big") for i in range(count)]
+            at += 2 * count
+        ranges.append((upper, mode, payload))
+        previous = upper
+    return salt, lower, ranges
+
+
+def in_range(items, lower, upper):
+    return [i for i in items if not item_below(i, lower) and item_below(i, upper)]
+
+
+def cut(items, upper, salt):
+    n = len(items)
+    if n <= PEER_LIST:
+        return [(upper, "ids", [short_id(h, salt) for _, h in items])]
+    k = PEER_BRANCHES if n > PEER_BRANCHES * PEER_LEAF else -(-n // PEER_LEAF)
+    out = []
+    for part in range(k):
+        start, end = n * part // k, n * (part + 1) // k
+        part_upper = upper if part == k - 1 else bound_between(items[end - 1], items[end])
+        chunk = items[start:end]
+        if len(chunk) <= 1:
+            out.append((part_upper, "ids", [short_id(h, salt) for _, h in chunk]))
+        else:
+            out.append((part_upper, "fingerprint", peer_fingerprint(chunk, salt)))
+    return out
+
+
+def answer(items, message):
+    """Answers a decoded message over `items` (sorted): the answer (or None) and the items to send."""
+    salt, lower, ranges = message
+    out, send, previous, answer_lower = [], [], lower, lower
+
+    def skip(upper):
+        nonlocal answer_lower
+        if not out:
+            answer_lower = upper
+        elif out[-1][1] == "skip":
+            out[-1] = (upper, "skip", None)
+        else:
+            out.append((upper, "skip", None))
+
+    for upper, mode, payload in ranges:
+        mine = in_range(items, previous, upper)
+        if mode == "skip":
+            skip(upper)
+        elif mode == "fingerprint":
+            if peer_fingerprint(mine, salt) == payload:
+                skip(upper)
+            else:
+                out.extend(cut(mine, upper, salt))
+        elif mode == "ids":
+            listed = set(payload)
+            held = {short_id(h, salt) for _, h in mine}
+            send += [i for i in mine if short_id(i[1], salt) not in listed]
+            missing = []
+            for i in payload:
+                if i not in held and i not in missing:
+                    missing.append(i)
+            if missing:
+                out.append((upper, "want", missing))
+            else:
+                skip(upper)
+        else:
+            asked = set(payload)
+            send += [i for i in mine if short_id(i[1], salt) in asked]
+            skip(upper)
+        previous = upper
+    if out and out[-1][1] == "skip":
+        out.pop()
+    return ((salt, answer_lower, out) if out else None), send
+
+
+def peer_items(count, seed, start=1760000000000, span=86400000):
+    items = []
+    for index in range(count):
+        digest = hashlib.sha256(f"parley vector peer item {seed} {index}".encode()).digest()
+        items.append((start + int.from_bytes(digest[:8], "big") % span, hashlib.sha256(digest).digest()))
+    return sorted(set(items))
+
+
+def bloom_digest(hashes, salt, k=7, bits_per_item=10):
+    m_bytes = (max(8, len(hashes) * bits_per_item) + 7) // 8
+    bits = bytearray(m_bytes)
+    m = m_bytes * 8
+    rotated = ((salt << 32) | (salt >> 32)) & (2**64 - 1)
+    for h in hashes:
+        h1 = int.from_bytes(h[8:16], "big") ^ salt
+        h2 = (int.from_bytes(h[16:24], "big") ^ rotated) | 1
+        for j in range(k):
+            position = ((h1 + j * h2) % 2**64) % m
+            bits[position // 8] |= 1 << (position % 8)
+    return salt.to_bytes(8, "big") + (0).to_bytes(2, "big") + (65535).to_bytes(2, "big") + bytes([k]) + bytes(bits)
+
+
+def bloom_contains(digest, h):
+    salt = int.from_bytes(digest[:8], "big")
+    k = digest[12]
+    bits = digest[13:]
+    m = len(bits) * 8
+    rotated = ((salt << 32) | (salt >> 32)) & (2**64 - 1)
+    h1 = int.from_bytes(h[8:16], "big") ^ salt
+    h2 = (int.from_bytes(h[16:24], "big") ^ rotated) | 1
+    return all(bits[(((h1 + j * h2) % 2**64) % m) // 8] >> ((((h1 + j * h2) % 2**64) % m) % 8) & 1 for j in range(k))
+
+
+def datagram(device, kind, room, sent_ms, nonce, echo, body, key=None, flags=None):
+    sealed = key is not None
+    header = b"PRL1" + bytes([kind, (1 if sealed else 0) if flags is None else flags, len(room)]) + room.encode() + device.public \
+        + sent_ms.to_bytes(8, "big") + nonce + (echo or bytes(12))
+    if sealed:
+        body = AESGCM(key).encrypt(nonce, body, header)
+    signature = device.private.sign(b"parley.peer.v1\n" + header + body)
+    return header + body + signature
+
+
+def fragments(lines, budget, batch_ids):
+    room = budget - 12
+    bodies, batch, ids = [], bytearray(), iter(batch_ids)
+
+    def flush():
+        nonlocal batch
+        if not batch:
+            return
+        batch_id = next(ids)
+        count = -(-len(batch) // room)
+        for index in range(count):
+            bodies.append(batch_id.to_bytes(8, "big") + index.to_bytes(2, "big") + count.to_bytes(2, "big")
+                          + bytes(batch[index * room:(index + 1) * room]))
+        batch = bytearray()
+
+    for line in lines:
+        if batch and len(batch) + len(line) + 1 > room:
+            flush()
+        batch += line + b"\n"
+        if len(batch) > room:
+            flush()
+    flush()
+    return bodies
+
+
+def peer_vectors():
+    """Peer datagrams (§17.1), reconciliation (§17.3), Bloom digests (§17.4) and event fragments (§17.5)."""
+    salt = 0x0123456789ABCDEF
+    items = peer_items(60, "fp")
+    fingerprints = [{"from": a, "to": b, "fingerprint": peer_fingerprint(items[a:b], salt).hex()}
+                    for a, b in [(0, 0), (0, 1), (0, 60), (10, 35), (59, 60)]]
+    same_time = [(1760000000000, bytes.fromhex("abcd" + "00" * 30)), (1760000000000, bytes.fromhex("abce" + "00" * 30))]
+    bounds = [{"lower": [items[0][0], items[0][1].hex()], "upper": [items[1][0], items[1][1].hex()],
+               "bound": [bound_between(items[0], items[1])[0], bound_between(items[0], items[1])[1].hex()]},
+              {"lower": [same_time[0][0], same_time[0][1].hex()], "upper": [same_time[1][0], same_time[1][1].hex()],
+               "bound": [same_time[1][0], bound_between(*same_time)[1].hex()]}]
+
+    sessions = []
+    for name, a_count, a_only, b_only, session_salt in [
+        ("two sets of 700 differing by 3 on one side and 2 on the other", 700, 3, 2, 0x1111222233334444),
+        ("a side holding nothing", 0, 0, 40, 0x5555666677778888),
+        ("sets of 300 differing by 30 on each side", 300, 30, 30, 0x9999AAAABBBBCCCC),
+        ("equal sets of 600", 600, 0, 0, 0x0F0F0F0F0F0F0F0F),
+    ]:
+        shared = peer_items(a_count, name)
+        a = sorted(set(shared + peer_items(a_only, name + " a")))
+        b = sorted(set(shared + peer_items(b_only, name + " b")))
+        sides = [a, b]
+        first = cut(a, (INFINITY, b""), session_salt)
+        message = (session_salt, (0, b""), first)
+        steps, sender = [], 0
+        encoded = encode_message(*message)
+        while True:
+            receiver = 1 - sender
+            reply, send = answer(sides[receiver], decode_message(encoded))
+            reply_bytes = encode_message(*reply) if reply else None
+            steps.append({"from": "ab"[sender], "message_hex": encoded.hex(),
+                          "answer_hex": reply_bytes.hex() if reply_bytes else None,
+                          "sends": [[t, h.hex()] for t, h in send]})
+            if reply_bytes is None:
+                break
+            encoded, sender = reply_bytes, receiver
+        sessions.append({"name": name, "salt": f"{session_salt:016x}", "a": [[t, h.hex()] for t, h in a],
+                         "b": [[t, h.hex()] for t, h in b], "steps": steps})
+
+    def message_hex(lower, tail):
+        return (salt.to_bytes(8, "big") + lower + tail).hex()
+    malformed = [
+        {"name": "shorter than its salt", "hex": "000000"},
+        {"name": "a fingerprint cut short", "hex": message_hex(b"\x00\x00", bytes([(5 << 3) | 1, 1, 2]))},
+        {"name": "an upper bound equal to the lower", "hex": message_hex(b"\x0a\x00", bytes([1 << 3]))},
+        {"name": "a range after the infinite bound", "hex": message_hex(b"\x00\x00", bytes([0, 1 << 3]))},
+        {"name": "the infinite bound with a prefix", "hex": message_hex(b"\x00\x00", bytes([4]))},
+        {"name": "a prefix ending in a zero byte", "hex": message_hex(b"\x00\x00", bytes([(2 << 3) | 4, 1, 0]))},
+        {"name": "a prefix of 33 bytes", "hex": message_hex(b"\x00\x00", bytes([(2 << 3) | 4, 33]) + bytes([1]) * 33)},
+        {"name": "a varint not in its shortest form", "hex": message_hex(b"\x80\x00\x00", b"")},
+        {"name": "a varint past 64 bits", "hex": message_hex(b"\xff" * 9 + b"\x02\x00", b"")},
+        {"name": "1,025 short ids", "hex": message_hex(b"\x00\x00", bytes([2, 0x81, 0x08]) + bytes(2050))},
+        {"name": "an infinite lower bound", "hex": message_hex(b"\xff" * 9 + b"\x01\x00", b"")},
+    ]
+    for case in malformed:
+        try:
+            decode_message(bytes.fromhex(case["hex"]))
+            raise SystemExit(f"malformed message accepted: {case['name']}")
+        except ValueError:
+            pass
+
+    hashes = [h for _, h in peer_items(50, "bloom")]
+    others = [h for _, h in peer_items(200, "bloom others")]
+    digest = bloom_digest(hashes, salt)
+    bloom = {"salt": f"{salt:016x}", "hashes": [h.hex() for h in hashes], "digest_hex": digest.hex(),
+             "others": [{"hash": h.hex(), "contained": bloom_contains(digest, h)} for h in others]}
+
+    alice, mallory = Device("alice"), Device("mallory")
+    nonce, echo = bytes(range(1, 13)), bytes(range(100, 112))
+    room_key = hashlib.sha256(b"parley vector psk room key").digest()
+    datagram_key = hkdf_sha256(room_key, b"general", b"parley.peer.datagram.v1", 32)
+    plain = datagram(alice, 1, "general", 1760000000000, nonce, echo, b"\x01\x02\x03")
+    sealed = datagram(alice, 3, "general", 1760000000000, nonce, None, b"sealed body", key=datagram_key)
+    forged = bytearray(datagram(mallory, 1, "general", 1760000000000, nonce, echo, b"\x01\x02\x03"))
+    forged[7 + 7:7 + 7 + 32] = alice.public
+    altered = bytearray(plain)
+    altered[-70] ^= 1
+    datagrams = {
+        "sender": "alice", "room_key_hex": room_key.hex(), "datagram_key_hex": datagram_key.hex(),
+        "valid": [
+            {"name": "a reconciliation message in clear, echoing a nonce", "kind": 1, "room_id": "general", "sent_ms": 1760000000000,
+             "nonce_hex": nonce.hex(), "echo_hex": echo.hex(), "body_hex": "010203", "sealed": False, "hex": plain.hex()},
+            {"name": "an event fragment sealed in a pre-shared-key room", "kind": 3, "room_id": "general", "sent_ms": 1760000000000,
+             "nonce_hex": nonce.hex(), "echo_hex": "00" * 12, "body_hex": b"sealed body".hex(), "sealed": True, "hex": sealed.hex()},
+        ],
+        "invalid": [
+            {"name": "one byte flipped in the body", "hex": bytes(altered).hex(), "error": "bad_signature"},
+            {"name": "mallory's signature under alice's key", "hex": bytes(forged).hex(), "error": "bad_signature"},
+            {"name": "cut short", "hex": plain[:60].hex(), "error": "malformed"},
+            {"name": "an unknown kind", "hex": (plain[:4] + b"\x63" + plain[5:]).hex(), "error": "malformed"},
+            {"name": "an unknown flag", "hex": (plain[:5] + b"\x02" + plain[6:]).hex(), "error": "malformed"},
+            {"name": "a room id that is none", "hex": (plain[:7] + b"G" + plain[8:]).hex(), "error": "malformed"},
+            {"name": "over 1,232 bytes", "hex": (plain + bytes(1232)).hex(), "error": "oversized"},
+        ],
+    }
+    lines = [b'{"n":%d}' % i for i in range(5)] + [b"x" * 2500] + [b'{"n":9}']
+    batches = {"budget": 600, "batch_ids": [1, 2, 3, 4], "lines": [line.decode() for line in lines],
+               "bodies_hex": [body.hex() for body in fragments(lines, 600, [1, 2, 3, 4])]}
+    return {"description": "Peers (§17). `fingerprints`: for `items` ([timestamp_ms, event hash hex], sorted) and `salt` (hex), "
+                           "the fingerprint of items[from..<to]. `bounds`: the shortest bound between two neighbours. "
+                           "`sessions`: two sides `a` and `b`; `a` starts a session with `salt` (§17.3 cutting rules); each "
+                           "step's `message_hex` answered by the other side MUST give exactly `answer_hex` (null: nothing to "
+                           "send) and the items it `sends`. `malformed`: messages a reader MUST refuse. `bloom`: a digest over "
+                           "all prefixes of `hashes`, and whether each of `others` is contained. `datagrams`: signed by the "
+                           "vector device alice; `valid` ones MUST encode to `hex` from their fields (sealed under "
+                           "`datagram_key_hex`, derived from `room_key_hex`) and verify; `invalid` ones MUST be refused with "
+                           "`error`. `event_batches`: `lines` packed for a body `budget` with batch ids in order give "
+                           "exactly `bodies_hex`.",
+            "salt": f"{salt:016x}", "items": [[t, h.hex()] for t, h in items], "fingerprints": fingerprints, "bounds": bounds,
+            "short_ids": [{"hash": items[i][1].hex(), "short_id": short_id(items[i][1], salt)} for i in range(3)],
+            "sessions": sessions, "malformed": malformed, "bloom": bloom, "datagrams": datagrams, "event_batches": batches}
+
+
 def main():
     outputs = {
         "canonical_json.json": canonical_vectors(),
@@ -2467,6 +2873,7 @@ def main():
         "relay.json": relay_vectors(),
         "blocks.json": block_vectors(),
         "receipts.json": receipt_vectors(),
+        "peers.json": peer_vectors(),
     }
     check = "--check" in sys.argv
     failed = False

@@ -1,5 +1,3 @@
-import ParleyCore
-
 /// Events between peers (docs/PROTOCOL.md §17.5): whole event lines, LF-terminated, packed into batches; a batch larger
 /// than a datagram's body is cut into fragments, each body `batch id (8 bytes) ‖ index (2 bytes) ‖ count (2 bytes) ‖
 /// piece`, all big-endian; the receiver puts a batch back together once every fragment came.

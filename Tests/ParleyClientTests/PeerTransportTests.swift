@@ -1,0 +1,140 @@
+import Foundation
+import Logging
+import ParleyCore
+import ParleyPeer
+import ParleySync
+import ParleyTesting
+import Testing
+
+@_spi(Tools) @testable import ParleyClient
+
+@Suite struct PeerTransportTests {
+    /// Alice and Bob in `team` (set up through a folder bucket, which the transport never uses), and Mallory, who is no
+    /// member.
+    func world() async throws -> (alice: Node, bob: Node, mallory: Node, world: BucketWorld) {
+        let world = try BucketWorld(.folder)
+        let alice = world.client(try world.node("alice"))
+        let bob = world.client(try world.node("bob"))
+        _ = try await alice.createRoom("team", bucket: world.url, name: "Team")
+        try alice.node.invite("team", userID: "bob", key: bob.node.identity.signingKeyBase64)
+        _ = try await alice.flush("team")
+        _ = try await bob.join(InviteCode(parsing: try #require(try alice.inviteCode("team")).text))
+        _ = try await alice.sync("team")
+        return (alice.node, bob.node, try world.node("mallory"), world)
+    }
+
+    /// Runs a peer transport for `node` on a free port of 127.0.0.1 while `body` runs.
+    func withTransport(_ node: Node, _ body: (PeerTransport, Int) async throws -> Void) async throws {
+        let transport = PeerTransport(host: NodeTransportHost(node: node, transport: .peer), logger: Logger(label: "test"))
+        let (ports, portSink) = AsyncStream<Int>.makeStream()
+        let (wake, _) = AsyncStream<String>.makeStream()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await transport.run(listen: "127.0.0.1:0", peers: { [:] }, wake: wake) { address in
+                    portSink.yield(Int(address.split(separator: ":").last!)!)
+                }
+            }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            try await body(transport, port)
+            group.cancelAll()
+        }
+    }
+
+    func datagram(_ kind: PeerDatagram.Kind, from node: Node, at sentMs: Int64, body: [UInt8], room: String = "team") -> PeerDatagram {
+        var random = SystemRandomNumberGenerator()
+        return PeerDatagram(
+            kind: kind, roomID: room, senderKey: node.identity.signingKey.publicKeyBytes, sentMs: UInt64(sentMs),
+            nonce: (0..<12).map { _ in UInt8.random(in: 0...255, using: &random) }, echo: nil, body: body, sealingWith: nil,
+            sign: node.identity.signingKey.sign)
+    }
+
+    /// Waits up to 10 s for `condition`.
+    func eventually(_ condition: () throws -> Bool) async throws -> Bool {
+        for _ in 0..<200 {
+            if try condition() { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return try condition()
+    }
+
+    @Test func `hostile datagrams are dropped each with its reason, and an honest event sent after them is stored`() async throws {
+        let (alice, bob, mallory, directory) = try await world()
+        defer { withExtendedLifetime(directory) {} }
+        let message = try bob.send("team", text: "through the noise")
+        let wire = try #require(try bob.store.eventWires(roomID: "team", items: bob.store.reconciliationItems(roomID: "team").items).last)
+        try await withTransport(alice) { transport, port in
+            let socket = try RawUDPSocket()
+            let now = alice.clock()
+            let fragment = EventBatches.bodies(for: [wire], budget: PeerDatagram.bodyBudget(roomID: "team", sealed: false)) { 42 }
+            let honest = datagram(.events, from: bob, at: now, body: fragment[0]).encoded
+            socket.send(Array(honest.prefix(50)), to: port)
+            socket.send(honest + Array(repeating: 0, count: 1_500), to: port)
+            var unsigned = honest
+            for index in (unsigned.count - 64)..<unsigned.count { unsigned[index] = 0 }
+            socket.send(unsigned, to: port)
+            socket.send(datagram(.events, from: mallory, at: now, body: fragment[0]).encoded, to: port)
+            socket.send(datagram(.events, from: bob, at: now - 3_600_000, body: fragment[0]).encoded, to: port)
+            socket.send(datagram(.probe, from: bob, at: now, body: [0], room: "elsewhere").encoded, to: port)
+            let probe = datagram(.probe, from: bob, at: now, body: [0]).encoded
+            socket.send(probe, to: port)
+            socket.send(probe, to: port)
+            socket.send(datagram(.reconcile, from: bob, at: now, body: [1, 2, 3]).encoded, to: port)
+            socket.send(honest, to: port)
+            #expect(try await eventually { try alice.store.event(eventID: message.event.eventID) != nil })
+            let dropped = transport.counters.dropped
+            for reason in ["malformed", "oversized", "bad_signature", "not_member", "stale", "replayed"] {
+                #expect(dropped[reason, default: 0] >= 1, "\(reason): \(dropped)")
+            }
+            #expect(dropped["not_member"] == 2, "Mallory's datagram and one of a room Alice does not hold: \(dropped)")
+            #expect(dropped["malformed"] == 2, "the truncated datagram and the reconciliation message that is none: \(dropped)")
+        }
+    }
+
+    @Test func `fragments that never complete, flooded in, stay within bounds and an honest batch still gets through`() async throws {
+        let (alice, bob, _, directory) = try await world()
+        defer { withExtendedLifetime(directory) {} }
+        let message = try bob.send("team", text: "after the flood")
+        let wire = try #require(try bob.store.eventWires(roomID: "team", items: bob.store.reconciliationItems(roomID: "team").items).last)
+        try await withTransport(alice) { transport, port in
+            let socket = try RawUDPSocket()
+            for batch in 0..<3_000 {
+                var body: [UInt8] = (0..<8).map { UInt8(truncatingIfNeeded: (UInt64(batch) + 1_000) >> UInt64(56 - $0 * 8)) }
+                body += [0, 0, 0, 9] + Array(repeating: 65, count: 900)
+                socket.send(datagram(.events, from: bob, at: alice.clock(), body: body).encoded, to: port)
+            }
+            let bodies = EventBatches.bodies(for: [wire], budget: 300) { 7 }
+            #expect(bodies.count > 1)
+            for body in bodies.reversed() { socket.send(datagram(.events, from: bob, at: alice.clock(), body: body).encoded, to: port) }
+            #expect(try await eventually { try alice.store.event(eventID: message.event.eventID) != nil })
+            #expect(transport.counters.pendingBatches <= EventReassembler.Limits().batchesPerSender)
+        }
+    }
+
+    @Test func `an address that never echoes a nonce gets at most three times what it sent, and the rest once it does`() async throws {
+        let (alice, bob, _, directory) = try await world()
+        defer { withExtendedLifetime(directory) {} }
+        for index in 0..<150 { _ = try alice.send("team", text: "message \(index) " + String(repeating: "x", count: 200)) }
+        try await withTransport(alice) { transport, port in
+            let socket = try RawUDPSocket()
+            // Bob's session start, as from a side holding nothing: Alice would send the whole room.
+            let start = Reconciler(ReconciliationSet([])).start(salt: 5).encoded
+            let asked = datagram(.reconcile, from: bob, at: alice.clock(), body: start).encoded
+            socket.send(asked, to: port)
+            let first = socket.receiveAll()
+            let firstBytes = first.reduce(0) { $0 + $1.count }
+            #expect(firstBytes <= 3 * asked.count + PeerDatagram.maxBytes, "\(firstBytes) bytes for \(asked.count)")
+            #expect(transport.counters.dropped["held_back", default: 0] > 0, "\(transport.counters)")
+            // Echoing a nonce Alice sent shows the address receives: what was held back comes.
+            let nonce = try PeerDatagram(parsing: try #require(first.first)).nonce
+            var random = SystemRandomNumberGenerator()
+            let echo = PeerDatagram(
+                kind: .probe, roomID: "team", senderKey: bob.identity.signingKey.publicKeyBytes, sentMs: UInt64(alice.clock()),
+                nonce: (0..<12).map { _ in UInt8.random(in: 0...255, using: &random) }, echo: nonce, body: [0], sealingWith: nil,
+                sign: bob.identity.signingKey.sign)
+            socket.send(echo.encoded, to: port)
+            let rest = socket.receiveAll()
+            #expect(rest.reduce(0) { $0 + $1.count } > 30_000, "the room's events, held back, came once the address was shown")
+        }
+    }
+}
