@@ -1,5 +1,8 @@
+import Logging
 import ParleyCore
+import ParleyPeer
 import ParleySync
+import Synchronization
 
 extension Node {
     /// The most peers one room may list.
@@ -65,4 +68,57 @@ extension Node {
 
     /// A peer room's location: its peers' addresses, separated by spaces.
     static func peerAddresses(_ location: String) -> [String] { location.split(separator: " ").map(String.init) }
+}
+
+extension Node {
+    /// Joins a room from an invite code through a peer that holds it (docs/PROTOCOL.md §17): fetches the room from
+    /// the peer (its create checked against the code's creator fingerprint), signs this device's join once the room's
+    /// state invites it, sends the join to the peer, and lists the peer among the room's peers.
+    /// - Parameters:
+    ///   - peer: the peer's address, instead of the code's first `peer` location.
+    ///   - listen: where to listen meanwhile; by default a free port on 127.0.0.1 for a peer on this machine, else on
+    ///     every address.
+    /// - Throws: ``ClientError`` `no_usable_location` when no peer is given and the code lists none; `peer_unreachable`
+    ///   when nothing came from the peer in time.
+    public func joinThroughPeer(_ code: InviteCode, at peer: String? = nil, listen: String? = nil, timeoutMs: Int64 = 15_000) async throws -> VerifiedEvent {
+        let address =
+            peer
+            ?? code.locations.lazy.compactMap { location -> String? in
+                if case .peer(let address) = location { address } else { nil }
+            }.first
+        guard let address, RoomLocation.isPeerAddress(address) else {
+            throw ClientError(
+                .noUsableLocation, "The invite code for \(code.roomID) lists no peer.", remedy: "Give the peer's address with --peer HOST:PORT.")
+        }
+        guard code.preSharedSecret == nil && !code.needsPassphrase else {
+            throw ClientError(
+                .invalidArgument, "Room \(code.roomID) has a pre-shared key, which peers do not carry yet.",
+                remedy: "Join it through its bucket or relay.")
+        }
+        if let state = try store.roomState(roomID: code.roomID), state.isJoinedDevice(user: identity.userID, key: identity.signingKeyBase64) {
+            throw ClientError(.invalidArgument, "This device has already joined \(code.roomID).")
+        }
+        let isLocal = address.hasPrefix("127.") || address.hasPrefix("[::1]") || address.hasPrefix("localhost:")
+        let transport = PeerTransport(host: NodeTransportHost(node: self, transport: .peer), logger: Logger(label: "parley.peer"))
+        let joined = Mutex<VerifiedEvent?>(nil)
+        let (userID, key, roomID) = (identity.userID, identity.signingKeyBase64, code.roomID)
+        do {
+            try await transport.join(
+                roomID: roomID, creatorFingerprint: code.creatorFingerprint, peer: address, listen: listen ?? (isLocal ? "127.0.0.1:0" : "0.0.0.0:0"),
+                timeoutMs: timeoutMs,
+                isReady: { [self] in
+                    guard let state = try store.roomState(roomID: roomID) else { return false }
+                    return state.members[userID]?.invitedDevices[key] != nil || state.isJoinedDevice(user: userID, key: key)
+                },
+                then: { [self] in
+                    let event = try join(roomID)
+                    try addPeer(address, roomID: roomID)
+                    joined.withLock { $0 = event }
+                })
+        } catch let error as TransportError {
+            throw ClientError(ClientError.Code(name: error.code), error.message, remedy: error.remedy)
+        }
+        guard let event = joined.withLock({ $0 }) else { throw ClientError(.invalidArgument, "Room \(roomID) was not joined.") }
+        return event
+    }
 }

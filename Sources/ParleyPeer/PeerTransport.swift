@@ -78,7 +78,23 @@ public final class PeerTransport: Sendable {
         var heldBack: [String: [[UInt8]]] = [:]
         /// When a probe last asked each address to show it receives there.
         var probedMs: [String: Int64] = [:]
+        /// Rooms this node is fetching from a peer to join them, by room id.
+        var joining: [String: Joining] = [:]
     }
+
+    /// A room fetched from a peer before this node holds it: its events are kept until the create its invite code
+    /// pins arrives, then stored.
+    private struct Joining {
+        var peer: String
+        var creatorFingerprint: String
+        var verified: [Result<VerifiedEvent, EventError>] = []
+        var lines: [[UInt8]] = []
+        var bytes = 0
+        var isPinned = false
+    }
+
+    /// The most bytes of events kept for a room being joined before its create arrives.
+    static let maxJoiningBytes = 256 << 20
 
     /// The most datagrams held back for one address, and the most addresses holding some.
     static let maxHeldBack = 512
@@ -174,7 +190,8 @@ public final class PeerTransport: Sendable {
             guard state.withLock({ $0.gate.isFresh(sentMs: datagram.sentMs, nowMs: nowMs) }) else {
                 throw PeerDatagramError(.stale, "sent at \(datagram.sentMs), too far from this node's clock")
             }
-            guard try isMember(datagram.senderKey, of: datagram.roomID, nowMs: nowMs) else {
+            let isJoinPeer = state.withLock { $0.joining[datagram.roomID]?.peer == address }
+            guard try isJoinPeer || isMember(datagram.senderKey, of: datagram.roomID, nowMs: nowMs) else {
                 throw PeerDatagramError(.notMember, "its key is no member device of room \(datagram.roomID)")
             }
             try datagram.verify()
@@ -245,11 +262,15 @@ public final class PeerTransport: Sendable {
 
     /// Verifies and stores a batch's events (only the room's own), then passes what was new to the room's other peers.
     private func ingest(_ batch: [UInt8], roomID: String, from address: String, link: Link) async throws {
-        let lines = batch.split(separator: UInt8(ascii: "\n")).map(Array.init)
+        var lines = batch.split(separator: UInt8(ascii: "\n")).map(Array.init)
         guard !lines.isEmpty else { return }
-        let verified = VerifiedEvent.verifyInParallel(lines).map { result -> Result<VerifiedEvent, EventError> in
+        var verified = VerifiedEvent.verifyInParallel(lines).map { result -> Result<VerifiedEvent, EventError> in
             guard case .success(let event) = result, event.event.roomID != roomID else { return result }
             return .failure(EventError(.invalidValue, "an event of room \(event.event.roomID) came in a datagram of room \(roomID)"))
+        }
+        if state.withLock({ $0.joining[roomID].map { !$0.isPinned } ?? false }) {
+            guard let pinned = try pinJoining(roomID, verified: verified, lines: lines) else { return }
+            (verified, lines) = pinned
         }
         let report = try host.ingest(roomID: roomID, verified: verified, lines: lines, receivedMs: host.now())
         let accepted = report.outcomes.filter { $0 == .accepted }.count
@@ -263,6 +284,102 @@ public final class PeerTransport: Sendable {
         }
         if accepted > 0 || problems > 0 { host.synced(roomID: roomID, accepted: accepted, problems: problems) }
         if accepted > 0 { await pushNew(roomID, peers: [], except: address, link: link) }
+    }
+
+    /// Keeps a room's events until the create its invite code pins is among them; then pins it (with its creator's
+    /// join) and returns everything kept, to be stored. - Returns: `nil` while the create has not come.
+    private func pinJoining(
+        _ roomID: String, verified: [Result<VerifiedEvent, EventError>], lines: [[UInt8]]
+    ) throws -> (verified: [Result<VerifiedEvent, EventError>], lines: [[UInt8]])? {
+        let kept = state.withLock { state -> Joining? in
+            guard var joining = state.joining[roomID] else { return nil }
+            let added = lines.reduce(0) { $0 + $1.count }
+            if joining.bytes + added <= Self.maxJoiningBytes {
+                joining.verified += verified
+                joining.lines += lines
+                joining.bytes += added
+            }
+            state.joining[roomID] = joining
+            return joining
+        }
+        guard let kept else { return nil }
+        let events = kept.verified.compactMap { try? $0.get() }
+        guard
+            let create = events.first(where: {
+                $0.event.type == EventType.create && InviteCode.fingerprint(ofKey: $0.event.senderKey) == kept.creatorFingerprint
+            })
+        else { return nil }
+        var founding = [create]
+        if let join = events.first(where: { $0.event.senderKey == create.event.senderKey && $0.event.seq == 2 && $0.event.type == EventType.member }) {
+            founding.append(join)
+        }
+        _ = try host.pin(roomID: roomID, founding: founding)
+        state.withLock {
+            $0.joining[roomID]?.isPinned = true
+            $0.joining[roomID]?.verified = []
+            $0.joining[roomID]?.lines = []
+        }
+        return (kept.verified, kept.lines)
+    }
+
+    /// Fetches a room this node does not hold from the peer at `peer`, which must take this device for one its state
+    /// invites: listens on `listen`, asks for everything the peer holds until `isReady` says enough came (the room's
+    /// create pins `creatorFingerprint`; events of another creator's room are never stored), then runs `then` (which
+    /// signs this device's join) and sends the peer what this node holds that it lacks.
+    /// - Throws: ``TransportError`` `peer_unreachable` when nothing usable came within `timeoutMs`.
+    public func join(
+        roomID: String, creatorFingerprint: String, peer: String, listen: String, timeoutMs: Int64 = 15_000,
+        isReady: @escaping @Sendable () throws -> Bool, then: @escaping @Sendable () async throws -> Void
+    ) async throws {
+        state.withLock { $0.joining[roomID] = Joining(peer: peer, creatorFingerprint: creatorFingerprint) }
+        defer { _ = state.withLock { $0.joining.removeValue(forKey: roomID) } }
+        let (hostName, port) = try PeerAddress.split(listen)
+        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: hostName, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(wrappingChannelSynchronously: channel)
+                }
+            }
+        try await channel.executeThenClose { inbound, outbound in
+            let link = Link(outbound: outbound)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for try await envelope in inbound { await self.handle(envelope, link: link) }
+                }
+                group.addTask {
+                    let deadline = self.host.now() + timeoutMs
+                    var random = SystemRandomNumberGenerator()
+                    // Asking as a side that holds nothing: the peer sends all it has.
+                    while try !isReady() {
+                        guard self.host.now() < deadline else {
+                            throw TransportError(
+                                code: "peer_unreachable", "Nothing of room \(roomID) came from the peer at \(peer) within \(timeoutMs / 1000) s.",
+                                remedy:
+                                    "Check that its node runs with --listen-udp at that address and that this machine reaches it (no NAT traversal: use a relay or a bucket across the internet), and that its room invites this device."
+                            )
+                        }
+                        if try self.host.holdsCreate(roomID: roomID) {
+                            // Pinned: what is still missing (the invite, if it came late) is found as any sync finds it.
+                            await self.startSync(roomID, with: peer, link: link)
+                        } else {
+                            let start = Reconciler(ReconciliationSet([])).start(salt: random.next()).encoded
+                            await self.send(.reconcile, roomID: roomID, body: start, to: peer, link: link, isSync: true)
+                        }
+                        try await Task.sleep(for: .milliseconds(500))
+                    }
+                    try await then()
+                    // What the peer lacks (this device's join): two sessions, a little apart, so one lost datagram does not lose it.
+                    _ = try? self.refreshed(roomID)
+                    for _ in 0..<2 {
+                        await self.startSync(roomID, with: peer, link: link)
+                        try await Task.sleep(for: .milliseconds(300))
+                    }
+                }
+                defer { group.cancelAll() }
+                // The inbound loop runs until cancelled: the session task's end (or failure) ends the join.
+                try await group.next()
+            }
+        }
     }
 
     // MARK: Sending

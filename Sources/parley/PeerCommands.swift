@@ -61,6 +61,6 @@ struct PeerList: ParsableCommand {
             return
         }
         if rooms.isEmpty { output(roomID.map { "\($0) syncs with no peers" } ?? "no room syncs with peers") }
-        for (room, peers) in rooms.sorted(by: { $0.key < $1.key }) { output("\(room)\t\(peers.joined(separator: " "))") }
+        for (room, peers) in rooms.sorted(by: { $0.key < $1.key }) { output("\(room) syncs with \(peers.joined(separator: ", "))") }
     }
 }

@@ -404,14 +404,18 @@ func sendThroughRelay(_ node: Node, _ roomID: String) async throws {
 }
 
 /// The room's invite code, listing its bucket and its relay (whichever it has); `nil` for a room of neither.
-func inviteCode(_ node: Node, _ roomID: String) throws -> InviteCode? {
+/// The room's invite code, listing its bucket, its relay and `peers` (where this node is reached directly, §17), in
+/// that order; `nil` for a room reached nowhere.
+func inviteCode(_ node: Node, _ roomID: String, peers: [String] = []) throws -> InviteCode? {
     var code = try bucketClient(node).inviteCode(roomID)
-    if let relay = try RelayClient(node: node).location(roomID) {
-        if code == nil, let creator = try node.roomState(roomID).creation, let fingerprint = InviteCode.fingerprint(ofKey: creator.creatorKey) {
-            code = InviteCode(roomID: roomID, creatorFingerprint: fingerprint, locations: [relay])
-        } else {
-            code?.locations.append(relay)
-        }
+    var more: [RoomLocation] = []
+    if let relay = try RelayClient(node: node).location(roomID) { more.append(relay) }
+    more += peers.map { RoomLocation.peer(address: $0) }
+    guard !more.isEmpty else { return code }
+    if code == nil, let creator = try node.roomState(roomID).creation, let fingerprint = InviteCode.fingerprint(ofKey: creator.creatorKey) {
+        code = InviteCode(roomID: roomID, creatorFingerprint: fingerprint, locations: more)
+    } else {
+        code?.locations += more
     }
     return code
 }

@@ -87,14 +87,34 @@ struct RoomInvite: AsyncParsableCommand {
     @Argument var userID: String
     // Unconditional: a key pasted in base64url may start with '-', and must reach the key check rather than read as an option.
     @Option(parsing: .unconditional, help: "The invited device's Ed25519 signing key (base64, from their `parley whoami`).") var key: String
+    @Option(
+        name: .customLong("peer"),
+        help: ArgumentHelp(
+            "Where the invited device reaches this node directly (HOST:PORT), listed in the code; repeatable. By default peers.listen when it names one address.",
+            valueName: "HOST:PORT"))
+    var peers: [String] = []
     @Flag var json = false
+
+    func validate() throws {
+        for peer in peers where !RoomLocation.isPeerAddress(peer) {
+            throw ValidationError("--peer \(TerminalText.escape(peer)) is not HOST:PORT (192.168.1.20:7070, or [fd00::5]:7070).")
+        }
+    }
+
+    /// The peers the code lists: those given, else this node's listening address when it is not a wildcard.
+    func advertisedPeers() throws -> [String] {
+        guard peers.isEmpty else { return peers }
+        guard let listen = try global.configuration(flags: [:]).peersListen, !["0.0.0.0", "[::]"].contains(where: listen.hasPrefix) else { return [] }
+        return [listen]
+    }
 
     func run() async throws {
         let node = try global.node()
         let client = try failing { try bucketClient(node) }
+        let advertised = try advertisedPeers()
         let (event, code) = try await failingAsync {
             let event = try node.invite(roomID, userID: userID, key: key)
-            let code = try inviteCode(node, roomID)
+            let code = try inviteCode(node, roomID, peers: advertised)
             if try client.inviteCode(roomID) != nil { _ = try await client.flush(roomID) }
             try await sendThroughRelay(node, roomID)
             return (event, code)
@@ -115,7 +135,8 @@ struct RoomJoin: AsyncParsableCommand {
         commandName: "join", abstract: "Join a room: from an invite code (fetching it from its bucket), or one this node holds.",
         discussion: """
             An invite code may list several locations; this node uses the first bucket among them whose URL it can \
-            use, and says so when there is none (a code that lists only a relay or peers). With --bucket, it reaches \
+            use, else its relay, else its first peer (a node holding the room, reached over UDP; --peer names another), \
+            and says so when there is none. With --bucket, it reaches \
             the room's bucket at URL instead of where the invite code says: a shared folder mounted at another path on \
             this machine, or an S3 endpoint reached another way. The code's creator fingerprint still decides which \
             room is accepted.
@@ -125,19 +146,37 @@ struct RoomJoin: AsyncParsableCommand {
     @Option(help: "Where this node reaches the invite's bucket, if not where the code says: file:///absolute/path or s3://BUCKET/PREFIX.")
     var bucket: String?
     @Option(help: "Join through this relay (of the same deployment as the code's), logged in there: https://HOST[:PORT].") var relay: String?
+    @Option(help: ArgumentHelp("Join through the peer at this address (a node that holds the room), not where the code says.", valueName: "HOST:PORT"))
+    var peer: String?
+    @Option(name: .customLong("peer-timeout"), help: "Seconds to wait for the peer's events when joining through a peer.") var peerTimeout = 15.0
     @OptionGroup var secret: PassphraseOptions
     @Flag var json = false
 
     func validate() throws {
-        if (bucket != nil || relay != nil) && !InviteCode.looksLikeCode(room) {
-            throw ValidationError("--bucket and --relay go with an invite code (parley-invite:…); a room this node holds already has its locations.")
+        if (bucket != nil || relay != nil || peer != nil) && !InviteCode.looksLikeCode(room) {
+            throw ValidationError(
+                "--bucket, --relay and --peer go with an invite code (parley-invite:…); a room this node holds already has its locations.")
         }
-        if bucket != nil && relay != nil { throw ValidationError("Give --bucket or --relay, not both.") }
+        if [bucket, relay, peer].compactMap({ $0 }).count > 1 { throw ValidationError("Give one of --bucket, --relay and --peer.") }
+        guard peerTimeout > 0 && peerTimeout <= 3_600 else { throw ValidationError("--peer-timeout must be above 0 and at most 3600 seconds.") }
+        if let peer, !RoomLocation.isPeerAddress(peer) {
+            throw ValidationError("--peer \(TerminalText.escape(peer)) is not HOST:PORT (192.168.1.20:7070, or [fd00::5]:7070).")
+        }
     }
 
     func run() async throws {
         let node = try global.node()
         let code = InviteCode.looksLikeCode(room) ? try failing { try InviteCode(pasted: room) } : nil
+        // Through a peer when told to, or when the code lists peers and neither a bucket this node can use nor a relay.
+        if let code,
+            peer != nil
+                || (bucket == nil && relay == nil && (try? code.bucket()) == nil && !code.locations.contains { $0.kind == "relay" }
+                    && code.locations.contains { $0.kind == "peer" })
+        {
+            let event = try await failingAsync { try await node.joinThroughPeer(code, at: peer, timeoutMs: Int64(peerTimeout * 1000)) }
+            report(event, json: json)
+            return
+        }
         // A code whose buckets this node cannot use is joined through its relay, when it lists one.
         if let code, relay != nil || (bucket == nil && (try? code.bucket()) == nil && code.locations.contains { $0.kind == "relay" }) {
             let event = try await failingAsync { try await RelayClient(node: node).join(code, at: relay) }

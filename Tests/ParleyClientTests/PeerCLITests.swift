@@ -50,6 +50,31 @@ import Testing
         }
     }
 
+    @Test func `an invite code lists the inviter's address, and the invited device joins through it with no bucket or relay`() throws {
+        let nodes = try TwoNodes()
+        #expect(try nodes.alice.run(["room", "create", "team"]).status == 0)
+        let (alicePort, bobPort) = (try FreePort.belowEphemeral(.udp), try FreePort.belowEphemeral(.udp))
+        let alice = try runNode(nodes.alice, port: alicePort)
+        defer { stop([alice]) }
+        #expect(try nodes.alice.run(["send", "team", "before bob"]).status == 0)
+        let invite = try nodes.alice.run(
+            ["room", "invite", "team", "bob", "--key", nodes.bobKey, "--json"], environment: ["PARLEY_PEERS_LISTEN": "127.0.0.1:\(alicePort)"])
+        #expect(invite.status == 0, "\(invite.stderr)")
+        let text = try #require(try JSONParser().parse(Array(invite.stdout.utf8))["invite_code"]?.stringValue)
+        #expect(try InviteCode(parsing: text).locations == [.peer(address: "127.0.0.1:\(alicePort)")])
+
+        let joined = try nodes.bob.run(["room", "join", text])
+        #expect(joined.status == 0, "\(joined.stderr)")
+        #expect(try nodes.bob.run(["log", "team"]).stdout.contains("alice: before bob"))
+        #expect(try nodes.alice.waitForLog("team", containing: "bob joined").contains("bob joined"))
+        #expect(try nodes.bob.run(["peer", "list", "team"]).stdout == "team syncs with 127.0.0.1:\(alicePort)\n")
+
+        let bob = try runNode(nodes.bob, port: bobPort)
+        defer { stop([bob]) }
+        #expect(try nodes.bob.run(["send", "team", "hello from the joiner"]).status == 0)
+        #expect(try nodes.alice.waitForLog("team", containing: "hello from the joiner").contains("bob: hello from the joiner"))
+    }
+
     @Test func `peer add refuses what is not HOST:PORT and a room this node does not hold, and peer list shows what was added`() throws {
         let nodes = try TwoNodes()
         try nodes.shareRoom("team")
