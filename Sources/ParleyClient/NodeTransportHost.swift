@@ -126,6 +126,8 @@ struct NodeTransportHost: TransportHost {
         try node.store.reconciliationItems(roomID: roomID, afterRow: afterRow)
     }
 
+    func heldBackItems(roomID: String) throws -> [ReconciliationItem] { try node.store.heldBackItems(roomID: roomID) }
+
     func eventWires(roomID: String, items: [ReconciliationItem]) throws -> [[UInt8]] { try node.store.eventWires(roomID: roomID, items: items) }
 
     func isKeyOwner(roomID: String, signingKey: String) throws -> Bool {

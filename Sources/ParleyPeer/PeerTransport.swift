@@ -61,13 +61,24 @@ public final class PeerTransport: Sendable {
     public let settings: PeerSettings
     let logger: Logger
     private let state: Mutex<State>
+    private let refreshing = Mutex(())
 
     private struct State {
         var gate: PeerGate
         var reassembler: EventReassembler
         var rooms: [String: RoomCache] = [:]
-        /// Per room, addresses heard from lately, with when.
-        var heard: [String: [String: Int64]] = [:]
+        /// Per room, the devices heard from lately: where, and when.
+        var heard: [String: [[UInt8]: (address: String, ms: Int64)]] = [:]
+        /// The device last heard from at each address.
+        var addressKeys: [String: [UInt8]] = [:]
+        /// Hashes of events that came from peers and were stored, not yet seen by a push: a push sends this node's
+        /// new events, not those every peer was sent already.
+        var arrived: Set<EventHash256> = []
+        /// Addresses this node chose to reach (its configured peers, the peer it joins through): what it sends them is
+        /// its own initiative, never an amplified answer, so the gate's limit does not apply.
+        var chosen: Set<String> = []
+        /// Per room, events stored since the last push (whoever brought the room's cache up to date).
+        var unpushed: [String: [ReconciliationItem]] = [:]
         /// The last nonce received from each address: echoed in what goes back there.
         var lastNonce: [String: [UInt8]] = [:]
         var pacers: [String: Pacer] = [:]
@@ -141,11 +152,13 @@ public final class PeerTransport: Sendable {
                     for try await envelope in inbound { await self.handle(envelope, link: link) }
                 }
                 group.addTask {
-                    for await roomID in wake { await self.pushNew(roomID, peers: peers()[roomID] ?? [], except: nil, link: link) }
+                    for await roomID in wake { await self.pushNew(roomID, peers: peers()[roomID] ?? [], link: link) }
                 }
                 group.addTask {
                     while !Task.isCancelled {
-                        for (roomID, addresses) in peers() {
+                        let configured = peers()
+                        self.state.withLock { $0.chosen = Set(configured.values.joined()) }
+                        for (roomID, addresses) in configured {
                             for address in addresses { await self.startSync(roomID, with: address, link: link) }
                         }
                         try await Task.sleep(for: .milliseconds(self.settings.intervalMs))
@@ -198,7 +211,9 @@ public final class PeerTransport: Sendable {
             let released = try state.withLock { state throws(PeerDatagramError) -> [[UInt8]] in
                 let wasValidated = state.gate.isValidated(address)
                 try state.gate.admit(datagram, bytes: bytes.count, from: address, nowMs: nowMs)
-                state.heard[datagram.roomID, default: [:]][address] = nowMs
+                state.heard[datagram.roomID, default: [:]][datagram.senderKey] = (address, nowMs)
+                if state.addressKeys.count > 10_000 { state.addressKeys = [:] }
+                state.addressKeys[address] = datagram.senderKey
                 state.lastNonce[address] = datagram.nonce
                 return !wasValidated && state.gate.isValidated(address) ? state.heldBack.removeValue(forKey: address) ?? [] : []
             }
@@ -242,7 +257,7 @@ public final class PeerTransport: Sendable {
             await sendEvents(reply.send, roomID: roomID, to: address, link: link)
         case .bloom:
             let digest = try BloomDigest(decoding: body)
-            let missing = try reconciler(roomID).set.items.filter { digest.covers($0.hash) && !digest.contains($0.hash) }
+            let missing = try refreshed(roomID).items.filter { digest.covers($0.hash) && !digest.contains($0.hash) }
             await sendEvents(missing, roomID: roomID, to: address, link: link)
         case .events:
             let batch = try state.withLock { state throws(PeerDatagramError) -> [UInt8]? in
@@ -273,7 +288,8 @@ public final class PeerTransport: Sendable {
             (verified, lines) = pinned
         }
         let report = try host.ingest(roomID: roomID, verified: verified, lines: lines, receivedMs: host.now())
-        let accepted = report.outcomes.filter { $0 == .accepted }.count
+        // Events released from waiting (their predecessor came in this batch) count as accepted now.
+        let accepted = report.outcomes.filter { $0 == .accepted }.count + report.released.filter { $0.outcome == .accepted }.count
         let problems = report.outcomes.filter {
             if case .rejected = $0 { return true }
             return false
@@ -283,7 +299,12 @@ public final class PeerTransport: Sendable {
             $0.counters.eventsAccepted += accepted
         }
         if accepted > 0 || problems > 0 { host.synced(roomID: roomID, accepted: accepted, problems: problems) }
-        if accepted > 0 { await pushNew(roomID, peers: [], except: address, link: link) }
+        // Whatever came from a peer, stored now or once its predecessor comes, is not this node's to push.
+        let came = verified.compactMap { try? $0.get() }.compactMap { EventHash256(hex: $0.hash) }
+        state.withLock { state in
+            if state.arrived.count > 100_000 { state.arrived = [] }
+            state.arrived.formUnion(came)
+        }
     }
 
     /// Keeps a room's events until the create its invite code pins is among them; then pins it (with its creator's
@@ -331,7 +352,10 @@ public final class PeerTransport: Sendable {
         roomID: String, creatorFingerprint: String, peer: String, listen: String, timeoutMs: Int64 = 15_000,
         isReady: @escaping @Sendable () throws -> Bool, then: @escaping @Sendable () async throws -> Void
     ) async throws {
-        state.withLock { $0.joining[roomID] = Joining(peer: peer, creatorFingerprint: creatorFingerprint) }
+        state.withLock {
+            $0.joining[roomID] = Joining(peer: peer, creatorFingerprint: creatorFingerprint)
+            $0.chosen.insert(peer)
+        }
         defer { _ = state.withLock { $0.joining.removeValue(forKey: roomID) } }
         let (hostName, port) = try PeerAddress.split(listen)
         let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -384,30 +408,47 @@ public final class PeerTransport: Sendable {
 
     // MARK: Sending
 
-    /// The room's reconciler over what the store holds now: the cache takes the rows stored since it was last read.
+    /// The room's reconciler over what the store holds now: the cache takes the rows stored since it was last read,
+    /// and events held back for a predecessor count as held (a peer then sends only what they wait for).
     func reconciler(_ roomID: String) throws -> Reconciler {
-        Reconciler(try refreshed(roomID).set)
+        let set = try refreshed(roomID)
+        let waiting = try host.heldBackItems(roomID: roomID)
+        return Reconciler(waiting.isEmpty ? set : set.adding(waiting))
     }
 
-    /// Brings the room's cache up to date. - Returns: the cache and the items that were new to it.
+    /// Brings the room's cache up to date; the rows new to it wait for the next push. One refresh at a time, so that
+    /// each row is taken once.
     @discardableResult
-    private func refreshed(_ roomID: String) throws -> (set: ReconciliationSet, new: [ReconciliationItem]) {
-        let cached = state.withLock { $0.rooms[roomID] }
-        let (items, lastRow) = try host.reconciliationItems(roomID: roomID, afterRow: cached?.lastRow ?? 0)
-        let set = cached.map { $0.set.adding(items) } ?? ReconciliationSet(items)
-        state.withLock { $0.rooms[roomID] = RoomCache(set: set, lastRow: lastRow) }
-        return (set, cached == nil ? [] : items)
+    private func refreshed(_ roomID: String) throws -> ReconciliationSet {
+        try refreshing.withLock { _ in
+            let cached = state.withLock { $0.rooms[roomID] }
+            let (items, lastRow) = try host.reconciliationItems(roomID: roomID, afterRow: cached?.lastRow ?? 0)
+            let set = cached.map { $0.set.adding(items) } ?? ReconciliationSet(items)
+            state.withLock { state in
+                state.rooms[roomID] = RoomCache(set: set, lastRow: lastRow)
+                if cached != nil, !items.isEmpty { state.unpushed[roomID, default: []] += items }
+            }
+            return set
+        }
     }
 
-    /// Sends the room's events stored since its cache was last brought up to date to its configured peers and those
-    /// heard from lately, except `except` (where they came from).
-    func pushNew(_ roomID: String, peers configured: [String], except: String?, link: Link) async {
-        guard let new = try? refreshed(roomID).new, !new.isEmpty else { return }
+    /// Sends the room's events stored since its cache was last brought up to date, but for those that came from
+    /// peers, to its configured peers and to the devices heard from lately at no configured address.
+    func pushNew(_ roomID: String, peers configured: [String], link: Link) async {
+        guard (try? refreshed(roomID)) != nil else { return }
         let nowMs = host.now()
-        let heard = state.withLock { state in (state.heard[roomID] ?? [:]).filter { nowMs - $0.value <= settings.heardForMs }.map(\.key) }
-        var targets = configured
-        for address in heard where !targets.contains(address) { targets.append(address) }
-        for address in targets where address != except { await sendEvents(new, roomID: roomID, to: address, link: link) }
+        let (new, targets) = state.withLock { state -> ([ReconciliationItem], [String]) in
+            state.chosen.formUnion(configured)
+            let new = (state.unpushed.removeValue(forKey: roomID) ?? []).filter { state.arrived.remove($0.hash) == nil }
+            let reached = Set(configured.compactMap { state.addressKeys[$0] })
+            var targets = configured
+            for (key, heard) in state.heard[roomID] ?? [:] where nowMs - heard.ms <= settings.heardForMs && !reached.contains(key) {
+                if !targets.contains(heard.address) { targets.append(heard.address) }
+            }
+            return (new, targets)
+        }
+        guard !new.isEmpty else { return }
+        for address in targets { await sendEvents(new, roomID: roomID, to: address, link: link) }
     }
 
     /// Starts a sync of the room with the peer at `address`: a reconciliation session, or this side's Bloom digests.
@@ -465,7 +506,8 @@ public final class PeerTransport: Sendable {
         let bytes = datagram.encoded
         let nowMs = host.now()
         let (allowed, probe) = state.withLock { state -> (Bool, Bool) in
-            if state.gate.spend(bytes.count, to: address, nonce: nonce) { return (true, false) }
+            // Probes are one byte of body, at most one a second asking per address, answered one for one.
+            if kind == .probe || state.chosen.contains(address) || state.gate.spend(bytes.count, to: address, nonce: nonce) { return (true, false) }
             if state.heldBack[address] != nil || state.heldBack.count < Self.maxHeldBackAddresses {
                 state.heldBack[address, default: []].append(bytes)
                 if state.heldBack[address]!.count > Self.maxHeldBack { state.heldBack[address]!.removeFirst() }

@@ -21,6 +21,22 @@ extension EventStore {
         }
     }
 
+    /// The room's events held back for a predecessor (at most `limit`), as reconciliation items: a node holds them,
+    /// so a peer need not send them again; only what they wait for.
+    public func heldBackItems(roomID: String, limit: Int = 10_000) throws -> [ReconciliationItem] {
+        try pool.read { db in
+            let rows = try Row.fetchAll(
+                db.cachedStatement(sql: "SELECT hash, wire FROM pending_events WHERE room_id = ? LIMIT ?"), arguments: [roomID, limit])
+            return rows.compactMap { row in
+                let wire: Data = row[1]
+                guard let hash = EventHash256(hex: row[0]), case .object(let fields)? = try? JSONParser().parse(wire.bytes),
+                    let timestamp = fields["timestamp_ms"]?.integerValue, timestamp >= 0
+                else { return nil }
+                return ReconciliationItem(timestampMs: UInt64(timestamp), hash: hash)
+            }
+        }
+    }
+
     /// The wire bytes of the room's chained events among `items`, in the order given; items the store does not hold
     /// are left out.
     public func eventWires(roomID: String, items: [ReconciliationItem]) throws -> [[UInt8]] {

@@ -17,7 +17,7 @@ struct Parley: AsyncParsableCommand {
         subcommands: [
             Init.self, WhoAmI.self, Status.self, Room.self, Send.self, Forward.self, Download.self, Edit.self, React.self, Redact.self, Read.self, Log.self,
             Events.self, Import.self, Verify.self, Receipts.self, Search.self, Query.self, Rejected.self, Sync.self, NodeCommand.self, Bucket.self,
-            DirectMessages.self, Backup.self, Device.self, Account.self, Serve.self, RelayCommand.self, PeerCommand.self, Web.self, Chat.self,
+            DirectMessages.self, Backup.self, Device.self, Account.self, Serve.self, RelayCommand.self, PeerCommand.self, SimCommand.self, Web.self, Chat.self,
             ConfigCommand.self,
         ])
 

@@ -91,3 +91,28 @@ import Testing
         #expect(try nodes.alice.run(["peer", "remove", "team", "127.0.0.1:9"]).stdout == "team syncs with [::1]:9\n")
     }
 }
+
+@Suite struct SimCLITests {
+    @Test func `parley sim runs devices over a lossy network and reports that they all ended with the same events`() throws {
+        let result = try ParleyCommand.run([
+            "sim", "--devices", "3", "--seconds", "2", "--rate", "10", "--loss", "10", "--duplicate", "5", "--reorder", "5", "--json",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try JSONParser().parse(Array(result.stdout.utf8))
+        #expect(report["devices"] == 3)
+        #expect((report["messages"]?.integerValue ?? 0) >= 15)
+        #expect(report["undelivered"] == 0)
+        #expect(report["same_events"] == true && report["same_state"] == true)
+        #expect(report["latency_ms"]?["p50"]?.integerValue != nil)
+        #expect((report["proxy_dropped"]?.integerValue ?? 0) > 0)
+    }
+
+    @Test func `parley sim refuses what it cannot simulate, saying what it can`() throws {
+        let bucket = try ParleyCommand.run(["sim", "--transport", "bucket"])
+        #expect(bucket.status == 64)
+        #expect(bucket.stderr.contains("only peers is"), "\(bucket.stderr)")
+        let loss = try ParleyCommand.run(["sim", "--loss", "140"])
+        #expect(loss.status == 64)
+        #expect(loss.stderr.contains("--loss is a percentage, from 0 to 100"), "\(loss.stderr)")
+    }
+}

@@ -121,3 +121,40 @@ import Testing
         #expect(waits == [0, 0, 0, 1, 0])
     }
 }
+
+@Suite struct FaultPlanTests {
+    @Test func `a plan drops, duplicates and holds back datagrams in the proportions it is given`() {
+        var generator = SeededGenerator(seed: 9)
+        #expect(FaultPlan(loss: 1).deliveries(using: &generator).isEmpty)
+        #expect(FaultPlan().deliveries(using: &generator) == [0])
+        #expect(FaultPlan(duplication: 1).deliveries(using: &generator) == [0, 0])
+        let held = FaultPlan(reordering: 1).deliveries(using: &generator)
+        #expect(held.count == 1 && (5...40).contains(held[0]))
+        let plan = FaultPlan(loss: 0.3, duplication: 0.1)
+        let outcomes = (0..<10_000).map { _ in plan.deliveries(using: &generator).count }
+        let lost = outcomes.filter { $0 == 0 }.count
+        let doubled = outcomes.filter { $0 == 2 }.count
+        #expect((2_700...3_300).contains(lost), "\(lost) of 10,000 lost at 30%")
+        #expect((500...900).contains(doubled), "\(doubled) of 10,000 doubled at 10% of the 70% that pass")
+    }
+}
+
+@Suite struct FaultProxyTests {
+    @Test func `the proxy passes datagrams between devices, each seeing the other at the address it sends to, and a partition cuts them`() throws {
+        let (a, b) = (try RawUDPSocket(), try RawUDPSocket())
+        let proxy = try FaultProxy(devicePorts: [a.port, b.port], plan: FaultPlan())
+        defer { proxy.stop() }
+        a.send([1, 2, 3], to: proxy.port(of: 1, seenBy: 0))
+        let received = b.receiveAll(quietSeconds: 0.3)
+        #expect(received == [[1, 2, 3]])
+        b.send([4], to: proxy.port(of: 0, seenBy: 1))
+        #expect(a.receiveAll(quietSeconds: 0.3) == [[4]])
+        proxy.partition([0])
+        a.send([5], to: proxy.port(of: 1, seenBy: 0))
+        #expect(b.receiveAll(quietSeconds: 0.3, timeoutSeconds: 0.5).isEmpty)
+        proxy.partition([])
+        a.send([6], to: proxy.port(of: 1, seenBy: 0))
+        #expect(b.receiveAll(quietSeconds: 0.3) == [[6]])
+        #expect(proxy.counts.dropped == 1)
+    }
+}
