@@ -186,7 +186,7 @@ let package = Package(
         .testTarget(
             name: "ParleyClientTests",
             dependencies: [
-                "ParleyClient", "ParleySync", "ParleyTesting", "ParleyArgon2", .product(name: "Crypto", package: "swift-crypto"),
+                "ParleyClient", "ParleySync", "ParleyPeer", "ParleyTesting", "ParleyArgon2", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -13,7 +13,6 @@
 @_exported import struct ParleyBucket.ObservedRequest
 @_exported import class ParleyBucket.ObservedStore
 @_exported import struct ParleyBucket.S3Store
-@_exported import class ParleyPeer.FaultProxy
 @_exported import struct ParleyPeer.PeerSettings
 @_exported import class ParleyStore.BlockStore
 @_exported import struct ParleyStore.ReceiptCoverage

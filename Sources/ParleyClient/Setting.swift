@@ -81,7 +81,7 @@ extension Setting {
         key: "peers.sync", flag: "--sync", kind: .choice(["reconcile", "bloom"]), defaultValue: .text("reconcile"),
         summary: "How peers find what the other lacks: reconcile (range-based set reconciliation) or bloom (Bloom filters every interval).")
     public static let peersInterval = Setting(
-        key: "peers.interval", flag: nil, kind: .seconds(minimum: 0.05, inclusive: true), defaultValue: .seconds(5),
+        key: "peers.interval", flag: nil, kind: .seconds(minimum: 0.05, inclusive: true), defaultValue: .seconds(2),
         summary: "Seconds between a peer room's syncs with each peer; new events of this device go to its peers at once.")
 
     /// Every setting, in the order `parley config show` lists them.

@@ -111,8 +111,10 @@ public struct Simulation: Sendable {
         let latencies = Mutex<[Int64]>([])
         /// Arrivals of messages whose sending was not recorded yet (a peer can store one before `send` returns).
         let early = Mutex<[String: [(device: Int, ms: Int64)]]>([:])
-        /// The proxy between the devices, once their ports are known.
+        /// The proxy between the devices, once their ports are known, when the run asks for faults.
         let proxy = Mutex<FaultProxy?>(nil)
+        /// The devices' own ports, once known.
+        let ports = Mutex<[Int]?>(nil)
 
         /// Records a message sent at `ms` (taken before sending), and the arrivals that came first.
         func sent(_ eventID: String, at ms: Int64, by sender: Int) {
@@ -178,8 +180,11 @@ public struct Simulation: Sendable {
                     try await device.transport.run(
                         listen: "127.0.0.1:0",
                         peers: {
-                            guard let proxy = tally.proxy.withLock({ $0 }) else { return [:] }
-                            let others = (0..<devices.count).filter { $0 != device.index }.map { "127.0.0.1:\(proxy.port(of: $0, seenBy: device.index))" }
+                            guard let ports = tally.ports.withLock({ $0 }) else { return [:] }
+                            let proxy = tally.proxy.withLock { $0 }
+                            let others = (0..<devices.count).filter { $0 != device.index }.map {
+                                "127.0.0.1:\(proxy?.port(of: $0, seenBy: device.index) ?? ports[$0])"
+                            }
                             return Dictionary(uniqueKeysWithValues: roomIDs.map { ($0, others) })
                         }, wake: wake, bound: { address in portSink.yield((device.index, Int(address.split(separator: ":").last!)!)) })
                 }
@@ -189,11 +194,18 @@ public struct Simulation: Sendable {
                 bound[index] = port
                 if bound.count == devices.count { break }
             }
-            let proxy = try FaultProxy(
-                devicePorts: (0..<devices.count).map { bound[$0]! },
-                plan: FaultPlan(loss: settings.loss, duplication: settings.duplication, reordering: settings.reordering))
+            let devicePorts = (0..<devices.count).map { bound[$0]! }
+            // With no fault asked for, devices reach each other directly; the proxy's hop is left out of the figures.
+            let asksForFaults =
+                settings.loss > 0 || settings.duplication > 0 || settings.reordering > 0 || settings.offline > 0 || settings.partitionSeconds != nil
+            let proxy =
+                asksForFaults
+                ? try FaultProxy(
+                    devicePorts: devicePorts, plan: FaultPlan(loss: settings.loss, duplication: settings.duplication, reordering: settings.reordering))
+                : nil
             tally.proxy.withLock { $0 = proxy }
-            defer { proxy.stop() }
+            tally.ports.withLock { $0 = devicePorts }
+            defer { proxy?.stop() }
 
             report = try await drive(devices: devices, rooms: roomIDs, proxy: proxy, tally: tally, progress: progress, report: report)
             let arrived = tally.arrivals.withLock { $0 }
@@ -201,7 +213,7 @@ public struct Simulation: Sendable {
             report.latenciesMs = tally.latencies.withLock { $0 }
             report.deliveries = report.latenciesMs.count
             report.undelivered = expected.reduce(0) { total, entry in total + (devices.count - 1 - (arrived[entry.key]?.count ?? 0)) }
-            report.proxyDropped = proxy.counts.dropped
+            report.proxyDropped = proxy?.counts.dropped ?? 0
             for device in devices {
                 let counters = device.transport.counters
                 report.datagrams += counters.datagramsOut
@@ -216,7 +228,7 @@ public struct Simulation: Sendable {
     /// Sends messages for the run's length (partition and offline toggles on their schedule), then heals the network
     /// and waits for the devices to agree.
     private func drive(
-        devices: [Device], rooms: [String], proxy: FaultProxy, tally: Tally, progress: @Sendable (String) -> Void, report: Report
+        devices: [Device], rooms: [String], proxy: FaultProxy?, tally: Tally, progress: @Sendable (String) -> Void, report: Report
     ) async throws -> Report {
         var report = report
         var random = SystemRandomNumberGenerator()
@@ -240,11 +252,11 @@ public struct Simulation: Sendable {
             if now >= endMs { break }
             if settings.partitionSeconds != nil {
                 if !isPartitioned && healedAt == nil && now >= partitionStart {
-                    proxy.partition(Set(0..<(devices.count / 2)))
+                    proxy?.partition(Set(0..<(devices.count / 2)))
                     isPartitioned = true
                     progress("partition: devices 0–\(devices.count / 2 - 1) cut off from the rest for \(Int(settings.partitionSeconds!)) s")
                 } else if isPartitioned && now >= partitionEnd {
-                    proxy.partition([])
+                    proxy?.partition([])
                     isPartitioned = false
                     healedAt = now
                     heldAtHeal = try union(devices, rooms: rooms)
@@ -263,7 +275,7 @@ public struct Simulation: Sendable {
                 for index in devices.indices {
                     let goesOffline = Double.random(in: 0..<1, using: &random) < settings.offline
                     if goesOffline != offline.contains(index) {
-                        proxy.setOffline(index, goesOffline)
+                        proxy?.setOffline(index, goesOffline)
                         if goesOffline { offline.insert(index) } else { offline.remove(index) }
                     }
                 }
@@ -287,8 +299,8 @@ public struct Simulation: Sendable {
         }
         report.messages = messageNumber
         // The network heals: every device back, every cut gone; then the devices must come to hold the same events.
-        proxy.partition([])
-        for index in offline { proxy.setOffline(index, false) }
+        proxy?.partition([])
+        for index in offline { proxy?.setOffline(index, false) }
         let stopped = Self.monotonicMs()
         while Self.monotonicMs() - stopped < Int64(settings.settleSeconds * 1000) {
             if try isConverged(devices, rooms: rooms) {

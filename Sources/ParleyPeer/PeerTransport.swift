@@ -17,12 +17,12 @@ public struct PeerSettings: Sendable, Equatable {
 
     public var mode: Mode = .reconcile
     /// Between a room's syncs with each peer (ms). New events go out at once; the syncs repair what was lost.
-    public var intervalMs: Int64 = 5_000
+    public var intervalMs: Int64 = 2_000
     /// How long a peer that last sent something is still pushed new events, when it is not configured (ms).
     public var heardForMs: Int64 = 120_000
     /// Datagrams per second to one address, after a burst of ``burst``: pacing, so a catch-up does not drown a link.
     public var datagramsPerSecond = 4_000
-    public var burst = 400
+    public var burst = 128
     public var gate = PeerGate.Settings()
     public var reassembly = EventReassembler.Limits()
 
@@ -158,10 +158,15 @@ public final class PeerTransport: Sendable {
                     while !Task.isCancelled {
                         let configured = peers()
                         self.state.withLock { $0.chosen = Set(configured.values.joined()) }
-                        for (roomID, addresses) in configured {
-                            for address in addresses { await self.startSync(roomID, with: address, link: link) }
+                        // Spread over the interval, in a random order: after a partition heals, the first syncs carry
+                        // what was missed and the later ones find less left, instead of every peer sending it at once.
+                        let syncs = configured.flatMap { roomID, addresses in addresses.map { (roomID, $0) } }.shuffled()
+                        let gapMs = self.settings.intervalMs / Int64(max(1, syncs.count))
+                        for (roomID, address) in syncs {
+                            await self.startSync(roomID, with: address, link: link)
+                            try await Task.sleep(for: .milliseconds(gapMs))
                         }
-                        try await Task.sleep(for: .milliseconds(self.settings.intervalMs))
+                        if syncs.isEmpty { try await Task.sleep(for: .milliseconds(self.settings.intervalMs)) }
                     }
                 }
                 defer { group.cancelAll() }

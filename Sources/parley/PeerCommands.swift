@@ -7,7 +7,7 @@ struct PeerCommand: ParsableCommand {
         abstract: "List, add or remove the peers a room syncs with directly over UDP.",
         discussion: """
             A running node (`parley node --listen-udp HOST:PORT`, or peers.listen in config.toml) syncs each room with \
-            its peers every peers.interval seconds (5) and sends them this device's new events at once; a peer that \
+            its peers every peers.interval seconds (2) and sends them this device's new events at once; a peer that \
             syncs with this node is sent new events too while it keeps in touch, whether or not it is listed here. \
             Every datagram is signed by its device and checked against the room's members (docs/PROTOCOL.md §17). \
             Peers must reach each other's address: there is no NAT traversal, so across the internet use a relay \

@@ -9,7 +9,7 @@ struct SimCommand: AsyncParsableCommand {
         discussion: """
             Runs --devices nodes in this process, each with its own home and store in a temporary folder, all members \
             of --rooms rooms, syncing over UDP on 127.0.0.1 through a proxy that loses, duplicates and reorders \
-            datagrams. Messages go out at --rate a second from random devices for --seconds. --partition cuts the first \
+            datagrams (directly, when no fault is asked for). Messages go out at --rate a second from random devices for --seconds. --partition cuts the first \
             half of the devices off from the rest for that many seconds, from a quarter of the run; --offline takes \
             that percentage of devices off the network at random, toggled every second. At the end the network heals \
             and the devices must come to hold the same events.

@@ -36,7 +36,7 @@ import Testing
                 "node.log_level error environment PARLEY_NODE_LOG_LEVEL",
                 "peers.listen none default",
                 "peers.sync reconcile default",
-                "peers.interval 5.0 default",
+                "peers.interval 2.0 default",
             ])
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import ParleyCore
+import ParleyPeer
 import ParleyTesting
 import Testing
 
@@ -73,6 +74,35 @@ import Testing
         defer { stop([bob]) }
         #expect(try nodes.bob.run(["send", "team", "hello from the joiner"]).status == 0)
         #expect(try nodes.alice.waitForLog("team", containing: "hello from the joiner").contains("bob: hello from the joiner"))
+    }
+
+    @Test func `two nodes in separate processes reach the same events and state through 30% loss with reordering and duplication`() throws {
+        let nodes = try TwoNodes()
+        try nodes.shareRoom("team")
+        let (alicePort, bobPort) = (try FreePort.belowEphemeral(.udp), try FreePort.belowEphemeral(.udp))
+        let proxy = try FaultProxy(devicePorts: [alicePort, bobPort], plan: FaultPlan(loss: 0.3, duplication: 0.1, reordering: 0.2))
+        defer { proxy.stop() }
+        #expect(try nodes.alice.run(["peer", "add", "team", "127.0.0.1:\(proxy.port(of: 1, seenBy: 0))"]).status == 0)
+        #expect(try nodes.bob.run(["peer", "add", "team", "127.0.0.1:\(proxy.port(of: 0, seenBy: 1))"]).status == 0)
+        let runners = [try runNode(nodes.alice, port: alicePort), try runNode(nodes.bob, port: bobPort)]
+        defer { stop(runners) }
+        for index in 0..<15 {
+            #expect(try nodes.bob.run(["send", "team", "lossy \(index)"]).status == 0)
+            #expect(try nodes.alice.run(["send", "team", "reply \(index)"]).status == 0)
+        }
+        _ = try nodes.alice.waitForLog("team", containing: "lossy 14")
+        _ = try nodes.bob.waitForLog("team", containing: "reply 14")
+        // Both logs hold all 30 messages, in the same order, with the same event ids: the same timeline.
+        var logs: [String] = []
+        let deadline = Date().addingTimeInterval(20)
+        repeat {
+            logs = try [nodes.alice, nodes.bob].map { try $0.run(["log", "team"]).stdout }
+            if logs[0] == logs[1] && (0..<15).allSatisfy({ logs[0].contains("lossy \($0)  ") && logs[0].contains("reply \($0)  ") }) { break }
+            usleep(100_000)
+        } while Date() < deadline
+        #expect(logs[0] == logs[1])
+        for index in 0..<15 { #expect(logs[0].contains("bob: lossy \(index)  ") && logs[0].contains("alice: reply \(index)  ")) }
+        #expect(proxy.counts.dropped > 0)
     }
 
     @Test func `peer add refuses what is not HOST:PORT and a room this node does not hold, and peer list shows what was added`() throws {

@@ -153,3 +153,37 @@ func reconciliationBenchmark(count: Int) {
         record("bytes, differing by \(few), both sides", Double(sides[0].bytes + sides[1].bytes), "B")
     }
 }
+
+/// Peers for real (`parley sim`: devices in one process, each with its own store, over UDP on 127.0.0.1): delivery
+/// latency between two peers at 100 messages a second, and how long 20 devices on a lossy network take to agree once a
+/// partition heals.
+func peerSimulationBenchmarks(parley: String, workdir: String, partitionSeconds: Int) {
+    func simulate(_ arguments: [String]) -> JSONValue {
+        let output = try! capture(parley, home: workdir + "/sim-home", ["sim", "--json"] + arguments)
+        return try! JSONParser().parse(Array(output.utf8))
+    }
+    let direct = simulate(["--devices", "2", "--rate", "100", "--seconds", "30"])
+    let p50 = Double(direct["latency_ms"]?["p50"]?.integerValue ?? -1)
+    let p99 = Double(direct["latency_ms"]?["p99"]?.integerValue ?? -1)
+    record("two peers on loopback, 100 messages/s: send → stored on the other, p50", p50, "ms", target: "≤ 10", met: p50 >= 0 && p50 <= 10)
+    record("two peers on loopback, 100 messages/s: p99", p99, "ms", target: "≤ 50", met: p99 >= 0 && p99 <= 50)
+    record("two peers: bytes on the wire per message (signed datagram, event, syncs)", Double(direct["bytes_per_event"]?.integerValue ?? 0), "B")
+
+    let partitioned = simulate([
+        "--devices", "20", "--loss", "10", "--partition", "\(partitionSeconds)", "--seconds", "\(partitionSeconds + 20)", "--rate", "5",
+    ])
+    let converged = Double(partitioned["converged_after_heal_ms"]?.integerValue ?? -1)
+    record(
+        "20 devices, 10% loss: every device holds what any held when a \(partitionSeconds) s partition healed, after", converged / 1000, "s",
+        target: "≤ 5", met: converged >= 0 && converged <= 5_000)
+    record(
+        "20 devices: all hold the same events and room state at the end", partitioned["same_state"] == true && partitioned["same_events"] == true ? 1 : 0, "")
+    record("20 devices, 10% loss: delivery p50 / p99 (the partition's messages included)", Double(partitioned["latency_ms"]?["p50"]?.integerValue ?? -1), "ms")
+    record("20 devices: p99", Double(partitioned["latency_ms"]?["p99"]?.integerValue ?? -1), "ms")
+    record("20 devices: datagrams per message (all devices, syncs included)", Double(partitioned["datagrams_per_event"]?.integerValue ?? -1), "")
+
+    for mode in ["reconcile", "bloom"] {
+        let run = simulate(["--devices", "4", "--rate", "20", "--seconds", "20", "--loss", "5", "--sync", mode])
+        record("4 devices, 5% loss, 20 s: bytes spent syncing (\(mode))", Double(run["sync_bytes"]?.integerValue ?? -1) / 1024, "KiB")
+    }
+}

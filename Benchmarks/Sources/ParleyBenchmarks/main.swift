@@ -1,7 +1,7 @@
 // Parley's benchmarks: one measurement per design target, each with its baseline measured in the same run.
 //
 //   scripts/bench                  # builds everything in release mode and runs all of them
-//   parley-bench [micro|import|log|bucket|encryption|api|nodes|catchup|files|receipts|query|reconcile] [--reconcile-events N] [--receipt-members N] [--receipt-seconds N] [--file-megabytes N] [--events N] [--messages N] [--follow-seconds N] [--room-events N] [--catchup-events N] [--catchup-days N] [--catchup-files-per-day N] [--workdir DIR] [--parley PATH]
+//   parley-bench [micro|import|log|bucket|encryption|api|nodes|catchup|files|receipts|query|reconcile|peers] [--reconcile-events N] [--partition-seconds N] [--receipt-members N] [--receipt-seconds N] [--file-megabytes N] [--events N] [--messages N] [--follow-seconds N] [--room-events N] [--catchup-events N] [--catchup-days N] [--catchup-files-per-day N] [--workdir DIR] [--parley PATH]
 //
 // Results print as a Markdown table (copied into docs/BENCHMARKS.md) and as JSON lines on standard error.
 
@@ -525,7 +525,7 @@ let mode: String = {
 }()
 let modes = [
     "all", "micro", "import", "log", "bucket", "encryption", "profile-encrypted-send", "profile-encrypted-import", "profile-seal", "follow", "profile-import",
-    "profile-canonical", "profile-send", "api", "nodes", "catchup", "files", "receipts", "query", "reconcile",
+    "profile-canonical", "profile-send", "api", "nodes", "catchup", "files", "receipts", "query", "reconcile", "peers",
 ]
 guard modes.contains(mode) else {
     FileHandle.standardError.write(Data("unknown benchmark \(mode); one of: \(modes.joined(separator: ", "))\n".utf8))
@@ -677,7 +677,10 @@ if mode == "all" || mode == "receipts" {
     receiptBenchmarks(
         workdir: workdir, members: Int(argument("--receipt-members", default: "100"))!, seconds: Int(argument("--receipt-seconds", default: "7200"))!)
 }
-if mode == "all" || mode == "reconcile" { reconciliationBenchmark(count: Int(argument("--reconcile-events", default: "100000"))!) }
+if mode == "all" || mode == "reconcile" || mode == "peers" { reconciliationBenchmark(count: Int(argument("--reconcile-events", default: "100000"))!) }
+if mode == "all" || mode == "peers" {
+    peerSimulationBenchmarks(parley: parley, workdir: workdir, partitionSeconds: Int(argument("--partition-seconds", default: "60"))!)
+}
 if mode == "follow" { followRSSBenchmark(workdir: workdir, parley: parley, hello: hello, seconds: Int(argument("--follow-seconds", default: "20"))!) }
 
 print("")
