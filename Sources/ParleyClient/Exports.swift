@@ -13,6 +13,7 @@
 @_exported import struct ParleyBucket.ObservedRequest
 @_exported import class ParleyBucket.ObservedStore
 @_exported import struct ParleyBucket.S3Store
+@_exported import struct ParleyPeer.PeerCounters
 @_exported import struct ParleyPeer.PeerSettings
 @_exported import class ParleyStore.BlockStore
 @_exported import struct ParleyStore.ReceiptCoverage

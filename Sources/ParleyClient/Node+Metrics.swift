@@ -1,5 +1,6 @@
 import ParleyBucket
 import ParleyCore
+import ParleyPeer
 import ParleyStore
 import ParleySync
 
@@ -16,6 +17,8 @@ public struct NodeMetrics: Sendable {
     public var failingRooms: [String: [String: Int]] = [:]
     public var blockBytesUp: Int64 = 0
     public var blockBytesDown: Int64 = 0
+    /// The peer transport's counts, when this node runs one.
+    public var peers: PeerCounters?
 
     /// How many of its newest messages per room a scrape looks at.
     public static let messagesPerRoom = 1_000
@@ -51,6 +54,28 @@ public struct NodeMetrics: Sendable {
         lines.append("# TYPE parley_node_block_bytes_total counter")
         lines.append("parley_node_block_bytes_total{direction=\"up\"} \(blockBytesUp)")
         lines.append("parley_node_block_bytes_total{direction=\"down\"} \(blockBytesDown)")
+        if let peers {
+            lines.append("# HELP parley_node_peer_datagrams_total Datagrams the peer transport received and sent.")
+            lines.append("# TYPE parley_node_peer_datagrams_total counter")
+            lines.append("parley_node_peer_datagrams_total{direction=\"in\"} \(peers.datagramsIn)")
+            lines.append("parley_node_peer_datagrams_total{direction=\"out\"} \(peers.datagramsOut)")
+            lines.append("# HELP parley_node_peer_bytes_total Bytes of datagrams the peer transport received and sent.")
+            lines.append("# TYPE parley_node_peer_bytes_total counter")
+            lines.append("parley_node_peer_bytes_total{direction=\"in\"} \(peers.bytesIn)")
+            lines.append("parley_node_peer_bytes_total{direction=\"out\"} \(peers.bytesOut)")
+            lines.append(
+                "# HELP parley_node_peer_dropped_total Datagrams the peer transport dropped (held_back: answers waiting for an address to show it receives there)."
+            )
+            lines.append("# TYPE parley_node_peer_dropped_total counter")
+            for (reason, count) in peers.dropped.sorted(by: { $0.key < $1.key }) {
+                lines.append("parley_node_peer_dropped_total{reason=\"\(reason)\"} \(count)")
+            }
+            lines.append("# HELP parley_node_peer_events_total Events the peer transport sent, received and stored as new.")
+            lines.append("# TYPE parley_node_peer_events_total counter")
+            lines.append("parley_node_peer_events_total{direction=\"sent\"} \(peers.eventsSent)")
+            lines.append("parley_node_peer_events_total{direction=\"received\"} \(peers.eventsReceived)")
+            lines.append("parley_node_peer_events_total{direction=\"accepted\"} \(peers.eventsAccepted)")
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }
@@ -60,7 +85,7 @@ extension Node {
     public func metrics() throws -> NodeMetrics {
         var metrics = NodeMetrics()
         let own = identity.signingKeyBase64
-        for transport in [TransportName.bucket, TransportName.relay] {
+        for transport in [TransportName.bucket, TransportName.relay, TransportName.peer] {
             let rooms = try store.transportRooms(transport).map(\.roomID)
             for roomID in Set(rooms).sorted() {
                 guard let state = try store.roomState(roomID: roomID) else { continue }
@@ -77,6 +102,7 @@ extension Node {
             }
         }
         (metrics.blockBytesUp, metrics.blockBytesDown) = BlockTraffic.totals()
+        metrics.peers = peerCounters.withLock { $0 }?()
         return metrics
     }
 }

@@ -9,6 +9,7 @@ extension NodeRunner {
     func keepPeers() async {
         guard let listen = settings.listenUDP else { return }
         let transport = PeerTransport(host: NodeTransportHost(node: node, transport: .peer), settings: settings.peers, logger: logger)
+        node.peerCounters.withLock { $0 = { transport.counters } }
         let subscription = node.feed.subscribe(backlog: 10_000)
         let (wake, ringer) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(256))
         let node = node

@@ -88,6 +88,16 @@ import Testing
             }
             #expect(dropped["not_member"] == 2, "Mallory's datagram and one of a room Alice does not hold: \(dropped)")
             #expect(dropped["malformed"] == 2, "the truncated datagram and the reconciliation message that is none: \(dropped)")
+            // The node's metrics say the same, by reason, with no room or key in them.
+            alice.peerCounters.withLock { $0 = { transport.counters } }
+            let text = try alice.metrics().text
+            for line in [
+                "parley_node_peer_dropped_total{reason=\"not_member\"} 2", "parley_node_peer_dropped_total{reason=\"replayed\"} 1",
+                "parley_node_peer_events_total{direction=\"accepted\"} 1",
+            ] {
+                #expect(text.contains(line + "\n"), "\(line)\n\(text)")
+            }
+            #expect(!text.contains("team"))
         }
     }
 
