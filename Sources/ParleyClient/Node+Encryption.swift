@@ -61,6 +61,12 @@ extension Node {
         try store.setPreSharedSecret(secret, roomID: roomID, fromPassphrase: fromPassphrase)
     }
 
+    /// The secret of a pre-shared-key room this node holds, and whether it came from a passphrase (then a code says a
+    /// passphrase is needed rather than carrying it); `nil` for a room of another kind.
+    public func preSharedSecret(_ roomID: String) throws -> (secret: [UInt8], fromPassphrase: Bool)? {
+        try store.preSharedSecret(roomID: roomID)
+    }
+
     /// Throws unless this node holds the key a pre-shared-key room names.
     public func checkPreSharedKey(_ roomID: String) throws {
         guard let settings = try store.roomState(roomID: roomID)?.encryption, settings.mode == .preShared, let keyID = settings.keyID else { return }

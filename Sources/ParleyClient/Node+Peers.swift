@@ -80,7 +80,9 @@ extension Node {
     ///     every address.
     /// - Throws: ``ClientError`` `no_usable_location` when no peer is given and the code lists none; `peer_unreachable`
     ///   when nothing came from the peer in time.
-    public func joinThroughPeer(_ code: InviteCode, at peer: String? = nil, listen: String? = nil, timeoutMs: Int64 = 15_000) async throws -> VerifiedEvent {
+    public func joinThroughPeer(
+        _ code: InviteCode, at peer: String? = nil, listen: String? = nil, passphrase: [UInt8]? = nil, timeoutMs: Int64 = 15_000
+    ) async throws -> VerifiedEvent {
         let address =
             peer
             ?? code.locations.lazy.compactMap { location -> String? in
@@ -90,11 +92,15 @@ extension Node {
             throw ClientError(
                 .noUsableLocation, "The invite code for \(code.roomID) lists no peer.", remedy: "Give the peer's address with --peer HOST:PORT.")
         }
-        guard code.preSharedSecret == nil && !code.needsPassphrase else {
-            throw ClientError(
-                .invalidArgument, "Room \(code.roomID) has a pre-shared key, which peers do not carry yet.",
-                remedy: "Join it through its bucket or relay.")
+        var given = code.preSharedSecret
+        if code.needsPassphrase {
+            guard let passphrase else {
+                throw ClientError(
+                    .invalidArgument, "Room \(code.roomID) is encrypted with a passphrase.", remedy: "Give it with --passphrase-file, or answer the prompt.")
+            }
+            given = try RoomEncryptionOption.preSharedSecret(passphrase: passphrase, roomID: code.roomID)
         }
+        let secret = given
         if let state = try store.roomState(roomID: code.roomID), state.isJoinedDevice(user: identity.userID, key: identity.signingKeyBase64) {
             throw ClientError(.invalidArgument, "This device has already joined \(code.roomID).")
         }
@@ -104,13 +110,19 @@ extension Node {
         let (userID, key, roomID) = (identity.userID, identity.signingKeyBase64, code.roomID)
         do {
             try await transport.join(
-                roomID: roomID, creatorFingerprint: code.creatorFingerprint, peer: address, listen: listen ?? (isLocal ? "127.0.0.1:0" : "0.0.0.0:0"),
+                roomID: roomID, creatorFingerprint: code.creatorFingerprint,
+                preSharedRoomKey: secret.map { RoomKey.preShared(secret: $0, roomID: roomID).bytes }, peer: address,
+                listen: listen ?? (isLocal ? "127.0.0.1:0" : "0.0.0.0:0"),
                 timeoutMs: timeoutMs,
                 isReady: { [self] in
                     guard let state = try store.roomState(roomID: roomID) else { return false }
                     return state.members[userID]?.invitedDevices[key] != nil || state.isJoinedDevice(user: userID, key: key)
                 },
                 then: { [self] in
+                    if let secret {
+                        try addPreSharedSecret(secret, roomID: roomID, fromPassphrase: code.needsPassphrase)
+                        try checkPreSharedKey(roomID)
+                    }
                     let event = try join(roomID)
                     try addPeer(address, roomID: roomID)
                     joined.withLock { $0 = event }

@@ -126,6 +126,10 @@ struct NodeTransportHost: TransportHost {
         try node.store.reconciliationItems(roomID: roomID, afterRow: afterRow)
     }
 
+    func preSharedRoomKey(roomID: String) throws -> [UInt8]? {
+        try node.store.preSharedSecret(roomID: roomID).map { RoomKey.preShared(secret: $0.secret, roomID: roomID).bytes }
+    }
+
     func heldBackItems(roomID: String) throws -> [ReconciliationItem] { try node.store.heldBackItems(roomID: roomID) }
 
     func eventWires(roomID: String, items: [ReconciliationItem]) throws -> [[UInt8]] { try node.store.eventWires(roomID: roomID, items: items) }

@@ -80,10 +80,13 @@ public struct PeerGate: Sendable {
     }
 
     /// Whether `bytes` more may go to `address` now; when they may, counts them and remembers `nonce` as one the
-    /// address may echo.
-    public mutating func spend(_ bytes: Int, to address: String, nonce: [UInt8]) -> Bool {
+    /// address may echo. With `regardless` (a probe, or an address this node chose to reach), they always may.
+    public mutating func spend(_ bytes: Int, to address: String, nonce: [UInt8], regardless: Bool = false) -> Bool {
         var state = addresses[address] ?? AddressState()
-        if !state.isValidated {
+        if regardless, !state.isValidated {
+            state.sentNonces.append(nonce)
+            if state.sentNonces.count > 16 { state.sentNonces.removeFirst() }
+        } else if !state.isValidated {
             // A first datagram to an address never heard from (a session this node starts) is a probe's size at most.
             let allowance = max(state.received * settings.amplification, PeerDatagram.maxBytes)
             guard state.sent + bytes <= allowance else { return false }

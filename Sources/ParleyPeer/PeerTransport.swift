@@ -74,6 +74,8 @@ public final class PeerTransport: Sendable {
         /// Hashes of events that came from peers and were stored, not yet seen by a push: a push sends this node's
         /// new events, not those every peer was sent already.
         var arrived: Set<EventHash256> = []
+        /// Each room's datagram key (§17.1) when it is a pre-shared-key room, nil otherwise; looked up once.
+        var datagramKeys: [String: SymmetricKey?] = [:]
         /// Addresses this node chose to reach (its configured peers, the peer it joins through): what it sends them is
         /// its own initiative, never an amplified answer, so the gate's limit does not apply.
         var chosen: Set<String> = []
@@ -98,6 +100,8 @@ public final class PeerTransport: Sendable {
     private struct Joining {
         var peer: String
         var creatorFingerprint: String
+        /// The datagram key, in a pre-shared-key room (from the invite's secret).
+        var datagramKey: SymmetricKey?
         var verified: [Result<VerifiedEvent, EventError>] = []
         var lines: [[UInt8]] = []
         var bytes = 0
@@ -193,6 +197,20 @@ public final class PeerTransport: Sendable {
         }
     }
 
+    /// The key sealing the room's datagram bodies: a pre-shared-key room's (§17.1), or nil.
+    func datagramKey(_ roomID: String) throws -> SymmetricKey? {
+        if let joining = state.withLock({ $0.joining[roomID] }) { return joining.datagramKey }
+        if let known = state.withLock({ $0.datagramKeys[roomID] }) { return known }
+        let key = try host.preSharedRoomKey(roomID: roomID).map { PeerDatagram.datagramKey(roomKey: SymmetricKey(data: $0), roomID: roomID) }
+        state.withLock { $0.datagramKeys[roomID] = .some(key) }
+        return key
+    }
+
+    /// The body bytes a datagram of the room has room for.
+    func bodyBudget(_ roomID: String) -> Int {
+        PeerDatagram.bodyBudget(roomID: roomID, sealed: (try? datagramKey(roomID)) != nil)
+    }
+
     // MARK: Receiving
 
     func handle(_ envelope: AddressedEnvelope<ByteBuffer>, link: Link) async {
@@ -223,7 +241,7 @@ public final class PeerTransport: Sendable {
                 return !wasValidated && state.gate.isValidated(address) ? state.heldBack.removeValue(forKey: address) ?? [] : []
             }
             for held in released { await write(held, to: address, link: link, isSync: false) }
-            let body = try datagram.openBody(with: nil)
+            let body = try datagram.openBody(with: try datagramKey(datagram.roomID))
             try await dispatch(datagram, body: body, from: address, link: link)
         } catch let error as PeerDatagramError {
             drop(error.code.rawValue, error.description, from: address)
@@ -256,7 +274,7 @@ public final class PeerTransport: Sendable {
         case .reconcile:
             let message = try ReconciliationMessage(decoding: body)
             let reply = try reconciler(roomID).reply(to: message)
-            for part in reply.message?.parts(maxBytes: PeerDatagram.bodyBudget(roomID: roomID, sealed: false)) ?? [] {
+            for part in reply.message?.parts(maxBytes: bodyBudget(roomID)) ?? [] {
                 await send(.reconcile, roomID: roomID, body: part.encoded, to: address, link: link, isSync: true)
             }
             await sendEvents(reply.send, roomID: roomID, to: address, link: link)
@@ -354,11 +372,13 @@ public final class PeerTransport: Sendable {
     /// signs this device's join) and sends the peer what this node holds that it lacks.
     /// - Throws: ``TransportError`` `peer_unreachable` when nothing usable came within `timeoutMs`.
     public func join(
-        roomID: String, creatorFingerprint: String, peer: String, listen: String, timeoutMs: Int64 = 15_000,
+        roomID: String, creatorFingerprint: String, preSharedRoomKey: [UInt8]? = nil, peer: String, listen: String, timeoutMs: Int64 = 15_000,
         isReady: @escaping @Sendable () throws -> Bool, then: @escaping @Sendable () async throws -> Void
     ) async throws {
         state.withLock {
-            $0.joining[roomID] = Joining(peer: peer, creatorFingerprint: creatorFingerprint)
+            $0.joining[roomID] = Joining(
+                peer: peer, creatorFingerprint: creatorFingerprint,
+                datagramKey: preSharedRoomKey.map { PeerDatagram.datagramKey(roomKey: SymmetricKey(data: $0), roomID: roomID) })
             $0.chosen.insert(peer)
         }
         defer { _ = state.withLock { $0.joining.removeValue(forKey: roomID) } }
@@ -460,7 +480,7 @@ public final class PeerTransport: Sendable {
     func startSync(_ roomID: String, with address: String, link: Link) async {
         do {
             let reconciler = try reconciler(roomID)
-            let budget = PeerDatagram.bodyBudget(roomID: roomID, sealed: false)
+            let budget = bodyBudget(roomID)
             var random = SystemRandomNumberGenerator()
             switch settings.mode {
             case .reconcile:
@@ -484,7 +504,7 @@ public final class PeerTransport: Sendable {
             // A few hundred at a time: the wires of a whole room are not held at once.
             for start in stride(from: 0, to: items.count, by: 256) {
                 let wires = try host.eventWires(roomID: roomID, items: Array(items[start..<min(items.count, start + 256)]))
-                let bodies = EventBatches.bodies(for: wires, budget: PeerDatagram.bodyBudget(roomID: roomID, sealed: false)) { random.next() }
+                let bodies = EventBatches.bodies(for: wires, budget: bodyBudget(roomID)) { random.next() }
                 for body in bodies { await send(.events, roomID: roomID, body: body, to: address, link: link, isSync: false) }
                 state.withLock { $0.counters.eventsSent += wires.count }
             }
@@ -503,7 +523,7 @@ public final class PeerTransport: Sendable {
             let echo = state.withLock { $0.lastNonce[address] }
             datagram = try PeerDatagram(
                 kind: kind, roomID: roomID, senderKey: Base64.decode(host.deviceKey) ?? [], sentMs: UInt64(max(0, host.now())), nonce: nonce, echo: echo,
-                body: body, sealingWith: nil, sign: host.sign)
+                body: body, sealingWith: try datagramKey(roomID), sign: host.sign)
         } catch {
             logger.warning("Peer datagram not signed", metadata: ["peer": "\(address)", "error": "\(error)"])
             return
@@ -512,7 +532,8 @@ public final class PeerTransport: Sendable {
         let nowMs = host.now()
         let (allowed, probe) = state.withLock { state -> (Bool, Bool) in
             // Probes are one byte of body, at most one a second asking per address, answered one for one.
-            if kind == .probe || state.chosen.contains(address) || state.gate.spend(bytes.count, to: address, nonce: nonce) { return (true, false) }
+            let regardless = kind == .probe || state.chosen.contains(address)
+            if state.gate.spend(bytes.count, to: address, nonce: nonce, regardless: regardless) { return (true, false) }
             if state.heldBack[address] != nil || state.heldBack.count < Self.maxHeldBackAddresses {
                 state.heldBack[address, default: []].append(bytes)
                 if state.heldBack[address]!.count > Self.maxHeldBack { state.heldBack[address]!.removeFirst() }

@@ -414,6 +414,10 @@ func inviteCode(_ node: Node, _ roomID: String, peers: [String] = []) throws -> 
     guard !more.isEmpty else { return code }
     if code == nil, let creator = try node.roomState(roomID).creation, let fingerprint = InviteCode.fingerprint(ofKey: creator.creatorKey) {
         code = InviteCode(roomID: roomID, creatorFingerprint: fingerprint, locations: more)
+        // A pre-shared-key room's code carries its secret (or says a passphrase is needed), wherever it is reached.
+        if let psk = try node.preSharedSecret(roomID) {
+            if psk.fromPassphrase { code?.needsPassphrase = true } else { code?.preSharedSecret = psk.secret }
+        }
     } else {
         code?.locations += more
     }

@@ -173,7 +173,10 @@ struct RoomJoin: AsyncParsableCommand {
                 || (bucket == nil && relay == nil && (try? code.bucket()) == nil && !code.locations.contains { $0.kind == "relay" }
                     && code.locations.contains { $0.kind == "peer" })
         {
-            let event = try await failingAsync { try await node.joinThroughPeer(code, at: peer, timeoutMs: Int64(peerTimeout * 1000)) }
+            let passphrase = code.needsPassphrase ? try secret.passphrase(confirming: false) : nil
+            let event = try await failingAsync {
+                try await node.joinThroughPeer(code, at: peer, passphrase: passphrase, timeoutMs: Int64(peerTimeout * 1000))
+            }
             report(event, json: json)
             return
         }

@@ -105,6 +105,26 @@ import Testing
         #expect(proxy.counts.dropped > 0)
     }
 
+    @Test func `a pre-shared-key room is joined and used over peers, its datagrams sealed under the room's key`() throws {
+        let nodes = try TwoNodes()
+        #expect(try nodes.alice.run(["room", "create", "team", "--psk"]).status == 0)
+        let (alicePort, bobPort) = (try FreePort.belowEphemeral(.udp), try FreePort.belowEphemeral(.udp))
+        let alice = try runNode(nodes.alice, port: alicePort)
+        defer { stop([alice]) }
+        #expect(try nodes.alice.run(["send", "team", "sealed twice"]).status == 0)
+        let invite = try nodes.alice.run(["room", "invite", "team", "bob", "--key", nodes.bobKey, "--peer", "127.0.0.1:\(alicePort)", "--json"])
+        #expect(invite.status == 0, "\(invite.stderr)")
+        let text = try #require(try JSONParser().parse(Array(invite.stdout.utf8))["invite_code"]?.stringValue)
+        #expect(try InviteCode(parsing: text).preSharedSecret != nil)
+        let joined = try nodes.bob.run(["room", "join", text])
+        #expect(joined.status == 0, "\(joined.stderr)")
+        #expect(try nodes.bob.run(["log", "team"]).stdout.contains("alice: sealed twice"))
+        let bob = try runNode(nodes.bob, port: bobPort)
+        defer { stop([bob]) }
+        #expect(try nodes.bob.run(["send", "team", "back, sealed"]).status == 0)
+        #expect(try nodes.alice.waitForLog("team", containing: "back, sealed").contains("bob: back, sealed"))
+    }
+
     @Test func `peer add refuses what is not HOST:PORT and a room this node does not hold, and peer list shows what was added`() throws {
         let nodes = try TwoNodes()
         try nodes.shareRoom("team")

@@ -158,3 +158,17 @@ import Testing
         #expect(proxy.counts.dropped == 1)
     }
 }
+
+@Suite struct PeerGateProbeTests {
+    @Test func `a probe sent past the limit can still be echoed to validate the address`() throws {
+        var gate = PeerGate()
+        try gate.admit(PeerGateTests.datagram(), bytes: 100, from: "10.0.0.7:1", nowMs: PeerGateTests.nowMs)
+        let spent = gate.spend(400, to: "10.0.0.7:1", nonce: [1])
+        let refused = gate.spend(1_232, to: "10.0.0.7:1", nonce: [2])
+        let probe = Array(repeating: UInt8(3), count: 12)
+        let probed = gate.spend(150, to: "10.0.0.7:1", nonce: probe, regardless: true)
+        #expect(spent && !refused && probed)
+        try gate.admit(PeerGateTests.datagram(nonce: 4, echo: probe), bytes: 100, from: "10.0.0.7:1", nowMs: PeerGateTests.nowMs)
+        #expect(gate.isValidated("10.0.0.7:1"))
+    }
+}
