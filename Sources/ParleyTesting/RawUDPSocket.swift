@@ -5,7 +5,7 @@ import Foundation
 #endif
 
 /// A plain UDP socket on 127.0.0.1, for sending a node what no honest peer would.
-public final class RawUDPSocket {
+public final class RawUDPSocket: @unchecked Sendable {
     let descriptor: Int32
     public let port: Int
 
@@ -39,6 +39,14 @@ public final class RawUDPSocket {
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { target in
                 bytes.withUnsafeBytes { sendto(descriptor, $0.baseAddress, bytes.count, 0, target, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
+        }
+    }
+
+    /// ``receiveAll(quietSeconds:timeoutSeconds:)`` on a thread of its own, for async tests: waiting in `recv` on the
+    /// cooperative pool would starve the tasks that are to answer.
+    public func received(quietSeconds: Double = 1, timeoutSeconds: Double = 10) async -> [[UInt8]] {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: self.receiveAll(quietSeconds: quietSeconds, timeoutSeconds: timeoutSeconds)) }
         }
     }
 

@@ -136,9 +136,9 @@ import Testing
                 let asked = datagram(.reconcile, from: bob, at: alice.clock(), body: start).encoded
                 askedBytes += asked.count
                 socket.send(asked, to: port)
-                first = socket.receiveAll(quietSeconds: 1, timeoutSeconds: 1)
+                first = await socket.received(quietSeconds: 1, timeoutSeconds: 1)
             }
-            first += socket.receiveAll(quietSeconds: 1, timeoutSeconds: 2)
+            first += await socket.received(quietSeconds: 1, timeoutSeconds: 2)
             // Probes (asking the address to show it receives there) go whatever the limit; answers stay within it.
             let answers = first.filter { $0.count > 4 && $0[4] != PeerDatagram.Kind.probe.rawValue }
             let answerBytes = answers.reduce(0) { $0 + $1.count }
@@ -153,8 +153,52 @@ import Testing
                 nonce: (0..<12).map { _ in UInt8.random(in: 0...255, using: &random) }, echo: nonce, body: [0], sealingWith: nil,
                 sign: bob.identity.signingKey.sign)
             socket.send(echo.encoded, to: port)
-            let rest = socket.receiveAll()
+            let rest = await socket.received()
             #expect(rest.reduce(0) { $0 + $1.count } > 30_000, "the room's events, held back, came once the address was shown")
+        }
+    }
+
+    /// Shows Alice's transport that `socket` receives at its address, as `node`: a probe asking for an answer, and the
+    /// answer's nonce echoed.
+    func validate(_ socket: RawUDPSocket, as node: Node, port: Int, clock: Int64) async throws {
+        socket.send(datagram(.probe, from: node, at: clock, body: [1]).encoded, to: port)
+        let answer = try #require(await socket.received(quietSeconds: 0.5).last)
+        var random = SystemRandomNumberGenerator()
+        let echo = PeerDatagram(
+            kind: .probe, roomID: "team", senderKey: node.identity.signingKey.publicKeyBytes, sentMs: UInt64(clock),
+            nonce: (0..<12).map { _ in UInt8.random(in: 0...255, using: &random) }, echo: try PeerDatagram(parsing: answer).nonce, body: [0],
+            sealingWith: nil, sign: node.identity.signingKey.sign)
+        socket.send(echo.encoded, to: port)
+    }
+
+    @Test func `a peer that lies about what it holds only goes without, and its next honest session gets everything`() async throws {
+        let (alice, bob, _, directory) = try await world()
+        defer { withExtendedLifetime(directory) {} }
+        for index in 0..<20 { _ = try alice.send("team", text: "true \(index)") }
+        let items = try alice.store.reconciliationItems(roomID: "team").items
+        try await withTransport(alice) { transport, port in
+            let socket = try RawUDPSocket()
+            try await validate(socket, as: bob, port: port, clock: alice.clock())
+            _ = await socket.received(quietSeconds: 0.3, timeoutSeconds: 0.5)
+            // Bob claims Alice's every event, listing their short ids: she sends him nothing, and loses nothing.
+            let lie = ReconciliationMessage(
+                salt: 77, lower: .zero, ranges: [.init(upper: .infinity, mode: .ids(items.map { ReconciliationMessage.shortID($0.hash, salt: 77) }))])
+            socket.send(datagram(.reconcile, from: bob, at: alice.clock(), body: lie.encoded).encoded, to: port)
+            let afterLie = await socket.received(quietSeconds: 0.5, timeoutSeconds: 1)
+            #expect(afterLie.filter { $0[4] == PeerDatagram.Kind.events.rawValue }.isEmpty)
+            #expect(try alice.store.reconciliationItems(roomID: "team").items.count == items.count)
+            // Asking honestly, as a side that holds nothing, brings him every event (asked again each second, as a
+            // peer's next session would, should a loaded machine lose a datagram).
+            var lines: Set<[UInt8]> = []
+            for attempt in 0..<10 where lines.count < items.count {
+                let honest = Reconciler(ReconciliationSet([])).start(salt: 78 + UInt64(attempt)).encoded
+                socket.send(datagram(.reconcile, from: bob, at: alice.clock(), body: honest).encoded, to: port)
+                for bytes in await socket.received(quietSeconds: 0.5, timeoutSeconds: 1) where bytes[4] == PeerDatagram.Kind.events.rawValue {
+                    let body = try PeerDatagram(parsing: bytes).body
+                    lines.formUnion(Array(body[EventBatches.headerBytes...]).split(separator: UInt8(ascii: "\n")).map(Array.init))
+                }
+            }
+            #expect(lines.count == items.count, "\(lines.count) of \(items.count) events, \(transport.counters)")
         }
     }
 }
