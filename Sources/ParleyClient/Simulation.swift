@@ -367,8 +367,7 @@ public struct Simulation: Sendable {
             for node in nodes.dropFirst() { joins.append(try node.join(roomID)) }
             for node in nodes { _ = try node.store.ingest(events: joins, receivedMs: node.clock()) }
         }
-        var peers = settings.peers
-        peers.heardForMs = max(peers.heardForMs, 10_000)
+        let peers = settings.peers
         return nodes.enumerated().map { index, node in
             Device(
                 index: index, node: node,

@@ -114,6 +114,8 @@ public final class PeerTransport: Sendable {
     /// The most datagrams held back for one address, and the most addresses holding some.
     static let maxHeldBack = 512
     static let maxHeldBackAddresses = 64
+    /// The most addresses whose last nonce, probe time and pacer are remembered; past it, they start afresh.
+    static let maxAddresses = 4_096
 
     private struct RoomCache {
         var set: ReconciliationSet
@@ -237,6 +239,8 @@ public final class PeerTransport: Sendable {
                 state.heard[datagram.roomID, default: [:]][datagram.senderKey] = (address, nowMs)
                 if state.addressKeys.count > 10_000 { state.addressKeys = [:] }
                 state.addressKeys[address] = datagram.senderKey
+                // Per-address memories stay bounded whatever addresses datagrams claim to come from.
+                if state.lastNonce.count > Self.maxAddresses { state.lastNonce = [:] }
                 state.lastNonce[address] = datagram.nonce
                 return !wasValidated && state.gate.isValidated(address) ? state.heldBack.removeValue(forKey: address) ?? [] : []
             }
@@ -540,7 +544,10 @@ public final class PeerTransport: Sendable {
             }
             state.counters.dropped["held_back", default: 0] += 1
             let isDue = nowMs - (state.probedMs[address] ?? .min / 2) >= 1_000
-            if isDue { state.probedMs[address] = nowMs }
+            if isDue {
+                if state.probedMs.count > Self.maxAddresses { state.probedMs = [:] }
+                state.probedMs[address] = nowMs
+            }
             return (false, isDue && kind != .probe)
         }
         if allowed { await write(bytes, to: address, link: link, isSync: isSync) }
@@ -553,6 +560,7 @@ public final class PeerTransport: Sendable {
             let waitMs = state.withLock { state in
                 var pacer = state.pacers[address] ?? Pacer(perSecond: settings.datagramsPerSecond, burst: settings.burst)
                 let wait = pacer.take(nowMs: host.now())
+                if state.pacers.count > Self.maxAddresses { state.pacers = [:] }
                 state.pacers[address] = pacer
                 return wait
             }

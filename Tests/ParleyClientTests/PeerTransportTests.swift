@@ -201,4 +201,42 @@ import Testing
             #expect(lines.count == items.count, "\(lines.count) of \(items.count) events, \(transport.counters)")
         }
     }
+
+    @Test func `a device back after a day offline catches up with the day's events from its peer`() async throws {
+        let world = try BucketWorld(.folder)
+        let clock = TestClock()
+        let alice = world.client(try world.node("alice", clock: clock))
+        let bob = world.client(try world.node("bob", clock: clock))
+        _ = try await alice.createRoom("team", bucket: world.url, name: "Team")
+        try alice.node.invite("team", userID: "bob", key: bob.node.identity.signingKeyBase64)
+        _ = try await alice.flush("team")
+        _ = try await bob.join(InviteCode(parsing: try #require(try alice.inviteCode("team")).text))
+        _ = try await alice.sync("team")
+        // Bob is away for a day, in which Alice writes 200 messages.
+        for index in 0..<200 {
+            clock.advance(432_000)
+            _ = try alice.node.send("team", text: "during the day \(index)")
+        }
+        let held = Set(try alice.node.store.reconciliationItems(roomID: "team").items)
+        let transports = [alice.node, bob.node].map {
+            PeerTransport(host: NodeTransportHost(node: $0, transport: .peer), logger: Logger(label: "test"))
+        }
+        let (ports, portSink) = AsyncStream<Int>.makeStream()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await transports[0].run(listen: "127.0.0.1:0", peers: { [:] }, wake: AsyncStream { _ in }) { address in
+                    portSink.yield(Int(address.split(separator: ":").last!)!)
+                }
+            }
+            var iterator = ports.makeAsyncIterator()
+            let alicePort = try #require(await iterator.next())
+            // Back, Bob's node syncs with Alice's, which it lists.
+            group.addTask {
+                try await transports[1].run(listen: "127.0.0.1:0", peers: { ["team": ["127.0.0.1:\(alicePort)"]] }, wake: AsyncStream { _ in })
+            }
+            #expect(try await eventually { held.isSubset(of: Set(try bob.node.store.reconciliationItems(roomID: "team").items)) })
+            #expect(try bob.node.timeline("team", limit: 300).filter { $0.body?.hasPrefix("during the day") == true }.count == 200)
+            group.cancelAll()
+        }
+    }
 }
