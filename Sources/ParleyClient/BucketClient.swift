@@ -295,10 +295,11 @@ extension BucketClient {
 }
 
 extension BucketClient {
-    /// Where the blocks of a room's files are fetched: its bucket, else its relay; `nil` for a room of neither.
+    /// Where the blocks of a room's files are fetched: its bucket, else its relay, else its peers through the running
+    /// node's peer socket; `nil` for a room of none (``Node/withPeerBlockSource(_:_:)`` opens a socket of its own).
     public func blockSource(_ roomID: String) throws -> (any BlockSource)? {
         let transport = transport
-        guard let room = try transport.host.room(roomID) else { return try RelayClient(node: node).blockSource(roomID) }
+        guard let room = try transport.host.room(roomID) else { return try RelayClient(node: node).blockSource(roomID) ?? node.peerBlockSource(roomID) }
         return BucketBlockSource(transport: transport, roomID: roomID, objects: try bucketCall { () throws(BucketError) in try transport.objects(for: room) })
     }
 }

@@ -156,6 +156,12 @@ public struct Configuration: Sendable {
     /// Seconds between a peer room's syncs with each peer.
     public var peersInterval: Double { seconds(.peersInterval) }
 
+    /// Whether a running node fetches the files its peer rooms' messages share as they arrive.
+    public var peersFetchFiles: Bool {
+        guard case .boolean(let fetches) = self[.peersFetchFiles] else { return true }
+        return fetches
+    }
+
     /// The bucket transport's tunables: the defaults, with gzip, retention and the writing of archives from here.
     public var bucketSettings: BucketSettings {
         var settings = BucketSettings()

@@ -232,16 +232,7 @@ extension Node {
         var report = DownloadReport(path: path, bytes: attachment.size)
         let reader = FileReader(attachment.reference)
         let fetcher = BlockFetcher(node: self, source: source)
-        // Manifests first, level by level (few: one per 1,024 blocks), then the data in file order.
-        var level = [reader.root]
-        while let first = level.first, first.place.depth > 0 {
-            var next: [FileReader.Fetch] = []
-            for fetch in level {
-                let stored = try await fetcher.fetch(fetch, counting: &report)
-                next += try incomplete { () throws(BlockError) in try reader.manifest(stored, fetched: fetch) }
-            }
-            level = next
-        }
+        let level = try await dataFetches(reader, fetcher: fetcher, counting: &report)
         progress(0, attachment.size)
         var hash = SHA256()
         var offset: Int64 = 0
@@ -292,6 +283,37 @@ extension Node {
         finished = true
         unlink(partPath)
         return report
+    }
+
+    /// Fetches the blocks of a file that this node does not hold from `source` and keeps them, without writing the
+    /// file: a file shared in a peer room is then here when its sender is not. Each block is kept only once it hashes
+    /// to its id.
+    /// - Returns: how many blocks were fetched.
+    /// - Throws: ``ClientError`` `.incomplete` when a block cannot be fetched or a manifest does not open.
+    @discardableResult
+    public func fetchBlocks(of attachment: FileAttachment, from source: any BlockSource) async throws -> Int {
+        let reader = FileReader(attachment.reference)
+        let fetcher = BlockFetcher(node: self, source: source)
+        var report = DownloadReport(path: "", bytes: 0)
+        for fetch in try await dataFetches(reader, fetcher: fetcher, counting: &report) {
+            for part in [fetch] + [fetch.randomizerFetch].compactMap({ $0 }) { _ = try await fetcher.fetch(part, counting: &report) }
+        }
+        return report.blocksFetched
+    }
+
+    /// The fetches of a file's data blocks, in file order: its manifests fetched first, level by level (few: one per
+    /// 1,024 blocks).
+    func dataFetches(_ reader: FileReader, fetcher: BlockFetcher, counting report: inout DownloadReport) async throws -> [FileReader.Fetch] {
+        var level = [reader.root]
+        while let first = level.first, first.place.depth > 0 {
+            var next: [FileReader.Fetch] = []
+            for fetch in level {
+                let stored = try await fetcher.fetch(fetch, counting: &report)
+                next += try incomplete { () throws(BlockError) in try reader.manifest(stored, fetched: fetch) }
+            }
+            level = next
+        }
+        return level
     }
 
     func writeAll(_ descriptor: Int32, _ bytes: [UInt8], at offset: Int64, path: String) throws {

@@ -75,6 +75,13 @@ public struct NodeMetrics: Sendable {
             lines.append("parley_node_peer_events_total{direction=\"sent\"} \(peers.eventsSent)")
             lines.append("parley_node_peer_events_total{direction=\"received\"} \(peers.eventsReceived)")
             lines.append("parley_node_peer_events_total{direction=\"accepted\"} \(peers.eventsAccepted)")
+            lines.append("# HELP parley_node_peer_pieces_total Pieces of blocks the peer transport sent to peers that asked, and received for its fetches.")
+            lines.append("# TYPE parley_node_peer_pieces_total counter")
+            lines.append("parley_node_peer_pieces_total{direction=\"sent\"} \(peers.piecesSent)")
+            lines.append("parley_node_peer_pieces_total{direction=\"received\"} \(peers.piecesReceived)")
+            lines.append("# HELP parley_node_peer_blocks_fetched_total Blocks fetched whole from peers and checked against their ids.")
+            lines.append("# TYPE parley_node_peer_blocks_fetched_total counter")
+            lines.append("parley_node_peer_blocks_fetched_total \(peers.blocksFetched)")
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -102,7 +109,7 @@ extension Node {
             }
         }
         (metrics.blockBytesUp, metrics.blockBytesDown) = BlockTraffic.totals()
-        metrics.peers = peerCounters.withLock { $0 }?()
+        metrics.peers = runningPeers.withLock { $0 }?.counters
         return metrics
     }
 }

@@ -104,7 +104,6 @@ extension Node {
         if let state = try store.roomState(roomID: code.roomID), state.isJoinedDevice(user: identity.userID, key: identity.signingKeyBase64) {
             throw ClientError(.invalidArgument, "This device has already joined \(code.roomID).")
         }
-        let isLocal = address.hasPrefix("127.") || address.hasPrefix("[::1]") || address.hasPrefix("localhost:")
         let transport = PeerTransport(host: NodeTransportHost(node: self, transport: .peer), logger: Logger(label: "parley.peer"))
         let joined = Mutex<VerifiedEvent?>(nil)
         let (userID, key, roomID) = (identity.userID, identity.signingKeyBase64, code.roomID)
@@ -112,7 +111,7 @@ extension Node {
             try await transport.join(
                 roomID: roomID, creatorFingerprint: code.creatorFingerprint,
                 preSharedRoomKey: secret.map { RoomKey.preShared(secret: $0, roomID: roomID).bytes }, peer: address,
-                listen: listen ?? (isLocal ? "127.0.0.1:0" : "0.0.0.0:0"),
+                listen: listen ?? Self.ephemeralListen(reaching: [address]),
                 timeoutMs: timeoutMs,
                 isReady: { [self] in
                     guard let state = try store.roomState(roomID: roomID) else { return false }
@@ -132,5 +131,52 @@ extension Node {
         }
         guard let event = joined.withLock({ $0 }) else { throw ClientError(.invalidArgument, "Room \(roomID) was not joined.") }
         return event
+    }
+}
+
+extension Node {
+    /// The most bytes of a file a running node fetches from peers as its message arrives.
+    public static let maxPrefetchBytes: Int64 = 64 << 20
+
+    /// Where a peer room's blocks are fetched while this node runs its peer transport: the room's peers, through that
+    /// transport's socket; `nil` when it runs none or the room lists no peers.
+    public func peerBlockSource(_ roomID: String) throws -> (any BlockSource)? {
+        guard let transport = runningPeers.withLock({ $0 }), let peers = try peerRooms()[roomID] else { return nil }
+        return PeerBlockSource(transport: transport, roomID: roomID, peers: peers)
+    }
+
+    /// Runs `body` with a source that fetches the room's blocks from its peers: through the running node's socket, or
+    /// through one of this process's own on a free port for the length of `body`; `nil` when the room lists no peers.
+    public func withPeerBlockSource<T: Sendable>(_ roomID: String, _ body: @escaping @Sendable ((any BlockSource)?) async throws -> T) async throws -> T {
+        if let source = try peerBlockSource(roomID) { return try await body(source) }
+        guard let peers = try peerRooms()[roomID] else { return try await body(nil) }
+        let transport = PeerTransport(host: NodeTransportHost(node: self, transport: .peer), logger: Logger(label: "parley.peer"))
+        do {
+            return try await transport.withSocket(listen: Self.ephemeralListen(reaching: peers)) {
+                try await body(PeerBlockSource(transport: transport, roomID: roomID, peers: peers))
+            }
+        } catch let error as TransportError {
+            throw ClientError(ClientError.Code(name: error.code), error.message, remedy: error.remedy)
+        }
+    }
+
+    /// A free port to listen on meanwhile: on 127.0.0.1 when every peer is on this machine, else on every address.
+    static func ephemeralListen(reaching peers: [String]) -> String {
+        peers.allSatisfy { $0.hasPrefix("127.") || $0.hasPrefix("[::1]") || $0.hasPrefix("localhost:") } ? "127.0.0.1:0" : "0.0.0.0:0"
+    }
+}
+
+/// A peer room's blocks, fetched from its peers in turn (docs/PROTOCOL.md §17.6).
+struct PeerBlockSource: BlockSource {
+    let transport: PeerTransport
+    let roomID: String
+    let peers: [String]
+
+    func fetch(_ block: BlockRef) async throws -> [UInt8] {
+        do {
+            return try await transport.fetchBlock(block, roomID: roomID, peers: peers)
+        } catch let error as TransportError where error.code == "not_found" {
+            throw ClientError(.notFound, error.message)
+        }
     }
 }

@@ -43,8 +43,8 @@ public final class Node: Sendable {
     let completeEpochs = Mutex<[String: (version: Int64, keyID: String)]>([:])
     /// Single events published at once by several threads, stored together.
     let coalescer = PublishCoalescer()
-    /// What the peer transport this node runs has done, once one runs (for the metrics).
-    let peerCounters = Mutex<(@Sendable () -> PeerCounters)?>(nil)
+    /// The peer transport this node runs, once one runs: for the metrics, and to fetch peer rooms' blocks through.
+    let runningPeers = Mutex<PeerTransport?>(nil)
 
     /// Opens the node under `home`.
     /// - Parameter creatingStore: start an empty store if there is none. Only for a home whose store is known to be

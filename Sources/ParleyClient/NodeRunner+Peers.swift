@@ -9,15 +9,25 @@ extension NodeRunner {
     func keepPeers() async {
         guard let listen = settings.listenUDP else { return }
         let transport = PeerTransport(host: NodeTransportHost(node: node, transport: .peer), settings: settings.peers, logger: logger)
-        node.peerCounters.withLock { $0 = { transport.counters } }
+        node.runningPeers.withLock { $0 = transport }
+        defer { node.runningPeers.withLock { $0 = nil } }
         let subscription = node.feed.subscribe(backlog: 10_000)
         let (wake, ringer) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(256))
+        let (messages, arrived) = AsyncStream<(roomID: String, eventID: String)>.makeStream(bufferingPolicy: .bufferingNewest(4_096))
         let node = node
+        let fetchesFiles = settings.fetchPeerFiles
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await activity in subscription.activity {
-                    if case .events(let roomID, _) = activity { ringer.yield(roomID) }
+                    guard case .events(let roomID, let events) = activity else { continue }
+                    ringer.yield(roomID)
+                    for event in events where fetchesFiles && event.type == EventType.message && event.senderID != node.identity.userID {
+                        arrived.yield((roomID, event.eventID))
+                    }
                 }
+            }
+            group.addTask {
+                for await message in messages { await self.fetchPeerFile(message.eventID, roomID: message.roomID, through: transport) }
             }
             group.addTask {
                 do {
@@ -35,6 +45,20 @@ extension NodeRunner {
             group.addTask { await self.stopping.wait(upToMs: Int64.max / 2) }
             await group.next()
             group.cancelAll()
+        }
+    }
+
+    /// Fetches the blocks of the file a message of a peer room shares, when it is at most ``Node/maxPrefetchBytes``
+    /// and not held here: so it is here when its sender is not.
+    func fetchPeerFile(_ eventID: String, roomID: String, through transport: PeerTransport) async {
+        guard let peers = (try? node.peerRooms())?[roomID], let file = try? node.fileAttachment(eventID: eventID),
+            file.size <= Node.maxPrefetchBytes, !node.blocksHeld(file.reference)
+        else { return }
+        do {
+            let fetched = try await node.fetchBlocks(of: file, from: PeerBlockSource(transport: transport, roomID: roomID, peers: peers))
+            logger.debug("Peer file fetched", metadata: ["room.id": "\(roomID)", "event.id": "\(eventID)", "blocks": "\(fetched)"])
+        } catch {
+            logger.notice("Peer file not fetched", metadata: ["room.id": "\(roomID)", "event.id": "\(eventID)", "error": "\(error)"])
         }
     }
 }

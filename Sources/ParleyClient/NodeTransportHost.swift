@@ -74,6 +74,12 @@ struct NodeTransportHost: TransportHost {
 
     func block(_ id: BlockID) throws -> [UInt8]? { try node.blocks.read(id) }
 
+    func roomBlocks(roomID: String) throws -> Set<BlockID> {
+        var all: Set<BlockID> = []
+        for file in try node.store.sharedFiles(roomID: roomID) { all.formUnion(try node.localBlocks(of: file.reference).blocks.map(\.id)) }
+        return all
+    }
+
     func blockFile(_ id: BlockID) -> String? { node.blocks.contains(id) ? node.blocks.file(of: id) : nil }
 
     func chainHeads(roomID: String) throws -> [String: Int64] { try node.store.chainHeads(roomID: roomID) }

@@ -83,11 +83,16 @@ extension Setting {
     public static let peersInterval = Setting(
         key: "peers.interval", flag: nil, kind: .seconds(minimum: 0.05, inclusive: true), defaultValue: .seconds(2),
         summary: "Seconds between a peer room's syncs with each peer; new events of this device go to its peers at once.")
+    public static let peersFetchFiles = Setting(
+        key: "peers.fetch_files", flag: nil, kind: .boolean, defaultValue: .boolean(true),
+        summary:
+            "Whether `parley node` fetches the files (up to 64 MiB) that messages of its peer rooms share as they arrive, so they are here when their sender is not."
+    )
 
     /// Every setting, in the order `parley config show` lists them.
     public static let all: [Setting] = [
         bucketGzip, bucketRetention, bucketWriteArchives, syncInterval, syncFlushInterval, nodeAPIHost, nodeAPIPort, nodeLogLevel, peersListen, peersSync,
-        peersInterval,
+        peersInterval, peersFetchFiles,
     ]
 
     /// The sections of `config.toml`.

@@ -42,6 +42,11 @@ public struct PeerCounters: Sendable, Equatable {
     public var eventsAccepted = 0
     /// Reconciliation and Bloom bytes (datagram bodies and headers), apart from the events they move.
     public var syncBytesOut = 0
+    /// Pieces of blocks sent to peers that asked, and received for this node's fetches (docs/PROTOCOL.md §17.6).
+    public var piecesSent = 0
+    public var piecesReceived = 0
+    /// Blocks fetched whole from peers and checked.
+    public var blocksFetched = 0
     /// Event batches waiting for fragments now.
     public var pendingBatches = 0
 
@@ -60,10 +65,12 @@ public final class PeerTransport: Sendable {
     public let host: any TransportHost
     public let settings: PeerSettings
     let logger: Logger
-    private let state: Mutex<State>
+    let state: Mutex<State>
     private let refreshing = Mutex(())
+    /// The socket's outbound half while ``run(listen:peers:wake:bound:)`` or ``withSocket(listen:_:)`` runs.
+    let activeLink = Mutex<Link?>(nil)
 
-    private struct State {
+    struct State {
         var gate: PeerGate
         var reassembler: EventReassembler
         var rooms: [String: RoomCache] = [:]
@@ -93,11 +100,15 @@ public final class PeerTransport: Sendable {
         var probedMs: [String: Int64] = [:]
         /// Rooms this node is fetching from a peer to join them, by room id.
         var joining: [String: Joining] = [:]
+        /// Blocks being fetched from peers, by id.
+        var fetches: [BlockID: BlockFetch] = [:]
+        /// Per room, the blocks it gives peers that ask, and when that was read.
+        var roomBlocks: [String: (ids: Set<BlockID>, at: ContinuousClock.Instant)] = [:]
     }
 
     /// A room fetched from a peer before this node holds it: its events are kept until the create its invite code
     /// pins arrives, then stored.
-    private struct Joining {
+    struct Joining {
         var peer: String
         var creatorFingerprint: String
         /// The datagram key, in a pre-shared-key room (from the invite's secret).
@@ -116,8 +127,11 @@ public final class PeerTransport: Sendable {
     static let maxHeldBackAddresses = 64
     /// The most addresses whose last nonce, probe time and pacer are remembered; past it, they start afresh.
     static let maxAddresses = 4_096
+    /// The shortest pacing wait slept (µs); and the instant pacers count from.
+    static let minimumPaceWait: Int64 = 2_000
+    static let paceEpoch = ContinuousClock.now
 
-    private struct RoomCache {
+    struct RoomCache {
         var set: ReconciliationSet
         var lastRow: Int64
     }
@@ -140,19 +154,13 @@ public final class PeerTransport: Sendable {
         listen address: String, peers: @escaping @Sendable () -> [String: [String]], wake: AsyncStream<String>,
         bound: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws {
-        let (hostName, port) = try PeerAddress.split(address)
-        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
-            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
-            .bind(host: hostName, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(wrappingChannelSynchronously: channel)
-                }
-            }
+        let channel = try await Self.bind(address)
         if let local = channel.channel.localAddress { bound(PeerAddress.text(local)) }
         logger.info("Peers listening", metadata: ["address": "\(channel.channel.localAddress.map(PeerAddress.text) ?? address)"])
         try await channel.executeThenClose { inbound, outbound in
             let link = Link(outbound: outbound)
+            activeLink.withLock { $0 = link }
+            defer { activeLink.withLock { $0 = nil } }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for try await envelope in inbound { await self.handle(envelope, link: link) }
@@ -179,6 +187,19 @@ public final class PeerTransport: Sendable {
                 try await group.next()
             }
         }
+    }
+
+    /// A UDP socket at `address` (HOST:PORT), with a receive buffer that holds a burst of pieces or events.
+    static func bind(_ address: String) async throws -> NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>> {
+        let (hostName, port) = try PeerAddress.split(address)
+        return try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+            .bind(host: hostName, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(wrappingChannelSynchronously: channel)
+                }
+            }
     }
 
     /// The outbound half of the socket, and resolved addresses.
@@ -299,6 +320,12 @@ public final class PeerTransport: Sendable {
             guard body == [0] || body == [1] else { throw PeerDatagramError(.malformed, "a probe's body is not one byte 0 or 1") }
             // A probe asking for an answer (body 1) gets one, whose echo shows the asker this node receives here.
             if body == [1] { await send(.probe, roomID: roomID, body: [0], to: address, link: link, isSync: true) }
+        case .blockWant:
+            try await answer(BlockWant(decoding: body), roomID: roomID, to: address, link: link)
+        case .blockPiece:
+            take(try BlockPiece(decoding: body), from: address)
+        case .blockAbsent:
+            takeAbsence(of: try BlockPiece.decodeAbsent(body).id, from: address)
         }
     }
 
@@ -386,51 +413,61 @@ public final class PeerTransport: Sendable {
             $0.chosen.insert(peer)
         }
         defer { _ = state.withLock { $0.joining.removeValue(forKey: roomID) } }
-        let (hostName, port) = try PeerAddress.split(listen)
-        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: hostName, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(wrappingChannelSynchronously: channel)
+        try await withSocket(listen: listen) { link in
+            let deadline = self.host.now() + timeoutMs
+            var random = SystemRandomNumberGenerator()
+            // Asking as a side that holds nothing: the peer sends all it has.
+            while try !isReady() {
+                guard self.host.now() < deadline else {
+                    throw TransportError(
+                        code: "peer_unreachable", "Nothing of room \(roomID) came from the peer at \(peer) within \(timeoutMs / 1000) s.",
+                        remedy:
+                            "Check that its node runs with --listen-udp at that address and that this machine reaches it (no NAT traversal: use a relay or a bucket across the internet), and that its room invites this device."
+                    )
                 }
+                if try self.host.holdsCreate(roomID: roomID) {
+                    // Pinned: what is still missing (the invite, if it came late) is found as any sync finds it.
+                    await self.startSync(roomID, with: peer, link: link)
+                } else {
+                    let start = Reconciler(ReconciliationSet([])).start(salt: random.next()).encoded
+                    await self.send(.reconcile, roomID: roomID, body: start, to: peer, link: link, isSync: true)
+                }
+                try await Task.sleep(for: .milliseconds(500))
             }
-        try await channel.executeThenClose { inbound, outbound in
+            try await then()
+            // What the peer lacks (this device's join): two sessions, a little apart, so one lost datagram does not lose it.
+            _ = try? self.refreshed(roomID)
+            for _ in 0..<2 {
+                await self.startSync(roomID, with: peer, link: link)
+                try await Task.sleep(for: .milliseconds(300))
+            }
+        }
+    }
+
+    /// Binds a socket at `listen` for the length of `body`, reading what arrives there as ``run(listen:peers:wake:bound:)``
+    /// does: for the work of a process that runs no peer transport (a download, ``fetchBlock(_:roomID:peers:)``).
+    public func withSocket<T: Sendable>(listen: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withSocket(listen: listen) { _ in try await body() }
+    }
+
+    func withSocket<T: Sendable>(listen: String, _ body: @escaping @Sendable (Link) async throws -> T) async throws -> T {
+        let channel = try await Self.bind(listen)
+        return try await channel.executeThenClose { inbound, outbound in
             let link = Link(outbound: outbound)
-            try await withThrowingTaskGroup(of: Void.self) { group in
+            activeLink.withLock { $0 = link }
+            defer { activeLink.withLock { $0 = nil } }
+            return try await withThrowingTaskGroup(of: T?.self) { group in
                 group.addTask {
                     for try await envelope in inbound { await self.handle(envelope, link: link) }
+                    return nil
                 }
-                group.addTask {
-                    let deadline = self.host.now() + timeoutMs
-                    var random = SystemRandomNumberGenerator()
-                    // Asking as a side that holds nothing: the peer sends all it has.
-                    while try !isReady() {
-                        guard self.host.now() < deadline else {
-                            throw TransportError(
-                                code: "peer_unreachable", "Nothing of room \(roomID) came from the peer at \(peer) within \(timeoutMs / 1000) s.",
-                                remedy:
-                                    "Check that its node runs with --listen-udp at that address and that this machine reaches it (no NAT traversal: use a relay or a bucket across the internet), and that its room invites this device."
-                            )
-                        }
-                        if try self.host.holdsCreate(roomID: roomID) {
-                            // Pinned: what is still missing (the invite, if it came late) is found as any sync finds it.
-                            await self.startSync(roomID, with: peer, link: link)
-                        } else {
-                            let start = Reconciler(ReconciliationSet([])).start(salt: random.next()).encoded
-                            await self.send(.reconcile, roomID: roomID, body: start, to: peer, link: link, isSync: true)
-                        }
-                        try await Task.sleep(for: .milliseconds(500))
-                    }
-                    try await then()
-                    // What the peer lacks (this device's join): two sessions, a little apart, so one lost datagram does not lose it.
-                    _ = try? self.refreshed(roomID)
-                    for _ in 0..<2 {
-                        await self.startSync(roomID, with: peer, link: link)
-                        try await Task.sleep(for: .milliseconds(300))
-                    }
-                }
+                group.addTask { try await body(link) }
                 defer { group.cancelAll() }
-                // The inbound loop runs until cancelled: the session task's end (or failure) ends the join.
-                try await group.next()
+                // The inbound loop runs until cancelled: the body's end (or failure) ends the socket.
+                while let result = try await group.next() {
+                    if let result { return result }
+                }
+                throw CancellationError()
             }
         }
     }
@@ -554,17 +591,19 @@ public final class PeerTransport: Sendable {
         if probe { await send(.probe, roomID: roomID, body: [1], to: address, link: link, isSync: true) }
     }
 
-    /// Writes a signed datagram, after the wait its address's pacer gives.
+    /// Writes a signed datagram, after the wait its address's pacer gives: waits shorter than ``minimumPaceWait`` are
+    /// let run up (a sleep costs about as much), so the rate holds on average without a sleep per datagram.
     private func write(_ bytes: [UInt8], to address: String, link: Link, isSync: Bool) async {
         do {
-            let waitMs = state.withLock { state in
+            let waitMicroseconds = state.withLock { state in
                 var pacer = state.pacers[address] ?? Pacer(perSecond: settings.datagramsPerSecond, burst: settings.burst)
-                let wait = pacer.take(nowMs: host.now())
+                let elapsed = ContinuousClock.now - Self.paceEpoch
+                let wait = pacer.take(nowMicroseconds: elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
                 if state.pacers.count > Self.maxAddresses { state.pacers = [:] }
                 state.pacers[address] = pacer
                 return wait
             }
-            if waitMs > 0 { try await Task.sleep(for: .milliseconds(waitMs)) }
+            if waitMicroseconds >= Self.minimumPaceWait { try await Task.sleep(for: .microseconds(waitMicroseconds)) }
             try await link.outbound.write(AddressedEnvelope(remoteAddress: link.address(address), data: ByteBuffer(bytes: bytes)))
             state.withLock {
                 $0.counters.datagramsOut += 1
@@ -582,7 +621,7 @@ public struct Pacer: Sendable {
     public let perSecond: Int
     public let burst: Int
     private var tokens: Double
-    private var lastMs: Int64?
+    private var lastMicroseconds: Int64?
 
     public init(perSecond: Int, burst: Int) {
         self.perSecond = perSecond
@@ -590,12 +629,15 @@ public struct Pacer: Sendable {
         tokens = Double(burst)
     }
 
-    /// Takes one datagram's turn at `nowMs`. - Returns: how long to wait before sending it (ms).
-    public mutating func take(nowMs: Int64) -> Int64 {
-        if let lastMs { tokens = min(Double(burst), tokens + Double(nowMs - lastMs) * Double(perSecond) / 1000) }
-        lastMs = nowMs
+    /// Takes one datagram's turn at `nowMicroseconds` (a monotonic clock's). - Returns: how long to wait before sending
+    /// it (µs).
+    public mutating func take(nowMicroseconds: Int64) -> Int64 {
+        if let lastMicroseconds {
+            tokens = min(Double(burst), tokens + Double(nowMicroseconds - lastMicroseconds) * Double(perSecond) / 1_000_000)
+        }
+        lastMicroseconds = nowMicroseconds
         tokens -= 1
-        return tokens >= 0 ? 0 : Int64((-tokens * 1000 / Double(perSecond)).rounded(.up))
+        return tokens >= 0 ? 0 : Int64((-tokens * 1_000_000 / Double(perSecond)).rounded(.up))
     }
 }
 

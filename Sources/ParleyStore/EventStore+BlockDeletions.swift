@@ -43,6 +43,12 @@ extension EventStore {
     /// Whether an accepted, unredacted message (sealed ones once opened) shares the file with this root: in
     /// `roomID`, or in any room when `nil`.
     public func sharesFile(root: BlockID, roomID: String?) throws -> Bool {
+        try sharedFiles(roomID: roomID).contains { $0.reference.root == root }
+    }
+
+    /// The files that accepted, unredacted messages (sealed ones once opened) share: in `roomID`, or in any room when
+    /// `nil`.
+    public func sharedFiles(roomID: String?) throws -> [FileAttachment] {
         try pool.read { db in
             var sql = "SELECT e.id, e.wire FROM event_files f CROSS JOIN events e ON e.id = f.event_row WHERE e.status = 0 AND e.redacted = 0"
             var arguments: StatementArguments = []
@@ -50,16 +56,13 @@ extension EventStore {
                 sql += " AND f.room_id = ?"
                 arguments += [roomID]
             }
-            for row in try Row.fetchAll(db, sql: sql, arguments: arguments) {
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
                 let event = try EventStore.decryptedView(db: db, event: Event.parse((row[1] as Data).bytes), row: row[0])
-                if let content = event.content,
-                    case .message(_, _, let file?, _, _)? = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID),
-                    file.reference.root == root
-                {
-                    return true
-                }
+                guard let content = event.content,
+                    case .message(_, _, let file?, _, _)? = try? EventContent.parse(type: event.type, content: content, roomID: event.roomID)
+                else { return nil }
+                return file
             }
-            return false
         }
     }
 

@@ -63,6 +63,9 @@ public protocol TransportHost: Sendable {
     func fileBlocks(roomID: String, seqs: ClosedRange<Int64>) throws -> (blocks: [BlockRef], missing: Int)
     /// A block this node holds, checked against its id; `nil` when it holds none.
     func block(_ id: BlockID) throws -> [UInt8]?
+    /// The blocks this node can list (from the manifests it holds) of every file that an accepted, unredacted message
+    /// of the room shares: those it gives a peer of the room that asks (docs/PROTOCOL.md §17.6).
+    func roomBlocks(roomID: String) throws -> Set<BlockID>
     /// The file holding a block this node holds (synced, never changed), for a store that can link it; `nil` when it
     /// holds none.
     func blockFile(_ id: BlockID) -> String?

@@ -169,8 +169,9 @@ struct Download: AsyncParsableCommand {
         discussion: """
             Give the message's whole id, or the room and the start of the id's last part (as `parley log` shows it). \
             The file is written to -o PATH, or under its name in the current folder; an existing file is never \
-            replaced. Blocks this node holds are read here, the others fetched from the room's bucket several at a \
-            time and kept, so a download that was cut takes up where it stopped. Every block, then the whole file's \
+            replaced. Blocks this node holds are read here, the others fetched from the room's bucket or relay several \
+            at a time, or from its peers, and kept, so a download that was cut takes up where it stopped. A running \
+            node fetches the files of its peer rooms (up to 64 MiB) as their messages arrive. Every block, then the whole file's \
             SHA-256, is checked before the file gets its name; until then it is PATH.part. Prints the path.
             """)
     @OptionGroup var global: GlobalOptions
@@ -191,7 +192,8 @@ struct Download: AsyncParsableCommand {
         let bar = ProgressBar("downloading", total: file.size)
         let report = try await failingAsync {
             defer { bar.finish() }
-            return try await node.download(file, from: source, to: path) { done, _ in bar.set(done) }
+            if let source { return try await node.download(file, from: source, to: path) { done, _ in bar.set(done) } }
+            return try await node.withPeerBlockSource(roomID) { source in try await node.download(file, from: source, to: path) { done, _ in bar.set(done) } }
         }
         if json {
             printJSON(["path": .string(report.path), "size": .integer(report.bytes), "sha256": .string(Hex.encode(file.sha256))])

@@ -94,6 +94,7 @@ struct NodeOptions: ParsableArguments {
         settings.listenUDP = configuration.peersListen
         settings.peers.mode = PeerSettings.Mode(rawValue: configuration.peersSync) ?? .reconcile
         settings.peers.intervalMs = Int64(configuration.peersInterval * 1000)
+        settings.fetchPeerFiles = configuration.peersFetchFiles
         let runner = NodeRunner(client: client, settings: settings, observer: NodeLog(logger: logger), logger: logger)
         var apiSettings = LocalAPI.Settings()
         apiSettings.host = configuration.apiHost

@@ -11,6 +11,16 @@ import Testing
             ParleyCommand.executable.path, ["--home", node.home, "node", "--listen-udp", "127.0.0.1:\(port)"] + more, stdout: .null, stderr: .null)
     }
 
+    /// The blocks a home holds.
+    func blockCount(_ node: ParleyCommand) -> Int {
+        let enumerator = FileManager.default.enumerator(atPath: node.home + "/blocks")
+        var count = 0
+        while let name = enumerator?.nextObject() as? String {
+            if (enumerator?.fileAttributes?[.type] as? FileAttributeType) == .typeRegular, name.split(separator: "/").last?.count == 64 { count += 1 }
+        }
+        return count
+    }
+
     func stop(_ runners: [Subprocess]) {
         for runner in runners {
             runner.kill(SIGTERM)
@@ -49,6 +59,60 @@ import Testing
             let log = try nodes.alice.waitForLog("team", containing: "offline 29")
             for index in 0..<30 { #expect(log.contains("bob: offline \(index)  "), "\(mode): offline \(index) missing") }
         }
+    }
+
+    @Test func `a file shared in a peer room is fetched by the other running node as it arrives, and downloads once its sender is gone`() throws {
+        let nodes = try TwoNodes()
+        try nodes.shareRoom("team")
+        let (alicePort, bobPort) = (try FreePort.belowEphemeral(.udp), try FreePort.belowEphemeral(.udp))
+        #expect(try nodes.alice.run(["peer", "add", "team", "127.0.0.1:\(bobPort)"]).status == 0)
+        #expect(try nodes.bob.run(["peer", "add", "team", "127.0.0.1:\(alicePort)"]).status == 0)
+        var random = SystemRandomNumberGenerator()
+        let bytes = (0..<700_000).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let path = nodes.directory.file("plans.bin")
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let alice = try runNode(nodes.alice, port: alicePort)
+        let bob = try runNode(nodes.bob, port: bobPort)
+        defer { stop([bob]) }
+        let sent = try nodes.alice.run(["send", "team", "--file", path, "the plans", "--json"])
+        try #require(sent.status == 0, "\(sent.stderr)")
+        let eventID = try JSONParser().parse(Array(sent.stdout.utf8))["event_id"]!.text
+        _ = try nodes.bob.waitForLog("team", containing: "the plans")
+        // Bob's node fetches the blocks on its own (700 kB: eleven 64 KiB data blocks and a root); then Alice can go.
+        let deadline = Date().addingTimeInterval(20)
+        while blockCount(nodes.bob) < 12, Date() < deadline { usleep(50_000) }
+        #expect(blockCount(nodes.bob) == 12)
+        stop([alice])
+        let target = nodes.directory.file("copy.bin")
+        let downloaded = try nodes.bob.run(["download", eventID, "-o", target])
+        #expect(downloaded.status == 0, "\(downloaded.stderr)")
+        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: target))) == bytes)
+    }
+
+    @Test func `download fetches a peer room's file from its peer when no node runs here`() throws {
+        let nodes = try TwoNodes()
+        try nodes.shareRoom("team")
+        let alicePort = try FreePort.belowEphemeral(.udp)
+        #expect(try nodes.bob.run(["peer", "add", "team", "127.0.0.1:\(alicePort)"]).status == 0)
+        let path = nodes.directory.file("notes.txt")
+        try Data(String(repeating: "notes ", count: 20_000).utf8).write(to: URL(fileURLWithPath: path))
+        let sent = try nodes.alice.run(["send", "team", "--file", path, "--json"])
+        try #require(sent.status == 0, "\(sent.stderr)")
+        let eventID = try JSONParser().parse(Array(sent.stdout.utf8))["event_id"]!.text
+        let alice = try runNode(nodes.alice, port: alicePort)
+        defer { stop([alice]) }
+        let bobPort = try FreePort.belowEphemeral(.udp)
+        // Bob's node runs only until the message is here, so the download below opens a socket of its own.
+        let bob = try Subprocess.spawn(
+            ParleyCommand.executable.path, ["--home", nodes.bob.home, "node", "--listen-udp", "127.0.0.1:\(bobPort)"],
+            environment: ProcessInfo.processInfo.environment.merging(["PARLEY_PEERS_FETCH_FILES": "false"]) { $1 }, stdout: .null, stderr: .null)
+        _ = try nodes.bob.waitForLog("team", containing: "notes.txt")
+        stop([bob])
+        #expect(blockCount(nodes.bob) == 0)
+        let target = nodes.directory.file("copy.txt")
+        let downloaded = try nodes.bob.run(["download", eventID, "-o", target])
+        #expect(downloaded.status == 0, "\(downloaded.stderr)")
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == String(repeating: "notes ", count: 20_000))
     }
 
     @Test func `an invite code lists the inviter's address, and the invited device joins through it with no bucket or relay`() throws {

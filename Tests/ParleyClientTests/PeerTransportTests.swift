@@ -89,7 +89,7 @@ import Testing
             #expect(dropped["not_member"] == 2, "Mallory's datagram and one of a room Alice does not hold: \(dropped)")
             #expect(dropped["malformed"] == 2, "the truncated datagram and the reconciliation message that is none: \(dropped)")
             // The node's metrics say the same, by reason, with no room or key in them.
-            alice.peerCounters.withLock { $0 = { transport.counters } }
+            alice.runningPeers.withLock { $0 = transport }
             let text = try alice.metrics().text
             for line in [
                 "parley_node_peer_dropped_total{reason=\"not_member\"} 2", "parley_node_peer_dropped_total{reason=\"replayed\"} 1",
@@ -237,6 +237,83 @@ import Testing
             #expect(try await eventually { held.isSubset(of: Set(try bob.node.store.reconciliationItems(roomID: "team").items)) })
             #expect(try bob.node.timeline("team", limit: 300).filter { $0.body?.hasPrefix("during the day") == true }.count == 200)
             group.cancelAll()
+        }
+    }
+
+    /// Shares a file of `bytes` random bytes as `node` in `room`, through the folder bucket, and has `reader` read it
+    /// there (the event alone: its blocks are left to the test).
+    func shareFile(_ bytes: Int, as node: Node, in room: String, world: BucketWorld, readBy reader: Node? = nil) async throws -> (FileAttachment, [UInt8]) {
+        var random = SystemRandomNumberGenerator()
+        let contents = (0..<bytes).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let path = world.directory.file("shared-\(bytes)")
+        FileManager.default.createFile(atPath: path, contents: Data(contents))
+        let event = try node.shareFile(room, path: path)
+        _ = try await world.client(node).flush(room)
+        if let reader { _ = try await world.client(reader).sync(room) }
+        return (try (reader ?? node).fileAttachment(eventID: event.event.eventID), contents)
+    }
+
+    @Test func `a file shared in a peer room is fetched from the peer piece by piece and opens as it was shared`() async throws {
+        let (alice, bob, _, world) = try await world()
+        let (file, contents) = try await shareFile(300_000, as: alice, in: "team", world: world, readBy: bob)
+        try await withTransport(alice) { transport, port in
+            try bob.addPeer("127.0.0.1:\(port)", roomID: "team")
+            let path = world.directory.file("fetched")
+            // Bob runs no node: the fetch opens a socket of its own, which Alice does not know yet (it shows it receives).
+            let report = try await bob.withPeerBlockSource("team") { source in try await bob.download(file, from: source, to: path) }
+            #expect(report.blocksFetched >= 2 && report.blocksHeld == 0)
+            #expect(FileManager.default.contents(atPath: path) == Data(contents))
+            #expect(transport.counters.piecesSent >= 300_000 / BlockPieces.pieceBytes)
+        }
+    }
+
+    @Test func `a peer gives no block of another room's file, and says so at once`() async throws {
+        let (alice, bob, _, world) = try await world()
+        _ = try await world.client(alice).createRoom("secret", bucket: world.url, name: "Secret")
+        let (secretFile, _) = try await shareFile(5_000, as: alice, in: "secret", world: world)
+        let (teamFile, _) = try await shareFile(5_000, as: alice, in: "team", world: world)
+        try await withTransport(alice) { transport, port in
+            try bob.addPeer("127.0.0.1:\(port)", roomID: "team")
+            let secret = BlockRef(id: secretFile.reference.root, tier: secretFile.reference.rootTier)
+            let team = BlockRef(id: teamFile.reference.root, tier: teamFile.reference.rootTier)
+            try await bob.withPeerBlockSource("team") { source in
+                let source = try #require(source)
+                await #expect(throws: ClientError.self) { try await source.fetch(secret) }
+                do { _ = try await source.fetch(secret) } catch let error as ClientError { #expect(error.code == .notFound, "\(error)") }
+                #expect(BlockID.of(try await source.fetch(team)) == team.id)
+            }
+            #expect(transport.counters.piecesSent == BlockPieces.pieceCount(team.tier))
+        }
+    }
+
+    @Test func `pieces from a peer that lie make no block, and the next peer's make it`() async throws {
+        let (alice, bob, _, world) = try await world()
+        let (file, _) = try await shareFile(500, as: alice, in: "team", world: world)
+        let block = BlockRef(id: file.reference.root, tier: file.reference.rootTier)
+        let liar = try RawUDPSocket()
+        try await withTransport(alice) { _, alicePort in
+            try await withTransport(bob) { bobTransport, bobPort in
+                // The liar is a member device (it signs as Alice) and answers every want with pieces of zeros.
+                let lying = Task.detached {
+                    var answered = 0
+                    for _ in 0..<4 where answered == 0 {
+                        for bytes in await liar.received(quietSeconds: 0.05, timeoutSeconds: 5) {
+                            guard let want = try? BlockWant(decoding: PeerDatagram(parsing: bytes).body) else { continue }
+                            for index in want.ranges.joined() {
+                                let piece = BlockPiece(
+                                    id: want.id, tier: want.tier, index: index,
+                                    bytes: Array(repeating: 0, count: BlockPieces.pieceLength(index, tier: want.tier)))
+                                liar.send(self.datagram(.blockPiece, from: alice, at: alice.clock(), body: piece.encoded).encoded, to: bobPort)
+                                answered += 1
+                            }
+                        }
+                    }
+                    return answered
+                }
+                let fetched = try await bobTransport.fetchBlock(block, roomID: "team", peers: ["127.0.0.1:\(liar.port)", "127.0.0.1:\(alicePort)"])
+                #expect(BlockID.of(fetched) == block.id)
+                #expect(await lying.value >= BlockPieces.pieceCount(block.tier))
+            }
         }
     }
 }

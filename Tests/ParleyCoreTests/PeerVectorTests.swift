@@ -102,4 +102,29 @@ import Testing
         }
         #expect(bodies.map(Hex.encode) == batches["bodies_hex"]!.array.map(\.text))
     }
+
+    @Test func `block pieces, absences and wants are the generator's, and its refused wants are refused`() throws {
+        let blocks = try #require(Self.vectors["blocks"])
+        #expect(BlockPieces.pieceBytes == Int(blocks["piece_bytes"]!.integerValue!))
+        for tier in BlockTier.allCases {
+            #expect(BlockPieces.pieceCount(tier) == Int(blocks["piece_counts"]!["\(tier.rawValue)"]!.integerValue!))
+        }
+        let small = try #require(Hex.decode(blocks["small_block_hex"]!.text))
+        let smallID = try #require(BlockID(hex: blocks["small_block_id"]!.text))
+        for (index, expected) in blocks["small_pieces_hex"]!.array.enumerated() {
+            let piece = BlockPiece(of: small, id: smallID, tier: .small, index: index)
+            #expect(Hex.encode(piece.encoded) == expected.text)
+            #expect(try BlockPiece(decoding: piece.encoded) == piece)
+        }
+        #expect(Hex.encode(BlockPiece.absent(id: smallID, tier: .small)) == blocks["absent_hex"]!.text)
+        let largeID = try #require(BlockID(hex: blocks["large_block_id"]!.text))
+        for want in blocks["wants"]!.array {
+            let ranges = want["ranges"]!.array.map { Int($0.array[0].integerValue!)..<Int($0.array[1].integerValue!) }
+            #expect(Hex.encode(BlockWant(id: largeID, tier: .large, ranges: ranges).encoded) == want["hex"]!.text)
+            #expect(try BlockWant(decoding: Hex.decode(want["hex"]!.text)!).ranges == ranges)
+        }
+        for refused in blocks["refused_wants"]!.array {
+            #expect(throws: ReconciliationError.self, "\(refused["name"]!.text)") { try BlockWant(decoding: Hex.decode(refused["hex"]!.text)!) }
+        }
+    }
 }

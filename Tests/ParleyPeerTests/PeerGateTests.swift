@@ -117,8 +117,8 @@ import Testing
     @Test func `the pacer lets a burst through, then spaces datagrams at its rate`() {
         var pacer = Pacer(perSecond: 1_000, burst: 3)
         var waits: [Int64] = []
-        for nowMs: Int64 in [0, 0, 0, 0, 10] { waits.append(pacer.take(nowMs: nowMs)) }
-        #expect(waits == [0, 0, 0, 1, 0])
+        for now: Int64 in [0, 0, 0, 0, 0, 10_000] { waits.append(pacer.take(nowMicroseconds: now)) }
+        #expect(waits == [0, 0, 0, 1_000, 2_000, 0])
     }
 }
 

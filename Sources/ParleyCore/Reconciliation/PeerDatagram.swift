@@ -17,6 +17,12 @@ public struct PeerDatagram: Equatable, Sendable {
         case events = 3
         /// An empty datagram whose only point is its nonce: it asks the receiver to echo it (address validation).
         case probe = 4
+        /// A want for pieces of a block (§17.6).
+        case blockWant = 5
+        /// A piece of a block (§17.6).
+        case blockPiece = 6
+        /// The sender does not give the block a want named (§17.6).
+        case blockAbsent = 7
     }
 
     /// The signing input's domain-separation prefix: `parley.peer.v1` and LF.

@@ -2842,6 +2842,7 @@ def peer_vectors():
         ],
     }
     lines = [b'{"n":%d}' % i for i in range(5)] + [b"x" * 2500] + [b'{"n":9}']
+    blocks = block_piece_vectors()
     batches = {"budget": 600, "batch_ids": [1, 2, 3, 4], "lines": [line.decode() for line in lines],
                "bodies_hex": [body.hex() for body in fragments(lines, 600, [1, 2, 3, 4])]}
     return {"description": "Peers (§17). `fingerprints`: for `items` ([timestamp_ms, event hash hex], sorted) and `salt` (hex), "
@@ -2853,10 +2854,84 @@ def peer_vectors():
                            "vector device alice; `valid` ones MUST encode to `hex` from their fields (sealed under "
                            "`datagram_key_hex`, derived from `room_key_hex`) and verify; `invalid` ones MUST be refused with "
                            "`error`. `event_batches`: `lines` packed for a body `budget` with batch ids in order give "
-                           "exactly `bodies_hex`.",
+                           "exactly `bodies_hex`. `blocks` (§17.6): each tier's piece count; `small_block_hex` cut into the "
+                           "piece bodies `small_pieces_hex` and its absence `absent_hex`; `wants` of `large_block_id` "
+                           "(tier 20) whose `ranges` ([start, end)) encode to `hex`; `refused_wants` a reader MUST refuse.",
             "salt": f"{salt:016x}", "items": [[t, h.hex()] for t, h in items], "fingerprints": fingerprints, "bounds": bounds,
             "short_ids": [{"hash": items[i][1].hex(), "short_id": short_id(items[i][1], salt)} for i in range(3)],
-            "sessions": sessions, "malformed": malformed, "bloom": bloom, "datagrams": datagrams, "event_batches": batches}
+            "sessions": sessions, "malformed": malformed, "bloom": bloom, "datagrams": datagrams, "event_batches": batches,
+            "blocks": blocks}
+
+
+PIECE_BYTES, MAX_WANT_PIECES, MAX_WANT_RANGES = 960, 256, 16
+
+
+def piece_count(tier):
+    return -(-(1 << tier) // PIECE_BYTES)
+
+
+def encode_want(block_id, tier, ranges):
+    out, end = bytearray(block_id + bytes([tier]) + varint(len(ranges))), 0
+    for start, stop in ranges:
+        out += varint(start - end) + varint(stop - start)
+        end = stop
+    return bytes(out)
+
+
+def decode_want(data):
+    """A want's ranges (§17.6), or ValueError for any want a receiver refuses."""
+    if len(data) < 33 or data[32] not in (10, 16, 20, 24):
+        raise ValueError("no block id and known tier")
+    tier, at = data[32], 33
+    count, at = read_varint(data, at)
+    if not 1 <= count <= MAX_WANT_RANGES:
+        raise ValueError("range count")
+    pieces, end, total, ranges = piece_count(tier), 0, 0, []
+    for index in range(count):
+        gap, at = read_varint(data, at)
+        length, at = read_varint(data, at)
+        if (index > 0 and gap < 1) or length < 1 or end + gap + length > pieces:
+            raise ValueError("range")
+        total += length
+        if total > MAX_WANT_PIECES:
+            raise ValueError("too many pieces")
+        ranges.append([end + gap, end + gap + length])
+        end += gap + length
+    if at != len(data):
+        raise ValueError("trailing bytes")
+    return ranges
+
+
+def block_piece_vectors():
+    """Block wants and pieces (§17.6)."""
+    small = bytes((i * 7 + 3) % 256 for i in range(1 << 10))
+    small_id = hashlib.sha256(small).digest()
+    pieces = [small[i * PIECE_BYTES:(i + 1) * PIECE_BYTES] for i in range(piece_count(10))]
+    large_id = hashlib.sha256(b"a large block's id").digest()
+    wants = [{"tier": 20, "ranges": r, "hex": encode_want(large_id, 20, r).hex()}
+             for r in ([[0, 256]], [[3, 5], [9, 10], [1000, 1093]], [[1092, 1093]])]
+    for want in wants:
+        assert decode_want(bytes.fromhex(want["hex"])) == want["ranges"]
+    refused = [
+        {"name": "past the block's end", "hex": encode_want(large_id, 20, [[1090, 1094]]).hex()},
+        {"name": "ranges that touch", "hex": (large_id + bytes([20, 2, 0, 5, 0, 5])).hex()},
+        {"name": "257 pieces", "hex": encode_want(large_id, 20, [[0, 200], [201, 258]]).hex()},
+        {"name": "no range", "hex": (large_id + bytes([20, 0])).hex()},
+        {"name": "17 ranges", "hex": encode_want(large_id, 20, [[2 * i, 2 * i + 1] for i in range(17)]).hex()},
+        {"name": "an unknown tier", "hex": (large_id + bytes([11, 1, 0, 1])).hex()},
+        {"name": "a byte after its ranges", "hex": (encode_want(large_id, 20, [[0, 1]]) + b"\x00").hex()},
+    ]
+    for case in refused:
+        try:
+            decode_want(bytes.fromhex(case["hex"]))
+            raise SystemExit(f"refused want accepted: {case['name']}")
+        except ValueError:
+            pass
+    return {"piece_bytes": PIECE_BYTES, "piece_counts": {str(t): piece_count(t) for t in (10, 16, 20, 24)},
+            "small_block_hex": small.hex(), "small_block_id": small_id.hex(),
+            "small_pieces_hex": [(small_id + bytes([10]) + varint(i) + piece).hex() for i, piece in enumerate(pieces)],
+            "absent_hex": (small_id + bytes([10])).hex(), "wants": wants, "refused_wants": refused,
+            "large_block_id": large_id.hex()}
 
 
 def main():

@@ -1,0 +1,136 @@
+import ParleyCore
+import ParleySync
+
+/// A block this node is fetching from peers: the pieces so far, the peer asked now (its address as datagrams from it
+/// show it), and whether that peer said it does not give the block.
+struct BlockFetch {
+    var assembly: BlockAssembly
+    var peer = ""
+    var isAbsent = false
+}
+
+extension PeerTransport {
+    /// How long a want first waits without a new piece before it is asked again (doubled after each such wait in a
+    /// row), and how many such waits give up on a peer: 0.3 + 0.6 + 1.2 + 2.4 s, so a slow or loaded peer is given
+    /// time and a gone one is left within 5 s.
+    static let pieceStallMs = 300
+    static let stallsPerPeer = 4
+    /// How long a room's list of the blocks it gives is trusted before a want for another block reads it again (ms).
+    static let roomBlocksFreshMs = 1_000
+
+    /// Fetches a block of `roomID`'s files from its peers (docs/PROTOCOL.md §17.6), through the socket that
+    /// ``run(listen:peers:wake:bound:)`` or ``withSocket(listen:_:)`` holds: asks each peer in turn for the pieces still
+    /// missing, a window at a time, moving on when one says it does not give the block, stops answering, or gives
+    /// pieces that do not make the block.
+    /// - Returns: the block's stored bytes, checked against its id.
+    /// - Throws: ``TransportError`` `not_found` when no peer gave it; `peer_unreachable` when no socket is open.
+    public func fetchBlock(_ block: BlockRef, roomID: String, peers: [String]) async throws -> [UInt8] {
+        guard let link = activeLink.withLock({ $0 }) else {
+            throw TransportError(code: "peer_unreachable", "No peer socket is open to fetch blocks through.", remedy: "Run the node with --listen-udp.")
+        }
+        // One fetch of a block at a time: another asking for it (a download while the node prefetches) waits for it.
+        while !state.withLock({ state in
+            guard state.fetches[block.id] == nil else { return false }
+            state.fetches[block.id] = BlockFetch(assembly: BlockAssembly(id: block.id, tier: block.tier))
+            return true
+        }) {
+            try await Task.sleep(for: .milliseconds(10))
+            if let held = try host.block(block.id) { return held }
+        }
+        defer { _ = state.withLock { $0.fetches.removeValue(forKey: block.id) } }
+        for peer in peers {
+            guard let resolved = try? link.address(peer) else { continue }
+            state.withLock {
+                $0.fetches[block.id]?.peer = PeerAddress.text(resolved)
+                $0.fetches[block.id]?.isAbsent = false
+            }
+            try await fetchPieces(block, roomID: roomID, from: peer, link: link)
+            let (bytes, isComplete) = state.withLock { state in
+                (state.fetches[block.id]?.assembly.block, state.fetches[block.id]?.assembly.isComplete ?? false)
+            }
+            if let bytes {
+                state.withLock { $0.counters.blocksFetched += 1 }
+                return bytes
+            }
+            if isComplete {
+                // Pieces that make something else: that peer lied, or sent another block's; the next starts afresh.
+                logger.warning("Peer block refused", metadata: ["peer": "\(peer)", "reason": "its pieces do not hash to the block's id"])
+                state.withLock { $0.fetches[block.id]?.assembly = BlockAssembly(id: block.id, tier: block.tier) }
+            }
+        }
+        throw TransportError(
+            code: "not_found", "No peer of room \(roomID) gave block \(block.id.hex.prefix(16))… (asked \(peers.count)).",
+            remedy: "A peer that holds the file must be running and reachable; try again later.")
+    }
+
+    /// Asks `peer` for the block's missing pieces until it is complete, the peer says it does not give it, or the peer
+    /// stops answering.
+    private func fetchPieces(_ block: BlockRef, roomID: String, from peer: String, link: Link) async throws {
+        var stalls = 0
+        while stalls < Self.stallsPerPeer {
+            try Task.checkCancellation()
+            guard let fetch = state.withLock({ $0.fetches[block.id] }), !fetch.isAbsent else { return }
+            let missing = fetch.assembly.missing()
+            guard !missing.isEmpty else { return }
+            let asked = missing.reduce(0) { $0 + $1.count }
+            let before = fetch.assembly.receivedCount
+            await send(
+                .blockWant, roomID: roomID, body: BlockWant(id: block.id, tier: block.tier, ranges: missing).encoded, to: peer, link: link, isSync: false)
+            // Until every piece asked for came, or none came for a while.
+            var seen = before
+            var lastProgress = ContinuousClock.now
+            while ContinuousClock.now - lastProgress < .milliseconds(Self.pieceStallMs << stalls) {
+                try await Task.sleep(for: .milliseconds(3))
+                guard let now = state.withLock({ $0.fetches[block.id] }) else { return }
+                if now.isAbsent || now.assembly.receivedCount - before >= asked { break }
+                if now.assembly.receivedCount > seen {
+                    seen = now.assembly.receivedCount
+                    lastProgress = .now
+                }
+            }
+            stalls = seen == before ? stalls + 1 : 0
+        }
+    }
+
+    /// Answers a want: the pieces asked for, when the room shares a file with this block and this node holds it;
+    /// otherwise that it does not give it.
+    func answer(_ want: BlockWant, roomID: String, to address: String, link: Link) async throws {
+        guard try givesBlock(want.id, roomID: roomID), let stored = try host.block(want.id), stored.count == want.tier.byteCount else {
+            await send(.blockAbsent, roomID: roomID, body: BlockPiece.absent(id: want.id, tier: want.tier), to: address, link: link, isSync: false)
+            return
+        }
+        for range in want.ranges {
+            for index in range {
+                let piece = BlockPiece(of: stored, id: want.id, tier: want.tier, index: index)
+                await send(.blockPiece, roomID: roomID, body: piece.encoded, to: address, link: link, isSync: false)
+            }
+        }
+        state.withLock { $0.counters.piecesSent += want.ranges.reduce(0) { $0 + $1.count } }
+    }
+
+    /// Takes a piece into its fetch, when this node is fetching that block from the address it came from.
+    func take(_ piece: BlockPiece, from address: String) {
+        state.withLock { state in
+            guard state.fetches[piece.id]?.peer == address, state.fetches[piece.id]?.assembly.insert(piece) == true else { return }
+            state.counters.piecesReceived += 1
+        }
+    }
+
+    /// Notes that the peer at `address` does not give a block this node is fetching from it.
+    func takeAbsence(of id: BlockID, from address: String) {
+        state.withLock { state in
+            if state.fetches[id]?.peer == address { state.fetches[id]?.isAbsent = true }
+        }
+    }
+
+    /// Whether a file the room shares has this block: a peer of one room gets no block of another's.
+    private func givesBlock(_ id: BlockID, roomID: String) throws -> Bool {
+        if let known = state.withLock({ $0.roomBlocks[roomID] }) {
+            if known.ids.contains(id) { return true }
+            if ContinuousClock.now - known.at < .milliseconds(Self.roomBlocksFreshMs) { return false }
+        }
+        let ids = try host.roomBlocks(roomID: roomID)
+        state.withLock { $0.roomBlocks[roomID] = (ids, .now) }
+        return ids.contains(id)
+    }
+}
