@@ -156,6 +156,12 @@ public struct Configuration: Sendable {
     /// Seconds between a peer room's syncs with each peer.
     public var peersInterval: Double { seconds(.peersInterval) }
 
+    /// The multicast group LAN discovery uses, when it is on.
+    public var peersDiscover: String? {
+        guard case .text(let group) = self[.peersDiscover] else { return nil }
+        return group
+    }
+
     /// Whether a running node fetches the files its peer rooms' messages share as they arrive.
     public var peersFetchFiles: Bool {
         guard case .boolean(let fetches) = self[.peersFetchFiles] else { return true }

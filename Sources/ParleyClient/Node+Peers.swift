@@ -141,7 +141,8 @@ extension Node {
     /// Where a peer room's blocks are fetched while this node runs its peer transport: the room's peers, through that
     /// transport's socket; `nil` when it runs none or the room lists no peers.
     public func peerBlockSource(_ roomID: String) throws -> (any BlockSource)? {
-        guard let transport = runningPeers.withLock({ $0 }), let peers = try peerRooms()[roomID] else { return nil }
+        let peers = reachablePeers(roomID)
+        guard let transport = runningPeers.withLock({ $0 }), !peers.isEmpty else { return nil }
         return PeerBlockSource(transport: transport, roomID: roomID, peers: peers)
     }
 
@@ -158,6 +159,13 @@ extension Node {
         } catch let error as TransportError {
             throw ClientError(ClientError.Code(name: error.code), error.message, remedy: error.remedy)
         }
+    }
+
+    /// The room's configured peers, then those the running node found on the LAN.
+    func reachablePeers(_ roomID: String) -> [String] {
+        let configured = (try? peerRooms())?[roomID] ?? []
+        let found = runningDiscovery.withLock { $0 }?.discovered()[roomID] ?? []
+        return configured + found.filter { !configured.contains($0) }
     }
 
     /// A free port to listen on meanwhile: on 127.0.0.1 when every peer is on this machine, else on every address.

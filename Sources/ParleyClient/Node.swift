@@ -45,6 +45,8 @@ public final class Node: Sendable {
     let coalescer = PublishCoalescer()
     /// The peer transport this node runs, once one runs: for the metrics, and to fetch peer rooms' blocks through.
     let runningPeers = Mutex<PeerTransport?>(nil)
+    /// The LAN discovery this node runs, once it runs it: peers found there serve blocks too.
+    let runningDiscovery = Mutex<PeerDiscovery?>(nil)
 
     /// Opens the node under `home`.
     /// - Parameter creatingStore: start an empty store if there is none. Only for a home whose store is known to be

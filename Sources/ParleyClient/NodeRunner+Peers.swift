@@ -9,8 +9,16 @@ extension NodeRunner {
     func keepPeers() async {
         guard let listen = settings.listenUDP else { return }
         let transport = PeerTransport(host: NodeTransportHost(node: node, transport: .peer), settings: settings.peers, logger: logger)
+        let discovery = settings.discoverGroup.map { group in
+            PeerDiscovery(host: NodeTransportHost(node: self.node, transport: .peer), settings: PeerDiscovery.Settings(group: group), logger: logger)
+        }
         node.runningPeers.withLock { $0 = transport }
-        defer { node.runningPeers.withLock { $0 = nil } }
+        node.runningDiscovery.withLock { $0 = discovery }
+        defer {
+            node.runningPeers.withLock { $0 = nil }
+            node.runningDiscovery.withLock { $0 = nil }
+        }
+        let (ports, portSink) = AsyncStream<Int>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let subscription = node.feed.subscribe(backlog: 10_000)
         let (wake, ringer) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(256))
         let (messages, arrived) = AsyncStream<(roomID: String, eventID: String)>.makeStream(bufferingPolicy: .bufferingNewest(4_096))
@@ -32,14 +40,36 @@ extension NodeRunner {
             group.addTask {
                 do {
                     try await transport.run(
-                        listen: listen, peers: { (try? node.peerRooms()) ?? [:] }, wake: wake,
-                        bound: { address in self.observer.peersListening(address: address) })
+                        listen: listen, peers: { (try? node.peerRooms()) ?? [:] }, discovered: { discovery?.discovered() ?? [:] }, wake: wake,
+                        bound: { address in
+                            self.observer.peersListening(address: address)
+                            if let port = address.split(separator: ":").last.flatMap({ Int($0) }) { portSink.yield(port) }
+                        })
                 } catch is CancellationError {
                 } catch {
                     self.observer.peersFailed(
                         report:
                             "Peers cannot listen on \(listen): \(ClientError(describing: error).message) Set peers.listen (or --listen-udp) to a free HOST:PORT."
                     )
+                }
+            }
+            if let discovery {
+                group.addTask {
+                    var bound = ports.makeAsyncIterator()
+                    guard let port = await bound.next() else { return }
+                    if listen.hasPrefix("127.") || listen.hasPrefix("[::1]") || listen.hasPrefix("localhost:") {
+                        self.logger.warning(
+                            "Peer discovery announces a port other machines cannot reach: peers.listen is a loopback address; set it to 0.0.0.0:PORT or this machine's LAN address."
+                        )
+                    }
+                    do {
+                        try await discovery.run(listenPort: port, rooms: { (try? node.roomIDs()) ?? [] })
+                    } catch is CancellationError {
+                    } catch {
+                        self.logger.error(
+                            "Peer discovery cannot join \(discovery.settings.group): \(ClientError(describing: error).message) Check that this machine has a multicast route on its LAN, or set peers.discover to another group, or leave it unset."
+                        )
+                    }
                 }
             }
             group.addTask { await self.stopping.wait(upToMs: Int64.max / 2) }
@@ -51,7 +81,8 @@ extension NodeRunner {
     /// Fetches the blocks of the file a message of a peer room shares, when it is at most ``Node/maxPrefetchBytes``
     /// and not held here: so it is here when its sender is not.
     func fetchPeerFile(_ eventID: String, roomID: String, through transport: PeerTransport) async {
-        guard let peers = (try? node.peerRooms())?[roomID], let file = try? node.fileAttachment(eventID: eventID),
+        let peers = node.reachablePeers(roomID)
+        guard !peers.isEmpty, let file = try? node.fileAttachment(eventID: eventID),
             file.size <= Node.maxPrefetchBytes, !node.blocksHeld(file.reference)
         else { return }
         do {

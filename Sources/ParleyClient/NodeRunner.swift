@@ -76,6 +76,8 @@ public final class NodeRunner: Service, Sendable {
         public var listenUDP: String?
         /// How the peer transport syncs.
         public var peers = PeerSettings()
+        /// The multicast group (HOST:PORT) LAN discovery announces and listens on; off when unset.
+        public var discoverGroup: String?
         /// Whether files shared in peer rooms (up to ``Node/maxPrefetchBytes``) are fetched as their messages arrive.
         public var fetchPeerFiles = true
 

@@ -136,6 +136,8 @@ struct NodeTransportHost: TransportHost {
         try node.store.preSharedSecret(roomID: roomID).map { RoomKey.preShared(secret: $0.secret, roomID: roomID).bytes }
     }
 
+    func createEventHash(roomID: String) throws -> String? { try node.store.roomState(roomID: roomID)?.creation?.hash }
+
     func heldBackItems(roomID: String) throws -> [ReconciliationItem] { try node.store.heldBackItems(roomID: roomID) }
 
     func eventWires(roomID: String, items: [ReconciliationItem]) throws -> [[UInt8]] { try node.store.eventWires(roomID: roomID, items: items) }

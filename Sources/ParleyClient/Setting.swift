@@ -83,6 +83,11 @@ extension Setting {
     public static let peersInterval = Setting(
         key: "peers.interval", flag: nil, kind: .seconds(minimum: 0.05, inclusive: true), defaultValue: .seconds(2),
         summary: "Seconds between a peer room's syncs with each peer; new events of this device go to its peers at once.")
+    public static let peersDiscover = Setting(
+        key: "peers.discover", flag: "--discover", kind: .address, defaultValue: .unset,
+        summary:
+            "The multicast group (HOST:PORT, as 239.255.77.77:7799) where `parley node` announces its rooms to the LAN under tags that name none in clear, and finds peers of them; unset, nothing is announced."
+    )
     public static let peersFetchFiles = Setting(
         key: "peers.fetch_files", flag: nil, kind: .boolean, defaultValue: .boolean(true),
         summary:
@@ -92,7 +97,7 @@ extension Setting {
     /// Every setting, in the order `parley config show` lists them.
     public static let all: [Setting] = [
         bucketGzip, bucketRetention, bucketWriteArchives, syncInterval, syncFlushInterval, nodeAPIHost, nodeAPIPort, nodeLogLevel, peersListen, peersSync,
-        peersInterval, peersFetchFiles,
+        peersInterval, peersDiscover, peersFetchFiles,
     ]
 
     /// The sections of `config.toml`.

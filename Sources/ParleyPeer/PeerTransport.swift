@@ -148,11 +148,13 @@ public final class PeerTransport: Sendable {
     /// Listens on `address` (HOST:PORT) and syncs until cancelled.
     /// - Parameters:
     ///   - peers: the configured peers of each room, asked again before each round of syncs.
+    ///   - discovered: peers found on the LAN (``PeerDiscovery``), synced like configured ones, but sent no more than
+    ///     the amplification limit allows until they show they receive there.
     ///   - wake: room ids whose store changed (this device's new events): their new events go to the room's peers.
     ///   - bound: told the address the socket took (port 0 takes a free one).
     public func run(
-        listen address: String, peers: @escaping @Sendable () -> [String: [String]], wake: AsyncStream<String>,
-        bound: @escaping @Sendable (String) -> Void = { _ in }
+        listen address: String, peers: @escaping @Sendable () -> [String: [String]], discovered: @escaping @Sendable () -> [String: [String]] = { [:] },
+        wake: AsyncStream<String>, bound: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws {
         let channel = try await Self.bind(address)
         if let local = channel.channel.localAddress { bound(PeerAddress.text(local)) }
@@ -166,15 +168,20 @@ public final class PeerTransport: Sendable {
                     for try await envelope in inbound { await self.handle(envelope, link: link) }
                 }
                 group.addTask {
+                    // Discovered peers are pushed to once they speak: as any device heard from lately.
                     for await roomID in wake { await self.pushNew(roomID, peers: peers()[roomID] ?? [], link: link) }
                 }
                 group.addTask {
                     while !Task.isCancelled {
                         let configured = peers()
                         self.state.withLock { $0.chosen = Set(configured.values.joined()) }
+                        var all = configured
+                        for (roomID, found) in discovered() {
+                            all[roomID, default: []] += found.filter { !(configured[roomID] ?? []).contains($0) }
+                        }
                         // Spread over the interval, in a random order: after a partition heals, the first syncs carry
                         // what was missed and the later ones find less left, instead of every peer sending it at once.
-                        let syncs = configured.flatMap { roomID, addresses in addresses.map { (roomID, $0) } }.shuffled()
+                        let syncs = all.flatMap { roomID, addresses in addresses.map { (roomID, $0) } }.shuffled()
                         let gapMs = self.settings.intervalMs / Int64(max(1, syncs.count))
                         for (roomID, address) in syncs {
                             await self.startSync(roomID, with: address, link: link)

@@ -106,6 +106,9 @@ public protocol TransportHost: Sendable {
     /// The room's chained events (accepted or not) as set reconciliation sees them (docs/PROTOCOL.md §17.3), stored
     /// after the store's row `afterRow`; and the last row read, to continue from.
     func reconciliationItems(roomID: String, afterRow: Int64) throws -> (items: [ReconciliationItem], lastRow: Int64)
+    /// The hash of the room's create event, as events carry it; `nil` when the node does not hold it. Only holders of the
+    /// room know it: LAN announcements' tags are keyed by it (docs/PROTOCOL.md §17.9).
+    func createEventHash(roomID: String) throws -> String?
     /// The key of a pre-shared-key room (docs/PROTOCOL.md §14.6), its 32 bytes; `nil` for a room of another kind.
     func preSharedRoomKey(roomID: String) throws -> [UInt8]?
     /// The room's events held back for a predecessor, as reconciliation items: held, though not stored yet.

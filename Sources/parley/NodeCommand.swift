@@ -47,6 +47,11 @@ struct NodeOptions: ParsableArguments {
         help: "The UDP address (HOST:PORT) to sync peer rooms on (`parley peer`); none: no peers (default: peers.listen, none).")
     var listenUDP: String?
     @Option(help: "How peers find what the other lacks: reconcile or bloom (default: peers.sync, reconcile).") var sync: String?
+    @Option(
+        help:
+            "Announce this node's rooms on the LAN and find their peers there, on this multicast group (HOST:PORT, as 239.255.77.77:7799); none: off (default: peers.discover, none)."
+    )
+    var discover: String?
 
     func validate() throws {
         if let interval, !(interval > 0 && interval <= 86_400) {
@@ -67,6 +72,7 @@ struct NodeOptions: ParsableArguments {
         if let apiPort { flags[.nodeAPIPort] = .integer(apiPort) }
         if let listenUDP { flags[.peersListen] = listenUDP.lowercased() == "none" ? .unset : .text(listenUDP) }
         if let sync { flags[.peersSync] = .text(sync) }
+        if let discover { flags[.peersDiscover] = discover.lowercased() == "none" ? .unset : .text(discover) }
         return flags
     }
 
@@ -95,6 +101,7 @@ struct NodeOptions: ParsableArguments {
         settings.peers.mode = PeerSettings.Mode(rawValue: configuration.peersSync) ?? .reconcile
         settings.peers.intervalMs = Int64(configuration.peersInterval * 1000)
         settings.fetchPeerFiles = configuration.peersFetchFiles
+        settings.discoverGroup = configuration.peersDiscover
         let runner = NodeRunner(client: client, settings: settings, observer: NodeLog(logger: logger), logger: logger)
         var apiSettings = LocalAPI.Settings()
         apiSettings.host = configuration.apiHost

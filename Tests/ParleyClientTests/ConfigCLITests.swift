@@ -37,6 +37,7 @@ import Testing
                 "peers.listen none default",
                 "peers.sync reconcile default",
                 "peers.interval 2.0 default",
+                "peers.discover none default",
                 "peers.fetch_files true default",
             ])
     }
@@ -53,7 +54,8 @@ import Testing
         let settings = try #require(json?["settings"] as? [String: [String: Any]])
         #expect(
             settings.keys.sorted() == [
-                "bucket.gzip", "bucket.retention", "bucket.write_archives", "node.api_host", "node.api_port", "node.log_level", "peers.fetch_files",
+                "bucket.gzip", "bucket.retention", "bucket.write_archives", "node.api_host", "node.api_port", "node.log_level", "peers.discover",
+                "peers.fetch_files",
                 "peers.interval", "peers.listen", "peers.sync", "sync.flush_interval", "sync.interval",
             ])
         #expect(settings["peers.listen"]?["value"] is NSNull)

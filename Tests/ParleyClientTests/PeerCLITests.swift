@@ -115,6 +115,27 @@ import Testing
         #expect(try String(contentsOfFile: target, encoding: .utf8) == String(repeating: "notes ", count: 20_000))
     }
 
+    @Test func `two nodes that list no peer find each other on the LAN by multicast and sync their room`() throws {
+        let nodes = try TwoNodes()
+        try nodes.shareRoom("team")
+        let (alicePort, bobPort, groupPort) = (try FreePort.belowEphemeral(.udp), try FreePort.belowEphemeral(.udp), try FreePort.belowEphemeral(.udp))
+        let discover = ["--discover", "239.255.77.77:\(groupPort)"]
+        let runners = [
+            try Subprocess.spawn(
+                ParleyCommand.executable.path, ["--home", nodes.alice.home, "node", "--listen-udp", "0.0.0.0:\(alicePort)"] + discover, stdout: .null,
+                stderr: .null),
+            try Subprocess.spawn(
+                ParleyCommand.executable.path, ["--home", nodes.bob.home, "node", "--listen-udp", "0.0.0.0:\(bobPort)"] + discover, stdout: .null,
+                stderr: .null),
+        ]
+        defer { stop(runners) }
+        #expect(try nodes.bob.run(["send", "team", "found you"]).status == 0)
+        #expect(try nodes.alice.waitForLog("team", containing: "found you").contains("bob: found you"))
+        #expect(try nodes.alice.run(["send", "team", "found you too"]).status == 0)
+        #expect(try nodes.bob.waitForLog("team", containing: "found you too").contains("alice: found you too"))
+        #expect(try nodes.alice.run(["peer", "list", "team"]).stdout == "team syncs with no peers\n", "discovered peers are not written to the home")
+    }
+
     @Test func `an invite code lists the inviter's address, and the invited device joins through it with no bucket or relay`() throws {
         let nodes = try TwoNodes()
         #expect(try nodes.alice.run(["room", "create", "team"]).status == 0)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import ParleyCore
@@ -315,5 +316,35 @@ import Testing
                 #expect(await lying.value >= BlockPieces.pieceCount(block.tier))
             }
         }
+    }
+
+    @Test func `an announcement of a room this node holds makes its sender a peer of it; foreign, stale, own and junk ones do not`() async throws {
+        let (alice, _, _, world) = try await world()
+        withExtendedLifetime(world) {}
+        let discovery = PeerDiscovery(
+            host: NodeTransportHost(node: alice, transport: .peer), settings: PeerDiscovery.Settings(group: "239.255.77.77:7799"), logger: Logger(label: "test")
+        )
+        let hash = try #require(try alice.store.roomState(roomID: "team")?.creation?.hash)
+        let key = PeerAnnouncement.roomKey(createHash: hash, preSharedRoomKey: nil, roomID: "team")
+        let foreign = PeerAnnouncement.roomKey(createHash: "another room's create", preSharedRoomKey: nil, roomID: "team")
+        var random = SystemRandomNumberGenerator()
+        func announcement(_ keys: [SymmetricKey], port: UInt16, at sentMs: Int64) -> [UInt8] {
+            let nonce = (0..<12).map { _ in UInt8.random(in: 0...255, using: &random) }
+            return PeerAnnouncement(port: port, sentMs: UInt64(sentMs), nonce: nonce, roomKeys: keys).encoded
+        }
+        let source = "192.0.2.9"
+        let rooms: @Sendable () -> [String] = { ["team"] }
+        #expect(!discovery.take(announcement([foreign], port: 7001, at: alice.clock()), from: source, rooms: rooms))
+        #expect(!discovery.take(announcement([key], port: 7002, at: alice.clock() - 3_600_000), from: source, rooms: rooms))
+        #expect(!discovery.take(Array(repeating: 0x50, count: 300), from: source, rooms: rooms))
+        #expect(discovery.discovered().isEmpty)
+        #expect(discovery.take(announcement([foreign, key], port: 7003, at: alice.clock()), from: source, rooms: rooms))
+        #expect(discovery.discovered() == ["team": ["192.0.2.9:7003"]])
+        // Heard again: known already, no answer due.
+        #expect(!discovery.take(announcement([key], port: 7003, at: alice.clock()), from: source, rooms: rooms))
+        // Past the most kept per room, the one heard from longest ago goes.
+        for port in 8000..<8020 { _ = discovery.take(announcement([key], port: UInt16(port), at: alice.clock()), from: source, rooms: rooms) }
+        let kept = try #require(discovery.discovered()["team"])
+        #expect(kept.count == discovery.settings.maxPerRoom && !kept.contains("192.0.2.9:7003"))
     }
 }

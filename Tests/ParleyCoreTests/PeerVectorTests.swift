@@ -127,4 +127,21 @@ import Testing
             #expect(throws: ReconciliationError.self, "\(refused["name"]!.text)") { try BlockWant(decoding: Hex.decode(refused["hex"]!.text)!) }
         }
     }
+
+    @Test func `announcement keys and an announcement's tags are the generator's`() throws {
+        let vectors = try #require(Self.vectors["announcements"])
+        var keys: [SymmetricKey] = []
+        for room in vectors["rooms"]!.array {
+            let key = PeerAnnouncement.roomKey(
+                createHash: room["create_hash"]!.text, preSharedRoomKey: room["pre_shared_key_hex"]?.stringValue.flatMap { Hex.decode($0) },
+                roomID: room["room_id"]!.text)
+            #expect(key.withUnsafeBytes { Hex.encode(Array($0)) } == room["key_hex"]!.text)
+            keys.append(key)
+        }
+        let announcement = PeerAnnouncement(
+            port: UInt16(vectors["port"]!.integerValue!), sentMs: UInt64(vectors["sent_ms"]!.integerValue!), nonce: Hex.decode(vectors["nonce_hex"]!.text)!,
+            roomKeys: keys)
+        #expect(Hex.encode(announcement.encoded) == vectors["hex"]!.text)
+        for key in keys { #expect(try PeerAnnouncement(parsing: Hex.decode(vectors["hex"]!.text)!).names(roomKey: key)) }
+    }
 }

@@ -2843,6 +2843,7 @@ def peer_vectors():
     }
     lines = [b'{"n":%d}' % i for i in range(5)] + [b"x" * 2500] + [b'{"n":9}']
     blocks = block_piece_vectors()
+    announcements = announcement_vectors()
     batches = {"budget": 600, "batch_ids": [1, 2, 3, 4], "lines": [line.decode() for line in lines],
                "bodies_hex": [body.hex() for body in fragments(lines, 600, [1, 2, 3, 4])]}
     return {"description": "Peers (§17). `fingerprints`: for `items` ([timestamp_ms, event hash hex], sorted) and `salt` (hex), "
@@ -2856,11 +2857,35 @@ def peer_vectors():
                            "`error`. `event_batches`: `lines` packed for a body `budget` with batch ids in order give "
                            "exactly `bodies_hex`. `blocks` (§17.6): each tier's piece count; `small_block_hex` cut into the "
                            "piece bodies `small_pieces_hex` and its absence `absent_hex`; `wants` of `large_block_id` "
-                           "(tier 20) whose `ranges` ([start, end)) encode to `hex`; `refused_wants` a reader MUST refuse.",
+                           "(tier 20) whose `ranges` ([start, end)) encode to `hex`; `refused_wants` a reader MUST refuse. "
+                           "`announcements` (§17.9): each room's announcement `key_hex` from its create hash (and pre-shared "
+                           "key), and the announcement of `port` at `sent_ms` with `nonce_hex` tagging the rooms in order.",
             "salt": f"{salt:016x}", "items": [[t, h.hex()] for t, h in items], "fingerprints": fingerprints, "bounds": bounds,
             "short_ids": [{"hash": items[i][1].hex(), "short_id": short_id(items[i][1], salt)} for i in range(3)],
             "sessions": sessions, "malformed": malformed, "bloom": bloom, "datagrams": datagrams, "event_batches": batches,
-            "blocks": blocks}
+            "blocks": blocks, "announcements": announcements}
+
+
+def announcement_key(create_hash, psk, room_id):
+    return hkdf_sha256(create_hash.encode() + (psk or b""), b"parley.peer.discovery.v1", room_id.encode(), 32)
+
+
+def announcement(port, sent_ms, nonce, keys):
+    """A LAN announcement (§17.9) with a tag per room key, in the order given."""
+    mac_input = b"parley.peer.announce.v1\n" + port.to_bytes(2, "big") + sent_ms.to_bytes(8, "big") + nonce
+    tags = [hmac_sha256(key, mac_input)[:8] for key in keys]
+    return b"PRLA" + bytes([1]) + port.to_bytes(2, "big") + sent_ms.to_bytes(8, "big") + nonce + bytes([len(tags)]) + b"".join(tags)
+
+
+def announcement_vectors():
+    """LAN announcements (§17.9)."""
+    rooms = [("general", "4a5b" * 16, None), ("secret", "c0de" * 16, hashlib.sha256(b"parley vector psk room key").digest())]
+    keys = [announcement_key(h, psk, r) for r, h, psk in rooms]
+    nonce = bytes(range(40, 52))
+    return {"rooms": [{"room_id": r, "create_hash": h, "pre_shared_key_hex": psk.hex() if psk else None, "key_hex": k.hex()}
+                      for (r, h, psk), k in zip(rooms, keys)],
+            "port": 7701, "sent_ms": 1760000000000, "nonce_hex": nonce.hex(),
+            "hex": announcement(7701, 1760000000000, nonce, keys).hex()}
 
 
 PIECE_BYTES, MAX_WANT_PIECES, MAX_WANT_RANGES = 960, 256, 16
