@@ -57,6 +57,8 @@ public final class DemoServer: Service, Sendable {
     let logger: Logger
     let listening = ListeningPort()
     let traffic = Mutex(TrafficLog())
+    /// The simulation the page started last, if any.
+    let simulation = Mutex(DemoSimulation())
     private let nextSubscriber = Atomic<UInt64>(0)
 
     public init(
@@ -100,8 +102,11 @@ public final class DemoServer: Service, Sendable {
         defer { _ = listening.stop() }
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             for participant in participants { tasks.addTask { await self.watch(participant) } }
-            // The application ends on shutdown; the watches end with it.
-            defer { tasks.cancelAll() }
+            // The application ends on shutdown; the watches and a running simulation end with it.
+            defer {
+                tasks.cancelAll()
+                simulation.withLock { $0.task }?.cancel()
+            }
             try await application.run()
         }
     }
@@ -215,6 +220,7 @@ extension DemoServer {
             self.setOnline(participant, online)
             return jsonResponse(["name": .string(name), "online": .bool(participant.isOnline())])
         }
+        addSimulationRoutes(to: demo)
         demo.ws("traffic") { inbound, outbound, _ in
             try await self.streamTraffic(inbound: inbound, outbound: outbound)
         }
@@ -227,7 +233,10 @@ extension DemoServer {
         let (stream, continuation) = AsyncStream.makeStream(of: JSONValue.self, bufferingPolicy: .bufferingNewest(2_000))
         let first: JSONValue = traffic.withLock { log in
             log.subscribers[id] = continuation
-            return ["entries": .array(Array(log.entries.suffix(TrafficLog.kept))), "stats": log.stats.json, "participants": participantsJSON]
+            return [
+                "entries": .array(Array(log.entries.suffix(TrafficLog.kept))), "stats": log.stats.json, "participants": participantsJSON,
+                "simulation": simulation.withLock { $0.json },
+            ]
         }
         defer { _ = traffic.withLock { $0.subscribers.removeValue(forKey: id) } }
         try await outbound.write(.text(CanonicalJSON.string(first)))

@@ -1,17 +1,30 @@
 import Foundation
 import Logging
+import ParleyBucket
+import ParleyCore
 import ParleyPeer
 import ParleyStore
 import ParleySync
 import Synchronization
 
-/// Many devices in one process, each a node with its own home and store, chatting in shared rooms over peers on
-/// 127.0.0.1 through a ``FaultProxy`` (loss, reordering, duplication, devices going offline, a partition): what
-/// `parley sim` runs and reports (docs/CLI.md). Messages go out at a chosen rate from random devices; the report says
-/// how long each took to reach each other device, how long the devices took to agree once the network healed, what it
-/// cost on the wire per event, and whether every device ended with the same events and the same room state.
+/// Many devices in one process, each a node with its own home and store, chatting in shared rooms: over peers on
+/// 127.0.0.1 through a ``FaultProxy`` (loss, reordering, duplication, devices going offline, a partition), or through
+/// a folder bucket each device reaches over a link that can go down: what `parley sim` runs and reports
+/// (docs/CLI.md). Messages, some sharing files, go out at a chosen rate from random devices; the report says how long
+/// each took to reach each other device (a file: until its blocks are all there), how long the devices took to agree
+/// once the network healed, what it cost per event, and whether every device ended with the same events and the
+/// same room state.
 public struct Simulation: Sendable {
+    /// What carries the devices' events.
+    public enum Transport: String, Sendable, CaseIterable {
+        /// UDP between the devices (docs/PROTOCOL.md §17), through the fault proxy when faults are asked for.
+        case peers
+        /// A folder bucket (§13), each device's node running as `parley node` runs it.
+        case bucket
+    }
+
     public struct Settings: Sendable {
+        public var transport = Transport.peers
         public var devices = 4
         public var rooms = 1
         /// Messages per second, all devices together.
@@ -26,6 +39,9 @@ public struct Simulation: Sendable {
         public var partitionSeconds: Double?
         /// The fraction of devices offline at any time, toggled at random every second.
         public var offline = 0.0
+        /// The fraction of messages that share a file, and each file's bytes.
+        public var fileShare = 0.0
+        public var fileBytes = 65_536
         /// How long to wait at the end for every device to hold the same events.
         public var settleSeconds = 60.0
         public var peers = PeerSettings()
@@ -39,6 +55,7 @@ public struct Simulation: Sendable {
 
     /// What a run measured.
     public struct Report: Sendable {
+        public var transport = Transport.peers
         public var devices = 0
         public var rooms = 0
         public var messages = 0
@@ -57,10 +74,21 @@ public struct Simulation: Sendable {
         public var bytes = 0
         public var syncBytes = 0
         public var proxyDropped = 0
+        /// Bucket requests (puts, gets, lists, heads), when the transport is a bucket.
+        public var requests = 0
+        /// Files shared; file-and-recipient pairs whose blocks all arrived, with their latencies (ms); pairs that did not.
+        public var files = 0
+        public var fileLatenciesMs: [Int64] = []
+        public var filesUndelivered = 0
 
-        public func percentile(_ fraction: Double) -> Int64? {
-            guard !latenciesMs.isEmpty else { return nil }
-            let sorted = latenciesMs.sorted()
+        public func percentile(_ fraction: Double) -> Int64? { Self.percentile(fraction, of: latenciesMs) }
+
+        /// A percentile of files' delivery latencies.
+        public func filePercentile(_ fraction: Double) -> Int64? { Self.percentile(fraction, of: fileLatenciesMs) }
+
+        static func percentile(_ fraction: Double, of values: [Int64]) -> Int64? {
+            guard !values.isEmpty else { return nil }
+            let sorted = values.sorted()
             return sorted[min(sorted.count - 1, Int((Double(sorted.count) * fraction).rounded(.down)))]
         }
 
@@ -74,6 +102,10 @@ public struct Simulation: Sendable {
                     "devices": .integer(Int64(devices)), "rooms": .integer(Int64(rooms)), "messages": .integer(Int64(messages)),
                     "deliveries": .integer(Int64(deliveries)), "undelivered": .integer(Int64(undelivered)),
                     "latency_ms": .object(JSONObject(["p50": number(percentile(0.5)), "p95": number(percentile(0.95)), "p99": number(percentile(0.99))])),
+                    "transport": .string(transport.rawValue), "files": .integer(Int64(files)), "file_deliveries": .integer(Int64(fileLatenciesMs.count)),
+                    "files_undelivered": .integer(Int64(filesUndelivered)), "requests": .integer(Int64(requests)),
+                    "file_latency_ms": .object(
+                        JSONObject(["p50": number(filePercentile(0.5)), "p95": number(filePercentile(0.95)), "p99": number(filePercentile(0.99))])),
                     "converged_after_heal_ms": number(convergedAfterHealMs), "converged_at_end_ms": number(convergedAtEndMs),
                     "same_events": .bool(sameEvents), "same_state": .bool(sameState), "datagrams": .integer(Int64(datagrams)),
                     "bytes": .integer(Int64(bytes)), "sync_bytes": .integer(Int64(syncBytes)),
@@ -89,16 +121,18 @@ public struct Simulation: Sendable {
         self.settings = settings
     }
 
-    /// One device of the run.
+    /// One device of the run: its node, and the peer transport or bucket client that carries its events.
     final class Device: Sendable {
         let index: Int
         let node: Node
-        let transport: PeerTransport
+        let transport: PeerTransport?
+        let client: BucketClient?
 
-        init(index: Int, node: Node, transport: PeerTransport) {
+        init(index: Int, node: Node, transport: PeerTransport? = nil, client: BucketClient? = nil) {
             self.index = index
             self.node = node
             self.transport = transport
+            self.client = client
         }
     }
 
@@ -115,6 +149,39 @@ public struct Simulation: Sendable {
         let proxy = Mutex<FaultProxy?>(nil)
         /// The devices' own ports, once known.
         let ports = Mutex<[Int]?>(nil)
+        /// Each file shared: when, and by which device; its recipients so far; their latencies.
+        let filesSent = Mutex<[String: (ms: Int64, sender: Int)]>([:])
+        let fileArrivals = Mutex<[String: Set<Int>]>([:])
+        let fileLatencies = Mutex<[Int64]>([])
+
+        /// The addresses at which `device` reaches the others: through the proxy when there is one.
+        func peers(of device: Int, count: Int) -> [String] {
+            guard let ports = self.ports.withLock({ $0 }) else { return [] }
+            let proxy = self.proxy.withLock { $0 }
+            return (0..<count).filter { $0 != device }.map { "127.0.0.1:\(proxy?.port(of: $0, seenBy: device) ?? ports[$0])" }
+        }
+
+        /// Files whose blocks arrived before their sharing was recorded.
+        let earlyFiles = Mutex<[String: [(device: Int, ms: Int64)]]>([:])
+
+        /// Records a file shared at `ms` (taken before sharing), and the arrivals that came first.
+        func fileSent(_ eventID: String, at ms: Int64, by sender: Int) {
+            filesSent.withLock { $0[eventID] = (ms, sender) }
+            for arrival in earlyFiles.withLock({ $0.removeValue(forKey: eventID) }) ?? [] { fileArrived(eventID, at: arrival.ms, on: arrival.device) }
+        }
+
+        /// Records that every block of a file is on `device` at `ms`.
+        func fileArrived(_ eventID: String, at ms: Int64, on device: Int) {
+            let origin = filesSent.withLock { sent -> (ms: Int64, sender: Int)? in
+                guard let origin = sent[eventID] else {
+                    earlyFiles.withLock { $0[eventID, default: []].append((device, ms)) }
+                    return nil
+                }
+                return origin
+            }
+            guard let origin, origin.sender != device, fileArrivals.withLock({ $0[eventID, default: []].insert(device).inserted }) else { return }
+            fileLatencies.withLock { $0.append(ms - origin.ms) }
+        }
 
         /// Records a message sent at `ms` (taken before sending), and the arrivals that came first.
         func sent(_ eventID: String, at ms: Int64, by sender: Int) {
@@ -156,36 +223,93 @@ public struct Simulation: Sendable {
         defer { temporary?.remove() }
         let directory = settings.directory ?? temporary!.path
         let roomIDs = (0..<settings.rooms).map { "sim-\($0)" }
-        let devices = try makeDevices(in: directory, rooms: roomIDs)
         let tally = Tally()
-
-        // Each device's transport, woken by its feed; the proxy in front of them once their ports are known.
-        let (ports, portSink) = AsyncStream<(Int, Int)>.makeStream()
         var report = Report()
-        report.devices = devices.count
+        report.transport = settings.transport
+        report.devices = settings.devices
         report.rooms = roomIDs.count
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for device in devices {
-                let subscription = device.node.feed.subscribe(backlog: 1_000_000)
-                let (wake, ringer) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(256))
-                group.addTask {
-                    for await activity in subscription.activity {
-                        guard case .events(let roomID, let summaries) = activity else { continue }
-                        ringer.yield(roomID)
-                        let now = Self.monotonicMs()
-                        for summary in summaries where summary.type == EventType.message { tally.arrived(summary.eventID, at: now, on: device.index) }
+        switch settings.transport {
+        case .peers: report = try await runPeers(in: directory, rooms: roomIDs, tally: tally, progress: progress, report: report)
+        case .bucket: report = try await runBucket(in: directory, rooms: roomIDs, tally: tally, progress: progress, report: report)
+        }
+        let arrived = tally.arrivals.withLock { $0 }
+        let expected = tally.sent.withLock { $0 }
+        report.latenciesMs = tally.latencies.withLock { $0 }
+        report.deliveries = report.latenciesMs.count
+        report.undelivered = expected.reduce(0) { total, entry in total + (report.devices - 1 - (arrived[entry.key]?.count ?? 0)) }
+        report.files = tally.filesSent.withLock { $0.count }
+        report.fileLatenciesMs = tally.fileLatencies.withLock { $0 }
+        report.filesUndelivered = report.files * (report.devices - 1) - report.fileLatenciesMs.count
+        return report
+    }
+
+    /// Watches a device's feed: arrivals for the tally, rooms to `wake` (the peer transport's pushes), and files to
+    /// fetch from `source` (retried until they come or the run ends).
+    private func watch(
+        _ device: Device, in group: inout ThrowingTaskGroup<Void, any Error>, tally: Tally, wake: AsyncStream<String>.Continuation?,
+        source: @escaping @Sendable (String) throws -> (any BlockSource)?
+    ) {
+        let subscription = device.node.feed.subscribe(backlog: 1_000_000)
+        let (messages, arrived) = AsyncStream<(roomID: String, eventID: String)>.makeStream()
+        group.addTask {
+            for await activity in subscription.activity {
+                guard case .events(let roomID, let summaries) = activity else { continue }
+                wake?.yield(roomID)
+                let now = Self.monotonicMs()
+                for summary in summaries where summary.type == EventType.message {
+                    tally.arrived(summary.eventID, at: now, on: device.index)
+                    if summary.senderID != device.node.identity.userID { arrived.yield((roomID, summary.eventID)) }
+                }
+            }
+        }
+        guard settings.fileShare > 0 else { return }
+        group.addTask {
+            await withTaskGroup(of: Void.self) { fetches in
+                for await message in messages {
+                    guard let file = try? device.node.fileAttachment(eventID: message.eventID) else { continue }
+                    fetches.addTask {
+                        while !Task.isCancelled {
+                            do {
+                                if let source = try source(message.roomID) { _ = try await device.node.fetchBlocks(of: file, from: source) }
+                                tally.fileArrived(message.eventID, at: Self.monotonicMs(), on: device.index)
+                                return
+                            } catch {
+                                try? await Task.sleep(for: .milliseconds(500))
+                            }
+                        }
                     }
                 }
+            }
+        }
+    }
+
+    /// The devices over peers: each device's transport, woken by its feed; the proxy in front of them once their ports
+    /// are known, when faults are asked for.
+    private func runPeers(
+        in directory: String, rooms roomIDs: [String], tally: Tally, progress: @escaping @Sendable (String) -> Void, report given: Report
+    ) async throws -> Report {
+        let devices = try makeDevices(in: directory, rooms: roomIDs).map { node in
+            Device(
+                index: node.index, node: node.node,
+                transport: PeerTransport(
+                    host: NodeTransportHost(node: node.node, transport: .peer), settings: settings.peers,
+                    logger: Logger(label: "parley.sim", factory: { _ in SwiftLogNoOpLogHandler() })))
+        }
+        let (ports, portSink) = AsyncStream<(Int, Int)>.makeStream()
+        var report = given
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for device in devices {
+                let transport = device.transport!
+                let (wake, ringer) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(256))
+                watch(device, in: &group, tally: tally, wake: ringer) { roomID in
+                    PeerBlockSource(transport: transport, roomID: roomID, peers: tally.peers(of: device.index, count: devices.count))
+                }
                 group.addTask {
-                    try await device.transport.run(
+                    try await transport.run(
                         listen: "127.0.0.1:0",
                         peers: {
-                            guard let ports = tally.ports.withLock({ $0 }) else { return [:] }
-                            let proxy = tally.proxy.withLock { $0 }
-                            let others = (0..<devices.count).filter { $0 != device.index }.map {
-                                "127.0.0.1:\(proxy?.port(of: $0, seenBy: device.index) ?? ports[$0])"
-                            }
-                            return Dictionary(uniqueKeysWithValues: roomIDs.map { ($0, others) })
+                            let others = tally.peers(of: device.index, count: devices.count)
+                            return others.isEmpty ? [:] : Dictionary(uniqueKeysWithValues: roomIDs.map { ($0, others) })
                         }, wake: wake, bound: { address in portSink.yield((device.index, Int(address.split(separator: ":").last!)!)) })
                 }
             }
@@ -196,8 +320,6 @@ public struct Simulation: Sendable {
             }
             let devicePorts = (0..<devices.count).map { bound[$0]! }
             // With no fault asked for, devices reach each other directly; the proxy's hop is left out of the figures.
-            let asksForFaults =
-                settings.loss > 0 || settings.duplication > 0 || settings.reordering > 0 || settings.offline > 0 || settings.partitionSeconds != nil
             let proxy =
                 asksForFaults
                 ? try FaultProxy(
@@ -207,15 +329,10 @@ public struct Simulation: Sendable {
             tally.ports.withLock { $0 = devicePorts }
             defer { proxy?.stop() }
 
-            report = try await drive(devices: devices, rooms: roomIDs, proxy: proxy, tally: tally, progress: progress, report: report)
-            let arrived = tally.arrivals.withLock { $0 }
-            let expected = tally.sent.withLock { $0 }
-            report.latenciesMs = tally.latencies.withLock { $0 }
-            report.deliveries = report.latenciesMs.count
-            report.undelivered = expected.reduce(0) { total, entry in total + (devices.count - 1 - (arrived[entry.key]?.count ?? 0)) }
+            report = try await drive(devices: devices, rooms: roomIDs, network: proxy, tally: tally, progress: progress, report: report)
             report.proxyDropped = proxy?.counts.dropped ?? 0
             for device in devices {
-                let counters = device.transport.counters
+                let counters = device.transport!.counters
                 report.datagrams += counters.datagramsOut
                 report.bytes += counters.bytesOut
                 report.syncBytes += counters.syncBytesOut
@@ -225,10 +342,67 @@ public struct Simulation: Sendable {
         return report
     }
 
+    var asksForFaults: Bool {
+        settings.loss > 0 || settings.duplication > 0 || settings.reordering > 0 || settings.offline > 0 || settings.partitionSeconds != nil
+    }
+
+    /// The devices through a folder bucket: each runs its node as `parley node` does (polling every interval, woken by
+    /// the folder's changes), over a link that counts requests and bytes and fails while the device is offline or cut off.
+    private func runBucket(
+        in directory: String, rooms roomIDs: [String], tally: Tally, progress: @escaping @Sendable (String) -> Void, report given: Report
+    ) async throws -> Report {
+        let url = try BucketURL("file://\(directory)/bucket")
+        try FolderStore(root: directory + "/bucket").createRoot(intermediateFolders: true)
+        let links = BucketLinks()
+        var devices: [Device] = []
+        for index in 0..<settings.devices {
+            let node = try makeNode(index, in: directory)
+            devices.append(
+                Device(
+                    index: index, node: node,
+                    client: BucketClient(node: node, settings: BucketSettings()) { url throws(BucketError) in
+                        SimulatedLink(base: try url.open(environment: [:]), device: index, links: links)
+                    }))
+        }
+        for roomID in roomIDs {
+            let creator = devices[0].client!
+            _ = try await creator.createRoom(roomID, bucket: url, name: "Simulation \(roomID)")
+            for device in devices.dropFirst() {
+                try creator.node.invite(roomID, userID: device.node.identity.userID, key: device.node.identity.signingKeyBase64)
+            }
+            _ = try await creator.flush(roomID)
+            let code = try InviteCode(parsing: try creator.inviteCode(roomID)!.text)
+            for device in devices.dropFirst() { _ = try await device.client!.join(code) }
+            for device in devices { _ = try await device.client!.sync(roomID) }
+        }
+        links.reset()
+        var runnerSettings = NodeRunner.Settings()
+        runnerSettings.schedule = BucketSchedule.Settings(
+            pollIntervalMs: settings.peers.intervalMs, flushAfterMs: 0, maxDelayMs: max(2_000, settings.peers.intervalMs * 2),
+            failureBaseMs: settings.peers.intervalMs)
+        let runners = devices.map {
+            NodeRunner(
+                client: $0.client!, settings: runnerSettings, observer: SilentObserver(),
+                logger: Logger(label: "parley.sim", factory: { _ in SwiftLogNoOpLogHandler() }))
+        }
+        var report = given
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (device, runner) in zip(devices, runners) {
+                watch(device, in: &group, tally: tally, wake: nil) { roomID in try device.client!.blockSource(roomID) }
+                group.addTask { try await runner.run() }
+            }
+            report = try await drive(devices: devices, rooms: roomIDs, network: links, tally: tally, progress: progress, report: report)
+            (report.requests, report.bytes) = links.totals
+            for runner in runners { runner.shutDown() }
+            group.cancelAll()
+        }
+        return report
+    }
+
     /// Sends messages for the run's length (partition and offline toggles on their schedule), then heals the network
     /// and waits for the devices to agree.
     private func drive(
-        devices: [Device], rooms: [String], proxy: FaultProxy?, tally: Tally, progress: @Sendable (String) -> Void, report: Report
+        devices: [Device], rooms: [String], network: (any SimulatedNetwork)?, tally: Tally, progress: @Sendable (String) -> Void, report: Report
     ) async throws -> Report {
         var report = report
         var random = SystemRandomNumberGenerator()
@@ -252,11 +426,11 @@ public struct Simulation: Sendable {
             if now >= endMs { break }
             if settings.partitionSeconds != nil {
                 if !isPartitioned && healedAt == nil && now >= partitionStart {
-                    proxy?.partition(Set(0..<(devices.count / 2)))
+                    network?.partition(Set(0..<(devices.count / 2)))
                     isPartitioned = true
                     progress("partition: devices 0–\(devices.count / 2 - 1) cut off from the rest for \(Int(settings.partitionSeconds!)) s")
                 } else if isPartitioned && now >= partitionEnd {
-                    proxy?.partition([])
+                    network?.partition([])
                     isPartitioned = false
                     healedAt = now
                     heldAtHeal = try union(devices, rooms: rooms)
@@ -275,7 +449,7 @@ public struct Simulation: Sendable {
                 for index in devices.indices {
                     let goesOffline = Double.random(in: 0..<1, using: &random) < settings.offline
                     if goesOffline != offline.contains(index) {
-                        proxy?.setOffline(index, goesOffline)
+                        network?.setOffline(index, goesOffline)
                         if goesOffline { offline.insert(index) } else { offline.remove(index) }
                     }
                 }
@@ -286,8 +460,18 @@ public struct Simulation: Sendable {
                 let roomID = rooms[Int.random(in: 0..<rooms.count, using: &random)]
                 messageNumber += 1
                 let sentMs = Self.monotonicMs()
-                let event = try device.node.send(roomID, text: "sim message \(messageNumber) from device \(device.index)")
-                tally.sent(event.event.eventID, at: sentMs, by: device.index)
+                let text = "sim message \(messageNumber) from device \(device.index)"
+                if Double.random(in: 0..<1, using: &random) < settings.fileShare {
+                    let path = device.node.home.path + "/sim-file-\(messageNumber)"
+                    FileManager.default.createFile(
+                        atPath: path, contents: Data((0..<settings.fileBytes).map { _ in UInt8.random(in: 0...255, using: &random) }))
+                    let event = try device.node.shareFile(roomID, path: path, caption: text)
+                    tally.sent(event.event.eventID, at: sentMs, by: device.index)
+                    tally.fileSent(event.event.eventID, at: sentMs, by: device.index)
+                } else {
+                    let event = try device.node.send(roomID, text: text)
+                    tally.sent(event.event.eventID, at: sentMs, by: device.index)
+                }
             }
             if now >= nextReport {
                 nextReport = now + 1_000
@@ -299,14 +483,19 @@ public struct Simulation: Sendable {
         }
         report.messages = messageNumber
         // The network heals: every device back, every cut gone; then the devices must come to hold the same events.
-        proxy?.partition([])
-        for index in offline { proxy?.setOffline(index, false) }
+        network?.partition([])
+        for index in offline { network?.setOffline(index, false) }
         let stopped = Self.monotonicMs()
         while Self.monotonicMs() - stopped < Int64(settings.settleSeconds * 1000) {
             if try isConverged(devices, rooms: rooms) {
                 report.convergedAtEndMs = Self.monotonicMs() - stopped
                 break
             }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        // Files still being fetched get the rest of the settling time.
+        let pairs = tally.filesSent.withLock { $0.count } * (devices.count - 1)
+        while tally.fileLatencies.withLock({ $0.count }) < pairs, Self.monotonicMs() - stopped < Int64(settings.settleSeconds * 1000) {
             try await Task.sleep(for: .milliseconds(50))
         }
         if settings.partitionSeconds != nil, report.convergedAfterHealMs == nil {
@@ -349,15 +538,17 @@ public struct Simulation: Sendable {
         return true
     }
 
-    /// The devices, each with its home, every one a joined member of every room (set up by copying events between the
-    /// stores, not over the network).
-    private func makeDevices(in directory: String, rooms: [String]) throws -> [Device] {
-        var nodes: [Node] = []
-        for index in 0..<settings.devices {
-            let home = ParleyHome(path: directory + "/device-\(index)")
-            _ = try Identity.create(userID: String(format: "device-%02d", index), home: home)
-            nodes.append(try Node(home: home))
-        }
+    /// A device's node, in its own home under `directory`.
+    private func makeNode(_ index: Int, in directory: String) throws -> Node {
+        let home = ParleyHome(path: directory + "/device-\(index)")
+        _ = try Identity.create(userID: String(format: "device-%02d", index), home: home)
+        return try Node(home: home)
+    }
+
+    /// The devices' nodes, every one a joined member of every room (set up by copying events between the stores, not
+    /// over the network).
+    private func makeDevices(in directory: String, rooms: [String]) throws -> [(index: Int, node: Node)] {
+        let nodes = try (0..<settings.devices).map { try makeNode($0, in: directory) }
         let creator = nodes[0]
         for roomID in rooms {
             _ = try creator.createRoom(roomID, name: "Simulation \(roomID)")
@@ -367,14 +558,7 @@ public struct Simulation: Sendable {
             for node in nodes.dropFirst() { joins.append(try node.join(roomID)) }
             for node in nodes { _ = try node.store.ingest(events: joins, receivedMs: node.clock()) }
         }
-        let peers = settings.peers
-        return nodes.enumerated().map { index, node in
-            Device(
-                index: index, node: node,
-                transport: PeerTransport(
-                    host: NodeTransportHost(node: node, transport: .peer), settings: peers,
-                    logger: Logger(label: "parley.sim", factory: { _ in SwiftLogNoOpLogHandler() })))
-        }
+        return Array(nodes.enumerated()).map { ($0.offset, $0.element) }
     }
 
     private func copyRoom(_ roomID: String, from source: Node, to targets: [Node]) throws {
@@ -393,4 +577,104 @@ struct TemporaryFolder {
     }
 
     func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// What can cut the simulated devices off: the fault proxy between peers, or the links to a bucket.
+protocol SimulatedNetwork: Sendable {
+    /// Cuts `group` off from the rest; an empty group heals.
+    func partition(_ group: Set<Int>)
+    func setOffline(_ device: Int, _ isOffline: Bool)
+}
+
+extension FaultProxy: SimulatedNetwork {}
+
+/// The devices' links to a bucket: down for a device that is offline or on the cut side of a partition (there is one
+/// bucket, so a cut half reaches nobody); counting requests and bytes moved.
+final class BucketLinks: SimulatedNetwork {
+    private let state = Mutex((offline: Set<Int>(), cut: Set<Int>(), requests: 0, bytes: 0))
+
+    func partition(_ group: Set<Int>) { state.withLock { $0.cut = group } }
+
+    func setOffline(_ device: Int, _ isOffline: Bool) {
+        state.withLock {
+            if isOffline { $0.offline.insert(device) } else { $0.offline.remove(device) }
+        }
+    }
+
+    func isUp(_ device: Int) -> Bool { state.withLock { !$0.offline.contains(device) && !$0.cut.contains(device) } }
+
+    func count(bytes: Int) {
+        state.withLock {
+            $0.requests += 1
+            $0.bytes += bytes
+        }
+    }
+
+    /// Requests and bytes (both ways) since the last reset.
+    var totals: (requests: Int, bytes: Int) { state.withLock { ($0.requests, $0.bytes) } }
+
+    func reset() {
+        state.withLock {
+            $0.requests = 0
+            $0.bytes = 0
+        }
+    }
+}
+
+/// One device's link to the bucket: every request fails as unreachable while the link is down.
+final class SimulatedLink: ObjectStore {
+    let base: any ObjectStore
+    let device: Int
+    let links: BucketLinks
+
+    init(base: any ObjectStore, device: Int, links: BucketLinks) {
+        self.base = base
+        self.device = device
+        self.links = links
+    }
+
+    var location: String { base.location }
+
+    private func up(_ bytes: Int = 0) throws(BucketError) {
+        guard links.isUp(device) else { throw BucketError(.unreachable, "device \(device) is offline (simulated)") }
+        links.count(bytes: bytes)
+    }
+
+    func putIfAbsent(key: String, bytes: [UInt8], retention: Retention?) async throws(BucketError) -> PutOutcome {
+        try up(bytes.count)
+        return try await base.putIfAbsent(key: key, bytes: bytes, retention: retention)
+    }
+
+    func get(key: String, maxBytes: Int) async throws(BucketError) -> [UInt8] {
+        try up()
+        let bytes = try await base.get(key: key, maxBytes: maxBytes)
+        links.count(bytes: bytes.count)
+        return bytes
+    }
+
+    func list(prefix: String, startAfter: String?, delimiter: String?, continuation: String?, maxKeys: Int) async throws(BucketError) -> ListPage {
+        try up()
+        return try await base.list(prefix: prefix, startAfter: startAfter, delimiter: delimiter, continuation: continuation, maxKeys: maxKeys)
+    }
+
+    func head(key: String) async throws(BucketError) -> ObjectInfo? {
+        try up()
+        return try await base.head(key: key)
+    }
+
+    func delete(key: String) async throws(BucketError) {
+        try up()
+        try await base.delete(key: key)
+    }
+
+    func changes(under prefix: String) -> AsyncStream<Void>? { base.changes(under: prefix) }
+}
+
+/// A runner's observer that says nothing: the simulation reports for itself.
+struct SilentObserver: NodeRunnerObserver {
+    func roomSynced(_ room: BucketRoom, _ report: SyncReport) {}
+    func roomFailed(_ room: BucketRoom, report: String) {}
+    func roomRecovered(_ room: BucketRoom, report: String) {}
+    func flushingBeforeExit(events: Int, rooms: Int) {}
+    func leftUnsent(_ room: BucketRoom, events: Int, reason: String) {}
 }

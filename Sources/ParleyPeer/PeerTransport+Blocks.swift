@@ -15,8 +15,8 @@ extension PeerTransport {
     /// time and a gone one is left within 5 s.
     static let pieceStallMs = 300
     static let stallsPerPeer = 4
-    /// How long a room's list of the blocks it gives is trusted before a want for another block reads it again (ms).
-    static let roomBlocksFreshMs = 1_000
+    /// How long a want waits for the next piece once pieces came: past it, the missing ones are asked for again.
+    static let pieceGapMs = 100
 
     /// Fetches a block of `roomID`'s files from its peers (docs/PROTOCOL.md §17.6), through the socket that
     /// ``run(listen:peers:wake:bound:)`` or ``withSocket(listen:_:)`` holds: asks each peer in turn for the pieces still
@@ -76,10 +76,11 @@ extension PeerTransport {
             let before = fetch.assembly.receivedCount
             await send(
                 .blockWant, roomID: roomID, body: BlockWant(id: block.id, tier: block.tier, ranges: missing).encoded, to: peer, link: link, isSync: false)
-            // Until every piece asked for came, or none came for a while.
+            // Until every piece asked for came, or none came for a while: long before the first (the peer may be slow
+            // to start), short once they flow (a paced burst has no long gaps: the rest were lost).
             var seen = before
             var lastProgress = ContinuousClock.now
-            while ContinuousClock.now - lastProgress < .milliseconds(Self.pieceStallMs << stalls) {
+            while ContinuousClock.now - lastProgress < .milliseconds(seen == before ? Self.pieceStallMs << stalls : Self.pieceGapMs) {
                 try await Task.sleep(for: .milliseconds(3))
                 guard let now = state.withLock({ $0.fetches[block.id] }) else { return }
                 if now.isAbsent || now.assembly.receivedCount - before >= asked { break }
@@ -123,14 +124,15 @@ extension PeerTransport {
         }
     }
 
-    /// Whether a file the room shares has this block: a peer of one room gets no block of another's.
+    /// Whether a file the room shares has this block: a peer of one room gets no block of another's. The room's list
+    /// is read again only once the room has gained events since it was read: a want for a block of no file costs a
+    /// lookup, not a walk of the room's files.
     private func givesBlock(_ id: BlockID, roomID: String) throws -> Bool {
-        if let known = state.withLock({ $0.roomBlocks[roomID] }) {
-            if known.ids.contains(id) { return true }
-            if ContinuousClock.now - known.at < .milliseconds(Self.roomBlocksFreshMs) { return false }
-        }
+        try refreshed(roomID)
+        let row = state.withLock { $0.rooms[roomID]?.lastRow ?? 0 }
+        if let known = state.withLock({ $0.roomBlocks[roomID] }), known.row == row { return known.ids.contains(id) }
         let ids = try host.roomBlocks(roomID: roomID)
-        state.withLock { $0.roomBlocks[roomID] = (ids, .now) }
+        state.withLock { $0.roomBlocks[roomID] = (ids, row) }
         return ids.contains(id)
     }
 }

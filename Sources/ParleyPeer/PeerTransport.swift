@@ -102,8 +102,8 @@ public final class PeerTransport: Sendable {
         var joining: [String: Joining] = [:]
         /// Blocks being fetched from peers, by id.
         var fetches: [BlockID: BlockFetch] = [:]
-        /// Per room, the blocks it gives peers that ask, and when that was read.
-        var roomBlocks: [String: (ids: Set<BlockID>, at: ContinuousClock.Instant)] = [:]
+        /// Per room, the blocks it gives peers that ask, and the room's last row when that was read.
+        var roomBlocks: [String: (ids: Set<BlockID>, row: Int64)] = [:]
     }
 
     /// A room fetched from a peer before this node holds it: its events are kept until the create its invite code
@@ -492,7 +492,7 @@ public final class PeerTransport: Sendable {
     /// Brings the room's cache up to date; the rows new to it wait for the next push. One refresh at a time, so that
     /// each row is taken once.
     @discardableResult
-    private func refreshed(_ roomID: String) throws -> ReconciliationSet {
+    func refreshed(_ roomID: String) throws -> ReconciliationSet {
         try refreshing.withLock { _ in
             let cached = state.withLock { $0.rooms[roomID] }
             let (items, lastRow) = try host.reconciliationItems(roomID: roomID, afterRow: cached?.lastRow ?? 0)

@@ -5,22 +5,26 @@ import ParleyClient
 struct SimCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sim",
-        abstract: "Simulate many devices chatting over peers through a faulty network, and report latency, convergence and cost.",
+        abstract: "Simulate many devices chatting over peers or a bucket through a faulty network, and report latency, convergence and cost.",
         discussion: """
             Runs --devices nodes in this process, each with its own home and store in a temporary folder, all members \
-            of --rooms rooms, syncing over UDP on 127.0.0.1 through a proxy that loses, duplicates and reorders \
-            datagrams (directly, when no fault is asked for). Messages go out at --rate a second from random devices for --seconds. --partition cuts the first \
-            half of the devices off from the rest for that many seconds, from a quarter of the run; --offline takes \
-            that percentage of devices off the network at random, toggled every second. At the end the network heals \
-            and the devices must come to hold the same events.
+            of --rooms rooms. Over --transport peers they sync over UDP on 127.0.0.1 through a proxy that loses, \
+            duplicates and reorders datagrams (directly, when no fault is asked for); over --transport bucket each \
+            runs its node as `parley node` does against one folder bucket, over a link that goes down while the \
+            device is offline. Messages go out at --rate a second from random devices for --seconds; --files percent \
+            of them share a file of --file-size bytes, which every other device fetches. --partition cuts the first \
+            half of the devices off from the rest (from a bucket, for a bucket) for that many seconds, from a quarter \
+            of the run; --offline takes that percentage of devices off the network at random, toggled every second. \
+            At the end the network heals and the devices must come to hold the same events.
 
-            Reports each message's delivery latency to each other device (p50, p95, p99), how long after the partition \
-            healed every device held the same events, datagrams and bytes sent per message, and whether every device \
-            ended with the same events and room state. --json prints the same as one JSON object.
+            Reports each message's delivery latency to each other device (p50, p95, p99) and each file's (until all \
+            its blocks are there), how long after the partition healed every device held the same events, datagrams \
+            (or bucket requests) and bytes per message, and whether every device ended with the same events and room \
+            state. --json prints the same as one JSON object.
             """)
     @Option(help: "Devices, 2 to 64.") var devices = 4
     @Option(help: "Rooms every device is a member of, 1 to 16.") var rooms = 1
-    @Option(help: "The transport: peers (buckets and relays are not simulated yet).") var transport = "peers"
+    @Option(help: "The transport: peers or bucket.") var transport = "peers"
     @Option(help: "Messages a second, all devices together.") var rate = 5.0
     @Option(help: "Percent of datagrams lost.") var loss = 0.0
     @Option(help: "Percent of datagrams duplicated.") var duplicate = 0.0
@@ -28,6 +32,8 @@ struct SimCommand: AsyncParsableCommand {
     @Option(help: "Seconds the first half of the devices is cut off from the rest.") var partition: Double?
     @Option(help: "Percent of devices offline at any time, toggled at random every second.") var offline = 0.0
     @Option(help: "Seconds of sending.") var seconds = 10.0
+    @Option(help: "Percent of messages that share a file.") var files = 0.0
+    @Option(name: .customLong("file-size"), help: "Bytes of each file shared, 1 to 67108864.") var fileSize = 65_536
     @Option(help: "How peers find what the other lacks: reconcile or bloom.") var sync = "reconcile"
     @Option(help: "Seconds between each device's syncs with each peer.") var interval = 1.0
     @Flag(help: "Print the report as JSON.") var json = false
@@ -35,10 +41,16 @@ struct SimCommand: AsyncParsableCommand {
     func validate() throws {
         guard (2...64).contains(devices) else { throw ValidationError("--devices must be from 2 to 64; it was \(devices).") }
         guard (1...16).contains(rooms) else { throw ValidationError("--rooms must be from 1 to 16; it was \(rooms).") }
-        guard transport == "peers" else {
+        guard let transport = Simulation.Transport(rawValue: transport) else {
             throw ValidationError(
-                "--transport \(TerminalText.escape(transport)) is not simulated yet; only peers is. Buckets and relays run for real with `parley node`.")
+                "--transport \(TerminalText.escape(transport)) is not simulated; give peers or bucket. A relay runs for real with `parley relay serve` and `parley node`."
+            )
         }
+        if transport == .bucket, loss > 0 || duplicate > 0 || reorder > 0 {
+            throw ValidationError("--loss, --duplicate and --reorder are datagram faults, for --transport peers; a bucket run takes --offline and --partition.")
+        }
+        guard (0...100).contains(files) else { throw ValidationError("--files is a percentage, from 0 to 100; it was \(files).") }
+        guard (1...(64 << 20)).contains(fileSize) else { throw ValidationError("--file-size must be from 1 to 67108864 bytes; it was \(fileSize).") }
         guard rate > 0 && rate <= 10_000 else { throw ValidationError("--rate must be above 0 and at most 10000 messages a second.") }
         for (name, value) in [("--loss", loss), ("--duplicate", duplicate), ("--reorder", reorder), ("--offline", offline)] where !(0...100).contains(value) {
             throw ValidationError("\(name) is a percentage, from 0 to 100; it was \(value).")
@@ -51,6 +63,9 @@ struct SimCommand: AsyncParsableCommand {
 
     func run() async throws {
         var settings = Simulation.Settings()
+        settings.transport = Simulation.Transport(rawValue: transport) ?? .peers
+        settings.fileShare = files / 100
+        settings.fileBytes = fileSize
         settings.devices = devices
         settings.rooms = rooms
         settings.rate = rate
@@ -71,14 +86,27 @@ struct SimCommand: AsyncParsableCommand {
             return
         }
         func ms(_ value: Int64?) -> String { value.map { "\($0) ms" } ?? "never" }
-        output("\(report.devices) devices, \(report.rooms) room(s), \(report.messages) messages over peers (\(sync))")
+        output(
+            "\(report.devices) devices, \(report.rooms) room(s), \(report.messages) messages over \(settings.transport == .peers ? "peers (\(sync))" : "a folder bucket")"
+        )
         output("delivered: \(report.deliveries) of \(report.deliveries + report.undelivered) message-and-device pairs")
         output("latency: p50 \(ms(report.percentile(0.5))), p95 \(ms(report.percentile(0.95))), p99 \(ms(report.percentile(0.99)))")
+        if report.files > 0 {
+            output(
+                "files: \(report.files) shared, \(report.fileLatenciesMs.count) of \(report.fileLatenciesMs.count + report.filesUndelivered) file-and-device pairs fetched; p50 \(ms(report.filePercentile(0.5))), p95 \(ms(report.filePercentile(0.95))), p99 \(ms(report.filePercentile(0.99)))"
+            )
+        }
         if partition != nil { output("converged after the partition healed: \(ms(report.convergedAfterHealMs))") }
         output("converged after sending stopped: \(ms(report.convergedAtEndMs))")
-        output(
-            "on the wire: \(report.datagrams) datagrams, \(report.bytes) bytes (\(String(format: "%.1f", report.datagramsPerEvent)) datagrams, \(Int(report.bytesPerEvent.rounded())) bytes per message; \(report.syncBytes) bytes of syncing); the proxy dropped \(report.proxyDropped)"
-        )
+        if settings.transport == .bucket {
+            output(
+                "bucket: \(report.requests) requests, \(report.bytes) bytes (\(Int((Double(report.bytes) / Double(max(1, report.messages))).rounded())) bytes per message)"
+            )
+        } else {
+            output(
+                "on the wire: \(report.datagrams) datagrams, \(report.bytes) bytes (\(String(format: "%.1f", report.datagramsPerEvent)) datagrams, \(Int(report.bytesPerEvent.rounded())) bytes per message; \(report.syncBytes) bytes of syncing); the proxy dropped \(report.proxyDropped)"
+            )
+        }
         output("same events on every device: \(report.sameEvents ? "yes" : "NO"); same room state: \(report.sameState ? "yes" : "NO")")
         if !report.sameEvents || !report.sameState { throw ExitCode(1) }
     }

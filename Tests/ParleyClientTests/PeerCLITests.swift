@@ -230,7 +230,8 @@ import Testing
 @Suite struct SimCLITests {
     @Test func `parley sim runs devices over a lossy network and reports that they all ended with the same events`() throws {
         let result = try ParleyCommand.run([
-            "sim", "--devices", "3", "--seconds", "2", "--rate", "10", "--loss", "10", "--duplicate", "5", "--reorder", "5", "--json",
+            "sim", "--devices", "3", "--seconds", "2", "--rate", "10", "--loss", "10", "--duplicate", "5", "--reorder", "5", "--files", "30",
+            "--file-size", "20000", "--json",
         ])
         #expect(result.status == 0, "\(result.stderr)")
         let report = try JSONParser().parse(Array(result.stdout.utf8))
@@ -240,12 +241,34 @@ import Testing
         #expect(report["same_events"] == true && report["same_state"] == true)
         #expect(report["latency_ms"]?["p50"]?.integerValue != nil)
         #expect((report["proxy_dropped"]?.integerValue ?? 0) > 0)
+        // Every file reached every other device whole, through the same lossy network.
+        let files = try #require(report["files"]?.integerValue)
+        #expect(files > 0 && report["file_deliveries"]?.integerValue == files * 2 && report["files_undelivered"] == 0, "\(result.stdout)")
+        #expect(report["file_latency_ms"]?["p99"]?.integerValue != nil)
+    }
+
+    @Test func `parley sim runs devices through a bucket with devices going offline, and files reach them all`() throws {
+        let result = try ParleyCommand.run([
+            "sim", "--transport", "bucket", "--devices", "4", "--seconds", "3", "--rate", "8", "--offline", "25", "--partition", "1", "--files", "20",
+            "--file-size", "70000", "--json",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try JSONParser().parse(Array(result.stdout.utf8))
+        #expect(report["transport"]?.text == "bucket" && report["devices"] == 4)
+        #expect(report["undelivered"] == 0 && report["same_events"] == true && report["same_state"] == true, "\(result.stdout)")
+        #expect(report["converged_after_heal_ms"]?.integerValue != nil)
+        #expect((report["requests"]?.integerValue ?? 0) > 0 && report["datagrams"] == 0)
+        let files = try #require(report["files"]?.integerValue)
+        #expect(files > 0 && report["files_undelivered"] == 0, "\(result.stdout)")
     }
 
     @Test func `parley sim refuses what it cannot simulate, saying what it can`() throws {
-        let bucket = try ParleyCommand.run(["sim", "--transport", "bucket"])
-        #expect(bucket.status == 64)
-        #expect(bucket.stderr.contains("only peers is"), "\(bucket.stderr)")
+        let relay = try ParleyCommand.run(["sim", "--transport", "relay"])
+        #expect(relay.status == 64)
+        #expect(relay.stderr.contains("give peers or bucket"), "\(relay.stderr)")
+        let lossyBucket = try ParleyCommand.run(["sim", "--transport", "bucket", "--loss", "5"])
+        #expect(lossyBucket.status == 64)
+        #expect(lossyBucket.stderr.contains("datagram faults, for --transport peers"), "\(lossyBucket.stderr)")
         let loss = try ParleyCommand.run(["sim", "--loss", "140"])
         #expect(loss.status == 64)
         #expect(loss.stderr.contains("--loss is a percentage, from 0 to 100"), "\(loss.stderr)")

@@ -283,7 +283,8 @@ import Testing
                 do { _ = try await source.fetch(secret) } catch let error as ClientError { #expect(error.code == .notFound, "\(error)") }
                 #expect(BlockID.of(try await source.fetch(team)) == team.id)
             }
-            #expect(transport.counters.piecesSent == BlockPieces.pieceCount(team.tier))
+            // The team's block went (some pieces twice, when a loaded machine was slow to deliver them).
+            #expect(transport.counters.piecesSent >= BlockPieces.pieceCount(team.tier))
         }
     }
 

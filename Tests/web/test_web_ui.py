@@ -549,6 +549,30 @@ class DemoTests(unittest.TestCase):
         self.until(alice, lambda p: own.find_element(By.CSS_SELECTOR, ".delivery").get_attribute("data-state") in ("sent", "delivered", "read"),
                    "Alice's message sent")
 
+    def test_a_simulation_started_on_the_page_shows_its_progress_then_a_report_where_every_device_agrees(self):
+        page = self.page
+        page.switch_to.default_content()
+        form = page.find_element(By.ID, "simulation-form")
+        for name, value in [("devices", "3"), ("seconds", "3"), ("rate", "10"), ("loss", "10"), ("files", "20")]:
+            field = form.find_element(By.NAME, name)
+            field.clear()
+            field.send_keys(value)
+        page.find_element(By.ID, "simulation-start").click()
+        self.until(page, lambda p: "Running: 3 devices over peers" in p.find_element(By.ID, "simulation-status").text, "the simulation running")
+        self.until(page, lambda p: "messages sent" in p.find_element(By.ID, "simulation-lines").text, "its progress lines")
+
+        def stat(name):
+            return lambda p: p.find_element(By.CSS_SELECTOR, f'#simulation-report dd[data-stat="{name}"]').text
+        self.until(page, lambda p: stat("same-events")(p) == "yes", "the report: same events on every device", seconds=90)
+        self.assertEqual(stat("same-state")(page), "yes")
+        delivered, _, total = stat("delivered")(page).partition(" of ")
+        self.assertEqual(delivered, total)
+        self.assertTrue(int(total) > 0)
+        fetched, _, pairs = stat("files")(page).partition(" of ")
+        self.assertEqual(fetched, pairs)
+        self.assertFalse(page.find_element(By.ID, "simulation-start").get_property("disabled"))
+        self.shoot(self.page, "web-demo-simulation.png")
+
     def test_the_demo_page_without_its_token_is_refused(self):
         other = browser()
         try:

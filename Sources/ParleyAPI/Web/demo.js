@@ -111,6 +111,7 @@
       if (update.participants) showParticipants(update.participants);
       for (const entry of update.entries || []) show(entry);
       if (update.stats) showStats(update.stats);
+      if (update.simulation) showSimulation(update.simulation);
     });
     socket.addEventListener("close", () => {
       setStatus(`The demo server went away; trying again in ${Math.round(retryMs / 1000)} s…`, true);
@@ -182,6 +183,64 @@
         element("span", "latency", ` after ${milliseconds(us)}`), element("span", "", via));
     }
     return cell;
+  }
+
+  // The simulation panel: its form starts one; the stream shows its lines as it runs and its report when it ends.
+  const simulationForm = document.getElementById("simulation-form");
+  const simulationStatus = document.getElementById("simulation-status");
+  simulationForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = {};
+    for (const [key, value] of new FormData(simulationForm)) body[key] = key === "transport" ? value : Number(value);
+    if (body.transport === "bucket") body.loss = 0;
+    try {
+      const response = await fetch("/v1/demo/simulation", {
+        method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      });
+      const answer = await response.json();
+      if (!response.ok) throw new Error(answer.error && answer.error.message ? answer.error.message : `the demo server answered ${response.status}`);
+      showSimulation(answer);
+    } catch (error) {
+      simulationStatus.textContent = `The simulation did not start: ${error.message}`;
+      simulationStatus.classList.add("bad");
+    }
+  });
+
+  function showSimulation(simulation) {
+    document.getElementById("simulation-start").disabled = simulation.running;
+    simulationStatus.classList.toggle("bad", Boolean(simulation.failure));
+    const settings = simulation.settings || {};
+    const what = settings.transport ? `${settings.devices} devices over ${settings.transport}, ${settings.rate} messages/s for ${settings.seconds} s` : "";
+    if (simulation.running) simulationStatus.textContent = `Running: ${what}…`;
+    else if (simulation.failure) simulationStatus.textContent = `Failed: ${simulation.failure}`;
+    else if (simulation.report) simulationStatus.textContent = `Done: ${what}.`;
+    else simulationStatus.textContent = "";
+    document.getElementById("simulation-lines").textContent = (simulation.lines || []).join("\n");
+    const report = simulation.report;
+    const list = document.getElementById("simulation-report");
+    if (!report) {
+      list.replaceChildren();
+      return;
+    }
+    const ms = (value) => value === null || value === undefined ? "–" : `${value} ms`;
+    const rows = [
+      ["messages", String(report.messages), "messages"],
+      ["delivered", `${report.deliveries} of ${report.deliveries + report.undelivered}`, "delivered"],
+      ["latency p50", ms(report.latency_ms.p50), "latency-p50"],
+      ["latency p99", ms(report.latency_ms.p99), "latency-p99"],
+      ["files fetched", `${report.file_deliveries} of ${report.file_deliveries + report.files_undelivered}`, "files"],
+      ["file p50", ms(report.file_latency_ms.p50), "file-p50"],
+      ["converged", ms(report.converged_at_end_ms), "converged"],
+      [report.transport === "bucket" ? "requests" : "datagrams", String(report.transport === "bucket" ? report.requests : report.datagrams), "wire"],
+      ["bytes/message", String(report.bytes_per_event), "bytes"],
+      ["same events", report.same_events ? "yes" : "NO", "same-events"],
+      ["same state", report.same_state ? "yes" : "NO", "same-state"],
+    ];
+    list.replaceChildren(...rows.flatMap(([term, value, stat]) => {
+      const dd = element("dd", "", value);
+      dd.dataset.stat = stat;
+      return [element("dt", "", term), dd];
+    }));
   }
 
   const showRequests = document.getElementById("show-requests");
