@@ -44,7 +44,7 @@ extension DemoServer {
             return number
         }
         let transportName = try fields.optionalString("transport") ?? "peers"
-        guard let transport = Simulation.Transport(rawValue: transportName) else {
+        guard let transport = Simulation.Transport(rawValue: transportName), transport != .relay else {
             throw APIError(ClientError(.invalidArgument, "\"transport\" must be peers or bucket."))
         }
         var settings = Simulation.Settings()

@@ -21,6 +21,9 @@ public struct Simulation: Sendable {
         case peers
         /// A folder bucket (§13), each device's node running as `parley node` runs it.
         case bucket
+        /// A relay (§15) running beside the devices (``Settings/relay``), each device's node running as `parley node`
+        /// runs it, with an account there.
+        case relay
     }
 
     public struct Settings: Sendable {
@@ -42,6 +45,8 @@ public struct Simulation: Sendable {
         /// The fraction of messages that share a file, and each file's bytes.
         public var fileShare = 0.0
         public var fileBytes = 65_536
+        /// The relay's address, for ``Transport/relay``: one the caller runs (`parley sim` runs one in its process).
+        public var relay: String?
         /// How long to wait at the end for every device to hold the same events.
         public var settleSeconds = 60.0
         public var peers = PeerSettings()
@@ -231,6 +236,7 @@ public struct Simulation: Sendable {
         switch settings.transport {
         case .peers: report = try await runPeers(in: directory, rooms: roomIDs, tally: tally, progress: progress, report: report)
         case .bucket: report = try await runBucket(in: directory, rooms: roomIDs, tally: tally, progress: progress, report: report)
+        case .relay: report = try await runRelay(in: directory, rooms: roomIDs, tally: tally, progress: progress, report: report)
         }
         let arrived = tally.arrivals.withLock { $0 }
         let expected = tally.sent.withLock { $0 }
@@ -344,6 +350,48 @@ public struct Simulation: Sendable {
 
     var asksForFaults: Bool {
         settings.loss > 0 || settings.duplication > 0 || settings.reordering > 0 || settings.offline > 0 || settings.partitionSeconds != nil
+    }
+
+    /// The devices through a relay: each has an account there and runs its node as `parley node` does, over a
+    /// WebSocket that the relay pushes events down. The link is TCP, so no fault is simulated.
+    private func runRelay(
+        in directory: String, rooms roomIDs: [String], tally: Tally, progress: @escaping @Sendable (String) -> Void, report given: Report
+    ) async throws -> Report {
+        guard let relay = settings.relay else { throw ClientError(.invalidArgument, "A relay simulation needs the relay's address.") }
+        var devices: [Device] = []
+        for index in 0..<settings.devices {
+            let node = try makeNode(index, in: directory)
+            try await RelayClient(node: node).register(relay: relay, password: "simulated-\(UUID().uuidString)")
+            devices.append(Device(index: index, node: node, client: BucketClient(node: node, settings: BucketSettings())))
+        }
+        let creator = RelayClient(node: devices[0].node)
+        for roomID in roomIDs {
+            _ = try await creator.createRoom(roomID, relay: relay, name: "Simulation \(roomID)")
+            for device in devices.dropFirst() {
+                try creator.node.invite(roomID, userID: device.node.identity.userID, key: device.node.identity.signingKeyBase64)
+            }
+            _ = try await creator.sync([roomID])
+            let code = InviteCode(
+                roomID: roomID, creatorFingerprint: InviteCode.fingerprint(ofKey: creator.node.identity.signingKeyBase64)!, locations: [.relay(url: relay)])
+            for device in devices.dropFirst() { _ = try await RelayClient(node: device.node).join(code) }
+            for device in devices { _ = try await RelayClient(node: device.node).sync([roomID]) }
+        }
+        let runners = devices.map {
+            NodeRunner(
+                client: $0.client!, settings: NodeRunner.Settings(), observer: SilentObserver(),
+                logger: Logger(label: "parley.sim", factory: { _ in SwiftLogNoOpLogHandler() }))
+        }
+        var report = given
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (device, runner) in zip(devices, runners) {
+                watch(device, in: &group, tally: tally, wake: nil) { roomID in try RelayClient(node: device.node).blockSource(roomID) }
+                group.addTask { try await runner.run() }
+            }
+            report = try await drive(devices: devices, rooms: roomIDs, network: nil, tally: tally, progress: progress, report: report)
+            for runner in runners { runner.shutDown() }
+            group.cancelAll()
+        }
+        return report
     }
 
     /// The devices through a folder bucket: each runs its node as `parley node` does (polling every interval, woken by

@@ -1,17 +1,20 @@
 import ArgumentParser
 import Foundation
+import Logging
 import ParleyClient
+import ParleyRelay
 
 struct SimCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sim",
-        abstract: "Simulate many devices chatting over peers or a bucket through a faulty network, and report latency, convergence and cost.",
+        abstract: "Simulate many devices chatting over peers, a bucket or a relay, through a faulty network, and report latency, convergence and cost.",
         discussion: """
             Runs --devices nodes in this process, each with its own home and store in a temporary folder, all members \
             of --rooms rooms. Over --transport peers they sync over UDP on 127.0.0.1 through a proxy that loses, \
             duplicates and reorders datagrams (directly, when no fault is asked for); over --transport bucket each \
             runs its node as `parley node` does against one folder bucket, over a link that goes down while the \
-            device is offline. Messages go out at --rate a second from random devices for --seconds; --files percent \
+            device is offline; over --transport relay a relay runs in this process and each device has an account \
+            there (no faults: the link is TCP). Messages go out at --rate a second from random devices for --seconds; --files percent \
             of them share a file of --file-size bytes, which every other device fetches. --partition cuts the first \
             half of the devices off from the rest (from a bucket, for a bucket) for that many seconds, from a quarter \
             of the run; --offline takes that percentage of devices off the network at random, toggled every second. \
@@ -24,7 +27,7 @@ struct SimCommand: AsyncParsableCommand {
             """)
     @Option(help: "Devices, 2 to 64.") var devices = 4
     @Option(help: "Rooms every device is a member of, 1 to 16.") var rooms = 1
-    @Option(help: "The transport: peers or bucket.") var transport = "peers"
+    @Option(help: "The transport: peers, bucket or relay (run in this process).") var transport = "peers"
     @Option(help: "Messages a second, all devices together.") var rate = 5.0
     @Option(help: "Percent of datagrams lost.") var loss = 0.0
     @Option(help: "Percent of datagrams duplicated.") var duplicate = 0.0
@@ -42,8 +45,11 @@ struct SimCommand: AsyncParsableCommand {
         guard (2...64).contains(devices) else { throw ValidationError("--devices must be from 2 to 64; it was \(devices).") }
         guard (1...16).contains(rooms) else { throw ValidationError("--rooms must be from 1 to 16; it was \(rooms).") }
         guard let transport = Simulation.Transport(rawValue: transport) else {
+            throw ValidationError("--transport \(TerminalText.escape(transport)) is not simulated; give peers, bucket or relay.")
+        }
+        if transport == .relay, loss > 0 || duplicate > 0 || reorder > 0 || offline > 0 || partition != nil {
             throw ValidationError(
-                "--transport \(TerminalText.escape(transport)) is not simulated; give peers or bucket. A relay runs for real with `parley relay serve` and `parley node`."
+                "A relay run takes no faults: its clients' link is TCP, which resends what is lost; --offline and --partition are for peers and a bucket."
             )
         }
         if transport == .bucket, loss > 0 || duplicate > 0 || reorder > 0 {
@@ -79,7 +85,18 @@ struct SimCommand: AsyncParsableCommand {
         settings.peers.intervalMs = Int64(interval * 1000)
         let onTerminal = isatty(STDERR_FILENO) == 1
         let report = try await failingAsync {
-            try await Simulation(settings: settings).run { line in if onTerminal { printError(line) } }
+            guard settings.transport == .relay else { return try await Simulation(settings: settings).run { line in if onTerminal { printError(line) } } }
+            // The relay runs in this process, on a free port of 127.0.0.1, its data in a folder removed afterwards.
+            let data = FileManager.default.temporaryDirectory.appendingPathComponent("parley-sim-relay-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: data) }
+            var relaySettings = RelaySettings(dataDirectory: data)
+            relaySettings.port = 0
+            let relay = try RelayServer(settings: relaySettings, logger: Logger(label: "parley.sim.relay", factory: { _ in SwiftLogNoOpLogHandler() }))
+            let running = Task { try await relay.run() }
+            defer { running.cancel() }
+            guard let port = await relay.port() else { throw ClientError(.io, "The simulation's relay did not start.") }
+            settings.relay = "http://127.0.0.1:\(port)"
+            return try await Simulation(settings: settings).run { line in if onTerminal { printError(line) } }
         }
         if json {
             printJSON(report.json)
@@ -87,7 +104,7 @@ struct SimCommand: AsyncParsableCommand {
         }
         func ms(_ value: Int64?) -> String { value.map { "\($0) ms" } ?? "never" }
         output(
-            "\(report.devices) devices, \(report.rooms) room(s), \(report.messages) messages over \(settings.transport == .peers ? "peers (\(sync))" : "a folder bucket")"
+            "\(report.devices) devices, \(report.rooms) room(s), \(report.messages) messages over \(settings.transport == .peers ? "peers (\(sync))" : settings.transport == .bucket ? "a folder bucket" : "a relay")"
         )
         output("delivered: \(report.deliveries) of \(report.deliveries + report.undelivered) message-and-device pairs")
         output("latency: p50 \(ms(report.percentile(0.5))), p95 \(ms(report.percentile(0.95))), p99 \(ms(report.percentile(0.99)))")
@@ -98,7 +115,9 @@ struct SimCommand: AsyncParsableCommand {
         }
         if partition != nil { output("converged after the partition healed: \(ms(report.convergedAfterHealMs))") }
         output("converged after sending stopped: \(ms(report.convergedAtEndMs))")
-        if settings.transport == .bucket {
+        if settings.transport == .relay {
+            output("the relay's traffic is not counted here: its /metrics says what it carried")
+        } else if settings.transport == .bucket {
             output(
                 "bucket: \(report.requests) requests, \(report.bytes) bytes (\(Int((Double(report.bytes) / Double(max(1, report.messages))).rounded())) bytes per message)"
             )

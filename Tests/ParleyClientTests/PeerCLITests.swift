@@ -247,6 +247,17 @@ import Testing
         #expect(report["file_latency_ms"]?["p99"]?.integerValue != nil)
     }
 
+    @Test func `parley sim runs devices through a relay it runs itself, and messages and files reach them all`() throws {
+        let result = try ParleyCommand.run([
+            "sim", "--transport", "relay", "--devices", "3", "--seconds", "2", "--rate", "8", "--files", "25", "--file-size", "40000", "--json",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try JSONParser().parse(Array(result.stdout.utf8))
+        #expect(report["transport"]?.text == "relay" && (report["messages"]?.integerValue ?? 0) >= 8)
+        #expect(report["undelivered"] == 0 && report["same_events"] == true && report["same_state"] == true, "\(result.stdout)")
+        #expect((report["files"]?.integerValue ?? 0) > 0 && report["files_undelivered"] == 0, "\(result.stdout)")
+    }
+
     @Test func `parley sim runs devices through a bucket with devices going offline, and files reach them all`() throws {
         let result = try ParleyCommand.run([
             "sim", "--transport", "bucket", "--devices", "4", "--seconds", "3", "--rate", "8", "--offline", "25", "--partition", "1", "--files", "20",
@@ -263,9 +274,12 @@ import Testing
     }
 
     @Test func `parley sim refuses what it cannot simulate, saying what it can`() throws {
-        let relay = try ParleyCommand.run(["sim", "--transport", "relay"])
-        #expect(relay.status == 64)
-        #expect(relay.stderr.contains("give peers or bucket"), "\(relay.stderr)")
+        let pigeon = try ParleyCommand.run(["sim", "--transport", "pigeon"])
+        #expect(pigeon.status == 64)
+        #expect(pigeon.stderr.contains("give peers, bucket or relay"), "\(pigeon.stderr)")
+        let offlineRelay = try ParleyCommand.run(["sim", "--transport", "relay", "--offline", "10"])
+        #expect(offlineRelay.status == 64)
+        #expect(offlineRelay.stderr.contains("A relay run takes no faults"), "\(offlineRelay.stderr)")
         let lossyBucket = try ParleyCommand.run(["sim", "--transport", "bucket", "--loss", "5"])
         #expect(lossyBucket.status == 64)
         #expect(lossyBucket.stderr.contains("datagram faults, for --transport peers"), "\(lossyBucket.stderr)")
