@@ -23,6 +23,9 @@ public struct PeerSettings: Sendable, Equatable {
     /// Datagrams per second to one address, after a burst of ``burst``: pacing, so a catch-up does not drown a link.
     public var datagramsPerSecond = 4_000
     public var burst = 128
+    /// Datagrams from one address whose signature this node checks per second (after a burst of a quarter of that);
+    /// past it they are dropped as `rate_limited` before the check.
+    public var verificationsPerSecond = 8_000
     public var gate = PeerGate.Settings()
     public var reassembly = EventReassembler.Limits()
 
@@ -92,8 +95,12 @@ public final class PeerTransport: Sendable {
         var lastNonce: [String: [UInt8]] = [:]
         var pacers: [String: Pacer] = [:]
         var counters = PeerCounters()
-        /// Membership answers, by room and key, with when they stop being trusted.
-        var owners: [String: Int64] = [:]
+        /// Membership answers, by room then key, with when they stop being trusted; a room's are dropped whenever it
+        /// gains an event (a removal takes effect at once).
+        var owners: [String: [[UInt8]: Int64]] = [:]
+        /// Per address, the signature checks it may still cost this node: a member device flooding datagrams is
+        /// dropped before the check once past ``PeerSettings/verificationsPerSecond``.
+        var verifications: [String: Pacer] = [:]
         /// Datagrams held back from addresses that have not shown they receive there, sent once they do.
         var heldBack: [String: [[UInt8]]] = [:]
         /// When a probe last asked each address to show it receives there.
@@ -130,6 +137,12 @@ public final class PeerTransport: Sendable {
     /// The shortest pacing wait slept (µs); and the instant pacers count from.
     static let minimumPaceWait: Int64 = 2_000
     static let paceEpoch = ContinuousClock.now
+
+    /// Microseconds on a monotonic clock, for pacing and rate limits: never the node's clock, which tests may stop.
+    static func monotonicMicroseconds() -> Int64 {
+        let elapsed = ContinuousClock.now - paceEpoch
+        return elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+    }
 
     struct RoomCache {
         var set: ReconciliationSet
@@ -260,6 +273,14 @@ public final class PeerTransport: Sendable {
             guard try isJoinPeer || isMember(datagram.senderKey, of: datagram.roomID, nowMs: nowMs) else {
                 throw PeerDatagramError(.notMember, "its key is no member device of room \(datagram.roomID)")
             }
+            let withinRate = state.withLock { state in
+                var budget = state.verifications[address] ?? Pacer(perSecond: settings.verificationsPerSecond, burst: settings.verificationsPerSecond / 4)
+                let wait = budget.take(nowMicroseconds: Self.monotonicMicroseconds())
+                if state.verifications.count > Self.maxAddresses { state.verifications = [:] }
+                state.verifications[address] = budget
+                return wait == 0
+            }
+            guard withinRate else { throw PeerDatagramError(.rateLimited, "more datagrams from its address than this node checks in a second") }
             try datagram.verify()
             let released = try state.withLock { state throws(PeerDatagramError) -> [[UInt8]] in
                 let wasValidated = state.gate.isValidated(address)
@@ -290,12 +311,11 @@ public final class PeerTransport: Sendable {
     }
 
     private func isMember(_ key: [UInt8], of roomID: String, nowMs: Int64) throws -> Bool {
-        let cacheKey = roomID + " " + Base64.encode(key)
-        if let until = state.withLock({ $0.owners[cacheKey] }), until > nowMs { return true }
+        if let until = state.withLock({ $0.owners[roomID]?[key] }), until > nowMs { return true }
         guard try host.isMemberDevice(roomID: roomID, signingKey: Base64.encode(key)) else { return false }
         state.withLock {
-            if $0.owners.count > 10_000 { $0.owners = [:] }
-            $0.owners[cacheKey] = nowMs + 10_000
+            if $0.owners[roomID, default: [:]].count > 10_000 { $0.owners[roomID] = [:] }
+            $0.owners[roomID, default: [:]][key] = nowMs + 10_000
         }
         return true
     }
@@ -508,6 +528,8 @@ public final class PeerTransport: Sendable {
     /// Sends the room's events stored since its cache was last brought up to date, but for those that came from
     /// peers, to its configured peers and to the devices heard from lately at no configured address.
     func pushNew(_ roomID: String, peers configured: [String], link: Link) async {
+        // The room changed: its membership answers are asked again.
+        _ = state.withLock { $0.owners.removeValue(forKey: roomID) }
         guard (try? refreshed(roomID)) != nil else { return }
         let nowMs = host.now()
         let (new, targets) = state.withLock { state -> ([ReconciliationItem], [String]) in
@@ -604,8 +626,7 @@ public final class PeerTransport: Sendable {
         do {
             let waitMicroseconds = state.withLock { state in
                 var pacer = state.pacers[address] ?? Pacer(perSecond: settings.datagramsPerSecond, burst: settings.burst)
-                let elapsed = ContinuousClock.now - Self.paceEpoch
-                let wait = pacer.take(nowMicroseconds: elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
+                let wait = pacer.take(nowMicroseconds: Self.monotonicMicroseconds())
                 if state.pacers.count > Self.maxAddresses { state.pacers = [:] }
                 state.pacers[address] = pacer
                 return wait

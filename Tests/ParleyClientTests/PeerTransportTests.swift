@@ -25,11 +25,18 @@ import Testing
     }
 
     /// Runs a peer transport for `node` on a free port of 127.0.0.1 while `body` runs.
-    func withTransport(_ node: Node, _ body: (PeerTransport, Int) async throws -> Void) async throws {
-        let transport = PeerTransport(host: NodeTransportHost(node: node, transport: .peer), logger: Logger(label: "test"))
+    func withTransport(_ node: Node, settings: PeerSettings = PeerSettings(), _ body: (PeerTransport, Int) async throws -> Void) async throws {
+        let transport = PeerTransport(host: NodeTransportHost(node: node, transport: .peer), settings: settings, logger: Logger(label: "test"))
         let (ports, portSink) = AsyncStream<Int>.makeStream()
-        let (wake, _) = AsyncStream<String>.makeStream()
+        // Woken by the node's feed, as the running node wakes it.
+        let (wake, ringer) = AsyncStream<String>.makeStream()
+        let subscription = node.feed.subscribe(backlog: 10_000)
         try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await activity in subscription.activity {
+                    if case .events(let roomID, _) = activity { ringer.yield(roomID) }
+                }
+            }
             group.addTask {
                 try await transport.run(listen: "127.0.0.1:0", peers: { [:] }, wake: wake) { address in
                     portSink.yield(Int(address.split(separator: ":").last!)!)
@@ -347,5 +354,46 @@ import Testing
         for port in 8000..<8020 { _ = discovery.take(announcement([key], port: UInt16(port), at: alice.clock()), from: source, rooms: rooms) }
         let kept = try #require(discovery.discovered()["team"])
         #expect(kept.count == discovery.settings.maxPerRoom && !kept.contains("192.0.2.9:7003"))
+    }
+
+    @Test func `a member device flooding datagrams from one address is dropped before the signature check past the rate, and heard again after`() async throws {
+        let (alice, bob, _, world) = try await world()
+        withExtendedLifetime(world) {}
+        let message = try bob.send("team", text: "after the flood")
+        let wire = try #require(try bob.store.eventWires(roomID: "team", items: bob.store.reconciliationItems(roomID: "team").items).last)
+        let flood = (0..<2_000).map { _ in datagram(.probe, from: bob, at: alice.clock(), body: [0]).encoded }
+        var settings = PeerSettings()
+        settings.verificationsPerSecond = 200
+        try await withTransport(alice, settings: settings) { transport, port in
+            let socket = try RawUDPSocket()
+            for bytes in flood { socket.send(bytes, to: port) }
+            // A burst of 50 and 200 a second are checked: at least half the flood is dropped unchecked.
+            #expect(try await eventually { transport.counters.dropped["rate_limited", default: 0] >= 1_000 })
+            // Once the flood is over, the address is heard again (each try a new datagram: a resent one is a replay).
+            let fragment = EventBatches.bodies(for: [wire], budget: PeerDatagram.bodyBudget(roomID: "team", sealed: false)) { 9 }
+            #expect(
+                try await eventually {
+                    socket.send(datagram(.events, from: bob, at: alice.clock(), body: fragment[0]).encoded, to: port)
+                    return try alice.store.event(eventID: message.event.eventID) != nil
+                })
+        }
+    }
+
+    @Test func `a device removed from the room is dropped at its next datagram, not once a cached answer expires`() async throws {
+        let (alice, bob, _, world) = try await world()
+        withExtendedLifetime(world) {}
+        try await withTransport(alice) { transport, port in
+            let socket = try RawUDPSocket()
+            socket.send(datagram(.probe, from: bob, at: alice.clock(), body: [0]).encoded, to: port)
+            #expect(try await eventually { transport.counters.datagramsIn == 1 })
+            #expect(transport.counters.dropped.isEmpty, "Bob is a member: \(transport.counters.dropped)")
+            _ = try alice.setMembership("team", userID: "bob", .ban, reason: nil)
+            // The node's clock stands still here: only the room's change can end the cached answer.
+            #expect(
+                try await eventually {
+                    socket.send(datagram(.probe, from: bob, at: alice.clock(), body: [0]).encoded, to: port)
+                    return transport.counters.dropped["not_member", default: 0] >= 1
+                })
+        }
     }
 }

@@ -175,6 +175,8 @@ public struct PeerDatagramError: Error, Equatable, Sendable, CustomStringConvert
         case replayed
         /// Signed by a key that is no member device of the room.
         case notMember = "not_member"
+        /// More datagrams from one address than the receiver checks in a second.
+        case rateLimited = "rate_limited"
     }
 
     public var code: Code
