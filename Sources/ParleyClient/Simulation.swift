@@ -26,6 +26,28 @@ public struct Simulation: Sendable {
         case relay
     }
 
+    /// A device offline for a stretch of the run.
+    public struct Downtime: Sendable, Equatable {
+        public var device: Int
+        public var from: Double
+        public var to: Double
+
+        public init(device: Int, from: Double, to: Double) {
+            self.device = device
+            self.from = from
+            self.to = to
+        }
+
+        /// Reads `DEVICE:FROM-TO` (seconds), as `parley sim --down` takes it.
+        public init?(parsing text: String) {
+            let parts = text.split(separator: ":")
+            guard parts.count == 2, let device = Int(parts[0]) else { return nil }
+            let span = parts[1].split(separator: "-")
+            guard span.count == 2, let from = Double(span[0]), let to = Double(span[1]), from >= 0, to > from else { return nil }
+            self.init(device: device, from: from, to: to)
+        }
+    }
+
     public struct Settings: Sendable {
         public var transport = Transport.peers
         public var devices = 4
@@ -42,6 +64,8 @@ public struct Simulation: Sendable {
         public var partitionSeconds: Double?
         /// The fraction of devices offline at any time, toggled at random every second.
         public var offline = 0.0
+        /// Devices offline on a schedule: each from `from` to `to` seconds into the run (as well as any drawn at random).
+        public var downtimes: [Downtime] = []
         /// The fraction of messages that share a file, and each file's bytes.
         public var fileShare = 0.0
         public var fileBytes = 65_536
@@ -350,6 +374,7 @@ public struct Simulation: Sendable {
 
     var asksForFaults: Bool {
         settings.loss > 0 || settings.duplication > 0 || settings.reordering > 0 || settings.offline > 0 || settings.partitionSeconds != nil
+            || !settings.downtimes.isEmpty
     }
 
     /// The devices through a relay: each has an account there and runs its node as `parley node` does, over a
@@ -466,6 +491,7 @@ public struct Simulation: Sendable {
         var nextReport = start + 1_000
         var nextConvergenceCheck = start
         var offline: Set<Int> = []
+        var randomlyOffline: Set<Int> = []
         var messageNumber = 0
         let interval = 1.0 / max(settings.rate, 0.001)
         var nextSend = Double(start)
@@ -494,29 +520,39 @@ public struct Simulation: Sendable {
             }
             if settings.offline > 0 && now >= nextToggle {
                 nextToggle = now + 1_000
-                for index in devices.indices {
-                    let goesOffline = Double.random(in: 0..<1, using: &random) < settings.offline
-                    if goesOffline != offline.contains(index) {
-                        network?.setOffline(index, goesOffline)
-                        if goesOffline { offline.insert(index) } else { offline.remove(index) }
-                    }
-                }
+                randomlyOffline = Set(devices.indices.filter { _ in Double.random(in: 0..<1, using: &random) < settings.offline })
+            }
+            // Offline now: the random draw, and the schedule's downtimes that cover this moment.
+            let elapsed = Double(now - start) / 1000
+            let wanted = randomlyOffline.union(settings.downtimes.filter { $0.from <= elapsed && elapsed < $0.to }.map(\.device))
+            for index in devices.indices where wanted.contains(index) != offline.contains(index) {
+                network?.setOffline(index, wanted.contains(index))
+                if wanted.contains(index) { offline.insert(index) } else { offline.remove(index) }
             }
             while Double(now) >= nextSend {
                 nextSend += interval * 1000
                 let device = devices[Int.random(in: 0..<devices.count, using: &random)]
                 let roomID = rooms[Int.random(in: 0..<rooms.count, using: &random)]
                 messageNumber += 1
-                let sentMs = Self.monotonicMs()
                 let text = "sim message \(messageNumber) from device \(device.index)"
                 if Double.random(in: 0..<1, using: &random) < settings.fileShare {
+                    // The file is made before the clock starts: sharing it (sealing, storing) is what is measured.
                     let path = device.node.home.path + "/sim-file-\(messageNumber)"
-                    FileManager.default.createFile(
-                        atPath: path, contents: Data((0..<settings.fileBytes).map { _ in UInt8.random(in: 0...255, using: &random) }))
+                    var contents = Data(count: settings.fileBytes)
+                    contents.withUnsafeMutableBytes { bytes in
+                        for offset in stride(from: 0, to: bytes.count, by: 8) {
+                            withUnsafeBytes(of: random.next()) { word in
+                                for index in 0..<min(8, bytes.count - offset) { bytes[offset + index] = word[index] }
+                            }
+                        }
+                    }
+                    FileManager.default.createFile(atPath: path, contents: contents)
+                    let sentMs = Self.monotonicMs()
                     let event = try device.node.shareFile(roomID, path: path, caption: text)
                     tally.sent(event.event.eventID, at: sentMs, by: device.index)
                     tally.fileSent(event.event.eventID, at: sentMs, by: device.index)
                 } else {
+                    let sentMs = Self.monotonicMs()
                     let event = try device.node.send(roomID, text: text)
                     tally.sent(event.event.eventID, at: sentMs, by: device.index)
                 }

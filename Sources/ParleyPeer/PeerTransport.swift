@@ -21,11 +21,11 @@ public struct PeerSettings: Sendable, Equatable {
     /// How long a peer that last sent something is still pushed new events, when it is not configured (ms).
     public var heardForMs: Int64 = 120_000
     /// Datagrams per second to one address, after a burst of ``burst``: pacing, so a catch-up does not drown a link.
-    public var datagramsPerSecond = 4_000
-    public var burst = 128
+    public var datagramsPerSecond = 12_000
+    public var burst = 256
     /// Datagrams from one address whose signature this node checks per second (after a burst of a quarter of that);
     /// past it they are dropped as `rate_limited` before the check.
-    public var verificationsPerSecond = 8_000
+    public var verificationsPerSecond = 16_000
     public var gate = PeerGate.Settings()
     public var reassembly = EventReassembler.Limits()
 
@@ -275,10 +275,10 @@ public final class PeerTransport: Sendable {
             }
             let withinRate = state.withLock { state in
                 var budget = state.verifications[address] ?? Pacer(perSecond: settings.verificationsPerSecond, burst: settings.verificationsPerSecond / 4)
-                let wait = budget.take(nowMicroseconds: Self.monotonicMicroseconds())
+                let isFree = budget.takeIfFree(nowMicroseconds: Self.monotonicMicroseconds())
                 if state.verifications.count > Self.maxAddresses { state.verifications = [:] }
                 state.verifications[address] = budget
-                return wait == 0
+                return isFree
             }
             guard withinRate else { throw PeerDatagramError(.rateLimited, "more datagrams from its address than this node checks in a second") }
             try datagram.verify()
@@ -660,12 +660,24 @@ public struct Pacer: Sendable {
     /// Takes one datagram's turn at `nowMicroseconds` (a monotonic clock's). - Returns: how long to wait before sending
     /// it (µs).
     public mutating func take(nowMicroseconds: Int64) -> Int64 {
+        refill(nowMicroseconds)
+        tokens -= 1
+        return tokens >= 0 ? 0 : Int64((-tokens * 1_000_000 / Double(perSecond)).rounded(.up))
+    }
+
+    /// Takes a turn at `nowMicroseconds` only when one is free: a rate limit, where what is refused costs nothing later.
+    public mutating func takeIfFree(nowMicroseconds: Int64) -> Bool {
+        refill(nowMicroseconds)
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
+    }
+
+    private mutating func refill(_ nowMicroseconds: Int64) {
         if let lastMicroseconds {
             tokens = min(Double(burst), tokens + Double(nowMicroseconds - lastMicroseconds) * Double(perSecond) / 1_000_000)
         }
         lastMicroseconds = nowMicroseconds
-        tokens -= 1
-        return tokens >= 0 ? 0 : Int64((-tokens * 1_000_000 / Double(perSecond)).rounded(.up))
     }
 }
 

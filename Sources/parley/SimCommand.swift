@@ -17,7 +17,8 @@ struct SimCommand: AsyncParsableCommand {
             there (no faults: the link is TCP). Messages go out at --rate a second from random devices for --seconds; --files percent \
             of them share a file of --file-size bytes, which every other device fetches. --partition cuts the first \
             half of the devices off from the rest (from a bucket, for a bucket) for that many seconds, from a quarter \
-            of the run; --offline takes that percentage of devices off the network at random, toggled every second. \
+            of the run; --offline takes that percentage of devices off the network at random, toggled every second; --down DEVICE:FROM-TO takes one \
+            off on a schedule. \
             At the end the network heals and the devices must come to hold the same events.
 
             Reports each message's delivery latency to each other device (p50, p95, p99) and each file's (until all \
@@ -34,6 +35,7 @@ struct SimCommand: AsyncParsableCommand {
     @Option(help: "Percent of datagrams held back 5–40 ms, so that they arrive after later ones.") var reorder = 0.0
     @Option(help: "Seconds the first half of the devices is cut off from the rest.") var partition: Double?
     @Option(help: "Percent of devices offline at any time, toggled at random every second.") var offline = 0.0
+    @Option(help: "A device offline on a schedule: DEVICE:FROM-TO, seconds into the run (as 2:5-15); repeat for more.") var down: [String] = []
     @Option(help: "Seconds of sending.") var seconds = 10.0
     @Option(help: "Percent of messages that share a file.") var files = 0.0
     @Option(name: .customLong("file-size"), help: "Bytes of each file shared, 1 to 67108864.") var fileSize = 65_536
@@ -55,6 +57,13 @@ struct SimCommand: AsyncParsableCommand {
         if transport == .bucket, loss > 0 || duplicate > 0 || reorder > 0 {
             throw ValidationError("--loss, --duplicate and --reorder are datagram faults, for --transport peers; a bucket run takes --offline and --partition.")
         }
+        for text in down {
+            guard let downtime = Simulation.Downtime(parsing: text) else {
+                throw ValidationError("--down takes DEVICE:FROM-TO in seconds, as 2:5-15; it was \(TerminalText.escape(text)).")
+            }
+            guard downtime.device < devices else { throw ValidationError("--down names device \(downtime.device); the devices are 0 to \(devices - 1).") }
+        }
+        if transport == .relay, !down.isEmpty { throw ValidationError("A relay run takes no faults: --down is for peers and a bucket.") }
         guard (0...100).contains(files) else { throw ValidationError("--files is a percentage, from 0 to 100; it was \(files).") }
         guard (1...(64 << 20)).contains(fileSize) else { throw ValidationError("--file-size must be from 1 to 67108864 bytes; it was \(fileSize).") }
         guard rate > 0 && rate <= 10_000 else { throw ValidationError("--rate must be above 0 and at most 10000 messages a second.") }
@@ -80,6 +89,7 @@ struct SimCommand: AsyncParsableCommand {
         settings.reordering = reorder / 100
         settings.partitionSeconds = partition
         settings.offline = offline / 100
+        settings.downtimes = down.compactMap(Simulation.Downtime.init(parsing:))
         settings.seconds = seconds
         settings.peers.mode = PeerSettings.Mode(rawValue: sync) ?? .reconcile
         settings.peers.intervalMs = Int64(interval * 1000)

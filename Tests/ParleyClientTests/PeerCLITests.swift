@@ -247,6 +247,18 @@ import Testing
         #expect(report["file_latency_ms"]?["p99"]?.integerValue != nil)
     }
 
+    @Test func `parley sim heals a partition of half the devices that lasted a minute, with one device down on a schedule`() throws {
+        let result = try ParleyCommand.run([
+            "sim", "--devices", "6", "--partition", "60", "--seconds", "64", "--rate", "3", "--loss", "5", "--down", "5:2-8", "--json",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try JSONParser().parse(Array(result.stdout.utf8))
+        #expect(report["converged_after_heal_ms"]?.integerValue != nil, "\(result.stdout)")
+        #expect(report["undelivered"] == 0 && report["same_events"] == true && report["same_state"] == true, "\(result.stdout)")
+        let bad = try ParleyCommand.run(["sim", "--down", "9:1-2"])
+        #expect(bad.status == 64 && bad.stderr.contains("--down names device 9; the devices are 0 to 3"), "\(bad.stderr)")
+    }
+
     @Test func `parley sim runs devices through a relay it runs itself, and messages and files reach them all`() throws {
         let result = try ParleyCommand.run([
             "sim", "--transport", "relay", "--devices", "3", "--seconds", "2", "--rate", "8", "--files", "25", "--file-size", "40000", "--json",

@@ -120,6 +120,15 @@ import Testing
         for now: Int64 in [0, 0, 0, 0, 0, 10_000] { waits.append(pacer.take(nowMicroseconds: now)) }
         #expect(waits == [0, 0, 0, 1_000, 2_000, 0])
     }
+
+    @Test func `a rate limit refuses past its burst, and what it refused is not owed later`() {
+        var limit = Pacer(perSecond: 10, burst: 2)
+        let flood = (0..<1_000).map { _ in limit.takeIfFree(nowMicroseconds: 0) }
+        #expect(flood.filter { $0 }.count == 2)
+        // A tenth of a second later one turn is free again, whatever the flood was.
+        let later = [limit.takeIfFree(nowMicroseconds: 100_000), limit.takeIfFree(nowMicroseconds: 100_000)]
+        #expect(later == [true, false])
+    }
 }
 
 @Suite struct FaultPlanTests {
