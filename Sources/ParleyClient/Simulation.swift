@@ -40,9 +40,9 @@ public struct Simulation: Sendable {
 
         /// Reads `DEVICE:FROM-TO` (seconds), as `parley sim --down` takes it.
         public init?(parsing text: String) {
-            let parts = text.split(separator: ":")
-            guard parts.count == 2, let device = Int(parts[0]) else { return nil }
-            let span = parts[1].split(separator: "-")
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let device = Int(parts[0]), device >= 0 else { return nil }
+            let span = parts[1].split(separator: "-", omittingEmptySubsequences: false)
             guard span.count == 2, let from = Double(span[0]), let to = Double(span[1]), from >= 0, to > from else { return nil }
             self.init(device: device, from: from, to: to)
         }
@@ -300,7 +300,8 @@ public struct Simulation: Sendable {
                     fetches.addTask {
                         while !Task.isCancelled {
                             do {
-                                if let source = try source(message.roomID) { _ = try await device.node.fetchBlocks(of: file, from: source) }
+                                guard let source = try source(message.roomID) else { throw ClientError(.notFound, "no source of blocks yet") }
+                                _ = try await device.node.fetchBlocks(of: file, from: source)
                                 tally.fileArrived(message.eventID, at: Self.monotonicMs(), on: device.index)
                                 return
                             } catch {
@@ -687,9 +688,9 @@ final class BucketLinks: SimulatedNetwork {
 
     func isUp(_ device: Int) -> Bool { state.withLock { !$0.offline.contains(device) && !$0.cut.contains(device) } }
 
-    func count(bytes: Int) {
+    func count(requests: Int = 1, bytes: Int) {
         state.withLock {
-            $0.requests += 1
+            $0.requests += requests
             $0.bytes += bytes
         }
     }
@@ -732,7 +733,7 @@ final class SimulatedLink: ObjectStore {
     func get(key: String, maxBytes: Int) async throws(BucketError) -> [UInt8] {
         try up()
         let bytes = try await base.get(key: key, maxBytes: maxBytes)
-        links.count(bytes: bytes.count)
+        links.count(requests: 0, bytes: bytes.count)
         return bytes
     }
 

@@ -38,11 +38,13 @@ public final class PeerDiscovery: Sendable {
         /// Each room's announcement key, by room id, and when the list was made.
         var keys: [String: SymmetricKey] = [:]
         var keysAt: ContinuousClock.Instant?
+        /// The rooms the keys were made for.
+        var keyedRooms: Set<String> = []
         /// Nonces of this node's own recent announcements: the group loops them back.
         var ownNonces: [[UInt8]] = []
         var lastAnswer: ContinuousClock.Instant?
-        var announcementsIn = 0
-        var announcementsOut = 0
+        /// Announcements taken per second, whoever sends them: each costs a lookup of the rooms and a MAC per room.
+        var intake = Pacer(perSecond: PeerDiscovery.announcementsPerSecond, burst: PeerDiscovery.announcementsPerSecond)
     }
 
     public init(host: any TransportHost, settings: Settings, logger: Logger) {
@@ -62,8 +64,8 @@ public final class PeerDiscovery: Sendable {
         }
     }
 
-    /// Announcements received and sent so far.
-    public var counts: (received: Int, sent: Int) { state.withLock { ($0.announcementsIn, $0.announcementsOut) } }
+    /// The most announcements taken in a second; the rest are dropped unread.
+    static let announcementsPerSecond = 200
 
     /// Joins the group and announces `listenPort` for the rooms `rooms` gives, every interval, until cancelled.
     /// - Throws: when the group cannot be joined (no multicast route, a port taken without address reuse).
@@ -77,7 +79,10 @@ public final class PeerDiscovery: Sendable {
         }
         let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: "0.0.0.0", port: groupPort) { channel in
+            // One hop: nothing leaves the local link.
+            .channelOption(ChannelOptions.Types.SocketOption(level: .ip, name: .ip_multicast_ttl), value: 1)
+            // Bound to the group's address, the socket takes only what is sent to the group, not unicast to the port.
+            .bind(host: groupHost, port: groupPort) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(wrappingChannelSynchronously: channel)
                 }
@@ -113,10 +118,12 @@ public final class PeerDiscovery: Sendable {
         }
     }
 
-    /// The rooms' announcement keys, read again once an interval.
+    /// The rooms' announcement keys, made again once an interval or when the rooms changed.
     private func roomKeys(_ rooms: [String]) -> [String: SymmetricKey] {
         let now = ContinuousClock.now
-        if let cached = state.withLock({ state in state.keysAt.map { now - $0 < .milliseconds(settings.intervalMs) } == true ? state.keys : nil }) {
+        if let cached = state.withLock({ state in
+            state.keysAt.map { now - $0 < .milliseconds(settings.intervalMs) } == true && state.keyedRooms == Set(rooms) ? state.keys : nil
+        }) {
             return cached
         }
         var keys: [String: SymmetricKey] = [:]
@@ -126,6 +133,7 @@ public final class PeerDiscovery: Sendable {
         }
         state.withLock {
             $0.keys = keys
+            $0.keyedRooms = Set(rooms)
             $0.keysAt = now
         }
         return keys
@@ -138,11 +146,10 @@ public final class PeerDiscovery: Sendable {
         guard let announcement = try? PeerAnnouncement(parsing: bytes) else { return false }
         let nowMs = host.now()
         guard abs(Int64(clamping: announcement.sentMs) - nowMs) <= 120_000 else { return false }
-        let isOwn = state.withLock { state in
-            state.announcementsIn += 1
-            return state.ownNonces.contains(announcement.nonce)
+        let (isOwn, isWithinRate) = state.withLock { state in
+            (state.ownNonces.contains(announcement.nonce), state.intake.takeIfFree(nowMicroseconds: PeerTransport.monotonicMicroseconds()))
         }
-        guard !isOwn else { return false }
+        guard !isOwn, isWithinRate else { return false }
         let address = "\(source):\(announcement.port)"
         let named = roomKeys(rooms()).filter { announcement.names(roomKey: $0.value) }.map(\.key)
         guard !named.isEmpty else { return false }
@@ -179,7 +186,6 @@ public final class PeerDiscovery: Sendable {
             state.withLock { state in
                 state.ownNonces.append(nonce)
                 if state.ownNonces.count > 64 { state.ownNonces.removeFirst() }
-                state.announcementsOut += 1
             }
             do {
                 try await outbound.write(AddressedEnvelope(remoteAddress: group, data: ByteBuffer(bytes: announcement.encoded)))

@@ -99,6 +99,9 @@ public struct PeerGate: Sendable {
         return true
     }
 
+    /// Whether this sender's nonce was admitted before: a replay, refused without checking its signature.
+    public func hasSeen(_ datagram: PeerDatagram) -> Bool { nonces[NonceKey(sender: datagram.senderKey, nonce: datagram.nonce)] != nil }
+
     /// Whether `address` has echoed a nonce sent to it.
     public func isValidated(_ address: String) -> Bool { addresses[address]?.isValidated ?? false }
 

@@ -17,6 +17,8 @@ extension PeerTransport {
     static let stallsPerPeer = 4
     /// How long a want waits for the next piece once pieces came: past it, the missing ones are asked for again.
     static let pieceGapMs = 100
+    /// Blocks kept read for the wants that follow (at most 4 × 16 MiB).
+    static let servedBlocksKept = 4
 
     /// Fetches a block of `roomID`'s files from its peers (docs/PROTOCOL.md §17.6), through the socket that
     /// ``run(listen:peers:wake:bound:)`` or ``withSocket(listen:_:)`` holds: asks each peer in turn for the pieces still
@@ -26,7 +28,9 @@ extension PeerTransport {
     /// - Throws: ``TransportError`` `not_found` when no peer gave it; `peer_unreachable` when no socket is open.
     public func fetchBlock(_ block: BlockRef, roomID: String, peers: [String]) async throws -> [UInt8] {
         guard let link = activeLink.withLock({ $0 }) else {
-            throw TransportError(code: "peer_unreachable", "No peer socket is open to fetch blocks through.", remedy: "Run the node with --listen-udp.")
+            throw TransportError(
+                code: "peer_unreachable", "No peer socket is open to fetch blocks through: the peer transport is not running, or could not bind its address.",
+                remedy: "Check the node's log for why peers stopped (its peers.listen address), or download with no node running.")
         }
         // One fetch of a block at a time: another asking for it (a download while the node prefetches) waits for it.
         while !state.withLock({ state in
@@ -45,18 +49,19 @@ extension PeerTransport {
                 $0.fetches[block.id]?.isAbsent = false
             }
             try await fetchPieces(block, roomID: roomID, from: peer, link: link)
-            let (bytes, isComplete) = state.withLock { state in
-                (state.fetches[block.id]?.assembly.block, state.fetches[block.id]?.assembly.isComplete ?? false)
+            // Taken out of the lock before it is hashed (up to 16 MiB): the lock stays free for the receive loop.
+            let assembly = state.withLock { state -> BlockAssembly? in
+                guard state.fetches[block.id]?.assembly.isComplete == true else { return nil }
+                defer { state.fetches[block.id]?.assembly = BlockAssembly(id: block.id, tier: block.tier) }
+                return state.fetches[block.id]?.assembly
             }
-            if let bytes {
+            guard let assembly else { continue }
+            if let bytes = assembly.block {
                 state.withLock { $0.counters.blocksFetched += 1 }
                 return bytes
             }
-            if isComplete {
-                // Pieces that make something else: that peer lied, or sent another block's; the next starts afresh.
-                logger.warning("Peer block refused", metadata: ["peer": "\(peer)", "reason": "its pieces do not hash to the block's id"])
-                state.withLock { $0.fetches[block.id]?.assembly = BlockAssembly(id: block.id, tier: block.tier) }
-            }
+            // Pieces that make something else: that peer lied, or sent another block's; the next starts afresh.
+            logger.warning("Peer block refused", metadata: ["peer": "\(peer)", "reason": "its pieces do not hash to the block's id"])
         }
         throw TransportError(
             code: "not_found", "No peer of room \(roomID) gave block \(block.id.hex.prefix(16))… (asked \(peers.count)).",
@@ -66,14 +71,21 @@ extension PeerTransport {
     /// Asks `peer` for the block's missing pieces until it is complete, the peer says it does not give it, or the peer
     /// stops answering.
     private func fetchPieces(_ block: BlockRef, roomID: String, from peer: String, link: Link) async throws {
+        // Only counts and ranges leave the lock: a copy of the assembly held outside would make the next piece copy
+        // its whole buffer.
+        func progress() -> (received: Int, isAbsent: Bool)? {
+            state.withLock { state in state.fetches[block.id].map { ($0.assembly.receivedCount, $0.isAbsent) } }
+        }
         var stalls = 0
         while stalls < Self.stallsPerPeer {
             try Task.checkCancellation()
-            guard let fetch = state.withLock({ $0.fetches[block.id] }), !fetch.isAbsent else { return }
-            let missing = fetch.assembly.missing()
-            guard !missing.isEmpty else { return }
+            guard
+                let (missing, before) = state.withLock({ state -> ([Range<Int>], Int)? in
+                    guard let fetch = state.fetches[block.id], !fetch.isAbsent else { return nil }
+                    return (fetch.assembly.missing(), fetch.assembly.receivedCount)
+                }), !missing.isEmpty
+            else { return }
             let asked = missing.reduce(0) { $0 + $1.count }
-            let before = fetch.assembly.receivedCount
             await send(
                 .blockWant, roomID: roomID, body: BlockWant(id: block.id, tier: block.tier, ranges: missing).encoded, to: peer, link: link, isSync: false)
             // Until every piece asked for came, or none came for a while: long before the first (the peer may be slow
@@ -82,10 +94,10 @@ extension PeerTransport {
             var lastProgress = ContinuousClock.now
             while ContinuousClock.now - lastProgress < .milliseconds(seen == before ? Self.pieceStallMs << stalls : Self.pieceGapMs) {
                 try await Task.sleep(for: .milliseconds(3))
-                guard let now = state.withLock({ $0.fetches[block.id] }) else { return }
-                if now.isAbsent || now.assembly.receivedCount - before >= asked { break }
-                if now.assembly.receivedCount > seen {
-                    seen = now.assembly.receivedCount
+                guard let now = progress() else { return }
+                if now.isAbsent || now.received - before >= asked { break }
+                if now.received > seen {
+                    seen = now.received
                     lastProgress = .now
                 }
             }
@@ -96,7 +108,7 @@ extension PeerTransport {
     /// Answers a want: the pieces asked for, when the room shares a file with this block and this node holds it;
     /// otherwise that it does not give it.
     func answer(_ want: BlockWant, roomID: String, to address: String, link: Link) async throws {
-        guard try givesBlock(want.id, roomID: roomID), let stored = try host.block(want.id), stored.count == want.tier.byteCount else {
+        guard try givesBlock(want.id, roomID: roomID), let stored = try servedBlock(want.id), stored.count == want.tier.byteCount else {
             await send(.blockAbsent, roomID: roomID, body: BlockPiece.absent(id: want.id, tier: want.tier), to: address, link: link, isSync: false)
             return
         }
@@ -124,15 +136,31 @@ extension PeerTransport {
         }
     }
 
+    /// A block being served, read (and checked against its id) once for all the wants of a fetch rather than once
+    /// per want: the last few are kept.
+    private func servedBlock(_ id: BlockID) throws -> [UInt8]? {
+        if let kept = state.withLock({ $0.servedBlocks.first { $0.id == id }?.bytes }) { return kept }
+        guard let bytes = try host.block(id) else { return nil }
+        state.withLock { state in
+            state.servedBlocks.append((id, bytes))
+            if state.servedBlocks.count > Self.servedBlocksKept { state.servedBlocks.removeFirst() }
+        }
+        return bytes
+    }
+
     /// Whether a file the room shares has this block: a peer of one room gets no block of another's. The room's list
-    /// is read again only once the room has gained events since it was read: a want for a block of no file costs a
+    /// is read again when the room has gained events since it was read, and on a miss at most once a second (this
+    /// node may have fetched a file's manifests since, which list more blocks): a want for a block of no file costs a
     /// lookup, not a walk of the room's files.
     private func givesBlock(_ id: BlockID, roomID: String) throws -> Bool {
         try refreshed(roomID)
         let row = state.withLock { $0.rooms[roomID]?.lastRow ?? 0 }
-        if let known = state.withLock({ $0.roomBlocks[roomID] }), known.row == row { return known.ids.contains(id) }
+        if let known = state.withLock({ $0.roomBlocks[roomID] }), known.row == row {
+            if known.ids.contains(id) { return true }
+            if ContinuousClock.now - known.at < .seconds(1) { return false }
+        }
         let ids = try host.roomBlocks(roomID: roomID)
-        state.withLock { $0.roomBlocks[roomID] = (ids, row) }
+        state.withLock { $0.roomBlocks[roomID] = (ids, row, .now) }
         return ids.contains(id)
     }
 }

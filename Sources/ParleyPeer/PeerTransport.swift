@@ -23,8 +23,8 @@ public struct PeerSettings: Sendable, Equatable {
     /// Datagrams per second to one address, after a burst of ``burst``: pacing, so a catch-up does not drown a link.
     public var datagramsPerSecond = 12_000
     public var burst = 256
-    /// Datagrams from one address whose signature this node checks per second (after a burst of a quarter of that);
-    /// past it they are dropped as `rate_limited` before the check.
+    /// Datagrams from one host that this node checks per second (after a burst of a quarter of that); past it they are
+    /// dropped as `rate_limited` before the membership lookup and the signature check.
     public var verificationsPerSecond = 16_000
     public var gate = PeerGate.Settings()
     public var reassembly = EventReassembler.Limits()
@@ -98,8 +98,8 @@ public final class PeerTransport: Sendable {
         /// Membership answers, by room then key, with when they stop being trusted; a room's are dropped whenever it
         /// gains an event (a removal takes effect at once).
         var owners: [String: [[UInt8]: Int64]] = [:]
-        /// Per address, the signature checks it may still cost this node: a member device flooding datagrams is
-        /// dropped before the check once past ``PeerSettings/verificationsPerSecond``.
+        /// Per host, the checks it may still cost this node: datagrams past ``PeerSettings/verificationsPerSecond``
+        /// are dropped before the membership lookup and the signature check.
         var verifications: [String: Pacer] = [:]
         /// Datagrams held back from addresses that have not shown they receive there, sent once they do.
         var heldBack: [String: [[UInt8]]] = [:]
@@ -109,8 +109,10 @@ public final class PeerTransport: Sendable {
         var joining: [String: Joining] = [:]
         /// Blocks being fetched from peers, by id.
         var fetches: [BlockID: BlockFetch] = [:]
-        /// Per room, the blocks it gives peers that ask, and the room's last row when that was read.
-        var roomBlocks: [String: (ids: Set<BlockID>, row: Int64)] = [:]
+        /// Per room, the blocks it gives peers that ask, the room's last row when that was read, and when.
+        var roomBlocks: [String: (ids: Set<BlockID>, row: Int64, at: ContinuousClock.Instant)] = [:]
+        /// Blocks read lately to answer wants, oldest first.
+        var servedBlocks: [(id: BlockID, bytes: [UInt8])] = []
     }
 
     /// A room fetched from a peer before this node holds it: its events are kept until the create its invite code
@@ -270,17 +272,23 @@ public final class PeerTransport: Sendable {
                 throw PeerDatagramError(.stale, "sent at \(datagram.sentMs), too far from this node's clock")
             }
             let isJoinPeer = state.withLock { $0.joining[datagram.roomID]?.peer == address }
+            // Per host, before the membership lookup and the signature: what a flood may cost is bounded whichever
+            // keys it claims and whichever ports it comes from.
+            let host = address.lastIndex(of: ":").map { String(address[..<$0]) } ?? address
+            let withinRate = state.withLock { state in
+                var budget =
+                    state.verifications[host] ?? Pacer(perSecond: settings.verificationsPerSecond, burst: max(1, settings.verificationsPerSecond / 4))
+                let isFree = budget.takeIfFree(nowMicroseconds: Self.monotonicMicroseconds())
+                if state.verifications.count > Self.maxAddresses { state.verifications = [:] }
+                state.verifications[host] = budget
+                return isFree
+            }
+            guard withinRate else { throw PeerDatagramError(.rateLimited, "more datagrams from its host than this node checks in a second") }
             guard try isJoinPeer || isMember(datagram.senderKey, of: datagram.roomID, nowMs: nowMs) else {
                 throw PeerDatagramError(.notMember, "its key is no member device of room \(datagram.roomID)")
             }
-            let withinRate = state.withLock { state in
-                var budget = state.verifications[address] ?? Pacer(perSecond: settings.verificationsPerSecond, burst: settings.verificationsPerSecond / 4)
-                let isFree = budget.takeIfFree(nowMicroseconds: Self.monotonicMicroseconds())
-                if state.verifications.count > Self.maxAddresses { state.verifications = [:] }
-                state.verifications[address] = budget
-                return isFree
-            }
-            guard withinRate else { throw PeerDatagramError(.rateLimited, "more datagrams from its address than this node checks in a second") }
+            // A replay is refused before the signature is checked (the nonce is recorded only once it verified).
+            guard !state.withLock({ $0.gate.hasSeen(datagram) }) else { throw PeerDatagramError(.replayed, "its nonce was seen before from this device") }
             try datagram.verify()
             let released = try state.withLock { state throws(PeerDatagramError) -> [[UInt8]] in
                 let wasValidated = state.gate.isValidated(address)
@@ -378,6 +386,8 @@ public final class PeerTransport: Sendable {
         state.withLock {
             $0.counters.eventsReceived += lines.count
             $0.counters.eventsAccepted += accepted
+            // The room changed (a removal among the events, perhaps): its membership answers are asked again.
+            if accepted > 0 { $0.owners.removeValue(forKey: roomID) }
         }
         if accepted > 0 || problems > 0 { host.synced(roomID: roomID, accepted: accepted, problems: problems) }
         // Whatever came from a peer, stored now or once its predecessor comes, is not this node's to push.

@@ -112,8 +112,11 @@ struct NodeOptions: ParsableArguments {
         if apiSettings.port == 0, let last = access.port, LocalAPIAccess.isFree(port: last, host: apiSettings.host) { apiSettings.port = last }
         let api = LocalAPI(client: client, settings: apiSettings, logger: Logger(label: "parley.api"), token: access.token)
         printError("Node running for \(home.path) (pid \(getpid())); stop it with Ctrl-C or `kill \(getpid())`.")
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(services: [runner, api], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(services: [runner, api], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A node asked to stop stops: the outbox gets its 10 s (`exitFlushSeconds`), and a client holding a connection
+        // open cannot keep the node past 20 s, when what is left is cancelled.
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(20)
+        let group = ServiceGroup(configuration: groupConfiguration)
         let (host, infoPath) = (apiSettings.host.contains(":") ? "[\(apiSettings.host)]" : apiSettings.host, home.nodeInfoPath)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }

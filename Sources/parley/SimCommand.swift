@@ -104,7 +104,12 @@ struct SimCommand: AsyncParsableCommand {
             let relay = try RelayServer(settings: relaySettings, logger: Logger(label: "parley.sim.relay", factory: { _ in SwiftLogNoOpLogHandler() }))
             let running = Task { try await relay.run() }
             defer { running.cancel() }
-            guard let port = await relay.port() else { throw ClientError(.io, "The simulation's relay did not start.") }
+            guard let port = await relay.port() else {
+                let reason = (try? await running.value).map { "it stopped" } ?? "it could not listen"
+                throw ClientError(
+                    .io, "The simulation's relay did not start: \(reason) on 127.0.0.1 with its data in \(data).",
+                    remedy: "Check that the temporary folder is writable, or simulate over peers or a bucket.")
+            }
             settings.relay = "http://127.0.0.1:\(port)"
             return try await Simulation(settings: settings).run { line in if onTerminal { printError(line) } }
         }
@@ -126,7 +131,7 @@ struct SimCommand: AsyncParsableCommand {
         if partition != nil { output("converged after the partition healed: \(ms(report.convergedAfterHealMs))") }
         output("converged after sending stopped: \(ms(report.convergedAtEndMs))")
         if settings.transport == .relay {
-            output("the relay's traffic is not counted here: its /metrics says what it carried")
+            output("the relay's traffic is not counted: to measure it, run `parley relay serve` and read its /metrics while `parley node`s use it")
         } else if settings.transport == .bucket {
             output(
                 "bucket: \(report.requests) requests, \(report.bytes) bytes (\(Int((Double(report.bytes) / Double(max(1, report.messages))).rounded())) bytes per message)"
