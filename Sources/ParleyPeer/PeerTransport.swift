@@ -172,12 +172,13 @@ public final class PeerTransport: Sendable {
         wake: AsyncStream<String>, bound: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws {
         let channel = try await Self.bind(address)
-        if let local = channel.channel.localAddress { bound(PeerAddress.text(local)) }
         logger.info("Peers listening", metadata: ["address": "\(channel.channel.localAddress.map(PeerAddress.text) ?? address)"])
         try await channel.executeThenClose { inbound, outbound in
             let link = Link(outbound: outbound)
             activeLink.withLock { $0 = link }
             defer { activeLink.withLock { $0 = nil } }
+            // Told once the socket can send: a caller may fetch blocks through it as soon as it hears.
+            if let local = channel.channel.localAddress { bound(PeerAddress.text(local)) }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for try await envelope in inbound { await self.handle(envelope, link: link) }
